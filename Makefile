@@ -1,0 +1,44 @@
+# fabhub: `make run` serves the hub with demo data; `make test` runs the whole suite.
+# Everything installs into .venv on first use; later runs reuse it (the stamp file
+# changes only when pyproject.toml does).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export FABHUB_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: run test install lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py demo
+	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+test: install
+	bash scripts/ensure-test-tools
+	DEBUG=1 $(BIN)/python manage.py check
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/ruff check hub designs machines tests bench
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check hub designs machines tests bench
+	$(BIN)/ruff format --check hub designs machines tests bench
+
+bench: install
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/commit.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,378 @@
+"""The designs REST API: validate input → call one service or selector → describe output."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from designs import selectors, services
+from designs.diffs import compare
+from designs.models import Design, Licence
+from designs.rawfiles import serve_blob
+from designs.serializers import (
+    BranchCreateInput,
+    BranchOutput,
+    CollaboratorInput,
+    CollaboratorOutput,
+    CommitCreated,
+    CommitOutput,
+    DeleteInput,
+    DesignCreateInput,
+    DesignOutput,
+    DesignUpdateInput,
+    DiffOutput,
+    ForkInput,
+    ReadmeOutput,
+    RenameInput,
+    TagCreateInput,
+    TagOutput,
+    TreeOutput,
+    UploadInput,
+)
+from hub.exceptions import NotFound, PermissionDenied
+from hub.models import User
+
+
+class DesignFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_text", label="Text in title, name or summary")
+    tag = django_filters.CharFilter(field_name="tags__name")
+    licence = django_filters.ChoiceFilter(choices=Licence.choices)
+    owner = django_filters.CharFilter(field_name="owner__username")
+
+    class Meta:
+        model = Design
+        fields = ["q", "tag", "licence", "owner", "visibility"]
+
+    def filter_text(self, queryset, name, value):
+        return queryset.filter(
+            Q(title__icontains=value) | Q(slug__icontains=value) | Q(summary__icontains=value)
+        )
+
+
+class DesignContextMixin:
+    """Loads the design named in the URL, as the requester may see it (else 404)."""
+
+    def get_design(self) -> Design:
+        if not hasattr(self, "_design"):
+            self._design = selectors.design_get(
+                user=self.request.user, owner=self.kwargs["owner"], slug=self.kwargs["slug"]
+            )
+        return self._design
+
+    def require_writer(self, design: Design) -> None:
+        if not selectors.design_can_write(design, self.request.user):
+            raise PermissionDenied(f"You cannot write to {design.full_name}.")
+
+    def require_owner(self, design: Design) -> None:
+        if design.owner_id != self.request.user.pk:
+            raise PermissionDenied(f"Only {design.owner.username} can do this.")
+
+
+class DesignListApi(generics.ListAPIView):
+    serializer_class = DesignOutput
+    filterset_class = DesignFilter
+
+    def get_queryset(self):
+        return selectors.designs_visible_to(self.request.user).distinct()
+
+    @extend_schema(request=DesignCreateInput, responses={201: DesignOutput})
+    def post(self, request: Request) -> Response:
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Log in or use a token to create a design.")
+        data = DesignCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        design = services.design_create(owner=request.user, **data.validated_data)
+        return Response(DesignOutput(design, context={"request": request}).data, status=201)
+
+
+class DesignDetailApi(DesignContextMixin, APIView):
+    @extend_schema(responses=DesignOutput)
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        return Response(DesignOutput(self.get_design(), context={"request": request}).data)
+
+    @extend_schema(request=DesignUpdateInput, responses=DesignOutput)
+    def patch(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        self.require_owner(design)
+        data = DesignUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        design = services.design_update(design=design, **data.validated_data)
+        return Response(DesignOutput(design, context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        self.require_owner(design)
+        services.design_delete(design=design)
+        return Response(status=204)
+
+
+PAGE_PARAMS = [
+    OpenApiParameter("page", int, description="Page number, from 1."),
+    OpenApiParameter("per_page", int, description="Commits per page (max 100)."),
+]
+
+
+class HistoryApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ref", str, description="Branch, tag or sha (default branch if absent)."),
+            OpenApiParameter("path", str, description="Only commits that touched this path."),
+            *PAGE_PARAMS,
+        ],
+        responses=CommitOutput(many=True),
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        page = max(int(request.query_params.get("page", 1) or 1), 1)
+        per_page = min(max(int(request.query_params.get("per_page", 30) or 30), 1), 100)
+        total, commits = selectors.design_history(
+            design, rev=request.query_params.get("ref"), path=request.query_params.get("path") or None,
+            offset=(page - 1) * per_page, limit=per_page,
+        )
+        base = request.build_absolute_uri(request.path)
+        params = request.query_params.copy()
+
+        def link(number: int) -> str | None:
+            if number < 1 or (number - 1) * per_page >= total:
+                return None
+            params["page"] = str(number)
+            return f"{base}?{params.urlencode()}"
+
+        return Response({
+            "count": total,
+            "next": link(page + 1),
+            "previous": link(page - 1),
+            "results": CommitOutput(commits, many=True).data,
+        })
+
+
+class CommitDetailApi(DesignContextMixin, APIView):
+    @extend_schema(responses=CommitOutput)
+    def get(self, request: Request, owner: str, slug: str, sha: str) -> Response:
+        design = self.get_design()
+        commit = design.repo.commit(selectors.design_resolve(design, sha))
+        return Response(CommitOutput(commit).data)
+
+
+def _write_response(design: Design, branch: str | None, sha: str) -> Response:
+    return Response(CommitCreated({"sha": sha, "branch": branch or design.default_branch}).data, status=201)
+
+
+class UploadApi(DesignContextMixin, APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=UploadInput, responses={201: CommitCreated})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = UploadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        names = values.get("paths") or [f.name for f in values["files"]]
+        from designs.paths import join
+
+        uploads = [
+            services.Upload(path=join(values["folder"].strip("/"), name), content=f)
+            for name, f in zip(names, values["files"], strict=True)
+        ]
+        sha = services.design_commit(
+            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
+            uploads=uploads, expected_head=values.get("parent"),
+        )
+        return _write_response(design, values.get("branch"), sha)
+
+
+class DeleteFilesApi(DesignContextMixin, APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(request=DeleteInput, responses={201: CommitCreated})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = DeleteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        sha = services.design_commit(
+            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
+            deletes=values["paths"], expected_head=values.get("parent"),
+        )
+        return _write_response(design, values.get("branch"), sha)
+
+
+class RenameFileApi(DesignContextMixin, APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(request=RenameInput, responses={201: CommitCreated})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = RenameInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        sha = services.design_commit(
+            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
+            renames=[services.Rename(values["from_path"], values["to_path"])],
+            expected_head=values.get("parent"),
+        )
+        return _write_response(design, values.get("branch"), sha)
+
+
+class TreeApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("ref", str), OpenApiParameter("path", str, description="Folder; root if absent.")],
+        responses=TreeOutput,
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        path = (request.query_params.get("path") or "").strip("/")
+        sha, entries = selectors.design_tree(design, rev=request.query_params.get("ref"), path=path)
+        return Response(TreeOutput({"commit": sha, "path": path, "entries": entries}).data)
+
+
+class ReadmeApi(DesignContextMixin, APIView):
+    @extend_schema(parameters=[OpenApiParameter("ref", str)], responses=ReadmeOutput)
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        sha = selectors.design_resolve(design, request.query_params.get("ref"))
+        path, html = selectors.design_readme(design, sha=sha)
+        return Response({"commit": sha, "path": path, "html": html})
+
+
+class DiffApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("base", str, description="Older revision; the head's first parent if absent."),
+            OpenApiParameter("head", str, description="Newer revision; default branch if absent."),
+        ],
+        responses=DiffOutput,
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        head = selectors.design_resolve(design, request.query_params.get("head"))
+        base_rev = request.query_params.get("base")
+        if base_rev:
+            base = selectors.design_resolve(design, base_rev)
+        else:
+            parents = design.repo.commit(head).parents
+            base = parents[0] if parents else None
+        files = compare(design.repo, base, head)
+        return Response(DiffOutput({"base": base, "head": head, "files": files}).data)
+
+
+class BranchListApi(DesignContextMixin, APIView):
+    @extend_schema(responses=BranchOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        branches = [
+            {"name": name, "head": head, "default": name == design.default_branch}
+            for name, head in design.repo.branches()
+        ]
+        return Response(BranchOutput(branches, many=True).data)
+
+    @extend_schema(request=BranchCreateInput, responses={201: BranchOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = BranchCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        head = services.branch_create(design=design, user=request.user, **data.validated_data)
+        return Response({"name": data.validated_data["name"], "head": head, "default": False}, status=201)
+
+
+class BranchDetailApi(DesignContextMixin, APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
+        services.branch_delete(design=self.get_design(), user=request.user, name=name)
+        return Response(status=204)
+
+
+class TagListApi(DesignContextMixin, APIView):
+    @extend_schema(responses=TagOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        return Response(TagOutput(self.get_design().repo.tags(), many=True).data)
+
+    @extend_schema(request=TagCreateInput, responses={201: TagOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = TagCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.tag_create(design=design, user=request.user, **data.validated_data)
+        tag = next(t for t in design.repo.tags() if t.name == data.validated_data["name"])
+        return Response(TagOutput(tag).data, status=201)
+
+
+class TagDetailApi(DesignContextMixin, APIView):
+    @extend_schema(responses=TagOutput)
+    def get(self, request: Request, owner: str, slug: str, name: str) -> Response:
+        tag = next((t for t in self.get_design().repo.tags() if t.name == name), None)
+        if tag is None:
+            raise NotFound(f"There is no tag {name!r}.")
+        return Response(TagOutput(tag).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
+        services.tag_delete(design=self.get_design(), user=request.user, name=name)
+        return Response(status=204)
+
+
+class ForkApi(DesignContextMixin, APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=ForkInput, responses={201: DesignOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        data = ForkInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fork = services.design_fork(design=self.get_design(), user=request.user, slug=data.validated_data.get("slug"))
+        return Response(DesignOutput(fork, context={"request": request}).data, status=201)
+
+
+class ForkListApi(DesignContextMixin, generics.ListAPIView):
+    serializer_class = DesignOutput
+
+    def get_queryset(self):
+        return selectors.designs_visible_to(self.request.user).filter(forked_from=self.get_design()).distinct()
+
+
+class CollaboratorListApi(DesignContextMixin, APIView):
+    @extend_schema(responses=CollaboratorOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        self.require_owner(design)
+        return Response(CollaboratorOutput(design.collaborators.select_related("user"), many=True).data)
+
+    @extend_schema(request=CollaboratorInput, responses={201: CollaboratorOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        data = CollaboratorInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = get_object_or_404(User, username=data.validated_data["username"])
+        collaborator = services.collaborator_set(
+            design=design, actor=request.user, user=user, role=data.validated_data["role"]
+        )
+        return Response(CollaboratorOutput(collaborator).data, status=201)
+
+
+class CollaboratorDetailApi(DesignContextMixin, APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, owner: str, slug: str, username: str) -> Response:
+        user = get_object_or_404(User, username=username)
+        services.collaborator_remove(design=self.get_design(), actor=request.user, user=user)
+        return Response(status=204)
+
+
+class RawFileApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("path", str, required=True), OpenApiParameter("ref", str)],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def get(self, request: Request, owner: str, slug: str):
+        design = self.get_design()
+        path = (request.query_params.get("path") or "").strip("/")
+        _, entry = selectors.design_file(design, rev=request.query_params.get("ref"), path=path)
+        return serve_blob(request, design.repo, entry)

@@ -1,0 +1,139 @@
+"""Comparing two revisions of a design, file by file.
+
+Each changed file gets a status and size delta; a *differ* chosen by the file's name then
+adds a detailed comparison: a unified diff for text, a row-level diff for CSV bills of
+materials. Other kinds (the geometric mesh differ) plug in with `register_differ`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from designs import bom
+from designs.git import ChangedFile, Repository
+
+MAX_TEXT_DIFF_BYTES = 1024 * 1024
+BINARY_SNIFF_BYTES = 8000
+
+
+@dataclass
+class FileDiff:
+    status: str
+    path: str
+    old_path: str | None
+    old_sha: str | None
+    new_sha: str | None
+    old_size: int | None
+    new_size: int | None
+    kind: str = "binary"  # what `detail` holds: "text", "bom", "binary", or a plug-in's kind
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_delta(self) -> int:
+        return (self.new_size or 0) - (self.old_size or 0)
+
+
+# A differ gets the repository and the file's change and returns (kind, detail) or None
+# to let the next differ try.
+Differ = Callable[[Repository, FileDiff], "tuple[str, dict[str, Any]] | None"]
+_differs: list[Differ] = []
+
+
+def register_differ(differ: Differ, *, first: bool = True) -> None:
+    """Add a differ; `first` puts it ahead of the built-in text and BOM ones."""
+    if differ in _differs:
+        return
+    if first:
+        _differs.insert(0, differ)
+    else:
+        _differs.append(differ)
+
+
+def _read_pair(repo: Repository, change: FileDiff) -> tuple[bytes, bytes]:
+    old = repo.read_blob(change.old_sha) if change.old_sha else b""
+    new = repo.read_blob(change.new_sha) if change.new_sha else b""
+    return old, new
+
+
+def _too_big(change: FileDiff) -> bool:
+    return max(change.old_size or 0, change.new_size or 0) > MAX_TEXT_DIFF_BYTES
+
+
+def _is_text(data: bytes) -> bool:
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        return False
+    try:
+        data[:BINARY_SNIFF_BYTES].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the sniff boundary is still text.
+        return exc.start >= BINARY_SNIFF_BYTES - 4
+    return True
+
+
+def bom_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]] | None:
+    if not bom.is_bom_path(change.path) or _too_big(change):
+        return None
+    old, new = _read_pair(repo, change)
+    if not (_is_text(old) and _is_text(new)):
+        return None
+    try:
+        result = bom.diff_bom(old.decode("utf-8", "replace"), new.decode("utf-8", "replace"))
+    except bom.BomParseError:
+        return None
+    detail = {
+        "key_column": result.key_column,
+        "quantity_column": result.quantity_column,
+        "added": result.added,
+        "removed": result.removed,
+        "changed": result.changed,
+        "rows": [
+            {
+                "kind": c.kind,
+                "key": c.key,
+                "old": c.old,
+                "new": c.new,
+                "quantity_delta": c.quantity_delta,
+                "changed_fields": c.changed_fields,
+            }
+            for c in result.changes
+        ],
+        "patch": repo.unified_diff(change.old_sha, change.new_sha),
+    }
+    return "bom", detail
+
+
+def text_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]] | None:
+    if _too_big(change):
+        return "binary", {"reason": f"too large to show a text diff (over {MAX_TEXT_DIFF_BYTES:,} bytes)"}
+    old, new = _read_pair(repo, change)
+    if not (_is_text(old) and _is_text(new)):
+        return None
+    patch = repo.unified_diff(change.old_sha, change.new_sha)
+    # Drop git's header lines naming blob shas; the page shows paths itself.
+    body = patch.split("\n@@", 1)
+    patch = "@@" + body[1] if len(body) == 2 else ""
+    added = sum(1 for line in patch.splitlines() if line.startswith("+"))
+    removed = sum(1 for line in patch.splitlines() if line.startswith("-"))
+    return "text", {"patch": patch, "additions": added, "deletions": removed}
+
+
+def compare(repo: Repository, base: str | None, head: str, *, details: bool = True) -> list[FileDiff]:
+    changes: list[ChangedFile] = repo.diff(base, head)
+    sizes = repo.blob_sizes([c.old_sha for c in changes if c.old_sha] + [c.new_sha for c in changes if c.new_sha])
+    diffs = []
+    for c in changes:
+        file_diff = FileDiff(
+            status=c.status, path=c.path, old_path=c.old_path, old_sha=c.old_sha, new_sha=c.new_sha,
+            old_size=sizes.get(c.old_sha) if c.old_sha else None,
+            new_size=sizes.get(c.new_sha) if c.new_sha else None,
+        )
+        if details and c.old_sha != c.new_sha:
+            for differ in [*_differs, bom_differ, text_differ]:
+                found = differ(repo, file_diff)
+                if found is not None:
+                    file_diff.kind, file_diff.detail = found
+                    break
+        diffs.append(file_diff)
+    return diffs

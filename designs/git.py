@@ -1,0 +1,498 @@
+"""The only module that runs git. Everything else calls these functions.
+
+Repositories are bare; commits from the web and API are built with plumbing (blobs, a
+throw-away index, `commit-tree`) and published with a compare-and-swap `update-ref`, so
+no working tree, no shared index and no lock of our own are needed: git's ref lock is
+the only serialisation point, and it works across processes and machines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import git as gitpython
+from django.conf import settings
+
+ZERO_SHA = "0" * 40
+EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class GitError(Exception):
+    """git failed. `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class RefMoved(GitError):
+    """A compare-and-swap ref update lost: the ref is no longer where we expected."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"{ref} moved during the update", retryable=True)
+        self.ref = ref
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    status: str  # added, modified, deleted, renamed, copied, type-changed
+    path: str
+    old_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    parents: list[str]
+    author: Person
+    authored_at: datetime
+    committer: Person
+    committed_at: datetime
+    message: str
+    files: list[FileStatus] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    mode: str
+    kind: str  # "blob", "tree" or "commit" (submodule)
+    sha: str
+    size: int | None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    target: str  # the commit the tag points to
+    message: str
+    tagger: Person | None
+    tagged_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    status: str
+    path: str
+    old_path: str | None
+    old_sha: str | None
+    new_sha: str | None
+    old_mode: str | None
+    new_mode: str | None
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    """One change to apply in a commit: put a blob at `path`, or delete `path` (sha None)."""
+
+    path: str
+    sha: str | None
+    mode: str = "100644"
+
+
+STATUS_NAMES = {
+    "A": "added",
+    "M": "modified",
+    "D": "deleted",
+    "R": "renamed",
+    "C": "copied",
+    "T": "type-changed",
+}
+
+
+class Repository:
+    """A bare repository on disk, driven through GitPython's wrapper of the git binary."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self._repo = gitpython.Repo(self.path)
+        except (gitpython.NoSuchPathError, gitpython.InvalidGitRepositoryError) as exc:
+            raise GitError(f"no repository at {self.path}") from exc
+
+    # -- creating -----------------------------------------------------------------------
+
+    @classmethod
+    def init_bare(cls, path: Path, *, default_branch: str) -> Repository:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gitpython.Repo.init(path, bare=True, initial_branch=default_branch)
+        repo = cls(path)
+        repo._configure()
+        return repo
+
+    @classmethod
+    def clone_bare(cls, source: Repository, path: Path) -> Repository:
+        """A full copy (all branches and tags). Local clones hard-link objects: cheap."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gitpython.Repo.clone_from(str(source.path), str(path), bare=True)
+        repo = cls(path)
+        repo._run("remote", "remove", "origin")
+        repo._configure()
+        return repo
+
+    def _configure(self) -> None:
+        with self._repo.config_writer() as config:
+            # Refuse corrupt objects at the door and keep history immutable by default.
+            config.set_value("receive", "fsckObjects", "true")
+            config.set_value("core", "logAllRefUpdates", "true")
+            config.set_value("gc", "auto", "0")
+
+    def delete(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- running git --------------------------------------------------------------------
+
+    def _run(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        ok_codes: tuple[int, ...] = (0,),
+    ) -> bytes:
+        """Run `git <args>` in the repository and return its stdout as bytes."""
+        stdin_file: IO[bytes] | None = None
+        if stdin is not None:
+            stdin_file = tempfile.TemporaryFile()
+            stdin_file.write(stdin)
+            stdin_file.seek(0)
+        try:
+            status, out, err = self._repo.git.execute(
+                [settings.FABHUB_GIT_BINARY, *args],
+                istream=stdin_file,
+                env=env,
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        finally:
+            if stdin_file is not None:
+                stdin_file.close()
+        if status not in ok_codes:
+            message = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
+            raise GitError(f"git {args[0]} failed: {message.strip()}")
+        return out
+
+    def _text(self, *args: str, **kwargs) -> str:
+        return self._run(*args, **kwargs).decode()
+
+    # -- refs ---------------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str | None:
+        """The commit sha a branch, tag or sha names, or None."""
+        if not rev or rev.startswith("-"):
+            return None
+        out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", ok_codes=(0, 1, 128))
+        return out.decode().strip() or None
+
+    def resolve_ref(self, ref: str) -> str | None:
+        """The object a full ref name points to (a tag object for annotated tags), or None."""
+        out = self._run("rev-parse", "--verify", "--quiet", ref, ok_codes=(0, 1))
+        return out.decode().strip() or None
+
+    def branch_head(self, branch: str) -> str | None:
+        return self.resolve_ref(f"refs/heads/{branch}")
+
+    def is_empty(self) -> bool:
+        return not self._text("for-each-ref", "--count=1", "refs/heads/").strip()
+
+    def branches(self) -> list[tuple[str, str]]:
+        out = self._text("for-each-ref", "--format=%(refname:lstrip=2)%00%(objectname)", "refs/heads/")
+        return [tuple(line.split("\0")) for line in out.splitlines() if line]  # type: ignore[misc]
+
+    def tags(self) -> list[Tag]:
+        fmt = "%(refname:lstrip=2)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggeremail:trim)%00%(taggerdate:iso-strict)%00%(contents)%1e"
+        out = self._text("for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
+        tags = []
+        for record in out.split("\x1e"):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            name, peeled, target, tagger, email, date, message = record.split("\0", 6)
+            tags.append(
+                Tag(
+                    name=name,
+                    target=peeled or target,
+                    message=message.strip(),
+                    tagger=Person(tagger, email) if tagger else None,
+                    tagged_at=datetime.fromisoformat(date) if date else None,
+                )
+            )
+        return tags
+
+    def update_ref(self, ref: str, new: str, old: str | None, *, message: str = "fabhub") -> None:
+        """Move `ref` from `old` (None: must not exist) to `new` atomically, or raise RefMoved."""
+        try:
+            self._run("update-ref", "-m", message, ref, new, old or ZERO_SHA)
+        except GitError as exc:
+            raise RefMoved(ref) from exc
+
+    def delete_ref(self, ref: str, old: str) -> None:
+        try:
+            self._run("update-ref", "-d", ref, old)
+        except GitError as exc:
+            raise RefMoved(ref) from exc
+
+    def create_tag(self, name: str, target: str, message: str, tagger: Person) -> None:
+        env = {**os.environ, **_identity_env(tagger, "COMMITTER")}
+        try:
+            self._run("tag", "-a", "-m", message, "--end-of-options", name, target, env=env)
+        except GitError as exc:
+            raise RefMoved(f"refs/tags/{name}") from exc
+
+    def set_default_branch(self, branch: str) -> None:
+        self._run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write_blobs(self, paths: list[Path]) -> list[str]:
+        """Store files as blobs in one git process; return their shas in order."""
+        if not paths:
+            return []
+        listing = "".join(f"{p}\n" for p in paths).encode()
+        out = self._text("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=listing)
+        return out.split()
+
+    def write_blob(self, data: bytes) -> str:
+        return self._text("hash-object", "-w", "--no-filters", "--stdin", stdin=data).strip()
+
+    def build_tree(self, base_commit: str | None, edits: Iterable[FileEdit]) -> str:
+        """The tree of `base_commit` with `edits` applied, built in a throw-away index."""
+        with tempfile.TemporaryDirectory(prefix="fabhub-index-") as tmp:
+            env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if base_commit:
+                self._run("read-tree", base_commit, env=env)
+            lines = []
+            for edit in edits:
+                if edit.sha is None:
+                    lines.append(f"0 {ZERO_SHA}\t{edit.path}\0")
+                else:
+                    lines.append(f"{edit.mode} {edit.sha}\t{edit.path}\0")
+            self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode(), env=env)
+            return self._text("write-tree", env=env).strip()
+
+    def commit_tree(
+        self, tree: str, parents: list[str], message: str, *, author: Person, committer: Person
+    ) -> str:
+        env = {**os.environ, **_identity_env(author, "AUTHOR"), **_identity_env(committer, "COMMITTER")}
+        args = ["commit-tree", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        return self._text(*args, stdin=message.encode(), env=env).strip()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def tree_of(self, commit: str) -> str:
+        return self._text("rev-parse", f"{commit}^{{tree}}").strip()
+
+    def ls_tree(self, commit: str, path: str = "", *, recursive: bool = False) -> list[TreeEntry]:
+        """Entries of the folder `path` ('' = root) at `commit`, with blob sizes."""
+        args = ["ls-tree", "-l", "-z", "--full-tree"]
+        if recursive:
+            args.append("-r")
+        args += ["--end-of-options", f"{commit}:{path}" if path else commit]
+        out = self._run(*args).decode()
+        entries = []
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, name = record.split("\t", 1)
+            mode, kind, sha, size = meta.split()
+            entries.append(
+                TreeEntry(
+                    path=f"{path}/{name}" if path else name,
+                    mode=mode,
+                    kind=kind,
+                    sha=sha,
+                    size=None if size == "-" else int(size),
+                )
+            )
+        return entries
+
+    def all_paths(self, commit: str) -> list[str]:
+        out = self._run("ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).decode()
+        return [p for p in out.split("\0") if p]
+
+    def entry(self, commit: str, path: str) -> TreeEntry | None:
+        """The tree entry at `path` in `commit`, or None if there is nothing there."""
+        out = self._run("ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128))
+        for record in out.decode().split("\0"):
+            if not record:
+                continue
+            meta, found = record.split("\t", 1)
+            if found == path:
+                mode, kind, sha, size = meta.split()
+                return TreeEntry(path, mode, kind, sha, None if size == "-" else int(size))
+        return None
+
+    def read_blob(self, sha: str) -> bytes:
+        return self._run("cat-file", "blob", sha)
+
+    def stream_blob(self, sha: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """Yield a blob's content without holding it in memory."""
+        proc = self._repo.git.execute([settings.FABHUB_GIT_BINARY, "cat-file", "blob", sha], as_process=True)
+        try:
+            while chunk := proc.stdout.read(chunk_size):
+                yield chunk
+        finally:
+            proc.stdout.close()
+            proc.wait()
+
+    def commit(self, rev: str) -> Commit:
+        commits = self.log(rev, limit=1)
+        if not commits:
+            raise GitError(f"no commit {rev}")
+        return commits[0]
+
+    def log(
+        self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30
+    ) -> list[Commit]:
+        """Commits reachable from `rev`, newest first, with the files each one changed."""
+        fmt = "%x1e%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
+        args = ["log", "-z", "--name-status", "-M", f"--format={fmt}", f"--skip={skip}", f"-n{limit}", "--end-of-options", rev, "--"]
+        if path:
+            args.append(path)
+        out = self._run(*args).decode(errors="replace")
+        return [_parse_log_record(r) for r in out.split("\x1e") if r.strip("\0\n")]
+
+    def count_commits(self, rev: str, *, path: str | None = None) -> int:
+        args = ["rev-list", "--count", "--end-of-options", rev, "--"]
+        if path:
+            args.append(path)
+        return int(self._text(*args).strip())
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        status, _, _ = self._repo.git.execute(
+            [settings.FABHUB_GIT_BINARY, "merge-base", "--is-ancestor", ancestor, descendant],
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+        return status == 0
+
+    def diff(self, base: str | None, head: str) -> list[ChangedFile]:
+        """Files that differ between two commits (base None: the empty tree), with renames."""
+        out = self._run("diff-tree", "-r", "-z", "-M", "--raw", "--no-commit-id", base or EMPTY_TREE_SHA, head)
+        tokens = out.decode(errors="replace").split("\0")
+        changes = []
+        i = 0
+        while i < len(tokens) - 1:
+            meta = tokens[i]
+            if not meta.startswith(":"):
+                i += 1
+                continue
+            old_mode, new_mode, old_sha, new_sha, status = meta[1:].split()
+            letter = status[0]
+            if letter in "RC":
+                old_path, path = tokens[i + 1], tokens[i + 2]
+                i += 3
+            else:
+                old_path, path = None, tokens[i + 1]
+                i += 2
+            changes.append(
+                ChangedFile(
+                    status=STATUS_NAMES.get(letter, letter),
+                    path=path,
+                    old_path=old_path,
+                    old_sha=None if old_sha == ZERO_SHA else old_sha,
+                    new_sha=None if new_sha == ZERO_SHA else new_sha,
+                    old_mode=None if old_mode == "000000" else old_mode,
+                    new_mode=None if new_mode == "000000" else new_mode,
+                )
+            )
+        return changes
+
+    def changed_paths(self, base: str, head: str) -> set[str]:
+        out = self._run("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--no-renames", base, head)
+        return {p for p in out.decode(errors="replace").split("\0") if p}
+
+    def blob_sizes(self, shas: Iterable[str]) -> dict[str, int]:
+        wanted = [s for s in dict.fromkeys(shas) if s]
+        if not wanted:
+            return {}
+        out = self._text("cat-file", "--batch-check=%(objectname) %(objectsize)", stdin="\n".join(wanted).encode() + b"\n")
+        sizes = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                sizes[parts[0]] = int(parts[1])
+        return sizes
+
+    def unified_diff(self, old_sha: str | None, new_sha: str | None, *, context: int = 3) -> str:
+        """A unified diff of two blobs (None: empty) as text."""
+        old = old_sha or self.write_blob(b"")
+        new = new_sha or self.write_blob(b"")
+        out = self._run("diff", f"-U{context}", "--no-color", "--no-ext-diff", old, new, ok_codes=(0, 1))
+        return out.decode(errors="replace")
+
+    def fsck(self) -> tuple[bool, str]:
+        status, out, err = self._repo.git.execute(
+            [settings.FABHUB_GIT_BINARY, "fsck", "--strict", "--no-progress"],
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+        return status == 0, f"{out}\n{err}".strip()
+
+
+def valid_ref_name(kind: str, name: str) -> bool:
+    """Whether git accepts `name` as a branch or tag (kind: 'heads' or 'tags')."""
+    if not name or name.startswith("-") or name == "HEAD" or len(name) > 200:
+        return False
+    status, _, _ = gitpython.Git().execute(
+        [settings.FABHUB_GIT_BINARY, "check-ref-format", f"refs/{kind}/{name}"],
+        with_extended_output=True,
+        with_exceptions=False,
+    )
+    return status == 0
+
+
+def _identity_env(person: Person, role: str) -> dict[str, str]:
+    return {f"GIT_{role}_NAME": person.name, f"GIT_{role}_EMAIL": person.email}
+
+
+def _parse_log_record(record: str) -> Commit:
+    tokens = record.split("\0")
+    sha, parents, an, ae, ad, cn, ce, cd, message = tokens[:9]
+    rest = [t.lstrip("\n") for t in tokens[9:]]
+    rest = [t for t in rest if t]
+    files = []
+    i = 0
+    while i < len(rest):
+        status = rest[i]
+        letter = status[0]
+        if letter in "RC":
+            files.append(FileStatus(STATUS_NAMES[letter], rest[i + 2], rest[i + 1]))
+            i += 3
+        else:
+            files.append(FileStatus(STATUS_NAMES.get(letter, letter), rest[i + 1]))
+            i += 2
+    return Commit(
+        sha=sha,
+        parents=parents.split(),
+        author=Person(an, ae),
+        authored_at=datetime.fromisoformat(ad),
+        committer=Person(cn, ce),
+        committed_at=datetime.fromisoformat(cd),
+        message=message.rstrip("\n"),
+        files=files,
+    )

@@ -1,0 +1,127 @@
+"""Reads: which designs a person may see, and what a repository holds at a revision."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
+from django.utils.html import escape
+
+from designs.git import ChangedFile, Commit, TreeEntry
+from designs.models import Collaborator, Design
+from designs.readme import render_readme
+from hub.exceptions import NotFound
+from hub.models import User
+
+AnyUser = User | AnonymousUser
+
+
+def designs_visible_to(user: AnyUser) -> QuerySet[Design]:
+    """Public designs, plus private ones the user owns or collaborates on."""
+    designs = Design.objects.select_related("owner", "forked_from__owner").prefetch_related("tags")
+    if not user.is_authenticated:
+        return designs.filter(visibility=Design.Visibility.PUBLIC)
+    collaborates = Collaborator.objects.filter(design=OuterRef("pk"), user=user)
+    return designs.filter(
+        Q(visibility=Design.Visibility.PUBLIC) | Q(owner=user) | Exists(collaborates)
+    )
+
+
+def design_get(*, user: AnyUser, owner: str, slug: str) -> Design:
+    """The design, or NotFound — also when it exists but `user` may not see it."""
+    design = designs_visible_to(user).filter(owner__username=owner, slug__iexact=slug).first()
+    if design is None:
+        raise NotFound(f"No design {owner}/{slug}.")
+    return design
+
+
+def design_role(design: Design, user: AnyUser) -> str | None:
+    """'owner', 'write', 'read' or None."""
+    if not user.is_authenticated:
+        return "read" if design.visibility == Design.Visibility.PUBLIC else None
+    if design.owner_id == user.pk:
+        return "owner"
+    collaborator = design.collaborators.filter(user=user).values_list("role", flat=True).first()
+    if collaborator:
+        return collaborator
+    return "read" if design.visibility == Design.Visibility.PUBLIC else None
+
+
+def design_can_write(design: Design, user: AnyUser) -> bool:
+    return design_role(design, user) in ("owner", "write")
+
+
+def design_resolve(design: Design, rev: str | None) -> str:
+    """The commit sha `rev` (default: the default branch) names, or NotFound."""
+    rev = rev or design.default_branch
+    sha = design.repo.resolve(rev)
+    if sha is None:
+        if rev == design.default_branch and design.repo.is_empty():
+            raise NotFound(f"{design.full_name} has no commits yet.")
+        raise NotFound(f"No branch, tag or commit {rev!r} in {design.full_name}.")
+    return sha
+
+
+def design_history(
+    design: Design, *, rev: str | None, path: str | None, offset: int, limit: int
+) -> tuple[int, list[Commit]]:
+    """(total count, one page of commits) reachable from `rev`, optionally touching `path`."""
+    sha = design_resolve(design, rev)
+    repo = design.repo
+    return repo.count_commits(sha, path=path), repo.log(sha, path=path, skip=offset, limit=limit)
+
+
+def design_tree(design: Design, *, rev: str | None, path: str = "") -> tuple[str, list[TreeEntry]]:
+    sha = design_resolve(design, rev)
+    repo = design.repo
+    if path:
+        entry = repo.entry(sha, path)
+        if entry is None or entry.kind != "tree":
+            raise NotFound(f"No folder {path!r} at {sha[:10]}.")
+    entries = repo.ls_tree(sha, path)
+    # Folders first, then files, each alphabetically: what people expect of a file list.
+    entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
+    return sha, entries
+
+
+def design_file(design: Design, *, rev: str | None, path: str) -> tuple[str, TreeEntry]:
+    sha = design_resolve(design, rev)
+    entry = design.repo.entry(sha, path) if path else None
+    if entry is None or entry.kind != "blob":
+        raise NotFound(f"No file {path!r} at {sha[:10]}.")
+    return sha, entry
+
+
+def design_changes(design: Design, *, base: str | None, head: str) -> list[ChangedFile]:
+    return design.repo.diff(base, head)
+
+
+MAX_README_BYTES = 1024 * 1024
+README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
+
+
+def design_readme_entry(design: Design, *, sha: str) -> TreeEntry | None:
+    entries = {e.name.lower(): e for e in design.repo.ls_tree(sha) if e.kind == "blob"}
+    for name in README_NAMES:
+        if name in entries:
+            return entries[name]
+    return None
+
+
+def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
+    """(path, sanitised HTML) of the README at `sha`; links point at the same revision."""
+    entry = design_readme_entry(design, sha=sha)
+    if entry is None:
+        return None, ""
+    owner, slug = design.owner.username, design.slug
+    text = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
+    if not entry.name.lower().endswith((".md", ".markdown")):
+        return entry.path, f"<pre>{escape(text)}</pre>"
+
+    def raw_url(path: str) -> str:
+        return f"{reverse('design-raw', args=[owner, slug, path])}?ref={sha}"
+
+    def page_url(path: str) -> str:
+        return f"{reverse('design-blob', args=[owner, slug, path])}?ref={sha}"
+
+    return entry.path, render_readme(text, raw_url=raw_url, page_url=page_url)

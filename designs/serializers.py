@@ -1,0 +1,200 @@
+"""Input and output shapes of the designs API. Inputs validate; outputs describe."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from designs.models import Collaborator, Design, Licence
+
+
+class DesignOutput(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username")
+    full_name = serializers.CharField()
+    tags = serializers.SerializerMethodField()
+    forked_from = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    web_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Design
+        fields = [
+            "id", "owner", "slug", "full_name", "title", "summary", "licence", "visibility",
+            "tags", "default_branch", "forked_from", "fork_point", "created_at", "updated_at",
+            "url", "web_url",
+        ]
+
+    def get_tags(self, design: Design) -> list[str]:
+        return [t.name for t in design.tags.all()]
+
+    def get_forked_from(self, design: Design) -> str | None:
+        return design.forked_from_name or None
+
+    def get_url(self, design: Design) -> str:
+        path = reverse("api-design-detail", args=[design.owner.username, design.slug])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_web_url(self, design: Design) -> str:
+        path = reverse("design-detail", args=[design.owner.username, design.slug])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class DesignCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=100)
+    title = serializers.CharField(max_length=200, required=False, default="")
+    summary = serializers.CharField(required=False, allow_blank=True, default="")
+    licence = serializers.ChoiceField(choices=Licence.choices)
+    visibility = serializers.ChoiceField(choices=Design.Visibility.choices, default=Design.Visibility.PUBLIC)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    default_branch = serializers.CharField(max_length=100, required=False, default="main")
+
+
+class DesignUpdateInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    summary = serializers.CharField(required=False, allow_blank=True)
+    licence = serializers.ChoiceField(choices=Licence.choices, required=False)
+    visibility = serializers.ChoiceField(choices=Design.Visibility.choices, required=False)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    default_branch = serializers.CharField(max_length=100, required=False)
+
+
+class PersonOutput(serializers.Serializer):
+    name = serializers.CharField()
+    email = serializers.CharField()
+
+
+class FileStatusOutput(serializers.Serializer):
+    status = serializers.CharField()
+    path = serializers.CharField()
+    old_path = serializers.CharField(allow_null=True)
+
+
+class CommitOutput(serializers.Serializer):
+    sha = serializers.CharField()
+    parents = serializers.ListField(child=serializers.CharField())
+    author = PersonOutput()
+    authored_at = serializers.DateTimeField()
+    committer = PersonOutput()
+    committed_at = serializers.DateTimeField()
+    message = serializers.CharField()
+    files = FileStatusOutput(many=True)
+
+
+class CommitCreated(serializers.Serializer):
+    sha = serializers.CharField()
+    branch = serializers.CharField()
+
+
+class WriteInput(serializers.Serializer):
+    message = serializers.CharField(max_length=10000)
+    branch = serializers.CharField(max_length=200, required=False)
+    parent = serializers.RegexField(
+        r"^[0-9a-f]{40}$", required=False, help_text="Expected head of the branch; 409 if it moved."
+    )
+
+
+class UploadInput(WriteInput):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+    folder = serializers.CharField(required=False, allow_blank=True, default="", help_text="Folder to put the files in.")
+    paths = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Paths for the files, in order (instead of their upload names).",
+    )
+
+    def validate(self, data):
+        if "paths" in data and len(data["paths"]) != len(data["files"]):
+            raise serializers.ValidationError("Give one path per file, or none.")
+        return data
+
+
+class DeleteInput(WriteInput):
+    paths = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+
+
+class RenameInput(WriteInput):
+    from_path = serializers.CharField()
+    to_path = serializers.CharField()
+
+
+class TreeEntryOutput(serializers.Serializer):
+    path = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    mode = serializers.CharField()
+    sha = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+
+
+class TreeOutput(serializers.Serializer):
+    commit = serializers.CharField()
+    path = serializers.CharField()
+    entries = TreeEntryOutput(many=True)
+
+
+class BranchOutput(serializers.Serializer):
+    name = serializers.CharField()
+    head = serializers.CharField()
+    default = serializers.BooleanField()
+
+
+class BranchCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    start = serializers.CharField(max_length=200, required=False, help_text="Branch, tag or sha; default branch if absent.")
+
+
+class TagOutput(serializers.Serializer):
+    name = serializers.CharField()
+    target = serializers.CharField()
+    notes = serializers.CharField(source="message")
+    tagger = PersonOutput(allow_null=True)
+    tagged_at = serializers.DateTimeField(allow_null=True)
+
+
+class TagCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    target = serializers.CharField(max_length=200, required=False)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class FileDiffOutput(serializers.Serializer):
+    status = serializers.CharField()
+    path = serializers.CharField()
+    old_path = serializers.CharField(allow_null=True)
+    old_sha = serializers.CharField(allow_null=True)
+    new_sha = serializers.CharField(allow_null=True)
+    old_size = serializers.IntegerField(allow_null=True)
+    new_size = serializers.IntegerField(allow_null=True)
+    size_delta = serializers.IntegerField()
+    kind = serializers.CharField()
+    detail = serializers.DictField()
+
+
+class DiffOutput(serializers.Serializer):
+    base = serializers.CharField(allow_null=True)
+    head = serializers.CharField()
+    files = FileDiffOutput(many=True)
+
+
+class ReadmeOutput(serializers.Serializer):
+    commit = serializers.CharField()
+    path = serializers.CharField(allow_null=True)
+    html = serializers.CharField()
+
+
+class ForkInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=100, required=False)
+
+
+class CollaboratorOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Collaborator
+        fields = ["username", "role", "created_at"]
+
+
+class CollaboratorInput(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Collaborator.Role.choices)

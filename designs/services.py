@@ -1,0 +1,404 @@
+"""Writes to designs: creating, committing, branching, tagging, forking, sharing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from designs import paths
+from designs.git import FileEdit, GitError, Person, RefMoved, Repository, valid_ref_name
+from designs.models import Collaborator, Design, Tag, repo_path, slug_validator
+from designs.selectors import design_can_write
+from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
+from hub.models import User
+
+logger = logging.getLogger(__name__)
+
+# How many times a commit is rebuilt on a branch that moved under it before giving up.
+MAX_COMMIT_ATTEMPTS = 20
+
+
+def person_for(user: User) -> Person:
+    email = user.email or f"{user.username}@users.noreply.fabhub"
+    return Person(user.get_full_name() or user.username, email)
+
+
+def _clean_tags(names: Sequence[str]) -> list[Tag]:
+    tags = []
+    for name in names:
+        slug = name.strip().lower().replace(" ", "-")
+        if slug:
+            tags.append(Tag.objects.get_or_create(name=slug[:50])[0])
+    return tags
+
+
+def _check_slug(slug: str) -> None:
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    try:
+        slug_validator(slug)
+    except DjangoValidationError as exc:
+        raise ValidationError(f"Invalid design name {slug!r}: {exc.messages[0]}") from exc
+    if slug.endswith(".git"):
+        raise ValidationError("A design name cannot end in '.git'.")
+
+
+def design_create(
+    *,
+    owner: User,
+    slug: str,
+    title: str,
+    licence: str,
+    summary: str = "",
+    visibility: str = Design.Visibility.PUBLIC,
+    tags: Sequence[str] = (),
+    default_branch: str = "main",
+) -> Design:
+    _check_slug(slug)
+    if not valid_ref_name("heads", default_branch):
+        raise ValidationError(f"{default_branch!r} is not a valid branch name.")
+    if Design.objects.filter(owner=owner, slug__iexact=slug).exists():
+        raise Conflict(f"You already have a design named {slug!r}.")
+    path = repo_path(owner.username, slug)
+    if path.exists():
+        raise Conflict(f"A repository for {owner.username}/{slug} already exists on disk.")
+    design = Design(
+        owner=owner, slug=slug, title=title or slug, summary=summary, licence=licence,
+        visibility=visibility, default_branch=default_branch,
+    )
+    try:
+        with transaction.atomic():
+            design.save()
+            design.tags.set(_clean_tags(tags))
+            Repository.init_bare(path, default_branch=default_branch)
+    except IntegrityError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise Conflict(f"You already have a design named {slug!r}.") from exc
+    except Exception:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return design
+
+
+def design_update(
+    *,
+    design: Design,
+    title: str | None = None,
+    summary: str | None = None,
+    licence: str | None = None,
+    visibility: str | None = None,
+    tags: Sequence[str] | None = None,
+    default_branch: str | None = None,
+) -> Design:
+    if licence is not None and licence != design.licence and design.is_fork:
+        raise ValidationError(
+            f"A fork keeps the licence of the design it was forked from ({design.licence})."
+        )
+    if default_branch is not None and default_branch != design.default_branch:
+        if design.repo.branch_head(default_branch) is None:
+            raise ValidationError(f"There is no branch {default_branch!r}.")
+        design.repo.set_default_branch(default_branch)
+        design.default_branch = default_branch
+    for name, value in (("title", title), ("summary", summary), ("licence", licence), ("visibility", visibility)):
+        if value is not None:
+            setattr(design, name, value)
+    design.updated_at = timezone.now()
+    design.save()
+    if tags is not None:
+        design.tags.set(_clean_tags(tags))
+    return design
+
+
+def design_delete(*, design: Design) -> None:
+    path = design.repo_path
+    design.delete()
+    transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+# -- commits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to put at `path`. `content` is an open file (Django upload or any file object)."""
+
+    path: str
+    content: File
+
+
+@dataclass(frozen=True)
+class Rename:
+    old_path: str
+    new_path: str
+
+
+def _store_uploads(repo: Repository, uploads: Sequence[Upload]) -> list[str]:
+    """Write uploads as blobs with one git process; spool in-memory ones to disk first."""
+    limit = settings.FABHUB_MAX_UPLOAD_BYTES
+    for upload in uploads:
+        if upload.content.size is not None and upload.content.size > limit:
+            raise TooLarge(
+                f"{upload.path} is {upload.content.size:,} bytes; the limit per file is "
+                f"{limit:,} bytes ({limit // (1024 * 1024)} MB).",
+                limit=limit,
+            )
+    with tempfile.TemporaryDirectory(prefix="fabhub-upload-") as tmp:
+        files: list[Path] = []
+        for index, upload in enumerate(uploads):
+            on_disk = getattr(upload.content, "temporary_file_path", None)
+            if on_disk is not None:
+                files.append(Path(on_disk()))
+                continue
+            spooled = Path(tmp) / str(index)
+            with spooled.open("wb") as out:
+                upload.content.seek(0)
+                for chunk in upload.content.chunks():
+                    out.write(chunk)
+            files.append(spooled)
+        return repo.write_blobs(files)
+
+
+def design_commit(
+    *,
+    design: Design,
+    author: User,
+    message: str,
+    branch: str | None = None,
+    uploads: Sequence[Upload] = (),
+    deletes: Sequence[str] = (),
+    renames: Sequence[Rename] = (),
+    expected_head: str | None = None,
+) -> str:
+    """Apply uploads, deletions and renames to `branch` as one commit; return its sha.
+
+    With `expected_head`, the branch must still be there (else Conflict with the current
+    head). Without it, a commit racing another one is rebuilt on top of it as long as
+    the other commit touched none of the same paths; otherwise Conflict. Nothing is ever
+    overwritten: the ref moves by compare-and-swap.
+    """
+    if not design_can_write(design, author):
+        raise PermissionDenied(f"You cannot write to {design.full_name}.")
+    message = (message or "").strip()
+    if not message:
+        raise ValidationError("A commit message is required.")
+    branch = branch or design.default_branch
+    if not valid_ref_name("heads", branch):
+        raise ValidationError(f"{branch!r} is not a valid branch name.")
+    if not (uploads or deletes or renames):
+        raise ValidationError("Nothing to commit: add, delete or rename at least one file.")
+    repo = design.repo
+
+    upload_paths = [paths.clean_path(u.path) for u in uploads]
+    delete_paths = [paths.clean_path(p) for p in deletes]
+    rename_pairs = [(paths.clean_path(r.old_path), paths.clean_path(r.new_path)) for r in renames]
+    touched = upload_paths + delete_paths + [p for pair in rename_pairs for p in pair]
+    if len(set(touched)) != len(touched):
+        raise ValidationError("The same path appears twice in one commit.")
+    paths.check_no_aliases(upload_paths + [new for _, new in rename_pairs], [])
+
+    blob_shas = _store_uploads(repo, uploads)
+    identity = person_for(author)
+
+    for _attempt in range(MAX_COMMIT_ATTEMPTS):
+        head = repo.branch_head(branch)
+        if expected_head and head != expected_head:
+            raise Conflict(
+                f"{branch} has moved since you started: its head is now {head}.",
+                current_head=head,
+            )
+        if head is None and not repo.is_empty():
+            raise NotFound(f"There is no branch {branch!r} in {design.full_name}.")
+        existing = repo.all_paths(head) if head else []
+        edits = _plan_edits(repo, head, existing, upload_paths, blob_shas, delete_paths, rename_pairs)
+        tree = repo.build_tree(head, edits)
+        if head and tree == repo.tree_of(head):
+            raise ValidationError("Nothing changed: the files are identical to the current ones.")
+        sha = repo.commit_tree(
+            tree, [head] if head else [], message, author=identity, committer=identity
+        )
+        try:
+            repo.update_ref(f"refs/heads/{branch}", sha, head, message=f"fabhub: commit by {author.username}")
+        except RefMoved:
+            if expected_head:
+                current = repo.branch_head(branch)
+                raise Conflict(f"{branch} has moved: its head is now {current}.", current_head=current) from None
+            moved_to = repo.branch_head(branch)
+            if head and moved_to:
+                overlap = repo.changed_paths(head, moved_to) & set(touched)
+                if overlap:
+                    raise Conflict(
+                        f"{branch} changed {', '.join(sorted(overlap))} while you committed; "
+                        "reload and try again.",
+                        current_head=moved_to,
+                    ) from None
+            continue
+        Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
+        return sha
+    raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
+
+
+def _plan_edits(
+    repo: Repository,
+    head: str | None,
+    existing: list[str],
+    upload_paths: list[str],
+    blob_shas: list[str],
+    delete_paths: list[str],
+    rename_pairs: list[tuple[str, str]],
+) -> list[FileEdit]:
+    existing_set = set(existing)
+    folders = {p.rsplit("/", i)[0] for p in existing for i in range(1, p.count("/") + 1)}
+    edits: list[FileEdit] = []
+
+    def check_target(path: str) -> None:
+        if path in folders:
+            raise ValidationError(f"{path!r} is a folder; a file cannot replace it.")
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in existing_set:
+                raise ValidationError(f"{prefix!r} is a file, so {path!r} cannot be created under it.")
+
+    new_names = upload_paths + [new for _, new in rename_pairs]
+    paths.check_no_aliases(new_names, existing)
+    for path, sha in zip(upload_paths, blob_shas, strict=True):
+        check_target(path)
+        edits.append(FileEdit(path, sha))
+    for path in delete_paths:
+        if path in existing_set:
+            edits.append(FileEdit(path, None))
+        elif path in folders:
+            edits += [FileEdit(p, None) for p in existing if p.startswith(path + "/")]
+        else:
+            raise NotFound(f"There is no file {path!r} to delete.")
+    for old, new in rename_pairs:
+        entry = repo.entry(head, old) if head else None
+        if entry is None or entry.kind != "blob":
+            raise NotFound(f"There is no file {old!r} to rename.")
+        if new in existing_set:
+            raise Conflict(f"{new!r} already exists; delete it first or pick another name.")
+        check_target(new)
+        edits += [FileEdit(old, None), FileEdit(new, entry.sha, entry.mode)]
+    return edits
+
+
+# -- branches and tags --------------------------------------------------------------------
+
+
+def _require_writer(design: Design, user: User) -> None:
+    if not design_can_write(design, user):
+        raise PermissionDenied(f"You cannot write to {design.full_name}.")
+
+
+def branch_create(*, design: Design, user: User, name: str, start: str | None = None) -> str:
+    _require_writer(design, user)
+    repo = design.repo
+    if not valid_ref_name("heads", name):
+        raise ValidationError(f"{name!r} is not a valid branch name.")
+    start_sha = repo.resolve(start or design.default_branch)
+    if start_sha is None:
+        raise NotFound(f"No branch, tag or commit {start or design.default_branch!r} to start from.")
+    try:
+        repo.update_ref(f"refs/heads/{name}", start_sha, None)
+    except RefMoved:
+        raise Conflict(f"A branch named {name!r} already exists.") from None
+    return start_sha
+
+
+def branch_delete(*, design: Design, user: User, name: str) -> None:
+    _require_writer(design, user)
+    if name == design.default_branch:
+        raise ValidationError(f"{name!r} is the default branch and cannot be deleted.")
+    repo = design.repo
+    head = repo.branch_head(name)
+    if head is None:
+        raise NotFound(f"There is no branch {name!r}.")
+    try:
+        repo.delete_ref(f"refs/heads/{name}", head)
+    except RefMoved:
+        raise Conflict(f"{name} moved while it was being deleted; try again.") from None
+
+
+def tag_create(*, design: Design, user: User, name: str, target: str | None, notes: str) -> str:
+    """Tag a commit as a release. The notes are the annotated tag's message."""
+    _require_writer(design, user)
+    repo = design.repo
+    if not valid_ref_name("tags", name):
+        raise ValidationError(f"{name!r} is not a valid tag name.")
+    sha = repo.resolve(target or design.default_branch)
+    if sha is None:
+        raise NotFound(f"No branch, tag or commit {target!r} to tag.")
+    if repo.resolve(f"refs/tags/{name}") is not None:
+        raise Conflict(f"A tag named {name!r} already exists.")
+    try:
+        repo.create_tag(name, sha, (notes or "").strip() or name, person_for(user))
+    except RefMoved:
+        raise Conflict(f"A tag named {name!r} already exists.") from None
+    return sha
+
+
+def tag_delete(*, design: Design, user: User, name: str) -> None:
+    _require_writer(design, user)
+    repo = design.repo
+    old = repo.resolve_ref(f"refs/tags/{name}")
+    if old is None:
+        raise NotFound(f"There is no tag {name!r}.")
+    repo.delete_ref(f"refs/tags/{name}", old)
+
+
+# -- forks and collaborators --------------------------------------------------------------
+
+
+def design_fork(*, design: Design, user: User, slug: str | None = None) -> Design:
+    """Clone `design` with its whole history into `user`'s namespace, keeping attribution."""
+    slug = slug or design.slug
+    _check_slug(slug)
+    if Design.objects.filter(owner=user, slug__iexact=slug).exists():
+        raise Conflict(f"You already have a design named {slug!r}; pick another name for the fork.")
+    fork_point = design.repo.resolve(design.default_branch)
+    if fork_point is None:
+        raise ValidationError("An empty design cannot be forked: it has no commits yet.")
+    path = repo_path(user.username, slug)
+    if path.exists():
+        raise Conflict(f"A repository for {user.username}/{slug} already exists on disk.")
+    fork = Design(
+        owner=user, slug=slug, title=design.title, summary=design.summary,
+        licence=design.licence, visibility=design.visibility, default_branch=design.default_branch,
+        forked_from=design, forked_from_name=design.full_name, fork_point=fork_point,
+    )
+    try:
+        with transaction.atomic():
+            fork.save()
+            fork.tags.set(design.tags.all())
+            Repository.clone_bare(design.repo, path)
+    except IntegrityError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise Conflict(f"You already have a design named {slug!r}.") from exc
+    except GitError:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return fork
+
+
+def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> Collaborator:
+    if design.owner_id != actor.pk:
+        raise PermissionDenied("Only the owner manages collaborators.")
+    if user.pk == design.owner_id:
+        raise ValidationError("The owner is not a collaborator of their own design.")
+    collaborator, _ = Collaborator.objects.update_or_create(design=design, user=user, defaults={"role": role})
+    return collaborator
+
+
+def collaborator_remove(*, design: Design, actor: User, user: User) -> None:
+    if design.owner_id != actor.pk:
+        raise PermissionDenied("Only the owner manages collaborators.")
+    Collaborator.objects.filter(design=design, user=user).delete()

@@ -1,0 +1,26 @@
+"""Refuse request bodies over the configured size before reading a byte of them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import JsonResponse
+
+from hub.uploads import too_large_message
+
+
+class RequestSizeLimitMiddleware:
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.FABHUB_MAX_REQUEST_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return JsonResponse(
+                {"detail": too_large_message("The request", length, limit), "code": "too_large", "limit": limit},
+                status=413,
+            )
+        return self.get_response(request)

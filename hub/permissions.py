@@ -1,0 +1,15 @@
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from hub.models import AccessToken
+
+
+class TokenScope(BasePermission):
+    """A read-only token can read but never write, whatever its owner may do."""
+
+    message = "This token is read-only."
+
+    def has_permission(self, request, view) -> bool:
+        token = request.auth
+        if isinstance(token, AccessToken) and token.scope == AccessToken.Scope.READ:
+            return request.method in SAFE_METHODS
+        return True

@@ -1,0 +1,1 @@
+"""Labs, machines, bookings and print jobs arrive with their own issues."""

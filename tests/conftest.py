@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def repos_dir(request, tmp_path):
+    """Every test gets its own data directory, so repositories never leak between tests."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return None  # pure unit tests run with `-p no:django`
+    settings = request.getfixturevalue("settings")
+    settings.REPOS_DIR = tmp_path / "repos"
+    settings.DATA_DIR = tmp_path
+    return settings.REPOS_DIR
+
+
+@pytest.fixture
+def alice(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="alice", email="alice@example.org", first_name="Alice", last_name="Maker")
+
+
+@pytest.fixture
+def bob(db):
+    from tests.factories import UserFactory
+
+    return UserFactory(username="bob", email="bob@example.org")
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def client_for(user, scope: str = "write"):
+    """An API client authenticated with a real personal access token of `user`."""
+    from rest_framework.test import APIClient
+
+    from hub import services as hub_services
+
+    _, raw = hub_services.token_create(user=user, name="test", scope=scope)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def alice_api(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_api(bob):
+    return client_for(bob)
