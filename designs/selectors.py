@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils.html import escape
@@ -68,7 +69,13 @@ def design_history(
     """(total count, one page of commits) reachable from `rev`, optionally touching `path`."""
     sha = design_resolve(design, rev)
     repo = design.repo
-    return repo.count_commits(sha, path=path), repo.log(sha, path=path, skip=offset, limit=limit)
+    # A commit's history never changes, so its length is cached by sha for good.
+    count_key = f"history-count:{design.pk}:{sha}:{path or ''}"
+    total = cache.get(count_key)
+    if total is None:
+        total = repo.count_commits(sha, path=path)
+        cache.set(count_key, total, timeout=None)
+    return total, repo.log(sha, path=path, skip=offset, limit=limit)
 
 
 def design_tree(design: Design, *, rev: str | None, path: str = "") -> tuple[str, list[TreeEntry]]:

@@ -241,7 +241,7 @@ def design_commit(
                         current_head=moved_to,
                     ) from None
             continue
-        Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
+        _after_refs_changed(design)
         return sha
     raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
 
@@ -289,6 +289,12 @@ def _plan_edits(
         check_target(new)
         edits += [FileEdit(old, None), FileEdit(new, entry.sha, entry.mode)]
     return edits
+
+
+def _after_refs_changed(design: Design) -> None:
+    """What follows any change of a design's refs (web commit, branch, tag; pushes later)."""
+    Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
+    design.repo.refresh_commit_graph()
 
 
 # -- branches and tags --------------------------------------------------------------------
@@ -379,7 +385,7 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
         with transaction.atomic():
             fork.save()
             fork.tags.set(design.tags.all())
-            Repository.clone_bare(design.repo, path)
+            Repository.clone_bare(design.repo, path).refresh_commit_graph()
     except IntegrityError as exc:
         shutil.rmtree(path, ignore_errors=True)
         raise Conflict(f"You already have a design named {slug!r}.") from exc
