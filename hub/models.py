@@ -5,15 +5,43 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
 TOKEN_PREFIX = "fh_"
 
 
+# First path segments the hub uses itself; a user by such a name would shadow them.
+RESERVED_USERNAMES = frozenset(
+    {"admin", "api", "static", "media", "new", "login", "logout", "signup", "settings", "labs", "machines"}
+)
+
+
+def validate_username(value: str) -> None:
+    """A username is a folder on disk and a URL segment: keep it plain."""
+    if value.lower() in RESERVED_USERNAMES:
+        raise ValidationError(f"{value!r} is reserved by the hub.")
+    if ".." in value or value.lower().endswith(".git"):
+        raise ValidationError("A username cannot contain '..' or end in '.git'.")
+
+
 class User(AbstractUser):
     """A person on the hub. Their username is their namespace: /<username>/<design>."""
 
+    username = models.CharField(
+        max_length=39,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                "Use letters, digits, '.', '-' or '_', starting with a letter or digit.",
+            ),
+            validate_username,
+        ],
+        error_messages={"unique": "That username is taken."},
+    )
     bio = models.TextField(blank=True)
 
     def __str__(self) -> str:

@@ -1,0 +1,42 @@
+# fabhub image, used by docker-compose.yml for the web, worker and beat services.
+# See docs/deploy.md.
+FROM python:3.11-slim-bookworm
+
+# PYTHONPATH=/app: the source tree in /app is imported first, so templates and static
+# files are found next to the code whatever the installed wheel includes.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONPATH=/app \
+    FABHUB_DATA_DIR=/data
+
+# git runs every repository operation; git-lfs for repositories that use it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git git-lfs ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && git lfs install --system --skip-repo
+
+WORKDIR /app
+
+# Only what the hub needs at run time (no .venv, var/ or .git from a developer's
+# checkout). A new top-level package must be added here and in pyproject.toml.
+COPY pyproject.toml LICENSE README.md* ./
+COPY manage.py ./
+COPY hub ./hub
+COPY designs ./designs
+COPY machines ./machines
+
+# The "deploy" extra brings gunicorn.
+RUN pip install --no-cache-dir ".[deploy]" \
+    && rm -rf build ./*.egg-info
+
+# Repositories, uploads and collected static files live under /data (a volume).
+RUN useradd --system --uid 1000 --user-group --create-home --home-dir /home/fabhub fabhub \
+    && mkdir -p /data \
+    && chown fabhub:fabhub /data
+USER fabhub
+
+EXPOSE 8000
+
+CMD ["gunicorn", "hub.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "300"]
