@@ -33,6 +33,8 @@ if env_bool("BEHIND_HTTPS_PROXY"):
 # Where repositories, uploads and the SQLite database live.
 DATA_DIR = Path(env_str("FABHUB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 REPOS_DIR = DATA_DIR / "repos"
+# SQLite cannot create its folder; every other path under DATA_DIR is made on use.
+DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
