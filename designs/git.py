@@ -178,7 +178,7 @@ class Repository:
             stdin_file.seek(0)
         try:
             status, out, err = self._repo.git.execute(
-                [settings.FABHUB_GIT_BINARY, *args],
+                [git_binary(), *args],
                 istream=stdin_file,
                 env=env,
                 with_extended_output=True,
@@ -351,7 +351,7 @@ class Repository:
 
     def stream_blob(self, sha: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
         """Yield a blob's content without holding it in memory."""
-        proc = self._repo.git.execute([settings.FABHUB_GIT_BINARY, "cat-file", "blob", sha], as_process=True)
+        proc = self._repo.git.execute([git_binary(), "cat-file", "blob", sha], as_process=True)
         try:
             while chunk := proc.stdout.read(chunk_size):
                 yield chunk
@@ -384,7 +384,7 @@ class Repository:
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         status, _, _ = self._repo.git.execute(
-            [settings.FABHUB_GIT_BINARY, "merge-base", "--is-ancestor", ancestor, descendant],
+            [git_binary(), "merge-base", "--is-ancestor", ancestor, descendant],
             with_extended_output=True,
             with_exceptions=False,
         )
@@ -445,6 +445,52 @@ class Repository:
         out = self._run("diff", f"-U{context}", "--no-color", "--no-ext-diff", old, new, ok_codes=(0, 1))
         return out.decode(errors="replace")
 
+    def new_commits(self, tips: list[str]) -> list[str]:
+        """Commits reachable from `tips` and from no ref yet (what a push brings)."""
+        if not tips:
+            return []
+        return self._text("rev-list", *tips, "--not", "--all").split()
+
+    def commits_between(self, tips: list[str], exclusions: list[str]) -> list[str]:
+        """Commits reachable from `tips` but not from `exclusions` (given as ^sha)."""
+        if not tips:
+            return []
+        listing = "\n".join([*tips, *exclusions]).encode() + b"\n"
+        return self._text("rev-list", "--stdin", stdin=listing).split()
+
+    def new_objects(self, tips: list[str]) -> list[tuple[str, str]]:
+        """(sha, path) of objects reachable from `tips` and from no ref yet."""
+        if not tips:
+            return []
+        found = []
+        for line in self._text("rev-list", "--objects", *tips, "--not", "--all").splitlines():
+            sha, _, path = line.partition(" ")
+            found.append((sha, path))
+        return found
+
+    def object_types_and_sizes(self, shas: Iterable[str]) -> dict[str, tuple[str, int]]:
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+        out = self._text(
+            "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+            stdin="\n".join(wanted).encode() + b"\n",
+        )
+        info = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                info[parts[0]] = (parts[1], int(parts[2]))
+        return info
+
+    def paths_changed_by(self, commit: str) -> list[str]:
+        out = self._run("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m", commit)
+        return [p for p in dict.fromkeys(out.decode(errors="replace").split("\0")) if p]
+
+    def refs(self) -> dict[str, str]:
+        out = self._text("for-each-ref", "--format=%(refname) %(objectname)")
+        return {name: sha for name, sha in (line.split(" ", 1) for line in out.splitlines() if line)}
+
     def refresh_commit_graph(self) -> None:
         """Add new commits to the commit-graph, with changed-path Bloom filters.
 
@@ -460,11 +506,19 @@ class Repository:
 
     def fsck(self) -> tuple[bool, str]:
         status, out, err = self._repo.git.execute(
-            [settings.FABHUB_GIT_BINARY, "fsck", "--strict", "--no-progress"],
+            [git_binary(), "fsck", "--strict", "--no-progress"],
             with_extended_output=True,
             with_exceptions=False,
         )
         return status == 0, f"{out}\n{err}".strip()
+
+
+def git_binary() -> str:
+    """The git executable: from settings, or the environment when Django is not set up
+    (the pre-receive hook runs without it)."""
+    if settings.configured:
+        return settings.FABHUB_GIT_BINARY
+    return os.environ.get("FABHUB_GIT_BINARY", "git")
 
 
 def valid_ref_name(kind: str, name: str) -> bool:
@@ -472,7 +526,7 @@ def valid_ref_name(kind: str, name: str) -> bool:
     if not name or name.startswith("-") or name == "HEAD" or len(name) > 200:
         return False
     status, _, _ = gitpython.Git().execute(
-        [settings.FABHUB_GIT_BINARY, "check-ref-format", f"refs/{kind}/{name}"],
+        [git_binary(), "check-ref-format", f"refs/{kind}/{name}"],
         with_extended_output=True,
         with_exceptions=False,
     )
@@ -509,3 +563,126 @@ def _parse_log_record(record: str) -> Commit:
         message=message.rstrip("\n"),
         files=files,
     )
+
+
+# -- smart HTTP ---------------------------------------------------------------------------
+
+HOOKS_DIR = Path(__file__).resolve().parent / "hooks"
+PIPE_CHUNK = 64 * 1024
+
+
+@dataclass
+class BackendResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterator[bytes]
+
+
+def http_backend(
+    repo_path: Path,
+    *,
+    method: str,
+    path_info: str,
+    query: str,
+    request_headers: dict[str, str],
+    body: IO[bytes] | None,
+    remote_user: str = "",
+    hook_env: dict[str, str] | None = None,
+) -> BackendResponse:
+    """Run `git http-backend` for one request, streaming both bodies.
+
+    The request body is pumped into git by a thread while the response is read, so
+    neither side is ever held whole in memory (a 1 GB push costs a few buffers). Access
+    control is the caller's: git serves whatever it is pointed at.
+    """
+    import subprocess
+    import threading
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "GIT_PROJECT_ROOT": str(repo_path),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
+        "REMOTE_USER": remote_user,
+        "REMOTE_ADDR": "127.0.0.1",
+        # Hooks of the hub, not of the repository, and pushes enabled for the callers we let in.
+        "GIT_CONFIG_COUNT": "3",
+        "GIT_CONFIG_KEY_0": "core.hooksPath",
+        "GIT_CONFIG_VALUE_0": str(HOOKS_DIR),
+        "GIT_CONFIG_KEY_1": "http.receivepack",
+        "GIT_CONFIG_VALUE_1": "true",
+        "GIT_CONFIG_KEY_2": "uploadpack.allowFilter",
+        "GIT_CONFIG_VALUE_2": "true",
+        **(hook_env or {}),
+    }
+    for header, variable in (
+        ("Content-Type", "CONTENT_TYPE"),
+        ("Content-Length", "CONTENT_LENGTH"),
+        ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
+        ("Git-Protocol", "HTTP_GIT_PROTOCOL"),
+    ):
+        if request_headers.get(header):
+            env[variable] = request_headers[header]
+    proc = subprocess.Popen(
+        [git_binary(), "http-backend"],
+        stdin=subprocess.PIPE if body is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    pump_error: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            while chunk := body.read(PIPE_CHUNK):
+                proc.stdin.write(chunk)
+        except (BrokenPipeError, OSError) as exc:  # git stopped reading: it will say why
+            pump_error.append(exc)
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    pump_thread = None
+    if body is not None:
+        pump_thread = threading.Thread(target=pump, daemon=True)
+        pump_thread.start()
+    # stderr is drained by a thread too, or a chatty git could block on a full pipe.
+    errors: list[bytes] = []
+    err_thread = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    err_thread.start()
+
+    status, headers = _read_cgi_headers(proc.stdout)
+
+    def stream() -> Iterator[bytes]:
+        try:
+            while chunk := proc.stdout.read1(PIPE_CHUNK):
+                yield chunk
+        finally:
+            proc.stdout.close()
+            if pump_thread is not None:
+                pump_thread.join()
+            proc.wait()
+            err_thread.join()
+
+    return BackendResponse(status, headers, stream())
+
+
+def _read_cgi_headers(stdout: IO[bytes]) -> tuple[int, list[tuple[str, str]]]:
+    status = 200
+    headers = []
+    while True:
+        line = stdout.readline()
+        if not line or line in (b"\r\n", b"\n"):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        value = value.strip()
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        else:
+            headers.append((name.strip(), value))
+    return status, headers

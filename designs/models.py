@@ -57,6 +57,8 @@ class Design(models.Model):
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
     tags = models.ManyToManyField(Tag, blank=True, related_name="designs")
     default_branch = models.CharField(max_length=100, default="main")
+    # Off by default: a push may not delete or rewrite the default branch's history.
+    allow_default_branch_rewrite = models.BooleanField(default=False)
     # Attribution outlives the upstream row: if the upstream is deleted, the fork still
     # names it by `forked_from_name` and the commit it was taken at.
     forked_from = models.ForeignKey(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -132,3 +133,11 @@ def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
         return f"{reverse('design-blob', args=[owner, slug, path])}?ref={sha}"
 
     return entry.path, render_readme(text, raw_url=raw_url, page_url=page_url)
+
+
+def clone_url(design: Design, request=None) -> str:
+    """The address `git clone` takes: FABHUB_PUBLIC_URL if set, else the request's host."""
+    path = reverse("design-detail", args=[design.owner.username, design.slug]).rstrip("/") + ".git"
+    if settings.FABHUB_PUBLIC_URL:
+        return settings.FABHUB_PUBLIC_URL.rstrip("/") + path
+    return request.build_absolute_uri(path) if request is not None else path

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from designs.models import Collaborator, Design, Licence
+from designs.selectors import clone_url
 
 
 class DesignOutput(serializers.ModelSerializer):
@@ -15,12 +16,13 @@ class DesignOutput(serializers.ModelSerializer):
     forked_from = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     web_url = serializers.SerializerMethodField()
+    clone_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Design
         fields = [
             "id", "owner", "slug", "full_name", "title", "summary", "licence", "visibility",
-            "tags", "default_branch", "forked_from", "fork_point", "created_at", "updated_at",
+            "tags", "default_branch", "allow_default_branch_rewrite", "clone_url", "forked_from", "fork_point", "created_at", "updated_at",
             "url", "web_url",
         ]
 
@@ -34,6 +36,9 @@ class DesignOutput(serializers.ModelSerializer):
         path = reverse("api-design-detail", args=[design.owner.username, design.slug])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+    def get_clone_url(self, design: Design) -> str:
+        return clone_url(design, self.context.get("request"))
 
     def get_web_url(self, design: Design) -> str:
         path = reverse("design-detail", args=[design.owner.username, design.slug])
@@ -52,6 +57,9 @@ class DesignCreateInput(serializers.Serializer):
 
 
 class DesignUpdateInput(serializers.Serializer):
+    allow_default_branch_rewrite = serializers.BooleanField(
+        required=False, help_text="Let pushes delete or force-push the default branch."
+    )
     title = serializers.CharField(max_length=200, required=False)
     summary = serializers.CharField(required=False, allow_blank=True)
     licence = serializers.ChoiceField(choices=Licence.choices, required=False)

@@ -98,6 +98,7 @@ def design_update(
     visibility: str | None = None,
     tags: Sequence[str] | None = None,
     default_branch: str | None = None,
+    allow_default_branch_rewrite: bool | None = None,
 ) -> Design:
     if licence is not None and licence != design.licence and design.is_fork:
         raise ValidationError(
@@ -108,7 +109,13 @@ def design_update(
             raise ValidationError(f"There is no branch {default_branch!r}.")
         design.repo.set_default_branch(default_branch)
         design.default_branch = default_branch
-    for name, value in (("title", title), ("summary", summary), ("licence", licence), ("visibility", visibility)):
+    for name, value in (
+        ("title", title),
+        ("summary", summary),
+        ("licence", licence),
+        ("visibility", visibility),
+        ("allow_default_branch_rewrite", allow_default_branch_rewrite),
+    ):
         if value is not None:
             setattr(design, name, value)
     design.updated_at = timezone.now()
@@ -295,6 +302,20 @@ def _after_refs_changed(design: Design) -> None:
     """What follows any change of a design's refs (web commit, branch, tag; pushes later)."""
     Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
     design.repo.refresh_commit_graph()
+
+
+def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
+    """After a push: learn of the new commits (only those) and return them, newest first."""
+    repo = design.repo
+    refs_after = repo.refs()
+    if refs_after == refs_before:
+        return []
+    moved = [sha for ref, sha in refs_after.items() if refs_before.get(ref) != sha]
+    known = [f"^{sha}" for sha in refs_before.values()]
+    new_commits = repo.commits_between(moved, known)
+    _after_refs_changed(design)
+    logger.info("push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits))
+    return new_commits
 
 
 # -- branches and tags --------------------------------------------------------------------

@@ -41,3 +41,40 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="fabhub"'
+
+
+class BadCredentials(Exception):
+    """Credentials were sent and are wrong: answer 401 whatever the resource."""
+
+
+def basic_auth_user(authorization: str) -> User | None:
+    """The user of an `Authorization: Basic` (username + token) or `Bearer` header.
+
+    None when no credentials were sent. For git, the password never works: only a
+    personal access token, and it must belong to the username given.
+    """
+    import base64
+    import binascii
+
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    if not scheme:
+        return None
+    if scheme in ("bearer", "token"):
+        found = user_for_token(value.strip())
+        if found is None:
+            raise BadCredentials
+        return found[0]
+    if scheme != "basic":
+        raise BadCredentials
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadCredentials from None
+    username, _, secret = decoded.partition(":")
+    found = user_for_token(secret)
+    if found is None or (username and username.lower() != found[0].username.lower()):
+        raise BadCredentials
+    user, token = found
+    user.fabhub_token = token  # lets callers honour read-only tokens
+    return user

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions as drf_exceptions
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
-
 
 class HubError(Exception):
     """Base of the errors a person can act on. `status` is the HTTP status it maps to."""
@@ -54,7 +48,15 @@ class TooLarge(HubError):
     code = "too_large"
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+def api_exception_handler(exc: Exception, context: dict):
+    # Imported here so that this module stays importable without Django settings: the
+    # git pre-receive hook uses the same errors through designs.paths.
+    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+    from django.http import Http404
+    from rest_framework import exceptions as drf_exceptions
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler
+
     if isinstance(exc, HubError):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status)
     if isinstance(exc, Http404):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.http import JsonResponse
 
 from hub.uploads import too_large_message
+
+# git and Git LFS transfers have limits of their own (per blob, per object) and may be
+# larger than any form upload.
+GIT_TRANSFER_RE = re.compile(r"^/[^/]+/[^/]+?(\.git)?/(git-receive-pack|git-upload-pack|info/lfs/)")
 
 
 class RequestSizeLimitMiddleware:
@@ -13,6 +19,8 @@ class RequestSizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if GIT_TRANSFER_RE.match(request.path_info):
+            return self.get_response(request)
         limit = settings.FABHUB_MAX_REQUEST_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)

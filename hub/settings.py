@@ -138,6 +138,9 @@ FABHUB_MAX_REQUEST_BYTES = env_int("FABHUB_MAX_REQUEST_BYTES", 1024 * 1024 * 102
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("FABHUB_MAX_FILES_PER_UPLOAD", 1000)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 
+# Files over this size may not enter git history by push; they belong in Git LFS.
+FABHUB_MAX_GIT_BLOB_BYTES = env_int("FABHUB_MAX_GIT_BLOB_BYTES", 50 * 1024 * 1024)
+
 # Public address used in clone URLs and links sent outside the hub.
 FABHUB_PUBLIC_URL = env_str("FABHUB_PUBLIC_URL", "")
 FABHUB_GIT_BINARY = env_str("FABHUB_GIT_BINARY", "git")

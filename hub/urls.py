@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("", include("hub.page_urls")),
+    path("", include("designs.git_urls")),
     # Last: /<owner>/<design>/… catches what nothing above matched.
     path("", include("designs.urls")),
 ]

@@ -1,9 +1,16 @@
 """Settings for the test suite: the real ones, with a throw-away secret and fast hashing."""
 
 import os
+import tempfile
 
 os.environ.setdefault("SECRET_KEY", "only-for-the-test-suite")
 
 from hub.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A file, not memory: the git-over-HTTP tests run a real gunicorn server in another
+# process, and it must see what the tests write.
+DATABASES["default"]["TEST"] = {  # noqa: F405
+    "NAME": os.path.join(tempfile.gettempdir(), f"fabhub-test-{os.getpid()}.sqlite3")
+}

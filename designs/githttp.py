@@ -1,0 +1,141 @@
+"""git smart HTTP: `git clone/fetch/push https://hub/<owner>/<design>.git`.
+
+Access is decided here, then `git http-backend` (designs.git.http_backend) does the
+protocol, with request and response bodies streamed. Pushes run the hub's pre-receive
+rules (designs/prereceive.py) and, once git has answered, tell the hub what changed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from designs import selectors, services
+from designs.git import http_backend
+from designs.models import Design
+from hub.auth import BadCredentials, basic_auth_user
+from hub.exceptions import NotFound
+from hub.models import AccessToken
+
+SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
+# `version=2` and the like: keys and values git's protocol negotiation uses, nothing else.
+GIT_PROTOCOL_RE = re.compile(r"^[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?(:[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*$")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _text(status: int, message: str, *, challenge: bool = False) -> HttpResponse:
+    # git shows a text/plain error body to the user, prefixed with "remote:".
+    response = HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+    if challenge:
+        response["WWW-Authenticate"] = 'Basic realm="fabhub"'
+    return response
+
+
+def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> tuple[Design | None, HttpResponse | None]:
+    """(design, None) when the requester may have `access`, else (None, the answer)."""
+    try:
+        user = basic_auth_user(request.headers.get("Authorization", ""))
+    except BadCredentials:
+        return None, _text(401, "Invalid credentials: use your username and a personal access token.", challenge=True)
+    requester = user or request.user
+    try:
+        design = selectors.design_get(user=requester, owner=owner, slug=slug)
+    except NotFound:
+        if not requester.is_authenticated:
+            # Anonymous: the same challenge whether it is private or absent, so nothing leaks.
+            return None, _text(401, "Authentication required.", challenge=True)
+        return None, _text(404, f"Repository {owner}/{slug} not found.")
+    if access == "write":
+        if not requester.is_authenticated:
+            return None, _text(401, "Pushing needs your username and a personal access token.", challenge=True)
+        token = getattr(requester, "fabhub_token", None)
+        if not selectors.design_can_write(design, requester) or (
+            token is not None and token.scope == AccessToken.Scope.READ
+        ):
+            return None, _text(403, f"You cannot push to {design.full_name}: you have read access only.")
+    design.requester = requester
+    return design, None
+
+
+def _hook_env(design: Design) -> dict[str, str]:
+    return {
+        "FABHUB_PYTHON": sys.executable,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "FABHUB_DEFAULT_BRANCH": design.default_branch,
+        "FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE": "1" if design.allow_default_branch_rewrite else "0",
+        "FABHUB_MAX_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
+        "FABHUB_GIT_BINARY": settings.FABHUB_GIT_BINARY,
+    }
+
+
+def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponse:
+    headers = {name: request.headers.get(name, "") for name in ("Content-Type", "Content-Length", "Content-Encoding")}
+    protocol = request.headers.get("Git-Protocol", "")
+    if protocol:
+        if len(protocol) > 256 or not GIT_PROTOCOL_RE.match(protocol):
+            return _text(400, "Malformed Git-Protocol header.")
+        headers["Git-Protocol"] = protocol
+    refs_before = design.repo.refs() if pushing else {}
+    backend = http_backend(
+        design.repo_path,
+        method=request.method,
+        path_info=path_info,
+        query=request.META.get("QUERY_STRING", ""),
+        request_headers=headers,
+        body=_request_stream(request) if request.method == "POST" else None,
+        remote_user=getattr(design.requester, "username", ""),
+        hook_env=_hook_env(design),
+    )
+
+    def body():
+        try:
+            yield from backend.body
+        finally:
+            # Even if the client hung up, git may have updated refs: learn of them.
+            if pushing:
+                services.design_pushed(design=design, refs_before=refs_before)
+
+    response = StreamingHttpResponse(body(), status=backend.status)
+    for name, value in backend.headers:
+        response[name] = value
+    return response
+
+
+def _request_stream(request: HttpRequest):
+    """The request body as a stream, chunked ones included.
+
+    Django's own reader sees no body without a Content-Length, but git sends pushes over
+    1 MB chunked; the WSGI server (gunicorn) de-chunks them into `wsgi.input`.
+    """
+    raw = request.META["wsgi.input"]
+    length = request.META.get("CONTENT_LENGTH")
+    if length:
+        return LimitedStream(raw, int(length))
+    return raw
+
+
+@csrf_exempt
+def info_refs(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    service = request.GET.get("service", "")
+    if service not in SERVICES:
+        return _text(403, "Only smart HTTP is served: use git 1.6.6 or newer.")
+    design, refused = _authorise(request, owner, slug, SERVICES[service])
+    if refused:
+        return refused
+    return _relay(design, request, "/info/refs", pushing=False)
+
+
+@csrf_exempt
+def service_rpc(request: HttpRequest, owner: str, slug: str, service: str) -> HttpResponse:
+    if request.method != "POST" or service not in SERVICES:
+        return _text(405, "Use POST for git-upload-pack and git-receive-pack.")
+    design, refused = _authorise(request, owner, slug, SERVICES[service])
+    if refused:
+        return refused
+    return _relay(design, request, f"/{service}", pushing=service == "git-receive-pack")

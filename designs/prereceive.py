@@ -1,0 +1,91 @@
+"""The rules a push must pass, run by git as the pre-receive hook (designs/hooks/).
+
+It runs in git's process tree without Django: the view that starts git passes the
+design's rules in FABHUB_* environment variables. Messages go to stderr, which git
+shows the pusher as `remote: …` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from designs import paths
+from designs.git import ZERO_SHA, Repository
+from hub.exceptions import ValidationError
+
+
+@dataclass(frozen=True)
+class PushRules:
+    default_branch: str
+    allow_default_branch_rewrite: bool
+    max_blob_bytes: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> PushRules:
+        return cls(
+            default_branch=env.get("FABHUB_DEFAULT_BRANCH", "main"),
+            allow_default_branch_rewrite=env.get("FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE") == "1",
+            max_blob_bytes=int(env.get("FABHUB_MAX_BLOB_BYTES", str(50 * 1024 * 1024))),
+        )
+
+
+def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: PushRules) -> list[str]:
+    """Why the push must be refused; empty if it may go in."""
+    errors = []
+    default_ref = f"refs/heads/{rules.default_branch}"
+    for old, new, ref in updates:
+        if ref != default_ref or rules.allow_default_branch_rewrite:
+            continue
+        if new == ZERO_SHA:
+            errors.append(f"{rules.default_branch} is the default branch and cannot be deleted.")
+        elif old != ZERO_SHA and not repo.is_ancestor(old, new):
+            errors.append(
+                f"{rules.default_branch} is the default branch: force pushes that rewrite its "
+                "history are refused (the owner can allow them in the design's settings)."
+            )
+    tips = [new for _, new, _ in updates if new != ZERO_SHA]
+
+    for commit in repo.new_commits(tips):
+        for path in repo.paths_changed_by(commit):
+            try:
+                paths.clean_path(path)
+            except ValidationError as exc:
+                errors.append(f"{commit[:10]}: {exc.message}")
+    for tip in tips:
+        try:
+            paths.check_no_aliases(repo.all_paths(tip), [])
+        except ValidationError as exc:
+            errors.append(f"{tip[:10]}: {exc.message}")
+
+    objects = repo.new_objects(tips)
+    info = repo.object_types_and_sizes(sha for sha, _ in objects)
+    limit = rules.max_blob_bytes
+    for sha, path in objects:
+        kind, size = info.get(sha, ("", 0))
+        if kind == "blob" and size > limit:
+            errors.append(
+                f"{path or sha} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB "
+                "limit for files in git history. Track it with Git LFS "
+                f"(git lfs track '{path or '*.ext'}') and push again."
+            )
+    return list(dict.fromkeys(errors))
+
+
+def main() -> int:
+    updates = []
+    for line in sys.stdin:
+        old, new, ref = line.split()
+        updates.append((old, new, ref))
+    repo = Repository(os.environ.get("GIT_DIR", "."))
+    errors = push_errors(repo, updates, PushRules.from_env(dict(os.environ)))
+    for error in errors:
+        print(f"fabhub: {error}", file=sys.stderr)
+    if errors:
+        print("fabhub: push refused; nothing was changed.", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""A real hub served by gunicorn, and the real git and git-lfs clients to talk to it.
+
+gunicorn, not Django's test server: git sends pushes over 1 MB with chunked transfer
+encoding, which only a production WSGI server de-chunks. The server shares the test
+database file and a data directory with the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class HubServer:
+    url: str
+    data_dir: Path
+    log: Path
+
+    def repo_url(self, owner: str, slug: str, *, user: str | None = None, token: str | None = None) -> str:
+        host = self.url.removeprefix("http://")
+        credentials = f"{quote(user, safe='')}:{quote(token, safe='')}@" if user and token else ""
+        return f"http://{credentials}{host}/{owner}/{slug}.git"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def hub_server(django_db_setup, django_db_blocker, tmp_path_factory) -> HubServer:
+    from django.conf import settings
+
+    data_dir = tmp_path_factory.mktemp("hub-data")
+    log = data_dir / "gunicorn.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "git-http-tests",
+        "FABHUB_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "FABHUB_MAX_GIT_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(gunicorn), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--threads", "4", "--timeout", "300"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/schema/", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
+    yield HubServer(url=url, data_dir=data_dir, log=log)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def repos_dir(hub_server, settings):
+    """Overrides the suite's per-test folder: the server must see the same repositories."""
+    settings.REPOS_DIR = hub_server.data_dir / "repos"
+    settings.DATA_DIR = hub_server.data_dir
+    return settings.REPOS_DIR
+
+
+class Git:
+    """The stock git CLI in a clean home: no user config, no credential prompts."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Tess Maker",
+            "GIT_AUTHOR_EMAIL": "tess@example.org",
+            "GIT_COMMITTER_NAME": "Tess Maker",
+            "GIT_COMMITTER_EMAIL": "tess@example.org",
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+
+    def __call__(self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["git", *args], cwd=cwd or self.home, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+@pytest.fixture
+def git(tmp_path) -> Git:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Git(home)

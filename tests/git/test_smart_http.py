@@ -1,0 +1,255 @@
+"""clone, pull and push with the stock git client against a real server."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from designs import services
+from designs.models import Design
+from hub import services as hub_services
+from tests.factories import DesignFactory, UserFactory, commit_files
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def maker():
+    user = UserFactory()
+    _, token = hub_services.token_create(user=user, name="git")
+    user.raw_token = token
+    return user
+
+
+@pytest.fixture
+def design(maker):
+    design = DesignFactory(owner=maker)
+    commit_files(design, {"README.md": "# Car\n", "chassis/frame.scad": "cube(10);\n"}, "Start")
+    return design
+
+
+def push_url(hub_server, design, user):
+    return hub_server.repo_url(design.owner.username, design.slug, user=user.username, token=user.raw_token)
+
+
+def test_anyone_clones_a_public_design(hub_server, design, git):
+    git("clone", hub_server.repo_url(design.owner.username, design.slug), "work")
+    work = git.home / "work"
+    assert (work / "chassis" / "frame.scad").read_text() == "cube(10);\n"
+    assert git("log", "--format=%s", cwd=work).stdout.split() == ["Start"]
+
+
+def test_clone_with_protocol_v2_and_a_token(hub_server, design, maker, git):
+    result = git("-c", "protocol.version=2", "clone", push_url(hub_server, design, maker), "work",
+                 env={"GIT_TRACE_PACKET": "1"})
+    assert "version 2" in result.stderr
+    assert (git.home / "work" / "README.md").exists()
+
+
+def test_a_push_lands_and_the_hub_sees_the_new_commits(hub_server, design, maker, git):
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    (work / "suspension").mkdir()
+    (work / "suspension" / "arm.scad").write_text("cylinder(5);\n")
+    git("add", ".", cwd=work)
+    git("commit", "-m", "Add the wishbone arm", cwd=work)
+    before = Design.objects.get(pk=design.pk).updated_at
+    git("push", "origin", "main", cwd=work)
+
+    repo = design.repo
+    head = repo.branch_head("main")
+    assert repo.commit(head).summary == "Add the wishbone arm"
+    assert repo.commit(head).author.email == "tess@example.org"
+    assert Design.objects.get(pk=design.pk).updated_at > before
+    assert repo.fsck()[0]
+
+    # ...and a second clone pulls it.
+    git("clone", hub_server.repo_url(design.owner.username, design.slug), "other")
+    assert (git.home / "other" / "suspension" / "arm.scad").exists()
+
+
+def test_pull_brings_commits_made_on_the_web(hub_server, design, maker, git):
+    git("clone", push_url(hub_server, design, maker), "work")
+    commit_files(design, {"body/panel.scad": "square(3);\n"}, "Web commit")
+    git("pull", "--ff-only", cwd=git.home / "work")
+    assert (git.home / "work" / "body" / "panel.scad").exists()
+
+
+def test_a_big_push_is_streamed_in_chunks(hub_server, design, maker, git):
+    """Over 1 MB, git sends the pack with chunked encoding and no Content-Length."""
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    (work / "parts").mkdir()
+    import os
+
+    for n in range(4):
+        (work / "parts" / f"blob-{n}.bin").write_bytes(os.urandom(1024 * 1024))
+    git("add", ".", cwd=work)
+    git("commit", "-m", "Four megabytes", cwd=work)
+    result = git("push", "origin", "main", cwd=work, env={"GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"})
+    assert "Transfer-Encoding: chunked" in result.stderr
+    assert design.repo.commit("main").summary == "Four megabytes"
+
+
+def test_anonymous_push_is_challenged(hub_server, design, git):
+    git("clone", hub_server.repo_url(design.owner.username, design.slug), "work")
+    work = git.home / "work"
+    (work / "x.txt").write_text("x")
+    git("add", ".", cwd=work)
+    git("commit", "-m", "anon", cwd=work)
+    result = git("push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "could not read Username" in result.stderr or "Authentication failed" in result.stderr
+
+
+def test_a_reader_cannot_push_and_git_says_why(hub_server, design, git):
+    reader = UserFactory()
+    _, token = hub_services.token_create(user=reader, name="git")
+    services.collaborator_set(design=design, actor=design.owner, user=reader, role="read")
+    url = hub_server.repo_url(design.owner.username, design.slug, user=reader.username, token=token)
+    git("clone", url, "work")
+    work = git.home / "work"
+    (work / "x.txt").write_text("x")
+    git("add", ".", cwd=work)
+    git("commit", "-m", "try", cwd=work)
+    result = git("push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "403" in result.stderr or "read access only" in result.stderr
+
+
+def test_the_password_never_works_for_git(hub_server, maker, git):
+    # git sends credentials only when challenged: a private design makes it.
+    design = DesignFactory(owner=maker, visibility="private")
+    commit_files(design, {"a.txt": "1"})
+    url = hub_server.repo_url(design.owner.username, design.slug, user=maker.username, token="correct horse battery")
+    result = git("ls-remote", url, check=False)
+    assert result.returncode != 0
+    assert "Authentication failed" in result.stderr
+
+
+def test_a_private_design_is_hidden_from_strangers(hub_server, maker, git):
+    secret = DesignFactory(owner=maker, visibility="private")
+    commit_files(secret, {"a.txt": "1"})
+    anonymous = git("clone", hub_server.repo_url(maker.username, secret.slug), "anon", check=False)
+    assert anonymous.returncode != 0
+    assert "could not read Username" in anonymous.stderr  # challenged, so git asks for credentials
+
+    stranger = UserFactory()
+    _, token = hub_services.token_create(user=stranger, name="git")
+    url = hub_server.repo_url(maker.username, secret.slug, user=stranger.username, token=token)
+    refused = git("clone", url, "stranger", check=False)
+    assert refused.returncode != 0
+    assert "not found" in refused.stderr
+
+    git("clone", hub_server.repo_url(maker.username, secret.slug, user=maker.username, token=maker.raw_token), "mine")
+    assert (git.home / "mine" / "a.txt").exists()
+
+
+def test_force_pushing_the_default_branch_is_refused(hub_server, design, maker, git):
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    git("commit", "--amend", "-m", "Rewritten history", cwd=work)
+    head = design.repo.branch_head("main")
+    result = git("push", "--force", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "remote: fabhub: main is the default branch" in result.stderr
+    assert design.repo.branch_head("main") == head
+
+    deleted = git("push", "origin", ":main", cwd=work, check=False)
+    assert deleted.returncode != 0
+    assert design.repo.branch_head("main") == head
+
+    services.design_update(design=design, allow_default_branch_rewrite=True)
+    git("push", "--force", "origin", "main", cwd=work)
+    assert design.repo.commit("main").summary == "Rewritten history"
+
+
+def test_an_oversized_blob_is_refused_naming_the_file_and_lfs(hub_server, design, maker, git, settings):
+    limit = settings.FABHUB_MAX_GIT_BLOB_BYTES
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    (work / "cad").mkdir()
+    with (work / "cad" / "body.step").open("wb") as out:
+        out.truncate(limit + 1)
+    git("add", ".", cwd=work)
+    git("commit", "-m", "Huge STEP file", cwd=work)
+    head = design.repo.branch_head("main")
+    result = git("push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "cad/body.step" in result.stderr and "Git LFS" in result.stderr
+    assert design.repo.branch_head("main") == head
+    assert design.repo.fsck()[0]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [".GIT/config", "dir/.git/hooks/post-update", "CON.txt", "back\\slash.stl", "dot-at-end.", "README.MD"],
+)
+def test_a_push_with_a_refused_path_is_refused(hub_server, design, maker, git, hostile):
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    # Build the commit with plumbing: git refuses to check some of these out itself.
+    tree = tree_with(git, work, "HEAD", hostile)
+    commit = git("commit-tree", tree, "-p", "HEAD", "-m", "Sneak a path in", cwd=work).stdout.strip()
+    head = design.repo.branch_head("main")
+    result = git("push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+    assert result.returncode != 0
+    # Our hook says why; for '.git' names git's own fsck may refuse first.
+    assert "remote: fabhub:" in result.stderr or "dotgit" in result.stderr.lower()
+    assert design.repo.branch_head("main") == head
+    assert design.repo.fsck()[0]
+
+
+def tree_with(git, work, base: str, path: str) -> str:
+    """The tree of `base` plus a file at `path`, made with mktree (no path checks)."""
+    import subprocess
+
+    def run(args, data=b""):
+        return subprocess.run(["git", *args], input=data, cwd=work, env=git.env, capture_output=True, check=True).stdout
+
+    blob = run(["hash-object", "-w", "--stdin"], b"evil").decode().strip()
+    parts = path.split("/")
+    entry = f"100644 blob {blob}\t{parts[-1]}"
+    for name in reversed(parts[:-1]):
+        sub = run(["mktree"], (entry + "\n").encode()).decode().strip()
+        entry = f"040000 tree {sub}\t{name}"
+    existing = run(["ls-tree", base]).decode().splitlines()
+    return run(["mktree"], ("\n".join([*existing, entry]) + "\n").encode()).decode().strip()
+
+
+def test_two_concurrent_pushes_one_wins_and_the_repository_stays_valid(hub_server, design, maker, git):
+    clones = []
+    for name in ("a", "b"):
+        git("clone", push_url(hub_server, design, maker), name)
+        work = git.home / name
+        (work / f"{name}.txt").write_text(name * 1000)
+        git("add", ".", cwd=work)
+        git("commit", "-m", f"From {name}", cwd=work)
+        clones.append(work)
+    start = threading.Barrier(2)
+    results = {}
+
+    def push(work):
+        start.wait()
+        results[work.name] = git("push", "origin", "main", cwd=work, check=False)
+
+    threads = [threading.Thread(target=push, args=(w,)) for w in clones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.returncode for r in results.values())
+    assert codes[0] == 0 and codes[1] != 0, {k: (r.returncode, r.stderr) for k, r in results.items()}
+    loser = next(r for r in results.values() if r.returncode != 0)
+    assert "rejected" in loser.stderr or "failed to update ref" in loser.stderr or "fetch first" in loser.stderr
+    head = design.repo.commit("main")
+    assert head.summary in ("From a", "From b")
+    assert design.repo.fsck()[0]
+
+
+def test_the_clone_url_is_in_the_api(hub_server, design, api):
+    from django.urls import reverse
+
+    body = api.get(reverse("api-design-detail", args=[design.owner.username, design.slug])).json()
+    assert body["clone_url"] == f"http://testserver/{design.owner.username}/{design.slug}.git"
