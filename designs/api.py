@@ -9,7 +9,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,8 +37,9 @@ from designs.serializers import (
     TreeOutput,
     UploadInput,
 )
-from hub.exceptions import NotFound, PermissionDenied
+from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
+from hub.permissions import AUTHENTICATED
 
 
 class DesignFilter(django_filters.FilterSet):
@@ -122,6 +122,14 @@ PAGE_PARAMS = [
 ]
 
 
+def _positive_int(value: str | None, default: int) -> int:
+    if value in (None, ""):
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValidationError(f"Expected a positive whole number, got {value!r}.")
+    return int(value)
+
+
 class HistoryApi(DesignContextMixin, APIView):
     @extend_schema(
         parameters=[
@@ -133,8 +141,8 @@ class HistoryApi(DesignContextMixin, APIView):
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        page = max(int(request.query_params.get("page", 1) or 1), 1)
-        per_page = min(max(int(request.query_params.get("per_page", 30) or 30), 1), 100)
+        page = _positive_int(request.query_params.get("page"), 1)
+        per_page = min(_positive_int(request.query_params.get("per_page"), 30), 100)
         total, commits = selectors.design_history(
             design, rev=request.query_params.get("ref"), path=request.query_params.get("path") or None,
             offset=(page - 1) * per_page, limit=per_page,
@@ -322,7 +330,7 @@ class TagDetailApi(DesignContextMixin, APIView):
 
 
 class ForkApi(DesignContextMixin, APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = AUTHENTICATED
 
     @extend_schema(request=ForkInput, responses={201: DesignOutput})
     def post(self, request: Request, owner: str, slug: str) -> Response:

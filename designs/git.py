@@ -349,13 +349,32 @@ class Repository:
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)
 
-    def stream_blob(self, sha: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
-        """Yield a blob's content without holding it in memory."""
-        proc = self._repo.git.execute([git_binary(), "cat-file", "blob", sha], as_process=True)
+    def stream_blob(
+        self, sha: str, *, start: int = 0, end: int | None = None, chunk_size: int = 64 * 1024
+    ) -> Iterator[bytes]:
+        """Yield bytes start..end (inclusive; end None = to the end) of a blob, streamed."""
+        import subprocess
+
+        proc = subprocess.Popen(
+            [git_binary(), "cat-file", "blob", sha], cwd=self.path,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        position = 0
         try:
             while chunk := proc.stdout.read(chunk_size):
-                yield chunk
+                chunk_end = position + len(chunk)
+                if chunk_end > start:
+                    piece = chunk[max(start - position, 0):]
+                    if end is not None and chunk_end > end + 1:
+                        piece = piece[: len(piece) - (chunk_end - end - 1)]
+                        yield piece
+                        return
+                    yield piece
+                position = chunk_end
         finally:
+            # The client may stop reading early: stop git too rather than fail.
+            if proc.poll() is None:
+                proc.kill()
             proc.stdout.close()
             proc.wait()
 
@@ -483,8 +502,14 @@ class Repository:
                 info[parts[0]] = (parts[1], int(parts[2]))
         return info
 
-    def paths_changed_by(self, commit: str) -> list[str]:
-        out = self._run("diff-tree", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m", commit)
+    def paths_changed_by(self, commits: list[str]) -> list[str]:
+        """Every path the given commits add or change, in one git process."""
+        if not commits:
+            return []
+        out = self._run(
+            "diff-tree", "--stdin", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m",
+            stdin="\n".join(commits).encode() + b"\n",
+        )
         return [p for p in dict.fromkeys(out.decode(errors="replace").split("\0")) if p]
 
     def refs(self) -> dict[str, str]:

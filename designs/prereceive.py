@@ -47,12 +47,11 @@ def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: Pu
             )
     tips = [new for _, new, _ in updates if new != ZERO_SHA]
 
-    for commit in repo.new_commits(tips):
-        for path in repo.paths_changed_by(commit):
-            try:
-                paths.clean_path(path)
-            except ValidationError as exc:
-                errors.append(f"{commit[:10]}: {exc.message}")
+    for path in repo.paths_changed_by(repo.new_commits(tips)):
+        try:
+            paths.clean_path(path)
+        except ValidationError as exc:
+            errors.append(exc.message)
     for tip in tips:
         try:
             paths.check_no_aliases(repo.all_paths(tip), [])

@@ -63,8 +63,10 @@ def serve_blob(request: HttpRequest, repo: Repository, entry: TreeEntry, *, down
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-        data = repo.read_blob(entry.sha)[start : end + 1]
-        response = HttpResponse(data, status=206, content_type=content_type)
+        response = StreamingHttpResponse(
+            repo.stream_blob(entry.sha, start=start, end=end), status=206, content_type=content_type
+        )
+        response["Content-Length"] = str(end - start + 1)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
         response = StreamingHttpResponse(repo.stream_blob(entry.sha), content_type=content_type)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hub import services
 from hub.models import AccessToken
+from hub.permissions import AUTHENTICATED
 
 
 class UserOutput(serializers.Serializer):
@@ -39,7 +39,7 @@ class TokenCreatedOutput(TokenOutput):
 
 
 class MeApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = AUTHENTICATED
 
     @extend_schema(responses=UserOutput)
     def get(self, request: Request) -> Response:
@@ -47,7 +47,7 @@ class MeApi(APIView):
 
 
 class TokenListApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = AUTHENTICATED
 
     @extend_schema(responses=TokenOutput(many=True))
     def get(self, request: Request) -> Response:
@@ -63,7 +63,7 @@ class TokenListApi(APIView):
 
 
 class TokenDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = AUTHENTICATED
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:

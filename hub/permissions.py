@@ -1,4 +1,4 @@
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 
 from hub.models import AccessToken
 
@@ -13,3 +13,8 @@ class TokenScope(BasePermission):
         if isinstance(token, AccessToken) and token.scope == AccessToken.Scope.READ:
             return request.method in SAFE_METHODS
         return True
+
+
+# For views that need a logged-in user: replacing the default permission classes must
+# not drop the token scope check.
+AUTHENTICATED = [IsAuthenticated, TokenScope]

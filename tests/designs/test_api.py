@@ -43,6 +43,22 @@ def test_a_read_only_token_cannot_write(alice):
     assert create(reader).status_code == 403
 
 
+def test_a_read_only_token_cannot_mint_tokens_nor_fork(alice, bob):
+    upstream = DesignFactory(owner=bob)
+    commit_files(upstream, {"a.txt": "1"})
+    reader = client_for(alice, scope="read")
+    assert reader.post(url("api-tokens"), {"name": "escalate"}, format="json").status_code == 403
+    assert reader.post(url("api-design-fork", bob.username, upstream.slug), {}, format="json").status_code == 403
+
+
+def test_a_malformed_page_number_is_a_clear_400(alice_api, alice):
+    design = DesignFactory(owner=alice, slug="bracket")
+    commit_files(design, {"a.txt": "1"})
+    response = alice_api.get(url("api-design-history", "alice", "bracket"), {"page": "two"})
+    assert response.status_code == 400
+    assert "positive whole number" in response.json()["detail"]
+
+
 def test_a_revoked_token_stops_working(alice, api):
     from hub import services as hub_services
 
@@ -87,7 +103,11 @@ def test_raw_files_answer_304_for_their_etag_and_serve_ranges(alice):
     assert client.get(path, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
     partial = client.get(path, HTTP_RANGE="bytes=2-5")
     assert partial.status_code == 206
-    assert partial.content == b"2345"
+    assert b"".join(partial.streaming_content) == b"2345"
+    assert partial["Content-Length"] == "4"
+    tail = client.get(path, HTTP_RANGE="bytes=-3")
+    assert b"".join(tail.streaming_content) == b"789"
+    assert client.get(path, HTTP_RANGE="bytes=20-30").status_code == 416
     assert partial["Content-Range"] == "bytes 2-5/10"
 
 
