@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FABHUB_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test install lint bench clean
+.PHONY: run test test-postgres install lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: install
 	$(BIN)/ruff check hub designs machines tests bench
 	$(BIN)/python -m pytest
 
+# The suite again on a throw-away PostgreSQL server (scripts/with-postgres sets
+# DATABASE_URL): the exclusion constraint and the 50-racer booking test run only there.
+test-postgres: install
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m pytest -m "not browser"
+
 lint: install
 	$(BIN)/ruff check hub designs machines tests bench
 	$(BIN)/ruff format --check hub designs machines tests bench
@@ -39,6 +45,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/commit.py
+	$(BIN)/python bench/bookings.py
 
 clean:
 	rm -rf $(VENV) var

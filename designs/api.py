@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
@@ -13,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from designs import selectors, services
+from designs import analysis, selectors, services
 from designs.diffs import compare
 from designs.models import Design, Licence
 from designs.rawfiles import serve_blob
@@ -30,6 +31,7 @@ from designs.serializers import (
     DesignUpdateInput,
     DiffOutput,
     ForkInput,
+    MeshListOutput,
     ReadmeOutput,
     RenameInput,
     TagCreateInput,
@@ -374,6 +376,30 @@ class CollaboratorDetailApi(DesignContextMixin, APIView):
         return Response(status=204)
 
 
+class MeshListApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ref", str),
+            OpenApiParameter("build_volume", str, description="e.g. 250x210x210 (mm): adds `fits` per file."),
+        ],
+        responses=MeshListOutput,
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        sha = selectors.design_resolve(design, request.query_params.get("ref"))
+        volume = request.query_params.get("build_volume")
+        files = analysis.design_meshes(
+            design, sha=sha, build_volume=analysis.parse_build_volume(volume) if volume else None
+        )
+        for item in files:
+            item["thumbnail_url"] = (
+                request.build_absolute_uri(reverse("design-thumbnail", args=[owner, slug, item["blob_sha"]]))
+                if item.pop("has_thumbnail")
+                else None
+            )
+        return Response(MeshListOutput({"commit": sha, "files": files}).data)
+
+
 class RawFileApi(DesignContextMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("path", str, required=True), OpenApiParameter("ref", str)],
@@ -383,4 +409,4 @@ class RawFileApi(DesignContextMixin, APIView):
         design = self.get_design()
         path = (request.query_params.get("path") or "").strip("/")
         _, entry = selectors.design_file(design, rev=request.query_params.get("ref"), path=path)
-        return serve_blob(request, design.repo, entry)
+        return serve_blob(request, design, entry)

@@ -14,6 +14,7 @@ urlpatterns = [
     path(f"designs/{D}/rename/", api.RenameFileApi.as_view(), name="api-design-rename"),
     path(f"designs/{D}/tree/", api.TreeApi.as_view(), name="api-design-tree"),
     path(f"designs/{D}/raw/", api.RawFileApi.as_view(), name="api-design-raw"),
+    path(f"designs/{D}/meshes/", api.MeshListApi.as_view(), name="api-design-meshes"),
     path(f"designs/{D}/readme/", api.ReadmeApi.as_view(), name="api-design-readme"),
     path(f"designs/{D}/diff/", api.DiffApi.as_view(), name="api-design-diff"),
     path(f"designs/{D}/branches/", api.BranchListApi.as_view(), name="api-design-branches"),

@@ -1,33 +1,69 @@
-"""Row-level comparison of CSV bills of materials.
+"""Row-level comparison of two versions of a CSV bill of materials.
 
-Rows are matched by a key column (part, reference, item…); a row's quantity change is
-reported as a number so "bolts 4 → 6" reads as +2, not as a removed and an added line.
-Rows sharing a key are merged and their quantities summed, as a BOM means it.
+Rows are matched by a key column, so a reordered file shows no changes and "bolt 4 → 6"
+reads as one changed row with a quantity delta of +2 rather than a removed and an
+added line. Decisions, each chosen to be the least surprising for a person reading
+the result:
+
+* Every ``.csv`` file is a candidate (`is_bom_path`): the name says nothing reliable,
+  and text that does not look like a BOM raises `BomParseError`, after which the
+  caller can show a plain text diff instead.
+* Column names match case-insensitively, ignoring surrounding and repeated spaces.
+  Results use each column's name as the new version writes it.
+* The key column is the first of `KEY_COLUMNS`, in that order of preference, that
+  both versions have; failing that, the first shared column other than the quantity.
+  The quantity column is the first of `QUANTITY_COLUMNS` both versions have.
+* Rows that share a key are kept apart rather than merged: the second "R1" is keyed
+  "R1 (2)", the third "R1 (3)", and the nth occurrence in the old version is compared
+  with the nth in the new one. Merging would have to invent values for the other
+  columns and could hide a change.
+* Empty text stands for a version in which the file does not exist, so every row of
+  the other version is added or removed.
+* An added row's quantity delta is its quantity and a removed row's is minus its
+  quantity, as if the missing side had 0.
+* Changes come in the new version's row order, followed by removed rows in the old
+  version's order.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-KEY_COLUMNS = ("part", "part number", "part_number", "part no", "reference", "ref", "item", "name", "id", "sku", "description")
+KEY_COLUMNS = (
+    "part", "part number", "part_number", "part no", "reference", "ref", "designator",
+    "refs", "item", "name", "id", "sku", "description",
+)  # fmt: skip
 QUANTITY_COLUMNS = ("qty", "quantity", "count", "amount", "pcs")
+DELIMITERS = ",;\t"
 MAX_ROWS = 100_000
+
+# Enough lines for the sniffer to see the pattern; more only makes it slower.
+_SNIFF_CHARS = 16 * 1024
+# An optional sign, digits and one decimal point or comma ("1,5" is how much of
+# Europe writes 1.5); no exponents, "nan", "inf" or "1_000", which float() accepts.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
+
+BomChangeKind = Literal["added", "removed", "changed"]
 
 
 class BomParseError(ValueError):
-    pass
+    """The text is not CSV with a header row; the message is meant for people."""
 
 
 @dataclass(frozen=True)
 class BomChange:
-    kind: str  # "added" | "removed" | "changed"
+    kind: BomChangeKind
     key: str
     old: dict[str, str] | None
     new: dict[str, str] | None
     quantity_delta: float | None
-    changed_fields: list[str] = field(default_factory=list)
+    changed_fields: list[str]
 
 
 @dataclass(frozen=True)
@@ -35,9 +71,6 @@ class BomDiff:
     key_column: str
     quantity_column: str | None
     changes: list[BomChange]
-
-    def _count(self, kind: str) -> int:
-        return sum(1 for c in self.changes if c.kind == kind)
 
     @property
     def added(self) -> int:
@@ -51,90 +84,230 @@ class BomDiff:
     def changed(self) -> int:
         return self._count("changed")
 
+    def _count(self, kind: BomChangeKind) -> int:
+        return sum(1 for change in self.changes if change.kind == kind)
+
+
+@dataclass(frozen=True)
+class _Table:
+    columns: dict[str, str]  # matching name → name as written, in file order
+    rows: list[dict[str, str]]  # keyed by matching name
+
 
 def is_bom_path(path: str) -> bool:
-    """Every CSV file is treated as a BOM candidate; one that doesn't parse falls back to text."""
+    """Whether a file may hold a BOM: any ``.csv`` (see the module docstring)."""
     return path.lower().endswith(".csv")
 
 
-def _quantity(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value.strip().replace(",", "."))
-    except ValueError:
-        return None
-
-
-def _parse(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    text = text.lstrip("\ufeff")
-    if not text.strip():
-        raise BomParseError("The file is empty: a bill of materials needs a header row.")
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    rows = csv.reader(io.StringIO(text), dialect)
-    try:
-        header = [h.strip() for h in next(rows)]
-        if len(header) < 2 or len(set(h.lower() for h in header)) != len(header) or not all(header):
-            raise BomParseError("The first row is not a header of distinct column names.")
-        records = []
-        for number, row in enumerate(rows, start=1):
-            if number > MAX_ROWS:
-                raise BomParseError(f"The file has too many rows for a BOM diff (over {MAX_ROWS:,}).")
-            if not any(cell.strip() for cell in row):
-                continue
-            records.append({name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(header)})
-    except csv.Error as exc:
-        raise BomParseError(f"Not a readable CSV file: {exc}.") from exc
-    return header, records
-
-
-def _pick(header: list[str], wanted: tuple[str, ...]) -> str | None:
-    lowered = {h.lower(): h for h in header}
-    return next((lowered[name] for name in wanted if name in lowered), None)
-
-
-def _index(records: list[dict[str, str]], key: str, quantity: str | None) -> dict[str, dict[str, str]]:
-    merged: dict[str, dict[str, str]] = {}
-    for record in records:
-        name = record.get(key, "")
-        if name in merged and quantity:
-            total = (_quantity(merged[name].get(quantity)) or 0) + (_quantity(record.get(quantity)) or 0)
-            merged[name] = {**merged[name], quantity: f"{total:g}"}
-        else:
-            merged[name] = record
-    return merged
-
-
 def diff_bom(old_text: str, new_text: str) -> BomDiff:
-    old_header, old_records = _parse(old_text) if old_text.strip() else ([], [])
-    new_header, new_records = _parse(new_text) if new_text.strip() else ([], [])
-    header = new_header or old_header
-    if not header:
-        raise BomParseError("Neither version has a header row.")
-    key = _pick(header, KEY_COLUMNS) or header[0]
-    quantity = _pick(header, QUANTITY_COLUMNS)
-    old = _index(old_records, key, quantity)
-    new = _index(new_records, key, quantity)
-    changes = []
-    for name, record in new.items():
-        before = old.get(name)
-        if before is None:
-            changes.append(BomChange("added", name, None, record, _quantity(record.get(quantity)) if quantity else None))
-            continue
-        fields = [f for f in sorted(set(before) | set(record)) if before.get(f, "") != record.get(f, "")]
-        if fields:
-            delta = None
-            if quantity:
-                old_q, new_q = _quantity(before.get(quantity)), _quantity(record.get(quantity))
-                if old_q is not None and new_q is not None:
-                    delta = new_q - old_q
-            changes.append(BomChange("changed", name, before, record, delta, fields))
-    for name, record in old.items():
-        if name not in new:
-            removed_q = _quantity(record.get(quantity)) if quantity else None
-            changes.append(BomChange("removed", name, record, None, -removed_q if removed_q is not None else None))
-    return BomDiff(key, quantity, changes)
+    """Compare two versions of a CSV BOM row by row; raise `BomParseError` if either
+    is not CSV with a header row, or if they share no column to match rows by."""
+    old = _parse(old_text, "old")
+    new = _parse(new_text, "new")
+    if old is None and new is None:
+        raise BomParseError("Neither version of the file has any content to compare.")
+    names = _column_names(old, new)
+    shared = [name for name in names if _has_column(old, name) and _has_column(new, name)]
+    if not shared:
+        raise BomParseError(
+            "The old and new versions have no column in common, so their rows cannot be matched."
+        )
+    quantity = _first_of(QUANTITY_COLUMNS, shared)
+    key = _first_of(KEY_COLUMNS, shared) or next((name for name in shared if name != quantity), shared[0])
+    old_rows = _keyed(old, key)
+    new_rows = _keyed(new, key)
+    changes = [
+        change
+        for name, row in new_rows.items()
+        if (change := _compare(name, old_rows.get(name), row, names, quantity)) is not None
+    ]
+    changes += [
+        _compare(name, row, None, names, quantity) for name, row in old_rows.items() if name not in new_rows
+    ]
+    return BomDiff(
+        key_column=names[key],
+        quantity_column=names[quantity] if quantity else None,
+        changes=[_displayed(change, names) for change in changes],
+    )
+
+
+def _parse(text: str, version: str) -> _Table | None:
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
+    if "\0" in text:
+        raise BomParseError(f"The {version} version is a binary file, not CSV.")
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=_sniff_delimiter(text),
+        skipinitialspace=True,
+        strict=True,
+    )
+    try:
+        lines = (cells for cells in reader if any(cell.strip() for cell in cells))
+        columns = _header(next(lines, []), version)
+        names = list(columns)
+        rows = []
+        for cells in lines:
+            if len(rows) == MAX_ROWS:
+                raise BomParseError(
+                    f"The {version} version has too many rows to compare (more than {MAX_ROWS:,})."
+                )
+            rows.append(_row(cells, names, version, reader.line_num))
+    except csv.Error as error:
+        raise BomParseError(
+            f"The {version} version is not valid CSV (line {reader.line_num}: {error})."
+        ) from error
+    return _Table(columns, rows)
+
+
+def _sniff_delimiter(text: str) -> str:
+    sample = text[:_SNIFF_CHARS]
+    # Cut at a line end: a half line looks inconsistent to the sniffer.
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _header(cells: list[str], version: str) -> dict[str, str]:
+    names = [cell.strip() for cell in cells]
+    # Spreadsheets often save a few empty columns after the real ones.
+    while names and not names[-1]:
+        names.pop()
+    if sum(1 for name in names if name) < 2:
+        raise BomParseError(
+            f"The {version} version does not start with a header row: a bill of "
+            "materials needs at least two named columns."
+        )
+    if any(_parse_quantity(name) is not None for name in names):
+        raise BomParseError(
+            f"The first row of the {version} version holds numbers, so it looks like "
+            "data rather than a header row of column names."
+        )
+    names = [name or f"Column {number}" for number, name in enumerate(names, start=1)]
+    matching = _disambiguated(_matching_name(name) for name in names)
+    # A repeated column gets the same " (2)" suffix on its written name.
+    return {
+        match: name + match[len(_matching_name(name)) :] for name, match in zip(names, matching, strict=True)
+    }
+
+
+def _row(cells: list[str], columns: list[str], version: str, line: int) -> dict[str, str]:
+    if any(cell.strip() for cell in cells[len(columns) :]):
+        raise BomParseError(
+            f"Line {line} of the {version} version has more values than the header has columns."
+        )
+    # Short rows are common (trailing empty cells left out) and mean empty values.
+    cells = cells + [""] * (len(columns) - len(cells))
+    return {column: cell.strip() for column, cell in zip(columns, cells, strict=False)}
+
+
+def _matching_name(name: str) -> str:
+    return " ".join(name.split()).lower()
+
+
+def _disambiguated(names: Iterable[str]) -> list[str]:
+    """The names with " (2)", " (3)"… added to repeats so that every one is unique."""
+    taken: set[str] = set()
+    last_number: dict[str, int] = {}
+    unique_names = []
+    for name in names:
+        unique = name
+        # Remembering the last number keeps thousands of repeats linear; the loop
+        # only spins when a real name happens to look like a numbered repeat.
+        while unique in taken:
+            last_number[name] = last_number.get(name, 1) + 1
+            unique = f"{name} ({last_number[name]})".lstrip()
+        taken.add(unique)
+        unique_names.append(unique)
+    return unique_names
+
+
+def _column_names(old: _Table | None, new: _Table | None) -> dict[str, str]:
+    # The new version's names and order first: that is the file people look at now.
+    names = dict(new.columns) if new else {}
+    for match, name in old.columns.items() if old else ():
+        names.setdefault(match, name)
+    return names
+
+
+def _has_column(table: _Table | None, name: str) -> bool:
+    # A missing version has no header to disagree with.
+    return table is None or name in table.columns
+
+
+def _first_of(candidates: Iterable[str], names: list[str]) -> str | None:
+    return next((name for name in candidates if name in names), None)
+
+
+def _keyed(table: _Table | None, key: str) -> dict[str, dict[str, str]]:
+    rows = table.rows if table else []
+    keys = _disambiguated(row[key] for row in rows)
+    return dict(zip(keys, rows, strict=True))
+
+
+def _compare(
+    key: str,
+    old: dict[str, str] | None,
+    new: dict[str, str] | None,
+    columns: Iterable[str],
+    quantity: str | None,
+) -> BomChange | None:
+    old_quantity = _quantity_in(old, quantity)
+    new_quantity = _quantity_in(new, quantity)
+    if old is None:
+        return BomChange("added", key, None, new, new_quantity, [])
+    if new is None:
+        removed = None if old_quantity is None else 0.0 - old_quantity
+        return BomChange("removed", key, old, None, removed, [])
+    changed = [
+        column for column in columns if _differs(column, old.get(column, ""), new.get(column, ""), quantity)
+    ]
+    if not changed:
+        return None
+    both = old_quantity is not None and new_quantity is not None
+    delta = new_quantity - old_quantity if both else None
+    return BomChange("changed", key, old, new, delta, changed)
+
+
+def _differs(column: str, old: str, new: str, quantity: str | None) -> bool:
+    if column == quantity:
+        # "2" and "2.0" are the same quantity written differently.
+        old_number, new_number = _parse_quantity(old), _parse_quantity(new)
+        if old_number is not None and new_number is not None:
+            return old_number != new_number
+    return old != new
+
+
+def _quantity_in(row: dict[str, str] | None, quantity: str | None) -> float | None:
+    if row is None or quantity is None:
+        return None
+    return _parse_quantity(row.get(quantity, ""))
+
+
+def _parse_quantity(text: str) -> float | None:
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    number = float(text.replace(",", "."))
+    # Hundreds of digits overflow to infinity, which no subtraction can use.
+    return number if math.isfinite(number) else None
+
+
+def _displayed(change: BomChange, names: dict[str, str]) -> BomChange:
+    """The change with columns under the names people wrote rather than matching names."""
+
+    def written(row: dict[str, str] | None) -> dict[str, str] | None:
+        return None if row is None else {names[column]: value for column, value in row.items()}
+
+    return BomChange(
+        change.kind,
+        change.key,
+        written(change.old),
+        written(change.new),
+        change.quantity_delta,
+        [names[column] for column in change.changed_fields],
+    )

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -194,6 +195,13 @@ class Repository:
             raise GitError(f"git {args[0]} failed: {message.strip()}")
         return out
 
+    def _status(self, *args: str) -> int:
+        """The exit status of `git <args>`, for commands that answer yes/no by it."""
+        status, _, _ = self._repo.git.execute(
+            [git_binary(), *args], with_extended_output=True, with_exceptions=False
+        )
+        return status
+
     def _text(self, *args: str, **kwargs) -> str:
         return self._run(*args, **kwargs).decode()
 
@@ -277,8 +285,9 @@ class Repository:
     def write_blob(self, data: bytes) -> str:
         return self._text("hash-object", "-w", "--no-filters", "--stdin", stdin=data).strip()
 
-    def build_tree(self, base_commit: str | None, edits: Iterable[FileEdit]) -> str:
-        """The tree of `base_commit` with `edits` applied, built in a throw-away index."""
+    @contextmanager
+    def _scratch_index(self, base_commit: str | None, edits: Iterable[FileEdit]) -> Iterator[dict[str, str]]:
+        """The environment of a throw-away index holding `base_commit` with `edits` applied."""
         with tempfile.TemporaryDirectory(prefix="fabhub-index-") as tmp:
             env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if base_commit:
@@ -290,7 +299,28 @@ class Repository:
                 else:
                     lines.append(f"{edit.mode} {edit.sha}\t{edit.path}\0")
             self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode(), env=env)
+            yield env
+
+    def build_tree(self, base_commit: str | None, edits: Iterable[FileEdit]) -> str:
+        """The tree of `base_commit` with `edits` applied, built in a throw-away index."""
+        with self._scratch_index(base_commit, edits) as env:
             return self._text("write-tree", env=env).strip()
+
+    def attribute_values(
+        self, base_commit: str | None, edits: Iterable[FileEdit], attribute: str, paths: list[str]
+    ) -> dict[str, str]:
+        """The value of a gitattribute ('lfs', 'set', 'unspecified', …) for each path, as git
+        itself resolves the `.gitattributes` files of `base_commit` with `edits` applied."""
+        if not paths:
+            return {}
+        with self._scratch_index(base_commit, edits) as env:
+            # A bare repository has no work tree: --cached reads .gitattributes from the index.
+            out = self._run(
+                "check-attr", "--cached", "-z", "--stdin", attribute,
+                stdin="".join(f"{p}\0" for p in paths).encode(), env=env,
+            )
+        tokens = out.decode(errors="replace").split("\0")
+        return {path: value for path, _, value in zip(tokens[0::3], tokens[1::3], tokens[2::3], strict=False)}
 
     def commit_tree(
         self, tree: str, parents: list[str], message: str, *, author: Person, committer: Person
@@ -330,6 +360,18 @@ class Repository:
             )
         return entries
 
+    def blob_paths(self, commit: str) -> list[tuple[str, str]]:
+        """(path, blob sha) of every file at `commit`."""
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", commit).decode(errors="replace")
+        found = []
+        for record in out.split("\0"):
+            if record:
+                meta, path = record.split("\t", 1)
+                _, kind, sha = meta.split()
+                if kind == "blob":
+                    found.append((path, sha))
+        return found
+
     def all_paths(self, commit: str) -> list[str]:
         out = self._run("ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).decode()
         return [p for p in out.split("\0") if p]
@@ -345,6 +387,9 @@ class Repository:
                 mode, kind, sha, size = meta.split()
                 return TreeEntry(path, mode, kind, sha, None if size == "-" else int(size))
         return None
+
+    def has_object(self, sha: str) -> bool:
+        return self._status("cat-file", "-e", sha) == 0
 
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)
@@ -402,12 +447,7 @@ class Repository:
         return int(self._text(*args).strip())
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        status, _, _ = self._repo.git.execute(
-            [git_binary(), "merge-base", "--is-ancestor", ancestor, descendant],
-            with_extended_output=True,
-            with_exceptions=False,
-        )
-        return status == 0
+        return self._status("merge-base", "--is-ancestor", ancestor, descendant) == 0
 
     def diff(self, base: str | None, head: str) -> list[ChangedFile]:
         """Files that differ between two commits (base None: the empty tree), with renames."""
@@ -477,6 +517,30 @@ class Repository:
         listing = "\n".join([*tips, *exclusions]).encode() + b"\n"
         return self._text("rev-list", "--stdin", stdin=listing).split()
 
+    def blobs_added_by(self, commits: list[str]) -> list[tuple[str, str]]:
+        """(blob sha, path) of every file the commits add or change, in one git process."""
+        if not commits:
+            return []
+        out = self._run(
+            "diff-tree", "--stdin", "-r", "-z", "--raw", "--no-commit-id", "--root", "-m", "--no-renames",
+            stdin="\n".join(commits).encode() + b"\n",
+        )
+        tokens = out.decode(errors="replace").split("\0")
+        found = []
+        for meta, path in zip(tokens[0::2], tokens[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            _, new_mode, _, new_sha, status = meta[1:].split()
+            if status != "D" and new_sha != ZERO_SHA and new_mode.startswith("100"):
+                found.append((new_sha, path))
+        return list(dict.fromkeys(found))
+
+    def blob_to_file(self, sha: str, target: Path) -> None:
+        """Write a blob's content to `target` without holding it in memory."""
+        with target.open("wb") as out:
+            for chunk in self.stream_blob(sha):
+                out.write(chunk)
+
     def new_objects(self, tips: list[str]) -> list[tuple[str, str]]:
         """(sha, path) of objects reachable from `tips` and from no ref yet."""
         if not tips:
@@ -485,6 +549,26 @@ class Repository:
         for line in self._text("rev-list", "--objects", *tips, "--not", "--all").splitlines():
             sha, _, path = line.partition(" ")
             found.append((sha, path))
+        return found
+
+    def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        """The content of several (small) blobs, in one git process."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+        out = self._run("cat-file", "--batch", stdin="\n".join(wanted).encode() + b"\n")
+        found: dict[str, bytes] = {}
+        position = 0
+        while position < len(out):
+            header_end = out.index(b"\n", position)
+            parts = out[position:header_end].split()
+            position = header_end + 1
+            if len(parts) != 3:  # "<sha> missing"
+                continue
+            size = int(parts[2])
+            if parts[1] == b"blob":
+                found[parts[0].decode()] = out[position : position + size]
+            position += size + 1
         return found
 
     def object_types_and_sizes(self, shas: Iterable[str]) -> dict[str, tuple[str, int]]:

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from designs import selectors, services
 from designs.git import http_backend
+from designs.lfs_store import LocalObjectStore, lfs_store
 from designs.models import Design
 from hub.auth import BadCredentials, basic_auth_user
 from hub.exceptions import NotFound
@@ -37,34 +38,55 @@ def _text(status: int, message: str, *, challenge: bool = False) -> HttpResponse
     return response
 
 
-def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> tuple[Design | None, HttpResponse | None]:
-    """(design, None) when the requester may have `access`, else (None, the answer)."""
+class AccessRefused(Exception):
+    """The answer to a git or Git LFS request that may not go on (401, 403 or 404)."""
+
+    def __init__(self, status: int, message: str, *, challenge: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.challenge = challenge
+
+
+def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Design:
+    """The design, with `design.requester` set, if the requester may have `access`
+    ("read" or "write") to it; else AccessRefused. Shared by git and Git LFS (designs/lfs.py)."""
     try:
         user = basic_auth_user(request.headers.get("Authorization", ""))
     except BadCredentials:
-        return None, _text(401, "Invalid credentials: use your username and a personal access token.", challenge=True)
+        raise AccessRefused(
+            401, "Invalid credentials: use your username and a personal access token.", challenge=True
+        ) from None
     requester = user or request.user
     try:
         design = selectors.design_get(user=requester, owner=owner, slug=slug)
     except NotFound:
         if not requester.is_authenticated:
             # Anonymous: the same challenge whether it is private or absent, so nothing leaks.
-            return None, _text(401, "Authentication required.", challenge=True)
-        return None, _text(404, f"Repository {owner}/{slug} not found.")
+            raise AccessRefused(401, "Authentication required.", challenge=True) from None
+        raise AccessRefused(404, f"Repository {owner}/{slug} not found.") from None
     if access == "write":
         if not requester.is_authenticated:
-            return None, _text(401, "Pushing needs your username and a personal access token.", challenge=True)
+            raise AccessRefused(401, "Pushing needs your username and a personal access token.", challenge=True)
         token = getattr(requester, "fabhub_token", None)
         if not selectors.design_can_write(design, requester) or (
             token is not None and token.scope == AccessToken.Scope.READ
         ):
-            return None, _text(403, f"You cannot push to {design.full_name}: you have read access only.")
+            raise AccessRefused(403, f"You cannot push to {design.full_name}: you have read access only.")
     design.requester = requester
-    return design, None
+    return design
+
+
+def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> tuple[Design | None, HttpResponse | None]:
+    """(design, None) when the requester may have `access`, else (None, the answer)."""
+    try:
+        return authorise(request, owner, slug, access), None
+    except AccessRefused as refused:
+        return None, _text(refused.status, refused.message, challenge=refused.challenge)
 
 
 def _hook_env(design: Design) -> dict[str, str]:
-    return {
+    env = {
         "FABHUB_PYTHON": sys.executable,
         "PYTHONPATH": str(PROJECT_ROOT),
         "FABHUB_DEFAULT_BRANCH": design.default_branch,
@@ -72,6 +94,11 @@ def _hook_env(design: Design) -> dict[str, str]:
         "FABHUB_MAX_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
         "FABHUB_GIT_BINARY": settings.FABHUB_GIT_BINARY,
     }
+    store = lfs_store()
+    if isinstance(store, LocalObjectStore):
+        # The hook checks that a push's LFS pointers name objects the hub has.
+        env["FABHUB_LFS_ROOT"] = str(store.root)
+    return env
 
 
 def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponse:
@@ -88,7 +115,7 @@ def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: boo
         path_info=path_info,
         query=request.META.get("QUERY_STRING", ""),
         request_headers=headers,
-        body=_request_stream(request) if request.method == "POST" else None,
+        body=request_stream(request) if request.method == "POST" else None,
         remote_user=getattr(design.requester, "username", ""),
         hook_env=_hook_env(design),
     )
@@ -107,7 +134,7 @@ def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: boo
     return response
 
 
-def _request_stream(request: HttpRequest):
+def request_stream(request: HttpRequest):
     """The request body as a stream, chunked ones included.
 
     Django's own reader sees no body without a Content-Length, but git sends pushes over

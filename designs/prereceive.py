@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from designs import paths
 from designs.git import ZERO_SHA, Repository
+from designs.lfs_store import MAX_POINTER_BYTES, LocalObjectStore, resolve_pointer
 from hub.exceptions import ValidationError
 
 
@@ -21,6 +22,8 @@ class PushRules:
     default_branch: str
     allow_default_branch_rewrite: bool
     max_blob_bytes: int
+    # The local LFS store's folder; None skips the check that pointers name known objects.
+    lfs_root: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> PushRules:
@@ -28,6 +31,7 @@ class PushRules:
             default_branch=env.get("FABHUB_DEFAULT_BRANCH", "main"),
             allow_default_branch_rewrite=env.get("FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE") == "1",
             max_blob_bytes=int(env.get("FABHUB_MAX_BLOB_BYTES", str(50 * 1024 * 1024))),
+            lfs_root=env.get("FABHUB_LFS_ROOT") or None,
         )
 
 
@@ -69,7 +73,38 @@ def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: Pu
                 "limit for files in git history. Track it with Git LFS "
                 f"(git lfs track '{path or '*.ext'}') and push again."
             )
+    if rules.lfs_root:
+        errors += _missing_lfs_objects(repo, objects, info, LocalObjectStore(rules.lfs_root))
     return list(dict.fromkeys(errors))
+
+
+def _missing_lfs_objects(
+    repo: Repository,
+    objects: list[tuple[str, str]],
+    info: dict[str, tuple[str, int]],
+    store: LocalObjectStore,
+) -> list[str]:
+    """New LFS pointers whose object the hub does not have.
+
+    git-lfs uploads objects before git sends the push, so a missing one means a clone or
+    mirror that never had the content, or a push from a machine without git-lfs: let it
+    in, and every later clone of the design fails to check that file out.
+    """
+    candidates = {}
+    for sha, path in objects:
+        kind, size = info.get(sha, ("", 0))
+        if kind == "blob" and size < MAX_POINTER_BYTES:
+            candidates[sha] = path
+    errors = []
+    for sha, data in repo.read_blobs(candidates).items():
+        pointer = resolve_pointer(data)
+        if pointer is not None and store.size(pointer.oid) != pointer.size:
+            errors.append(
+                f"{candidates[sha] or sha} is a Git LFS pointer to an object the hub does not have "
+                f"(sha256 {pointer.oid[:12]}…, {pointer.size:,} bytes). Upload it with "
+                "`git lfs push --all origin`, then push again."
+            )
+    return errors
 
 
 def main() -> int:

@@ -1,41 +1,86 @@
-"""README rendering: Markdown to sanitised HTML with repository-relative links resolved."""
+"""Render a design's README from Markdown into HTML that is safe to embed in a page.
+
+Markdown passes raw HTML straight through, so the nh3 (ammonia) sanitiser is the only
+security boundary: whatever it does not explicitly allow is removed.
+
+While sanitising, links are rewritten so that a README keeps working when it is shown
+outside its repository:
+
+* a relative image ``src`` becomes ``raw_url(path)`` and a relative link ``href``
+  becomes ``page_url(path)``, where ``path`` is the target's path inside the
+  repository: resolved against ``base_dir``, normalised, percent-decoded and without
+  a leading slash (``""`` is the repository root). The callbacks must quote it when
+  they build a URL from it; nothing they return is checked again;
+* a leading ``/`` means the repository root, not the site root;
+* a path that climbs out of the repository (``../x`` in the root) loses its attribute;
+* a link keeps its ``#fragment`` so that it can point at a heading of the target page;
+  queries are dropped, as are an image's query and fragment, because the hub's file
+  URLs do not take the author's parameters;
+* ``#section``, ``?query`` and empty links refer to the README's own page and stay as
+  they are, as do ``http``, ``https`` and ``mailto`` URLs and ``//host/path``;
+* every other scheme (``javascript:``, ``data:``, ``vbscript:``…) loses its attribute.
+
+Rendering cost: a realistic 1 MB README renders in a second or two, but Python-Markdown
+(and the standard library HTML parser it uses for raw HTML) takes quadratic time on
+some malformed input: tens of kilobytes of unclosed ``[``, ``<a `` or ``<![CDATA[``
+take seconds to minutes. The cost depends on the text alone, so render once per README
+version, cache the result and keep rendering out of the request cycle.
+"""
 
 from __future__ import annotations
 
+import html
 import posixpath
+import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import markdown
 import nh3
+from markdown.extensions.tables import TableExtension
 
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt",
-    "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "ol", "p",
-    "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td", "th",
-    "thead", "tr", "ul",
-}
+ALLOWED_TAGS = frozenset(
+    {
+        "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "details",
+        "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img",
+        "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span",
+        "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+        "tr", "u", "ul",
+    }
+)  # fmt: skip
+
+# "align" is how READMEs centre a logo (<p align="center">) and how the tables
+# extension aligns columns; it cannot do more than that, unlike "style".
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title", "width", "height"},
-    "td": {"align"},
-    "th": {"align"},
+    "abbr": {"title"},
     "code": {"class"},
-    "*": {"id"},
+    "details": {"open"},
+    "div": {"align"},
+    "h1": {"align"},
+    "h2": {"align"},
+    "h3": {"align"},
+    "h4": {"align"},
+    "h5": {"align"},
+    "h6": {"align"},
+    "img": {"src", "alt", "title", "width", "height", "align"},
+    "ol": {"start"},
+    "p": {"align"},
+    "td": {"align", "colspan", "rowspan"},
+    "th": {"align", "colspan", "rowspan"},
 }
-SAFE_SCHEMES = {"http", "https", "mailto"}
 
+# Removed together with their content: what these hold is code or a fallback,
+# never text meant to be read as part of the document.
+REMOVED_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "noscript", "template"})
 
-def _resolve(url: str, base_dir: str) -> str | None:
-    """The repository path a relative URL names, or None if it leaves the repository."""
-    if url.startswith("/"):
-        joined = url.lstrip("/")
-    else:
-        joined = posixpath.join(base_dir, url) if base_dir else url
-    normal = posixpath.normpath(joined)
-    if normal.startswith("..") or normal in (".", ""):
-        return None
-    return normal
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_TAB_OR_NEWLINE = re.compile(r"[\t\n\r]")
+_C0_CONTROL_OR_SPACE = "".join(chr(code) for code in range(0x21))
+_LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.\-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def render_readme(
@@ -45,34 +90,99 @@ def render_readme(
     page_url: Callable[[str], str],
     base_dir: str = "",
 ) -> str:
-    """Markdown → HTML with no script, handlers or dangerous URLs.
-
-    Relative image sources become raw-file URLs and relative links become file pages,
-    both at the revision the caller's `raw_url`/`page_url` pin.
-    """
-    html = markdown.markdown(markdown_text, extensions=["tables", "fenced_code", "sane_lists"])
-
-    def rewrite(tag: str, attribute: str, value: str) -> str | None:
-        if attribute not in ("href", "src"):
-            return value
-        value = value.strip()
-        if not value or value.startswith("#"):
-            return value
-        parts = urlsplit(value)
-        if parts.scheme or parts.netloc:
-            return value if parts.scheme.lower() in SAFE_SCHEMES else None
-        path = _resolve(parts.path, base_dir)
-        if path is None:
-            return None
-        if tag == "img":
-            return raw_url(path)
-        return page_url(path) + (f"#{parts.fragment}" if parts.fragment else "")
-
+    """Return sanitised HTML for a README; see the module docstring for link handling."""
+    # nh3 cannot encode lone surrogates (left by some ways of decoding bytes) and fails.
+    text = _SURROGATE.sub("\ufffd", markdown_text)
+    try:
+        rendered = markdown.markdown(
+            text,
+            extensions=[TableExtension(use_align_attribute=True), "fenced_code", "sane_lists"],
+        )
+    except RecursionError:
+        # Markdown recurses once per list level, so a few hundred nested lists exhaust
+        # the stack; the source is still worth showing.
+        return f"<pre>{html.escape(text)}</pre>"
     return nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
+        rendered,
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=set(REMOVED_WITH_CONTENT),
         attributes=ALLOWED_ATTRIBUTES,
-        url_schemes=SAFE_SCHEMES,
-        attribute_filter=rewrite,
+        attribute_filter=_attribute_filter(base_dir, raw_url=raw_url, page_url=page_url),
+        url_schemes=set(URL_SCHEMES),
+        # Anyone can write a README: its links must not lend the hub's ranking to spam.
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def _attribute_filter(
+    base_dir: str, *, raw_url: Callable[[str], str], page_url: Callable[[str], str]
+) -> Callable[[str, str, str], str | None]:
+    # nh3 has already removed attributes with a forbidden scheme when it calls the
+    # filter, but it does not check what the filter returns.
+    def filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "img" and attribute == "src":
+            return _rewrite_url(value, base_dir, to_url=raw_url, is_link=False)
+        if tag == "a" and attribute == "href":
+            return _rewrite_url(value, base_dir, to_url=page_url, is_link=True)
+        if tag == "code" and attribute == "class":
+            return _language_classes(value)
+        return value
+
+    return filter_attribute
+
+
+def _rewrite_url(value: str, base_dir: str, *, to_url: Callable[[str], str], is_link: bool) -> str | None:
+    url = _as_browser_reads(value)
+    scheme = _SCHEME.match(url)
+    if scheme:
+        return value if scheme.group(1).lower() in URL_SCHEMES else None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # An unparsable host such as "//[x" leads nowhere.
+        return None
+    if parts.netloc:
+        # "//host/path" takes the page's scheme, so it is as absolute as an https URL.
+        return value
+    if not parts.path:
+        return value if is_link else None
+    path = resolve_repo_path(parts.path, base_dir)
+    if path is None:
+        return None
+    target = to_url(path)
+    if is_link and parts.fragment:
+        target = f"{target}#{parts.fragment}"
+    return target
+
+
+def _as_browser_reads(value: str) -> str:
+    # Browsers ignore surrounding controls and spaces, and tabs and newlines anywhere,
+    # so " java\tscript:" is read as "javascript:"; classify URLs the same way.
+    return _TAB_OR_NEWLINE.sub("", value.strip(_C0_CONTROL_OR_SPACE))
+
+
+def resolve_repo_path(url_path: str, base_dir: str) -> str | None:
+    """Return the repository path a relative URL path points at, or None if outside.
+
+    ``base_dir`` is the folder holding the README ("" for the root). The result has no
+    leading slash and is "" for the root itself.
+    """
+    # Decode before normalising, so that "%2e%2e/" cannot climb past the check below.
+    path = unquote(url_path)
+    if path.startswith("/"):
+        joined = path.lstrip("/")
+    else:
+        joined = posixpath.join(base_dir.strip("/"), path)
+    # Normalising a relative path keeps leading "..", which is what marks an escape;
+    # an absolute one would silently clamp "/../x" to "/x".
+    normalised = posixpath.normpath(joined)
+    if normalised == ".." or normalised.startswith("../"):
+        return None
+    return "" if normalised == "." else normalised
+
+
+def _language_classes(value: str) -> str | None:
+    # fenced_code marks blocks with "language-x" for highlighters; any other class
+    # could pick up the site's own CSS.
+    kept = [name for name in value.split() if _LANGUAGE_CLASS.fullmatch(name)]
+    return " ".join(kept) or None

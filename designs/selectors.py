@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
@@ -10,7 +12,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from designs.git import ChangedFile, Commit, TreeEntry
-from designs.models import Collaborator, Design
+from designs.lfs_store import MAX_POINTER_BYTES, Pointer, resolve_pointer, valid_oid
+from designs.models import Collaborator, Design, LfsLock, LfsObject
 from designs.readme import render_readme
 from hub.exceptions import NotFound
 from hub.models import User
@@ -141,3 +144,60 @@ def clone_url(design: Design, request=None) -> str:
     if settings.FABHUB_PUBLIC_URL:
         return settings.FABHUB_PUBLIC_URL.rstrip("/") + path
     return request.build_absolute_uri(path) if request is not None else path
+
+
+# -- Git LFS ------------------------------------------------------------------------------
+
+# Fewer query parameters than any database allows; git-lfs asks about 100 objects at a time.
+OID_QUERY_CHUNK = 500
+
+
+def _lfs_sizes(oids: Iterable[str], **filters) -> dict[str, int]:
+    wanted = [oid for oid in dict.fromkeys(oids) if valid_oid(oid)]
+    sizes: dict[str, int] = {}
+    for start in range(0, len(wanted), OID_QUERY_CHUNK):
+        chunk = wanted[start : start + OID_QUERY_CHUNK]
+        sizes.update(LfsObject.objects.filter(oid__in=chunk, **filters).values_list("oid", "size").distinct())
+    return sizes
+
+
+def lfs_objects_served(design: Design, oids: Iterable[str]) -> dict[str, int]:
+    """oid → size of the LFS objects among `oids` that `design` may serve."""
+    return _lfs_sizes(oids, links__design=design)
+
+
+def lfs_objects_readable(user: AnyUser, oids: Iterable[str]) -> dict[str, int]:
+    """oid → size of the LFS objects among `oids` served by some design `user` can see."""
+    return _lfs_sizes(oids, links__design__in=designs_visible_to(user).values("pk"))
+
+
+def lfs_pointer_served(design: Design, data: bytes) -> Pointer | None:
+    """The object `data` points to, if it is an LFS pointer to an object `design` serves."""
+    pointer = resolve_pointer(data)
+    if pointer is None or lfs_objects_served(design, [pointer.oid]).get(pointer.oid) != pointer.size:
+        return None
+    return pointer
+
+
+def design_lfs_pointer(design: Design, entry: TreeEntry) -> Pointer | None:
+    """The LFS object a file stands for, if the file is a pointer the design can serve."""
+    if entry.kind != "blob" or entry.size is None or entry.size >= MAX_POINTER_BYTES:
+        return None
+    return lfs_pointer_served(design, design.repo.read_blob(entry.sha))
+
+
+def lfs_locks(
+    design: Design, *, path: str | None = None, lock_id: str | None = None, cursor: str | None = None, limit: int = 100
+) -> tuple[list[LfsLock], str | None]:
+    """One page of a design's LFS locks in id order, and the cursor of the next page."""
+    locks = LfsLock.objects.filter(design=design).select_related("owner").order_by("pk")
+    if path:
+        locks = locks.filter(path=path)
+    if lock_id:
+        locks = locks.filter(pk=int(lock_id)) if lock_id.isdigit() else locks.none()
+    if cursor:
+        locks = locks.filter(pk__gte=int(cursor)) if cursor.isdigit() else locks.none()
+    page = list(locks[: limit + 1])
+    if len(page) > limit:
+        return page[:limit], str(page[limit].pk)
+    return page, None

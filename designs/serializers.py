@@ -206,3 +206,19 @@ class CollaboratorOutput(serializers.ModelSerializer):
 class CollaboratorInput(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Collaborator.Role.choices)
+
+
+class MeshFileOutput(serializers.Serializer):
+    path = serializers.CharField()
+    blob_sha = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField(help_text="pending, running, done, failed or not-analysed")
+    figures = serializers.DictField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True, help_text="Why the analysis failed, in words.")
+    thumbnail_url = serializers.CharField(allow_null=True)
+    fits = serializers.BooleanField(allow_null=True, help_text="Fits the build_volume given, rotation allowed.")
+
+
+class MeshListOutput(serializers.Serializer):
+    commit = serializers.CharField()
+    files = MeshFileOutput(many=True)

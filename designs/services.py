@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.core.files import File
@@ -16,8 +18,18 @@ from django.utils import timezone
 
 from designs import paths
 from designs.git import FileEdit, GitError, Person, RefMoved, Repository, valid_ref_name
-from designs.models import Collaborator, Design, Tag, repo_path, slug_validator
-from designs.selectors import design_can_write
+from designs.lfs_store import LFS_ATTRIBUTES, Pointer, StoreError, lfs_store, pointer_text
+from designs.models import (
+    Collaborator,
+    Design,
+    DesignLfsObject,
+    LfsLock,
+    LfsObject,
+    Tag,
+    repo_path,
+    slug_validator,
+)
+from designs.selectors import design_can_write, design_role, lfs_objects_readable, lfs_objects_served
 from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
 from hub.models import User
 
@@ -148,9 +160,15 @@ class Rename:
     new_path: str
 
 
-def _store_uploads(repo: Repository, uploads: Sequence[Upload]) -> list[str]:
-    """Write uploads as blobs with one git process; spool in-memory ones to disk first."""
+def _store_uploads(design: Design, uploads: Sequence[Upload]) -> tuple[list[str], set[int]]:
+    """Write uploads as blobs with one git process; spool in-memory ones to disk first.
+
+    Uploads over FABHUB_LFS_THRESHOLD_BYTES go to the LFS store instead and their blob is
+    the pointer, so a browser never puts a 200 MB file into git history. Returns the blob
+    shas in order and the indexes of the uploads stored with LFS.
+    """
     limit = settings.FABHUB_MAX_UPLOAD_BYTES
+    threshold = settings.FABHUB_LFS_THRESHOLD_BYTES
     for upload in uploads:
         if upload.content.size is not None and upload.content.size > limit:
             raise TooLarge(
@@ -160,7 +178,15 @@ def _store_uploads(repo: Repository, uploads: Sequence[Upload]) -> list[str]:
             )
     with tempfile.TemporaryDirectory(prefix="fabhub-upload-") as tmp:
         files: list[Path] = []
+        in_lfs: set[int] = set()
         for index, upload in enumerate(uploads):
+            if (upload.content.size or 0) > threshold and _may_use_lfs(upload.path):
+                pointer = _lfs_object_from_upload(design, upload)
+                spooled = Path(tmp) / str(index)
+                spooled.write_bytes(pointer_text(pointer.oid, pointer.size))
+                files.append(spooled)
+                in_lfs.add(index)
+                continue
             on_disk = getattr(upload.content, "temporary_file_path", None)
             if on_disk is not None:
                 files.append(Path(on_disk()))
@@ -171,7 +197,23 @@ def _store_uploads(repo: Repository, uploads: Sequence[Upload]) -> list[str]:
                 for chunk in upload.content.chunks():
                     out.write(chunk)
             files.append(spooled)
-        return repo.write_blobs(files)
+        return design.repo.write_blobs(files), in_lfs
+
+
+def _may_use_lfs(path: str) -> bool:
+    # git reads .gitattributes files before any filter runs: they must stay plain blobs.
+    return path.rsplit("/", 1)[-1] != ".gitattributes"
+
+
+def _lfs_object_from_upload(design: Design, upload: Upload) -> Pointer:
+    """Put an upload into the LFS store and let `design` serve it."""
+    upload.content.seek(0)
+    try:
+        pointer = lfs_store().add(upload.content, max_size=settings.FABHUB_MAX_LFS_OBJECT_BYTES)
+    except StoreError as exc:
+        raise TooLarge(f"{upload.path}: {exc}", limit=settings.FABHUB_MAX_LFS_OBJECT_BYTES) from exc
+    lfs_object_link(design=design, oid=pointer.oid, size=pointer.size)
+    return pointer
 
 
 def design_commit(
@@ -190,7 +232,9 @@ def design_commit(
     With `expected_head`, the branch must still be there (else Conflict with the current
     head). Without it, a commit racing another one is rebuilt on top of it as long as
     the other commit touched none of the same paths; otherwise Conflict. Nothing is ever
-    overwritten: the ref moves by compare-and-swap.
+    overwritten: the ref moves by compare-and-swap. Uploads over FABHUB_LFS_THRESHOLD_BYTES,
+    or on paths a .gitattributes pattern tracks with LFS, are committed as Git LFS pointers
+    (`_store_uploads`, `_lfs_edits`).
     """
     if not design_can_write(design, author):
         raise PermissionDenied(f"You cannot write to {design.full_name}.")
@@ -212,7 +256,11 @@ def design_commit(
         raise ValidationError("The same path appears twice in one commit.")
     paths.check_no_aliases(upload_paths + [new for _, new in rename_pairs], [])
 
-    blob_shas = _store_uploads(repo, uploads)
+    blob_shas, in_lfs = _store_uploads(design, uploads)
+    # path → pointer blob of the uploads stored with LFS; small uploads join it when a
+    # .gitattributes pattern sends their path through the LFS filter.
+    lfs_blobs = {upload_paths[i]: blob_shas[i] for i in sorted(in_lfs)}
+    uploads_by_path = dict(zip(upload_paths, uploads, strict=True))
     identity = person_for(author)
 
     for _attempt in range(MAX_COMMIT_ATTEMPTS):
@@ -226,6 +274,8 @@ def design_commit(
             raise NotFound(f"There is no branch {branch!r} in {design.full_name}.")
         existing = repo.all_paths(head) if head else []
         edits = _plan_edits(repo, head, existing, upload_paths, blob_shas, delete_paths, rename_pairs)
+        if lfs_blobs or any(_may_hold_lfs_patterns(p) for p in (*existing, *upload_paths)):
+            edits = _lfs_edits(design, head, edits, uploads_by_path, lfs_blobs)
         tree = repo.build_tree(head, edits)
         if head and tree == repo.tree_of(head):
             raise ValidationError("Nothing changed: the files are identical to the current ones.")
@@ -248,7 +298,7 @@ def design_commit(
                         current_head=moved_to,
                     ) from None
             continue
-        _after_refs_changed(design)
+        _after_refs_changed(design, new_commits=[sha])
         return sha
     raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
 
@@ -298,10 +348,74 @@ def _plan_edits(
     return edits
 
 
-def _after_refs_changed(design: Design) -> None:
-    """What follows any change of a design's refs (web commit, branch, tag; pushes later)."""
+def _may_hold_lfs_patterns(path: str) -> bool:
+    return path.rsplit("/", 1)[-1] == ".gitattributes"
+
+
+def _lfs_edits(
+    design: Design,
+    head: str | None,
+    edits: list[FileEdit],
+    uploads: dict[str, Upload],
+    lfs_blobs: dict[str, str],
+) -> list[FileEdit]:
+    """`edits`, made consistent with Git LFS at `head`.
+
+    An upload whose path a .gitattributes pattern sends through the LFS filter becomes an
+    LFS object whatever its size (as `git lfs track` users expect), and every upload stored
+    with LFS gets a line in the root .gitattributes unless a pattern covers it already.
+    git itself says what the patterns mean (`check-attr`), so no pattern is misread.
+    `lfs_blobs` is updated in place: a retry on a moved branch reuses the pointers.
+    """
+    repo = design.repo
+    filters = repo.attribute_values(head, edits, "filter", list(uploads))
+    for path, upload in uploads.items():
+        if path not in lfs_blobs and filters.get(path) == "lfs" and _may_use_lfs(path):
+            pointer = _lfs_object_from_upload(design, upload)
+            lfs_blobs[path] = repo.write_blob(pointer_text(pointer.oid, pointer.size))
+    edits = [FileEdit(e.path, lfs_blobs[e.path], e.mode) if e.path in lfs_blobs else e for e in edits]
+    uncovered = [path for path in lfs_blobs if filters.get(path) != "lfs"]
+    if not uncovered:
+        return edits
+    current = next((e for e in edits if e.path == ".gitattributes"), None)
+    if current is not None:
+        text = repo.read_blob(current.sha) if current.sha else b""
+    else:
+        entry = repo.entry(head, ".gitattributes") if head else None
+        text = repo.read_blob(entry.sha) if entry is not None and entry.kind == "blob" else b""
+    if text and not text.endswith(b"\n"):
+        text += b"\n"
+    text += b"".join(_gitattributes_line(path) for path in uncovered)
+    edits = [e for e in edits if e.path != ".gitattributes"]
+    edits.append(FileEdit(".gitattributes", repo.write_blob(text)))
+    filters = repo.attribute_values(head, edits, "filter", uncovered)
+    overridden = [path for path in uncovered if filters.get(path) != "lfs"]
+    if overridden:
+        raise ValidationError(
+            f"{', '.join(overridden)} must be stored with Git LFS (over "
+            f"{settings.FABHUB_LFS_THRESHOLD_BYTES:,} bytes), but a .gitattributes file in its "
+            "folder turns the LFS filter off; change that file first."
+        )
+    return edits
+
+
+def _gitattributes_line(path: str) -> bytes:
+    """`/<path> filter=lfs …` matching exactly this file: anchored at the root by the
+    leading slash, wildcard characters escaped, C-quoted when it holds whitespace."""
+    pattern = "/" + re.sub(r"([*?\[\]\\])", r"\\\1", path)
+    if any(ch.isspace() or ch == '"' for ch in pattern):
+        pattern = '"' + pattern.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{pattern} {LFS_ATTRIBUTES}\n".encode()
+
+
+def _after_refs_changed(design: Design, *, new_commits: list[str]) -> None:
+    """What follows new commits, from the web, the API or a push: the hub learns of them."""
+    from designs.analysis import analyses_queue, design_refresh_cover
+
     Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
     design.repo.refresh_commit_graph()
+    design_refresh_cover(design)
+    analyses_queue(design=design, commits=new_commits)
 
 
 def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
@@ -313,7 +427,7 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     moved = [sha for ref, sha in refs_after.items() if refs_before.get(ref) != sha]
     known = [f"^{sha}" for sha in refs_before.values()]
     new_commits = repo.commits_between(moved, known)
-    _after_refs_changed(design)
+    _after_refs_changed(design, new_commits=new_commits)
     logger.info("push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits))
     return new_commits
 
@@ -401,11 +515,13 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
         owner=user, slug=slug, title=design.title, summary=design.summary,
         licence=design.licence, visibility=design.visibility, default_branch=design.default_branch,
         forked_from=design, forked_from_name=design.full_name, fork_point=fork_point,
+        cover_blob_sha=design.cover_blob_sha,
     )
     try:
         with transaction.atomic():
             fork.save()
             fork.tags.set(design.tags.all())
+            _share_lfs_objects(source=design, fork=fork)
             Repository.clone_bare(design.repo, path).refresh_commit_graph()
     except IntegrityError as exc:
         shutil.rmtree(path, ignore_errors=True)
@@ -414,6 +530,21 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
         shutil.rmtree(path, ignore_errors=True)
         raise
     return fork
+
+
+def _share_lfs_objects(*, source: Design, fork: Design) -> None:
+    """The fork may serve the LFS objects its source serves; the bytes are not copied.
+
+    Rows of its own rather than a walk up `forked_from` at read time: the fork keeps its
+    files if the upstream is deleted (`forked_from` becomes NULL), and it does not gain
+    objects the upstream adds after the fork (perhaps once made private).
+    """
+    object_ids = source.lfs_links.values_list("lfs_object_id", flat=True)
+    DesignLfsObject.objects.bulk_create(
+        (DesignLfsObject(design=fork, lfs_object_id=object_id) for object_id in object_ids.iterator()),
+        batch_size=500,
+        ignore_conflicts=True,
+    )
 
 
 def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> Collaborator:
@@ -429,3 +560,83 @@ def collaborator_remove(*, design: Design, actor: User, user: User) -> None:
     if design.owner_id != actor.pk:
         raise PermissionDenied("Only the owner manages collaborators.")
     Collaborator.objects.filter(design=design, user=user).delete()
+
+
+# -- Git LFS ------------------------------------------------------------------------------
+
+MAX_LOCK_PATH_BYTES = 1024
+
+
+def lfs_object_link(*, design: Design, oid: str, size: int) -> None:
+    """Let `design` serve the stored object `oid` (uploaded for it, or proven readable)."""
+    with transaction.atomic():
+        lfs_object, _ = LfsObject.objects.get_or_create(oid=oid, defaults={"size": size})
+        DesignLfsObject.objects.get_or_create(design=design, lfs_object=lfs_object)
+
+
+def lfs_objects_present(*, design: Design, user: User, objects: Sequence[tuple[str, int]]) -> set[str]:
+    """The oids among `objects` (oid, size) that a push to `design` need not upload.
+
+    Those the design serves already, and those `user` can read in another design: the
+    upload would only prove they have bytes they may read anyway, so the object is linked
+    on the spot. Any other oid must be uploaded, even if the store has it, because knowing
+    an oid (it is in every pointer file) must not be enough to get its content.
+    """
+    _require_writer(design, user)
+    store = lfs_store()
+    wanted = dict(objects)
+    served = lfs_objects_served(design, wanted)
+    present = {oid for oid, size in wanted.items() if served.get(oid) == size and store.exists(oid)}
+    elsewhere = lfs_objects_readable(user, [oid for oid in wanted if oid not in present])
+    for oid, size in elsewhere.items():
+        if wanted[oid] == size and store.exists(oid):
+            lfs_object_link(design=design, oid=oid, size=size)
+            present.add(oid)
+    return present
+
+
+def lfs_lock_create(*, design: Design, user: User, path: str) -> LfsLock:
+    """Lock `path` for `user` (`git lfs lock`); Conflict (with `lock_id`) if it is held."""
+    _require_writer(design, user)
+    path = paths.clean_path(path)
+    if len(path.encode()) > MAX_LOCK_PATH_BYTES:
+        # PostgreSQL cannot index much longer keys for the one-lock-per-path constraint.
+        raise ValidationError(f"Paths longer than {MAX_LOCK_PATH_BYTES} bytes cannot be locked.")
+    try:
+        with transaction.atomic():
+            return LfsLock.objects.create(design=design, path=path, owner=user)
+    except IntegrityError:
+        held = LfsLock.objects.filter(design=design, path=path).values_list("pk", flat=True).first()
+        raise Conflict(f"{path} is already locked.", lock_id=held) from None
+
+
+def lfs_lock_release(*, design: Design, user: User, lock_id: int, force: bool = False) -> LfsLock:
+    """Remove a lock: its holder may, and with `force` the design's owner may."""
+    _require_writer(design, user)
+    lock = LfsLock.objects.select_related("owner").filter(design=design, pk=lock_id).first()
+    if lock is None:
+        raise NotFound(f"There is no lock {lock_id}.")
+    if lock.owner_id != user.pk:
+        if not force:
+            raise PermissionDenied(f"{lock.path} is locked by {lock.owner.username}; use --force to unlock it.")
+        if design_role(design, user) != "owner":
+            raise PermissionDenied(f"Only the owner of {design.full_name} can break another person's lock.")
+    # Conditional delete: of two racing unlocks, one gets NotFound rather than both "succeeding".
+    deleted, _ = LfsLock.objects.filter(pk=lock.pk).delete()
+    if not deleted:
+        raise NotFound(f"Lock {lock_id} was just removed.")
+    return lock
+
+
+def lfs_object_upload(*, design: Design, user: User, oid: str, size: int, stream: IO[bytes]) -> None:
+    """Store an object pushed for `design`: refused, leaving nothing behind, unless the
+    stream is exactly `size` bytes whose sha256 is `oid`."""
+    _require_writer(design, user)
+    limit = settings.FABHUB_MAX_LFS_OBJECT_BYTES
+    if size > limit:
+        raise TooLarge(f"Object {oid} is {size:,} bytes; the limit is {limit:,} bytes.", limit=limit)
+    try:
+        lfs_store().save(oid, size, stream)
+    except StoreError as exc:
+        raise ValidationError(str(exc)) from exc
+    lfs_object_link(design=design, oid=oid, size=size)

@@ -133,13 +133,19 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
-FABHUB_MAX_UPLOAD_BYTES = env_int("FABHUB_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
-FABHUB_MAX_REQUEST_BYTES = env_int("FABHUB_MAX_REQUEST_BYTES", 1024 * 1024 * 1024)
+# Files over FABHUB_LFS_THRESHOLD_BYTES become Git LFS objects, so the limit per file can
+# be that of a large CAD file rather than that of a git blob.
+FABHUB_MAX_UPLOAD_BYTES = env_int("FABHUB_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
+FABHUB_MAX_REQUEST_BYTES = env_int("FABHUB_MAX_REQUEST_BYTES", 2 * 1024 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("FABHUB_MAX_FILES_PER_UPLOAD", 1000)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 
 # Files over this size may not enter git history by push; they belong in Git LFS.
 FABHUB_MAX_GIT_BLOB_BYTES = env_int("FABHUB_MAX_GIT_BLOB_BYTES", 50 * 1024 * 1024)
+# Git LFS (designs/lfs.py): the largest object one upload may store, and the size above
+# which a web or API upload is stored as an LFS object, the commit holding a pointer.
+FABHUB_MAX_LFS_OBJECT_BYTES = env_int("FABHUB_MAX_LFS_OBJECT_BYTES", 5 * 1024**3)
+FABHUB_LFS_THRESHOLD_BYTES = env_int("FABHUB_LFS_THRESHOLD_BYTES", 10 * 1024 * 1024)
 
 # Public address used in clone URLs and links sent outside the hub.
 FABHUB_PUBLIC_URL = env_str("FABHUB_PUBLIC_URL", "")
@@ -176,13 +182,41 @@ SPECTACULAR_SETTINGS = {
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
-# No broker: the embedded set-up runs each task in-process once its transaction commits.
+# No broker: the embedded set-up runs tasks on a worker thread of the web process
+# (hub/queue.py); Celery's eager mode is what that thread, and the tests, use.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+FABHUB_EMBEDDED_WORKER = not CELERY_BROKER_URL and env_bool("FABHUB_EMBEDDED_WORKER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
+# A task whose worker vanished is handed out again after this long (Redis); the mesh
+# sweeper usually notices sooner.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
+CELERY_BEAT_SCHEDULE = {
+    # Re-queues analyses whose worker died mid-way (designs/analysis.py).
+    "sweep-stale-analyses": {"task": "designs.tasks.sweep_stale_analyses", "schedule": 300.0},
+}
+
+# Mesh analysis (designs/meshes.py, run by designs/mesh_worker.py): per file.
+FABHUB_MESH_TIME_LIMIT_S = env_int("FABHUB_MESH_TIME_LIMIT_S", 120)
+FABHUB_MESH_MEMORY_LIMIT_BYTES = env_int("FABHUB_MESH_MEMORY_LIMIT_BYTES", 3 * 1024**3)
+FABHUB_MESH_BATCH_SIZE = env_int("FABHUB_MESH_BATCH_SIZE", 200)
+
+# Labs and bookings (machines/, docs/labs.md): machine connection settings are encrypted
+# with this Fernet key (empty: derived from SECRET_KEY; see machines/secrets.py), and a
+# booking's member is checked again (qualification) this many minutes before it starts.
+FABHUB_ENCRYPTION_KEY = env_str("FABHUB_ENCRYPTION_KEY", "")
+FABHUB_BOOKING_START_CHECK_MINUTES = env_int("FABHUB_BOOKING_START_CHECK_MINUTES", 15)
+# Notifications are stored for the hub's pages and also e-mailed (Django's mail backend).
+FABHUB_EMAIL_NOTIFICATIONS = env_bool("FABHUB_EMAIL_NOTIFICATIONS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Range fields and lookups for the bookings' exclusion constraint.
+    INSTALLED_APPS.append("django.contrib.postgres")
+CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
+    "task": "machines.tasks.check_starting_bookings", "schedule": 60.0,
+}
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ api_urlpatterns = [
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),
     path("", include("designs.api_urls")),
+    path("", include("machines.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -18,6 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("", include("hub.page_urls")),
+    path("", include("machines.urls")),
     path("", include("designs.git_urls")),
     # Last: /<owner>/<design>/… catches what nothing above matched.
     path("", include("designs.urls")),

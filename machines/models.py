@@ -1,1 +1,477 @@
-"""Labs, machines, bookings and print jobs arrive with their own issues."""
+"""Labs (third places), their machines, who is trained on what, and one timeline per machine.
+
+The timeline is `Booking`: a member's booking, a maintenance window, and later a queued
+print job are all rows of it, told apart by `kind`. Whatever their kind, two *active*
+rows of one machine never overlap. PostgreSQL guarantees it with an exclusion constraint
+(`booking_no_overlap`); SQLite has no such constraint, so every write to a timeline goes
+through `machines.services._lock_timeline` first (docs/labs.md explains both).
+"""
+
+from __future__ import annotations
+
+import secrets
+import zoneinfo
+from datetime import time
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
+from django.core.exceptions import ValidationError
+from django.core.files.storage import FileSystemStorage
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Func, Q
+from django.utils.timezone import now
+
+# First path segments under /labs/ that the hub uses itself.
+RESERVED_LAB_SLUGS = frozenset({"new", "bookings", "notifications", "feeds", "calendar", "api"})
+
+
+def validate_lab_slug(value: str) -> None:
+    if value.lower() in RESERVED_LAB_SLUGS:
+        raise ValidationError(f"{value!r} is reserved by the hub.")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a time zone name such as 'Europe/Paris'.")
+
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]*$", "Use lowercase letters, digits and '-', starting with a letter or digit."
+)
+
+
+def new_feed_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class PhotoStorage(FileSystemStorage):
+    """Machine photos under FABHUB_DATA_DIR/photos, read at call time (tests move it)."""
+
+    @property
+    def base_location(self):
+        return settings.DATA_DIR / "photos"
+
+    @property
+    def location(self):
+        return str(self.base_location)
+
+    def deconstruct(self):
+        return ("machines.models.PhotoStorage", (), {})
+
+
+class BookingRules(models.Model):
+    """Booking rules a lab sets, and a machine may override (None: the lab's value)."""
+
+    min_booking_minutes = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    max_booking_minutes = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    min_notice_minutes = models.PositiveIntegerField(null=True, blank=True)
+    max_horizon_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    weekly_quota_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Hours a member may book per week, in minutes; empty: no limit."
+    )
+    requires_approval = models.BooleanField(null=True, blank=True)
+    cancel_deadline_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A member may cancel until this long before the start."
+    )
+
+    RULE_FIELDS = (
+        "min_booking_minutes", "max_booking_minutes", "min_notice_minutes", "max_horizon_days",
+        "weekly_quota_minutes", "requires_approval", "cancel_deadline_minutes",
+    )  # fmt: skip
+
+    class Meta:
+        abstract = True
+
+
+class Lab(BookingRules):
+    class JoinPolicy(models.TextChoices):
+        OPEN = "open", "Anyone may join"
+        REQUEST = "request", "A manager approves each request"
+
+    name = models.CharField(max_length=200)
+    slug = models.CharField(
+        max_length=60, unique=True, validators=[slug_validator, validate_lab_slug],
+        error_messages={"unique": "That lab name is taken."},
+    )
+    address = models.TextField(blank=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    description = models.TextField(blank=True, help_text="Markdown.")
+    join_policy = models.CharField(max_length=10, choices=JoinPolicy.choices, default=JoinPolicy.OPEN)
+    created_at = models.DateTimeField(default=now)
+
+    # The lab's rules are never empty: machines fall back to them.
+    DEFAULT_RULES = {
+        "min_booking_minutes": 15,
+        "max_booking_minutes": 240,
+        "min_notice_minutes": 0,
+        "max_horizon_days": 60,
+        "weekly_quota_minutes": None,
+        "requires_approval": False,
+        "cancel_deadline_minutes": 60,
+    }
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_booking_minutes__isnull=True)
+                | Q(max_booking_minutes__isnull=True)
+                | Q(min_booking_minutes__lte=models.F("max_booking_minutes")),
+                name="lab_min_booking_not_above_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class LabMembership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        MANAGER = "manager", "Manager"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Asked to join"
+        ACTIVE = "active", "Member"
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["lab", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "user"], name="lab_membership_unique"),
+            # A manager is a member too: never one waiting for approval.
+            models.CheckConstraint(
+                condition=~Q(role="manager", status="pending"), name="lab_manager_is_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.lab} ({self.role}, {self.status})"
+
+
+class OpeningHours(models.Model):
+    """One opening interval of a weekday, in the lab's wall-clock time.
+
+    `closes` 00:00 means midnight at the end of the day, so 00:00–00:00 is open all day
+    and two such days in a row make one interval a booking may span.
+    """
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(help_text="0 = Monday … 6 = Sunday")
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "opens"]
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="opening_hours_weekday_range"),
+            models.CheckConstraint(
+                condition=Q(closes__gt=models.F("opens")) | Q(closes=time(0)),
+                name="opening_hours_close_after_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lab} day {self.weekday} {self.opens}–{self.closes}"
+
+
+class Closure(models.Model):
+    """An exceptional closure (holiday, event): no booking may touch it."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="closures")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="closure_ends_after_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lab} closed {self.start}–{self.end}"
+
+
+class Machine(BookingRules):
+    class Kind(models.TextChoices):
+        FDM_PRINTER = "fdm_printer", "FDM printer"
+        RESIN_PRINTER = "resin_printer", "Resin printer"
+        LASER_CUTTER = "laser_cutter", "Laser cutter"
+        CNC_MILL = "cnc_mill", "CNC mill"
+        VINYL_CUTTER = "vinyl_cutter", "Vinyl cutter"
+        OTHER = "other", "Other"
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        MAINTENANCE = "maintenance", "In maintenance"
+        OUT_OF_ORDER = "out_of_order", "Out of order"
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="machines")
+    name = models.CharField(max_length=200)
+    slug = models.CharField(max_length=60, validators=[slug_validator])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    model_name = models.CharField("model", max_length=200, blank=True)
+    work_x_mm = models.PositiveIntegerField(null=True, blank=True)
+    work_y_mm = models.PositiveIntegerField(null=True, blank=True)
+    work_z_mm = models.PositiveIntegerField(null=True, blank=True)
+    capabilities = models.JSONField(
+        default=dict, blank=True, help_text="e.g. nozzle_diameters_mm, materials, max_temperature_c"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AVAILABLE)
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    photo = models.FileField(upload_to="machines/", storage=PhotoStorage(), blank=True)
+    notes = models.TextField(blank=True)
+    requires_qualification = models.BooleanField(default=False)
+    # Fernet token of the connection settings (machines/secrets.py). Write-only: no
+    # serializer, form or template ever reads it; drivers call `connection_settings()`.
+    connection_secret = models.TextField(blank=True, editable=False)
+    # Bumped by every write to this machine's timeline: the UPDATE is the lock that
+    # serialises them (services._lock_timeline), and the value versions availability.
+    timeline_version = models.PositiveBigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["lab", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "slug"], name="machine_slug_unique_per_lab"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lab})"
+
+    @property
+    def has_connection(self) -> bool:
+        return bool(self.connection_secret)
+
+    @property
+    def is_bookable(self) -> bool:
+        return self.status == self.Status.AVAILABLE
+
+
+class Qualification(models.Model):
+    """A manager's record that a member is trained for one machine or a kind of machine."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="qualifications")
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications")
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, null=True, blank=True, related_name="qualifications"
+    )
+    kind = models.CharField(max_length=20, choices=Machine.Kind.choices, blank=True)
+    trained_on = models.DateField()
+    trainer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_on = models.DateField(null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["lab", "member__username", "-trained_on"]
+        constraints = [
+            # Exactly one of: a machine, a kind.
+            models.CheckConstraint(
+                condition=(Q(machine__isnull=False) & Q(kind=""))
+                | (Q(machine__isnull=True) & ~Q(kind="")),
+                name="qualification_machine_or_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_on__isnull=True) | Q(expires_on__gte=models.F("trained_on")),
+                name="qualification_expires_after_training",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member} trained on {self.machine or self.get_kind_display()}"
+
+    def covers(self, machine: Machine) -> bool:
+        return self.machine_id == machine.pk or (self.machine_id is None and self.kind == machine.kind)
+
+    def valid_on(self, day) -> bool:
+        return self.trained_on <= day and (self.expires_on is None or day <= self.expires_on)
+
+
+class TsTzRange(Func):
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+class TimelineExclusion(ExclusionConstraint):
+    """An exclusion constraint on PostgreSQL, nothing elsewhere.
+
+    The model state (and so every migration) is the same on every database; only the
+    SQL differs. SQLite has no exclusion constraints: there the services' write path,
+    which takes the database's write lock before it checks for overlaps, is the guard.
+    """
+
+    def _postgres(self, schema_editor) -> bool:
+        return schema_editor.connection.vendor == "postgresql"
+
+    def constraint_sql(self, model, schema_editor):
+        return super().constraint_sql(model, schema_editor) if self._postgres(schema_editor) else None
+
+    def create_sql(self, model, schema_editor):
+        return super().create_sql(model, schema_editor) if self._postgres(schema_editor) else None
+
+    def remove_sql(self, model, schema_editor):
+        return super().remove_sql(model, schema_editor) if self._postgres(schema_editor) else None
+
+    def validate(self, model, instance, exclude=None, using="default"):
+        from django.db import connections
+
+        if connections[using].vendor == "postgresql":
+            super().validate(model, instance, exclude=exclude, using=using)
+
+
+class Booking(models.Model):
+    """One entry of a machine's timeline, over [start, end) in UTC."""
+
+    class Kind(models.TextChoices):
+        BOOKING = "booking", "Booking"
+        MAINTENANCE = "maintenance", "Maintenance"
+        # The print queue (issue 6) adds PRINT_JOB here: one timeline for people and jobs.
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Confirmed"
+        REFUSED = "refused", "Refused"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # Rows in these states hold their slot; the others are history.
+    ACTIVE = (Status.PENDING, Status.APPROVED)
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="bookings")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.BOOKING)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.APPROVED)
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="bookings"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    note = models.CharField(max_length=500, blank=True, help_text="What it is for.")
+    reason = models.CharField(max_length=500, blank=True, help_text="Why it was refused, cancelled or blocked.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when the machine broke down or went into maintenance under this booking: a
+    # manager decides whether it is cancelled or kept.
+    needs_decision = models.BooleanField(default=False)
+    start_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="booking_ends_after_start"),
+            models.CheckConstraint(
+                condition=~Q(kind="booking") | Q(member__isnull=False), name="booking_has_member"
+            ),
+            TimelineExclusion(
+                name="booking_no_overlap",
+                expressions=[
+                    ("machine", RangeOperators.EQUAL),
+                    (TsTzRange("start", "end", RangeBoundary()), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(status__in=["pending", "approved"]),
+                violation_error_message="This machine is already booked at that time.",
+            ),
+        ]
+        indexes = [
+            # Active rows of one machine never overlap, so sorted by start they are also
+            # sorted by end: selectors.timeline_between reads a window off this index.
+            models.Index(
+                fields=["machine", "start"], condition=Q(status__in=["pending", "approved"]),
+                name="booking_active_machine_start",
+            ),
+            models.Index(fields=["member", "start"], name="booking_member_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.machine} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M} UTC"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def duration(self):
+        return self.end - self.start
+
+
+class Notification(models.Model):
+    """A message to a person, shown on the hub and sent by e-mail."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="notification_user_recent")]
+
+    def __str__(self) -> str:
+        return f"to {self.user}: {self.subject}"
+
+
+class CalendarFeed(models.Model):
+    """An iCalendar feed behind an unguessable URL: a lab's, a machine's or a member's own.
+
+    The token is kept as is (not hashed): it is a read-only capability that its owner
+    must be able to see again, like a calendar app's secret address. Lab and machine feeds
+    stop working when their owner leaves the lab; any feed can be reset.
+    """
+
+    class Scope(models.TextChoices):
+        LAB = "lab", "Lab"
+        MACHINE = "machine", "Machine"
+        MEMBER = "member", "My bookings"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feeds")
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    token = models.CharField(max_length=64, unique=True, default=new_feed_token)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner"], condition=Q(scope="member"), name="calendar_feed_one_member"),
+            models.UniqueConstraint(fields=["owner", "lab"], condition=Q(scope="lab"), name="calendar_feed_one_lab"),
+            models.UniqueConstraint(
+                fields=["owner", "machine"], condition=Q(scope="machine"), name="calendar_feed_one_machine"
+            ),
+            models.CheckConstraint(
+                condition=Q(scope="member", lab__isnull=True, machine__isnull=True)
+                | Q(scope="lab", lab__isnull=False, machine__isnull=True)
+                | Q(scope="machine", lab__isnull=False, machine__isnull=False),
+                name="calendar_feed_scope_matches",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} feed of {self.owner}"

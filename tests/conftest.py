@@ -3,6 +3,26 @@ from __future__ import annotations
 import pytest
 
 
+def database_url_for_subprocesses() -> str:
+    """DATABASE_URL of the test database, for the servers and workers tests start.
+
+    Call it after the test database exists (with `django_db_setup`): Django then has
+    renamed the database in the settings to the test one.
+    """
+    from urllib.parse import quote
+
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{credentials}@{db.get('HOST') or 'localhost'}{port}/{quote(db['NAME'], safe='')}"
+
+
 @pytest.fixture(autouse=True)
 def repos_dir(request, tmp_path):
     """Every test gets its own data directory, so repositories never leak between tests."""
@@ -55,3 +75,14 @@ def alice_api(alice):
 @pytest.fixture
 def bob_api(bob):
     return client_for(bob)
+
+
+@pytest.fixture
+def background_tasks_run(monkeypatch):
+    """Run queued background tasks at once, even inside a test's open transaction.
+
+    Tests wrapped in a transaction never commit, so on_commit work would never run.
+    """
+    from hub import queue
+
+    monkeypatch.setattr(queue.transaction, "on_commit", lambda fn, *args, **kwargs: fn())

@@ -10,7 +10,12 @@ from hub.settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # A file, not memory: the git-over-HTTP tests run a real gunicorn server in another
-# process, and it must see what the tests write.
-DATABASES["default"]["TEST"] = {  # noqa: F405
-    "NAME": os.path.join(tempfile.gettempdir(), f"fabhub-test-{os.getpid()}.sqlite3")
-}
+# process, and it must see what the tests write. (PostgreSQL, with DATABASE_URL, keeps
+# Django's test_<name> database, which other processes reach the same way.)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"fabhub-test-{os.getpid()}.sqlite3")
+    }
+
+# Background tasks run inline and deterministically in tests (Celery eager mode).
+FABHUB_EMBEDDED_WORKER = False

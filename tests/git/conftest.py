@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import database_url_for_subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,7 +55,7 @@ def hub_server(django_db_setup, django_db_blocker, tmp_path_factory) -> HubServe
         "DEBUG": "0",
         "SECRET_KEY": "git-http-tests",
         "FABHUB_DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        "DATABASE_URL": database_url_for_subprocesses(),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "FABHUB_MAX_GIT_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
     }

@@ -1,0 +1,288 @@
+"""Mesh analysis: queued per blob sha, run in a guarded child process, read per file.
+
+Content-addressed: a blob is analysed once, whatever commit, branch or fork it appears
+in. Rows move pending → running → done | failed; the move to running is a claim
+(a conditional update), so two workers never analyse the same blob, and a sweeper puts
+back rows whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from designs.mesh_worker import MeshJob, run_batch
+from designs.models import Design, MeshAnalysis, MeshDiff
+from hub.queue import enqueue
+
+MESH_SUFFIXES = (".stl", ".3mf", ".obj", ".ply", ".off", ".glb")
+
+
+def is_mesh_path(path: str) -> bool:
+    return path.lower().endswith(MESH_SUFFIXES)
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+
+def thumbnail_path(blob_sha: str) -> Path:
+    return Path(settings.DATA_DIR) / "thumbnails" / blob_sha[:2] / f"{blob_sha}.png"
+
+
+def viewer_path(blob_sha: str) -> Path:
+    """Triangles for the 3D viewer: float32 little-endian, 9 per triangle, in mm."""
+    return Path(settings.DATA_DIR) / "viewer" / blob_sha[:2] / f"{blob_sha}.bin"
+
+
+def design_refresh_cover(design: Design) -> None:
+    """Pick the mesh whose thumbnail stands for the design in lists: the first one, by
+    path, at the head of the default branch."""
+    head = design.repo.branch_head(design.default_branch)
+    meshes = sorted((p, sha) for p, sha in design.repo.blob_paths(head) if is_mesh_path(p)) if head else []
+    cover = meshes[0][1] if meshes else ""
+    if cover != design.cover_blob_sha:
+        Design.objects.filter(pk=design.pk).update(cover_blob_sha=cover)
+        design.cover_blob_sha = cover
+
+
+def analyses_queue(*, design: Design, commits: list[str]) -> list[int]:
+    """Queue analysis of the mesh files these commits add or change; return new row ids.
+
+    Blobs analysed before (in any design) are skipped: a push of known files costs one
+    query.
+    """
+    from designs import tasks
+
+    blobs = [(sha, path) for sha, path in design.repo.blobs_added_by(commits) if is_mesh_path(path)]
+    if not blobs:
+        return []
+    known = set(MeshAnalysis.objects.filter(blob_sha__in=[sha for sha, _ in blobs]).values_list("blob_sha", flat=True))
+    fresh = {sha: path for sha, path in blobs if sha not in known}
+    MeshAnalysis.objects.bulk_create(
+        [MeshAnalysis(blob_sha=sha, path=path, design=design) for sha, path in fresh.items()],
+        ignore_conflicts=True,  # a concurrent push may have queued the same blob
+    )
+    ids = list(MeshAnalysis.objects.filter(blob_sha__in=fresh, status=MeshAnalysis.Status.PENDING).values_list("pk", flat=True))
+    size = settings.FABHUB_MESH_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        enqueue(tasks.analyse_meshes, ids[start : start + size])
+    return ids
+
+
+def _claim(analysis_id: int) -> bool:
+    return bool(
+        MeshAnalysis.objects.filter(pk=analysis_id, status=MeshAnalysis.Status.PENDING).update(
+            status=MeshAnalysis.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+        )
+    )
+
+
+def analyses_run(*, analysis_ids: list[int]) -> int:
+    """Analyse the claimable rows among `analysis_ids`; return how many were finished."""
+    claimed = [pk for pk in analysis_ids if _claim(pk)]
+    if not claimed:
+        return 0
+    rows = {row.blob_sha: row for row in MeshAnalysis.objects.filter(pk__in=claimed).select_related("design__owner")}
+    work = Path(tempfile.mkdtemp(prefix="fabhub-mesh-"))
+    try:
+        jobs = []
+        for sha, row in rows.items():
+            data_file = work / sha
+            if not _extract(row, data_file):
+                _finish(row, None, "the file is no longer in any design the hub holds")
+                continue
+            jobs.append(
+                MeshJob(
+                    sha=sha,
+                    path=row.path,
+                    data_file=str(data_file),
+                    thumbnail_file=str(thumbnail_path(sha)),
+                    viewer_file=str(viewer_path(sha)),
+                )
+            )
+        finished = 0
+        for outcome in run_batch(
+            jobs,
+            time_limit_s=settings.FABHUB_MESH_TIME_LIMIT_S,
+            memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
+        ):
+            _finish(rows[outcome.sha], outcome.figures, outcome.reason)
+            finished += 1
+        return finished
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _extract(row: MeshAnalysis, target: Path) -> bool:
+    """Write the blob's content (an LFS pointer resolved to its object) to `target`."""
+    if row.design is None:
+        return False
+    repo = row.design.repo
+    try:
+        repo.blob_to_file(row.blob_sha, target)
+    except OSError:
+        return False
+    resolve = _lfs_resolver()
+    if resolve is not None and target.stat().st_size < 1024:
+        resolved = resolve(row.design, target.read_bytes())
+        if resolved is not None:
+            with resolved as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+    return True
+
+
+def _lfs_resolver():
+    """designs.lfs_store.open_pointer(design, data) if Git LFS support is installed."""
+    try:
+        from designs.lfs_store import open_pointer
+    except ImportError:
+        return None
+    return open_pointer
+
+
+def _finish(row: MeshAnalysis, figures: dict | None, reason: str | None) -> None:
+    status = MeshAnalysis.Status.DONE if figures is not None else MeshAnalysis.Status.FAILED
+    MeshAnalysis.objects.filter(pk=row.pk, status=MeshAnalysis.Status.RUNNING).update(
+        status=status, figures=figures, reason=reason or "", finished_at=timezone.now()
+    )
+
+
+def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
+    """Put back analyses whose worker died (running too long) or that never got queued.
+
+    A run is stale once it has lasted longer than any analysis may (`stale_after`,
+    default twice the per-file time limit plus a minute): its worker is gone.
+    """
+    from designs import tasks
+
+    now = timezone.now()
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.FABHUB_MESH_TIME_LIMIT_S * 2 + 60)
+    stale_running = now - stale_after
+    given_up = MeshAnalysis.objects.filter(
+        status=MeshAnalysis.Status.RUNNING, started_at__lt=stale_running, attempts__gte=MAX_ATTEMPTS
+    ).update(
+        status=MeshAnalysis.Status.FAILED,
+        reason=f"the analysis was interrupted {MAX_ATTEMPTS} times (the worker stopped each time)",
+        finished_at=now,
+    )
+    MeshAnalysis.objects.filter(status=MeshAnalysis.Status.RUNNING, started_at__lt=stale_running).update(
+        status=MeshAnalysis.Status.PENDING, queued_at=now
+    )
+    forgotten = list(
+        MeshAnalysis.objects.filter(
+            status=MeshAnalysis.Status.PENDING, queued_at__lt=now - max(stale_after, timedelta(minutes=2))
+        )
+        .values_list("pk", flat=True)
+    )
+    requeued = list(
+        MeshAnalysis.objects.filter(status=MeshAnalysis.Status.PENDING, queued_at=now).values_list("pk", flat=True)
+    )
+    ids = list(dict.fromkeys(forgotten + requeued))
+    size = settings.FABHUB_MESH_BATCH_SIZE
+    for start in range(0, len(ids), size):
+        enqueue(tasks.analyse_meshes, ids[start : start + size])
+    if ids or given_up:
+        logger.info("sweeper re-queued %d analyses and gave up on %d", len(ids), given_up)
+    return len(ids)
+
+
+def analyses_for_blobs(blob_shas: list[str]) -> dict[str, MeshAnalysis]:
+    return {a.blob_sha: a for a in MeshAnalysis.objects.filter(blob_sha__in=blob_shas)}
+
+
+# -- geometric diffs ----------------------------------------------------------------------
+
+
+def mesh_differ(repo, change):
+    """The diff page's plug-in for meshes (designs.diffs.register_differ)."""
+    if not is_mesh_path(change.path) and not (change.old_path and is_mesh_path(change.old_path)):
+        return None
+    analyses = analyses_for_blobs([s for s in (change.old_sha, change.new_sha) if s])
+
+    def summary(sha):
+        row = analyses.get(sha) if sha else None
+        if row is None:
+            return None
+        return {"status": row.status, "figures": row.figures, "reason": row.reason}
+
+    detail = {"old": summary(change.old_sha), "new": summary(change.new_sha), "geometry": None}
+    if change.old_sha and change.new_sha:
+        cached = mesh_diff_get(repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path)
+        detail["geometry"] = cached.result
+        detail["geometry_reason"] = cached.reason
+    return "mesh", detail
+
+
+def mesh_diff_get(repo, old_sha: str, new_sha: str, old_path: str, new_path: str) -> MeshDiff:
+    """The geometric diff of two blobs, computed once (bounded in time) and cached."""
+    from designs.mesh_worker import run_diff
+
+    cached = MeshDiff.objects.filter(old_sha=old_sha, new_sha=new_sha).first()
+    if cached is not None:
+        return cached
+    work = Path(tempfile.mkdtemp(prefix="fabhub-meshdiff-"))
+    try:
+        old_file, new_file = work / "old", work / "new"
+        repo.blob_to_file(old_sha, old_file)
+        repo.blob_to_file(new_sha, new_file)
+        result, reason = run_diff(
+            old_file, new_file, old_name=old_path, new_name=new_path,
+            time_limit_s=min(settings.FABHUB_MESH_TIME_LIMIT_S, 60),
+            memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    diff, _ = MeshDiff.objects.get_or_create(
+        old_sha=old_sha, new_sha=new_sha, defaults={"result": result, "reason": reason or ""}
+    )
+    return diff
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def parse_build_volume(text: str) -> tuple[float, float, float]:
+    """'250x210x210' (mm) → (250.0, 210.0, 210.0), or ValidationError."""
+    from hub.exceptions import ValidationError
+
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v < 100_000 for v in values):
+        raise ValidationError(f"Build volume must look like 250x210x210 (mm), not {text!r}.")
+    return values  # type: ignore[return-value]
+
+
+def design_meshes(design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None) -> list[dict]:
+    """Every mesh file at commit `sha` with its analysis (and fit, given a build volume)."""
+    from designs.meshes import fits
+
+    entries = [e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)]
+    analyses = analyses_for_blobs([e.sha for e in entries])
+    files = []
+    for entry in entries:
+        row = analyses.get(entry.sha)
+        item = {
+            "path": entry.path,
+            "blob_sha": entry.sha,
+            "size": entry.size,
+            "status": row.status if row else "not-analysed",
+            "figures": row.figures if row else None,
+            "reason": row.reason if row else "",
+            "has_thumbnail": bool(row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()),
+            "fits": None,
+        }
+        if build_volume and row and row.figures:
+            item["fits"] = fits(row.figures["obb_size"], build_volume)
+        files.append(item)
+    return files

@@ -1,0 +1,42 @@
+from django.urls import path
+
+from machines import api
+
+L = "labs/<str:lab>"
+M = f"{L}/machines/<str:machine>"
+
+urlpatterns = [
+    path("labs/", api.LabListApi.as_view(), name="api-lab-list"),
+    path(f"{L}/", api.LabDetailApi.as_view(), name="api-lab-detail"),
+    path(f"{L}/hours/", api.LabHoursApi.as_view(), name="api-lab-hours"),
+    path(f"{L}/closures/", api.ClosureListApi.as_view(), name="api-lab-closures"),
+    path(f"{L}/closures/<int:closure_id>/", api.ClosureDetailApi.as_view(), name="api-lab-closure"),
+    path(f"{L}/members/", api.MemberListApi.as_view(), name="api-lab-members"),
+    path(f"{L}/members/<str:username>/", api.MemberDetailApi.as_view(), name="api-lab-member"),
+    path(f"{L}/machines/", api.MachineListApi.as_view(), name="api-machine-list"),
+    path(f"{L}/availability/", api.KindAvailabilityApi.as_view(), name="api-lab-availability"),
+    path(f"{L}/first-free-slot/", api.FirstFreeSlotApi.as_view(), name="api-lab-first-free-slot"),
+    path(f"{L}/bookings/", api.LabBookingListApi.as_view(), name="api-lab-bookings"),
+    path(f"{L}/qualifications/", api.QualificationListApi.as_view(), name="api-lab-qualifications"),
+    path(
+        f"{L}/qualifications/<int:qualification_id>/",
+        api.QualificationDetailApi.as_view(),
+        name="api-lab-qualification",
+    ),
+    path(f"{L}/feed/", api.FeedApi.as_view(scope="lab"), name="api-lab-feed"),
+    path(f"{M}/", api.MachineDetailApi.as_view(), name="api-machine-detail"),
+    path(f"{M}/status/", api.MachineStatusApi.as_view(), name="api-machine-status"),
+    path(f"{M}/maintenance/", api.MaintenanceApi.as_view(), name="api-machine-maintenance"),
+    path(f"{M}/availability/", api.MachineAvailabilityApi.as_view(), name="api-machine-availability"),
+    path(f"{M}/feed/", api.FeedApi.as_view(scope="machine"), name="api-machine-feed"),
+    path("bookings/", api.BookingListApi.as_view(), name="api-booking-list"),
+    path("bookings/<int:booking_id>/", api.BookingDetailApi.as_view(), name="api-booking-detail"),
+    *[
+        path(f"bookings/<int:booking_id>/{action}/", api.BookingActionApi.as_view(action=action),
+             name=f"api-booking-{action}")
+        for action in ("cancel", "approve", "refuse", "keep")
+    ],
+    path("notifications/", api.NotificationListApi.as_view(), name="api-notifications"),
+    path("notifications/read/", api.NotificationReadApi.as_view(), name="api-notifications-read"),
+    path("me/feed/", api.FeedApi.as_view(scope="member"), name="api-my-feed"),
+]

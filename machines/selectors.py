@@ -1,0 +1,375 @@
+"""Reads of labs, machines and timelines: who may do what, the rules in force, free slots."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from hub.exceptions import NotFound, PermissionDenied
+from hub.models import User
+from machines import timeline
+from machines.models import (
+    Booking,
+    CalendarFeed,
+    Closure,
+    Lab,
+    LabMembership,
+    Machine,
+    Notification,
+    Qualification,
+)
+from machines.timeline import Interval
+
+SLOT_STEP = timedelta(minutes=5)
+MAX_AVAILABILITY_DAYS = 93
+
+
+# -- labs and roles ---------------------------------------------------------------------
+
+
+def labs_list() -> QuerySet[Lab]:
+    return Lab.objects.annotate(machine_count=Count("machines")).order_by("name")
+
+
+def lab_get(*, slug: str) -> Lab:
+    lab = Lab.objects.filter(slug=slug).first()
+    if lab is None:
+        raise NotFound(f"There is no lab {slug!r}.")
+    return lab
+
+
+def lab_role(lab: Lab, user: User | None) -> str | None:
+    """'manager', 'member', 'pending' (asked to join) or None."""
+    if user is None or not user.is_authenticated:
+        return None
+    membership = LabMembership.objects.filter(lab=lab, user=user).only("role", "status").first()
+    if membership is None:
+        return None
+    if membership.status == LabMembership.Status.PENDING:
+        return "pending"
+    return membership.role
+
+
+def require_manager(lab: Lab, user: User) -> None:
+    if lab_role(lab, user) != "manager":
+        raise PermissionDenied(f"Only managers of {lab.name} can do this.")
+
+
+def require_member(lab: Lab, user: User) -> None:
+    if lab_role(lab, user) not in ("member", "manager"):
+        raise PermissionDenied(f"Only members of {lab.name} can do this; join the lab first.")
+
+
+def labs_of(user: User) -> QuerySet[Lab]:
+    return Lab.objects.filter(memberships__user=user, memberships__status=LabMembership.Status.ACTIVE)
+
+
+def labs_managed_by(user: User) -> QuerySet[Lab]:
+    return labs_of(user).filter(memberships__role=LabMembership.Role.MANAGER)
+
+
+def lab_members(lab: Lab) -> QuerySet[LabMembership]:
+    return lab.memberships.select_related("user").order_by("status", "role", "user__username")
+
+
+# -- machines and rules -------------------------------------------------------------------
+
+
+def machine_get(*, lab: Lab, slug: str) -> Machine:
+    machine = Machine.objects.select_related("lab").filter(lab=lab, slug=slug).first()
+    if machine is None:
+        raise NotFound(f"{lab.name} has no machine {slug!r}.")
+    return machine
+
+
+def machine_get_by_id(machine_id: int) -> Machine:
+    machine = Machine.objects.select_related("lab").filter(pk=machine_id).first()
+    if machine is None:
+        raise NotFound(f"There is no machine {machine_id}.")
+    return machine
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_booking_minutes: int
+    max_booking_minutes: int
+    min_notice_minutes: int
+    max_horizon_days: int
+    weekly_quota_minutes: int | None
+    requires_approval: bool
+    cancel_deadline_minutes: int
+    # Whose hours the quota counts: the machine's own quota counts that machine only.
+    quota_per_machine: bool
+
+
+def rules_for(machine: Machine) -> Rules:
+    """The rules in force for `machine`: its own where set, else its lab's."""
+    values = {}
+    for name in Lab.RULE_FIELDS:
+        own = getattr(machine, name)
+        lab_value = getattr(machine.lab, name)
+        values[name] = own if own is not None else (
+            lab_value if lab_value is not None or name == "weekly_quota_minutes" else Lab.DEFAULT_RULES[name]
+        )
+    return Rules(**values, quota_per_machine=machine.weekly_quota_minutes is not None)
+
+
+# -- time: opening hours, timelines, free slots -----------------------------------------------
+
+
+def weekly_hours(lab: Lab) -> list[tuple[int, object, object]]:
+    return [(h.weekday, h.opens, h.closes) for h in lab.opening_hours.all()]
+
+
+def closures_between(lab: Lab, start: datetime, end: datetime) -> list[Closure]:
+    return list(Closure.objects.filter(lab=lab, start__lt=end, end__gt=start).order_by("start"))
+
+
+def open_intervals(lab: Lab, start: datetime, end: datetime) -> list[Interval]:
+    """When the lab is open within [start, end): weekly hours minus closures, in UTC."""
+    hours = timeline.opening_intervals(weekly_hours(lab), lab.zone, start, end)
+    return timeline.subtract(hours, [(c.start, c.end) for c in closures_between(lab, start, end)])
+
+
+def _timeline_reads(machine: Machine, start: datetime, end: datetime) -> tuple[QuerySet, QuerySet]:
+    """The two index range reads that find a machine's active rows overlapping [start, end).
+
+    Active rows never overlap, so at most one of them starts before `start` and still
+    runs: the latest one that starts before it. Both reads are ranges of the partial
+    index on (machine, start), however long the machine's history.
+    """
+    active = Booking.objects.filter(machine=machine, status__in=Booking.ACTIVE)
+    return active.filter(start__gte=start, start__lt=end).order_by("start"), active.filter(
+        start__lt=start
+    ).order_by("-start")[:1]
+
+
+def timeline_between(machine: Machine, start: datetime, end: datetime) -> list[Booking]:
+    """The machine's active timeline rows that overlap [start, end), by start."""
+    inside, before = _timeline_reads(machine, start, end)
+    rows = list(inside)
+    earlier = list(before)
+    if earlier and earlier[0].end > start:
+        rows.insert(0, earlier[0])
+    return rows
+
+
+def busy_between(machine: Machine, start: datetime, end: datetime) -> list[Interval]:
+    """The same rows as `timeline_between`, as bare intervals (no model instances)."""
+    inside, before = _timeline_reads(machine, start, end)
+    intervals = list(inside.values_list("start", "end"))
+    earlier = list(before.values_list("start", "end"))
+    if earlier and earlier[0][1] > start:
+        intervals.insert(0, earlier[0])
+    return intervals
+
+
+def collision(machine: Machine, start: datetime, end: datetime, *, exclude_id: int | None = None) -> Booking | None:
+    for row in timeline_between(machine, start, end):
+        if row.pk != exclude_id:
+            return row
+    return None
+
+
+def _ceil(instant: datetime, step: timedelta) -> datetime:
+    epoch = datetime(2000, 1, 1, tzinfo=instant.tzinfo)
+    steps = math.ceil((instant - epoch) / step)
+    return epoch + steps * step
+
+
+def bookable_window(machine: Machine, *, now: datetime | None = None) -> Interval:
+    """From the earliest start the notice rule allows to the end of the horizon."""
+    rules = rules_for(machine)
+    now = now or timezone.now()
+    return (
+        _ceil(now + timedelta(minutes=rules.min_notice_minutes), SLOT_STEP),
+        now + timedelta(days=rules.max_horizon_days),
+    )
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    from hub.exceptions import ValidationError
+
+    if end <= start:
+        raise ValidationError("The end must come after the start.")
+    if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
+        raise ValidationError(f"Ask for at most {MAX_AVAILABILITY_DAYS} days at a time.")
+
+
+def machine_free_slots(
+    machine: Machine, start: datetime, end: datetime, *, now: datetime | None = None
+) -> list[Interval]:
+    """Bookable free time of `machine` within [start, end): open hours, minus closures,
+    minus its timeline (bookings and maintenance windows), within notice and horizon. A
+    machine in maintenance or out of order has none."""
+    check_range(start, end)
+    if not machine.is_bookable:
+        return []
+    low, high = bookable_window(machine, now=now)
+    start, end = max(start, low), min(end, high)
+    if end <= start:
+        return []
+    return timeline.subtract(open_intervals(machine.lab, start, end), busy_between(machine, start, end))
+
+
+def kind_free_slots(
+    lab: Lab, kind: str, start: datetime, end: datetime, *, now: datetime | None = None
+) -> list[tuple[Machine, list[Interval]]]:
+    check_range(start, end)
+    machines = Machine.objects.select_related("lab").filter(lab=lab, kind=kind).order_by("name")
+    return [(m, machine_free_slots(m, start, end, now=now)) for m in machines]
+
+
+def first_free_slot(
+    lab: Lab, kind: str, minutes: int, *, after: datetime | None = None, member: User | None = None,
+    now: datetime | None = None,
+) -> tuple[Machine, datetime, datetime] | None:
+    """The earliest [start, start + minutes) free on any bookable machine of `kind` in
+    `lab` (for `member`: only machines they are qualified for), within each machine's
+    horizon; ties go to the machine whose name sorts first."""
+    now = now or timezone.now()
+    length = timedelta(minutes=minutes)
+    best: tuple[Machine, datetime, datetime] | None = None
+    for machine in Machine.objects.select_related("lab").filter(lab=lab, kind=kind).order_by("name"):
+        rules = rules_for(machine)
+        if not machine.is_bookable or not rules.min_booking_minutes <= minutes <= rules.max_booking_minutes:
+            continue
+        if member is not None and machine.requires_qualification and not qualification_for(
+            member, machine, now.astimezone(lab.zone).date()
+        ):
+            continue
+        low, high = bookable_window(machine, now=now)
+        low = max(low, _ceil(after, SLOT_STEP)) if after else low
+        if best is not None:
+            high = min(high, best[1])  # only an earlier slot can win
+        if high <= low:
+            continue
+        # Look a week at a time: the first week with a slot usually holds the answer.
+        cursor = low
+        while cursor < high:
+            stop = min(cursor + timedelta(days=7), high)
+            busy = busy_between(machine, cursor, stop + length)
+            free = timeline.subtract(open_intervals(lab, cursor, stop + length), busy)
+            found = next((s for s, e in free if e - s >= length and s < stop), None)
+            if found is not None:
+                if best is None or found < best[1]:
+                    best = (machine, found, found + length)
+                break
+            cursor = stop
+    return best
+
+
+# -- qualifications and quotas ----------------------------------------------------------------
+
+
+def qualification_for(member: User, machine: Machine, day: date) -> Qualification | None:
+    """A qualification of `member` for `machine` (itself or its kind) valid on `day`."""
+    candidates = Qualification.objects.filter(lab_id=machine.lab_id, member=member).filter(
+        Q(machine=machine) | Q(machine__isnull=True, kind=machine.kind)
+    )
+    return next((q for q in candidates if q.valid_on(day)), None)
+
+
+def qualifications_of_lab(lab: Lab) -> QuerySet[Qualification]:
+    return lab.qualifications.select_related("member", "machine", "trainer").order_by(
+        "member__username", "-trained_on"
+    )
+
+
+def booked_minutes(
+    member: User, machine: Machine, start: datetime, end: datetime, *, per_machine: bool,
+    exclude_id: int | None = None,
+) -> float:
+    """Minutes of `member`'s active bookings within [start, end) in the machine's lab
+    (or on the machine alone)."""
+    rows = Booking.objects.filter(
+        member=member, kind=Booking.Kind.BOOKING, status__in=Booking.ACTIVE, start__lt=end, end__gt=start
+    )
+    rows = rows.filter(machine=machine) if per_machine else rows.filter(machine__lab_id=machine.lab_id)
+    if exclude_id is not None:
+        rows = rows.exclude(pk=exclude_id)
+    return sum(timeline.minutes(i) for i in timeline.clip(rows.values_list("start", "end"), start, end))
+
+
+# -- bookings ---------------------------------------------------------------------------------
+
+
+def bookings_of_member(user: User) -> QuerySet[Booking]:
+    return Booking.objects.filter(member=user).select_related("machine", "machine__lab").order_by("-start")
+
+
+def bookings_of_lab(lab: Lab) -> QuerySet[Booking]:
+    return Booking.objects.filter(machine__lab=lab).select_related("machine", "machine__lab", "member")
+
+
+def booking_get(*, booking_id: int, user: User) -> Booking:
+    """A booking its member or a manager of its lab may see; anyone else gets NotFound."""
+    booking = Booking.objects.select_related("machine", "machine__lab", "member").filter(pk=booking_id).first()
+    if booking is None or (booking.member_id != user.pk and lab_role(booking.machine.lab, user) != "manager"):
+        raise NotFound(f"There is no booking {booking_id}.")
+    return booking
+
+
+def lab_week(lab: Lab, monday: date) -> dict:
+    """A week of the lab for its calendar: per day, its opening intervals, and per machine
+    the timeline rows of each day (local times)."""
+    zone = lab.zone
+    days = [monday + timedelta(days=n) for n in range(7)]
+    start = timeline.wall_clock(days[0], datetime.min.time(), zone)
+    end = timeline.wall_clock(days[-1] + timedelta(days=1), datetime.min.time(), zone)
+    open_by_day = {d: [] for d in days}
+    for s, e in open_intervals(lab, start, end):
+        for d in days:
+            day_start = timeline.wall_clock(d, datetime.min.time(), zone)
+            day_end = timeline.wall_clock(d + timedelta(days=1), datetime.min.time(), zone)
+            for cs, ce in timeline.clip([(s, e)], day_start, day_end):
+                open_by_day[d].append((cs.astimezone(zone), ce.astimezone(zone)))
+    machines = list(lab.machines.order_by("name"))
+    rows = (
+        Booking.objects.filter(machine__lab=lab, status__in=Booking.ACTIVE, start__lt=end, end__gt=start)
+        .select_related("member")
+        .order_by("start")
+    )
+    cells: dict[tuple[int, date], list[Booking]] = {}
+    for row in rows:
+        for d in days:
+            day_start = timeline.wall_clock(d, datetime.min.time(), zone)
+            day_end = timeline.wall_clock(d + timedelta(days=1), datetime.min.time(), zone)
+            if row.start < day_end and row.end > day_start:
+                cells.setdefault((row.machine_id, d), []).append(row)
+    return {
+        "days": [{"date": d, "open": open_by_day[d]} for d in days],
+        "machines": [
+            {"machine": m, "cells": [cells.get((m.pk, d), []) for d in days]} for m in machines
+        ],
+        "start": start,
+        "end": end,
+    }
+
+
+def notifications_of(user: User) -> QuerySet[Notification]:
+    return Notification.objects.filter(user=user).select_related("lab")
+
+
+def feeds_of(user: User) -> QuerySet[CalendarFeed]:
+    return CalendarFeed.objects.filter(owner=user).select_related("lab", "machine")
+
+
+def feed_rows(feed: CalendarFeed) -> QuerySet[Booking] | None:
+    """The timeline rows a feed shows, or None if the feed no longer works."""
+    horizon_start = timezone.now() - timedelta(days=90)
+    rows = Booking.objects.select_related("machine", "machine__lab", "member").filter(end__gte=horizon_start)
+    if feed.scope == CalendarFeed.Scope.MEMBER:
+        return rows.filter(member=feed.owner).exclude(status=Booking.Status.REFUSED)
+    lab = feed.lab
+    if lab_role(lab, feed.owner) not in ("member", "manager"):
+        return None
+    rows = rows.filter(status__in=Booking.ACTIVE, machine__lab=lab)
+    if feed.scope == CalendarFeed.Scope.MACHINE:
+        rows = rows.filter(machine_id=feed.machine_id)
+    return rows
+

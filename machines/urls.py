@@ -1,0 +1,27 @@
+"""Pages of labs and machines, under /labs/. Included by hub.urls before designs.urls."""
+
+from django.urls import path
+
+from machines import views
+
+L = "labs/<str:lab>"
+M = f"{L}/machines/<str:machine>"
+
+urlpatterns = [
+    path("labs/", views.lab_list, name="lab-list"),
+    path("labs/new/", views.lab_new, name="lab-new"),
+    path("labs/bookings/", views.my_bookings, name="my-bookings"),
+    path("labs/notifications/", views.notifications, name="notifications"),
+    path("labs/feeds/<str:token>.ics", views.calendar_feed, name="calendar-feed"),
+    path("labs/feeds/<str:token>/reset/", views.feed_reset, name="calendar-feed-reset"),
+    path(f"{L}/", views.lab_detail, name="lab-detail"),
+    path(f"{L}/join/", views.lab_join, name="lab-join"),
+    path(f"{L}/manage/", views.lab_manage, name="lab-manage"),
+    path(f"{L}/manage/approvals/", views.lab_approvals, name="lab-approvals"),
+    path(f"{L}/manage/qualifications/", views.lab_qualifications, name="lab-qualifications"),
+    path(f"{L}/manage/maintenance/", views.lab_maintenance, name="lab-maintenance"),
+    path(f"{L}/machines/new/", views.machine_new, name="machine-new"),
+    path(f"{M}/", views.machine_detail, name="machine-detail"),
+    path(f"{M}/edit/", views.machine_edit, name="machine-edit"),
+    path(f"{M}/photo/", views.machine_photo, name="machine-photo"),
+]

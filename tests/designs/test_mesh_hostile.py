@@ -1,0 +1,408 @@
+"""Broken and hostile mesh files: each is refused with a MeshError a person can act on.
+
+Nothing here may crash, hang or allocate without bound; the hostile files are built by
+the tests themselves (zip bombs with zipfile, lying headers with struct).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from designs.meshes import Limits, MeshError, analyse, geometric_diff, render_thumbnail, viewer_triangles
+
+CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
+PART = CORPUS / "prusa-i3" / "fs-lever.stl"  # a binary STL of 2,450 triangles
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + bytes(200)
+
+
+def refused(data: bytes, filename: str, limits: Limits | None = None) -> str:
+    with pytest.raises(MeshError) as caught:
+        analyse(data, filename=filename, limits=limits or Limits())
+    reason = caught.value.reason
+    assert reason and reason == str(caught.value)
+    assert not caught.value.retryable
+    return reason
+
+
+def part() -> bytes:
+    return PART.read_bytes()
+
+
+def ascii_stl(body: str) -> bytes:
+    return f"solid test\n{body}\nendsolid test\n".encode()
+
+
+FACET = "facet normal 0 0 1\n outer loop\n  vertex 0 0 0\n  vertex 1 0 0\n  vertex 0 1 0\n endloop\nendfacet"
+
+
+def three_mf(model: bytes, *, name: str = "3D/3dmodel.model", extra: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", b"<Types/>")
+        archive.writestr(name, model)
+        for member, content in (extra or {}).items():
+            archive.writestr(member, content)
+    return buffer.getvalue()
+
+
+def tetra_model(items: int = 1) -> bytes:
+    build = "".join('<item objectid="1"/>' for _ in range(items))
+    return (
+        '<?xml version="1.0"?><model unit="millimeter" '
+        'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02"><resources>'
+        '<object id="1" type="model"><mesh><vertices>'
+        '<vertex x="0" y="0" z="0"/><vertex x="10" y="0" z="0"/><vertex x="0" y="10" z="0"/>'
+        '<vertex x="0" y="0" z="10"/></vertices><triangles>'
+        '<triangle v1="0" v2="2" v3="1"/><triangle v1="0" v2="1" v3="3"/>'
+        '<triangle v1="1" v2="2" v3="3"/><triangle v1="0" v2="3" v3="2"/>'
+        f"</triangles></mesh></object></resources><build>{build}</build></model>"
+    ).encode()
+
+
+# --- the well-formed builders really build readable files -------------------------------
+
+
+def test_the_hand_built_3mf_is_readable():
+    figures = analyse(three_mf(tetra_model()), filename="t.3mf")
+    assert figures.triangles == 4 and figures.watertight
+    assert figures.volume_mm3 == pytest.approx(1000 / 6)
+
+
+def test_the_hand_built_ascii_stl_is_readable():
+    assert analyse(ascii_stl(FACET), filename="t.stl").triangles == 1
+
+
+# --- binary STL --------------------------------------------------------------------------
+
+
+def test_a_truncated_binary_stl_says_how_much_is_missing():
+    data = part()
+    reason = refused(data[: 84 + 50 * 120 + 17], "lever.stl")
+    assert reason.startswith("the file ends after 120 of the 2,450 triangles its header announces")
+
+
+def test_a_header_that_announces_more_triangles_than_the_file_holds_is_refused():
+    data = part()
+    lying = data[:80] + struct.pack("<I", 5000) + data[84:]
+    reason = refused(lying, "lever.stl")
+    assert "ends after 2,450 of the 5,000 triangles" in reason
+
+
+def test_a_header_that_announces_fewer_triangles_than_the_file_holds_is_refused():
+    data = part()
+    lying = data[:80] + struct.pack("<I", 100) + data[84:]
+    reason = refused(lying, "lever.stl")
+    assert "announces 100 triangles (5,084 bytes) but the file has 122,584 bytes" in reason
+
+
+def test_a_header_announcing_billions_of_triangles_is_refused_before_allocating():
+    started = time.perf_counter()
+    reason = refused(bytes(80) + struct.pack("<I", 4_000_000_000) + bytes(500), "huge.stl")
+    assert reason == (
+        "this is not a valid binary STL: its header announces 4,000,000,000 triangles, more than "
+        "the 5,000,000 this hub analyses, and its 584 bytes hold at most 10"
+    )
+    assert time.perf_counter() - started < 1.0
+
+
+def test_an_stl_over_the_triangle_limit_is_refused():
+    reason = refused(part(), "lever.stl", Limits(max_triangles=1000))
+    assert reason == "the file has 2,450 triangles, more than the 1,000 this hub analyses"
+
+
+def test_a_file_over_the_byte_limit_is_refused():
+    reason = refused(part(), "lever.stl", Limits(max_bytes=100_000))
+    assert "122,584 bytes, more than the 100,000" in reason
+
+
+def test_nan_coordinates_in_a_binary_stl_are_refused():
+    records = np.frombuffer(part(), dtype=[("n", "<f4", 3), ("c", "<f4", 9), ("a", "<u2")], offset=84).copy()
+    records["c"][41, 4] = np.nan
+    reason = refused(part()[:84] + records.tobytes(), "lever.stl")
+    assert "not finite" in reason and "triangle 42 of 2,450" in reason
+
+
+def test_infinite_coordinates_in_a_binary_stl_are_refused():
+    records = np.frombuffer(part(), dtype=[("n", "<f4", 3), ("c", "<f4", 9), ("a", "<u2")], offset=84).copy()
+    records["c"][7, 0] = np.inf
+    assert "not finite" in refused(part()[:84] + records.tobytes(), "lever.stl")
+
+
+def test_a_file_too_short_for_a_binary_stl_header_is_refused():
+    assert "only 40 bytes" in refused(bytes(range(40)), "short.stl")
+
+
+def test_random_bytes_named_stl_are_refused():
+    noise = np.random.default_rng(0).integers(0, 256, size=10_000, dtype=np.uint8).tobytes()
+    reason = refused(noise, "noise.stl")
+    assert "header" in reason
+
+
+# --- ASCII STL --------------------------------------------------------------------------
+
+
+def test_garbage_in_an_ascii_stl_vertex_is_refused_with_its_line():
+    body = FACET + "\n" + FACET.replace("vertex 1 0 0", "vertex 1 banana 0")
+    reason = refused(ascii_stl(body), "bad.stl")
+    assert reason == "ASCII STL, facet starting on line 9: 'banana' is not a number"
+
+
+def test_garbage_between_ascii_stl_facets_is_refused_with_its_line():
+    reason = refused(ascii_stl(FACET + "\nthis is not a facet\n" + FACET), "bad.stl")
+    assert reason.startswith("ASCII STL, line 9: expected a facet")
+    assert "'this is not a facet'" in reason
+
+
+def test_an_ascii_stl_loop_with_two_vertices_is_refused():
+    broken = FACET.replace("  vertex 0 1 0\n", "")
+    reason = refused(ascii_stl(FACET + "\n" + broken), "bad.stl")
+    assert reason.startswith("ASCII STL, line 9: this facet is malformed")
+
+
+def test_a_huge_blank_gap_before_garbage_does_not_hang_the_ascii_reader():
+    started = time.perf_counter()
+    reason = refused(ascii_stl(FACET + "\n" + " " * 2_000_000 + "!\n" + FACET), "slow.stl")
+    assert "expected a facet" in reason
+    assert time.perf_counter() - started < 2.0
+
+
+def test_an_ascii_stl_with_nan_is_refused():
+    assert "not finite" in refused(ascii_stl(FACET.replace("vertex 0 0 0", "vertex nan 0 0")), "nan.stl")
+
+
+def test_an_ascii_stl_over_the_triangle_limit_is_refused():
+    reason = refused(ascii_stl("\n".join([FACET] * 30)), "many.stl", Limits(max_triangles=20))
+    assert "more than 20 triangles" in reason
+
+
+# --- empty and foreign files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.stl", "a.3mf", "a.obj", "a.ply", "a.off", "a.glb"])
+def test_an_empty_file_is_refused(name):
+    assert refused(b"", name) == "the file is empty"
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("empty.stl", "the file contains no triangles"),
+        ("emptyIO_stl_empty_ascii.stl", "the file contains no triangles"),
+        ("emptyIO_stl_empty_bin.stl", "the file contains no triangles"),
+    ],
+)
+def test_the_corpus_empty_meshes_are_refused(name, expected):
+    assert refused((CORPUS / "trimesh-models" / name).read_bytes(), name) == expected
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("picture.stl", "this is a PNG image, not an STL file"),
+        ("picture.obj", "this is a PNG image, not an OBJ file"),
+        ("picture.ply", "this is a PNG image, not a PLY file"),
+        ("picture.off", "this is a PNG image, not an OFF file"),
+        ("picture.3mf", "this is a PNG image, not a 3MF file"),
+        ("picture.glb", "this is a PNG image, not a glTF binary (.glb) file"),
+    ],
+)
+def test_a_png_renamed_as_a_mesh_is_refused(name, expected):
+    assert refused(PNG_BYTES, name) == expected
+
+
+def test_a_text_file_renamed_stl_is_refused():
+    reason = refused(b"Shopping list:\n- filament\n- nozzles\n" * 5, "notes.stl")
+    assert reason == "this is a text file but not an ASCII STL: an ASCII STL starts with 'solid'"
+
+
+def test_a_text_file_renamed_obj_has_no_triangles():
+    assert refused(b"just some words\nand more words\n", "notes.obj") == "the file contains no triangles"
+
+
+def test_an_obj_of_vertices_only_has_no_triangles():
+    assert refused(b"v 0 0 0\nv 1 0 0\nv 0 1 0\n", "points.obj") == "the file contains no triangles"
+
+
+def test_a_file_of_another_kind_is_refused_by_name():
+    assert "is not a mesh file this hub reads" in refused(part(), "lever.step")
+
+
+# --- OBJ, PLY, OFF, GLB -----------------------------------------------------------------
+
+
+def test_an_obj_over_the_triangle_limit_is_refused_by_counting_its_face_lines():
+    data = b"v 0 0 0\nv 1 0 0\nv 0 1 0\n" + b"f 1 2 3\n" * 5_000_001
+    started = time.perf_counter()
+    reason = refused(data, "many.obj")
+    assert reason == "the file has 5,000,001 faces, more than the 5,000,000 triangles this hub analyses"
+    assert time.perf_counter() - started < 2.0
+
+
+def test_an_obj_whose_polygons_split_into_too_many_triangles_is_refused():
+    data = b"v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n" + b"f 1 2 3 4\n" * 600
+    assert "more than 1,000 triangles" in refused(data, "quads.obj", Limits(max_triangles=1000))
+
+
+def test_an_obj_face_pointing_past_the_vertices_is_refused():
+    reason = refused(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99\n", "bad.obj")
+    assert reason.startswith("could not read an OBJ file: a face refers to a vertex the file does not have")
+
+
+def test_a_ply_announcing_too_many_faces_is_refused():
+    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+    header += (
+        b"property float z\nelement face 900000000\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    assert "900,000,000 faces" in refused(header + bytes(100), "big.ply")
+
+
+def test_a_truncated_binary_ply_is_refused():
+    header = (
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 3000\nproperty float x\nproperty float y\n"
+    )
+    header += b"property float z\nelement face 1000\nproperty list uchar int vertex_indices\nend_header\n"
+    assert "could not read a PLY file" in refused(header + bytes(100), "cut.ply")
+
+
+def test_an_off_announcing_too_many_faces_is_refused():
+    assert "700,000,000 faces" in refused(b"OFF\n3 700000000 0\n0 0 0\n1 0 0\n0 1 0\n", "big.off")
+
+
+def test_a_glb_with_garbage_after_its_magic_is_refused():
+    data = b"glTF" + struct.pack("<II", 2, 5000) + bytes(300)
+    assert refused(data, "broken.glb").startswith("could not read a glTF binary (.glb) file")
+
+
+# --- 3MF --------------------------------------------------------------------------------
+
+
+def test_a_3mf_zip_bomb_is_refused_before_it_is_unpacked():
+    bomb = three_mf(b"<model>" + b" " * (64 * 1024**2) + b"</model>")
+    assert len(bomb) < 200_000
+    reason = refused(bomb, "bomb.3mf")
+    assert "3D/3dmodel.model" in reason and "zip bomb" in reason
+
+
+def test_a_3mf_declaring_more_than_the_unpacked_limit_is_refused():
+    model = tetra_model() + b"<!--" + np.random.default_rng(0).bytes(3 * 1024**2).hex().encode() + b"-->"
+    reason = refused(three_mf(model), "big.3mf", Limits(max_uncompressed_bytes=4 * 1024**2))
+    assert "would unpack to" in reason and "more than the 4,194,304" in reason
+
+
+def test_a_3mf_whose_directory_understates_a_part_is_refused():
+    model = tetra_model() + b"<!--" + b"x" * 100_000 + b"-->"
+    data = bytearray(three_mf(model))
+    name = b"3D/3dmodel.model"
+    # Patch the declared uncompressed size in the local header and the central directory.
+    for signature, size_offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        position = 0
+        while (position := data.find(signature, position)) != -1:
+            name_at = position + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at : name_at + len(name)] == name:
+                struct.pack_into("<I", data, position + size_offset, 1000)
+            position += 4
+    reason = refused(bytes(data), "lying.3mf")
+    assert "3D/3dmodel.model" in reason
+
+
+@pytest.mark.parametrize(
+    "member", ["../x.model", "/etc/x.model", "3D/../../x.model", "C:/x.model", "a\\..\\b"]
+)
+def test_a_3mf_with_a_path_escaping_member_name_is_refused(member):
+    data = three_mf(tetra_model(), extra={member: b"<model/>"})
+    assert refused(data, "evil.3mf") == f"the 3MF archive contains a part with an unsafe name: '{member}'"
+
+
+def test_a_3mf_without_a_model_is_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", b"hello")
+    assert "no 3D/3dmodel.model part" in refused(buffer.getvalue(), "empty.3mf")
+
+
+def test_a_3mf_declaring_xml_entities_is_refused():
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE model [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><model>&b;</model>'
+    )
+    assert "DOCTYPE" in refused(three_mf(laughs), "laughs.3mf")
+
+
+def test_a_3mf_that_is_not_a_zip_is_refused():
+    assert refused(b"<model>hello</model>", "plain.3mf") == "this is not a 3MF file: a 3MF is a ZIP archive"
+
+
+def test_a_truncated_3mf_is_refused():
+    data = three_mf(tetra_model())
+    assert "not a readable ZIP archive" in refused(data[: len(data) // 2], "cut.3mf")
+
+
+def test_a_3mf_placing_one_object_thousands_of_times_is_refused():
+    reason = refused(three_mf(tetra_model(items=3000)), "instances.3mf", Limits(max_triangles=10_000))
+    assert reason == "the file places more than 10,000 triangles, the most this hub analyses"
+
+
+def test_a_3mf_over_the_triangle_limit_is_refused_before_parsing():
+    data = (CORPUS / "trimesh-models" / "counterX.3MF").read_bytes()
+    assert "more than 1,000 triangles" in refused(data, "counterX.3MF", Limits(max_triangles=1000))
+
+
+def test_a_3mf_with_an_encrypted_looking_model_is_refused():
+    data = bytearray(three_mf(tetra_model()))
+    position = 0
+    while (position := data.find(b"PK\x01\x02", position)) != -1:
+        struct.pack_into("<H", data, position + 8, struct.unpack_from("<H", data, position + 8)[0] | 1)
+        position += 4
+    assert "encrypted" in refused(bytes(data), "locked.3mf")
+
+
+# --- the other entry points refuse the same files ---------------------------------------
+
+
+def test_the_diff_refuses_an_unreadable_version():
+    with pytest.raises(MeshError, match="ends after 10 of the 2,450"):
+        geometric_diff(part(), part()[: 84 + 50 * 10], old_name="a.stl", new_name="b.stl")
+
+
+def test_the_thumbnail_refuses_an_unreadable_file():
+    with pytest.raises(MeshError, match="PNG image"):
+        render_thumbnail(PNG_BYTES, filename="x.stl")
+
+
+def test_the_viewer_refuses_an_unreadable_file():
+    with pytest.raises(MeshError, match="empty"):
+        viewer_triangles(b"", filename="x.glb")
+
+
+def test_a_degenerate_mesh_still_gets_figures_and_a_picture():
+    # Every triangle on one line: no area, no volume, no oriented box search possible.
+    line = trimesh.Trimesh(
+        vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2], [0, 2, 1]], process=False
+    )
+    data = line.export(file_type="stl")
+    figures = analyse(data, filename="line.stl")
+    assert figures.degenerate_faces == 2 and figures.area_mm2 == 0
+    assert figures.obb_size[0] == pytest.approx(2.0)
+    assert render_thumbnail(data, filename="line.stl", size=32).startswith(b"\x89PNG")
+
+
+def test_a_pile_of_huge_overlapping_triangles_is_drawn_in_bounded_time():
+    # 200,000 copies of one triangle that fills the picture: a rasteriser that drew
+    # every one would fill 26 billion pixels.
+    count = 200_000
+    records = np.zeros(count, dtype=[("n", "<f4", 3), ("c", "<f4", 9), ("a", "<u2")])
+    records["c"] = [0, 0, 0, 100, 0, 0, 0, 100, 50]
+    records["c"][:, 2] = np.linspace(0, 1, count)  # no two exactly alike
+    data = bytes(80) + struct.pack("<I", count) + records.tobytes()
+    started = time.perf_counter()
+    assert render_thumbnail(data, filename="pile.stl", size=256).startswith(b"\x89PNG")
+    assert time.perf_counter() - started < 30
