@@ -19,14 +19,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from designs.mesh_worker import MeshJob, run_batch
+from designs.meshes import is_mesh_path
 from designs.models import Design, MeshAnalysis, MeshDiff
 from hub.queue import enqueue
-
-MESH_SUFFIXES = (".stl", ".3mf", ".obj", ".ply", ".off", ".glb")
-
-
-def is_mesh_path(path: str) -> bool:
-    return path.lower().endswith(MESH_SUFFIXES)
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -263,12 +258,42 @@ def parse_build_volume(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+UNITS_ATTRIBUTE = "fabhub-units"
+
+
+def declared_units(design: Design, *, sha: str, paths: list[str]) -> dict[str, str]:
+    """Units declared for files with the `fabhub-units` git attribute at `sha`
+    (`*.stl fabhub-units=inch` in .gitattributes): versioned with the design, so forks and
+    mirrors keep them."""
+    from designs.meshes import MeshError, canonical_units
+
+    declared = {}
+    for path, value in design.repo.attribute_values(sha, [], UNITS_ATTRIBUTE, paths).items():
+        if value in ("unspecified", "unset", "set", ""):
+            continue
+        try:
+            declared[path] = canonical_units(value)
+        except MeshError:
+            continue  # an unknown unit is ignored rather than guessed
+    return declared
+
+
+def figures_at(figures: dict | None, units: str | None) -> dict | None:
+    """Stored figures, re-scaled when the path declares other units than the file did."""
+    from designs.meshes import figures_in_units
+
+    if figures is None or units is None or figures.get("units_source") == "declared":
+        return figures
+    return figures_in_units(figures, units)
+
+
 def design_meshes(design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None) -> list[dict]:
     """Every mesh file at commit `sha` with its analysis (and fit, given a build volume)."""
     from designs.meshes import fits
 
     entries = [e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)]
     analyses = analyses_for_blobs([e.sha for e in entries])
+    units = declared_units(design, sha=sha, paths=[e.path for e in entries])
     files = []
     for entry in entries:
         row = analyses.get(entry.sha)
@@ -277,7 +302,7 @@ def design_meshes(design: Design, *, sha: str, build_volume: tuple[float, float,
             "blob_sha": entry.sha,
             "size": entry.size,
             "status": row.status if row else "not-analysed",
-            "figures": row.figures if row else None,
+            "figures": figures_at(row.figures, units.get(entry.path)) if row else None,
             "reason": row.reason if row else "",
             "has_thumbnail": bool(row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()),
             "fits": None,

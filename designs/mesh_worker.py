@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +74,8 @@ def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int
         watchdog: threading.Timer | None = None
         killed_by_watchdog = threading.Event()
 
-        def kill_child() -> None:
-            killed_by_watchdog.set()
+        def kill_child(child=child, killed=killed_by_watchdog) -> None:
+            killed.set()
             child.kill()
 
         for line in child.stdout:
@@ -189,9 +190,9 @@ def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
             figures = meshes.analyse(data, filename=job.path, units=job.units)
             result["figures"] = figures.to_dict()
             # Figures without a picture or a 3D view are still worth keeping.
-            _write_quietly(job.thumbnail_file, lambda: meshes.render_thumbnail(data, filename=job.path))
+            _write_quietly(job.thumbnail_file, partial(meshes.render_thumbnail, data, filename=job.path))
             if job.viewer_file:
-                _write_quietly(job.viewer_file, lambda: meshes.viewer_triangles(data, filename=job.path))
+                _write_quietly(job.viewer_file, partial(meshes.viewer_triangles, data, filename=job.path))
         except meshes.MeshError as exc:
             result["reason"] = exc.reason
         except AnalysisTimeout:

@@ -175,6 +175,24 @@ def is_mesh_path(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in MESH_EXTENSIONS
 
 
+def figures_in_units(figures: dict, units: str) -> dict:
+    """Figures re-scaled as if the file's coordinates were in `units` (e.g. an STL drawn in
+    inches, declared with the `fabhub-units` git attribute). Lengths scale by the factor,
+    areas by its square, volumes and masses by its cube."""
+    units = canonical_units(units)
+    factor = UNITS_MM[units] / UNITS_MM[figures["units"]]
+    if factor == 1.0:
+        return figures
+    scaled = dict(figures)
+    for key in ("bbox_min", "bbox_max", "size", "obb_size"):
+        scaled[key] = [value * factor for value in figures[key]]
+    scaled["area_mm2"] = figures["area_mm2"] * factor**2
+    scaled["volume_mm3"] = figures["volume_mm3"] * factor**3
+    scaled["mass_g"] = {name: grams * factor**3 for name, grams in figures["mass_g"].items()}
+    scaled["units"], scaled["units_source"] = units, "given"
+    return scaled
+
+
 def fits(obb_size: Sequence[float], build_volume: Sequence[float]) -> bool:
     """Whether a part whose oriented box has these extents fits the build volume.
 
@@ -364,7 +382,7 @@ def _read(data: bytes, *, filename: str, units: str | None, limits: Limits) -> _
         raise MeshError(
             f"'{filename}' is not a mesh file this hub reads (it reads {', '.join(MESH_EXTENSIONS)})"
         )
-    given = _canonical_units(units) if units is not None else None
+    given = canonical_units(units) if units is not None else None
     if len(data) == 0:
         raise MeshError("the file is empty")
     if len(data) > limits.max_bytes:
@@ -384,7 +402,8 @@ def _read(data: bytes, *, filename: str, units: str | None, limits: Limits) -> _
     return _Mesh(corners=corners, format=fmt, units=declared, units_source=source)
 
 
-def _canonical_units(name: str) -> str:
+def canonical_units(name: str) -> str:
+    """'in', 'inches', 'Inch' → 'inch'; MeshError for a unit this hub does not know."""
     canonical = _UNIT_ALIASES.get(name.strip().lower())
     if canonical is None:
         raise MeshError(f"unknown unit '{name}': use one of {', '.join(UNITS_MM)}")
@@ -594,7 +613,7 @@ def _read_with_trimesh(data: bytes, suffix: str, limits: Limits) -> tuple[np.nda
     if suffix == ".3mf":
         declared = scene.metadata.get("units") or "millimeter"
         try:
-            return corners, _canonical_units(declared), "declared"
+            return corners, canonical_units(declared), "declared"
         except MeshError:
             raise MeshError(f"the 3MF declares an unknown unit '{declared}'") from None
     if suffix == ".glb":

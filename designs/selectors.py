@@ -107,7 +107,8 @@ def design_changes(design: Design, *, base: str | None, head: str) -> list[Chang
     return design.repo.diff(base, head)
 
 
-MAX_README_BYTES = 1024 * 1024
+MAX_README_BYTES = 512 * 1024
+REVISION_PLACEHOLDER = "fabhub-revision-placeholder"
 README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
 
 
@@ -120,22 +121,33 @@ def design_readme_entry(design: Design, *, sha: str) -> TreeEntry | None:
 
 
 def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
-    """(path, sanitised HTML) of the README at `sha`; links point at the same revision."""
+    """(path, sanitised HTML) of the README at `sha`; links point at the same revision.
+
+    Markdown rendering is slow on some hostile inputs (seconds for tens of KB), so the
+    HTML is rendered once per README blob and cached; the revision in its links is
+    filled in per request.
+    """
     entry = design_readme_entry(design, sha=sha)
     if entry is None:
         return None, ""
     owner, slug = design.owner.username, design.slug
-    text = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
-    if not entry.name.lower().endswith((".md", ".markdown")):
-        return entry.path, f"<pre>{escape(text)}</pre>"
+    key = f"readme:{design.pk}:{owner}/{slug}:{entry.sha}:{entry.path}"
+    html = cache.get(key)
+    if html is None:
+        text = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
+        if entry.name.lower().endswith((".md", ".markdown")):
 
-    def raw_url(path: str) -> str:
-        return f"{reverse('design-raw', args=[owner, slug, path])}?ref={sha}"
+            def raw_url(path: str) -> str:
+                return f"{reverse('design-raw', args=[owner, slug, path])}?ref={REVISION_PLACEHOLDER}"
 
-    def page_url(path: str) -> str:
-        return f"{reverse('design-blob', args=[owner, slug, path])}?ref={sha}"
+            def page_url(path: str) -> str:
+                return f"{reverse('design-blob', args=[owner, slug, path])}?ref={REVISION_PLACEHOLDER}"
 
-    return entry.path, render_readme(text, raw_url=raw_url, page_url=page_url)
+            html = render_readme(text, raw_url=raw_url, page_url=page_url)
+        else:
+            html = f"<pre>{escape(text)}</pre>"
+        cache.set(key, html, timeout=24 * 3600)
+    return entry.path, html.replace(REVISION_PLACEHOLDER, sha)
 
 
 def clone_url(design: Design, request=None) -> str:

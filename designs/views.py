@@ -457,10 +457,15 @@ def _mesh_diff(design: Design, change: FileDiff) -> dict[str, Any]:
     }
 
 
-def _mesh_page(request: HttpRequest, design: Design, entry) -> dict[str, Any]:
+def _mesh_page(request: HttpRequest, design: Design, sha: str, entry) -> dict[str, Any]:
     """The file page's 3D view, figures and fit check for a mesh file."""
     row = analysis.analyses_for_blobs([entry.sha]).get(entry.sha)
-    summary = {"status": row.status, "figures": row.figures, "reason": row.reason} if row else None
+    units = analysis.declared_units(design, sha=sha, paths=[entry.path]).get(entry.path)
+    summary = (
+        {"status": row.status, "figures": analysis.figures_at(row.figures, units), "reason": row.reason}
+        if row
+        else None
+    )
     mesh = _mesh_side(design, entry.sha, summary)
     figures = mesh["figures"] or {}
     mesh["figure_rows"] = _figure_rows(None, figures) if figures else []
@@ -604,7 +609,7 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
     )
     text = None
     is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
-    mesh = _mesh_page(request, design, entry) if analysis.is_mesh_path(entry.path) else None
+    mesh = _mesh_page(request, design, sha, entry) if analysis.is_mesh_path(entry.path) else None
     too_large = (entry.size or 0) > MAX_SHOWN_TEXT_BYTES
     if not is_image and not mesh and not too_large:
         data = design.repo.read_blob(entry.sha)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from designs import analysis, services
 from designs.mesh_worker import MeshJob, run_batch
 from designs.models import MeshAnalysis
-from tests.factories import DesignFactory, UserFactory, commit_files
+from tests.factories import DesignFactory, commit_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("background_tasks_run")]
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "meshes"
@@ -160,3 +160,16 @@ def test_a_push_queues_analysis_only_for_the_new_blobs(alice):
     assert set(MeshAnalysis.objects.values_list("path", flat=True)) == {"knob.stl", "idler.stl"}
 
 
+
+
+def test_units_declared_in_gitattributes_rescale_the_figures(alice, alice_api):
+    design = DesignFactory(owner=alice, slug="imperial")
+    commit_files(design, {"knob.stl": KNOB})
+    url = reverse("api-design-meshes", args=["alice", "imperial"])
+    (in_mm,) = alice_api.get(url).json()["files"]
+    commit_files(design, {".gitattributes": "*.stl fabhub-units=inch\n"}, "Drawn in inches")
+    (in_inch,) = alice_api.get(url).json()["files"]
+    assert MeshAnalysis.objects.count() == 1  # same blob: no new analysis, only new units
+    assert in_inch["figures"]["units"] == "inch"
+    assert in_inch["figures"]["size"][0] == pytest.approx(in_mm["figures"]["size"][0] * 25.4)
+    assert in_inch["figures"]["volume_mm3"] == pytest.approx(in_mm["figures"]["volume_mm3"] * 25.4**3)
