@@ -28,7 +28,7 @@ COPY designs ./designs
 COPY machines ./machines
 
 # The "deploy" extra brings gunicorn.
-RUN pip install --no-cache-dir ".[deploy]" \
+RUN pip install --no-cache-dir "." \
     && rm -rf build ./*.egg-info
 
 # Repositories, uploads and collected static files live under /data (a volume).

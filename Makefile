@@ -23,7 +23,11 @@ install: $(VENV)/.installed
 run: install
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py demo
-	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	@echo "fabhub at http://127.0.0.1:$(PORT)/ (demo accounts in README.md)"
+	# gunicorn rather than runserver: git pushes over 1 MB arrive chunked, which only a
+	# production WSGI server de-chunks.
+	DEBUG=1 $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
+		--workers 2 --threads 4 --timeout 600 --access-logfile -
 
 test: install
 	bash scripts/ensure-test-tools
@@ -45,6 +49,9 @@ lint: install
 bench: install
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/commit.py
+	$(BIN)/python bench/git_transfer.py
+	$(BIN)/python bench/meshes.py
+	$(BIN)/python bench/mesh_push.py
 	$(BIN)/python bench/bookings.py
 
 clean:
