@@ -112,6 +112,49 @@ class FileEdit:
     mode: str = "100644"
 
 
+@dataclass(frozen=True)
+class RemoteAccess:
+    """How git reaches a remote. Built by `designs.remotes.remote_access`, which checks the
+    address first; git is then held to what was checked (see `_remote_env`)."""
+
+    url: str
+    resolve: str | None = None  # http.curloptResolve "host:port:addr[,addr]": no second DNS lookup
+    auth_header: str | None = None  # "Authorization: …", sent as http.extraHeader, never stored
+    ssh_host_alias: str | None = None  # the url holds the checked address; keys are looked up by name
+    timeout: int = 600
+
+
+@dataclass(frozen=True)
+class MergeConflict:
+    """A path `merge-tree` could not merge. `kind` comes from git's CONFLICT messages:
+    "content", "binary", "modify/delete", "add/add", "rename", "file/directory", "other"."""
+
+    path: str
+    kind: str
+    message: str
+    ours_sha: str | None = None
+    theirs_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    tree: str  # with conflict markers in conflicted files: never to be committed as is
+    conflicts: list[MergeConflict]
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+
+@dataclass(frozen=True)
+class PushedRef:
+    """One line of `git push --porcelain`: a ref and whether the remote took it."""
+
+    ref: str
+    ok: bool
+    summary: str
+
+
 STATUS_NAMES = {
     "A": "added",
     "M": "modified",
@@ -621,6 +664,245 @@ class Repository:
         )
         return status == 0, f"{out}\n{err}".strip()
 
+    # -- merging and comparing across branches and repositories ---------------------------
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        out = self._run("merge-base", a, b, ok_codes=(0, 1))
+        return out.decode().strip() or None
+
+    def merge_tree(self, ours: str, theirs: str, *, attributes_file: Path | None = None) -> MergeResult:
+        """Merge two commits into a tree with `git merge-tree --write-tree`: no working copy,
+        no index, nothing but new objects. The tree of a conflicted merge holds conflict
+        markers and is only useful to say which paths conflict.
+
+        `attributes_file` (a gitattributes file of the hub's) is how files are chosen to
+        conflict as whole files (`merge=binary`): a bare repository reads no attributes
+        from its trees, but it does read core.attributesFile.
+        """
+        env = None
+        if attributes_file is not None:
+            env = {
+                **os.environ,
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "core.attributesFile",
+                "GIT_CONFIG_VALUE_0": str(attributes_file),
+            }
+        out = self._run("merge-tree", "--write-tree", "-z", ours, theirs, env=env, ok_codes=(0, 1))
+        return _parse_merge_tree(out.decode(errors="replace"))
+
+    def ahead_behind(self, ours: str, theirs: str, *, other: Repository | None = None) -> tuple[int, int]:
+        """(commits only in `ours`, commits only in `theirs`). `theirs` may live in `other`:
+        its objects are read in place (an alternate object directory), nothing is copied."""
+        env = None
+        if other is not None and other.path != self.path:
+            env = {**os.environ, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(other.path / "objects")}
+        out = self._text("rev-list", "--left-right", "--count", f"{ours}...{theirs}", env=env)
+        ahead, behind = out.split()
+        return int(ahead), int(behind)
+
+    def update_refs(self, updates: list[tuple[str, str | None, str | None]], *, message: str = "fabhub") -> None:
+        """Apply (ref, new or None to delete, old or None if it must not exist) updates in
+        one transaction: all of them, or none and RefMoved."""
+        if not updates:
+            return
+        lines = []
+        for ref, new, old in updates:
+            if new is None:
+                lines.append(f"delete {ref} {old or ''}".rstrip())
+            else:
+                lines.append(f"update {ref} {new} {old or ZERO_SHA}")
+        try:
+            self._run("update-ref", "-m", message, "--stdin", stdin=("\n".join(lines) + "\n").encode())
+        except GitError as exc:
+            raise RefMoved(updates[0][0]) from exc
+
+    def fetch_local(self, source: Repository, refspecs: list[str]) -> None:
+        """Fetch from another repository of this hub (a fork's branch into its upstream)."""
+        self._run(
+            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+            "--end-of-options", str(source.path), *refspecs,
+        )
+
+    # -- remotes (addresses checked by designs.remotes) ---------------------------------------
+
+    def _run_remote(self, access: RemoteAccess, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, str, str]:
+        import subprocess
+
+        try:
+            proc = subprocess.run(
+                [git_binary(), "--git-dir", str(self.path), *args],
+                env=_remote_env(access), capture_output=True, timeout=access.timeout, stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]} took longer than {access.timeout} s and was stopped.", retryable=True) from None
+        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        if proc.returncode not in ok_codes:
+            raise GitError(f"git {args[0]} failed: {_tail(err)}", retryable=_retryable(err))
+        return proc.returncode, out, err
+
+    def fetch_remote(self, access: RemoteAccess, refspecs: list[str], *, prune: bool = True) -> None:
+        """Fetch `refspecs` from a remote. Nothing is written to the repository's config:
+        the address and any credential exist only for this one command."""
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"]
+        if prune:
+            args.append("--prune")
+        self._run_remote(access, *args, "--end-of-options", access.url, *refspecs)
+
+    def push_remote(self, access: RemoteAccess, refspecs: list[str]) -> tuple[list[PushedRef], str]:
+        """Push `refspecs` (never forced unless a refspec says +); return what the remote
+        did with each ref, and the remote's own messages."""
+        _, out, err = self._run_remote(access, "push", "--porcelain", "--end-of-options", access.url, *refspecs, ok_codes=(0, 1))
+        pushed = []
+        for line in out.splitlines():
+            flag, tab, rest = line.partition("\t")
+            if not tab or len(flag) != 1:
+                continue
+            refs, _, summary = rest.partition("\t")
+            pushed.append(PushedRef(ref=refs.rpartition(":")[2], ok=flag != "!", summary=summary))
+        remote_says = "\n".join(line[len("remote: "):] for line in err.splitlines() if line.startswith("remote: "))
+        return pushed, remote_says.strip()
+
+    def remote_default_branch(self, access: RemoteAccess) -> str | None:
+        """The branch the remote's HEAD names, or None."""
+        _, out, _ = self._run_remote(access, "ls-remote", "--symref", "--end-of-options", access.url, "HEAD")
+        for line in out.splitlines():
+            if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+                return line[len("ref: refs/heads/"): -len("\tHEAD")]
+        return None
+
+
+def _remote_env(access: RemoteAccess) -> dict[str, str]:
+    """The whole environment of a git command that talks to a remote.
+
+    Nothing from the server's own git configuration applies (no url.insteadOf, no
+    credential helper): only http(s) and ssh transports, no redirects, connections to the
+    checked addresses only, no prompts, and objects checked as they arrive.
+    """
+    import shlex
+
+    config = [
+        ("protocol.allow", "never"),
+        ("protocol.http.allow", "always"),
+        ("protocol.https.allow", "always"),
+        ("protocol.ssh.allow", "always"),
+        ("http.followRedirects", "false"),
+        ("credential.helper", ""),
+        ("core.askPass", ""),
+        ("transfer.fsckObjects", "true"),
+        ("maintenance.auto", "false"),
+        ("gc.auto", "0"),
+        ("http.lowSpeedLimit", "1000"),
+        ("http.lowSpeedTime", "60"),
+    ]
+    if access.resolve:
+        config.append(("http.curloptResolve", access.resolve))
+    if access.auth_header:
+        # In the environment, not on the command line: other users can read a process's
+        # arguments, not its environment.
+        config.append(("http.extraHeader", access.auth_header))
+    ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=30"]
+    if access.ssh_host_alias:
+        ssh += ["-o", f"HostKeyAlias={access.ssh_host_alias}"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C",
+        "LC_ALL": "C",
+        "GIT_ALLOW_PROTOCOL": "http:https:ssh",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_SSH_VARIANT": "ssh",
+        "GIT_SSH_COMMAND": shlex.join(ssh),
+        "GIT_CONFIG_COUNT": str(len(config)),
+    }
+    for index, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def _tail(err: str, lines: int = 12, limit: int = 2000) -> str:
+    kept = [line for line in err.strip().splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)[-limit:] or "no message"
+
+
+# Failures that may pass by themselves; anything else (refused credentials, a missing
+# repository, a bad address) needs a person.
+RETRYABLE_GIT_ERRORS = (
+    "could not resolve host", "connection refused", "connection timed out", "timed out",
+    "operation too slow", "the remote end hung up", "early eof", "rpc failed",
+    "returned error: 5", "returned error: 429", "connection reset", "failed to connect",
+    "couldn't connect", "temporary failure", "ssl_error", "gnutls",
+)
+
+
+def _retryable(err: str) -> bool:
+    lowered = err.lower()
+    return any(marker in lowered for marker in RETRYABLE_GIT_ERRORS)
+
+
+CONFLICT_KINDS = {
+    "contents": "content",
+    "binary": "binary",
+    "modify/delete": "modify/delete",
+    "add/add": "add/add",
+    "file/directory": "file/directory",
+    "directory/file": "file/directory",
+    "distinct types": "file/directory",
+    "rename/delete": "rename",
+    "rename/rename": "rename",
+    "rename/add": "rename",
+    "rename involved in collision": "rename",
+    "submodule": "other",
+}
+# The most telling kind wins when git reports several for one path.
+KIND_ORDER = ("binary", "modify/delete", "rename", "add/add", "file/directory", "content", "other")
+
+
+def _parse_merge_tree(out: str) -> MergeResult:
+    """Parse `merge-tree --write-tree -z`: the tree, then conflicted entries
+    ("<mode> <sha> <stage>\t<path>"), an empty field, then messages
+    (<count>, that many paths, a type, a message)."""
+    tokens = out.split("\0")
+    tree = tokens[0].strip()
+    stages: dict[str, dict[int, str]] = {}
+    i = 1
+    while i < len(tokens) and tokens[i]:
+        meta, _, path = tokens[i].partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            stages.setdefault(path, {})[int(parts[2])] = parts[1]
+        i += 1
+    i += 1
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    while i < len(tokens):
+        count = tokens[i].strip()
+        if not count.isdigit():
+            i += 1
+            continue
+        n = int(count)
+        paths = tokens[i + 1 : i + 1 + n]
+        kind_text = tokens[i + 1 + n] if i + 1 + n < len(tokens) else ""
+        message = tokens[i + 2 + n].strip() if i + 2 + n < len(tokens) else ""
+        i += n + 3
+        if not kind_text.startswith("CONFLICT ("):
+            continue
+        label = kind_text[len("CONFLICT (") :].rstrip(")").strip()
+        kind = CONFLICT_KINDS.get(label, "other")
+        for path in paths:
+            kinds.setdefault(path, []).append((kind, message))
+    conflicts = []
+    for path in sorted(set(stages) | set(kinds)):
+        found = kinds.get(path) or [("content" if path in stages else "other", "")]
+        kind, message = min(found, key=lambda pair: KIND_ORDER.index(pair[0]))
+        entry = stages.get(path, {})
+        conflicts.append(MergeConflict(path, kind, message, ours_sha=entry.get(2), theirs_sha=entry.get(3)))
+    return MergeResult(tree=tree, conflicts=conflicts)
+
 
 def git_binary() -> str:
     """The git executable: from settings, or the environment when Django is not set up
@@ -677,6 +959,8 @@ def _parse_log_record(record: str) -> Commit:
 # -- smart HTTP ---------------------------------------------------------------------------
 
 HOOKS_DIR = Path(__file__).resolve().parent / "hooks"
+HIDDEN_REFS = "refs/fabhub/"
+PROPOSAL_REFS = "refs/proposals/"
 PIPE_CHUNK = 64 * 1024
 
 
@@ -718,13 +1002,20 @@ def http_backend(
         "REMOTE_USER": remote_user,
         "REMOTE_ADDR": "127.0.0.1",
         # Hooks of the hub, not of the repository, and pushes enabled for the callers we let in.
-        "GIT_CONFIG_COUNT": "3",
+        "GIT_CONFIG_COUNT": "5",
         "GIT_CONFIG_KEY_0": "core.hooksPath",
         "GIT_CONFIG_VALUE_0": str(HOOKS_DIR),
         "GIT_CONFIG_KEY_1": "http.receivepack",
         "GIT_CONFIG_VALUE_1": "true",
         "GIT_CONFIG_KEY_2": "uploadpack.allowFilter",
         "GIT_CONFIG_VALUE_2": "true",
+        # The hub's own bookkeeping refs (a mirror's staging area, a fork's view of its
+        # upstream) are neither shown nor writable; proposal heads may be fetched
+        # (`git fetch origin refs/proposals/3/head`) but only the hub moves them.
+        "GIT_CONFIG_KEY_3": "transfer.hideRefs",
+        "GIT_CONFIG_VALUE_3": HIDDEN_REFS,
+        "GIT_CONFIG_KEY_4": "receive.hideRefs",
+        "GIT_CONFIG_VALUE_4": PROPOSAL_REFS,
         **(hook_env or {}),
     }
     for header, variable in (

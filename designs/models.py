@@ -218,3 +218,157 @@ class LfsLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path} locked by {self.owner} in {self.design}"
+
+
+# -- collaboration across forks and hubs (designs/proposals.py, designs/mirrors.py) ----------
+
+
+class ChangeProposal(models.Model):
+    """A request to merge `source_branch` of `source` into `target_branch` of `target`.
+
+    The source is the target itself or a design of its fork network. Its head is copied
+    into the target repository as `refs/proposals/<number>/head`, so the proposal can be
+    reviewed and merged even after the source branch (or design) is gone. The merge
+    figures (`merge_state`, `conflicts`, …) were computed for `head_sha` onto `target_sha`;
+    `designs.proposals.proposal_refresh` recomputes them when either branch moves.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        MERGED = "merged", "Merged"
+        CLOSED = "closed", "Closed"
+
+    class MergeState(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        FAST_FORWARD = "fast-forward", "Can be fast-forwarded"
+        CLEAN = "clean", "Merges cleanly"
+        CONFLICT = "conflict", "Has conflicts"
+        MISSING = "missing", "A branch is missing"
+
+    target = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="proposals")
+    number = models.PositiveIntegerField()
+    target_branch = models.CharField(max_length=200)
+    source = models.ForeignKey(
+        Design, null=True, blank=True, on_delete=models.SET_NULL, related_name="outgoing_proposals"
+    )
+    # "owner/slug" of the source, kept if the source design is deleted.
+    source_name = models.CharField(max_length=250)
+    source_branch = models.CharField(max_length=200)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="proposals"
+    )
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    head_sha = models.CharField(max_length=40)
+    target_sha = models.CharField(max_length=40, blank=True)
+    merge_base = models.CharField(max_length=40, blank=True)
+    merge_state = models.CharField(max_length=20, choices=MergeState.choices, default=MergeState.UNKNOWN)
+    # [{"path", "kind", "message"}] when merge_state is "conflict".
+    conflicts = models.JSONField(default=list, blank=True)
+    commit_count = models.PositiveIntegerField(default=0)
+    merged_sha = models.CharField(max_length=40, blank=True)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merged_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint("target", "number", name="proposal_number_unique_per_design"),
+            models.UniqueConstraint(
+                "target", "target_branch", "source", "source_branch",
+                condition=models.Q(status="open"),
+                name="proposal_one_open_per_branch_pair",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="merged") | ~models.Q(merged_sha=""),
+                name="proposal_merged_has_sha",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target} #{self.number}"
+
+    @property
+    def head_ref(self) -> str:
+        return f"refs/proposals/{self.number}/head"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class ProposalComment(models.Model):
+    proposal = models.ForeignKey(ChangeProposal, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on {self.proposal}"
+
+
+class PullMirror(models.Model):
+    """The design is a copy of the repository at `url`: fetched on a schedule and on
+    demand, with its LFS objects, and read-only on this hub."""
+
+    design = models.OneToOneField(Design, on_delete=models.CASCADE, related_name="pull_mirror")
+    url = models.CharField(max_length=2000)
+    # Fernet token of {"username", "secret"} (hub.crypto); never shown again once saved.
+    credential = models.TextField(blank=True)
+    username = models.CharField(max_length=200, blank=True)
+    interval = models.PositiveIntegerField(help_text="Seconds between scheduled refreshes.")
+    next_refresh_at = models.DateTimeField(default=timezone.now)
+    refreshing_since = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # Set on a successful refresh that still lacked something (LFS objects the remote lost).
+    warning = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_refresh_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.design} ← {self.url}"
+
+
+class PushMirror(models.Model):
+    """After each change the hub pushes the design's branches and tags (and LFS objects)
+    to `url`. Never forced: a remote that moved on its own is reported, not overwritten."""
+
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="push_mirrors")
+    url = models.CharField(max_length=2000)
+    credential = models.TextField(blank=True)
+    username = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Changes not pushed yet: set by every ref change, cleared when a push starts.
+    pending = models.BooleanField(default=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    pushing_since = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    # ref → sha the remote accepted last: later pushes look for LFS objects only in newer commits.
+    pushed_refs = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint("design", "url", name="push_mirror_unique_url")]
+        indexes = [models.Index(fields=["pending", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.design} → {self.url}"

@@ -218,6 +218,21 @@ CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
     "task": "machines.tasks.check_starting_bookings", "schedule": 60.0,
 }
 
+# Mirrors between hubs and git hosts (designs/mirrors.py, designs/remotes.py;
+# docs/federation.md). Remote addresses are checked against these lists: `host` or
+# `*.domain`; with an allow list, only those hosts, which may then be on private networks.
+FABHUB_MIRROR_ALLOWED_HOSTS = env_list("FABHUB_MIRROR_ALLOWED_HOSTS", [])
+FABHUB_MIRROR_DENIED_HOSTS = env_list("FABHUB_MIRROR_DENIED_HOSTS", [])
+# Off: the server never connects to loopback, private, link-local or reserved addresses
+# for a mirror (server-side request forgery). Turn on only where every such host is trusted.
+FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS = env_bool("FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS", default=False)
+FABHUB_MIRROR_INTERVAL_S = env_int("FABHUB_MIRROR_INTERVAL_S", 3600)
+FABHUB_MIRROR_MIN_INTERVAL_S = env_int("FABHUB_MIRROR_MIN_INTERVAL_S", 300)
+FABHUB_MIRROR_TIMEOUT_S = env_int("FABHUB_MIRROR_TIMEOUT_S", 900)
+# Failed pushes to a push mirror are retried after 1, 2, 4, … minutes, at most this long apart.
+FABHUB_PUSH_MIRROR_MAX_BACKOFF_S = env_int("FABHUB_PUSH_MIRROR_MAX_BACKOFF_S", 6 * 3600)
+CELERY_BEAT_SCHEDULE["mirrors-tick"] = {"task": "designs.tasks.mirrors_tick", "schedule": 60.0}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

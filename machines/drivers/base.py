@@ -1,0 +1,118 @@
+"""The interface every printer driver offers the print queue.
+
+A driver is the only code that talks to one kind of printer (one adapter per outside
+system). It raises exactly one error type, `PrinterError`, whose `retryable` flag tells
+the caller whether trying the same call again later can help: a printer that does not
+answer may answer in a minute; a printer that is busy with someone else's job, or a
+file it rejected, will not change by itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class PrinterError(Exception):
+    """Anything that went wrong talking to a printer, in words a lab member can act on."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"PrinterError({self.message!r}, retryable={self.retryable})"
+
+
+class PrinterState(enum.StrEnum):
+    OFFLINE = "offline"  # the print server answers, but is not connected to the printer
+    CONNECTING = "connecting"
+    IDLE = "idle"  # connected and ready for a job
+    PRINTING = "printing"  # includes starting, finishing and resuming
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    ERROR = "error"  # the printer reported an error; a person has to look at it
+    AWAITING_OPERATOR = "awaiting_operator"  # a file waits for a person to start it by hand
+    UNKNOWN = "unknown"  # nothing recorded yet, or a state this driver does not know
+
+    @property
+    def has_active_job(self) -> bool:
+        """True while a job occupies the printer, so no other job may start."""
+        return self in _ACTIVE
+
+
+_ACTIVE = frozenset(
+    {
+        PrinterState.PRINTING,
+        PrinterState.PAUSING,
+        PrinterState.PAUSED,
+        PrinterState.CANCELLING,
+        PrinterState.AWAITING_OPERATOR,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Temperature:
+    actual: float | None
+    target: float | None
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """What a printer is doing now, as far as its driver can tell.
+
+    `progress` is the share of the job file sent so far, 0–100, or None without a job.
+    `job_name` is the file the printer has selected: after a job finishes it is still
+    named, with progress 100; after the print server restarts it is None, which is how
+    the queue tells a finished job from a lost one. `message` holds the printer's own
+    words (state text, error) for people, never for program logic.
+    """
+
+    state: PrinterState
+    progress: float | None = None
+    job_name: str | None = None
+    temperatures: dict[str, Temperature] = field(default_factory=dict)
+    message: str = ""
+
+
+class PrinterDriver(abc.ABC):
+    """One printer, reached through one protocol.
+
+    Every method may raise `PrinterError`; none raises anything else for a problem
+    with the printer or the network.
+    """
+
+    @abc.abstractmethod
+    def status(self) -> PrinterStatus:
+        """The printer's state now. Raises a retryable error if it cannot be reached."""
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Make sure the printer is connected and ready to take commands."""
+
+    @abc.abstractmethod
+    def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
+        """Send `gcode_path` to the printer as `remote_name` and start printing it.
+
+        Safe to retry: if the printer already has an active job (possibly the one a
+        previous, interrupted call started), it raises a non-retryable `PrinterError`
+        naming that job, and changes nothing. Compare `status().job_name` with
+        `remote_name` to tell the two cases apart.
+        """
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the active job. Does nothing if no job is active, so retries are safe."""
+
+    @abc.abstractmethod
+    def pause(self) -> None:
+        """Pause the active job; does nothing if it is already paused."""
+
+    @abc.abstractmethod
+    def resume(self) -> None:
+        """Resume a paused job; does nothing if it is already printing."""
