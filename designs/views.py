@@ -558,7 +558,11 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     design, role = _load(request, owner, slug)
     ref = _ref(request, design)
     fork_count = selectors.designs_visible_to(request.user).filter(forked_from=design).count()
-    context: dict[str, Any] = {**_refs(design, ref), "fork_count": fork_count}
+    context: dict[str, Any] = {
+        **_refs(design, ref),
+        "fork_count": fork_count,
+        "clone_url": selectors.clone_url(design, request),
+    }
     if design.repo.is_empty():
         return _render(request, "designs/detail.html", design, role, "files", empty=True, **context)
     sha, entries = selectors.design_tree(design, rev=ref)

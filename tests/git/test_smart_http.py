@@ -253,3 +253,8 @@ def test_the_clone_url_is_in_the_api(hub_server, design, api):
 
     body = api.get(reverse("api-design-detail", args=[design.owner.username, design.slug])).json()
     assert body["clone_url"] == f"http://testserver/{design.owner.username}/{design.slug}.git"
+
+
+def test_the_design_page_shows_the_clone_url(hub_server, design, client):
+    page = client.get(f"/{design.owner.username}/{design.slug}/")
+    assert f"http://testserver/{design.owner.username}/{design.slug}.git" in page.content.decode()

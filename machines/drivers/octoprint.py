@@ -1,0 +1,348 @@
+"""Driver for printers behind OctoPrint, over its documented REST API (checked on 1.11.8).
+
+The only module that talks to OctoPrint. Every request carries the API key in the
+`X-Api-Key` header and a (connect, read) timeout, and every failure becomes a
+`PrinterError`; docs/printing.md has the table of which failures are retryable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from machines.drivers.base import PrinterDriver, PrinterError, PrinterState, PrinterStatus, Temperature
+
+Timeout = float | tuple[float, float]
+
+# OctoPrint's state texts (octoprint.util.comm.MachineCom.getStateString in 1.11) by
+# what they mean for the queue. Texts not listed fall through to the prefix rules of
+# `state_from_text`, so a new wording ("Printing from SD", "Error: <firmware text>")
+# still lands on the right side.
+STATE_TEXTS: dict[str, PrinterState] = {
+    "Operational": PrinterState.IDLE,
+    "Starting": PrinterState.PRINTING,
+    "Printing": PrinterState.PRINTING,
+    "Finishing": PrinterState.PRINTING,
+    "Resuming": PrinterState.PRINTING,
+    "Starting print from SD": PrinterState.PRINTING,
+    "Printing from SD": PrinterState.PRINTING,
+    # Streaming a file to the printer's SD card occupies the printer like a print does.
+    "Starting to send file to SD": PrinterState.PRINTING,
+    "Sending file to SD": PrinterState.PRINTING,
+    "Transferring file to SD": PrinterState.PRINTING,
+    "Pausing": PrinterState.PAUSING,
+    "Paused": PrinterState.PAUSED,
+    "Cancelling": PrinterState.CANCELLING,
+    "Offline": PrinterState.OFFLINE,
+    "Closed": PrinterState.OFFLINE,
+    "Opening serial connection": PrinterState.CONNECTING,
+    "Detecting serial connection": PrinterState.CONNECTING,
+    "Detecting baudrate": PrinterState.CONNECTING,
+    "Connecting": PrinterState.CONNECTING,
+    "Error": PrinterState.ERROR,
+    "Offline after error": PrinterState.ERROR,
+    "Closed with error": PrinterState.ERROR,
+}
+
+
+def state_from_text(text: str | None) -> PrinterState:
+    """Map an OctoPrint state text to a `PrinterState`; unknown texts give UNKNOWN."""
+    if not text:
+        return PrinterState.UNKNOWN
+    text = text.strip()
+    if text in STATE_TEXTS:
+        return STATE_TEXTS[text]
+    lowered = text.lower()
+    if "error" in lowered:
+        return PrinterState.ERROR
+    for prefix, state in (
+        ("printing", PrinterState.PRINTING),
+        ("starting", PrinterState.PRINTING),
+        ("finishing", PrinterState.PRINTING),
+        ("resuming", PrinterState.PRINTING),
+        ("pausing", PrinterState.PAUSING),
+        ("paused", PrinterState.PAUSED),
+        ("cancelling", PrinterState.CANCELLING),
+        ("operational", PrinterState.IDLE),
+        ("offline", PrinterState.OFFLINE),
+        ("closed", PrinterState.OFFLINE),
+        ("opening", PrinterState.CONNECTING),
+        ("detecting", PrinterState.CONNECTING),
+        ("connecting", PrinterState.CONNECTING),
+    ):
+        if lowered.startswith(prefix):
+            return state
+    return PrinterState.UNKNOWN
+
+
+class OctoPrintDriver(PrinterDriver):
+    """One printer behind one OctoPrint server.
+
+    `port` and `baudrate` are what `connect()` asks OctoPrint for; left None, OctoPrint
+    uses its saved preference or auto-detection. `timeout` is requests' (connect, read)
+    pair for every call but the upload, which gets `upload_timeout`. `connect_wait` and
+    `start_wait` bound how long `connect()` and `upload_and_start()` wait for the
+    printer to confirm.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: Timeout = (3.05, 10.0),
+        upload_timeout: Timeout = (3.05, 120.0),
+        port: str | None = None,
+        baudrate: int | None = None,
+        connect_wait: float = 15.0,
+        start_wait: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self.port = port
+        self.baudrate = baudrate
+        self.connect_wait = connect_wait
+        self.start_wait = start_wait
+        self._session = requests.Session()
+        self._session.headers["X-Api-Key"] = api_key
+
+    def __repr__(self) -> str:
+        return f"OctoPrintDriver({self.base_url!r})"  # never the key
+
+    # -- the interface
+
+    def status(self) -> PrinterStatus:
+        job = self._json("GET", "/api/job")
+        text = job.get("state")
+        state = state_from_text(text)
+        file = (job.get("job") or {}).get("file") or {}
+        completion = (job.get("progress") or {}).get("completion")
+        message = text or ""
+        if job.get("error"):
+            message = f"{message}: {job['error']}"
+        return PrinterStatus(
+            state=state,
+            progress=None if completion is None else max(0.0, min(100.0, float(completion))),
+            job_name=file.get("name"),
+            temperatures=self._temperatures() if state not in (PrinterState.OFFLINE, PrinterState.UNKNOWN) else {},
+            message=message,
+        )
+
+    def connect(self) -> None:
+        """Connect OctoPrint to the printer unless it already is.
+
+        OctoPrint's `connect` command *reconnects* a connected printer, which would
+        kill a running print, so this asks first.
+        """
+        state, text = self._connection_state()
+        if state is PrinterState.IDLE or state.has_active_job:
+            return
+        if state is not PrinterState.CONNECTING:
+            command: dict[str, Any] = {"command": "connect"}
+            if self.port:
+                command["port"] = self.port
+            if self.baudrate:
+                command["baudrate"] = self.baudrate
+            self._request("POST", "/api/connection", json=command)
+        deadline = time.monotonic() + self.connect_wait
+        while True:
+            state, text = self._connection_state()
+            if state is PrinterState.IDLE or state.has_active_job:
+                return
+            if state is PrinterState.ERROR:
+                raise PrinterError(
+                    f"OctoPrint at {self.base_url} could not connect to the printer ({self._error_text(text)}); "
+                    "check the cable, the power and the port",
+                    retryable=False,
+                )
+            if time.monotonic() > deadline:
+                raise PrinterError(
+                    f"OctoPrint at {self.base_url} did not connect to the printer within "
+                    f"{self.connect_wait:.0f} s (state: {text})",
+                    retryable=True,
+                )
+            time.sleep(0.2)
+
+    def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
+        """Upload `gcode_path` as `remote_name` (a .gcode name) and print it.
+
+        Refuses, changing nothing, unless the printer is connected and idle: call
+        `connect()` first. Returns once OctoPrint reports the job running (or already
+        finished, for a very short file).
+        """
+        before = self.status()
+        if before.state.has_active_job:
+            raise PrinterError(
+                f"the printer is busy ({before.state}) with {before.job_name!r}; "
+                "it will not start another job until that one ends",
+                retryable=False,
+            )
+        if before.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} is not connected to the printer ({before.message}); connect it first",
+                retryable=True,
+            )
+        if before.state is not PrinterState.IDLE:
+            raise PrinterError(
+                f"the printer is not ready to print ({before.message or before.state}); "
+                "a person has to look at it",
+                retryable=False,
+            )
+
+        with gcode_path.open("rb") as f:
+            uploaded = self._json(
+                "POST",
+                "/api/files/local",
+                files={"file": (remote_name, f, "application/octet-stream")},
+                timeout=self.upload_timeout,
+            )
+        local = (uploaded.get("files") or {}).get("local") or {}
+        path, name = local.get("path") or remote_name, local.get("name") or remote_name
+
+        # Select and print in one command: OctoPrint refuses it with a 409 if the
+        # printer got busy since the check above, so two callers cannot both start.
+        response = self._request(
+            "POST", f"/api/files/local/{quote(path)}", json={"command": "select", "print": True}, allow={409}
+        )
+        if response.status_code == 409:
+            raise PrinterError(
+                f"the printer got busy before {name!r} could start ({self._reason(response)})", retryable=False
+            )
+
+        deadline = time.monotonic() + self.start_wait
+        while True:
+            now = self.status()
+            if now.job_name == name and (now.state.has_active_job or (now.state is PrinterState.IDLE and now.progress == 100)):
+                return
+            if now.state in (PrinterState.ERROR, PrinterState.OFFLINE):
+                raise PrinterError(
+                    f"the printer stopped before starting {name!r} ({now.message})",
+                    retryable=now.state is PrinterState.OFFLINE,
+                )
+            if time.monotonic() > deadline:
+                raise PrinterError(
+                    f"OctoPrint accepted {name!r} but did not start printing it within "
+                    f"{self.start_wait:.0f} s (state: {now.message})",
+                    retryable=False,
+                )
+            time.sleep(0.1)
+
+    def cancel(self) -> None:
+        self._job_command({"command": "cancel"}, "cancel")
+
+    def pause(self) -> None:
+        self._job_command({"command": "pause", "action": "pause"}, "pause")
+
+    def resume(self) -> None:
+        self._job_command({"command": "pause", "action": "resume"}, "resume")
+
+    # -- the client underneath
+
+    def _job_command(self, body: dict[str, str], verb: str) -> None:
+        response = self._request("POST", "/api/job", json=body, allow={409})
+        if response.status_code != 409:
+            return
+        # 409: no active job, or no printer connected. Cancelling nothing is done
+        # already (so a retried cancel succeeds); pausing or resuming nothing is a
+        # mistake worth telling about.
+        now = self.status()
+        if verb == "cancel" and not now.state.has_active_job:
+            return
+        raise PrinterError(f"there is no print job to {verb} ({now.message})", retryable=False)
+
+    def _connection_state(self) -> tuple[PrinterState, str]:
+        current = self._json("GET", "/api/connection").get("current") or {}
+        text = current.get("state") or ""
+        return state_from_text(text), text
+
+    def _error_text(self, fallback: str) -> str:
+        try:
+            return self._json("GET", "/api/job").get("error") or fallback
+        except PrinterError:
+            return fallback
+
+    def _temperatures(self) -> dict[str, Temperature]:
+        # 409 when the printer is not operational: temperatures are a bonus, never a failure.
+        response = self._request("GET", "/api/printer", params={"exclude": "sd,state"}, allow={409})
+        if response.status_code != 200:
+            return {}
+        try:
+            readings = response.json().get("temperature") or {}
+        except ValueError:
+            return {}
+        return {
+            name: Temperature(actual=reading.get("actual"), target=reading.get("target"))
+            for name, reading in readings.items()
+            if isinstance(reading, dict) and name != "history"
+        }
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, **kwargs)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise PrinterError(
+                f"{self.base_url} answered {path} with something other than OctoPrint's JSON; "
+                "is the address right?",
+                retryable=False,
+            )
+        return data
+
+    def _request(self, method: str, path: str, *, allow: Collection[int] = (), **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        url = self.base_url + path
+        try:
+            response = self._session.request(method, url, **kwargs)
+        except requests.Timeout:
+            raise PrinterError(
+                f"the printer's OctoPrint at {self.base_url} does not answer (no reply to {method} {path} in time)",
+                retryable=True,
+            ) from None
+        except requests.ConnectionError:
+            raise PrinterError(
+                f"the printer's OctoPrint at {self.base_url} does not answer (connection failed)",
+                retryable=True,
+            ) from None
+        except requests.RequestException as exc:
+            raise PrinterError(f"could not send {method} {path} to {self.base_url}: {exc}", retryable=False) from None
+
+        status = response.status_code
+        if status < 400 or status in allow:
+            return response
+        reason = self._reason(response)
+        if status in (401, 403):
+            # OctoPrint treats an unknown key as no key at all: both answer 403.
+            raise PrinterError(
+                f"the API key was refused by OctoPrint at {self.base_url} (HTTP {status}); "
+                "check the key, and that its user may print",
+                retryable=False,
+            )
+        if status == 409:
+            raise PrinterError(f"OctoPrint at {self.base_url} refused {method} {path}: {reason}", retryable=False)
+        if status in (400, 413, 415):
+            raise PrinterError(f"OctoPrint at {self.base_url} rejected the request: {reason}", retryable=False)
+        if status >= 500:
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} failed on {method} {path} (HTTP {status}: {reason})", retryable=True
+            )
+        raise PrinterError(
+            f"OctoPrint at {self.base_url} answered {method} {path} with HTTP {status}: {reason}", retryable=False
+        )
+
+    @staticmethod
+    def _reason(response: requests.Response) -> str:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("error"):
+            return str(data["error"])
+        return (response.text or response.reason or "").strip()[:200]
