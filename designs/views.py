@@ -614,8 +614,10 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
     text = None
     is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
     mesh = _mesh_page(request, design, sha, entry) if analysis.is_mesh_path(entry.path) else None
-    too_large = (entry.size or 0) > MAX_SHOWN_TEXT_BYTES
-    if not is_image and not mesh and not too_large:
+    lfs = selectors.design_lfs_pointer(design, entry)
+    size = lfs.size if lfs else entry.size
+    too_large = (size or 0) > MAX_SHOWN_TEXT_BYTES
+    if not is_image and not mesh and not too_large and not lfs:
         data = design.repo.read_blob(entry.sha)
         if _looks_like_text(data):
             text = data.decode("utf-8", "replace")
@@ -643,6 +645,8 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
         "files",
         sha=sha,
         entry=entry,
+        size=size,
+        lfs=lfs,
         raw_url=raw_url,
         text=text,
         is_image=is_image,

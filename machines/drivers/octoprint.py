@@ -218,7 +218,16 @@ class OctoPrintDriver(PrinterDriver):
         deadline = time.monotonic() + self.start_wait
         while True:
             now = self.status()
-            if now.job_name == name and (now.state.has_active_job or (now.state is PrinterState.IDLE and now.progress == 100)):
+            if now.job_name == name and now.state.has_active_job:
+                return
+            # A very short file may be done before the first look; but "idle at 100 %"
+            # is also what an earlier print of the same name left behind.
+            if (
+                now.job_name == name
+                and now.state is PrinterState.IDLE
+                and now.progress == 100
+                and (before.job_name, before.progress) != (name, 100)
+            ):
                 return
             if now.state in (PrinterState.ERROR, PrinterState.OFFLINE):
                 raise PrinterError(

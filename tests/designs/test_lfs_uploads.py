@@ -309,3 +309,13 @@ def test_open_pointer_gives_the_content_only_for_objects_the_design_serves(alice
     assert open_pointer(DesignFactory(owner=bob), pointer) is None
     assert open_pointer(design, pointer_text(oid, len(data) + 1)) is None
     assert open_pointer(design, b"solid mesh\n") is None
+
+
+def test_the_file_page_shows_the_size_of_the_lfs_object_not_of_its_pointer(alice, client, settings):
+    settings.FABHUB_LFS_THRESHOLD_BYTES = 1024
+    design = DesignFactory(owner=alice, slug="big-part")
+    commit_files(design, {"cad/body.step": b"ISO-10303-21;" + b"x" * 5000})
+    page = client.get(f"/{alice.username}/big-part/blob/cad/body.step")
+    body = page.content.decode()
+    assert "stored with Git LFS" in body
+    assert "5,013 bytes" in body or "5013 bytes" in body
