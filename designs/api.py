@@ -14,15 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from designs import analysis, selectors, services
+from designs import analysis, mirrors, proposals, selectors, services
 from designs.diffs import compare
-from designs.models import Design, Licence
+from designs.models import ChangeProposal, Design, Licence
 from designs.rawfiles import serve_blob
 from designs.serializers import (
     BranchCreateInput,
     BranchOutput,
     CollaboratorInput,
     CollaboratorOutput,
+    CommentInput,
+    CommentOutput,
     CommitCreated,
     CommitOutput,
     DeleteInput,
@@ -32,12 +34,27 @@ from designs.serializers import (
     DiffOutput,
     ForkInput,
     MeshListOutput,
+    MirrorCreatedOutput,
+    MirrorCreateInput,
+    ProposalCreateInput,
+    ProposalMergedOutput,
+    ProposalMergeInput,
+    ProposalOutput,
+    ProposalUpdateInput,
+    PullMirrorOutput,
+    PullMirrorUpdateInput,
+    PushMirrorInput,
+    PushMirrorOutput,
+    PushMirrorUpdateInput,
     ReadmeOutput,
     RenameInput,
+    SyncInput,
+    SyncOutput,
     TagCreateInput,
     TagOutput,
     TreeOutput,
     UploadInput,
+    UpstreamOutput,
 )
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
@@ -410,3 +427,225 @@ class RawFileApi(DesignContextMixin, APIView):
         path = (request.query_params.get("path") or "").strip("/")
         _, entry = selectors.design_file(design, rev=request.query_params.get("ref"), path=path)
         return serve_blob(request, design, entry)
+
+
+# -- proposals ------------------------------------------------------------------------------
+
+
+def _source_design(request: Request, target: Design, name: str | None) -> Design:
+    if not name:
+        return target
+    owner, _, slug = name.partition("/")
+    if not owner or not slug:
+        raise ValidationError("Name the source design as owner/slug.")
+    return selectors.design_get(user=request.user, owner=owner, slug=slug)
+
+
+class ProposalListApi(DesignContextMixin, generics.ListAPIView):
+    serializer_class = ProposalOutput
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=["open", "merged", "closed"])],
+        responses=ProposalOutput(many=True),
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChangeProposal.objects.none()
+        status = self.request.query_params.get("status") or None
+        return proposals.proposals_of(self.get_design(), status=status)
+
+    @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Log in or use a token to propose changes.")
+        target = self.get_design()
+        data = ProposalCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        proposal = proposals.proposal_create(
+            target=target, user=request.user, source=_source_design(request, target, values.get("source")),
+            title=values["title"], description=values["description"], source_branch=values["source_branch"],
+            target_branch=values.get("target_branch"),
+        )
+        return Response(ProposalOutput(proposal).data, status=201)
+
+
+class ProposalContextMixin(DesignContextMixin):
+    def get_proposal(self):
+        proposal = proposals.proposal_get(self.get_design(), self.kwargs["number"])
+        return proposals.proposal_fresh(proposal)
+
+
+class ProposalDetailApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=ProposalOutput)
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        return Response(ProposalOutput(self.get_proposal()).data)
+
+    @extend_schema(request=ProposalUpdateInput, responses=ProposalOutput)
+    def patch(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = ProposalUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        proposal = proposals.proposal_get(self.get_design(), number)
+        if "title" in values or "description" in values:
+            proposal = proposals.proposal_update(
+                proposal=proposal, user=request.user, title=values.get("title"), description=values.get("description")
+            )
+        if values.get("status") == "closed" and proposal.status != "closed":
+            proposal = proposals.proposal_close(proposal=proposal, user=request.user)
+        elif values.get("status") == "open" and proposal.status != "open":
+            proposal = proposals.proposal_reopen(proposal=proposal, user=request.user)
+        return Response(ProposalOutput(proposal).data)
+
+
+class ProposalDiffApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=DiffOutput)
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        base, head, files = proposals.proposal_diff(self.get_proposal())
+        return Response(DiffOutput({"base": base, "head": head, "files": files}).data)
+
+
+class ProposalCommitsApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=CommitOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        return Response(CommitOutput(proposals.proposal_commits(self.get_proposal()), many=True).data)
+
+
+class ProposalMergeApi(ProposalContextMixin, APIView):
+    @extend_schema(request=ProposalMergeInput, responses={200: ProposalMergedOutput})
+    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = ProposalMergeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = proposals.proposal_get(self.get_design(), number)
+        sha = proposals.proposal_merge(proposal=proposal, user=request.user, **data.validated_data)
+        return Response(ProposalMergedOutput({"sha": sha, "proposal": proposal}).data)
+
+
+class ProposalCommentsApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=CommentOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        proposal = proposals.proposal_get(self.get_design(), number)
+        return Response(CommentOutput(proposal.comments.select_related("author"), many=True).data)
+
+    @extend_schema(request=CommentInput, responses={201: CommentOutput})
+    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = CommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = proposals.proposal_get(self.get_design(), number)
+        comment = proposals.proposal_comment(proposal=proposal, user=request.user, **data.validated_data)
+        return Response(CommentOutput(comment).data, status=201)
+
+
+# -- keeping a fork up to date ------------------------------------------------------------
+
+
+class UpstreamApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("branch", str, description="The fork's branch; default branch if absent.")],
+        responses=UpstreamOutput,
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        status = proposals.design_upstream_status(design, request.user, branch=request.query_params.get("branch"))
+        if status is None:
+            raise NotFound(f"{design.full_name} is not a fork of a design you can see.")
+        return Response(UpstreamOutput(status).data)
+
+
+class SyncApi(DesignContextMixin, APIView):
+    @extend_schema(request=SyncInput, responses=SyncOutput)
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        data = SyncInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = proposals.design_sync_upstream(design=self.get_design(), user=request.user, **data.validated_data)
+        return Response(SyncOutput(result).data)
+
+
+# -- mirrors ------------------------------------------------------------------------------
+
+
+class MirrorCreateApi(APIView):
+    permission_classes = AUTHENTICATED
+
+    @extend_schema(request=MirrorCreateInput, responses={201: MirrorCreatedOutput})
+    def post(self, request: Request) -> Response:
+        data = MirrorCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        design = mirrors.mirror_create(owner=request.user, **data.validated_data)
+        out = {"design": design, "mirror": mirrors.design_mirror(design)}
+        return Response(MirrorCreatedOutput(out, context={"request": request}).data, status=201)
+
+
+class PullMirrorApi(DesignContextMixin, APIView):
+    def _mirror(self):
+        mirror = mirrors.design_mirror(self.get_design())
+        if mirror is None:
+            raise NotFound(f"{self.get_design().full_name} is not a mirror.")
+        return mirror
+
+    @extend_schema(responses=PullMirrorOutput)
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        return Response(PullMirrorOutput(self._mirror()).data)
+
+    @extend_schema(request=PullMirrorUpdateInput, responses=PullMirrorOutput)
+    def patch(self, request: Request, owner: str, slug: str) -> Response:
+        data = PullMirrorUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        mirror = mirrors.mirror_update(design=self.get_design(), user=request.user, **data.validated_data)
+        return Response(PullMirrorOutput(mirror).data)
+
+    @extend_schema(responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits.")
+    def delete(self, request: Request, owner: str, slug: str) -> Response:
+        mirrors.mirror_stop(design=self.get_design(), user=request.user)
+        return Response(status=204)
+
+
+class PullMirrorRefreshApi(DesignContextMixin, APIView):
+    @extend_schema(
+        request=None, responses=PullMirrorOutput,
+        description="Refresh now and answer with the outcome (`last_error` says why it failed); 409 if one is running.",
+    )
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        mirror = mirrors.mirror_refresh_now(design=self.get_design(), user=request.user)
+        return Response(PullMirrorOutput(mirror).data)
+
+
+class PushMirrorListApi(DesignContextMixin, APIView):
+    @extend_schema(responses=PushMirrorOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        self.require_owner(design)
+        return Response(PushMirrorOutput(mirrors.push_mirrors_of(design), many=True).data)
+
+    @extend_schema(request=PushMirrorInput, responses={201: PushMirrorOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        data = PushMirrorInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        mirror = mirrors.push_mirror_add(design=self.get_design(), user=request.user, **data.validated_data)
+        return Response(PushMirrorOutput(mirror).data, status=201)
+
+
+class PushMirrorDetailApi(DesignContextMixin, APIView):
+    @extend_schema(request=PushMirrorUpdateInput, responses=PushMirrorOutput)
+    def patch(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
+        data = PushMirrorUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        mirror = mirrors.push_mirror_update(
+            design=self.get_design(), user=request.user, mirror_id=mirror_id, **data.validated_data
+        )
+        return Response(PushMirrorOutput(mirror).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
+        mirrors.push_mirror_remove(design=self.get_design(), user=request.user, mirror_id=mirror_id)
+        return Response(status=204)
+
+
+class PushMirrorPushApi(DesignContextMixin, APIView):
+    @extend_schema(request=None, responses=PushMirrorOutput, description="Push now and answer with the outcome.")
+    def post(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
+        mirror = mirrors.push_mirror_push_now(design=self.get_design(), user=request.user, mirror_id=mirror_id)
+        return Response(PushMirrorOutput(mirror).data)

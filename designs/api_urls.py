@@ -6,6 +6,7 @@ D = "<str:owner>/<str:slug>"
 
 urlpatterns = [
     path("designs/", api.DesignListApi.as_view(), name="api-design-list"),
+    path("mirrors/", api.MirrorCreateApi.as_view(), name="api-mirror-create"),
     path(f"designs/{D}/", api.DesignDetailApi.as_view(), name="api-design-detail"),
     path(f"designs/{D}/commits/", api.HistoryApi.as_view(), name="api-design-history"),
     path(f"designs/{D}/commits/<str:sha>/", api.CommitDetailApi.as_view(), name="api-design-commit"),
@@ -28,5 +29,36 @@ urlpatterns = [
         f"designs/{D}/collaborators/<str:username>/",
         api.CollaboratorDetailApi.as_view(),
         name="api-design-collaborator",
+    ),
+    path(f"designs/{D}/proposals/", api.ProposalListApi.as_view(), name="api-design-proposals"),
+    path(f"designs/{D}/proposals/<int:number>/", api.ProposalDetailApi.as_view(), name="api-design-proposal"),
+    path(f"designs/{D}/proposals/<int:number>/diff/", api.ProposalDiffApi.as_view(), name="api-design-proposal-diff"),
+    path(
+        f"designs/{D}/proposals/<int:number>/commits/",
+        api.ProposalCommitsApi.as_view(),
+        name="api-design-proposal-commits",
+    ),
+    path(
+        f"designs/{D}/proposals/<int:number>/merge/", api.ProposalMergeApi.as_view(), name="api-design-proposal-merge"
+    ),
+    path(
+        f"designs/{D}/proposals/<int:number>/comments/",
+        api.ProposalCommentsApi.as_view(),
+        name="api-design-proposal-comments",
+    ),
+    path(f"designs/{D}/upstream/", api.UpstreamApi.as_view(), name="api-design-upstream"),
+    path(f"designs/{D}/sync/", api.SyncApi.as_view(), name="api-design-sync"),
+    path(f"designs/{D}/mirror/", api.PullMirrorApi.as_view(), name="api-design-mirror"),
+    path(f"designs/{D}/mirror/refresh/", api.PullMirrorRefreshApi.as_view(), name="api-design-mirror-refresh"),
+    path(f"designs/{D}/push-mirrors/", api.PushMirrorListApi.as_view(), name="api-design-push-mirrors"),
+    path(
+        f"designs/{D}/push-mirrors/<int:mirror_id>/",
+        api.PushMirrorDetailApi.as_view(),
+        name="api-design-push-mirror",
+    ),
+    path(
+        f"designs/{D}/push-mirrors/<int:mirror_id>/push/",
+        api.PushMirrorPushApi.as_view(),
+        name="api-design-push-mirror-push",
     ),
 ]

@@ -146,3 +146,65 @@ class ForkForm(forms.Form):
 class CollaboratorForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Collaborator.Role.choices)
+
+
+# -- proposals and mirrors ----------------------------------------------------------------
+
+
+class ProposalForm(forms.Form):
+    source = forms.ChoiceField(choices=[], label="From design")
+    source_branch = forms.CharField(max_length=200, label="From branch")
+    target_branch = forms.ChoiceField(choices=[], label="Into branch")
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 6}), help_text="Markdown: what changes, and why."
+    )
+
+    def __init__(self, *args, sources: list[str], branches: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(name, name) for name in sources]
+        self.fields["target_branch"].choices = [(name, name) for name in branches]
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(label="Comment", widget=forms.Textarea(attrs={"rows": 4}), max_length=20000)
+
+
+class CredentialFields(forms.Form):
+    username = forms.CharField(
+        max_length=200, required=False, help_text="For http(s) remotes that need one (fabhub: your username)."
+    )
+    token = forms.CharField(
+        max_length=4096, required=False, label="Token or password",
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted and never shown again.",
+    )
+
+
+class MirrorCreateForm(CredentialFields):
+    url = forms.CharField(
+        max_length=2000, label="Repository address", help_text="https://… or ssh://… of a git repository."
+    )
+    slug = forms.CharField(max_length=100, label="Name", help_text="Lowercase letters, digits, '.', '-' or '_'.")
+    title = forms.CharField(max_length=200, required=False)
+    summary = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    licence = forms.ChoiceField(choices=Licence.choices, help_text="The licence of the design you mirror.")
+    visibility = forms.ChoiceField(
+        choices=Design.Visibility.choices, widget=forms.RadioSelect, initial=Design.Visibility.PUBLIC
+    )
+    interval = forms.IntegerField(
+        required=False, min_value=1, label="Refresh every (seconds)", help_text="Empty: the hub's default."
+    )
+    field_order = ["url", "slug", "title", "summary", "licence", "visibility", "username", "token", "interval"]
+
+
+class PullMirrorForm(CredentialFields):
+    url = forms.CharField(max_length=2000, label="Repository address")
+    interval = forms.IntegerField(min_value=1, label="Refresh every (seconds)")
+    clear_credential = forms.BooleanField(required=False, label="Forget the stored credential")
+    field_order = ["url", "interval", "username", "token", "clear_credential"]
+
+
+class PushMirrorForm(CredentialFields):
+    url = forms.CharField(max_length=2000, label="Push to", help_text="https://… or ssh://… of a git repository.")
+    field_order = ["url", "username", "token"]

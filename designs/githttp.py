@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from designs import selectors, services
 from designs.git import http_backend
 from designs.lfs_store import LocalObjectStore, lfs_store
+from designs.mirrors import design_mirror
 from designs.models import Design
 from hub.auth import BadCredentials, basic_auth_user
 from hub.exceptions import NotFound
@@ -73,6 +74,11 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Desig
             token is not None and token.scope == AccessToken.Scope.READ
         ):
             raise AccessRefused(403, f"You cannot push to {design.full_name}: you have read access only.")
+        mirror = design_mirror(design)
+        if mirror is not None:
+            raise AccessRefused(
+                403, f"{design.full_name} is a read-only mirror of {mirror.url}: push there, or fork it here."
+            )
     design.requester = requester
     return design
 

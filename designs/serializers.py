@@ -222,3 +222,187 @@ class MeshFileOutput(serializers.Serializer):
 class MeshListOutput(serializers.Serializer):
     commit = serializers.CharField()
     files = MeshFileOutput(many=True)
+
+
+# -- proposals, sync with upstream, mirrors ------------------------------------------------
+
+
+class ConflictOutput(serializers.Serializer):
+    path = serializers.CharField()
+    kind = serializers.CharField(help_text="content, binary, lfs, modify/delete, add/add, rename, file/directory, other")
+    message = serializers.CharField()
+
+
+class ProposalOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    status = serializers.CharField()
+    author = serializers.CharField(source="author.username", allow_null=True, default=None)
+    source = serializers.CharField(source="source_name")
+    source_branch = serializers.CharField()
+    target = serializers.CharField(source="target.full_name")
+    target_branch = serializers.CharField()
+    head = serializers.CharField(source="head_sha", help_text="The source branch's head the figures are for.")
+    target_head = serializers.CharField(source="target_sha", help_text="The target branch's head they are for.")
+    merge_base = serializers.CharField()
+    merge_state = serializers.CharField(help_text="fast-forward, clean, conflict, missing or unknown")
+    conflicts = ConflictOutput(many=True)
+    commit_count = serializers.IntegerField()
+    merged_sha = serializers.CharField()
+    merged_by = serializers.CharField(source="merged_by.username", allow_null=True, default=None)
+    merged_at = serializers.DateTimeField(allow_null=True)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ProposalCreateInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    source = serializers.CharField(
+        max_length=250, required=False, help_text="owner/slug of the design to merge from; this design if absent."
+    )
+    source_branch = serializers.CharField(max_length=200)
+    target_branch = serializers.CharField(max_length=200, required=False, help_text="Default branch if absent.")
+
+
+class ProposalUpdateInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Close or reopen.")
+
+
+class ProposalMergeInput(serializers.Serializer):
+    expected_head = serializers.RegexField(
+        r"^[0-9a-f]{40}$", required=False, help_text="The source head you reviewed; 409 if it moved."
+    )
+    expected_target = serializers.RegexField(
+        r"^[0-9a-f]{40}$", required=False, help_text="The target head you reviewed; 409 if it moved."
+    )
+    message = serializers.CharField(max_length=10000, required=False, allow_blank=True)
+
+
+class ProposalMergedOutput(serializers.Serializer):
+    sha = serializers.CharField(help_text="The target branch's new head.")
+    proposal = ProposalOutput()
+
+
+class CommentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    author = serializers.CharField(source="author.username", allow_null=True, default=None)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class CommentInput(serializers.Serializer):
+    body = serializers.CharField(max_length=20000)
+
+
+class UpstreamOutput(serializers.Serializer):
+    upstream = serializers.CharField(source="upstream.full_name")
+    branch = serializers.CharField()
+    upstream_branch = serializers.CharField()
+    head = serializers.CharField(allow_null=True)
+    upstream_head = serializers.CharField(allow_null=True)
+    ahead = serializers.IntegerField(help_text="Commits only this fork's branch has.")
+    behind = serializers.IntegerField(help_text="Commits only the upstream's branch has.")
+    can_fast_forward = serializers.BooleanField()
+
+
+class SyncInput(serializers.Serializer):
+    branch = serializers.CharField(max_length=200, required=False, help_text="Default branch if absent.")
+    merge = serializers.BooleanField(
+        default=False, help_text="Make a merge commit if the fork has commits of its own (else 409)."
+    )
+
+
+class SyncOutput(serializers.Serializer):
+    outcome = serializers.CharField(help_text="up-to-date, fast-forward or merged")
+    head = serializers.CharField(allow_null=True)
+    ahead = serializers.IntegerField()
+    behind = serializers.IntegerField()
+
+
+class PullMirrorOutput(serializers.Serializer):
+    url = serializers.CharField()
+    has_credential = serializers.SerializerMethodField()
+    username = serializers.CharField()
+    interval = serializers.IntegerField(help_text="Seconds between scheduled refreshes.")
+    refreshing = serializers.SerializerMethodField()
+    next_refresh_at = serializers.DateTimeField()
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(help_text="Why the last refresh failed; empty if it worked.")
+    warning = serializers.CharField()
+    failures = serializers.IntegerField(help_text="Failed refreshes in a row.")
+
+    def get_has_credential(self, mirror) -> bool:
+        return bool(mirror.credential)
+
+    def get_refreshing(self, mirror) -> bool:
+        return mirror.refreshing_since is not None
+
+
+class MirrorCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=100)
+    url = serializers.CharField(max_length=2000, help_text="http(s):// or ssh:// address of the repository.")
+    licence = serializers.ChoiceField(choices=Licence.choices, help_text="The licence of the mirrored design.")
+    title = serializers.CharField(max_length=200, required=False, default="")
+    summary = serializers.CharField(required=False, allow_blank=True, default="")
+    visibility = serializers.ChoiceField(choices=Design.Visibility.choices, default=Design.Visibility.PUBLIC)
+    username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    token = serializers.CharField(
+        max_length=4096, required=False, allow_blank=True, default="", write_only=True,
+        help_text="Stored encrypted, never shown again.",
+    )
+    interval = serializers.IntegerField(required=False, min_value=1, help_text="Seconds between refreshes.")
+
+
+class MirrorCreatedOutput(serializers.Serializer):
+    design = DesignOutput()
+    mirror = PullMirrorOutput()
+
+
+class PullMirrorUpdateInput(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, required=False)
+    username = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)
+    clear_credential = serializers.BooleanField(required=False, default=False)
+    interval = serializers.IntegerField(required=False, min_value=1)
+
+
+class PushMirrorOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    has_credential = serializers.SerializerMethodField()
+    username = serializers.CharField()
+    enabled = serializers.BooleanField()
+    pending = serializers.BooleanField(help_text="Changes not pushed yet.")
+    pushing = serializers.SerializerMethodField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+    failures = serializers.IntegerField()
+
+    def get_has_credential(self, mirror) -> bool:
+        return bool(mirror.credential)
+
+    def get_pushing(self, mirror) -> bool:
+        return mirror.pushing_since is not None
+
+
+class PushMirrorInput(serializers.Serializer):
+    url = serializers.CharField(max_length=2000)
+    username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    token = serializers.CharField(
+        max_length=4096, required=False, allow_blank=True, default="", write_only=True,
+        help_text="Stored encrypted, never shown again.",
+    )
+
+
+class PushMirrorUpdateInput(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    username = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)

@@ -238,6 +238,7 @@ def design_commit(
     """
     if not design_can_write(design, author):
         raise PermissionDenied(f"You cannot write to {design.full_name}.")
+    _refuse_if_mirror(design)
     message = (message or "").strip()
     if not message:
         raise ValidationError("A commit message is required.")
@@ -416,6 +417,24 @@ def _after_refs_changed(design: Design, *, new_commits: list[str]) -> None:
     design.repo.refresh_commit_graph()
     design_refresh_cover(design)
     analyses_queue(design=design, commits=new_commits)
+    _follow_refs_elsewhere(design)
+
+
+def _follow_refs_elsewhere(design: Design) -> None:
+    """Push mirrors and open proposals follow the design's branches (designs/mirrors.py,
+    designs/proposals.py); both queue background work."""
+    from designs.mirrors import push_mirrors_queue
+    from designs.proposals import proposals_follow
+
+    push_mirrors_queue(design=design)
+    proposals_follow(design=design)
+
+
+def _refuse_if_mirror(design: Design) -> None:
+    """A pull mirror is changed only by its refresh (designs/mirrors.py)."""
+    from designs.mirrors import refuse_local_writes
+
+    refuse_local_writes(design)
 
 
 def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
@@ -438,6 +457,7 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
 def _require_writer(design: Design, user: User) -> None:
     if not design_can_write(design, user):
         raise PermissionDenied(f"You cannot write to {design.full_name}.")
+    _refuse_if_mirror(design)
 
 
 def branch_create(*, design: Design, user: User, name: str, start: str | None = None) -> str:

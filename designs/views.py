@@ -18,7 +18,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from designs import analysis, forms, paths, selectors, services
+from designs import analysis, forms, mirrors, paths, proposals, selectors, services
 from designs.diffs import FileDiff, compare
 from designs.git import Commit
 from designs.models import Design, Licence
@@ -114,15 +114,19 @@ def _render(
         # The upstream may have turned private since: link to it only if this person sees it.
         visible = selectors.designs_visible_to(request.user).filter(pk=design.forked_from_id)
         upstream = design.forked_from if visible.exists() else None
+    # A pull mirror changes only by its refresh: no page offers to write to it.
+    mirror = mirrors.design_mirror(design)
     return render(
         request,
         template,
         {
             "design": design,
             "role": role,
-            "can_write": role in WRITERS,
+            "can_write": role in WRITERS and mirror is None,
             "is_owner": role == "owner",
             "upstream": upstream,
+            "mirror": mirror,
+            "open_proposals": proposals.proposals_of(design, status="open").count(),
             "tab": tab,
             **context,
         },
@@ -562,7 +566,9 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         **_refs(design, ref),
         "fork_count": fork_count,
         "clone_url": selectors.clone_url(design, request),
+        "upstream_status": proposals.design_upstream_status(design, request.user),
     }
+    mirrors.mirror_refresh_if_due(design)
     if design.repo.is_empty():
         return _render(request, "designs/detail.html", design, role, "files", empty=True, **context)
     sha, entries = selectors.design_tree(design, rev=ref)

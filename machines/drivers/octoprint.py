@@ -130,7 +130,9 @@ class OctoPrintDriver(PrinterDriver):
             state=state,
             progress=None if completion is None else max(0.0, min(100.0, float(completion))),
             job_name=file.get("name"),
-            temperatures=self._temperatures() if state not in (PrinterState.OFFLINE, PrinterState.UNKNOWN) else {},
+            temperatures=self._temperatures()
+            if state not in (PrinterState.OFFLINE, PrinterState.UNKNOWN)
+            else {},
             message=message,
         )
 
@@ -212,7 +214,8 @@ class OctoPrintDriver(PrinterDriver):
         )
         if response.status_code == 409:
             raise PrinterError(
-                f"the printer got busy before {name!r} could start ({self._reason(response)})", retryable=False
+                f"the printer got busy before {name!r} could start ({self._reason(response)})",
+                retryable=False,
             )
 
         deadline = time.monotonic() + self.start_wait
@@ -305,7 +308,9 @@ class OctoPrintDriver(PrinterDriver):
             )
         return data
 
-    def _request(self, method: str, path: str, *, allow: Collection[int] = (), **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, allow: Collection[int] = (), **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         url = self.base_url + path
         try:
@@ -321,29 +326,39 @@ class OctoPrintDriver(PrinterDriver):
                 retryable=True,
             ) from None
         except requests.RequestException as exc:
-            raise PrinterError(f"could not send {method} {path} to {self.base_url}: {exc}", retryable=False) from None
+            raise PrinterError(
+                f"could not send {method} {path} to {self.base_url}: {exc}", retryable=False
+            ) from None
 
         status = response.status_code
         if status < 400 or status in allow:
             return response
         reason = self._reason(response)
-        if status in (401, 403):
-            # OctoPrint treats an unknown key as no key at all: both answer 403.
+        # OctoPrint treats an unknown key as no key at all: a GET gets a 403, and a POST a
+        # 400 for the missing CSRF token a browser session would carry. This client
+        # always sends its key, so both mean the key was not accepted.
+        if status in (401, 403) or (status == 400 and "CSRF" in reason):
             raise PrinterError(
                 f"the API key was refused by OctoPrint at {self.base_url} (HTTP {status}); "
                 "check the key, and that its user may print",
                 retryable=False,
             )
         if status == 409:
-            raise PrinterError(f"OctoPrint at {self.base_url} refused {method} {path}: {reason}", retryable=False)
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} refused {method} {path}: {reason}", retryable=False
+            )
         if status in (400, 413, 415):
-            raise PrinterError(f"OctoPrint at {self.base_url} rejected the request: {reason}", retryable=False)
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} rejected the request: {reason}", retryable=False
+            )
         if status >= 500:
             raise PrinterError(
-                f"OctoPrint at {self.base_url} failed on {method} {path} (HTTP {status}: {reason})", retryable=True
+                f"OctoPrint at {self.base_url} failed on {method} {path} (HTTP {status}: {reason})",
+                retryable=True,
             )
         raise PrinterError(
-            f"OctoPrint at {self.base_url} answered {method} {path} with HTTP {status}: {reason}", retryable=False
+            f"OctoPrint at {self.base_url} answered {method} {path} with HTTP {status}: {reason}",
+            retryable=False,
         )
 
     @staticmethod

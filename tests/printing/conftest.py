@@ -82,7 +82,7 @@ class OctoPrintServer:
         """Start the server and wait until its API answers; return the seconds it took."""
         assert self.process is None or self.process.poll() is not None, "already running"
         started = time.monotonic()
-        log = open(self.basedir / "serve.log", "ab")  # noqa: SIM115 - lives as long as the process
+        log = open(self.basedir / "serve.log", "ab")  # the child keeps its own copy of the descriptor
         self.process = subprocess.Popen(
             [self.executable, "--basedir", str(self.basedir), "serve", "--iknowwhatimdoing"],
             stdin=subprocess.DEVNULL,
@@ -93,16 +93,22 @@ class OctoPrintServer:
         log.close()
         while time.monotonic() - started < START_TIMEOUT:
             if self.process.poll() is not None:
-                raise RuntimeError(f"OctoPrint exited with {self.process.returncode}; see {self.basedir}/serve.log")
+                raise RuntimeError(
+                    f"OctoPrint exited with {self.process.returncode}; see {self.basedir}/serve.log"
+                )
             try:
-                r = requests.get(f"{self.url}/api/version", headers={"X-Api-Key": self.api_key}, timeout=(0.5, 2))
+                r = requests.get(
+                    f"{self.url}/api/version", headers={"X-Api-Key": self.api_key}, timeout=(0.5, 2)
+                )
                 if r.status_code == 200:
                     return time.monotonic() - started
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.kill()
-        raise RuntimeError(f"OctoPrint did not answer within {START_TIMEOUT:.0f} s; see {self.basedir}/serve.log")
+        raise RuntimeError(
+            f"OctoPrint did not answer within {START_TIMEOUT:.0f} s; see {self.basedir}/serve.log"
+        )
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """End the server the hard way, as a power cut or an OOM kill would."""
@@ -110,7 +116,11 @@ class OctoPrintServer:
             return
         # Its own session (start_new_session): the group holds OctoPrint and only it.
         os.killpg(self.process.pid, sig)
-        self.process.wait(timeout=15)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
 
     def restart(self) -> float:
         self.kill()
@@ -129,7 +139,17 @@ def make_octoprint_server(basedir: Path) -> OctoPrintServer:
     basedir.mkdir(parents=True, exist_ok=True)
     (basedir / "config.yaml").write_text(_config_yaml(port))
     subprocess.run(
-        [executable, "--basedir", str(basedir), "user", "add", "admin", "--password", secrets.token_urlsafe(16), "--admin"],
+        [
+            executable,
+            "--basedir",
+            str(basedir),
+            "user",
+            "add",
+            "admin",
+            "--password",
+            secrets.token_urlsafe(16),
+            "--admin",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -151,12 +171,38 @@ def octoprint_server(tmp_path_factory):
     server.kill(signal.SIGTERM)
 
 
+@pytest.fixture
+def octoprint_printer(octoprint_server):
+    """A driver for the virtual printer, connected and idle, whatever the last test left."""
+    from machines.drivers.octoprint import OctoPrintDriver
+
+    if not octoprint_server.running:
+        octoprint_server.start()
+    driver = OctoPrintDriver(octoprint_server.url, octoprint_server.api_key, port="VIRTUAL", baudrate=115200)
+    driver.connect()
+    driver.cancel()
+    wait_for(lambda: not driver.status().state.has_active_job, timeout=10, what="the printer to be idle")
+    return driver
+
+
+def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting {timeout:.0f} s for {what}")
+        time.sleep(interval)
+
+
 def write_test_gcode(path: Path, *, moves: int = 300, length_mm: float = 10.0, feedrate: int = 6000) -> Path:
     """G-code that only moves (no heating, which the virtual printer simulates in real time).
 
-    The virtual printer sleeps for 10 % of each move's real duration, so the print lasts
-    about moves × length_mm / (feedrate / 60) / 10 seconds plus the serial round trips:
-    the defaults make a print of a few seconds.
+    The virtual printer sleeps for a fraction of each move's real duration; with the
+    defaults a move takes about 6 ms, so 300 moves print in about 2 s and 1000 in 6 s
+    (measured on a 2-core machine). Longer or slower moves make longer prints.
     """
     lines = ["; fabhub test print", "G21", "G90", "G28", f"G1 Z0.3 F{feedrate}"]
     for i in range(moves):

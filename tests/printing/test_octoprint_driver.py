@@ -1,0 +1,199 @@
+"""The OctoPrint driver against a real OctoPrint 1.11.8 and its Virtual Printer."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from machines.drivers import PrinterError, PrinterState
+from machines.drivers.octoprint import OctoPrintDriver, state_from_text
+from tests.printing.conftest import wait_for, write_test_gcode
+
+slow = pytest.mark.slow
+
+
+@pytest.fixture
+def short_print(tmp_path):
+    return write_test_gcode(tmp_path / "short.gcode", moves=300)  # about 2 s
+
+
+@pytest.fixture
+def long_print(tmp_path):
+    return write_test_gcode(tmp_path / "long.gcode", moves=3000)  # about 18 s: always cut short
+
+
+def _printing(driver, name):
+    status = driver.status()
+    return status if status.state is PrinterState.PRINTING and status.job_name == name else None
+
+
+@slow
+def test_it_connects_and_reports_an_idle_printer(octoprint_printer):
+    octoprint_printer.connect()  # a second connect must not reconnect (and so kill a print)
+    status = octoprint_printer.status()
+    assert status.state is PrinterState.IDLE
+    assert status.message == "Operational"
+
+
+@slow
+def test_it_prints_a_file_to_the_end(octoprint_printer, short_print):
+    octoprint_printer.upload_and_start(short_print, "short.gcode")
+    first = octoprint_printer.status()
+    assert first.state is PrinterState.PRINTING and first.job_name == "short.gcode"
+    later = wait_for(
+        lambda: (s := octoprint_printer.status()).progress and s.progress > (first.progress or 0) and s,
+        timeout=10,
+        what="the progress to go up",
+    )
+    assert 0 < later.progress <= 100
+    done = wait_for(
+        lambda: (s := octoprint_printer.status()).state is PrinterState.IDLE and s,
+        timeout=25,
+        what="the print to end",
+    )
+    # Finished: idle, the file still selected, at 100 %. That is how the queue tells a
+    # finished job from a cancelled (progress None) or a forgotten one (no job name).
+    assert (done.job_name, done.progress) == ("short.gcode", 100)
+    assert done.temperatures["tool0"].actual is not None
+
+
+@slow
+def test_it_cancels_a_running_print(octoprint_printer, long_print):
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    wait_for(lambda: (octoprint_printer.status().progress or 0) > 1, timeout=10, what="some progress")
+    octoprint_printer.cancel()
+    done = wait_for(
+        lambda: (s := octoprint_printer.status()).state is PrinterState.IDLE and s,
+        timeout=10,
+        what="the cancel",
+    )
+    assert done.job_name == "long.gcode" and done.progress is None
+    octoprint_printer.cancel()  # nothing left to cancel: a retried cancel is not an error
+
+
+@slow
+def test_it_pauses_and_resumes_a_print(octoprint_printer, long_print):
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    octoprint_printer.pause()
+    paused = wait_for(
+        lambda: (s := octoprint_printer.status()).state is PrinterState.PAUSED and s,
+        timeout=10,
+        what="the pause",
+    )
+    time.sleep(0.3)
+    assert octoprint_printer.status().progress == paused.progress
+    octoprint_printer.pause()  # already paused: nothing happens
+    octoprint_printer.resume()
+    wait_for(lambda: _printing(octoprint_printer, "long.gcode"), timeout=10, what="the print to resume")
+    octoprint_printer.cancel()
+    wait_for(lambda: octoprint_printer.status().state is PrinterState.IDLE, timeout=10, what="the cancel")
+    with pytest.raises(PrinterError, match="no print job to resume") as raised:
+        octoprint_printer.resume()
+    assert raised.value.retryable is False
+
+
+@slow
+def test_it_refuses_to_start_a_second_job_while_busy(octoprint_printer, long_print, short_print):
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    with pytest.raises(PrinterError) as raised:
+        octoprint_printer.upload_and_start(short_print, "short.gcode")
+    assert raised.value.retryable is False
+    assert "busy" in raised.value.message and "'long.gcode'" in raised.value.message
+    assert _printing(octoprint_printer, "long.gcode"), "the running job must be left alone"
+    # The same call retried (say after a lost reply) is refused the same way.
+    with pytest.raises(PrinterError, match="busy"):
+        octoprint_printer.upload_and_start(long_print, "long.gcode")
+
+
+@slow
+def test_it_reports_a_killed_octoprint_and_the_job_it_forgot(octoprint_server, octoprint_printer, long_print):
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    wait_for(lambda: (octoprint_printer.status().progress or 0) > 1, timeout=10, what="some progress")
+    octoprint_server.kill()
+
+    with pytest.raises(PrinterError) as raised:
+        octoprint_printer.status()
+    assert raised.value.retryable is True
+    assert f"OctoPrint at {octoprint_server.url} does not answer" in raised.value.message
+
+    octoprint_server.start()
+    after = octoprint_printer.status()
+    assert after.state is PrinterState.OFFLINE and after.job_name is None and after.progress is None
+    with pytest.raises(PrinterError, match="not connected") as raised:
+        octoprint_printer.upload_and_start(long_print, "long.gcode")
+    assert raised.value.retryable is True
+    octoprint_printer.connect()
+    reconnected = octoprint_printer.status()
+    assert reconnected.state is PrinterState.IDLE and reconnected.job_name is None
+
+
+@slow
+def test_a_file_octoprint_rejects_is_not_retryable(octoprint_printer, short_print):
+    with pytest.raises(
+        PrinterError, match="rejected the request: Could not upload file, invalid type"
+    ) as raised:
+        octoprint_printer.upload_and_start(short_print, "notes.txt")
+    assert raised.value.retryable is False
+    assert octoprint_printer.status().state is PrinterState.IDLE
+
+
+@slow
+def test_it_says_when_the_api_key_is_refused(octoprint_server):
+    driver = OctoPrintDriver(octoprint_server.url, "not-the-key")
+    for call in (driver.status, driver.connect, driver.cancel, driver.pause):
+        with pytest.raises(PrinterError, match="the API key was refused") as raised:
+            call()
+        assert raised.value.retryable is False
+
+
+def test_a_server_that_accepts_but_never_answers_is_retryable():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # the kernel completes the handshake; nobody ever reads
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(PrinterError, match="does not answer") as raised:
+            OctoPrintDriver(url, "key", timeout=(0.5, 0.5)).status()
+    assert raised.value.retryable is True
+    assert time.monotonic() - started < 5
+
+
+def test_a_closed_port_is_retryable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(PrinterError, match=f"OctoPrint at http://127.0.0.1:{port} does not answer") as raised:
+        OctoPrintDriver(f"http://127.0.0.1:{port}/", "key").status()
+    assert raised.value.retryable is True
+
+
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("Operational", PrinterState.IDLE),
+        ("Starting", PrinterState.PRINTING),
+        ("Printing", PrinterState.PRINTING),
+        ("Printing from SD", PrinterState.PRINTING),
+        ("Finishing", PrinterState.PRINTING),
+        ("Resuming", PrinterState.PRINTING),
+        ("Pausing", PrinterState.PAUSING),
+        ("Paused", PrinterState.PAUSED),
+        ("Cancelling", PrinterState.CANCELLING),
+        ("Offline", PrinterState.OFFLINE),
+        ("Closed", PrinterState.OFFLINE),
+        ("Opening serial connection", PrinterState.CONNECTING),
+        ("Detecting serial connection", PrinterState.CONNECTING),
+        ("Detecting baudrate", PrinterState.CONNECTING),
+        ("Connecting", PrinterState.CONNECTING),
+        ("Error", PrinterState.ERROR),
+        ("Error: Thermal Runaway, system stopped! Heater_ID: 0", PrinterState.ERROR),
+        ("Offline after error", PrinterState.ERROR),
+        ("Something new", PrinterState.UNKNOWN),
+        ("", PrinterState.UNKNOWN),
+        (None, PrinterState.UNKNOWN),
+    ],
+)
+def test_it_maps_octoprint_state_texts(text, state):
+    assert state_from_text(text) is state
