@@ -134,7 +134,29 @@ def run_diff(
     return message.get("diff"), message.get("reason")
 
 
+# A tetrahedron: analysing it once before the limit loads every library the analysis
+# imports lazily, so that code is mapped before the address space is capped.
+_WARM_UP_STL = (
+    b"solid t\n"
+    + b"".join(
+        b"facet normal 0 0 0\nouter loop\n" + b"".join(b"vertex %d %d %d\n" % v for v in face) + b"endloop\nendfacet\n"
+        for face in (
+            ((0, 0, 0), (0, 1, 0), (1, 0, 0)),
+            ((0, 0, 0), (1, 0, 0), (0, 0, 1)),
+            ((0, 0, 0), (0, 0, 1), (0, 1, 0)),
+            ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+        )
+    )
+    + b"endsolid t\n"
+)
+
+
 def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
+    from designs import meshes
+
+    meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
+    meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
+    meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
     def on_alarm(signum, frame):
@@ -176,6 +198,10 @@ def _write_quietly(target: str, produce) -> None:
     temporary.replace(path)  # readers never see half a file
 
 
+def _memory_reason(memory_limit_bytes: int) -> str:
+    return f"the analysis needed more than the {memory_limit_bytes / 1024**3:.1f} GB of memory allowed"
+
+
 def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
     from designs import meshes
 
@@ -198,10 +224,13 @@ def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
         except AnalysisTimeout:
             result["reason"] = f"the analysis took longer than the {time_limit_s} s allowed"
         except MemoryError:
-            limit_gb = memory_limit_bytes / 1024**3
-            result["reason"] = f"the analysis needed more than the {limit_gb:.1f} GB of memory allowed"
+            result["reason"] = _memory_reason(memory_limit_bytes)
         except Exception as exc:  # noqa: BLE001 — one bad file must not stop the batch
-            result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
+            # Past the address-space cap, loading code fails too ("failed to map segment").
+            if "failed to map segment" in str(exc) or "Cannot allocate memory" in str(exc):
+                result["reason"] = _memory_reason(memory_limit_bytes)
+            else:
+                result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
         finally:
             signal.alarm(0)
         print(json.dumps(result), flush=True)
