@@ -26,7 +26,9 @@ run: install
 	@echo "fabhub at http://127.0.0.1:$(PORT)/ (demo accounts in README.md)"
 	# gunicorn rather than runserver: git pushes over 1 MB arrive chunked, which only a
 	# production WSGI server de-chunks.
-	DEBUG=1 $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
+	# The demo lab's printer is a real OctoPrint with its Virtual Printer, started (and
+	# stopped) around the server by scripts/with-demo-octoprint; DEMO_OCTOPRINT=0 skips it.
+	DEBUG=1 HUB_PYTHON=$(BIN)/python scripts/with-demo-octoprint $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
 		--workers 2 --threads 4 --timeout 600 --access-logfile -
 
 test: install
@@ -49,6 +51,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/commit.py
+	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/git_transfer.py
 	$(BIN)/python bench/meshes.py
 	$(BIN)/python bench/mesh_push.py

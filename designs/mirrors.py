@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -424,6 +426,11 @@ def push_mirror_update(
         if enabled:
             mirror.pending, mirror.next_attempt_at, mirror.failures = True, timezone.now(), 0
     mirror.save(update_fields=["credential", "username", "enabled", "pending", "next_attempt_at", "failures"])
+    if enabled:
+        from designs import tasks
+        from hub.queue import enqueue
+
+        enqueue(tasks.push_mirror_push, mirror.pk)
     return mirror
 
 
@@ -522,6 +529,8 @@ def _push(mirror: PushMirror) -> dict[str, str]:
         elif not result.ok:
             refused.append(result)
     if refused:
+        # What did land is remembered: the next push looks for LFS objects only past it.
+        PushMirror.objects.filter(pk=mirror.pk).update(pushed_refs=pushed)
         lines = [f"{r.ref.removeprefix('refs/heads/')}: {_refusal_words(r.summary)}" for r in refused]
         if remote_says:
             lines.append(f"The remote said: {remote_says}")
@@ -614,3 +623,49 @@ def mirror_refresh_if_due(design: Design) -> None:
     mirror = design_mirror(design)
     if mirror is not None and mirror.next_refresh_at <= timezone.now() and mirror.refreshing_since is None:
         enqueue(tasks.mirror_refresh, design.pk)
+
+
+# -- the embedded set-up's clock ----------------------------------------------------------
+
+_ticker_started = False
+_ticker_lock = threading.Lock()
+
+
+def start_embedded_ticker() -> bool:
+    """Without a broker there is no beat: a thread of the web server runs `mirrors_tick`
+    every FABHUB_MIRROR_TICK_S seconds (0 turns it off). Only one process of a server
+    ticks at a time (a non-blocking lock on a file in the data directory); a second one
+    would be harmless anyway, since every refresh and push is a claim."""
+    global _ticker_started
+    if not settings.FABHUB_EMBEDDED_WORKER or settings.FABHUB_MIRROR_TICK_S <= 0:
+        return False
+    with _ticker_lock:
+        if _ticker_started:
+            return False
+        _ticker_started = True
+    threading.Thread(target=_tick_forever, name="fabhub-mirror-ticker", daemon=True).start()
+    return True
+
+
+def _tick_forever() -> None:
+    import fcntl
+    from pathlib import Path
+
+    from django.db import close_old_connections, connection
+
+    path = Path(settings.DATA_DIR) / "mirror-ticker.lock"
+    while True:
+        time.sleep(settings.FABHUB_MIRROR_TICK_S)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another process of this server is ticking
+                close_old_connections()
+                mirrors_tick(inline=True)
+        except Exception:
+            logger.exception("mirror tick failed")
+        finally:
+            connection.close()

@@ -131,7 +131,14 @@ def remote_url_check(url: str) -> RemoteUrl:
     if not parts.path.strip("/"):
         raise _refuse(url, "it names no repository (the path is empty).")
     _check_host_lists(url, host)
-    return RemoteUrl(url=url, scheme=scheme, host=host, port=port, user=user)
+    # Rebuilt from its checked parts: the scheme and host git and curl see are exactly
+    # the ones checked (lowercase, IDNA), whatever spelling was typed.
+    shown_host = f"[{host}]" if ":" in host else host
+    shown_port = f":{parts.port}" if parts.port else ""
+    userinfo = f"{user}@" if user else ""
+    return RemoteUrl(
+        url=f"{scheme}://{userinfo}{shown_host}{shown_port}{parts.path}", scheme=scheme, host=host, port=port, user=user
+    )
 
 
 def _normalise_host(url: str, host: str) -> str:

@@ -968,3 +968,251 @@ def design_settings(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         collaborator_form=collaborator_form,
         collaborators=collaborators,
     )
+
+
+# -- proposals ------------------------------------------------------------------------------
+
+PROPOSAL_FILTERS = ("open", "merged", "closed", "all")
+
+
+@hub_page
+def design_proposals(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = _load(request, owner, slug)
+    status = request.GET.get("status") or "open"
+    if status not in PROPOSAL_FILTERS:
+        raise Http404("No such list.")
+    found = proposals.proposals_of(design, status=None if status == "all" else status)
+    page = Paginator(found, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
+    can_propose = request.user.is_authenticated and bool(proposals.proposal_sources_for(request.user, design))
+    return _render(
+        request, "designs/proposals.html", design, role, "proposals",
+        page=page, status=status, filters=PROPOSAL_FILTERS, can_propose=can_propose,
+    )
+
+
+@login_required
+@hub_page
+def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = _load(request, owner, slug)
+    sources = {d.full_name: d for d in proposals.proposal_sources_for(request.user, design)}
+    if not sources:
+        raise PermissionDenied(f"You can write to no design of {design.full_name}'s fork network: fork it first.")
+    branches = [name for name, _ in design.repo.branches()]
+    wanted = request.GET.get("source") or next(
+        (name for name, d in sources.items() if d.pk != design.pk), design.full_name
+    )
+    form = forms.ProposalForm(
+        request.POST or None,
+        sources=list(sources),
+        branches=branches,
+        initial={
+            "source": wanted,
+            "source_branch": request.GET.get("branch") or design.default_branch,
+            "target_branch": design.default_branch,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        ok, proposal = form_call(
+            form, proposals.proposal_create, target=design, user=request.user, source=sources[data["source"]],
+            source_branch=data["source_branch"], target_branch=data["target_branch"], title=data["title"],
+            description=data["description"],
+        )
+        if ok:
+            messages.success(request, f"Opened proposal #{proposal.number}.")
+            return redirect("design-proposal", owner=owner, slug=slug, number=proposal.number)
+    return _render(request, "designs/proposal_new.html", design, role, "proposals", form=form)
+
+
+def _proposal_markdown(design: Design, head: str, text: str) -> str:
+    """A proposal's or comment's Markdown, sanitised; relative links point into the proposal's head."""
+    from designs.readme import render_readme
+
+    if not text.strip():
+        return ""
+    args = [design.owner.username, design.slug]
+
+    def raw_url(path: str) -> str:
+        return f"{reverse('design-raw', args=[*args, path])}?ref={head}"
+
+    def page_url(path: str) -> str:
+        return f"{reverse('design-blob', args=[*args, path])}?ref={head}"
+
+    return render_readme(text, raw_url=raw_url, page_url=page_url)
+
+
+@hub_page
+def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) -> HttpResponse:
+    design, role = _load(request, owner, slug)
+    proposal = proposals.proposal_get(design, number)
+    action = request.POST.get("action")
+    comment_form = forms.CommentForm(request.POST if action == "comment" else None)
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Log in to take part.")
+        here = reverse("design-proposal", args=[owner, slug, proposal.number])
+        if action == "comment" and comment_form.is_valid():
+            ok, _ = form_call(
+                comment_form, proposals.proposal_comment, proposal=proposal, user=request.user,
+                body=comment_form.cleaned_data["body"],
+            )
+            if ok:
+                return redirect(here + "#comments")
+        elif action == "merge":
+            sha = proposals.proposal_merge(
+                proposal=proposal, user=request.user,
+                expected_head=request.POST.get("expected_head") or None,
+                expected_target=request.POST.get("expected_target") or None,
+            )
+            messages.success(request, f"Merged into {proposal.target_branch} ({sha[:7]}).")
+            return redirect(here)
+        elif action == "close":
+            proposals.proposal_close(proposal=proposal, user=request.user)
+            messages.success(request, f"Closed proposal #{proposal.number}.")
+            return redirect(here)
+        elif action == "reopen":
+            proposals.proposal_reopen(proposal=proposal, user=request.user)
+            messages.success(request, f"Reopened proposal #{proposal.number}.")
+            return redirect(here)
+    proposal = proposals.proposal_fresh(proposal)
+    files: list[dict[str, Any]] = []
+    if proposal.head_sha and design.repo.has_object(proposal.head_sha):
+        _, _, diffs = proposals.proposal_diff(proposal)
+        files = _diff_rows(design, diffs)
+    comments = list(proposal.comments.select_related("author"))
+    for comment in comments:
+        comment.html = _proposal_markdown(design, proposal.head_sha, comment.body)
+    return _render(
+        request,
+        "designs/proposal.html",
+        design,
+        role,
+        "proposals",
+        proposal=proposal,
+        description_html=_proposal_markdown(design, proposal.head_sha, proposal.description),
+        commits=proposals.proposal_commits(proposal),
+        files=files,
+        head=proposal.head_sha,
+        has_meshes=any(row["mesh"] for row in files),
+        comments=comments,
+        comment_form=comment_form,
+        can_change=proposals.proposal_can_change(proposal, request.user),
+        can_merge=role in WRITERS and proposal.is_open,
+    )
+
+
+# -- keeping a fork up to date ------------------------------------------------------------
+
+
+@login_required
+@hub_page
+def design_sync(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = _load(request, owner, slug, need="write")
+    if request.method == "POST":
+        result = proposals.design_sync_upstream(
+            design=design, user=request.user, merge=request.POST.get("action") == "merge"
+        )
+        words = {
+            "up-to-date": "Already up to date with the upstream.",
+            "fast-forward": f"Fast-forwarded {design.default_branch} to the upstream ({(result.head or '')[:7]}).",
+            "merged": f"Merged the upstream into {design.default_branch} ({(result.head or '')[:7]}).",
+        }
+        messages.success(request, words[result.outcome])
+        return redirect(_detail_url(design))
+    status = proposals.design_upstream_status(design, request.user)
+    if status is None:
+        raise NotFound(f"{design.full_name} is not a fork of a design you can see.")
+    return _render(request, "designs/sync.html", design, role, "files", status=status)
+
+
+# -- mirrors ------------------------------------------------------------------------------
+
+
+@login_required
+@hub_page
+def mirror_new(request: HttpRequest) -> HttpResponse:
+    form = forms.MirrorCreateForm(request.POST or None, initial={"licence": Licence.CERN_OHL_S})
+    if request.method == "POST" and form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if v is not None}
+        ok, design = form_call(form, mirrors.mirror_create, owner=request.user, **data)
+        if ok:
+            messages.success(request, f"Created {design.full_name}; its first refresh is on its way.")
+            return redirect(_detail_url(design))
+    return render(request, "designs/mirror_new.html", {"form": form})
+
+
+@login_required
+@hub_page
+def design_mirror_refresh(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, _ = _load(request, owner, slug)
+    if request.method == "POST":
+        mirror = mirrors.mirror_refresh_now(design=design, user=request.user)
+        if mirror.last_error:
+            messages.error(request, f"The refresh failed: {mirror.last_error}")
+        else:
+            messages.success(request, "Refreshed from the remote.")
+    return redirect(_detail_url(design))
+
+
+@login_required
+@hub_page
+def design_mirrors(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = _load(request, owner, slug, need="owner")
+    mirror = mirrors.design_mirror(design)
+    action = request.POST.get("action")
+    pull_form = None
+    if mirror is not None:
+        pull_form = forms.PullMirrorForm(
+            request.POST if action == "update-pull" else None,
+            initial={"url": mirror.url, "interval": mirror.interval, "username": mirror.username},
+        )
+    push_form = forms.PushMirrorForm(request.POST if action == "add-push" else None)
+    here = request.path
+    if action == "update-pull" and pull_form is not None and pull_form.is_valid():
+        data = pull_form.cleaned_data
+        ok, _ = form_call(
+            pull_form, mirrors.mirror_update, design=design, user=request.user, url=data["url"],
+            interval=data["interval"], username=data["username"], token=data["token"] or None,
+            clear_credential=data["clear_credential"],
+        )
+        if ok:
+            messages.success(request, "Mirror settings saved.")
+            return redirect(here)
+    elif action == "stop-pull":
+        mirrors.mirror_stop(design=design, user=request.user)
+        messages.success(request, f"{design.full_name} is no longer a mirror: it accepts commits now.")
+        return redirect(here)
+    elif action == "add-push" and push_form.is_valid():
+        ok, _ = form_call(
+            push_form, mirrors.push_mirror_add, design=design, user=request.user, **push_form.cleaned_data
+        )
+        if ok:
+            messages.success(request, "Push mirror added; the first push is on its way.")
+            return redirect(here)
+    elif action in ("push-now", "remove-push", "enable-push", "disable-push"):
+        mirror_id = _mirror_id(request.POST.get("mirror_id"))
+        if action == "push-now":
+            pushed = mirrors.push_mirror_push_now(design=design, user=request.user, mirror_id=mirror_id)
+            if pushed.last_error:
+                messages.error(request, f"The push failed: {pushed.last_error}")
+            else:
+                messages.success(request, "Pushed.")
+        elif action == "remove-push":
+            mirrors.push_mirror_remove(design=design, user=request.user, mirror_id=mirror_id)
+            messages.success(request, "Push mirror removed.")
+        else:
+            enabled = action == "enable-push"
+            mirrors.push_mirror_update(design=design, user=request.user, mirror_id=mirror_id, enabled=enabled)
+            messages.success(request, "Push mirror turned " + ("on." if enabled else "off."))
+        return redirect(here)
+    return _render(
+        request, "designs/mirrors.html", design, role, "settings",
+        pull_form=pull_form, push_form=push_form, push_mirrors=mirrors.push_mirrors_of(design),
+    )
+
+
+def _mirror_id(value: str | None) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise NotFound("No such push mirror.") from None

@@ -231,7 +231,30 @@ FABHUB_MIRROR_MIN_INTERVAL_S = env_int("FABHUB_MIRROR_MIN_INTERVAL_S", 300)
 FABHUB_MIRROR_TIMEOUT_S = env_int("FABHUB_MIRROR_TIMEOUT_S", 900)
 # Failed pushes to a push mirror are retried after 1, 2, 4, … minutes, at most this long apart.
 FABHUB_PUSH_MIRROR_MAX_BACKOFF_S = env_int("FABHUB_PUSH_MIRROR_MAX_BACKOFF_S", 6 * 3600)
+# Embedded set-up (no beat): a web-server thread runs the mirrors' schedule this often (0: off).
+FABHUB_MIRROR_TICK_S = env_int("FABHUB_MIRROR_TICK_S", 60)
 CELERY_BEAT_SCHEDULE["mirrors-tick"] = {"task": "designs.tasks.mirrors_tick", "schedule": 60.0}
+
+# Print queue (machines/printing.py, machines/dispatch.py; docs/print-queue.md). The slicer
+# runs with these limits; the embedded ticker (machines/ticker.py) runs the dispatcher,
+# the printer poller and the sweeper every FABHUB_PRINT_TICK_S seconds (0: off; Celery
+# beat runs them instead in the scaled set-up).
+FABHUB_SLICER_COMMAND = env_str("FABHUB_SLICER_COMMAND", "prusa-slicer")
+FABHUB_SLICER_TIME_LIMIT_S = env_int("FABHUB_SLICER_TIME_LIMIT_S", 300)
+FABHUB_SLICER_MEMORY_LIMIT_BYTES = env_int("FABHUB_SLICER_MEMORY_LIMIT_BYTES", 4 * 1024**3)
+FABHUB_PRINT_TICK_S = env_int("FABHUB_PRINT_TICK_S", 5)
+FABHUB_PRINT_POLL_THREADS = env_int("FABHUB_PRINT_POLL_THREADS", 16)
+# A job still "sending" after this long had its worker die: the sweeper takes it over.
+FABHUB_PRINT_DISPATCH_TIMEOUT_S = env_int("FABHUB_PRINT_DISPATCH_TIMEOUT_S", 300)
+# A queued job waiting longer than this goes ahead of every priority (starvation guard).
+FABHUB_PRINT_STARVATION_HOURS = env_int("FABHUB_PRINT_STARVATION_HOURS", 24)
+# A printer whose last answer is older than this is not trusted to be idle.
+FABHUB_PRINT_STATE_MAX_AGE_S = env_int("FABHUB_PRINT_STATE_MAX_AGE_S", 60)
+# A print holds its machine's timeline for the slicer's estimate plus this share.
+FABHUB_PRINT_TIMELINE_MARGIN_PERCENT = env_int("FABHUB_PRINT_TIMELINE_MARGIN_PERCENT", 10)
+CELERY_BEAT_SCHEDULE["print-dispatch"] = {"task": "machines.tasks.dispatch_print_jobs", "schedule": 10.0}
+CELERY_BEAT_SCHEDULE["print-poll"] = {"task": "machines.tasks.poll_printers", "schedule": 5.0}
+CELERY_BEAT_SCHEDULE["print-sweep"] = {"task": "machines.tasks.sweep_print_queue", "schedule": 60.0}
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from machines import api
+from machines import api, print_api
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
@@ -39,4 +39,20 @@ urlpatterns = [
     path("notifications/", api.NotificationListApi.as_view(), name="api-notifications"),
     path("notifications/read/", api.NotificationReadApi.as_view(), name="api-notifications-read"),
     path("me/feed/", api.FeedApi.as_view(scope="member"), name="api-my-feed"),
+    # The print queue (machines/print_api.py).
+    path(f"{L}/print-settings/", print_api.PrintSettingsApi.as_view(), name="api-lab-print-settings"),
+    path(f"{L}/printers/", print_api.PrinterListApi.as_view(), name="api-lab-printers"),
+    path(f"{L}/print-jobs/", print_api.LabPrintJobListApi.as_view(), name="api-lab-print-jobs"),
+    path(f"{M}/printer/", print_api.PrinterDetailApi.as_view(), name="api-machine-printer"),
+    path(f"{M}/printer/cleared/", print_api.PrinterClearedApi.as_view(), name="api-machine-printer-cleared"),
+    path("print-jobs/", print_api.PrintJobListApi.as_view(), name="api-print-jobs"),
+    path("print-jobs/<int:job_id>/", print_api.PrintJobDetailApi.as_view(), name="api-print-job"),
+    path("print-jobs/<int:job_id>/gcode/", print_api.PrintJobGcodeApi.as_view(), name="api-print-job-gcode"),
+    *[
+        path(f"print-jobs/<int:job_id>/{action}/", print_api.PrintJobActionApi.as_view(action=action),
+             name=f"api-print-job-{action}")
+        for action in ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
+    ],
+    path("print-records/", print_api.PrintRecordListApi.as_view(), name="api-print-records"),
+    path("print-records/by-commit/", print_api.DesignPrintsApi.as_view(), name="api-print-records-by-commit"),
 ]

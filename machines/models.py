@@ -24,7 +24,7 @@ from django.db.models import Func, Q
 from django.utils.timezone import now
 
 # First path segments under /labs/ that the hub uses itself.
-RESERVED_LAB_SLUGS = frozenset({"new", "bookings", "notifications", "feeds", "calendar", "api"})
+RESERVED_LAB_SLUGS = frozenset({"new", "bookings", "notifications", "feeds", "calendar", "api", "jobs"})
 
 
 def validate_lab_slug(value: str) -> None:
@@ -346,7 +346,8 @@ class Booking(models.Model):
     class Kind(models.TextChoices):
         BOOKING = "booking", "Booking"
         MAINTENANCE = "maintenance", "Maintenance"
-        # The print queue (issue 6) adds PRINT_JOB here: one timeline for people and jobs.
+        # A print job on the machine (machines/dispatch.py): one timeline for people and jobs.
+        PRINT_JOB = "print_job", "Print job"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting for approval"
@@ -475,3 +476,303 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} feed of {self.owner}"
+
+
+# -- the print queue (docs/print-queue.md) -------------------------------------------------------
+
+
+class PrintSettings(models.Model):
+    """How a lab runs its print queue. A lab without a row has the defaults."""
+
+    class Slicer(models.TextChoices):
+        PRUSA_SLICER = "prusa-slicer", "PrusaSlicer"
+        NONE = "none", "No slicer: G-code only"
+
+    lab = models.OneToOneField(Lab, on_delete=models.CASCADE, primary_key=True, related_name="print_settings")
+    requires_approval = models.BooleanField(
+        default=False, help_text="A manager approves each member's job before it is queued."
+    )
+    max_active_jobs = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Jobs a member may have in the queue or on a printer at once; empty: no limit.",
+    )
+    weekly_print_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Estimated print minutes a member may submit per lab week; empty: no limit."
+    )
+    slicer = models.CharField(max_length=20, choices=Slicer.choices, default=Slicer.PRUSA_SLICER)
+
+    def __str__(self) -> str:
+        return f"print settings of {self.lab}"
+
+
+class Printer(models.Model):
+    """A machine's place in the print queue: what is loaded, how jobs are sliced for it,
+    and what its driver last said. A machine without one takes no queued jobs.
+
+    The observed fields (`state` … `seen_at`) are written by the poller and the send
+    task only; for a machine without network control they are the operator's record.
+    """
+
+    class AfterPrint(models.TextChoices):
+        CONFIRM = "confirm", "Wait until someone confirms the bed is clear"
+        AUTO = "auto", "Take the next job at once (the part is removed automatically)"
+
+    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, primary_key=True, related_name="printer")
+    accepts_jobs = models.BooleanField(default=True)
+    material = models.CharField(max_length=40, default="PLA", help_text="Material loaded now, e.g. PLA.")
+    colour = models.CharField(max_length=40, blank=True, help_text="Colour loaded now, e.g. black.")
+    nozzle_mm = models.DecimalField(max_digits=4, decimal_places=2, default=0.4)
+    profile_name = models.CharField(max_length=200, blank=True, help_text="e.g. 'MK4 0.2 mm PLA'.")
+    slicer_profile = models.TextField(
+        blank=True, help_text="PrusaSlicer configuration (.ini) used to slice jobs for this machine."
+    )
+    after_print = models.CharField(max_length=10, choices=AfterPrint.choices, default=AfterPrint.CONFIRM)
+    # Where the print server finds the printer (OctoPrint's serial port, e.g. /dev/ttyACM0
+    # or VIRTUAL); empty: the print server's own choice.
+    serial_port = models.CharField(max_length=100, blank=True)
+    baudrate = models.PositiveIntegerField(null=True, blank=True)
+    # What the printer said last (machines.drivers.PrinterState values).
+    state = models.CharField(max_length=20, default="unknown")
+    progress = models.FloatField(null=True, blank=True)
+    job_name = models.CharField(max_length=255, blank=True)
+    temperatures = models.JSONField(default=dict, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True, help_text="Last time the printer answered.")
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    # False from the moment a print leaves something on the bed until a person says it is clear.
+    bed_clear = models.BooleanField(default=True)
+    bed_note = models.CharField(max_length=500, blank=True)
+    # A poller holds the printer until then; a poller that died lets it go by itself.
+    poll_lease_until = models.DateTimeField(null=True, blank=True)
+    connect_tried_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(nozzle_mm__gt=0), name="printer_nozzle_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"printer {self.machine}"
+
+    @property
+    def profile_key(self) -> str:
+        """Identifies the G-code this printer needs: same profile and bed, same G-code."""
+        import hashlib
+
+        m = self.machine
+        text = f"{self.slicer_profile}\n{m.work_x_mm}x{m.work_y_mm}x{m.work_z_mm}\n{self.nozzle_mm:.2f}\n"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def build_volume(self) -> tuple[float, float, float] | None:
+        m = self.machine
+        if m.work_x_mm and m.work_y_mm and m.work_z_mm:
+            return (float(m.work_x_mm), float(m.work_y_mm), float(m.work_z_mm))
+        return None
+
+
+class PrintJob(models.Model):
+    """A part to make: a file pinned at a commit (or an uploaded G-code), for a lab.
+
+    The job moves through `status` by claims only (conditional updates, see
+    machines/printing.py and machines/dispatch.py). While it is on a printer it names
+    the machine, and at most one job per machine is on it (`print_job_one_per_printer`).
+    """
+
+    class Status(models.TextChoices):
+        PREPARING = "preparing", "Preparing (slicing)"
+        PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+        REFUSED = "refused", "Refused"
+        QUEUED = "queued", "Queued"
+        DISPATCHING = "dispatching", "Sending to the printer"
+        AWAITING_OPERATOR = "awaiting_operator", "Waiting for an operator to start it"
+        PRINTING = "printing", "Printing"
+        PAUSED = "paused", "Paused"
+        PRINTER_LOST = "printer_lost", "Printer lost"
+        AWAITING_REMOVAL = "awaiting_removal", "Printed: awaiting removal"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class FileKind(models.TextChoices):
+        MESH = "mesh", "Mesh (sliced by the hub)"
+        GCODE = "gcode", "G-code"
+
+    class Priority(models.IntegerChoices):
+        LOW = 0, "Low"
+        NORMAL = 1, "Normal"
+        HIGH = 2, "High"
+        URGENT = 3, "Urgent"
+
+    # A job in one of these occupies its machine.
+    ON_PRINTER = ("dispatching", "awaiting_operator", "printing", "paused", "printer_lost", "awaiting_removal")
+    OPEN = ("preparing", "pending_approval", "queued", *ON_PRINTER)
+    FINAL = ("refused", "done", "failed", "cancelled")
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="print_jobs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="print_jobs")
+    file_kind = models.CharField(max_length=10, choices=FileKind.choices)
+    # From a design: pinned to a commit. The names survive the design's deletion.
+    design = models.ForeignKey(
+        "designs.Design", on_delete=models.SET_NULL, null=True, blank=True, related_name="print_jobs"
+    )
+    design_name = models.CharField(max_length=300, blank=True, help_text="owner/slug")
+    path = models.CharField(max_length=4096, help_text="File path in the design, or the uploaded file's name.")
+    rev = models.CharField(max_length=255, blank=True, help_text="What the member asked for (branch, tag, sha).")
+    commit_sha = models.CharField(max_length=40, blank=True)
+    blob_sha = models.CharField(max_length=40, blank=True)
+    # sha256 of the source file's content (an uploaded G-code is stored under it).
+    source_sha = models.CharField(max_length=64, blank=True)
+    machine_kind = models.CharField(max_length=20, choices=Machine.Kind.choices, default=Machine.Kind.FDM_PRINTER)
+    material = models.CharField(max_length=40, default="PLA")
+    colour = models.CharField(max_length=40, blank=True, help_text="Empty: any colour.")
+    nozzle_mm = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True, help_text="Empty: any.")
+    copies = models.PositiveSmallIntegerField(default=1)
+    copies_done = models.PositiveSmallIntegerField(default=0)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    notes = models.TextField(blank=True)
+    needs_approval = models.BooleanField(default=False)
+    # Part size for the fit check: the mesh's oriented box, or the G-code's extents (mm).
+    size_mm = models.JSONField(null=True, blank=True)
+    estimated_seconds = models.PositiveIntegerField(null=True, blank=True)
+    filament_mm = models.FloatField(null=True, blank=True)
+    filament_g = models.FloatField(null=True, blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PREPARING)
+    reason = models.TextField(blank=True, help_text="Why it was refused, failed or cancelled.")
+    submitted_at = models.DateTimeField(default=now)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it last entered the queue.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Preparation lease: a worker slicing the job holds it until then.
+    prepare_attempts = models.PositiveSmallIntegerField(default=0)
+    prepare_lease_until = models.DateTimeField(null=True, blank=True)
+
+    # The current (or last) print.
+    machine = models.ForeignKey(Machine, on_delete=models.SET_NULL, null=True, blank=True, related_name="print_jobs")
+    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    gcode = models.ForeignKey("PrintGcode", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # New for every dispatch: a send task or sweeper acting on an older dispatch changes nothing.
+    dispatch_token = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    remote_name = models.CharField(max_length=255, blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    print_started_at = models.DateTimeField(null=True, blank=True)
+    print_ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine"], condition=Q(status__in=["dispatching", "awaiting_operator", "printing", "paused",
+                                                             "printer_lost", "awaiting_removal"]),
+                name="print_job_one_per_printer",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["dispatching", "awaiting_operator", "printing", "paused", "printer_lost",
+                                         "awaiting_removal"]) | Q(machine__isnull=False),
+                name="print_job_on_printer_has_machine",
+            ),
+            models.CheckConstraint(condition=Q(copies__gte=1) & Q(copies__lte=100), name="print_job_copies_range"),
+            models.CheckConstraint(condition=Q(copies_done__lte=models.F("copies")), name="print_job_copies_done"),
+        ]
+        indexes = [
+            # The dispatcher's read: queued jobs of a lab for a material, best first.
+            models.Index(
+                fields=["lab", "machine_kind", "material", "-priority", "queued_at"],
+                condition=Q(status="queued"), name="print_job_queue",
+            ),
+            models.Index(fields=["owner", "-submitted_at"], name="print_job_owner_recent"),
+            models.Index(fields=["status", "claimed_at"], name="print_job_status_claimed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"print job {self.pk} ({self.filename})"
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+    @property
+    def on_printer(self) -> bool:
+        return self.status in self.ON_PRINTER
+
+
+class PrintGcode(models.Model):
+    """The G-code a job prints on printers of one profile (`profile_key`; "" for a job
+    that came as G-code, which any printer takes). The file is stored by its sha256."""
+
+    job = models.ForeignKey(PrintJob, on_delete=models.CASCADE, related_name="gcodes")
+    profile_key = models.CharField(max_length=64, blank=True)
+    profile_name = models.CharField(max_length=200, blank=True)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    slicer = models.CharField(max_length=100, blank=True, help_text="e.g. 'PrusaSlicer 2.5.0'; empty for uploads.")
+    estimated_seconds = models.PositiveIntegerField(null=True, blank=True)
+    estimate_source = models.CharField(max_length=20, blank=True, help_text="slicer, metadata or parsed.")
+    filament_mm = models.FloatField(null=True, blank=True)
+    filament_g = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "profile_key"], name="print_gcode_one_per_profile")]
+
+    def __str__(self) -> str:
+        return f"G-code {self.sha256[:10]} of job {self.job_id}"
+
+
+class PrintRecord(models.Model):
+    """What was made, from what, where, by whom: written when a print ends, kept for good.
+
+    The provenance of a physical part: from the part back to the exact commit. Names are
+    copied so the record outlives the design, the machine and the account.
+    """
+
+    class Result(models.TextChoices):
+        DONE = "done", "Printed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted (printer lost)"
+
+    job = models.ForeignKey(PrintJob, on_delete=models.CASCADE, related_name="records")
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="print_records")
+    machine = models.ForeignKey(Machine, on_delete=models.SET_NULL, null=True, related_name="print_records")
+    machine_name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    owner_name = models.CharField(max_length=150)
+    design = models.ForeignKey(
+        "designs.Design", on_delete=models.SET_NULL, null=True, blank=True, related_name="print_records"
+    )
+    design_name = models.CharField(max_length=300, blank=True)
+    path = models.CharField(max_length=4096)
+    commit_sha = models.CharField(max_length=40, blank=True)
+    blob_sha = models.CharField(max_length=40, blank=True)
+    gcode_sha = models.CharField(max_length=64)
+    slicer = models.CharField(max_length=100, blank=True)
+    profile_name = models.CharField(max_length=200, blank=True)
+    profile_key = models.CharField(max_length=64, blank=True)
+    material = models.CharField(max_length=40, blank=True)
+    colour = models.CharField(max_length=40, blank=True)
+    copy = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField()
+    result = models.CharField(max_length=20, choices=Result.choices)
+    reason = models.TextField(blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-ended_at", "-pk"]
+        indexes = [models.Index(fields=["design", "commit_sha"], name="print_record_design_commit")]
+
+    def __str__(self) -> str:
+        return f"{self.get_result_display()}: {self.path} on {self.machine_name}"

@@ -44,3 +44,70 @@ def check_starting_bookings() -> int:
         if services.booking_check_start(booking_id=booking_id) is not None:
             checked += 1
     return checked
+
+
+# -- the print queue (machines/printing.py, machines/dispatch.py) -----------------------------
+
+
+@shared_task(bind=True, max_retries=3, time_limit=None)
+def prepare_print_job(self, job_id: int):
+    """Slice a job (or read its G-code); retried only when the slicer could not start."""
+    from machines import printing
+    from machines.slicer import SlicerError
+
+    try:
+        job = printing.print_job_prepare(job_id=job_id)
+    except SlicerError as exc:  # retryable by construction: print_job_prepare re-raises only those
+        raise self.retry(exc=exc, countdown=30) from exc
+    return job.status if job is not None else None
+
+
+@shared_task(time_limit=None)
+def slice_print_job_for(job_id: int, machine_id: int) -> bool:
+    from machines import printing
+
+    return printing.print_job_slice_for(job_id=job_id, machine_id=machine_id) is not None
+
+
+@shared_task(time_limit=600)
+def send_print_job(job_id: int, token: str) -> str:
+    from machines import dispatch
+
+    return dispatch.print_job_send(job_id=job_id, token=token)
+
+
+@shared_task(bind=True, time_limit=120, max_retries=5)
+def cancel_on_printer(self, machine_id: int, remote_name: str) -> bool:
+    """Stop a cancelled job on its printer; retried while the printer does not answer
+    (the poller also stops it when it sees it again)."""
+    from machines import dispatch
+    from machines.drivers import PrinterError
+
+    try:
+        return dispatch.cancel_on_printer(machine_id=machine_id, remote_name=remote_name)
+    except PrinterError as exc:
+        if exc.retryable:
+            raise self.retry(exc=exc, countdown=20) from exc
+        logger.warning("could not cancel %s on machine %s: %s", remote_name, machine_id, exc.message)
+        return False
+
+
+@shared_task(time_limit=300)
+def dispatch_print_jobs(lab_id: int | None = None) -> int:
+    from machines import dispatch
+
+    return len(dispatch.dispatch_tick(lab_id=lab_id))
+
+
+@shared_task(time_limit=120)
+def poll_printers() -> int:
+    from machines import dispatch
+
+    return dispatch.printers_poll()
+
+
+@shared_task(time_limit=600)
+def sweep_print_queue() -> dict:
+    from machines import dispatch
+
+    return dispatch.print_queue_sweep()

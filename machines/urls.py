@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from machines import views
+from machines import print_views, views
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
@@ -14,6 +14,15 @@ urlpatterns = [
     path("labs/notifications/", views.notifications, name="notifications"),
     path("labs/feeds/<str:token>.ics", views.calendar_feed, name="calendar-feed"),
     path("labs/feeds/<str:token>/reset/", views.feed_reset, name="calendar-feed-reset"),
+    # The print queue (machines/print_views.py); "jobs" is a reserved lab slug.
+    path("labs/jobs/", print_views.my_print_jobs, name="my-print-jobs"),
+    path("labs/jobs/new/", print_views.print_job_new, name="print-job-new"),
+    path("labs/jobs/<int:job_id>/", print_views.print_job_detail, name="print-job"),
+    path("labs/jobs/<int:job_id>/<str:action>/", print_views.print_job_action, name="print-job-action"),
+    path(f"{L}/queue/", print_views.print_queue, name="print-queue"),
+    path(f"{L}/queue/settings/", print_views.print_settings, name="print-settings"),
+    path(f"{M}/printer/", print_views.printer_edit, name="printer-edit"),
+    path(f"{M}/printer/cleared/", print_views.printer_cleared, name="printer-cleared"),
     path(f"{L}/", views.lab_detail, name="lab-detail"),
     path(f"{L}/join/", views.lab_join, name="lab-join"),
     path(f"{L}/manage/", views.lab_manage, name="lab-manage"),

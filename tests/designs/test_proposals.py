@@ -338,3 +338,70 @@ def test_listing_proposals_takes_a_fixed_number_of_queries(upstream, alice, api,
         proposals.proposal_create(target=upstream, user=alice, source_branch=f"b{n}", title=f"P{n}")
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert len(api.get(url("api-design-proposals")).json()["results"]) == 6
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+def test_a_proposal_is_opened_reviewed_and_merged_from_the_pages(client, upstream, fork, alice, bob):
+    head = commit_files(fork, {"notes.txt": TEXT + "line 8\n"}, "Add a line", author=bob)
+    client.force_login(bob)
+    assert client.get(url("design-proposals")).status_code == 200
+    form = client.get(url("design-proposal-new") + "?source=bob/bracket&branch=main")
+    assert form.status_code == 200 and "bob/bracket" in form.content.decode()
+    opened = client.post(url("design-proposal-new"), {
+        "source": "bob/bracket", "source_branch": "main", "target_branch": "main",
+        "title": "One more line", "description": "Because **eight** is better.",
+    })
+    assert opened.status_code == 302 and opened.url == url("design-proposal", 1)
+    client.post(url("design-proposal", 1), {"action": "comment", "body": "Please merge <script>x</script>"})
+
+    client.force_login(alice)
+    page = client.get(url("design-proposal", 1)).content.decode()
+    assert "<strong>eight</strong>" in page and "Merge into main" in page and head in page
+    assert "<script>x" not in page and "Please merge" in page
+    assert "notes.txt" in page  # the diff
+    client.post(url("design-proposal", 1), {"action": "merge", "expected_head": head, "expected_target": upstream.repo.branch_head("main")})
+    assert upstream.repo.branch_head("main") == head
+    assert "Merged" in client.get(url("design-proposal", 1)).content.decode()
+
+
+def test_the_page_lists_conflicts_in_plain_words_and_offers_no_merge(client, upstream, fork, alice, bob):
+    commit_files(fork, {"bracket.step": STEP.replace("#1=", "#11=")}, "Fork", author=bob)
+    commit_files(upstream, {"bracket.step": STEP.replace("#5=", "#55=")}, "Up")
+    propose(fork, upstream, bob)
+    client.force_login(alice)
+    page = client.get(url("design-proposal", 1)).content.decode()
+    assert "bracket.step" in page and "conflict as whole files" in page
+    assert "Merge into main" not in page
+
+
+def test_a_stale_merge_button_gives_a_message_not_a_merge(client, upstream, fork, alice, bob):
+    commit_files(fork, {"a.txt": "1"}, "One", author=bob)
+    proposal = propose(fork, upstream, bob)
+    commit_files(upstream, {"b.txt": "2"}, "Meanwhile")
+    moved_to = upstream.repo.branch_head("main")
+    client.force_login(alice)
+    response = client.post(url("design-proposal", 1), {
+        "action": "merge", "expected_head": proposal.head_sha, "expected_target": proposal.target_sha,
+    }, follow=True)
+    assert "has moved since you reviewed" in response.content.decode()
+    assert upstream.repo.branch_head("main") == moved_to
+
+
+def test_the_header_counts_open_proposals(client, upstream, fork, bob):
+    commit_files(fork, {"a.txt": "1"}, "One", author=bob)
+    propose(fork, upstream, bob)
+    page = client.get(reverse("design-detail", args=["alice", "bracket"])).content.decode()
+    assert 'Proposals <span class="badge">1</span>' in page
+
+
+def test_anonymous_visitors_read_proposals_of_public_designs_but_cannot_act(client, upstream, fork, bob):
+    head = commit_files(fork, {"a.txt": "1"}, "One", author=bob)
+    propose(fork, upstream, bob)
+    assert "Improve it" in client.get(url("design-proposals")).content.decode()
+    page = client.get(url("design-proposal", 1)).content.decode()
+    assert "Log in</a> to comment" in page and "Merge into main" not in page
+    refused = client.post(url("design-proposal", 1), {"action": "merge", "expected_head": head})
+    assert refused.status_code == 403
+    assert upstream.repo.branch_head("main") != head

@@ -1,0 +1,146 @@
+"""Refreshing a pull mirror of a design with 1,000 commits, served by a live hub over
+smart HTTP: the hub's refresh (remote checks, staged fetch, LFS scan, atomic publish,
+commit-graph and follow-ups) vs a plain `git fetch` of the same refs from the same
+server into a plain bare repository, in the same run. Also counts the HTTP requests each
+makes (the server's access log): an unchanged mirror should cost what plain git does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ["FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS"] = "1"  # the source hub is on 127.0.0.1
+os.environ["FABHUB_EMBEDDED_WORKER"] = "0"  # follow-up tasks run inline: measured, not hidden
+
+from _django import best_of, setup  # noqa: E402
+from git_transfer import fast_import, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITS = 1_000
+RUNS = 5
+REFSPECS = ["+refs/heads/*:refs/fabhub/mirror/heads/*", "+refs/tags/*:refs/fabhub/mirror/tags/*"]
+
+
+def start_hub(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench", "FABHUB_DATA_DIR": str(data_dir),
+           "ALLOWED_HOSTS": "127.0.0.1", "DJANGO_SETTINGS_MODULE": "hub.settings"}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen(
+        [str(gunicorn), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--threads", "4", "--access-logfile", str(log)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/api/schema/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, url
+
+
+def requests_during(log: Path, fn) -> int:
+    def count() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    before = count()
+    fn()
+    time.sleep(0.2)  # gunicorn writes the access line after the response
+    return count() - before
+
+
+def main() -> None:
+    data_dir = setup()
+    from django.core.files.base import ContentFile
+
+    from designs import mirrors, services
+    from designs.models import PullMirror
+    from hub.models import User
+
+    user = User.objects.create_user("bench", password="bench-password")
+    source = services.design_create(owner=user, slug="rover", title="Rover", licence="MIT")
+    started = time.perf_counter()
+    fast_import(source.repo_path, commits=COMMITS, binaries=10)
+    source.repo.refresh_commit_graph()
+    print(f"mirror refresh: source design with {COMMITS:,} commits, built in {time.perf_counter() - started:.1f} s")
+
+    log = data_dir / "access.log"
+    hub, hub_url = start_hub(data_dir, log)
+    scratch = Path(tempfile.mkdtemp(prefix="fabhub-bench-mirror-"))
+    plain = scratch / "plain.git"
+    env = {"PATH": os.environ["PATH"], "HOME": str(scratch), "GIT_TERMINAL_PROMPT": "0"}
+    url = f"{hub_url}/bench/rover.git"
+
+    def plain_fetch() -> None:
+        subprocess.run(["git", "--git-dir", str(plain), "fetch", "--quiet", "--prune", "--no-tags", url, *REFSPECS],
+                       env=env, check=True, capture_output=True)
+
+    try:
+        subprocess.run(["git", "init", "--quiet", "--bare", str(plain)], check=True, env=env)
+        urllib.request.urlopen(f"{url}/info/refs?service=git-upload-pack", timeout=10).read()  # warm up
+
+        start = time.perf_counter()
+        mirror = mirrors.mirror_create(owner=user, slug="rover-mirror", url=url, licence="MIT")
+        first_hub = time.perf_counter() - start
+        assert PullMirror.objects.get(design=mirror).last_error == ""
+        start = time.perf_counter()
+        plain_fetch()
+        first_plain = time.perf_counter() - start
+
+        def hub_refresh() -> None:
+            assert mirrors.mirror_refresh(design=mirror) is not None
+
+        unchanged_hub = best_of(RUNS, hub_refresh)
+        unchanged_plain = best_of(RUNS, plain_fetch)
+        hub_requests = requests_during(log, hub_refresh)
+        plain_requests = requests_during(log, plain_fetch)
+
+        counter = iter(range(10**6))
+
+        def one_new_commit() -> None:
+            n = next(counter)
+            part = services.Upload(f"parts/new-{n}.scad", ContentFile(f"cube({n});\n".encode(), name="new.scad"))
+            services.design_commit(design=source, author=user, message=f"New part {n}", uploads=[part])
+
+        def timed_after_new_commit(fn) -> float:
+            timings = []
+            for _ in range(RUNS):
+                one_new_commit()
+                start = time.perf_counter()
+                fn()
+                timings.append(time.perf_counter() - start)
+            return min(timings)
+
+        new_hub = timed_after_new_commit(hub_refresh)
+        new_plain = timed_after_new_commit(plain_fetch)
+        one_new_commit()
+        new_hub_requests = requests_during(log, hub_refresh)
+        one_new_commit()
+        new_plain_requests = requests_during(log, plain_fetch)
+    finally:
+        hub.terminate()
+        hub.wait(timeout=10)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    print(f"{'':<42}{'hub':>10}{'git fetch':>10}{'ratio':>8}")
+    for label, h, g in (
+        ("first refresh (empty mirror, cold)", first_hub, first_plain),
+        (f"refresh, unchanged (best of {RUNS})", unchanged_hub, unchanged_plain),
+        (f"refresh after one new commit (best of {RUNS})", new_hub, new_plain),
+    ):
+        print(f"{label:<42}{h * 1000:>8.1f}ms{g * 1000:>8.1f}ms{h / g:>7.2f}x")
+    print(f"HTTP requests, unchanged: hub {hub_requests}, git fetch {plain_requests}; "
+          f"after one new commit: hub {new_hub_requests}, git fetch {new_plain_requests}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The demo lab: a fablab whose printer really prints, on a real OctoPrint with its
+Virtual Printer that `make run` starts alongside the hub (scripts/with-demo-octoprint).
+
+`manage.py demo_lab --octoprint-url … --octoprint-key …` calls `demo_lab_create()`. It is
+idempotent: the lab, its members and machines are made once, and the printer's
+connection settings are written on every run (the script keeps the same port and key).
+Everything goes through the services, like real use.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from django.db import transaction
+
+from hub.models import User
+from machines.models import Lab, LabMembership, Machine, Printer
+
+LAB_SLUG = "demo-fablab"
+PRINTER_SLUG = "virtual-mk4"
+# The virtual printer simulates heating in real time and sleeps for a tenth of each
+# move: this profile leaves heating out and multiplies the feed rate, so the demo part
+# prints in seconds. A real printer's profile sets temperatures and speeds.
+DEMO_PROFILE = (
+    "layer_height = 0.2\nfill_density = 15%\n"
+    "temperature = 0\nfirst_layer_temperature = 0\nbed_temperature = 0\nfirst_layer_bed_temperature = 0\n"
+    "start_gcode = G28\\nM220 S100000 ; demo only: the virtual printer runs at full speed\nend_gcode = M84\n"
+)
+
+
+def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | None = None) -> Lab | None:
+    """Make (or update) the demo lab; None if the demo people are not there yet."""
+    from machines import printing, services
+
+    ada = User.objects.filter(username="ada").first()
+    if ada is None:
+        return None
+    with transaction.atomic():
+        lab = Lab.objects.filter(slug=LAB_SLUG).first()
+        if lab is None:
+            lab = services.lab_create(
+                creator=ada, name="Demo Fablab", slug=LAB_SLUG, timezone="Europe/Paris",
+                description="A demo lab. Its **Virtual MK4** is a real OctoPrint with a virtual printer: "
+                "send it a part from a design's file page (*Print at a lab*) and watch it print.",
+                address="1 rue des Makers, Lyon",
+            )
+            services.lab_set_hours(lab=lab, actor=ada, hours=[(d, time(0), time(0)) for d in range(7)])
+            for name in ("linus", "grace"):
+                member = User.objects.filter(username=name).first()
+                if member is not None:
+                    services.membership_join(lab=lab, user=member)
+            services.machine_create(
+                lab=lab, actor=ada, name="Laser cutter", slug="laser", kind=Machine.Kind.LASER_CUTTER,
+                model_name="60 W CO2", work_x_mm=600, work_y_mm=400, work_z_mm=50, requires_qualification=True,
+            )
+        machine = Machine.objects.filter(lab=lab, slug=PRINTER_SLUG).first()
+        if machine is None:
+            machine = services.machine_create(
+                lab=lab, actor=ada, name="Virtual MK4", slug=PRINTER_SLUG, kind=Machine.Kind.FDM_PRINTER,
+                model_name="OctoPrint Virtual Printer", work_x_mm=250, work_y_mm=210, work_z_mm=210,
+                capabilities={"materials": ["PLA", "PETG"], "nozzle_diameters_mm": [0.4]},
+            )
+        if octoprint_url and octoprint_key:
+            services.machine_update(machine=machine, actor=ada, connection_url=octoprint_url,
+                                    connection_api_key=octoprint_key)
+            # A fresh OctoPrint: connect it to its virtual printer at the first poll.
+            Printer.objects.filter(pk=machine.pk).update(connect_tried_at=None)
+        if not hasattr(machine, "printer"):
+            printing.printer_configure(
+                machine=machine, actor=ada, material="PLA", colour="black", nozzle_mm="0.4",
+                profile_name="Demo: 0.2 mm, no heating", slicer_profile=DEMO_PROFILE, serial_port="VIRTUAL",
+                baudrate=115200,
+            )
+    return lab
+
+
+def demo_lab_members() -> list[str]:
+    lab = Lab.objects.filter(slug=LAB_SLUG).first()
+    if lab is None:
+        return []
+    return list(lab.memberships.filter(status=LabMembership.Status.ACTIVE).values_list("user__username", flat=True))

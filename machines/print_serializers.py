@@ -1,0 +1,211 @@
+"""Input and output shapes of the print queue API. Inputs validate; outputs describe."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from machines import print_selectors as ps
+from machines.models import Machine, Printer, PrintJob, PrintRecord, PrintSettings
+
+
+def _absolute(context: dict, path: str) -> str:
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+class PrintSettingsOutput(serializers.ModelSerializer):
+    lab = serializers.CharField(source="lab.slug")
+    slicer_installed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrintSettings
+        fields = ["lab", "requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer", "slicer_installed"]
+
+    def get_slicer_installed(self, row: PrintSettings) -> bool:
+        """Whether mesh jobs are taken: the lab names a slicer and the hub has it."""
+        from machines.slicer import slicer_installed
+
+        return row.slicer != PrintSettings.Slicer.NONE and slicer_installed()
+
+
+class PrintSettingsInput(serializers.Serializer):
+    requires_approval = serializers.BooleanField(required=False)
+    max_active_jobs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    weekly_print_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    slicer = serializers.ChoiceField(choices=PrintSettings.Slicer.choices, required=False)
+
+
+class JobBriefOutput(serializers.ModelSerializer):
+    """A job as every member of its lab sees it on the queue: no source, no notes."""
+
+    owner = serializers.CharField(source="owner.username")
+    filename = serializers.CharField()
+    machine = serializers.SerializerMethodField()
+    seconds_left = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrintJob
+        fields = [
+            "id", "owner", "filename", "status", "priority", "material", "colour", "copies", "copies_done",
+            "estimated_seconds", "machine", "progress", "seconds_left", "submitted_at", "queued_at",
+            "print_started_at",
+        ]
+
+    def get_machine(self, job: PrintJob) -> str | None:
+        return job.machine.slug if job.machine_id else None
+
+    def get_seconds_left(self, job: PrintJob) -> int | None:
+        return ps.seconds_left(job)
+
+
+class GcodeOutput(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    slicer = serializers.CharField()
+    profile_name = serializers.CharField()
+    estimated_seconds = serializers.IntegerField(allow_null=True)
+    estimate_source = serializers.CharField()
+    filament_mm = serializers.FloatField(allow_null=True)
+    filament_g = serializers.FloatField(allow_null=True)
+
+
+class PrintJobOutput(JobBriefOutput):
+    lab = serializers.CharField(source="lab.slug")
+    design = serializers.CharField(source="design_name", help_text="owner/slug; empty for an uploaded G-code.")
+    machine_name = serializers.SerializerMethodField()
+    nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, allow_null=True)
+    gcode = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    web_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrintJob
+        fields = [
+            "id", "lab", "owner", "status", "reason", "file_kind", "design", "path", "filename", "rev", "commit_sha",
+            "blob_sha", "source_sha", "machine_kind", "material", "colour", "nozzle_mm", "copies", "copies_done",
+            "priority", "notes", "needs_approval", "size_mm", "estimated_seconds", "filament_mm", "filament_g",
+            "machine", "machine_name", "progress", "seconds_left", "gcode", "submitted_at", "queued_at",
+            "decided_at", "print_started_at", "print_ended_at", "finished_at", "url", "web_url",
+        ]
+
+    def get_machine_name(self, job: PrintJob) -> str | None:
+        return job.machine.name if job.machine_id else None
+
+    @extend_schema_field(GcodeOutput(allow_null=True))
+    def get_gcode(self, job: PrintJob) -> dict | None:
+        """The G-code being (or last) printed."""
+        return GcodeOutput(job.gcode).data if job.gcode_id else None
+
+    def get_url(self, job: PrintJob) -> str:
+        return _absolute(self.context, reverse("api-print-job", args=[job.pk]))
+
+    def get_web_url(self, job: PrintJob) -> str:
+        return _absolute(self.context, reverse("print-job", args=[job.pk]))
+
+
+class PrintJobSubmitInput(serializers.Serializer):
+    lab = serializers.CharField(help_text="The lab's slug.")
+    design = serializers.CharField(required=False, help_text="owner/slug of the design (or upload `file`).")
+    path = serializers.CharField(required=False, max_length=4096, help_text="File in the design: STL, 3MF, OBJ or G-code.")
+    rev = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=255,
+        help_text="Branch, tag or commit; pinned to its commit at submission. Default: the default branch.",
+    )
+    file = serializers.FileField(required=False, help_text="A G-code file to print (instead of a design file).")
+    material = serializers.CharField(max_length=40, default="PLA")
+    colour = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, allow_null=True, default=None)
+    copies = serializers.IntegerField(default=1, min_value=1, max_value=100)
+    priority = serializers.ChoiceField(choices=PrintJob.Priority.choices, default=PrintJob.Priority.NORMAL,
+                                       help_text="Above 1 (normal): managers only.")
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    machine_kind = serializers.ChoiceField(choices=Machine.Kind.choices, default=Machine.Kind.FDM_PRINTER)
+
+    def validate(self, data):
+        if bool(data.get("design")) == bool(data.get("file")):
+            raise serializers.ValidationError("Give either a design (with path) or a G-code file.")
+        if data.get("design") and not data.get("path"):
+            raise serializers.ValidationError({"path": "Say which file of the design to print."})
+        return data
+
+
+class PrintJobRecordInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class CurrentJobOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    owner = serializers.CharField()
+    filename = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField(allow_null=True)
+    seconds_left = serializers.IntegerField(allow_null=True)
+
+
+class PrinterOutput(serializers.ModelSerializer):
+    machine = serializers.CharField(source="machine.slug")
+    machine_id = serializers.IntegerField(source="machine.pk")
+    name = serializers.CharField(source="machine.name")
+    lab = serializers.CharField(source="machine.lab.slug")
+    machine_status = serializers.CharField(source="machine.status")
+    build_volume = serializers.SerializerMethodField()
+    networked = serializers.BooleanField(source="machine.has_connection")
+    nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
+    current_job = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Printer
+        fields = [
+            "machine", "machine_id", "name", "lab", "machine_status", "build_volume", "networked", "accepts_jobs",
+            "material", "colour", "nozzle_mm", "profile_name", "slicer_profile", "after_print", "serial_port",
+            "baudrate", "state", "progress", "job_name", "temperatures", "message", "seen_at", "state_changed_at",
+            "bed_clear", "bed_note", "current_job",
+        ]
+
+    def get_build_volume(self, printer: Printer) -> list[float] | None:
+        volume = printer.build_volume
+        return list(volume) if volume else None
+
+    @extend_schema_field(CurrentJobOutput(allow_null=True))
+    def get_current_job(self, printer: Printer) -> dict | None:
+        jobs = self.context.get("current_jobs")
+        job = jobs.get(printer.pk) if jobs is not None else ps.active_job_on(printer.machine)
+        if job is None:
+            return None
+        return {"id": job.pk, "owner": job.owner.username, "filename": job.filename, "status": job.status,
+                "progress": job.progress, "seconds_left": ps.seconds_left(job)}
+
+
+class PrinterInput(serializers.Serializer):
+    accepts_jobs = serializers.BooleanField(required=False)
+    material = serializers.CharField(max_length=40, required=False, help_text="Loaded now, e.g. PLA.")
+    colour = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, required=False)
+    profile_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    slicer_profile = serializers.CharField(required=False, allow_blank=True, help_text="PrusaSlicer .ini text.")
+    after_print = serializers.ChoiceField(choices=Printer.AfterPrint.choices, required=False)
+    serial_port = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    baudrate = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class PrintRecordOutput(serializers.ModelSerializer):
+    lab = serializers.CharField(source="lab.slug")
+    machine = serializers.CharField(source="machine_name")
+    owner = serializers.CharField(source="owner_name")
+    design = serializers.CharField(source="design_name")
+
+    class Meta:
+        model = PrintRecord
+        fields = [
+            "id", "job", "lab", "machine", "owner", "design", "path", "commit_sha", "blob_sha", "gcode_sha", "slicer",
+            "profile_name", "material", "colour", "copy", "started_at", "ended_at", "result", "reason", "removed_at",
+        ]
+
+
+class CommitPrintsOutput(serializers.Serializer):
+    commit_sha = serializers.CharField()
+    made = serializers.IntegerField(help_text="Parts printed successfully from this commit.")
+    failed = serializers.IntegerField(help_text="Prints that failed, were cancelled or interrupted.")
+    labs = serializers.IntegerField(help_text="Labs where it was made.")

@@ -1,0 +1,292 @@
+"""The dispatcher gives each idle printer the best queued job it can take: by priority,
+then age, starving jobs first; matching material, colour, nozzle and size; never over a
+person's booking; never a second job on one printer; and the next one only once the bed
+is clear. Printers here have no network (the manual driver); tests/printing/
+test_octoprint_queue.py drives a real OctoPrint."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from hub.exceptions import Conflict
+from machines import dispatch, printing, services
+from machines.models import Booking, Machine, Printer, PrintJob, PrintRecord
+from tests.machines.factories import add_member, make_lab
+from tests.printing.factories import gcode_upload, make_printer, queued_job
+
+S = PrintJob.Status
+
+
+@pytest.fixture
+def lab(alice, bob):
+    lab = make_lab(alice, hours="00:00-00:00")
+    add_member(lab, bob)
+    return lab
+
+
+@pytest.fixture
+def tick(django_capture_on_commit_callbacks):
+    """One dispatcher round; the sends it queues run as they would after its commits."""
+
+    def run(**kwargs) -> list[int]:
+        with django_capture_on_commit_callbacks(execute=True):
+            return dispatch.dispatch_tick(**kwargs)
+
+    return run
+
+
+def status_of(job: PrintJob) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+@pytest.mark.django_db
+def test_a_job_goes_to_an_idle_printer_and_onto_its_timeline(lab, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    job = queued_job(lab, bob, tmp_path, minutes=30)
+    assert tick() == [job.pk]
+    job.refresh_from_db()
+    assert (job.status, job.machine_id) == (S.AWAITING_OPERATOR, printer.pk)
+    assert job.remote_name.startswith(f"fabhub-{job.pk}-1-") and job.remote_name.endswith("-part.gcode")
+    row = job.booking
+    assert (row.kind, row.status, row.member) == (Booking.Kind.PRINT_JOB, Booking.Status.APPROVED, None)
+    assert timedelta(minutes=33) <= row.end - row.start <= timedelta(minutes=34)  # estimate + 10 %
+    assert tick() == []
+
+
+@pytest.mark.django_db
+def test_the_best_job_goes_first_by_priority_then_age(lab, alice, bob, tmp_path, tick):
+    make_printer(lab)
+    old = queued_job(lab, bob, tmp_path, name="old.gcode")
+    queued_job(lab, bob, tmp_path, name="young.gcode")
+    low = queued_job(lab, bob, tmp_path, name="low.gcode", priority=PrintJob.Priority.LOW)
+    urgent = queued_job(lab, alice, tmp_path, name="urgent.gcode", priority=PrintJob.Priority.URGENT)
+    PrintJob.objects.filter(pk=low.pk).update(queued_at=timezone.now() - timedelta(hours=5))
+    assert tick() == [urgent.pk]
+    printing.print_job_cancel(job=urgent, actor=alice)
+    assert tick() == [old.pk]
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_past_the_starvation_guard_goes_before_any_priority(lab, alice, bob, tmp_path, tick, settings):
+    settings.FABHUB_PRINT_STARVATION_HOURS = 24
+    make_printer(lab)
+    queued_job(lab, alice, tmp_path, name="urgent.gcode", priority=PrintJob.Priority.URGENT)
+    starving = queued_job(lab, bob, tmp_path, name="low.gcode", priority=PrintJob.Priority.LOW)
+    PrintJob.objects.filter(pk=starving.pk).update(queued_at=timezone.now() - timedelta(hours=25))
+    assert tick() == [starving.pk]
+
+
+@pytest.mark.django_db
+def test_a_printer_takes_only_jobs_for_its_material_colour_and_nozzle(lab, bob, tmp_path, tick):
+    make_printer(lab, material="PETG", colour="Black", nozzle_mm="0.6",
+                 capabilities={"materials": ["PLA", "PETG"], "nozzle_diameters_mm": [0.4, 0.6]})
+    pla = queued_job(lab, bob, tmp_path, name="pla.gcode", material="PLA")
+    red = queued_job(lab, bob, tmp_path, name="red.gcode", material="PETG", colour="red")
+    small_nozzle = queued_job(lab, bob, tmp_path, name="fine.gcode", material="PETG", nozzle_mm="0.4")
+    black = queued_job(lab, bob, tmp_path, name="black.gcode", material="petg", colour="BLACK", nozzle_mm="0.6")
+    assert tick() == [black.pk]
+    assert {status_of(j) for j in (pla, red, small_nozzle)} == {S.QUEUED}
+
+
+@pytest.mark.django_db
+def test_a_part_too_big_for_a_printer_waits_for_one_it_fits(lab, bob, tmp_path, tick):
+    small = make_printer(lab, slug="mini", volume=(100, 100, 100))
+    big = make_printer(lab, slug="xl", volume=(300, 300, 300))
+    path = tmp_path / "wide.gcode"
+    path.write_text("G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG1 X250 Y10 E5\n; estimated printing time (normal mode) = 5m 0s\n")
+    wide = printing.print_job_prepare(job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk)
+    PrintJob.objects.filter(pk=wide.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    narrow = queued_job(lab, bob, tmp_path, name="narrow.gcode")
+    tick()
+    wide.refresh_from_db()
+    narrow.refresh_from_db()
+    assert (wide.machine_id, narrow.machine_id) == (big.pk, small.pk)
+
+
+@pytest.mark.django_db
+def test_a_printer_booked_by_a_person_now_takes_no_job(lab, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    job = queued_job(lab, bob, tmp_path)
+    now = timezone.now()
+    # Booked earlier, started a minute ago (booking_create refuses a start in the past).
+    Booking.objects.create(
+        machine=printer.machine, member=bob, created_by=bob, start=now - timedelta(minutes=1), end=now + timedelta(hours=1)
+    )
+    assert tick() == [] and status_of(job) == S.QUEUED
+
+
+@pytest.mark.django_db
+def test_only_a_job_that_ends_before_the_next_booking_is_started(lab, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    start = timezone.now() + timedelta(hours=1)
+    services.booking_create(machine=printer.machine, member=bob, start=start, end=start + timedelta(hours=1))
+    long = queued_job(lab, bob, tmp_path, name="long.gcode", minutes=120)
+    short = queued_job(lab, bob, tmp_path, name="short.gcode", minutes=20)
+    assert tick() == [short.pk]
+    assert status_of(long) == S.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_running_print_blocks_bookings_of_its_machine(lab, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    queued_job(lab, bob, tmp_path, minutes=60)
+    tick()
+    start = timezone.now() + timedelta(minutes=20)
+    with pytest.raises(Conflict, match="MK4 is already booked"):
+        services.booking_create(machine=printer.machine, member=bob, start=start, end=start + timedelta(minutes=30))
+
+
+@pytest.mark.django_db
+def test_a_printer_out_of_service_takes_no_job(lab, alice, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    job = queued_job(lab, bob, tmp_path)
+    services.machine_set_status(machine=printer.machine, actor=alice, status=Machine.Status.MAINTENANCE,
+                                reason="New hot end")
+    assert tick() == []
+    services.machine_set_status(machine=printer.machine, actor=alice, status=Machine.Status.AVAILABLE)
+    assert tick() == [job.pk]
+
+
+@pytest.mark.django_db
+def test_the_next_job_starts_only_once_the_bed_is_confirmed_clear(lab, alice, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    first = queued_job(lab, bob, tmp_path, name="first.gcode")
+    second = queued_job(lab, bob, tmp_path, name="second.gcode")
+    tick()
+    printing.print_job_record(job=first, actor=alice, outcome="started")
+    printing.print_job_record(job=first, actor=alice, outcome="finished")
+    assert status_of(first) == S.AWAITING_REMOVAL
+    assert tick() == []
+    printer.refresh_from_db()
+    assert not printer.bed_clear and printer.bed_note == "first.gcode (bob) is ready to collect."
+    printing.printer_confirm_cleared(machine=printer.machine, actor=bob)
+    assert status_of(first) == S.DONE
+    assert PrintRecord.objects.get(job=first).removed_by == bob
+    assert tick() == [second.pk]
+
+
+@pytest.mark.django_db
+def test_auto_continue_takes_the_next_job_without_a_confirmation(lab, alice, bob, tmp_path, tick):
+    printer = make_printer(lab, after_print="auto")
+    first = queued_job(lab, bob, tmp_path, name="first.gcode")
+    second = queued_job(lab, bob, tmp_path, name="second.gcode")
+    tick()
+    printing.print_job_record(job=first, actor=alice, outcome="started")
+    printing.print_job_record(job=first, actor=alice, outcome="finished")
+    assert status_of(first) == S.DONE
+    printer.refresh_from_db()
+    assert printer.bed_clear
+    assert tick() == [second.pk]
+
+
+@pytest.mark.django_db
+def test_copies_are_printed_one_after_another(lab, alice, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    job = queued_job(lab, bob, tmp_path, copies=2)
+    for copy in (1, 2):
+        assert tick() == [job.pk]
+        printing.print_job_record(job=job, actor=alice, outcome="started")
+        printing.print_job_record(job=job, actor=alice, outcome="finished")
+        printing.printer_confirm_cleared(machine=printer.machine, actor=bob)
+        job.refresh_from_db()
+        assert job.copies_done == copy
+    assert job.status == S.DONE
+    assert list(PrintRecord.objects.filter(job=job).order_by("copy").values_list("copy", "result")) == [
+        (1, "done"), (2, "done")
+    ]
+
+
+@pytest.mark.django_db
+def test_the_owner_must_still_be_qualified_when_the_job_starts(lab, alice, bob, tmp_path, tick):
+    from machines.models import Qualification
+
+    printer = make_printer(lab)
+    services.machine_update(machine=printer.machine, actor=alice, requires_qualification=True)
+    services.qualification_record(lab=lab, actor=alice, member=bob, machine=printer.machine, trained_on="2020-01-01")
+    job = queued_job(lab, bob, tmp_path)
+    Qualification.objects.filter(member=bob).delete()
+    assert tick() == [] and status_of(job) == S.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_networked_printer_not_seen_idle_lately_takes_no_job(lab, bob, tmp_path, tick, settings):
+    printer = make_printer(lab, url="http://127.0.0.1:9", api_key="k")
+    queued_job(lab, bob, tmp_path)
+    Printer.objects.filter(pk=printer.pk).update(
+        state="idle", seen_at=timezone.now() - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S + 5)
+    )
+    assert tick() == []
+
+
+@pytest.mark.django_db
+def test_a_printer_unreachable_before_the_start_leaves_the_job_queued_and_is_marked_offline(lab, bob, tmp_path, tick):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    printer = make_printer(lab, url=f"http://127.0.0.1:{port}", api_key="k")
+    Printer.objects.filter(pk=printer.pk).update(state="idle", seen_at=timezone.now())
+    job = queued_job(lab, bob, tmp_path)
+    assert tick() == [job.pk]
+    job.refresh_from_db()
+    printer.refresh_from_db()
+    assert (job.status, job.machine, job.booking) == (S.QUEUED, None, None)
+    assert "does not answer" in job.reason
+    assert printer.state == "offline" and "does not answer" in printer.message
+    assert not Booking.objects.filter(kind=Booking.Kind.PRINT_JOB, status__in=Booking.ACTIVE).exists()
+    assert tick() == []  # offline printers get nothing until they answer again
+
+
+@pytest.mark.django_db
+def test_the_database_never_lets_one_printer_hold_two_jobs(lab, bob, tmp_path, tick):
+    printer = make_printer(lab)
+    queued_job(lab, bob, tmp_path, name="a.gcode")
+    other = queued_job(lab, bob, tmp_path, name="b.gcode")
+    tick()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PrintJob.objects.filter(pk=other.pk).update(status=S.PRINTING, machine=printer.machine)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatchers_racing_start_every_job_at_most_once(lab, bob, tmp_path):
+    """Four dispatchers at once (threads with their own connections) over three printers
+    and five jobs: each job is claimed (and handed to its printer) once, each printer holds
+    one job, and each claim has exactly one timeline row."""
+    for n in range(3):
+        make_printer(lab, slug=f"p{n}")
+    Printer.objects.update(bed_clear=False)  # no dispatch while the jobs are queued
+    jobs = [queued_job(lab, bob, tmp_path, name=f"j{n}.gcode") for n in range(5)]
+    Printer.objects.update(bed_clear=True)
+    barrier = threading.Barrier(4)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            barrier.wait()
+            claimed.extend(dispatch.dispatch_tick())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(claimed) == len(set(claimed)) == 3
+    on_printers = PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER)
+    assert on_printers.count() == 3 and len(set(on_printers.values_list("machine_id", flat=True))) == 3
+    # Sent once each: the manual driver's hand-off put each printer in "awaiting operator".
+    assert set(on_printers.values_list("status", flat=True)) == {S.AWAITING_OPERATOR}
+    assert Booking.objects.filter(kind=Booking.Kind.PRINT_JOB).count() == 3
+    assert PrintJob.objects.filter(pk__in=[j.pk for j in jobs], status=S.QUEUED).count() == 2
