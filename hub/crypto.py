@@ -1,4 +1,5 @@
-"""Secrets the hub must use again later (mirror credentials), encrypted at rest.
+"""Secrets the hub must use again later (mirror credentials, printer API keys), encrypted
+at rest.
 
 Fernet (AES-128-CBC + HMAC-SHA256). The key is `FABHUB_ENCRYPTION_KEY` (a Fernet key:
 `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)
@@ -8,8 +9,6 @@ SECRET_KEY, so a value encrypted for one use cannot be passed off as another.
 
 A value encrypted under another key (the key or SECRET_KEY changed) raises
 `UnreadableSecret`: callers say so and ask for the credential again.
-(machines/secrets.py does the same for machine connection settings, with its own
-derivation; both read the same FABHUB_ENCRYPTION_KEY.)
 """
 
 from __future__ import annotations
