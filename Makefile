@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/meshes.py
 	$(BIN)/python bench/mesh_push.py
 	$(BIN)/python bench/bookings.py
+	$(BIN)/python bench/print_queue.py
 
 clean:
 	rm -rf $(VENV) var

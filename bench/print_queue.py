@@ -82,13 +82,14 @@ def free_some(share: float) -> int:
     """Finish and clear a share of the running jobs, as if collected."""
     from django.utils import timezone
 
-    from machines.models import Booking, PrintJob
+    from machines.models import Booking, Printer, PrintJob
 
-    running = list(PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER).values_list("pk", "booking_id"))
+    running = list(PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER).values_list("pk", "booking_id", "machine_id"))
     chosen = running[: max(1, int(len(running) * share))]
     now = timezone.now()
-    PrintJob.objects.filter(pk__in=[pk for pk, _ in chosen]).update(status=PrintJob.Status.DONE, finished_at=now)
-    Booking.objects.filter(pk__in=[b for _, b in chosen]).update(status=Booking.Status.CANCELLED)
+    PrintJob.objects.filter(pk__in=[pk for pk, _, _ in chosen]).update(status=PrintJob.Status.DONE, finished_at=now)
+    Booking.objects.filter(pk__in=[b for _, b, _ in chosen]).update(status=Booking.Status.CANCELLED)
+    Printer.objects.filter(pk__in=[m for _, _, m in chosen]).update(state="idle", job_name="")  # the operator's record
     return len(chosen)
 
 

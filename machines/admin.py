@@ -11,6 +11,9 @@ from machines.models import (
     Machine,
     Notification,
     OpeningHours,
+    Printer,
+    PrintJob,
+    PrintRecord,
     Qualification,
 )
 
@@ -66,3 +69,30 @@ class BookingAdmin(admin.ModelAdmin):
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["user", "subject", "created_at", "read_at"]
+
+
+# The print queue: read-only here. Its states move only through machines/printing.py
+# and machines/dispatch.py, by claims; an admin edit would bypass them.
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PrintJob)
+class PrintJobAdmin(_ReadOnly):
+    list_display = ["pk", "lab", "owner", "path", "status", "machine", "priority", "submitted_at"]
+    list_filter = ["status", "file_kind"]
+
+
+@admin.register(Printer)
+class PrinterAdmin(_ReadOnly):
+    list_display = ["machine", "state", "material", "colour", "nozzle_mm", "bed_clear", "seen_at"]
+
+
+@admin.register(PrintRecord)
+class PrintRecordAdmin(_ReadOnly):
+    list_display = ["job", "design_name", "commit_sha", "machine_name", "owner_name", "result", "ended_at"]
+    list_filter = ["result"]

@@ -112,7 +112,11 @@ def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
     rows = (
         Printer.objects.select_related("machine", "machine__lab")
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
-        .filter(Q(machine__connection_secret="") | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh))
+        .filter(
+            # Without network control, the operator's record must not say it is busy.
+            Q(machine__connection_secret="") & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
+            | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
+        )
         .filter(~Exists(holding))
         .order_by("pk")
     )
@@ -214,10 +218,11 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
             machine = _lock_timeline(printer.pk)
             if machine.status != Machine.Status.AVAILABLE:
                 return False
-            if not Printer.objects.filter(pk=printer.pk, accepts_jobs=True, bed_clear=True).exists():
-                return False
-            if PrintJob.objects.filter(machine_id=machine.pk, status__in=PrintJob.ON_PRINTER).exists():
-                return False
+            holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
+            if not Printer.objects.filter(pk=printer.pk, accepts_jobs=True, bed_clear=True).filter(
+                ~Exists(holding)
+            ).exists():
+                return False  # changed since the tick read it: taken, or its bed needs clearing
             if collision(machine, now, end) is not None:
                 return False
             waiting = PrintJob.objects.filter(pk=job.pk, status=S.QUEUED)
@@ -395,9 +400,12 @@ def _poll(machine_id: int) -> str | None:
         _reconcile(job, status)
     elif job is None:
         _stop_orphan(machine, driver, status)
-    if status.state is PrinterState.OFFLINE and not PrintJob.objects.filter(
-        machine=machine, status__in=PrintJob.ON_PRINTER
-    ).exists():
+    # Reconnect a print server that lost its printer. After an error only once a person
+    # has looked (the bed confirmed clear): an emergency stop is not undone by itself.
+    needs_connecting = status.state is PrinterState.OFFLINE or (
+        status.state is PrinterState.ERROR and Printer.objects.filter(pk=printer.pk, bed_clear=True).exists()
+    )
+    if needs_connecting and not PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).exists():
         _try_connect(printer, driver)
     return status.state.value
 
@@ -478,7 +486,8 @@ def _stop_orphan(machine: Machine, driver: PrinterDriver, status: PrinterStatus)
 
 def _try_connect(printer: Printer, driver: PrinterDriver) -> None:
     """The print server answers but is not connected to the printer: connect it (once a
-    minute at most), so a printer that was switched off comes back by itself."""
+    minute at most, at once after the server was unreachable or the bed was cleared), so
+    a printer that was switched off comes back by itself."""
     now = timezone.now()
     if not Printer.objects.filter(pk=printer.pk).filter(
         Q(connect_tried_at__isnull=True) | Q(connect_tried_at__lt=now - CONNECT_RETRY)

@@ -330,6 +330,10 @@ def print_job_submit(
 
     source: dict[str, Any] = {}
     if design is not None:
+        from designs.selectors import designs_visible_to
+
+        if not designs_visible_to(owner).filter(pk=design.pk).exists():
+            raise NotFound(f"No design {design.full_name}.")
         sha = design_resolve(design, rev or None)
         _, entry = design_file(design, rev=sha, path=path)
         source = {"design": design, "design_name": design.full_name, "path": path, "rev": rev or design.default_branch,
@@ -340,11 +344,12 @@ def print_job_submit(
         head = upload.read(4096)
         upload.seek(0)
         _check_gcode_text(head, upload.name)
-        sha, _ = store_file(upload)
-        source = {"path": upload.name.replace("\\", "/").rsplit("/", 1)[-1][:255], "source_sha": sha}
 
     settings_row = ps.print_settings_of(lab)
     _check_limits(lab, owner, settings_row)
+    if upload is not None:  # stored only once everything else passed
+        sha, _ = store_file(upload)
+        source = {"path": upload.name.replace("\\", "/").rsplit("/", 1)[-1][:255], "source_sha": sha}
     with transaction.atomic():
         job = PrintJob.objects.create(
             lab=lab, owner=owner, file_kind=file_kind, machine_kind=machine_kind, material=material, colour=colour,
@@ -400,6 +405,14 @@ def _slice_for(job: PrintJob, printer: Printer, source: Path, work: Path) -> Pri
     return gcode
 
 
+def _work_name(job: PrintJob) -> str:
+    """The source's name in the work folder: the file's own (the slicer names it in its
+    messages), reduced to safe characters, with its extension (the slicer reads it)."""
+    path = Path(job.filename)
+    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in path.stem)[:60] or "part"
+    return f"{stem}{path.suffix.lower() or '.gcode'}"
+
+
 def print_job_prepare(*, job_id: int) -> PrintJob | None:
     """Slice a mesh job for every distinct profile among the printers that could take it
     (or read an uploaded G-code's estimates), then queue it or hand it to a manager.
@@ -416,8 +429,7 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     job = PrintJob.objects.select_related("lab", "owner", "design__owner").get(pk=job_id)
     work = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
     try:
-        suffix = Path(job.path).suffix.lower() or ".gcode"
-        source = work / f"source{suffix}"
+        source = work / _work_name(job)
         _source_to_file(job, source)
         if job.file_kind == PrintJob.FileKind.GCODE:
             info = read_gcode(source)
@@ -510,7 +522,7 @@ def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
         return None
     work = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
     try:
-        source = work / f"source{Path(job.path).suffix.lower()}"
+        source = work / _work_name(job)
         _source_to_file(job, source)
         return _slice_for(job, printer, source, work)
     except (SlicerError, OSError, ValidationError) as exc:
@@ -574,10 +586,12 @@ def print_job_cancel(*, job: PrintJob, actor: User, reason: str = "") -> PrintJo
         if not _finish(current, S.CANCELLED, reason=reason, result=PrintRecord.Result.CANCELLED,
                        from_statuses=[s for s in PrintJob.OPEN if s != S.AWAITING_REMOVAL]):
             raise Conflict("The job changed state meanwhile; look again.")
-        if was_on_printer:
+        if was_on_printer and current.machine.has_connection:
             from machines import tasks
 
             enqueue(tasks.cancel_on_printer, current.machine_id, current.remote_name)
+        elif current.status == S.AWAITING_OPERATOR:
+            _record_manual_state(current.machine_id, "idle", "", f"hand-off withdrawn by {actor.username}")
         if current.owner_id != actor.pk:
             notify(user=current.owner, lab=current.lab, subject=f"Cancelled: {current.filename}", body=reason)
     job.refresh_from_db()
@@ -750,7 +764,9 @@ def printer_confirm_cleared(*, machine: Machine, actor: User) -> Printer:
             if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(**_after_removal(job, now)):
                 raise Conflict("The job changed state meanwhile; look again.")
             PrintRecord.objects.filter(job=job, removed_at__isnull=True).update(removed_at=now, removed_by=actor)
-        Printer.objects.filter(pk=printer.pk).update(bed_clear=True, bed_note="")
+        Printer.objects.filter(pk=printer.pk).update(bed_clear=True, bed_note="", connect_tried_at=None)
+        if not machine.has_connection:  # the operator's record of the printer starts afresh
+            _record_manual_state(machine.pk, "idle", "", f"bed cleared by {actor.username}")
         _kick(machine.lab_id)
     printer.refresh_from_db()
     return printer
@@ -827,7 +843,10 @@ def new_token() -> str:
 def remote_name(job: PrintJob, token: str) -> str:
     """The file name on the printer: unique per dispatch, so an earlier print of the same
     job (same name, idle at 100 %) is never mistaken for this one."""
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(job.path).stem)[:40] or "part"
+    # Plain lower-case ASCII: a name the print server keeps as it is, so that the name it
+    # reports is the one the hub compares with.
+    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in Path(job.path).stem.lower())
+    stem = stem[:40] or "part"
     return f"fabhub-{job.pk}-{job.copies_done + 1}-{token[:8]}-{stem}.gcode"
 
 

@@ -68,8 +68,9 @@ def test_the_best_job_goes_first_by_priority_then_age(lab, alice, bob, tmp_path,
     urgent = queued_job(lab, alice, tmp_path, name="urgent.gcode", priority=PrintJob.Priority.URGENT)
     PrintJob.objects.filter(pk=low.pk).update(queued_at=timezone.now() - timedelta(hours=5))
     assert tick() == [urgent.pk]
-    printing.print_job_cancel(job=urgent, actor=alice)
+    printing.print_job_cancel(job=urgent, actor=alice)  # the hand-off is withdrawn
     assert tick() == [old.pk]
+    assert status_of(old) == S.AWAITING_OPERATOR
 
 
 @pytest.mark.django_db
@@ -290,3 +291,14 @@ def test_dispatchers_racing_start_every_job_at_most_once(lab, bob, tmp_path):
     assert set(on_printers.values_list("status", flat=True)) == {S.AWAITING_OPERATOR}
     assert Booking.objects.filter(kind=Booking.Kind.PRINT_JOB).count() == 3
     assert PrintJob.objects.filter(pk__in=[j.pk for j in jobs], status=S.QUEUED).count() == 2
+
+
+@pytest.mark.django_db
+def test_the_file_name_on_the_printer_is_plain_ascii_and_unique_per_dispatch(lab, bob, tmp_path, tick):
+    import re
+
+    make_printer(lab)
+    job = queued_job(lab, bob, tmp_path, name="Halterung für Büro.gcode")
+    tick()
+    job.refresh_from_db()
+    assert re.fullmatch(r"fabhub-\d+-1-[0-9a-f]{8}-halterung-f-r-b-ro\.gcode", job.remote_name), job.remote_name

@@ -251,3 +251,50 @@ def test_a_worker_dying_after_starting_the_print_is_taken_over_by_the_sweeper(
     poll_until(printer, job, (S.AWAITING_REMOVAL,), timeout=20)
     uploads = [name for name in octoprint_files(octoprint_server) if name.startswith(f"fabhub-{job.pk}-")]
     assert uploads == [job.remote_name]  # taken over, never sent twice
+
+
+def test_printers_that_never_answer_do_not_hold_up_the_others(lab, printer, octoprint_server):
+    """Two print servers that accept connections and never answer, next to the real one:
+    the poll of all three takes one read time-out, not three, and the real one is seen."""
+    import socket
+
+    from machines.drivers.octoprint import OctoPrintDriver
+
+    listeners = []
+    for n in range(2):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # the kernel completes the handshake; nobody ever reads
+        listeners.append(listener)
+        make_printer(lab, slug=f"silent-{n}", url=f"http://127.0.0.1:{listener.getsockname()[1]}", api_key="k")
+    Printer.objects.filter(pk=printer.pk).update(state="unknown", seen_at=None)
+    read_timeout = OctoPrintDriver("http://x", "k").timeout[1]
+    try:
+        started = time.monotonic()
+        assert dispatch.printers_poll(lab_id=lab.pk) == 3
+        elapsed = time.monotonic() - started
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert read_timeout <= elapsed < 2 * read_timeout
+    assert refreshed(printer).state == "idle" and printer.seen_at is not None
+    silent = Printer.objects.filter(machine__slug__startswith="silent-")
+    assert {(p.state, "does not answer" in p.message) for p in silent} == {("offline", True)}
+
+
+def test_a_printer_error_fails_the_job_with_octoprints_words_until_a_person_clears_it(
+    lab, alice, bob, printer, octoprint_printer, tmp_path
+):
+    path = write_test_gcode(tmp_path / "halt.gcode", moves=200)
+    path.write_text(path.read_text() + "M112\n" + "G1 X10 Y10\n" * 200)  # an emergency stop mid-file
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+    job = poll_until(printer, job, (S.FAILED,), timeout=20)
+    assert job.reason == (f"{printer.machine.name} reported an error: "
+                          "Offline after error: Closing serial port due to emergency stop M112.")
+    assert PrintRecord.objects.get(job=job).result == "failed"
+    dispatch.printer_poll(machine_id=printer.pk)
+    assert refreshed(printer).state == "error" and not printer.bed_clear  # nobody reconnects it yet
+    printing.printer_confirm_cleared(machine=printer.machine, actor=alice)
+    assert dispatch.printer_poll(machine_id=printer.pk) == "error"  # this poll reconnected it
+    assert octoprint_printer.status().state is PrinterState.IDLE
+    assert dispatch.printer_poll(machine_id=printer.pk) == "idle"

@@ -70,7 +70,7 @@ def test_a_slicer_failure_ends_the_job_with_the_slicers_words(lab, bob, cube):
     make_printer(lab, volume=(None, None, None), slicer_profile="bed_shape = 0x0,15x0,15x15,0x15\n")
     job = prepared(lab, bob, cube)
     assert job.status == PrintJob.Status.FAILED
-    assert job.reason == "PrusaSlicer could not slice source.stl: Objects could not fit on the bed"
+    assert job.reason == "PrusaSlicer could not slice cube.stl: Objects could not fit on the bed"
     assert Notification.objects.filter(user=bob, subject="Could not prepare cube.stl").exists()
 
 
