@@ -277,7 +277,7 @@ def test_printers_that_never_answer_do_not_hold_up_the_others(lab, printer, octo
         for listener in listeners:
             listener.close()
     assert read_timeout <= elapsed < 2 * read_timeout
-    assert refreshed(printer).state == "idle" and printer.seen_at is not None
+    assert refreshed(printer).state == "idle" and printer.seen_at is not None, printer.message
     silent = Printer.objects.filter(machine__slug__startswith="silent-")
     assert {(p.state, "does not answer" in p.message) for p in silent} == {("offline", True)}
 
