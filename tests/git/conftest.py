@@ -42,23 +42,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def hub_server(django_db_setup, django_db_blocker, tmp_path_factory) -> HubServer:
-    from django.conf import settings
-
-    data_dir = tmp_path_factory.mktemp("hub-data")
-    log = data_dir / "gunicorn.log"
+def start_gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """Serve the hub with gunicorn on a free port; return the process once it answers."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "hub.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "git-http-tests",
-        "FABHUB_DATA_DIR": str(data_dir),
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "FABHUB_MAX_GIT_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
-    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -71,12 +57,31 @@ def hub_server(django_db_setup, django_db_blocker, tmp_path_factory) -> HubServe
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/schema/", timeout=2)
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}") from None
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def hub_server(django_db_setup, django_db_blocker, tmp_path_factory) -> HubServer:
+    from django.conf import settings
+
+    data_dir = tmp_path_factory.mktemp("hub-data")
+    log = data_dir / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "git-http-tests",
+        "FABHUB_DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "FABHUB_MAX_GIT_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
+    }
+    proc, url = start_gunicorn(env, log)
     yield HubServer(url=url, data_dir=data_dir, log=log)
     proc.terminate()
     proc.wait(timeout=10)

@@ -28,7 +28,7 @@ from designs.selectors import lfs_objects_served
 from hub import services as hub_services
 from hub.exceptions import Conflict, PermissionDenied
 from tests.factories import DesignFactory, UserFactory, commit_files
-from tests.git.conftest import ROOT, HubServer, free_port
+from tests.git.conftest import ROOT, HubServer, free_port, start_gunicorn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -419,26 +419,8 @@ def hub_b(tmp_path_factory):
         timeout=120,
     )
     tokens = dict(line.split()[1:] for line in made.stdout.splitlines() if line.startswith("TOKEN "))
-    port = free_port()
     log = data_dir / "gunicorn.log"
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(gunicorn), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4", "--timeout", "300"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/schema/", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"hub B did not start:\n{log.read_text()}") from None
-            time.sleep(0.2)
+    proc, url = start_gunicorn(env, log)
     yield OtherHub(HubServer(url=url, data_dir=data_dir, log=log), tokens)
     proc.terminate()
     proc.wait(timeout=10)
