@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,6 +49,7 @@ from designs.remotes import (
 from hub.crypto import UnreadableSecret, decrypt_text, encrypt_text
 from hub.exceptions import Conflict, HubError, NotFound, PermissionDenied, ValidationError
 from hub.models import User
+from hub.ticker import start_ticker
 
 logger = logging.getLogger(__name__)
 
@@ -627,45 +626,11 @@ def mirror_refresh_if_due(design: Design) -> None:
 
 # -- the embedded set-up's clock ----------------------------------------------------------
 
-_ticker_started = False
-_ticker_lock = threading.Lock()
-
-
 def start_embedded_ticker() -> bool:
     """Without a broker there is no beat: a thread of the web server runs `mirrors_tick`
-    every FABHUB_MIRROR_TICK_S seconds (0 turns it off). Only one process of a server
-    ticks at a time (a non-blocking lock on a file in the data directory); a second one
-    would be harmless anyway, since every refresh and push is a claim."""
-    global _ticker_started
-    if not settings.FABHUB_EMBEDDED_WORKER or settings.FABHUB_MIRROR_TICK_S <= 0:
-        return False
-    with _ticker_lock:
-        if _ticker_started:
-            return False
-        _ticker_started = True
-    threading.Thread(target=_tick_forever, name="fabhub-mirror-ticker", daemon=True).start()
-    return True
+    every FABHUB_MIRROR_TICK_S seconds (0 turns it off); see hub/ticker.py."""
+    return start_ticker("mirror", interval_s=settings.FABHUB_MIRROR_TICK_S, tick=embedded_tick)
 
 
-def _tick_forever() -> None:
-    import fcntl
-    from pathlib import Path
-
-    from django.db import close_old_connections, connection
-
-    path = Path(settings.DATA_DIR) / "mirror-ticker.lock"
-    while True:
-        time.sleep(settings.FABHUB_MIRROR_TICK_S)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # another process of this server is ticking
-                close_old_connections()
-                mirrors_tick(inline=True)
-        except Exception:
-            logger.exception("mirror tick failed")
-        finally:
-            connection.close()
+def embedded_tick(round_number: int) -> None:
+    mirrors_tick(inline=True)

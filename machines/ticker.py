@@ -10,32 +10,20 @@ would be harmless anyway (every step is a claim); the lock only avoids double po
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import threading
-import time
-from pathlib import Path
-
 from django.conf import settings
-from django.db import close_old_connections, connection
 
-logger = logging.getLogger(__name__)
-_started = False
-_lock = threading.Lock()
+from hub.ticker import start_ticker
+
 SWEEP_EVERY = 12  # ticks
 
 
 def start_embedded_ticker() -> bool:
-    """Start the ticker thread once per process, if the set-up wants one."""
-    global _started
-    if not settings.FABHUB_EMBEDDED_WORKER or settings.FABHUB_PRINT_TICK_S <= 0:
-        return False
-    with _lock:
-        if _started:
-            return False
-        _started = True
-    threading.Thread(target=_run, name="fabhub-print-ticker", daemon=True).start()
-    return True
+    """Start the print queue's ticker thread once per process, if the set-up wants one."""
+    return start_ticker("print", interval_s=settings.FABHUB_PRINT_TICK_S, tick=embedded_tick)
+
+
+def embedded_tick(round_number: int) -> None:
+    tick(sweep=round_number % SWEEP_EVERY == 0)
 
 
 def tick(*, sweep: bool) -> None:
@@ -46,24 +34,3 @@ def tick(*, sweep: bool) -> None:
     dispatch.dispatch_tick()
     if sweep:
         dispatch.print_queue_sweep()
-
-
-def _run() -> None:
-    path = Path(settings.DATA_DIR) / "print-ticker.lock"
-    count = 0
-    while True:
-        time.sleep(settings.FABHUB_PRINT_TICK_S)
-        count += 1
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # another process of this server is ticking
-                close_old_connections()
-                tick(sweep=count % SWEEP_EVERY == 0)
-        except Exception:
-            logger.exception("print queue tick failed")
-        finally:
-            connection.close()

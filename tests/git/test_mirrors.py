@@ -281,8 +281,10 @@ def test_the_embedded_ticker_runs_the_schedule(settings, monkeypatch):
             raise _StopTicking
 
     monkeypatch.setattr(mirrors, "mirrors_tick", tick)
+    from hub.ticker import run_ticker
+
     with pytest.raises(_StopTicking):
-        mirrors._tick_forever()
+        run_ticker("mirror", interval_s=settings.FABHUB_MIRROR_TICK_S, tick=mirrors.embedded_tick)
     assert ticks == [True, True] and (Path(settings.DATA_DIR) / "mirror-ticker.lock").exists()
 
 

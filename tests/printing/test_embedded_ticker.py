@@ -30,9 +30,13 @@ def test_one_round_gives_an_idle_printer_its_job(alice, bob, tmp_path):
 
 
 def test_the_ticker_starts_only_with_the_embedded_worker(settings, monkeypatch):
+    from hub import ticker as hub_ticker
+
     started = []
-    monkeypatch.setattr(ticker, "_started", False)
-    monkeypatch.setattr(ticker.threading, "Thread", lambda **kw: type("T", (), {"start": lambda self: started.append(kw)})())
+    monkeypatch.setattr(hub_ticker, "_started", set())
+    monkeypatch.setattr(
+        hub_ticker.threading, "Thread", lambda **kw: type("T", (), {"start": lambda self: started.append(kw)})()
+    )
     settings.FABHUB_EMBEDDED_WORKER = False
     assert ticker.start_embedded_ticker() is False
     settings.FABHUB_EMBEDDED_WORKER = True
