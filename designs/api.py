@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from designs import analysis, mirrors, proposals, selectors, services
+from designs import analysis, mirrors, paths, proposals, selectors, services
 from designs.diffs import compare
 from designs.models import ChangeProposal, Design, Licence
 from designs.rawfiles import serve_blob
@@ -191,8 +191,15 @@ class CommitDetailApi(DesignContextMixin, APIView):
         return Response(CommitOutput(commit).data)
 
 
-def _write_response(design: Design, branch: str | None, sha: str) -> Response:
-    return Response(CommitCreated({"sha": sha, "branch": branch or design.default_branch}).data, status=201)
+def _commit(request: Request, design: Design, values: dict, **changes) -> Response:
+    """One commit from a write endpoint's validated input (message, branch, parent)."""
+    sha = services.design_commit(
+        design=design, author=request.user, message=values["message"], branch=values.get("branch"),
+        expected_head=values.get("parent"), **changes,
+    )
+    return Response(
+        CommitCreated({"sha": sha, "branch": values.get("branch") or design.default_branch}).data, status=201
+    )
 
 
 class UploadApi(DesignContextMixin, APIView):
@@ -205,17 +212,11 @@ class UploadApi(DesignContextMixin, APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         names = values.get("paths") or [f.name for f in values["files"]]
-        from designs.paths import join
-
         uploads = [
-            services.Upload(path=join(values["folder"].strip("/"), name), content=f)
+            services.Upload(path=paths.join(values["folder"].strip("/"), name), content=f)
             for name, f in zip(names, values["files"], strict=True)
         ]
-        sha = services.design_commit(
-            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
-            uploads=uploads, expected_head=values.get("parent"),
-        )
-        return _write_response(design, values.get("branch"), sha)
+        return _commit(request, design, values, uploads=uploads)
 
 
 class DeleteFilesApi(DesignContextMixin, APIView):
@@ -227,11 +228,7 @@ class DeleteFilesApi(DesignContextMixin, APIView):
         data = DeleteInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        sha = services.design_commit(
-            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
-            deletes=values["paths"], expected_head=values.get("parent"),
-        )
-        return _write_response(design, values.get("branch"), sha)
+        return _commit(request, design, values, deletes=values["paths"])
 
 
 class RenameFileApi(DesignContextMixin, APIView):
@@ -243,12 +240,7 @@ class RenameFileApi(DesignContextMixin, APIView):
         data = RenameInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        sha = services.design_commit(
-            design=design, author=request.user, message=values["message"], branch=values.get("branch"),
-            renames=[services.Rename(values["from_path"], values["to_path"])],
-            expected_head=values.get("parent"),
-        )
-        return _write_response(design, values.get("branch"), sha)
+        return _commit(request, design, values, renames=[services.Rename(values["from_path"], values["to_path"])])
 
 
 class TreeApi(DesignContextMixin, APIView):
@@ -297,11 +289,7 @@ class BranchListApi(DesignContextMixin, APIView):
     @extend_schema(responses=BranchOutput(many=True))
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        branches = [
-            {"name": name, "head": head, "default": name == design.default_branch}
-            for name, head in design.repo.branches()
-        ]
-        return Response(BranchOutput(branches, many=True).data)
+        return Response(BranchOutput(selectors.design_branches(design), many=True).data)
 
     @extend_schema(request=BranchCreateInput, responses={201: BranchOutput})
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -330,17 +318,14 @@ class TagListApi(DesignContextMixin, APIView):
         data = TagCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.tag_create(design=design, user=request.user, **data.validated_data)
-        tag = next(t for t in design.repo.tags() if t.name == data.validated_data["name"])
+        tag = selectors.design_tag(design, data.validated_data["name"])
         return Response(TagOutput(tag).data, status=201)
 
 
 class TagDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses=TagOutput)
     def get(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        tag = next((t for t in self.get_design().repo.tags() if t.name == name), None)
-        if tag is None:
-            raise NotFound(f"There is no tag {name!r}.")
-        return Response(TagOutput(tag).data)
+        return Response(TagOutput(selectors.design_tag(self.get_design(), name)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:

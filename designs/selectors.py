@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils.html import escape
 
-from designs.git import ChangedFile, Commit, TreeEntry
+from designs.git import ChangedFile, Commit, Tag, TreeEntry
 from designs.lfs_store import MAX_POINTER_BYTES, Pointer, resolve_pointer, valid_oid
 from designs.models import Collaborator, Design, LfsLock, LfsObject
 from designs.readme import render_readme
@@ -101,6 +101,23 @@ def design_file(design: Design, *, rev: str | None, path: str) -> tuple[str, Tre
     if entry is None or entry.kind != "blob":
         raise NotFound(f"No file {path!r} at {sha[:10]}.")
     return sha, entry
+
+
+def design_branches(design: Design) -> list[dict]:
+    """Branches with their heads, the default branch first, then by name."""
+    branches = [
+        {"name": name, "head": head, "default": name == design.default_branch}
+        for name, head in design.repo.branches()
+    ]
+    branches.sort(key=lambda b: (not b["default"], b["name"].lower()))
+    return branches
+
+
+def design_tag(design: Design, name: str) -> Tag:
+    tag = next((t for t in design.repo.tags() if t.name == name), None)
+    if tag is None:
+        raise NotFound(f"There is no tag {name!r}.")
+    return tag
 
 
 def design_changes(design: Design, *, base: str | None, head: str) -> list[ChangedFile]:

@@ -841,48 +841,52 @@ def design_rename_file(request: HttpRequest, owner: str, slug: str) -> HttpRespo
 # -- branches and tags --------------------------------------------------------------------
 
 
-@hub_page
-def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    writing = request.method == "POST"
-    design, role = _load(request, owner, slug, need="write" if writing else None)
+def _create_or_delete(request: HttpRequest, design: Design, form_class, *, create, delete, created, deleted):
+    """The create/delete actions shared by the branches and tags pages.
+
+    Returns (form, redirect or None); `created`/`deleted` format the success message.
+    """
     action = request.POST.get("action")
-    form = forms.BranchCreateForm(request.POST if action == "create" else None)
+    form = form_class(request.POST if action == "create" else None)
     if action == "delete":
         name = request.POST.get("name", "")
-        services.branch_delete(design=design, user=request.user, name=name)
-        messages.success(request, f"Deleted branch {name}.")
-        return redirect(request.path)
+        delete(design=design, user=request.user, name=name)
+        messages.success(request, deleted.format(name=name))
+        return form, redirect(request.path)
     if action == "create" and form.is_valid():
-        ok, _ = form_call(form, services.branch_create, design=design, user=request.user, **form.cleaned_data)
+        ok, _ = form_call(form, create, design=design, user=request.user, **form.cleaned_data)
         if ok:
-            messages.success(request, f"Created branch {form.cleaned_data['name']}.")
-            return redirect(request.path)
-    branches = [
-        {"name": name, "head": head, "default": name == design.default_branch}
-        for name, head in design.repo.branches()
-    ]
-    branches.sort(key=lambda b: (not b["default"], b["name"].lower()))
+            messages.success(request, created.format(name=form.cleaned_data["name"]))
+            return form, redirect(request.path)
+    return form, None
+
+
+@hub_page
+def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = _load(request, owner, slug, need="write" if request.method == "POST" else None)
+    form, done = _create_or_delete(
+        request, design, forms.BranchCreateForm,
+        create=services.branch_create, delete=services.branch_delete,
+        created="Created branch {name}.", deleted="Deleted branch {name}.",
+    )
+    if done:
+        return done
     return _render(
-        request, "designs/branches.html", design, role, "branches", form=form, branch_list=branches
+        request, "designs/branches.html", design, role, "branches",
+        form=form, branch_list=selectors.design_branches(design),
     )
 
 
 @hub_page
 def design_tags(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    writing = request.method == "POST"
-    design, role = _load(request, owner, slug, need="write" if writing else None)
-    action = request.POST.get("action")
-    form = forms.TagCreateForm(request.POST if action == "create" else None)
-    if action == "delete":
-        name = request.POST.get("name", "")
-        services.tag_delete(design=design, user=request.user, name=name)
-        messages.success(request, f"Deleted tag {name}.")
-        return redirect(request.path)
-    if action == "create" and form.is_valid():
-        ok, _ = form_call(form, services.tag_create, design=design, user=request.user, **form.cleaned_data)
-        if ok:
-            messages.success(request, f"Tagged {form.cleaned_data['name']}.")
-            return redirect(request.path)
+    design, role = _load(request, owner, slug, need="write" if request.method == "POST" else None)
+    form, done = _create_or_delete(
+        request, design, forms.TagCreateForm,
+        create=services.tag_create, delete=services.tag_delete,
+        created="Tagged {name}.", deleted="Deleted tag {name}.",
+    )
+    if done:
+        return done
     return _render(request, "designs/tags.html", design, role, "tags", form=form, tag_list=design.repo.tags())
 
 
