@@ -98,14 +98,21 @@ def main() -> None:
     assert connection.vendor == "postgresql", "this benchmark needs PostgreSQL"
     manager = User.objects.create_user("bench-manager")
     lab = services.lab_create(
-        creator=manager, name="Bench Lab", slug="bench", timezone=ZONE, max_horizon_days=3650, min_notice_minutes=0,
+        creator=manager,
+        name="Bench Lab",
+        slug="bench",
+        timezone=ZONE,
+        max_horizon_days=3650,
+        min_notice_minutes=0,
         max_booking_minutes=24 * 60,
     )
     from datetime import time as clock
 
     services.lab_set_hours(lab=lab, actor=manager, hours=[(d, clock(8), clock(22)) for d in range(7)])
     machines = [
-        services.machine_create(lab=lab, actor=manager, name=f"Printer {n}", slug=f"p{n}", kind=Machine.Kind.FDM_PRINTER)
+        services.machine_create(
+            lab=lab, actor=manager, name=f"Printer {n}", slug=f"p{n}", kind=Machine.Kind.FDM_PRINTER
+        )
         for n in range(MACHINES)
     ]
     members = [User.objects.create_user(f"member{n}") for n in range(CLIENTS)]
@@ -123,11 +130,16 @@ def main() -> None:
         for n in range(per_machine):
             day = first_day + timedelta(days=n // 7)
             start = timeline.wall_clock(day, clock(8 + 2 * (n % 7)), lab.zone)
-            batch.append(Booking(
-                machine=machine, member=members[n % CLIENTS], created_by=manager, start=start,
-                end=start + timedelta(hours=1),
-                status=Booking.Status.CANCELLED if n % 10 == 9 else Booking.Status.APPROVED,
-            ))
+            batch.append(
+                Booking(
+                    machine=machine,
+                    member=members[n % CLIENTS],
+                    created_by=manager,
+                    start=start,
+                    end=start + timedelta(hours=1),
+                    status=Booking.Status.CANCELLED if n % 10 == 9 else Booking.Status.APPROVED,
+                )
+            )
             if len(batch) == 10_000:
                 Booking.objects.bulk_create(batch)
                 batch = []
@@ -135,7 +147,9 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     last_day = first_day + timedelta(days=per_machine // 7)
-    print(f"  {Booking.objects.count():,} rows ({first_day} to {last_day}) in {time.perf_counter() - started:.1f}s\n")
+    print(
+        f"  {Booking.objects.count():,} rows ({first_day} to {last_day}) in {time.perf_counter() - started:.1f}s\n"
+    )
 
     # -- availability of one machine for a month ---------------------------------------------------
     machine = Machine.objects.select_related("lab").get(pk=machines[7].pk)
@@ -218,7 +232,13 @@ def main() -> None:
                 'INSERT INTO machines_booking (machine_id, kind, status, member_id, created_by_id, start, "end", '
                 "note, reason, created_at, needs_decision) VALUES (%s, 'booking', 'approved', %s, %s, %s, %s, '', '', "
                 "now(), false)",
-                [machine_.pk, members[c].pk, members[c].pk, start + timedelta(days=400), end + timedelta(days=400)],
+                [
+                    machine_.pk,
+                    members[c].pk,
+                    members[c].pk,
+                    start + timedelta(days=400),
+                    end + timedelta(days=400),
+                ],
             )
 
     hub_lat, hub_wall, hub_errors = run_clients(hub_create)
@@ -240,7 +260,9 @@ def main() -> None:
     def racer(c: int) -> None:
         try:
             race_start.wait()
-            services.booking_create(machine=hot[0], member=members[c], start=start, end=start + timedelta(hours=1))
+            services.booking_create(
+                machine=hot[0], member=members[c], start=start, end=start + timedelta(hours=1)
+            )
             outcomes.append("booked")
         except Conflict:
             outcomes.append("conflict")
@@ -252,8 +274,10 @@ def main() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    print(f"  {CLIENTS} clients racing for one slot: {outcomes.count('booked')} booked, "
-          f"{outcomes.count('conflict')} clear conflicts")
+    print(
+        f"  {CLIENTS} clients racing for one slot: {outcomes.count('booked')} booked, "
+        f"{outcomes.count('conflict')} clear conflicts"
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,13 @@ def plain_git(files: list[Path], scratch: Path) -> float:
     subprocess.run(["git", "init", "-q", str(work)], check=True)
     for path in files:
         shutil.copy(path, work / path.name)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     start = time.perf_counter()
     subprocess.run(["git", "-C", str(work), "add", "."], check=True, env=env)
     subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "100 parts"], check=True, env=env)
@@ -63,7 +69,10 @@ def main() -> None:
 
         design = services.design_create(owner=user, slug=f"service-{run}", title="x", licence="MIT")
         handles = [path.open("rb") for path in files]
-        uploads = [services.Upload(path=f"parts/{p.name}", content=File(h, name=p.name)) for p, h in zip(files, handles, strict=True)]
+        uploads = [
+            services.Upload(path=f"parts/{p.name}", content=File(h, name=p.name))
+            for p, h in zip(files, handles, strict=True)
+        ]
         for upload, path in zip(uploads, files, strict=True):
             upload.content.temporary_file_path = lambda p=path: str(p)  # as TemporaryUploadedFile
         start = time.perf_counter()
@@ -73,7 +82,10 @@ def main() -> None:
             handle.close()
 
         services.design_create(owner=user, slug=f"api-{run}", title="x", licence="MIT")
-        payload = {"files": [SimpleUploadedFile(p.name, p.read_bytes()) for p in files], "message": "100 parts"}
+        payload = {
+            "files": [SimpleUploadedFile(p.name, p.read_bytes()) for p in files],
+            "message": "100 parts",
+        }
         start = time.perf_counter()
         response = client.post(f"/api/designs/bench/api-{run}/upload/", payload)
         api_times.append(time.perf_counter() - start)

@@ -55,8 +55,22 @@ def start_gunicorn(app: str, env: dict, cwd: Path) -> tuple[subprocess.Popen, st
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
-        [str(gunicorn), app, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--timeout", "600"],
-        cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(gunicorn),
+            app,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--timeout",
+            "600",
+        ],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(150):
@@ -103,11 +117,18 @@ def main() -> None:
     fast_import(small.repo_path, commits=100, binaries=5)
     big.repo.refresh_commit_graph()
     size = sum(f.stat().st_size for f in big.repo_path.rglob("*") if f.is_file()) / 1024 / 1024
-    print(f"git transfer: {COMMITS:,} commits, {BINARY_FILES} MB of binaries ({size:.0f} MB packed), "
-          f"built in {time.perf_counter() - started:.1f} s")
+    print(
+        f"git transfer: {COMMITS:,} commits, {BINARY_FILES} MB of binaries ({size:.0f} MB packed), "
+        f"built in {time.perf_counter() - started:.1f} s"
+    )
 
-    hub_env = {"DEBUG": "0", "SECRET_KEY": "bench", "FABHUB_DATA_DIR": str(data_dir),
-               "ALLOWED_HOSTS": "127.0.0.1", "DJANGO_SETTINGS_MODULE": "hub.settings"}
+    hub_env = {
+        "DEBUG": "0",
+        "SECRET_KEY": "bench",
+        "FABHUB_DATA_DIR": str(data_dir),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+    }
     hub, hub_url = start_gunicorn("hub.wsgi:application", hub_env, ROOT)
     plain, plain_url = start_gunicorn(
         "plain_backend:application", {"GIT_PROJECT_ROOT": str(data_dir / "repos" / "bench")}, ROOT / "bench"
@@ -149,8 +170,10 @@ def main() -> None:
     for op in ("clone", "push"):
         h, p = results[f"{op} hub"], results[f"{op} plain"]
         print(f"{op + ' (best of 3)':<26}{h:>8.2f}s{p:>8.2f}s{h / p:>7.2f}x")
-    print(f"hub worker peak RSS: {small_peak:.0f} MB after cloning a 5 MB design, "
-          f"{big_clone_peak:.0f} MB after cloning the {size:.0f} MB one, {big_push_peak:.0f} MB after pushing it")
+    print(
+        f"hub worker peak RSS: {small_peak:.0f} MB after cloning a 5 MB design, "
+        f"{big_clone_peak:.0f} MB after cloning the {size:.0f} MB one, {big_push_peak:.0f} MB after pushing it"
+    )
 
 
 if __name__ == "__main__":

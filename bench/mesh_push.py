@@ -53,14 +53,18 @@ def main() -> None:
     # Tasks run inline here (as Celery's eager mode does), so the clock covers the work.
     with override_settings(FABHUB_EMBEDDED_WORKER=False, CELERY_TASK_ALWAYS_EAGER=True):
         before = design.repo.refs()
-        fast_import(repo, {f"parts/part-{n:04d}.stl": data for n, data in enumerate(meshes)}, "1,000 parts", True)
+        fast_import(
+            repo, {f"parts/part-{n:04d}.stl": data for n, data in enumerate(meshes)}, "1,000 parts", True
+        )
         started = time.perf_counter()
         services.design_pushed(design=design, refs_before=before)
         first = time.perf_counter() - started
         done = MeshAnalysis.objects.filter(status="done").count()
 
         before = design.repo.refs()
-        fast_import(repo, {f"copies/part-{n:04d}.stl": data for n, data in enumerate(meshes)}, "Same parts", False)
+        fast_import(
+            repo, {f"copies/part-{n:04d}.stl": data for n, data in enumerate(meshes)}, "Same parts", False
+        )
         started = time.perf_counter()
         services.design_pushed(design=design, refs_before=before)
         again = time.perf_counter() - started
@@ -69,9 +73,11 @@ def main() -> None:
     print(f"{'1,000 small meshes in one push':<44}{'time':>9}{'per s':>10}")
     print(f"{'first push: analyse all (figures, thumbnail, 3D)':<44}{first:>8.2f}s{done / first:>9.0f}/s")
     print(f"{'same blobs pushed again (cached by sha)':<44}{again:>8.3f}s{'':>10}")
-    print(f"ratio again / first: {again / first:.4f}  ({done} done, "
-          f"{MeshAnalysis.objects.filter(status='failed').count()} failed, "
-          f"{MeshAnalysis.objects.count() - MESHES} analysed twice)")
+    print(
+        f"ratio again / first: {again / first:.4f}  ({done} done, "
+        f"{MeshAnalysis.objects.filter(status='failed').count()} failed, "
+        f"{MeshAnalysis.objects.count() - MESHES} analysed twice)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,13 +30,32 @@ REFSPECS = ["+refs/heads/*:refs/fabhub/mirror/heads/*", "+refs/tags/*:refs/fabhu
 
 def start_hub(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench", "FABHUB_DATA_DIR": str(data_dir),
-           "ALLOWED_HOSTS": "127.0.0.1", "DJANGO_SETTINGS_MODULE": "hub.settings"}
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench",
+        "FABHUB_DATA_DIR": str(data_dir),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
-        [str(gunicorn), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--threads", "4", "--access-logfile", str(log)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(gunicorn),
+            "hub.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            str(log),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -71,7 +90,9 @@ def main() -> None:
     started = time.perf_counter()
     fast_import(source.repo_path, commits=COMMITS, binaries=10)
     source.repo.refresh_commit_graph()
-    print(f"mirror refresh: source design with {COMMITS:,} commits, built in {time.perf_counter() - started:.1f} s")
+    print(
+        f"mirror refresh: source design with {COMMITS:,} commits, built in {time.perf_counter() - started:.1f} s"
+    )
 
     log = data_dir / "access.log"
     hub, hub_url = start_hub(data_dir, log)
@@ -81,8 +102,12 @@ def main() -> None:
     url = f"{hub_url}/bench/rover.git"
 
     def plain_fetch() -> None:
-        subprocess.run(["git", "--git-dir", str(plain), "fetch", "--quiet", "--prune", "--no-tags", url, *REFSPECS],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "--git-dir", str(plain), "fetch", "--quiet", "--prune", "--no-tags", url, *REFSPECS],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
     try:
         subprocess.run(["git", "init", "--quiet", "--bare", str(plain)], check=True, env=env)
@@ -108,7 +133,9 @@ def main() -> None:
 
         def one_new_commit() -> None:
             n = next(counter)
-            part = services.Upload(f"parts/new-{n}.scad", ContentFile(f"cube({n});\n".encode(), name="new.scad"))
+            part = services.Upload(
+                f"parts/new-{n}.scad", ContentFile(f"cube({n});\n".encode(), name="new.scad")
+            )
             services.design_commit(design=source, author=user, message=f"New part {n}", uploads=[part])
 
         def timed_after_new_commit(fn) -> float:
@@ -138,8 +165,10 @@ def main() -> None:
         (f"refresh after one new commit (best of {RUNS})", new_hub, new_plain),
     ):
         print(f"{label:<42}{h * 1000:>8.1f}ms{g * 1000:>8.1f}ms{h / g:>7.2f}x")
-    print(f"HTTP requests, unchanged: hub {hub_requests}, git fetch {plain_requests}; "
-          f"after one new commit: hub {new_hub_requests}, git fetch {new_plain_requests}")
+    print(
+        f"HTTP requests, unchanged: hub {hub_requests}, git fetch {plain_requests}; "
+        f"after one new commit: hub {new_hub_requests}, git fetch {new_plain_requests}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,15 @@ def application(environ, start_response):
         "GIT_CONFIG_KEY_0": "http.receivepack",
         "GIT_CONFIG_VALUE_0": "true",
     }
-    for key in ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
-                "HTTP_CONTENT_ENCODING", "HTTP_GIT_PROTOCOL"):
+    for key in (
+        "REQUEST_METHOD",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "HTTP_CONTENT_ENCODING",
+        "HTTP_GIT_PROTOCOL",
+    ):
         if environ.get(key):
             env[key] = environ[key]
     proc = subprocess.Popen(["git", "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)

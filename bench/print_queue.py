@@ -58,21 +58,45 @@ def fill(jobs: int, printers: int):
     owner = User.objects.filter(username="bench").first() or User.objects.create_user("bench", password="x")
     sha, size = printing.store_file(io.BytesIO(b"G28\nG1 X10 Y10 F6000\n"))
     labs = [services.lab_create(creator=owner, name=f"Lab {n}", slug=f"lab-{n}") for n in range(LABS)]
-    machines = Machine.objects.bulk_create([
-        Machine(lab=labs[n % LABS], name=f"P{n}", slug=f"p{n}", kind=Machine.Kind.FDM_PRINTER,
-                work_x_mm=250, work_y_mm=210, work_z_mm=210)
-        for n in range(printers)
-    ])
-    Printer.objects.bulk_create([
-        Printer(machine=m, material=MATERIALS[n % len(MATERIALS)], state="idle") for n, m in enumerate(machines)
-    ])
+    machines = Machine.objects.bulk_create(
+        [
+            Machine(
+                lab=labs[n % LABS],
+                name=f"P{n}",
+                slug=f"p{n}",
+                kind=Machine.Kind.FDM_PRINTER,
+                work_x_mm=250,
+                work_y_mm=210,
+                work_z_mm=210,
+            )
+            for n in range(printers)
+        ]
+    )
+    Printer.objects.bulk_create(
+        [
+            Printer(machine=m, material=MATERIALS[n % len(MATERIALS)], state="idle")
+            for n, m in enumerate(machines)
+        ]
+    )
     now = timezone.now()
-    rows = PrintJob.objects.bulk_create([
-        PrintJob(lab=labs[n % LABS], owner=owner, file_kind=PrintJob.FileKind.GCODE, path=f"part-{n}.gcode",
-                 source_sha=sha, material=MATERIALS[(n // LABS) % len(MATERIALS)], status=PrintJob.Status.QUEUED,
-                 priority=n % 4, queued_at=now - timedelta(seconds=jobs - n), estimated_seconds=1800)
-        for n in range(jobs)
-    ], batch_size=2000)
+    rows = PrintJob.objects.bulk_create(
+        [
+            PrintJob(
+                lab=labs[n % LABS],
+                owner=owner,
+                file_kind=PrintJob.FileKind.GCODE,
+                path=f"part-{n}.gcode",
+                source_sha=sha,
+                material=MATERIALS[(n // LABS) % len(MATERIALS)],
+                status=PrintJob.Status.QUEUED,
+                priority=n % 4,
+                queued_at=now - timedelta(seconds=jobs - n),
+                estimated_seconds=1800,
+            )
+            for n in range(jobs)
+        ],
+        batch_size=2000,
+    )
     PrintGcode.objects.bulk_create(
         [PrintGcode(job=j, sha256=sha, size=size, estimated_seconds=1800) for j in rows], batch_size=2000
     )
@@ -84,12 +108,18 @@ def free_some(share: float) -> int:
 
     from machines.models import Booking, Printer, PrintJob
 
-    running = list(PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER).values_list("pk", "booking_id", "machine_id"))
+    running = list(
+        PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER).values_list("pk", "booking_id", "machine_id")
+    )
     chosen = running[: max(1, int(len(running) * share))]
     now = timezone.now()
-    PrintJob.objects.filter(pk__in=[pk for pk, _, _ in chosen]).update(status=PrintJob.Status.DONE, finished_at=now)
+    PrintJob.objects.filter(pk__in=[pk for pk, _, _ in chosen]).update(
+        status=PrintJob.Status.DONE, finished_at=now
+    )
     Booking.objects.filter(pk__in=[b for _, b, _ in chosen]).update(status=Booking.Status.CANCELLED)
-    Printer.objects.filter(pk__in=[m for _, _, m in chosen]).update(state="idle", job_name="")  # the operator's record
+    Printer.objects.filter(pk__in=[m for _, _, m in chosen]).update(
+        state="idle", job_name=""
+    )  # the operator's record
     return len(chosen)
 
 
@@ -101,8 +131,11 @@ def manual_claims(count: int) -> float:
     from machines.models import Booking, Machine, PrintJob
 
     machines = list(Machine.objects.values_list("pk", flat=True)[:count])
-    jobs = list(PrintJob.objects.filter(status=PrintJob.Status.QUEUED).order_by("-priority", "queued_at")
-                .values_list("pk", flat=True)[:count])
+    jobs = list(
+        PrintJob.objects.filter(status=PrintJob.Status.QUEUED)
+        .order_by("-priority", "queued_at")
+        .values_list("pk", flat=True)[:count]
+    )
     start = time.perf_counter()
     now = timezone.now()
     for machine_id, job_id in zip(machines, jobs, strict=False):
@@ -110,8 +143,9 @@ def manual_claims(count: int) -> float:
             PrintJob.objects.filter(pk=job_id, status=PrintJob.Status.QUEUED).update(
                 status=PrintJob.Status.DISPATCHING, machine_id=machine_id, dispatch_token="x", claimed_at=now
             )
-            Booking.objects.create(machine_id=machine_id, kind=Booking.Kind.PRINT_JOB, start=now,
-                                   end=now + timedelta(minutes=33))
+            Booking.objects.create(
+                machine_id=machine_id, kind=Booking.Kind.PRINT_JOB, start=now, end=now + timedelta(minutes=33)
+            )
     return time.perf_counter() - start
 
 
@@ -136,10 +170,14 @@ def dispatcher() -> None:
         fill(jobs, printers)
         base = manual_claims(printers)
         label = f"{jobs:,} jobs, {printers} printers"
-        print(f"{label + ': all idle':<40}{full * 1000:>8.0f}ms{full / printers * 1000:>11.2f}ms"
-              f"{base * 1000:>11.0f}ms{full / base:>7.2f}x")
+        print(
+            f"{label + ': all idle':<40}{full * 1000:>8.0f}ms{full / printers * 1000:>11.2f}ms"
+            f"{base * 1000:>11.0f}ms{full / base:>7.2f}x"
+        )
         print(f"{label + ': all busy':<40}{busy * 1000:>8.1f}ms")
-        print(f"{label + f': {freed} came free':<40}{partial * 1000:>8.0f}ms{partial / freed * 1000:>11.2f}ms")
+        print(
+            f"{label + f': {freed} came free':<40}{partial * 1000:>8.0f}ms{partial / freed * 1000:>11.2f}ms"
+        )
 
 
 def _timed(fn) -> float:
@@ -165,9 +203,18 @@ def octoprint_overhead() -> None:
         lab = Lab.objects.filter(slug="octo-lab").first() or services.lab_create(
             creator=owner, name="Octo lab", slug="octo-lab"
         )
-        machine = services.machine_create(lab=lab, actor=owner, name="Virtual", slug="virtual", kind="fdm_printer",
-                                          work_x_mm=250, work_y_mm=210, work_z_mm=210, connection_url=server.url,
-                                          connection_api_key=server.api_key)
+        machine = services.machine_create(
+            lab=lab,
+            actor=owner,
+            name="Virtual",
+            slug="virtual",
+            kind="fdm_printer",
+            work_x_mm=250,
+            work_y_mm=210,
+            work_z_mm=210,
+            connection_url=server.url,
+            connection_api_key=server.api_key,
+        )
         printing.printer_configure(machine=machine, actor=owner, serial_port="VIRTUAL", baudrate=115200)
         gcode = write_test_gcode(work / "part.gcode", moves=3000)
         data = gcode.read_bytes()
@@ -184,8 +231,12 @@ def octoprint_overhead() -> None:
 
         def direct(n: int) -> float:
             start = time.perf_counter()
-            session.post(f"{api}/api/files/local", files={"file": (f"direct-{n}.gcode", data)},
-                         data={"select": "true", "print": "true"}, timeout=60).raise_for_status()
+            session.post(
+                f"{api}/api/files/local",
+                files={"file": (f"direct-{n}.gcode", data)},
+                data={"select": "true", "print": "true"},
+                timeout=60,
+            ).raise_for_status()
             wait_state("Printing")
             elapsed = time.perf_counter() - start
             session.post(f"{api}/api/job", json={"command": "cancel"}, timeout=10)
@@ -195,8 +246,9 @@ def octoprint_overhead() -> None:
         def hub(n: int) -> float:
             dispatch.printer_poll(machine_id=machine.pk)  # the poller's view: idle, fresh
             start = time.perf_counter()
-            job = printing.print_job_submit(lab=lab, owner=owner,
-                                            upload=SimpleUploadedFile(f"hub-{n}.gcode", data, "text/plain"))
+            job = printing.print_job_submit(
+                lab=lab, owner=owner, upload=SimpleUploadedFile(f"hub-{n}.gcode", data, "text/plain")
+            )
             job.refresh_from_db()
             elapsed = time.perf_counter() - start
             assert job.status == PrintJob.Status.PRINTING, (job.status, job.reason)
@@ -212,7 +264,9 @@ def octoprint_overhead() -> None:
         hub_times = [hub(n) for n in range(1, OCTOPRINT_RUNS + 1)]
         direct_times = [direct(n) for n in range(1, OCTOPRINT_RUNS + 1)]
         h, d = statistics.median(hub_times), statistics.median(direct_times)
-        print(f"\n{'submit → printing (median of ' + str(OCTOPRINT_RUNS) + ')':<40}{'hub':>10}{'direct REST':>13}{'ratio':>8}")
+        print(
+            f"\n{'submit → printing (median of ' + str(OCTOPRINT_RUNS) + ')':<40}{'hub':>10}{'direct REST':>13}{'ratio':>8}"
+        )
         print(f"{'G-code, 3000 moves (66 kB)':<40}{h * 1000:>8.0f}ms{d * 1000:>11.0f}ms{h / d:>7.2f}x")
         print(f"{'  hub minus direct':<40}{(h - d) * 1000:>8.0f}ms")
     finally:

@@ -58,13 +58,19 @@ def analyses_queue(*, design: Design, commits: list[str]) -> list[int]:
     blobs = [(sha, path) for sha, path in design.repo.blobs_added_by(commits) if is_mesh_path(path)]
     if not blobs:
         return []
-    known = set(MeshAnalysis.objects.filter(blob_sha__in=[sha for sha, _ in blobs]).values_list("blob_sha", flat=True))
+    known = set(
+        MeshAnalysis.objects.filter(blob_sha__in=[sha for sha, _ in blobs]).values_list("blob_sha", flat=True)
+    )
     fresh = {sha: path for sha, path in blobs if sha not in known}
     MeshAnalysis.objects.bulk_create(
         [MeshAnalysis(blob_sha=sha, path=path, design=design) for sha, path in fresh.items()],
         ignore_conflicts=True,  # a concurrent push may have queued the same blob
     )
-    ids = list(MeshAnalysis.objects.filter(blob_sha__in=fresh, status=MeshAnalysis.Status.PENDING).values_list("pk", flat=True))
+    ids = list(
+        MeshAnalysis.objects.filter(blob_sha__in=fresh, status=MeshAnalysis.Status.PENDING).values_list(
+            "pk", flat=True
+        )
+    )
     size = settings.FABHUB_MESH_BATCH_SIZE
     for start in range(0, len(ids), size):
         enqueue(tasks.analyse_meshes, ids[start : start + size])
@@ -84,7 +90,10 @@ def analyses_run(*, analysis_ids: list[int]) -> int:
     claimed = [pk for pk in analysis_ids if _claim(pk)]
     if not claimed:
         return 0
-    rows = {row.blob_sha: row for row in MeshAnalysis.objects.filter(pk__in=claimed).select_related("design__owner")}
+    rows = {
+        row.blob_sha: row
+        for row in MeshAnalysis.objects.filter(pk__in=claimed).select_related("design__owner")
+    }
     work = Path(tempfile.mkdtemp(prefix="fabhub-mesh-"))
     try:
         jobs = []
@@ -174,11 +183,12 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
     forgotten = list(
         MeshAnalysis.objects.filter(
             status=MeshAnalysis.Status.PENDING, queued_at__lt=now - max(stale_after, timedelta(minutes=2))
-        )
-        .values_list("pk", flat=True)
+        ).values_list("pk", flat=True)
     )
     requeued = list(
-        MeshAnalysis.objects.filter(status=MeshAnalysis.Status.PENDING, queued_at=now).values_list("pk", flat=True)
+        MeshAnalysis.objects.filter(status=MeshAnalysis.Status.PENDING, queued_at=now).values_list(
+            "pk", flat=True
+        )
     )
     ids = list(dict.fromkeys(forgotten + requeued))
     size = settings.FABHUB_MESH_BATCH_SIZE
@@ -210,7 +220,9 @@ def mesh_differ(repo, change):
 
     detail = {"old": summary(change.old_sha), "new": summary(change.new_sha), "geometry": None}
     if change.old_sha and change.new_sha:
-        cached = mesh_diff_get(repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path)
+        cached = mesh_diff_get(
+            repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path
+        )
         detail["geometry"] = cached.result
         detail["geometry_reason"] = cached.reason
     return "mesh", detail
@@ -229,7 +241,10 @@ def mesh_diff_get(repo, old_sha: str, new_sha: str, old_path: str, new_path: str
         repo.blob_to_file(old_sha, old_file)
         repo.blob_to_file(new_sha, new_file)
         result, reason = run_diff(
-            old_file, new_file, old_name=old_path, new_name=new_path,
+            old_file,
+            new_file,
+            old_name=old_path,
+            new_name=new_path,
             time_limit_s=min(settings.FABHUB_MESH_TIME_LIMIT_S, 60),
             memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
         )
@@ -287,11 +302,15 @@ def figures_at(figures: dict | None, units: str | None) -> dict | None:
     return figures_in_units(figures, units)
 
 
-def design_meshes(design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None) -> list[dict]:
+def design_meshes(
+    design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None
+) -> list[dict]:
     """Every mesh file at commit `sha` with its analysis (and fit, given a build volume)."""
     from designs.meshes import fits
 
-    entries = [e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)]
+    entries = [
+        e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)
+    ]
     analyses = analyses_for_blobs([e.sha for e in entries])
     units = declared_units(design, sha=sha, paths=[e.path for e in entries])
     files = []
@@ -304,7 +323,9 @@ def design_meshes(design: Design, *, sha: str, build_volume: tuple[float, float,
             "status": row.status if row else "not-analysed",
             "figures": figures_at(row.figures, units.get(entry.path)) if row else None,
             "reason": row.reason if row else "",
-            "has_thumbnail": bool(row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()),
+            "has_thumbnail": bool(
+                row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()
+            ),
             "fits": None,
         }
         if build_volume and row and row.figures:

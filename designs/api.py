@@ -163,8 +163,11 @@ class HistoryApi(DesignContextMixin, APIView):
         page = _positive_int(request.query_params.get("page"), 1)
         per_page = min(_positive_int(request.query_params.get("per_page"), 30), 100)
         total, commits = selectors.design_history(
-            design, rev=request.query_params.get("ref"), path=request.query_params.get("path") or None,
-            offset=(page - 1) * per_page, limit=per_page,
+            design,
+            rev=request.query_params.get("ref"),
+            path=request.query_params.get("path") or None,
+            offset=(page - 1) * per_page,
+            limit=per_page,
         )
         base = request.build_absolute_uri(request.path)
         params = request.query_params.copy()
@@ -175,12 +178,14 @@ class HistoryApi(DesignContextMixin, APIView):
             params["page"] = str(number)
             return f"{base}?{params.urlencode()}"
 
-        return Response({
-            "count": total,
-            "next": link(page + 1),
-            "previous": link(page - 1),
-            "results": CommitOutput(commits, many=True).data,
-        })
+        return Response(
+            {
+                "count": total,
+                "next": link(page + 1),
+                "previous": link(page - 1),
+                "results": CommitOutput(commits, many=True).data,
+            }
+        )
 
 
 class CommitDetailApi(DesignContextMixin, APIView):
@@ -194,8 +199,12 @@ class CommitDetailApi(DesignContextMixin, APIView):
 def _commit(request: Request, design: Design, values: dict, **changes) -> Response:
     """One commit from a write endpoint's validated input (message, branch, parent)."""
     sha = services.design_commit(
-        design=design, author=request.user, message=values["message"], branch=values.get("branch"),
-        expected_head=values.get("parent"), **changes,
+        design=design,
+        author=request.user,
+        message=values["message"],
+        branch=values.get("branch"),
+        expected_head=values.get("parent"),
+        **changes,
     )
     return Response(
         CommitCreated({"sha": sha, "branch": values.get("branch") or design.default_branch}).data, status=201
@@ -240,12 +249,17 @@ class RenameFileApi(DesignContextMixin, APIView):
         data = RenameInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        return _commit(request, design, values, renames=[services.Rename(values["from_path"], values["to_path"])])
+        return _commit(
+            request, design, values, renames=[services.Rename(values["from_path"], values["to_path"])]
+        )
 
 
 class TreeApi(DesignContextMixin, APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("ref", str), OpenApiParameter("path", str, description="Folder; root if absent.")],
+        parameters=[
+            OpenApiParameter("ref", str),
+            OpenApiParameter("path", str, description="Folder; root if absent."),
+        ],
         responses=TreeOutput,
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
@@ -340,7 +354,9 @@ class ForkApi(DesignContextMixin, APIView):
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = ForkInput(data=request.data)
         data.is_valid(raise_exception=True)
-        fork = services.design_fork(design=self.get_design(), user=request.user, slug=data.validated_data.get("slug"))
+        fork = services.design_fork(
+            design=self.get_design(), user=request.user, slug=data.validated_data.get("slug")
+        )
         return Response(DesignOutput(fork, context={"request": request}).data, status=201)
 
 
@@ -348,7 +364,9 @@ class ForkListApi(DesignContextMixin, generics.ListAPIView):
     serializer_class = DesignOutput
 
     def get_queryset(self):
-        return selectors.designs_visible_to(self.request.user).filter(forked_from=self.get_design()).distinct()
+        return (
+            selectors.designs_visible_to(self.request.user).filter(forked_from=self.get_design()).distinct()
+        )
 
 
 class CollaboratorListApi(DesignContextMixin, APIView):
@@ -451,8 +469,12 @@ class ProposalListApi(DesignContextMixin, generics.ListAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         proposal = proposals.proposal_create(
-            target=target, user=request.user, source=_source_design(request, target, values.get("source")),
-            title=values["title"], description=values["description"], source_branch=values["source_branch"],
+            target=target,
+            user=request.user,
+            source=_source_design(request, target, values.get("source")),
+            title=values["title"],
+            description=values["description"],
+            source_branch=values["source_branch"],
             target_branch=values.get("target_branch"),
         )
         return Response(ProposalOutput(proposal).data, status=201)
@@ -477,7 +499,10 @@ class ProposalDetailApi(ProposalContextMixin, APIView):
         proposal = proposals.proposal_get(self.get_design(), number)
         if "title" in values or "description" in values:
             proposal = proposals.proposal_update(
-                proposal=proposal, user=request.user, title=values.get("title"), description=values.get("description")
+                proposal=proposal,
+                user=request.user,
+                title=values.get("title"),
+                description=values.get("description"),
             )
         if values.get("status") == "closed" and proposal.status != "closed":
             proposal = proposals.proposal_close(proposal=proposal, user=request.user)
@@ -529,12 +554,16 @@ class ProposalCommentsApi(ProposalContextMixin, APIView):
 
 class UpstreamApi(DesignContextMixin, APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("branch", str, description="The fork's branch; default branch if absent.")],
+        parameters=[
+            OpenApiParameter("branch", str, description="The fork's branch; default branch if absent.")
+        ],
         responses=UpstreamOutput,
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        status = proposals.design_upstream_status(design, request.user, branch=request.query_params.get("branch"))
+        status = proposals.design_upstream_status(
+            design, request.user, branch=request.query_params.get("branch")
+        )
         if status is None:
             raise NotFound(f"{design.full_name} is not a fork of a design you can see.")
         return Response(UpstreamOutput(status).data)
@@ -545,7 +574,9 @@ class SyncApi(DesignContextMixin, APIView):
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = SyncInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = proposals.design_sync_upstream(design=self.get_design(), user=request.user, **data.validated_data)
+        result = proposals.design_sync_upstream(
+            design=self.get_design(), user=request.user, **data.validated_data
+        )
         return Response(SyncOutput(result).data)
 
 
@@ -582,7 +613,9 @@ class PullMirrorApi(DesignContextMixin, APIView):
         mirror = mirrors.mirror_update(design=self.get_design(), user=request.user, **data.validated_data)
         return Response(PullMirrorOutput(mirror).data)
 
-    @extend_schema(responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits.")
+    @extend_schema(
+        responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits."
+    )
     def delete(self, request: Request, owner: str, slug: str) -> Response:
         mirrors.mirror_stop(design=self.get_design(), user=request.user)
         return Response(status=204)
@@ -590,7 +623,8 @@ class PullMirrorApi(DesignContextMixin, APIView):
 
 class PullMirrorRefreshApi(DesignContextMixin, APIView):
     @extend_schema(
-        request=None, responses=PullMirrorOutput,
+        request=None,
+        responses=PullMirrorOutput,
         description="Refresh now and answer with the outcome (`last_error` says why it failed); 409 if one is running.",
     )
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -630,7 +664,11 @@ class PushMirrorDetailApi(DesignContextMixin, APIView):
 
 
 class PushMirrorPushApi(DesignContextMixin, APIView):
-    @extend_schema(request=None, responses=PushMirrorOutput, description="Push now and answer with the outcome.")
+    @extend_schema(
+        request=None, responses=PushMirrorOutput, description="Push now and answer with the outcome."
+    )
     def post(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
-        mirror = mirrors.push_mirror_push_now(design=self.get_design(), user=request.user, mirror_id=mirror_id)
+        mirror = mirrors.push_mirror_push_now(
+            design=self.get_design(), user=request.user, mirror_id=mirror_id
+        )
         return Response(PushMirrorOutput(mirror).data)

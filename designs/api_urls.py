@@ -32,14 +32,20 @@ urlpatterns = [
     ),
     path(f"designs/{D}/proposals/", api.ProposalListApi.as_view(), name="api-design-proposals"),
     path(f"designs/{D}/proposals/<int:number>/", api.ProposalDetailApi.as_view(), name="api-design-proposal"),
-    path(f"designs/{D}/proposals/<int:number>/diff/", api.ProposalDiffApi.as_view(), name="api-design-proposal-diff"),
+    path(
+        f"designs/{D}/proposals/<int:number>/diff/",
+        api.ProposalDiffApi.as_view(),
+        name="api-design-proposal-diff",
+    ),
     path(
         f"designs/{D}/proposals/<int:number>/commits/",
         api.ProposalCommitsApi.as_view(),
         name="api-design-proposal-commits",
     ),
     path(
-        f"designs/{D}/proposals/<int:number>/merge/", api.ProposalMergeApi.as_view(), name="api-design-proposal-merge"
+        f"designs/{D}/proposals/<int:number>/merge/",
+        api.ProposalMergeApi.as_view(),
+        name="api-design-proposal-merge",
     ),
     path(
         f"designs/{D}/proposals/<int:number>/comments/",
@@ -49,7 +55,9 @@ urlpatterns = [
     path(f"designs/{D}/upstream/", api.UpstreamApi.as_view(), name="api-design-upstream"),
     path(f"designs/{D}/sync/", api.SyncApi.as_view(), name="api-design-sync"),
     path(f"designs/{D}/mirror/", api.PullMirrorApi.as_view(), name="api-design-mirror"),
-    path(f"designs/{D}/mirror/refresh/", api.PullMirrorRefreshApi.as_view(), name="api-design-mirror-refresh"),
+    path(
+        f"designs/{D}/mirror/refresh/", api.PullMirrorRefreshApi.as_view(), name="api-design-mirror-refresh"
+    ),
     path(f"designs/{D}/push-mirrors/", api.PushMirrorListApi.as_view(), name="api-design-push-mirrors"),
     path(
         f"designs/{D}/push-mirrors/<int:mirror_id>/",

@@ -121,11 +121,17 @@ def text_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]
 
 def compare(repo: Repository, base: str | None, head: str, *, details: bool = True) -> list[FileDiff]:
     changes: list[ChangedFile] = repo.diff(base, head)
-    sizes = repo.blob_sizes([c.old_sha for c in changes if c.old_sha] + [c.new_sha for c in changes if c.new_sha])
+    sizes = repo.blob_sizes(
+        [c.old_sha for c in changes if c.old_sha] + [c.new_sha for c in changes if c.new_sha]
+    )
     diffs = []
     for c in changes:
         file_diff = FileDiff(
-            status=c.status, path=c.path, old_path=c.old_path, old_sha=c.old_sha, new_sha=c.new_sha,
+            status=c.status,
+            path=c.path,
+            old_path=c.old_path,
+            old_sha=c.old_sha,
+            new_sha=c.new_sha,
             old_size=sizes.get(c.old_sha) if c.old_sha else None,
             new_size=sizes.get(c.new_sha) if c.new_sha else None,
         )

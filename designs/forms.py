@@ -175,7 +175,9 @@ class CredentialFields(forms.Form):
         max_length=200, required=False, help_text="For http(s) remotes that need one (fabhub: your username)."
     )
     token = forms.CharField(
-        max_length=4096, required=False, label="Token or password",
+        max_length=4096,
+        required=False,
+        label="Token or password",
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored encrypted and never shown again.",
     )
@@ -185,7 +187,9 @@ class MirrorCreateForm(CredentialFields):
     url = forms.CharField(
         max_length=2000, label="Repository address", help_text="https://… or ssh://… of a git repository."
     )
-    slug = forms.CharField(max_length=100, label="Name", help_text="Lowercase letters, digits, '.', '-' or '_'.")
+    slug = forms.CharField(
+        max_length=100, label="Name", help_text="Lowercase letters, digits, '.', '-' or '_'."
+    )
     title = forms.CharField(max_length=200, required=False)
     summary = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     licence = forms.ChoiceField(choices=Licence.choices, help_text="The licence of the design you mirror.")
@@ -195,7 +199,17 @@ class MirrorCreateForm(CredentialFields):
     interval = forms.IntegerField(
         required=False, min_value=1, label="Refresh every (seconds)", help_text="Empty: the hub's default."
     )
-    field_order = ["url", "slug", "title", "summary", "licence", "visibility", "username", "token", "interval"]
+    field_order = [
+        "url",
+        "slug",
+        "title",
+        "summary",
+        "licence",
+        "visibility",
+        "username",
+        "token",
+        "interval",
+    ]
 
 
 class PullMirrorForm(CredentialFields):
@@ -206,5 +220,7 @@ class PullMirrorForm(CredentialFields):
 
 
 class PushMirrorForm(CredentialFields):
-    url = forms.CharField(max_length=2000, label="Push to", help_text="https://… or ssh://… of a git repository.")
+    url = forms.CharField(
+        max_length=2000, label="Push to", help_text="https://… or ssh://… of a git repository."
+    )
     field_order = ["url", "username", "token"]

@@ -254,7 +254,9 @@ class Repository:
         """The commit sha a branch, tag or sha names, or None."""
         if not rev or rev.startswith("-"):
             return None
-        out = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", ok_codes=(0, 1, 128))
+        out = self._run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", ok_codes=(0, 1, 128)
+        )
         return out.decode().strip() or None
 
     def resolve_ref(self, ref: str) -> str | None:
@@ -359,8 +361,13 @@ class Repository:
         with self._scratch_index(base_commit, edits) as env:
             # A bare repository has no work tree: --cached reads .gitattributes from the index.
             out = self._run(
-                "check-attr", "--cached", "-z", "--stdin", attribute,
-                stdin="".join(f"{p}\0" for p in paths).encode(), env=env,
+                "check-attr",
+                "--cached",
+                "-z",
+                "--stdin",
+                attribute,
+                stdin="".join(f"{p}\0" for p in paths).encode(),
+                env=env,
             )
         tokens = out.decode(errors="replace").split("\0")
         return {path: value for path, _, value in zip(tokens[0::3], tokens[1::3], tokens[2::3], strict=False)}
@@ -444,15 +451,17 @@ class Repository:
         import subprocess
 
         proc = subprocess.Popen(
-            [git_binary(), "cat-file", "blob", sha], cwd=self.path,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [git_binary(), "cat-file", "blob", sha],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         position = 0
         try:
             while chunk := proc.stdout.read(chunk_size):
                 chunk_end = position + len(chunk)
                 if chunk_end > start:
-                    piece = chunk[max(start - position, 0):]
+                    piece = chunk[max(start - position, 0) :]
                     if end is not None and chunk_end > end + 1:
                         piece = piece[: len(piece) - (chunk_end - end - 1)]
                         yield piece
@@ -472,12 +481,21 @@ class Repository:
             raise GitError(f"no commit {rev}")
         return commits[0]
 
-    def log(
-        self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30
-    ) -> list[Commit]:
+    def log(self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30) -> list[Commit]:
         """Commits reachable from `rev`, newest first, with the files each one changed."""
         fmt = "%x1e%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
-        args = ["log", "-z", "--name-status", "-M", f"--format={fmt}", f"--skip={skip}", f"-n{limit}", "--end-of-options", rev, "--"]
+        args = [
+            "log",
+            "-z",
+            "--name-status",
+            "-M",
+            f"--format={fmt}",
+            f"--skip={skip}",
+            f"-n{limit}",
+            "--end-of-options",
+            rev,
+            "--",
+        ]
         if path:
             args.append(path)
         out = self._run(*args).decode(errors="replace")
@@ -494,7 +512,9 @@ class Repository:
 
     def diff(self, base: str | None, head: str) -> list[ChangedFile]:
         """Files that differ between two commits (base None: the empty tree), with renames."""
-        out = self._run("diff-tree", "-r", "-z", "-M", "--raw", "--no-commit-id", base or EMPTY_TREE_SHA, head)
+        out = self._run(
+            "diff-tree", "-r", "-z", "-M", "--raw", "--no-commit-id", base or EMPTY_TREE_SHA, head
+        )
         tokens = out.decode(errors="replace").split("\0")
         changes = []
         i = 0
@@ -532,7 +552,9 @@ class Repository:
         wanted = [s for s in dict.fromkeys(shas) if s]
         if not wanted:
             return {}
-        out = self._text("cat-file", "--batch-check=%(objectname) %(objectsize)", stdin="\n".join(wanted).encode() + b"\n")
+        out = self._text(
+            "cat-file", "--batch-check=%(objectname) %(objectsize)", stdin="\n".join(wanted).encode() + b"\n"
+        )
         sizes = {}
         for line in out.splitlines():
             parts = line.split()
@@ -565,7 +587,15 @@ class Repository:
         if not commits:
             return []
         out = self._run(
-            "diff-tree", "--stdin", "-r", "-z", "--raw", "--no-commit-id", "--root", "-m", "--no-renames",
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--raw",
+            "--no-commit-id",
+            "--root",
+            "-m",
+            "--no-renames",
             stdin="\n".join(commits).encode() + b"\n",
         )
         tokens = out.decode(errors="replace").split("\0")
@@ -619,7 +649,8 @@ class Repository:
         if not wanted:
             return {}
         out = self._text(
-            "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+            "cat-file",
+            "--batch-check=%(objectname) %(objecttype) %(objectsize)",
             stdin="\n".join(wanted).encode() + b"\n",
         )
         info = {}
@@ -634,7 +665,14 @@ class Repository:
         if not commits:
             return []
         out = self._run(
-            "diff-tree", "--stdin", "-r", "-z", "--name-only", "--no-commit-id", "--root", "-m",
+            "diff-tree",
+            "--stdin",
+            "-r",
+            "-z",
+            "--name-only",
+            "--no-commit-id",
+            "--root",
+            "-m",
             stdin="\n".join(commits).encode() + b"\n",
         )
         return [p for p in dict.fromkeys(out.decode(errors="replace").split("\0")) if p]
@@ -652,7 +690,12 @@ class Repository:
         that loses the graph's lock to a concurrent one simply skips.
         """
         self._run(
-            "commit-graph", "write", "--reachable", "--changed-paths", "--split", "--no-progress",
+            "commit-graph",
+            "write",
+            "--reachable",
+            "--changed-paths",
+            "--split",
+            "--no-progress",
             ok_codes=(0, 128, 255),
         )
 
@@ -700,7 +743,9 @@ class Repository:
         ahead, behind = out.split()
         return int(ahead), int(behind)
 
-    def update_refs(self, updates: list[tuple[str, str | None, str | None]], *, message: str = "fabhub") -> None:
+    def update_refs(
+        self, updates: list[tuple[str, str | None, str | None]], *, message: str = "fabhub"
+    ) -> None:
         """Apply (ref, new or None to delete, old or None if it must not exist) updates in
         one transaction: all of them, or none and RefMoved."""
         if not updates:
@@ -719,22 +764,35 @@ class Repository:
     def fetch_local(self, source: Repository, refspecs: list[str]) -> None:
         """Fetch from another repository of this hub (a fork's branch into its upstream)."""
         self._run(
-            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-            "--end-of-options", str(source.path), *refspecs,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            str(source.path),
+            *refspecs,
         )
 
     # -- remotes (addresses checked by designs.remotes) ---------------------------------------
 
-    def _run_remote(self, access: RemoteAccess, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, str, str]:
+    def _run_remote(
+        self, access: RemoteAccess, *args: str, ok_codes: tuple[int, ...] = (0,)
+    ) -> tuple[int, str, str]:
         import subprocess
 
         try:
             proc = subprocess.run(
                 [git_binary(), "--git-dir", str(self.path), *args],
-                env=_remote_env(access), capture_output=True, timeout=access.timeout, stdin=subprocess.DEVNULL,
+                env=_remote_env(access),
+                capture_output=True,
+                timeout=access.timeout,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} took longer than {access.timeout} s and was stopped.", retryable=True) from None
+            raise GitError(
+                f"git {args[0]} took longer than {access.timeout} s and was stopped.", retryable=True
+            ) from None
         out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         if proc.returncode not in ok_codes:
             raise GitError(f"git {args[0]} failed: {_tail(err)}", retryable=_retryable(err))
@@ -751,7 +809,9 @@ class Repository:
     def push_remote(self, access: RemoteAccess, refspecs: list[str]) -> tuple[list[PushedRef], str]:
         """Push `refspecs` (never forced unless a refspec says +); return what the remote
         did with each ref, and the remote's own messages."""
-        _, out, err = self._run_remote(access, "push", "--porcelain", "--end-of-options", access.url, *refspecs, ok_codes=(0, 1))
+        _, out, err = self._run_remote(
+            access, "push", "--porcelain", "--end-of-options", access.url, *refspecs, ok_codes=(0, 1)
+        )
         pushed = []
         for line in out.splitlines():
             flag, tab, rest = line.partition("\t")
@@ -759,7 +819,9 @@ class Repository:
                 continue
             refs, _, summary = rest.partition("\t")
             pushed.append(PushedRef(ref=refs.rpartition(":")[2], ok=flag != "!", summary=summary))
-        remote_says = "\n".join(line[len("remote: "):] for line in err.splitlines() if line.startswith("remote: "))
+        remote_says = "\n".join(
+            line[len("remote: ") :] for line in err.splitlines() if line.startswith("remote: ")
+        )
         return pushed, remote_says.strip()
 
     def remote_default_branch(self, access: RemoteAccess) -> str | None:
@@ -767,7 +829,7 @@ class Repository:
         _, out, _ = self._run_remote(access, "ls-remote", "--symref", "--end-of-options", access.url, "HEAD")
         for line in out.splitlines():
             if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
-                return line[len("ref: refs/heads/"): -len("\tHEAD")]
+                return line[len("ref: refs/heads/") : -len("\tHEAD")]
         return None
 
 
@@ -833,10 +895,22 @@ def _tail(err: str, lines: int = 12, limit: int = 2000) -> str:
 # Failures that may pass by themselves; anything else (refused credentials, a missing
 # repository, a bad address) needs a person.
 RETRYABLE_GIT_ERRORS = (
-    "could not resolve host", "connection refused", "connection timed out", "timed out",
-    "operation too slow", "the remote end hung up", "early eof", "rpc failed",
-    "returned error: 5", "returned error: 429", "connection reset", "failed to connect",
-    "couldn't connect", "temporary failure", "ssl_error", "gnutls",
+    "could not resolve host",
+    "connection refused",
+    "connection timed out",
+    "timed out",
+    "operation too slow",
+    "the remote end hung up",
+    "early eof",
+    "rpc failed",
+    "returned error: 5",
+    "returned error: 429",
+    "connection reset",
+    "failed to connect",
+    "couldn't connect",
+    "temporary failure",
+    "ssl_error",
+    "gnutls",
 )
 
 

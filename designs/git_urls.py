@@ -9,9 +9,15 @@ LFS = REPO + r"info/lfs/"
 
 urlpatterns = [
     re_path(REPO + r"info/refs$", githttp.info_refs, name="git-info-refs"),
-    re_path(REPO + r"(?P<service>git-upload-pack|git-receive-pack)$", githttp.service_rpc, name="git-service"),
+    re_path(
+        REPO + r"(?P<service>git-upload-pack|git-receive-pack)$", githttp.service_rpc, name="git-service"
+    ),
     re_path(LFS + r"objects/batch$", lfs.batch, name="lfs-batch"),
-    re_path(LFS + r"objects/(?P<oid>[0-9a-f]{64})(?:/(?P<size>[0-9]{1,19}))?$", lfs.object_content, name="lfs-object"),
+    re_path(
+        LFS + r"objects/(?P<oid>[0-9a-f]{64})(?:/(?P<size>[0-9]{1,19}))?$",
+        lfs.object_content,
+        name="lfs-object",
+    ),
     re_path(LFS + r"verify$", lfs.verify, name="lfs-verify"),
     re_path(LFS + r"locks$", lfs.locks, name="lfs-locks"),
     re_path(LFS + r"locks/verify$", lfs.locks_verify, name="lfs-locks-verify"),

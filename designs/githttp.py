@@ -68,7 +68,9 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Desig
         raise AccessRefused(404, f"Repository {owner}/{slug} not found.") from None
     if access == "write":
         if not requester.is_authenticated:
-            raise AccessRefused(401, "Pushing needs your username and a personal access token.", challenge=True)
+            raise AccessRefused(
+                401, "Pushing needs your username and a personal access token.", challenge=True
+            )
         token = getattr(requester, "fabhub_token", None)
         if not selectors.design_can_write(design, requester) or (
             token is not None and token.scope == AccessToken.Scope.READ
@@ -83,7 +85,9 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Desig
     return design
 
 
-def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> tuple[Design | None, HttpResponse | None]:
+def _authorise(
+    request: HttpRequest, owner: str, slug: str, access: str
+) -> tuple[Design | None, HttpResponse | None]:
     """(design, None) when the requester may have `access`, else (None, the answer)."""
     try:
         return authorise(request, owner, slug, access), None
@@ -108,7 +112,9 @@ def _hook_env(design: Design) -> dict[str, str]:
 
 
 def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponse:
-    headers = {name: request.headers.get(name, "") for name in ("Content-Type", "Content-Length", "Content-Encoding")}
+    headers = {
+        name: request.headers.get(name, "") for name in ("Content-Type", "Content-Length", "Content-Encoding")
+    }
     protocol = request.headers.get("Git-Protocol", "")
     if protocol:
         if len(protocol) > 256 or not GIT_PROTOCOL_RE.match(protocol):

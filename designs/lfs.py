@@ -140,11 +140,15 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     for item in items:
         oid, size = item.get("oid"), item.get("size")
         if not valid_oid(oid):
-            answers.append(_object_error(oid, size, 422, "Invalid object id: expected a sha256 in lowercase hex."))
+            answers.append(
+                _object_error(oid, size, 422, "Invalid object id: expected a sha256 in lowercase hex.")
+            )
         elif not _valid_size(size):
             answers.append(_object_error(oid, size, 422, "Invalid size: expected a whole number of bytes."))
         elif operation == "upload" and size > limit:
-            answers.append(_object_error(oid, size, 422, f"The object is larger than the limit of {limit:,} bytes."))
+            answers.append(
+                _object_error(oid, size, 422, f"The object is larger than the limit of {limit:,} bytes.")
+            )
         else:
             answers.append(None)
             wanted[oid] = size
@@ -166,7 +170,9 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             }
 
     else:
-        present = services.lfs_objects_present(design=design, user=design.requester, objects=list(wanted.items()))
+        present = services.lfs_objects_present(
+            design=design, user=design.requester, objects=list(wanted.items())
+        )
 
         def answer(oid: str, size: int) -> dict[str, Any]:
             if oid in present:
@@ -192,7 +198,9 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 
 
 @_lfs_endpoint("GET", "HEAD", "PUT")
-def object_content(request: HttpRequest, owner: str, slug: str, oid: str, size: str | None = None) -> HttpResponse:
+def object_content(
+    request: HttpRequest, owner: str, slug: str, oid: str, size: str | None = None
+) -> HttpResponse:
     if request.method == "PUT":
         return _upload(request, owner, slug, oid, size)
     if size is not None:

@@ -117,14 +117,34 @@ def _child_env() -> dict[str, str]:
 
 
 def run_diff(
-    old_file: Path, new_file: Path, *, old_name: str, new_name: str, time_limit_s: int, memory_limit_bytes: int
+    old_file: Path,
+    new_file: Path,
+    *,
+    old_name: str,
+    new_name: str,
+    time_limit_s: int,
+    memory_limit_bytes: int,
 ) -> tuple[dict | None, str | None]:
     """(geometric diff, None) or (None, why not), computed in a guarded child."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "designs.mesh_worker", "diff", str(time_limit_s), str(memory_limit_bytes),
-             str(old_file), str(new_file), old_name, new_name],
-            cwd=PROJECT_ROOT, env=_child_env(), capture_output=True, text=True, timeout=time_limit_s * 2 + 10,
+            [
+                sys.executable,
+                "-m",
+                "designs.mesh_worker",
+                "diff",
+                str(time_limit_s),
+                str(memory_limit_bytes),
+                str(old_file),
+                str(new_file),
+                old_name,
+                new_name,
+            ],
+            cwd=PROJECT_ROOT,
+            env=_child_env(),
+            capture_output=True,
+            text=True,
+            timeout=time_limit_s * 2 + 10,
         )
     except subprocess.TimeoutExpired:
         return None, f"the comparison took longer than the {time_limit_s} s allowed"
@@ -139,7 +159,9 @@ def run_diff(
 _WARM_UP_STL = (
     b"solid t\n"
     + b"".join(
-        b"facet normal 0 0 0\nouter loop\n" + b"".join(b"vertex %d %d %d\n" % v for v in face) + b"endloop\nendfacet\n"
+        b"facet normal 0 0 0\nouter loop\n"
+        + b"".join(b"vertex %d %d %d\n" % v for v in face)
+        + b"endloop\nendfacet\n"
         for face in (
             ((0, 0, 0), (0, 1, 0), (1, 0, 0)),
             ((0, 0, 0), (1, 0, 0), (0, 0, 1)),
@@ -165,7 +187,9 @@ def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
     signal.signal(signal.SIGALRM, on_alarm)
 
 
-def _child_diff(time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str) -> None:
+def _child_diff(
+    time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str
+) -> None:
     from designs import meshes
 
     _limit(time_limit_s, memory_limit_bytes)

@@ -77,7 +77,9 @@ def _store_credential(username: str, secret: str) -> tuple[str, str]:
     if len(secret) > 4096 or len(username) > 200:
         raise ValidationError("That credential is too long.", field="token")
     if any(ord(ch) < 32 for ch in secret + username) or ":" in username:
-        raise ValidationError("A credential cannot contain control characters (or ':' in the user name).", field="token")
+        raise ValidationError(
+            "A credential cannot contain control characters (or ':' in the user name).", field="token"
+        )
     token = encrypt_text(json.dumps({"username": username, "secret": secret}), purpose=CREDENTIAL_PURPOSE)
     return token, username
 
@@ -161,7 +163,11 @@ def mirror_create(
                 owner=owner, slug=slug, title=title, summary=summary, licence=licence, visibility=visibility
             )
             design._fabhub_mirror = PullMirror.objects.create(
-                design=design, url=url, credential=credential, username=shown_user, interval=interval,
+                design=design,
+                url=url,
+                credential=credential,
+                username=shown_user,
+                interval=interval,
             )
     except IntegrityError as exc:
         raise Conflict(f"You already have a design named {slug!r}.") from exc
@@ -196,7 +202,9 @@ def mirror_update(
     mirror = _owned_mirror(design, user)
     fields = []
     if url is not None and url != mirror.url:
-        mirror.url = _check_url(url, with_credential=bool(token or (mirror.credential and not clear_credential)))
+        mirror.url = _check_url(
+            url, with_credential=bool(token or (mirror.credential and not clear_credential))
+        )
         fields.append("url")
     if clear_credential:
         mirror.credential, mirror.username = "", ""
@@ -206,7 +214,9 @@ def mirror_update(
         fields += ["credential", "username"]
     if interval is not None:
         mirror.interval = _check_interval(interval)
-        mirror.next_refresh_at = min(mirror.next_refresh_at, timezone.now() + timedelta(seconds=mirror.interval))
+        mirror.next_refresh_at = min(
+            mirror.next_refresh_at, timezone.now() + timedelta(seconds=mirror.interval)
+        )
         fields += ["interval", "next_refresh_at"]
     if fields:
         mirror.save(update_fields=list(dict.fromkeys(fields)))
@@ -273,7 +283,9 @@ def mirror_refresh(*, design: Design) -> RefreshOutcome | None:
         failures = mirror.failures + 1
         delay = min(mirror.interval, FIRST_BACKOFF_S * 2 ** min(failures - 1, 20))
         PullMirror.objects.filter(pk=mirror.pk).update(
-            refreshing_since=None, failures=failures, last_error=_failure_text(exc),
+            refreshing_since=None,
+            failures=failures,
+            last_error=_failure_text(exc),
             next_refresh_at=timezone.now() + timedelta(seconds=delay),
         )
         logger.warning("mirror %s: refresh failed: %s", design.full_name, exc)
@@ -283,7 +295,11 @@ def mirror_refresh(*, design: Design) -> RefreshOutcome | None:
         raise
     done = timezone.now()
     PullMirror.objects.filter(pk=mirror.pk).update(
-        refreshing_since=None, failures=0, last_error="", warning=warning, last_success_at=done,
+        refreshing_since=None,
+        failures=0,
+        last_error="",
+        warning=warning,
+        last_success_at=done,
         next_refresh_at=done + timedelta(seconds=mirror.interval),
     )
     return outcome
@@ -297,7 +313,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     repo = design.repo
     repo.fetch_remote(access, PULL_REFSPECS, prune=True)
     refs = repo.refs()
-    wanted = {"refs/" + ref[len(STAGING):]: sha for ref, sha in refs.items() if ref.startswith(STAGING)}
+    wanted = {"refs/" + ref[len(STAGING) :]: sha for ref, sha in refs.items() if ref.startswith(STAGING)}
     published = {ref: sha for ref, sha in refs.items() if ref.startswith(PUBLISHED)}
     updates: list[tuple[str, str | None, str | None]] = [
         (ref, sha, published.get(ref)) for ref, sha in wanted.items() if published.get(ref) != sha
@@ -314,8 +330,13 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
         raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
     _follow_default_branch(design, access, wanted)
     _after_refs_changed(design, new_commits=new_commits)
-    logger.info("mirror %s: %d ref(s), %d commit(s), %d LFS object(s)", design.full_name, len(updates),
-                len(new_commits), fetched)
+    logger.info(
+        "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
+        design.full_name,
+        len(updates),
+        len(new_commits),
+        fetched,
+    )
     return RefreshOutcome(len(updates), len(new_commits), fetched), warning
 
 
@@ -356,14 +377,16 @@ def _fetch_lfs_objects(
         fetched += 1
     notes = []
     if lost:
-        notes.append(f"{len(lost)} Git LFS object(s) are missing on the remote: {', '.join(o[:12] for o in lost[:10])}")
+        notes.append(
+            f"{len(lost)} Git LFS object(s) are missing on the remote: {', '.join(o[:12] for o in lost[:10])}"
+        )
     if too_large:
         notes.append(f"{len(too_large)} Git LFS object(s) exceed this hub's limit of {limit:,} bytes")
     return fetched, "; ".join(notes)
 
 
 def _follow_default_branch(design: Design, access, wanted: dict[str, str]) -> None:
-    heads = [ref[len("refs/heads/"):] for ref in wanted if ref.startswith("refs/heads/")]
+    heads = [ref[len("refs/heads/") :] for ref in wanted if ref.startswith("refs/heads/")]
     if not heads or (design.default_branch in heads and design.repo.branch_head(design.default_branch)):
         return
     # Only when the default branch is missing (a first refresh, a renamed branch): one more round trip.
@@ -378,7 +401,9 @@ def _follow_default_branch(design: Design, access, wanted: dict[str, str]) -> No
 # -- push mirrors -------------------------------------------------------------------------
 
 
-def push_mirror_add(*, design: Design, user: User, url: str, username: str = "", token: str = "") -> PushMirror:
+def push_mirror_add(
+    *, design: Design, user: User, url: str, username: str = "", token: str = ""
+) -> PushMirror:
     from designs import tasks
     from hub.queue import enqueue
 
@@ -389,8 +414,13 @@ def push_mirror_add(*, design: Design, user: User, url: str, username: str = "",
     try:
         with transaction.atomic():
             mirror = PushMirror.objects.create(
-                design=design, url=url, credential=credential, username=shown_user, created_by=user,
-                pending=True, next_attempt_at=timezone.now(),
+                design=design,
+                url=url,
+                credential=credential,
+                username=shown_user,
+                created_by=user,
+                pending=True,
+                next_attempt_at=timezone.now(),
             )
     except IntegrityError:
         raise Conflict(f"{design.full_name} already pushes to {url}.") from None
@@ -488,7 +518,10 @@ def push_mirror_run(*, mirror_id: int) -> bool:
         except (GitError, RemoteError, MirrorFailed, HubError, StoreError) as exc:
             failures = mirror.failures + 1
             PushMirror.objects.filter(pk=mirror_id).update(
-                pushing_since=None, pending=True, failures=failures, last_error=_failure_text(exc),
+                pushing_since=None,
+                pending=True,
+                failures=failures,
+                last_error=_failure_text(exc),
                 next_attempt_at=timezone.now() + _backoff(failures),
             )
             logger.warning("push mirror %s: failed (%d): %s", mirror, failures, exc)
@@ -497,8 +530,12 @@ def push_mirror_run(*, mirror_id: int) -> bool:
             PushMirror.objects.filter(pk=mirror_id).update(pushing_since=None, pending=True)
             raise
         success = {
-            "pushing_since": None, "failures": 0, "last_error": "", "last_success_at": timezone.now(),
-            "next_attempt_at": None, "pushed_refs": pushed_refs,
+            "pushing_since": None,
+            "failures": 0,
+            "last_error": "",
+            "last_success_at": timezone.now(),
+            "next_attempt_at": None,
+            "pushed_refs": pushed_refs,
         }
         if PushMirror.objects.filter(pk=mirror_id, pending=False).update(**success):
             return True
@@ -533,7 +570,9 @@ def _push(mirror: PushMirror) -> dict[str, str]:
         lines = [f"{r.ref.removeprefix('refs/heads/')}: {_refusal_words(r.summary)}" for r in refused]
         if remote_says:
             lines.append(f"The remote said: {remote_says}")
-        raise MirrorFailed("The remote refused some refs; nothing there was overwritten.\n" + "\n".join(lines))
+        raise MirrorFailed(
+            "The remote refused some refs; nothing there was overwritten.\n" + "\n".join(lines)
+        )
     return pushed
 
 
@@ -546,7 +585,9 @@ def _refusal_words(summary: str) -> str:
     return summary or "refused"
 
 
-def _upload_lfs_objects(design: Design, mirror: PushMirror, credential: Credential | None, commits: list[str]) -> None:
+def _upload_lfs_objects(
+    design: Design, mirror: PushMirror, credential: Credential | None, commits: list[str]
+) -> None:
     """Send the remote the LFS objects `commits` point to, before the commits themselves
     (a fabhub remote refuses pointers to objects it does not have)."""
     if not commits:
@@ -625,6 +666,7 @@ def mirror_refresh_if_due(design: Design) -> None:
 
 
 # -- the embedded set-up's clock ----------------------------------------------------------
+
 
 def start_embedded_ticker() -> bool:
     """Without a broker there is no beat: a thread of the web server runs `mirrors_tick`

@@ -112,7 +112,9 @@ class Collaborator(models.Model):
         WRITE = "write", "Write"
 
     design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="collaborators")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations"
+    )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.READ)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -181,7 +183,9 @@ class LfsObject(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(oid__regex=r"^[0-9a-f]{64}$"), name="lfs_object_oid_sha256"),
+            models.CheckConstraint(
+                condition=models.Q(oid__regex=r"^[0-9a-f]{64}$"), name="lfs_object_oid_sha256"
+            ),
             models.CheckConstraint(condition=models.Q(size__gte=0), name="lfs_object_size_not_negative"),
         ]
 
@@ -281,7 +285,10 @@ class ChangeProposal(models.Model):
         constraints = [
             models.UniqueConstraint("target", "number", name="proposal_number_unique_per_design"),
             models.UniqueConstraint(
-                "target", "target_branch", "source", "source_branch",
+                "target",
+                "target_branch",
+                "source",
+                "source_branch",
                 condition=models.Q(status="open"),
                 name="proposal_one_open_per_branch_pair",
             ),
@@ -305,7 +312,9 @@ class ChangeProposal(models.Model):
 
 class ProposalComment(models.Model):
     proposal = models.ForeignKey(ChangeProposal, on_delete=models.CASCADE, related_name="comments")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -362,7 +371,9 @@ class PushMirror(models.Model):
     failures = models.PositiveIntegerField(default=0)
     # ref → sha the remote accepted last: later pushes look for LFS objects only in newer commits.
     pushed_refs = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -38,15 +38,12 @@ def clean_path(raw: str) -> str:
     for part in parts:
         if part in ("", ".", ".."):
             raise ValidationError(
-                f"File path {raw!r} has an empty, '.' or '..' component; "
-                "paths must stay inside the design."
+                f"File path {raw!r} has an empty, '.' or '..' component; paths must stay inside the design."
             )
         if part.lower() in (".git", ".git.") or part.lower().startswith(".git/"):
             raise ValidationError(f"File path {raw!r} uses the reserved name '.git'.")
         if len(part.encode()) > MAX_COMPONENT_BYTES:
-            raise ValidationError(
-                f"The name {part[:40]!r}… is longer than {MAX_COMPONENT_BYTES} bytes."
-            )
+            raise ValidationError(f"The name {part[:40]!r}… is longer than {MAX_COMPONENT_BYTES} bytes.")
         if part != part.strip() or part.endswith("."):
             raise ValidationError(
                 f"The name {part!r} starts or ends with a space or ends with a dot, "

@@ -45,11 +45,44 @@ MAX_NETWORK_DEPTH = 50
 # Merged as whole files: meshes, mechanical CAD and electronics layouts. Text formats
 # among them (STEP, ASCII STL, OBJ, KiCad) would otherwise be merged line by line.
 WHOLE_FILE_SUFFIXES = (
-    "stl", "3mf", "obj", "ply", "off", "glb", "gltf", "amf",
-    "step", "stp", "iges", "igs", "brep", "sat", "x_t", "x_b",
-    "fcstd", "f3d", "f3z", "sldprt", "sldasm", "slddrw", "ipt", "iam", "idw", "catpart", "catproduct",
-    "dwg", "dxf", "3dm", "skp", "blend",
-    "kicad_pcb", "kicad_sch", "kicad_pro", "brd", "sch", "gbr",
+    "stl",
+    "3mf",
+    "obj",
+    "ply",
+    "off",
+    "glb",
+    "gltf",
+    "amf",
+    "step",
+    "stp",
+    "iges",
+    "igs",
+    "brep",
+    "sat",
+    "x_t",
+    "x_b",
+    "fcstd",
+    "f3d",
+    "f3z",
+    "sldprt",
+    "sldasm",
+    "slddrw",
+    "ipt",
+    "iam",
+    "idw",
+    "catpart",
+    "catproduct",
+    "dwg",
+    "dxf",
+    "3dm",
+    "skp",
+    "blend",
+    "kicad_pcb",
+    "kicad_sch",
+    "kicad_pro",
+    "brd",
+    "sch",
+    "gbr",
 )
 CONFLICT_WORDS = {
     "lfs": "Both sides changed this file, which is stored with Git LFS: it conflicts as a whole "
@@ -172,7 +205,9 @@ def proposal_create(
         if not valid_ref_name("heads", name):
             raise ValidationError(f"{name!r} is not a valid branch name.")
     if source.pk != target.pk and proposal_network(source) != proposal_network(target):
-        raise ValidationError(f"{source.full_name} is not a fork of {target.full_name} (nor of a common design).")
+        raise ValidationError(
+            f"{source.full_name} is not a fork of {target.full_name} (nor of a common design)."
+        )
     if source.pk == target.pk and source_branch == target_branch:
         raise ValidationError("Choose two different branches.")
     head = source.repo.branch_head(source_branch)
@@ -183,22 +218,38 @@ def proposal_create(
         raise NotFound(f"There is no branch {target_branch!r} in {target.full_name}.")
     # A commit the target repository lacks cannot be in its branch: only then ask git.
     if target.repo.has_object(head) and target.repo.is_ancestor(head, target_head):
-        raise ValidationError(f"Nothing to propose: {target_branch} already has every commit of {source_branch}.")
+        raise ValidationError(
+            f"Nothing to propose: {target_branch} already has every commit of {source_branch}."
+        )
     for _attempt in range(5):
         try:
             with transaction.atomic():
-                number = (ChangeProposal.objects.filter(target=target).aggregate(n=Max("number"))["n"] or 0) + 1
+                number = (
+                    ChangeProposal.objects.filter(target=target).aggregate(n=Max("number"))["n"] or 0
+                ) + 1
                 proposal = ChangeProposal.objects.create(
-                    target=target, number=number, target_branch=target_branch,
-                    source=source, source_name=source.full_name, source_branch=source_branch,
-                    author=user, title=title[:200], description=description, head_sha=head,
+                    target=target,
+                    number=number,
+                    target_branch=target_branch,
+                    source=source,
+                    source_name=source.full_name,
+                    source_branch=source_branch,
+                    author=user,
+                    title=title[:200],
+                    description=description,
+                    head_sha=head,
                 )
                 _copy_head(proposal, head)
         except GitError:
-            raise Conflict(f"{source_branch} changed while the proposal was being opened; try again.") from None
+            raise Conflict(
+                f"{source_branch} changed while the proposal was being opened; try again."
+            ) from None
         except IntegrityError:
             if ChangeProposal.objects.filter(
-                target=target, target_branch=target_branch, source=source, source_branch=source_branch,
+                target=target,
+                target_branch=target_branch,
+                source=source,
+                source_branch=source_branch,
                 status=ChangeProposal.Status.OPEN,
             ).exists():
                 raise Conflict(
@@ -289,14 +340,23 @@ def proposal_refresh(*, proposal: ChangeProposal) -> ChangeProposal:
                 # A concurrent refresh copied a head already; use whatever it set.
                 head = repo.resolve_ref(proposal.head_ref) or head
     target_sha = repo.branch_head(proposal.target_branch)
-    figures: dict = {"head_sha": head, "target_sha": target_sha or "", "conflicts": [], "updated_at": timezone.now()}
+    figures: dict = {
+        "head_sha": head,
+        "target_sha": target_sha or "",
+        "conflicts": [],
+        "updated_at": timezone.now(),
+    }
     if target_sha is None or not repo.has_object(head):
         figures.update(merge_state=ChangeProposal.MergeState.MISSING, merge_base="", commit_count=0)
     elif repo.is_ancestor(head, target_sha):
         # Everything proposed is in the target already.
         figures.update(
-            status=ChangeProposal.Status.MERGED, merged_sha=target_sha, merged_at=timezone.now(),
-            merge_base=head, commit_count=0, merge_state=ChangeProposal.MergeState.FAST_FORWARD,
+            status=ChangeProposal.Status.MERGED,
+            merged_sha=target_sha,
+            merged_at=timezone.now(),
+            merge_base=head,
+            commit_count=0,
+            merge_state=ChangeProposal.MergeState.FAST_FORWARD,
         )
     else:
         figures["merge_base"] = repo.merge_base(target_sha, head) or ""
@@ -362,8 +422,9 @@ def proposals_follow(*, design: Design) -> None:
     from hub.queue import enqueue
 
     ids = list(
-        ChangeProposal.objects.filter(Q(target=design) | Q(source=design), status=ChangeProposal.Status.OPEN)
-        .values_list("pk", flat=True)[:100]
+        ChangeProposal.objects.filter(
+            Q(target=design) | Q(source=design), status=ChangeProposal.Status.OPEN
+        ).values_list("pk", flat=True)[:100]
     )
     if ids:
         enqueue(tasks.proposals_refresh, ids)
@@ -371,9 +432,9 @@ def proposals_follow(*, design: Design) -> None:
 
 def proposals_refresh_by_id(proposal_ids: list[int]) -> int:
     refreshed = 0
-    for proposal in ChangeProposal.objects.filter(pk__in=proposal_ids, status=ChangeProposal.Status.OPEN).select_related(
-        "target__owner", "source__owner"
-    ):
+    for proposal in ChangeProposal.objects.filter(
+        pk__in=proposal_ids, status=ChangeProposal.Status.OPEN
+    ).select_related("target__owner", "source__owner"):
         try:
             proposal_refresh(proposal=proposal)
             refreshed += 1
@@ -422,9 +483,9 @@ def proposal_reopen(*, proposal: ChangeProposal, user: User) -> ChangeProposal:
         raise PermissionDenied("Only its author and the design's writers can reopen this proposal.")
     try:
         with transaction.atomic():
-            reopened = ChangeProposal.objects.filter(pk=proposal.pk, status=ChangeProposal.Status.CLOSED).update(
-                status=ChangeProposal.Status.OPEN, closed_at=None, updated_at=timezone.now()
-            )
+            reopened = ChangeProposal.objects.filter(
+                pk=proposal.pk, status=ChangeProposal.Status.CLOSED
+            ).update(status=ChangeProposal.Status.OPEN, closed_at=None, updated_at=timezone.now())
     except IntegrityError:
         raise Conflict("Another proposal between the same branches is open; continue there.") from None
     if not reopened:
@@ -468,23 +529,32 @@ def proposal_merge(
     proposal = proposal_refresh(proposal=proposal)
     if proposal.status == ChangeProposal.Status.MERGED:
         return proposal.merged_sha
-    figures = {"head": proposal.head_sha, "target_head": proposal.target_sha, "merge_state": proposal.merge_state}
+    figures = {
+        "head": proposal.head_sha,
+        "target_head": proposal.target_sha,
+        "merge_state": proposal.merge_state,
+    }
     if expected_head and expected_head != proposal.head_sha:
         raise Conflict(
             f"{proposal.source_branch} has moved since you reviewed it; its head is now "
-            f"{proposal.head_sha[:10]}. Review the new commits, then merge.", **figures,
+            f"{proposal.head_sha[:10]}. Review the new commits, then merge.",
+            **figures,
         )
     if expected_target and expected_target != proposal.target_sha:
         raise Conflict(
             f"{proposal.target_branch} has moved since you reviewed this proposal; it was checked again "
-            f"against {proposal.target_sha[:10]}. Review, then merge.", **figures,
+            f"against {proposal.target_sha[:10]}. Review, then merge.",
+            **figures,
         )
     if proposal.merge_state == ChangeProposal.MergeState.MISSING:
         raise Conflict(f"{proposal.target_branch} no longer exists in {target.full_name}.", **figures)
     if proposal.merge_state == ChangeProposal.MergeState.CONFLICT:
         paths = ", ".join(c["path"] for c in proposal.conflicts)
-        raise Conflict(f"This proposal conflicts with {proposal.target_branch} in: {paths}.",
-                       conflicts=proposal.conflicts, **figures)
+        raise Conflict(
+            f"This proposal conflicts with {proposal.target_branch} in: {paths}.",
+            conflicts=proposal.conflicts,
+            **figures,
+        )
     repo = target.repo
     old, head = proposal.target_sha, proposal.head_sha
     if proposal.merge_state == ChangeProposal.MergeState.FAST_FORWARD:
@@ -501,7 +571,9 @@ def proposal_merge(
         new = repo.commit_tree(result.tree, [old, head], text, author=identity, committer=identity)
     try:
         repo.update_ref(
-            f"refs/heads/{proposal.target_branch}", new, old,
+            f"refs/heads/{proposal.target_branch}",
+            new,
+            old,
             message=f"fabhub: merge proposal #{proposal.number} by {user.username}",
         )
     except RefMoved:
@@ -509,15 +581,24 @@ def proposal_merge(
         raise Conflict(
             f"{proposal.target_branch} moved while merging; the proposal was checked again against its new "
             "head. Review, then merge.",
-            head=proposal.head_sha, target_head=proposal.target_sha, merge_state=proposal.merge_state,
+            head=proposal.head_sha,
+            target_head=proposal.target_sha,
+            merge_state=proposal.merge_state,
         ) from None
     now = timezone.now()
     ChangeProposal.objects.filter(pk=proposal.pk).update(
-        status=ChangeProposal.Status.MERGED, merged_sha=new, merged_by=user, merged_at=now, updated_at=now,
+        status=ChangeProposal.Status.MERGED,
+        merged_sha=new,
+        merged_by=user,
+        merged_at=now,
+        updated_at=now,
         commit_count=proposal.commit_count,
     )
     proposal.status, proposal.merged_sha, proposal.merged_by, proposal.merged_at = (
-        ChangeProposal.Status.MERGED, new, user, now,
+        ChangeProposal.Status.MERGED,
+        new,
+        user,
+        now,
     )
     _after_refs_changed(target, new_commits=repo.commits_between([new], [f"^{old}"]))
     return new
@@ -575,7 +656,9 @@ class SyncResult:
     behind: int
 
 
-def design_sync_upstream(*, design: Design, user: User, branch: str | None = None, merge: bool = False) -> SyncResult:
+def design_sync_upstream(
+    *, design: Design, user: User, branch: str | None = None, merge: bool = False
+) -> SyncResult:
     """Bring the upstream's new commits into the fork's `branch`: a fast-forward when the
     fork has no commits of its own; with `merge`, a merge commit when it has (Conflict
     listing the files if that cannot be done cleanly); otherwise Conflict saying so."""
@@ -604,7 +687,8 @@ def design_sync_upstream(*, design: Design, user: User, branch: str | None = Non
         raise Conflict(
             f"{status.branch} has {status.ahead} commit(s) of its own and is {status.behind} behind "
             f"{upstream.full_name}: merge the upstream into it, or propose your changes upstream.",
-            ahead=status.ahead, behind=status.behind,
+            ahead=status.ahead,
+            behind=status.behind,
         )
     else:
         result = repo.merge_tree(status.head, status.upstream_head, attributes_file=merge_attributes_file())
@@ -613,18 +697,26 @@ def design_sync_upstream(*, design: Design, user: User, branch: str | None = Non
             raise Conflict(
                 f"Merging {upstream.full_name} into {status.branch} conflicts in: "
                 f"{', '.join(c['path'] for c in conflicts)}.",
-                conflicts=conflicts, ahead=status.ahead, behind=status.behind,
+                conflicts=conflicts,
+                ahead=status.ahead,
+                behind=status.behind,
             )
         identity = person_for(user)
         new = repo.commit_tree(
-            result.tree, [status.head, status.upstream_head],
+            result.tree,
+            [status.head, status.upstream_head],
             f"Merge {upstream.full_name}:{status.upstream_branch} into {status.branch}",
-            author=identity, committer=identity,
+            author=identity,
+            committer=identity,
         )
         outcome = "merged"
     try:
-        repo.update_ref(ref, new, status.head, message=f"fabhub: sync with {upstream.full_name} by {user.username}")
+        repo.update_ref(
+            ref, new, status.head, message=f"fabhub: sync with {upstream.full_name} by {user.username}"
+        )
     except RefMoved:
         raise Conflict(f"{status.branch} moved while syncing; try again.") from None
-    _after_refs_changed(design, new_commits=repo.commits_between([new], [f"^{status.head}"] if status.head else []))
+    _after_refs_changed(
+        design, new_commits=repo.commits_between([new], [f"^{status.head}"] if status.head else [])
+    )
     return SyncResult(outcome, new, status.ahead + (1 if outcome == "merged" else 0), 0)

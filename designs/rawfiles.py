@@ -46,7 +46,9 @@ def content_type_for(path: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def serve_blob(request: HttpRequest, design: Design, entry: TreeEntry, *, download: bool = False) -> HttpResponse:
+def serve_blob(
+    request: HttpRequest, design: Design, entry: TreeEntry, *, download: bool = False
+) -> HttpResponse:
     """A file of `design` at a revision; a Git LFS pointer is served as the object's content.
 
     The ETag is the blob sha for LFS files too: the pointer names the object's sha256 and
@@ -99,7 +101,9 @@ def serve_blob(request: HttpRequest, design: Design, entry: TreeEntry, *, downlo
     response["ETag"] = etag
     response["Accept-Ranges"] = "bytes"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+    )
     # A commit's content never changes, so responses pinned to a sha may be cached.
     response["Cache-Control"] = "private, max-age=60"
     disposition = "attachment" if download else "inline"

@@ -101,7 +101,9 @@ def remote_url_check(url: str) -> RemoteUrl:
     if url.startswith("-"):
         raise _refuse(url, "it starts with '-', which git would read as an option.")
     if HELPER_RE.match(url):
-        raise _refuse(url, "'<transport>::' addresses (ext::, fd::, remote helpers) run programs on the server.")
+        raise _refuse(
+            url, "'<transport>::' addresses (ext::, fd::, remote helpers) run programs on the server."
+        )
     if "://" not in url:
         if SCP_LIKE_RE.match(url) and not url.startswith(("/", ".", "~")):
             host_part = url.split(":", 1)
@@ -137,7 +139,11 @@ def remote_url_check(url: str) -> RemoteUrl:
     shown_port = f":{parts.port}" if parts.port else ""
     userinfo = f"{user}@" if user else ""
     return RemoteUrl(
-        url=f"{scheme}://{userinfo}{shown_host}{shown_port}{parts.path}", scheme=scheme, host=host, port=port, user=user
+        url=f"{scheme}://{userinfo}{shown_host}{shown_port}{parts.path}",
+        scheme=scheme,
+        host=host,
+        port=port,
+        user=user,
     )
 
 
@@ -212,19 +218,23 @@ def remote_addresses(remote: RemoteUrl) -> list[str]:
     if not found:
         raise ValidationError(f"The host {remote.host} has no address.", field="url")
     trusted = settings.FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS or (
-        settings.FABHUB_MIRROR_ALLOWED_HOSTS and _host_matches(remote.host, settings.FABHUB_MIRROR_ALLOWED_HOSTS)
+        settings.FABHUB_MIRROR_ALLOWED_HOSTS
+        and _host_matches(remote.host, settings.FABHUB_MIRROR_ALLOWED_HOSTS)
     )
     if not trusted:
         for address in found:
             reason = _address_refusal(ipaddress.ip_address(address))
             if reason:
                 raise _refuse(
-                    remote.url, f"{remote.host} is a {reason} address ({address}); the hub does not connect there."
+                    remote.url,
+                    f"{remote.host} is a {reason} address ({address}); the hub does not connect there.",
                 )
     return found
 
 
-def remote_access(url: str, credential: Credential | None = None, *, timeout: int | None = None) -> RemoteAccess:
+def remote_access(
+    url: str, credential: Credential | None = None, *, timeout: int | None = None
+) -> RemoteAccess:
     """Everything git needs to reach `url` safely: checked now, pinned to checked addresses."""
     remote = remote_url_check(url)
     addresses = remote_addresses(remote)
@@ -241,12 +251,12 @@ def remote_access(url: str, credential: Credential | None = None, *, timeout: in
         user = f"{remote.user}@" if remote.user else ""
         path = urlsplit(remote.url).path
         port = f":{remote.port}" if remote.port != 22 else ""
-        return RemoteAccess(url=f"ssh://{user}{shown}{port}{path}", ssh_host_alias=remote.host, timeout=timeout)
+        return RemoteAccess(
+            url=f"ssh://{user}{shown}{port}{path}", ssh_host_alias=remote.host, timeout=timeout
+        )
     resolve = None
     if not _is_ip(remote.host):
-        resolve = f"{remote.host}:{remote.port}:" + ",".join(
-            f"[{a}]" if ":" in a else a for a in addresses
-        )
+        resolve = f"{remote.host}:{remote.port}:" + ",".join(f"[{a}]" if ":" in a else a for a in addresses)
     header = f"Authorization: {credential.authorization()}" if credential is not None else None
     return RemoteAccess(url=remote.url, resolve=resolve, auth_header=header, timeout=timeout)
 
@@ -323,7 +333,9 @@ class LfsClient:
 
     def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise RemoteError(f"The LFS server sent an address that is not http(s): {url[:100]!r}.", retryable=False)
+            raise RemoteError(
+                f"The LFS server sent an address that is not http(s): {url[:100]!r}.", retryable=False
+            )
         try:
             remote = remote_url_check(url)
             address = remote_addresses(remote)[0]
@@ -353,7 +365,9 @@ class LfsClient:
             connection.close()
             raise RemoteError(f"Could not reach the LFS server at {self.host}: {exc}.") from None
 
-    def _json(self, method: str, url: str, payload: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    def _json(
+        self, method: str, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
         body = json.dumps(payload).encode()
         headers = {**self._headers(url, headers), "Accept": LFS_JSON, "Content-Type": LFS_JSON}
         connection, response = self._request(method, url, headers=headers, body=body)
@@ -373,7 +387,9 @@ class LfsClient:
         try:
             answer = json.loads(data or b"{}")
         except ValueError:
-            raise RemoteError(f"The LFS server at {self.host} did not answer in JSON.", retryable=False) from None
+            raise RemoteError(
+                f"The LFS server at {self.host} did not answer in JSON.", retryable=False
+            ) from None
         if not isinstance(answer, dict):
             raise RemoteError(f"The LFS server at {self.host} sent an unexpected answer.", retryable=False)
         return answer
@@ -386,7 +402,11 @@ class LfsClient:
             answer = self._json(
                 "POST",
                 f"{self.endpoint}/objects/batch",
-                {"operation": operation, "transfers": ["basic"], "objects": [{"oid": o, "size": s} for o, s in chunk]},
+                {
+                    "operation": operation,
+                    "transfers": ["basic"],
+                    "objects": [{"oid": o, "size": s} for o, s in chunk],
+                },
                 {},
             )
             for item in answer.get("objects") or []:
@@ -396,7 +416,9 @@ class LfsClient:
     @contextmanager
     def download(self, action: LfsObjectAction) -> Iterator[IO[bytes]]:
         """Yield the object's body as a stream (closed afterwards)."""
-        connection, response = self._request("GET", action.href, headers=self._headers(action.href, action.headers))
+        connection, response = self._request(
+            "GET", action.href, headers=self._headers(action.href, action.headers)
+        )
         try:
             if response.status != 200:
                 raise RemoteError(
@@ -426,7 +448,9 @@ class LfsClient:
             )
         if action.verify and action.verify.get("href"):
             self._json(
-                "POST", action.verify["href"], {"oid": action.oid, "size": action.size},
+                "POST",
+                action.verify["href"],
+                {"oid": action.oid, "size": action.size},
                 dict(action.verify.get("header") or {}),
             )
 
@@ -447,11 +471,15 @@ def _lfs_action(item: Any, operation: str) -> LfsObjectAction:
         size = -1
     error = item.get("error")
     if isinstance(error, dict):
-        return LfsObjectAction(oid, size, None, {}, None, str(error.get("message") or error.get("code") or "error"))
+        return LfsObjectAction(
+            oid, size, None, {}, None, str(error.get("message") or error.get("code") or "error")
+        )
     actions = item.get("actions") or {}
     action = actions.get(operation) if isinstance(actions, dict) else None
     if not isinstance(action, dict) or not isinstance(action.get("href"), str):
         return LfsObjectAction(oid, size, None, {}, None, None)  # upload: the server has it already
     headers = action.get("header") if isinstance(action.get("header"), dict) else {}
     verify = actions.get("verify") if isinstance(actions.get("verify"), dict) else None
-    return LfsObjectAction(oid, size, action["href"], {str(k): str(v) for k, v in headers.items()}, verify, None)
+    return LfsObjectAction(
+        oid, size, action["href"], {str(k): str(v) for k, v in headers.items()}, verify, None
+    )

@@ -27,9 +27,7 @@ def designs_visible_to(user: AnyUser) -> QuerySet[Design]:
     if not user.is_authenticated:
         return designs.filter(visibility=Design.Visibility.PUBLIC)
     collaborates = Collaborator.objects.filter(design=OuterRef("pk"), user=user)
-    return designs.filter(
-        Q(visibility=Design.Visibility.PUBLIC) | Q(owner=user) | Exists(collaborates)
-    )
+    return designs.filter(Q(visibility=Design.Visibility.PUBLIC) | Q(owner=user) | Exists(collaborates))
 
 
 def design_get(*, user: AnyUser, owner: str, slug: str) -> Design:
@@ -216,7 +214,12 @@ def design_lfs_pointer(design: Design, entry: TreeEntry) -> Pointer | None:
 
 
 def lfs_locks(
-    design: Design, *, path: str | None = None, lock_id: str | None = None, cursor: str | None = None, limit: int = 100
+    design: Design,
+    *,
+    path: str | None = None,
+    lock_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
 ) -> tuple[list[LfsLock], str | None]:
     """One page of a design's LFS locks in id order, and the cursor of the next page."""
     locks = LfsLock.objects.filter(design=design).select_related("owner").order_by("pk")

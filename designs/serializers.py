@@ -21,9 +21,24 @@ class DesignOutput(serializers.ModelSerializer):
     class Meta:
         model = Design
         fields = [
-            "id", "owner", "slug", "full_name", "title", "summary", "licence", "visibility",
-            "tags", "default_branch", "allow_default_branch_rewrite", "clone_url", "forked_from", "fork_point", "created_at", "updated_at",
-            "url", "web_url",
+            "id",
+            "owner",
+            "slug",
+            "full_name",
+            "title",
+            "summary",
+            "licence",
+            "visibility",
+            "tags",
+            "default_branch",
+            "allow_default_branch_rewrite",
+            "clone_url",
+            "forked_from",
+            "fork_point",
+            "created_at",
+            "updated_at",
+            "url",
+            "web_url",
         ]
 
     def get_tags(self, design: Design) -> list[str]:
@@ -105,9 +120,12 @@ class WriteInput(serializers.Serializer):
 
 class UploadInput(WriteInput):
     files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
-    folder = serializers.CharField(required=False, allow_blank=True, default="", help_text="Folder to put the files in.")
+    folder = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Folder to put the files in."
+    )
     paths = serializers.ListField(
-        child=serializers.CharField(), required=False,
+        child=serializers.CharField(),
+        required=False,
         help_text="Paths for the files, in order (instead of their upload names).",
     )
 
@@ -149,7 +167,9 @@ class BranchOutput(serializers.Serializer):
 
 class BranchCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    start = serializers.CharField(max_length=200, required=False, help_text="Branch, tag or sha; default branch if absent.")
+    start = serializers.CharField(
+        max_length=200, required=False, help_text="Branch, tag or sha; default branch if absent."
+    )
 
 
 class TagOutput(serializers.Serializer):
@@ -216,7 +236,9 @@ class MeshFileOutput(serializers.Serializer):
     figures = serializers.DictField(allow_null=True)
     reason = serializers.CharField(allow_blank=True, help_text="Why the analysis failed, in words.")
     thumbnail_url = serializers.CharField(allow_null=True)
-    fits = serializers.BooleanField(allow_null=True, help_text="Fits the build_volume given, rotation allowed.")
+    fits = serializers.BooleanField(
+        allow_null=True, help_text="Fits the build_volume given, rotation allowed."
+    )
 
 
 class MeshListOutput(serializers.Serializer):
@@ -229,7 +251,9 @@ class MeshListOutput(serializers.Serializer):
 
 class ConflictOutput(serializers.Serializer):
     path = serializers.CharField()
-    kind = serializers.CharField(help_text="content, binary, lfs, modify/delete, add/add, rename, file/directory, other")
+    kind = serializers.CharField(
+        help_text="content, binary, lfs, modify/delete, add/add, rename, file/directory, other"
+    )
     message = serializers.CharField()
 
 
@@ -244,7 +268,9 @@ class ProposalOutput(serializers.Serializer):
     target = serializers.CharField(source="target.full_name")
     target_branch = serializers.CharField()
     head = serializers.CharField(source="head_sha", help_text="The source branch's head the figures are for.")
-    target_head = serializers.CharField(source="target_sha", help_text="The target branch's head they are for.")
+    target_head = serializers.CharField(
+        source="target_sha", help_text="The target branch's head they are for."
+    )
     merge_base = serializers.CharField()
     merge_state = serializers.CharField(help_text="fast-forward, clean, conflict, missing or unknown")
     conflicts = ConflictOutput(many=True)
@@ -261,10 +287,14 @@ class ProposalCreateInput(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     source = serializers.CharField(
-        max_length=250, required=False, help_text="owner/slug of the design to merge from; this design if absent."
+        max_length=250,
+        required=False,
+        help_text="owner/slug of the design to merge from; this design if absent.",
     )
     source_branch = serializers.CharField(max_length=200)
-    target_branch = serializers.CharField(max_length=200, required=False, help_text="Default branch if absent.")
+    target_branch = serializers.CharField(
+        max_length=200, required=False, help_text="Default branch if absent."
+    )
 
 
 class ProposalUpdateInput(serializers.Serializer):
@@ -347,13 +377,19 @@ class PullMirrorOutput(serializers.Serializer):
 class MirrorCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=100)
     url = serializers.CharField(max_length=2000, help_text="http(s):// or ssh:// address of the repository.")
-    licence = serializers.ChoiceField(choices=Licence.choices, help_text="The licence of the mirrored design.")
+    licence = serializers.ChoiceField(
+        choices=Licence.choices, help_text="The licence of the mirrored design."
+    )
     title = serializers.CharField(max_length=200, required=False, default="")
     summary = serializers.CharField(required=False, allow_blank=True, default="")
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, default=Design.Visibility.PUBLIC)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     token = serializers.CharField(
-        max_length=4096, required=False, allow_blank=True, default="", write_only=True,
+        max_length=4096,
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
         help_text="Stored encrypted, never shown again.",
     )
     interval = serializers.IntegerField(required=False, min_value=1, help_text="Seconds between refreshes.")
@@ -397,7 +433,11 @@ class PushMirrorInput(serializers.Serializer):
     url = serializers.CharField(max_length=2000)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     token = serializers.CharField(
-        max_length=4096, required=False, allow_blank=True, default="", write_only=True,
+        max_length=4096,
+        required=False,
+        allow_blank=True,
+        default="",
+        write_only=True,
         help_text="Stored encrypted, never shown again.",
     )
 

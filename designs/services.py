@@ -84,8 +84,13 @@ def design_create(
     if path.exists():
         raise Conflict(f"A repository for {owner.username}/{slug} already exists on disk.")
     design = Design(
-        owner=owner, slug=slug, title=title or slug, summary=summary, licence=licence,
-        visibility=visibility, default_branch=default_branch,
+        owner=owner,
+        slug=slug,
+        title=title or slug,
+        summary=summary,
+        licence=licence,
+        visibility=visibility,
+        default_branch=default_branch,
     )
     try:
         with transaction.atomic():
@@ -280,15 +285,15 @@ def design_commit(
         tree = repo.build_tree(head, edits)
         if head and tree == repo.tree_of(head):
             raise ValidationError("Nothing changed: the files are identical to the current ones.")
-        sha = repo.commit_tree(
-            tree, [head] if head else [], message, author=identity, committer=identity
-        )
+        sha = repo.commit_tree(tree, [head] if head else [], message, author=identity, committer=identity)
         try:
             repo.update_ref(f"refs/heads/{branch}", sha, head, message=f"fabhub: commit by {author.username}")
         except RefMoved:
             if expected_head:
                 current = repo.branch_head(branch)
-                raise Conflict(f"{branch} has moved: its head is now {current}.", current_head=current) from None
+                raise Conflict(
+                    f"{branch} has moved: its head is now {current}.", current_head=current
+                ) from None
             moved_to = repo.branch_head(branch)
             if head and moved_to:
                 overlap = repo.changed_paths(head, moved_to) & set(touched)
@@ -447,7 +452,9 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     known = [f"^{sha}" for sha in refs_before.values()]
     new_commits = repo.commits_between(moved, known)
     _after_refs_changed(design, new_commits=new_commits)
-    logger.info("push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits))
+    logger.info(
+        "push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits)
+    )
     return new_commits
 
 
@@ -532,9 +539,16 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
     if path.exists():
         raise Conflict(f"A repository for {user.username}/{slug} already exists on disk.")
     fork = Design(
-        owner=user, slug=slug, title=design.title, summary=design.summary,
-        licence=design.licence, visibility=design.visibility, default_branch=design.default_branch,
-        forked_from=design, forked_from_name=design.full_name, fork_point=fork_point,
+        owner=user,
+        slug=slug,
+        title=design.title,
+        summary=design.summary,
+        licence=design.licence,
+        visibility=design.visibility,
+        default_branch=design.default_branch,
+        forked_from=design,
+        forked_from_name=design.full_name,
+        fork_point=fork_point,
         cover_blob_sha=design.cover_blob_sha,
     )
     try:
@@ -638,7 +652,9 @@ def lfs_lock_release(*, design: Design, user: User, lock_id: int, force: bool = 
         raise NotFound(f"There is no lock {lock_id}.")
     if lock.owner_id != user.pk:
         if not force:
-            raise PermissionDenied(f"{lock.path} is locked by {lock.owner.username}; use --force to unlock it.")
+            raise PermissionDenied(
+                f"{lock.path} is locked by {lock.owner.username}; use --force to unlock it."
+            )
         if design_role(design, user) != "owner":
             raise PermissionDenied(f"Only the owner of {design.full_name} can break another person's lock.")
     # Conditional delete: of two racing unlocks, one gets NotFound rather than both "succeeding".

@@ -865,15 +865,24 @@ def _create_or_delete(request: HttpRequest, design: Design, form_class, *, creat
 def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     design, role = _load(request, owner, slug, need="write" if request.method == "POST" else None)
     form, done = _create_or_delete(
-        request, design, forms.BranchCreateForm,
-        create=services.branch_create, delete=services.branch_delete,
-        created="Created branch {name}.", deleted="Deleted branch {name}.",
+        request,
+        design,
+        forms.BranchCreateForm,
+        create=services.branch_create,
+        delete=services.branch_delete,
+        created="Created branch {name}.",
+        deleted="Deleted branch {name}.",
     )
     if done:
         return done
     return _render(
-        request, "designs/branches.html", design, role, "branches",
-        form=form, branch_list=selectors.design_branches(design),
+        request,
+        "designs/branches.html",
+        design,
+        role,
+        "branches",
+        form=form,
+        branch_list=selectors.design_branches(design),
     )
 
 
@@ -881,9 +890,13 @@ def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse
 def design_tags(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     design, role = _load(request, owner, slug, need="write" if request.method == "POST" else None)
     form, done = _create_or_delete(
-        request, design, forms.TagCreateForm,
-        create=services.tag_create, delete=services.tag_delete,
-        created="Tagged {name}.", deleted="Deleted tag {name}.",
+        request,
+        design,
+        forms.TagCreateForm,
+        create=services.tag_create,
+        delete=services.tag_delete,
+        created="Tagged {name}.",
+        deleted="Deleted tag {name}.",
     )
     if done:
         return done
@@ -989,8 +1002,15 @@ def design_proposals(request: HttpRequest, owner: str, slug: str) -> HttpRespons
     page = Paginator(found, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
     can_propose = request.user.is_authenticated and bool(proposals.proposal_sources_for(request.user, design))
     return _render(
-        request, "designs/proposals.html", design, role, "proposals",
-        page=page, status=status, filters=PROPOSAL_FILTERS, can_propose=can_propose,
+        request,
+        "designs/proposals.html",
+        design,
+        role,
+        "proposals",
+        page=page,
+        status=status,
+        filters=PROPOSAL_FILTERS,
+        can_propose=can_propose,
     )
 
 
@@ -1000,7 +1020,9 @@ def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResp
     design, role = _load(request, owner, slug)
     sources = {d.full_name: d for d in proposals.proposal_sources_for(request.user, design)}
     if not sources:
-        raise PermissionDenied(f"You can write to no design of {design.full_name}'s fork network: fork it first.")
+        raise PermissionDenied(
+            f"You can write to no design of {design.full_name}'s fork network: fork it first."
+        )
     branches = [name for name, _ in design.repo.branches()]
     wanted = request.GET.get("source") or next(
         (name for name, d in sources.items() if d.pk != design.pk), design.full_name
@@ -1018,8 +1040,14 @@ def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResp
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         ok, proposal = form_call(
-            form, proposals.proposal_create, target=design, user=request.user, source=sources[data["source"]],
-            source_branch=data["source_branch"], target_branch=data["target_branch"], title=data["title"],
+            form,
+            proposals.proposal_create,
+            target=design,
+            user=request.user,
+            source=sources[data["source"]],
+            source_branch=data["source_branch"],
+            target_branch=data["target_branch"],
+            title=data["title"],
             description=data["description"],
         )
         if ok:
@@ -1057,14 +1085,18 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
         here = reverse("design-proposal", args=[owner, slug, proposal.number])
         if action == "comment" and comment_form.is_valid():
             ok, _ = form_call(
-                comment_form, proposals.proposal_comment, proposal=proposal, user=request.user,
+                comment_form,
+                proposals.proposal_comment,
+                proposal=proposal,
+                user=request.user,
                 body=comment_form.cleaned_data["body"],
             )
             if ok:
                 return redirect(here + "#comments")
         elif action == "merge":
             sha = proposals.proposal_merge(
-                proposal=proposal, user=request.user,
+                proposal=proposal,
+                user=request.user,
                 expected_head=request.POST.get("expected_head") or None,
                 expected_target=request.POST.get("expected_target") or None,
             )
@@ -1175,8 +1207,14 @@ def design_mirrors(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     if action == "update-pull" and pull_form is not None and pull_form.is_valid():
         data = pull_form.cleaned_data
         ok, _ = form_call(
-            pull_form, mirrors.mirror_update, design=design, user=request.user, url=data["url"],
-            interval=data["interval"], username=data["username"], token=data["token"] or None,
+            pull_form,
+            mirrors.mirror_update,
+            design=design,
+            user=request.user,
+            url=data["url"],
+            interval=data["interval"],
+            username=data["username"],
+            token=data["token"] or None,
             clear_credential=data["clear_credential"],
         )
         if ok:
@@ -1210,8 +1248,14 @@ def design_mirrors(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             messages.success(request, "Push mirror turned " + ("on." if enabled else "off."))
         return redirect(here)
     return _render(
-        request, "designs/mirrors.html", design, role, "settings",
-        pull_form=pull_form, push_form=push_form, push_mirrors=mirrors.push_mirrors_of(design),
+        request,
+        "designs/mirrors.html",
+        design,
+        role,
+        "settings",
+        pull_form=pull_form,
+        push_form=push_form,
+        push_mirrors=mirrors.push_mirrors_of(design),
     )
 
 

@@ -43,4 +43,6 @@ def decrypt_text(token: str, *, purpose: str) -> str:
     try:
         return _fernet(purpose).decrypt(token.encode()).decode()
     except InvalidToken:
-        raise UnreadableSecret("This credential was stored with another encryption key; enter it again.") from None
+        raise UnreadableSecret(
+            "This credential was stored with another encryption key; enter it again."
+        ) from None

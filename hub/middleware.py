@@ -28,7 +28,11 @@ class RequestSizeLimitMiddleware:
             length = 0
         if length > limit:
             return JsonResponse(
-                {"detail": too_large_message("The request", length, limit), "code": "too_large", "limit": limit},
+                {
+                    "detail": too_large_message("The request", length, limit),
+                    "code": "too_large",
+                    "limit": limit,
+                },
                 status=413,
             )
         return self.get_response(request)

@@ -65,9 +65,7 @@ class AccessToken(models.Model):
         READ = "read", "Read"
         WRITE = "write", "Read and write"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
     name = models.CharField(max_length=100)
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.WRITE)
     digest = models.CharField(max_length=64, unique=True)

@@ -16,8 +16,12 @@ def token_create(
     """Create a token; return it and its raw value, which is never stored or shown again."""
     raw = new_raw_token()
     token = AccessToken.objects.create(
-        user=user, name=name.strip() or "token", scope=scope, digest=hash_token(raw),
-        hint=raw[:10], expires_at=expires_at,
+        user=user,
+        name=name.strip() or "token",
+        scope=scope,
+        digest=hash_token(raw),
+        hint=raw[:10],
+        expires_at=expires_at,
     )
     return token, raw
 

@@ -215,7 +215,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Range fields and lookups for the bookings' exclusion constraint.
     INSTALLED_APPS.append("django.contrib.postgres")
 CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
-    "task": "machines.tasks.check_starting_bookings", "schedule": 60.0,
+    "task": "machines.tasks.check_starting_bookings",
+    "schedule": 60.0,
 }
 
 # Mirrors between hubs and git hosts (designs/mirrors.py, designs/remotes.py;

@@ -34,8 +34,11 @@ def start_ticker(name: str, *, interval_s: float, tick: Callable[[int], None]) -
             return False
         _started.add(name)
     threading.Thread(
-        target=run_ticker, args=(name,), kwargs={"interval_s": interval_s, "tick": tick},
-        name=f"fabhub-{name}-ticker", daemon=True,
+        target=run_ticker,
+        args=(name,),
+        kwargs={"interval_s": interval_s, "tick": tick},
+        name=f"fabhub-{name}-ticker",
+        daemon=True,
     ).start()
     return True
 

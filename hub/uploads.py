@@ -9,9 +9,8 @@ from hub.exceptions import TooLarge
 
 
 def too_large_message(what: str, size: int, limit: int) -> str:
-    return (
-        f"{what} is larger than the limit of {limit:,} bytes ({limit / (1024 * 1024):.0f} MB)"
-        + (f"; it is {size:,} bytes." if size else ".")
+    return f"{what} is larger than the limit of {limit:,} bytes ({limit / (1024 * 1024):.0f} MB)" + (
+        f"; it is {size:,} bytes." if size else "."
     )
 
 

@@ -65,11 +65,13 @@ def form_call(form: forms.Form, service: Callable[..., Any], /, **kwargs: Any) -
 
 # -- sign-up ------------------------------------------------------------------------------
 
+
 class SignupForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
         help_texts = {"username": "Your address on the hub: letters, digits, '.', '-' or '_'."}
+
     # Username rules (reserved names, characters safe on disk) live on the model field.
 
 

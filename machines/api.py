@@ -76,9 +76,13 @@ def _instant(value: str | None, lab: Lab, name: str, *, default: datetime) -> da
     except ValueError:
         parsed = None
     if parsed is None:
-        raise ValidationError(f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00).")
+        raise ValidationError(
+            f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00)."
+        )
     if timezone.is_naive(parsed):
-        raise ValidationError(f"'{name}' has no time zone: give an offset, e.g. 2026-03-28T10:00:00+01:00 or …Z.")
+        raise ValidationError(
+            f"'{name}' has no time zone: give an offset, e.g. 2026-03-28T10:00:00+01:00 or …Z."
+        )
     return parsed
 
 
@@ -151,7 +155,8 @@ class LabHoursApi(LabContextMixin, APIView):
         data = OpeningHoursInput(data=request.data)
         data.is_valid(raise_exception=True)
         rows = services.lab_set_hours(
-            lab=self.get_lab(), actor=request.user,
+            lab=self.get_lab(),
+            actor=request.user,
             hours=[(h["weekday"], h["opens"], h["closes"]) for h in data.validated_data["hours"]],
         )
         return Response(OpeningHoursItem(rows, many=True).data)
@@ -167,8 +172,12 @@ class ClosureListApi(LabContextMixin, APIView):
     def post(self, request: Request, lab: str) -> Response:
         data = ClosureInput(data=request.data)
         data.is_valid(raise_exception=True)
-        closure, flagged = services.closure_create(lab=self.get_lab(), actor=request.user, **data.validated_data)
-        return Response({**ClosureOutput(closure).data, "flagged_bookings": [b.pk for b in flagged]}, status=201)
+        closure, flagged = services.closure_create(
+            lab=self.get_lab(), actor=request.user, **data.validated_data
+        )
+        return Response(
+            {**ClosureOutput(closure).data, "flagged_bookings": [b.pk for b in flagged]}, status=201
+        )
 
 
 class ClosureDetailApi(LabContextMixin, APIView):
@@ -233,7 +242,8 @@ class MachineListApi(LabContextMixin, APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     @extend_schema(
-        parameters=[OpenApiParameter("kind", str, enum=Machine.Kind.values)], responses=MachineOutput(many=True)
+        parameters=[OpenApiParameter("kind", str, enum=Machine.Kind.values)],
+        responses=MachineOutput(many=True),
     )
     def get(self, request: Request, lab: str) -> Response:
         rows = self.get_lab().machines.select_related("lab").order_by("name")
@@ -263,20 +273,26 @@ class MachineDetailApi(LabContextMixin, APIView):
         data = MachineUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         updated = services.machine_update(
-            machine=self.get_machine(), actor=request.user, photo=request.FILES.get("photo"), **data.validated_data
+            machine=self.get_machine(),
+            actor=request.user,
+            photo=request.FILES.get("photo"),
+            **data.validated_data,
         )
         return Response(MachineOutput(updated, context={"request": request}).data)
 
 
 class MachineStatusApi(LabContextMixin, APIView):
     @extend_schema(
-        request=MachineStatusInput, responses=BookingOutput(many=True),
+        request=MachineStatusInput,
+        responses=BookingOutput(many=True),
         description="Set the status. Answers the future bookings it flagged for a decision (cancel or keep).",
     )
     def post(self, request: Request, lab: str, machine: str) -> Response:
         data = MachineStatusInput(data=request.data)
         data.is_valid(raise_exception=True)
-        rows = services.machine_set_status(machine=self.get_machine(), actor=request.user, **data.validated_data)
+        rows = services.machine_set_status(
+            machine=self.get_machine(), actor=request.user, **data.validated_data
+        )
         return Response(BookingOutput(rows, many=True).data)
 
 
@@ -288,7 +304,9 @@ class MaintenanceApi(LabContextMixin, APIView):
         window, cancelled = services.maintenance_block(
             machine=self.get_machine(), actor=request.user, **data.validated_data
         )
-        return Response({**BookingOutput(window).data, "cancelled_bookings": [b.pk for b in cancelled]}, status=201)
+        return Response(
+            {**BookingOutput(window).data, "cancelled_bookings": [b.pk for b in cancelled]}, status=201
+        )
 
 
 class MachineAvailabilityApi(LabContextMixin, APIView):
@@ -301,8 +319,12 @@ class MachineAvailabilityApi(LabContextMixin, APIView):
 
 def _availability(machine: Machine, start: datetime, end: datetime, free=None) -> dict:
     return {
-        "machine": machine.pk, "machine_slug": machine.slug, "status": machine.status,
-        "timezone": machine.lab.timezone, "start": start, "end": end,
+        "machine": machine.pk,
+        "machine_slug": machine.slug,
+        "status": machine.status,
+        "timezone": machine.lab.timezone,
+        "start": start,
+        "end": end,
         "free": _slots(free if free is not None else selectors.machine_free_slots(machine, start, end)),
     }
 
@@ -316,7 +338,10 @@ class KindAvailabilityApi(LabContextMixin, APIView):
         the_lab = self.get_lab()
         kind = _kind(request)
         start, end = _range(request, the_lab)
-        rows = [_availability(m, start, end, free) for m, free in selectors.kind_free_slots(the_lab, kind, start, end)]
+        rows = [
+            _availability(m, start, end, free)
+            for m, free in selectors.kind_free_slots(the_lab, kind, start, end)
+        ]
         return Response(MachineAvailabilityOutput(rows, many=True).data)
 
 
@@ -348,12 +373,22 @@ class FirstFreeSlotApi(LabContextMixin, APIView):
         member = request.user if request.user.is_authenticated else None
         found = selectors.first_free_slot(the_lab, kind, int(raw), after=after, member=member)
         if found is None:
-            raise NotFound(f"No {Machine.Kind(kind).label.lower()} of {the_lab.name} is free that long within its horizon.")
+            raise NotFound(
+                f"No {Machine.Kind(kind).label.lower()} of {the_lab.name} is free that long within its horizon."
+            )
         machine, start, end = found
-        return Response(FirstFreeSlotOutput({
-            "machine": machine.pk, "machine_slug": machine.slug, "machine_name": machine.name,
-            "start": start, "end": end, "local_start": start.astimezone(the_lab.zone).isoformat(),
-        }).data)
+        return Response(
+            FirstFreeSlotOutput(
+                {
+                    "machine": machine.pk,
+                    "machine_slug": machine.slug,
+                    "machine_name": machine.name,
+                    "start": start,
+                    "end": end,
+                    "local_start": start.astimezone(the_lab.zone).isoformat(),
+                }
+            ).data
+        )
 
 
 # -- bookings ------------------------------------------------------------------------------
@@ -385,11 +420,17 @@ class BookingListApi(generics.ListAPIView):
         claimed_lab = None
         if values.get("lab"):
             key = values["lab"]
-            claimed_lab = (Lab.objects.filter(pk=int(key)) if key.isdigit() else Lab.objects.filter(slug=key)).first()
+            claimed_lab = (
+                Lab.objects.filter(pk=int(key)) if key.isdigit() else Lab.objects.filter(slug=key)
+            ).first()
             if claimed_lab is None:
                 raise ValidationError(f"There is no lab {key!r}.")
         booking = services.booking_create(
-            machine=machine, member=request.user, start=values["start"], end=values["end"], note=values["note"],
+            machine=machine,
+            member=request.user,
+            start=values["start"],
+            end=values["end"],
+            note=values["note"],
             lab=claimed_lab,
         )
         return Response(BookingOutput(booking).data, status=201)
@@ -418,12 +459,16 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
             rows = rows.filter(end__gt=timezone.now())
         return rows
 
-    @extend_schema(parameters=[
-        OpenApiParameter("status", str, enum=Booking.Status.values),
-        OpenApiParameter("machine", str, description="Machine slug."),
-        OpenApiParameter("needs_decision", bool, description="Only bookings a status change or closure flagged."),
-        OpenApiParameter("upcoming", bool, description="Only bookings not over yet."),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=Booking.Status.values),
+            OpenApiParameter("machine", str, description="Machine slug."),
+            OpenApiParameter(
+                "needs_decision", bool, description="Only bookings a status change or closure flagged."
+            ),
+            OpenApiParameter("upcoming", bool, description="Only bookings not over yet."),
+        ]
+    )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -481,11 +526,18 @@ class QualificationListApi(LabContextMixin, APIView):
         data = QualificationInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        machine = selectors.machine_get(lab=the_lab, slug=values["machine"]) if values.get("machine") else None
+        machine = (
+            selectors.machine_get(lab=the_lab, slug=values["machine"]) if values.get("machine") else None
+        )
         qualification = services.qualification_record(
-            lab=the_lab, actor=request.user, member=_user(values["member"]), machine=machine,
-            kind=values.get("kind", ""), trained_on=values["trained_on"],
-            trainer=_user(values["trainer"]) if values.get("trainer") else None, expires_on=values.get("expires_on"),
+            lab=the_lab,
+            actor=request.user,
+            member=_user(values["member"]),
+            machine=machine,
+            kind=values.get("kind", ""),
+            trained_on=values["trained_on"],
+            trainer=_user(values["trainer"]) if values.get("trainer") else None,
+            expires_on=values.get("expires_on"),
         )
         return Response(QualificationOutput(qualification).data, status=201)
 
@@ -524,13 +576,18 @@ class NotificationReadApi(APIView):
     permission_classes = AUTHENTICATED
 
     @extend_schema(
-        request=None, responses={200: OpenApiTypes.OBJECT},
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
         parameters=[OpenApiParameter("id", int, description="One notification; all if absent.")],
     )
     def post(self, request: Request) -> Response:
-        raw = request.query_params.get("id") or (request.data.get("id") if hasattr(request.data, "get") else None)
+        raw = request.query_params.get("id") or (
+            request.data.get("id") if hasattr(request.data, "get") else None
+        )
         notification_id = int(raw) if raw and str(raw).isdigit() else None
-        return Response({"marked": services.notification_mark_read(user=request.user, notification_id=notification_id)})
+        return Response(
+            {"marked": services.notification_mark_read(user=request.user, notification_id=notification_id)}
+        )
 
 
 class FeedApi(LabContextMixin, APIView):
@@ -554,4 +611,3 @@ class FeedApi(LabContextMixin, APIView):
     def post(self, request: Request, **kwargs) -> Response:
         feed = services.calendar_feed_reset(feed=self._feed(request), actor=request.user)
         return Response(FeedOutput(feed, context={"request": request}).data)
-

@@ -32,8 +32,11 @@ urlpatterns = [
     path("bookings/", api.BookingListApi.as_view(), name="api-booking-list"),
     path("bookings/<int:booking_id>/", api.BookingDetailApi.as_view(), name="api-booking-detail"),
     *[
-        path(f"bookings/<int:booking_id>/{action}/", api.BookingActionApi.as_view(action=action),
-             name=f"api-booking-{action}")
+        path(
+            f"bookings/<int:booking_id>/{action}/",
+            api.BookingActionApi.as_view(action=action),
+            name=f"api-booking-{action}",
+        )
         for action in ("cancel", "approve", "refuse", "keep")
     ],
     path("notifications/", api.NotificationListApi.as_view(), name="api-notifications"),
@@ -49,8 +52,11 @@ urlpatterns = [
     path("print-jobs/<int:job_id>/", print_api.PrintJobDetailApi.as_view(), name="api-print-job"),
     path("print-jobs/<int:job_id>/gcode/", print_api.PrintJobGcodeApi.as_view(), name="api-print-job-gcode"),
     *[
-        path(f"print-jobs/<int:job_id>/{action}/", print_api.PrintJobActionApi.as_view(action=action),
-             name=f"api-print-job-{action}")
+        path(
+            f"print-jobs/<int:job_id>/{action}/",
+            print_api.PrintJobActionApi.as_view(action=action),
+            name=f"api-print-job-{action}",
+        )
         for action in ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
     ],
     path("print-records/", print_api.PrintRecordListApi.as_view(), name="api-print-records"),

@@ -39,7 +39,10 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
         lab = Lab.objects.filter(slug=LAB_SLUG).first()
         if lab is None:
             lab = services.lab_create(
-                creator=ada, name="Demo Fablab", slug=LAB_SLUG, timezone="Europe/Paris",
+                creator=ada,
+                name="Demo Fablab",
+                slug=LAB_SLUG,
+                timezone="Europe/Paris",
                 description="A demo lab. Its **Virtual MK4** is a real OctoPrint with a virtual printer: "
                 "send it a part from a design's file page (*Print at a lab*) and watch it print.",
                 address="1 rue des Makers, Lyon",
@@ -50,25 +53,47 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
                 if member is not None:
                     services.membership_join(lab=lab, user=member)
             services.machine_create(
-                lab=lab, actor=ada, name="Laser cutter", slug="laser", kind=Machine.Kind.LASER_CUTTER,
-                model_name="60 W CO2", work_x_mm=600, work_y_mm=400, work_z_mm=50, requires_qualification=True,
+                lab=lab,
+                actor=ada,
+                name="Laser cutter",
+                slug="laser",
+                kind=Machine.Kind.LASER_CUTTER,
+                model_name="60 W CO2",
+                work_x_mm=600,
+                work_y_mm=400,
+                work_z_mm=50,
+                requires_qualification=True,
             )
         machine = Machine.objects.filter(lab=lab, slug=PRINTER_SLUG).first()
         if machine is None:
             machine = services.machine_create(
-                lab=lab, actor=ada, name="Virtual MK4", slug=PRINTER_SLUG, kind=Machine.Kind.FDM_PRINTER,
-                model_name="OctoPrint Virtual Printer", work_x_mm=250, work_y_mm=210, work_z_mm=210,
+                lab=lab,
+                actor=ada,
+                name="Virtual MK4",
+                slug=PRINTER_SLUG,
+                kind=Machine.Kind.FDM_PRINTER,
+                model_name="OctoPrint Virtual Printer",
+                work_x_mm=250,
+                work_y_mm=210,
+                work_z_mm=210,
                 capabilities={"materials": ["PLA", "PETG"], "nozzle_diameters_mm": [0.4]},
             )
         if octoprint_url and octoprint_key:
-            services.machine_update(machine=machine, actor=ada, connection_url=octoprint_url,
-                                    connection_api_key=octoprint_key)
+            services.machine_update(
+                machine=machine, actor=ada, connection_url=octoprint_url, connection_api_key=octoprint_key
+            )
             # A fresh OctoPrint: connect it to its virtual printer at the first poll.
             Printer.objects.filter(pk=machine.pk).update(connect_tried_at=None)
         if not hasattr(machine, "printer"):
             printing.printer_configure(
-                machine=machine, actor=ada, material="PLA", colour="black", nozzle_mm="0.4",
-                profile_name="Demo: 0.2 mm, no heating", slicer_profile=DEMO_PROFILE, serial_port="VIRTUAL",
+                machine=machine,
+                actor=ada,
+                material="PLA",
+                colour="black",
+                nozzle_mm="0.4",
+                profile_name="Demo: 0.2 mm, no heating",
+                slicer_profile=DEMO_PROFILE,
+                serial_port="VIRTUAL",
                 baudrate=115200,
             )
     return lab
@@ -78,4 +103,6 @@ def demo_lab_members() -> list[str]:
     lab = Lab.objects.filter(slug=LAB_SLUG).first()
     if lab is None:
         return []
-    return list(lab.memberships.filter(status=LabMembership.Status.ACTIVE).values_list("user__username", flat=True))
+    return list(
+        lab.memberships.filter(status=LabMembership.Status.ACTIVE).values_list("user__username", flat=True)
+    )

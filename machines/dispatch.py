@@ -74,7 +74,9 @@ def _recorded_status(printer: Printer) -> PrinterStatus:
         state = PrinterState(printer.state)
     except ValueError:
         state = PrinterState.UNKNOWN
-    return PrinterStatus(state=state, progress=printer.progress, job_name=printer.job_name or None, message=printer.message)
+    return PrinterStatus(
+        state=state, progress=printer.progress, job_name=printer.job_name or None, message=printer.message
+    )
 
 
 def _observed(printer_id: int, status: PrinterStatus) -> None:
@@ -83,7 +85,9 @@ def _observed(printer_id: int, status: PrinterStatus) -> None:
         state=status.state.value,
         progress=status.progress,
         job_name=(status.job_name or "")[:255],
-        temperatures={name: {"actual": t.actual, "target": t.target} for name, t in status.temperatures.items()},
+        temperatures={
+            name: {"actual": t.actual, "target": t.target} for name, t in status.temperatures.items()
+        },
         message=status.message[:500],
         seen_at=now,
         state_changed_at=Case(When(~Q(state=status.state.value), then=now), default=F("state_changed_at")),
@@ -95,7 +99,10 @@ def _unreachable(printer_id: int, error: PrinterError) -> None:
     now = timezone.now()
     state = PrinterState.OFFLINE.value if error.retryable else PrinterState.ERROR.value
     Printer.objects.filter(pk=printer_id).update(
-        state=state, message=error.message[:500], temperatures={}, progress=None,
+        state=state,
+        message=error.message[:500],
+        temperatures={},
+        progress=None,
         state_changed_at=Case(When(~Q(state=state), then=now), default=F("state_changed_at")),
         connect_tried_at=None,  # so the first answer after this connects it at once
     )
@@ -114,7 +121,8 @@ def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
         .filter(
             # Without network control, the operator's record must not say it is busy.
-            Q(machine__connection_secret="") & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
+            Q(machine__connection_secret="")
+            & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
             | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
         )
         .filter(~Exists(holding))
@@ -136,7 +144,10 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
     next_start: dict[int, datetime] = {}
     rows = (
         Booking.objects.filter(
-            machine_id__in=[p.pk for p in printers], status__in=Booking.ACTIVE, end__gt=now, start__lt=now + LOOKAHEAD
+            machine_id__in=[p.pk for p in printers],
+            status__in=Booking.ACTIVE,
+            end__gt=now,
+            start__lt=now + LOOKAHEAD,
         )
         .order_by("machine_id", "start")
         .values_list("machine_id", "start")
@@ -151,7 +162,9 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
         if first is not None and first <= now:
             continue  # a person (or maintenance) has the machine now
         room = first - now if first is not None else None
-        job_id = _dispatch_to(printer, now=now, room=room, starving_before=starving_before, qualified=qualified)
+        job_id = _dispatch_to(
+            printer, now=now, room=room, starving_before=starving_before, qualified=qualified
+        )
         if job_id is not None:
             claimed.append(job_id)
     return claimed
@@ -169,14 +182,24 @@ def _candidates(printer: Printer, starving_before: datetime) -> list[PrintJob]:
         .filter(Q(colour="") | Q(colour=printer.colour))
         .only("pk", "owner_id", "size_mm", "queued_at", "priority", "path", "copies_done", "lab_id")
     )
-    starving = list(queued.filter(queued_at__lt=starving_before).order_by("queued_at", "pk")[:CANDIDATES_PER_PRINTER])
+    starving = list(
+        queued.filter(queued_at__lt=starving_before).order_by("queued_at", "pk")[:CANDIDATES_PER_PRINTER]
+    )
     seen = {j.pk for j in starving}
-    ranked = [j for j in queued.order_by("-priority", "queued_at", "pk")[:CANDIDATES_PER_PRINTER] if j.pk not in seen]
+    ranked = [
+        j
+        for j in queued.order_by("-priority", "queued_at", "pk")[:CANDIDATES_PER_PRINTER]
+        if j.pk not in seen
+    ]
     return starving + ranked
 
 
 def _dispatch_to(
-    printer: Printer, *, now: datetime, room: timedelta | None, starving_before: datetime,
+    printer: Printer,
+    *,
+    now: datetime,
+    room: timedelta | None,
+    starving_before: datetime,
     qualified: dict[tuple[int, int], bool],
 ) -> int | None:
     machine = printer.machine
@@ -185,7 +208,9 @@ def _dispatch_to(
         return None
     gcodes = {
         g.job_id: g
-        for g in PrintGcode.objects.filter(job_id__in=[j.pk for j in candidates], profile_key__in=["", printer.profile_key])
+        for g in PrintGcode.objects.filter(
+            job_id__in=[j.pk for j in candidates], profile_key__in=["", printer.profile_key]
+        )
     }
     today = now.astimezone(machine.lab.zone).date()
     for job in candidates:
@@ -219,9 +244,11 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
             if machine.status != Machine.Status.AVAILABLE:
                 return False
             holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
-            if not Printer.objects.filter(pk=printer.pk, accepts_jobs=True, bed_clear=True).filter(
-                ~Exists(holding)
-            ).exists():
+            if (
+                not Printer.objects.filter(pk=printer.pk, accepts_jobs=True, bed_clear=True)
+                .filter(~Exists(holding))
+                .exists()
+            ):
                 return False  # changed since the tick read it: taken, or its bed needs clearing
             if collision(machine, now, end) is not None:
                 return False
@@ -231,13 +258,25 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 if not waiting.select_for_update(skip_locked=True).values_list("pk", flat=True):
                     return False
             if not waiting.update(
-                status=S.DISPATCHING, machine=machine, gcode=gcode, dispatch_token=token, claimed_at=now,
-                remote_name=printing.remote_name(job, token), progress=None, reason="",
+                status=S.DISPATCHING,
+                machine=machine,
+                gcode=gcode,
+                dispatch_token=token,
+                claimed_at=now,
+                remote_name=printing.remote_name(job, token),
+                progress=None,
+                reason="",
             ):
                 return False
             row = _insert_row(
-                machine, kind=Booking.Kind.PRINT_JOB, status=Booking.Status.APPROVED, member=None,
-                created_by_id=job.owner_id, start=now, end=end, note=f"Print job #{job.pk}: {job.filename}"[:500],
+                machine,
+                kind=Booking.Kind.PRINT_JOB,
+                status=Booking.Status.APPROVED,
+                member=None,
+                created_by_id=job.owner_id,
+                start=now,
+                end=end,
+                note=f"Print job #{job.pk}: {job.filename}"[:500],
             )
             PrintJob.objects.filter(pk=job.pk).update(booking=row)
             enqueue(tasks.send_print_job, job.pk, token)
@@ -256,11 +295,17 @@ def print_job_send(*, job_id: int, token: str) -> str:
     Runs after the claim committed. Only the dispatch named by `token` may act: a second
     delivery of this task, or one that the sweeper superseded, changes nothing.
     """
-    job = PrintJob.objects.select_related("lab", "owner", "machine", "machine__lab", "gcode").filter(pk=job_id).first()
+    job = (
+        PrintJob.objects.select_related("lab", "owner", "machine", "machine__lab", "gcode")
+        .filter(pk=job_id)
+        .first()
+    )
     if job is None or job.status != S.DISPATCHING or job.dispatch_token != token:
         return "stale"
     now = timezone.now()
-    if not PrintJob.objects.filter(pk=job.pk, status=S.DISPATCHING, dispatch_token=token).update(claimed_at=now):
+    if not PrintJob.objects.filter(pk=job.pk, status=S.DISPATCHING, dispatch_token=token).update(
+        claimed_at=now
+    ):
         return "stale"
     machine = job.machine
     manual = not machine.has_connection
@@ -303,7 +348,9 @@ def _after_failed_start(job: PrintJob, token: str, driver: PrinterDriver, error:
     except PrinterError as again:
         # It may or may not have started: the poller finds out when the printer answers.
         _unreachable(machine.pk, again)
-        printing.job_lost(job, f"{machine.name} stopped answering while the job was sent: {error.message}", token=token)
+        printing.job_lost(
+            job, f"{machine.name} stopped answering while the job was sent: {error.message}", token=token
+        )
         return "lost"
     if machine.has_connection:
         _observed(machine.pk, status)
@@ -315,7 +362,9 @@ def _after_failed_start(job: PrintJob, token: str, driver: PrinterDriver, error:
         # the job never started here, so any printer may have it.
         printing.job_requeue(job, f"{machine.name} could not take it: {error.message}", token=token)
         return "requeued"
-    printing.job_failed(job, f"The printer refused the job: {error.message}", from_statuses=(S.DISPATCHING,), token=token)
+    printing.job_failed(
+        job, f"The printer refused the job: {error.message}", from_statuses=(S.DISPATCHING,), token=token
+    )
     return "failed"
 
 
@@ -366,9 +415,11 @@ def printer_poll(*, machine_id: int) -> str | None:
     if another poller holds it (a poller that died lets go after POLL_LEASE)."""
     now = timezone.now()
     lease = now + POLL_LEASE
-    if not Printer.objects.filter(pk=machine_id).filter(
-        Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now)
-    ).update(poll_lease_until=lease):
+    if (
+        not Printer.objects.filter(pk=machine_id)
+        .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
+        .update(poll_lease_until=lease)
+    ):
         return None
     try:
         return _poll(machine_id)
@@ -405,7 +456,10 @@ def _poll(machine_id: int) -> str | None:
     needs_connecting = status.state is PrinterState.OFFLINE or (
         status.state is PrinterState.ERROR and Printer.objects.filter(pk=printer.pk, bed_clear=True).exists()
     )
-    if needs_connecting and not PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).exists():
+    if (
+        needs_connecting
+        and not PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).exists()
+    ):
         _try_connect(printer, driver)
     return status.state.value
 
@@ -428,12 +482,17 @@ def _reconcile(job: PrintJob, status: PrinterStatus) -> None:
     elif state is PrinterState.ERROR:
         printing.job_failed(job, f"{machine.name} reported an error: {status.message}")
     elif ours and state is PrinterState.IDLE:
-        printing.job_failed(job, f"The print was stopped at the printer at {_percent(job)} (cancelled on {machine.name}).")
+        printing.job_failed(
+            job, f"The print was stopped at the printer at {_percent(job)} (cancelled on {machine.name})."
+        )
     elif state in (PrinterState.CONNECTING, PrinterState.UNKNOWN) and ours:
         return  # not conclusive: look again next time
     elif job.print_started_at is None and job.status == S.PRINTER_LOST:
-        printing.job_requeue(job, f"{machine.name} answered again without the job: it never started.",
-                             from_statuses=(S.PRINTER_LOST,))
+        printing.job_requeue(
+            job,
+            f"{machine.name} answered again without the job: it never started.",
+            from_statuses=(S.PRINTER_LOST,),
+        )
     else:
         printing.job_failed(
             job,
@@ -477,7 +536,9 @@ def _stop_orphan(machine: Machine, driver: PrinterDriver, status: PrinterStatus)
     """A print the hub cancelled but whose cancel never got through: stop it now."""
     if not (status.state.has_active_job and status.job_name and status.job_name.startswith("fabhub-")):
         return
-    if PrintJob.objects.filter(machine=machine, remote_name=status.job_name, status__in=PrintJob.FINAL).exists():
+    if PrintJob.objects.filter(
+        machine=machine, remote_name=status.job_name, status__in=PrintJob.FINAL
+    ).exists():
         try:
             driver.cancel()
         except PrinterError as exc:
@@ -489,9 +550,11 @@ def _try_connect(printer: Printer, driver: PrinterDriver) -> None:
     minute at most, at once after the server was unreachable or the bed was cleared), so
     a printer that was switched off comes back by itself."""
     now = timezone.now()
-    if not Printer.objects.filter(pk=printer.pk).filter(
-        Q(connect_tried_at__isnull=True) | Q(connect_tried_at__lt=now - CONNECT_RETRY)
-    ).update(connect_tried_at=now):
+    if (
+        not Printer.objects.filter(pk=printer.pk)
+        .filter(Q(connect_tried_at__isnull=True) | Q(connect_tried_at__lt=now - CONNECT_RETRY))
+        .update(connect_tried_at=now)
+    ):
         return
     try:
         driver.connect()
@@ -519,21 +582,31 @@ def print_queue_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if _take_over_dispatch(job, now):
             counts["dispatching"] += 1
 
-    stuck = PrintJob.objects.filter(status=S.PREPARING).filter(
-        Q(prepare_lease_until__lt=now) | Q(prepare_lease_until__isnull=True, submitted_at__lt=now - timedelta(minutes=2))
-    ).select_related("lab", "owner")
+    stuck = (
+        PrintJob.objects.filter(status=S.PREPARING)
+        .filter(
+            Q(prepare_lease_until__lt=now)
+            | Q(prepare_lease_until__isnull=True, submitted_at__lt=now - timedelta(minutes=2))
+        )
+        .select_related("lab", "owner")
+    )
     for job in stuck:
         if job.prepare_attempts >= printing.MAX_PREPARE_ATTEMPTS:
             printing._prepare_failed(
-                job, f"Preparing the job was interrupted {job.prepare_attempts} times (the worker stopped each time)."
+                job,
+                f"Preparing the job was interrupted {job.prepare_attempts} times (the worker stopped each time).",
             )
         else:
             enqueue(tasks.prepare_print_job, job.pk)
         counts["preparing"] += 1
 
     held = PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER, booking__isnull=False).values("booking_id")
-    orphans = Booking.objects.filter(kind=Booking.Kind.PRINT_JOB, status__in=Booking.ACTIVE).exclude(pk__in=held)
-    counts["rows"] += orphans.filter(start__gte=now).update(status=Booking.Status.CANCELLED, reason="No job holds it.")
+    orphans = Booking.objects.filter(kind=Booking.Kind.PRINT_JOB, status__in=Booking.ACTIVE).exclude(
+        pk__in=held
+    )
+    counts["rows"] += orphans.filter(start__gte=now).update(
+        status=Booking.Status.CANCELLED, reason="No job holds it."
+    )
     counts["rows"] += orphans.filter(start__lt=now, end__gt=now).update(end=now)
     if any(counts.values()):
         logger.info("print queue sweep: %s", counts)
@@ -552,8 +625,11 @@ def _take_over_dispatch(job: PrintJob, now: datetime) -> bool:
         status = driver_for_machine(machine).status()
     except PrinterError as exc:
         _unreachable(machine.pk, exc)
-        printing.job_lost(job, f"The worker sending the job stopped, and {machine.name} does not answer: {exc.message}",
-                          token=token)
+        printing.job_lost(
+            job,
+            f"The worker sending the job stopped, and {machine.name} does not answer: {exc.message}",
+            token=token,
+        )
         return True
     manual = not machine.has_connection
     if not manual:
@@ -563,5 +639,7 @@ def _take_over_dispatch(job: PrintJob, now: datetime) -> bool:
             job.refresh_from_db()
             printing.job_finished(job)
         return True
-    printing.job_requeue(job, "The worker sending the job stopped before the printer started it.", token=token)
+    printing.job_requeue(
+        job, "The worker sending the job stopped before the printer started it.", token=token
+    )
     return True

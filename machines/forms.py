@@ -24,11 +24,24 @@ class LabForm(forms.ModelForm):
     class Meta:
         model = Lab
         fields = [
-            "name", "slug", "address", "timezone", "description", "join_policy", "min_booking_minutes",
-            "max_booking_minutes", "min_notice_minutes", "max_horizon_days", "weekly_quota_minutes",
-            "requires_approval", "cancel_deadline_minutes",
+            "name",
+            "slug",
+            "address",
+            "timezone",
+            "description",
+            "join_policy",
+            "min_booking_minutes",
+            "max_booking_minutes",
+            "min_notice_minutes",
+            "max_horizon_days",
+            "weekly_quota_minutes",
+            "requires_approval",
+            "cancel_deadline_minutes",
         ]
-        widgets = {"address": forms.Textarea(attrs={"rows": 2}), "description": forms.Textarea(attrs={"rows": 5})}
+        widgets = {
+            "address": forms.Textarea(attrs={"rows": 2}),
+            "description": forms.Textarea(attrs={"rows": 5}),
+        }
         help_texts = {"timezone": "IANA name, e.g. Europe/Paris.", "slug": "Its address: /labs/<slug>/."}
 
     def __init__(self, *args, **kwargs):
@@ -55,7 +68,9 @@ class HoursForm(forms.Form):
             current.setdefault(h.weekday, []).append(f"{h.opens:%H:%M}-{h.closes:%H:%M}")
         for n, name in enumerate(WEEKDAYS):
             self.fields[f"day{n}"] = forms.CharField(
-                label=name, required=False, initial=", ".join(current.get(n, [])),
+                label=name,
+                required=False,
+                initial=", ".join(current.get(n, [])),
                 widget=forms.TextInput(attrs={"placeholder": "closed"}),
             )
 
@@ -83,7 +98,9 @@ class LocalRangeForm(forms.Form):
     start_time = forms.TimeField(label="From", widget=forms.TimeInput(attrs={"type": "time"}))
     end_time = forms.TimeField(label="To", widget=forms.TimeInput(attrs={"type": "time"}))
     end_day = forms.DateField(
-        required=False, label="Until (day)", widget=forms.DateInput(attrs={"type": "date"}),
+        required=False,
+        label="Until (day)",
+        widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Only if it ends on another day.",
     )
 
@@ -138,7 +155,9 @@ class MachineForm(forms.Form):
     work_x_mm = forms.IntegerField(min_value=1, required=False, label="Work area X (mm)")
     work_y_mm = forms.IntegerField(min_value=1, required=False, label="Work area Y (mm)")
     work_z_mm = forms.IntegerField(min_value=1, required=False, label="Work area Z (mm)")
-    capabilities = forms.JSONField(required=False, initial=dict, help_text='JSON, e.g. {"materials": ["PLA", "PETG"]}')
+    capabilities = forms.JSONField(
+        required=False, initial=dict, help_text='JSON, e.g. {"materials": ["PLA", "PETG"]}'
+    )
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     requires_qualification = forms.BooleanField(required=False)
     photo = forms.FileField(required=False, help_text="PNG, JPEG, GIF or WebP, at most 5 MB.")
@@ -149,17 +168,24 @@ class MachineForm(forms.Form):
     weekly_quota_minutes = forms.IntegerField(
         min_value=1, required=False, help_text="Counts this machine only; empty: the lab's quota."
     )
-    cancel_deadline_minutes = forms.IntegerField(min_value=0, required=False, help_text="Empty: the lab's rule.")
+    cancel_deadline_minutes = forms.IntegerField(
+        min_value=0, required=False, help_text="Empty: the lab's rule."
+    )
     requires_approval = forms.NullBooleanField(
-        required=False, widget=forms.Select(choices=[("unknown", "As the lab"), ("true", "Yes"), ("false", "No")])
+        required=False,
+        widget=forms.Select(choices=[("unknown", "As the lab"), ("true", "Yes"), ("false", "No")]),
     )
     connection_url = forms.CharField(
-        max_length=500, required=False, label="OctoPrint URL",
+        max_length=500,
+        required=False,
+        label="OctoPrint URL",
         help_text="Write-only: stored encrypted and never shown again. Leave empty to keep what is stored.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
     connection_api_key = forms.CharField(
-        max_length=200, required=False, label="OctoPrint API key",
+        max_length=200,
+        required=False,
+        label="OctoPrint API key",
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     clear_connection = forms.BooleanField(required=False, label="Remove the stored connection settings")
@@ -189,7 +215,9 @@ class MachineForm(forms.Form):
 class QualificationForm(forms.Form):
     member = forms.ChoiceField()
     machine = forms.ModelChoiceField(queryset=Machine.objects.none(), required=False, help_text="A machine…")
-    kind = forms.ChoiceField(choices=[("", "—"), *Machine.Kind.choices], required=False, help_text="…or every machine of a kind.")
+    kind = forms.ChoiceField(
+        choices=[("", "—"), *Machine.Kind.choices], required=False, help_text="…or every machine of a kind."
+    )
     trained_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 

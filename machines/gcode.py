@@ -87,12 +87,20 @@ def read_gcode(path: Path) -> GcodeInfo:
     parsed = parse_moves(path)
     if seconds is None:
         return GcodeInfo(
-            estimated_seconds=parsed.estimated_seconds, filament_mm=filament_mm or parsed.filament_mm,
-            filament_g=filament_g, estimate_source="parsed", low=parsed.low, high=parsed.high,
+            estimated_seconds=parsed.estimated_seconds,
+            filament_mm=filament_mm or parsed.filament_mm,
+            filament_g=filament_g,
+            estimate_source="parsed",
+            low=parsed.low,
+            high=parsed.high,
         )
     return GcodeInfo(
-        estimated_seconds=seconds, filament_mm=filament_mm, filament_g=filament_g, estimate_source="metadata",
-        low=parsed.low, high=parsed.high,
+        estimated_seconds=seconds,
+        filament_mm=filament_mm,
+        filament_g=filament_g,
+        estimate_source="metadata",
+        low=parsed.low,
+        high=parsed.high,
     )
 
 
@@ -167,6 +175,10 @@ def parse_moves(path: Path) -> GcodeInfo:
     low, high = (extruding_low, extruding_high) if extruding_high[0] > -math.inf else (any_low, any_high)
     bounds = (tuple(low), tuple(high)) if high[0] > -math.inf else (None, None)
     return GcodeInfo(
-        estimated_seconds=round(seconds), filament_mm=round(filament, 2) if filament else None, filament_g=None,
-        estimate_source="parsed", low=bounds[0], high=bounds[1],
+        estimated_seconds=round(seconds),
+        filament_mm=round(filament, 2) if filament else None,
+        filament_g=None,
+        estimate_source="parsed",
+        low=bounds[0],
+        high=bounds[1],
     )

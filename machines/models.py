@@ -64,8 +64,12 @@ class PhotoStorage(FileSystemStorage):
 class BookingRules(models.Model):
     """Booking rules a lab sets, and a machine may override (None: the lab's value)."""
 
-    min_booking_minutes = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
-    max_booking_minutes = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    min_booking_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    max_booking_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
     min_notice_minutes = models.PositiveIntegerField(null=True, blank=True)
     max_horizon_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     weekly_quota_minutes = models.PositiveIntegerField(
@@ -92,7 +96,9 @@ class Lab(BookingRules):
 
     name = models.CharField(max_length=200)
     slug = models.CharField(
-        max_length=60, unique=True, validators=[slug_validator, validate_lab_slug],
+        max_length=60,
+        unique=True,
+        validators=[slug_validator, validate_lab_slug],
         error_messages={"unique": "That lab name is taken."},
     )
     address = models.TextField(blank=True)
@@ -141,7 +147,9 @@ class LabMembership(models.Model):
         ACTIVE = "active", "Member"
 
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_memberships"
+    )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=now)
@@ -268,7 +276,9 @@ class Qualification(models.Model):
     """A manager's record that a member is trained for one machine or a kind of machine."""
 
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="qualifications")
-    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications")
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualifications"
+    )
     machine = models.ForeignKey(
         Machine, on_delete=models.CASCADE, null=True, blank=True, related_name="qualifications"
     )
@@ -288,8 +298,7 @@ class Qualification(models.Model):
         constraints = [
             # Exactly one of: a machine, a kind.
             models.CheckConstraint(
-                condition=(Q(machine__isnull=False) & Q(kind=""))
-                | (Q(machine__isnull=True) & ~Q(kind="")),
+                condition=(Q(machine__isnull=False) & Q(kind="")) | (Q(machine__isnull=True) & ~Q(kind="")),
                 name="qualification_machine_or_kind",
             ),
             models.CheckConstraint(
@@ -367,7 +376,9 @@ class Booking(models.Model):
     start = models.DateTimeField()
     end = models.DateTimeField()
     note = models.CharField(max_length=500, blank=True, help_text="What it is for.")
-    reason = models.CharField(max_length=500, blank=True, help_text="Why it was refused, cancelled or blocked.")
+    reason = models.CharField(
+        max_length=500, blank=True, help_text="Why it was refused, cancelled or blocked."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -402,7 +413,8 @@ class Booking(models.Model):
             # Active rows of one machine never overlap, so sorted by start they are also
             # sorted by end: selectors.timeline_between reads a window off this index.
             models.Index(
-                fields=["machine", "start"], condition=Q(status__in=["pending", "approved"]),
+                fields=["machine", "start"],
+                condition=Q(status__in=["pending", "approved"]),
                 name="booking_active_machine_start",
             ),
             models.Index(fields=["member", "start"], name="booking_member_start"),
@@ -452,7 +464,9 @@ class CalendarFeed(models.Model):
         MACHINE = "machine", "Machine"
         MEMBER = "member", "My bookings"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feeds")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feeds"
+    )
     scope = models.CharField(max_length=10, choices=Scope.choices)
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
@@ -461,8 +475,12 @@ class CalendarFeed(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["owner"], condition=Q(scope="member"), name="calendar_feed_one_member"),
-            models.UniqueConstraint(fields=["owner", "lab"], condition=Q(scope="lab"), name="calendar_feed_one_lab"),
+            models.UniqueConstraint(
+                fields=["owner"], condition=Q(scope="member"), name="calendar_feed_one_member"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "lab"], condition=Q(scope="lab"), name="calendar_feed_one_lab"
+            ),
             models.UniqueConstraint(
                 fields=["owner", "machine"], condition=Q(scope="machine"), name="calendar_feed_one_machine"
             ),
@@ -493,11 +511,15 @@ class PrintSettings(models.Model):
         default=False, help_text="A manager approves each member's job before it is queued."
     )
     max_active_jobs = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="Jobs a member may have in the queue or on a printer at once; empty: no limit.",
     )
     weekly_print_minutes = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Estimated print minutes a member may submit per lab week; empty: no limit."
+        null=True,
+        blank=True,
+        help_text="Estimated print minutes a member may submit per lab week; empty: no limit.",
     )
     slicer = models.CharField(max_length=20, choices=Slicer.choices, default=Slicer.PRUSA_SLICER)
 
@@ -517,7 +539,9 @@ class Printer(models.Model):
         CONFIRM = "confirm", "Wait until someone confirms the bed is clear"
         AUTO = "auto", "Take the next job at once (the part is removed automatically)"
 
-    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, primary_key=True, related_name="printer")
+    machine = models.OneToOneField(
+        Machine, on_delete=models.CASCADE, primary_key=True, related_name="printer"
+    )
     accepts_jobs = models.BooleanField(default=True)
     material = models.CharField(max_length=40, default="PLA", help_text="Material loaded now, e.g. PLA.")
     colour = models.CharField(max_length=40, blank=True, help_text="Colour loaded now, e.g. black.")
@@ -605,7 +629,14 @@ class PrintJob(models.Model):
         URGENT = 3, "Urgent"
 
     # A job in one of these occupies its machine.
-    ON_PRINTER = ("dispatching", "awaiting_operator", "printing", "paused", "printer_lost", "awaiting_removal")
+    ON_PRINTER = (
+        "dispatching",
+        "awaiting_operator",
+        "printing",
+        "paused",
+        "printer_lost",
+        "awaiting_removal",
+    )
     OPEN = ("preparing", "pending_approval", "queued", *ON_PRINTER)
     FINAL = ("refused", "done", "failed", "cancelled")
 
@@ -617,16 +648,24 @@ class PrintJob(models.Model):
         "designs.Design", on_delete=models.SET_NULL, null=True, blank=True, related_name="print_jobs"
     )
     design_name = models.CharField(max_length=300, blank=True, help_text="owner/slug")
-    path = models.CharField(max_length=4096, help_text="File path in the design, or the uploaded file's name.")
-    rev = models.CharField(max_length=255, blank=True, help_text="What the member asked for (branch, tag, sha).")
+    path = models.CharField(
+        max_length=4096, help_text="File path in the design, or the uploaded file's name."
+    )
+    rev = models.CharField(
+        max_length=255, blank=True, help_text="What the member asked for (branch, tag, sha)."
+    )
     commit_sha = models.CharField(max_length=40, blank=True)
     blob_sha = models.CharField(max_length=40, blank=True)
     # sha256 of the source file's content (an uploaded G-code is stored under it).
     source_sha = models.CharField(max_length=64, blank=True)
-    machine_kind = models.CharField(max_length=20, choices=Machine.Kind.choices, default=Machine.Kind.FDM_PRINTER)
+    machine_kind = models.CharField(
+        max_length=20, choices=Machine.Kind.choices, default=Machine.Kind.FDM_PRINTER
+    )
     material = models.CharField(max_length=40, default="PLA")
     colour = models.CharField(max_length=40, blank=True, help_text="Empty: any colour.")
-    nozzle_mm = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True, help_text="Empty: any.")
+    nozzle_mm = models.DecimalField(
+        max_digits=4, decimal_places=2, null=True, blank=True, help_text="Empty: any."
+    )
     copies = models.PositiveSmallIntegerField(default=1)
     copies_done = models.PositiveSmallIntegerField(default=0)
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
@@ -652,9 +691,13 @@ class PrintJob(models.Model):
     prepare_lease_until = models.DateTimeField(null=True, blank=True)
 
     # The current (or last) print.
-    machine = models.ForeignKey(Machine, on_delete=models.SET_NULL, null=True, blank=True, related_name="print_jobs")
+    machine = models.ForeignKey(
+        Machine, on_delete=models.SET_NULL, null=True, blank=True, related_name="print_jobs"
+    )
     booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    gcode = models.ForeignKey("PrintGcode", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    gcode = models.ForeignKey(
+        "PrintGcode", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     # New for every dispatch: a send task or sweeper acting on an older dispatch changes nothing.
     dispatch_token = models.CharField(max_length=32, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -667,23 +710,46 @@ class PrintJob(models.Model):
         ordering = ["-submitted_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["machine"], condition=Q(status__in=["dispatching", "awaiting_operator", "printing", "paused",
-                                                             "printer_lost", "awaiting_removal"]),
+                fields=["machine"],
+                condition=Q(
+                    status__in=[
+                        "dispatching",
+                        "awaiting_operator",
+                        "printing",
+                        "paused",
+                        "printer_lost",
+                        "awaiting_removal",
+                    ]
+                ),
                 name="print_job_one_per_printer",
             ),
             models.CheckConstraint(
-                condition=~Q(status__in=["dispatching", "awaiting_operator", "printing", "paused", "printer_lost",
-                                         "awaiting_removal"]) | Q(machine__isnull=False),
+                condition=~Q(
+                    status__in=[
+                        "dispatching",
+                        "awaiting_operator",
+                        "printing",
+                        "paused",
+                        "printer_lost",
+                        "awaiting_removal",
+                    ]
+                )
+                | Q(machine__isnull=False),
                 name="print_job_on_printer_has_machine",
             ),
-            models.CheckConstraint(condition=Q(copies__gte=1) & Q(copies__lte=100), name="print_job_copies_range"),
-            models.CheckConstraint(condition=Q(copies_done__lte=models.F("copies")), name="print_job_copies_done"),
+            models.CheckConstraint(
+                condition=Q(copies__gte=1) & Q(copies__lte=100), name="print_job_copies_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(copies_done__lte=models.F("copies")), name="print_job_copies_done"
+            ),
         ]
         indexes = [
             # The dispatcher's read: queued jobs of a lab for a material, best first.
             models.Index(
                 fields=["lab", "machine_kind", "material", "-priority", "queued_at"],
-                condition=Q(status="queued"), name="print_job_queue",
+                condition=Q(status="queued"),
+                name="print_job_queue",
             ),
             models.Index(fields=["owner", "-submitted_at"], name="print_job_owner_recent"),
             models.Index(fields=["status", "claimed_at"], name="print_job_status_claimed"),
@@ -714,7 +780,9 @@ class PrintGcode(models.Model):
     profile_name = models.CharField(max_length=200, blank=True)
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
-    slicer = models.CharField(max_length=100, blank=True, help_text="e.g. 'PrusaSlicer 2.5.0'; empty for uploads.")
+    slicer = models.CharField(
+        max_length=100, blank=True, help_text="e.g. 'PrusaSlicer 2.5.0'; empty for uploads."
+    )
     estimated_seconds = models.PositiveIntegerField(null=True, blank=True)
     estimate_source = models.CharField(max_length=20, blank=True, help_text="slicer, metadata or parsed.")
     filament_mm = models.FloatField(null=True, blank=True)
@@ -722,7 +790,9 @@ class PrintGcode(models.Model):
     created_at = models.DateTimeField(default=now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["job", "profile_key"], name="print_gcode_one_per_profile")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "profile_key"], name="print_gcode_one_per_profile")
+        ]
 
     def __str__(self) -> str:
         return f"G-code {self.sha256[:10]} of job {self.job_id}"
@@ -745,7 +815,9 @@ class PrintRecord(models.Model):
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="print_records")
     machine = models.ForeignKey(Machine, on_delete=models.SET_NULL, null=True, related_name="print_records")
     machine_name = models.CharField(max_length=200)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
     owner_name = models.CharField(max_length=150)
     design = models.ForeignKey(
         "designs.Design", on_delete=models.SET_NULL, null=True, blank=True, related_name="print_records"

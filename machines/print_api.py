@@ -31,7 +31,9 @@ from machines.print_serializers import (
 )
 from machines.selectors import lab_get, lab_role, require_member
 
-STATUS_PARAM = OpenApiParameter("status", str, enum=PrintJob.Status.values, description="Only jobs in this state.")
+STATUS_PARAM = OpenApiParameter(
+    "status", str, enum=PrintJob.Status.values, description="Only jobs in this state."
+)
 
 
 class PrintSettingsApi(LabContextMixin, APIView):
@@ -49,15 +51,21 @@ class PrintSettingsApi(LabContextMixin, APIView):
 
 def _current_jobs(printers) -> dict:
     ids = [p.pk for p in printers]
-    jobs = PrintJob.objects.filter(machine_id__in=ids, status__in=PrintJob.ON_PRINTER).select_related("owner", "gcode")
+    jobs = PrintJob.objects.filter(machine_id__in=ids, status__in=PrintJob.ON_PRINTER).select_related(
+        "owner", "gcode"
+    )
     return {job.machine_id: job for job in jobs}
 
 
 class PrinterListApi(LabContextMixin, APIView):
-    @extend_schema(responses=PrinterOutput(many=True), description="The lab's printers: state, temperatures, job.")
+    @extend_schema(
+        responses=PrinterOutput(many=True), description="The lab's printers: state, temperatures, job."
+    )
     def get(self, request: Request, lab: str) -> Response:
         printers = list(ps.printers_of_lab(self.get_lab()))
-        return Response(PrinterOutput(printers, many=True, context={"current_jobs": _current_jobs(printers)}).data)
+        return Response(
+            PrinterOutput(printers, many=True, context={"current_jobs": _current_jobs(printers)}).data
+        )
 
 
 class PrinterDetailApi(LabContextMixin, APIView):
@@ -71,20 +79,28 @@ class PrinterDetailApi(LabContextMixin, APIView):
     def get(self, request: Request, lab: str, machine: str) -> Response:
         return Response(PrinterOutput(self._printer()).data)
 
-    @extend_schema(request=PrinterInput, responses=PrinterOutput,
-                   description="Put the machine in the print queue, or change what is loaded and its profile.")
+    @extend_schema(
+        request=PrinterInput,
+        responses=PrinterOutput,
+        description="Put the machine in the print queue, or change what is loaded and its profile.",
+    )
     def put(self, request: Request, lab: str, machine: str) -> Response:
         data = PrinterInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        printer = printing.printer_configure(machine=self.get_machine(), actor=request.user, **data.validated_data)
+        printer = printing.printer_configure(
+            machine=self.get_machine(), actor=request.user, **data.validated_data
+        )
         return Response(PrinterOutput(printer).data)
 
 
 class PrinterClearedApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=None, responses=PrinterOutput,
-                   description="Confirm the bed is clear: the finished job is done and the printer takes the next one.")
+    @extend_schema(
+        request=None,
+        responses=PrinterOutput,
+        description="Confirm the bed is clear: the finished job is done and the printer takes the next one.",
+    )
     def post(self, request: Request, lab: str, machine: str) -> Response:
         printer = printing.printer_confirm_cleared(machine=self.get_machine(), actor=request.user)
         return Response(PrinterOutput(printer).data)
@@ -205,15 +221,24 @@ class PrintJobActionApi(APIView):
 class PrintJobGcodeApi(APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(responses={(200, "text/x-gcode"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="No G-code yet")},
-                   description="The G-code the job prints (to carry to a printer without network control).")
+    @extend_schema(
+        responses={
+            (200, "text/x-gcode"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="No G-code yet"),
+        },
+        description="The G-code the job prints (to carry to a printer without network control).",
+    )
     def get(self, request: Request, job_id: int):
         job = ps.job_get(job_id=job_id, user=request.user)
         gcode = job.gcode or job.gcodes.order_by("pk").first()
         if gcode is None:
             raise NotFound("This job has no G-code yet.")
-        response = FileResponse(printing.gcode_path(gcode.sha256).open("rb"), content_type="text/x-gcode",
-                                as_attachment=True, filename=f"{job.pk}-{job.filename.rsplit('.', 1)[0]}.gcode")
+        response = FileResponse(
+            printing.gcode_path(gcode.sha256).open("rb"),
+            content_type="text/x-gcode",
+            as_attachment=True,
+            filename=f"{job.pk}-{job.filename.rsplit('.', 1)[0]}.gcode",
+        )
         response["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -237,11 +262,13 @@ class PrintRecordListApi(generics.ListAPIView):
             rows = rows.filter(lab__slug=params["lab"])
         return rows.order_by("-ended_at", "-pk")
 
-    @extend_schema(parameters=[
-        OpenApiParameter("design", str, description="owner/slug"),
-        OpenApiParameter("commit", str, description="A commit sha or its prefix."),
-        OpenApiParameter("lab", str, description="Lab slug."),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("design", str, description="owner/slug"),
+            OpenApiParameter("commit", str, description="A commit sha or its prefix."),
+            OpenApiParameter("lab", str, description="Lab slug."),
+        ]
+    )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -260,4 +287,3 @@ class DesignPrintsApi(APIView):
             raise ValidationError("Give design=owner/slug.")
         design = design_get(user=request.user, owner=owner, slug=slug)
         return Response(CommitPrintsOutput(ps.prints_of_design(design), many=True).data)
-

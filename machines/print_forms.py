@@ -9,18 +9,29 @@ from machines.models import Machine, Printer, PrintJob, PrintSettings
 
 class PrintJobForm(forms.Form):
     lab = forms.ChoiceField(label="Lab")
-    design = forms.CharField(required=False, label="Design", help_text="owner/slug, e.g. ada/wikispeed-modular-car.")
+    design = forms.CharField(
+        required=False, label="Design", help_text="owner/slug, e.g. ada/wikispeed-modular-car."
+    )
     path = forms.CharField(required=False, label="File in the design", help_text="STL, 3MF, OBJ or G-code.")
-    rev = forms.CharField(required=False, label="Version", help_text="Branch, tag or commit; pinned when you send it.")
+    rev = forms.CharField(
+        required=False, label="Version", help_text="Branch, tag or commit; pinned when you send it."
+    )
     file = forms.FileField(required=False, label="…or a G-code file", help_text="Instead of a design file.")
     material = forms.CharField(initial="PLA", max_length=40)
     colour = forms.CharField(required=False, max_length=40, help_text="Empty: any colour.")
-    nozzle_mm = forms.DecimalField(required=False, max_digits=4, decimal_places=2, label="Nozzle (mm)",
-                                   help_text="Empty: any nozzle.")
+    nozzle_mm = forms.DecimalField(
+        required=False, max_digits=4, decimal_places=2, label="Nozzle (mm)", help_text="Empty: any nozzle."
+    )
     copies = forms.IntegerField(initial=1, min_value=1, max_value=100)
-    priority = forms.TypedChoiceField(choices=PrintJob.Priority.choices, coerce=int, initial=PrintJob.Priority.NORMAL,
-                                      help_text="Above normal: managers only.")
-    machine_kind = forms.ChoiceField(choices=Machine.Kind.choices, initial=Machine.Kind.FDM_PRINTER, label="Machine")
+    priority = forms.TypedChoiceField(
+        choices=PrintJob.Priority.choices,
+        coerce=int,
+        initial=PrintJob.Priority.NORMAL,
+        help_text="Above normal: managers only.",
+    )
+    machine_kind = forms.ChoiceField(
+        choices=Machine.Kind.choices, initial=Machine.Kind.FDM_PRINTER, label="Machine"
+    )
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args, labs=(), **kwargs):
@@ -40,11 +51,22 @@ class PrinterForm(forms.ModelForm):
     class Meta:
         model = Printer
         fields = [
-            "accepts_jobs", "material", "colour", "nozzle_mm", "after_print", "profile_name", "slicer_profile",
-            "serial_port", "baudrate",
+            "accepts_jobs",
+            "material",
+            "colour",
+            "nozzle_mm",
+            "after_print",
+            "profile_name",
+            "slicer_profile",
+            "serial_port",
+            "baudrate",
         ]
         widgets = {"slicer_profile": forms.Textarea(attrs={"rows": 8, "class": "mono"})}
-        labels = {"accepts_jobs": "Takes queued jobs", "nozzle_mm": "Nozzle (mm)", "after_print": "After a print"}
+        labels = {
+            "accepts_jobs": "Takes queued jobs",
+            "nozzle_mm": "Nozzle (mm)",
+            "after_print": "After a print",
+        }
 
     def _post_clean(self):  # the service validates, with its own messages
         pass

@@ -26,7 +26,11 @@ def printer_of(machine: Machine) -> Printer | None:
 
 
 def printers_of_lab(lab: Lab) -> QuerySet[Printer]:
-    return Printer.objects.filter(machine__lab=lab).select_related("machine", "machine__lab").order_by("machine__name")
+    return (
+        Printer.objects.filter(machine__lab=lab)
+        .select_related("machine", "machine__lab")
+        .order_by("machine__name")
+    )
 
 
 def canonical_material(value: str) -> str:
@@ -82,7 +86,11 @@ def job_fits(size: dict | None, printer: Printer) -> bool:
 
 
 def active_job_on(machine: Machine) -> PrintJob | None:
-    return PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).select_related("owner").first()
+    return (
+        PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER)
+        .select_related("owner")
+        .first()
+    )
 
 
 def job_get(*, job_id: int, user: User) -> PrintJob:
@@ -92,7 +100,11 @@ def job_get(*, job_id: int, user: User) -> PrintJob:
         .filter(pk=job_id)
         .first()
     )
-    if job is None or not user.is_authenticated or (job.owner_id != user.pk and lab_role(job.lab, user) != "manager"):
+    if (
+        job is None
+        or not user.is_authenticated
+        or (job.owner_id != user.pk and lab_role(job.lab, user) != "manager")
+    ):
         raise NotFound(f"There is no print job {job_id}.")
     return job
 
@@ -110,8 +122,13 @@ def queue_of_lab(lab: Lab, *, recent: int = 30) -> dict[str, list[PrintJob]]:
     rows = jobs_of_lab(lab)
     open_rows = list(rows.filter(status__in=PrintJob.OPEN).order_by("-priority", "queued_at", "submitted_at"))
     stage = {
-        "on_printer": (PrintJob.Status.DISPATCHING, PrintJob.Status.AWAITING_OPERATOR, PrintJob.Status.PRINTING,
-                       PrintJob.Status.PAUSED, PrintJob.Status.PRINTER_LOST),
+        "on_printer": (
+            PrintJob.Status.DISPATCHING,
+            PrintJob.Status.AWAITING_OPERATOR,
+            PrintJob.Status.PRINTING,
+            PrintJob.Status.PAUSED,
+            PrintJob.Status.PRINTER_LOST,
+        ),
         "awaiting_removal": (PrintJob.Status.AWAITING_REMOVAL,),
         "queued": (PrintJob.Status.QUEUED,),
         "waiting": (PrintJob.Status.PREPARING, PrintJob.Status.PENDING_APPROVAL),
@@ -124,7 +141,11 @@ def queue_of_lab(lab: Lab, *, recent: int = 30) -> dict[str, list[PrintJob]]:
 def seconds_left(job: PrintJob) -> int | None:
     """Time left of a print, from the slicer's estimate and the progress so far."""
     estimate = job.gcode.estimated_seconds if job.gcode_id and job.gcode else job.estimated_seconds
-    if estimate is None or job.progress is None or job.status not in (PrintJob.Status.PRINTING, PrintJob.Status.PAUSED):
+    if (
+        estimate is None
+        or job.progress is None
+        or job.status not in (PrintJob.Status.PRINTING, PrintJob.Status.PAUSED)
+    ):
         return None
     return max(0, round(estimate * (1 - job.progress / 100)))
 
@@ -133,12 +154,16 @@ def lab_week_start(lab: Lab, instant: datetime) -> datetime:
     return timeline.wall_clock(timeline.week_start(instant, lab.zone), time(0), lab.zone)
 
 
-def weekly_print_seconds(lab: Lab, user: User, *, now: datetime | None = None, exclude_id: int | None = None) -> int:
+def weekly_print_seconds(
+    lab: Lab, user: User, *, now: datetime | None = None, exclude_id: int | None = None
+) -> int:
     """Estimated print time a member submitted to the lab this lab week (copies count;
     refused jobs and jobs withdrawn before printing do not)."""
     now = now or timezone.now()
     start = lab_week_start(lab, now)
-    rows = PrintJob.objects.filter(lab=lab, owner=user, submitted_at__gte=start, submitted_at__lt=start + timedelta(days=7))
+    rows = PrintJob.objects.filter(
+        lab=lab, owner=user, submitted_at__gte=start, submitted_at__lt=start + timedelta(days=7)
+    )
     rows = rows.exclude(status=PrintJob.Status.REFUSED).exclude(
         status__in=(PrintJob.Status.CANCELLED, PrintJob.Status.FAILED), print_started_at__isnull=True
     )

@@ -21,7 +21,14 @@ class PrintSettingsOutput(serializers.ModelSerializer):
 
     class Meta:
         model = PrintSettings
-        fields = ["lab", "requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer", "slicer_installed"]
+        fields = [
+            "lab",
+            "requires_approval",
+            "max_active_jobs",
+            "weekly_print_minutes",
+            "slicer",
+            "slicer_installed",
+        ]
 
     def get_slicer_installed(self, row: PrintSettings) -> bool:
         """Whether mesh jobs are taken: the lab names a slicer and the hub has it."""
@@ -48,8 +55,21 @@ class JobBriefOutput(serializers.ModelSerializer):
     class Meta:
         model = PrintJob
         fields = [
-            "id", "owner", "filename", "status", "priority", "material", "colour", "copies", "copies_done",
-            "estimated_seconds", "machine", "progress", "seconds_left", "submitted_at", "queued_at",
+            "id",
+            "owner",
+            "filename",
+            "status",
+            "priority",
+            "material",
+            "colour",
+            "copies",
+            "copies_done",
+            "estimated_seconds",
+            "machine",
+            "progress",
+            "seconds_left",
+            "submitted_at",
+            "queued_at",
             "print_started_at",
         ]
 
@@ -73,7 +93,9 @@ class GcodeOutput(serializers.Serializer):
 
 class PrintJobOutput(JobBriefOutput):
     lab = serializers.CharField(source="lab.slug")
-    design = serializers.CharField(source="design_name", help_text="owner/slug; empty for an uploaded G-code.")
+    design = serializers.CharField(
+        source="design_name", help_text="owner/slug; empty for an uploaded G-code."
+    )
     machine_name = serializers.SerializerMethodField()
     nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, allow_null=True)
     gcode = serializers.SerializerMethodField()
@@ -83,11 +105,45 @@ class PrintJobOutput(JobBriefOutput):
     class Meta:
         model = PrintJob
         fields = [
-            "id", "lab", "owner", "status", "reason", "file_kind", "design", "path", "filename", "rev", "commit_sha",
-            "blob_sha", "source_sha", "machine_kind", "material", "colour", "nozzle_mm", "copies", "copies_done",
-            "priority", "notes", "needs_approval", "size_mm", "estimated_seconds", "filament_mm", "filament_g",
-            "machine", "machine_name", "progress", "seconds_left", "gcode", "submitted_at", "queued_at",
-            "decided_at", "print_started_at", "print_ended_at", "finished_at", "url", "web_url",
+            "id",
+            "lab",
+            "owner",
+            "status",
+            "reason",
+            "file_kind",
+            "design",
+            "path",
+            "filename",
+            "rev",
+            "commit_sha",
+            "blob_sha",
+            "source_sha",
+            "machine_kind",
+            "material",
+            "colour",
+            "nozzle_mm",
+            "copies",
+            "copies_done",
+            "priority",
+            "notes",
+            "needs_approval",
+            "size_mm",
+            "estimated_seconds",
+            "filament_mm",
+            "filament_g",
+            "machine",
+            "machine_name",
+            "progress",
+            "seconds_left",
+            "gcode",
+            "submitted_at",
+            "queued_at",
+            "decided_at",
+            "print_started_at",
+            "print_ended_at",
+            "finished_at",
+            "url",
+            "web_url",
         ]
 
     def get_machine_name(self, job: PrintJob) -> str | None:
@@ -108,18 +164,30 @@ class PrintJobOutput(JobBriefOutput):
 class PrintJobSubmitInput(serializers.Serializer):
     lab = serializers.CharField(help_text="The lab's slug.")
     design = serializers.CharField(required=False, help_text="owner/slug of the design (or upload `file`).")
-    path = serializers.CharField(required=False, max_length=4096, help_text="File in the design: STL, 3MF, OBJ or G-code.")
+    path = serializers.CharField(
+        required=False, max_length=4096, help_text="File in the design: STL, 3MF, OBJ or G-code."
+    )
     rev = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=255,
         help_text="Branch, tag or commit; pinned to its commit at submission. Default: the default branch.",
     )
-    file = serializers.FileField(required=False, help_text="A G-code file to print (instead of a design file).")
+    file = serializers.FileField(
+        required=False, help_text="A G-code file to print (instead of a design file)."
+    )
     material = serializers.CharField(max_length=40, default="PLA")
     colour = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
-    nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, allow_null=True, default=None)
+    nozzle_mm = serializers.DecimalField(
+        max_digits=4, decimal_places=2, required=False, allow_null=True, default=None
+    )
     copies = serializers.IntegerField(default=1, min_value=1, max_value=100)
-    priority = serializers.ChoiceField(choices=PrintJob.Priority.choices, default=PrintJob.Priority.NORMAL,
-                                       help_text="Above 1 (normal): managers only.")
+    priority = serializers.ChoiceField(
+        choices=PrintJob.Priority.choices,
+        default=PrintJob.Priority.NORMAL,
+        help_text="Above 1 (normal): managers only.",
+    )
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     machine_kind = serializers.ChoiceField(choices=Machine.Kind.choices, default=Machine.Kind.FDM_PRINTER)
 
@@ -158,10 +226,32 @@ class PrinterOutput(serializers.ModelSerializer):
     class Meta:
         model = Printer
         fields = [
-            "machine", "machine_id", "name", "lab", "machine_status", "build_volume", "networked", "accepts_jobs",
-            "material", "colour", "nozzle_mm", "profile_name", "slicer_profile", "after_print", "serial_port",
-            "baudrate", "state", "progress", "job_name", "temperatures", "message", "seen_at", "state_changed_at",
-            "bed_clear", "bed_note", "current_job",
+            "machine",
+            "machine_id",
+            "name",
+            "lab",
+            "machine_status",
+            "build_volume",
+            "networked",
+            "accepts_jobs",
+            "material",
+            "colour",
+            "nozzle_mm",
+            "profile_name",
+            "slicer_profile",
+            "after_print",
+            "serial_port",
+            "baudrate",
+            "state",
+            "progress",
+            "job_name",
+            "temperatures",
+            "message",
+            "seen_at",
+            "state_changed_at",
+            "bed_clear",
+            "bed_note",
+            "current_job",
         ]
 
     def get_build_volume(self, printer: Printer) -> list[float] | None:
@@ -174,8 +264,14 @@ class PrinterOutput(serializers.ModelSerializer):
         job = jobs.get(printer.pk) if jobs is not None else ps.active_job_on(printer.machine)
         if job is None:
             return None
-        return {"id": job.pk, "owner": job.owner.username, "filename": job.filename, "status": job.status,
-                "progress": job.progress, "seconds_left": ps.seconds_left(job)}
+        return {
+            "id": job.pk,
+            "owner": job.owner.username,
+            "filename": job.filename,
+            "status": job.status,
+            "progress": job.progress,
+            "seconds_left": ps.seconds_left(job),
+        }
 
 
 class PrinterInput(serializers.Serializer):
@@ -184,7 +280,9 @@ class PrinterInput(serializers.Serializer):
     colour = serializers.CharField(max_length=40, required=False, allow_blank=True)
     nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2, required=False)
     profile_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    slicer_profile = serializers.CharField(required=False, allow_blank=True, help_text="PrusaSlicer .ini text.")
+    slicer_profile = serializers.CharField(
+        required=False, allow_blank=True, help_text="PrusaSlicer .ini text."
+    )
     after_print = serializers.ChoiceField(choices=Printer.AfterPrint.choices, required=False)
     serial_port = serializers.CharField(max_length=100, required=False, allow_blank=True)
     baudrate = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -199,8 +297,26 @@ class PrintRecordOutput(serializers.ModelSerializer):
     class Meta:
         model = PrintRecord
         fields = [
-            "id", "job", "lab", "machine", "owner", "design", "path", "commit_sha", "blob_sha", "gcode_sha", "slicer",
-            "profile_name", "material", "colour", "copy", "started_at", "ended_at", "result", "reason", "removed_at",
+            "id",
+            "job",
+            "lab",
+            "machine",
+            "owner",
+            "design",
+            "path",
+            "commit_sha",
+            "blob_sha",
+            "gcode_sha",
+            "slicer",
+            "profile_name",
+            "material",
+            "colour",
+            "copy",
+            "started_at",
+            "ended_at",
+            "result",
+            "reason",
+            "removed_at",
         ]
 
 

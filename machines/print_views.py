@@ -50,14 +50,26 @@ def print_queue(request: HttpRequest, lab: str) -> HttpResponse:
     printers = list(ps.printers_of_lab(the_lab))
     current = {
         job.machine_id: job
-        for job in PrintJob.objects.filter(machine__in=[p.machine for p in printers], status__in=PrintJob.ON_PRINTER)
-        .select_related("owner", "gcode")
+        for job in PrintJob.objects.filter(
+            machine__in=[p.machine for p in printers], status__in=PrintJob.ON_PRINTER
+        ).select_related("owner", "gcode")
     }
-    tiles = [{"printer": p, "job": current.get(p.pk), "seconds_left": ps.seconds_left(current[p.pk]) if p.pk in current
-              else None} for p in printers]
+    tiles = [
+        {
+            "printer": p,
+            "job": current.get(p.pk),
+            "seconds_left": ps.seconds_left(current[p.pk]) if p.pk in current else None,
+        }
+        for p in printers
+    ]
     context = _lab_context(
-        request, the_lab, "queue", tiles=tiles, settings_row=ps.print_settings_of(the_lab),
-        groups=ps.queue_of_lab(the_lab) if role in ("member", "manager") else None, manager=role == "manager",
+        request,
+        the_lab,
+        "queue",
+        tiles=tiles,
+        settings_row=ps.print_settings_of(the_lab),
+        groups=ps.queue_of_lab(the_lab) if role in ("member", "manager") else None,
+        manager=role == "manager",
         unqueued=the_lab.machines.filter(printer__isnull=True).order_by("name") if role == "manager" else (),
     )
     return render(request, "machines/print_queue.html", context)
@@ -70,7 +82,9 @@ def print_settings(request: HttpRequest, lab: str) -> HttpResponse:
     selectors.require_manager(the_lab, request.user)
     form = print_forms.PrintSettingsForm(request.POST or None, instance=ps.print_settings_of(the_lab))
     if request.method == "POST" and form.is_valid():
-        ok, _ = form_call(form, printing.print_settings_update, lab=the_lab, actor=request.user, **form.cleaned_data)
+        ok, _ = form_call(
+            form, printing.print_settings_update, lab=the_lab, actor=request.user, **form.cleaned_data
+        )
         if ok:
             messages.success(request, "Print queue settings saved.")
             return redirect("print-queue", lab=the_lab.slug)
@@ -86,12 +100,17 @@ def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     printer = ps.printer_of(the_machine)
     form = print_forms.PrinterForm(request.POST or None, instance=printer)
     if request.method == "POST" and form.is_valid():
-        ok, _ = form_call(form, printing.printer_configure, machine=the_machine, actor=request.user, **form.cleaned_data)
+        ok, _ = form_call(
+            form, printing.printer_configure, machine=the_machine, actor=request.user, **form.cleaned_data
+        )
         if ok:
             messages.success(request, f"{the_machine.name}'s print settings saved.")
             return redirect("print-queue", lab=the_lab.slug)
-    return render(request, "machines/printer_form.html",
-                  _lab_context(request, the_lab, "queue", form=form, machine=the_machine, printer=printer))
+    return render(
+        request,
+        "machines/printer_form.html",
+        _lab_context(request, the_lab, "queue", form=form, machine=the_machine, printer=printer),
+    )
 
 
 @login_required
@@ -100,8 +119,14 @@ def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
 def printer_cleared(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     the_lab = selectors.lab_get(slug=lab)
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
-    return _act(request, reverse("print-queue", args=[the_lab.slug]), f"{the_machine.name}'s bed is clear: it takes the next job.",
-                printing.printer_confirm_cleared, machine=the_machine, actor=request.user)
+    return _act(
+        request,
+        reverse("print-queue", args=[the_lab.slug]),
+        f"{the_machine.name}'s bed is clear: it takes the next job.",
+        printing.printer_confirm_cleared,
+        machine=the_machine,
+        actor=request.user,
+    )
 
 
 @login_required
@@ -110,10 +135,15 @@ def my_print_jobs(request: HttpRequest) -> HttpResponse:
     rows = ps.jobs_of_member(request.user).order_by("-submitted_at", "-pk")
     open_jobs = [j for j in rows.filter(status__in=PrintJob.OPEN)]
     finished = rows.filter(status__in=PrintJob.FINAL)[:50]
-    return render(request, "machines/my_print_jobs.html", {
-        "open_jobs": [(j, ps.seconds_left(j)) for j in open_jobs], "finished": finished,
-        "labs": selectors.labs_of(request.user),
-    })
+    return render(
+        request,
+        "machines/my_print_jobs.html",
+        {
+            "open_jobs": [(j, ps.seconds_left(j)) for j in open_jobs],
+            "finished": finished,
+            "labs": selectors.labs_of(request.user),
+        },
+    )
 
 
 @login_required
@@ -123,7 +153,9 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
     from designs.selectors import design_get
 
     labs = list(selectors.labs_of(request.user).order_by("name"))
-    initial = {key: request.GET.get(key, "") for key in ("design", "path", "rev", "lab") if request.GET.get(key)}
+    initial = {
+        key: request.GET.get(key, "") for key in ("design", "path", "rev", "lab") if request.GET.get(key)
+    }
     form = print_forms.PrintJobForm(request.POST or None, request.FILES or None, labs=labs, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -137,8 +169,15 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
             except NotFound as exc:
                 form.add_error("design", exc.message)
         if not form.errors:
-            ok, job = form_call(form, printing.print_job_submit, lab=the_lab, owner=request.user, design=design,
-                                upload=data.pop("file"), **data)
+            ok, job = form_call(
+                form,
+                printing.print_job_submit,
+                lab=the_lab,
+                owner=request.user,
+                design=design,
+                upload=data.pop("file"),
+                **data,
+            )
             if ok:
                 messages.success(request, f"Sent {job.filename} to {the_lab.name}'s queue.")
                 return redirect("print-job", job_id=job.pk)
@@ -150,12 +189,19 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
 def print_job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = ps.job_get(job_id=job_id, user=request.user)
     role = selectors.lab_role(job.lab, request.user)
-    return render(request, "machines/print_job.html", {
-        "job": job, "lab": job.lab, "role": role, "seconds_left": ps.seconds_left(job),
-        "records": PrintRecord.objects.filter(job=job).order_by("ended_at"),
-        "gcodes": job.gcodes.order_by("profile_name"),
-        "manual": job.machine is not None and not job.machine.has_connection,
-    })
+    return render(
+        request,
+        "machines/print_job.html",
+        {
+            "job": job,
+            "lab": job.lab,
+            "role": role,
+            "seconds_left": ps.seconds_left(job),
+            "records": PrintRecord.objects.filter(job=job).order_by("ended_at"),
+            "gcodes": job.gcodes.order_by("profile_name"),
+            "manual": job.machine is not None and not job.machine.has_connection,
+        },
+    )
 
 
 @login_required
@@ -167,15 +213,40 @@ def print_job_action(request: HttpRequest, job_id: int, action: str) -> HttpResp
     job = ps.job_get(job_id=job_id, user=request.user)
     reason = request.POST.get("reason", "")
     back = reverse("print-job", args=[job.pk])
-    done = {"approve": "Approved.", "refuse": "Refused.", "cancel": "Cancelled.", "pause": "Paused.",
-            "resume": "Resumed."}.get(action, "Recorded.")
+    done = {
+        "approve": "Approved.",
+        "refuse": "Refused.",
+        "cancel": "Cancelled.",
+        "pause": "Paused.",
+        "resume": "Resumed.",
+    }.get(action, "Recorded.")
     if action == "approve":
         return _act(request, back, done, printing.print_job_approve, job=job, actor=request.user)
     if action == "refuse":
-        return _act(request, back, done, printing.print_job_refuse, job=job, actor=request.user, reason=reason)
+        return _act(
+            request, back, done, printing.print_job_refuse, job=job, actor=request.user, reason=reason
+        )
     if action == "cancel":
-        return _act(request, back, done, printing.print_job_cancel, job=job, actor=request.user, reason=reason)
+        return _act(
+            request, back, done, printing.print_job_cancel, job=job, actor=request.user, reason=reason
+        )
     if action in ("pause", "resume"):
-        return _act(request, back, done, printing.print_job_pause, job=job, actor=request.user, resume=action == "resume")
-    return _act(request, back, done, printing.print_job_record, job=job, actor=request.user, outcome=action,
-                reason=reason)
+        return _act(
+            request,
+            back,
+            done,
+            printing.print_job_pause,
+            job=job,
+            actor=request.user,
+            resume=action == "resume",
+        )
+    return _act(
+        request,
+        back,
+        done,
+        printing.print_job_record,
+        job=job,
+        actor=request.user,
+        outcome=action,
+        reason=reason,
+    )

@@ -43,7 +43,14 @@ GCODE_SUFFIXES = (".gcode", ".gco", ".g", ".gc")
 MAX_COPIES = 100
 MAX_PREPARE_ATTEMPTS = 3
 PRINTER_FIELDS = (
-    "accepts_jobs", "material", "colour", "nozzle_mm", "profile_name", "slicer_profile", "after_print", "serial_port",
+    "accepts_jobs",
+    "material",
+    "colour",
+    "nozzle_mm",
+    "profile_name",
+    "slicer_profile",
+    "after_print",
+    "serial_port",
     "baudrate",
 )
 SETTINGS_FIELDS = ("requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer")
@@ -179,7 +186,9 @@ def _slice_waiting_jobs_for(printer: Printer) -> None:
     from machines import tasks
 
     waiting = PrintJob.objects.filter(
-        lab_id=printer.machine.lab_id, file_kind=PrintJob.FileKind.MESH, machine_kind=printer.machine.kind,
+        lab_id=printer.machine.lab_id,
+        file_kind=PrintJob.FileKind.MESH,
+        machine_kind=printer.machine.kind,
         status__in=(S.QUEUED, S.PENDING_APPROVAL),
     ).exclude(gcodes__profile_key=printer.profile_key)
     for job in waiting:
@@ -199,12 +208,16 @@ def _file_kind(name: str) -> str:
     if lower.endswith(SLICEABLE):
         return PrintJob.FileKind.MESH
     if lower.endswith(".bgcode"):
-        raise ValidationError(f"{name} is binary G-code, which the hub cannot read: export plain-text G-code.")
+        raise ValidationError(
+            f"{name} is binary G-code, which the hub cannot read: export plain-text G-code."
+        )
     from designs.meshes import is_mesh_path
 
     if is_mesh_path(name):
         raise ValidationError(f"{name} is a mesh the slicer cannot read: export it as STL, 3MF or OBJ.")
-    raise ValidationError(f"{name} is neither a mesh (STL, 3MF, OBJ, AMF) nor G-code: the queue prints only those.")
+    raise ValidationError(
+        f"{name} is neither a mesh (STL, 3MF, OBJ, AMF) nor G-code: the queue prints only those."
+    )
 
 
 def _check_gcode_text(head: bytes, name: str) -> None:
@@ -237,7 +250,9 @@ def _mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printe
     if row.status in ("pending", "running"):
         raise Conflict(f"{path} is still being analysed. Try again in a minute.")
     if row.status != "done" or not row.figures:
-        raise ValidationError(f"{path} cannot be printed: the mesh analysis failed ({row.reason or 'no reason given'}).")
+        raise ValidationError(
+            f"{path} cannot be printed: the mesh analysis failed ({row.reason or 'no reason given'})."
+        )
     units = analysis.declared_units(design, sha=sha, paths=[path]).get(path)
     figures = analysis.figures_at(row.figures, units)
     size = {"obb": [round(float(v), 3) for v in figures["obb_size"]]}
@@ -246,13 +261,23 @@ def _mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printe
             (p for p in printers if p.build_volume), key=lambda p: sorted(p.build_volume), default=None
         )
         dims = " × ".join(f"{v:g}" for v in size["obb"])
-        room = f" (the largest is {biggest.machine.name}: {' × '.join(f'{v:g}' for v in biggest.build_volume)} mm)" if biggest else ""
+        room = (
+            f" (the largest is {biggest.machine.name}: {' × '.join(f'{v:g}' for v in biggest.build_volume)} mm)"
+            if biggest
+            else ""
+        )
         raise ValidationError(f"{path} ({dims} mm) does not fit any printer that could print it{room}.")
     return size
 
 
-def _check_limits(lab: Lab, owner: User, settings_row: PrintSettings, *, extra_seconds: int = 0,
-                  exclude_id: int | None = None) -> None:
+def _check_limits(
+    lab: Lab,
+    owner: User,
+    settings_row: PrintSettings,
+    *,
+    extra_seconds: int = 0,
+    exclude_id: int | None = None,
+) -> None:
     if settings_row.max_active_jobs is not None and exclude_id is None:
         active = ps.open_jobs_count(lab, owner)
         if active >= settings_row.max_active_jobs:
@@ -270,9 +295,20 @@ def _check_limits(lab: Lab, owner: User, settings_row: PrintSettings, *, extra_s
 
 
 def print_job_submit(
-    *, lab: Lab, owner: User, design=None, path: str = "", rev: str = "", upload=None, material: str = "PLA",
-    colour: str = "", nozzle_mm: Any = None, copies: int = 1, priority: int = PrintJob.Priority.NORMAL,
-    notes: str = "", machine_kind: str = Machine.Kind.FDM_PRINTER,
+    *,
+    lab: Lab,
+    owner: User,
+    design=None,
+    path: str = "",
+    rev: str = "",
+    upload=None,
+    material: str = "PLA",
+    colour: str = "",
+    nozzle_mm: Any = None,
+    copies: int = 1,
+    priority: int = PrintJob.Priority.NORMAL,
+    notes: str = "",
+    machine_kind: str = Machine.Kind.FDM_PRINTER,
 ) -> PrintJob:
     """Send a part to the lab's queue: a design's file pinned at a commit, or an uploaded G-code.
 
@@ -285,7 +321,9 @@ def print_job_submit(
 
     require_member(lab, owner)
     if (design is None) == (upload is None):
-        raise ValidationError("Give either a design file (design, path and revision) or a G-code file to upload.")
+        raise ValidationError(
+            "Give either a design file (design, path and revision) or a G-code file to upload."
+        )
     name = upload.name if upload is not None else path
     if not name:
         raise ValidationError("Give the path of the file to print.")
@@ -295,7 +333,9 @@ def print_job_submit(
     if machine_kind not in Machine.Kind.values:
         raise ValidationError(f"{machine_kind!r} is not a kind of machine.")
     if priority not in PrintJob.Priority.values:
-        raise ValidationError(f"Priority must be one of {', '.join(str(v) for v in PrintJob.Priority.values)}.")
+        raise ValidationError(
+            f"Priority must be one of {', '.join(str(v) for v in PrintJob.Priority.values)}."
+        )
     role = lab_role(lab, owner)
     if priority > PrintJob.Priority.NORMAL and role != "manager":
         raise PermissionDenied(f"Only managers of {lab.name} can give a job a priority above normal.")
@@ -308,18 +348,23 @@ def print_job_submit(
     nozzle = _nozzle(nozzle_mm, allow_none=True)
     if file_kind == PrintJob.FileKind.MESH:
         if machine_kind != Machine.Kind.FDM_PRINTER:
-            raise ValidationError("The hub slices meshes for FDM printers only: send G-code for other machines.")
+            raise ValidationError(
+                "The hub slices meshes for FDM printers only: send G-code for other machines."
+            )
         _require_slicer(lab)
 
     printers = ps.compatible_printers(lab, kind=machine_kind, material=material, nozzle_mm=nozzle)
     if not printers:
         label = Machine.Kind(machine_kind).label
-        kind_label = label if label[:2].isupper() else label[0].lower() + label[1:]  # "FDM printer", "laser cutter"
+        kind_label = (
+            label if label[:2].isupper() else label[0].lower() + label[1:]
+        )  # "FDM printer", "laser cutter"
         with_nozzle = f" with a {nozzle} mm nozzle" if nozzle is not None else ""
         raise ValidationError(f"No {kind_label} of {lab.name} takes queued jobs in {material}{with_nozzle}.")
     today = timezone.now().astimezone(lab.zone).date()
     printers = [
-        p for p in printers
+        p
+        for p in printers
         if not p.machine.requires_qualification or qualification_for(owner, p.machine, today) is not None
     ]
     if not printers:
@@ -336,8 +381,14 @@ def print_job_submit(
             raise NotFound(f"No design {design.full_name}.")
         sha = design_resolve(design, rev or None)
         _, entry = design_file(design, rev=sha, path=path)
-        source = {"design": design, "design_name": design.full_name, "path": path, "rev": rev or design.default_branch,
-                  "commit_sha": sha, "blob_sha": entry.sha}
+        source = {
+            "design": design,
+            "design_name": design.full_name,
+            "path": path,
+            "rev": rev or design.default_branch,
+            "commit_sha": sha,
+            "blob_sha": entry.sha,
+        }
         if file_kind == PrintJob.FileKind.MESH:
             source["size_mm"] = _mesh_size(design, sha, path, entry.sha, printers)
     else:
@@ -352,9 +403,19 @@ def print_job_submit(
         source = {"path": upload.name.replace("\\", "/").rsplit("/", 1)[-1][:255], "source_sha": sha}
     with transaction.atomic():
         job = PrintJob.objects.create(
-            lab=lab, owner=owner, file_kind=file_kind, machine_kind=machine_kind, material=material, colour=colour,
-            nozzle_mm=nozzle, copies=copies, priority=priority, notes=notes, status=S.PREPARING,
-            needs_approval=settings_row.requires_approval and role != "manager", **source,
+            lab=lab,
+            owner=owner,
+            file_kind=file_kind,
+            machine_kind=machine_kind,
+            material=material,
+            colour=colour,
+            nozzle_mm=nozzle,
+            copies=copies,
+            priority=priority,
+            notes=notes,
+            status=S.PREPARING,
+            needs_approval=settings_row.requires_approval and role != "manager",
+            **source,
         )
         _queue_prepare(job)
     return job
@@ -390,16 +451,26 @@ def _slice_for(job: PrintJob, printer: Printer, source: Path, work: Path) -> Pri
 
     output = work / f"{printer.profile_key[:16]}.gcode"
     result = slicer.slice_mesh(
-        source, output, profile=printer.slicer_profile, bed=printer.build_volume, nozzle_mm=float(printer.nozzle_mm)
+        source,
+        output,
+        profile=printer.slicer_profile,
+        bed=printer.build_volume,
+        nozzle_mm=float(printer.nozzle_mm),
     )
     with output.open("rb") as f:
         sha, size = store_file(f)
     gcode, _ = PrintGcode.objects.get_or_create(
-        job=job, profile_key=printer.profile_key,
+        job=job,
+        profile_key=printer.profile_key,
         defaults={
-            "profile_name": printer.profile_name or f"{printer.machine.name}'s profile", "sha256": sha, "size": size,
-            "slicer": result.slicer, "estimated_seconds": result.estimated_seconds, "estimate_source": "slicer",
-            "filament_mm": result.filament_mm, "filament_g": result.filament_g,
+            "profile_name": printer.profile_name or f"{printer.machine.name}'s profile",
+            "sha256": sha,
+            "size": size,
+            "slicer": result.slicer,
+            "estimated_seconds": result.estimated_seconds,
+            "estimate_source": "slicer",
+            "filament_mm": result.filament_mm,
+            "filament_g": result.filament_g,
         },
     )
     return gcode
@@ -409,7 +480,9 @@ def _work_name(job: PrintJob) -> str:
     """The source's name in the work folder: the file's own (the slicer names it in its
     messages), reduced to safe characters, with its extension (the slicer reads it)."""
     path = Path(job.filename)
-    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in path.stem)[:60] or "part"
+    stem = (
+        "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in path.stem)[:60] or "part"
+    )
     return f"{stem}{path.suffix.lower() or '.gcode'}"
 
 
@@ -436,17 +509,25 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
             with source.open("rb") as f:
                 sha, size = store_file(f)
             gcode, _ = PrintGcode.objects.get_or_create(
-                job=job, profile_key="",
-                defaults={"sha256": sha, "size": size, "estimated_seconds": info.estimated_seconds,
-                          "estimate_source": info.estimate_source, "filament_mm": info.filament_mm,
-                          "filament_g": info.filament_g},
+                job=job,
+                profile_key="",
+                defaults={
+                    "sha256": sha,
+                    "size": size,
+                    "estimated_seconds": info.estimated_seconds,
+                    "estimate_source": info.estimate_source,
+                    "filament_mm": info.filament_mm,
+                    "filament_g": info.filament_g,
+                },
             )
             gcodes = [gcode]
             size_mm = {"low": list(info.low), "high": list(info.high)} if info.high else None
         else:
             printers = [
-                p for p in ps.compatible_printers(job.lab, kind=job.machine_kind, material=job.material,
-                                                  nozzle_mm=job.nozzle_mm)
+                p
+                for p in ps.compatible_printers(
+                    job.lab, kind=job.machine_kind, material=job.material, nozzle_mm=job.nozzle_mm
+                )
                 if ps.job_fits(job.size_mm, p)
             ]
             if not printers:
@@ -470,22 +551,34 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     settings_row = ps.print_settings_of(job.lab)
     with transaction.atomic():
         PrintJob.objects.filter(pk=job.pk).update(
-            estimated_seconds=estimate, filament_mm=first.filament_mm, filament_g=first.filament_g, size_mm=size_mm
+            estimated_seconds=estimate,
+            filament_mm=first.filament_mm,
+            filament_g=first.filament_g,
+            size_mm=size_mm,
         )
         try:
-            _check_limits(job.lab, job.owner, settings_row, extra_seconds=(estimate or 0) * job.copies, exclude_id=job.pk)
+            _check_limits(
+                job.lab,
+                job.owner,
+                settings_row,
+                extra_seconds=(estimate or 0) * job.copies,
+                exclude_id=job.pk,
+            )
         except ValidationError as exc:
             return _prepare_failed(job, exc.message)
         nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
         moved = PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
-            status=nxt, queued_at=now if nxt == S.QUEUED else None, prepare_lease_until=None,
+            status=nxt,
+            queued_at=now if nxt == S.QUEUED else None,
+            prepare_lease_until=None,
         )
         job.refresh_from_db()
         if moved and nxt == S.QUEUED:
             _kick(job.lab_id)
         if moved and nxt == S.PENDING_APPROVAL:
             _notify_managers(
-                job.lab, but=job.owner,
+                job.lab,
+                but=job.owner,
                 subject=f"{job.owner.username} asks to print {job.filename} at {job.lab.name}",
                 body=f"Estimated {_duration(estimate)}, {job.copies} cop{'y' if job.copies == 1 else 'ies'}. {job.notes}",
             )
@@ -526,7 +619,9 @@ def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
         _source_to_file(job, source)
         return _slice_for(job, printer, source, work)
     except (SlicerError, OSError, ValidationError) as exc:
-        logger.warning("could not slice job %s for %s: %s", job.pk, printer.machine, getattr(exc, "message", exc))
+        logger.warning(
+            "could not slice job %s for %s: %s", job.pk, printer.machine, getattr(exc, "message", exc)
+        )
         return None
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -583,8 +678,13 @@ def print_job_cancel(*, job: PrintJob, actor: User, reason: str = "") -> PrintJo
         if current.status not in PrintJob.OPEN:
             raise Conflict(f"This job is already {current.get_status_display().lower()}.")
         was_on_printer = current.status in PrintJob.ON_PRINTER
-        if not _finish(current, S.CANCELLED, reason=reason, result=PrintRecord.Result.CANCELLED,
-                       from_statuses=[s for s in PrintJob.OPEN if s != S.AWAITING_REMOVAL]):
+        if not _finish(
+            current,
+            S.CANCELLED,
+            reason=reason,
+            result=PrintRecord.Result.CANCELLED,
+            from_statuses=[s for s in PrintJob.OPEN if s != S.AWAITING_REMOVAL],
+        ):
             raise Conflict("The job changed state meanwhile; look again.")
         if was_on_printer and current.machine.has_connection:
             from machines import tasks
@@ -619,12 +719,28 @@ def _write_record(job: PrintJob, result: str, reason: str, now: datetime) -> Pri
     gcode = job.gcode
     machine = job.machine
     return PrintRecord.objects.create(
-        job=job, lab_id=job.lab_id, machine=machine, machine_name=machine.name if machine else "",
-        owner_id=job.owner_id, owner_name=job.owner.username, design_id=job.design_id, design_name=job.design_name,
-        path=job.path, commit_sha=job.commit_sha, blob_sha=job.blob_sha, gcode_sha=gcode.sha256 if gcode else "",
-        slicer=gcode.slicer if gcode else "", profile_name=gcode.profile_name if gcode else "",
-        profile_key=gcode.profile_key if gcode else "", material=job.material, colour=job.colour,
-        copy=job.copies_done + 1, started_at=job.print_started_at, ended_at=now, result=result, reason=reason,
+        job=job,
+        lab_id=job.lab_id,
+        machine=machine,
+        machine_name=machine.name if machine else "",
+        owner_id=job.owner_id,
+        owner_name=job.owner.username,
+        design_id=job.design_id,
+        design_name=job.design_name,
+        path=job.path,
+        commit_sha=job.commit_sha,
+        blob_sha=job.blob_sha,
+        gcode_sha=gcode.sha256 if gcode else "",
+        slicer=gcode.slicer if gcode else "",
+        profile_name=gcode.profile_name if gcode else "",
+        profile_key=gcode.profile_key if gcode else "",
+        material=job.material,
+        colour=job.colour,
+        copy=job.copies_done + 1,
+        started_at=job.print_started_at,
+        ended_at=now,
+        result=result,
+        reason=reason,
     )
 
 
@@ -632,7 +748,9 @@ def _bed_needs_clearing(machine_id: int, note: str) -> None:
     Printer.objects.filter(pk=machine_id).update(bed_clear=False, bed_note=note[:500])
 
 
-def _finish(job: PrintJob, status: str, *, reason: str, result: str, from_statuses, token: str | None = None) -> bool:
+def _finish(
+    job: PrintJob, status: str, *, reason: str, result: str, from_statuses, token: str | None = None
+) -> bool:
     """Move a job to a final state (failed, cancelled) by claim, and write what follows.
 
     A print that had started leaves a provenance record and a bed to clear. Must run
@@ -656,18 +774,36 @@ def _finish(job: PrintJob, status: str, *, reason: str, result: str, from_status
 def job_started(job: PrintJob, token: str, *, manual: bool) -> bool:
     """The printer took the job (or, without network control, it was handed over)."""
     now = timezone.now()
-    changes = {"status": S.AWAITING_OPERATOR} if manual else {"status": S.PRINTING, "print_started_at": now, "progress": 0.0}
-    return bool(PrintJob.objects.filter(pk=job.pk, status=S.DISPATCHING, dispatch_token=token).update(**changes))
+    changes = (
+        {"status": S.AWAITING_OPERATOR}
+        if manual
+        else {"status": S.PRINTING, "print_started_at": now, "progress": 0.0}
+    )
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status=S.DISPATCHING, dispatch_token=token).update(**changes)
+    )
 
 
-def job_requeue(job: PrintJob, reason: str, *, token: str | None = None, from_statuses=(S.DISPATCHING,)) -> bool:
+def job_requeue(
+    job: PrintJob, reason: str, *, token: str | None = None, from_statuses=(S.DISPATCHING,)
+) -> bool:
     """Back to the queue, never having printed: the printer could not take it."""
     with transaction.atomic():
-        rows = PrintJob.objects.filter(pk=job.pk, status__in=list(from_statuses), print_started_at__isnull=True)
+        rows = PrintJob.objects.filter(
+            pk=job.pk, status__in=list(from_statuses), print_started_at__isnull=True
+        )
         if token is not None:
             rows = rows.filter(dispatch_token=token)
-        if not rows.update(status=S.QUEUED, machine=None, booking=None, dispatch_token="", remote_name="",
-                           claimed_at=None, progress=None, reason=reason):
+        if not rows.update(
+            status=S.QUEUED,
+            machine=None,
+            booking=None,
+            dispatch_token="",
+            remote_name="",
+            claimed_at=None,
+            progress=None,
+            reason=reason,
+        ):
             return False
         _end_timeline_row(job, timezone.now(), printed=False)
     logger.info("print job %s back in the queue: %s", job.pk, reason)
@@ -684,15 +820,22 @@ def job_lost(job: PrintJob, reason: str, *, token: str | None = None) -> bool:
             rows = rows.filter(dispatch_token=token)
         if not rows.update(status=S.PRINTER_LOST, reason=reason):
             return False
-        _notify_managers(job.lab, subject=f"Printer lost: {job.machine.name}",
-                         body=f"{job.filename} ({job.owner.username}): {reason}")
-        notify(user=job.owner, lab=job.lab, subject=f"Printer lost while printing {job.filename}", body=reason)
+        _notify_managers(
+            job.lab,
+            subject=f"Printer lost: {job.machine.name}",
+            body=f"{job.filename} ({job.owner.username}): {reason}",
+        )
+        notify(
+            user=job.owner, lab=job.lab, subject=f"Printer lost while printing {job.filename}", body=reason
+        )
     return True
 
 
 def job_progress(job: PrintJob, *, status: str, progress: float | None) -> bool:
     """Printing (or paused) on the printer, as it says; also the way back from 'lost'."""
-    rows = PrintJob.objects.filter(pk=job.pk, status__in=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR))
+    rows = PrintJob.objects.filter(
+        pk=job.pk, status__in=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR)
+    )
     changes: dict[str, Any] = {"status": status, "progress": progress}
     if job.print_started_at is None:
         changes["print_started_at"] = timezone.now()
@@ -701,17 +844,29 @@ def job_progress(job: PrintJob, *, status: str, progress: float | None) -> bool:
     return bool(rows.update(**changes))
 
 
-def job_failed(job: PrintJob, reason: str, *, result: str = PrintRecord.Result.FAILED,
-               from_statuses=PrintJob.ON_PRINTER, token: str | None = None) -> bool:
+def job_failed(
+    job: PrintJob,
+    reason: str,
+    *,
+    result: str = PrintRecord.Result.FAILED,
+    from_statuses=PrintJob.ON_PRINTER,
+    token: str | None = None,
+) -> bool:
     with transaction.atomic():
         won = _finish(job, S.FAILED, reason=reason, result=result, from_statuses=from_statuses, token=token)
         if won:
-            notify(user=job.owner, lab=job.lab, subject=f"Failed: {job.filename} on {job.machine.name}", body=reason)
+            notify(
+                user=job.owner,
+                lab=job.lab,
+                subject=f"Failed: {job.filename} on {job.machine.name}",
+                body=reason,
+            )
     return won
 
 
-def job_finished(job: PrintJob, *, from_statuses=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR,
-                                                   S.DISPATCHING)) -> bool:
+def job_finished(
+    job: PrintJob, *, from_statuses=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR, S.DISPATCHING)
+) -> bool:
     """The printer says the print ended well: record it, and wait for the bed to be cleared
     (or, with auto-continue, count the copy and carry on)."""
     now = timezone.now()
@@ -735,16 +890,26 @@ def job_finished(job: PrintJob, *, from_statuses=(S.PRINTING, S.PAUSED, S.PRINTE
             _kick(job.lab_id)
         else:
             _bed_needs_clearing(job.machine_id, f"{job.filename} ({job.owner.username}) is ready to collect.")
-            notify(user=job.owner, lab=job.lab, subject=f"Printed: {job.filename} is ready on {job.machine.name}",
-                   body="Collect it, then confirm the bed is clear so the printer takes the next job.")
+            notify(
+                user=job.owner,
+                lab=job.lab,
+                subject=f"Printed: {job.filename} is ready on {job.machine.name}",
+                body="Collect it, then confirm the bed is clear so the printer takes the next job.",
+            )
     return True
 
 
 def _after_removal(job: PrintJob, now: datetime) -> dict[str, Any]:
     """The job's next state once a copy is off the bed: the next copy, or done."""
     if job.copies_done + 1 < job.copies:
-        return {"status": S.QUEUED, "copies_done": F("copies_done") + 1, "queued_at": now, "booking": None,
-                "dispatch_token": "", "claimed_at": None}
+        return {
+            "status": S.QUEUED,
+            "copies_done": F("copies_done") + 1,
+            "queued_at": now,
+            "booking": None,
+            "dispatch_token": "",
+            "claimed_at": None,
+        }
     return {"status": S.DONE, "copies_done": F("copies_done") + 1, "finished_at": now}
 
 
@@ -757,13 +922,21 @@ def printer_confirm_cleared(*, machine: Machine, actor: User) -> Printer:
         printer = Printer.objects.select_for_update().filter(pk=machine.pk).first()
         if printer is None:
             raise NotFound(f"{machine.name} is not in the print queue.")
-        job = PrintJob.objects.filter(machine=machine, status=S.AWAITING_REMOVAL).select_related("lab", "owner").first()
+        job = (
+            PrintJob.objects.filter(machine=machine, status=S.AWAITING_REMOVAL)
+            .select_related("lab", "owner")
+            .first()
+        )
         if printer.bed_clear and job is None:
             raise Conflict(f"{machine.name}'s bed is already marked clear.")
         if job is not None:
-            if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(**_after_removal(job, now)):
+            if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(
+                **_after_removal(job, now)
+            ):
                 raise Conflict("The job changed state meanwhile; look again.")
-            PrintRecord.objects.filter(job=job, removed_at__isnull=True).update(removed_at=now, removed_by=actor)
+            PrintRecord.objects.filter(job=job, removed_at__isnull=True).update(
+                removed_at=now, removed_by=actor
+            )
         Printer.objects.filter(pk=printer.pk).update(bed_clear=True, bed_note="", connect_tried_at=None)
         if not machine.has_connection:  # the operator's record of the printer starts afresh
             _record_manual_state(machine.pk, "idle", "", f"bed cleared by {actor.username}")
@@ -782,7 +955,9 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     if outcome == "failed":
         if not reason.strip():
             raise ValidationError("Say what went wrong: the owner is told.")
-        if not job_failed(job, reason, from_statuses=(S.AWAITING_OPERATOR, S.PRINTING, S.PAUSED, S.PRINTER_LOST)):
+        if not job_failed(
+            job, reason, from_statuses=(S.AWAITING_OPERATOR, S.PRINTING, S.PAUSED, S.PRINTER_LOST)
+        ):
             raise Conflict(f"This job is {job.get_status_display().lower()}: it is not on a printer.")
         if not manual:
             from machines import tasks
@@ -799,7 +974,9 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     elif outcome == "finished":
         if not job_finished(job, from_statuses=(S.PRINTING, S.AWAITING_OPERATOR)):
             raise Conflict("This job is not printing.")
-        _record_manual_state(job.machine_id, "idle", job.remote_name, f"finished, recorded by {actor.username}", progress=100)
+        _record_manual_state(
+            job.machine_id, "idle", job.remote_name, f"finished, recorded by {actor.username}", progress=100
+        )
     else:
         raise ValidationError("The outcome must be started, finished or failed.")
     if outcome == "failed" and manual:
@@ -808,10 +985,17 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     return job
 
 
-def _record_manual_state(machine_id: int, state: str, job_name: str, message: str, progress: float | None = None) -> None:
+def _record_manual_state(
+    machine_id: int, state: str, job_name: str, message: str, progress: float | None = None
+) -> None:
     now = timezone.now()
     Printer.objects.filter(pk=machine_id).update(
-        state=state, job_name=job_name, message=message[:500], progress=progress, seen_at=now, state_changed_at=now
+        state=state,
+        job_name=job_name,
+        message=message[:500],
+        progress=progress,
+        seen_at=now,
+        state_changed_at=now,
     )
 
 
@@ -824,12 +1008,16 @@ def print_job_pause(*, job: PrintJob, actor: User, resume: bool = False) -> Prin
         raise NotFound(f"There is no print job {job.pk}.")
     wanted = (S.PAUSED,) if resume else (S.PRINTING,)
     if job.status not in wanted:
-        raise Conflict(f"This job is {job.get_status_display().lower()}: it cannot be {'resumed' if resume else 'paused'}.")
+        raise Conflict(
+            f"This job is {job.get_status_display().lower()}: it cannot be {'resumed' if resume else 'paused'}."
+        )
     driver = driver_for_machine(job.machine)
     try:
         driver.resume() if resume else driver.pause()
     except PrinterError as exc:
-        raise Conflict(f"{job.machine.name} did not {'resume' if resume else 'pause'}: {exc.message}") from None
+        raise Conflict(
+            f"{job.machine.name} did not {'resume' if resume else 'pause'}: {exc.message}"
+        ) from None
     new = S.PRINTING if resume else S.PAUSED
     PrintJob.objects.filter(pk=job.pk, status__in=wanted).update(status=new)
     job.refresh_from_db()
@@ -845,7 +1033,9 @@ def remote_name(job: PrintJob, token: str) -> str:
     job (same name, idle at 100 %) is never mistaken for this one."""
     # Plain lower-case ASCII: a name the print server keeps as it is, so that the name it
     # reports is the one the hub compares with.
-    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in Path(job.path).stem.lower())
+    stem = "".join(
+        c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in Path(job.path).stem.lower()
+    )
     stem = stem[:40] or "part"
     return f"fabhub-{job.pk}-{job.copies_done + 1}-{token[:8]}-{stem}.gcode"
 
@@ -857,4 +1047,3 @@ def timeline_span(seconds: int | None) -> timedelta:
         return timedelta(hours=1)
     with_margin = seconds * (100 + settings.FABHUB_PRINT_TIMELINE_MARGIN_PERCENT) / 100
     return timedelta(seconds=max(300, math.ceil(with_margin / 60) * 60))
-

@@ -112,8 +112,14 @@ def rules_for(machine: Machine) -> Rules:
     for name in Lab.RULE_FIELDS:
         own = getattr(machine, name)
         lab_value = getattr(machine.lab, name)
-        values[name] = own if own is not None else (
-            lab_value if lab_value is not None or name == "weekly_quota_minutes" else Lab.DEFAULT_RULES[name]
+        values[name] = (
+            own
+            if own is not None
+            else (
+                lab_value
+                if lab_value is not None or name == "weekly_quota_minutes"
+                else Lab.DEFAULT_RULES[name]
+            )
         )
     return Rules(**values, quota_per_machine=machine.weekly_quota_minutes is not None)
 
@@ -168,7 +174,9 @@ def busy_between(machine: Machine, start: datetime, end: datetime) -> list[Inter
     return intervals
 
 
-def collision(machine: Machine, start: datetime, end: datetime, *, exclude_id: int | None = None) -> Booking | None:
+def collision(
+    machine: Machine, start: datetime, end: datetime, *, exclude_id: int | None = None
+) -> Booking | None:
     for row in timeline_between(machine, start, end):
         if row.pk != exclude_id:
             return row
@@ -225,7 +233,12 @@ def kind_free_slots(
 
 
 def first_free_slot(
-    lab: Lab, kind: str, minutes: int, *, after: datetime | None = None, member: User | None = None,
+    lab: Lab,
+    kind: str,
+    minutes: int,
+    *,
+    after: datetime | None = None,
+    member: User | None = None,
     now: datetime | None = None,
 ) -> tuple[Machine, datetime, datetime] | None:
     """The earliest [start, start + minutes) free on any bookable machine of `kind` in
@@ -238,8 +251,10 @@ def first_free_slot(
         rules = rules_for(machine)
         if not machine.is_bookable or not rules.min_booking_minutes <= minutes <= rules.max_booking_minutes:
             continue
-        if member is not None and machine.requires_qualification and not qualification_for(
-            member, machine, now.astimezone(lab.zone).date()
+        if (
+            member is not None
+            and machine.requires_qualification
+            and not qualification_for(member, machine, now.astimezone(lab.zone).date())
         ):
             continue
         low, high = bookable_window(machine, now=now)
@@ -281,7 +296,12 @@ def qualifications_of_lab(lab: Lab) -> QuerySet[Qualification]:
 
 
 def booked_minutes(
-    member: User, machine: Machine, start: datetime, end: datetime, *, per_machine: bool,
+    member: User,
+    machine: Machine,
+    start: datetime,
+    end: datetime,
+    *,
+    per_machine: bool,
     exclude_id: int | None = None,
 ) -> float:
     """Minutes of `member`'s active bookings within [start, end) in the machine's lab
@@ -308,7 +328,9 @@ def bookings_of_lab(lab: Lab) -> QuerySet[Booking]:
 
 def booking_get(*, booking_id: int, user: User) -> Booking:
     """A booking its member or a manager of its lab may see; anyone else gets NotFound."""
-    booking = Booking.objects.select_related("machine", "machine__lab", "member").filter(pk=booking_id).first()
+    booking = (
+        Booking.objects.select_related("machine", "machine__lab", "member").filter(pk=booking_id).first()
+    )
     if booking is None or (booking.member_id != user.pk and lab_role(booking.machine.lab, user) != "manager"):
         raise NotFound(f"There is no booking {booking_id}.")
     return booking
@@ -343,9 +365,7 @@ def lab_week(lab: Lab, monday: date) -> dict:
                 cells.setdefault((row.machine_id, d), []).append(row)
     return {
         "days": [{"date": d, "open": open_by_day[d]} for d in days],
-        "machines": [
-            {"machine": m, "cells": [cells.get((m.pk, d), []) for d in days]} for m in machines
-        ],
+        "machines": [{"machine": m, "cells": [cells.get((m.pk, d), []) for d in days]} for m in machines],
         "start": start,
         "end": end,
     }
@@ -372,4 +392,3 @@ def feed_rows(feed: CalendarFeed) -> QuerySet[Booking] | None:
     if feed.scope == CalendarFeed.Scope.MACHINE:
         rows = rows.filter(machine_id=feed.machine_id)
     return rows
-

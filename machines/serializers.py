@@ -50,11 +50,15 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
     fields = {}
     for name, help_text in RULE_HELP.items():
         if name == "requires_approval":
-            fields[name] = serializers.BooleanField(required=False, allow_null=allow_null, help_text=help_text)
+            fields[name] = serializers.BooleanField(
+                required=False, allow_null=allow_null, help_text=help_text
+            )
         else:
             fields[name] = serializers.IntegerField(
-                required=False, allow_null=allow_null or name == "weekly_quota_minutes",
-                min_value=0 if name in ("min_notice_minutes", "cancel_deadline_minutes") else 1, help_text=help_text,
+                required=False,
+                allow_null=allow_null or name == "weekly_quota_minutes",
+                min_value=0 if name in ("min_notice_minutes", "cancel_deadline_minutes") else 1,
+                help_text=help_text,
             )
     return fields
 
@@ -76,8 +80,18 @@ class LabOutput(serializers.ModelSerializer):
     class Meta:
         model = Lab
         fields = [
-            "id", "slug", "name", "address", "timezone", "description", "description_html", "join_policy",
-            *Lab.RULE_FIELDS, "created_at", "url", "web_url",
+            "id",
+            "slug",
+            "name",
+            "address",
+            "timezone",
+            "description",
+            "description_html",
+            "join_policy",
+            *Lab.RULE_FIELDS,
+            "created_at",
+            "url",
+            "web_url",
         ]
 
     def get_description_html(self, lab: Lab) -> str:
@@ -145,7 +159,9 @@ class MembershipOutput(serializers.ModelSerializer):
 
 
 class MembershipUpdateInput(serializers.Serializer):
-    approve = serializers.BooleanField(required=False, help_text="Approve (true) or decline (false) a request.")
+    approve = serializers.BooleanField(
+        required=False, help_text="Approve (true) or decline (false) a request."
+    )
     role = serializers.ChoiceField(choices=LabMembership.Role.choices, required=False)
 
     def validate(self, data):
@@ -168,9 +184,27 @@ class MachineOutput(serializers.ModelSerializer):
     class Meta:
         model = Machine
         fields = [
-            "id", "lab", "slug", "name", "kind", "model_name", "work_x_mm", "work_y_mm", "work_z_mm",
-            "capabilities", "status", "status_reason", "status_changed_at", "notes", "requires_qualification",
-            *Lab.RULE_FIELDS, "rules", "has_connection", "photo_url", "url", "web_url",
+            "id",
+            "lab",
+            "slug",
+            "name",
+            "kind",
+            "model_name",
+            "work_x_mm",
+            "work_y_mm",
+            "work_z_mm",
+            "capabilities",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "notes",
+            "requires_qualification",
+            *Lab.RULE_FIELDS,
+            "rules",
+            "has_connection",
+            "photo_url",
+            "url",
+            "web_url",
         ]
 
     def _absolute(self, path: str) -> str:
@@ -204,15 +238,23 @@ class MachineFieldsInput(MachineRulesInput):
     work_x_mm = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     work_y_mm = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     work_z_mm = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    capabilities = serializers.DictField(required=False, help_text="e.g. {\"materials\": [\"PLA\"], \"max_temperature_c\": 260}")
+    capabilities = serializers.DictField(
+        required=False, help_text='e.g. {"materials": ["PLA"], "max_temperature_c": 260}'
+    )
     notes = serializers.CharField(required=False, allow_blank=True)
     requires_qualification = serializers.BooleanField(required=False)
     connection_url = serializers.CharField(
-        max_length=500, required=False, allow_blank=True, write_only=True,
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        write_only=True,
         help_text="OctoPrint address. Write-only: stored encrypted, never returned. Empty clears it.",
     )
     connection_api_key = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, write_only=True,
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        write_only=True,
         help_text="OctoPrint API key. Write-only: stored encrypted, never returned.",
     )
 
@@ -252,8 +294,23 @@ class BookingOutput(serializers.ModelSerializer):
     class Meta:
         model = Booking
         fields = [
-            "id", "kind", "status", "machine", "machine_slug", "machine_name", "lab", "member", "start", "end",
-            "local_start", "local_end", "note", "reason", "needs_decision", "created_at", "decided_at",
+            "id",
+            "kind",
+            "status",
+            "machine",
+            "machine_slug",
+            "machine_name",
+            "lab",
+            "member",
+            "start",
+            "end",
+            "local_start",
+            "local_end",
+            "note",
+            "reason",
+            "needs_decision",
+            "created_at",
+            "decided_at",
         ]
 
     def get_member(self, booking: Booking) -> str | None:
@@ -269,7 +326,9 @@ class BookingOutput(serializers.ModelSerializer):
 
 class BookingCreateInput(serializers.Serializer):
     machine = serializers.IntegerField(help_text="The machine's id.")
-    lab = serializers.CharField(required=False, help_text="The machine's lab (slug or id); checked, never trusted.")
+    lab = serializers.CharField(
+        required=False, help_text="The machine's lab (slug or id); checked, never trusted."
+    )
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

@@ -74,8 +74,10 @@ def _full_clean(instance, exclude: list[str] | None = None) -> None:
     try:
         instance.full_clean(exclude=exclude, validate_constraints=False)
     except DjangoValidationError as exc:
-        messages = [f"{field}: {' '.join(errors)}" if field != "__all__" else " ".join(errors)
-                    for field, errors in exc.message_dict.items()]
+        messages = [
+            f"{field}: {' '.join(errors)}" if field != "__all__" else " ".join(errors)
+            for field, errors in exc.message_dict.items()
+        ]
         raise ValidationError(" ".join(messages), fields=exc.message_dict) from None
 
 
@@ -97,7 +99,12 @@ def _collision_error(machine: Machine, row: Booking) -> Conflict:
     what = "in maintenance" if row.kind == Booking.Kind.MAINTENANCE else "already booked"
     return Conflict(
         f"{machine.name} is {what} {_span(row.start, row.end, machine.lab)}: choose another slot.",
-        collides_with={"id": row.pk, "kind": row.kind, "start": row.start.isoformat(), "end": row.end.isoformat()},
+        collides_with={
+            "id": row.pk,
+            "kind": row.kind,
+            "start": row.start.isoformat(),
+            "end": row.end.isoformat(),
+        },
     )
 
 
@@ -115,7 +122,9 @@ def _insert_row(machine: Machine, **fields: Any) -> Booking:
         raise _collision_error(machine, row) from None
 
 
-def notify(*, user: User, subject: str, body: str = "", lab: Lab | None = None, booking: Booking | None = None) -> Notification:
+def notify(
+    *, user: User, subject: str, body: str = "", lab: Lab | None = None, booking: Booking | None = None
+) -> Notification:
     """Store a notification, and e-mail it once the transaction commits."""
     from django.conf import settings
 
@@ -127,9 +136,12 @@ def notify(*, user: User, subject: str, body: str = "", lab: Lab | None = None, 
     return note
 
 
-def _notify_managers(lab: Lab, *, subject: str, body: str = "", booking: Booking | None = None, but: User | None = None) -> None:
+def _notify_managers(
+    lab: Lab, *, subject: str, body: str = "", booking: Booking | None = None, but: User | None = None
+) -> None:
     managers = User.objects.filter(
-        lab_memberships__lab=lab, lab_memberships__role=LabMembership.Role.MANAGER,
+        lab_memberships__lab=lab,
+        lab_memberships__role=LabMembership.Role.MANAGER,
         lab_memberships__status=LabMembership.Status.ACTIVE,
     )
     for manager in managers:
@@ -182,7 +194,9 @@ def lab_set_hours(*, lab: Lab, actor: User, hours: list[tuple[int, time, time]])
         if not 0 <= weekday <= 6:
             raise ValidationError(f"Weekday {weekday} does not exist: use 0 (Monday) to 6 (Sunday).")
         if closes != time(0) and closes <= opens:
-            raise ValidationError(f"On day {weekday} the lab closes ({closes:%H:%M}) before it opens ({opens:%H:%M}).")
+            raise ValidationError(
+                f"On day {weekday} the lab closes ({closes:%H:%M}) before it opens ({opens:%H:%M})."
+            )
         by_day.setdefault(weekday, []).append((opens, closes))
     for weekday, spans in by_day.items():
         spans.sort()
@@ -191,7 +205,11 @@ def lab_set_hours(*, lab: Lab, actor: User, hours: list[tuple[int, time, time]])
                 raise ValidationError(f"Opening hours of day {weekday} overlap.")
     lab.opening_hours.all().delete()
     return OpeningHours.objects.bulk_create(
-        [OpeningHours(lab=lab, weekday=d, opens=o, closes=c) for d, spans in sorted(by_day.items()) for o, c in spans]
+        [
+            OpeningHours(lab=lab, weekday=d, opens=o, closes=c)
+            for d, spans in sorted(by_day.items())
+            for o, c in spans
+        ]
     )
 
 
@@ -202,7 +220,9 @@ def _flag_affected(rows: list[Booking], lab: Lab, *, subject: str, body: str) ->
     for row in flagged:
         row.needs_decision = True
         notify(
-            user=row.member, lab=lab, booking=row,
+            user=row.member,
+            lab=lab,
+            booking=row,
             subject=f"{subject}: your booking {_span(row.start, row.end, lab)}",
             body=f"{body}\nThe lab's managers will decide whether your booking is cancelled or kept.",
         )
@@ -210,18 +230,23 @@ def _flag_affected(rows: list[Booking], lab: Lab, *, subject: str, body: str) ->
 
 
 @transaction.atomic
-def closure_create(*, lab: Lab, actor: User, start: datetime, end: datetime, reason: str = "") -> tuple[Closure, list[Booking]]:
+def closure_create(
+    *, lab: Lab, actor: User, start: datetime, end: datetime, reason: str = ""
+) -> tuple[Closure, list[Booking]]:
     """Close the lab over [start, end). Bookings already there are flagged for a decision."""
     require_manager(lab, actor)
     _require_aware(start=start, end=end)
     _require_range(start, end, "closure")
     closure = Closure.objects.create(lab=lab, start=start, end=end, reason=reason)
     rows = list(
-        Booking.objects.filter(machine__lab=lab, status__in=Booking.ACTIVE, start__lt=end,
-                               end__gt=max(start, timezone.now())).select_related("member")
+        Booking.objects.filter(
+            machine__lab=lab, status__in=Booking.ACTIVE, start__lt=end, end__gt=max(start, timezone.now())
+        ).select_related("member")
     )
     flagged = _flag_affected(
-        rows, lab, subject=f"{lab.name} will be closed",
+        rows,
+        lab,
+        subject=f"{lab.name} will be closed",
         body=f"{lab.name} is closed {_span(start, end, lab)}{': ' + reason if reason else ''}.",
     )
     return closure, flagged
@@ -236,9 +261,13 @@ def closure_delete(*, closure: Closure, actor: User) -> None:
 def membership_join(*, lab: Lab, user: User) -> LabMembership:
     """Join an open lab, or ask to join one whose managers approve members."""
     membership, created = LabMembership.objects.get_or_create(
-        lab=lab, user=user,
-        defaults={"status": LabMembership.Status.ACTIVE if lab.join_policy == Lab.JoinPolicy.OPEN
-                  else LabMembership.Status.PENDING},
+        lab=lab,
+        user=user,
+        defaults={
+            "status": LabMembership.Status.ACTIVE
+            if lab.join_policy == Lab.JoinPolicy.OPEN
+            else LabMembership.Status.PENDING
+        },
     )
     if created and membership.status == LabMembership.Status.PENDING:
         _notify_managers(lab, subject=f"{user.username} asks to join {lab.name}")
@@ -259,7 +288,9 @@ def membership_decide(*, lab: Lab, actor: User, user: User, approve: bool) -> La
     if approve:
         if not pending.update(status=LabMembership.Status.ACTIVE, decided_by=actor):
             raise Conflict(f"{user.username} has no pending request to join {lab.name}.")
-        notify(user=user, lab=lab, subject=f"Welcome to {lab.name}", body="Your request to join was approved.")
+        notify(
+            user=user, lab=lab, subject=f"Welcome to {lab.name}", body="Your request to join was approved."
+        )
         return _membership(lab, user)
     if not pending.delete()[0]:
         raise Conflict(f"{user.username} has no pending request to join {lab.name}.")
@@ -268,9 +299,13 @@ def membership_decide(*, lab: Lab, actor: User, user: User, approve: bool) -> La
 
 
 def _other_managers(lab: Lab, user: User) -> bool:
-    return LabMembership.objects.filter(
-        lab=lab, role=LabMembership.Role.MANAGER, status=LabMembership.Status.ACTIVE
-    ).exclude(user=user).exists()
+    return (
+        LabMembership.objects.filter(
+            lab=lab, role=LabMembership.Role.MANAGER, status=LabMembership.Status.ACTIVE
+        )
+        .exclude(user=user)
+        .exists()
+    )
 
 
 @transaction.atomic
@@ -345,8 +380,16 @@ def _set_photo(machine: Machine, photo) -> None:
 
 @transaction.atomic
 def machine_create(
-    *, lab: Lab, actor: User, name: str, slug: str, kind: str, connection_url: str | None = None,
-    connection_api_key: str | None = None, photo=None, **fields: Any,
+    *,
+    lab: Lab,
+    actor: User,
+    name: str,
+    slug: str,
+    kind: str,
+    connection_url: str | None = None,
+    connection_api_key: str | None = None,
+    photo=None,
+    **fields: Any,
 ) -> Machine:
     require_manager(lab, actor)
     unknown = set(fields) - set(MACHINE_FIELDS)
@@ -364,8 +407,13 @@ def machine_create(
 
 @transaction.atomic
 def machine_update(
-    *, machine: Machine, actor: User, connection_url: str | None = None, connection_api_key: str | None = None,
-    photo=None, **fields: Any,
+    *,
+    machine: Machine,
+    actor: User,
+    connection_url: str | None = None,
+    connection_api_key: str | None = None,
+    photo=None,
+    **fields: Any,
 ) -> Machine:
     require_manager(machine.lab, actor)
     unknown = set(fields) - set(MACHINE_FIELDS)
@@ -410,7 +458,9 @@ def machine_set_status(*, machine: Machine, actor: User, status: str, reason: st
     lab = machine.lab
     now = timezone.now()
     Machine.objects.filter(pk=machine.pk).update(
-        status=status, status_reason=reason if status != Machine.Status.AVAILABLE else "", status_changed_at=now
+        status=status,
+        status_reason=reason if status != Machine.Status.AVAILABLE else "",
+        status_changed_at=now,
     )
     machine.refresh_from_db()
     future = Booking.objects.filter(
@@ -420,11 +470,17 @@ def machine_set_status(*, machine: Machine, actor: User, status: str, reason: st
         rows = list(future.filter(needs_decision=True))
         future.filter(needs_decision=True).update(needs_decision=False)
         for row in rows:
-            notify(user=row.member, lab=lab, booking=row,
-                   subject=f"{machine.name} is back in service: your booking {_span(row.start, row.end, lab)} stands")
+            notify(
+                user=row.member,
+                lab=lab,
+                booking=row,
+                subject=f"{machine.name} is back in service: your booking {_span(row.start, row.end, lab)} stands",
+            )
         return rows
     label = machine.get_status_display().lower()
-    return _flag_affected(list(future), lab, subject=f"{machine.name} is {label}", body=f"{machine.name} is {label}: {reason}")
+    return _flag_affected(
+        list(future), lab, subject=f"{machine.name} is {label}", body=f"{machine.name} is {label}: {reason}"
+    )
 
 
 # -- qualifications ----------------------------------------------------------------------------
@@ -432,8 +488,15 @@ def machine_set_status(*, machine: Machine, actor: User, status: str, reason: st
 
 @transaction.atomic
 def qualification_record(
-    *, lab: Lab, actor: User, member: User, trained_on, machine: Machine | None = None, kind: str = "",
-    trainer: User | None = None, expires_on=None,
+    *,
+    lab: Lab,
+    actor: User,
+    member: User,
+    trained_on,
+    machine: Machine | None = None,
+    kind: str = "",
+    trainer: User | None = None,
+    expires_on=None,
 ) -> Qualification:
     require_manager(lab, actor)
     if lab_role(lab, member) not in ("member", "manager"):
@@ -447,8 +510,14 @@ def qualification_record(
     if expires_on is not None and expires_on < trained_on:
         raise ValidationError("The qualification expires before the training date.")
     return Qualification.objects.create(
-        lab=lab, member=member, machine=machine, kind=kind, trained_on=trained_on, trainer=trainer or actor,
-        expires_on=expires_on, recorded_by=actor,
+        lab=lab,
+        member=member,
+        machine=machine,
+        kind=kind,
+        trained_on=trained_on,
+        trainer=trainer or actor,
+        expires_on=expires_on,
+        recorded_by=actor,
     )
 
 
@@ -481,7 +550,9 @@ def _check_rules(machine: Machine, member: User, start: datetime, end: datetime,
     if length < rules.min_booking_minutes:
         raise ValidationError(f"Book {machine.name} for at least {rules.min_booking_minutes} minutes.")
     if length > rules.max_booking_minutes:
-        raise ValidationError(f"Book {machine.name} for at most {rules.max_booking_minutes} minutes at a time.")
+        raise ValidationError(
+            f"Book {machine.name} for at most {rules.max_booking_minutes} minutes at a time."
+        )
     if start < now + timedelta(minutes=rules.min_notice_minutes):
         if start < now:
             raise ValidationError("That time has passed.")
@@ -512,7 +583,9 @@ def _check_quota(machine: Machine, member: User, start: datetime, end: datetime)
         if week_from >= end:
             return
         new = sum(timeline.minutes(i) for i in timeline.clip([(start, end)], week_from, week_to))
-        used = selectors.booked_minutes(member, machine, week_from, week_to, per_machine=rules.quota_per_machine)
+        used = selectors.booked_minutes(
+            member, machine, week_from, week_to, per_machine=rules.quota_per_machine
+        )
         if used + new > rules.weekly_quota_minutes:
             where = machine.name if rules.quota_per_machine else machine.lab.name
             raise ValidationError(
@@ -523,7 +596,13 @@ def _check_quota(machine: Machine, member: User, start: datetime, end: datetime)
 
 
 def booking_create(
-    *, machine: Machine, member: User, start: datetime, end: datetime, note: str = "", lab: Lab | None = None,
+    *,
+    machine: Machine,
+    member: User,
+    start: datetime,
+    end: datetime,
+    note: str = "",
+    lab: Lab | None = None,
 ) -> Booking:
     """Book `machine` for `member` over [start, end).
 
@@ -553,12 +632,20 @@ def booking_create(
             raise _collision_error(machine, row)
         needs_approval = rules_for(machine).requires_approval and lab_role(machine.lab, member) != "manager"
         booking = _insert_row(
-            machine, kind=Booking.Kind.BOOKING, member=member, created_by=member, start=start, end=end, note=note,
+            machine,
+            kind=Booking.Kind.BOOKING,
+            member=member,
+            created_by=member,
+            start=start,
+            end=end,
+            note=note,
             status=Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
         )
         if needs_approval:
             _notify_managers(
-                machine.lab, booking=booking, but=member,
+                machine.lab,
+                booking=booking,
+                but=member,
                 subject=f"{member.username} asks for {machine.name} {_span(start, end, machine.lab)}",
             )
     return booking
@@ -579,12 +666,20 @@ def _claim(booking: Booking, from_status: tuple[str, ...], error: str, **changes
 def booking_approve(*, booking: Booking, actor: User) -> Booking:
     require_manager(booking.machine.lab, actor)
     booking = _claim(
-        booking, (Booking.Status.PENDING,), "This booking is no longer waiting for approval.",
-        status=Booking.Status.APPROVED, decided_by=actor, decided_at=timezone.now(),
+        booking,
+        (Booking.Status.PENDING,),
+        "This booking is no longer waiting for approval.",
+        status=Booking.Status.APPROVED,
+        decided_by=actor,
+        decided_at=timezone.now(),
     )
     lab = booking.machine.lab
-    notify(user=booking.member, lab=lab, booking=booking,
-           subject=f"Confirmed: {booking.machine.name} {_span(booking.start, booking.end, lab)}")
+    notify(
+        user=booking.member,
+        lab=lab,
+        booking=booking,
+        subject=f"Confirmed: {booking.machine.name} {_span(booking.start, booking.end, lab)}",
+    )
     return booking
 
 
@@ -594,12 +689,22 @@ def booking_refuse(*, booking: Booking, actor: User, reason: str) -> Booking:
     if not reason.strip():
         raise ValidationError("Say why the booking is refused: the member is told.")
     booking = _claim(
-        booking, (Booking.Status.PENDING,), "This booking is no longer waiting for approval.",
-        status=Booking.Status.REFUSED, reason=reason, decided_by=actor, decided_at=timezone.now(),
+        booking,
+        (Booking.Status.PENDING,),
+        "This booking is no longer waiting for approval.",
+        status=Booking.Status.REFUSED,
+        reason=reason,
+        decided_by=actor,
+        decided_at=timezone.now(),
     )
     lab = booking.machine.lab
-    notify(user=booking.member, lab=lab, booking=booking, body=reason,
-           subject=f"Refused: {booking.machine.name} {_span(booking.start, booking.end, lab)}")
+    notify(
+        user=booking.member,
+        lab=lab,
+        booking=booking,
+        body=reason,
+        subject=f"Refused: {booking.machine.name} {_span(booking.start, booking.end, lab)}",
+    )
     return booking
 
 
@@ -622,12 +727,23 @@ def booking_cancel(*, booking: Booking, actor: User, reason: str = "") -> Bookin
     elif booking.member_id != actor.pk and not reason.strip():
         raise ValidationError("Say why you cancel this booking: the member is told.")
     booking = _claim(
-        booking, Booking.ACTIVE, "This booking is not active any more.",
-        status=Booking.Status.CANCELLED, reason=reason, decided_by=actor, decided_at=now, needs_decision=False,
+        booking,
+        Booking.ACTIVE,
+        "This booking is not active any more.",
+        status=Booking.Status.CANCELLED,
+        reason=reason,
+        decided_by=actor,
+        decided_at=now,
+        needs_decision=False,
     )
     if booking.member_id and booking.member_id != actor.pk:
-        notify(user=booking.member, lab=lab, booking=booking, body=reason,
-               subject=f"Cancelled: {booking.machine.name} {_span(booking.start, booking.end, lab)}")
+        notify(
+            user=booking.member,
+            lab=lab,
+            booking=booking,
+            body=reason,
+            subject=f"Cancelled: {booking.machine.name} {_span(booking.start, booking.end, lab)}",
+        )
     return booking
 
 
@@ -641,13 +757,23 @@ def booking_keep(*, booking: Booking, actor: User) -> Booking:
         raise Conflict("This booking is not waiting for a decision.")
     booking.refresh_from_db()
     lab = booking.machine.lab
-    notify(user=booking.member, lab=lab, booking=booking,
-           subject=f"Kept: your booking of {booking.machine.name} {_span(booking.start, booking.end, lab)} stands")
+    notify(
+        user=booking.member,
+        lab=lab,
+        booking=booking,
+        subject=f"Kept: your booking of {booking.machine.name} {_span(booking.start, booking.end, lab)} stands",
+    )
     return booking
 
 
 def maintenance_block(
-    *, machine: Machine, actor: User, start: datetime, end: datetime, reason: str, cancel_overlapping: bool = False,
+    *,
+    machine: Machine,
+    actor: User,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    cancel_overlapping: bool = False,
 ) -> tuple[Booking, list[Booking]]:
     """Block a maintenance window on the machine's timeline.
 
@@ -672,18 +798,34 @@ def maintenance_block(
             raise Conflict(
                 f"{len(in_the_way)} booking(s) of {machine.name} overlap this window: cancel them, "
                 "or block it with cancel_overlapping.",
-                overlapping=[{"id": r.pk, "start": r.start.isoformat(), "end": r.end.isoformat()} for r in in_the_way],
+                overlapping=[
+                    {"id": r.pk, "start": r.start.isoformat(), "end": r.end.isoformat()} for r in in_the_way
+                ],
             )
         now = timezone.now()
         for row in in_the_way:
             Booking.objects.filter(pk=row.pk).update(
-                status=Booking.Status.CANCELLED, reason=f"Maintenance: {reason}", decided_by=actor, decided_at=now
+                status=Booking.Status.CANCELLED,
+                reason=f"Maintenance: {reason}",
+                decided_by=actor,
+                decided_at=now,
             )
-            notify(user=row.member, lab=lab, booking=row, body=reason,
-                   subject=f"Cancelled for maintenance: {machine.name} {_span(row.start, row.end, lab)}")
+            notify(
+                user=row.member,
+                lab=lab,
+                booking=row,
+                body=reason,
+                subject=f"Cancelled for maintenance: {machine.name} {_span(row.start, row.end, lab)}",
+            )
         window = _insert_row(
-            machine, kind=Booking.Kind.MAINTENANCE, status=Booking.Status.APPROVED, member=None, created_by=actor,
-            start=start, end=end, reason=reason,
+            machine,
+            kind=Booking.Kind.MAINTENANCE,
+            status=Booking.Status.APPROVED,
+            member=None,
+            created_by=actor,
+            start=start,
+            end=end,
+            reason=reason,
         )
     return window, in_the_way
 
@@ -698,7 +840,11 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
     if not Booking.objects.filter(pk=booking_id, start_checked_at__isnull=True).update(start_checked_at=now):
         return None
     booking = Booking.objects.select_related("machine", "machine__lab", "member").get(pk=booking_id)
-    if booking.kind != Booking.Kind.BOOKING or not booking.is_active or not booking.machine.requires_qualification:
+    if (
+        booking.kind != Booking.Kind.BOOKING
+        or not booking.is_active
+        or not booking.machine.requires_qualification
+    ):
         return booking
     lab = booking.machine.lab
     day = booking.start.astimezone(lab.zone).date()
@@ -709,8 +855,13 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
         if Booking.objects.filter(pk=booking.pk, status__in=Booking.ACTIVE).update(
             status=Booking.Status.CANCELLED, reason=reason, decided_at=now
         ):
-            notify(user=booking.member, lab=lab, booking=booking, body=reason,
-                   subject=f"Cancelled: {booking.machine.name} {_span(booking.start, booking.end, lab)}")
+            notify(
+                user=booking.member,
+                lab=lab,
+                booking=booking,
+                body=reason,
+                subject=f"Cancelled: {booking.machine.name} {_span(booking.start, booking.end, lab)}",
+            )
     booking.refresh_from_db()
     return booking
 

@@ -76,7 +76,9 @@ def check_profile(text: str) -> None:
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key.strip() in FORBIDDEN_PROFILE_KEYS and value.strip():
-            raise SlicerError(f"The profile may not set {key.strip()}: the hub runs the slicer.", retryable=False)
+            raise SlicerError(
+                f"The profile may not set {key.strip()}: the hub runs the slicer.", retryable=False
+            )
 
 
 def _limit_memory() -> None:  # pragma: no cover - runs in the child
@@ -87,7 +89,9 @@ def _limit_memory() -> None:  # pragma: no cover - runs in the child
 
 def _why(output: str) -> str:
     """The slicer's own words for a failure: its last error line, without log decoration."""
-    lines = [re.sub(r"^\[[^\]]*\]\s*\[[^\]]*\]\s*(\[\w+\]\s*)?", "", line).strip() for line in output.splitlines()]
+    lines = [
+        re.sub(r"^\[[^\]]*\]\s*\[[^\]]*\]\s*(\[\w+\]\s*)?", "", line).strip() for line in output.splitlines()
+    ]
     lines = [line for line in lines if line and not re.match(r"^\d+ => ", line)]
     for line in reversed(lines):
         if line.startswith("what():"):
@@ -114,7 +118,9 @@ def slice_mesh(
     is centred on the bed.
     """
     if mesh.suffix.lower() not in SLICEABLE:
-        raise SlicerError(f"PrusaSlicer cannot read {mesh.suffix or 'files without an extension'}.", retryable=False)
+        raise SlicerError(
+            f"PrusaSlicer cannot read {mesh.suffix or 'files without an extension'}.", retryable=False
+        )
     command = shutil.which(slicer_command())
     if command is None:
         raise SlicerError(f"The slicer ({slicer_command()}) is not installed on the hub.", retryable=False)
@@ -125,14 +131,24 @@ def slice_mesh(
         profile_file = work_dir / "profile.ini"
         profile_file.write_text(profile)
         args = [
-            command, "--loglevel", "1", "--datadir", str(work_dir / "datadir"), "--export-gcode",
-            "--load", str(profile_file),
+            command,
+            "--loglevel",
+            "1",
+            "--datadir",
+            str(work_dir / "datadir"),
+            "--export-gcode",
+            "--load",
+            str(profile_file),
         ]
         if bed is not None:
             x, y, z = bed
             args += [
-                "--bed-shape", f"0x0,{x:g}x0,{x:g}x{y:g},0x{y:g}", "--max-print-height", f"{z:g}",
-                "--center", f"{x / 2:g},{y / 2:g}",
+                "--bed-shape",
+                f"0x0,{x:g}x0,{x:g}x{y:g},0x{y:g}",
+                "--max-print-height",
+                f"{z:g}",
+                "--center",
+                f"{x / 2:g},{y / 2:g}",
             ]
         if nozzle_mm is not None:
             args += ["--nozzle-diameter", f"{nozzle_mm:g}"]
@@ -140,8 +156,14 @@ def slice_mesh(
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work_dir), "LANG": "C.UTF-8"}
         try:
             process = subprocess.Popen(
-                args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work_dir,
-                env=env, start_new_session=True, preexec_fn=_limit_memory,  # noqa: PLW1509 - only setrlimit
+                args,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=work_dir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_limit_memory,  # noqa: PLW1509 - only setrlimit
             )
         except OSError as exc:
             raise SlicerError(f"The slicer could not start: {exc.strerror}.", retryable=True) from None
@@ -150,7 +172,9 @@ def slice_mesh(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise SlicerError(f"Slicing took longer than {time_limit_s} s and was stopped.", retryable=False) from None
+            raise SlicerError(
+                f"Slicing took longer than {time_limit_s} s and was stopped.", retryable=False
+            ) from None
         text = out.decode("utf-8", "replace")
         if process.returncode != 0 or not output.exists():
             raise SlicerError(f"PrusaSlicer could not slice {mesh.name}: {_why(text)}", retryable=False)
@@ -158,4 +182,6 @@ def slice_mesh(
         f.seek(max(0, output.stat().st_size - 256 * 1024))
         footer = f.read().decode("utf-8", "replace")
     seconds, filament_mm, filament_g = metadata(footer)
-    return SliceResult(estimated_seconds=seconds, filament_mm=filament_mm, filament_g=filament_g, slicer=slicer_version())
+    return SliceResult(
+        estimated_seconds=seconds, filament_mm=filament_mm, filament_g=filament_g, slicer=slicer_version()
+    )

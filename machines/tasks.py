@@ -36,8 +36,11 @@ def check_starting_bookings() -> int:
     now = timezone.now()
     soon = now + timedelta(minutes=settings.FABHUB_BOOKING_START_CHECK_MINUTES)
     ids = Booking.objects.filter(
-        kind=Booking.Kind.BOOKING, status__in=Booking.ACTIVE, start_checked_at__isnull=True,
-        start__lte=soon, end__gt=now,
+        kind=Booking.Kind.BOOKING,
+        status__in=Booking.ACTIVE,
+        start_checked_at__isnull=True,
+        start__lte=soon,
+        end__gt=now,
     ).values_list("pk", flat=True)
     checked = 0
     for booking_id in ids:

@@ -33,9 +33,11 @@ def _lab_context(request: HttpRequest, lab: Lab, tab: str, **context) -> dict:
     role = selectors.lab_role(lab, request.user)
     pending = 0
     if role == "manager":
-        pending = selectors.bookings_of_lab(lab).filter(status=Booking.Status.PENDING).count() + \
-            selectors.bookings_of_lab(lab).filter(needs_decision=True, status__in=Booking.ACTIVE).count() + \
-            lab.memberships.filter(status="pending").count()
+        pending = (
+            selectors.bookings_of_lab(lab).filter(status=Booking.Status.PENDING).count()
+            + selectors.bookings_of_lab(lab).filter(needs_decision=True, status__in=Booking.ACTIVE).count()
+            + lab.memberships.filter(status="pending").count()
+        )
     return {"lab": lab, "role": role, "tab": tab, "to_decide": pending, **context}
 
 
@@ -58,7 +60,11 @@ def _int(value: str | None) -> int:
 
 @hub_page
 def lab_list(request: HttpRequest) -> HttpResponse:
-    mine = set(selectors.labs_of(request.user).values_list("pk", flat=True)) if request.user.is_authenticated else set()
+    mine = (
+        set(selectors.labs_of(request.user).values_list("pk", flat=True))
+        if request.user.is_authenticated
+        else set()
+    )
     return render(request, "machines/lab_list.html", {"labs": selectors.labs_list(), "mine": mine})
 
 
@@ -80,11 +86,18 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
     monday = _monday(request, the_lab)
     week = selectors.lab_week(the_lab, monday)
     context = _lab_context(
-        request, the_lab, "calendar", week=week, monday=monday,
-        previous_week=monday - timedelta(days=7), next_week=monday + timedelta(days=7),
+        request,
+        the_lab,
+        "calendar",
+        week=week,
+        monday=monday,
+        previous_week=monday - timedelta(days=7),
+        next_week=monday + timedelta(days=7),
         description_html=render_markdown(the_lab.description),
-        machines=the_lab.machines.order_by("name"), hours=(hours := selectors.weekly_hours(the_lab)),
-        open_days={d for d, _, _ in hours}, weekdays=forms.WEEKDAYS,
+        machines=the_lab.machines.order_by("name"),
+        hours=(hours := selectors.weekly_hours(the_lab)),
+        open_days={d for d, _, _ in hours},
+        weekdays=forms.WEEKDAYS,
     )
     if context["role"] in ("member", "manager"):
         context["feed"] = services.calendar_feed_get(owner=request.user, lab=the_lab)
@@ -121,13 +134,19 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
     closure_form = forms.ClosureForm(post if action == "closure" else None, lab=the_lab)
     if request.method == "POST":
         if action == "settings" and lab_form.is_valid():
-            ok, _ = form_call(lab_form, services.lab_update, lab=the_lab, actor=request.user, **lab_form.cleaned_data)
+            ok, _ = form_call(
+                lab_form, services.lab_update, lab=the_lab, actor=request.user, **lab_form.cleaned_data
+            )
             if ok:
                 messages.success(request, "Saved.")
                 return redirect("lab-manage", lab=lab)
         elif action == "hours" and hours_form.is_valid():
             ok, _ = form_call(
-                hours_form, services.lab_set_hours, lab=the_lab, actor=request.user, hours=hours_form.cleaned_data["hours"]
+                hours_form,
+                services.lab_set_hours,
+                lab=the_lab,
+                actor=request.user,
+                hours=hours_form.cleaned_data["hours"],
             )
             if ok:
                 messages.success(request, "Opening hours saved.")
@@ -135,14 +154,21 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
         elif action == "closure" and closure_form.is_valid():
             data = closure_form.cleaned_data
             ok, result = form_call(
-                closure_form, services.closure_create, lab=the_lab, actor=request.user,
-                start=data["start"], end=data["end"], reason=data["reason"],
+                closure_form,
+                services.closure_create,
+                lab=the_lab,
+                actor=request.user,
+                start=data["start"],
+                end=data["end"],
+                reason=data["reason"],
             )
             if ok:
                 flagged = result[1]
                 messages.success(
-                    request, f"Closure added. {len(flagged)} booking(s) in it wait for your decision." if flagged
-                    else "Closure added."
+                    request,
+                    f"Closure added. {len(flagged)} booking(s) in it wait for your decision."
+                    if flagged
+                    else "Closure added.",
                 )
                 return redirect("lab-manage", lab=lab)
         elif action == "delete-closure":
@@ -157,7 +183,9 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
             if user is None:
                 raise NotFound("No such member.")
             if action in ("approve-member", "decline-member"):
-                services.membership_decide(lab=the_lab, actor=request.user, user=user, approve=action == "approve-member")
+                services.membership_decide(
+                    lab=the_lab, actor=request.user, user=user, approve=action == "approve-member"
+                )
             elif action == "remove-member":
                 services.membership_remove(lab=the_lab, actor=request.user, user=user)
             else:
@@ -167,8 +195,14 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
             messages.success(request, "Members updated.")
             return redirect("lab-manage", lab=lab)
     context = _lab_context(
-        request, the_lab, "manage", lab_form=lab_form, hours_form=hours_form, closure_form=closure_form,
-        closures=the_lab.closures.filter(end__gt=timezone.now()), members=selectors.lab_members(the_lab),
+        request,
+        the_lab,
+        "manage",
+        lab_form=lab_form,
+        hours_form=hours_form,
+        closure_form=closure_form,
+        closures=the_lab.closures.filter(end__gt=timezone.now()),
+        members=selectors.lab_members(the_lab),
     )
     return render(request, "machines/lab_manage.html", context)
 
@@ -196,7 +230,9 @@ def lab_approvals(request: HttpRequest, lab: str) -> HttpResponse:
         return redirect("lab-approvals", lab=lab)
     rows = selectors.bookings_of_lab(the_lab).filter(end__gt=timezone.now()).order_by("start")
     context = _lab_context(
-        request, the_lab, "approvals",
+        request,
+        the_lab,
+        "approvals",
         pending=rows.filter(status=Booking.Status.PENDING),
         flagged=rows.filter(needs_decision=True, status__in=Booking.ACTIVE),
         upcoming=rows.filter(status__in=Booking.ACTIVE)[:50],
@@ -213,12 +249,15 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
     the_lab = selectors.lab_get(slug=lab)
     selectors.require_manager(the_lab, request.user)
     form = forms.QualificationForm(
-        request.POST if request.POST.get("action") == "record" else None, lab=the_lab,
+        request.POST if request.POST.get("action") == "record" else None,
+        lab=the_lab,
         initial={"trained_on": timezone.now().astimezone(the_lab.zone).date()},
     )
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            qualification = the_lab.qualifications.filter(pk=_int(request.POST.get("qualification_id"))).first()
+            qualification = the_lab.qualifications.filter(
+                pk=_int(request.POST.get("qualification_id"))
+            ).first()
             if qualification is None:
                 raise NotFound("No such qualification.")
             services.qualification_revoke(qualification=qualification, actor=request.user)
@@ -227,15 +266,25 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             ok, _ = form_call(
-                form, services.qualification_record, lab=the_lab, actor=request.user,
-                member=User.objects.get(username=data["member"]), machine=data["machine"], kind=data["kind"],
-                trained_on=data["trained_on"], expires_on=data["expires_on"],
+                form,
+                services.qualification_record,
+                lab=the_lab,
+                actor=request.user,
+                member=User.objects.get(username=data["member"]),
+                machine=data["machine"],
+                kind=data["kind"],
+                trained_on=data["trained_on"],
+                expires_on=data["expires_on"],
             )
             if ok:
                 messages.success(request, "Qualification recorded.")
                 return redirect("lab-qualifications", lab=lab)
     context = _lab_context(
-        request, the_lab, "qualifications", form=form, qualifications=selectors.qualifications_of_lab(the_lab),
+        request,
+        the_lab,
+        "qualifications",
+        form=form,
+        qualifications=selectors.qualifications_of_lab(the_lab),
         today=timezone.now().astimezone(the_lab.zone).date(),
     )
     return render(request, "machines/lab_qualifications.html", context)
@@ -254,28 +303,48 @@ def lab_maintenance(request: HttpRequest, lab: str) -> HttpResponse:
         if action == "status" and status_form.is_valid():
             data = status_form.cleaned_data
             ok, flagged = form_call(
-                status_form, services.machine_set_status, machine=data["machine"], actor=request.user,
-                status=data["status"], reason=data["reason"],
+                status_form,
+                services.machine_set_status,
+                machine=data["machine"],
+                actor=request.user,
+                status=data["status"],
+                reason=data["reason"],
             )
             if ok:
-                messages.success(request, f"Status changed. {len(flagged)} booking(s) concerned: see Approvals.")
+                messages.success(
+                    request, f"Status changed. {len(flagged)} booking(s) concerned: see Approvals."
+                )
                 return redirect("lab-maintenance", lab=lab)
         elif action == "window" and window_form.is_valid():
             data = window_form.cleaned_data
             ok, result = form_call(
-                window_form, services.maintenance_block, machine=data["machine"], actor=request.user,
-                start=data["start"], end=data["end"], reason=data["reason"],
+                window_form,
+                services.maintenance_block,
+                machine=data["machine"],
+                actor=request.user,
+                start=data["start"],
+                end=data["end"],
+                reason=data["reason"],
                 cancel_overlapping=data["cancel_overlapping"],
             )
             if ok:
-                messages.success(request, f"Maintenance window blocked; {len(result[1])} booking(s) cancelled.")
+                messages.success(
+                    request, f"Maintenance window blocked; {len(result[1])} booking(s) cancelled."
+                )
                 return redirect("lab-maintenance", lab=lab)
-    windows = selectors.bookings_of_lab(the_lab).filter(
-        kind=Booking.Kind.MAINTENANCE, status__in=Booking.ACTIVE, end__gt=timezone.now()
-    ).order_by("start")
+    windows = (
+        selectors.bookings_of_lab(the_lab)
+        .filter(kind=Booking.Kind.MAINTENANCE, status__in=Booking.ACTIVE, end__gt=timezone.now())
+        .order_by("start")
+    )
     context = _lab_context(
-        request, the_lab, "maintenance", status_form=status_form, window_form=window_form,
-        machines=the_lab.machines.order_by("name"), windows=windows,
+        request,
+        the_lab,
+        "maintenance",
+        status_form=status_form,
+        window_form=window_form,
+        machines=the_lab.machines.order_by("name"),
+        windows=windows,
     )
     return render(request, "machines/lab_maintenance.html", context)
 
@@ -296,13 +365,20 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
         if form.is_valid():
             data = form.cleaned_data
             ok, booking = form_call(
-                form, services.booking_create, machine=the_machine, member=request.user,
-                start=data["start"], end=data["end"], note=data["note"],
+                form,
+                services.booking_create,
+                machine=the_machine,
+                member=request.user,
+                start=data["start"],
+                end=data["end"],
+                note=data["note"],
             )
             if ok:
                 messages.success(
-                    request, "Booked." if booking.status == Booking.Status.APPROVED
-                    else "Asked: a manager will approve or refuse your booking."
+                    request,
+                    "Booked."
+                    if booking.status == Booking.Status.APPROVED
+                    else "Asked: a manager will approve or refuse your booking.",
                 )
                 return redirect("my-bookings")
     start_day = parse_date(request.GET.get("from") or "") or timezone.now().astimezone(the_lab.zone).date()
@@ -314,14 +390,25 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
         local_start, local_end = s.astimezone(the_lab.zone), e.astimezone(the_lab.zone)
         days.setdefault(local_start.date(), []).append((local_start, local_end))
     context = _lab_context(
-        request, the_lab, "machines", machine=the_machine, form=form, rules=selectors.rules_for(the_machine),
-        free_days=sorted(days.items()), start_day=start_day,
+        request,
+        the_lab,
+        "machines",
+        machine=the_machine,
+        form=form,
+        rules=selectors.rules_for(the_machine),
+        free_days=sorted(days.items()),
+        start_day=start_day,
         next_from=start_day + timedelta(days=AVAILABILITY_DAYS),
         previous_from=start_day - timedelta(days=AVAILABILITY_DAYS),
         qualified=(
             not the_machine.requires_qualification
-            or (request.user.is_authenticated and selectors.qualification_for(
-                request.user, the_machine, timezone.now().astimezone(the_lab.zone).date()) is not None)
+            or (
+                request.user.is_authenticated
+                and selectors.qualification_for(
+                    request.user, the_machine, timezone.now().astimezone(the_lab.zone).date()
+                )
+                is not None
+            )
         ),
     )
     if role in ("member", "manager"):
@@ -336,11 +423,15 @@ def machine_new(request: HttpRequest, lab: str) -> HttpResponse:
     selectors.require_manager(the_lab, request.user)
     form = forms.MachineForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        ok, machine = form_call(form, services.machine_create, lab=the_lab, actor=request.user, **form.service_kwargs())
+        ok, machine = form_call(
+            form, services.machine_create, lab=the_lab, actor=request.user, **form.service_kwargs()
+        )
         if ok:
             messages.success(request, f"{machine.name} added.")
             return redirect("machine-detail", lab=lab, machine=machine.slug)
-    return render(request, "machines/machine_form.html", _lab_context(request, the_lab, "machines", form=form))
+    return render(
+        request, "machines/machine_form.html", _lab_context(request, the_lab, "machines", form=form)
+    )
 
 
 @login_required
@@ -352,12 +443,16 @@ def machine_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     initial = {name: getattr(the_machine, name) for name in services.MACHINE_FIELDS}
     form = forms.MachineForm(request.POST or None, request.FILES or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():
-        ok, _ = form_call(form, services.machine_update, machine=the_machine, actor=request.user, **form.service_kwargs())
+        ok, _ = form_call(
+            form, services.machine_update, machine=the_machine, actor=request.user, **form.service_kwargs()
+        )
         if ok:
             messages.success(request, "Saved.")
             return redirect("machine-detail", lab=lab, machine=machine)
     return render(
-        request, "machines/machine_form.html", _lab_context(request, the_lab, "machines", form=form, machine=the_machine)
+        request,
+        "machines/machine_form.html",
+        _lab_context(request, the_lab, "machines", form=form, machine=the_machine),
     )
 
 
@@ -386,10 +481,16 @@ def my_bookings(request: HttpRequest) -> HttpResponse:
     rows = selectors.bookings_of_member(request.user)
     upcoming = rows.filter(end__gt=now).order_by("start")
     past = Paginator(rows.filter(end__lte=now), 30).get_page(request.GET.get("page"))
-    return render(request, "machines/my_bookings.html", {
-        "upcoming": upcoming, "past": past, "feed": services.calendar_feed_get(owner=request.user),
-        "labs": selectors.labs_of(request.user),
-    })
+    return render(
+        request,
+        "machines/my_bookings.html",
+        {
+            "upcoming": upcoming,
+            "past": past,
+            "feed": services.calendar_feed_get(owner=request.user),
+            "labs": selectors.labs_of(request.user),
+        },
+    )
 
 
 @login_required
@@ -416,7 +517,11 @@ def feed_reset(request: HttpRequest, token: str) -> HttpResponse:
 
 def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     """An iCalendar feed; the token in the URL is the only credential."""
-    feed = CalendarFeed.objects.select_related("owner", "lab", "machine", "machine__lab").filter(token=token).first()
+    feed = (
+        CalendarFeed.objects.select_related("owner", "lab", "machine", "machine__lab")
+        .filter(token=token)
+        .first()
+    )
     rows = selectors.feed_rows(feed) if feed is not None and feed.owner.is_active else None
     if rows is None:
         raise Http404("No such calendar.")
@@ -427,10 +532,11 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     else:
         name = feed.lab.name
     body = ical.render_feed(
-        rows, name=name, host=request.get_host().split(":")[0] or "fabhub",
+        rows,
+        name=name,
+        host=request.get_host().split(":")[0] or "fabhub",
         with_member=feed.scope == CalendarFeed.Scope.MEMBER,
     )
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Cache-Control"] = "private, max-age=300"
     return response
-

@@ -98,7 +98,8 @@ def test_the_sweeper_gives_up_after_repeated_deaths(alice):
     design = DesignFactory(owner=alice)
     commit_files(design, {"knob.stl": KNOB})
     MeshAnalysis.objects.update(
-        status=MeshAnalysis.Status.RUNNING, attempts=analysis.MAX_ATTEMPTS,
+        status=MeshAnalysis.Status.RUNNING,
+        attempts=analysis.MAX_ATTEMPTS,
         started_at=timezone.now() - timedelta(hours=1),
     )
     analysis.analyses_sweep_stale()
@@ -135,8 +136,12 @@ def test_the_design_cover_is_a_mesh_of_the_default_branch(alice):
 
 def test_the_geometric_diff_of_two_versions_is_computed_once_and_cached(alice, alice_api):
     design = DesignFactory(owner=alice, slug="extruder")
-    old = commit_files(design, {"body.stl": (CORPUS / "prusa-i3" / "extruder-body.2017-03-13.stl").read_bytes()})
-    new = commit_files(design, {"body.stl": (CORPUS / "prusa-i3" / "extruder-body.2017-11-29.stl").read_bytes()})
+    old = commit_files(
+        design, {"body.stl": (CORPUS / "prusa-i3" / "extruder-body.2017-03-13.stl").read_bytes()}
+    )
+    new = commit_files(
+        design, {"body.stl": (CORPUS / "prusa-i3" / "extruder-body.2017-11-29.stl").read_bytes()}
+    )
     url = reverse("api-design-diff", args=["alice", "extruder"])
     (body,) = alice_api.get(url, {"base": old, "head": new}).json()["files"]
     assert body["kind"] == "mesh"
@@ -158,8 +163,6 @@ def test_a_push_queues_analysis_only_for_the_new_blobs(alice):
     MeshAnalysis.objects.filter(path="idler.stl").delete()
     assert services.design_pushed(design=design, refs_before=before) == [commit]
     assert set(MeshAnalysis.objects.values_list("path", flat=True)) == {"knob.stl", "idler.stl"}
-
-
 
 
 def test_units_declared_in_gitattributes_rescale_the_figures(alice, alice_api):

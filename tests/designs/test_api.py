@@ -19,7 +19,13 @@ def url(name: str, *args) -> str:
 
 
 def create(api_client, slug="bracket", **extra):
-    data = {"slug": slug, "title": "Bracket", "licence": "CERN-OHL-W-2.0", "tags": ["bracket", "body"], **extra}
+    data = {
+        "slug": slug,
+        "title": "Bracket",
+        "licence": "CERN-OHL-W-2.0",
+        "tags": ["bracket", "body"],
+        **extra,
+    }
     return api_client.post(url("api-design-list"), data, format="json")
 
 
@@ -48,7 +54,9 @@ def test_a_read_only_token_cannot_mint_tokens_nor_fork(alice, bob):
     commit_files(upstream, {"a.txt": "1"})
     reader = client_for(alice, scope="read")
     assert reader.post(url("api-tokens"), {"name": "escalate"}, format="json").status_code == 403
-    assert reader.post(url("api-design-fork", bob.username, upstream.slug), {}, format="json").status_code == 403
+    assert (
+        reader.post(url("api-design-fork", bob.username, upstream.slug), {}, format="json").status_code == 403
+    )
 
 
 def test_a_malformed_page_number_is_a_clear_400(alice_api, alice):
@@ -71,7 +79,10 @@ def test_a_revoked_token_stops_working(alice, api):
 
 def test_upload_many_files_into_a_folder_then_read_them_back(alice_api, alice):
     create(alice_api)
-    files = [SimpleUploadedFile("a.stl", b"solid a\nendsolid a\n"), SimpleUploadedFile("b.csv", b"part,qty\nbolt,2\n")]
+    files = [
+        SimpleUploadedFile("a.stl", b"solid a\nendsolid a\n"),
+        SimpleUploadedFile("b.csv", b"part,qty\nbolt,2\n"),
+    ]
     response = alice_api.post(
         url("api-design-upload", "alice", "bracket"),
         {"files": files, "message": "Add parts", "folder": "parts"},
@@ -151,20 +162,31 @@ def test_a_file_is_readable_at_any_revision(alice_api, alice):
 
 def test_diff_reports_status_size_delta_text_patch_and_bom_rows(alice_api, alice):
     design = DesignFactory(owner=alice, slug="bracket")
-    base = commit_files(design, {
-        "notes.md": "line one\nline two\n",
-        "bom.csv": "part,quantity,material\nbolt,4,steel\nbracket,2,PETG\n",
-        "old-name.stl": b"\x00binary" * 20,
-        "gone.txt": "bye",
-        "mesh.bin": b"\x00\x01\x02",
-    })
-    services.design_commit(design=design, author=alice, message="Rename", renames=[services.Rename("old-name.stl", "new-name.stl")])
-    head = commit_files(design, {
-        "notes.md": "line one\nline 2\n",
-        "bom.csv": "part,quantity,material\nbolt,6,steel\nnut,6,steel\n",
-        "mesh.bin": b"\x00\x01\x02\x03\x04",
-        "added.txt": "new",
-    })
+    base = commit_files(
+        design,
+        {
+            "notes.md": "line one\nline two\n",
+            "bom.csv": "part,quantity,material\nbolt,4,steel\nbracket,2,PETG\n",
+            "old-name.stl": b"\x00binary" * 20,
+            "gone.txt": "bye",
+            "mesh.bin": b"\x00\x01\x02",
+        },
+    )
+    services.design_commit(
+        design=design,
+        author=alice,
+        message="Rename",
+        renames=[services.Rename("old-name.stl", "new-name.stl")],
+    )
+    head = commit_files(
+        design,
+        {
+            "notes.md": "line one\nline 2\n",
+            "bom.csv": "part,quantity,material\nbolt,6,steel\nnut,6,steel\n",
+            "mesh.bin": b"\x00\x01\x02\x03\x04",
+            "added.txt": "new",
+        },
+    )
     services.design_commit(design=design, author=alice, message="rm", deletes=["gone.txt"])
     head = design.repo.branch_head("main")
 
@@ -172,7 +194,9 @@ def test_diff_reports_status_size_delta_text_patch_and_bom_rows(alice_api, alice
     files = {f["path"]: f for f in body["files"]}
     assert files["added.txt"]["status"] == "added"
     assert files["gone.txt"]["status"] == "deleted"
-    assert files["new-name.stl"]["status"] == "renamed" and files["new-name.stl"]["old_path"] == "old-name.stl"
+    assert (
+        files["new-name.stl"]["status"] == "renamed" and files["new-name.stl"]["old_path"] == "old-name.stl"
+    )
     assert files["mesh.bin"]["kind"] == "binary" and files["mesh.bin"]["size_delta"] == 2
     notes = files["notes.md"]
     assert notes["kind"] == "text"
@@ -190,18 +214,28 @@ def test_branches_and_tags_with_release_notes(alice_api, alice):
     first = commit_files(design, {"a.txt": "1"})
     commit_files(design, {"a.txt": "2"})
     branches = url("api-design-branches", "alice", "bracket")
-    assert alice_api.post(branches, {"name": "feature/thicker", "start": first}, format="json").status_code == 201
+    assert (
+        alice_api.post(branches, {"name": "feature/thicker", "start": first}, format="json").status_code
+        == 201
+    )
     assert {b["name"] for b in alice_api.get(branches).json()} == {"main", "feature/thicker"}
     assert alice_api.post(branches, {"name": "feature/thicker"}, format="json").status_code == 409
 
     tags = url("api-design-tags", "alice", "bracket")
-    created = alice_api.post(tags, {"name": "v1.0", "target": first, "notes": "First printable release"}, format="json")
+    created = alice_api.post(
+        tags, {"name": "v1.0", "target": first, "notes": "First printable release"}, format="json"
+    )
     assert created.status_code == 201, created.content
     assert created.json()["target"] == first
     assert created.json()["notes"] == "First printable release"
-    assert alice_api.get(url("api-design-tag", "alice", "bracket", "v1.0")).json()["tagger"]["name"] == "Alice Maker"
+    assert (
+        alice_api.get(url("api-design-tag", "alice", "bracket", "v1.0")).json()["tagger"]["name"]
+        == "Alice Maker"
+    )
 
-    assert alice_api.delete(url("api-design-branch", "alice", "bracket", "feature/thicker")).status_code == 204
+    assert (
+        alice_api.delete(url("api-design-branch", "alice", "bracket", "feature/thicker")).status_code == 204
+    )
     assert alice_api.delete(url("api-design-branch", "alice", "bracket", "main")).status_code == 400
     assert alice_api.delete(url("api-design-tag", "alice", "bracket", "v1.0")).status_code == 204
     assert alice_api.get(tags).json() == []
@@ -257,7 +291,9 @@ def test_private_designs_are_404_to_strangers_everywhere(alice, bob, bob_api, ap
 
 
 def test_search_filters_by_text_tag_licence_and_owner(alice, bob, api):
-    DesignFactory(owner=alice, slug="chassis", title="Chassis frame", licence="CERN-OHL-S-2.0", tags=["vehicle"])
+    DesignFactory(
+        owner=alice, slug="chassis", title="Chassis frame", licence="CERN-OHL-S-2.0", tags=["vehicle"]
+    )
     DesignFactory(owner=alice, slug="bracket", title="Panel bracket", licence="MIT", tags=["body"])
     DesignFactory(owner=bob, slug="spool", title="Spool holder", licence="MIT", summary="holds a chassis? no")
 

@@ -30,7 +30,10 @@ def test_the_first_upload_creates_the_default_branch_authored_as_the_user(alice)
     design = DesignFactory(owner=alice)
     sha = commit_files(design, {"part.stl": b"solid x\nendsolid x\n", "docs/notes.md": "# Notes"}, "First")
     assert git(design, "rev-parse", "main").strip() == sha
-    assert git(design, "log", "-1", "--format=%an <%ae>|%s", sha).strip() == "Alice Maker <alice@example.org>|First"
+    assert (
+        git(design, "log", "-1", "--format=%an <%ae>|%s", sha).strip()
+        == "Alice Maker <alice@example.org>|First"
+    )
     assert sorted(git(design, "ls-tree", "-r", "--name-only", sha).split()) == ["docs/notes.md", "part.stl"]
 
 
@@ -45,7 +48,9 @@ def test_each_upload_is_one_commit_on_top_of_the_last(alice):
 def test_delete_and_rename_are_single_commits(alice):
     design = DesignFactory(owner=alice)
     commit_files(design, {"a.txt": "1", "dir/b.txt": "2", "dir/c.txt": "3"})
-    services.design_commit(design=design, author=alice, message="Rename", renames=[services.Rename("a.txt", "z.txt")])
+    services.design_commit(
+        design=design, author=alice, message="Rename", renames=[services.Rename("a.txt", "z.txt")]
+    )
     services.design_commit(design=design, author=alice, message="Remove dir", deletes=["dir"])
     assert git(design, "ls-tree", "-r", "--name-only", "main").split() == ["z.txt"]
     status = git(design, "show", "--name-status", "-M", "--format=", "main~1").split()

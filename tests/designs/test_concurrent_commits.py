@@ -35,7 +35,11 @@ def test_concurrent_commits_of_different_files_all_land(alice):
     base = commit_files(design, {"README.md": "# Car"})
     writers = 8
     jobs = [
-        (lambda i=i: [commit_files(design, {f"module-{i}/part-{n}.txt": f"{i}-{n}"}, f"w{i} c{n}") for n in range(3)])
+        (
+            lambda i=i: [
+                commit_files(design, {f"module-{i}/part-{n}.txt": f"{i}-{n}"}, f"w{i} c{n}") for n in range(3)
+            ]
+        )
         for i in range(writers)
     ]
     results = run_in_threads(jobs, writers)
@@ -54,7 +58,10 @@ def test_concurrent_commits_to_the_same_file_never_silently_overwrite(alice):
     design = DesignFactory(owner=alice)
     commit_files(design, {"bom.csv": "part,qty\nbolt,1\n"})
     writers = 6
-    jobs = [(lambda i=i: commit_files(design, {"bom.csv": f"part,qty\nbolt,{i + 2}\n"}, f"w{i}")) for i in range(writers)]
+    jobs = [
+        (lambda i=i: commit_files(design, {"bom.csv": f"part,qty\nbolt,{i + 2}\n"}, f"w{i}"))
+        for i in range(writers)
+    ]
     results = run_in_threads(jobs, writers)
 
     landed = [r for r in results if isinstance(r, str)]

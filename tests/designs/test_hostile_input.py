@@ -114,7 +114,9 @@ def test_an_empty_commit_message_is_refused(design, alice):
     assert_unchanged_and_valid(design, head)
 
 
-@pytest.mark.parametrize("name", ["has space", "double..dot", "ends.lock", "-leading-dash", "a~b", "x^y", "colon:", "@{", "HEAD"])
+@pytest.mark.parametrize(
+    "name", ["has space", "double..dot", "ends.lock", "-leading-dash", "a~b", "x^y", "colon:", "@{", "HEAD"]
+)
 def test_branch_and_tag_names_git_rejects_are_refused(design, alice, name):
     head = design.repo.branch_head("main")
     with pytest.raises(ValidationError, match="not a valid branch name"):
@@ -145,7 +147,9 @@ def test_invalid_design_slugs_are_refused(alice, slug, repos_dir):
 def test_a_readme_carrying_script_renders_without_it(design, alice_api, alice):
     commit_files(
         design,
-        {"README.md": '# Hi\n\n<script>alert(1)</script>\n\n<img src="x.png" onerror="alert(2)">\n\n[click](javascript:alert(3))\n'},
+        {
+            "README.md": '# Hi\n\n<script>alert(1)</script>\n\n<img src="x.png" onerror="alert(2)">\n\n[click](javascript:alert(3))\n'
+        },
     )
     response = alice_api.get(reverse("api-design-readme", args=["alice", "bracket"]))
     html = response.json()["html"]

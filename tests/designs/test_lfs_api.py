@@ -40,13 +40,21 @@ def post(client: Client, design, rest: str, body: dict, **headers):
 
 
 def batch(client, design, operation: str, objects: list[dict], **headers):
-    return post(client, design, "objects/batch", {"operation": operation, "transfers": ["basic"], "objects": objects}, **headers)
+    return post(
+        client,
+        design,
+        "objects/batch",
+        {"operation": operation, "transfers": ["basic"], "objects": objects},
+        **headers,
+    )
 
 
 def stored(design, data: bytes) -> str:
     """Put `data` in the store for `design` as an upload would; return its oid."""
     oid = hashlib.sha256(data).hexdigest()
-    services.lfs_object_upload(design=design, user=design.owner, oid=oid, size=len(data), stream=io.BytesIO(data))
+    services.lfs_object_upload(
+        design=design, user=design.owner, oid=oid, size=len(data), stream=io.BytesIO(data)
+    )
     return oid
 
 
@@ -86,8 +94,15 @@ def test_anyone_downloads_the_objects_of_a_public_design_without_credentials(cli
 def test_each_object_gets_its_own_error(client, design, alice):
     known = stored(design, b"axle")
     response = batch(
-        client, design, "download",
-        [{"oid": known, "size": 4}, {"oid": "f" * 64, "size": 9}, {"oid": "NOT-AN-OID", "size": 1}, {"oid": known, "size": -1}],
+        client,
+        design,
+        "download",
+        [
+            {"oid": known, "size": 4},
+            {"oid": "f" * 64, "size": 9},
+            {"oid": "NOT-AN-OID", "size": 1},
+            {"oid": known, "size": -1},
+        ],
         **auth(alice),
     )
     assert response.status_code == 200
@@ -106,7 +121,9 @@ def test_an_object_of_another_design_is_not_served_here(client, design, alice):
 def test_an_upload_batch_asks_only_for_what_the_hub_lacks(client, design, alice):
     have = stored(design, b"already here")
     lack = "a" * 64
-    response = batch(client, design, "upload", [{"oid": have, "size": 12}, {"oid": lack, "size": 3}], **auth(alice))
+    response = batch(
+        client, design, "upload", [{"oid": have, "size": 12}, {"oid": lack, "size": 3}], **auth(alice)
+    )
     first, second = response.json()["objects"]
     assert "actions" not in first
     assert second["actions"]["upload"]["href"].endswith(f"/objects/{lack}/3")
@@ -128,8 +145,12 @@ def test_knowing_the_oid_of_a_private_object_is_not_enough_to_claim_it(client, d
     assert "upload" in answer["actions"]  # prove you have the bytes
     assert not DesignLfsObject.objects.filter(design=design, lfs_object__oid=oid).exists()
     # Uploading them does prove it, and costs no second copy on disk.
-    put = client.put(answer["actions"]["upload"]["href"], b"secret gear", content_type="application/octet-stream",
-                     **auth(alice))
+    put = client.put(
+        answer["actions"]["upload"]["href"],
+        b"secret gear",
+        content_type="application/octet-stream",
+        **auth(alice),
+    )
     assert put.status_code == 200
     assert DesignLfsObject.objects.filter(design=design, lfs_object__oid=oid).exists()
 
@@ -138,7 +159,12 @@ def test_a_put_stores_a_verified_object_and_verify_confirms_it(client, design, a
     data = os.urandom(10_000)
     oid = hashlib.sha256(data).hexdigest()
     headers = auth(alice)
-    put = client.put(lfs_url(design, f"objects/{oid}/{len(data)}"), data, content_type="application/octet-stream", **headers)
+    put = client.put(
+        lfs_url(design, f"objects/{oid}/{len(data)}"),
+        data,
+        content_type="application/octet-stream",
+        **headers,
+    )
     assert put.status_code == 200
     assert lfs_store().size(oid) == len(data)
     assert post(client, design, "verify", {"oid": oid, "size": len(data)}, **headers).status_code == 200
@@ -150,8 +176,10 @@ def test_a_put_with_the_wrong_content_is_refused_and_leaves_nothing(client, desi
     data = os.urandom(10_000)
     oid = hashlib.sha256(data).hexdigest()
     response = client.put(
-        lfs_url(design, f"objects/{oid}/{len(data)}"), os.urandom(len(data)),
-        content_type="application/octet-stream", **auth(alice),
+        lfs_url(design, f"objects/{oid}/{len(data)}"),
+        os.urandom(len(data)),
+        content_type="application/octet-stream",
+        **auth(alice),
     )
     assert response.status_code == 400
     assert "does not match" in response.json()["message"]
@@ -164,7 +192,9 @@ def test_a_put_over_the_object_limit_is_refused_before_reading(client, design, a
     settings.FABHUB_MAX_LFS_OBJECT_BYTES = 100
     data = b"x" * 101
     oid = hashlib.sha256(data).hexdigest()
-    response = client.put(lfs_url(design, f"objects/{oid}/101"), data, content_type="application/octet-stream", **auth(alice))
+    response = client.put(
+        lfs_url(design, f"objects/{oid}/101"), data, content_type="application/octet-stream", **auth(alice)
+    )
     assert response.status_code == 413
     [answer] = batch(client, design, "upload", [{"oid": oid, "size": 101}], **auth(alice)).json()["objects"]
     assert answer["error"]["code"] == 422
@@ -174,7 +204,12 @@ def test_anonymous_uploads_are_challenged(client, design):
     response = batch(client, design, "upload", [{"oid": "a" * 64, "size": 1}])
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Basic realm="fabhub"'
-    assert client.put(lfs_url(design, f"objects/{'a' * 64}/1"), b"x", content_type="application/octet-stream").status_code == 401
+    assert (
+        client.put(
+            lfs_url(design, f"objects/{'a' * 64}/1"), b"x", content_type="application/octet-stream"
+        ).status_code
+        == 401
+    )
 
 
 def test_a_reader_and_a_read_only_token_cannot_upload(client, design, alice, bob):
@@ -183,7 +218,9 @@ def test_a_reader_and_a_read_only_token_cannot_upload(client, design, alice, bob
         response = batch(client, design, "upload", [{"oid": "a" * 64, "size": 1}], **headers)
         assert response.status_code == 403
         assert "read access only" in response.json()["message"]
-        put = client.put(lfs_url(design, f"objects/{'a' * 64}/1"), b"x", content_type="application/octet-stream", **headers)
+        put = client.put(
+            lfs_url(design, f"objects/{'a' * 64}/1"), b"x", content_type="application/octet-stream", **headers
+        )
         assert put.status_code == 403
     assert batch(client, design, "download", [{"oid": "a" * 64, "size": 1}], **auth(bob)).status_code == 200
 
@@ -195,7 +232,10 @@ def test_a_private_design_is_a_404_for_strangers_and_a_challenge_for_anonymous(c
     assert client.get(lfs_url(secret, f"objects/{oid}"), **auth(bob)).status_code == 404
     assert batch(client, secret, "download", [{"oid": oid, "size": 6}]).status_code == 401
     assert client.get(lfs_url(secret, f"objects/{oid}")).status_code == 401
-    assert client.get(lfs_url(secret, f"objects/{oid}"), HTTP_AUTHORIZATION="Basic bm9wZTpub3Bl").status_code == 401
+    assert (
+        client.get(lfs_url(secret, f"objects/{oid}"), HTTP_AUTHORIZATION="Basic bm9wZTpub3Bl").status_code
+        == 401
+    )
 
 
 @pytest.mark.parametrize(
@@ -245,7 +285,9 @@ def test_locks_are_taken_listed_verified_and_released(client, design, alice, bob
 def test_the_owner_may_break_a_collaborators_lock_with_force(client, design, alice, bob):
     services.collaborator_set(design=design, actor=alice, user=bob, role="write")
     lock = post(client, design, "locks", {"path": "wheel.step"}, **auth(bob)).json()["lock"]
-    assert post(client, design, f"locks/{lock['id']}/unlock", {"force": True}, **auth(alice)).status_code == 200
+    assert (
+        post(client, design, f"locks/{lock['id']}/unlock", {"force": True}, **auth(alice)).status_code == 200
+    )
 
 
 def test_a_reader_lists_locks_but_cannot_take_one(client, design, alice, bob):
@@ -260,8 +302,12 @@ def test_locks_are_paged_with_a_cursor(client, design, alice):
         post(client, design, "locks", {"path": f"part-{n}.step"}, **auth(alice))
     headers = auth(alice)
     first = client.get(lfs_url(design, "locks"), {"limit": 2}, **headers).json()
-    second = client.get(lfs_url(design, "locks"), {"limit": 2, "cursor": first["next_cursor"]}, **headers).json()
-    third = client.get(lfs_url(design, "locks"), {"limit": 2, "cursor": second["next_cursor"]}, **headers).json()
+    second = client.get(
+        lfs_url(design, "locks"), {"limit": 2, "cursor": first["next_cursor"]}, **headers
+    ).json()
+    third = client.get(
+        lfs_url(design, "locks"), {"limit": 2, "cursor": second["next_cursor"]}, **headers
+    ).json()
     paths = [lock["path"] for page in (first, second, third) for lock in page["locks"]]
     assert paths == [f"part-{n}.step" for n in range(5)]
     assert third["next_cursor"] == ""

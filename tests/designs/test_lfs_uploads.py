@@ -104,8 +104,10 @@ def test_adding_a_stream_names_it_by_its_hash_and_respects_the_limit(tmp_path):
 def test_a_pointer_file_is_recognised_and_anything_else_is_content():
     oid = "a" * 64
     assert resolve_pointer(pointer_text(oid, 12345)) == (oid, 12345)
-    with_extension = b"version https://git-lfs.github.com/spec/v1\next-0-foo sha256:" + b"b" * 64 + (
-        b"\noid sha256:" + oid.encode() + b"\nsize 7\n"
+    with_extension = (
+        b"version https://git-lfs.github.com/spec/v1\next-0-foo sha256:"
+        + b"b" * 64
+        + (b"\noid sha256:" + oid.encode() + b"\nsize 7\n")
     )
     assert resolve_pointer(with_extension) == (oid, 7)
     for other in (
@@ -138,14 +140,18 @@ def check_attr(design, path: str) -> str:
     """What git itself says about `path`'s filter in a checkout of the default branch."""
     out = subprocess.run(
         ["git", "--git-dir", str(design.repo_path), "check-attr", "--source", "main", "filter", "--", path],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:  # git < 2.40 has no --source: read the file's patterns via an index
         env = {**os.environ, "GIT_INDEX_FILE": str(design.repo_path / "check-index")}
         subprocess.run(["git", "--git-dir", str(design.repo_path), "read-tree", "main"], env=env, check=True)
         out = subprocess.run(
             ["git", "--git-dir", str(design.repo_path), "check-attr", "--cached", "filter", "--", path],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return out.stdout.rsplit(": ", 1)[-1].strip()
 
@@ -214,7 +220,9 @@ def test_patterns_for_unusual_names_match_exactly_that_file(alice, small_thresho
 def test_gitattributes_uploaded_in_the_same_commit_gets_the_line_too(alice, small_threshold):
     design = DesignFactory(owner=alice)
     commit_files(design, {".gitattributes": "*.md text", "huge.bin": os.urandom(small_threshold + 1)})
-    assert tree_file(design, ".gitattributes") == b"*.md text\n/huge.bin filter=lfs diff=lfs merge=lfs -text\n"
+    assert (
+        tree_file(design, ".gitattributes") == b"*.md text\n/huge.bin filter=lfs diff=lfs merge=lfs -text\n"
+    )
 
 
 @pytest.mark.django_db
@@ -266,7 +274,9 @@ def test_the_api_upload_and_raw_endpoint_use_lfs_too(alice, small_threshold):
 
 
 @pytest.mark.django_db
-def test_a_pointer_to_an_object_of_another_design_is_served_as_the_pointer(alice, bob, client, small_threshold):
+def test_a_pointer_to_an_object_of_another_design_is_served_as_the_pointer(
+    alice, bob, client, small_threshold
+):
     """Knowing an oid (it is in every pointer) must not open someone else's private file."""
     private = DesignFactory(owner=alice, visibility="private")
     data, oid = content_and_oid(small_threshold + 1)

@@ -33,7 +33,11 @@ def fork(upstream, bob):
 
 def propose(fork, upstream, user, branch="main", **kwargs):
     return proposals.proposal_create(
-        target=upstream, user=user, source=fork, source_branch=branch, title=kwargs.pop("title", "Improve it"),
+        target=upstream,
+        user=user,
+        source=fork,
+        source_branch=branch,
+        title=kwargs.pop("title", "Improve it"),
         **kwargs,
     )
 
@@ -71,7 +75,9 @@ def test_diverged_branches_get_a_merge_commit_built_without_a_working_copy(upstr
 
 
 def test_conflicts_are_listed_by_file_and_the_merge_is_refused(upstream, fork, alice, bob):
-    commit_files(fork, {"notes.txt": TEXT.replace("line 4", "fork's 4"), "part.stl": b"\0fork"}, "Fork", author=bob)
+    commit_files(
+        fork, {"notes.txt": TEXT.replace("line 4", "fork's 4"), "part.stl": b"\0fork"}, "Fork", author=bob
+    )
     commit_files(upstream, {"notes.txt": TEXT.replace("line 4", "upstream's 4"), "part.stl": b"\0up"}, "Up")
     before = upstream.repo.branch_head("main")
     proposal = propose(fork, upstream, bob)
@@ -88,7 +94,9 @@ def test_conflicts_are_listed_by_file_and_the_merge_is_refused(upstream, fork, a
 
 def test_a_cad_file_edited_in_different_places_conflicts_as_a_whole_file(upstream, fork, alice, bob):
     """A text diff would merge these two STEP edits cleanly; the hub refuses to, and says why."""
-    commit_files(fork, {"bracket.step": STEP.replace("#1=POINT(0,0,0)", "#1=POINT(0,0,9)")}, "Fork", author=bob)
+    commit_files(
+        fork, {"bracket.step": STEP.replace("#1=POINT(0,0,0)", "#1=POINT(0,0,9)")}, "Fork", author=bob
+    )
     commit_files(upstream, {"bracket.step": STEP.replace("#5=POINT(4,0,0)", "#5=POINT(4,9,0)")}, "Up")
     proposal = propose(fork, upstream, bob)
 
@@ -104,7 +112,9 @@ def test_the_same_edits_in_a_text_file_merge_cleanly(upstream, fork, alice, bob)
     assert propose(fork, upstream, bob).merge_state == "clean"
 
 
-def test_an_lfs_file_changed_on_both_sides_is_reported_as_a_whole_file_conflict(upstream, fork, alice, bob, settings):
+def test_an_lfs_file_changed_on_both_sides_is_reported_as_a_whole_file_conflict(
+    upstream, fork, alice, bob, settings
+):
     settings.FABHUB_LFS_THRESHOLD_BYTES = 10
     commit_files(fork, {"shell.bin": b"fork version " * 4}, "Fork", author=bob)
     commit_files(upstream, {"shell.bin": b"upstream version " * 4}, "Up")
@@ -183,8 +193,14 @@ def test_a_proposal_whose_commits_reached_the_target_is_marked_merged(upstream, 
     head = commit_files(fork, {"a.txt": "1"}, "One", author=bob)
     proposal = propose(fork, upstream, bob)
     services.branch_create(design=upstream, user=alice, name="side")
-    second = proposals.proposal_create(target=upstream, user=bob, source=fork, source_branch="main",
-                                       target_branch="side", title="Also to side")
+    second = proposals.proposal_create(
+        target=upstream,
+        user=bob,
+        source=fork,
+        source_branch="main",
+        target_branch="side",
+        title="Also to side",
+    )
     proposals.proposal_merge(proposal=proposal, user=alice)
     upstream.repo.update_ref("refs/heads/side", head, upstream.repo.branch_head("side"))
 
@@ -263,7 +279,12 @@ def test_the_api_opens_shows_and_merges_a_proposal(upstream, fork, alice, bob, a
     head = commit_files(fork, {"a.txt": "1"}, "One", author=bob)
     created = bob_api.post(
         url("api-design-proposals"),
-        {"title": "Stronger", "description": "**More** ribs", "source": "bob/bracket", "source_branch": "main"},
+        {
+            "title": "Stronger",
+            "description": "**More** ribs",
+            "source": "bob/bracket",
+            "source_branch": "main",
+        },
         format="json",
     )
     assert created.status_code == 201, created.content
@@ -325,7 +346,9 @@ def test_a_read_only_token_cannot_merge(upstream, fork, alice, bob):
     assert reader.post(url("api-design-proposal-merge", 1), {}, format="json").status_code == 403
 
 
-def test_listing_proposals_takes_a_fixed_number_of_queries(upstream, alice, api, django_assert_max_num_queries):
+def test_listing_proposals_takes_a_fixed_number_of_queries(
+    upstream, alice, api, django_assert_max_num_queries
+):
     for n in range(3):
         services.branch_create(design=upstream, user=alice, name=f"b{n}")
         commit_files(upstream, {f"f{n}.txt": "x"}, "x", branch=f"b{n}")
@@ -349,10 +372,16 @@ def test_a_proposal_is_opened_reviewed_and_merged_from_the_pages(client, upstrea
     assert client.get(url("design-proposals")).status_code == 200
     form = client.get(url("design-proposal-new") + "?source=bob/bracket&branch=main")
     assert form.status_code == 200 and "bob/bracket" in form.content.decode()
-    opened = client.post(url("design-proposal-new"), {
-        "source": "bob/bracket", "source_branch": "main", "target_branch": "main",
-        "title": "One more line", "description": "Because **eight** is better.",
-    })
+    opened = client.post(
+        url("design-proposal-new"),
+        {
+            "source": "bob/bracket",
+            "source_branch": "main",
+            "target_branch": "main",
+            "title": "One more line",
+            "description": "Because **eight** is better.",
+        },
+    )
     assert opened.status_code == 302 and opened.url == url("design-proposal", 1)
     client.post(url("design-proposal", 1), {"action": "comment", "body": "Please merge <script>x</script>"})
 
@@ -361,7 +390,10 @@ def test_a_proposal_is_opened_reviewed_and_merged_from_the_pages(client, upstrea
     assert "<strong>eight</strong>" in page and "Merge into main" in page and head in page
     assert "<script>x" not in page and "Please merge" in page
     assert "notes.txt" in page  # the diff
-    client.post(url("design-proposal", 1), {"action": "merge", "expected_head": head, "expected_target": upstream.repo.branch_head("main")})
+    client.post(
+        url("design-proposal", 1),
+        {"action": "merge", "expected_head": head, "expected_target": upstream.repo.branch_head("main")},
+    )
     assert upstream.repo.branch_head("main") == head
     assert "Merged" in client.get(url("design-proposal", 1)).content.decode()
 
@@ -382,9 +414,15 @@ def test_a_stale_merge_button_gives_a_message_not_a_merge(client, upstream, fork
     commit_files(upstream, {"b.txt": "2"}, "Meanwhile")
     moved_to = upstream.repo.branch_head("main")
     client.force_login(alice)
-    response = client.post(url("design-proposal", 1), {
-        "action": "merge", "expected_head": proposal.head_sha, "expected_target": proposal.target_sha,
-    }, follow=True)
+    response = client.post(
+        url("design-proposal", 1),
+        {
+            "action": "merge",
+            "expected_head": proposal.head_sha,
+            "expected_target": proposal.target_sha,
+        },
+        follow=True,
+    )
     assert "has moved since you reviewed" in response.content.decode()
     assert upstream.repo.branch_head("main") == moved_to
 

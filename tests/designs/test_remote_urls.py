@@ -104,7 +104,9 @@ def test_a_bad_address_creates_no_mirror(alice, alice_api, url, reason):
 def test_a_bad_push_mirror_address_is_refused(alice, alice_api):
     DesignFactory(owner=alice, slug="rover")
     response = alice_api.post(
-        reverse("api-design-push-mirrors", args=["alice", "rover"]), {"url": "http://169.254.169.254/x"}, format="json"
+        reverse("api-design-push-mirrors", args=["alice", "rover"]),
+        {"url": "http://169.254.169.254/x"},
+        format="json",
     )
     assert response.status_code == 400 and "link-local" in response.json()["detail"]
     assert not PushMirror.objects.exists()
@@ -128,16 +130,26 @@ def test_public_http_and_ssh_addresses_are_accepted(url):
 
 
 def test_an_address_is_used_as_checked_lowercase_and_idna():
-    assert remotes.remote_url_check("HTTPS://Example.ORG/Team/Rover.git").url == "https://example.org/Team/Rover.git"
-    assert remotes.remote_url_check("https://bücher.example/r.git").url == "https://xn--bcher-kva.example/r.git"
-    assert remotes.remote_url_check("ssh://git@[2606:4700::1]:2222/r.git").url == "ssh://git@[2606:4700::1]:2222/r.git"
+    assert (
+        remotes.remote_url_check("HTTPS://Example.ORG/Team/Rover.git").url
+        == "https://example.org/Team/Rover.git"
+    )
+    assert (
+        remotes.remote_url_check("https://bücher.example/r.git").url == "https://xn--bcher-kva.example/r.git"
+    )
+    assert (
+        remotes.remote_url_check("ssh://git@[2606:4700::1]:2222/r.git").url
+        == "ssh://git@[2606:4700::1]:2222/r.git"
+    )
 
 
 def test_git_connects_only_to_the_addresses_that_were_checked():
     access = remotes.remote_access("https://example.org/team/rover.git")
     assert access.resolve == f"example.org:443:{PUBLIC_V4}"
     env = _remote_env(access)
-    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
+    config = {
+        env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))
+    }
     assert config["http.curloptResolve"] == access.resolve
     assert config["http.followRedirects"] == "false"
     assert config["protocol.allow"] == "never" and env["GIT_ALLOW_PROTOCOL"] == "http:https:ssh"
@@ -194,4 +206,7 @@ def test_lfs_hrefs_from_a_remote_are_checked_like_the_remote_itself():
 
 
 def test_the_lfs_endpoint_of_an_ssh_remote_is_https():
-    assert remotes.lfs_endpoint("ssh://git@example.org/team/rover") == "https://example.org/team/rover.git/info/lfs"
+    assert (
+        remotes.lfs_endpoint("ssh://git@example.org/team/rover")
+        == "https://example.org/team/rover.git/info/lfs"
+    )

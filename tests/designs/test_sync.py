@@ -113,7 +113,12 @@ def test_the_api_reports_ahead_and_behind_and_syncs(upstream, fork, bob, bob_api
     assert status["ahead"] == 0 and status["behind"] == 1 and status["can_fast_forward"]
     assert status["upstream"] == "alice/rover" and status["upstream_head"] == head
     synced = bob_api.post(reverse("api-design-sync", args=["bob", "rover"]), {}, format="json")
-    assert synced.status_code == 200 and synced.json() == {"outcome": "fast-forward", "head": head, "ahead": 0, "behind": 0}
+    assert synced.status_code == 200 and synced.json() == {
+        "outcome": "fast-forward",
+        "head": head,
+        "ahead": 0,
+        "behind": 0,
+    }
 
 
 def test_the_api_answers_409_for_a_diverged_fork_without_merge(upstream, fork, bob, bob_api):

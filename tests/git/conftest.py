@@ -48,9 +48,22 @@ def start_gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, st
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(gunicorn), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4", "--timeout", "300"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                str(gunicorn),
+                "hub.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--timeout",
+                "300",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -111,13 +124,21 @@ class Git:
             "GIT_CONFIG_NOSYSTEM": "1",
         }
 
-    def __call__(self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            ["git", *args], cwd=cwd or self.home, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=300,
+            ["git", *args],
+            cwd=cwd or self.home,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
 

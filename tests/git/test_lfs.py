@@ -52,8 +52,10 @@ def design(maker):
 
 def url_for(hub_server, design, user=None):
     return hub_server.repo_url(
-        design.owner.username, design.slug,
-        user=user.username if user else None, token=user.raw_token if user else None,
+        design.owner.username,
+        design.slug,
+        user=user.username if user else None,
+        token=user.raw_token if user else None,
     )
 
 
@@ -118,7 +120,9 @@ def lfs_request(hub_server, design, path: str, *, method="POST", body=None, user
     return status, headers, raw
 
 
-def test_a_50_mb_file_goes_up_with_git_lfs_and_comes_back_in_a_fresh_clone(hub_server, design, maker, lfs_git):
+def test_a_50_mb_file_goes_up_with_git_lfs_and_comes_back_in_a_fresh_clone(
+    hub_server, design, maker, lfs_git
+):
     git = lfs_git
     work = clone_for_lfs(git, url_for(hub_server, design, maker), "work")
     digest = write_random(work / "cad" / "chassis.step", 50 * MB)
@@ -188,7 +192,10 @@ def test_a_wrong_body_put_directly_is_refused_with_nothing_left(hub_server, desi
     content = os.urandom(300 * 1024)
     oid = hashlib.sha256(content).hexdigest()
     status, _, batch = lfs_request(
-        hub_server, design, "objects/batch", user=maker,
+        hub_server,
+        design,
+        "objects/batch",
+        user=maker,
         body={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(content)}]},
     )
     assert status == 200
@@ -205,8 +212,11 @@ def test_a_wrong_body_put_directly_is_refused_with_nothing_left(hub_server, desi
     host, port = hub_server.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     connection.request(
-        "PUT", action["href"].removeprefix(hub_server.url), body=iter([content[:1000], content[1000:]]),
-        headers=action["header"], encode_chunked=True,
+        "PUT",
+        action["href"].removeprefix(hub_server.url),
+        body=iter([content[:1000], content[1000:]]),
+        headers=action["header"],
+        encode_chunked=True,
     )
     assert connection.getresponse().status == 200
     assert lfs_store().size(oid) == len(content)
@@ -306,7 +316,9 @@ def test_an_object_already_on_the_hub_is_not_uploaded_again(hub_server, design, 
     assert other.lfs_links.count() == 1
 
 
-def test_a_push_of_pointers_without_their_objects_is_refused_naming_the_file(hub_server, design, maker, lfs_git):
+def test_a_push_of_pointers_without_their_objects_is_refused_naming_the_file(
+    hub_server, design, maker, lfs_git
+):
     git = lfs_git
     work = clone_for_lfs(git, url_for(hub_server, design, maker), "work")
     write_random(work / "cad" / "lost.step", 64 * 1024)
@@ -317,15 +329,23 @@ def test_a_push_of_pointers_without_their_objects_is_refused_naming_the_file(hub
     result = git("push", "origin", "main", cwd=work, check=False, env={"GIT_LFS_SKIP_PUSH": "1"})
 
     assert result.returncode != 0
-    assert "remote: fabhub: cad/lost.step is a Git LFS pointer to an object the hub does not have" in result.stderr
+    assert (
+        "remote: fabhub: cad/lost.step is a Git LFS pointer to an object the hub does not have"
+        in result.stderr
+    )
     assert design.repo.branch_head("main") == head
 
 
-def test_a_big_web_upload_becomes_an_lfs_file_that_git_clones_as_content(hub_server, design, lfs_git, settings):
+def test_a_big_web_upload_becomes_an_lfs_file_that_git_clones_as_content(
+    hub_server, design, lfs_git, settings
+):
     settings.FABHUB_LFS_THRESHOLD_BYTES = 64 * 1024
     content = os.urandom(1 * MB)
     services.design_commit(
-        design=design, author=design.owner, message="Upload the shell", uploads=[upload("body/shell.stl", content)]
+        design=design,
+        author=design.owner,
+        message="Upload the shell",
+        uploads=[upload("body/shell.stl", content)],
     )
     lfs_git("clone", url_for(hub_server, design), "fresh")
     fresh = lfs_git.home / "fresh"

@@ -56,8 +56,12 @@ def maker():
 def upstream(maker):
     """A design with a Git LFS file (STEP files go through LFS), a branch and a tag."""
     design = DesignFactory(owner=maker, slug="rover")
-    commit_files(design, {".gitattributes": "*.step filter=lfs diff=lfs merge=lfs -text\n"}, "Track STEP with LFS")
-    commit_files(design, {"README.md": "# Rover\n", "body.step": STEP_V1, "wheel.scad": "cylinder(5);\n"}, "Start")
+    commit_files(
+        design, {".gitattributes": "*.step filter=lfs diff=lfs merge=lfs -text\n"}, "Track STEP with LFS"
+    )
+    commit_files(
+        design, {"README.md": "# Rover\n", "body.step": STEP_V1, "wheel.scad": "cylinder(5);\n"}, "Start"
+    )
     services.branch_create(design=design, user=maker, name="experimental")
     services.tag_create(design=design, user=maker, name="v1", target=None, notes="First")
     return design
@@ -73,14 +77,18 @@ def lfs_oid(design, path: str) -> str:
 
 
 def published_refs(design) -> dict[str, str]:
-    return {ref: sha for ref, sha in design.repo.refs().items() if ref.startswith(("refs/heads/", "refs/tags/"))}
+    return {
+        ref: sha for ref, sha in design.repo.refs().items() if ref.startswith(("refs/heads/", "refs/tags/"))
+    }
 
 
 # -- pull mirrors -------------------------------------------------------------------------
 
 
 def test_a_pull_mirror_copies_branches_tags_and_lfs_objects(hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
 
     row = PullMirror.objects.get(design=mirror)
     assert row.last_success_at is not None and row.last_error == "", row.last_error
@@ -93,7 +101,9 @@ def test_a_pull_mirror_copies_branches_tags_and_lfs_objects(hub_server, upstream
 
 
 def test_a_refresh_of_an_unchanged_mirror_changes_nothing(hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     before = published_refs(mirror)
     outcome = mirrors.mirror_refresh(design=mirror)
     assert (outcome.changed_refs, outcome.new_commits, outcome.lfs_objects) == (0, 0, 0)
@@ -101,12 +111,17 @@ def test_a_refresh_of_an_unchanged_mirror_changes_nothing(hub_server, upstream, 
 
 
 def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     commit_files(upstream, {"wheel.scad": "cylinder(6);\n"}, "Bigger wheel")
     services.branch_delete(design=upstream, user=maker, name="experimental")
     rewritten = upstream.repo.commit_tree(
-        upstream.repo.tree_of("main"), [], "Squashed",
-        author=services.person_for(maker), committer=services.person_for(maker),
+        upstream.repo.tree_of("main"),
+        [],
+        "Squashed",
+        author=services.person_for(maker),
+        committer=services.person_for(maker),
     )
     services.branch_create(design=upstream, user=maker, name="squashed", start=rewritten)
 
@@ -117,7 +132,9 @@ def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hu
 
 
 def test_a_mirror_takes_no_local_change(hub_server, upstream, maker, git):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     with pytest.raises(PermissionDenied, match="read-only mirror"):
         commit_files(mirror, {"x.txt": "x"}, "Local change")
     with pytest.raises(PermissionDenied, match="read-only mirror"):
@@ -137,7 +154,9 @@ def test_a_mirror_takes_no_local_change(hub_server, upstream, maker, git):
 
 
 def test_the_hub_s_own_refs_are_hidden_and_proposal_heads_cannot_be_pushed(hub_server, upstream, maker, git):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     advertised = git("ls-remote", url_of(hub_server, mirror)).stdout
     assert "refs/heads/main" in advertised and "refs/fabhub/" not in advertised
 
@@ -176,12 +195,18 @@ def test_a_missing_remote_repository_is_reported(hub_server, maker):
 def test_a_private_remote_is_mirrored_with_a_credential_stored_encrypted(hub_server, maker, git):
     secret = DesignFactory(owner=maker, slug="secret", visibility="private")
     commit_files(secret, {"plan.txt": "hidden"}, "Plan")
-    anonymous = mirrors.mirror_create(owner=maker, slug="no-key", url=url_of(hub_server, secret), licence="MIT")
+    anonymous = mirrors.mirror_create(
+        owner=maker, slug="no-key", url=url_of(hub_server, secret), licence="MIT"
+    )
     assert PullMirror.objects.get(design=anonymous).failures == 1
 
     design = mirrors.mirror_create(
-        owner=maker, slug="with-key", url=url_of(hub_server, secret), licence="MIT",
-        username=maker.username, token=maker.raw_token,
+        owner=maker,
+        slug="with-key",
+        url=url_of(hub_server, secret),
+        licence="MIT",
+        username=maker.username,
+        token=maker.raw_token,
     )
     row = PullMirror.objects.get(design=design)
     assert row.last_error == "" and published_refs(design) == published_refs(secret)
@@ -193,8 +218,12 @@ def test_a_private_remote_is_mirrored_with_a_credential_stored_encrypted(hub_ser
 def test_a_credential_unreadable_after_a_key_change_is_reported(hub_server, maker, upstream, settings):
     settings.FABHUB_ENCRYPTION_KEY = ""
     design = mirrors.mirror_create(
-        owner=maker, slug="keyed", url=url_of(hub_server, upstream), licence="MIT",
-        username=maker.username, token=maker.raw_token,
+        owner=maker,
+        slug="keyed",
+        url=url_of(hub_server, upstream),
+        licence="MIT",
+        username=maker.username,
+        token=maker.raw_token,
     )
     settings.SECRET_KEY = "a new secret key"
     assert mirrors.mirror_refresh(design=design) is None
@@ -207,7 +236,13 @@ def test_the_api_never_shows_a_stored_credential(hub_server, maker, upstream):
     api = client_for(maker)
     created = api.post(
         "/api/mirrors/",
-        {"slug": "copy", "url": url_of(hub_server, upstream), "licence": "MIT", "username": "x", "token": "t0p-secret"},
+        {
+            "slug": "copy",
+            "url": url_of(hub_server, upstream),
+            "licence": "MIT",
+            "username": "x",
+            "token": "t0p-secret",
+        },
         format="json",
     )
     assert created.status_code == 201, created.content
@@ -217,7 +252,9 @@ def test_the_api_never_shows_a_stored_credential(hub_server, maker, upstream):
 
 
 def test_due_mirrors_are_refreshed_by_the_schedule(hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     head = commit_files(upstream, {"new.txt": "n"}, "New")
     assert mirrors.mirrors_tick(inline=True) == (0, 0)  # not due yet
     PullMirror.objects.filter(design=mirror).update(next_refresh_at=timezone.now() - timedelta(seconds=1))
@@ -226,14 +263,18 @@ def test_due_mirrors_are_refreshed_by_the_schedule(hub_server, upstream, maker):
 
 
 def test_a_refresh_already_running_is_not_started_twice(hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     PullMirror.objects.filter(design=mirror).update(refreshing_since=timezone.now())
     with pytest.raises(Conflict, match="being refreshed"):
         mirrors.mirror_refresh(design=mirror)
 
 
 def test_the_mirror_pages_show_its_state_and_offer_no_writing(client, hub_server, upstream, maker):
-    mirror = mirrors.mirror_create(owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT")
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
     client.force_login(maker)
     detail = client.get(f"/{maker.username}/rover-copy/").content.decode()
     assert "Read-only mirror of" in detail and url_of(hub_server, upstream) in detail
@@ -257,9 +298,15 @@ def test_the_mirror_pages_show_its_state_and_offer_no_writing(client, hub_server
 
 def test_a_mirror_is_created_from_its_page(client, hub_server, upstream, maker):
     client.force_login(maker)
-    response = client.post("/new/mirror/", {
-        "url": url_of(hub_server, upstream), "slug": "from-page", "licence": "MIT", "visibility": "public",
-    })
+    response = client.post(
+        "/new/mirror/",
+        {
+            "url": url_of(hub_server, upstream),
+            "slug": "from-page",
+            "licence": "MIT",
+            "visibility": "public",
+        },
+    )
     assert response.status_code == 302
     row = PullMirror.objects.get(design__slug="from-page")
     assert row.last_error == "" and row.last_success_at is not None
@@ -297,9 +344,15 @@ def target(maker):
     return DesignFactory(owner=maker, slug="rover-out")
 
 
-def test_a_push_mirror_pushes_branches_tags_and_lfs_objects_after_each_change(hub_server, upstream, maker, target):
+def test_a_push_mirror_pushes_branches_tags_and_lfs_objects_after_each_change(
+    hub_server, upstream, maker, target
+):
     mirror = mirrors.push_mirror_add(
-        design=upstream, user=maker, url=url_of(hub_server, target), username=maker.username, token=maker.raw_token,
+        design=upstream,
+        user=maker,
+        url=url_of(hub_server, target),
+        username=maker.username,
+        token=maker.raw_token,
     )
     mirror.refresh_from_db()
     assert mirror.last_error == "" and mirror.last_success_at is not None, mirror.last_error
@@ -314,7 +367,11 @@ def test_a_push_mirror_pushes_branches_tags_and_lfs_objects_after_each_change(hu
 
 def test_a_push_mirror_never_overwrites_changes_made_on_the_remote(hub_server, upstream, maker, target):
     mirror = mirrors.push_mirror_add(
-        design=upstream, user=maker, url=url_of(hub_server, target), username=maker.username, token=maker.raw_token,
+        design=upstream,
+        user=maker,
+        url=url_of(hub_server, target),
+        username=maker.username,
+        token=maker.raw_token,
     )
     remote_change = commit_files(target, {"remote.txt": "made there"}, "Changed on the remote")
     commit_files(upstream, {"local.txt": "made here"}, "Changed here")
@@ -329,14 +386,21 @@ def test_a_push_mirror_never_overwrites_changes_made_on_the_remote(hub_server, u
     assert mirror.failures == 2 and mirror.next_attempt_at - mirror.last_attempt_at > first_wait
 
 
-def test_a_failed_push_is_retried_by_the_schedule_once_its_back_off_is_over(hub_server, upstream, maker, target):
+def test_a_failed_push_is_retried_by_the_schedule_once_its_back_off_is_over(
+    hub_server, upstream, maker, target
+):
     mirror = mirrors.push_mirror_add(
-        design=upstream, user=maker, url=url_of(hub_server, target), username=maker.username, token="wrong",
+        design=upstream,
+        user=maker,
+        url=url_of(hub_server, target),
+        username=maker.username,
+        token="wrong",
     )
     mirror.refresh_from_db()
     assert mirror.failures == 1 and mirror.last_error and target.repo.is_empty()
-    mirrors.push_mirror_update(design=upstream, user=maker, mirror_id=mirror.pk, username=maker.username,
-                               token=maker.raw_token)
+    mirrors.push_mirror_update(
+        design=upstream, user=maker, mirror_id=mirror.pk, username=maker.username, token=maker.raw_token
+    )
     assert mirrors.mirrors_tick(inline=True) == (0, 0)  # still backing off
     PushMirror.objects.filter(pk=mirror.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert mirrors.mirrors_tick(inline=True) == (0, 1)
@@ -375,7 +439,8 @@ class OtherHub:
 
     def raw(self, path: str) -> bytes:
         request = urllib.request.Request(
-            f"{self.server.url}/api/{path.lstrip('/')}", headers={"Authorization": f"Bearer {self.tokens['bea']}"}
+            f"{self.server.url}/api/{path.lstrip('/')}",
+            headers={"Authorization": f"Bearer {self.tokens['bea']}"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.read()
@@ -387,7 +452,9 @@ class OtherHub:
             if status == 200 and done(body):
                 return body
             if time.monotonic() > deadline:
-                raise AssertionError(f"gave up waiting on {path}: {body}\n{self.server.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"gave up waiting on {path}: {body}\n{self.server.log.read_text()[-3000:]}"
+                )
             time.sleep(0.2)
 
 
@@ -415,9 +482,16 @@ def hub_b(tmp_path_factory):
         "FABHUB_EMBEDDED_WORKER": "1",
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300
+    )
     made = subprocess.run(
-        [*manage, "shell", "-c", CREATE_PEOPLE], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        [*manage, "shell", "-c", CREATE_PEOPLE],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     tokens = dict(line.split()[1:] for line in made.stdout.splitlines() if line.startswith("TOKEN "))
@@ -434,20 +508,26 @@ def lfs_git(git):
     return git
 
 
-def test_two_hubs_fork_through_a_mirror_and_the_change_comes_back(hub_server, hub_b, upstream, maker, lfs_git):
+def test_two_hubs_fork_through_a_mirror_and_the_change_comes_back(
+    hub_server, hub_b, upstream, maker, lfs_git
+):
     git = lfs_git
     a_url = url_of(hub_server, upstream)
     step_oid = lfs_oid(upstream, "body.step")
 
     # Hub B mirrors hub A's design, LFS objects included (its own store, its own database).
-    status, created = hub_b.api("POST", "mirrors/", {"slug": "rover", "url": a_url, "licence": "CERN-OHL-S-2.0"})
+    status, created = hub_b.api(
+        "POST", "mirrors/", {"slug": "rover", "url": a_url, "licence": "CERN-OHL-S-2.0"}
+    )
     assert status == 201, created
     hub_b.wait_for("designs/bea/rover/mirror/", lambda m: m["last_success_at"] or m["last_error"])
     mirror_state = hub_b.api("GET", "designs/bea/rover/mirror/")[1]
     assert mirror_state["last_error"] == "", mirror_state
     assert hub_b.raw("designs/bea/rover/raw/?path=body.step") == STEP_V1
     assert (hub_b.server.data_dir / "lfs" / step_oid[:2] / step_oid[2:4] / step_oid).exists()
-    status, refused = hub_b.api("POST", "designs/bea/rover/delete/", {"message": "Tidy", "paths": ["README.md"]})
+    status, refused = hub_b.api(
+        "POST", "designs/bea/rover/delete/", {"message": "Tidy", "paths": ["README.md"]}
+    )
     assert status == 403 and "read-only mirror" in refused["detail"]
 
     # A team on hub B forks the mirror and changes a part with git (and adds an LFS file).
@@ -465,7 +545,8 @@ def test_two_hubs_fork_through_a_mirror_and_the_change_comes_back(hub_server, hu
 
     # The change comes back to hub A through a push mirror holding a write token of A.
     status, push = hub_b.api(
-        "POST", "designs/bea/rover-lab/push-mirrors/",
+        "POST",
+        "designs/bea/rover-lab/push-mirrors/",
         {"url": a_url, "username": maker.username, "token": maker.raw_token},
     )
     assert status == 201 and "token" not in push, push
@@ -507,7 +588,8 @@ def test_conflicting_edits_on_two_hubs_are_reported_not_lost(hub_server, hub_b, 
 
     # The push mirror refuses to overwrite hub A's main, says why, and still delivers the branch.
     status, _ = hub_b.api(
-        "POST", "designs/bea/rover2-lab/push-mirrors/",
+        "POST",
+        "designs/bea/rover2-lab/push-mirrors/",
         {"url": a_url, "username": maker.username, "token": maker.raw_token},
     )
     assert status == 201

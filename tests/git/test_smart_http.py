@@ -41,8 +41,14 @@ def test_anyone_clones_a_public_design(hub_server, design, git):
 
 
 def test_clone_with_protocol_v2_and_a_token(hub_server, design, maker, git):
-    result = git("-c", "protocol.version=2", "clone", push_url(hub_server, design, maker), "work",
-                 env={"GIT_TRACE_PACKET": "1"})
+    result = git(
+        "-c",
+        "protocol.version=2",
+        "clone",
+        push_url(hub_server, design, maker),
+        "work",
+        env={"GIT_TRACE_PACKET": "1"},
+    )
     assert "version 2" in result.stderr
     assert (git.home / "work" / "README.md").exists()
 
@@ -87,7 +93,9 @@ def test_a_big_push_is_streamed_in_chunks(hub_server, design, maker, git):
         (work / "parts" / f"blob-{n}.bin").write_bytes(os.urandom(1024 * 1024))
     git("add", ".", cwd=work)
     git("commit", "-m", "Four megabytes", cwd=work)
-    result = git("push", "origin", "main", cwd=work, env={"GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"})
+    result = git(
+        "push", "origin", "main", cwd=work, env={"GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"}
+    )
     assert "Transfer-Encoding: chunked" in result.stderr
     assert design.repo.commit("main").summary == "Four megabytes"
 
@@ -122,7 +130,9 @@ def test_the_password_never_works_for_git(hub_server, maker, git):
     # git sends credentials only when challenged: a private design makes it.
     design = DesignFactory(owner=maker, visibility="private")
     commit_files(design, {"a.txt": "1"})
-    url = hub_server.repo_url(design.owner.username, design.slug, user=maker.username, token="correct horse battery")
+    url = hub_server.repo_url(
+        design.owner.username, design.slug, user=maker.username, token="correct horse battery"
+    )
     result = git("ls-remote", url, check=False)
     assert result.returncode != 0
     assert "Authentication failed" in result.stderr
@@ -142,7 +152,11 @@ def test_a_private_design_is_hidden_from_strangers(hub_server, maker, git):
     assert refused.returncode != 0
     assert "not found" in refused.stderr
 
-    git("clone", hub_server.repo_url(maker.username, secret.slug, user=maker.username, token=maker.raw_token), "mine")
+    git(
+        "clone",
+        hub_server.repo_url(maker.username, secret.slug, user=maker.username, token=maker.raw_token),
+        "mine",
+    )
     assert (git.home / "mine" / "a.txt").exists()
 
 
@@ -206,7 +220,9 @@ def tree_with(git, work, base: str, path: str) -> str:
     import subprocess
 
     def run(args, data=b""):
-        return subprocess.run(["git", *args], input=data, cwd=work, env=git.env, capture_output=True, check=True).stdout
+        return subprocess.run(
+            ["git", *args], input=data, cwd=work, env=git.env, capture_output=True, check=True
+        ).stdout
 
     blob = run(["hash-object", "-w", "--stdin"], b"evil").decode().strip()
     parts = path.split("/")
@@ -242,7 +258,9 @@ def test_two_concurrent_pushes_one_wins_and_the_repository_stays_valid(hub_serve
     codes = sorted(r.returncode for r in results.values())
     assert codes[0] == 0 and codes[1] != 0, {k: (r.returncode, r.stderr) for k, r in results.items()}
     loser = next(r for r in results.values() if r.returncode != 0)
-    assert "rejected" in loser.stderr or "failed to update ref" in loser.stderr or "fetch first" in loser.stderr
+    assert (
+        "rejected" in loser.stderr or "failed to update ref" in loser.stderr or "fetch first" in loser.stderr
+    )
     head = design.repo.commit("main")
     assert head.summary in ("From a", "From b")
     assert design.repo.fsck()[0]

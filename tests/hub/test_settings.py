@@ -11,11 +11,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_settings(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}
+    }
     return subprocess.run(
         [sys.executable, "-c", f"import django; from django.conf import settings; settings.DEBUG; {code}"],
         env={**clean, "DJANGO_SETTINGS_MODULE": "hub.settings", **env},
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
 
 

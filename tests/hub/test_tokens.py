@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 def test_a_token_is_shown_once_and_stored_only_as_a_digest(alice, client):
     client.force_login(alice)
-    created = client.post(reverse("api-tokens"), {"name": "laptop", "scope": "read"}, content_type="application/json")
+    created = client.post(
+        reverse("api-tokens"), {"name": "laptop", "scope": "read"}, content_type="application/json"
+    )
     assert created.status_code == 201
     raw = created.json()["token"]
     assert raw.startswith("fh_") and len(raw) > 40

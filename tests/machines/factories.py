@@ -12,7 +12,9 @@ PARIS = "Europe/Paris"
 
 def make_lab(manager, *, slug: str = "fablab", tz: str = PARIS, hours: str = "09:00-21:00", **rules) -> Lab:
     """A lab open every day during `hours` ("HH:MM-HH:MM"; "00:00-00:00" is all day)."""
-    lab = services.lab_create(creator=manager, name=slug.replace("-", " ").title(), slug=slug, timezone=tz, **rules)
+    lab = services.lab_create(
+        creator=manager, name=slug.replace("-", " ").title(), slug=slug, timezone=tz, **rules
+    )
     opens, closes = (time.fromisoformat(t) for t in hours.split("-"))
     services.lab_set_hours(lab=lab, actor=manager, hours=[(d, opens, closes) for d in range(7)])
     return lab
@@ -22,10 +24,17 @@ def add_member(lab: Lab, user) -> None:
     services.membership_join(lab=lab, user=user)
 
 
-def make_machine(lab: Lab, *, slug: str = "laser", kind: str = Machine.Kind.LASER_CUTTER, **fields) -> Machine:
+def make_machine(
+    lab: Lab, *, slug: str = "laser", kind: str = Machine.Kind.LASER_CUTTER, **fields
+) -> Machine:
     actor = lab.memberships.filter(role="manager").first().user
     return services.machine_create(
-        lab=lab, actor=actor, name=fields.pop("name", slug.replace("-", " ").title()), slug=slug, kind=kind, **fields
+        lab=lab,
+        actor=actor,
+        name=fields.pop("name", slug.replace("-", " ").title()),
+        slug=slug,
+        kind=kind,
+        **fields,
     )
 
 

@@ -23,11 +23,18 @@ def utc(day: int, hour: int, minute: int = 0) -> datetime:
 def test_free_slots_leave_out_bookings_closures_and_maintenance(lab, alice, member, printer, api):
     book(printer, member, TUESDAY, "10:00", "11:30")
     services.maintenance_block(
-        machine=printer, actor=alice, start=at(lab, TUESDAY, "14:00"), end=at(lab, TUESDAY, "15:00"), reason="Belts"
+        machine=printer,
+        actor=alice,
+        start=at(lab, TUESDAY, "14:00"),
+        end=at(lab, TUESDAY, "15:00"),
+        reason="Belts",
     )
-    services.closure_create(lab=lab, actor=alice, start=at(lab, TUESDAY, "18:00"), end=at(lab, TUESDAY, "21:00"))
+    services.closure_create(
+        lab=lab, actor=alice, start=at(lab, TUESDAY, "18:00"), end=at(lab, TUESDAY, "21:00")
+    )
     response = api.get(
-        reverse("api-machine-availability", args=["fablab", "prusa"]), {"start": "2026-03-24", "end": "2026-03-25"}
+        reverse("api-machine-availability", args=["fablab", "prusa"]),
+        {"start": "2026-03-24", "end": "2026-03-25"},
     )
     assert response.status_code == 200, response.content
     free = [(s["start"], s["end"]) for s in response.json()["free"]]
@@ -74,7 +81,9 @@ def test_every_machine_of_a_kind_is_listed_with_its_slots(lab, alice, member, pr
     assert len(by_machine["prusa"]) == 1
 
 
-def test_the_first_free_slot_of_a_length_is_found_on_any_machine_of_the_kind(lab, alice, member, printer, api):
+def test_the_first_free_slot_of_a_length_is_found_on_any_machine_of_the_kind(
+    lab, alice, member, printer, api
+):
     second = make_machine(lab, slug="bambu", kind="fdm_printer", name="Bambu X1")
     # Today (Monday) from 09:00: the Prusa is busy until 15:00, the Bambu free 12:00–14:00 only.
     book(printer, alice, "2026-03-23", "09:00", "13:00")
@@ -87,20 +96,26 @@ def test_the_first_free_slot_of_a_length_is_found_on_any_machine_of_the_kind(lab
     assert response.status_code == 200, response.content
     assert response.json()["machine_slug"] == "bambu"
     assert response.json()["local_start"] == "2026-03-23T12:00:00+01:00"
-    longer = api.get(reverse("api-lab-first-free-slot", args=["fablab"]), {"kind": "fdm_printer", "minutes": "180"})
+    longer = api.get(
+        reverse("api-lab-first-free-slot", args=["fablab"]), {"kind": "fdm_printer", "minutes": "180"}
+    )
     assert longer.json()["machine_slug"] == "prusa"
     assert longer.json()["local_start"] == "2026-03-23T15:00:00+01:00"
 
 
 def test_the_first_free_slot_skips_machines_the_member_is_not_trained_for(lab, alice, member, laser):
     assert selectors.first_free_slot(lab, "laser_cutter", 60, member=member) is None
-    services.qualification_record(lab=lab, actor=alice, member=member, kind="laser_cutter", trained_on=date(2026, 1, 5))
+    services.qualification_record(
+        lab=lab, actor=alice, member=member, kind="laser_cutter", trained_on=date(2026, 1, 5)
+    )
     machine, start, _ = selectors.first_free_slot(lab, "laser_cutter", 60, member=member)
     assert machine == laser and start == utc(23, 8)
 
 
 def test_no_free_slot_is_a_404_with_a_message(lab, printer, api):
-    response = api.get(reverse("api-lab-first-free-slot", args=["fablab"]), {"kind": "fdm_printer", "minutes": "900"})
+    response = api.get(
+        reverse("api-lab-first-free-slot", args=["fablab"]), {"kind": "fdm_printer", "minutes": "900"}
+    )
     assert response.status_code == 404
     assert "free that long" in response.json()["detail"]
 

@@ -40,7 +40,9 @@ def assert_refused(response, status: int, *words: str) -> None:
 
 
 def test_a_booking_that_ends_before_it_starts_is_refused(lab, printer, bob_api):
-    response = post_booking(bob_api, printer, iso(at(lab, SATURDAY, "12:00")), iso(at(lab, SATURDAY, "10:00")))
+    response = post_booking(
+        bob_api, printer, iso(at(lab, SATURDAY, "12:00")), iso(at(lab, SATURDAY, "10:00"))
+    )
     assert_refused(response, 400, "ends before it starts")
 
 
@@ -56,16 +58,24 @@ def test_a_booking_with_naive_datetimes_is_refused(printer, bob_api):
 
 def test_a_booking_across_a_closure_is_refused(lab, alice, printer, bob_api):
     services.closure_create(
-        lab=lab, actor=alice, start=at(lab, SATURDAY, "12:00"), end=at(lab, SATURDAY, "14:00"), reason="Open day"
+        lab=lab,
+        actor=alice,
+        start=at(lab, SATURDAY, "12:00"),
+        end=at(lab, SATURDAY, "14:00"),
+        reason="Open day",
     )
-    response = post_booking(bob_api, printer, iso(at(lab, SATURDAY, "11:00")), iso(at(lab, SATURDAY, "13:00")))
+    response = post_booking(
+        bob_api, printer, iso(at(lab, SATURDAY, "11:00")), iso(at(lab, SATURDAY, "13:00"))
+    )
     assert_refused(response, 400, "closed", "open day")
 
 
 def test_a_booking_for_a_machine_of_another_lab_is_refused(lab, alice, bob_api):
     other = make_lab(alice, slug="makerspace")
     machine = make_machine(other, slug="cnc", kind="cnc_mill")
-    response = post_booking(bob_api, machine, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "11:00")))
+    response = post_booking(
+        bob_api, machine, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "11:00"))
+    )
     assert_refused(response, 403, "members of makerspace")
 
 
@@ -77,9 +87,14 @@ def test_an_unqualified_member_cannot_book_a_machine_that_needs_training(lab, la
 def test_a_booking_over_the_weekly_quota_is_refused(lab, alice, member, printer, bob_api):
     services.lab_update(lab=lab, actor=alice, weekly_quota_minutes=180)
     services.booking_create(
-        machine=printer, member=member, start=at(lab, "2026-03-24", "10:00"), end=at(lab, "2026-03-24", "12:00")
+        machine=printer,
+        member=member,
+        start=at(lab, "2026-03-24", "10:00"),
+        end=at(lab, "2026-03-24", "12:00"),
     )
-    response = post_booking(bob_api, printer, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "12:00")))
+    response = post_booking(
+        bob_api, printer, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "12:00"))
+    )
     assert response.status_code == 400, response.content
     assert "weekly quota of 3 h" in response.json()["detail"]
     assert "2 h booked already" in response.json()["detail"]
@@ -87,7 +102,9 @@ def test_a_booking_over_the_weekly_quota_is_refused(lab, alice, member, printer,
 
 def test_a_machine_in_maintenance_cannot_be_booked(lab, alice, printer, bob_api):
     services.machine_set_status(machine=printer, actor=alice, status="maintenance", reason="New hotend")
-    response = post_booking(bob_api, printer, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "11:00")))
+    response = post_booking(
+        bob_api, printer, iso(at(lab, SATURDAY, "10:00")), iso(at(lab, SATURDAY, "11:00"))
+    )
     assert_refused(response, 409, "in maintenance", "new hotend")
     assert not Booking.objects.exists()
 
@@ -110,18 +127,29 @@ def test_a_manager_of_one_lab_cannot_act_on_another(lab, alice, bob, printer):
     )
     attempts = [
         bob_api.patch(reverse("api-lab-detail", args=["fablab"]), {"name": "Mine now"}, format="json"),
-        bob_api.post(reverse("api-machine-status", args=["fablab", "prusa"]),
-                     {"status": "out_of_order", "reason": "x"}, format="json"),
-        bob_api.post(reverse("api-machine-list", args=["fablab"]), {"name": "X", "slug": "x", "kind": "other"},
-                     format="json"),
-        bob_api.post(reverse("api-lab-qualifications", args=["fablab"]),
-                     {"member": "bob", "kind": "laser_cutter", "trained_on": "2026-03-01"}, format="json"),
+        bob_api.post(
+            reverse("api-machine-status", args=["fablab", "prusa"]),
+            {"status": "out_of_order", "reason": "x"},
+            format="json",
+        ),
+        bob_api.post(
+            reverse("api-machine-list", args=["fablab"]),
+            {"name": "X", "slug": "x", "kind": "other"},
+            format="json",
+        ),
+        bob_api.post(
+            reverse("api-lab-qualifications", args=["fablab"]),
+            {"member": "bob", "kind": "laser_cutter", "trained_on": "2026-03-01"},
+            format="json",
+        ),
         bob_api.get(reverse("api-lab-bookings", args=["fablab"])),
     ]
     for response in attempts:
         assert_refused(response, 403, "only managers of fablab")
     # Someone else's booking is not even visible to him.
-    response = bob_api.post(reverse("api-booking-cancel", args=[booking.pk]), {"reason": "mine"}, format="json")
+    response = bob_api.post(
+        reverse("api-booking-cancel", args=[booking.pk]), {"reason": "mine"}, format="json"
+    )
     assert response.status_code == 404
     assert other.name == "Makerspace"
 
@@ -130,7 +158,9 @@ def test_a_refused_booking_says_which_slot_it_collides_with(lab, alice, member, 
     taken = services.booking_create(
         machine=printer, member=alice, start=at(lab, SATURDAY, "10:00"), end=at(lab, SATURDAY, "12:00")
     )
-    response = post_booking(bob_api, printer, iso(at(lab, SATURDAY, "11:00")), iso(at(lab, SATURDAY, "13:00")))
+    response = post_booking(
+        bob_api, printer, iso(at(lab, SATURDAY, "11:00")), iso(at(lab, SATURDAY, "13:00"))
+    )
     assert response.status_code == 409, response.content
     body = response.json()
     assert "already booked Sat 28 Mar 2026 10:00–12:00 (Europe/Paris)" in body["detail"]

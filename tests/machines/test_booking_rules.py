@@ -22,8 +22,13 @@ WEDNESDAY = date(2026, 3, 25)
 def test_a_member_books_a_free_slot_inside_opening_hours(lab, member, printer):
     response = client_for(member).post(
         reverse("api-booking-list"),
-        {"machine": printer.pk, "lab": "fablab", "start": at(lab, WEDNESDAY, "10:00").isoformat(),
-         "end": at(lab, WEDNESDAY, "12:00").isoformat(), "note": "Drone frame"},
+        {
+            "machine": printer.pk,
+            "lab": "fablab",
+            "start": at(lab, WEDNESDAY, "10:00").isoformat(),
+            "end": at(lab, WEDNESDAY, "12:00").isoformat(),
+            "note": "Drone frame",
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -87,7 +92,9 @@ def test_bookings_wait_for_approval_when_the_lab_asks_for_it(lab, alice, member,
     assert again.status_code == 409
 
 
-def test_a_refusal_needs_a_reason_and_frees_the_slot(lab, alice, member, printer, django_capture_on_commit_callbacks):
+def test_a_refusal_needs_a_reason_and_frees_the_slot(
+    lab, alice, member, printer, django_capture_on_commit_callbacks
+):
     services.lab_update(lab=lab, actor=alice, requires_approval=True)
     booking = book(printer, member, WEDNESDAY, "10:00", "11:00")
     alice_api = client_for(alice)
@@ -115,15 +122,22 @@ def test_a_manager_cancels_anything_with_a_reason(lab, alice, member, printer):
     soon = book(printer, member, "2026-03-23", "09:30", "10:00")
     alice_api = client_for(alice)
     assert alice_api.post(reverse("api-booking-cancel", args=[soon.pk]), {}, format="json").status_code == 400
-    response = alice_api.post(reverse("api-booking-cancel", args=[soon.pk]), {"reason": "Fire drill"}, format="json")
+    response = alice_api.post(
+        reverse("api-booking-cancel", args=[soon.pk]), {"reason": "Fire drill"}, format="json"
+    )
     assert response.status_code == 200
     assert Notification.objects.get(user=member, booking=soon).body == "Fire drill"
 
 
-def test_a_maintenance_window_refuses_to_overwrite_bookings_unless_told_to_cancel_them(lab, alice, member, printer):
+def test_a_maintenance_window_refuses_to_overwrite_bookings_unless_told_to_cancel_them(
+    lab, alice, member, printer
+):
     booking = book(printer, member, WEDNESDAY, "10:00", "11:00")
-    payload = {"start": at(lab, WEDNESDAY, "09:00").isoformat(), "end": at(lab, WEDNESDAY, "13:00").isoformat(),
-               "reason": "Nozzle swap"}
+    payload = {
+        "start": at(lab, WEDNESDAY, "09:00").isoformat(),
+        "end": at(lab, WEDNESDAY, "13:00").isoformat(),
+        "reason": "Nozzle swap",
+    }
     url = reverse("api-machine-maintenance", args=["fablab", "prusa"])
     refused = client_for(alice).post(url, payload, format="json")
     assert refused.status_code == 409 and refused.json()["overlapping"][0]["id"] == booking.pk
@@ -144,7 +158,9 @@ def test_my_bookings_list_is_mine_only_and_paginated(lab, alice, member, printer
     assert [b["member"] for b in response.json()["results"]] == ["bob"]
 
 
-def test_listing_the_lab_s_bookings_takes_a_fixed_number_of_queries(lab, alice, member, printer, django_assert_max_num_queries):
+def test_listing_the_lab_s_bookings_takes_a_fixed_number_of_queries(
+    lab, alice, member, printer, django_assert_max_num_queries
+):
     for hour in range(9, 19):
         book(printer, alice, WEDNESDAY, f"{hour:02}:00", f"{hour:02}:30")
     alice_api = client_for(alice)

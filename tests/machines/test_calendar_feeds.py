@@ -53,8 +53,11 @@ def test_a_member_s_feed_lists_their_bookings_with_utc_times(lab, member, printe
 def test_lab_and_machine_feeds_show_busy_slots_without_names(lab, alice, member, printer, laser, client):
     book(printer, member, FRIDAY, "10:00", "11:00", note="private note")
     services.maintenance_block(
-        machine=laser, actor=alice, start=datetime(2026, 3, 27, 8, tzinfo=UTC),
-        end=datetime(2026, 3, 27, 12, tzinfo=UTC), reason="Mirror cleaning",
+        machine=laser,
+        actor=alice,
+        start=datetime(2026, 3, 27, 8, tzinfo=UTC),
+        end=datetime(2026, 3, 27, 12, tzinfo=UTC),
+        reason="Mirror cleaning",
     )
     lab_calendar = parse(client.get(feed_url(client_for(member), "api-lab-feed", "fablab")))
     summaries = sorted(str(e["SUMMARY"]) for e in events(lab_calendar))

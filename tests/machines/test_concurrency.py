@@ -20,7 +20,9 @@ from tests.factories import UserFactory
 from tests.machines.factories import add_member, at, make_lab, make_machine
 
 SATURDAY = date(2026, 3, 28)
-on_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)")
+on_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)"
+)
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite write path")
 
 
@@ -105,7 +107,9 @@ def test_racing_for_different_slots_books_them_all(racing_lab):
         try:
             barrier.wait(timeout=30)
             start = at(lab, SATURDAY, f"{10 + n}:00")
-            services.booking_create(machine=machine, member=members[n], start=start, end=start + timedelta(hours=1))
+            services.booking_create(
+                machine=machine, member=members[n], start=start, end=start + timedelta(hours=1)
+            )
         except Exception as exc:  # asserted below
             errors.append(exc)
         finally:
@@ -129,13 +133,19 @@ def test_the_exclusion_constraint_refuses_an_overlap_that_skips_the_services(rac
     services.booking_create(machine=machine, member=alice, start=start, end=start + timedelta(hours=2))
     fields = {"machine": machine, "member": alice, "kind": "booking"}
     with pytest.raises(IntegrityError, match="booking_no_overlap"), transaction.atomic():
-        Booking.objects.create(**fields, status="pending", start=start + timedelta(hours=1), end=start + timedelta(hours=3))
+        Booking.objects.create(
+            **fields, status="pending", start=start + timedelta(hours=1), end=start + timedelta(hours=3)
+        )
     # Inactive rows and a touching range ([end, …) is half-open) take no part.
     Booking.objects.create(**fields, status="cancelled", start=start, end=start + timedelta(hours=2))
     Booking.objects.create(**fields, status="refused", start=start, end=start + timedelta(hours=2))
-    Booking.objects.create(**fields, status="approved", start=start + timedelta(hours=2), end=start + timedelta(hours=3))
+    Booking.objects.create(
+        **fields, status="approved", start=start + timedelta(hours=2), end=start + timedelta(hours=3)
+    )
     other = make_machine(lab, slug="laser-two", kind="laser_cutter")
-    Booking.objects.create(**{**fields, "machine": other}, status="approved", start=start, end=start + timedelta(hours=2))
+    Booking.objects.create(
+        **{**fields, "machine": other}, status="approved", start=start, end=start + timedelta(hours=2)
+    )
 
 
 @on_postgres
@@ -143,7 +153,9 @@ def test_the_exclusion_constraint_refuses_an_overlap_that_skips_the_services(rac
 def test_the_constraint_s_refusal_becomes_a_conflict_naming_the_slot(racing_lab, alice, monkeypatch):
     lab, machine = racing_lab
     start = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
-    taken = services.booking_create(machine=machine, member=alice, start=start, end=start + timedelta(hours=2))
+    taken = services.booking_create(
+        machine=machine, member=alice, start=start, end=start + timedelta(hours=2)
+    )
     real = selectors.collision
     missed = []
 
@@ -155,6 +167,7 @@ def test_the_constraint_s_refusal_becomes_a_conflict_naming_the_slot(racing_lab,
 
     monkeypatch.setattr(selectors, "collision", misses_once)
     with pytest.raises(Conflict) as refused:
-        services.booking_create(machine=machine, member=alice, start=start + timedelta(hours=1),
-                                end=start + timedelta(hours=3))
+        services.booking_create(
+            machine=machine, member=alice, start=start + timedelta(hours=1), end=start + timedelta(hours=3)
+        )
     assert refused.value.extra["collides_with"]["id"] == taken.pk

@@ -19,8 +19,13 @@ URL = "http://octopi.local:5000/"
 def networked(lab, alice):
     response = client_for(alice).post(
         reverse("api-machine-list", args=["fablab"]),
-        {"name": "Prusa Net", "slug": "prusa-net", "kind": "fdm_printer", "connection_url": URL,
-         "connection_api_key": KEY},
+        {
+            "name": "Prusa Net",
+            "slug": "prusa-net",
+            "kind": "fdm_printer",
+            "connection_url": URL,
+            "connection_api_key": KEY,
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -59,7 +64,9 @@ def test_another_key_cannot_read_them(lab, networked, settings):
 
 def test_an_empty_url_clears_them_and_a_bad_one_is_refused(lab, alice, networked):
     url = reverse("api-machine-detail", args=["fablab", "prusa-net"])
-    bad = client_for(alice).patch(url, {"connection_url": "file:///etc/passwd", "connection_api_key": "k"}, format="json")
+    bad = client_for(alice).patch(
+        url, {"connection_url": "file:///etc/passwd", "connection_api_key": "k"}, format="json"
+    )
     assert bad.status_code == 400 and "http://" in bad.json()["detail"]
     cleared = client_for(alice).patch(url, {"connection_url": ""}, format="json")
     assert cleared.json()["has_connection"] is False

@@ -16,7 +16,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 def test_a_manager_uploads_a_photo_and_anyone_sees_it(lab, alice, printer, client):
     response = client_for(alice).patch(
         reverse("api-machine-detail", args=["fablab", "prusa"]),
-        {"photo": SimpleUploadedFile("prusa.png", PNG, content_type="image/png")}, format="multipart",
+        {"photo": SimpleUploadedFile("prusa.png", PNG, content_type="image/png")},
+        format="multipart",
     )
     assert response.status_code == 200, response.content
     assert response.json()["photo_url"].endswith("/labs/fablab/machines/prusa/photo/")

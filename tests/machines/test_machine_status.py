@@ -26,7 +26,8 @@ def test_going_out_of_order_flags_future_bookings_and_tells_their_members(
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(alice).post(
             reverse("api-machine-status", args=["fablab", "prusa"]),
-            {"status": "out_of_order", "reason": "Heater cartridge died"}, format="json",
+            {"status": "out_of_order", "reason": "Heater cartridge died"},
+            format="json",
         )
     assert response.status_code == 200, response.content
     assert [b["id"] for b in response.json()] == [booking.pk]
@@ -53,8 +54,9 @@ def test_the_manager_keeps_one_booking_and_cancels_another(lab, alice, member, p
     flagged = alice_api.get(reverse("api-lab-bookings", args=["fablab"]), {"needs_decision": "true"}).json()
     assert {b["id"] for b in flagged["results"]} == {kept.pk, dropped.pk}
     assert alice_api.post(reverse("api-booking-keep", args=[kept.pk]), format="json").status_code == 200
-    response = alice_api.post(reverse("api-booking-cancel", args=[dropped.pk]), {"reason": "Still calibrating"},
-                              format="json")
+    response = alice_api.post(
+        reverse("api-booking-cancel", args=[dropped.pk]), {"reason": "Still calibrating"}, format="json"
+    )
     assert response.status_code == 200
     kept.refresh_from_db()
     dropped.refresh_from_db()
@@ -80,7 +82,11 @@ def test_a_closure_over_bookings_flags_them_for_a_decision(lab, alice, member, p
 
     booking = book(printer, member, THURSDAY, "10:00", "11:00")
     _, flagged = services.closure_create(
-        lab=lab, actor=alice, start=at(lab, THURSDAY, "00:00"), end=at(lab, "2026-03-27", "00:00"), reason="Strike"
+        lab=lab,
+        actor=alice,
+        start=at(lab, THURSDAY, "00:00"),
+        end=at(lab, "2026-03-27", "00:00"),
+        reason="Strike",
     )
     assert flagged == [booking]
     assert Booking.objects.get(pk=booking.pk).needs_decision

@@ -17,7 +17,12 @@ pytestmark = pytest.mark.django_db
 def test_anyone_logged_in_opens_a_lab_and_manages_it(alice, frozen):
     response = client_for(alice).post(
         reverse("api-lab-list"),
-        {"name": "Fab Lab Paris", "slug": "fab-paris", "timezone": "Europe/Paris", "description": "**Hello**"},
+        {
+            "name": "Fab Lab Paris",
+            "slug": "fab-paris",
+            "timezone": "Europe/Paris",
+            "description": "**Hello**",
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -36,7 +41,10 @@ def test_joining_an_open_lab_is_immediate(lab, bob):
 
 def test_joining_a_lab_on_request_waits_for_a_manager(alice, bob, frozen):
     lab = make_lab(alice, slug="closed-club", join_policy="request")
-    assert client_for(bob).post(reverse("api-lab-members", args=["closed-club"]), format="json").json()["status"] == "pending"
+    assert (
+        client_for(bob).post(reverse("api-lab-members", args=["closed-club"]), format="json").json()["status"]
+        == "pending"
+    )
     assert lab_role(lab, bob) == "pending"
     response = client_for(alice).patch(
         reverse("api-lab-member", args=["closed-club", "bob"]), {"approve": True}, format="json"
@@ -69,8 +77,11 @@ def test_a_read_only_token_cannot_book(lab, member, printer):
 
     response = client_for(member, scope="read").post(
         reverse("api-booking-list"),
-        {"machine": printer.pk, "start": at(lab, "2026-03-25", "10:00").isoformat(),
-         "end": at(lab, "2026-03-25", "11:00").isoformat()},
+        {
+            "machine": printer.pk,
+            "start": at(lab, "2026-03-25", "10:00").isoformat(),
+            "end": at(lab, "2026-03-25", "11:00").isoformat(),
+        },
         format="json",
     )
     assert response.status_code == 403

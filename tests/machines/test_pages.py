@@ -78,7 +78,8 @@ def test_a_refused_booking_shows_its_reason_in_the_form(lab, alice, member, prin
     book(printer, alice, date(2026, 3, 26), "14:00", "16:00")
     client.force_login(member)
     response = client.post(
-        reverse("machine-detail", args=["fablab", "prusa"]), {"day": "2026-03-26", "start_time": "15:00", "end_time": "16:00"}
+        reverse("machine-detail", args=["fablab", "prusa"]),
+        {"day": "2026-03-26", "start_time": "15:00", "end_time": "16:00"},
     )
     assert response.status_code == 200
     assert "already booked Thu 26 Mar 2026 14:00–16:00" in response.content.decode()
@@ -86,35 +87,64 @@ def test_a_refused_booking_shows_its_reason_in_the_form(lab, alice, member, prin
 
 def test_a_manager_sets_hours_adds_a_machine_and_approves_from_the_pages(lab, alice, member, client):
     client.force_login(alice)
-    response = client.post(reverse("lab-manage", args=["fablab"]), {
-        "action": "hours", **{f"day{n}": "09:00-12:00, 14:00-18:00" for n in range(5)}, "day5": "10:00-24:00",
-    })
+    response = client.post(
+        reverse("lab-manage", args=["fablab"]),
+        {
+            "action": "hours",
+            **{f"day{n}": "09:00-12:00, 14:00-18:00" for n in range(5)},
+            "day5": "10:00-24:00",
+        },
+    )
     assert response.status_code == 302
     assert lab.opening_hours.count() == 11
-    response = client.post(reverse("machine-new", args=["fablab"]), {
-        "name": "Cutter", "slug": "cutter", "kind": "vinyl_cutter", "capabilities": '{"width_mm": 600}',
-        "connection_url": "", "requires_approval": "unknown",
-    })
+    response = client.post(
+        reverse("machine-new", args=["fablab"]),
+        {
+            "name": "Cutter",
+            "slug": "cutter",
+            "kind": "vinyl_cutter",
+            "capabilities": '{"width_mm": 600}',
+            "connection_url": "",
+            "requires_approval": "unknown",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Machine.objects.get(slug="cutter").capabilities == {"width_mm": 600}
     services.lab_update(lab=lab, actor=alice, requires_approval=True)
     booking = book(Machine.objects.get(slug="cutter"), member, date(2026, 3, 26), "10:00", "11:00")
-    response = client.post(reverse("lab-approvals", args=["fablab"]), {"booking_id": booking.pk, "action": "approve"})
+    response = client.post(
+        reverse("lab-approvals", args=["fablab"]), {"booking_id": booking.pk, "action": "approve"}
+    )
     assert response.status_code == 302
     booking.refresh_from_db()
     assert booking.status == "approved"
 
 
-def test_a_manager_records_a_qualification_and_a_maintenance_window_from_the_pages(lab, alice, member, laser, client):
+def test_a_manager_records_a_qualification_and_a_maintenance_window_from_the_pages(
+    lab, alice, member, laser, client
+):
     client.force_login(alice)
-    response = client.post(reverse("lab-qualifications", args=["fablab"]), {
-        "action": "record", "member": "bob", "machine": laser.pk, "trained_on": "2026-03-01",
-    })
+    response = client.post(
+        reverse("lab-qualifications", args=["fablab"]),
+        {
+            "action": "record",
+            "member": "bob",
+            "machine": laser.pk,
+            "trained_on": "2026-03-01",
+        },
+    )
     assert response.status_code == 302
     assert laser.qualifications.filter(member=member).exists()
-    response = client.post(reverse("lab-maintenance", args=["fablab"]), {
-        "action": "window", "machine": laser.pk, "day": "2026-03-27", "start_time": "09:00", "end_time": "12:00",
-        "reason": "Mirror cleaning",
-    })
+    response = client.post(
+        reverse("lab-maintenance", args=["fablab"]),
+        {
+            "action": "window",
+            "machine": laser.pk,
+            "day": "2026-03-27",
+            "start_time": "09:00",
+            "end_time": "12:00",
+            "reason": "Mirror cleaning",
+        },
+    )
     assert response.status_code == 302
     assert Booking.objects.get(kind="maintenance").reason == "Mirror cleaning"

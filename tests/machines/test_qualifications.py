@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db
 def test_a_manager_records_a_training_for_a_machine_through_the_api(lab, alice, member, laser):
     response = client_for(alice).post(
         reverse("api-lab-qualifications", args=["fablab"]),
-        {"member": "bob", "machine": "laser", "trained_on": "2026-03-01", "expires_on": "2027-03-01"}, format="json",
+        {"member": "bob", "machine": "laser", "trained_on": "2026-03-01", "expires_on": "2027-03-01"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     assert response.json()["trainer"] == "alice"
@@ -32,13 +33,20 @@ def test_a_manager_records_a_training_for_a_machine_through_the_api(lab, alice, 
 
 def test_a_training_for_a_kind_covers_every_machine_of_that_kind(lab, alice, member, laser):
     second = make_machine(lab, slug="big-laser", requires_qualification=True)
-    services.qualification_record(lab=lab, actor=alice, member=member, kind="laser_cutter", trained_on=date(2026, 1, 1))
+    services.qualification_record(
+        lab=lab, actor=alice, member=member, kind="laser_cutter", trained_on=date(2026, 1, 1)
+    )
     assert book(second, member, "2026-03-25", "10:00", "11:00").status == "approved"
 
 
 def test_an_expired_qualification_does_not_count(lab, alice, member, laser):
     services.qualification_record(
-        lab=lab, actor=alice, member=member, machine=laser, trained_on=date(2025, 1, 1), expires_on=date(2026, 1, 1)
+        lab=lab,
+        actor=alice,
+        member=member,
+        machine=laser,
+        trained_on=date(2025, 1, 1),
+        expires_on=date(2026, 1, 1),
     )
     with pytest.raises(PermissionDenied, match="needs a training"):
         book(laser, member, "2026-03-25", "10:00", "11:00")
@@ -46,7 +54,12 @@ def test_an_expired_qualification_does_not_count(lab, alice, member, laser):
 
 def test_a_qualification_expiring_before_the_booking_is_refused_at_booking_time(lab, alice, member, laser):
     services.qualification_record(
-        lab=lab, actor=alice, member=member, machine=laser, trained_on=date(2025, 1, 1), expires_on=date(2026, 3, 24)
+        lab=lab,
+        actor=alice,
+        member=member,
+        machine=laser,
+        trained_on=date(2025, 1, 1),
+        expires_on=date(2026, 3, 24),
     )
     with pytest.raises(PermissionDenied, match="expires before 25 Mar 2026"):
         book(laser, member, "2026-03-25", "10:00", "11:00")
@@ -72,9 +85,19 @@ def test_only_members_can_be_recorded_and_only_for_the_lab_s_machines(lab, alice
     other = make_lab(alice, slug="other-lab")
     foreign = make_machine(other, slug="cnc", kind="cnc_mill")
     with pytest.raises(ValidationError, match="not a machine of Fablab"):
-        services.qualification_record(lab=lab, actor=alice, member=member, machine=foreign, trained_on=date(2026, 1, 1))
+        services.qualification_record(
+            lab=lab, actor=alice, member=member, machine=foreign, trained_on=date(2026, 1, 1)
+        )
     with pytest.raises(ValidationError, match="not a member of Other Lab"):
-        services.qualification_record(lab=other, actor=alice, member=bob, kind="cnc_mill", trained_on=date(2026, 1, 1))
+        services.qualification_record(
+            lab=other, actor=alice, member=bob, kind="cnc_mill", trained_on=date(2026, 1, 1)
+        )
     with pytest.raises(ValidationError, match="either a machine or a kind"):
-        services.qualification_record(lab=lab, actor=alice, member=member, machine=laser, kind="laser_cutter",
-                                      trained_on=date(2026, 1, 1))
+        services.qualification_record(
+            lab=lab,
+            actor=alice,
+            member=member,
+            machine=laser,
+            kind="laser_cutter",
+            trained_on=date(2026, 1, 1),
+        )

@@ -44,14 +44,19 @@ def test_the_weekly_quota_counts_real_hours_across_the_change(alice, bob, frozen
     services.booking_create(
         machine=machine, member=bob, start=at(lab, "2026-03-28", "22:00"), end=at(lab, "2026-03-29", "04:00")
     )
-    assert selectors.booked_minutes(
-        bob, machine, at(lab, "2026-03-23", "00:00"), at(lab, "2026-03-30", "00:00"), per_machine=False
-    ) == 300
+    assert (
+        selectors.booked_minutes(
+            bob, machine, at(lab, "2026-03-23", "00:00"), at(lab, "2026-03-30", "00:00"), per_machine=False
+        )
+        == 300
+    )
 
 
 def test_opening_hours_follow_the_wall_clock_after_the_change(lab, printer):
     saturday, sunday = date(2026, 3, 28), date(2026, 3, 29)
-    free = selectors.machine_free_slots(printer, at(lab, saturday, "00:00"), at(lab, sunday + timedelta(days=1), "00:00"))
+    free = selectors.machine_free_slots(
+        printer, at(lab, saturday, "00:00"), at(lab, sunday + timedelta(days=1), "00:00")
+    )
     # 09:00–21:00 in Paris: 08:00–20:00 UTC before the change, 07:00–19:00 after it.
     assert free == [
         (datetime(2026, 3, 28, 8, 0, tzinfo=UTC), datetime(2026, 3, 28, 20, 0, tzinfo=UTC)),
@@ -76,7 +81,9 @@ def test_a_lab_elsewhere_rules_in_its_own_zone(alice, bob, frozen):
 
 def test_a_lab_with_an_unknown_time_zone_is_refused(alice, frozen):
     response = client_for(alice).post(
-        reverse("api-lab-list"), {"name": "Moon base", "slug": "moon", "timezone": "Moon/Tranquility"}, format="json"
+        reverse("api-lab-list"),
+        {"name": "Moon base", "slug": "moon", "timezone": "Moon/Tranquility"},
+        format="json",
     )
     assert response.status_code == 400
     assert "not a time zone name" in response.json()["detail"]

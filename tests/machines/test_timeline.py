@@ -20,7 +20,8 @@ def test_touching_intervals_merge():
 
 def test_subtracting_holes_leaves_the_gaps():
     assert timeline.subtract([(h(9), h(18))], [(h(10), h(11)), (h(17), h(19)), (h(7), h(8))]) == [
-        (h(9), h(10)), (h(11), h(17)),
+        (h(9), h(10)),
+        (h(11), h(17)),
     ]
 
 
@@ -30,12 +31,18 @@ def test_a_range_must_lie_inside_one_interval():
 
 
 def test_a_skipped_wall_clock_time_is_the_moment_of_the_jump():
-    assert timeline.wall_clock(date(2026, 3, 29), time(2, 30), PARIS) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
-    assert timeline.wall_clock(date(2026, 3, 29), time(3, 0), PARIS) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert timeline.wall_clock(date(2026, 3, 29), time(2, 30), PARIS) == datetime(
+        2026, 3, 29, 1, 0, tzinfo=UTC
+    )
+    assert timeline.wall_clock(date(2026, 3, 29), time(3, 0), PARIS) == datetime(
+        2026, 3, 29, 1, 0, tzinfo=UTC
+    )
 
 
 def test_an_ambiguous_wall_clock_time_is_its_first_occurrence():
-    assert timeline.wall_clock(date(2026, 10, 25), time(2, 30), PARIS) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert timeline.wall_clock(date(2026, 10, 25), time(2, 30), PARIS) == datetime(
+        2026, 10, 25, 0, 30, tzinfo=UTC
+    )
 
 
 def test_all_day_opening_joins_across_midnight_and_has_23_hours_on_the_spring_day():

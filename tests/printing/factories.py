@@ -33,7 +33,9 @@ def box_stl(x: float = 10, y: float = 10, z: float = 5) -> bytes:
     return out.getvalue()
 
 
-def analysed_design(owner, files: dict[str, bytes | str], *, slug: str = "bracket", message: str = "Add parts"):
+def analysed_design(
+    owner, files: dict[str, bytes | str], *, slug: str = "bracket", message: str = "Add parts"
+):
     """A design whose mesh files are committed and analysed (the real analysis); returns
     (design, commit sha)."""
     design = DesignFactory(owner=owner, slug=slug)
@@ -44,13 +46,29 @@ def analysed_design(owner, files: dict[str, bytes | str], *, slug: str = "bracke
     return design, sha
 
 
-def make_printer(lab, *, slug: str = "mk4", name: str | None = None, volume=(250, 210, 210), url: str | None = None,
-                 api_key: str | None = None, capabilities: dict | None = None, **printer_fields) -> Printer:
+def make_printer(
+    lab,
+    *,
+    slug: str = "mk4",
+    name: str | None = None,
+    volume=(250, 210, 210),
+    url: str | None = None,
+    api_key: str | None = None,
+    capabilities: dict | None = None,
+    **printer_fields,
+) -> Printer:
     """An FDM printer of `lab` in the print queue (manual unless `url` is given)."""
     machine = make_machine(
-        lab, slug=slug, kind=Machine.Kind.FDM_PRINTER, name=name or slug.upper(), work_x_mm=volume[0],
-        work_y_mm=volume[1], work_z_mm=volume[2], capabilities=capabilities or {},
-        connection_url=url, connection_api_key=api_key,
+        lab,
+        slug=slug,
+        kind=Machine.Kind.FDM_PRINTER,
+        name=name or slug.upper(),
+        work_x_mm=volume[0],
+        work_y_mm=volume[1],
+        work_z_mm=volume[2],
+        capabilities=capabilities or {},
+        connection_url=url,
+        connection_api_key=api_key,
     )
     manager = lab.memberships.filter(role="manager").first().user
     printer_fields.setdefault("profile_name", "test profile")

@@ -29,6 +29,8 @@ def test_it_makes_the_lab_once_and_updates_the_printers_connection():
     printer = Printer.objects.get()
     assert (printer.machine.slug, printer.serial_port, printer.material) == ("virtual-mk4", "VIRTUAL", "PLA")
     assert services.machine_connection(printer.machine) == {
-        "driver": "octoprint", "url": "http://127.0.0.1:5051", "api_key": "KEY2"
+        "driver": "octoprint",
+        "url": "http://127.0.0.1:5051",
+        "api_key": "KEY2",
     }
     assert "M220 S100000" in printer.slicer_profile

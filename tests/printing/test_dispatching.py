@@ -74,7 +74,9 @@ def test_the_best_job_goes_first_by_priority_then_age(lab, alice, bob, tmp_path,
 
 
 @pytest.mark.django_db
-def test_a_job_waiting_past_the_starvation_guard_goes_before_any_priority(lab, alice, bob, tmp_path, tick, settings):
+def test_a_job_waiting_past_the_starvation_guard_goes_before_any_priority(
+    lab, alice, bob, tmp_path, tick, settings
+):
     settings.FABHUB_PRINT_STARVATION_HOURS = 24
     make_printer(lab)
     queued_job(lab, alice, tmp_path, name="urgent.gcode", priority=PrintJob.Priority.URGENT)
@@ -85,12 +87,19 @@ def test_a_job_waiting_past_the_starvation_guard_goes_before_any_priority(lab, a
 
 @pytest.mark.django_db
 def test_a_printer_takes_only_jobs_for_its_material_colour_and_nozzle(lab, bob, tmp_path, tick):
-    make_printer(lab, material="PETG", colour="Black", nozzle_mm="0.6",
-                 capabilities={"materials": ["PLA", "PETG"], "nozzle_diameters_mm": [0.4, 0.6]})
+    make_printer(
+        lab,
+        material="PETG",
+        colour="Black",
+        nozzle_mm="0.6",
+        capabilities={"materials": ["PLA", "PETG"], "nozzle_diameters_mm": [0.4, 0.6]},
+    )
     pla = queued_job(lab, bob, tmp_path, name="pla.gcode", material="PLA")
     red = queued_job(lab, bob, tmp_path, name="red.gcode", material="PETG", colour="red")
     small_nozzle = queued_job(lab, bob, tmp_path, name="fine.gcode", material="PETG", nozzle_mm="0.4")
-    black = queued_job(lab, bob, tmp_path, name="black.gcode", material="petg", colour="BLACK", nozzle_mm="0.6")
+    black = queued_job(
+        lab, bob, tmp_path, name="black.gcode", material="petg", colour="BLACK", nozzle_mm="0.6"
+    )
     assert tick() == [black.pk]
     assert {status_of(j) for j in (pla, red, small_nozzle)} == {S.QUEUED}
 
@@ -100,8 +109,12 @@ def test_a_part_too_big_for_a_printer_waits_for_one_it_fits(lab, bob, tmp_path, 
     small = make_printer(lab, slug="mini", volume=(100, 100, 100))
     big = make_printer(lab, slug="xl", volume=(300, 300, 300))
     path = tmp_path / "wide.gcode"
-    path.write_text("G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG1 X250 Y10 E5\n; estimated printing time (normal mode) = 5m 0s\n")
-    wide = printing.print_job_prepare(job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk)
+    path.write_text(
+        "G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG1 X250 Y10 E5\n; estimated printing time (normal mode) = 5m 0s\n"
+    )
+    wide = printing.print_job_prepare(
+        job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk
+    )
     PrintJob.objects.filter(pk=wide.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
     narrow = queued_job(lab, bob, tmp_path, name="narrow.gcode")
     tick()
@@ -117,7 +130,11 @@ def test_a_printer_booked_by_a_person_now_takes_no_job(lab, bob, tmp_path, tick)
     now = timezone.now()
     # Booked earlier, started a minute ago (booking_create refuses a start in the past).
     Booking.objects.create(
-        machine=printer.machine, member=bob, created_by=bob, start=now - timedelta(minutes=1), end=now + timedelta(hours=1)
+        machine=printer.machine,
+        member=bob,
+        created_by=bob,
+        start=now - timedelta(minutes=1),
+        end=now + timedelta(hours=1),
     )
     assert tick() == [] and status_of(job) == S.QUEUED
 
@@ -140,15 +157,18 @@ def test_a_running_print_blocks_bookings_of_its_machine(lab, bob, tmp_path, tick
     tick()
     start = timezone.now() + timedelta(minutes=20)
     with pytest.raises(Conflict, match="MK4 is already booked"):
-        services.booking_create(machine=printer.machine, member=bob, start=start, end=start + timedelta(minutes=30))
+        services.booking_create(
+            machine=printer.machine, member=bob, start=start, end=start + timedelta(minutes=30)
+        )
 
 
 @pytest.mark.django_db
 def test_a_printer_out_of_service_takes_no_job(lab, alice, bob, tmp_path, tick):
     printer = make_printer(lab)
     job = queued_job(lab, bob, tmp_path)
-    services.machine_set_status(machine=printer.machine, actor=alice, status=Machine.Status.MAINTENANCE,
-                                reason="New hot end")
+    services.machine_set_status(
+        machine=printer.machine, actor=alice, status=Machine.Status.MAINTENANCE, reason="New hot end"
+    )
     assert tick() == []
     services.machine_set_status(machine=printer.machine, actor=alice, status=Machine.Status.AVAILABLE)
     assert tick() == [job.pk]
@@ -199,7 +219,8 @@ def test_copies_are_printed_one_after_another(lab, alice, bob, tmp_path, tick):
         assert job.copies_done == copy
     assert job.status == S.DONE
     assert list(PrintRecord.objects.filter(job=job).order_by("copy").values_list("copy", "result")) == [
-        (1, "done"), (2, "done")
+        (1, "done"),
+        (2, "done"),
     ]
 
 
@@ -209,7 +230,9 @@ def test_the_owner_must_still_be_qualified_when_the_job_starts(lab, alice, bob, 
 
     printer = make_printer(lab)
     services.machine_update(machine=printer.machine, actor=alice, requires_qualification=True)
-    services.qualification_record(lab=lab, actor=alice, member=bob, machine=printer.machine, trained_on="2020-01-01")
+    services.qualification_record(
+        lab=lab, actor=alice, member=bob, machine=printer.machine, trained_on="2020-01-01"
+    )
     job = queued_job(lab, bob, tmp_path)
     Qualification.objects.filter(member=bob).delete()
     assert tick() == [] and status_of(job) == S.QUEUED
@@ -226,7 +249,9 @@ def test_a_networked_printer_not_seen_idle_lately_takes_no_job(lab, bob, tmp_pat
 
 
 @pytest.mark.django_db
-def test_a_printer_unreachable_before_the_start_leaves_the_job_queued_and_is_marked_offline(lab, bob, tmp_path, tick):
+def test_a_printer_unreachable_before_the_start_leaves_the_job_queued_and_is_marked_offline(
+    lab, bob, tmp_path, tick
+):
     import socket
 
     with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
@@ -301,4 +326,6 @@ def test_the_file_name_on_the_printer_is_plain_ascii_and_unique_per_dispatch(lab
     job = queued_job(lab, bob, tmp_path, name="Halterung für Büro.gcode")
     tick()
     job.refresh_from_db()
-    assert re.fullmatch(r"fabhub-\d+-1-[0-9a-f]{8}-halterung-f-r-b-ro\.gcode", job.remote_name), job.remote_name
+    assert re.fullmatch(r"fabhub-\d+-1-[0-9a-f]{8}-halterung-f-r-b-ro\.gcode", job.remote_name), (
+        job.remote_name
+    )

@@ -22,7 +22,9 @@ def test_one_round_gives_an_idle_printer_its_job(alice, bob, tmp_path):
     add_member(lab, bob)
     make_printer(lab)
     Printer.objects.update(bed_clear=False)
-    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode")))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode"))
+    )
     Printer.objects.update(bed_clear=True)
     ticker.tick(sweep=True)
     job.refresh_from_db()
@@ -35,7 +37,9 @@ def test_the_ticker_starts_only_with_the_embedded_worker(settings, monkeypatch):
     started = []
     monkeypatch.setattr(hub_ticker, "_started", set())
     monkeypatch.setattr(
-        hub_ticker.threading, "Thread", lambda **kw: type("T", (), {"start": lambda self: started.append(kw)})()
+        hub_ticker.threading,
+        "Thread",
+        lambda **kw: type("T", (), {"start": lambda self: started.append(kw)})(),
     )
     settings.FABHUB_EMBEDDED_WORKER = False
     assert ticker.start_embedded_ticker() is False

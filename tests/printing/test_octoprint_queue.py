@@ -38,8 +38,16 @@ def lab(alice, bob):
 
 
 def octoprint_printer_of(lab, server, slug="octo") -> Printer:
-    printer = make_printer(lab, slug=slug, url=server.url, api_key=server.api_key, serial_port="VIRTUAL",
-                           baudrate=115200, slicer_profile=FAST_PROFILE, profile_name="virtual, no heating")
+    printer = make_printer(
+        lab,
+        slug=slug,
+        url=server.url,
+        api_key=server.api_key,
+        serial_port="VIRTUAL",
+        baudrate=115200,
+        slicer_profile=FAST_PROFILE,
+        profile_name="virtual, no heating",
+    )
     assert dispatch.printer_poll(machine_id=printer.pk) in ("idle", "offline")
     assert dispatch.printer_poll(machine_id=printer.pk) == "idle"  # the first poll connected it
     return printer
@@ -62,7 +70,9 @@ def poll_until(printer: Printer, job: PrintJob, statuses, *, timeout: float) -> 
         dispatch.printer_poll(machine_id=printer.pk)
         return refreshed(job).status in statuses and job
 
-    return wait_for(check, timeout=timeout, what=f"job {job.pk} to become {' or '.join(statuses)}", interval=0.2)
+    return wait_for(
+        check, timeout=timeout, what=f"job {job.pk} to become {' or '.join(statuses)}", interval=0.2
+    )
 
 
 def long_gcode_job(lab, owner, tmp_path, name="long.gcode") -> PrintJob:
@@ -91,23 +101,39 @@ def test_a_mesh_at_a_pinned_commit_is_sliced_printed_collected_and_recorded(
     to_printing = time.monotonic() - started
     assert job.commit_sha == sha and job.rev == "v1"
     job = poll_until(printer, job, (S.AWAITING_REMOVAL,), timeout=30)
-    print(f"\nsubmit → printing {to_printing:.1f} s; printed in {time.monotonic() - started - to_printing:.1f} s")
+    print(
+        f"\nsubmit → printing {to_printing:.1f} s; printed in {time.monotonic() - started - to_printing:.1f} s"
+    )
 
     assert refreshed(printer).bed_clear is False
-    assert Notification.objects.filter(user=bob, subject=f"Printed: cube.stl is ready on {printer.machine.name}").exists()
+    assert Notification.objects.filter(
+        user=bob, subject=f"Printed: cube.stl is ready on {printer.machine.name}"
+    ).exists()
     # The printer printed exactly the G-code the hub recorded.
     gcode = job.gcode
-    printed = requests.get(f"{octoprint_server.url}/downloads/files/local/{job.remote_name}",
-                           headers={"X-Api-Key": octoprint_server.api_key}, timeout=10).content
+    printed = requests.get(
+        f"{octoprint_server.url}/downloads/files/local/{job.remote_name}",
+        headers={"X-Api-Key": octoprint_server.api_key},
+        timeout=10,
+    ).content
     assert hashlib.sha256(printed).hexdigest() == gcode.sha256
     assert gcode.slicer.startswith("PrusaSlicer") and gcode.estimated_seconds > 0
 
     printing.printer_confirm_cleared(machine=printer.machine, actor=alice)
     assert refreshed(job).status == S.DONE and job.copies_done == 1
     record = PrintRecord.objects.get(job=job)
-    assert (record.result, record.design, record.commit_sha, record.path) == ("done", design, sha, "parts/cube.stl")
+    assert (record.result, record.design, record.commit_sha, record.path) == (
+        "done",
+        design,
+        sha,
+        "parts/cube.stl",
+    )
     assert record.blob_sha == design.repo.entry(sha, "parts/cube.stl").sha
-    assert (record.gcode_sha, record.slicer, record.profile_name) == (gcode.sha256, gcode.slicer, "virtual, no heating")
+    assert (record.gcode_sha, record.slicer, record.profile_name) == (
+        gcode.sha256,
+        gcode.slicer,
+        "virtual, no heating",
+    )
     assert (record.machine, record.owner_name, record.removed_by) == (printer.machine, "bob", alice)
     assert record.started_at < record.ended_at < record.removed_at
     assert refreshed(job.booking).end <= record.ended_at + timedelta(seconds=1)
@@ -118,8 +144,11 @@ def test_octoprint_killed_mid_print_fails_the_job_as_interrupted_and_resumes_not
 ):
     job = long_gcode_job(lab, bob, tmp_path)
     job = poll_until(printer, job, (S.PRINTING,), timeout=15)
-    wait_for(lambda: (dispatch.printer_poll(machine_id=printer.pk), refreshed(job).progress or 0)[1] > 1,
-             timeout=10, what="some progress")
+    wait_for(
+        lambda: (dispatch.printer_poll(machine_id=printer.pk), refreshed(job).progress or 0)[1] > 1,
+        timeout=10,
+        what="some progress",
+    )
     at = refreshed(job).progress
     octoprint_server.kill()
 
@@ -155,9 +184,15 @@ def refusing_server(tmp_path_factory):
     server = make_octoprint_server(tmp_path_factory.mktemp("octoprint-small"))
     python = Path(server.executable).with_name("python")
     subprocess.run(
-        [str(python), "-c", "import sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); "
-         "c['server']['uploads'] = {'maxSize': 2048}; yaml.safe_dump(c, open(p, 'w'))", str(server.basedir / "config.yaml")],
-        check=True, timeout=60,
+        [
+            str(python),
+            "-c",
+            "import sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); "
+            "c['server']['uploads'] = {'maxSize': 2048}; yaml.safe_dump(c, open(p, 'w'))",
+            str(server.basedir / "config.yaml"),
+        ],
+        check=True,
+        timeout=60,
     )
     server.start()
     yield server
@@ -166,8 +201,9 @@ def refusing_server(tmp_path_factory):
 
 def test_an_upload_the_printer_refuses_fails_the_job_with_its_message(lab, bob, refusing_server, tmp_path):
     printer = octoprint_printer_of(lab, refusing_server, slug="small")
-    job = printing.print_job_submit(lab=lab, owner=bob,
-                                    upload=gcode_upload(write_test_gcode(tmp_path / "part.gcode", moves=300)))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "part.gcode", moves=300))
+    )
     job = refreshed(job)
     assert job.status == S.FAILED
     # OctoPrint's words (a 400 for an upload over its limit, or a reset connection if the
@@ -178,7 +214,9 @@ def test_an_upload_the_printer_refuses_fails_the_job_with_its_message(lab, bob, 
     assert refreshed(printer).bed_clear and dispatch.printer_poll(machine_id=printer.pk) == "idle"
 
 
-def test_pause_resume_and_cancel_from_the_hub_reach_the_printer(lab, bob, printer, octoprint_printer, tmp_path):
+def test_pause_resume_and_cancel_from_the_hub_reach_the_printer(
+    lab, bob, printer, octoprint_printer, tmp_path
+):
     job = long_gcode_job(lab, bob, tmp_path)
     job = poll_until(printer, job, (S.PRINTING,), timeout=15)
     printing.print_job_pause(job=job, actor=bob)
@@ -188,8 +226,11 @@ def test_pause_resume_and_cancel_from_the_hub_reach_the_printer(lab, bob, printe
     poll_until(printer, job, (S.PRINTING,), timeout=10)
 
     printing.print_job_cancel(job=job, actor=bob)  # the printer is told after the commit
-    stopped = wait_for(lambda: (s := octoprint_printer.status()).state is PrinterState.IDLE and s, timeout=10,
-                       what="OctoPrint to cancel")
+    stopped = wait_for(
+        lambda: (s := octoprint_printer.status()).state is PrinterState.IDLE and s,
+        timeout=10,
+        what="OctoPrint to cancel",
+    )
     assert stopped.job_name == job.remote_name and stopped.progress is None
     assert refreshed(job).status == S.CANCELLED
     assert PrintRecord.objects.get(job=job).result == "cancelled"
@@ -202,8 +243,9 @@ def test_two_dispatchers_racing_for_one_job_send_it_to_the_printer_once(
 ):
     second = octoprint_printer_of(lab, octoprint_server, slug="octo-2")  # the same OctoPrint: both idle
     Printer.objects.update(bed_clear=False)  # hold the job back while it is queued
-    job = printing.print_job_submit(lab=lab, owner=bob,
-                                    upload=gcode_upload(write_test_gcode(tmp_path / "race.gcode", moves=300)))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "race.gcode", moves=300))
+    )
     assert refreshed(job).status == S.QUEUED
     Printer.objects.update(bed_clear=True)
     barrier = threading.Barrier(2)
@@ -231,8 +273,9 @@ def test_a_worker_dying_after_starting_the_print_is_taken_over_by_the_sweeper(
     lab, bob, printer, octoprint_printer, octoprint_server, tmp_path, settings, monkeypatch
 ):
     Printer.objects.update(bed_clear=False)
-    job = printing.print_job_submit(lab=lab, owner=bob,
-                                    upload=gcode_upload(write_test_gcode(tmp_path / "orphan.gcode", moves=300)))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "orphan.gcode", moves=300))
+    )
     Printer.objects.update(bed_clear=True)
     sends = []
     # The worker that takes the send dies with it: the task never reports back.
@@ -266,7 +309,9 @@ def test_printers_that_never_answer_do_not_hold_up_the_others(lab, printer, octo
         listener.bind(("127.0.0.1", 0))
         listener.listen()  # the kernel completes the handshake; nobody ever reads
         listeners.append(listener)
-        make_printer(lab, slug=f"silent-{n}", url=f"http://127.0.0.1:{listener.getsockname()[1]}", api_key="k")
+        make_printer(
+            lab, slug=f"silent-{n}", url=f"http://127.0.0.1:{listener.getsockname()[1]}", api_key="k"
+        )
     Printer.objects.filter(pk=printer.pk).update(state="unknown", seen_at=None)
     read_timeout = OctoPrintDriver("http://x", "k").timeout[1]
     try:
@@ -289,8 +334,10 @@ def test_a_printer_error_fails_the_job_with_octoprints_words_until_a_person_clea
     path.write_text(path.read_text() + "M112\n" + "G1 X10 Y10\n" * 200)  # an emergency stop mid-file
     job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
     job = poll_until(printer, job, (S.FAILED,), timeout=20)
-    assert job.reason == (f"{printer.machine.name} reported an error: "
-                          "Offline after error: Closing serial port due to emergency stop M112.")
+    assert job.reason == (
+        f"{printer.machine.name} reported an error: "
+        "Offline after error: Closing serial port due to emergency stop M112."
+    )
     assert PrintRecord.objects.get(job=job).result == "failed"
     dispatch.printer_poll(machine_id=printer.pk)
     assert refreshed(printer).state == "error" and not printer.bed_clear  # nobody reconnects it yet

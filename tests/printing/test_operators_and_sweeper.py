@@ -55,7 +55,12 @@ def test_an_operator_starts_and_finishes_a_job_by_hand(lab, alice, bob, printer,
     printing.print_job_record(job=job, actor=bob, outcome="finished")  # the owner may say so too
     assert fresh(job).status == S.AWAITING_REMOVAL
     record = PrintRecord.objects.get(job=job)
-    assert (record.result, record.machine_name, record.owner_name, record.path) == ("done", "MK4", "bob", "part.gcode")
+    assert (record.result, record.machine_name, record.owner_name, record.path) == (
+        "done",
+        "MK4",
+        "bob",
+        "part.gcode",
+    )
     assert record.gcode_sha == job.gcode.sha256 and record.started_at == job.print_started_at
 
 
@@ -72,7 +77,9 @@ def test_an_operator_records_a_failure_with_its_reason(lab, alice, bob, printer,
     assert Notification.objects.filter(user=bob, subject="Failed: part.gcode on MK4").exists()
 
 
-def test_only_the_owner_and_managers_record_and_a_networked_printer_reports_itself(lab, alice, bob, tmp_path, tick):
+def test_only_the_owner_and_managers_record_and_a_networked_printer_reports_itself(
+    lab, alice, bob, tmp_path, tick
+):
     carol = UserFactory(username="carol")
     add_member(lab, carol)
     make_printer(lab)
@@ -103,7 +110,9 @@ def test_a_job_cancelled_before_it_printed_leaves_no_trace_on_printer_or_timelin
     assert not Booking.objects.filter(kind=Booking.Kind.PRINT_JOB, status__in=Booking.ACTIVE).exists()
 
 
-def test_a_job_cancelled_while_printing_is_recorded_and_leaves_the_bed_to_clear(lab, alice, bob, printer, tmp_path, tick):
+def test_a_job_cancelled_while_printing_is_recorded_and_leaves_the_bed_to_clear(
+    lab, alice, bob, printer, tmp_path, tick
+):
     job = queued_job(lab, bob, tmp_path)
     tick()
     printing.print_job_record(job=job, actor=alice, outcome="started")
@@ -117,7 +126,9 @@ def test_a_job_cancelled_while_printing_is_recorded_and_leaves_the_bed_to_clear(
     assert row.status == Booking.Status.APPROVED and row.end <= timezone.now()
 
 
-def test_a_printed_job_is_collected_not_cancelled_and_strangers_cannot_cancel(lab, alice, bob, printer, tmp_path, tick):
+def test_a_printed_job_is_collected_not_cancelled_and_strangers_cannot_cancel(
+    lab, alice, bob, printer, tmp_path, tick
+):
     carol = UserFactory(username="carol")
     add_member(lab, carol)
     job = queued_job(lab, bob, tmp_path)
@@ -175,12 +186,15 @@ def test_a_late_send_after_the_sweeper_took_over_changes_nothing(lab, bob, print
     assert fresh(printer).state != "awaiting_operator"
 
 
-def test_a_preparation_whose_worker_died_is_queued_again_then_given_up(lab, bob, printer, tmp_path,
-                                                                       django_capture_on_commit_callbacks):
+def test_a_preparation_whose_worker_died_is_queued_again_then_given_up(
+    lab, bob, printer, tmp_path, django_capture_on_commit_callbacks
+):
     from tests.printing.conftest import write_test_gcode
     from tests.printing.factories import gcode_upload
 
-    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode")))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode"))
+    )
     past = timezone.now() - timedelta(minutes=1)
     PrintJob.objects.filter(pk=job.pk).update(prepare_lease_until=past, prepare_attempts=1)
     with django_capture_on_commit_callbacks(execute=False) as queued:
@@ -194,10 +208,20 @@ def test_a_preparation_whose_worker_died_is_queued_again_then_given_up(lab, bob,
 
 def test_timeline_rows_no_job_holds_are_given_back(lab, bob, printer, tmp_path):
     now = timezone.now()
-    running = Booking.objects.create(machine=printer.machine, kind="print_job", start=now - timedelta(minutes=5),
-                                     end=now + timedelta(minutes=30), created_by=bob)
-    future = Booking.objects.create(machine=printer.machine, kind="print_job", start=now + timedelta(hours=1),
-                                    end=now + timedelta(hours=2), created_by=bob)
+    running = Booking.objects.create(
+        machine=printer.machine,
+        kind="print_job",
+        start=now - timedelta(minutes=5),
+        end=now + timedelta(minutes=30),
+        created_by=bob,
+    )
+    future = Booking.objects.create(
+        machine=printer.machine,
+        kind="print_job",
+        start=now + timedelta(hours=1),
+        end=now + timedelta(hours=2),
+        created_by=bob,
+    )
     assert dispatch.print_queue_sweep()["rows"] == 2
     assert fresh(running).end <= timezone.now() and fresh(future).status == "cancelled"
 

@@ -50,10 +50,14 @@ def test_a_mesh_is_sliced_and_the_slicers_estimates_are_stored(lab, bob, cube):
 def test_printers_sharing_a_profile_share_one_gcode(lab, bob, cube):
     make_printer(lab, slug="mk4-a")
     make_printer(lab, slug="mk4-b")
-    make_printer(lab, slug="mini", volume=(180, 180, 180), slicer_profile="layer_height = 0.3\n", profile_name="draft")
+    make_printer(
+        lab, slug="mini", volume=(180, 180, 180), slicer_profile="layer_height = 0.3\n", profile_name="draft"
+    )
     job = prepared(lab, bob, cube)
     assert sorted(job.gcodes.values_list("profile_name", flat=True)) == ["draft", "test profile"]
-    assert "; layer_height = 0.3" in printing.gcode_path(job.gcodes.get(profile_name="draft").sha256).read_text()
+    assert (
+        "; layer_height = 0.3" in printing.gcode_path(job.gcodes.get(profile_name="draft").sha256).read_text()
+    )
 
 
 def test_a_printer_joining_later_gets_the_waiting_jobs_sliced_for_it(lab, alice, bob, cube):
@@ -78,7 +82,10 @@ def test_slicing_is_stopped_at_its_time_limit(lab, bob, cube, settings):
     make_printer(lab)
     settings.FABHUB_SLICER_TIME_LIMIT_S = 0.001
     job = prepared(lab, bob, cube)
-    assert (job.status, job.reason) == (PrintJob.Status.FAILED, "Slicing took longer than 0.001 s and was stopped.")
+    assert (job.status, job.reason) == (
+        PrintJob.Status.FAILED,
+        "Slicing took longer than 0.001 s and was stopped.",
+    )
 
 
 def test_a_profile_may_not_run_programs_on_the_hub(lab, alice):

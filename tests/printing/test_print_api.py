@@ -33,22 +33,42 @@ def bracket(bob):
 
 def test_a_member_sends_a_design_file_pinned_to_its_commit(lab, bob_api, bracket):
     design, sha = bracket
-    response = bob_api.post(reverse("api-print-jobs"), {
-        "lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl", "rev": "main", "material": "pla",
-        "copies": 2, "notes": "for the jig",
-    }, format="json")
+    response = bob_api.post(
+        reverse("api-print-jobs"),
+        {
+            "lab": "fablab",
+            "design": "bob/bracket",
+            "path": "parts/cube.stl",
+            "rev": "main",
+            "material": "pla",
+            "copies": 2,
+            "notes": "for the jig",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["status"], body["commit_sha"], body["rev"], body["material"]) == ("preparing", sha, "main", "PLA")
-    assert (body["design"], body["path"], body["copies"], body["lab"]) == ("bob/bracket", "parts/cube.stl", 2, "fablab")
+    assert (body["status"], body["commit_sha"], body["rev"], body["material"]) == (
+        "preparing",
+        sha,
+        "main",
+        "PLA",
+    )
+    assert (body["design"], body["path"], body["copies"], body["lab"]) == (
+        "bob/bracket",
+        "parts/cube.stl",
+        2,
+        "fablab",
+    )
     assert body["web_url"].endswith(f"/labs/jobs/{body['id']}/")
 
 
 def test_a_member_uploads_gcode_as_multipart(lab, bob_api, tmp_path):
     path = write_test_gcode(tmp_path / "part.gcode")
     with path.open("rb") as f:
-        response = bob_api.post(reverse("api-print-jobs"), {"lab": "fablab", "file": f, "material": "PLA"},
-                                format="multipart")
+        response = bob_api.post(
+            reverse("api-print-jobs"), {"lab": "fablab", "file": f, "material": "PLA"}, format="multipart"
+        )
     assert response.status_code == 201, response.content
     assert response.json()["file_kind"] == "gcode" and len(response.json()["source_sha"]) == 64
 
@@ -58,10 +78,22 @@ def test_a_member_uploads_gcode_as_multipart(lab, bob_api, tmp_path):
     [
         ({"lab": "fablab"}, 400, "Give either a design"),
         ({"lab": "fablab", "design": "bob/bracket"}, 400, "Say which file"),
-        ({"lab": "nowhere", "design": "bob/bracket", "path": "parts/cube.stl"}, 404, "There is no lab 'nowhere'"),
+        (
+            {"lab": "nowhere", "design": "bob/bracket", "path": "parts/cube.stl"},
+            404,
+            "There is no lab 'nowhere'",
+        ),
         ({"lab": "fablab", "design": "bracket", "path": "parts/cube.stl"}, 400, "owner/slug"),
-        ({"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl", "priority": 3}, 403, "priority above"),
-        ({"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl", "material": "ABS"}, 400, "in ABS"),
+        (
+            {"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl", "priority": 3},
+            403,
+            "priority above",
+        ),
+        (
+            {"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl", "material": "ABS"},
+            400,
+            "in ABS",
+        ),
     ],
 )
 def test_a_bad_submission_gets_a_message_a_person_can_act_on(lab, bob_api, bracket, payload, status, message):
@@ -73,14 +105,17 @@ def test_a_bad_submission_gets_a_message_a_person_can_act_on(lab, bob_api, brack
 def test_a_private_design_of_someone_else_is_not_found(lab, alice, bob_api):
     design, _ = analysed_design(alice, {"a.stl": box_stl()}, slug="secret")
     Design.objects.filter(pk=design.pk).update(visibility=Design.Visibility.PRIVATE)
-    response = bob_api.post(reverse("api-print-jobs"), {"lab": "fablab", "design": "alice/secret", "path": "a.stl"},
-                            format="json")
+    response = bob_api.post(
+        reverse("api-print-jobs"), {"lab": "fablab", "design": "alice/secret", "path": "a.stl"}, format="json"
+    )
     assert response.status_code == 404
 
 
 def test_a_read_only_token_cannot_submit(lab, bob, bracket):
     response = client_for(bob, scope="read").post(
-        reverse("api-print-jobs"), {"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl"}, format="json"
+        reverse("api-print-jobs"),
+        {"lab": "fablab", "design": "bob/bracket", "path": "parts/cube.stl"},
+        format="json",
     )
     assert response.status_code == 403
 
@@ -95,8 +130,9 @@ def test_a_job_is_seen_by_its_owner_and_the_labs_managers_only(lab, bob, alice_a
     assert client_for(carol).get(url).status_code == 404
 
 
-def test_members_see_the_queue_briefly_and_managers_in_full(lab, bob, alice_api, bob_api, bracket,
-                                                            django_assert_max_num_queries):
+def test_members_see_the_queue_briefly_and_managers_in_full(
+    lab, bob, alice_api, bob_api, bracket, django_assert_max_num_queries
+):
     for _ in range(3):
         printing.print_job_submit(lab=lab, owner=bob, design=bracket[0], path="parts/cube.stl")
     url = reverse("api-lab-print-jobs", args=["fablab"])
@@ -109,7 +145,9 @@ def test_members_see_the_queue_briefly_and_managers_in_full(lab, bob, alice_api,
     assert stranger.get(url).status_code == 403
 
 
-def test_listing_my_jobs_takes_a_fixed_number_of_queries(lab, bob, bob_api, bracket, django_assert_max_num_queries):
+def test_listing_my_jobs_takes_a_fixed_number_of_queries(
+    lab, bob, bob_api, bracket, django_assert_max_num_queries
+):
     for _ in range(5):
         printing.print_job_submit(lab=lab, owner=bob, design=bracket[0], path="parts/cube.stl")
     with django_assert_max_num_queries(6):
@@ -130,10 +168,14 @@ def test_the_operator_flow_and_the_bed_confirmation_through_the_api(
 ):
     from tests.printing.factories import gcode_upload
 
-    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode")))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode"))
+    )
     dispatched(job, django_capture_on_commit_callbacks)
     assert alice_api.post(reverse("api-print-job-started", args=[job.pk])).json()["status"] == "printing"
-    assert bob_api.post(reverse("api-print-job-finished", args=[job.pk])).json()["status"] == "awaiting_removal"
+    assert (
+        bob_api.post(reverse("api-print-job-finished", args=[job.pk])).json()["status"] == "awaiting_removal"
+    )
     printers = bob_api.get(reverse("api-lab-printers", args=["fablab"])).json()
     assert printers[0]["bed_clear"] is False and printers[0]["current_job"]["id"] == job.pk
     response = bob_api.post(reverse("api-machine-printer-cleared", args=["fablab", "mk4"]))
@@ -148,15 +190,22 @@ def test_the_operator_flow_and_the_bed_confirmation_through_the_api(
 def test_managers_configure_printers_and_the_queue(lab, alice_api, bob_api):
     url = reverse("api-machine-printer", args=["fablab", "mk4"])
     assert bob_api.put(url, {"material": "PETG"}, format="json").status_code == 403
-    response = alice_api.put(url, {"material": "petg", "colour": "Orange ", "after_print": "auto"}, format="json")
+    response = alice_api.put(
+        url, {"material": "petg", "colour": "Orange ", "after_print": "auto"}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert (response.json()["material"], response.json()["colour"], response.json()["after_print"]) == (
-        "PETG", "orange", "auto"
+        "PETG",
+        "orange",
+        "auto",
     )
     refused = alice_api.put(url, {"slicer_profile": "post_process = rm -rf /\n"}, format="json")
     assert refused.status_code == 400 and "post_process" in refused.json()["detail"]
     settings_url = reverse("api-lab-print-settings", args=["fablab"])
-    assert alice_api.patch(settings_url, {"max_active_jobs": 3, "slicer": "none"}, format="json").status_code == 200
+    assert (
+        alice_api.patch(settings_url, {"max_active_jobs": 3, "slicer": "none"}, format="json").status_code
+        == 200
+    )
     body = bob_api.get(settings_url).json()
     assert (body["max_active_jobs"], body["slicer"], body["slicer_installed"]) == (3, "none", False)
     assert bob_api.get(reverse("api-machine-printer", args=["fablab", "nope"])).status_code == 404
@@ -184,8 +233,13 @@ def test_provenance_records_and_counts_per_commit(
 def test_the_schema_documents_the_print_queue(api):
     schema = api.get(reverse("api-schema"), {"format": "json"}).json()
     paths = set(schema["paths"])
-    for route in ("/api/print-jobs/", "/api/print-jobs/{job_id}/cancel/", "/api/labs/{lab}/printers/",
-                  "/api/labs/{lab}/machines/{machine}/printer/cleared/", "/api/print-records/by-commit/"):
+    for route in (
+        "/api/print-jobs/",
+        "/api/print-jobs/{job_id}/cancel/",
+        "/api/labs/{lab}/printers/",
+        "/api/labs/{lab}/machines/{machine}/printer/cleared/",
+        "/api/print-records/by-commit/",
+    ):
         assert route in paths, route
     submit = schema["paths"]["/api/print-jobs/"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(submit)

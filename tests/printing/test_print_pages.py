@@ -38,9 +38,13 @@ def job(lab, bob, django_capture_on_commit_callbacks):
 
 def page_urls(job) -> list[str]:
     return [
-        reverse("print-queue", args=["fablab"]), reverse("my-print-jobs"), reverse("print-job-new"),
-        reverse("print-job", args=[job.pk]), reverse("design-detail", args=["bob", "bracket"]),
-        reverse("design-blob", args=["bob", "bracket", "parts/cube.stl"]), reverse("lab-detail", args=["fablab"]),
+        reverse("print-queue", args=["fablab"]),
+        reverse("my-print-jobs"),
+        reverse("print-job-new"),
+        reverse("print-job", args=[job.pk]),
+        reverse("design-detail", args=["bob", "bracket"]),
+        reverse("design-blob", args=["bob", "bracket", "parts/cube.stl"]),
+        reverse("lab-detail", args=["fablab"]),
     ]
 
 
@@ -83,10 +87,19 @@ def test_a_part_is_sent_from_its_file_page(client, lab, bob):
     assert link in blob
     form = client.get(link.replace("&amp;", "&"))
     assert f'value="{sha}"' in form.content.decode()
-    response = client.post(reverse("print-job-new"), {
-        "lab": "fablab", "design": "bob/clip", "path": "parts/cube.stl", "rev": sha, "material": "PLA", "copies": 1,
-        "priority": 1, "machine_kind": "fdm_printer",
-    })
+    response = client.post(
+        reverse("print-job-new"),
+        {
+            "lab": "fablab",
+            "design": "bob/clip",
+            "path": "parts/cube.stl",
+            "rev": sha,
+            "material": "PLA",
+            "copies": 1,
+            "priority": 1,
+            "machine_kind": "fdm_printer",
+        },
+    )
     job = PrintJob.objects.get(design=design)
     assert response.status_code == 302 and response["Location"] == reverse("print-job", args=[job.pk])
     assert job.commit_sha == sha
@@ -95,10 +108,18 @@ def test_a_part_is_sent_from_its_file_page(client, lab, bob):
 def test_a_refusal_lands_in_the_form(client, lab, bob):
     analysed_design(bob, {"parts/cube.stl": box_stl()}, slug="clip")
     client.force_login(bob)
-    response = client.post(reverse("print-job-new"), {
-        "lab": "fablab", "design": "bob/clip", "path": "parts/cube.stl", "material": "NYLON", "copies": 1,
-        "priority": 1, "machine_kind": "fdm_printer",
-    })
+    response = client.post(
+        reverse("print-job-new"),
+        {
+            "lab": "fablab",
+            "design": "bob/clip",
+            "path": "parts/cube.stl",
+            "material": "NYLON",
+            "copies": 1,
+            "priority": 1,
+            "machine_kind": "fdm_printer",
+        },
+    )
     assert response.status_code == 200
     assert "No FDM printer of Fablab takes queued jobs in NYLON." in response.content.decode()
 
@@ -134,10 +155,20 @@ def test_the_design_page_says_how_often_each_version_was_made(client, job, alice
 
 def test_a_manager_configures_a_printer_from_its_page(client, lab, alice):
     client.force_login(alice)
-    response = client.post(reverse("printer-edit", args=["fablab", "mk4"]), {
-        "accepts_jobs": "on", "material": "petg", "colour": "", "nozzle_mm": "0.6", "after_print": "confirm",
-        "profile_name": "MK4 PETG", "slicer_profile": "layer_height = 0.25\n", "serial_port": "", "baudrate": "",
-    })
+    response = client.post(
+        reverse("printer-edit", args=["fablab", "mk4"]),
+        {
+            "accepts_jobs": "on",
+            "material": "petg",
+            "colour": "",
+            "nozzle_mm": "0.6",
+            "after_print": "confirm",
+            "profile_name": "MK4 PETG",
+            "slicer_profile": "layer_height = 0.25\n",
+            "serial_port": "",
+            "baudrate": "",
+        },
+    )
     assert response.status_code == 302
     printer = Printer.objects.get()
     assert (printer.material, str(printer.nozzle_mm), printer.profile_name) == ("PETG", "0.60", "MK4 PETG")

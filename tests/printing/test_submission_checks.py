@@ -32,8 +32,15 @@ def lab(alice, bob):
 
 @pytest.fixture
 def bracket(bob):
-    return analysed_design(bob, {"parts/cube.stl": box_stl(), "parts/long.stl": box_stl(400, 10, 10),
-                                 "README.md": "# Bracket\n", "parts/model.ply": "ply\n"})
+    return analysed_design(
+        bob,
+        {
+            "parts/cube.stl": box_stl(),
+            "parts/long.stl": box_stl(400, 10, 10),
+            "README.md": "# Bracket\n",
+            "parts/model.ply": "ply\n",
+        },
+    )
 
 
 def submit(lab, user, design, path="parts/cube.stl", **kwargs):
@@ -123,7 +130,9 @@ def test_it_refuses_a_nozzle_no_printer_has(lab, bob, bracket):
 
 
 def test_a_part_too_big_for_every_printer_is_refused_with_its_size(lab, bob, bracket):
-    with pytest.raises(ValidationError, match=r"400 × 10 × 10 mm\) does not fit any printer .*MK4: 250 × 210 × 210"):
+    with pytest.raises(
+        ValidationError, match=r"400 × 10 × 10 mm\) does not fit any printer .*MK4: 250 × 210 × 210"
+    ):
         submit(lab, bob, bracket[0], path="parts/long.stl")
 
 
@@ -135,13 +144,17 @@ def test_a_big_part_that_fits_turned_on_a_bed_is_taken(lab, alice, bob):
 
 def test_a_mesh_not_analysed_yet_is_refused_until_it_is(lab, bob, bracket):
     design, sha = bracket
-    MeshAnalysis.objects.filter(blob_sha=design.repo.entry(sha, "parts/cube.stl").sha).update(status="pending")
+    MeshAnalysis.objects.filter(blob_sha=design.repo.entry(sha, "parts/cube.stl").sha).update(
+        status="pending"
+    )
     with pytest.raises(Conflict, match="still being analysed"):
         submit(lab, bob, design)
 
 
 def test_a_mesh_whose_analysis_failed_is_refused_with_the_reason(lab, bob):
-    design, _ = analysed_design(bob, {"broken.stl": b"solid x\nfacet normal 0 0 1\nendsolid\n"}, slug="broken")
+    design, _ = analysed_design(
+        bob, {"broken.stl": b"solid x\nfacet normal 0 0 1\nendsolid\n"}, slug="broken"
+    )
     with pytest.raises(ValidationError, match="the mesh analysis failed"):
         submit(lab, bob, design, path="broken.stl")
 
@@ -151,8 +164,9 @@ def test_a_member_must_be_qualified_for_a_printer_that_could_print_it(lab, alice
         services.machine_update(machine=machine, actor=alice, requires_qualification=True)
     with pytest.raises(PermissionDenied, match="needs a training"):
         submit(lab, bob, bracket[0])
-    services.qualification_record(lab=lab, actor=alice, member=bob, kind=Machine.Kind.FDM_PRINTER,
-                                  trained_on="2020-01-01")
+    services.qualification_record(
+        lab=lab, actor=alice, member=bob, kind=Machine.Kind.FDM_PRINTER, trained_on="2020-01-01"
+    )
     assert submit(lab, bob, bracket[0]).status == PrintJob.Status.PREPARING
 
 
@@ -160,7 +174,9 @@ def test_a_lab_without_a_slicer_refuses_meshes_but_takes_gcode(lab, alice, bob, 
     printing.print_settings_update(lab=lab, actor=alice, slicer="none")
     with pytest.raises(ValidationError, match="Fablab has no slicer installed, so it takes G-code only"):
         submit(lab, bob, bracket[0])
-    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode")))
+    job = printing.print_job_submit(
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode"))
+    )
     assert job.file_kind == PrintJob.FileKind.GCODE
 
 
@@ -187,9 +203,11 @@ def test_a_member_may_print_only_so_many_hours_a_week(lab, alice, bob, tmp_path)
     second = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
     second = printing.print_job_prepare(job_id=second.pk)
     assert second.status == PrintJob.Status.FAILED
-    assert "over Fablab's weekly limit of 1.5 h of printing (1.0 h used this week, this job 1.0 h)" in second.reason
+    assert (
+        "over Fablab's weekly limit of 1.5 h of printing (1.0 h used this week, this job 1.0 h)"
+        in second.reason
+    )
     # Already over the limit: refused at once, before any preparing.
     printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=30)
     with pytest.raises(ValidationError, match="weekly limit of 0.5 h of printing \\(1.0 h used this week\\)"):
         printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
-

@@ -35,11 +35,26 @@ def redis_url(tmp_path_factory):
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+    while (
+        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip()
+        != "PONG"
+    ):
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.1)
     yield f"redis://127.0.0.1:{port}/0"
@@ -85,9 +100,26 @@ class Worker:
         }
         self.log = log
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("celery")), "-A", "hub", "worker", "--pool", "prefork",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("celery")),
+                "-A",
+                "hub",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def kill(self) -> None:
@@ -109,7 +141,9 @@ def wait_for(predicate, *, timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n--- worker log ---\n{log.read_text()[-4000:]}")
+            raise AssertionError(
+                f"timed out waiting for {what}\n--- worker log ---\n{log.read_text()[-4000:]}"
+            )
         time.sleep(0.05)
 
 
@@ -117,14 +151,21 @@ def test_a_worker_on_redis_analyses_committed_meshes(broker, repos_dir, tmp_path
     design = DesignFactory(owner=UserFactory())
     worker = Worker(broker, repos_dir.parent, tmp_path / "worker.log")
     try:
-        commit_files(design, {
-            "parts/knob.stl": (CORPUS / "prusa-i3" / "LCD-knob.stl").read_bytes(),
-            "parts/broken.stl": b"solid nope\nthis is not a facet\n",
-        })
+        commit_files(
+            design,
+            {
+                "parts/knob.stl": (CORPUS / "prusa-i3" / "LCD-knob.stl").read_bytes(),
+                "parts/broken.stl": b"solid nope\nthis is not a facet\n",
+            },
+        )
         rows = MeshAnalysis.objects.all()
         assert {r.status for r in rows} <= {"pending", "running", "done", "failed"}
-        wait_for(lambda: not MeshAnalysis.objects.filter(status__in=["pending", "running"]).exists(),
-                 timeout=60, what="the analyses", log=worker.log)
+        wait_for(
+            lambda: not MeshAnalysis.objects.filter(status__in=["pending", "running"]).exists(),
+            timeout=60,
+            what="the analyses",
+            log=worker.log,
+        )
         knob = MeshAnalysis.objects.get(path="parts/knob.stl")
         assert knob.status == "done" and knob.figures["triangles"] > 100
         broken = MeshAnalysis.objects.get(path="parts/broken.stl")
@@ -150,8 +191,12 @@ def test_an_analysis_whose_worker_is_killed_is_swept_back_and_finished(broker, r
     try:
         commit_files(design, {"soup.stl": big_stl(1_500_000)})
         row = MeshAnalysis.objects.get(path="soup.stl")
-        wait_for(lambda: MeshAnalysis.objects.filter(pk=row.pk, status="running").exists(),
-                 timeout=60, what="the analysis to start", log=log)
+        wait_for(
+            lambda: MeshAnalysis.objects.filter(pk=row.pk, status="running").exists(),
+            timeout=60,
+            what="the analysis to start",
+            log=log,
+        )
         first.kill()
     finally:
         first.stop()
@@ -162,8 +207,12 @@ def test_an_analysis_whose_worker_is_killed_is_swept_back_and_finished(broker, r
     try:
         requeued = analysis.analyses_sweep_stale(stale_after=timedelta(seconds=0))
         assert requeued == 1
-        wait_for(lambda: MeshAnalysis.objects.filter(pk=row.pk, status__in=["done", "failed"]).exists(),
-                 timeout=120, what="the swept analysis", log=log)
+        wait_for(
+            lambda: MeshAnalysis.objects.filter(pk=row.pk, status__in=["done", "failed"]).exists(),
+            timeout=120,
+            what="the swept analysis",
+            log=log,
+        )
         row.refresh_from_db()
         assert row.attempts == 2
         assert row.status == "done", row.reason

@@ -15,9 +15,12 @@ class Command(BaseCommand):
         parser.add_argument("--octoprint-key", default="", help="An application key of that OctoPrint.")
 
     def handle(self, *args, **options) -> None:
-        lab = demo.demo_lab_create(octoprint_url=options["octoprint_url"] or None,
-                                   octoprint_key=options["octoprint_key"] or None)
+        lab = demo.demo_lab_create(
+            octoprint_url=options["octoprint_url"] or None, octoprint_key=options["octoprint_key"] or None
+        )
         if lab is None:
             self.stdout.write("No demo people yet: run `manage.py demo` first.")
             return
-        self.stdout.write(f"Demo lab: /labs/{lab.slug}/queue/ (members: {', '.join(demo.demo_lab_members())})")
+        self.stdout.write(
+            f"Demo lab: /labs/{lab.slug}/queue/ (members: {', '.join(demo.demo_lab_members())})"
+        )
