@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FABHUB_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test test-postgres install lint bench clean
+.PHONY: run test test-fast test-postgres install lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,16 @@ run: install
 	DEBUG=1 HUB_PYTHON=$(BIN)/python scripts/with-demo-octoprint $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
 		--workers 2 --threads 4 --timeout 600 --access-logfile -
 
-test: install
+test: install lint
 	bash scripts/ensure-test-tools
 	DEBUG=1 $(BIN)/python manage.py check
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/ruff check hub designs machines tests bench
 	$(BIN)/python -m pytest
+
+# The inner loop: the checks, then every test that starts no external server (no
+# OctoPrint, Redis, second hub or Chromium). CI runs the whole `make test`.
+test-fast: install lint
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 # The suite again on a throw-away PostgreSQL server (scripts/with-postgres sets
 # DATABASE_URL): the exclusion constraint and the 50-racer booking test run only there.
@@ -44,9 +48,12 @@ test-postgres: install
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest -m "not browser"
 
+# Style, formatting, the import contracts (pyproject.toml) and types.
 lint: install
 	$(BIN)/ruff check hub designs machines tests bench
 	$(BIN)/ruff format --check hub designs machines tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/history.py

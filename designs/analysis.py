@@ -53,7 +53,6 @@ def analyses_queue(*, design: Design, commits: list[str]) -> list[int]:
     Blobs analysed before (in any design) are skipped: a push of known files costs one
     query.
     """
-    from designs import tasks
 
     blobs = [(sha, path) for sha, path in design.repo.blobs_added_by(commits) if is_mesh_path(path)]
     if not blobs:
@@ -73,7 +72,7 @@ def analyses_queue(*, design: Design, commits: list[str]) -> list[int]:
     )
     size = settings.FABHUB_MESH_BATCH_SIZE
     for start in range(0, len(ids), size):
-        enqueue(tasks.analyse_meshes, ids[start : start + size])
+        enqueue("designs.tasks.analyse_meshes", ids[start : start + size])
     return ids
 
 
@@ -164,7 +163,6 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
     A run is stale once it has lasted longer than any analysis may (`stale_after`,
     default twice the per-file time limit plus a minute): its worker is gone.
     """
-    from designs import tasks
 
     now = timezone.now()
     if stale_after is None:
@@ -193,7 +191,7 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
     ids = list(dict.fromkeys(forgotten + requeued))
     size = settings.FABHUB_MESH_BATCH_SIZE
     for start in range(0, len(ids), size):
-        enqueue(tasks.analyse_meshes, ids[start : start + size])
+        enqueue("designs.tasks.analyse_meshes", ids[start : start + size])
     if ids or given_up:
         logger.info("sweeper re-queued %d analyses and gave up on %d", len(ids), given_up)
     return len(ids)

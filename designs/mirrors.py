@@ -151,7 +151,7 @@ def mirror_create(
     interval: int | None = None,
 ) -> Design:
     """A new design that mirrors `url`; its first refresh is queued at once."""
-    from designs import services, tasks
+    from designs import services
     from hub.queue import enqueue
 
     url = _check_url(url, with_credential=bool(token))
@@ -175,7 +175,7 @@ def mirror_create(
         if not Design.objects.filter(owner=owner, slug__iexact=slug).exists():
             shutil.rmtree(repo_path(owner.username, slug), ignore_errors=True)
         raise
-    enqueue(tasks.mirror_refresh, design.pk)
+    enqueue("designs.tasks.mirror_refresh", design.pk)
     return design
 
 
@@ -404,7 +404,6 @@ def _follow_default_branch(design: Design, access, wanted: dict[str, str]) -> No
 def push_mirror_add(
     *, design: Design, user: User, url: str, username: str = "", token: str = ""
 ) -> PushMirror:
-    from designs import tasks
     from hub.queue import enqueue
 
     if design.owner_id != user.pk:
@@ -425,7 +424,7 @@ def push_mirror_add(
     except IntegrityError:
         raise Conflict(f"{design.full_name} already pushes to {url}.") from None
     if not design.repo.is_empty():
-        enqueue(tasks.push_mirror_push, mirror.pk)
+        enqueue("designs.tasks.push_mirror_push", mirror.pk)
     return mirror
 
 
@@ -456,10 +455,9 @@ def push_mirror_update(
             mirror.pending, mirror.next_attempt_at, mirror.failures = True, timezone.now(), 0
     mirror.save(update_fields=["credential", "username", "enabled", "pending", "next_attempt_at", "failures"])
     if enabled:
-        from designs import tasks
         from hub.queue import enqueue
 
-        enqueue(tasks.push_mirror_push, mirror.pk)
+        enqueue("designs.tasks.push_mirror_push", mirror.pk)
     return mirror
 
 
@@ -479,7 +477,6 @@ def push_mirror_push_now(*, design: Design, user: User, mirror_id: int) -> PushM
 
 def push_mirrors_queue(*, design: Design) -> None:
     """After `design`'s refs changed: mark its push mirrors as behind and push them soon."""
-    from designs import tasks
     from hub.queue import enqueue
 
     mirrors = PushMirror.objects.filter(design_id=design.pk, enabled=True)
@@ -488,7 +485,7 @@ def push_mirrors_queue(*, design: Design) -> None:
         return
     mirrors.update(pending=True)
     for mirror_id in ids:
-        enqueue(tasks.push_mirror_push, mirror_id)
+        enqueue("designs.tasks.push_mirror_push", mirror_id)
 
 
 def _backoff(failures: int) -> timedelta:
@@ -615,7 +612,6 @@ def mirrors_tick(*, inline: bool = False) -> tuple[int, int]:
     """Refresh the pull mirrors that are due and retry the push mirrors whose back-off is
     over: queued as tasks, or run here with `inline` (`manage.py mirrors_tick`).
     Returns (pull mirrors, push mirrors) started."""
-    from designs import tasks
     from hub.queue import enqueue
 
     now = timezone.now()
@@ -634,12 +630,12 @@ def mirrors_tick(*, inline: bool = False) -> tuple[int, int]:
         if inline:
             mirror_refresh_by_id(design_id)
         else:
-            enqueue(tasks.mirror_refresh, design_id)
+            enqueue("designs.tasks.mirror_refresh", design_id)
     for mirror_id in due_pushes:
         if inline:
             push_mirror_run(mirror_id=mirror_id)
         else:
-            enqueue(tasks.push_mirror_push, mirror_id)
+            enqueue("designs.tasks.push_mirror_push", mirror_id)
     return len(due_pulls), len(due_pushes)
 
 
@@ -657,12 +653,11 @@ def mirror_refresh_by_id(design_id: int) -> bool:
 def mirror_refresh_if_due(design: Design) -> None:
     """Queue a refresh of a mirror someone is looking at, if its time has come (the
     embedded set-up has no beat: this keeps the mirrors people use fresh without one)."""
-    from designs import tasks
     from hub.queue import enqueue
 
     mirror = design_mirror(design)
     if mirror is not None and mirror.next_refresh_at <= timezone.now() and mirror.refreshing_since is None:
-        enqueue(tasks.mirror_refresh, design.pk)
+        enqueue("designs.tasks.mirror_refresh", design.pk)
 
 
 # -- the embedded set-up's clock ----------------------------------------------------------

@@ -418,7 +418,6 @@ def merge_attributes_file() -> Path:
 def proposals_follow(*, design: Design) -> None:
     """After `design`'s refs changed: recompute, in the background, the open proposals
     it is the source or target of."""
-    from designs import tasks
     from hub.queue import enqueue
 
     ids = list(
@@ -427,7 +426,7 @@ def proposals_follow(*, design: Design) -> None:
         ).values_list("pk", flat=True)[:100]
     )
     if ids:
-        enqueue(tasks.proposals_refresh, ids)
+        enqueue("designs.tasks.proposals_refresh", ids)
 
 
 def proposals_refresh_by_id(proposal_ids: list[int]) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
@@ -14,14 +13,12 @@ from django.utils.html import escape
 from designs.git import ChangedFile, Commit, Tag, TreeEntry
 from designs.lfs_store import MAX_POINTER_BYTES, Pointer, resolve_pointer, valid_oid
 from designs.models import Collaborator, Design, LfsLock, LfsObject
-from designs.readme import render_readme
+from hub.auth import Viewer
 from hub.exceptions import NotFound
-from hub.models import User
-
-AnyUser = User | AnonymousUser
+from hub.markdown import render_markdown
 
 
-def designs_visible_to(user: AnyUser) -> QuerySet[Design]:
+def designs_visible_to(user: Viewer) -> QuerySet[Design]:
     """Public designs, plus private ones the user owns or collaborates on."""
     designs = Design.objects.select_related("owner", "forked_from__owner").prefetch_related("tags")
     if not user.is_authenticated:
@@ -30,7 +27,7 @@ def designs_visible_to(user: AnyUser) -> QuerySet[Design]:
     return designs.filter(Q(visibility=Design.Visibility.PUBLIC) | Q(owner=user) | Exists(collaborates))
 
 
-def design_get(*, user: AnyUser, owner: str, slug: str) -> Design:
+def design_get(*, user: Viewer, owner: str, slug: str) -> Design:
     """The design, or NotFound — also when it exists but `user` may not see it."""
     design = designs_visible_to(user).filter(owner__username=owner, slug__iexact=slug).first()
     if design is None:
@@ -38,7 +35,7 @@ def design_get(*, user: AnyUser, owner: str, slug: str) -> Design:
     return design
 
 
-def design_role(design: Design, user: AnyUser) -> str | None:
+def design_role(design: Design, user: Viewer) -> str | None:
     """'owner', 'write', 'read' or None."""
     if not user.is_authenticated:
         return "read" if design.visibility == Design.Visibility.PUBLIC else None
@@ -50,7 +47,7 @@ def design_role(design: Design, user: AnyUser) -> str | None:
     return "read" if design.visibility == Design.Visibility.PUBLIC else None
 
 
-def design_can_write(design: Design, user: AnyUser) -> bool:
+def design_can_write(design: Design, user: Viewer) -> bool:
     return design_role(design, user) in ("owner", "write")
 
 
@@ -158,7 +155,7 @@ def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
             def page_url(path: str) -> str:
                 return f"{reverse('design-blob', args=[owner, slug, path])}?ref={REVISION_PLACEHOLDER}"
 
-            html = render_readme(text, raw_url=raw_url, page_url=page_url)
+            html = render_markdown(text, raw_url=raw_url, page_url=page_url)
         else:
             html = f"<pre>{escape(text)}</pre>"
         cache.set(key, html, timeout=24 * 3600)
@@ -193,7 +190,7 @@ def lfs_objects_served(design: Design, oids: Iterable[str]) -> dict[str, int]:
     return _lfs_sizes(oids, links__design=design)
 
 
-def lfs_objects_readable(user: AnyUser, oids: Iterable[str]) -> dict[str, int]:
+def lfs_objects_readable(user: Viewer, oids: Iterable[str]) -> dict[str, int]:
     """oid → size of the LFS objects among `oids` served by some design `user` can see."""
     return _lfs_sizes(oids, links__design__in=designs_visible_to(user).values("pk"))
 

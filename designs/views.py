@@ -1058,7 +1058,7 @@ def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResp
 
 def _proposal_markdown(design: Design, head: str, text: str) -> str:
     """A proposal's or comment's Markdown, sanitised; relative links point into the proposal's head."""
-    from designs.readme import render_readme
+    from hub.markdown import render_markdown
 
     if not text.strip():
         return ""
@@ -1070,7 +1070,7 @@ def _proposal_markdown(design: Design, head: str, text: str) -> str:
     def page_url(path: str) -> str:
         return f"{reverse('design-blob', args=[*args, path])}?ref={head}"
 
-    return render_readme(text, raw_url=raw_url, page_url=page_url)
+    return render_markdown(text, raw_url=raw_url, page_url=page_url)
 
 
 @hub_page

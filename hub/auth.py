@@ -1,11 +1,46 @@
-"""Personal access tokens: `Authorization: Bearer fh_…` (or `Token fh_…`) for the API."""
+"""Who is asking: personal access tokens (`Authorization: Bearer fh_…` or `Token fh_…`
+for the API), and the one place where `request.user` is narrowed to a type.
+
+`request.user` is `User | AnonymousUser` to the type checker everywhere. Views never
+cast it: a view behind sign-in (`login_required`, `IsAuthenticated`) asks for
+`signed_in_user(request)`, and a view anyone may see passes `viewer(request)` to
+selectors that take a `Viewer`.
+"""
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
+from hub.exceptions import PermissionDenied
 from hub.models import TOKEN_PREFIX, AccessToken, User, hash_token
+
+# Whoever looks at a page or calls the API: selectors that show public things to anyone.
+Viewer: TypeAlias = User | AnonymousUser
+
+
+def viewer(request: HttpRequest | Request) -> Viewer:
+    """The request's user, signed in or anonymous."""
+    user = request.user
+    assert isinstance(user, User | AnonymousUser)  # what the auth middleware sets
+    return user
+
+
+def signed_in_user(request: HttpRequest | Request) -> User:
+    """The signed-in user of a request that sign-in already guards.
+
+    Views call it behind `login_required` or `IsAuthenticated`, so an anonymous request
+    never reaches it; if one does (a guard forgotten), it is refused, never served.
+    """
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise PermissionDenied("Sign in to do this.")
+    return user
 
 
 def user_for_token(raw: str) -> tuple[User, AccessToken] | None:

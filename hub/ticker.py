@@ -6,6 +6,9 @@ given name at a time: each holds a non-blocking lock on `<data>/<name>-ticker.lo
 it ticks and the others skip that round; a process that dies releases its lock with it.
 Ticks must be claims anyway (two would be harmless), the lock only avoids double work.
 With a broker, Celery beat runs the same functions from CELERY_BEAT_SCHEDULE instead.
+
+The hub knows no feature app: each app registers its ticker in its `AppConfig.ready()`
+with `register_ticker`, and the web server (hub/wsgi.py) calls `start_registered_tickers()`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ from django.db import close_old_connections, connection
 logger = logging.getLogger(__name__)
 _started: set[str] = set()
 _lock = threading.Lock()
+_registered: dict[str, tuple[str, Callable[[int], None]]] = {}
+
+
+def register_ticker(name: str, *, interval_setting: str, tick: Callable[[int], None]) -> None:
+    """Make `tick` the `name` ticker, run every `settings.<interval_setting>` seconds."""
+    _registered[name] = (interval_setting, tick)
+
+
+def start_registered_tickers() -> list[str]:
+    """Start every registered ticker the set-up wants; the names of those started."""
+    return [
+        name
+        for name, (interval_setting, tick) in sorted(_registered.items())
+        if start_ticker(name, interval_s=getattr(settings, interval_setting), tick=tick)
+    ]
 
 
 def start_ticker(name: str, *, interval_s: float, tick: Callable[[int], None]) -> bool:

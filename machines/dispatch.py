@@ -234,7 +234,6 @@ def _dispatch_to(
 def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
     queue the send for after the commit. False if anything moved meanwhile."""
-    from machines import tasks
 
     token = printing.new_token()
     end = now + span
@@ -279,7 +278,7 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 note=f"Print job #{job.pk}: {job.filename}"[:500],
             )
             PrintJob.objects.filter(pk=job.pk).update(booking=row)
-            enqueue(tasks.send_print_job, job.pk, token)
+            enqueue("machines.tasks.send_print_job", job.pk, token)
     except Conflict:
         return False
     logger.info("print job %s claimed for %s", job.pk, printer.machine)
@@ -571,7 +570,6 @@ def _try_connect(printer: Printer, driver: PrinterDriver) -> None:
 
 def print_queue_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Take over what dead workers left: sends, preparations, timeline rows."""
-    from machines import tasks
 
     now = now or timezone.now()
     counts = {"dispatching": 0, "preparing": 0, "rows": 0}
@@ -597,7 +595,7 @@ def print_queue_sweep(*, now: datetime | None = None) -> dict[str, int]:
                 f"Preparing the job was interrupted {job.prepare_attempts} times (the worker stopped each time).",
             )
         else:
-            enqueue(tasks.prepare_print_job, job.pk)
+            enqueue("machines.tasks.prepare_print_job", job.pk)
         counts["preparing"] += 1
 
     held = PrintJob.objects.filter(status__in=PrintJob.ON_PRINTER, booking__isnull=False).values("booking_id")

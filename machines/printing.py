@@ -183,7 +183,6 @@ def printer_configure(*, machine: Machine, actor: User, **fields: Any) -> Printe
 
 
 def _slice_waiting_jobs_for(printer: Printer) -> None:
-    from machines import tasks
 
     waiting = PrintJob.objects.filter(
         lab_id=printer.machine.lab_id,
@@ -193,7 +192,7 @@ def _slice_waiting_jobs_for(printer: Printer) -> None:
     ).exclude(gcodes__profile_key=printer.profile_key)
     for job in waiting:
         if ps.printer_can_use(printer, job.material, job.nozzle_mm):
-            enqueue(tasks.slice_print_job_for, job.pk, printer.machine_id)
+            enqueue("machines.tasks.slice_print_job_for", job.pk, printer.machine_id)
 
 
 # -- submitting ----------------------------------------------------------------------------
@@ -422,16 +421,14 @@ def print_job_submit(
 
 
 def _queue_prepare(job: PrintJob) -> None:
-    from machines import tasks
 
-    enqueue(tasks.prepare_print_job, job.pk)
+    enqueue("machines.tasks.prepare_print_job", job.pk)
 
 
 def _kick(lab_id: int) -> None:
     """A job joined the queue or a printer came free: dispatch now rather than at the next tick."""
-    from machines import tasks
 
-    enqueue(tasks.dispatch_print_jobs, lab_id)
+    enqueue("machines.tasks.dispatch_print_jobs", lab_id)
 
 
 # -- preparing (slicing) -------------------------------------------------------------------
@@ -687,9 +684,7 @@ def print_job_cancel(*, job: PrintJob, actor: User, reason: str = "") -> PrintJo
         ):
             raise Conflict("The job changed state meanwhile; look again.")
         if was_on_printer and current.machine.has_connection:
-            from machines import tasks
-
-            enqueue(tasks.cancel_on_printer, current.machine_id, current.remote_name)
+            enqueue("machines.tasks.cancel_on_printer", current.machine_id, current.remote_name)
         elif current.status == S.AWAITING_OPERATOR:
             _record_manual_state(current.machine_id, "idle", "", f"hand-off withdrawn by {actor.username}")
         if current.owner_id != actor.pk:
@@ -960,9 +955,7 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
         ):
             raise Conflict(f"This job is {job.get_status_display().lower()}: it is not on a printer.")
         if not manual:
-            from machines import tasks
-
-            enqueue(tasks.cancel_on_printer, job.machine_id, job.remote_name)
+            enqueue("machines.tasks.cancel_on_printer", job.machine_id, job.remote_name)
     elif not manual:
         raise ValidationError("This printer reports its own progress: only 'failed' can be recorded by hand.")
     elif outcome == "started":

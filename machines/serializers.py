@@ -95,7 +95,7 @@ class LabOutput(serializers.ModelSerializer):
         ]
 
     def get_description_html(self, lab: Lab) -> str:
-        from machines.markdown import render_markdown
+        from hub.markdown import render_markdown
 
         return render_markdown(lab.description)
 

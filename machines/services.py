@@ -128,11 +128,9 @@ def notify(
     """Store a notification, and e-mail it once the transaction commits."""
     from django.conf import settings
 
-    from machines import tasks
-
     note = Notification.objects.create(user=user, lab=lab, booking=booking, subject=subject[:200], body=body)
     if settings.FABHUB_EMAIL_NOTIFICATIONS and user.email:
-        enqueue(tasks.send_notification_email, note.pk)
+        enqueue("machines.tasks.send_notification_email", note.pk)
     return note
 
 

@@ -20,10 +20,10 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
 from hub.exceptions import NotFound, ValidationError
+from hub.markdown import render_markdown
 from hub.models import User
 from hub.views import form_call, hub_page
 from machines import forms, ical, selectors, services, timeline
-from machines.markdown import render_markdown
 from machines.models import Booking, CalendarFeed, Lab, Machine
 
 AVAILABILITY_DAYS = 7

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from designs.readme import render_readme, resolve_repo_path
+from hub.markdown import render_markdown, resolve_repo_path
 
 
 def render(text: str, base_dir: str = "") -> str:
-    return render_readme(
+    return render_markdown(
         text,
         raw_url=lambda path: f"/raw/{path}",
         page_url=lambda path: f"/page/{path}",

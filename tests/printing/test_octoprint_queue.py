@@ -279,7 +279,7 @@ def test_a_worker_dying_after_starting_the_print_is_taken_over_by_the_sweeper(
     Printer.objects.update(bed_clear=True)
     sends = []
     # The worker that takes the send dies with it: the task never reports back.
-    monkeypatch.setattr(dispatch, "enqueue", lambda task, *args: sends.append((task.name, args)))
+    monkeypatch.setattr(dispatch, "enqueue", lambda name, *args: sends.append((name, args)))
     assert dispatch.dispatch_tick() == [job.pk]
     assert sends == [("machines.tasks.send_print_job", (job.pk, refreshed(job).dispatch_token))]
     # What the dead worker got done: the printer has the job and runs it.

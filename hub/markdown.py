@@ -1,10 +1,12 @@
-"""Render a design's README from Markdown into HTML that is safe to embed in a page.
+"""The one Markdown boundary: every text a person writes (READMEs, proposal descriptions
+and comments, lab descriptions) becomes HTML that is safe to embed in a page here.
 
 Markdown passes raw HTML straight through, so the nh3 (ammonia) sanitiser is the only
 security boundary: whatever it does not explicitly allow is removed.
 
-While sanitising, links are rewritten so that a README keeps working when it is shown
-outside its repository:
+Text that lives in a repository (a README, a proposal at its head commit) passes
+`raw_url` and `page_url`, and its links are rewritten so that it keeps working when it is
+shown outside its repository:
 
 * a relative image ``src`` becomes ``raw_url(path)`` and a relative link ``href``
   becomes ``page_url(path)``, where ``path`` is the target's path inside the
@@ -19,6 +21,9 @@ outside its repository:
 * ``#section``, ``?query`` and empty links refer to the README's own page and stay as
   they are, as do ``http``, ``https`` and ``mailto`` URLs and ``//host/path``;
 * every other scheme (``javascript:``, ``data:``, ``vbscript:``…) loses its attribute.
+
+Text that does not live in a repository (a lab's description) passes no callbacks: its
+relative links stay as written, and everything else above still holds.
 
 Rendering cost: a realistic 1 MB README renders in a second or two, but Python-Markdown
 (and the standard library HTML parser it uses for raw HTML) takes quadratic time on
@@ -83,14 +88,16 @@ _LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.\-]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def render_readme(
+def render_markdown(
     markdown_text: str,
     *,
-    raw_url: Callable[[str], str],
-    page_url: Callable[[str], str],
+    raw_url: Callable[[str], str] | None = None,
+    page_url: Callable[[str], str] | None = None,
     base_dir: str = "",
 ) -> str:
-    """Return sanitised HTML for a README; see the module docstring for link handling."""
+    """Return sanitised HTML; see the module docstring for link handling."""
+    if not markdown_text.strip():
+        return ""
     # nh3 cannot encode lone surrogates (left by some ways of decoding bytes) and fails.
     text = _SURROGATE.sub("\ufffd", markdown_text)
     try:
@@ -115,7 +122,7 @@ def render_readme(
 
 
 def _attribute_filter(
-    base_dir: str, *, raw_url: Callable[[str], str], page_url: Callable[[str], str]
+    base_dir: str, *, raw_url: Callable[[str], str] | None, page_url: Callable[[str], str] | None
 ) -> Callable[[str, str, str], str | None]:
     # nh3 has already removed attributes with a forbidden scheme when it calls the
     # filter, but it does not check what the filter returns.
@@ -131,7 +138,9 @@ def _attribute_filter(
     return filter_attribute
 
 
-def _rewrite_url(value: str, base_dir: str, *, to_url: Callable[[str], str], is_link: bool) -> str | None:
+def _rewrite_url(
+    value: str, base_dir: str, *, to_url: Callable[[str], str] | None, is_link: bool
+) -> str | None:
     url = _as_browser_reads(value)
     scheme = _SCHEME.match(url)
     if scheme:
@@ -146,6 +155,8 @@ def _rewrite_url(value: str, base_dir: str, *, to_url: Callable[[str], str], is_
         return value
     if not parts.path:
         return value if is_link else None
+    if to_url is None:
+        return value
     path = resolve_repo_path(parts.path, base_dir)
     if path is None:
         return None
