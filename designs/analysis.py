@@ -21,6 +21,7 @@ from django.utils import timezone
 from designs.mesh_worker import MeshJob, run_batch
 from designs.meshes import is_mesh_path
 from designs.models import Design, MeshAnalysis, MeshDiff
+from designs.selectors import design_blob_to_file
 from hub.queue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -127,27 +128,11 @@ def _extract(row: MeshAnalysis, target: Path) -> bool:
     """Write the blob's content (an LFS pointer resolved to its object) to `target`."""
     if row.design is None:
         return False
-    repo = row.design.repo
     try:
-        repo.blob_to_file(row.blob_sha, target)
+        design_blob_to_file(row.design, blob_sha=row.blob_sha, target=target)
     except OSError:
         return False
-    resolve = _lfs_resolver()
-    if resolve is not None and target.stat().st_size < 1024:
-        resolved = resolve(row.design, target.read_bytes())
-        if resolved is not None:
-            with resolved as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
     return True
-
-
-def _lfs_resolver():
-    """designs.lfs_store.open_pointer(design, data) if Git LFS support is installed."""
-    try:
-        from designs.lfs_store import open_pointer
-    except ImportError:
-        return None
-    return open_pointer
 
 
 def _finish(row: MeshAnalysis, figures: dict | None, reason: str | None) -> None:

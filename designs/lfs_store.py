@@ -186,17 +186,3 @@ def resolve_pointer(data: bytes) -> Pointer | None:
     if not valid_oid(oid):
         return None
     return Pointer(oid, int(size_field))
-
-
-def open_pointer(design, data: bytes) -> IO[bytes] | None:
-    """The content `data` stands for, if it is an LFS pointer to an object `design` may
-    serve; None if it is not (the caller then uses `data` itself). The caller closes it."""
-    from designs.selectors import lfs_pointer_served
-
-    pointer = lfs_pointer_served(design, data)
-    if pointer is None:
-        return None
-    try:
-        return lfs_store().open(pointer.oid)
-    except StoreError:
-        return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
@@ -11,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from designs.git import ChangedFile, Commit, Tag, TreeEntry
-from designs.lfs_store import MAX_POINTER_BYTES, Pointer, resolve_pointer, valid_oid
+from designs.lfs_store import MAX_POINTER_BYTES, Pointer, StoreError, lfs_store, resolve_pointer, valid_oid
 from designs.models import Collaborator, Design, LfsLock, LfsObject
 from hub.auth import Viewer
 from hub.exceptions import NotFound
@@ -201,6 +203,27 @@ def lfs_pointer_served(design: Design, data: bytes) -> Pointer | None:
     if pointer is None or lfs_objects_served(design, [pointer.oid]).get(pointer.oid) != pointer.size:
         return None
     return pointer
+
+
+def design_blob_to_file(design: Design, *, blob_sha: str, target: Path) -> None:
+    """Write a blob's content to `target`: the file itself, or the LFS object it points to.
+
+    The one place that resolves a pointer for code that reads files (mesh analysis, the
+    print queue): a pointer the design does not serve (an object never uploaded, or not
+    linked to this design) stays as the pointer text. Raises OSError when git cannot.
+    """
+    design.repo.blob_to_file(blob_sha, target)
+    if target.stat().st_size >= MAX_POINTER_BYTES:
+        return
+    pointer = lfs_pointer_served(design, target.read_bytes())
+    if pointer is None:
+        return
+    try:
+        source = lfs_store().open(pointer.oid)
+    except StoreError:
+        return
+    with source, target.open("wb") as out:
+        shutil.copyfileobj(source, out, 1024 * 1024)
 
 
 def design_lfs_pointer(design: Design, entry: TreeEntry) -> Pointer | None:

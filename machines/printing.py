@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from designs.selectors import design_blob_to_file
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.queue import enqueue
@@ -100,15 +101,7 @@ def _source_to_file(job: PrintJob, target: Path) -> None:
         return
     if job.design is None:
         raise ValidationError(f"The design {job.design_name} was deleted.")
-    from designs.lfs_store import open_pointer
-
-    repo = job.design.repo
-    repo.blob_to_file(job.blob_sha, target)
-    if target.stat().st_size < 1024:
-        resolved = open_pointer(job.design, target.read_bytes())
-        if resolved is not None:
-            with resolved as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
+    design_blob_to_file(job.design, blob_sha=job.blob_sha, target=target)
 
 
 # -- settings and printers -------------------------------------------------------------------

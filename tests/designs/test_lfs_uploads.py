@@ -16,11 +16,11 @@ from designs.lfs_store import (
     LocalObjectStore,
     StoreError,
     lfs_store,
-    open_pointer,
     pointer_text,
     resolve_pointer,
 )
 from designs.models import DesignLfsObject, LfsObject
+from designs.selectors import design_blob_to_file, design_file
 from hub.exceptions import ValidationError
 from tests.conftest import client_for
 from tests.factories import DesignFactory, commit_files
@@ -308,17 +308,27 @@ def test_a_fork_serves_the_objects_without_a_copy(alice, bob, client, small_thre
 
 
 @pytest.mark.django_db
-def test_open_pointer_gives_the_content_only_for_objects_the_design_serves(alice, bob, small_threshold):
+def test_a_blob_is_read_as_its_lfs_object_only_where_the_design_serves_it(
+    alice, bob, small_threshold, tmp_path
+):
     design = DesignFactory(owner=alice)
     data, oid = content_and_oid(small_threshold + 1)
-    commit_files(design, {"mesh.stl": data})
     pointer = pointer_text(oid, len(data))
+    # A pointer whose size lies is a small plain file, as is every file of Bob's design.
+    commit_files(design, {"mesh.stl": data, "wrong-size.stl": pointer_text(oid, len(data) + 1)})
+    other = DesignFactory(owner=bob)
+    commit_files(other, {"stolen.stl": pointer, "plain.stl": b"solid mesh\n"})
 
-    with open_pointer(design, pointer) as content:
-        assert content.read() == data
-    assert open_pointer(DesignFactory(owner=bob), pointer) is None
-    assert open_pointer(design, pointer_text(oid, len(data) + 1)) is None
-    assert open_pointer(design, b"solid mesh\n") is None
+    def read(of, path):
+        _, entry = design_file(of, rev=None, path=path)
+        target = tmp_path / f"{of.pk}-{path}"
+        design_blob_to_file(of, blob_sha=entry.sha, target=target)
+        return target.read_bytes()
+
+    assert read(design, "mesh.stl") == data
+    assert read(other, "stolen.stl") == pointer
+    assert read(design, "wrong-size.stl") == pointer_text(oid, len(data) + 1)
+    assert read(other, "plain.stl") == b"solid mesh\n"
 
 
 def test_the_file_page_shows_the_size_of_the_lfs_object_not_of_its_pointer(alice, client, settings):
