@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hub import services
+from hub.auth import signed_in_user
 from hub.models import AccessToken
 from hub.permissions import AUTHENTICATED
 
@@ -43,7 +44,7 @@ class MeApi(APIView):
 
     @extend_schema(responses=UserOutput)
     def get(self, request: Request) -> Response:
-        return Response(UserOutput(request.user).data)
+        return Response(UserOutput(signed_in_user(request)).data)
 
 
 class TokenListApi(APIView):
@@ -51,15 +52,15 @@ class TokenListApi(APIView):
 
     @extend_schema(responses=TokenOutput(many=True))
     def get(self, request: Request) -> Response:
-        return Response(TokenOutput(request.user.access_tokens.all(), many=True).data)
+        return Response(TokenOutput(signed_in_user(request).access_tokens.all(), many=True).data)
 
     @extend_schema(request=TokenCreateInput, responses={201: TokenCreatedOutput})
     def post(self, request: Request) -> Response:
         data = TokenCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        token, raw = services.token_create(user=request.user, **data.validated_data)
-        token.token = raw
-        return Response(TokenCreatedOutput(token).data, status=201)
+        token, raw = services.token_create(user=signed_in_user(request), **data.validated_data)
+        # The raw value is never stored, so it is added to this one answer only.
+        return Response({**TokenOutput(token).data, "token": raw}, status=201)
 
 
 class TokenDetailApi(APIView):
@@ -67,5 +68,5 @@ class TokenDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
-        services.token_revoke(user=request.user, token_id=token_id)
+        services.token_revoke(user=signed_in_user(request), token_id=token_id)
         return Response(status=204)

@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from hub import api
 
-api_urlpatterns = [
+api_urlpatterns: list[URLPattern | URLResolver] = [
     path("me/", api.MeApi.as_view(), name="api-me"),
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from hub import services
+from hub.auth import signed_in_user
 from hub.exceptions import HubError, NotFound, PermissionDenied
 from hub.models import AccessToken, User
 
@@ -98,18 +99,19 @@ class TokenForm(forms.Form):
 @login_required
 @hub_page
 def tokens(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
     form = TokenForm(request.POST if request.POST.get("action") == "create" else None)
     created = raw = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            services.token_revoke(user=request.user, token_id=_int(request.POST.get("token_id")))
+            services.token_revoke(user=user, token_id=_int(request.POST.get("token_id")))
             messages.success(request, "Token revoked: it no longer works.")
             return redirect("tokens")
         if form.is_valid():
             # Shown in this response only: the raw value is never stored, so no redirect.
-            created, raw = services.token_create(user=request.user, **form.cleaned_data)
+            created, raw = services.token_create(user=user, **form.cleaned_data)
             form = TokenForm()
-    active = request.user.access_tokens.filter(revoked_at__isnull=True)
+    active = user.access_tokens.filter(revoked_at__isnull=True)
     return render(
         request, "hub/tokens.html", {"form": form, "tokens": active, "created": created, "raw": raw}
     )
