@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hub.exceptions import NotFound, PermissionDenied
@@ -227,9 +227,41 @@ def machine_free_slots(
 def kind_free_slots(
     lab: Lab, kind: str, start: datetime, end: datetime, *, now: datetime | None = None
 ) -> list[tuple[Machine, list[Interval]]]:
+    """`machine_free_slots` of every machine of `kind` in `lab`, in a fixed number of queries:
+    the lab's hours and closures read once, every timeline in the same two index reads."""
     check_range(start, end)
-    machines = Machine.objects.select_related("lab").filter(lab=lab, kind=kind).order_by("name")
-    return [(m, machine_free_slots(m, start, end, now=now)) for m in machines]
+    active = Booking.objects.filter(status__in=Booking.ACTIVE)
+    earlier = active.filter(machine=OuterRef("pk"), start__lt=start).order_by("-start")
+    machines = list(
+        Machine.objects.select_related("lab")
+        .filter(lab=lab, kind=kind)
+        .annotate(
+            earlier_start=Subquery(earlier.values("start")[:1]),
+            earlier_end=Subquery(earlier.values("end")[:1]),
+        )
+        .order_by("name")
+    )
+    windows: dict[int, Interval] = {}
+    for machine in machines:
+        low, high = bookable_window(machine, now=now)
+        if machine.is_bookable and max(start, low) < min(end, high):
+            windows[machine.pk] = (max(start, low), min(end, high))
+    if not windows:
+        return [(m, []) for m in machines]
+    # Every window lies in [start, end): a row overlapping one either starts inside
+    # [start, end) or is the machine's latest row starting before it (rows never overlap).
+    opened = open_intervals(lab, start, end)
+    busy: dict[int, list[Interval]] = {pk: [] for pk in windows}
+    inside = active.filter(machine_id__in=windows, start__gte=start, start__lt=end)
+    for machine_id, row_start, row_end in inside.values_list("machine_id", "start", "end"):
+        busy[machine_id].append((row_start, row_end))
+    for machine in machines:
+        if machine.pk in windows and machine.earlier_end is not None and machine.earlier_end > start:
+            busy[machine.pk].append((machine.earlier_start, machine.earlier_end))
+    return [
+        (m, timeline.subtract(timeline.clip(opened, *windows[m.pk]), busy[m.pk]) if m.pk in windows else [])
+        for m in machines
+    ]
 
 
 def first_free_slot(
@@ -319,7 +351,11 @@ def booked_minutes(
 
 
 def bookings_of_member(user: User) -> QuerySet[Booking]:
-    return Booking.objects.filter(member=user).select_related("machine", "machine__lab").order_by("-start")
+    return (
+        Booking.objects.filter(member=user)
+        .select_related("machine", "machine__lab", "member")
+        .order_by("-start")
+    )
 
 
 def bookings_of_lab(lab: Lab) -> QuerySet[Booking]:

@@ -23,6 +23,29 @@ def database_url_for_subprocesses() -> str:
     return f"postgres://{credentials}@{db.get('HOST') or 'localhost'}{port}/{quote(db['NAME'], safe='')}"
 
 
+# Fixtures that start a process or a server outside the test: every test using one,
+# however indirectly, is `slow` (or `browser`), so `-m "not slow and not browser"`
+# (make test-fast) starts none. Marking here, from the fixtures a test uses, cannot be
+# forgotten on a new test the way a marker on each module can.
+SERVER_FIXTURES = {
+    "hub_server": "slow",  # gunicorn serving the hub (git smart HTTP, LFS, mirrors)
+    "hub_b": "slow",  # a second hub, for mirrors between hubs
+    "octoprint_server": "slow",  # a real OctoPrint with its virtual printer
+    "refusing_server": "slow",  # a second OctoPrint that refuses uploads
+    "redis_url": "slow",  # redis-server, and the Celery workers run against it
+    "live_server": "browser",  # Django's live server, for Chromium
+    "browser": "browser",  # Chromium through Playwright
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({SERVER_FIXTURES[name] for name in used & SERVER_FIXTURES.keys()}):
+            item.add_marker(marker)
+
+
 @pytest.fixture(autouse=True)
 def repos_dir(request, tmp_path):
     """Every test gets its own data directory, so repositories never leak between tests."""

@@ -103,7 +103,7 @@ def test_the_fork_records_where_it_came_from_and_adds_a_commit(demo_data):
 
 @pytest.mark.django_db
 def test_every_stl_is_a_watertight_mesh_and_every_png_is_a_png(demo_data):
-    checked = 0
+    checked = pngs = 0
     for design in Design.objects.all():
         repo = design.repo
         head = repo.branch_head(design.default_branch)
@@ -116,7 +116,9 @@ def test_every_stl_is_a_watertight_mesh_and_every_png_is_a_png(demo_data):
                 checked += 1
             elif path.endswith(".png"):
                 assert data.startswith(b"\x89PNG\r\n\x1a\n"), f"{design}:{path}"
+                pngs += 1
     assert checked == 7  # three car parts twice (upstream and fork), one spool holder
+    assert pngs == 7  # every picture in the demo repositories
 
 
 @pytest.mark.django_db
@@ -131,7 +133,9 @@ def test_the_readme_shows_a_chassis_image_that_is_in_the_repository(demo_data):
 
 @pytest.mark.django_db
 def test_every_repository_passes_git_fsck(demo_data):
-    for design in Design.objects.all():
+    designs = list(Design.objects.all())
+    assert len(designs) == 3
+    for design in designs:
         ok, report = design.repo.fsck()
         assert ok, f"{design}: {report}"
 

@@ -238,7 +238,7 @@ def test_the_compare_page_shows_both_versions_of_a_changed_mesh(client, alice, c
         assert f'data-old="{data_url(design, old_sha)}"' in content
         assert f'data-new="{data_url(design, new_sha)}"' in content
         assert "Before" in content and "After" in content and "Change" in content
-        assert "Geometric comparison" in content or "No geometric comparison" in content
+        assert "Geometric comparison" in content and "No geometric comparison" not in content
         assert "hub/viewer.js" in content
 
 

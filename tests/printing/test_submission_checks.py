@@ -160,7 +160,9 @@ def test_a_mesh_whose_analysis_failed_is_refused_with_the_reason(lab, bob):
 
 
 def test_a_member_must_be_qualified_for_a_printer_that_could_print_it(lab, alice, bob, bracket):
-    for machine in Machine.objects.filter(lab=lab):
+    machines = list(Machine.objects.filter(lab=lab))
+    assert len(machines) == 1  # the lab's one printer
+    for machine in machines:
         services.machine_update(machine=machine, actor=alice, requires_qualification=True)
     with pytest.raises(PermissionDenied, match="needs a training"):
         submit(lab, bob, bracket[0])
