@@ -1,6 +1,8 @@
 """A print job's state machine: every move of a job once it exists, and what follows each
 move (the provenance record, the machine's timeline, the printer's bed flag, the people
-told). Services, the dispatcher and the poller move jobs only through these functions.
+told). Services, the dispatcher and the poller move jobs only through these functions;
+the one claim made elsewhere is the dispatcher's `queued -> dispatching`, which must share
+its transaction with the machine's timeline lock and row (the claim in dispatch.py).
 
 Every move is a claim: a conditional `update()` on the job's status (and, for a
 dispatched job, its `dispatch_token`) whose count is checked, so two workers, a worker
@@ -22,6 +24,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from hub.models import User
 from hub.queue import enqueue
 from machines.models import Booking, Printer, PrintJob, PrintRecord
 from machines.notifications import notify, notify_managers
@@ -254,7 +257,7 @@ def job_finished(
         if job.print_started_at is None:
             changes["print_started_at"] = job.claimed_at or now
         if auto:
-            changes.update(after_removal(job, now))
+            changes.update(_after_removal(job, now))
         else:
             changes["status"] = S.AWAITING_REMOVAL
         if not PrintJob.objects.filter(pk=job.pk, status__in=list(from_statuses)).update(**changes):
@@ -278,7 +281,7 @@ def job_finished(
     return True
 
 
-def after_removal(job: PrintJob, now: datetime) -> dict[str, Any]:
+def _after_removal(job: PrintJob, now: datetime) -> dict[str, Any]:
     """The job's next state once a copy is off the bed: the next copy, or done."""
     if job.copies_done + 1 < job.copies:
         return {
@@ -300,3 +303,60 @@ def prepare_failed(job: PrintJob, reason: str) -> PrintJob:
             notify(user=job.owner, lab=job.lab, subject=f"Could not prepare {job.filename}", body=reason)
     job.refresh_from_db()
     return job
+
+
+# -- moves people ask for (the service checks their rights and tells whom it concerns) -------
+
+
+def job_prepared(job: PrintJob, *, now: datetime) -> bool:
+    """Sliced (or read) and within the lab's limits: into the queue, or to a manager first."""
+    nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
+            status=nxt,
+            queued_at=now if nxt == S.QUEUED else None,
+            prepare_lease_until=None,
+        )
+    )
+
+
+def job_approved(job: PrintJob, *, actor: User, now: datetime) -> bool:
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status=S.PENDING_APPROVAL).update(
+            status=S.QUEUED, queued_at=now, decided_by=actor, decided_at=now
+        )
+    )
+
+
+def job_refused(job: PrintJob, *, actor: User, reason: str, now: datetime) -> bool:
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status__in=(S.PENDING_APPROVAL, S.PREPARING)).update(
+            status=S.REFUSED, reason=reason, decided_by=actor, decided_at=now, finished_at=now
+        )
+    )
+
+
+def job_collected(job: PrintJob, *, now: datetime) -> bool:
+    """The part is off the bed: the next copy, or done."""
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(**_after_removal(job, now))
+    )
+
+
+def job_operator_started(job: PrintJob) -> bool:
+    """An operator started the handed-over job at a printer without network control."""
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_OPERATOR).update(
+            status=S.PRINTING, print_started_at=timezone.now(), progress=None
+        )
+    )
+
+
+def job_paused(job: PrintJob, *, resume: bool = False) -> bool:
+    """The printer paused (or resumed) the print when asked."""
+    wanted = (S.PAUSED,) if resume else (S.PRINTING,)
+    return bool(
+        PrintJob.objects.filter(pk=job.pk, status__in=wanted).update(
+            status=S.PRINTING if resume else S.PAUSED
+        )
+    )

@@ -2,10 +2,10 @@
 submitting, preparing (slicing), deciding, cancelling, recording an operator's word.
 docs/print-queue.md has the whole picture.
 
-A job's state moves only through `machines.printing.jobs` (claims whose count is
-checked) or by a claim here that no other module makes. Work that talks to a printer or
-runs the slicer happens outside transactions, through the adapters
-(`machines.printing.drivers`, `machines.printing.slicer`).
+These functions check rights and inputs, then move the job through
+`machines.printing.jobs` (claims whose count is checked) and tell whom it concerns. Work
+that talks to a printer or runs the slicer happens outside transactions, through the
+adapters (`machines.printing.drivers`, `machines.printing.slicer`).
 """
 
 from __future__ import annotations
@@ -405,16 +405,11 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
             )
         except ValidationError as exc:
             return jobs.prepare_failed(job, exc.message)
-        nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
-        moved = PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
-            status=nxt,
-            queued_at=now if nxt == S.QUEUED else None,
-            prepare_lease_until=None,
-        )
+        moved = jobs.job_prepared(job, now=now)
         job.refresh_from_db()
-        if moved and nxt == S.QUEUED:
+        if moved and not job.needs_approval:
             jobs.kick_dispatch(job.lab_id)
-        if moved and nxt == S.PENDING_APPROVAL:
+        if moved and job.needs_approval:
             notify_managers(
                 job.lab,
                 but=job.owner,
@@ -460,10 +455,7 @@ def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
 @transaction.atomic
 def print_job_approve(*, job: PrintJob, actor: User) -> PrintJob:
     require_manager(job.lab, actor)
-    now = timezone.now()
-    if not PrintJob.objects.filter(pk=job.pk, status=S.PENDING_APPROVAL).update(
-        status=S.QUEUED, queued_at=now, decided_by=actor, decided_at=now
-    ):
+    if not jobs.job_approved(job, actor=actor, now=timezone.now()):
         raise Conflict("This job is no longer waiting for approval.")
     job.refresh_from_db()
     notify(user=job.owner, lab=job.lab, subject=f"Approved: {job.filename} is in {job.lab.name}'s queue")
@@ -476,10 +468,7 @@ def print_job_refuse(*, job: PrintJob, actor: User, reason: str) -> PrintJob:
     require_manager(job.lab, actor)
     if not reason.strip():
         raise ValidationError("Say why the job is refused: its owner is told.")
-    now = timezone.now()
-    if not PrintJob.objects.filter(pk=job.pk, status__in=(S.PENDING_APPROVAL, S.PREPARING)).update(
-        status=S.REFUSED, reason=reason, decided_by=actor, decided_at=now, finished_at=now
-    ):
+    if not jobs.job_refused(job, actor=actor, reason=reason, now=timezone.now()):
         raise Conflict("This job is no longer waiting for approval.")
     job.refresh_from_db()
     notify(user=job.owner, lab=job.lab, subject=f"Refused: {job.filename} at {job.lab.name}", body=reason)
@@ -542,9 +531,7 @@ def printer_confirm_cleared(*, machine: Machine, actor: User) -> Printer:
         if printer.bed_clear and job is None:
             raise Conflict(f"{machine.name}'s bed is already marked clear.")
         if job is not None:
-            if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(
-                **jobs.after_removal(job, now)
-            ):
+            if not jobs.job_collected(job, now=now):
                 raise Conflict("The job changed state meanwhile; look again.")
             PrintRecord.objects.filter(job=job, removed_at__isnull=True).update(
                 removed_at=now, removed_by=actor
@@ -576,9 +563,7 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     elif not manual:
         raise ValidationError("This printer reports its own progress: only 'failed' can be recorded by hand.")
     elif outcome == "started":
-        if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_OPERATOR).update(
-            status=S.PRINTING, print_started_at=timezone.now(), progress=None
-        ):
+        if not jobs.job_operator_started(job):
             raise Conflict("This job is not waiting for an operator to start it.")
         jobs.record_manual_state(
             job.printer_machine.pk, "printing", job.remote_name, f"started by {actor.username}"
@@ -617,7 +602,6 @@ def print_job_pause(*, job: PrintJob, actor: User, resume: bool = False) -> Prin
         raise Conflict(
             f"{job.printer_machine.name} did not {'resume' if resume else 'pause'}: {exc.message}"
         ) from None
-    new = S.PRINTING if resume else S.PAUSED
-    PrintJob.objects.filter(pk=job.pk, status__in=wanted).update(status=new)
+    jobs.job_paused(job, resume=resume)
     job.refresh_from_db()
     return job
