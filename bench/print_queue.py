@@ -50,13 +50,14 @@ def fill(jobs: int, printers: int):
     from django.utils import timezone
 
     from hub.models import User
-    from machines import printing, services
+    from machines import services
     from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+    from machines.printing.files import store_file
 
     for model in (PrintRecord, PrintGcode, PrintJob, Booking, Printer, Machine, Lab):
         model.objects.all().delete()
     owner = User.objects.filter(username="bench").first() or User.objects.create_user("bench", password="x")
-    sha, size = printing.store_file(io.BytesIO(b"G28\nG1 X10 Y10 F6000\n"))
+    sha, size = store_file(io.BytesIO(b"G28\nG1 X10 Y10 F6000\n"))
     labs = [services.lab_create(creator=owner, name=f"Lab {n}", slug=f"lab-{n}") for n in range(LABS)]
     machines = Machine.objects.bulk_create(
         [
@@ -150,8 +151,8 @@ def manual_claims(count: int) -> float:
 
 
 def dispatcher() -> None:
-    from machines import dispatch
     from machines.models import PrintJob
+    from machines.printing import dispatch
 
     print(f"{'dispatcher tick':<40}{'hub':>10}{'per printer':>13}{'bare writes':>13}{'ratio':>8}")
     for jobs, printers in SIZES:
@@ -191,8 +192,10 @@ def octoprint_overhead() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from hub.models import User
-    from machines import dispatch, printing, services
+    from machines import services
     from machines.models import Lab, PrintJob
+    from machines.printing import dispatch
+    from machines.printing import services as printing
     from tests.printing.conftest import make_octoprint_server, write_test_gcode
 
     work = Path(tempfile.mkdtemp(prefix="fabhub-bench-octoprint-"))

@@ -236,8 +236,8 @@ FABHUB_PUSH_MIRROR_MAX_BACKOFF_S = env_int("FABHUB_PUSH_MIRROR_MAX_BACKOFF_S", 6
 FABHUB_MIRROR_TICK_S = env_int("FABHUB_MIRROR_TICK_S", 60)
 CELERY_BEAT_SCHEDULE["mirrors-tick"] = {"task": "designs.tasks.mirrors_tick", "schedule": 60.0}
 
-# Print queue (machines/printing.py, machines/dispatch.py; docs/print-queue.md). The slicer
-# runs with these limits; the embedded ticker (machines/ticker.py) runs the dispatcher,
+# Print queue (machines/printing/; docs/print-queue.md). The slicer
+# runs with these limits; the embedded ticker (machines/printing/ticker.py) runs the dispatcher,
 # the printer poller and the sweeper every FABHUB_PRINT_TICK_S seconds (0: off; Celery
 # beat runs them instead in the scaled set-up).
 FABHUB_SLICER_COMMAND = env_str("FABHUB_SLICER_COMMAND", "prusa-slicer")

@@ -49,7 +49,7 @@ def hub_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapper
 
 
-def form_call(form: forms.Form, service: Callable[..., Any], /, **kwargs: Any) -> tuple[bool, Any]:
+def form_call(form: forms.BaseForm, service: Callable[..., Any], /, **kwargs: Any) -> tuple[bool, Any]:
     """Run `service` for a submitted form: (True, its result), or (False, None) with the
     refusal added to the form's errors so the person can fix it and resend.
 

@@ -71,8 +71,8 @@ class NotificationAdmin(admin.ModelAdmin):
     list_display = ["user", "subject", "created_at", "read_at"]
 
 
-# The print queue: read-only here. Its states move only through machines/printing.py
-# and machines/dispatch.py, by claims; an admin edit would bypass them.
+# The print queue: read-only here. Its states move only through machines/printing/
+# (jobs.py and the claims of services.py and dispatch.py); an admin edit would bypass them.
 class _ReadOnly(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False

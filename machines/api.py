@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -15,10 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hub.exceptions import NotFound, ValidationError
+from hub.auth import signed_in_user
+from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.permissions import AUTHENTICATED
-from machines import selectors, services, timeline
+from machines import notifications, selectors, services, timeline
 from machines.models import Booking, Closure, Lab, Machine, Notification, Qualification
 from machines.serializers import (
     BookingCreateInput,
@@ -51,6 +53,8 @@ from machines.serializers import (
 
 class LabContextMixin:
     """Loads the lab (and machine) named in the URL; labs are public, so 404 only if absent."""
+
+    kwargs: dict[str, Any]  # the URL's arguments, set by the APIView this is mixed into
 
     def get_lab(self) -> Lab:
         if not hasattr(self, "_lab"):
@@ -123,12 +127,10 @@ class LabListApi(generics.ListAPIView):
     @extend_schema(request=LabCreateInput, responses={201: LabOutput})
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
-            from hub.exceptions import PermissionDenied
-
             raise PermissionDenied("Log in or use a token to create a lab.")
         data = LabCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        lab = services.lab_create(creator=request.user, **data.validated_data)
+        lab = services.lab_create(creator=signed_in_user(request), **data.validated_data)
         return Response(LabOutput(lab, context={"request": request}).data, status=201)
 
 
@@ -139,9 +141,10 @@ class LabDetailApi(LabContextMixin, APIView):
 
     @extend_schema(request=LabUpdateInput, responses=LabOutput)
     def patch(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         data = LabUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        updated = services.lab_update(lab=self.get_lab(), actor=request.user, **data.validated_data)
+        updated = services.lab_update(lab=self.get_lab(), actor=user, **data.validated_data)
         return Response(LabOutput(updated, context={"request": request}).data)
 
 
@@ -152,11 +155,12 @@ class LabHoursApi(LabContextMixin, APIView):
 
     @extend_schema(request=OpeningHoursInput, responses=OpeningHoursItem(many=True))
     def put(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         data = OpeningHoursInput(data=request.data)
         data.is_valid(raise_exception=True)
         rows = services.lab_set_hours(
             lab=self.get_lab(),
-            actor=request.user,
+            actor=user,
             hours=[(h["weekday"], h["opens"], h["closes"]) for h in data.validated_data["hours"]],
         )
         return Response(OpeningHoursItem(rows, many=True).data)
@@ -170,11 +174,10 @@ class ClosureListApi(LabContextMixin, APIView):
 
     @extend_schema(request=ClosureInput, responses={201: ClosureOutput})
     def post(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         data = ClosureInput(data=request.data)
         data.is_valid(raise_exception=True)
-        closure, flagged = services.closure_create(
-            lab=self.get_lab(), actor=request.user, **data.validated_data
-        )
+        closure, flagged = services.closure_create(lab=self.get_lab(), actor=user, **data.validated_data)
         return Response(
             {**ClosureOutput(closure).data, "flagged_bookings": [b.pk for b in flagged]}, status=201
         )
@@ -183,8 +186,9 @@ class ClosureListApi(LabContextMixin, APIView):
 class ClosureDetailApi(LabContextMixin, APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, lab: str, closure_id: int) -> Response:
+        user = signed_in_user(request)
         closure = get_object_or_404(Closure, pk=closure_id, lab=self.get_lab())
-        services.closure_delete(closure=closure, actor=request.user)
+        services.closure_delete(closure=closure, actor=user)
         return Response(status=204)
 
 
@@ -194,9 +198,10 @@ class MemberListApi(LabContextMixin, APIView):
     @extend_schema(responses=MembershipOutput(many=True))
     def get(self, request: Request, lab: str) -> Response:
         """Managers see everyone (requests included); members see the members."""
+        user = signed_in_user(request)
         the_lab = self.get_lab()
-        role = selectors.lab_role(the_lab, request.user)
-        selectors.require_member(the_lab, request.user)
+        role = selectors.lab_role(the_lab, user)
+        selectors.require_member(the_lab, user)
         rows = selectors.lab_members(the_lab)
         if role != "manager":
             rows = rows.filter(status="active")
@@ -205,7 +210,8 @@ class MemberListApi(LabContextMixin, APIView):
     @extend_schema(request=None, responses={201: MembershipOutput})
     def post(self, request: Request, lab: str) -> Response:
         """Join the lab (or ask to, if its managers approve members)."""
-        membership = services.membership_join(lab=self.get_lab(), user=request.user)
+        user = signed_in_user(request)
+        membership = services.membership_join(lab=self.get_lab(), user=user)
         return Response(MembershipOutput(membership).data, status=201)
 
 
@@ -214,24 +220,25 @@ class MemberDetailApi(LabContextMixin, APIView):
 
     @extend_schema(request=MembershipUpdateInput, responses=MembershipOutput)
     def patch(self, request: Request, lab: str, username: str) -> Response:
+        actor = signed_in_user(request)
         data = MembershipUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         the_lab, user = self.get_lab(), _user(username)
         if "approve" in data.validated_data:
             membership = services.membership_decide(
-                lab=the_lab, actor=request.user, user=user, approve=data.validated_data["approve"]
+                lab=the_lab, actor=actor, user=user, approve=data.validated_data["approve"]
             )
             if membership is None:
                 return Response(status=204)
         else:
             membership = services.membership_set_role(
-                lab=the_lab, actor=request.user, user=user, role=data.validated_data["role"]
+                lab=the_lab, actor=actor, user=user, role=data.validated_data["role"]
             )
         return Response(MembershipOutput(membership).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, lab: str, username: str) -> Response:
-        services.membership_remove(lab=self.get_lab(), actor=request.user, user=_user(username))
+        services.membership_remove(lab=self.get_lab(), actor=signed_in_user(request), user=_user(username))
         return Response(status=204)
 
 
@@ -253,10 +260,11 @@ class MachineListApi(LabContextMixin, APIView):
 
     @extend_schema(request=MachineCreateInput, responses={201: MachineOutput})
     def post(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         data = MachineCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         machine = services.machine_create(
-            lab=self.get_lab(), actor=request.user, photo=request.FILES.get("photo"), **data.validated_data
+            lab=self.get_lab(), actor=user, photo=request.FILES.get("photo"), **data.validated_data
         )
         return Response(MachineOutput(machine, context={"request": request}).data, status=201)
 
@@ -270,11 +278,12 @@ class MachineDetailApi(LabContextMixin, APIView):
 
     @extend_schema(request=MachineUpdateInput, responses=MachineOutput)
     def patch(self, request: Request, lab: str, machine: str) -> Response:
+        user = signed_in_user(request)
         data = MachineUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         updated = services.machine_update(
             machine=self.get_machine(),
-            actor=request.user,
+            actor=user,
             photo=request.FILES.get("photo"),
             **data.validated_data,
         )
@@ -288,21 +297,21 @@ class MachineStatusApi(LabContextMixin, APIView):
         description="Set the status. Answers the future bookings it flagged for a decision (cancel or keep).",
     )
     def post(self, request: Request, lab: str, machine: str) -> Response:
+        user = signed_in_user(request)
         data = MachineStatusInput(data=request.data)
         data.is_valid(raise_exception=True)
-        rows = services.machine_set_status(
-            machine=self.get_machine(), actor=request.user, **data.validated_data
-        )
+        rows = services.machine_set_status(machine=self.get_machine(), actor=user, **data.validated_data)
         return Response(BookingOutput(rows, many=True).data)
 
 
 class MaintenanceApi(LabContextMixin, APIView):
     @extend_schema(request=MaintenanceInput, responses={201: BookingOutput})
     def post(self, request: Request, lab: str, machine: str) -> Response:
+        user = signed_in_user(request)
         data = MaintenanceInput(data=request.data)
         data.is_valid(raise_exception=True)
         window, cancelled = services.maintenance_block(
-            machine=self.get_machine(), actor=request.user, **data.validated_data
+            machine=self.get_machine(), actor=user, **data.validated_data
         )
         return Response(
             {**BookingOutput(window).data, "cancelled_bookings": [b.pk for b in cancelled]}, status=201
@@ -401,9 +410,10 @@ class BookingListApi(generics.ListAPIView):
     permission_classes = AUTHENTICATED
 
     def get_queryset(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return Booking.objects.none()
-        rows = selectors.bookings_of_member(self.request.user)
+        rows = selectors.bookings_of_member(user)
         status = self.request.query_params.get("status")
         return rows.filter(status=status) if status else rows
 
@@ -413,6 +423,7 @@ class BookingListApi(generics.ListAPIView):
 
     @extend_schema(request=BookingCreateInput, responses={201: BookingOutput})
     def post(self, request: Request) -> Response:
+        user = signed_in_user(request)
         data = BookingCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -427,7 +438,7 @@ class BookingListApi(generics.ListAPIView):
                 raise ValidationError(f"There is no lab {key!r}.")
         booking = services.booking_create(
             machine=machine,
-            member=request.user,
+            member=user,
             start=values["start"],
             end=values["end"],
             note=values["note"],
@@ -443,10 +454,11 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
     permission_classes = AUTHENTICATED
 
     def get_queryset(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return Booking.objects.none()
         lab = self.get_lab()
-        selectors.require_manager(lab, self.request.user)
+        selectors.require_manager(lab, user)
         rows = selectors.bookings_of_lab(lab).order_by("start")
         params = self.request.query_params
         if params.get("status"):
@@ -478,7 +490,8 @@ class BookingDetailApi(APIView):
 
     @extend_schema(responses=BookingOutput)
     def get(self, request: Request, booking_id: int) -> Response:
-        return Response(BookingOutput(selectors.booking_get(booking_id=booking_id, user=request.user)).data)
+        user = signed_in_user(request)
+        return Response(BookingOutput(selectors.booking_get(booking_id=booking_id, user=user)).data)
 
 
 class BookingActionApi(APIView):
@@ -489,18 +502,19 @@ class BookingActionApi(APIView):
 
     @extend_schema(request=ReasonInput, responses=BookingOutput)
     def post(self, request: Request, booking_id: int) -> Response:
-        booking = selectors.booking_get(booking_id=booking_id, user=request.user)
+        user = signed_in_user(request)
+        booking = selectors.booking_get(booking_id=booking_id, user=user)
         data = ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         reason = data.validated_data["reason"]
         if self.action == "cancel":
-            booking = services.booking_cancel(booking=booking, actor=request.user, reason=reason)
+            booking = services.booking_cancel(booking=booking, actor=user, reason=reason)
         elif self.action == "approve":
-            booking = services.booking_approve(booking=booking, actor=request.user)
+            booking = services.booking_approve(booking=booking, actor=user)
         elif self.action == "refuse":
-            booking = services.booking_refuse(booking=booking, actor=request.user, reason=reason)
+            booking = services.booking_refuse(booking=booking, actor=user, reason=reason)
         else:
-            booking = services.booking_keep(booking=booking, actor=request.user)
+            booking = services.booking_keep(booking=booking, actor=user)
         return Response(BookingOutput(booking).data)
 
 
@@ -513,16 +527,18 @@ class QualificationListApi(LabContextMixin, APIView):
     @extend_schema(responses=QualificationOutput(many=True))
     def get(self, request: Request, lab: str) -> Response:
         """Managers see all the lab's qualifications; members their own."""
+        user = signed_in_user(request)
         the_lab = self.get_lab()
         rows = selectors.qualifications_of_lab(the_lab)
-        if selectors.lab_role(the_lab, request.user) != "manager":
-            rows = rows.filter(member=request.user)
+        if selectors.lab_role(the_lab, user) != "manager":
+            rows = rows.filter(member=user)
         return Response(QualificationOutput(rows, many=True).data)
 
     @extend_schema(request=QualificationInput, responses={201: QualificationOutput})
     def post(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         the_lab = self.get_lab()
-        selectors.require_manager(the_lab, request.user)
+        selectors.require_manager(the_lab, user)
         data = QualificationInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -531,7 +547,7 @@ class QualificationListApi(LabContextMixin, APIView):
         )
         qualification = services.qualification_record(
             lab=the_lab,
-            actor=request.user,
+            actor=user,
             member=_user(values["member"]),
             machine=machine,
             kind=values.get("kind", ""),
@@ -547,8 +563,9 @@ class QualificationDetailApi(LabContextMixin, APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, lab: str, qualification_id: int) -> Response:
+        user = signed_in_user(request)
         qualification = get_object_or_404(Qualification, pk=qualification_id, lab=self.get_lab())
-        services.qualification_revoke(qualification=qualification, actor=request.user)
+        services.qualification_revoke(qualification=qualification, actor=user)
         return Response(status=204)
 
 
@@ -560,9 +577,10 @@ class NotificationListApi(generics.ListAPIView):
     permission_classes = AUTHENTICATED
 
     def get_queryset(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return Notification.objects.none()
-        rows = selectors.notifications_of(self.request.user)
+        rows = selectors.notifications_of(user)
         if self.request.query_params.get("unread") in ("1", "true"):
             rows = rows.filter(read_at__isnull=True)
         return rows
@@ -581,12 +599,13 @@ class NotificationReadApi(APIView):
         parameters=[OpenApiParameter("id", int, description="One notification; all if absent.")],
     )
     def post(self, request: Request) -> Response:
+        user = signed_in_user(request)
         raw = request.query_params.get("id") or (
             request.data.get("id") if hasattr(request.data, "get") else None
         )
         notification_id = int(raw) if raw and str(raw).isdigit() else None
         return Response(
-            {"marked": services.notification_mark_read(user=request.user, notification_id=notification_id)}
+            {"marked": notifications.notification_mark_read(user=user, notification_id=notification_id)}
         )
 
 
@@ -597,11 +616,12 @@ class FeedApi(LabContextMixin, APIView):
     scope: str = "member"
 
     def _feed(self, request: Request):
+        user = signed_in_user(request)
         if self.scope == "machine":
-            return services.calendar_feed_get(owner=request.user, machine=self.get_machine())
+            return services.calendar_feed_get(owner=user, machine=self.get_machine())
         if self.scope == "lab":
-            return services.calendar_feed_get(owner=request.user, lab=self.get_lab())
-        return services.calendar_feed_get(owner=request.user)
+            return services.calendar_feed_get(owner=user, lab=self.get_lab())
+        return services.calendar_feed_get(owner=user)
 
     @extend_schema(responses=FeedOutput)
     def get(self, request: Request, **kwargs) -> Response:
@@ -609,5 +629,6 @@ class FeedApi(LabContextMixin, APIView):
 
     @extend_schema(request=None, responses=FeedOutput)
     def post(self, request: Request, **kwargs) -> Response:
-        feed = services.calendar_feed_reset(feed=self._feed(request), actor=request.user)
+        user = signed_in_user(request)
+        feed = services.calendar_feed_reset(feed=self._feed(request), actor=user)
         return Response(FeedOutput(feed, context={"request": request}).data)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from machines import api, print_api
+from machines import api
+from machines.printing import api as print_api
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
@@ -42,7 +43,7 @@ urlpatterns = [
     path("notifications/", api.NotificationListApi.as_view(), name="api-notifications"),
     path("notifications/read/", api.NotificationReadApi.as_view(), name="api-notifications-read"),
     path("me/feed/", api.FeedApi.as_view(scope="member"), name="api-my-feed"),
-    # The print queue (machines/print_api.py).
+    # The print queue (machines/printing/api.py).
     path(f"{L}/print-settings/", print_api.PrintSettingsApi.as_view(), name="api-lab-print-settings"),
     path(f"{L}/printers/", print_api.PrinterListApi.as_view(), name="api-lab-printers"),
     path(f"{L}/print-jobs/", print_api.LabPrintJobListApi.as_view(), name="api-lab-print-jobs"),

@@ -14,7 +14,9 @@ from datetime import time
 from django.db import transaction
 
 from hub.models import User
+from machines import services
 from machines.models import Lab, LabMembership, Machine, Printer
+from machines.printing import services as printing
 
 LAB_SLUG = "demo-fablab"
 PRINTER_SLUG = "virtual-mk4"
@@ -30,8 +32,6 @@ DEMO_PROFILE = (
 
 def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | None = None) -> Lab | None:
     """Make (or update) the demo lab; None if the demo people are not there yet."""
-    from machines import printing, services
-
     ada = User.objects.filter(username="ada").first()
     if ada is None:
         return None

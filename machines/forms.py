@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time
+from typing import Any
 
 from django import forms
 
@@ -108,8 +109,9 @@ class LocalRangeForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.lab = lab
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if self.errors:
             return data
         data["start"] = local_instant(data["day"], data["start_time"], self.lab)
@@ -126,6 +128,22 @@ class ClosureForm(LocalRangeForm):
     reason = forms.CharField(max_length=200, required=False)
 
 
+def choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """The form's own copy of one of its choice fields, typed (`form.fields` holds plain
+    `Field`s to the type checker), so its choices or queryset can be set per request."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"{type(form).__name__}.{name} is not a choice field")
+    return field
+
+
+def model_choice_field(form: forms.BaseForm, name: str) -> forms.ModelChoiceField:
+    field = form.fields[name]
+    if not isinstance(field, forms.ModelChoiceField):
+        raise TypeError(f"{type(form).__name__}.{name} is not a model choice field")
+    return field
+
+
 class MaintenanceForm(LocalRangeForm):
     machine = forms.ModelChoiceField(queryset=Machine.objects.none())
     reason = forms.CharField(max_length=500)
@@ -134,7 +152,7 @@ class MaintenanceForm(LocalRangeForm):
 
     def __init__(self, *args, lab: Lab, **kwargs):
         super().__init__(*args, lab=lab, **kwargs)
-        self.fields["machine"].queryset = lab.machines.order_by("name")
+        model_choice_field(self, "machine").queryset = lab.machines.order_by("name")
 
 
 class MachineStatusForm(forms.Form):
@@ -144,7 +162,7 @@ class MachineStatusForm(forms.Form):
 
     def __init__(self, *args, lab: Lab, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["machine"].queryset = lab.machines.order_by("name")
+        model_choice_field(self, "machine").queryset = lab.machines.order_by("name")
 
 
 class MachineForm(forms.Form):
@@ -224,5 +242,5 @@ class QualificationForm(forms.Form):
     def __init__(self, *args, lab: Lab, **kwargs):
         super().__init__(*args, **kwargs)
         members = lab.memberships.filter(status="active").select_related("user").order_by("user__username")
-        self.fields["member"].choices = [(m.user.username, m.user.username) for m in members]
-        self.fields["machine"].queryset = lab.machines.order_by("name")
+        choice_field(self, "member").choices = [(m.user.username, m.user.username) for m in members]
+        model_choice_field(self, "machine").queryset = lab.machines.order_by("name")

@@ -52,10 +52,11 @@ def _event(row: Booking, *, host: str, with_member: bool, now: datetime) -> list
         summary = f"{machine.name} ({machine.lab.name})"
     else:
         summary = f"{machine.name}: booked"
-    status = {
+    statuses: dict[str, str] = {
         Booking.Status.PENDING: "TENTATIVE",
         Booking.Status.APPROVED: "CONFIRMED",
-    }.get(row.status, "CANCELLED")
+    }
+    status = statuses.get(row.status, "CANCELLED")
     description = []
     if with_member and row.note:
         description.append(row.note)

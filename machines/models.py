@@ -4,11 +4,12 @@ The timeline is `Booking`: a member's booking, a maintenance window, and later a
 print job are all rows of it, told apart by `kind`. Whatever their kind, two *active*
 rows of one machine never overlap. PostgreSQL guarantees it with an exclusion constraint
 (`booking_no_overlap`); SQLite has no such constraint, so every write to a timeline goes
-through `machines.services._lock_timeline` first (docs/labs.md explains both).
+through `machines.services.timeline_lock` first (docs/labs.md explains both).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import zoneinfo
 from datetime import time
@@ -19,9 +20,11 @@ from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, Ra
 from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import connections, models
 from django.db.models import Func, Q
 from django.utils.timezone import now
+
+from hub.models import User
 
 # First path segments under /labs/ that the hub uses itself.
 RESERVED_LAB_SLUGS = frozenset({"new", "bookings", "notifications", "feeds", "calendar", "api", "jobs"})
@@ -250,7 +253,7 @@ class Machine(BookingRules):
     # serializer, form or template ever reads it; drivers call `connection_settings()`.
     connection_secret = models.TextField(blank=True, editable=False)
     # Bumped by every write to this machine's timeline: the UPDATE is the lock that
-    # serialises them (services._lock_timeline), and the value versions availability.
+    # serialises them (services.timeline_lock), and the value versions availability.
     timeline_version = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=now)
 
@@ -343,8 +346,6 @@ class TimelineExclusion(ExclusionConstraint):
         return super().remove_sql(model, schema_editor) if self._postgres(schema_editor) else None
 
     def validate(self, model, instance, exclude=None, using="default"):
-        from django.db import connections
-
         if connections[using].vendor == "postgresql":
             super().validate(model, instance, exclude=exclude, using=using)
 
@@ -355,7 +356,7 @@ class Booking(models.Model):
     class Kind(models.TextChoices):
         BOOKING = "booking", "Booking"
         MAINTENANCE = "maintenance", "Maintenance"
-        # A print job on the machine (machines/dispatch.py): one timeline for people and jobs.
+        # A print job on the machine (machines/printing/dispatch.py): one timeline for people and jobs.
         PRINT_JOB = "print_job", "Print job"
 
     class Status(models.TextChoices):
@@ -422,6 +423,14 @@ class Booking(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.machine} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M} UTC"
+
+    @property
+    def booking_member(self) -> User:
+        """The member a booking is for. Only rows of kind `booking` have one
+        (`booking_has_member`); maintenance and print-job rows have none."""
+        if self.member is None:
+            raise LookupError(f"timeline row {self.pk} is not a member's booking")
+        return self.member
 
     @property
     def is_active(self) -> bool:
@@ -555,7 +564,7 @@ class Printer(models.Model):
     # or VIRTUAL); empty: the print server's own choice.
     serial_port = models.CharField(max_length=100, blank=True)
     baudrate = models.PositiveIntegerField(null=True, blank=True)
-    # What the printer said last (machines.drivers.PrinterState values).
+    # What the printer said last (machines.printing.drivers.PrinterState values).
     state = models.CharField(max_length=20, default="unknown")
     progress = models.FloatField(null=True, blank=True)
     job_name = models.CharField(max_length=255, blank=True)
@@ -581,8 +590,6 @@ class Printer(models.Model):
     @property
     def profile_key(self) -> str:
         """Identifies the G-code this printer needs: same profile and bed, same G-code."""
-        import hashlib
-
         m = self.machine
         text = f"{self.slicer_profile}\n{m.work_x_mm}x{m.work_y_mm}x{m.work_z_mm}\n{self.nozzle_mm:.2f}\n"
         return hashlib.sha256(text.encode()).hexdigest()
@@ -599,7 +606,7 @@ class PrintJob(models.Model):
     """A part to make: a file pinned at a commit (or an uploaded G-code), for a lab.
 
     The job moves through `status` by claims only (conditional updates, see
-    machines/printing.py and machines/dispatch.py). While it is on a printer it names
+    machines/printing/jobs.py). While it is on a printer it names
     the machine, and at most one job per machine is on it (`print_job_one_per_printer`).
     """
 
@@ -769,6 +776,21 @@ class PrintJob(models.Model):
     @property
     def on_printer(self) -> bool:
         return self.status in self.ON_PRINTER
+
+    @property
+    def printer_machine(self) -> Machine:
+        """The machine of a job that is (or was) given to a printer. Code that reaches for
+        it holds such a job (`print_job_on_printer_has_machine`); one without is a bug."""
+        if self.machine is None:
+            raise LookupError(f"print job {self.pk} was never given to a printer")
+        return self.machine
+
+    @property
+    def printer_gcode(self) -> PrintGcode:
+        """The G-code chosen when the job was claimed for a printer (see printer_machine)."""
+        if self.gcode is None:
+            raise LookupError(f"print job {self.pk} has no G-code chosen")
+        return self.gcode
 
 
 class PrintGcode(models.Model):

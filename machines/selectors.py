@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from hub.exceptions import NotFound, PermissionDenied
+from hub.auth import Viewer
+from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from machines import timeline
 from machines.models import (
@@ -42,7 +44,7 @@ def lab_get(*, slug: str) -> Lab:
     return lab
 
 
-def lab_role(lab: Lab, user: User | None) -> str | None:
+def lab_role(lab: Lab, user: Viewer | None) -> str | None:
     """'manager', 'member', 'pending' (asked to join) or None."""
     if user is None or not user.is_authenticated:
         return None
@@ -108,7 +110,7 @@ class Rules:
 
 def rules_for(machine: Machine) -> Rules:
     """The rules in force for `machine`: its own where set, else its lab's."""
-    values = {}
+    values: dict[str, Any] = {}
     for name in Lab.RULE_FIELDS:
         own = getattr(machine, name)
         lab_value = getattr(machine.lab, name)
@@ -127,7 +129,7 @@ def rules_for(machine: Machine) -> Rules:
 # -- time: opening hours, timelines, free slots -----------------------------------------------
 
 
-def weekly_hours(lab: Lab) -> list[tuple[int, object, object]]:
+def weekly_hours(lab: Lab) -> list[tuple[int, time, time]]:
     return [(h.weekday, h.opens, h.closes) for h in lab.opening_hours.all()]
 
 
@@ -200,8 +202,6 @@ def bookable_window(machine: Machine, *, now: datetime | None = None) -> Interva
 
 
 def check_range(start: datetime, end: datetime) -> None:
-    from hub.exceptions import ValidationError
-
     if end <= start:
         raise ValidationError("The end must come after the start.")
     if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
@@ -379,7 +379,7 @@ def lab_week(lab: Lab, monday: date) -> dict:
     days = [monday + timedelta(days=n) for n in range(7)]
     start = timeline.wall_clock(days[0], datetime.min.time(), zone)
     end = timeline.wall_clock(days[-1] + timedelta(days=1), datetime.min.time(), zone)
-    open_by_day = {d: [] for d in days}
+    open_by_day: dict[date, list[Interval]] = {d: [] for d in days}
     for s, e in open_intervals(lab, start, end):
         for d in days:
             day_start = timeline.wall_clock(d, datetime.min.time(), zone)
@@ -422,9 +422,9 @@ def feed_rows(feed: CalendarFeed) -> QuerySet[Booking] | None:
     if feed.scope == CalendarFeed.Scope.MEMBER:
         return rows.filter(member=feed.owner).exclude(status=Booking.Status.REFUSED)
     lab = feed.lab
-    if lab_role(lab, feed.owner) not in ("member", "manager"):
+    if lab is None or lab_role(lab, feed.owner) not in ("member", "manager"):
         return None
     rows = rows.filter(status__in=Booking.ACTIVE, machine__lab=lab)
     if feed.scope == CalendarFeed.Scope.MACHINE:
-        rows = rows.filter(machine_id=feed.machine_id)
+        rows = rows.filter(machine=feed.machine_id)
     return rows

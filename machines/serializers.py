@@ -6,10 +6,13 @@ No output ever names `connection_secret`: connection settings are write-only
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
+from hub.markdown import render_markdown
 from machines.models import (
     Booking,
     CalendarFeed,
@@ -20,6 +23,7 @@ from machines.models import (
     Notification,
     Qualification,
 )
+from machines.selectors import rules_for
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -47,7 +51,7 @@ RULE_HELP = {
 
 
 def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
-    fields = {}
+    fields: dict[str, serializers.Field] = {}
     for name, help_text in RULE_HELP.items():
         if name == "requires_approval":
             fields[name] = serializers.BooleanField(
@@ -64,9 +68,16 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
 
 
 # Built from one list, so the lab's and the machine's rules cannot drift apart; a machine's
-# null means "the lab's rule".
-LabRulesInput = type("LabRulesInput", (serializers.Serializer,), _rule_fields(allow_null=False))
-MachineRulesInput = type("MachineRulesInput", (serializers.Serializer,), _rule_fields(allow_null=True))
+# null means "the lab's rule". The rule fields come first, where a base class's declared
+# fields would stand.
+class LabRulesInput(serializers.Serializer):
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**_rule_fields(allow_null=False), **super().get_fields()}
+
+
+class MachineRulesInput(serializers.Serializer):
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {**_rule_fields(allow_null=True), **super().get_fields()}
 
 
 # -- labs ----------------------------------------------------------------------------------
@@ -95,8 +106,6 @@ class LabOutput(serializers.ModelSerializer):
         ]
 
     def get_description_html(self, lab: Lab) -> str:
-        from hub.markdown import render_markdown
-
         return render_markdown(lab.description)
 
     def _absolute(self, path: str) -> str:
@@ -218,10 +227,6 @@ class MachineOutput(serializers.ModelSerializer):
 
     def get_rules(self, machine: Machine) -> dict:
         """The rules in force (the machine's own, else the lab's)."""
-        from dataclasses import asdict
-
-        from machines.selectors import rules_for
-
         return asdict(rules_for(machine))
 
     def get_url(self, machine: Machine) -> str:
@@ -314,7 +319,7 @@ class BookingOutput(serializers.ModelSerializer):
         ]
 
     def get_member(self, booking: Booking) -> str | None:
-        return booking.member.username if booking.member_id else None
+        return booking.member.username if booking.member is not None else None
 
     def get_local_start(self, booking: Booking) -> str:
         """The start in the lab's time zone, with its offset."""
@@ -376,10 +381,10 @@ class QualificationOutput(serializers.ModelSerializer):
         fields = ["id", "member", "machine", "kind", "trained_on", "trainer", "expires_on", "created_at"]
 
     def get_machine(self, q: Qualification) -> str | None:
-        return q.machine.slug if q.machine_id else None
+        return q.machine.slug if q.machine is not None else None
 
     def get_trainer(self, q: Qualification) -> str | None:
-        return q.trainer.username if q.trainer_id else None
+        return q.trainer.username if q.trainer is not None else None
 
 
 class QualificationInput(serializers.Serializer):
@@ -399,7 +404,7 @@ class NotificationOutput(serializers.ModelSerializer):
         fields = ["id", "subject", "body", "lab", "booking", "created_at", "read_at"]
 
     def get_lab(self, n: Notification) -> str | None:
-        return n.lab.slug if n.lab_id else None
+        return n.lab.slug if n.lab is not None else None
 
 
 class FeedOutput(serializers.ModelSerializer):
@@ -417,7 +422,7 @@ class FeedOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
     def get_lab(self, feed: CalendarFeed) -> str | None:
-        return feed.lab.slug if feed.lab_id else None
+        return feed.lab.slug if feed.lab is not None else None
 
     def get_machine(self, feed: CalendarFeed) -> str | None:
-        return feed.machine.slug if feed.machine_id else None
+        return feed.machine.slug if feed.machine is not None else None

@@ -1,6 +1,6 @@
 """Writes for labs, machines, qualifications and bookings. Each checks its caller's rights.
 
-Every write to a machine's timeline starts with `_lock_timeline`, which serialises the
+Every write to a machine's timeline starts with `timeline_lock`, which serialises the
 writers of one machine on every database; PostgreSQL's exclusion constraint
 `booking_no_overlap` then has the last word (docs/labs.md).
 """
@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.models import User
-from hub.queue import enqueue
 from machines import secrets, selectors, timeline
 from machines.models import (
     Booking,
@@ -28,11 +27,11 @@ from machines.models import (
     Lab,
     LabMembership,
     Machine,
-    Notification,
     OpeningHours,
     Qualification,
     new_feed_token,
 )
+from machines.notifications import notify, notify_managers
 from machines.selectors import lab_role, require_manager, require_member, rules_for
 
 logger = logging.getLogger(__name__)
@@ -81,7 +80,10 @@ def _full_clean(instance, exclude: list[str] | None = None) -> None:
         raise ValidationError(" ".join(messages), fields=exc.message_dict) from None
 
 
-def _lock_timeline(machine_id: int) -> Machine:
+# -- the machines' timelines: every writer takes the lock, every row goes in through one insert --
+
+
+def timeline_lock(machine_id: int) -> Machine:
     """Take the machine's timeline for this transaction; return the machine as it is now.
 
     The UPDATE is the lock. On PostgreSQL it holds the machine's row until commit, so the
@@ -108,7 +110,7 @@ def _collision_error(machine: Machine, row: Booking) -> Conflict:
     )
 
 
-def _insert_row(machine: Machine, **fields: Any) -> Booking:
+def timeline_insert(machine: Machine, **fields: Any) -> Booking:
     """Insert a timeline row; the exclusion constraint's refusal becomes a Conflict."""
     try:
         with transaction.atomic():
@@ -120,31 +122,6 @@ def _insert_row(machine: Machine, **fields: Any) -> Booking:
         if row is None:  # pragma: no cover - the constraint saw a row this transaction cannot
             raise Conflict(f"{machine.name} is already booked at that time.") from None
         raise _collision_error(machine, row) from None
-
-
-def notify(
-    *, user: User, subject: str, body: str = "", lab: Lab | None = None, booking: Booking | None = None
-) -> Notification:
-    """Store a notification, and e-mail it once the transaction commits."""
-    from django.conf import settings
-
-    note = Notification.objects.create(user=user, lab=lab, booking=booking, subject=subject[:200], body=body)
-    if settings.FABHUB_EMAIL_NOTIFICATIONS and user.email:
-        enqueue("machines.tasks.send_notification_email", note.pk)
-    return note
-
-
-def _notify_managers(
-    lab: Lab, *, subject: str, body: str = "", booking: Booking | None = None, but: User | None = None
-) -> None:
-    managers = User.objects.filter(
-        lab_memberships__lab=lab,
-        lab_memberships__role=LabMembership.Role.MANAGER,
-        lab_memberships__status=LabMembership.Status.ACTIVE,
-    )
-    for manager in managers:
-        if but is None or manager.pk != but.pk:
-            notify(user=manager, subject=subject, body=body, lab=lab, booking=booking)
 
 
 # -- labs and members --------------------------------------------------------------------------
@@ -218,7 +195,7 @@ def _flag_affected(rows: list[Booking], lab: Lab, *, subject: str, body: str) ->
     for row in flagged:
         row.needs_decision = True
         notify(
-            user=row.member,
+            user=row.booking_member,
             lab=lab,
             booking=row,
             subject=f"{subject}: your booking {_span(row.start, row.end, lab)}",
@@ -268,7 +245,7 @@ def membership_join(*, lab: Lab, user: User) -> LabMembership:
         },
     )
     if created and membership.status == LabMembership.Status.PENDING:
-        _notify_managers(lab, subject=f"{user.username} asks to join {lab.name}")
+        notify_managers(lab, subject=f"{user.username} asks to join {lab.name}")
     return membership
 
 
@@ -452,7 +429,7 @@ def machine_set_status(*, machine: Machine, actor: User, status: str, reason: st
         raise ValidationError(f"{status!r} is not a status: use {', '.join(Machine.Status.values)}.")
     if status != Machine.Status.AVAILABLE and not reason.strip():
         raise ValidationError("Say why the machine is unavailable: its members are told.")
-    machine = _lock_timeline(machine.pk)
+    machine = timeline_lock(machine.pk)
     lab = machine.lab
     now = timezone.now()
     Machine.objects.filter(pk=machine.pk).update(
@@ -469,7 +446,7 @@ def machine_set_status(*, machine: Machine, actor: User, status: str, reason: st
         future.filter(needs_decision=True).update(needs_decision=False)
         for row in rows:
             notify(
-                user=row.member,
+                user=row.booking_member,
                 lab=lab,
                 booking=row,
                 subject=f"{machine.name} is back in service: your booking {_span(row.start, row.end, lab)} stands",
@@ -606,7 +583,7 @@ def booking_create(
 
     `lab` is the lab the caller believes the machine is in (an API payload's lab): a
     mismatch is refused rather than trusted. Everything that depends on the timeline is
-    checked after `_lock_timeline`, so two requests for one slot cannot both pass.
+    checked after `timeline_lock`, so two requests for one slot cannot both pass.
     """
     _require_aware(start=start, end=end)
     _require_range(start, end)
@@ -615,7 +592,7 @@ def booking_create(
     require_member(machine.lab, member)
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     with transaction.atomic():
-        machine = _lock_timeline(machine.pk)
+        machine = timeline_lock(machine.pk)
         if not machine.is_bookable:
             raise Conflict(
                 f"{machine.name} is {machine.get_status_display().lower()}"
@@ -629,7 +606,7 @@ def booking_create(
         if row is not None:
             raise _collision_error(machine, row)
         needs_approval = rules_for(machine).requires_approval and lab_role(machine.lab, member) != "manager"
-        booking = _insert_row(
+        booking = timeline_insert(
             machine,
             kind=Booking.Kind.BOOKING,
             member=member,
@@ -640,7 +617,7 @@ def booking_create(
             status=Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
         )
         if needs_approval:
-            _notify_managers(
+            notify_managers(
                 machine.lab,
                 booking=booking,
                 but=member,
@@ -673,7 +650,7 @@ def booking_approve(*, booking: Booking, actor: User) -> Booking:
     )
     lab = booking.machine.lab
     notify(
-        user=booking.member,
+        user=booking.booking_member,
         lab=lab,
         booking=booking,
         subject=f"Confirmed: {booking.machine.name} {_span(booking.start, booking.end, lab)}",
@@ -697,7 +674,7 @@ def booking_refuse(*, booking: Booking, actor: User, reason: str) -> Booking:
     )
     lab = booking.machine.lab
     notify(
-        user=booking.member,
+        user=booking.booking_member,
         lab=lab,
         booking=booking,
         body=reason,
@@ -736,7 +713,7 @@ def booking_cancel(*, booking: Booking, actor: User, reason: str = "") -> Bookin
     )
     if booking.member_id and booking.member_id != actor.pk:
         notify(
-            user=booking.member,
+            user=booking.booking_member,
             lab=lab,
             booking=booking,
             body=reason,
@@ -756,7 +733,7 @@ def booking_keep(*, booking: Booking, actor: User) -> Booking:
     booking.refresh_from_db()
     lab = booking.machine.lab
     notify(
-        user=booking.member,
+        user=booking.booking_member,
         lab=lab,
         booking=booking,
         subject=f"Kept: your booking of {booking.machine.name} {_span(booking.start, booking.end, lab)} stands",
@@ -786,7 +763,7 @@ def maintenance_block(
         raise ValidationError("Say what the maintenance is for.")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     with transaction.atomic():
-        machine = _lock_timeline(machine.pk)
+        machine = timeline_lock(machine.pk)
         lab = machine.lab
         in_the_way = selectors.timeline_between(machine, start, end)
         blocking = [r for r in in_the_way if r.kind != Booking.Kind.BOOKING]
@@ -809,13 +786,13 @@ def maintenance_block(
                 decided_at=now,
             )
             notify(
-                user=row.member,
+                user=row.booking_member,
                 lab=lab,
                 booking=row,
                 body=reason,
                 subject=f"Cancelled for maintenance: {machine.name} {_span(row.start, row.end, lab)}",
             )
-        window = _insert_row(
+        window = timeline_insert(
             machine,
             kind=Booking.Kind.MAINTENANCE,
             status=Booking.Status.APPROVED,
@@ -846,7 +823,7 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
         return booking
     lab = booking.machine.lab
     day = booking.start.astimezone(lab.zone).date()
-    if selectors.qualification_for(booking.member, booking.machine, day) is not None:
+    if selectors.qualification_for(booking.booking_member, booking.machine, day) is not None:
         return booking
     with transaction.atomic():
         reason = f"No valid qualification for {booking.machine.name} on {day:%d %b %Y}."
@@ -854,7 +831,7 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
             status=Booking.Status.CANCELLED, reason=reason, decided_at=now
         ):
             notify(
-                user=booking.member,
+                user=booking.booking_member,
                 lab=lab,
                 booking=booking,
                 body=reason,
@@ -864,15 +841,7 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
     return booking
 
 
-# -- notifications and feeds ---------------------------------------------------------------------
-
-
-def notification_mark_read(*, user: User, notification_id: int | None = None) -> int:
-    """Mark one notification (or all of them) read; returns how many changed."""
-    rows = Notification.objects.filter(user=user, read_at__isnull=True)
-    if notification_id is not None:
-        rows = rows.filter(pk=notification_id)
-    return rows.update(read_at=timezone.now())
+# -- calendar feeds ---------------------------------------------------------------------------
 
 
 def calendar_feed_get(*, owner: User, lab: Lab | None = None, machine: Machine | None = None) -> CalendarFeed:

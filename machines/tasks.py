@@ -10,13 +10,18 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
+from machines import services
+from machines.models import Booking, Notification
+from machines.printing import dispatch
+from machines.printing import services as printing
+from machines.printing.drivers import PrinterError
+from machines.printing.slicer import SlicerError
+
 logger = logging.getLogger(__name__)
 
 
 @shared_task(time_limit=60, max_retries=3, bind=True)
 def send_notification_email(self, notification_id: int) -> bool:
-    from machines.models import Notification
-
     note = Notification.objects.select_related("user").filter(pk=notification_id).first()
     if note is None or not note.user.email:
         return False
@@ -30,9 +35,6 @@ def send_notification_email(self, notification_id: int) -> bool:
 @shared_task(time_limit=120)
 def check_starting_bookings() -> int:
     """Check the members of bookings that start soon (run every minute by beat)."""
-    from machines import services
-    from machines.models import Booking
-
     now = timezone.now()
     soon = now + timedelta(minutes=settings.FABHUB_BOOKING_START_CHECK_MINUTES)
     ids = Booking.objects.filter(
@@ -49,15 +51,14 @@ def check_starting_bookings() -> int:
     return checked
 
 
-# -- the print queue (machines/printing.py, machines/dispatch.py) -----------------------------
+# -- the print queue (machines/printing/) ----------------------------------------------------
 
 
-@shared_task(bind=True, max_retries=3, time_limit=None)
+# The two slicing tasks take Celery's own limit (CELERY_TASK_TIME_LIMIT): the slicer stops
+# itself first, after FABHUB_SLICER_TIME_LIMIT_S per profile.
+@shared_task(bind=True, max_retries=3)
 def prepare_print_job(self, job_id: int):
     """Slice a job (or read its G-code); retried only when the slicer could not start."""
-    from machines import printing
-    from machines.slicer import SlicerError
-
     try:
         job = printing.print_job_prepare(job_id=job_id)
     except SlicerError as exc:  # retryable by construction: print_job_prepare re-raises only those
@@ -65,17 +66,13 @@ def prepare_print_job(self, job_id: int):
     return job.status if job is not None else None
 
 
-@shared_task(time_limit=None)
+@shared_task
 def slice_print_job_for(job_id: int, machine_id: int) -> bool:
-    from machines import printing
-
     return printing.print_job_slice_for(job_id=job_id, machine_id=machine_id) is not None
 
 
 @shared_task(time_limit=600)
 def send_print_job(job_id: int, token: str) -> str:
-    from machines import dispatch
-
     return dispatch.print_job_send(job_id=job_id, token=token)
 
 
@@ -83,9 +80,6 @@ def send_print_job(job_id: int, token: str) -> str:
 def cancel_on_printer(self, machine_id: int, remote_name: str) -> bool:
     """Stop a cancelled job on its printer; retried while the printer does not answer
     (the poller also stops it when it sees it again)."""
-    from machines import dispatch
-    from machines.drivers import PrinterError
-
     try:
         return dispatch.cancel_on_printer(machine_id=machine_id, remote_name=remote_name)
     except PrinterError as exc:
@@ -97,20 +91,14 @@ def cancel_on_printer(self, machine_id: int, remote_name: str) -> bool:
 
 @shared_task(time_limit=300)
 def dispatch_print_jobs(lab_id: int | None = None) -> int:
-    from machines import dispatch
-
     return len(dispatch.dispatch_tick(lab_id=lab_id))
 
 
 @shared_task(time_limit=120)
 def poll_printers() -> int:
-    from machines import dispatch
-
     return dispatch.printers_poll()
 
 
 @shared_task(time_limit=600)
 def sweep_print_queue() -> dict:
-    from machines import dispatch
-
     return dispatch.print_queue_sweep()

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from machines import print_views, views
+from machines import views
+from machines.printing import views as print_views
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
@@ -14,7 +15,7 @@ urlpatterns = [
     path("labs/notifications/", views.notifications, name="notifications"),
     path("labs/feeds/<str:token>.ics", views.calendar_feed, name="calendar-feed"),
     path("labs/feeds/<str:token>/reset/", views.feed_reset, name="calendar-feed-reset"),
-    # The print queue (machines/print_views.py); "jobs" is a reserved lab slug.
+    # The print queue (machines/printing/views.py); "jobs" is a reserved lab slug.
     path("labs/jobs/", print_views.my_print_jobs, name="my-print-jobs"),
     path("labs/jobs/new/", print_views.print_job_new, name="print-job-new"),
     path("labs/jobs/<int:job_id>/", print_views.print_job_detail, name="print-job"),

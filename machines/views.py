@@ -19,17 +19,21 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
+from hub.auth import signed_in_user
 from hub.exceptions import NotFound, ValidationError
 from hub.markdown import render_markdown
 from hub.models import User
 from hub.views import form_call, hub_page
 from machines import forms, ical, selectors, services, timeline
 from machines.models import Booking, CalendarFeed, Lab, Machine
+from machines.notifications import notification_mark_read
 
 AVAILABILITY_DAYS = 7
 
 
-def _lab_context(request: HttpRequest, lab: Lab, tab: str, **context) -> dict:
+def lab_context(request: HttpRequest, lab: Lab, tab: str, **context) -> dict:
+    """What every page of a lab (bookings and the print queue alike) shows in its header:
+    the lab, the viewer's role, the open tab and, for managers, how much waits for them."""
     role = selectors.lab_role(lab, request.user)
     pending = 0
     if role == "manager":
@@ -71,9 +75,10 @@ def lab_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @hub_page
 def lab_new(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
     form = forms.LabForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        ok, lab = form_call(form, services.lab_create, creator=request.user, **form.cleaned_data)
+        ok, lab = form_call(form, services.lab_create, creator=user, **form.cleaned_data)
         if ok:
             messages.success(request, f"{lab.name} is open. Set its opening hours next.")
             return redirect("lab-manage", lab=lab.slug)
@@ -85,7 +90,7 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
     the_lab = selectors.lab_get(slug=lab)
     monday = _monday(request, the_lab)
     week = selectors.lab_week(the_lab, monday)
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "calendar",
@@ -100,7 +105,7 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
         weekdays=forms.WEEKDAYS,
     )
     if context["role"] in ("member", "manager"):
-        context["feed"] = services.calendar_feed_get(owner=request.user, lab=the_lab)
+        context["feed"] = services.calendar_feed_get(owner=signed_in_user(request), lab=the_lab)
     return render(request, "machines/lab_detail.html", context)
 
 
@@ -108,12 +113,13 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
 @require_POST
 @hub_page
 def lab_join(request: HttpRequest, lab: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
     if request.POST.get("action") == "leave":
-        services.membership_remove(lab=the_lab, actor=request.user, user=request.user)
+        services.membership_remove(lab=the_lab, actor=user, user=user)
         messages.success(request, f"You left {the_lab.name}.")
     else:
-        membership = services.membership_join(lab=the_lab, user=request.user)
+        membership = services.membership_join(lab=the_lab, user=user)
         if membership.status == "active":
             messages.success(request, f"Welcome to {the_lab.name}!")
         else:
@@ -125,8 +131,9 @@ def lab_join(request: HttpRequest, lab: str) -> HttpResponse:
 @hub_page
 def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
     """Settings, opening hours, closures and members."""
+    manager = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, manager)
     action = request.POST.get("action")
     post = request.POST if request.method == "POST" else None
     lab_form = forms.LabForm(post if action == "settings" else None, instance=the_lab)
@@ -135,7 +142,7 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
     if request.method == "POST":
         if action == "settings" and lab_form.is_valid():
             ok, _ = form_call(
-                lab_form, services.lab_update, lab=the_lab, actor=request.user, **lab_form.cleaned_data
+                lab_form, services.lab_update, lab=the_lab, actor=manager, **lab_form.cleaned_data
             )
             if ok:
                 messages.success(request, "Saved.")
@@ -145,7 +152,7 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
                 hours_form,
                 services.lab_set_hours,
                 lab=the_lab,
-                actor=request.user,
+                actor=manager,
                 hours=hours_form.cleaned_data["hours"],
             )
             if ok:
@@ -157,7 +164,7 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
                 closure_form,
                 services.closure_create,
                 lab=the_lab,
-                actor=request.user,
+                actor=manager,
                 start=data["start"],
                 end=data["end"],
                 reason=data["reason"],
@@ -175,7 +182,7 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
             closure = the_lab.closures.filter(pk=_int(request.POST.get("closure_id"))).first()
             if closure is None:
                 raise NotFound("No such closure.")
-            services.closure_delete(closure=closure, actor=request.user)
+            services.closure_delete(closure=closure, actor=manager)
             messages.success(request, "Closure removed.")
             return redirect("lab-manage", lab=lab)
         elif action in ("approve-member", "decline-member", "make-manager", "make-member", "remove-member"):
@@ -184,17 +191,17 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
                 raise NotFound("No such member.")
             if action in ("approve-member", "decline-member"):
                 services.membership_decide(
-                    lab=the_lab, actor=request.user, user=user, approve=action == "approve-member"
+                    lab=the_lab, actor=manager, user=user, approve=action == "approve-member"
                 )
             elif action == "remove-member":
-                services.membership_remove(lab=the_lab, actor=request.user, user=user)
+                services.membership_remove(lab=the_lab, actor=manager, user=user)
             else:
                 services.membership_set_role(
-                    lab=the_lab, actor=request.user, user=user, role=action.removeprefix("make-")
+                    lab=the_lab, actor=manager, user=user, role=action.removeprefix("make-")
                 )
             messages.success(request, "Members updated.")
             return redirect("lab-manage", lab=lab)
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "manage",
@@ -211,25 +218,26 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
 @hub_page
 def lab_approvals(request: HttpRequest, lab: str) -> HttpResponse:
     """Bookings waiting for approval, and bookings a breakdown or closure put in doubt."""
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     if request.method == "POST":
-        booking = selectors.booking_get(booking_id=_int(request.POST.get("booking_id")), user=request.user)
+        booking = selectors.booking_get(booking_id=_int(request.POST.get("booking_id")), user=user)
         action, reason = request.POST.get("action"), request.POST.get("reason", "")
         if action == "approve":
-            services.booking_approve(booking=booking, actor=request.user)
+            services.booking_approve(booking=booking, actor=user)
         elif action == "refuse":
-            services.booking_refuse(booking=booking, actor=request.user, reason=reason)
+            services.booking_refuse(booking=booking, actor=user, reason=reason)
         elif action == "keep":
-            services.booking_keep(booking=booking, actor=request.user)
+            services.booking_keep(booking=booking, actor=user)
         elif action == "cancel":
-            services.booking_cancel(booking=booking, actor=request.user, reason=reason)
+            services.booking_cancel(booking=booking, actor=user, reason=reason)
         else:
             raise ValidationError("Unknown action.")
         messages.success(request, "Done: the member is told.")
         return redirect("lab-approvals", lab=lab)
     rows = selectors.bookings_of_lab(the_lab).filter(end__gt=timezone.now()).order_by("start")
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "approvals",
@@ -246,8 +254,9 @@ def lab_approvals(request: HttpRequest, lab: str) -> HttpResponse:
 @login_required
 @hub_page
 def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     form = forms.QualificationForm(
         request.POST if request.POST.get("action") == "record" else None,
         lab=the_lab,
@@ -260,7 +269,7 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
             ).first()
             if qualification is None:
                 raise NotFound("No such qualification.")
-            services.qualification_revoke(qualification=qualification, actor=request.user)
+            services.qualification_revoke(qualification=qualification, actor=user)
             messages.success(request, "Qualification removed.")
             return redirect("lab-qualifications", lab=lab)
         if form.is_valid():
@@ -269,7 +278,7 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
                 form,
                 services.qualification_record,
                 lab=the_lab,
-                actor=request.user,
+                actor=user,
                 member=User.objects.get(username=data["member"]),
                 machine=data["machine"],
                 kind=data["kind"],
@@ -279,7 +288,7 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
             if ok:
                 messages.success(request, "Qualification recorded.")
                 return redirect("lab-qualifications", lab=lab)
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "qualifications",
@@ -294,8 +303,9 @@ def lab_qualifications(request: HttpRequest, lab: str) -> HttpResponse:
 @hub_page
 def lab_maintenance(request: HttpRequest, lab: str) -> HttpResponse:
     """Machine statuses and maintenance windows."""
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     action = request.POST.get("action")
     status_form = forms.MachineStatusForm(request.POST if action == "status" else None, lab=the_lab)
     window_form = forms.MaintenanceForm(request.POST if action == "window" else None, lab=the_lab)
@@ -306,7 +316,7 @@ def lab_maintenance(request: HttpRequest, lab: str) -> HttpResponse:
                 status_form,
                 services.machine_set_status,
                 machine=data["machine"],
-                actor=request.user,
+                actor=user,
                 status=data["status"],
                 reason=data["reason"],
             )
@@ -321,7 +331,7 @@ def lab_maintenance(request: HttpRequest, lab: str) -> HttpResponse:
                 window_form,
                 services.maintenance_block,
                 machine=data["machine"],
-                actor=request.user,
+                actor=user,
                 start=data["start"],
                 end=data["end"],
                 reason=data["reason"],
@@ -337,7 +347,7 @@ def lab_maintenance(request: HttpRequest, lab: str) -> HttpResponse:
         .filter(kind=Booking.Kind.MAINTENANCE, status__in=Booking.ACTIVE, end__gt=timezone.now())
         .order_by("start")
     )
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "maintenance",
@@ -389,7 +399,7 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
     for s, e in free:
         local_start, local_end = s.astimezone(the_lab.zone), e.astimezone(the_lab.zone)
         days.setdefault(local_start.date(), []).append((local_start, local_end))
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "machines",
@@ -412,39 +422,39 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
         ),
     )
     if role in ("member", "manager"):
-        context["feed"] = services.calendar_feed_get(owner=request.user, machine=the_machine)
+        context["feed"] = services.calendar_feed_get(owner=signed_in_user(request), machine=the_machine)
     return render(request, "machines/machine_detail.html", context)
 
 
 @login_required
 @hub_page
 def machine_new(request: HttpRequest, lab: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     form = forms.MachineForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         ok, machine = form_call(
-            form, services.machine_create, lab=the_lab, actor=request.user, **form.service_kwargs()
+            form, services.machine_create, lab=the_lab, actor=user, **form.service_kwargs()
         )
         if ok:
             messages.success(request, f"{machine.name} added.")
             return redirect("machine-detail", lab=lab, machine=machine.slug)
-    return render(
-        request, "machines/machine_form.html", _lab_context(request, the_lab, "machines", form=form)
-    )
+    return render(request, "machines/machine_form.html", lab_context(request, the_lab, "machines", form=form))
 
 
 @login_required
 @hub_page
 def machine_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     initial = {name: getattr(the_machine, name) for name in services.MACHINE_FIELDS}
     form = forms.MachineForm(request.POST or None, request.FILES or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():
         ok, _ = form_call(
-            form, services.machine_update, machine=the_machine, actor=request.user, **form.service_kwargs()
+            form, services.machine_update, machine=the_machine, actor=user, **form.service_kwargs()
         )
         if ok:
             messages.success(request, "Saved.")
@@ -452,11 +462,11 @@ def machine_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     return render(
         request,
         "machines/machine_form.html",
-        _lab_context(request, the_lab, "machines", form=form, machine=the_machine),
+        lab_context(request, the_lab, "machines", form=form, machine=the_machine),
     )
 
 
-def machine_photo(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
+def machine_photo(request: HttpRequest, lab: str, machine: str) -> FileResponse:
     the_machine = Machine.objects.filter(lab__slug=lab, slug=machine).first()
     if the_machine is None or not the_machine.photo:
         raise Http404("No photo.")
@@ -472,13 +482,14 @@ def machine_photo(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
 @login_required
 @hub_page
 def my_bookings(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
     if request.method == "POST":
-        booking = selectors.booking_get(booking_id=_int(request.POST.get("booking_id")), user=request.user)
-        services.booking_cancel(booking=booking, actor=request.user, reason=request.POST.get("reason", ""))
+        booking = selectors.booking_get(booking_id=_int(request.POST.get("booking_id")), user=user)
+        services.booking_cancel(booking=booking, actor=user, reason=request.POST.get("reason", ""))
         messages.success(request, "Booking cancelled.")
         return redirect("my-bookings")
     now = timezone.now()
-    rows = selectors.bookings_of_member(request.user)
+    rows = selectors.bookings_of_member(user)
     upcoming = rows.filter(end__gt=now).order_by("start")
     past = Paginator(rows.filter(end__lte=now), 30).get_page(request.GET.get("page"))
     return render(
@@ -487,8 +498,8 @@ def my_bookings(request: HttpRequest) -> HttpResponse:
         {
             "upcoming": upcoming,
             "past": past,
-            "feed": services.calendar_feed_get(owner=request.user),
-            "labs": selectors.labs_of(request.user),
+            "feed": services.calendar_feed_get(owner=user),
+            "labs": selectors.labs_of(user),
         },
     )
 
@@ -496,10 +507,11 @@ def my_bookings(request: HttpRequest) -> HttpResponse:
 @login_required
 @hub_page
 def notifications(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
     if request.method == "POST":
-        services.notification_mark_read(user=request.user)
+        notification_mark_read(user=user)
         return redirect("notifications")
-    page = Paginator(selectors.notifications_of(request.user), 30).get_page(request.GET.get("page"))
+    page = Paginator(selectors.notifications_of(user), 30).get_page(request.GET.get("page"))
     return render(request, "machines/notifications.html", {"page": page})
 
 
@@ -507,12 +519,23 @@ def notifications(request: HttpRequest) -> HttpResponse:
 @require_POST
 @hub_page
 def feed_reset(request: HttpRequest, token: str) -> HttpResponse:
-    feed = CalendarFeed.objects.filter(token=token, owner=request.user).first()
+    user = signed_in_user(request)
+    feed = CalendarFeed.objects.filter(token=token, owner=user).first()
     if feed is None:
         raise NotFound("There is no such feed.")
-    services.calendar_feed_reset(feed=feed, actor=request.user)
+    services.calendar_feed_reset(feed=feed, actor=user)
     messages.success(request, "New calendar address made: the old one no longer works.")
     return redirect(request.POST.get("next") or "my-bookings")
+
+
+def _feed_name(feed: CalendarFeed) -> str:
+    if feed.scope == CalendarFeed.Scope.MEMBER:
+        return f"{feed.owner.username}'s bookings (fabhub)"
+    # The model's check constraint gives lab and machine feeds their lab (and machine).
+    lab_name = feed.lab.name if feed.lab is not None else ""
+    if feed.scope == CalendarFeed.Scope.MACHINE and feed.machine is not None:
+        return f"{feed.machine.name} · {lab_name}"
+    return lab_name
 
 
 def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
@@ -523,17 +546,11 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
         .first()
     )
     rows = selectors.feed_rows(feed) if feed is not None and feed.owner.is_active else None
-    if rows is None:
+    if feed is None or rows is None:
         raise Http404("No such calendar.")
-    if feed.scope == CalendarFeed.Scope.MEMBER:
-        name = f"{feed.owner.username}'s bookings (fabhub)"
-    elif feed.scope == CalendarFeed.Scope.MACHINE:
-        name = f"{feed.machine.name} · {feed.lab.name}"
-    else:
-        name = feed.lab.name
     body = ical.render_feed(
         rows,
-        name=name,
+        name=_feed_name(feed),
         host=request.get_host().split(":")[0] or "fabhub",
         with_member=feed.scope == CalendarFeed.Scope.MEMBER,
     )

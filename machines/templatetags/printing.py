@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from machines.printing.selectors import prints_of_design
+
 register = template.Library()
 
 
@@ -22,8 +24,6 @@ def duration(seconds) -> str:
 def design_prints(design, commits=None):
     """'Made N times in M labs' per commit of a design (all its commits with prints, or
     only those in `commits`: shas or objects with a `sha`)."""
-    from machines.print_selectors import prints_of_design
-
     rows = prints_of_design(design)
     if commits is not None:
         wanted = {getattr(c, "sha", c) for c in commits}

@@ -174,7 +174,7 @@ def octoprint_server(tmp_path_factory):
 @pytest.fixture
 def octoprint_printer(octoprint_server):
     """A driver for the virtual printer, connected and idle, whatever the last test left."""
-    from machines.drivers.octoprint import OctoPrintDriver
+    from machines.printing.drivers.octoprint import OctoPrintDriver
 
     if not octoprint_server.running:
         octoprint_server.start()

@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from designs import analysis
 from designs.models import MeshAnalysis
-from machines import printing
 from machines.models import Machine, Printer, PrintJob
+from machines.printing import services as printing
 from tests.factories import DesignFactory, commit_files
 from tests.machines.factories import make_machine
 from tests.printing.conftest import write_test_gcode

@@ -14,8 +14,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from hub.exceptions import Conflict
-from machines import dispatch, printing, services
+from machines import services
 from machines.models import Booking, Machine, Printer, PrintJob, PrintRecord
+from machines.printing import dispatch
+from machines.printing import services as printing
 from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import gcode_upload, make_printer, queued_job
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from machines import ticker
 from machines.models import PrintJob
+from machines.printing import ticker
 from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import write_test_gcode
 from tests.printing.factories import gcode_upload, make_printer
@@ -15,8 +15,8 @@ from tests.printing.factories import gcode_upload, make_printer
 
 @pytest.mark.django_db(transaction=True)
 def test_one_round_gives_an_idle_printer_its_job(alice, bob, tmp_path):
-    from machines import printing
     from machines.models import Printer
+    from machines.printing import services as printing
 
     lab = make_lab(alice, hours="00:00-00:00")
     add_member(lab, bob)

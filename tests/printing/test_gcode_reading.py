@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from machines.gcode import metadata, parse_duration, read_gcode
+from machines.printing.gcode import metadata, parse_duration, read_gcode
 from tests.printing.conftest import write_test_gcode
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from machines.drivers import PrinterError, PrinterState, PrinterStatus, driver_for
-from machines.drivers.manual import ManualDriver
-from machines.drivers.octoprint import OctoPrintDriver
+from machines.printing.drivers import PrinterError, PrinterState, PrinterStatus, driver_for
+from machines.printing.drivers.manual import ManualDriver
+from machines.printing.drivers.octoprint import OctoPrintDriver
 
 
 def test_it_knows_nothing_until_an_operator_records_something():

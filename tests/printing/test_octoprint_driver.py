@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from machines.drivers import PrinterError, PrinterState
-from machines.drivers.octoprint import OctoPrintDriver, state_from_text
+from machines.printing.drivers import PrinterError, PrinterState
+from machines.printing.drivers.octoprint import OctoPrintDriver, state_from_text
 from tests.printing.conftest import wait_for, write_test_gcode
 
 slow = pytest.mark.slow

@@ -18,9 +18,11 @@ from django.db import connection
 from django.utils import timezone
 
 from designs import services as design_services
-from machines import dispatch, printing
-from machines.drivers import PrinterState
 from machines.models import Notification, Printer, PrintJob, PrintRecord
+from machines.printing import dispatch
+from machines.printing import services as printing
+from machines.printing.drivers import PrinterState
+from machines.printing.files import gcode_path
 from tests.factories import commit_files
 from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import make_octoprint_server, wait_for, write_test_gcode
@@ -283,7 +285,7 @@ def test_a_worker_dying_after_starting_the_print_is_taken_over_by_the_sweeper(
     assert dispatch.dispatch_tick() == [job.pk]
     assert sends == [("machines.tasks.send_print_job", (job.pk, refreshed(job).dispatch_token))]
     # What the dead worker got done: the printer has the job and runs it.
-    octoprint_printer.upload_and_start(printing.gcode_path(job.gcode.sha256), job.remote_name)
+    octoprint_printer.upload_and_start(gcode_path(job.gcode.sha256), job.remote_name)
     assert refreshed(job).status == S.DISPATCHING
     dispatch.printer_poll(machine_id=printer.pk)
     assert refreshed(job).status == S.DISPATCHING  # the poller leaves sends to their worker
@@ -301,7 +303,7 @@ def test_printers_that_never_answer_do_not_hold_up_the_others(lab, printer, octo
     the poll of all three takes one read time-out, not three, and the real one is seen."""
     import socket
 
-    from machines.drivers.octoprint import OctoPrintDriver
+    from machines.printing.drivers.octoprint import OctoPrintDriver
 
     listeners = []
     for n in range(2):

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
-from machines import dispatch, printing
 from machines.models import Booking, Notification, Printer, PrintJob, PrintRecord
+from machines.printing import dispatch
+from machines.printing import services as printing
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import make_printer, queued_job

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from hub.exceptions import Conflict, ValidationError
-from machines import printing
 from machines.models import Notification, PrintJob
+from machines.printing import services as printing
+from machines.printing.files import gcode_path
 from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import write_test_gcode
 from tests.printing.factories import FAST_PROFILE, analysed_design, box_stl, gcode_upload, make_printer
@@ -43,7 +44,7 @@ def test_a_mesh_is_sliced_and_the_slicers_estimates_are_stored(lab, bob, cube):
     assert gcode.estimate_source == "slicer"
     assert 60 < gcode.estimated_seconds == job.estimated_seconds
     assert gcode.filament_mm > 100 and job.filament_mm == gcode.filament_mm
-    text = printing.gcode_path(gcode.sha256).read_text()
+    text = gcode_path(gcode.sha256).read_text()
     assert "; bed_shape = 0x0,250x0,250x210,0x210" in text and "; max_print_height = 210" in text
 
 
@@ -55,9 +56,7 @@ def test_printers_sharing_a_profile_share_one_gcode(lab, bob, cube):
     )
     job = prepared(lab, bob, cube)
     assert sorted(job.gcodes.values_list("profile_name", flat=True)) == ["draft", "test profile"]
-    assert (
-        "; layer_height = 0.3" in printing.gcode_path(job.gcodes.get(profile_name="draft").sha256).read_text()
-    )
+    assert "; layer_height = 0.3" in gcode_path(job.gcodes.get(profile_name="draft").sha256).read_text()
 
 
 def test_a_printer_joining_later_gets_the_waiting_jobs_sliced_for_it(lab, alice, bob, cube):
@@ -147,5 +146,5 @@ def test_a_managers_own_job_needs_no_approval(lab, alice):
 
 def test_the_fast_test_profile_leaves_out_heating(lab, bob, cube):
     make_printer(lab, slicer_profile=FAST_PROFILE)
-    text = printing.gcode_path(prepared(lab, bob, cube).gcodes.get().sha256).read_text()
+    text = gcode_path(prepared(lab, bob, cube).gcodes.get().sha256).read_text()
     assert "M220 S100000" in text and "M109" not in text and "M190" not in text

@@ -7,8 +7,9 @@ import pytest
 from django.urls import reverse
 
 from designs.models import Design
-from machines import dispatch, printing
 from machines.models import PrintJob
+from machines.printing import dispatch
+from machines.printing import services as printing
 from tests.conftest import client_for
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, make_lab

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from machines import dispatch, printing
 from machines.models import Printer, PrintJob
+from machines.printing import dispatch
+from machines.printing import services as printing
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import analysed_design, box_stl, make_printer

@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from designs.models import MeshAnalysis
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
-from machines import printing, services
+from machines import services
 from machines.models import Machine, PrintJob
+from machines.printing import services as printing
 from tests.factories import UserFactory, commit_files
 from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import write_test_gcode

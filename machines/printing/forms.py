@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
+from machines.forms import choice_field
 from machines.models import Machine, Printer, PrintJob, PrintSettings
 
 
@@ -36,10 +39,11 @@ class PrintJobForm(forms.Form):
 
     def __init__(self, *args, labs=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["lab"].choices = [(lab.slug, lab.name) for lab in labs]
+        choice_field(self, "lab").choices = [(lab.slug, lab.name) for lab in labs]
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if bool(data.get("design")) == bool(data.get("file")):
             raise forms.ValidationError("Give either a design file or a G-code file.")
         if data.get("design") and not data.get("path"):

@@ -11,13 +11,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from designs.selectors import design_get
+from hub.auth import signed_in_user, viewer
 from hub.exceptions import NotFound, ValidationError
 from hub.permissions import AUTHENTICATED
-from machines import print_selectors as ps
-from machines import printing
 from machines.api import LabContextMixin
 from machines.models import PrintJob, PrintRecord
-from machines.print_serializers import (
+from machines.printing import selectors as ps
+from machines.printing import services as printing
+from machines.printing.files import gcode_path
+from machines.printing.serializers import (
     CommitPrintsOutput,
     JobBriefOutput,
     PrinterInput,
@@ -43,9 +46,10 @@ class PrintSettingsApi(LabContextMixin, APIView):
 
     @extend_schema(request=PrintSettingsInput, responses=PrintSettingsOutput)
     def patch(self, request: Request, lab: str) -> Response:
+        user = signed_in_user(request)
         data = PrintSettingsInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        row = printing.print_settings_update(lab=self.get_lab(), actor=request.user, **data.validated_data)
+        row = printing.print_settings_update(lab=self.get_lab(), actor=user, **data.validated_data)
         return Response(PrintSettingsOutput(row).data)
 
 
@@ -85,11 +89,10 @@ class PrinterDetailApi(LabContextMixin, APIView):
         description="Put the machine in the print queue, or change what is loaded and its profile.",
     )
     def put(self, request: Request, lab: str, machine: str) -> Response:
+        user = signed_in_user(request)
         data = PrinterInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        printer = printing.printer_configure(
-            machine=self.get_machine(), actor=request.user, **data.validated_data
-        )
+        printer = printing.printer_configure(machine=self.get_machine(), actor=user, **data.validated_data)
         return Response(PrinterOutput(printer).data)
 
 
@@ -102,7 +105,8 @@ class PrinterClearedApi(LabContextMixin, APIView):
         description="Confirm the bed is clear: the finished job is done and the printer takes the next one.",
     )
     def post(self, request: Request, lab: str, machine: str) -> Response:
-        printer = printing.printer_confirm_cleared(machine=self.get_machine(), actor=request.user)
+        user = signed_in_user(request)
+        printer = printing.printer_confirm_cleared(machine=self.get_machine(), actor=user)
         return Response(PrinterOutput(printer).data)
 
 
@@ -112,15 +116,17 @@ class LabPrintJobListApi(LabContextMixin, generics.ListAPIView):
     permission_classes = AUTHENTICATED
 
     def get_serializer_class(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return JobBriefOutput
-        return PrintJobOutput if lab_role(self.get_lab(), self.request.user) == "manager" else JobBriefOutput
+        return PrintJobOutput if lab_role(self.get_lab(), user) == "manager" else JobBriefOutput
 
     def get_queryset(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return PrintJob.objects.none()
         the_lab = self.get_lab()
-        require_member(the_lab, self.request.user)
+        require_member(the_lab, user)
         rows = ps.jobs_of_lab(the_lab)
         status = self.request.query_params.get("status")
         if status:
@@ -145,9 +151,10 @@ class PrintJobListApi(generics.ListAPIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
+        user = signed_in_user(self.request)
         if getattr(self, "swagger_fake_view", False):
             return PrintJob.objects.none()
-        rows = ps.jobs_of_member(self.request.user).order_by("-submitted_at", "-pk")
+        rows = ps.jobs_of_member(user).order_by("-submitted_at", "-pk")
         status = self.request.query_params.get("status")
         return rows.filter(status=status) if status else rows
 
@@ -161,8 +168,7 @@ class PrintJobListApi(generics.ListAPIView):
         description="A design file pinned at a commit (design, path, rev), or an uploaded G-code (multipart `file`).",
     )
     def post(self, request: Request) -> Response:
-        from designs.selectors import design_get
-
+        user = signed_in_user(request)
         data = PrintJobSubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -173,11 +179,11 @@ class PrintJobListApi(generics.ListAPIView):
             owner, _, slug = design_name.partition("/")
             if not owner or not slug:
                 raise ValidationError("'design' must be owner/slug.")
-            design = design_get(user=request.user, owner=owner, slug=slug)
+            design = design_get(user=user, owner=owner, slug=slug)
         job = printing.print_job_submit(
-            lab=the_lab, owner=request.user, design=design, upload=values.pop("file", None), **values
+            lab=the_lab, owner=user, design=design, upload=values.pop("file", None), **values
         )
-        job = ps.job_get(job_id=job.pk, user=request.user)
+        job = ps.job_get(job_id=job.pk, user=user)
         return Response(PrintJobOutput(job, context={"request": request}).data, status=201)
 
 
@@ -186,7 +192,8 @@ class PrintJobDetailApi(APIView):
 
     @extend_schema(responses=PrintJobOutput)
     def get(self, request: Request, job_id: int) -> Response:
-        job = ps.job_get(job_id=job_id, user=request.user)
+        user = signed_in_user(request)
+        job = ps.job_get(job_id=job_id, user=user)
         return Response(PrintJobOutput(job, context={"request": request}).data)
 
 
@@ -199,11 +206,12 @@ class PrintJobActionApi(APIView):
 
     @extend_schema(request=PrintJobRecordInput, responses=PrintJobOutput)
     def post(self, request: Request, job_id: int) -> Response:
-        job = ps.job_get(job_id=job_id, user=request.user)
+        actor = signed_in_user(request)
+        job = ps.job_get(job_id=job_id, user=actor)
         data = PrintJobRecordInput(data=request.data)
         data.is_valid(raise_exception=True)
         reason = data.validated_data["reason"]
-        user = request.user
+        user = actor
         if self.action == "approve":
             job = printing.print_job_approve(job=job, actor=user)
         elif self.action == "refuse":
@@ -229,12 +237,13 @@ class PrintJobGcodeApi(APIView):
         description="The G-code the job prints (to carry to a printer without network control).",
     )
     def get(self, request: Request, job_id: int):
-        job = ps.job_get(job_id=job_id, user=request.user)
+        user = signed_in_user(request)
+        job = ps.job_get(job_id=job_id, user=user)
         gcode = job.gcode or job.gcodes.order_by("pk").first()
         if gcode is None:
             raise NotFound("This job has no G-code yet.")
         response = FileResponse(
-            printing.gcode_path(gcode.sha256).open("rb"),
+            gcode_path(gcode.sha256).open("rb"),
             content_type="text/x-gcode",
             as_attachment=True,
             filename=f"{job.pk}-{job.filename.rsplit('.', 1)[0]}.gcode",
@@ -251,7 +260,7 @@ class PrintRecordListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return PrintRecord.objects.none()
-        rows = ps.records_visible_to(self.request.user)
+        rows = ps.records_visible_to(viewer(self.request))
         params = self.request.query_params
         if params.get("design"):
             owner, _, slug = params["design"].partition("/")
@@ -280,8 +289,6 @@ class DesignPrintsApi(APIView):
         description="Per commit of a design: parts made and failed, and in how many labs.",
     )
     def get(self, request: Request) -> Response:
-        from designs.selectors import design_get
-
         owner, _, slug = (request.query_params.get("design") or "").partition("/")
         if not owner or not slug:
             raise ValidationError("Give design=owner/slug.")

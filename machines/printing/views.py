@@ -1,5 +1,5 @@
 """Pages of the print queue: the lab's queue with its printers, my jobs, a job, sending a
-part, and a printer's settings. Thin views over machines.printing and print_selectors."""
+part, and a printer's settings. Thin views over machines.printing.services and .selectors."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from designs.selectors import design_get
+from hub.auth import signed_in_user
 from hub.exceptions import HubError, NotFound, PermissionDenied
 from hub.views import form_call, hub_page
-from machines import print_forms, printing, selectors
-from machines import print_selectors as ps
+from machines import selectors
 from machines.models import PrintJob, PrintRecord
-from machines.views import _lab_context
+from machines.printing import forms as print_forms
+from machines.printing import selectors as ps
+from machines.printing import services as printing
+from machines.views import lab_context
 
 ACTIONS = ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
 
@@ -62,7 +66,7 @@ def print_queue(request: HttpRequest, lab: str) -> HttpResponse:
         }
         for p in printers
     ]
-    context = _lab_context(
+    context = lab_context(
         request,
         the_lab,
         "queue",
@@ -78,30 +82,30 @@ def print_queue(request: HttpRequest, lab: str) -> HttpResponse:
 @login_required
 @hub_page
 def print_settings(request: HttpRequest, lab: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     form = print_forms.PrintSettingsForm(request.POST or None, instance=ps.print_settings_of(the_lab))
     if request.method == "POST" and form.is_valid():
-        ok, _ = form_call(
-            form, printing.print_settings_update, lab=the_lab, actor=request.user, **form.cleaned_data
-        )
+        ok, _ = form_call(form, printing.print_settings_update, lab=the_lab, actor=user, **form.cleaned_data)
         if ok:
             messages.success(request, "Print queue settings saved.")
             return redirect("print-queue", lab=the_lab.slug)
-    return render(request, "machines/print_settings.html", _lab_context(request, the_lab, "queue", form=form))
+    return render(request, "machines/print_settings.html", lab_context(request, the_lab, "queue", form=form))
 
 
 @login_required
 @hub_page
 def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
-    selectors.require_manager(the_lab, request.user)
+    selectors.require_manager(the_lab, user)
     printer = ps.printer_of(the_machine)
     form = print_forms.PrinterForm(request.POST or None, instance=printer)
     if request.method == "POST" and form.is_valid():
         ok, _ = form_call(
-            form, printing.printer_configure, machine=the_machine, actor=request.user, **form.cleaned_data
+            form, printing.printer_configure, machine=the_machine, actor=user, **form.cleaned_data
         )
         if ok:
             messages.success(request, f"{the_machine.name}'s print settings saved.")
@@ -109,7 +113,7 @@ def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     return render(
         request,
         "machines/printer_form.html",
-        _lab_context(request, the_lab, "queue", form=form, machine=the_machine, printer=printer),
+        lab_context(request, the_lab, "queue", form=form, machine=the_machine, printer=printer),
     )
 
 
@@ -117,6 +121,7 @@ def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
 @require_POST
 @hub_page
 def printer_cleared(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
+    user = signed_in_user(request)
     the_lab = selectors.lab_get(slug=lab)
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
     return _act(
@@ -125,14 +130,15 @@ def printer_cleared(request: HttpRequest, lab: str, machine: str) -> HttpRespons
         f"{the_machine.name}'s bed is clear: it takes the next job.",
         printing.printer_confirm_cleared,
         machine=the_machine,
-        actor=request.user,
+        actor=user,
     )
 
 
 @login_required
 @hub_page
 def my_print_jobs(request: HttpRequest) -> HttpResponse:
-    rows = ps.jobs_of_member(request.user).order_by("-submitted_at", "-pk")
+    user = signed_in_user(request)
+    rows = ps.jobs_of_member(user).order_by("-submitted_at", "-pk")
     open_jobs = [j for j in rows.filter(status__in=PrintJob.OPEN)]
     finished = rows.filter(status__in=PrintJob.FINAL)[:50]
     return render(
@@ -141,7 +147,7 @@ def my_print_jobs(request: HttpRequest) -> HttpResponse:
         {
             "open_jobs": [(j, ps.seconds_left(j)) for j in open_jobs],
             "finished": finished,
-            "labs": selectors.labs_of(request.user),
+            "labs": selectors.labs_of(user),
         },
     )
 
@@ -150,9 +156,8 @@ def my_print_jobs(request: HttpRequest) -> HttpResponse:
 @hub_page
 def print_job_new(request: HttpRequest) -> HttpResponse:
     """Send a part to a lab's queue; `?design=&path=&rev=&lab=` pre-fill it (from a file page)."""
-    from designs.selectors import design_get
-
-    labs = list(selectors.labs_of(request.user).order_by("name"))
+    user = signed_in_user(request)
+    labs = list(selectors.labs_of(user).order_by("name"))
     initial = {
         key: request.GET.get(key, "") for key in ("design", "path", "rev", "lab") if request.GET.get(key)
     }
@@ -165,7 +170,7 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
         if name:
             owner, _, slug = name.partition("/")
             try:
-                design = design_get(user=request.user, owner=owner, slug=slug)
+                design = design_get(user=user, owner=owner, slug=slug)
             except NotFound as exc:
                 form.add_error("design", exc.message)
         if not form.errors:
@@ -173,7 +178,7 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
                 form,
                 printing.print_job_submit,
                 lab=the_lab,
-                owner=request.user,
+                owner=user,
                 design=design,
                 upload=data.pop("file"),
                 **data,
@@ -187,8 +192,9 @@ def print_job_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @hub_page
 def print_job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = ps.job_get(job_id=job_id, user=request.user)
-    role = selectors.lab_role(job.lab, request.user)
+    user = signed_in_user(request)
+    job = ps.job_get(job_id=job_id, user=user)
+    role = selectors.lab_role(job.lab, user)
     return render(
         request,
         "machines/print_job.html",
@@ -208,9 +214,10 @@ def print_job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 @hub_page
 def print_job_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse:
+    user = signed_in_user(request)
     if action not in ACTIONS:
         raise NotFound("No such action.")
-    job = ps.job_get(job_id=job_id, user=request.user)
+    job = ps.job_get(job_id=job_id, user=user)
     reason = request.POST.get("reason", "")
     back = reverse("print-job", args=[job.pk])
     done = {
@@ -221,15 +228,11 @@ def print_job_action(request: HttpRequest, job_id: int, action: str) -> HttpResp
         "resume": "Resumed.",
     }.get(action, "Recorded.")
     if action == "approve":
-        return _act(request, back, done, printing.print_job_approve, job=job, actor=request.user)
+        return _act(request, back, done, printing.print_job_approve, job=job, actor=user)
     if action == "refuse":
-        return _act(
-            request, back, done, printing.print_job_refuse, job=job, actor=request.user, reason=reason
-        )
+        return _act(request, back, done, printing.print_job_refuse, job=job, actor=user, reason=reason)
     if action == "cancel":
-        return _act(
-            request, back, done, printing.print_job_cancel, job=job, actor=request.user, reason=reason
-        )
+        return _act(request, back, done, printing.print_job_cancel, job=job, actor=user, reason=reason)
     if action in ("pause", "resume"):
         return _act(
             request,
@@ -237,7 +240,7 @@ def print_job_action(request: HttpRequest, job_id: int, action: str) -> HttpResp
             done,
             printing.print_job_pause,
             job=job,
-            actor=request.user,
+            actor=user,
             resume=action == "resume",
         )
     return _act(
@@ -246,7 +249,7 @@ def print_job_action(request: HttpRequest, job_id: int, action: str) -> HttpResp
         done,
         printing.print_job_record,
         job=job,
-        actor=request.user,
+        actor=user,
         outcome=action,
         reason=reason,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from machines.gcode import metadata
+from machines.printing.gcode import metadata
 
 # Formats PrusaSlicer reads; it tells them apart by the file name's extension.
 SLICEABLE = (".stl", ".3mf", ".obj", ".amf")

@@ -29,12 +29,19 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict
 from hub.queue import enqueue
-from machines import print_selectors as ps
-from machines import printing
-from machines.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus, driver_for
 from machines.models import Booking, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.printing import jobs
+from machines.printing import selectors as ps
+from machines.printing.drivers import (
+    PrinterDriver,
+    PrinterError,
+    PrinterState,
+    PrinterStatus,
+    driver_for_machine,
+)
+from machines.printing.files import gcode_path
 from machines.selectors import collision, qualification_for
-from machines.services import _insert_row, _lock_timeline
+from machines.services import timeline_insert, timeline_lock
 
 logger = logging.getLogger(__name__)
 
@@ -46,37 +53,7 @@ CONNECT_RETRY = timedelta(seconds=60)
 POLL_LEASE = timedelta(seconds=90)
 
 
-# -- drivers --------------------------------------------------------------------------------
-
-
-def driver_for_machine(machine: Machine) -> PrinterDriver:
-    """The machine's driver: OctoPrint (or another protocol) from its encrypted connection
-    settings; without any, the manual driver carrying the operator's last record."""
-    from machines.drivers.manual import ManualDriver
-    from machines.services import machine_connection
-
-    printer = Printer.objects.filter(pk=machine.pk).first()
-    if not machine.has_connection:
-        return ManualDriver(recorded=_recorded_status(printer) if printer else None)
-    settings_ = machine_connection(machine)
-    if settings_ is None:
-        raise PrinterError(
-            f"{machine.name}'s connection settings can no longer be read: a manager must enter them again",
-            retryable=False,
-        )
-    if printer is not None:
-        settings_ = {**settings_, "port": printer.serial_port or None, "baudrate": printer.baudrate}
-    return driver_for(settings_)
-
-
-def _recorded_status(printer: Printer) -> PrinterStatus:
-    try:
-        state = PrinterState(printer.state)
-    except ValueError:
-        state = PrinterState.UNKNOWN
-    return PrinterStatus(
-        state=state, progress=printer.progress, job_name=printer.job_name or None, message=printer.message
-    )
+# -- what the printers say ---------------------------------------------------------------
 
 
 def _observed(printer_id: int, status: PrinterStatus) -> None:
@@ -217,7 +194,7 @@ def _dispatch_to(
         gcode = gcodes.get(job.pk)
         if gcode is None or not ps.job_fits(job.size_mm, printer):
             continue
-        span = printing.timeline_span(gcode.estimated_seconds)
+        span = jobs.timeline_span(gcode.estimated_seconds)
         if room is not None and span > room:
             continue
         if machine.requires_qualification:
@@ -235,11 +212,11 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
     queue the send for after the commit. False if anything moved meanwhile."""
 
-    token = printing.new_token()
+    token = jobs.new_token()
     end = now + span
     try:
         with transaction.atomic():
-            machine = _lock_timeline(printer.pk)
+            machine = timeline_lock(printer.pk)
             if machine.status != Machine.Status.AVAILABLE:
                 return False
             holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
@@ -262,12 +239,12 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 gcode=gcode,
                 dispatch_token=token,
                 claimed_at=now,
-                remote_name=printing.remote_name(job, token),
+                remote_name=jobs.remote_name(job, token),
                 progress=None,
                 reason="",
             ):
                 return False
-            row = _insert_row(
+            row = timeline_insert(
                 machine,
                 kind=Booking.Kind.PRINT_JOB,
                 status=Booking.Status.APPROVED,
@@ -306,7 +283,7 @@ def print_job_send(*, job_id: int, token: str) -> str:
         claimed_at=now
     ):
         return "stale"
-    machine = job.machine
+    machine = job.printer_machine
     manual = not machine.has_connection
     try:
         driver = driver_for_machine(machine)
@@ -314,16 +291,16 @@ def print_job_send(*, job_id: int, token: str) -> str:
     except PrinterError as exc:
         # Nothing reached the printer: the job goes back to the queue for any printer.
         _unreachable(machine.pk, exc)
-        printing.job_requeue(job, f"{machine.name} could not take it: {exc.message}", token=token)
+        jobs.job_requeue(job, f"{machine.name} could not take it: {exc.message}", token=token)
         return "requeued"
-    path = printing.gcode_path(job.gcode.sha256)
+    path = gcode_path(job.printer_gcode.sha256)
     try:
         driver.upload_and_start(path, job.remote_name)
     except PrinterError as exc:
         return _after_failed_start(job, token, driver, exc)
     if manual:
         _record_manual(machine.pk, driver.status())
-    if printing.job_started(job, token, manual=manual):
+    if jobs.job_started(job, token, manual=manual):
         return "started"
     # Cancelled while it was being sent: stop what was just started.
     try:
@@ -334,34 +311,34 @@ def print_job_send(*, job_id: int, token: str) -> str:
 
 
 def _record_manual(machine_id: int, status: PrinterStatus) -> None:
-    printing._record_manual_state(
+    jobs.record_manual_state(
         machine_id, status.state.value, status.job_name or "", status.message, progress=status.progress
     )
 
 
 def _after_failed_start(job: PrintJob, token: str, driver: PrinterDriver, error: PrinterError) -> str:
     """upload_and_start failed: find out from the printer whether the job started anyway."""
-    machine = job.machine
+    machine = job.printer_machine
     try:
         status = driver.status()
     except PrinterError as again:
         # It may or may not have started: the poller finds out when the printer answers.
         _unreachable(machine.pk, again)
-        printing.job_lost(
+        jobs.job_lost(
             job, f"{machine.name} stopped answering while the job was sent: {error.message}", token=token
         )
         return "lost"
     if machine.has_connection:
         _observed(machine.pk, status)
     if status.job_name == job.remote_name and (status.state.has_active_job or status.progress == 100):
-        printing.job_started(job, token, manual=not machine.has_connection)
+        jobs.job_started(job, token, manual=not machine.has_connection)
         return "started"
     if status.state.has_active_job or error.retryable:
         # Busy with something else (a print started at the printer), or not ready yet:
         # the job never started here, so any printer may have it.
-        printing.job_requeue(job, f"{machine.name} could not take it: {error.message}", token=token)
+        jobs.job_requeue(job, f"{machine.name} could not take it: {error.message}", token=token)
         return "requeued"
-    printing.job_failed(
+    jobs.job_failed(
         job, f"The printer refused the job: {error.message}", from_statuses=(S.DISPATCHING,), token=token
     )
     return "failed"
@@ -443,7 +420,7 @@ def _poll(machine_id: int) -> str | None:
         _unreachable(machine.pk, exc)
         if job is not None and job.status in (S.PRINTING, S.PAUSED):
             at = f" at {job.progress:.0f} %" if job.progress is not None else ""
-            printing.job_lost(job, f"{machine.name} stopped answering{at}: {exc.message}")
+            jobs.job_lost(job, f"{machine.name} stopped answering{at}: {exc.message}")
         return "offline" if exc.retryable else "error"
     _observed(machine.pk, status)
     if job is not None and job.status not in (S.DISPATCHING, S.AWAITING_REMOVAL):
@@ -469,31 +446,31 @@ def _reconcile(job: PrintJob, status: PrinterStatus) -> None:
     nothing is ever resumed without a person."""
     ours = status.job_name == job.remote_name
     state = status.state
-    machine = job.machine
+    machine = job.printer_machine
     if ours and state in (PrinterState.PRINTING, PrinterState.PAUSING, PrinterState.CANCELLING):
-        printing.job_progress(job, status=S.PRINTING, progress=status.progress)
+        jobs.job_progress(job, status=S.PRINTING, progress=status.progress)
         _extend_timeline(job, status.progress)
     elif ours and state is PrinterState.PAUSED:
-        printing.job_progress(job, status=S.PAUSED, progress=status.progress)
+        jobs.job_progress(job, status=S.PAUSED, progress=status.progress)
         _extend_timeline(job, status.progress)
     elif ours and state is PrinterState.IDLE and status.progress == 100:
-        printing.job_finished(job)
+        jobs.job_finished(job)
     elif state is PrinterState.ERROR:
-        printing.job_failed(job, f"{machine.name} reported an error: {status.message}")
+        jobs.job_failed(job, f"{machine.name} reported an error: {status.message}")
     elif ours and state is PrinterState.IDLE:
-        printing.job_failed(
+        jobs.job_failed(
             job, f"The print was stopped at the printer at {_percent(job)} (cancelled on {machine.name})."
         )
     elif state in (PrinterState.CONNECTING, PrinterState.UNKNOWN) and ours:
         return  # not conclusive: look again next time
     elif job.print_started_at is None and job.status == S.PRINTER_LOST:
-        printing.job_requeue(
+        jobs.job_requeue(
             job,
             f"{machine.name} answered again without the job: it never started.",
             from_statuses=(S.PRINTER_LOST,),
         )
     else:
-        printing.job_failed(
+        jobs.job_failed(
             job,
             f"Interrupted: {machine.name} lost the print at {_percent(job)} (it now says: {status.message or state}). "
             "The print server restarted or lost the printer; nothing was resumed. Check the bed.",
@@ -509,16 +486,16 @@ def _extend_timeline(job: PrintJob, progress: float | None) -> None:
     """A print running late keeps its machine: stretch its timeline row (up to the next row)."""
     if not job.booking_id or progress is None:
         return
-    estimate = job.gcode.estimated_seconds if job.gcode_id else None
+    estimate = job.gcode.estimated_seconds if job.gcode is not None else None
     if estimate is None:
         return
     now = timezone.now()
-    wanted = now + printing.timeline_span(round(estimate * (1 - progress / 100)))
+    wanted = now + jobs.timeline_span(round(estimate * (1 - progress / 100)))
     row = Booking.objects.filter(pk=job.booking_id, status__in=Booking.ACTIVE).first()
     if row is None or row.end >= now + timedelta(minutes=2):
         return
     with transaction.atomic():
-        _lock_timeline(row.machine_id)
+        timeline_lock(row.machine_id)
         following = (
             Booking.objects.filter(machine_id=row.machine_id, status__in=Booking.ACTIVE, start__gte=row.end)
             .exclude(pk=row.pk)
@@ -589,8 +566,8 @@ def print_queue_sweep(*, now: datetime | None = None) -> dict[str, int]:
         .select_related("lab", "owner")
     )
     for job in stuck:
-        if job.prepare_attempts >= printing.MAX_PREPARE_ATTEMPTS:
-            printing._prepare_failed(
+        if job.prepare_attempts >= jobs.MAX_PREPARE_ATTEMPTS:
+            jobs.prepare_failed(
                 job,
                 f"Preparing the job was interrupted {job.prepare_attempts} times (the worker stopped each time).",
             )
@@ -618,12 +595,12 @@ def _take_over_dispatch(job: PrintJob, now: datetime) -> bool:
         pk=job.pk, status=S.DISPATCHING, dispatch_token=token, claimed_at=job.claimed_at
     ).update(claimed_at=now):
         return False  # another sweeper took it
-    machine = job.machine
+    machine = job.printer_machine
     try:
         status = driver_for_machine(machine).status()
     except PrinterError as exc:
         _unreachable(machine.pk, exc)
-        printing.job_lost(
+        jobs.job_lost(
             job,
             f"The worker sending the job stopped, and {machine.name} does not answer: {exc.message}",
             token=token,
@@ -633,11 +610,9 @@ def _take_over_dispatch(job: PrintJob, now: datetime) -> bool:
     if not manual:
         _observed(machine.pk, status)
     if status.job_name == job.remote_name and (status.state.has_active_job or status.progress == 100):
-        if printing.job_started(job, token, manual=manual) and status.progress == 100 and not manual:
+        if jobs.job_started(job, token, manual=manual) and status.progress == 100 and not manual:
             job.refresh_from_db()
-            printing.job_finished(job)
+            jobs.job_finished(job)
         return True
-    printing.job_requeue(
-        job, "The worker sending the job stopped before the printer started it.", token=token
-    )
+    jobs.job_requeue(job, "The worker sending the job stopped before the printer started it.", token=token)
     return True

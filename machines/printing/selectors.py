@@ -8,6 +8,10 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from designs.meshes import fits
+from designs.models import Design
+from designs.selectors import designs_visible_to
+from hub.auth import Viewer
 from hub.exceptions import NotFound
 from hub.models import User
 from machines import timeline
@@ -72,8 +76,6 @@ def job_fits(size: dict | None, printer: Printer) -> bool:
     A printer whose work area is not recorded cannot be ruled out: the slicer checks its
     profile's bed anyway.
     """
-    from designs.meshes import fits
-
     volume = printer.build_volume
     if not size or volume is None:
         return True
@@ -176,7 +178,7 @@ def open_jobs_count(lab: Lab, user: User) -> int:
     return PrintJob.objects.filter(lab=lab, owner=user, status__in=PrintJob.OPEN).count()
 
 
-def prints_of_design(design) -> list[dict]:
+def prints_of_design(design: Design) -> list[dict]:
     """Per commit of a design: how many parts were made (and failed), in how many labs."""
     rows = (
         PrintRecord.objects.filter(design=design)
@@ -188,13 +190,11 @@ def prints_of_design(design) -> list[dict]:
         )
         .order_by("commit_sha")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
-def records_visible_to(user: User) -> QuerySet[PrintRecord]:
+def records_visible_to(user: Viewer) -> QuerySet[PrintRecord]:
     """Provenance records of designs `user` may see (and their own prints of uploads)."""
-    from designs.selectors import designs_visible_to
-
     visible = Q(design__in=designs_visible_to(user).values("pk"))
     if user.is_authenticated:
         visible |= Q(owner=user)

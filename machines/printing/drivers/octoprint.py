@@ -15,7 +15,13 @@ from urllib.parse import quote
 
 import requests
 
-from machines.drivers.base import PrinterDriver, PrinterError, PrinterState, PrinterStatus, Temperature
+from machines.printing.drivers.base import (
+    PrinterDriver,
+    PrinterError,
+    PrinterState,
+    PrinterStatus,
+    Temperature,
+)
 
 Timeout = float | tuple[float, float]
 

@@ -1,48 +1,46 @@
-"""Writes of the print queue: submitting, preparing (slicing), deciding, cancelling, and
-every change of a job's state. docs/print-queue.md has the whole picture.
+"""Writes of the print queue that people and tasks ask for: lab settings and printers,
+submitting, preparing (slicing), deciding, cancelling, recording an operator's word.
+docs/print-queue.md has the whole picture.
 
-Every state change is a claim: a conditional `update()` on the job's status (and, for a
-dispatched job, its `dispatch_token`) whose count is checked, so two workers, a worker
-and a person, or two people acting on one job never both win. The winner alone writes
-what follows (the provenance record, the timeline, the printer's bed flag), in the same
-transaction. Work that talks to a printer or runs the slicer happens outside
-transactions, through the adapters (`machines.drivers`, `machines.slicer`).
+These functions check rights and inputs, then move the job through
+`machines.printing.jobs` (claims whose count is checked) and tell whom it concerns. Work
+that talks to a printer or runs the slicer happens outside transactions, through the
+adapters (`machines.printing.drivers`, `machines.printing.slicer`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
 import shutil
 import tempfile
-import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from designs.selectors import design_blob_to_file
+from designs.selectors import design_blob_to_file, design_file, design_resolve, designs_visible_to
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.queue import enqueue
-from machines import print_selectors as ps
-from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord, PrintSettings
+from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord, PrintSettings
+from machines.notifications import notify, notify_managers
+from machines.printing import checks, jobs, slicer
+from machines.printing import selectors as ps
+from machines.printing.drivers import PrinterError, driver_for_machine
+from machines.printing.files import gcode_path, store_file
+from machines.printing.gcode import read_gcode
 from machines.selectors import lab_role, qualification_for, require_manager, require_member
-from machines.services import _notify_managers, notify
 
 logger = logging.getLogger(__name__)
 
 S = PrintJob.Status
-GCODE_SUFFIXES = (".gcode", ".gco", ".g", ".gc")
 MAX_COPIES = 100
-MAX_PREPARE_ATTEMPTS = 3
 PRINTER_FIELDS = (
     "accepts_jobs",
     "material",
@@ -55,53 +53,6 @@ PRINTER_FIELDS = (
     "baudrate",
 )
 SETTINGS_FIELDS = ("requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer")
-
-
-# -- files -----------------------------------------------------------------------------------
-
-
-def gcode_path(sha256: str) -> Path:
-    """Where the G-code (or uploaded file) with this sha256 is kept: content-addressed."""
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-        raise ValueError("not a sha256")
-    return Path(settings.DATA_DIR) / "print-files" / sha256[:2] / f"{sha256}.gcode"
-
-
-def store_file(source: IO[bytes]) -> tuple[str, int]:
-    """Copy `source` into the store while hashing it; return (sha256, size).
-
-    Written to a temporary file on the same file system and renamed into place, so a
-    crash never leaves a half file under a sha; the same content twice is stored once.
-    """
-    tmp_dir = Path(settings.DATA_DIR) / "print-files" / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(1024 * 1024):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        sha = digest.hexdigest()
-        target = gcode_path(sha)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return sha, size
-
-
-def _source_to_file(job: PrintJob, target: Path) -> None:
-    """Write the job's source file (a design blob, LFS resolved; or the upload) to `target`."""
-    if not job.design_name:
-        shutil.copyfile(gcode_path(job.source_sha), target)
-        return
-    if job.design is None:
-        raise ValidationError(f"The design {job.design_name} was deleted.")
-    design_blob_to_file(job.design, blob_sha=job.blob_sha, target=target)
 
 
 # -- settings and printers -------------------------------------------------------------------
@@ -142,8 +93,6 @@ def printer_configure(*, machine: Machine, actor: User, **fields: Any) -> Printe
     A changed profile (or bed, or nozzle) gets the queued mesh jobs that could go to
     this machine sliced for it too, after the commit.
     """
-    from machines import slicer
-
     require_manager(machine.lab, actor)
     unknown = set(fields) - set(PRINTER_FIELDS)
     if unknown:
@@ -191,101 +140,6 @@ def _slice_waiting_jobs_for(printer: Printer) -> None:
 # -- submitting ----------------------------------------------------------------------------
 
 
-def _file_kind(name: str) -> str:
-    from machines.slicer import SLICEABLE
-
-    lower = name.lower()
-    if lower.endswith(GCODE_SUFFIXES):
-        return PrintJob.FileKind.GCODE
-    if lower.endswith(SLICEABLE):
-        return PrintJob.FileKind.MESH
-    if lower.endswith(".bgcode"):
-        raise ValidationError(
-            f"{name} is binary G-code, which the hub cannot read: export plain-text G-code."
-        )
-    from designs.meshes import is_mesh_path
-
-    if is_mesh_path(name):
-        raise ValidationError(f"{name} is a mesh the slicer cannot read: export it as STL, 3MF or OBJ.")
-    raise ValidationError(
-        f"{name} is neither a mesh (STL, 3MF, OBJ, AMF) nor G-code: the queue prints only those."
-    )
-
-
-def _check_gcode_text(head: bytes, name: str) -> None:
-    if b"\0" in head or not head.strip():
-        raise ValidationError(f"{name} does not look like G-code (it is empty or binary).")
-    text = head.decode("utf-8", "replace")
-    lines = [line.split(";", 1)[0].strip().upper() for line in text.splitlines()]
-    if not any(line[:1] in ("G", "M", "T") and line[1:2].isdigit() for line in lines):
-        raise ValidationError(f"{name} does not look like G-code: no G or M command in its first lines.")
-
-
-def _require_slicer(lab: Lab) -> None:
-    from machines.slicer import slicer_installed
-
-    if ps.print_settings_of(lab).slicer == PrintSettings.Slicer.NONE or not slicer_installed():
-        raise ValidationError(
-            f"{lab.name} has no slicer installed, so it takes G-code only: slice the part yourself "
-            "and send the .gcode file (G-code jobs still work)."
-        )
-
-
-def _mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printer]) -> dict:
-    """The mesh analysis of the file; refuses a file that fits none of `printers`."""
-    from designs import analysis
-
-    row = analysis.analyses_for_blobs([blob_sha]).get(blob_sha)
-    if row is None:
-        analysis.analyses_queue(design=design, commits=[sha])
-        raise Conflict(f"{path} has not been analysed yet; it is queued now. Try again in a minute.")
-    if row.status in ("pending", "running"):
-        raise Conflict(f"{path} is still being analysed. Try again in a minute.")
-    if row.status != "done" or not row.figures:
-        raise ValidationError(
-            f"{path} cannot be printed: the mesh analysis failed ({row.reason or 'no reason given'})."
-        )
-    units = analysis.declared_units(design, sha=sha, paths=[path]).get(path)
-    figures = analysis.figures_at(row.figures, units)
-    size = {"obb": [round(float(v), 3) for v in figures["obb_size"]]}
-    if not any(ps.job_fits(size, p) for p in printers):
-        biggest = max(
-            (p for p in printers if p.build_volume), key=lambda p: sorted(p.build_volume), default=None
-        )
-        dims = " × ".join(f"{v:g}" for v in size["obb"])
-        room = (
-            f" (the largest is {biggest.machine.name}: {' × '.join(f'{v:g}' for v in biggest.build_volume)} mm)"
-            if biggest
-            else ""
-        )
-        raise ValidationError(f"{path} ({dims} mm) does not fit any printer that could print it{room}.")
-    return size
-
-
-def _check_limits(
-    lab: Lab,
-    owner: User,
-    settings_row: PrintSettings,
-    *,
-    extra_seconds: int = 0,
-    exclude_id: int | None = None,
-) -> None:
-    if settings_row.max_active_jobs is not None and exclude_id is None:
-        active = ps.open_jobs_count(lab, owner)
-        if active >= settings_row.max_active_jobs:
-            raise ValidationError(
-                f"You have {active} job(s) waiting or printing at {lab.name}, its limit per member: "
-                "wait for one to finish or cancel one."
-            )
-    if settings_row.weekly_print_minutes is not None:
-        used = ps.weekly_print_seconds(lab, owner, exclude_id=exclude_id)
-        if used + extra_seconds > settings_row.weekly_print_minutes * 60:
-            raise ValidationError(
-                f"This job would take you over {lab.name}'s weekly limit of {settings_row.weekly_print_minutes / 60:g} h "
-                f"of printing ({used / 3600:.1f} h used this week{f', this job {extra_seconds / 3600:.1f} h' if extra_seconds else ''})."
-            )
-
-
 def print_job_submit(
     *,
     lab: Lab,
@@ -309,8 +163,6 @@ def print_job_submit(
     member is qualified for, the mesh analysis (it must fit one of those printers), and
     the lab's per-member limits. The job is then prepared (sliced) in the background.
     """
-    from designs.selectors import design_file, design_resolve
-
     require_member(lab, owner)
     if (design is None) == (upload is None):
         raise ValidationError(
@@ -319,7 +171,7 @@ def print_job_submit(
     name = upload.name if upload is not None else path
     if not name:
         raise ValidationError("Give the path of the file to print.")
-    file_kind = _file_kind(name)
+    file_kind = checks.file_kind(name)
     if upload is not None and file_kind != PrintJob.FileKind.GCODE:
         raise ValidationError("Only G-code can be uploaded; send meshes from a design, pinned to a commit.")
     if machine_kind not in Machine.Kind.values:
@@ -343,7 +195,7 @@ def print_job_submit(
             raise ValidationError(
                 "The hub slices meshes for FDM printers only: send G-code for other machines."
             )
-        _require_slicer(lab)
+        checks.require_slicer(lab)
 
     printers = ps.compatible_printers(lab, kind=machine_kind, material=material, nozzle_mm=nozzle)
     if not printers:
@@ -367,8 +219,6 @@ def print_job_submit(
 
     source: dict[str, Any] = {}
     if design is not None:
-        from designs.selectors import designs_visible_to
-
         if not designs_visible_to(owner).filter(pk=design.pk).exists():
             raise NotFound(f"No design {design.full_name}.")
         sha = design_resolve(design, rev or None)
@@ -382,14 +232,14 @@ def print_job_submit(
             "blob_sha": entry.sha,
         }
         if file_kind == PrintJob.FileKind.MESH:
-            source["size_mm"] = _mesh_size(design, sha, path, entry.sha, printers)
+            source["size_mm"] = checks.mesh_size(design, sha, path, entry.sha, printers)
     else:
         head = upload.read(4096)
         upload.seek(0)
-        _check_gcode_text(head, upload.name)
+        checks.check_gcode_text(head, upload.name)
 
     settings_row = ps.print_settings_of(lab)
-    _check_limits(lab, owner, settings_row)
+    checks.check_limits(lab, owner, settings_row)
     if upload is not None:  # stored only once everything else passed
         sha, _ = store_file(upload)
         source = {"path": upload.name.replace("\\", "/").rsplit("/", 1)[-1][:255], "source_sha": sha}
@@ -418,10 +268,14 @@ def _queue_prepare(job: PrintJob) -> None:
     enqueue("machines.tasks.prepare_print_job", job.pk)
 
 
-def _kick(lab_id: int) -> None:
-    """A job joined the queue or a printer came free: dispatch now rather than at the next tick."""
-
-    enqueue("machines.tasks.dispatch_print_jobs", lab_id)
+def _source_to_file(job: PrintJob, target: Path) -> None:
+    """Write the job's source file (a design blob, LFS resolved; or the upload) to `target`."""
+    if not job.design_name:
+        shutil.copyfile(gcode_path(job.source_sha), target)
+        return
+    if job.design is None:
+        raise ValidationError(f"The design {job.design_name} was deleted.")
+    design_blob_to_file(job.design, blob_sha=job.blob_sha, target=target)
 
 
 # -- preparing (slicing) -------------------------------------------------------------------
@@ -437,8 +291,6 @@ def _claim_prepare(job_id: int, now: datetime) -> bool:
 
 
 def _slice_for(job: PrintJob, printer: Printer, source: Path, work: Path) -> PrintGcode:
-    from machines import slicer
-
     output = work / f"{printer.profile_key[:16]}.gcode"
     result = slicer.slice_mesh(
         source,
@@ -483,9 +335,6 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     Claimed with a lease, so two workers never prepare one job and the sweeper can hand
     the job to another worker if this one dies. Returns None if there was nothing to do.
     """
-    from machines.gcode import read_gcode
-    from machines.slicer import SlicerError
-
     now = timezone.now()
     if not _claim_prepare(job_id, now):
         return None
@@ -511,7 +360,7 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
                 },
             )
             gcodes = [gcode]
-            size_mm = {"low": list(info.low), "high": list(info.high)} if info.high else None
+            size_mm = {"low": list(info.low), "high": list(info.high)} if info.low and info.high else None
         else:
             printers = [
                 p
@@ -521,17 +370,17 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
                 if ps.job_fits(job.size_mm, p)
             ]
             if not printers:
-                return _prepare_failed(job, "No printer of the lab can take this job any more.")
+                return jobs.prepare_failed(job, "No printer of the lab can take this job any more.")
             by_profile = {p.profile_key: p for p in printers}
             gcodes = [_slice_for(job, p, source, work) for p in by_profile.values()]
             size_mm = job.size_mm
-    except SlicerError as exc:
-        if exc.retryable and job.prepare_attempts < MAX_PREPARE_ATTEMPTS:
+    except slicer.SlicerError as exc:
+        if exc.retryable and job.prepare_attempts < jobs.MAX_PREPARE_ATTEMPTS:
             PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(prepare_lease_until=None)
             raise
-        return _prepare_failed(job, exc.message)
+        return jobs.prepare_failed(job, exc.message)
     except (OSError, ValidationError) as exc:
-        return _prepare_failed(job, f"The file could not be read: {getattr(exc, 'message', exc)}")
+        return jobs.prepare_failed(job, f"The file could not be read: {getattr(exc, 'message', exc)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -547,7 +396,7 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
             size_mm=size_mm,
         )
         try:
-            _check_limits(
+            checks.check_limits(
                 job.lab,
                 job.owner,
                 settings_row,
@@ -555,18 +404,13 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
                 exclude_id=job.pk,
             )
         except ValidationError as exc:
-            return _prepare_failed(job, exc.message)
-        nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
-        moved = PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
-            status=nxt,
-            queued_at=now if nxt == S.QUEUED else None,
-            prepare_lease_until=None,
-        )
+            return jobs.prepare_failed(job, exc.message)
+        moved = jobs.job_prepared(job, now=now)
         job.refresh_from_db()
-        if moved and nxt == S.QUEUED:
-            _kick(job.lab_id)
-        if moved and nxt == S.PENDING_APPROVAL:
-            _notify_managers(
+        if moved and not job.needs_approval:
+            jobs.kick_dispatch(job.lab_id)
+        if moved and job.needs_approval:
+            notify_managers(
                 job.lab,
                 but=job.owner,
                 subject=f"{job.owner.username} asks to print {job.filename} at {job.lab.name}",
@@ -582,21 +426,9 @@ def _duration(seconds: int | None) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{max(1, math.ceil(rest / 60))} min"
 
 
-def _prepare_failed(job: PrintJob, reason: str) -> PrintJob:
-    with transaction.atomic():
-        if PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
-            status=S.FAILED, reason=reason, finished_at=timezone.now(), prepare_lease_until=None
-        ):
-            notify(user=job.owner, lab=job.lab, subject=f"Could not prepare {job.filename}", body=reason)
-    job.refresh_from_db()
-    return job
-
-
 def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
     """Slice a waiting mesh job for one more printer's profile (its profile changed, or it
     joined the queue after the job was prepared)."""
-    from machines.slicer import SlicerError
-
     job = PrintJob.objects.select_related("lab", "design__owner").filter(pk=job_id).first()
     printer = Printer.objects.select_related("machine", "machine__lab").filter(pk=machine_id).first()
     if job is None or printer is None or job.status not in (S.QUEUED, S.PENDING_APPROVAL):
@@ -608,7 +440,7 @@ def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
         source = work / _work_name(job)
         _source_to_file(job, source)
         return _slice_for(job, printer, source, work)
-    except (SlicerError, OSError, ValidationError) as exc:
+    except (slicer.SlicerError, OSError, ValidationError) as exc:
         logger.warning(
             "could not slice job %s for %s: %s", job.pk, printer.machine, getattr(exc, "message", exc)
         )
@@ -623,14 +455,11 @@ def print_job_slice_for(*, job_id: int, machine_id: int) -> PrintGcode | None:
 @transaction.atomic
 def print_job_approve(*, job: PrintJob, actor: User) -> PrintJob:
     require_manager(job.lab, actor)
-    now = timezone.now()
-    if not PrintJob.objects.filter(pk=job.pk, status=S.PENDING_APPROVAL).update(
-        status=S.QUEUED, queued_at=now, decided_by=actor, decided_at=now
-    ):
+    if not jobs.job_approved(job, actor=actor, now=timezone.now()):
         raise Conflict("This job is no longer waiting for approval.")
     job.refresh_from_db()
     notify(user=job.owner, lab=job.lab, subject=f"Approved: {job.filename} is in {job.lab.name}'s queue")
-    _kick(job.lab_id)
+    jobs.kick_dispatch(job.lab_id)
     return job
 
 
@@ -639,10 +468,7 @@ def print_job_refuse(*, job: PrintJob, actor: User, reason: str) -> PrintJob:
     require_manager(job.lab, actor)
     if not reason.strip():
         raise ValidationError("Say why the job is refused: its owner is told.")
-    now = timezone.now()
-    if not PrintJob.objects.filter(pk=job.pk, status__in=(S.PENDING_APPROVAL, S.PREPARING)).update(
-        status=S.REFUSED, reason=reason, decided_by=actor, decided_at=now, finished_at=now
-    ):
+    if not jobs.job_refused(job, actor=actor, reason=reason, now=timezone.now()):
         raise Conflict("This job is no longer waiting for approval.")
     job.refresh_from_db()
     notify(user=job.owner, lab=job.lab, subject=f"Refused: {job.filename} at {job.lab.name}", body=reason)
@@ -668,7 +494,7 @@ def print_job_cancel(*, job: PrintJob, actor: User, reason: str = "") -> PrintJo
         if current.status not in PrintJob.OPEN:
             raise Conflict(f"This job is already {current.get_status_display().lower()}.")
         was_on_printer = current.status in PrintJob.ON_PRINTER
-        if not _finish(
+        if not jobs.finish(
             current,
             S.CANCELLED,
             reason=reason,
@@ -676,229 +502,16 @@ def print_job_cancel(*, job: PrintJob, actor: User, reason: str = "") -> PrintJo
             from_statuses=[s for s in PrintJob.OPEN if s != S.AWAITING_REMOVAL],
         ):
             raise Conflict("The job changed state meanwhile; look again.")
-        if was_on_printer and current.machine.has_connection:
+        if was_on_printer and current.printer_machine.has_connection:
             enqueue("machines.tasks.cancel_on_printer", current.machine_id, current.remote_name)
         elif current.status == S.AWAITING_OPERATOR:
-            _record_manual_state(current.machine_id, "idle", "", f"hand-off withdrawn by {actor.username}")
+            jobs.record_manual_state(
+                current.printer_machine.pk, "idle", "", f"hand-off withdrawn by {actor.username}"
+            )
         if current.owner_id != actor.pk:
             notify(user=current.owner, lab=current.lab, subject=f"Cancelled: {current.filename}", body=reason)
     job.refresh_from_db()
     return job
-
-
-# -- the job's life on a printer -----------------------------------------------------------
-
-
-def _end_timeline_row(job: PrintJob, now: datetime, *, printed: bool = True) -> None:
-    """Give the machine's timeline back from now on: the print is over. A job that never
-    printed leaves no trace on the timeline."""
-    if not job.booking_id:
-        return
-    row = Booking.objects.filter(pk=job.booking_id, status__in=Booking.ACTIVE).first()
-    if row is None:
-        return
-    if row.start >= now or not printed:
-        Booking.objects.filter(pk=row.pk).update(status=Booking.Status.CANCELLED, reason="The print ended.")
-    elif row.end > now:
-        Booking.objects.filter(pk=row.pk).update(end=now)
-
-
-def _write_record(job: PrintJob, result: str, reason: str, now: datetime) -> PrintRecord:
-    gcode = job.gcode
-    machine = job.machine
-    return PrintRecord.objects.create(
-        job=job,
-        lab_id=job.lab_id,
-        machine=machine,
-        machine_name=machine.name if machine else "",
-        owner_id=job.owner_id,
-        owner_name=job.owner.username,
-        design_id=job.design_id,
-        design_name=job.design_name,
-        path=job.path,
-        commit_sha=job.commit_sha,
-        blob_sha=job.blob_sha,
-        gcode_sha=gcode.sha256 if gcode else "",
-        slicer=gcode.slicer if gcode else "",
-        profile_name=gcode.profile_name if gcode else "",
-        profile_key=gcode.profile_key if gcode else "",
-        material=job.material,
-        colour=job.colour,
-        copy=job.copies_done + 1,
-        started_at=job.print_started_at,
-        ended_at=now,
-        result=result,
-        reason=reason,
-    )
-
-
-def _bed_needs_clearing(machine_id: int, note: str) -> None:
-    Printer.objects.filter(pk=machine_id).update(bed_clear=False, bed_note=note[:500])
-
-
-def _finish(
-    job: PrintJob, status: str, *, reason: str, result: str, from_statuses, token: str | None = None
-) -> bool:
-    """Move a job to a final state (failed, cancelled) by claim, and write what follows.
-
-    A print that had started leaves a provenance record and a bed to clear. Must run
-    inside a transaction; returns whether this call won the claim.
-    """
-    now = timezone.now()
-    rows = PrintJob.objects.filter(pk=job.pk, status__in=list(from_statuses))
-    if token is not None:
-        rows = rows.filter(dispatch_token=token)
-    if not rows.update(status=status, reason=reason, finished_at=now, print_ended_at=now):
-        return False
-    started = job.print_started_at is not None and job.status in PrintJob.ON_PRINTER
-    if job.status in PrintJob.ON_PRINTER:
-        _end_timeline_row(job, now, printed=started)
-        if started:
-            _write_record(job, result, reason, now)
-            _bed_needs_clearing(job.machine_id, f"{job.filename} ({job.owner.username}) stopped: {reason}")
-    return True
-
-
-def job_started(job: PrintJob, token: str, *, manual: bool) -> bool:
-    """The printer took the job (or, without network control, it was handed over)."""
-    now = timezone.now()
-    changes = (
-        {"status": S.AWAITING_OPERATOR}
-        if manual
-        else {"status": S.PRINTING, "print_started_at": now, "progress": 0.0}
-    )
-    return bool(
-        PrintJob.objects.filter(pk=job.pk, status=S.DISPATCHING, dispatch_token=token).update(**changes)
-    )
-
-
-def job_requeue(
-    job: PrintJob, reason: str, *, token: str | None = None, from_statuses=(S.DISPATCHING,)
-) -> bool:
-    """Back to the queue, never having printed: the printer could not take it."""
-    with transaction.atomic():
-        rows = PrintJob.objects.filter(
-            pk=job.pk, status__in=list(from_statuses), print_started_at__isnull=True
-        )
-        if token is not None:
-            rows = rows.filter(dispatch_token=token)
-        if not rows.update(
-            status=S.QUEUED,
-            machine=None,
-            booking=None,
-            dispatch_token="",
-            remote_name="",
-            claimed_at=None,
-            progress=None,
-            reason=reason,
-        ):
-            return False
-        _end_timeline_row(job, timezone.now(), printed=False)
-    logger.info("print job %s back in the queue: %s", job.pk, reason)
-    return True
-
-
-def job_lost(job: PrintJob, reason: str, *, token: str | None = None) -> bool:
-    """The printer stopped answering while it had the job: wait until it answers again."""
-    with transaction.atomic():
-        rows = PrintJob.objects.filter(
-            pk=job.pk, status__in=(S.DISPATCHING, S.AWAITING_OPERATOR, S.PRINTING, S.PAUSED)
-        )
-        if token is not None:
-            rows = rows.filter(dispatch_token=token)
-        if not rows.update(status=S.PRINTER_LOST, reason=reason):
-            return False
-        _notify_managers(
-            job.lab,
-            subject=f"Printer lost: {job.machine.name}",
-            body=f"{job.filename} ({job.owner.username}): {reason}",
-        )
-        notify(
-            user=job.owner, lab=job.lab, subject=f"Printer lost while printing {job.filename}", body=reason
-        )
-    return True
-
-
-def job_progress(job: PrintJob, *, status: str, progress: float | None) -> bool:
-    """Printing (or paused) on the printer, as it says; also the way back from 'lost'."""
-    rows = PrintJob.objects.filter(
-        pk=job.pk, status__in=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR)
-    )
-    changes: dict[str, Any] = {"status": status, "progress": progress}
-    if job.print_started_at is None:
-        changes["print_started_at"] = timezone.now()
-    if job.status == S.PRINTER_LOST:
-        changes["reason"] = ""
-    return bool(rows.update(**changes))
-
-
-def job_failed(
-    job: PrintJob,
-    reason: str,
-    *,
-    result: str = PrintRecord.Result.FAILED,
-    from_statuses=PrintJob.ON_PRINTER,
-    token: str | None = None,
-) -> bool:
-    with transaction.atomic():
-        won = _finish(job, S.FAILED, reason=reason, result=result, from_statuses=from_statuses, token=token)
-        if won:
-            notify(
-                user=job.owner,
-                lab=job.lab,
-                subject=f"Failed: {job.filename} on {job.machine.name}",
-                body=reason,
-            )
-    return won
-
-
-def job_finished(
-    job: PrintJob, *, from_statuses=(S.PRINTING, S.PAUSED, S.PRINTER_LOST, S.AWAITING_OPERATOR, S.DISPATCHING)
-) -> bool:
-    """The printer says the print ended well: record it, and wait for the bed to be cleared
-    (or, with auto-continue, count the copy and carry on)."""
-    now = timezone.now()
-    with transaction.atomic():
-        printer = Printer.objects.filter(pk=job.machine_id).first()
-        auto = printer is not None and printer.after_print == Printer.AfterPrint.AUTO
-        changes: dict[str, Any] = {"progress": 100.0, "print_ended_at": now, "reason": ""}
-        if job.print_started_at is None:
-            changes["print_started_at"] = job.claimed_at or now
-        if auto:
-            changes.update(_after_removal(job, now))
-        else:
-            changes["status"] = S.AWAITING_REMOVAL
-        if not PrintJob.objects.filter(pk=job.pk, status__in=list(from_statuses)).update(**changes):
-            return False
-        job.print_started_at = job.print_started_at or changes["print_started_at"]
-        _end_timeline_row(job, now)
-        record = _write_record(job, PrintRecord.Result.DONE, "", now)
-        if auto:
-            PrintRecord.objects.filter(pk=record.pk).update(removed_at=now)
-            _kick(job.lab_id)
-        else:
-            _bed_needs_clearing(job.machine_id, f"{job.filename} ({job.owner.username}) is ready to collect.")
-            notify(
-                user=job.owner,
-                lab=job.lab,
-                subject=f"Printed: {job.filename} is ready on {job.machine.name}",
-                body="Collect it, then confirm the bed is clear so the printer takes the next job.",
-            )
-    return True
-
-
-def _after_removal(job: PrintJob, now: datetime) -> dict[str, Any]:
-    """The job's next state once a copy is off the bed: the next copy, or done."""
-    if job.copies_done + 1 < job.copies:
-        return {
-            "status": S.QUEUED,
-            "copies_done": F("copies_done") + 1,
-            "queued_at": now,
-            "booking": None,
-            "dispatch_token": "",
-            "claimed_at": None,
-        }
-    return {"status": S.DONE, "copies_done": F("copies_done") + 1, "finished_at": now}
 
 
 def printer_confirm_cleared(*, machine: Machine, actor: User) -> Printer:
@@ -918,17 +531,15 @@ def printer_confirm_cleared(*, machine: Machine, actor: User) -> Printer:
         if printer.bed_clear and job is None:
             raise Conflict(f"{machine.name}'s bed is already marked clear.")
         if job is not None:
-            if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_REMOVAL).update(
-                **_after_removal(job, now)
-            ):
+            if not jobs.job_collected(job, now=now):
                 raise Conflict("The job changed state meanwhile; look again.")
             PrintRecord.objects.filter(job=job, removed_at__isnull=True).update(
                 removed_at=now, removed_by=actor
             )
         Printer.objects.filter(pk=printer.pk).update(bed_clear=True, bed_note="", connect_tried_at=None)
         if not machine.has_connection:  # the operator's record of the printer starts afresh
-            _record_manual_state(machine.pk, "idle", "", f"bed cleared by {actor.username}")
-        _kick(machine.lab_id)
+            jobs.record_manual_state(machine.pk, "idle", "", f"bed cleared by {actor.username}")
+        jobs.kick_dispatch(machine.lab_id)
     printer.refresh_from_db()
     return printer
 
@@ -943,7 +554,7 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     if outcome == "failed":
         if not reason.strip():
             raise ValidationError("Say what went wrong: the owner is told.")
-        if not job_failed(
+        if not jobs.job_failed(
             job, reason, from_statuses=(S.AWAITING_OPERATOR, S.PRINTING, S.PAUSED, S.PRINTER_LOST)
         ):
             raise Conflict(f"This job is {job.get_status_display().lower()}: it is not on a printer.")
@@ -952,44 +563,31 @@ def print_job_record(*, job: PrintJob, actor: User, outcome: str, reason: str = 
     elif not manual:
         raise ValidationError("This printer reports its own progress: only 'failed' can be recorded by hand.")
     elif outcome == "started":
-        if not PrintJob.objects.filter(pk=job.pk, status=S.AWAITING_OPERATOR).update(
-            status=S.PRINTING, print_started_at=timezone.now(), progress=None
-        ):
+        if not jobs.job_operator_started(job):
             raise Conflict("This job is not waiting for an operator to start it.")
-        _record_manual_state(job.machine_id, "printing", job.remote_name, f"started by {actor.username}")
+        jobs.record_manual_state(
+            job.printer_machine.pk, "printing", job.remote_name, f"started by {actor.username}"
+        )
     elif outcome == "finished":
-        if not job_finished(job, from_statuses=(S.PRINTING, S.AWAITING_OPERATOR)):
+        if not jobs.job_finished(job, from_statuses=(S.PRINTING, S.AWAITING_OPERATOR)):
             raise Conflict("This job is not printing.")
-        _record_manual_state(
-            job.machine_id, "idle", job.remote_name, f"finished, recorded by {actor.username}", progress=100
+        jobs.record_manual_state(
+            job.printer_machine.pk,
+            "idle",
+            job.remote_name,
+            f"finished, recorded by {actor.username}",
+            progress=100,
         )
     else:
         raise ValidationError("The outcome must be started, finished or failed.")
     if outcome == "failed" and manual:
-        _record_manual_state(job.machine_id, "idle", "", f"failed, recorded by {actor.username}")
+        jobs.record_manual_state(job.printer_machine.pk, "idle", "", f"failed, recorded by {actor.username}")
     job.refresh_from_db()
     return job
 
 
-def _record_manual_state(
-    machine_id: int, state: str, job_name: str, message: str, progress: float | None = None
-) -> None:
-    now = timezone.now()
-    Printer.objects.filter(pk=machine_id).update(
-        state=state,
-        job_name=job_name,
-        message=message[:500],
-        progress=progress,
-        seen_at=now,
-        state_changed_at=now,
-    )
-
-
 def print_job_pause(*, job: PrintJob, actor: User, resume: bool = False) -> PrintJob:
     """Pause (or resume) a print on its printer, now; the poller records the new state."""
-    from machines.dispatch import driver_for_machine
-    from machines.drivers import PrinterError
-
     if not _may_act(job, actor):
         raise NotFound(f"There is no print job {job.pk}.")
     wanted = (S.PAUSED,) if resume else (S.PRINTING,)
@@ -997,39 +595,13 @@ def print_job_pause(*, job: PrintJob, actor: User, resume: bool = False) -> Prin
         raise Conflict(
             f"This job is {job.get_status_display().lower()}: it cannot be {'resumed' if resume else 'paused'}."
         )
-    driver = driver_for_machine(job.machine)
+    driver = driver_for_machine(job.printer_machine)
     try:
         driver.resume() if resume else driver.pause()
     except PrinterError as exc:
         raise Conflict(
-            f"{job.machine.name} did not {'resume' if resume else 'pause'}: {exc.message}"
+            f"{job.printer_machine.name} did not {'resume' if resume else 'pause'}: {exc.message}"
         ) from None
-    new = S.PRINTING if resume else S.PAUSED
-    PrintJob.objects.filter(pk=job.pk, status__in=wanted).update(status=new)
+    jobs.job_paused(job, resume=resume)
     job.refresh_from_db()
     return job
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex
-
-
-def remote_name(job: PrintJob, token: str) -> str:
-    """The file name on the printer: unique per dispatch, so an earlier print of the same
-    job (same name, idle at 100 %) is never mistaken for this one."""
-    # Plain lower-case ASCII: a name the print server keeps as it is, so that the name it
-    # reports is the one the hub compares with.
-    stem = "".join(
-        c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in Path(job.path).stem.lower()
-    )
-    stem = stem[:40] or "part"
-    return f"fabhub-{job.pk}-{job.copies_done + 1}-{token[:8]}-{stem}.gcode"
-
-
-def timeline_span(seconds: int | None) -> timedelta:
-    """How long a print holds its machine's timeline: the estimate plus the margin (at
-    least 5 minutes; an hour when there is no estimate at all)."""
-    if seconds is None:
-        return timedelta(hours=1)
-    with_margin = seconds * (100 + settings.FABHUB_PRINT_TIMELINE_MARGIN_PERCENT) / 100
-    return timedelta(seconds=max(300, math.ceil(with_margin / 60) * 60))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from machines import print_selectors as ps
 from machines.models import Machine, Printer, PrintJob, PrintRecord, PrintSettings
+from machines.printing import selectors as ps
+from machines.printing.slicer import slicer_installed
 
 
-def _absolute(context: dict, path: str) -> str:
+def _absolute(context: Mapping[str, Any], path: str) -> str:
     request = context.get("request")
     return request.build_absolute_uri(path) if request else path
 
@@ -32,8 +36,6 @@ class PrintSettingsOutput(serializers.ModelSerializer):
 
     def get_slicer_installed(self, row: PrintSettings) -> bool:
         """Whether mesh jobs are taken: the lab names a slicer and the hub has it."""
-        from machines.slicer import slicer_installed
-
         return row.slicer != PrintSettings.Slicer.NONE and slicer_installed()
 
 
@@ -74,7 +76,7 @@ class JobBriefOutput(serializers.ModelSerializer):
         ]
 
     def get_machine(self, job: PrintJob) -> str | None:
-        return job.machine.slug if job.machine_id else None
+        return job.machine.slug if job.machine is not None else None
 
     def get_seconds_left(self, job: PrintJob) -> int | None:
         return ps.seconds_left(job)
@@ -147,12 +149,12 @@ class PrintJobOutput(JobBriefOutput):
         ]
 
     def get_machine_name(self, job: PrintJob) -> str | None:
-        return job.machine.name if job.machine_id else None
+        return job.machine.name if job.machine is not None else None
 
     @extend_schema_field(GcodeOutput(allow_null=True))
     def get_gcode(self, job: PrintJob) -> dict | None:
         """The G-code being (or last) printed."""
-        return GcodeOutput(job.gcode).data if job.gcode_id else None
+        return GcodeOutput(job.gcode).data if job.gcode is not None else None
 
     def get_url(self, job: PrintJob) -> str:
         return _absolute(self.context, reverse("api-print-job", args=[job.pk]))

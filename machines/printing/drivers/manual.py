@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from machines.drivers.base import PrinterDriver, PrinterError, PrinterState, PrinterStatus
+from machines.printing.drivers.base import PrinterDriver, PrinterError, PrinterState, PrinterStatus
 
 
 class ManualDriver(PrinterDriver):

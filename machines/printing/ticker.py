@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from hub.ticker import start_ticker
+from machines.printing import dispatch
 
 SWEEP_EVERY = 12  # ticks
 
@@ -28,8 +29,6 @@ def embedded_tick(round_number: int) -> None:
 
 def tick(*, sweep: bool) -> None:
     """One round: poll the printers, give idle ones their next job, and now and then sweep."""
-    from machines import dispatch
-
     dispatch.printers_poll()
     dispatch.dispatch_tick()
     if sweep:

@@ -173,12 +173,12 @@ def parse_moves(path: Path) -> GcodeInfo:
             elif m == 83:
                 absolute_e = False
     low, high = (extruding_low, extruding_high) if extruding_high[0] > -math.inf else (any_low, any_high)
-    bounds = (tuple(low), tuple(high)) if high[0] > -math.inf else (None, None)
+    placed = high[0] > -math.inf
     return GcodeInfo(
         estimated_seconds=round(seconds),
         filament_mm=round(filament, 2) if filament else None,
         filament_g=None,
         estimate_source="parsed",
-        low=bounds[0],
-        high=bounds[1],
+        low=(low[0], low[1], low[2]) if placed else None,
+        high=(high[0], high[1], high[2]) if placed else None,
     )

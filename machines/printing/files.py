@@ -1,0 +1,46 @@
+"""The print queue's file store: G-code and uploaded files kept by their sha256, so the
+same content is stored once and a name always means the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+
+
+def gcode_path(sha256: str) -> Path:
+    """Where the G-code (or uploaded file) with this sha256 is kept: content-addressed."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError("not a sha256")
+    return Path(settings.DATA_DIR) / "print-files" / sha256[:2] / f"{sha256}.gcode"
+
+
+def store_file(source: IO[bytes]) -> tuple[str, int]:
+    """Copy `source` into the store while hashing it; return (sha256, size).
+
+    Written to a temporary file on the same file system and renamed into place, so a
+    crash never leaves a half file under a sha; the same content twice is stored once.
+    """
+    tmp_dir = Path(settings.DATA_DIR) / "print-files" / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        sha = digest.hexdigest()
+        target = gcode_path(sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return sha, size
