@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from designs import analysis, mirrors, paths, proposals, selectors, services
+from designs import paths, selectors, services
 from designs.diffs import compare
 from designs.models import ChangeProposal, Design, Licence
 from designs.rawfiles import serve_blob
@@ -56,6 +56,8 @@ from designs.serializers import (
     UploadInput,
     UpstreamOutput,
 )
+from designs.services import mirrors, proposals
+from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.permissions import AUTHENTICATED
@@ -77,7 +79,7 @@ class DesignFilter(django_filters.FilterSet):
         )
 
 
-class DesignContextMixin:
+class DesignContextMixin(APIView):
     """Loads the design named in the URL, as the requester may see it (else 404)."""
 
     def get_design(self) -> Design:
@@ -200,7 +202,7 @@ def _commit(request: Request, design: Design, values: dict, **changes) -> Respon
     """One commit from a write endpoint's validated input (message, branch, parent)."""
     sha = services.design_commit(
         design=design,
-        author=request.user,
+        author=signed_in_user(request),
         message=values["message"],
         branch=values.get("branch"),
         expected_head=values.get("parent"),
@@ -290,6 +292,7 @@ class DiffApi(DesignContextMixin, APIView):
         design = self.get_design()
         head = selectors.design_resolve(design, request.query_params.get("head"))
         base_rev = request.query_params.get("base")
+        base: str | None
         if base_rev:
             base = selectors.design_resolve(design, base_rev)
         else:
@@ -310,14 +313,14 @@ class BranchListApi(DesignContextMixin, APIView):
         design = self.get_design()
         data = BranchCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        head = services.branch_create(design=design, user=request.user, **data.validated_data)
+        head = services.branch_create(design=design, user=signed_in_user(request), **data.validated_data)
         return Response({"name": data.validated_data["name"], "head": head, "default": False}, status=201)
 
 
 class BranchDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        services.branch_delete(design=self.get_design(), user=request.user, name=name)
+        services.branch_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
 
 
@@ -331,7 +334,7 @@ class TagListApi(DesignContextMixin, APIView):
         design = self.get_design()
         data = TagCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        services.tag_create(design=design, user=request.user, **data.validated_data)
+        services.tag_create(design=design, user=signed_in_user(request), **data.validated_data)
         tag = selectors.design_tag(design, data.validated_data["name"])
         return Response(TagOutput(tag).data, status=201)
 
@@ -343,7 +346,7 @@ class TagDetailApi(DesignContextMixin, APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        services.tag_delete(design=self.get_design(), user=request.user, name=name)
+        services.tag_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
 
 
@@ -355,7 +358,7 @@ class ForkApi(DesignContextMixin, APIView):
         data = ForkInput(data=request.data)
         data.is_valid(raise_exception=True)
         fork = services.design_fork(
-            design=self.get_design(), user=request.user, slug=data.validated_data.get("slug")
+            design=self.get_design(), user=signed_in_user(request), slug=data.validated_data.get("slug")
         )
         return Response(DesignOutput(fork, context={"request": request}).data, status=201)
 
@@ -383,7 +386,7 @@ class CollaboratorListApi(DesignContextMixin, APIView):
         data.is_valid(raise_exception=True)
         user = get_object_or_404(User, username=data.validated_data["username"])
         collaborator = services.collaborator_set(
-            design=design, actor=request.user, user=user, role=data.validated_data["role"]
+            design=design, actor=signed_in_user(request), user=user, role=data.validated_data["role"]
         )
         return Response(CollaboratorOutput(collaborator).data, status=201)
 
@@ -392,7 +395,7 @@ class CollaboratorDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, username: str) -> Response:
         user = get_object_or_404(User, username=username)
-        services.collaborator_remove(design=self.get_design(), actor=request.user, user=user)
+        services.collaborator_remove(design=self.get_design(), actor=signed_in_user(request), user=user)
         return Response(status=204)
 
 
@@ -408,8 +411,8 @@ class MeshListApi(DesignContextMixin, APIView):
         design = self.get_design()
         sha = selectors.design_resolve(design, request.query_params.get("ref"))
         volume = request.query_params.get("build_volume")
-        files = analysis.design_meshes(
-            design, sha=sha, build_volume=analysis.parse_build_volume(volume) if volume else None
+        files = selectors.design_meshes(
+            design, sha=sha, build_volume=selectors.parse_build_volume(volume) if volume else None
         )
         for item in files:
             item["thumbnail_url"] = (
@@ -458,7 +461,7 @@ class ProposalListApi(DesignContextMixin, generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return ChangeProposal.objects.none()
         status = self.request.query_params.get("status") or None
-        return proposals.proposals_of(self.get_design(), status=status)
+        return selectors.proposals_of(self.get_design(), status=status)
 
     @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput})
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -482,7 +485,7 @@ class ProposalListApi(DesignContextMixin, generics.ListAPIView):
 
 class ProposalContextMixin(DesignContextMixin):
     def get_proposal(self):
-        proposal = proposals.proposal_get(self.get_design(), self.kwargs["number"])
+        proposal = selectors.proposal_get(self.get_design(), self.kwargs["number"])
         return proposals.proposal_fresh(proposal)
 
 
@@ -496,32 +499,32 @@ class ProposalDetailApi(ProposalContextMixin, APIView):
         data = ProposalUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        proposal = proposals.proposal_get(self.get_design(), number)
+        proposal = selectors.proposal_get(self.get_design(), number)
         if "title" in values or "description" in values:
             proposal = proposals.proposal_update(
                 proposal=proposal,
-                user=request.user,
+                user=signed_in_user(request),
                 title=values.get("title"),
                 description=values.get("description"),
             )
         if values.get("status") == "closed" and proposal.status != "closed":
-            proposal = proposals.proposal_close(proposal=proposal, user=request.user)
+            proposal = proposals.proposal_close(proposal=proposal, user=signed_in_user(request))
         elif values.get("status") == "open" and proposal.status != "open":
-            proposal = proposals.proposal_reopen(proposal=proposal, user=request.user)
+            proposal = proposals.proposal_reopen(proposal=proposal, user=signed_in_user(request))
         return Response(ProposalOutput(proposal).data)
 
 
 class ProposalDiffApi(ProposalContextMixin, APIView):
     @extend_schema(responses=DiffOutput)
     def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        base, head, files = proposals.proposal_diff(self.get_proposal())
+        base, head, files = selectors.proposal_diff(self.get_proposal())
         return Response(DiffOutput({"base": base, "head": head, "files": files}).data)
 
 
 class ProposalCommitsApi(ProposalContextMixin, APIView):
     @extend_schema(responses=CommitOutput(many=True))
     def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        return Response(CommitOutput(proposals.proposal_commits(self.get_proposal()), many=True).data)
+        return Response(CommitOutput(selectors.proposal_commits(self.get_proposal()), many=True).data)
 
 
 class ProposalMergeApi(ProposalContextMixin, APIView):
@@ -529,23 +532,25 @@ class ProposalMergeApi(ProposalContextMixin, APIView):
     def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
         data = ProposalMergeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        proposal = proposals.proposal_get(self.get_design(), number)
-        sha = proposals.proposal_merge(proposal=proposal, user=request.user, **data.validated_data)
+        proposal = selectors.proposal_get(self.get_design(), number)
+        sha = proposals.proposal_merge(proposal=proposal, user=signed_in_user(request), **data.validated_data)
         return Response(ProposalMergedOutput({"sha": sha, "proposal": proposal}).data)
 
 
 class ProposalCommentsApi(ProposalContextMixin, APIView):
     @extend_schema(responses=CommentOutput(many=True))
     def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        proposal = proposals.proposal_get(self.get_design(), number)
+        proposal = selectors.proposal_get(self.get_design(), number)
         return Response(CommentOutput(proposal.comments.select_related("author"), many=True).data)
 
     @extend_schema(request=CommentInput, responses={201: CommentOutput})
     def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
         data = CommentInput(data=request.data)
         data.is_valid(raise_exception=True)
-        proposal = proposals.proposal_get(self.get_design(), number)
-        comment = proposals.proposal_comment(proposal=proposal, user=request.user, **data.validated_data)
+        proposal = selectors.proposal_get(self.get_design(), number)
+        comment = proposals.proposal_comment(
+            proposal=proposal, user=signed_in_user(request), **data.validated_data
+        )
         return Response(CommentOutput(comment).data, status=201)
 
 
@@ -561,7 +566,7 @@ class UpstreamApi(DesignContextMixin, APIView):
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        status = proposals.design_upstream_status(
+        status = selectors.design_upstream_status(
             design, request.user, branch=request.query_params.get("branch")
         )
         if status is None:
@@ -575,7 +580,7 @@ class SyncApi(DesignContextMixin, APIView):
         data = SyncInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = proposals.design_sync_upstream(
-            design=self.get_design(), user=request.user, **data.validated_data
+            design=self.get_design(), user=signed_in_user(request), **data.validated_data
         )
         return Response(SyncOutput(result).data)
 
@@ -590,14 +595,14 @@ class MirrorCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = MirrorCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        design = mirrors.mirror_create(owner=request.user, **data.validated_data)
-        out = {"design": design, "mirror": mirrors.design_mirror(design)}
+        design = mirrors.mirror_create(owner=signed_in_user(request), **data.validated_data)
+        out = {"design": design, "mirror": selectors.design_mirror(design)}
         return Response(MirrorCreatedOutput(out, context={"request": request}).data, status=201)
 
 
 class PullMirrorApi(DesignContextMixin, APIView):
     def _mirror(self):
-        mirror = mirrors.design_mirror(self.get_design())
+        mirror = selectors.design_mirror(self.get_design())
         if mirror is None:
             raise NotFound(f"{self.get_design().full_name} is not a mirror.")
         return mirror
@@ -610,14 +615,16 @@ class PullMirrorApi(DesignContextMixin, APIView):
     def patch(self, request: Request, owner: str, slug: str) -> Response:
         data = PullMirrorUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        mirror = mirrors.mirror_update(design=self.get_design(), user=request.user, **data.validated_data)
+        mirror = mirrors.mirror_update(
+            design=self.get_design(), user=signed_in_user(request), **data.validated_data
+        )
         return Response(PullMirrorOutput(mirror).data)
 
     @extend_schema(
         responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits."
     )
     def delete(self, request: Request, owner: str, slug: str) -> Response:
-        mirrors.mirror_stop(design=self.get_design(), user=request.user)
+        mirrors.mirror_stop(design=self.get_design(), user=signed_in_user(request))
         return Response(status=204)
 
 
@@ -628,7 +635,7 @@ class PullMirrorRefreshApi(DesignContextMixin, APIView):
         description="Refresh now and answer with the outcome (`last_error` says why it failed); 409 if one is running.",
     )
     def post(self, request: Request, owner: str, slug: str) -> Response:
-        mirror = mirrors.mirror_refresh_now(design=self.get_design(), user=request.user)
+        mirror = mirrors.mirror_refresh_now(design=self.get_design(), user=signed_in_user(request))
         return Response(PullMirrorOutput(mirror).data)
 
 
@@ -637,13 +644,15 @@ class PushMirrorListApi(DesignContextMixin, APIView):
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         self.require_owner(design)
-        return Response(PushMirrorOutput(mirrors.push_mirrors_of(design), many=True).data)
+        return Response(PushMirrorOutput(selectors.push_mirrors_of(design), many=True).data)
 
     @extend_schema(request=PushMirrorInput, responses={201: PushMirrorOutput})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = PushMirrorInput(data=request.data)
         data.is_valid(raise_exception=True)
-        mirror = mirrors.push_mirror_add(design=self.get_design(), user=request.user, **data.validated_data)
+        mirror = mirrors.push_mirror_add(
+            design=self.get_design(), user=signed_in_user(request), **data.validated_data
+        )
         return Response(PushMirrorOutput(mirror).data, status=201)
 
 
@@ -653,13 +662,15 @@ class PushMirrorDetailApi(DesignContextMixin, APIView):
         data = PushMirrorUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         mirror = mirrors.push_mirror_update(
-            design=self.get_design(), user=request.user, mirror_id=mirror_id, **data.validated_data
+            design=self.get_design(), user=signed_in_user(request), mirror_id=mirror_id, **data.validated_data
         )
         return Response(PushMirrorOutput(mirror).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
-        mirrors.push_mirror_remove(design=self.get_design(), user=request.user, mirror_id=mirror_id)
+        mirrors.push_mirror_remove(
+            design=self.get_design(), user=signed_in_user(request), mirror_id=mirror_id
+        )
         return Response(status=204)
 
 
@@ -669,6 +680,6 @@ class PushMirrorPushApi(DesignContextMixin, APIView):
     )
     def post(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
         mirror = mirrors.push_mirror_push_now(
-            design=self.get_design(), user=request.user, mirror_id=mirror_id
+            design=self.get_design(), user=signed_in_user(request), mirror_id=mirror_id
         )
         return Response(PushMirrorOutput(mirror).data)
