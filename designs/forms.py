@@ -93,8 +93,7 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    # The stubs read a field named `files` as BaseForm.files; the form class pops it into fields.
-    files = MultipleFileField(allow_empty_file=True)  # type: ignore[assignment]
+    files = MultipleFileField(allow_empty_file=True)  # type: ignore[assignment]  # a declared field, not BaseForm.files
     folder = forms.CharField(
         required=False,
         help_text="Put the files in this folder, e.g. parts/printed. Empty: the top.",

@@ -280,7 +280,7 @@ class Repository:
 
     def branches(self) -> list[tuple[str, str]]:
         out = self._text("for-each-ref", "--format=%(refname:lstrip=2)%00%(objectname)", "refs/heads/")
-        return [tuple(line.split("\0")) for line in out.splitlines() if line]  # type: ignore[misc]
+        return [(name, sha) for name, sha in (line.split("\0") for line in out.splitlines() if line)]
 
     def tags(self) -> list[Tag]:
         fmt = "%(refname:lstrip=2)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggeremail:trim)%00%(taggerdate:iso-strict)%00%(contents)%1e"
