@@ -40,7 +40,7 @@ def main() -> None:
     design = services.design_create(owner=user, slug="history", title="History", licence="MIT")
     started = time.perf_counter()
     fast_import_history(str(design.repo_path))
-    # What the hub does after any write or push (designs.services._after_refs_changed).
+    # What the hub does after any write or push (designs.services.refs_changed).
     design.repo.refresh_commit_graph()
     print(f"history: built {COMMITS:,} commits in {time.perf_counter() - started:.1f} s")
 

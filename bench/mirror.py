@@ -81,8 +81,9 @@ def main() -> None:
     data_dir = setup()
     from django.core.files.base import ContentFile
 
-    from designs import mirrors, services
+    from designs import services
     from designs.models import PullMirror
+    from designs.services import mirrors
     from hub.models import User
 
     user = User.objects.create_user("bench", password="bench-password")

@@ -6,7 +6,9 @@ class DesignsConfig(AppConfig):
     verbose_name = "Designs"
 
     def ready(self) -> None:
-        from designs import analysis, diffs, mirrors
+        # Imported here: these modules load models, which the app registry allows only now.
+        from designs import diffs
+        from designs.services import analysis, mirrors
         from hub.ticker import register_ticker
 
         diffs.register_differ(analysis.mesh_differ)

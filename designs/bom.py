@@ -122,7 +122,9 @@ def diff_bom(old_text: str, new_text: str) -> BomDiff:
         if (change := _compare(name, old_rows.get(name), row, names, quantity)) is not None
     ]
     changes += [
-        _compare(name, row, None, names, quantity) for name, row in old_rows.items() if name not in new_rows
+        change
+        for name, row in old_rows.items()
+        if name not in new_rows and (change := _compare(name, row, None, names, quantity)) is not None
     ]
     return BomDiff(
         key_column=names[key],
@@ -147,7 +149,7 @@ def _parse(text: str, version: str) -> _Table | None:
         lines = (cells for cells in reader if any(cell.strip() for cell in cells))
         columns = _header(next(lines, []), version)
         names = list(columns)
-        rows = []
+        rows: list[dict[str, str]] = []
         for cells in lines:
             if len(rows) == MAX_ROWS:
                 raise BomParseError(
@@ -268,8 +270,7 @@ def _compare(
     ]
     if not changed:
         return None
-    both = old_quantity is not None and new_quantity is not None
-    delta = new_quantity - old_quantity if both else None
+    delta = new_quantity - old_quantity if old_quantity is not None and new_quantity is not None else None
     return BomChange("changed", key, old, new, delta, changed)
 
 

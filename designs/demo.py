@@ -14,20 +14,19 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
+import trimesh
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from designs import services
 from designs.models import Collaborator, Design, Licence
 from hub.models import User
 
 # numpy, trimesh and the service layer take a third of a second to import, and the usual
 # run of `manage.py demo` finds the data already there: the functions that build the data
 # import them when they run.
-if TYPE_CHECKING:
-    import numpy as np
-    import trimesh
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,6 @@ def demo_create() -> bool:
 
 
 def _build(made: list[Path]) -> None:
-    from designs import services
-
     ada, linus, grace = (_user(account) for account in ACCOUNTS)
 
     car = services.design_create(
@@ -233,8 +230,6 @@ def _user(account: DemoAccount) -> User:
 
 
 def _commit(design: Design, author: User, message: str, files: dict[str, bytes | str]) -> str:
-    from designs import services
-
     uploads = []
     for path, content in files.items():
         data = content.encode() if isinstance(content, str) else content
@@ -251,14 +246,12 @@ def _commit(design: Design, author: User, message: str, files: dict[str, bytes |
 
 
 def _box(lower: Sequence[float], upper: Sequence[float]) -> trimesh.Trimesh:
-    import trimesh
 
     return trimesh.creation.box(bounds=[lower, upper])
 
 
 def chassis_frame() -> trimesh.Trimesh:
     """A 2.4 m ladder frame: two side rails, five cross members, four suspension mounts."""
-    import trimesh
 
     parts = [_box((-1200, y - 30, -30), (1200, y + 30, 30)) for y in (-300, 300)]
     parts += [_box((x - 25, -290, -25), (x + 25, 290, 25)) for x in (-1100, -550, 0, 550, 1100)]
@@ -267,13 +260,11 @@ def chassis_frame() -> trimesh.Trimesh:
         for x in (-900, 900)
         for side in (-1, 1)
     ]
-    return trimesh.util.concatenate(parts)
+    return _joined(parts)
 
 
 def wishbone_arm(*, reach: float) -> trimesh.Trimesh:
     """A lower wishbone: two pivot bushings 340 mm apart, arms meeting at a ball-joint boss."""
-    import numpy as np
-    import trimesh
 
     along_x = trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0))
     pivots = [(-170.0, 0.0), (170.0, 0.0)]
@@ -298,7 +289,7 @@ def wishbone_arm(*, reach: float) -> trimesh.Trimesh:
     boss = trimesh.creation.cylinder(radius=22, height=30, sections=32)
     boss.apply_translation((*apex, 0))
     parts.append(boss)
-    return trimesh.util.concatenate(parts)
+    return _joined(parts)
 
 
 def panel_bracket(*, thickness: float) -> trimesh.Trimesh:
@@ -310,8 +301,6 @@ def panel_bracket(*, thickness: float) -> trimesh.Trimesh:
 
 def spool_holder() -> trimesh.Trimesh:
     """A base plate, an upright and a 100 mm axle for the spool."""
-    import numpy as np
-    import trimesh
 
     base = _box((-60, -40, -6), (60, 40, 0))
     upright = _box((-5, -36, -3), (5, 36, 120))
@@ -321,7 +310,7 @@ def spool_holder() -> trimesh.Trimesh:
     lip = trimesh.creation.cylinder(radius=18, height=4, sections=48)
     lip.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0)))
     lip.apply_translation((101, 0, 100))
-    return trimesh.util.concatenate([base, upright, axle, lip])
+    return _joined([base, upright, axle, lip])
 
 
 def _extrude(profile: Sequence[tuple[float, float]], *, depth: float, fan_from: int) -> trimesh.Trimesh:
@@ -330,7 +319,6 @@ def _extrude(profile: Sequence[tuple[float, float]], *, depth: float, fan_from: 
     The caps are triangulated as a fan from vertex `fan_from`, so the polygon must be
     star-shaped from that vertex (true of an L from its inner corner).
     """
-    import trimesh
 
     n = len(profile)
     vertices = [(x, 0.0, z) for x, z in profile] + [(x, depth, z) for x, z in profile]
@@ -348,7 +336,15 @@ def _extrude(profile: Sequence[tuple[float, float]], *, depth: float, fan_from: 
 
 
 def _stl(mesh: trimesh.Trimesh) -> bytes:
-    return mesh.export(file_type="stl")
+    data = mesh.export(file_type="stl")
+    assert isinstance(data, bytes)  # STL export is binary
+    return data
+
+
+def _joined(parts: list[trimesh.Trimesh]) -> trimesh.Trimesh:
+    mesh = trimesh.util.concatenate(parts)
+    assert isinstance(mesh, trimesh.Trimesh)  # meshes joined are a mesh
+    return mesh
 
 
 # -- images -------------------------------------------------------------------------------
@@ -356,8 +352,6 @@ def _stl(mesh: trimesh.Trimesh) -> bytes:
 
 def preview_png(mesh: trimesh.Trimesh, size: int = 256, margin: int = 12) -> bytes:
     """A grayscale three-quarter view of the mesh, flat-shaded, on a white background."""
-    import numpy as np
-    import trimesh
 
     # Turn the part so the camera, looking down -z, sees it from the front, right and above.
     view = trimesh.transformations.rotation_matrix(np.radians(-55), (1, 0, 0)) @ (
@@ -399,7 +393,6 @@ def preview_png(mesh: trimesh.Trimesh, size: int = 256, margin: int = 12) -> byt
 
 def png_grayscale(pixels: np.ndarray) -> bytes:
     """Encode an 8-bit grayscale image (rows × columns) as a PNG."""
-    import numpy as np
 
     height, width = pixels.shape
     # Each row starts with its filter type; 0 is "none".

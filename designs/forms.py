@@ -7,6 +7,13 @@ from django import forms
 from designs.models import Collaborator, Design, Licence
 
 
+def _offer(form: forms.Form, name: str, values: list[str]) -> None:
+    """Let the choice field `name` offer exactly `values` (known only per request)."""
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = [(value, value) for value in values]
+
+
 def split_tags(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -62,7 +69,7 @@ class DesignSettingsForm(DesignFieldsForm):
             },
         )
         super().__init__(*args, **kwargs)
-        self.fields["default_branch"].choices = [(b, b) for b in branches or [design.default_branch]]
+        _offer(self, "default_branch", branches or [design.default_branch])
         if design.is_fork:
             # A fork inherits its licence; the field shows it but the browser sends nothing.
             self.fields["licence"].disabled = True
@@ -86,7 +93,7 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(allow_empty_file=True)
+    files = MultipleFileField(allow_empty_file=True)  # type: ignore[assignment]  # a declared field, not BaseForm.files
     folder = forms.CharField(
         required=False,
         help_text="Put the files in this folder, e.g. parts/printed. Empty: the top.",
@@ -97,7 +104,7 @@ class UploadForm(forms.Form):
     def __init__(self, *args, branches: list[str], default: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # An empty design has no branch yet: its first commit creates the default one.
-        self.fields["branch"].choices = [(b, b) for b in branches or [default]]
+        _offer(self, "branch", branches or [default])
 
 
 class DeleteFileForm(forms.Form):
@@ -162,8 +169,8 @@ class ProposalForm(forms.Form):
 
     def __init__(self, *args, sources: list[str], branches: list[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["source"].choices = [(name, name) for name in sources]
-        self.fields["target_branch"].choices = [(name, name) for name in branches]
+        _offer(self, "source", sources)
+        _offer(self, "target_branch", branches)
 
 
 class CommentForm(forms.Form):

@@ -8,15 +8,19 @@ the only serialisation point, and it works across processes and machines.
 
 from __future__ import annotations
 
+import io
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 import git as gitpython
 from django.conf import settings
@@ -115,7 +119,7 @@ class FileEdit:
 @dataclass(frozen=True)
 class RemoteAccess:
     """How git reaches a remote. Built by `designs.remotes.remote_access`, which checks the
-    address first; git is then held to what was checked (see `_remote_env`)."""
+    address first; git is then held to what was checked (see `remote_env`)."""
 
     url: str
     resolve: str | None = None  # http.curloptResolve "host:port:addr[,addr]": no second DNS lookup
@@ -215,13 +219,13 @@ class Repository:
         ok_codes: tuple[int, ...] = (0,),
     ) -> bytes:
         """Run `git <args>` in the repository and return its stdout as bytes."""
-        stdin_file: IO[bytes] | None = None
+        stdin_file: BinaryIO | None = None
         if stdin is not None:
             stdin_file = tempfile.TemporaryFile()
             stdin_file.write(stdin)
             stdin_file.seek(0)
         try:
-            status, out, err = self._repo.git.execute(
+            result = self._repo.git.execute(
                 [git_binary(), *args],
                 istream=stdin_file,
                 env=env,
@@ -233,6 +237,10 @@ class Repository:
         finally:
             if stdin_file is not None:
                 stdin_file.close()
+        # with_extended_output and stdout_as_string=False: (status, stdout bytes, stderr).
+        assert isinstance(result, tuple)
+        status, out, err = result
+        assert isinstance(out, bytes)
         if status not in ok_codes:
             message = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
             raise GitError(f"git {args[0]} failed: {message.strip()}")
@@ -272,7 +280,7 @@ class Repository:
 
     def branches(self) -> list[tuple[str, str]]:
         out = self._text("for-each-ref", "--format=%(refname:lstrip=2)%00%(objectname)", "refs/heads/")
-        return [tuple(line.split("\0")) for line in out.splitlines() if line]  # type: ignore[misc]
+        return [(name, sha) for name, sha in (line.split("\0") for line in out.splitlines() if line)]
 
     def tags(self) -> list[Tag]:
         fmt = "%(refname:lstrip=2)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggeremail:trim)%00%(taggerdate:iso-strict)%00%(contents)%1e"
@@ -448,7 +456,6 @@ class Repository:
         self, sha: str, *, start: int = 0, end: int | None = None, chunk_size: int = 64 * 1024
     ) -> Iterator[bytes]:
         """Yield bytes start..end (inclusive; end None = to the end) of a blob, streamed."""
-        import subprocess
 
         proc = subprocess.Popen(
             [git_binary(), "cat-file", "blob", sha],
@@ -456,9 +463,11 @@ class Repository:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+        stdout = proc.stdout
+        assert stdout is not None  # stdout=PIPE
         position = 0
         try:
-            while chunk := proc.stdout.read(chunk_size):
+            while chunk := stdout.read(chunk_size):
                 chunk_end = position + len(chunk)
                 if chunk_end > start:
                     piece = chunk[max(start - position, 0) :]
@@ -472,7 +481,7 @@ class Repository:
             # The client may stop reading early: stop git too rather than fail.
             if proc.poll() is None:
                 proc.kill()
-            proc.stdout.close()
+            stdout.close()
             proc.wait()
 
     def commit(self, rev: str) -> Commit:
@@ -779,12 +788,11 @@ class Repository:
     def _run_remote(
         self, access: RemoteAccess, *args: str, ok_codes: tuple[int, ...] = (0,)
     ) -> tuple[int, str, str]:
-        import subprocess
 
         try:
             proc = subprocess.run(
                 [git_binary(), "--git-dir", str(self.path), *args],
-                env=_remote_env(access),
+                env=remote_env(access),
                 capture_output=True,
                 timeout=access.timeout,
                 stdin=subprocess.DEVNULL,
@@ -833,14 +841,13 @@ class Repository:
         return None
 
 
-def _remote_env(access: RemoteAccess) -> dict[str, str]:
+def remote_env(access: RemoteAccess) -> dict[str, str]:
     """The whole environment of a git command that talks to a remote.
 
     Nothing from the server's own git configuration applies (no url.insteadOf, no
     credential helper): only http(s) and ssh transports, no redirects, connections to the
     checked addresses only, no prompts, and objects checked as they arrive.
     """
-    import shlex
 
     config = [
         ("protocol.allow", "never"),
@@ -1062,8 +1069,6 @@ def http_backend(
     neither side is ever held whole in memory (a 1 GB push costs a few buffers). Access
     control is the caller's: git serves whatever it is pointed at.
     """
-    import subprocess
-    import threading
 
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -1107,37 +1112,40 @@ def http_backend(
         stderr=subprocess.PIPE,
         env=env,
     )
+    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+    # Both PIPEs, binary and buffered (read1 streams whatever has arrived).
+    assert isinstance(stdout, io.BufferedReader) and stderr is not None
     pump_error: list[BaseException] = []
 
-    def pump() -> None:
+    def pump(body: IO[bytes], stdin: IO[bytes]) -> None:
         try:
             while chunk := body.read(PIPE_CHUNK):
-                proc.stdin.write(chunk)
+                stdin.write(chunk)
         except (BrokenPipeError, OSError) as exc:  # git stopped reading: it will say why
             pump_error.append(exc)
         finally:
             try:
-                proc.stdin.close()
+                stdin.close()
             except OSError:
                 pass
 
     pump_thread = None
-    if body is not None:
-        pump_thread = threading.Thread(target=pump, daemon=True)
+    if body is not None and stdin is not None:  # stdin is a PIPE exactly when there is a body
+        pump_thread = threading.Thread(target=pump, args=(body, stdin), daemon=True)
         pump_thread.start()
     # stderr is drained by a thread too, or a chatty git could block on a full pipe.
     errors: list[bytes] = []
-    err_thread = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    err_thread = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
     err_thread.start()
 
-    status, headers = _read_cgi_headers(proc.stdout)
+    status, headers = _read_cgi_headers(stdout)
 
     def stream() -> Iterator[bytes]:
         try:
-            while chunk := proc.stdout.read1(PIPE_CHUNK):
+            while chunk := stdout.read1(PIPE_CHUNK):
                 yield chunk
         finally:
-            proc.stdout.close()
+            stdout.close()
             if pump_thread is not None:
                 pump_thread.join()
             proc.wait()

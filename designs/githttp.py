@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from designs import selectors, services
 from designs.git import http_backend
 from designs.lfs_store import LocalObjectStore, lfs_store
-from designs.mirrors import design_mirror
 from designs.models import Design
-from hub.auth import BadCredentials, basic_auth_user
+from hub.auth import BadCredentials, Viewer, basic_auth_user, viewer
 from hub.exceptions import NotFound
-from hub.models import AccessToken
+from hub.models import AccessToken, User
 
 SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
 # `version=2` and the like: keys and values git's protocol negotiation uses, nothing else.
@@ -49,16 +49,33 @@ class AccessRefused(Exception):
         self.challenge = challenge
 
 
-def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Design:
-    """The design, with `design.requester` set, if the requester may have `access`
-    ("read" or "write") to it; else AccessRefused. Shared by git and Git LFS (designs/lfs.py)."""
+@dataclass(frozen=True)
+class Access:
+    """What `authorise` grants: the design, and who asked (anonymous only for reads)."""
+
+    design: Design
+    requester: Viewer
+
+    @property
+    def writer(self) -> User:
+        """The requester of write access, whom `authorise` has checked is signed in."""
+        if not isinstance(self.requester, User):
+            raise AccessRefused(401, "Authentication required.", challenge=True)
+        return self.requester
+
+
+def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Access:
+    """The design and the requester, if the requester may have `access` ("read" or
+    "write") to it; else AccessRefused. Shared by git and Git LFS (designs/lfs.py)."""
     try:
-        user = basic_auth_user(request.headers.get("Authorization", ""))
+        credentials = basic_auth_user(request.headers.get("Authorization", ""))
     except BadCredentials:
         raise AccessRefused(
             401, "Invalid credentials: use your username and a personal access token.", challenge=True
         ) from None
-    requester = user or request.user
+    # A token's scope binds whichever header carried it (Basic, Bearer or Token).
+    user, token = credentials if credentials is not None else (None, None)
+    requester: Viewer = user or viewer(request)
     try:
         design = selectors.design_get(user=requester, owner=owner, slug=slug)
     except NotFound:
@@ -71,28 +88,24 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Desig
             raise AccessRefused(
                 401, "Pushing needs your username and a personal access token.", challenge=True
             )
-        token = getattr(requester, "fabhub_token", None)
         if not selectors.design_can_write(design, requester) or (
             token is not None and token.scope == AccessToken.Scope.READ
         ):
             raise AccessRefused(403, f"You cannot push to {design.full_name}: you have read access only.")
-        mirror = design_mirror(design)
+        mirror = selectors.design_mirror(design)
         if mirror is not None:
             raise AccessRefused(
                 403, f"{design.full_name} is a read-only mirror of {mirror.url}: push there, or fork it here."
             )
-    design.requester = requester
-    return design
+    return Access(design, requester)
 
 
-def _authorise(
-    request: HttpRequest, owner: str, slug: str, access: str
-) -> tuple[Design | None, HttpResponse | None]:
-    """(design, None) when the requester may have `access`, else (None, the answer)."""
+def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Access | HttpResponse:
+    """The access granted, or the answer that refuses it."""
     try:
-        return authorise(request, owner, slug, access), None
+        return authorise(request, owner, slug, access)
     except AccessRefused as refused:
-        return None, _text(refused.status, refused.message, challenge=refused.challenge)
+        return _text(refused.status, refused.message, challenge=refused.challenge)
 
 
 def _hook_env(design: Design) -> dict[str, str]:
@@ -111,7 +124,8 @@ def _hook_env(design: Design) -> dict[str, str]:
     return env
 
 
-def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponse:
+def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponseBase:
+    design = access.design
     headers = {
         name: request.headers.get(name, "") for name in ("Content-Type", "Content-Length", "Content-Encoding")
     }
@@ -123,12 +137,13 @@ def _relay(design: Design, request: HttpRequest, path_info: str, *, pushing: boo
     refs_before = design.repo.refs() if pushing else {}
     backend = http_backend(
         design.repo_path,
-        method=request.method,
+        # Django sets it for every request it serves; None only on a hand-built HttpRequest.
+        method=request.method or "GET",
         path_info=path_info,
         query=request.META.get("QUERY_STRING", ""),
         request_headers=headers,
         body=request_stream(request) if request.method == "POST" else None,
-        remote_user=getattr(design.requester, "username", ""),
+        remote_user=getattr(access.requester, "username", ""),
         hook_env=_hook_env(design),
     )
 
@@ -160,21 +175,21 @@ def request_stream(request: HttpRequest):
 
 
 @csrf_exempt
-def info_refs(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+def info_refs(request: HttpRequest, owner: str, slug: str) -> HttpResponseBase:
     service = request.GET.get("service", "")
     if service not in SERVICES:
         return _text(403, "Only smart HTTP is served: use git 1.6.6 or newer.")
-    design, refused = _authorise(request, owner, slug, SERVICES[service])
-    if refused:
-        return refused
-    return _relay(design, request, "/info/refs", pushing=False)
+    access = _authorise(request, owner, slug, SERVICES[service])
+    if isinstance(access, HttpResponse):
+        return access
+    return _relay(access, request, "/info/refs", pushing=False)
 
 
 @csrf_exempt
-def service_rpc(request: HttpRequest, owner: str, slug: str, service: str) -> HttpResponse:
+def service_rpc(request: HttpRequest, owner: str, slug: str, service: str) -> HttpResponseBase:
     if request.method != "POST" or service not in SERVICES:
         return _text(405, "Use POST for git-upload-pack and git-receive-pack.")
-    design, refused = _authorise(request, owner, slug, SERVICES[service])
-    if refused:
-        return refused
-    return _relay(design, request, f"/{service}", pushing=service == "git-receive-pack")
+    access = _authorise(request, owner, slug, SERVICES[service])
+    if isinstance(access, HttpResponse):
+        return access
+    return _relay(access, request, f"/{service}", pushing=service == "git-receive-pack")

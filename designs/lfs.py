@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from designs import selectors, services
@@ -123,7 +123,8 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     operation = body.get("operation")
     if operation not in ("download", "upload"):
         return _answer(422, {"message": "operation must be 'download' or 'upload'."})
-    design = authorise(request, owner, slug, "write" if operation == "upload" else "read")
+    access = authorise(request, owner, slug, "write" if operation == "upload" else "read")
+    design = access.design
     if body.get("hash_algo", "sha256") != "sha256":
         return _answer(409, {"message": "Only sha256 object ids are supported."})
     if "basic" not in (body.get("transfers") or ["basic"]):
@@ -171,7 +172,7 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 
     else:
         present = services.lfs_objects_present(
-            design=design, user=design.requester, objects=list(wanted.items())
+            design=design, user=access.writer, objects=list(wanted.items())
         )
 
         def answer(oid: str, size: int) -> dict[str, Any]:
@@ -200,12 +201,13 @@ def batch(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 @_lfs_endpoint("GET", "HEAD", "PUT")
 def object_content(
     request: HttpRequest, owner: str, slug: str, oid: str, size: str | None = None
-) -> HttpResponse:
+) -> HttpResponseBase:
     if request.method == "PUT":
         return _upload(request, owner, slug, oid, size)
     if size is not None:
         return _answer(404, {"message": "Object does not exist."})
-    design = authorise(request, owner, slug, "read")
+    access = authorise(request, owner, slug, "read")
+    design = access.design
     served = selectors.lfs_objects_served(design, [oid])
     if oid not in served:
         return _answer(404, {"message": "Object does not exist."})
@@ -219,7 +221,8 @@ def object_content(
 
 
 def _upload(request: HttpRequest, owner: str, slug: str, oid: str, size: str | None) -> HttpResponse:
-    design = authorise(request, owner, slug, "write")
+    access = authorise(request, owner, slug, "write")
+    design = access.design
     length = request.META.get("CONTENT_LENGTH") or None
     if length is not None and not length.isdigit():
         return _answer(400, {"message": "Malformed Content-Length."})
@@ -230,14 +233,15 @@ def _upload(request: HttpRequest, owner: str, slug: str, oid: str, size: str | N
         # A chunked body can only be checked against the size the batch request announced.
         return _answer(411, {"message": "Send a Content-Length, or PUT to the href the batch API gave."})
     services.lfs_object_upload(
-        design=design, user=design.requester, oid=oid, size=int(expected), stream=request_stream(request)
+        design=design, user=access.writer, oid=oid, size=int(expected), stream=request_stream(request)
     )
     return HttpResponse(status=200)
 
 
 @_lfs_endpoint("POST")
 def verify(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    design = authorise(request, owner, slug, "write")
+    access = authorise(request, owner, slug, "write")
+    design = access.design
     body = _json_body(request)
     oid, size = body.get("oid"), body.get("size")
     if not valid_oid(oid) or not _valid_size(size):
@@ -275,7 +279,8 @@ def _page_limit(value: Any) -> int:
 def locks(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     if request.method == "POST":
         return _lock_create(request, owner, slug)
-    design = authorise(request, owner, slug, "read")
+    access = authorise(request, owner, slug, "read")
+    design = access.design
     page, next_cursor = selectors.lfs_locks(
         design,
         path=request.GET.get("path") or None,
@@ -287,14 +292,20 @@ def locks(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 
 
 def _lock_create(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    design = authorise(request, owner, slug, "write")
+    access = authorise(request, owner, slug, "write")
+    design = access.design
     path = _json_body(request).get("path")
     if not isinstance(path, str):
         return _answer(422, {"message": "Send the path to lock."})
     try:
-        lock = services.lfs_lock_create(design=design, user=design.requester, path=path)
+        lock = services.lfs_lock_create(design=design, user=access.writer, path=path)
     except Conflict as exc:
-        held = LfsLock.objects.select_related("owner").filter(pk=exc.extra.get("lock_id")).first()
+        lock_id = exc.extra.get("lock_id")
+        held = (
+            LfsLock.objects.select_related("owner").filter(pk=lock_id).first()
+            if lock_id is not None
+            else None
+        )
         return _answer(409, {"message": exc.message, **({"lock": _lock_json(held)} if held else {})})
     return _answer(201, {"lock": _lock_json(lock)})
 
@@ -302,20 +313,22 @@ def _lock_create(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 @_lfs_endpoint("POST")
 def locks_verify(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     """Before a push, git-lfs asks which locks are the pusher's and which are others'."""
-    design = authorise(request, owner, slug, "write")
+    access = authorise(request, owner, slug, "write")
+    design = access.design
     body = _json_body(request)
     cursor = body.get("cursor")
     page, next_cursor = selectors.lfs_locks(
         design, cursor=cursor if isinstance(cursor, str) else None, limit=_page_limit(body.get("limit"))
     )
-    ours = [_lock_json(lock) for lock in page if lock.owner_id == design.requester.pk]
-    theirs = [_lock_json(lock) for lock in page if lock.owner_id != design.requester.pk]
+    ours = [_lock_json(lock) for lock in page if lock.owner_id == access.writer.pk]
+    theirs = [_lock_json(lock) for lock in page if lock.owner_id != access.writer.pk]
     return _answer(200, {"ours": ours, "theirs": theirs, "next_cursor": next_cursor or ""})
 
 
 @_lfs_endpoint("POST")
 def lock_unlock(request: HttpRequest, owner: str, slug: str, lock_id: str) -> HttpResponse:
-    design = authorise(request, owner, slug, "write")
+    access = authorise(request, owner, slug, "write")
+    design = access.design
     force = _json_body(request).get("force") is True
-    lock = services.lfs_lock_release(design=design, user=design.requester, lock_id=int(lock_id), force=force)
+    lock = services.lfs_lock_release(design=design, user=access.writer, lock_id=int(lock_id), force=force)
     return _answer(200, {"lock": _lock_json(lock)})

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, NamedTuple, Protocol
+from typing import IO, NamedTuple, Protocol, TypeGuard
 
 from django.conf import settings
 
@@ -61,7 +61,7 @@ class ObjectStore(Protocol):
         """Store `stream` under the oid it hashes to (for uploads whose oid nobody told us)."""
 
 
-def valid_oid(oid: object) -> bool:
+def valid_oid(oid: object) -> TypeGuard[str]:
     return isinstance(oid, str) and OID_RE.fullmatch(oid) is not None
 
 

@@ -71,6 +71,11 @@ class Design(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    # Not fields: set on instances by readers. `selectors.design_mirror` remembers the pull
+    # mirror here; `presenters.with_covers` sets the cover thumbnail's address for lists.
+    _fabhub_mirror: PullMirror | None
+    cover_url: str | None
+
     class Meta:
         ordering = ["-updated_at"]
         constraints = [
@@ -224,7 +229,7 @@ class LfsLock(models.Model):
         return f"{self.path} locked by {self.owner} in {self.design}"
 
 
-# -- collaboration across forks and hubs (designs/proposals.py, designs/mirrors.py) ----------
+# -- collaboration across forks and hubs (designs/services/proposals.py, mirrors.py) -------
 
 
 class ChangeProposal(models.Model):
@@ -317,6 +322,8 @@ class ProposalComment(models.Model):
     )
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    # Not a field: the body as sanitised HTML, set by the proposal page.
+    html: str
 
     class Meta:
         ordering = ["pk"]

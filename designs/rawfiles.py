@@ -10,8 +10,9 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from typing import IO
+from urllib.parse import quote
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from designs import selectors
 from designs.git import TreeEntry
@@ -48,7 +49,7 @@ def content_type_for(path: str) -> str:
 
 def serve_blob(
     request: HttpRequest, design: Design, entry: TreeEntry, *, download: bool = False
-) -> HttpResponse:
+) -> HttpResponseBase:
     """A file of `design` at a revision; a Git LFS pointer is served as the object's content.
 
     The ETag is the blob sha for LFS files too: the pointer names the object's sha256 and
@@ -57,6 +58,7 @@ def serve_blob(
     git itself holds it.
     """
     etag = f'"{entry.sha}"'
+    response: HttpResponseBase
     if request.headers.get("If-None-Match") == etag:
         response = HttpResponse(status=304)
         response["ETag"] = etag
@@ -127,6 +129,4 @@ def _stream_file(source: IO[bytes], *, start: int, end: int, chunk_size: int = 2
 
 
 def _quote(name: str) -> str:
-    from urllib.parse import quote
-
     return quote(name, safe="")

@@ -214,7 +214,7 @@ def remote_addresses(remote: RemoteUrl) -> list[str]:
             infos = socket.getaddrinfo(remote.host, remote.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise ValidationError(f"The host {remote.host} cannot be resolved: {exc}.", field="url") from None
-        found = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+        found = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
     if not found:
         raise ValidationError(f"The host {remote.host} has no address.", field="url")
     trusted = settings.FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS or (
@@ -301,13 +301,14 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._tls)
         self._address = address
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
         # Certificate and SNI are checked against the host name, not the address.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 @dataclass
@@ -416,9 +417,8 @@ class LfsClient:
     @contextmanager
     def download(self, action: LfsObjectAction) -> Iterator[IO[bytes]]:
         """Yield the object's body as a stream (closed afterwards)."""
-        connection, response = self._request(
-            "GET", action.href, headers=self._headers(action.href, action.headers)
-        )
+        href = _action_href(action)
+        connection, response = self._request("GET", href, headers=self._headers(href, action.headers))
         try:
             if response.status != 200:
                 raise RemoteError(
@@ -430,12 +430,13 @@ class LfsClient:
             connection.close()
 
     def upload(self, action: LfsObjectAction, body: IO[bytes]) -> None:
+        href = _action_href(action)
         headers = {
-            **self._headers(action.href, action.headers),
+            **self._headers(href, action.headers),
             "Content-Type": "application/octet-stream",
             "Content-Length": str(action.size),
         }
-        connection, response = self._request("PUT", action.href, headers=headers, body=body)
+        connection, response = self._request("PUT", href, headers=headers, body=body)
         try:
             data = response.read(64 * 1024)
             status = response.status
@@ -463,6 +464,13 @@ def _lfs_message(data: bytes) -> str:
     return str(message)[:300] if message else ""
 
 
+def _action_href(action: LfsObjectAction) -> str:
+    """Where to send or fetch the object; callers skip actions without one (nothing to do)."""
+    if action.href is None:
+        raise RemoteError(f"The remote gave no address for LFS object {action.oid[:12]}….", retryable=False)
+    return action.href
+
+
 def _lfs_action(item: Any, operation: str) -> LfsObjectAction:
     if not isinstance(item, dict):
         raise RemoteError("The LFS server sent a malformed object in its answer.", retryable=False)
@@ -478,7 +486,8 @@ def _lfs_action(item: Any, operation: str) -> LfsObjectAction:
     action = actions.get(operation) if isinstance(actions, dict) else None
     if not isinstance(action, dict) or not isinstance(action.get("href"), str):
         return LfsObjectAction(oid, size, None, {}, None, None)  # upload: the server has it already
-    headers = action.get("header") if isinstance(action.get("header"), dict) else {}
+    header = action.get("header")
+    headers = header if isinstance(header, dict) else {}
     verify = actions.get("verify") if isinstance(actions.get("verify"), dict) else None
     return LfsObjectAction(
         oid, size, action["href"], {str(k): str(v) for k, v in headers.items()}, verify, None

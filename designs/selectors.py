@@ -1,10 +1,13 @@
-"""Reads: which designs a person may see, and what a repository holds at a revision."""
+"""Reads and guards: who may see or change a design, what its repository holds at a revision,
+its mirrors, proposals and mesh analyses. What changes a design is in designs/services/."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -12,11 +15,22 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils.html import escape
 
-from designs.git import ChangedFile, Commit, Tag, TreeEntry
+from designs.diffs import FileDiff, compare
+from designs.git import ChangedFile, Commit, Repository, Tag, TreeEntry
 from designs.lfs_store import MAX_POINTER_BYTES, Pointer, StoreError, lfs_store, resolve_pointer, valid_oid
-from designs.models import Collaborator, Design, LfsLock, LfsObject
+from designs.meshes import MeshError, canonical_units, figures_in_units, fits, is_mesh_path
+from designs.models import (
+    ChangeProposal,
+    Collaborator,
+    Design,
+    LfsLock,
+    LfsObject,
+    MeshAnalysis,
+    PullMirror,
+    PushMirror,
+)
 from hub.auth import Viewer
-from hub.exceptions import NotFound
+from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.markdown import render_markdown
 
 
@@ -51,6 +65,35 @@ def design_role(design: Design, user: Viewer) -> str | None:
 
 def design_can_write(design: Design, user: Viewer) -> bool:
     return design_role(design, user) in ("owner", "write")
+
+
+def design_mirror(design: Design) -> PullMirror | None:
+    """The design's pull mirror settings, or None (remembered on the instance)."""
+    if not hasattr(design, "_fabhub_mirror"):
+        design._fabhub_mirror = PullMirror.objects.filter(design_id=design.pk).first()
+    return design._fabhub_mirror
+
+
+def refuse_local_writes(design: Design) -> None:
+    """PermissionDenied if `design` is a pull mirror: only its refresh changes it."""
+    mirror = design_mirror(design)
+    if mirror is not None:
+        raise PermissionDenied(
+            f"{design.full_name} is a read-only mirror of {mirror.url}: change it there, or fork it "
+            "here and change the fork. (The next refresh would undo a local change.)"
+        )
+
+
+def require_writer(design: Design, user: Viewer) -> None:
+    """PermissionDenied unless `user` may change `design`'s refs here (a writer, and the
+    design is not a pull mirror)."""
+    if not design_can_write(design, user):
+        raise PermissionDenied(f"You cannot write to {design.full_name}.")
+    refuse_local_writes(design)
+
+
+def push_mirrors_of(design: Design) -> list[PushMirror]:
+    return list(PushMirror.objects.filter(design=design).order_by("pk"))
 
 
 def design_resolve(design: Design, rev: str | None) -> str:
@@ -100,9 +143,9 @@ def design_file(design: Design, *, rev: str | None, path: str) -> tuple[str, Tre
     return sha, entry
 
 
-def design_branches(design: Design) -> list[dict]:
+def design_branches(design: Design) -> list[dict[str, Any]]:
     """Branches with their heads, the default branch first, then by name."""
-    branches = [
+    branches: list[dict[str, Any]] = [
         {"name": name, "head": head, "default": name == design.default_branch}
         for name, head in design.repo.branches()
     ]
@@ -253,3 +296,229 @@ def lfs_locks(
     if len(page) > limit:
         return page[:limit], str(page[limit].pk)
     return page, None
+
+
+def pointer_oids(repo: Repository, commits: list[str]) -> dict[str, int]:
+    """oid → size of the Git LFS pointers among the files `commits` add or change."""
+    blobs = [sha for sha, _ in repo.blobs_added_by(commits)]
+    info = repo.object_types_and_sizes(blobs)
+    small = [sha for sha, (kind, size) in info.items() if kind == "blob" and size < MAX_POINTER_BYTES]
+    found: dict[str, int] = {}
+    for data in repo.read_blobs(small).values():
+        pointer = resolve_pointer(data)
+        if pointer is not None:
+            found[pointer.oid] = pointer.size
+    return found
+
+
+# -- mesh analysis ------------------------------------------------------------------------
+
+
+def thumbnail_path(blob_sha: str) -> Path:
+    return Path(settings.DATA_DIR) / "thumbnails" / blob_sha[:2] / f"{blob_sha}.png"
+
+
+def viewer_path(blob_sha: str) -> Path:
+    """Triangles for the 3D viewer: float32 little-endian, 9 per triangle, in mm."""
+    return Path(settings.DATA_DIR) / "viewer" / blob_sha[:2] / f"{blob_sha}.bin"
+
+
+def analyses_for_blobs(blob_shas: list[str]) -> dict[str, MeshAnalysis]:
+    return {a.blob_sha: a for a in MeshAnalysis.objects.filter(blob_sha__in=blob_shas)}
+
+
+def parse_build_volume(text: str) -> tuple[float, float, float]:
+    """'250x210x210' (mm) → (250.0, 210.0, 210.0), or ValidationError."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v < 100_000 for v in values):
+        raise ValidationError(f"Build volume must look like 250x210x210 (mm), not {text!r}.")
+    return values[0], values[1], values[2]
+
+
+UNITS_ATTRIBUTE = "fabhub-units"
+
+
+def declared_units(design: Design, *, sha: str, paths: list[str]) -> dict[str, str]:
+    """Units declared for files with the `fabhub-units` git attribute at `sha`
+    (`*.stl fabhub-units=inch` in .gitattributes): versioned with the design, so forks and
+    mirrors keep them."""
+    declared = {}
+    for path, value in design.repo.attribute_values(sha, [], UNITS_ATTRIBUTE, paths).items():
+        if value in ("unspecified", "unset", "set", ""):
+            continue
+        try:
+            declared[path] = canonical_units(value)
+        except MeshError:
+            continue  # an unknown unit is ignored rather than guessed
+    return declared
+
+
+def figures_at(figures: dict | None, units: str | None) -> dict | None:
+    """Stored figures, re-scaled when the path declares other units than the file did."""
+    if figures is None or units is None or figures.get("units_source") == "declared":
+        return figures
+    return figures_in_units(figures, units)
+
+
+def design_meshes(
+    design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None
+) -> list[dict]:
+    """Every mesh file at commit `sha` with its analysis (and fit, given a build volume)."""
+    entries = [
+        e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)
+    ]
+    analyses = analyses_for_blobs([e.sha for e in entries])
+    units = declared_units(design, sha=sha, paths=[e.path for e in entries])
+    files = []
+    for entry in entries:
+        row = analyses.get(entry.sha)
+        item = {
+            "path": entry.path,
+            "blob_sha": entry.sha,
+            "size": entry.size,
+            "status": row.status if row else "not-analysed",
+            "figures": figures_at(row.figures, units.get(entry.path)) if row else None,
+            "reason": row.reason if row else "",
+            "has_thumbnail": bool(
+                row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()
+            ),
+            "fits": None,
+        }
+        if build_volume and row and row.figures:
+            item["fits"] = fits(row.figures["obb_size"], build_volume)
+        files.append(item)
+    return files
+
+
+# -- change proposals and forks (writes: designs/services/proposals.py) --------------------
+
+MAX_LISTED_COMMITS = 250
+MAX_NETWORK_DEPTH = 50
+
+
+def proposals_of(design: Design, *, status: str | None = None) -> QuerySet[ChangeProposal]:
+    proposals = ChangeProposal.objects.filter(target=design).select_related(
+        "author", "source__owner", "target__owner", "merged_by"
+    )
+    if status:
+        proposals = proposals.filter(status=status)
+    return proposals
+
+
+def proposal_get(design: Design, number: int | str) -> ChangeProposal:
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        raise NotFound(f"No proposal {number!r} in {design.full_name}.") from None
+    proposal = proposals_of(design).filter(number=number).first()
+    if proposal is None:
+        raise NotFound(f"No proposal #{number} in {design.full_name}.")
+    proposal.target = design
+    return proposal
+
+
+def proposal_commits(proposal: ChangeProposal) -> list[Commit]:
+    """The commits the proposal brings (newest first), as last computed."""
+    if not proposal.head_sha:
+        return []
+    base = proposal.target_sha if proposal.is_open else proposal.merge_base
+    rev = f"{base}..{proposal.head_sha}" if base else proposal.head_sha
+    return proposal.target.repo.log(rev, limit=MAX_LISTED_COMMITS)
+
+
+def proposal_diff(proposal: ChangeProposal) -> tuple[str | None, str, list[FileDiff]]:
+    """(base, head, files): what the proposal changes, from where its branch left the target."""
+    base = proposal.merge_base or None
+    return base, proposal.head_sha, compare(proposal.target.repo, base, proposal.head_sha)
+
+
+def proposal_network(design: Design) -> int:
+    """The id of the root of the design's fork network."""
+    current, seen = design, 0
+    while current.forked_from_id is not None and seen < MAX_NETWORK_DEPTH:
+        current = Design.objects.only("pk", "forked_from_id").get(pk=current.forked_from_id)
+        seen += 1
+    return current.pk
+
+
+def proposal_sources_for(user: Viewer, target: Design) -> list[Design]:
+    """Designs `user` may propose from into `target`: those they can write in its network."""
+    if not user.is_authenticated:
+        return []
+    root = proposal_network(target)
+    writable = (
+        Design.objects.filter(Q(owner=user) | Q(collaborators__user=user, collaborators__role="write"))
+        .filter(Q(pk=target.pk) | Q(forked_from__isnull=False) | Q(forks__isnull=False))
+        .select_related("owner")
+        .distinct()
+        .order_by("owner__username", "slug")
+    )
+    return [design for design in writable[:200] if proposal_network(design) == root]
+
+
+def proposal_can_change(proposal: ChangeProposal, user: Viewer) -> bool:
+    """Its author and the target's writers may edit, close and reopen a proposal."""
+    if not user.is_authenticated:
+        return False
+    return proposal.author_id == user.pk or design_can_write(proposal.target, user)
+
+
+def proposal_is_stale(proposal: ChangeProposal) -> bool:
+    """Whether either branch moved since the merge figures were computed."""
+    if not proposal.is_open:
+        return False
+    target_head = proposal.target.repo.branch_head(proposal.target_branch)
+    if target_head != (proposal.target_sha or None):
+        return True
+    source = proposal.source
+    if source is None:
+        return False
+    head = source.repo.branch_head(proposal.source_branch)
+    return head is not None and head != proposal.head_sha
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    upstream: Design
+    branch: str
+    upstream_branch: str
+    head: str | None
+    upstream_head: str | None
+    ahead: int  # commits only the fork's branch has
+    behind: int  # commits only the upstream's branch has
+
+    @property
+    def can_fast_forward(self) -> bool:
+        return self.ahead == 0 and self.behind > 0
+
+
+def design_upstream_status(
+    design: Design, user: Viewer, *, branch: str | None = None
+) -> UpstreamStatus | None:
+    """How the fork's `branch` (default branch) compares with its upstream's default
+    branch; None if it is not a fork or the upstream is gone or invisible to `user`."""
+    if design.forked_from_id is None:
+        return None
+    upstream = designs_visible_to(user).filter(pk=design.forked_from_id).first()
+    if upstream is None:
+        return None
+    branch = branch or design.default_branch
+    head = design.repo.branch_head(branch)
+    upstream_branch = upstream.default_branch
+    upstream_head = upstream.repo.branch_head(upstream_branch)
+    ahead = behind = 0
+    if head and upstream_head and head != upstream_head:
+        # Commits never change, so the counts for a pair of heads are kept for good.
+        key = f"ahead-behind:{head}:{upstream_head}"
+        counted = cache.get(key)
+        if counted is None:
+            counted = design.repo.ahead_behind(head, upstream_head, other=upstream.repo)
+            cache.set(key, counted, timeout=None)
+        ahead, behind = counted
+    elif upstream_head and not head:
+        behind = upstream.repo.count_commits(upstream_head)
+    return UpstreamStatus(upstream, branch, upstream_branch, head, upstream_head, ahead, behind)

@@ -113,7 +113,7 @@ class CommitCreated(serializers.Serializer):
 class WriteInput(serializers.Serializer):
     message = serializers.CharField(max_length=10000)
     branch = serializers.CharField(max_length=200, required=False)
-    parent = serializers.RegexField(
+    parent = serializers.RegexField(  # type: ignore[assignment]  # a declared field, not Field.parent
         r"^[0-9a-f]{40}$", required=False, help_text="Expected head of the branch; 409 if it moved."
     )
 
@@ -263,7 +263,7 @@ class ProposalOutput(serializers.Serializer):
     description = serializers.CharField()
     status = serializers.CharField()
     author = serializers.CharField(source="author.username", allow_null=True, default=None)
-    source = serializers.CharField(source="source_name")
+    source = serializers.CharField(source="source_name")  # type: ignore[assignment]  # a declared field, not Field.source
     source_branch = serializers.CharField()
     target = serializers.CharField(source="target.full_name")
     target_branch = serializers.CharField()
@@ -286,7 +286,7 @@ class ProposalOutput(serializers.Serializer):
 class ProposalCreateInput(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    source = serializers.CharField(
+    source = serializers.CharField(  # type: ignore[assignment]  # a declared field, not Field.source
         max_length=250,
         required=False,
         help_text="owner/slug of the design to merge from; this design if absent.",

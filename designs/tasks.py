@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from designs import analysis
+from designs.services import analysis, mirrors, proposals
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -17,33 +17,25 @@ def sweep_stale_analyses() -> int:
     return analysis.analyses_sweep_stale()
 
 
-# -- mirrors and proposals (designs/mirrors.py, designs/proposals.py) ---------------------
+# -- mirrors and proposals (designs/services/) ---------------------------------------
 
 
 @shared_task
 def mirror_refresh(design_id: int) -> bool:
-    from designs import mirrors
-
     return mirrors.mirror_refresh_by_id(design_id)
 
 
 @shared_task
 def push_mirror_push(mirror_id: int) -> bool:
     # Failures are recorded on the mirror and retried with back-off by mirrors_tick.
-    from designs import mirrors
-
     return mirrors.push_mirror_run(mirror_id=mirror_id)
 
 
 @shared_task
 def mirrors_tick() -> tuple[int, int]:
-    from designs import mirrors
-
     return mirrors.mirrors_tick()
 
 
 @shared_task
 def proposals_refresh(proposal_ids: list[int]) -> int:
-    from designs import proposals
-
     return proposals.proposals_refresh_by_id(proposal_ids)

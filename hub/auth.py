@@ -82,7 +82,7 @@ class BadCredentials(Exception):
     """Credentials were sent and are wrong: answer 401 whatever the resource."""
 
 
-def basic_auth_user(authorization: str) -> User | None:
+def basic_auth_user(authorization: str) -> tuple[User, AccessToken] | None:
     """The user of an `Authorization: Basic` (username + token) or `Bearer` header.
 
     None when no credentials were sent. For git, the password never works: only a
@@ -99,7 +99,7 @@ def basic_auth_user(authorization: str) -> User | None:
         found = user_for_token(value.strip())
         if found is None:
             raise BadCredentials
-        return found[0]
+        return found
     if scheme != "basic":
         raise BadCredentials
     try:
@@ -110,6 +110,4 @@ def basic_auth_user(authorization: str) -> User | None:
     found = user_for_token(secret)
     if found is None or (username and username.lower() != found[0].username.lower()):
         raise BadCredentials
-    user, token = found
-    user.fabhub_token = token  # lets callers honour read-only tokens
-    return user
+    return found

@@ -195,11 +195,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_BEAT_SCHEDULE = {
-    # Re-queues analyses whose worker died mid-way (designs/analysis.py).
+    # Re-queues analyses whose worker died mid-way (designs/services/analysis.py).
     "sweep-stale-analyses": {"task": "designs.tasks.sweep_stale_analyses", "schedule": 300.0},
 }
 
-# Mesh analysis (designs/meshes.py, run by designs/mesh_worker.py): per file.
+# Mesh analysis (designs/meshes/, run by designs/meshes/worker.py): per file.
 FABHUB_MESH_TIME_LIMIT_S = env_int("FABHUB_MESH_TIME_LIMIT_S", 120)
 FABHUB_MESH_MEMORY_LIMIT_BYTES = env_int("FABHUB_MESH_MEMORY_LIMIT_BYTES", 3 * 1024**3)
 FABHUB_MESH_BATCH_SIZE = env_int("FABHUB_MESH_BATCH_SIZE", 200)
@@ -219,7 +219,7 @@ CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
     "schedule": 60.0,
 }
 
-# Mirrors between hubs and git hosts (designs/mirrors.py, designs/remotes.py;
+# Mirrors between hubs and git hosts (designs/services/mirrors.py, designs/remotes.py;
 # docs/federation.md). Remote addresses are checked against these lists: `host` or
 # `*.domain`; with an allow list, only those hosts, which may then be on private networks.
 FABHUB_MIRROR_ALLOWED_HOSTS = env_list("FABHUB_MIRROR_ALLOWED_HOSTS", [])

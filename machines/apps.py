@@ -8,14 +8,9 @@ class MachinesConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: they import models, and the app registry is not
         # ready while apps.py itself is imported.
+        from designs.panels import register_design_panel
         from hub.ticker import register_ticker
         from machines.printing import panels, ticker
 
         register_ticker("print", interval_setting="FABHUB_PRINT_TICK_S", tick=ticker.embedded_tick)
-        try:
-            # designs.panels lands with the designs restructure
-            from designs.panels import register_design_panel  # type: ignore[import-untyped]  # not in this branch yet
-        except ImportError:
-            pass
-        else:
-            register_design_panel(panels.design_prints_panel)
+        register_design_panel(panels.design_prints_panel)

@@ -4,8 +4,8 @@ the mesh fits, and the lab's limits per member. Each refusal says what to do ins
 
 from __future__ import annotations
 
-from designs import analysis
-from designs.meshes import is_mesh_path
+from designs.selectors import analyses_for_blobs, declared_units, figures_at, is_mesh_path
+from designs.services import analyses_queue
 from hub.exceptions import Conflict, ValidationError
 from hub.models import User
 from machines.models import Lab, Printer, PrintJob, PrintSettings
@@ -51,9 +51,9 @@ def require_slicer(lab: Lab) -> None:
 
 def mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printer]) -> dict:
     """The mesh analysis of the file; refuses a file that fits none of `printers`."""
-    row = analysis.analyses_for_blobs([blob_sha]).get(blob_sha)
+    row = analyses_for_blobs([blob_sha]).get(blob_sha)
     if row is None:
-        analysis.analyses_queue(design=design, commits=[sha])
+        analyses_queue(design=design, commits=[sha])
         raise Conflict(f"{path} has not been analysed yet; it is queued now. Try again in a minute.")
     if row.status in ("pending", "running"):
         raise Conflict(f"{path} is still being analysed. Try again in a minute.")
@@ -61,8 +61,8 @@ def mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printer
         raise ValidationError(
             f"{path} cannot be printed: the mesh analysis failed ({row.reason or 'no reason given'})."
         )
-    units = analysis.declared_units(design, sha=sha, paths=[path]).get(path)
-    figures = analysis.figures_at(row.figures, units)
+    units = declared_units(design, sha=sha, paths=[path]).get(path)
+    figures = figures_at(row.figures, units)
     if figures is None:  # figures_at gives back figures when it is given some: not reached
         raise ValidationError(f"{path} cannot be printed: the mesh analysis has no figures.")
     size = {"obb": [round(float(v), 3) for v in figures["obb_size"]]}

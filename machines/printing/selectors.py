@@ -8,9 +8,8 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from designs.meshes import fits
 from designs.models import Design
-from designs.selectors import designs_visible_to
+from designs.selectors import designs_visible_to, fits
 from hub.auth import Viewer
 from hub.exceptions import NotFound
 from hub.models import User

@@ -115,7 +115,7 @@ def test_a_diff_takes_the_same_queries_for_one_changed_file_as_for_many(api, des
 
 @pytest.mark.xfail(
     strict=True,
-    reason="N+1: the mesh differ (designs.analysis.mesh_differ) reads the analyses of each "
+    reason="N+1: the mesh differ (designs.services.analysis.mesh_differ) reads the analyses of each "
     "file's blobs on its own, one query per mesh; the differ plug-in gets one file at a time",
 )
 def test_a_diff_takes_the_same_queries_for_one_added_mesh_as_for_many(api, design, background_tasks_run):

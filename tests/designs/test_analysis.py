@@ -9,9 +9,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from designs import analysis, services
-from designs.mesh_worker import MeshJob, run_batch
+from designs import services
+from designs.meshes.worker import MeshJob, run_batch
 from designs.models import MeshAnalysis
+from designs.services import analysis
 from tests.factories import DesignFactory, commit_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("background_tasks_run")]

@@ -311,3 +311,13 @@ def test_locks_are_paged_with_a_cursor(client, design, alice):
     paths = [lock["path"] for page in (first, second, third) for lock in page["locks"]]
     assert paths == [f"part-{n}.step" for n in range(5)]
     assert third["next_cursor"] == ""
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Token"])
+def test_a_read_only_token_sent_as_bearer_or_token_cannot_upload_either(client, design, alice, scheme):
+    """The token's scope binds whichever header carries it, not only Basic."""
+    headers = {"HTTP_AUTHORIZATION": f"{scheme} {token_of(alice, scope='read')}"}
+    response = batch(client, design, "upload", [{"oid": "a" * 64, "size": 1}], **headers)
+    assert response.status_code == 403
+    assert "read access only" in response.json()["message"]
+    assert batch(client, design, "download", [{"oid": "a" * 64, "size": 1}], **headers).status_code == 200

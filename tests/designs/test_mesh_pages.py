@@ -10,8 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from designs import analysis, selectors
+from designs import selectors
 from designs.models import Design, MeshAnalysis, MeshDiff
+from designs.services import analysis
 from tests.factories import DesignFactory, commit_files
 
 CORPUS = Path("/work/shared/corpus/meshes/prusa-i3")

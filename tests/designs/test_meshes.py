@@ -14,6 +14,8 @@ import trimesh
 
 from designs import meshes
 from designs.meshes import Limits, MeshError, MeshFigures, analyse, fits, geometric_diff, render_thumbnail
+from designs.meshes import figures as mesh_figures
+from designs.meshes import read as mesh_read
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
 PRUSA = CORPUS / "prusa-i3"
@@ -240,11 +242,11 @@ def test_one_flipped_triangle_breaks_the_winding():
 
 def test_minus_zero_and_zero_are_the_same_corner():
     cube = trimesh.creation.box(bounds=[[0, 0, 0], [10, 10, 10]])
-    records = np.frombuffer(stl_bytes(cube), dtype=meshes._STL_RECORD, offset=84).copy()
+    records = np.frombuffer(stl_bytes(cube), dtype=mesh_read._STL_RECORD, offset=84).copy()
     first = records["corners"][:, :, 0]
     first[first == 0] = -0.0
     data = stl_bytes(cube)[:84] + records.tobytes()
-    assert np.signbit(np.frombuffer(data, dtype=meshes._STL_RECORD, offset=84)["corners"]).any()
+    assert np.signbit(np.frombuffer(data, dtype=mesh_read._STL_RECORD, offset=84)["corners"]).any()
     figures = analyse(data, filename="cube.stl")
     assert figures.vertices == 8
     assert figures.watertight
@@ -321,15 +323,15 @@ def test_figures_of_another_version_are_not_loaded():
 
 def test_corners_merge_exactly_even_when_every_hash_collides(monkeypatch):
     points = np.random.default_rng(1).integers(0, 5, size=(3000, 3)).astype(np.float32)
-    monkeypatch.setattr(meshes, "_HASH_MULTIPLIERS", (np.uint64(0), np.uint64(0)))
-    index, unique = meshes._merge_exact(points)
+    monkeypatch.setattr(mesh_figures, "_HASH_MULTIPLIERS", (np.uint64(0), np.uint64(0)))
+    index, unique = mesh_figures._merge_exact(points)
     assert len(unique) == len(np.unique(points, axis=0))
     assert np.array_equal(unique[index], points)
 
 
 def test_corners_merge_exactly_with_the_real_hash():
     points = np.random.default_rng(2).integers(0, 7, size=(5000, 3)).astype(np.float64) / 3
-    index, unique = meshes._merge_exact(points)
+    index, unique = mesh_figures._merge_exact(points)
     assert len(unique) == len(np.unique(points, axis=0))
     assert np.array_equal(unique[index], points)
 

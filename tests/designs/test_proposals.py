@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from designs import proposals, services
+from designs import selectors, services
 from designs.git import Repository
+from designs.services import proposals
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from tests.conftest import client_for
 from tests.factories import DesignFactory, UserFactory, commit_files
@@ -171,14 +172,14 @@ def test_new_commits_pushed_to_the_fork_show_up_in_the_proposal(
 
     proposal.refresh_from_db()
     assert proposal.head_sha == newer and proposal.commit_count == 2
-    assert [c.summary for c in proposals.proposal_commits(proposal)] == ["Two", "One"]
+    assert [c.summary for c in selectors.proposal_commits(proposal)] == ["Two", "One"]
 
 
 def test_a_moved_branch_is_noticed_when_the_proposal_is_read(upstream, fork, alice, bob):
     commit_files(fork, {"a.txt": "1"}, "One", author=bob)
     proposal = propose(fork, upstream, bob)
     newer = commit_files(fork, {"b.txt": "2"}, "Two", author=bob)
-    assert proposals.proposal_is_stale(proposal)
+    assert selectors.proposal_is_stale(proposal)
     assert proposals.proposal_fresh(proposal).head_sha == newer
 
 

@@ -8,9 +8,10 @@ import socket
 import pytest
 from django.urls import reverse
 
-from designs import mirrors, remotes
-from designs.git import _remote_env
+from designs import remotes
+from designs.git import remote_env
 from designs.models import Design, PushMirror
+from designs.services import mirrors
 from hub.exceptions import ValidationError
 from tests.factories import DesignFactory
 
@@ -146,7 +147,7 @@ def test_an_address_is_used_as_checked_lowercase_and_idna():
 def test_git_connects_only_to_the_addresses_that_were_checked():
     access = remotes.remote_access("https://example.org/team/rover.git")
     assert access.resolve == f"example.org:443:{PUBLIC_V4}"
-    env = _remote_env(access)
+    env = remote_env(access)
     config = {
         env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))
     }
@@ -161,7 +162,7 @@ def test_ssh_connects_to_the_checked_address_and_checks_the_key_by_name():
     access = remotes.remote_access("ssh://git@example.org/team/rover.git")
     assert access.url == f"ssh://git@{PUBLIC_V4}/team/rover.git"
     assert access.ssh_host_alias == "example.org"
-    assert "HostKeyAlias=example.org" in _remote_env(access)["GIT_SSH_COMMAND"]
+    assert "HostKeyAlias=example.org" in remote_env(access)["GIT_SSH_COMMAND"]
 
 
 def test_a_credential_travels_in_a_header_never_in_the_address():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from designs import proposals, services
+from designs import selectors, services
+from designs.services import proposals
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from tests.factories import DesignFactory, commit_files
 
@@ -26,7 +27,7 @@ def fork(upstream, bob):
 
 
 def test_a_fresh_fork_is_neither_ahead_nor_behind(upstream, fork, bob):
-    status = proposals.design_upstream_status(fork, bob)
+    status = selectors.design_upstream_status(fork, bob)
     assert (status.ahead, status.behind) == (0, 0) and status.upstream == upstream
 
 
@@ -34,7 +35,7 @@ def test_counts_follow_both_sides(upstream, fork, bob):
     commit_files(upstream, {"u1.txt": "1"}, "U1")
     commit_files(upstream, {"u2.txt": "2"}, "U2")
     commit_files(fork, {"f1.txt": "1"}, "F1", author=bob)
-    status = proposals.design_upstream_status(fork, bob)
+    status = selectors.design_upstream_status(fork, bob)
     assert (status.ahead, status.behind) == (1, 2) and not status.can_fast_forward
 
 
@@ -43,7 +44,7 @@ def test_a_fork_without_commits_of_its_own_is_fast_forwarded(upstream, fork, bob
     result = proposals.design_sync_upstream(design=fork, user=bob)
     assert result.outcome == "fast-forward" and result.head == head
     assert fork.repo.branch_head("main") == head and fork.repo.fsck()[0]
-    status = proposals.design_upstream_status(fork, bob)
+    status = selectors.design_upstream_status(fork, bob)
     assert (status.ahead, status.behind) == (0, 0)
 
 
@@ -64,7 +65,7 @@ def test_merging_the_upstream_into_a_fork_makes_a_merge_commit(upstream, fork, b
     commit = fork.repo.commit(result.head)
     assert commit.parents == [mine, theirs]
     assert fork.repo.read_blob(fork.repo.entry(result.head, "wheel.txt").sha) == b"A\nb\nc\nd\nE\n"
-    assert proposals.design_upstream_status(fork, bob).behind == 0
+    assert selectors.design_upstream_status(fork, bob).behind == 0
 
 
 def test_a_conflicting_sync_lists_the_files_and_changes_nothing(upstream, fork, bob):
@@ -104,7 +105,7 @@ def test_a_design_that_is_not_a_fork_cannot_sync(upstream, alice):
 
 def test_an_upstream_that_turned_private_is_not_compared(upstream, fork, bob):
     services.design_update(design=upstream, visibility="private")
-    assert proposals.design_upstream_status(fork, bob) is None
+    assert selectors.design_upstream_status(fork, bob) is None
 
 
 def test_the_api_reports_ahead_and_behind_and_syncs(upstream, fork, bob, bob_api):
@@ -147,4 +148,4 @@ def test_the_sync_page_offers_a_merge_or_a_proposal_when_both_moved(client, upst
     page = client.get(reverse("design-sync", args=["bob", "rover"])).content.decode()
     assert "Merge the upstream into main" in page and "Propose your changes upstream" in page
     client.post(reverse("design-sync", args=["bob", "rover"]), {"action": "merge"})
-    assert proposals.design_upstream_status(fork, bob).behind == 0
+    assert selectors.design_upstream_status(fork, bob).behind == 0

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from designs import mirrors, proposals, services
+from designs import services
 from designs.lfs_store import lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror
 from designs.selectors import lfs_objects_served
+from designs.services import mirrors, proposals
 from hub import services as hub_services
 from hub.exceptions import Conflict, PermissionDenied
 from tests.factories import DesignFactory, UserFactory, commit_files

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from designs import analysis
 from designs.models import MeshAnalysis
+from designs.services import analyses_queue
+from designs.services.analysis import analyses_run
 from machines.models import Machine, Printer, PrintJob
 from machines.printing import services as printing
 from tests.factories import DesignFactory, commit_files
@@ -40,9 +41,9 @@ def analysed_design(
     (design, commit sha)."""
     design = DesignFactory(owner=owner, slug=slug)
     sha = commit_files(design, files, message)
-    ids = analysis.analyses_queue(design=design, commits=[sha])
+    ids = analyses_queue(design=design, commits=[sha])
     pending = list(MeshAnalysis.objects.filter(status="pending").values_list("pk", flat=True))
-    analysis.analyses_run(analysis_ids=list(dict.fromkeys(ids + pending)))
+    analyses_run(analysis_ids=list(dict.fromkeys(ids + pending)))
     return design, sha
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from designs import analysis
 from designs.models import MeshAnalysis
+from designs.services import analysis
 from hub.celery import app as celery_app
 from tests.conftest import database_url_for_subprocesses
 from tests.factories import DesignFactory, UserFactory, commit_files

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from designs import mirrors
+from designs.services import mirrors
 
 
 class Command(BaseCommand):

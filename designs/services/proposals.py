@@ -23,16 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max
 from django.utils import timezone
 
 from designs import selectors
-from designs.diffs import FileDiff, compare
-from designs.git import Commit, GitError, MergeConflict, RefMoved, valid_ref_name
+from designs.git import GitError, MergeConflict, RefMoved, valid_ref_name
 from designs.lfs_store import MAX_POINTER_BYTES, resolve_pointer
 from designs.models import ChangeProposal, Design, ProposalComment
+from designs.selectors import (
+    design_upstream_status,
+    pointer_oids,
+    proposal_can_change,
+    proposal_is_stale,
+    proposal_network,
+    require_writer,
+)
+from designs.services.commits import person_for
+from designs.services.lfs import lfs_object_link
+from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.models import User
 
@@ -40,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_CHARS = 50_000
 MAX_COMMENT_CHARS = 20_000
-MAX_LISTED_COMMITS = 250
-MAX_NETWORK_DEPTH = 50
 # Merged as whole files: meshes, mechanical CAD and electronics layouts. Text formats
 # among them (STEP, ASCII STL, OBJ, KiCad) would otherwise be merged line by line.
 WHOLE_FILE_SUFFIXES = (
@@ -98,76 +105,6 @@ CONFLICT_WORDS = {
 }
 
 
-# -- reading ------------------------------------------------------------------------------
-
-
-def proposals_of(design: Design, *, status: str | None = None) -> QuerySet[ChangeProposal]:
-    proposals = ChangeProposal.objects.filter(target=design).select_related(
-        "author", "source__owner", "target__owner", "merged_by"
-    )
-    if status:
-        proposals = proposals.filter(status=status)
-    return proposals
-
-
-def proposal_get(design: Design, number: int | str) -> ChangeProposal:
-    try:
-        number = int(number)
-    except (TypeError, ValueError):
-        raise NotFound(f"No proposal {number!r} in {design.full_name}.") from None
-    proposal = proposals_of(design).filter(number=number).first()
-    if proposal is None:
-        raise NotFound(f"No proposal #{number} in {design.full_name}.")
-    proposal.target = design
-    return proposal
-
-
-def proposal_commits(proposal: ChangeProposal) -> list[Commit]:
-    """The commits the proposal brings (newest first), as last computed."""
-    if not proposal.head_sha:
-        return []
-    base = proposal.target_sha if proposal.is_open else proposal.merge_base
-    rev = f"{base}..{proposal.head_sha}" if base else proposal.head_sha
-    return proposal.target.repo.log(rev, limit=MAX_LISTED_COMMITS)
-
-
-def proposal_diff(proposal: ChangeProposal) -> tuple[str | None, str, list[FileDiff]]:
-    """(base, head, files): what the proposal changes, from where its branch left the target."""
-    base = proposal.merge_base or None
-    return base, proposal.head_sha, compare(proposal.target.repo, base, proposal.head_sha)
-
-
-def proposal_network(design: Design) -> int:
-    """The id of the root of the design's fork network."""
-    current, seen = design, 0
-    while current.forked_from_id is not None and seen < MAX_NETWORK_DEPTH:
-        current = Design.objects.only("pk", "forked_from_id").get(pk=current.forked_from_id)
-        seen += 1
-    return current.pk
-
-
-def proposal_sources_for(user: User, target: Design) -> list[Design]:
-    """Designs `user` may propose from into `target`: those they can write in its network."""
-    if not user.is_authenticated:
-        return []
-    root = proposal_network(target)
-    writable = (
-        Design.objects.filter(Q(owner=user) | Q(collaborators__user=user, collaborators__role="write"))
-        .filter(Q(pk=target.pk) | Q(forked_from__isnull=False) | Q(forks__isnull=False))
-        .select_related("owner")
-        .distinct()
-        .order_by("owner__username", "slug")
-    )
-    return [design for design in writable[:200] if proposal_network(design) == root]
-
-
-def proposal_can_change(proposal: ChangeProposal, user: User) -> bool:
-    """Its author and the target's writers may edit, close and reopen a proposal."""
-    if not user.is_authenticated:
-        return False
-    return proposal.author_id == user.pk or selectors.design_can_write(proposal.target, user)
-
-
 # -- opening and following ----------------------------------------------------------------
 
 
@@ -183,15 +120,13 @@ def proposal_create(
 ) -> ChangeProposal:
     """Open a proposal to merge `source_branch` of `source` (default: `target` itself) into
     `target_branch` of `target`. The caller has checked that `user` can see `target`."""
-    from designs import mirrors
-
     source = source or target
     target_branch = target_branch or target.default_branch
     if not user.is_authenticated:
         raise PermissionDenied("Log in to propose changes.")
     if not selectors.design_can_write(source, user):
         raise PermissionDenied(f"Only people who can write to {source.full_name} can propose its changes.")
-    mirror = mirrors.design_mirror(target)
+    mirror = selectors.design_mirror(target)
     if mirror is not None:
         raise ValidationError(
             f"{target.full_name} is a read-only mirror of {mirror.url}: propose the change there."
@@ -279,8 +214,6 @@ def _copy_head(proposal: ChangeProposal, head: str) -> None:
 def _share_lfs(proposal: ChangeProposal, head: str) -> None:
     """The target may serve the LFS objects the proposal's new files point to, if the
     source serves them: the person proposing could read them, and merging them is the point."""
-    from designs.services import lfs_object_link
-
     source, repo = proposal.source, proposal.target.repo
     if source is None:
         return
@@ -290,33 +223,6 @@ def _share_lfs(proposal: ChangeProposal, head: str) -> None:
     for oid, size in selectors.lfs_objects_served(source, oids).items():
         if oids.get(oid) == size:
             lfs_object_link(design=proposal.target, oid=oid, size=size)
-
-
-def pointer_oids(repo, commits: list[str]) -> dict[str, int]:
-    """oid → size of the Git LFS pointers among the files `commits` add or change."""
-    blobs = [sha for sha, _ in repo.blobs_added_by(commits)]
-    info = repo.object_types_and_sizes(blobs)
-    small = [sha for sha, (kind, size) in info.items() if kind == "blob" and size < MAX_POINTER_BYTES]
-    found: dict[str, int] = {}
-    for data in repo.read_blobs(small).values():
-        pointer = resolve_pointer(data)
-        if pointer is not None:
-            found[pointer.oid] = pointer.size
-    return found
-
-
-def proposal_is_stale(proposal: ChangeProposal) -> bool:
-    """Whether either branch moved since the merge figures were computed."""
-    if not proposal.is_open:
-        return False
-    target_head = proposal.target.repo.branch_head(proposal.target_branch)
-    if target_head != (proposal.target_sha or None):
-        return True
-    source = proposal.source
-    if source is None:
-        return False
-    head = source.repo.branch_head(proposal.source_branch)
-    return head is not None and head != proposal.head_sha
 
 
 def proposal_refresh(*, proposal: ChangeProposal) -> ChangeProposal:
@@ -415,20 +321,6 @@ def merge_attributes_file() -> Path:
     return path
 
 
-def proposals_follow(*, design: Design) -> None:
-    """After `design`'s refs changed: recompute, in the background, the open proposals
-    it is the source or target of."""
-    from hub.queue import enqueue
-
-    ids = list(
-        ChangeProposal.objects.filter(
-            Q(target=design) | Q(source=design), status=ChangeProposal.Status.OPEN
-        ).values_list("pk", flat=True)[:100]
-    )
-    if ids:
-        enqueue("designs.tasks.proposals_refresh", ids)
-
-
 def proposals_refresh_by_id(proposal_ids: list[int]) -> int:
     refreshed = 0
     for proposal in ChangeProposal.objects.filter(
@@ -519,10 +411,8 @@ def proposal_merge(
     has moved since, nothing happens (Conflict with the new figures). The branch moves by
     compare-and-swap from the head the merge was built on.
     """
-    from designs.services import _after_refs_changed, _require_writer, person_for
-
     target = proposal.target
-    _require_writer(target, user)
+    require_writer(target, user)
     if not proposal.is_open:
         raise Conflict(f"Proposal #{proposal.number} is {proposal.status}, not open.")
     proposal = proposal_refresh(proposal=proposal)
@@ -599,52 +489,11 @@ def proposal_merge(
         user,
         now,
     )
-    _after_refs_changed(target, new_commits=repo.commits_between([new], [f"^{old}"]))
+    refs_changed(target, new_commits=repo.commits_between([new], [f"^{old}"]))
     return new
 
 
 # -- keeping a fork up to date ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UpstreamStatus:
-    upstream: Design
-    branch: str
-    upstream_branch: str
-    head: str | None
-    upstream_head: str | None
-    ahead: int  # commits only the fork's branch has
-    behind: int  # commits only the upstream's branch has
-
-    @property
-    def can_fast_forward(self) -> bool:
-        return self.ahead == 0 and self.behind > 0
-
-
-def design_upstream_status(design: Design, user, *, branch: str | None = None) -> UpstreamStatus | None:
-    """How the fork's `branch` (default branch) compares with its upstream's default
-    branch; None if it is not a fork or the upstream is gone or invisible to `user`."""
-    if design.forked_from_id is None:
-        return None
-    upstream = selectors.designs_visible_to(user).filter(pk=design.forked_from_id).first()
-    if upstream is None:
-        return None
-    branch = branch or design.default_branch
-    head = design.repo.branch_head(branch)
-    upstream_branch = upstream.default_branch
-    upstream_head = upstream.repo.branch_head(upstream_branch)
-    ahead = behind = 0
-    if head and upstream_head and head != upstream_head:
-        # Commits never change, so the counts for a pair of heads are kept for good.
-        key = f"ahead-behind:{head}:{upstream_head}"
-        counted = cache.get(key)
-        if counted is None:
-            counted = design.repo.ahead_behind(head, upstream_head, other=upstream.repo)
-            cache.set(key, counted, timeout=None)
-        ahead, behind = counted
-    elif upstream_head and not head:
-        behind = upstream.repo.count_commits(upstream_head)
-    return UpstreamStatus(upstream, branch, upstream_branch, head, upstream_head, ahead, behind)
 
 
 @dataclass(frozen=True)
@@ -661,9 +510,7 @@ def design_sync_upstream(
     """Bring the upstream's new commits into the fork's `branch`: a fast-forward when the
     fork has no commits of its own; with `merge`, a merge commit when it has (Conflict
     listing the files if that cannot be done cleanly); otherwise Conflict saying so."""
-    from designs.services import _after_refs_changed, _require_writer, lfs_object_link, person_for
-
-    _require_writer(design, user)
+    require_writer(design, user)
     status = design_upstream_status(design, user, branch=branch)
     if status is None:
         raise ValidationError(f"{design.full_name} is not a fork of a design you can see.")
@@ -690,6 +537,8 @@ def design_sync_upstream(
             behind=status.behind,
         )
     else:
+        # Commits of its own (ahead > 0) mean the fork's branch exists.
+        assert status.head is not None
         result = repo.merge_tree(status.head, status.upstream_head, attributes_file=merge_attributes_file())
         if not result.clean:
             conflicts = [_conflict_row(repo, c) for c in result.conflicts]
@@ -715,7 +564,5 @@ def design_sync_upstream(
         )
     except RefMoved:
         raise Conflict(f"{status.branch} moved while syncing; try again.") from None
-    _after_refs_changed(
-        design, new_commits=repo.commits_between([new], [f"^{status.head}"] if status.head else [])
-    )
+    refs_changed(design, new_commits=repo.commits_between([new], [f"^{status.head}"] if status.head else []))
     return SyncResult(outcome, new, status.ahead + (1 if outcome == "merged" else 0), 0)

@@ -1,4 +1,7 @@
-"""The designs REST API: validate input → call one service or selector → describe output."""
+"""The designs REST API: validate input → call one service or selector → describe output.
+
+Designs, their files, history, branches, tags, forks, collaborators and meshes.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +17,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from designs import analysis, mirrors, paths, proposals, selectors, services
+from designs import paths, selectors, services
+from designs.api.base import DesignContextMixin
 from designs.diffs import compare
-from designs.models import ChangeProposal, Design, Licence
+from designs.models import Design, Licence
 from designs.rawfiles import serve_blob
 from designs.serializers import (
     BranchCreateInput,
     BranchOutput,
     CollaboratorInput,
     CollaboratorOutput,
-    CommentInput,
-    CommentOutput,
     CommitCreated,
     CommitOutput,
     DeleteInput,
@@ -34,29 +36,15 @@ from designs.serializers import (
     DiffOutput,
     ForkInput,
     MeshListOutput,
-    MirrorCreatedOutput,
-    MirrorCreateInput,
-    ProposalCreateInput,
-    ProposalMergedOutput,
-    ProposalMergeInput,
-    ProposalOutput,
-    ProposalUpdateInput,
-    PullMirrorOutput,
-    PullMirrorUpdateInput,
-    PushMirrorInput,
-    PushMirrorOutput,
-    PushMirrorUpdateInput,
     ReadmeOutput,
     RenameInput,
-    SyncInput,
-    SyncOutput,
     TagCreateInput,
     TagOutput,
     TreeOutput,
     UploadInput,
-    UpstreamOutput,
 )
-from hub.exceptions import NotFound, PermissionDenied, ValidationError
+from hub.auth import signed_in_user
+from hub.exceptions import PermissionDenied, ValidationError
 from hub.models import User
 from hub.permissions import AUTHENTICATED
 
@@ -75,25 +63,6 @@ class DesignFilter(django_filters.FilterSet):
         return queryset.filter(
             Q(title__icontains=value) | Q(slug__icontains=value) | Q(summary__icontains=value)
         )
-
-
-class DesignContextMixin:
-    """Loads the design named in the URL, as the requester may see it (else 404)."""
-
-    def get_design(self) -> Design:
-        if not hasattr(self, "_design"):
-            self._design = selectors.design_get(
-                user=self.request.user, owner=self.kwargs["owner"], slug=self.kwargs["slug"]
-            )
-        return self._design
-
-    def require_writer(self, design: Design) -> None:
-        if not selectors.design_can_write(design, self.request.user):
-            raise PermissionDenied(f"You cannot write to {design.full_name}.")
-
-    def require_owner(self, design: Design) -> None:
-        if design.owner_id != self.request.user.pk:
-            raise PermissionDenied(f"Only {design.owner.username} can do this.")
 
 
 class DesignListApi(generics.ListAPIView):
@@ -200,7 +169,7 @@ def _commit(request: Request, design: Design, values: dict, **changes) -> Respon
     """One commit from a write endpoint's validated input (message, branch, parent)."""
     sha = services.design_commit(
         design=design,
-        author=request.user,
+        author=signed_in_user(request),
         message=values["message"],
         branch=values.get("branch"),
         expected_head=values.get("parent"),
@@ -290,6 +259,7 @@ class DiffApi(DesignContextMixin, APIView):
         design = self.get_design()
         head = selectors.design_resolve(design, request.query_params.get("head"))
         base_rev = request.query_params.get("base")
+        base: str | None
         if base_rev:
             base = selectors.design_resolve(design, base_rev)
         else:
@@ -310,14 +280,14 @@ class BranchListApi(DesignContextMixin, APIView):
         design = self.get_design()
         data = BranchCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        head = services.branch_create(design=design, user=request.user, **data.validated_data)
+        head = services.branch_create(design=design, user=signed_in_user(request), **data.validated_data)
         return Response({"name": data.validated_data["name"], "head": head, "default": False}, status=201)
 
 
 class BranchDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        services.branch_delete(design=self.get_design(), user=request.user, name=name)
+        services.branch_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
 
 
@@ -331,7 +301,7 @@ class TagListApi(DesignContextMixin, APIView):
         design = self.get_design()
         data = TagCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        services.tag_create(design=design, user=request.user, **data.validated_data)
+        services.tag_create(design=design, user=signed_in_user(request), **data.validated_data)
         tag = selectors.design_tag(design, data.validated_data["name"])
         return Response(TagOutput(tag).data, status=201)
 
@@ -343,7 +313,7 @@ class TagDetailApi(DesignContextMixin, APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        services.tag_delete(design=self.get_design(), user=request.user, name=name)
+        services.tag_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
 
 
@@ -355,7 +325,7 @@ class ForkApi(DesignContextMixin, APIView):
         data = ForkInput(data=request.data)
         data.is_valid(raise_exception=True)
         fork = services.design_fork(
-            design=self.get_design(), user=request.user, slug=data.validated_data.get("slug")
+            design=self.get_design(), user=signed_in_user(request), slug=data.validated_data.get("slug")
         )
         return Response(DesignOutput(fork, context={"request": request}).data, status=201)
 
@@ -383,7 +353,7 @@ class CollaboratorListApi(DesignContextMixin, APIView):
         data.is_valid(raise_exception=True)
         user = get_object_or_404(User, username=data.validated_data["username"])
         collaborator = services.collaborator_set(
-            design=design, actor=request.user, user=user, role=data.validated_data["role"]
+            design=design, actor=signed_in_user(request), user=user, role=data.validated_data["role"]
         )
         return Response(CollaboratorOutput(collaborator).data, status=201)
 
@@ -392,7 +362,7 @@ class CollaboratorDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, username: str) -> Response:
         user = get_object_or_404(User, username=username)
-        services.collaborator_remove(design=self.get_design(), actor=request.user, user=user)
+        services.collaborator_remove(design=self.get_design(), actor=signed_in_user(request), user=user)
         return Response(status=204)
 
 
@@ -408,8 +378,8 @@ class MeshListApi(DesignContextMixin, APIView):
         design = self.get_design()
         sha = selectors.design_resolve(design, request.query_params.get("ref"))
         volume = request.query_params.get("build_volume")
-        files = analysis.design_meshes(
-            design, sha=sha, build_volume=analysis.parse_build_volume(volume) if volume else None
+        files = selectors.design_meshes(
+            design, sha=sha, build_volume=selectors.parse_build_volume(volume) if volume else None
         )
         for item in files:
             item["thumbnail_url"] = (
@@ -430,245 +400,3 @@ class RawFileApi(DesignContextMixin, APIView):
         path = (request.query_params.get("path") or "").strip("/")
         _, entry = selectors.design_file(design, rev=request.query_params.get("ref"), path=path)
         return serve_blob(request, design, entry)
-
-
-# -- proposals ------------------------------------------------------------------------------
-
-
-def _source_design(request: Request, target: Design, name: str | None) -> Design:
-    if not name:
-        return target
-    owner, _, slug = name.partition("/")
-    if not owner or not slug:
-        raise ValidationError("Name the source design as owner/slug.")
-    return selectors.design_get(user=request.user, owner=owner, slug=slug)
-
-
-class ProposalListApi(DesignContextMixin, generics.ListAPIView):
-    serializer_class = ProposalOutput
-
-    @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=["open", "merged", "closed"])],
-        responses=ProposalOutput(many=True),
-    )
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        return super().get(request, *args, **kwargs)
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ChangeProposal.objects.none()
-        status = self.request.query_params.get("status") or None
-        return proposals.proposals_of(self.get_design(), status=status)
-
-    @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput})
-    def post(self, request: Request, owner: str, slug: str) -> Response:
-        if not request.user.is_authenticated:
-            raise PermissionDenied("Log in or use a token to propose changes.")
-        target = self.get_design()
-        data = ProposalCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        proposal = proposals.proposal_create(
-            target=target,
-            user=request.user,
-            source=_source_design(request, target, values.get("source")),
-            title=values["title"],
-            description=values["description"],
-            source_branch=values["source_branch"],
-            target_branch=values.get("target_branch"),
-        )
-        return Response(ProposalOutput(proposal).data, status=201)
-
-
-class ProposalContextMixin(DesignContextMixin):
-    def get_proposal(self):
-        proposal = proposals.proposal_get(self.get_design(), self.kwargs["number"])
-        return proposals.proposal_fresh(proposal)
-
-
-class ProposalDetailApi(ProposalContextMixin, APIView):
-    @extend_schema(responses=ProposalOutput)
-    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        return Response(ProposalOutput(self.get_proposal()).data)
-
-    @extend_schema(request=ProposalUpdateInput, responses=ProposalOutput)
-    def patch(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        data = ProposalUpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        proposal = proposals.proposal_get(self.get_design(), number)
-        if "title" in values or "description" in values:
-            proposal = proposals.proposal_update(
-                proposal=proposal,
-                user=request.user,
-                title=values.get("title"),
-                description=values.get("description"),
-            )
-        if values.get("status") == "closed" and proposal.status != "closed":
-            proposal = proposals.proposal_close(proposal=proposal, user=request.user)
-        elif values.get("status") == "open" and proposal.status != "open":
-            proposal = proposals.proposal_reopen(proposal=proposal, user=request.user)
-        return Response(ProposalOutput(proposal).data)
-
-
-class ProposalDiffApi(ProposalContextMixin, APIView):
-    @extend_schema(responses=DiffOutput)
-    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        base, head, files = proposals.proposal_diff(self.get_proposal())
-        return Response(DiffOutput({"base": base, "head": head, "files": files}).data)
-
-
-class ProposalCommitsApi(ProposalContextMixin, APIView):
-    @extend_schema(responses=CommitOutput(many=True))
-    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        return Response(CommitOutput(proposals.proposal_commits(self.get_proposal()), many=True).data)
-
-
-class ProposalMergeApi(ProposalContextMixin, APIView):
-    @extend_schema(request=ProposalMergeInput, responses={200: ProposalMergedOutput})
-    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        data = ProposalMergeInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        proposal = proposals.proposal_get(self.get_design(), number)
-        sha = proposals.proposal_merge(proposal=proposal, user=request.user, **data.validated_data)
-        return Response(ProposalMergedOutput({"sha": sha, "proposal": proposal}).data)
-
-
-class ProposalCommentsApi(ProposalContextMixin, APIView):
-    @extend_schema(responses=CommentOutput(many=True))
-    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        proposal = proposals.proposal_get(self.get_design(), number)
-        return Response(CommentOutput(proposal.comments.select_related("author"), many=True).data)
-
-    @extend_schema(request=CommentInput, responses={201: CommentOutput})
-    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
-        data = CommentInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        proposal = proposals.proposal_get(self.get_design(), number)
-        comment = proposals.proposal_comment(proposal=proposal, user=request.user, **data.validated_data)
-        return Response(CommentOutput(comment).data, status=201)
-
-
-# -- keeping a fork up to date ------------------------------------------------------------
-
-
-class UpstreamApi(DesignContextMixin, APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("branch", str, description="The fork's branch; default branch if absent.")
-        ],
-        responses=UpstreamOutput,
-    )
-    def get(self, request: Request, owner: str, slug: str) -> Response:
-        design = self.get_design()
-        status = proposals.design_upstream_status(
-            design, request.user, branch=request.query_params.get("branch")
-        )
-        if status is None:
-            raise NotFound(f"{design.full_name} is not a fork of a design you can see.")
-        return Response(UpstreamOutput(status).data)
-
-
-class SyncApi(DesignContextMixin, APIView):
-    @extend_schema(request=SyncInput, responses=SyncOutput)
-    def post(self, request: Request, owner: str, slug: str) -> Response:
-        data = SyncInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        result = proposals.design_sync_upstream(
-            design=self.get_design(), user=request.user, **data.validated_data
-        )
-        return Response(SyncOutput(result).data)
-
-
-# -- mirrors ------------------------------------------------------------------------------
-
-
-class MirrorCreateApi(APIView):
-    permission_classes = AUTHENTICATED
-
-    @extend_schema(request=MirrorCreateInput, responses={201: MirrorCreatedOutput})
-    def post(self, request: Request) -> Response:
-        data = MirrorCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        design = mirrors.mirror_create(owner=request.user, **data.validated_data)
-        out = {"design": design, "mirror": mirrors.design_mirror(design)}
-        return Response(MirrorCreatedOutput(out, context={"request": request}).data, status=201)
-
-
-class PullMirrorApi(DesignContextMixin, APIView):
-    def _mirror(self):
-        mirror = mirrors.design_mirror(self.get_design())
-        if mirror is None:
-            raise NotFound(f"{self.get_design().full_name} is not a mirror.")
-        return mirror
-
-    @extend_schema(responses=PullMirrorOutput)
-    def get(self, request: Request, owner: str, slug: str) -> Response:
-        return Response(PullMirrorOutput(self._mirror()).data)
-
-    @extend_schema(request=PullMirrorUpdateInput, responses=PullMirrorOutput)
-    def patch(self, request: Request, owner: str, slug: str) -> Response:
-        data = PullMirrorUpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        mirror = mirrors.mirror_update(design=self.get_design(), user=request.user, **data.validated_data)
-        return Response(PullMirrorOutput(mirror).data)
-
-    @extend_schema(
-        responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits."
-    )
-    def delete(self, request: Request, owner: str, slug: str) -> Response:
-        mirrors.mirror_stop(design=self.get_design(), user=request.user)
-        return Response(status=204)
-
-
-class PullMirrorRefreshApi(DesignContextMixin, APIView):
-    @extend_schema(
-        request=None,
-        responses=PullMirrorOutput,
-        description="Refresh now and answer with the outcome (`last_error` says why it failed); 409 if one is running.",
-    )
-    def post(self, request: Request, owner: str, slug: str) -> Response:
-        mirror = mirrors.mirror_refresh_now(design=self.get_design(), user=request.user)
-        return Response(PullMirrorOutput(mirror).data)
-
-
-class PushMirrorListApi(DesignContextMixin, APIView):
-    @extend_schema(responses=PushMirrorOutput(many=True))
-    def get(self, request: Request, owner: str, slug: str) -> Response:
-        design = self.get_design()
-        self.require_owner(design)
-        return Response(PushMirrorOutput(mirrors.push_mirrors_of(design), many=True).data)
-
-    @extend_schema(request=PushMirrorInput, responses={201: PushMirrorOutput})
-    def post(self, request: Request, owner: str, slug: str) -> Response:
-        data = PushMirrorInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        mirror = mirrors.push_mirror_add(design=self.get_design(), user=request.user, **data.validated_data)
-        return Response(PushMirrorOutput(mirror).data, status=201)
-
-
-class PushMirrorDetailApi(DesignContextMixin, APIView):
-    @extend_schema(request=PushMirrorUpdateInput, responses=PushMirrorOutput)
-    def patch(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
-        data = PushMirrorUpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        mirror = mirrors.push_mirror_update(
-            design=self.get_design(), user=request.user, mirror_id=mirror_id, **data.validated_data
-        )
-        return Response(PushMirrorOutput(mirror).data)
-
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
-        mirrors.push_mirror_remove(design=self.get_design(), user=request.user, mirror_id=mirror_id)
-        return Response(status=204)
-
-
-class PushMirrorPushApi(DesignContextMixin, APIView):
-    @extend_schema(
-        request=None, responses=PushMirrorOutput, description="Push now and answer with the outcome."
-    )
-    def post(self, request: Request, owner: str, slug: str, mirror_id: int) -> Response:
-        mirror = mirrors.push_mirror_push_now(
-            design=self.get_design(), user=request.user, mirror_id=mirror_id
-        )
-        return Response(PushMirrorOutput(mirror).data)

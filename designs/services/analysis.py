@@ -1,4 +1,4 @@
-"""Mesh analysis: queued per blob sha, run in a guarded child process, read per file.
+"""Mesh analysis: queued per blob sha, run in a guarded child process (reads: selectors).
 
 Content-addressed: a blob is analysed once, whatever commit, branch or fork it appears
 in. Rows move pending → running → done | failed; the move to running is a claim
@@ -18,23 +18,14 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from designs.mesh_worker import MeshJob, run_batch
 from designs.meshes import is_mesh_path
+from designs.meshes.worker import MeshJob, run_batch, run_diff
 from designs.models import Design, MeshAnalysis, MeshDiff
-from designs.selectors import design_blob_to_file
+from designs.selectors import analyses_for_blobs, design_blob_to_file, thumbnail_path, viewer_path
 from hub.queue import enqueue
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
-
-
-def thumbnail_path(blob_sha: str) -> Path:
-    return Path(settings.DATA_DIR) / "thumbnails" / blob_sha[:2] / f"{blob_sha}.png"
-
-
-def viewer_path(blob_sha: str) -> Path:
-    """Triangles for the 3D viewer: float32 little-endian, 9 per triangle, in mm."""
-    return Path(settings.DATA_DIR) / "viewer" / blob_sha[:2] / f"{blob_sha}.bin"
 
 
 def design_refresh_cover(design: Design) -> None:
@@ -182,10 +173,6 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
     return len(ids)
 
 
-def analyses_for_blobs(blob_shas: list[str]) -> dict[str, MeshAnalysis]:
-    return {a.blob_sha: a for a in MeshAnalysis.objects.filter(blob_sha__in=blob_shas)}
-
-
 # -- geometric diffs ----------------------------------------------------------------------
 
 
@@ -213,8 +200,6 @@ def mesh_differ(repo, change):
 
 def mesh_diff_get(repo, old_sha: str, new_sha: str, old_path: str, new_path: str) -> MeshDiff:
     """The geometric diff of two blobs, computed once (bounded in time) and cached."""
-    from designs.mesh_worker import run_diff
-
     cached = MeshDiff.objects.filter(old_sha=old_sha, new_sha=new_sha).first()
     if cached is not None:
         return cached
@@ -237,81 +222,3 @@ def mesh_diff_get(repo, old_sha: str, new_sha: str, old_path: str, new_path: str
         old_sha=old_sha, new_sha=new_sha, defaults={"result": result, "reason": reason or ""}
     )
     return diff
-
-
-# -- reading ------------------------------------------------------------------------------
-
-
-def parse_build_volume(text: str) -> tuple[float, float, float]:
-    """'250x210x210' (mm) → (250.0, 210.0, 210.0), or ValidationError."""
-    from hub.exceptions import ValidationError
-
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(0 < v < 100_000 for v in values):
-        raise ValidationError(f"Build volume must look like 250x210x210 (mm), not {text!r}.")
-    return values  # type: ignore[return-value]
-
-
-UNITS_ATTRIBUTE = "fabhub-units"
-
-
-def declared_units(design: Design, *, sha: str, paths: list[str]) -> dict[str, str]:
-    """Units declared for files with the `fabhub-units` git attribute at `sha`
-    (`*.stl fabhub-units=inch` in .gitattributes): versioned with the design, so forks and
-    mirrors keep them."""
-    from designs.meshes import MeshError, canonical_units
-
-    declared = {}
-    for path, value in design.repo.attribute_values(sha, [], UNITS_ATTRIBUTE, paths).items():
-        if value in ("unspecified", "unset", "set", ""):
-            continue
-        try:
-            declared[path] = canonical_units(value)
-        except MeshError:
-            continue  # an unknown unit is ignored rather than guessed
-    return declared
-
-
-def figures_at(figures: dict | None, units: str | None) -> dict | None:
-    """Stored figures, re-scaled when the path declares other units than the file did."""
-    from designs.meshes import figures_in_units
-
-    if figures is None or units is None or figures.get("units_source") == "declared":
-        return figures
-    return figures_in_units(figures, units)
-
-
-def design_meshes(
-    design: Design, *, sha: str, build_volume: tuple[float, float, float] | None = None
-) -> list[dict]:
-    """Every mesh file at commit `sha` with its analysis (and fit, given a build volume)."""
-    from designs.meshes import fits
-
-    entries = [
-        e for e in design.repo.ls_tree(sha, recursive=True) if e.kind == "blob" and is_mesh_path(e.path)
-    ]
-    analyses = analyses_for_blobs([e.sha for e in entries])
-    units = declared_units(design, sha=sha, paths=[e.path for e in entries])
-    files = []
-    for entry in entries:
-        row = analyses.get(entry.sha)
-        item = {
-            "path": entry.path,
-            "blob_sha": entry.sha,
-            "size": entry.size,
-            "status": row.status if row else "not-analysed",
-            "figures": figures_at(row.figures, units.get(entry.path)) if row else None,
-            "reason": row.reason if row else "",
-            "has_thumbnail": bool(
-                row and row.status == MeshAnalysis.Status.DONE and thumbnail_path(entry.sha).exists()
-            ),
-            "fits": None,
-        }
-        if build_volume and row and row.figures:
-            item["fits"] = fits(row.figures["obb_size"], build_volume)
-        files.append(item)
-    return files

@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from designs import meshes
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int
     remaining = list(jobs)
     while remaining:
         child = subprocess.Popen(
-            [sys.executable, "-m", "designs.mesh_worker", str(time_limit_s), str(memory_limit_bytes)],
+            [sys.executable, "-m", "designs.meshes.worker", str(time_limit_s), str(memory_limit_bytes)],
             cwd=PROJECT_ROOT,
             env=_child_env(),
             stdin=subprocess.PIPE,
@@ -65,9 +68,11 @@ def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        stdin, stdout = child.stdin, child.stdout
+        assert stdin is not None and stdout is not None  # both PIPE
         for job in remaining:
-            child.stdin.write(json.dumps(job.__dict__) + "\n")
-        child.stdin.close()
+            stdin.write(json.dumps(job.__dict__) + "\n")
+        stdin.close()
         current: str | None = None
         done: set[str] = set()
         # The alarm cannot interrupt a long call into C: past twice the limit, kill.
@@ -78,7 +83,7 @@ def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int
             killed.set()
             child.kill()
 
-        for line in child.stdout:
+        for line in stdout:
             message = json.loads(line)
             if watchdog is not None:
                 watchdog.cancel()
@@ -131,7 +136,7 @@ def run_diff(
             [
                 sys.executable,
                 "-m",
-                "designs.mesh_worker",
+                "designs.meshes.worker",
                 "diff",
                 str(time_limit_s),
                 str(memory_limit_bytes),
@@ -174,8 +179,6 @@ _WARM_UP_STL = (
 
 
 def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
-    from designs import meshes
-
     meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
     meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
     meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
@@ -190,10 +193,9 @@ def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
 def _child_diff(
     time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str
 ) -> None:
-    from designs import meshes
-
     _limit(time_limit_s, memory_limit_bytes)
     signal.alarm(time_limit_s)
+    result: dict[str, Any]
     try:
         diff = meshes.geometric_diff(
             Path(old_file).read_bytes(), Path(new_file).read_bytes(), old_name=old_name, new_name=new_name
@@ -209,8 +211,6 @@ def _child_diff(
 
 
 def _write_quietly(target: str, produce) -> None:
-    from designs import meshes
-
     try:
         content = produce()
     except meshes.MeshError:
@@ -227,8 +227,6 @@ def _memory_reason(memory_limit_bytes: int) -> str:
 
 
 def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
-    from designs import meshes
-
     _limit(time_limit_s, memory_limit_bytes)
     for line in sys.stdin:
         job = MeshJob(**json.loads(line))

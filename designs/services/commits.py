@@ -1,36 +1,25 @@
-"""Writes to designs: creating, committing, branching, tagging, forking, sharing."""
+"""Commits, pushes, branches and tags: the writes that move a design's refs."""
 
 from __future__ import annotations
 
 import logging
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from django.conf import settings
 from django.core.files import File
-from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from designs import paths
-from designs.git import FileEdit, GitError, Person, RefMoved, Repository, valid_ref_name
+from designs.git import FileEdit, Person, RefMoved, Repository, valid_ref_name
 from designs.lfs_store import LFS_ATTRIBUTES, Pointer, StoreError, lfs_store, pointer_text
-from designs.models import (
-    Collaborator,
-    Design,
-    DesignLfsObject,
-    LfsLock,
-    LfsObject,
-    Tag,
-    repo_path,
-    slug_validator,
-)
-from designs.selectors import design_can_write, design_role, lfs_objects_readable, lfs_objects_served
-from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
+from designs.models import Design
+from designs.selectors import require_writer
+from designs.services.lfs import lfs_object_link
+from designs.services.refs import refs_changed
+from hub.exceptions import Conflict, NotFound, TooLarge, ValidationError
 from hub.models import User
 
 logger = logging.getLogger(__name__)
@@ -42,113 +31,6 @@ MAX_COMMIT_ATTEMPTS = 20
 def person_for(user: User) -> Person:
     email = user.email or f"{user.username}@users.noreply.fabhub"
     return Person(user.get_full_name() or user.username, email)
-
-
-def _clean_tags(names: Sequence[str]) -> list[Tag]:
-    tags = []
-    for name in names:
-        slug = name.strip().lower().replace(" ", "-")
-        if slug:
-            tags.append(Tag.objects.get_or_create(name=slug[:50])[0])
-    return tags
-
-
-def _check_slug(slug: str) -> None:
-    from django.core.exceptions import ValidationError as DjangoValidationError
-
-    try:
-        slug_validator(slug)
-    except DjangoValidationError as exc:
-        raise ValidationError(f"Invalid design name {slug!r}: {exc.messages[0]}") from exc
-    if slug.endswith(".git"):
-        raise ValidationError("A design name cannot end in '.git'.")
-
-
-def design_create(
-    *,
-    owner: User,
-    slug: str,
-    title: str,
-    licence: str,
-    summary: str = "",
-    visibility: str = Design.Visibility.PUBLIC,
-    tags: Sequence[str] = (),
-    default_branch: str = "main",
-) -> Design:
-    _check_slug(slug)
-    if not valid_ref_name("heads", default_branch):
-        raise ValidationError(f"{default_branch!r} is not a valid branch name.")
-    if Design.objects.filter(owner=owner, slug__iexact=slug).exists():
-        raise Conflict(f"You already have a design named {slug!r}.")
-    path = repo_path(owner.username, slug)
-    if path.exists():
-        raise Conflict(f"A repository for {owner.username}/{slug} already exists on disk.")
-    design = Design(
-        owner=owner,
-        slug=slug,
-        title=title or slug,
-        summary=summary,
-        licence=licence,
-        visibility=visibility,
-        default_branch=default_branch,
-    )
-    try:
-        with transaction.atomic():
-            design.save()
-            design.tags.set(_clean_tags(tags))
-            Repository.init_bare(path, default_branch=default_branch)
-    except IntegrityError as exc:
-        shutil.rmtree(path, ignore_errors=True)
-        raise Conflict(f"You already have a design named {slug!r}.") from exc
-    except Exception:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-    return design
-
-
-def design_update(
-    *,
-    design: Design,
-    title: str | None = None,
-    summary: str | None = None,
-    licence: str | None = None,
-    visibility: str | None = None,
-    tags: Sequence[str] | None = None,
-    default_branch: str | None = None,
-    allow_default_branch_rewrite: bool | None = None,
-) -> Design:
-    if licence is not None and licence != design.licence and design.is_fork:
-        raise ValidationError(
-            f"A fork keeps the licence of the design it was forked from ({design.licence})."
-        )
-    if default_branch is not None and default_branch != design.default_branch:
-        if design.repo.branch_head(default_branch) is None:
-            raise ValidationError(f"There is no branch {default_branch!r}.")
-        design.repo.set_default_branch(default_branch)
-        design.default_branch = default_branch
-    for name, value in (
-        ("title", title),
-        ("summary", summary),
-        ("licence", licence),
-        ("visibility", visibility),
-        ("allow_default_branch_rewrite", allow_default_branch_rewrite),
-    ):
-        if value is not None:
-            setattr(design, name, value)
-    design.updated_at = timezone.now()
-    design.save()
-    if tags is not None:
-        design.tags.set(_clean_tags(tags))
-    return design
-
-
-def design_delete(*, design: Design) -> None:
-    path = design.repo_path
-    design.delete()
-    transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
-
-
-# -- commits ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -241,9 +123,7 @@ def design_commit(
     or on paths a .gitattributes pattern tracks with LFS, are committed as Git LFS pointers
     (`_store_uploads`, `_lfs_edits`).
     """
-    if not design_can_write(design, author):
-        raise PermissionDenied(f"You cannot write to {design.full_name}.")
-    _refuse_if_mirror(design)
+    require_writer(design, author)
     message = (message or "").strip()
     if not message:
         raise ValidationError("A commit message is required.")
@@ -304,7 +184,7 @@ def design_commit(
                         current_head=moved_to,
                     ) from None
             continue
-        _after_refs_changed(design, new_commits=[sha])
+        refs_changed(design, new_commits=[sha])
         return sha
     raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
 
@@ -414,34 +294,6 @@ def _gitattributes_line(path: str) -> bytes:
     return f"{pattern} {LFS_ATTRIBUTES}\n".encode()
 
 
-def _after_refs_changed(design: Design, *, new_commits: list[str]) -> None:
-    """What follows new commits, from the web, the API or a push: the hub learns of them."""
-    from designs.analysis import analyses_queue, design_refresh_cover
-
-    Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
-    design.repo.refresh_commit_graph()
-    design_refresh_cover(design)
-    analyses_queue(design=design, commits=new_commits)
-    _follow_refs_elsewhere(design)
-
-
-def _follow_refs_elsewhere(design: Design) -> None:
-    """Push mirrors and open proposals follow the design's branches (designs/mirrors.py,
-    designs/proposals.py); both queue background work."""
-    from designs.mirrors import push_mirrors_queue
-    from designs.proposals import proposals_follow
-
-    push_mirrors_queue(design=design)
-    proposals_follow(design=design)
-
-
-def _refuse_if_mirror(design: Design) -> None:
-    """A pull mirror is changed only by its refresh (designs/mirrors.py)."""
-    from designs.mirrors import refuse_local_writes
-
-    refuse_local_writes(design)
-
-
 def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     """After a push: learn of the new commits (only those) and return them, newest first."""
     repo = design.repo
@@ -451,7 +303,7 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     moved = [sha for ref, sha in refs_after.items() if refs_before.get(ref) != sha]
     known = [f"^{sha}" for sha in refs_before.values()]
     new_commits = repo.commits_between(moved, known)
-    _after_refs_changed(design, new_commits=new_commits)
+    refs_changed(design, new_commits=new_commits)
     logger.info(
         "push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits)
     )
@@ -461,14 +313,8 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
 # -- branches and tags --------------------------------------------------------------------
 
 
-def _require_writer(design: Design, user: User) -> None:
-    if not design_can_write(design, user):
-        raise PermissionDenied(f"You cannot write to {design.full_name}.")
-    _refuse_if_mirror(design)
-
-
 def branch_create(*, design: Design, user: User, name: str, start: str | None = None) -> str:
-    _require_writer(design, user)
+    require_writer(design, user)
     repo = design.repo
     if not valid_ref_name("heads", name):
         raise ValidationError(f"{name!r} is not a valid branch name.")
@@ -483,7 +329,7 @@ def branch_create(*, design: Design, user: User, name: str, start: str | None = 
 
 
 def branch_delete(*, design: Design, user: User, name: str) -> None:
-    _require_writer(design, user)
+    require_writer(design, user)
     if name == design.default_branch:
         raise ValidationError(f"{name!r} is the default branch and cannot be deleted.")
     repo = design.repo
@@ -498,7 +344,7 @@ def branch_delete(*, design: Design, user: User, name: str) -> None:
 
 def tag_create(*, design: Design, user: User, name: str, target: str | None, notes: str) -> str:
     """Tag a commit as a release. The notes are the annotated tag's message."""
-    _require_writer(design, user)
+    require_writer(design, user)
     repo = design.repo
     if not valid_ref_name("tags", name):
         raise ValidationError(f"{name!r} is not a valid tag name.")
@@ -515,164 +361,9 @@ def tag_create(*, design: Design, user: User, name: str, target: str | None, not
 
 
 def tag_delete(*, design: Design, user: User, name: str) -> None:
-    _require_writer(design, user)
+    require_writer(design, user)
     repo = design.repo
     old = repo.resolve_ref(f"refs/tags/{name}")
     if old is None:
         raise NotFound(f"There is no tag {name!r}.")
     repo.delete_ref(f"refs/tags/{name}", old)
-
-
-# -- forks and collaborators --------------------------------------------------------------
-
-
-def design_fork(*, design: Design, user: User, slug: str | None = None) -> Design:
-    """Clone `design` with its whole history into `user`'s namespace, keeping attribution."""
-    slug = slug or design.slug
-    _check_slug(slug)
-    if Design.objects.filter(owner=user, slug__iexact=slug).exists():
-        raise Conflict(f"You already have a design named {slug!r}; pick another name for the fork.")
-    fork_point = design.repo.resolve(design.default_branch)
-    if fork_point is None:
-        raise ValidationError("An empty design cannot be forked: it has no commits yet.")
-    path = repo_path(user.username, slug)
-    if path.exists():
-        raise Conflict(f"A repository for {user.username}/{slug} already exists on disk.")
-    fork = Design(
-        owner=user,
-        slug=slug,
-        title=design.title,
-        summary=design.summary,
-        licence=design.licence,
-        visibility=design.visibility,
-        default_branch=design.default_branch,
-        forked_from=design,
-        forked_from_name=design.full_name,
-        fork_point=fork_point,
-        cover_blob_sha=design.cover_blob_sha,
-    )
-    try:
-        with transaction.atomic():
-            fork.save()
-            fork.tags.set(design.tags.all())
-            _share_lfs_objects(source=design, fork=fork)
-            Repository.clone_bare(design.repo, path).refresh_commit_graph()
-    except IntegrityError as exc:
-        shutil.rmtree(path, ignore_errors=True)
-        raise Conflict(f"You already have a design named {slug!r}.") from exc
-    except GitError:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-    return fork
-
-
-def _share_lfs_objects(*, source: Design, fork: Design) -> None:
-    """The fork may serve the LFS objects its source serves; the bytes are not copied.
-
-    Rows of its own rather than a walk up `forked_from` at read time: the fork keeps its
-    files if the upstream is deleted (`forked_from` becomes NULL), and it does not gain
-    objects the upstream adds after the fork (perhaps once made private).
-    """
-    object_ids = source.lfs_links.values_list("lfs_object_id", flat=True)
-    DesignLfsObject.objects.bulk_create(
-        (DesignLfsObject(design=fork, lfs_object_id=object_id) for object_id in object_ids.iterator()),
-        batch_size=500,
-        ignore_conflicts=True,
-    )
-
-
-def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> Collaborator:
-    if design.owner_id != actor.pk:
-        raise PermissionDenied("Only the owner manages collaborators.")
-    if user.pk == design.owner_id:
-        raise ValidationError("The owner is not a collaborator of their own design.")
-    collaborator, _ = Collaborator.objects.update_or_create(design=design, user=user, defaults={"role": role})
-    return collaborator
-
-
-def collaborator_remove(*, design: Design, actor: User, user: User) -> None:
-    if design.owner_id != actor.pk:
-        raise PermissionDenied("Only the owner manages collaborators.")
-    Collaborator.objects.filter(design=design, user=user).delete()
-
-
-# -- Git LFS ------------------------------------------------------------------------------
-
-MAX_LOCK_PATH_BYTES = 1024
-
-
-def lfs_object_link(*, design: Design, oid: str, size: int) -> None:
-    """Let `design` serve the stored object `oid` (uploaded for it, or proven readable)."""
-    with transaction.atomic():
-        lfs_object, _ = LfsObject.objects.get_or_create(oid=oid, defaults={"size": size})
-        DesignLfsObject.objects.get_or_create(design=design, lfs_object=lfs_object)
-
-
-def lfs_objects_present(*, design: Design, user: User, objects: Sequence[tuple[str, int]]) -> set[str]:
-    """The oids among `objects` (oid, size) that a push to `design` need not upload.
-
-    Those the design serves already, and those `user` can read in another design: the
-    upload would only prove they have bytes they may read anyway, so the object is linked
-    on the spot. Any other oid must be uploaded, even if the store has it, because knowing
-    an oid (it is in every pointer file) must not be enough to get its content.
-    """
-    _require_writer(design, user)
-    store = lfs_store()
-    wanted = dict(objects)
-    served = lfs_objects_served(design, wanted)
-    present = {oid for oid, size in wanted.items() if served.get(oid) == size and store.exists(oid)}
-    elsewhere = lfs_objects_readable(user, [oid for oid in wanted if oid not in present])
-    for oid, size in elsewhere.items():
-        if wanted[oid] == size and store.exists(oid):
-            lfs_object_link(design=design, oid=oid, size=size)
-            present.add(oid)
-    return present
-
-
-def lfs_lock_create(*, design: Design, user: User, path: str) -> LfsLock:
-    """Lock `path` for `user` (`git lfs lock`); Conflict (with `lock_id`) if it is held."""
-    _require_writer(design, user)
-    path = paths.clean_path(path)
-    if len(path.encode()) > MAX_LOCK_PATH_BYTES:
-        # PostgreSQL cannot index much longer keys for the one-lock-per-path constraint.
-        raise ValidationError(f"Paths longer than {MAX_LOCK_PATH_BYTES} bytes cannot be locked.")
-    try:
-        with transaction.atomic():
-            return LfsLock.objects.create(design=design, path=path, owner=user)
-    except IntegrityError:
-        held = LfsLock.objects.filter(design=design, path=path).values_list("pk", flat=True).first()
-        raise Conflict(f"{path} is already locked.", lock_id=held) from None
-
-
-def lfs_lock_release(*, design: Design, user: User, lock_id: int, force: bool = False) -> LfsLock:
-    """Remove a lock: its holder may, and with `force` the design's owner may."""
-    _require_writer(design, user)
-    lock = LfsLock.objects.select_related("owner").filter(design=design, pk=lock_id).first()
-    if lock is None:
-        raise NotFound(f"There is no lock {lock_id}.")
-    if lock.owner_id != user.pk:
-        if not force:
-            raise PermissionDenied(
-                f"{lock.path} is locked by {lock.owner.username}; use --force to unlock it."
-            )
-        if design_role(design, user) != "owner":
-            raise PermissionDenied(f"Only the owner of {design.full_name} can break another person's lock.")
-    # Conditional delete: of two racing unlocks, one gets NotFound rather than both "succeeding".
-    deleted, _ = LfsLock.objects.filter(pk=lock.pk).delete()
-    if not deleted:
-        raise NotFound(f"Lock {lock_id} was just removed.")
-    return lock
-
-
-def lfs_object_upload(*, design: Design, user: User, oid: str, size: int, stream: IO[bytes]) -> None:
-    """Store an object pushed for `design`: refused, leaving nothing behind, unless the
-    stream is exactly `size` bytes whose sha256 is `oid`."""
-    _require_writer(design, user)
-    limit = settings.FABHUB_MAX_LFS_OBJECT_BYTES
-    if size > limit:
-        raise TooLarge(f"Object {oid} is {size:,} bytes; the limit is {limit:,} bytes.", limit=limit)
-    try:
-        lfs_store().save(oid, size, stream)
-    except StoreError as exc:
-        raise ValidationError(str(exc)) from exc
-    lfs_object_link(design=design, oid=oid, size=size)

@@ -5,12 +5,12 @@ area of the design's repository (`refs/fabhub/mirror/…`, hidden from clients),
 the Git LFS objects the new commits point to, and only then publishes all changed refs
 in one `update-ref` transaction. A refresh that fails half-way changes nothing a reader
 sees, and the next one picks up where it stopped. An unchanged mirror costs one `git
-fetch` that finds nothing to do. A mirror is read-only on this hub (`refuse_local_writes`,
+fetch` that finds nothing to do. A mirror is read-only on this hub (`selectors.refuse_local_writes`,
 called by the services that change refs and by git pushes): the next refresh would undo
 a local change.
 
 **Push mirrors.** After every ref change (`push_mirrors_queue`, called by
-`services._after_refs_changed`) the hub pushes branches and tags to each push mirror,
+`services.refs.refs_changed`) the hub pushes branches and tags to each push mirror,
 uploading the LFS objects of the new commits first. Pushes are never forced: a remote
 that moved on its own is reported and nothing there is overwritten. Failures are
 retried with back-off by `mirrors_tick` (Celery beat, or `manage.py mirrors_tick`).
@@ -37,7 +37,6 @@ from designs import selectors
 from designs.git import GitError, RefMoved
 from designs.lfs_store import StoreError, lfs_store
 from designs.models import Design, PullMirror, PushMirror, repo_path
-from designs.proposals import pointer_oids
 from designs.remotes import (
     Credential,
     LfsClient,
@@ -46,9 +45,14 @@ from designs.remotes import (
     remote_addresses,
     remote_url_check,
 )
+from designs.selectors import design_mirror, pointer_oids
+from designs.services.designs import design_create
+from designs.services.lfs import lfs_object_link
+from designs.services.refs import refs_changed
 from hub.crypto import UnreadableSecret, decrypt_text, encrypt_text
 from hub.exceptions import Conflict, HubError, NotFound, PermissionDenied, ValidationError
 from hub.models import User
+from hub.queue import enqueue
 from hub.ticker import start_ticker
 
 logger = logging.getLogger(__name__)
@@ -110,30 +114,6 @@ def _failure_text(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-# -- reading ------------------------------------------------------------------------------
-
-
-def design_mirror(design: Design) -> PullMirror | None:
-    """The design's pull mirror settings, or None (remembered on the instance)."""
-    if not hasattr(design, "_fabhub_mirror"):
-        design._fabhub_mirror = PullMirror.objects.filter(design_id=design.pk).first()
-    return design._fabhub_mirror
-
-
-def refuse_local_writes(design: Design) -> None:
-    """PermissionDenied if `design` is a pull mirror: only its refresh changes it."""
-    mirror = design_mirror(design)
-    if mirror is not None:
-        raise PermissionDenied(
-            f"{design.full_name} is a read-only mirror of {mirror.url}: change it there, or fork it "
-            "here and change the fork. (The next refresh would undo a local change.)"
-        )
-
-
-def push_mirrors_of(design: Design) -> list[PushMirror]:
-    return list(PushMirror.objects.filter(design=design).order_by("pk"))
-
-
 # -- pull mirrors -------------------------------------------------------------------------
 
 
@@ -151,15 +131,12 @@ def mirror_create(
     interval: int | None = None,
 ) -> Design:
     """A new design that mirrors `url`; its first refresh is queued at once."""
-    from designs import services
-    from hub.queue import enqueue
-
     url = _check_url(url, with_credential=bool(token))
     interval = _check_interval(interval)
     credential, shown_user = _store_credential(username.strip(), token)
     try:
         with transaction.atomic():
-            design = services.design_create(
+            design = design_create(
                 owner=owner, slug=slug, title=title, summary=summary, licence=licence, visibility=visibility
             )
             design._fabhub_mirror = PullMirror.objects.create(
@@ -306,8 +283,6 @@ def mirror_refresh(*, design: Design) -> RefreshOutcome | None:
 
 
 def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
-    from designs.services import _after_refs_changed
-
     credential = _credential(mirror)
     access = remote_access(mirror.url, credential)
     repo = design.repo
@@ -329,7 +304,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     except RefMoved:
         raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
     _follow_default_branch(design, access, wanted)
-    _after_refs_changed(design, new_commits=new_commits)
+    refs_changed(design, new_commits=new_commits)
     logger.info(
         "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
         design.full_name,
@@ -351,8 +326,6 @@ def _fetch_lfs_objects(
     a remote that lost an object must not stop its mirror forever); any other failure
     fails the refresh before anything is published.
     """
-    from designs.services import lfs_object_link
-
     if not commits:
         return 0, ""
     wanted = pointer_oids(design.repo, commits)
@@ -404,8 +377,6 @@ def _follow_default_branch(design: Design, access, wanted: dict[str, str]) -> No
 def push_mirror_add(
     *, design: Design, user: User, url: str, username: str = "", token: str = ""
 ) -> PushMirror:
-    from hub.queue import enqueue
-
     if design.owner_id != user.pk:
         raise PermissionDenied(f"Only {design.owner.username} manages the mirrors of {design.full_name}.")
     url = _check_url(url, with_credential=bool(token))
@@ -455,8 +426,6 @@ def push_mirror_update(
             mirror.pending, mirror.next_attempt_at, mirror.failures = True, timezone.now(), 0
     mirror.save(update_fields=["credential", "username", "enabled", "pending", "next_attempt_at", "failures"])
     if enabled:
-        from hub.queue import enqueue
-
         enqueue("designs.tasks.push_mirror_push", mirror.pk)
     return mirror
 
@@ -473,19 +442,6 @@ def push_mirror_push_now(*, design: Design, user: User, mirror_id: int) -> PushM
     PushMirror.objects.filter(pk=mirror.pk).update(pending=True)
     push_mirror_run(mirror_id=mirror.pk)
     return PushMirror.objects.get(pk=mirror.pk)
-
-
-def push_mirrors_queue(*, design: Design) -> None:
-    """After `design`'s refs changed: mark its push mirrors as behind and push them soon."""
-    from hub.queue import enqueue
-
-    mirrors = PushMirror.objects.filter(design_id=design.pk, enabled=True)
-    ids = list(mirrors.values_list("pk", flat=True))
-    if not ids:
-        return
-    mirrors.update(pending=True)
-    for mirror_id in ids:
-        enqueue("designs.tasks.push_mirror_push", mirror_id)
 
 
 def _backoff(failures: int) -> timedelta:
@@ -612,8 +568,6 @@ def mirrors_tick(*, inline: bool = False) -> tuple[int, int]:
     """Refresh the pull mirrors that are due and retry the push mirrors whose back-off is
     over: queued as tasks, or run here with `inline` (`manage.py mirrors_tick`).
     Returns (pull mirrors, push mirrors) started."""
-    from hub.queue import enqueue
-
     now = timezone.now()
     due_pulls = list(
         PullMirror.objects.filter(next_refresh_at__lte=now)
@@ -653,8 +607,6 @@ def mirror_refresh_by_id(design_id: int) -> bool:
 def mirror_refresh_if_due(design: Design) -> None:
     """Queue a refresh of a mirror someone is looking at, if its time has come (the
     embedded set-up has no beat: this keeps the mirrors people use fresh without one)."""
-    from hub.queue import enqueue
-
     mirror = design_mirror(design)
     if mirror is not None and mirror.next_refresh_at <= timezone.now() and mirror.refreshing_since is None:
         enqueue("designs.tasks.mirror_refresh", design.pk)

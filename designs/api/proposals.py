@@ -1,0 +1,179 @@
+"""The REST API of change proposals, and of keeping a fork up to date with its upstream."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from designs import selectors
+from designs.api.base import DesignContextMixin
+from designs.models import ChangeProposal, Design
+from designs.serializers import (
+    CommentInput,
+    CommentOutput,
+    CommitOutput,
+    DiffOutput,
+    ProposalCreateInput,
+    ProposalMergedOutput,
+    ProposalMergeInput,
+    ProposalOutput,
+    ProposalUpdateInput,
+    SyncInput,
+    SyncOutput,
+    UpstreamOutput,
+)
+from designs.services import proposals
+from hub.auth import signed_in_user
+from hub.exceptions import NotFound, PermissionDenied, ValidationError
+
+# -- proposals ------------------------------------------------------------------------------
+
+
+def _source_design(request: Request, target: Design, name: str | None) -> Design:
+    if not name:
+        return target
+    owner, _, slug = name.partition("/")
+    if not owner or not slug:
+        raise ValidationError("Name the source design as owner/slug.")
+    return selectors.design_get(user=request.user, owner=owner, slug=slug)
+
+
+class ProposalListApi(DesignContextMixin, generics.ListAPIView):
+    serializer_class = ProposalOutput
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=["open", "merged", "closed"])],
+        responses=ProposalOutput(many=True),
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ChangeProposal.objects.none()
+        status = self.request.query_params.get("status") or None
+        return selectors.proposals_of(self.get_design(), status=status)
+
+    @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput})
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Log in or use a token to propose changes.")
+        target = self.get_design()
+        data = ProposalCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        proposal = proposals.proposal_create(
+            target=target,
+            user=request.user,
+            source=_source_design(request, target, values.get("source")),
+            title=values["title"],
+            description=values["description"],
+            source_branch=values["source_branch"],
+            target_branch=values.get("target_branch"),
+        )
+        return Response(ProposalOutput(proposal).data, status=201)
+
+
+class ProposalContextMixin(DesignContextMixin):
+    def get_proposal(self):
+        proposal = selectors.proposal_get(self.get_design(), self.kwargs["number"])
+        return proposals.proposal_fresh(proposal)
+
+
+class ProposalDetailApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=ProposalOutput)
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        return Response(ProposalOutput(self.get_proposal()).data)
+
+    @extend_schema(request=ProposalUpdateInput, responses=ProposalOutput)
+    def patch(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = ProposalUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        proposal = selectors.proposal_get(self.get_design(), number)
+        if "title" in values or "description" in values:
+            proposal = proposals.proposal_update(
+                proposal=proposal,
+                user=signed_in_user(request),
+                title=values.get("title"),
+                description=values.get("description"),
+            )
+        if values.get("status") == "closed" and proposal.status != "closed":
+            proposal = proposals.proposal_close(proposal=proposal, user=signed_in_user(request))
+        elif values.get("status") == "open" and proposal.status != "open":
+            proposal = proposals.proposal_reopen(proposal=proposal, user=signed_in_user(request))
+        return Response(ProposalOutput(proposal).data)
+
+
+class ProposalDiffApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=DiffOutput)
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        base, head, files = selectors.proposal_diff(self.get_proposal())
+        return Response(DiffOutput({"base": base, "head": head, "files": files}).data)
+
+
+class ProposalCommitsApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=CommitOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        return Response(CommitOutput(selectors.proposal_commits(self.get_proposal()), many=True).data)
+
+
+class ProposalMergeApi(ProposalContextMixin, APIView):
+    @extend_schema(request=ProposalMergeInput, responses={200: ProposalMergedOutput})
+    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = ProposalMergeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = selectors.proposal_get(self.get_design(), number)
+        sha = proposals.proposal_merge(proposal=proposal, user=signed_in_user(request), **data.validated_data)
+        return Response(ProposalMergedOutput({"sha": sha, "proposal": proposal}).data)
+
+
+class ProposalCommentsApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=CommentOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        proposal = selectors.proposal_get(self.get_design(), number)
+        return Response(CommentOutput(proposal.comments.select_related("author"), many=True).data)
+
+    @extend_schema(request=CommentInput, responses={201: CommentOutput})
+    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        data = CommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        proposal = selectors.proposal_get(self.get_design(), number)
+        comment = proposals.proposal_comment(
+            proposal=proposal, user=signed_in_user(request), **data.validated_data
+        )
+        return Response(CommentOutput(comment).data, status=201)
+
+
+# -- keeping a fork up to date ------------------------------------------------------------
+
+
+class UpstreamApi(DesignContextMixin, APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("branch", str, description="The fork's branch; default branch if absent.")
+        ],
+        responses=UpstreamOutput,
+    )
+    def get(self, request: Request, owner: str, slug: str) -> Response:
+        design = self.get_design()
+        status = selectors.design_upstream_status(
+            design, request.user, branch=request.query_params.get("branch")
+        )
+        if status is None:
+            raise NotFound(f"{design.full_name} is not a fork of a design you can see.")
+        return Response(UpstreamOutput(status).data)
+
+
+class SyncApi(DesignContextMixin, APIView):
+    @extend_schema(request=SyncInput, responses=SyncOutput)
+    def post(self, request: Request, owner: str, slug: str) -> Response:
+        data = SyncInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = proposals.design_sync_upstream(
+            design=self.get_design(), user=signed_in_user(request), **data.validated_data
+        )
+        return Response(SyncOutput(result).data)

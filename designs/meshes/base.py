@@ -1,0 +1,177 @@
+"""What every part of the mesh package shares: limits, errors, units, the figures' shape,
+and the cheap checks other apps call (`is_mesh_path`, `fits`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import PurePosixPath
+
+import numpy as np
+
+MESH_EXTENSIONS = (".stl", ".3mf", ".obj", ".ply", ".off", ".glb")
+
+
+# Bump when a figure's definition changes, so stored figures can be recomputed.
+FIGURES_VERSION = 1
+
+
+MATERIAL_DENSITIES_G_CM3 = {"PLA": 1.24, "PETG": 1.27, "ABS": 1.04, "resin": 1.15}
+
+
+# Canonical unit names and their length in millimetres.
+UNITS_MM = {"micron": 0.001, "mm": 1.0, "cm": 10.0, "m": 1000.0, "inch": 25.4, "foot": 304.8}
+
+
+_UNIT_ALIASES = {
+    "micron": "micron",
+    "microns": "micron",
+    "micrometer": "micron",
+    "micrometre": "micron",
+    "um": "micron",
+    "µm": "micron",
+    "mm": "mm",
+    "millimeter": "mm",
+    "millimeters": "mm",
+    "millimetre": "mm",
+    "millimetres": "mm",
+    "cm": "cm",
+    "centimeter": "cm",
+    "centimeters": "cm",
+    "centimetre": "cm",
+    "centimetres": "cm",
+    "m": "m",
+    "meter": "m",
+    "meters": "m",
+    "metre": "m",
+    "metres": "m",
+    "in": "inch",
+    "inch": "inch",
+    "inches": "inch",
+    "ft": "foot",
+    "foot": "foot",
+    "feet": "foot",
+}
+
+
+class MeshError(Exception):
+    """A mesh file that cannot be read or measured.
+
+    `reason` is a sentence for the person who uploaded the file. Retrying never helps:
+    the problem is in the bytes, so `retryable` is always False.
+    """
+
+    retryable = False
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_triangles: int = 5_000_000
+    max_bytes: int = 512 * 1024**2
+    max_uncompressed_bytes: int = 1024**3  # 3MF: sum of the parts that are read
+    max_compression_ratio: float = 200.0  # 3MF: per part larger than 1 MiB
+    max_archive_members: int = 10_000  # 3MF
+
+
+@dataclass
+class MeshFigures:
+    """What a mesh file measures, in millimetres whatever the file's own unit."""
+
+    format: str  # "stl-binary", "stl-ascii", "3mf", "obj", "ply", "off", "glb"
+    units: str  # the unit the file's numbers were read in: a key of UNITS_MM
+    # "declared" (3MF), "format" (glTF: metres, turned Y-up to Z-up), "assumed" (mm), "given"
+    units_source: str
+    triangles: int
+    vertices: int  # distinct corner positions
+    bodies: int  # groups of triangles connected through shared corners
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    size: tuple[float, float, float]  # axis-aligned extents
+    obb_size: tuple[float, float, float]  # oriented box extents, largest first
+    obb_approximate: bool  # True when the box was searched on a sample of the hull
+    volume_mm3: float  # signed: negative when the normals point inwards
+    area_mm2: float
+    watertight: bool  # every edge is shared by exactly two triangles
+    winding_consistent: bool  # every edge shared by two triangles is walked both ways
+    degenerate_faces: int  # zero area: corners that coincide or lie exactly on a line
+    duplicate_faces: int  # extra copies of a triangle with the same three corners
+    non_manifold_edges: int  # edges shared by more than two triangles
+    boundary_edges: int  # edges used by one triangle only: holes
+    mass_g: dict[str, float] = field(default_factory=dict)  # material -> grams
+    mass_reliable: bool = False  # only a closed, consistently wound mesh has a volume
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for name in ("bbox_min", "bbox_max", "size", "obb_size"):
+            data[name] = list(data[name])
+        data["version"] = FIGURES_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MeshFigures:
+        """Rebuild figures stored by `to_dict`.
+
+        Raises ValueError for figures of another FIGURES_VERSION: recompute those.
+        """
+        if data.get("version") != FIGURES_VERSION:
+            raise ValueError(f"figures of version {data.get('version')!r}, expected {FIGURES_VERSION}")
+        values = {f.name: data[f.name] for f in fields(cls)}
+        for name in ("bbox_min", "bbox_max", "size", "obb_size"):
+            values[name] = tuple(float(x) for x in values[name])
+        values["mass_g"] = dict(values["mass_g"])
+        return cls(**values)
+
+
+def is_mesh_path(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in MESH_EXTENSIONS
+
+
+def figures_in_units(figures: dict, units: str) -> dict:
+    """Figures re-scaled as if the file's coordinates were in `units` (e.g. an STL drawn in
+    inches, declared with the `fabhub-units` git attribute). Lengths scale by the factor,
+    areas by its square, volumes and masses by its cube."""
+    units = canonical_units(units)
+    factor = UNITS_MM[units] / UNITS_MM[figures["units"]]
+    if factor == 1.0:
+        return figures
+    scaled = dict(figures)
+    for key in ("bbox_min", "bbox_max", "size", "obb_size"):
+        scaled[key] = [value * factor for value in figures[key]]
+    scaled["area_mm2"] = figures["area_mm2"] * factor**2
+    scaled["volume_mm3"] = figures["volume_mm3"] * factor**3
+    scaled["mass_g"] = {name: grams * factor**3 for name, grams in figures["mass_g"].items()}
+    scaled["units"], scaled["units_source"] = units, "given"
+    return scaled
+
+
+def fits(obb_size: Sequence[float], build_volume: Sequence[float]) -> bool:
+    """Whether a part whose oriented box has these extents fits the build volume.
+
+    Compares the sorted extents of the part's minimal oriented box with the sorted build
+    volume: the standard check that the box fits once its axes are turned onto the
+    machine's axes in some order. It is sufficient (a box that passes fits), not
+    necessary: a long thin part that only fits diagonally is reported as not fitting.
+    """
+    part = sorted(float(x) for x in obb_size)
+    room = sorted(float(x) for x in build_volume)
+    if len(part) != 3 or len(room) != 3:
+        raise ValueError("fits() needs three extents and three build-volume sizes")
+    return all(p <= r for p, r in zip(part, room, strict=True))
+
+
+def canonical_units(name: str) -> str:
+    """'in', 'inches', 'Inch' → 'inch'; MeshError for a unit this hub does not know."""
+    canonical = _UNIT_ALIASES.get(name.strip().lower())
+    if canonical is None:
+        raise MeshError(f"unknown unit '{name}': use one of {', '.join(UNITS_MM)}")
+    return canonical
+
+
+def rotate_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """points @ matrix.T for many points: einsum's plain loop, as BLAS matmul on tall,
+    three-column arrays was measured an order of magnitude slower on busy machines."""
+    return np.einsum("...j,kj->...k", points, matrix)

@@ -1,0 +1,364 @@
+"""What the pages show of diffs, BOMs and meshes: rows and labels built from plain data.
+
+No request and no writes: views pass in what they read, templates get dicts and strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.urls import reverse
+
+from designs.diffs import FileDiff
+from designs.git import TreeEntry
+from designs.meshes import fits, is_mesh_path
+from designs.models import Design
+from designs.selectors import (
+    analyses_for_blobs,
+    declared_units,
+    figures_at,
+    parse_build_volume,
+    thumbnail_path,
+)
+from hub.exceptions import ValidationError
+
+TEXT_SNIFF_BYTES = 8000
+
+
+def looks_like_text(data: bytes) -> bool:
+    head = data[:TEXT_SNIFF_BYTES]
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the sniff boundary is still text.
+        return exc.start >= len(head) - 4 and len(data) > TEXT_SNIFF_BYTES
+    return True
+
+
+def _patch_lines(patch: str) -> list[tuple[str, str]]:
+    """(css class, line) of a unified diff, without git's header lines before the first hunk."""
+    lines: list[tuple[str, str]] = []
+    for line in patch.splitlines():
+        if line.startswith("@@"):
+            lines.append(("hunk", line))
+        elif not lines:
+            continue
+        elif line.startswith("+"):
+            lines.append(("add", line))
+        elif line.startswith("-"):
+            lines.append(("del", line))
+        elif line.startswith("\\"):
+            lines.append(("note", line))
+        else:
+            lines.append(("ctx", line))
+    return lines
+
+
+def _bom_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """BOM row changes with the (column, old, new) values worth showing for each."""
+    rows = []
+    for row in detail.get("rows", []):
+        old, new = row.get("old") or {}, row.get("new") or {}
+        if row["kind"] == "changed":
+            fields = [(name, old.get(name), new.get(name)) for name in row.get("changed_fields", [])]
+        elif row["kind"] == "added":
+            fields = [(name, None, value) for name, value in new.items() if value]
+        else:
+            fields = [(name, value, None) for name, value in old.items() if value]
+        rows.append({**row, "fields": fields})
+    return rows
+
+
+def diff_rows(design: Design, diffs: list[FileDiff]) -> list[dict[str, Any]]:
+    return [
+        {
+            "file": d,
+            "lines": _patch_lines(d.detail.get("patch", "")) if d.kind in ("text", "bom") else [],
+            "bom_rows": _bom_rows(d.detail) if d.kind == "bom" else [],
+            "mesh": _mesh_diff(design, d) if d.kind == "mesh" else None,
+        }
+        for d in diffs
+    ]
+
+
+# -- meshes -------------------------------------------------------------------------------
+
+# The figures shown for a mesh, in order: (key in MeshFigures.to_dict(), label, unit).
+MESH_FIGURES = (
+    ("size", "Size (bounding box)", "xyz"),
+    ("obb_size", "Oriented size", "xyz"),
+    ("volume_mm3", "Volume", "cm3"),
+    ("area_mm2", "Surface area", "cm2"),
+    ("triangles", "Triangles", "count"),
+    ("bodies", "Bodies", "count"),
+    ("watertight", "Watertight", "bool"),
+    ("winding_consistent", "Consistent winding", "bool"),
+    ("degenerate_faces", "Degenerate faces", "count"),
+    ("duplicate_faces", "Duplicate faces", "count"),
+    ("non_manifold_edges", "Non-manifold edges", "count"),
+    ("boundary_edges", "Open edges (holes)", "count"),
+    ("units", "Units", "text"),
+    ("format", "Format", "text"),
+)
+# Friendly names for the geometric diff's keys (nested ones as "outer.inner"); any other
+# key is shown under its own name, so new figures appear without a change here.
+GEOMETRY_LABELS = {
+    "delta.triangles": "Triangles",
+    "delta.volume_mm3": "Volume",
+    "delta.area_mm2": "Surface area",
+    "delta.size": "Size",
+    "hausdorff_mm": "Largest distance between the surfaces (Hausdorff)",
+    "mean_distance_mm": "Mean distance between the surfaces",
+    "old_to_new_max_mm": "Furthest old point from the new surface",
+    "new_to_old_max_mm": "Furthest new point from the old surface",
+    "threshold_mm": "Moved by more than",
+    "regions": "Moved regions",
+    "samples": "Points sampled per surface",
+    "exact_refinement": "Exact distances",
+    "identical": "Identical geometry",
+    "aligned": "Old part moved onto the new one before measuring",
+    "alignment_rotation_deg": "Old part turned by (to align)",
+    "alignment_shift_mm": "Old part shifted by (to align)",
+    "as_placed_hausdorff_mm": "Largest distance as placed (not aligned)",
+    "as_placed_mean_distance_mm": "Mean distance as placed (not aligned)",
+}
+# The two versions' own measurements (the figures table shows them side by side) and the
+# alignment's matrix (the 3D view applies it).
+GEOMETRY_HIDDEN = ("old", "new", "alignment_rotation")
+MESH_WAITING = ("pending", "running")
+# Offered in the fit check's list: (build volume in mm, a printer that has it).
+BUILD_VOLUME_PRESETS = (
+    ("250x210x210", "Prusa i3 MK3S"),
+    ("180x180x180", "Prusa MINI"),
+    ("220x220x250", "Creality Ender-3"),
+    ("256x256x256", "Bambu Lab X1"),
+)
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}".replace("-", "−")
+
+
+def _mesh_value(unit: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if unit == "xyz":
+        return " × ".join(_number(v) for v in value) + " mm"
+    if unit == "cm3":
+        return f"{_number(value / 1000, 2)} cm³"
+    if unit == "cm2":
+        return f"{_number(value / 100, 1)} cm²"
+    if unit == "bool":
+        return "yes" if value else "no"
+    if unit == "g":
+        return f"{_number(value, 1)} g"
+    if unit == "text":
+        return str(value)
+    return f"{value:,}"
+
+
+def _mesh_delta(unit: str, old: Any, new: Any) -> str:
+    """new − old in words, or '' when there is nothing to say."""
+    if old is None or new is None or old == new:
+        return ""
+    if unit in ("bool", "text"):
+        return "changed"
+    if unit == "xyz":
+        steps = (("+" if n > o else "") + _number(n - o) for o, n in zip(old, new, strict=False))
+        return " × ".join(steps) + " mm"
+    sign = "+" if new > old else ""
+    if unit in ("cm3", "cm2", "g"):
+        return sign + _mesh_value(unit, new - old)
+    return f"{sign}{new - old:,}".replace("-", "−")
+
+
+def _figure_row(label: str, unit: str, old: Any, new: Any, *, defect: bool = False) -> dict[str, Any]:
+    return {
+        "label": label,
+        "estimate": unit == "g",
+        "old": _mesh_value(unit, old),
+        "new": _mesh_value(unit, new),
+        "delta": _mesh_delta(unit, old, new),
+        "defect": defect and bool(new),  # a count of defects worth drawing the eye to
+    }
+
+
+def _with_units_source(figures: dict | None) -> dict:
+    """The figures with their units said with where they came from: 'mm (assumed)'."""
+    figures = dict(figures or {})
+    if figures.get("units") and figures.get("units_source"):
+        figures["units"] = f"{figures['units']} ({figures['units_source']})"
+    return figures
+
+
+def _figure_rows(old: dict | None, new: dict | None) -> list[dict[str, Any]]:
+    """Rows of (label, old, new, delta) for one or two figure sets; masses come last."""
+    old, new = _with_units_source(old), _with_units_source(new)
+    rows = [
+        _figure_row(label, unit, old.get(key), new.get(key), defect=key.endswith(("_faces", "_edges")))
+        for key, label, unit in MESH_FIGURES
+        if key in old or key in new
+    ]
+    old_mass, new_mass = old.get("mass_g") or {}, new.get("mass_g") or {}
+    for material in sorted(set(old_mass) | set(new_mass)):
+        rows.append(_figure_row(f"Mass in {material}", "g", old_mass.get(material), new_mass.get(material)))
+    return rows
+
+
+def _geometry_value(key: str, value: Any, *, signed: bool = False) -> str:
+    """A geometric diff value, formatted by its key's unit suffix or its shape."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    number = isinstance(value, (int, float))
+    sign = "+" if signed and number and value > 0 else ""
+    if number and key.endswith("_mm3"):
+        return f"{sign}{_number(value / 1000, 2)} cm³"
+    if number and key.endswith("_mm2"):
+        return f"{sign}{_number(value / 100, 1)} cm²"
+    if number and key.endswith("_mm"):
+        return f"{sign}{_number(value, 2)} mm"
+    if number and key.endswith("_deg"):
+        return f"{sign}{_number(value, 1)}°"
+    if isinstance(value, float):
+        return sign + _number(value, 3)
+    if isinstance(value, int):
+        return f"{sign}{value:,}".replace("-", "−")
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+        parts = [("+" if signed and v > 0 else "") + _number(v, 2) for v in value]
+        return " × ".join(parts) + (" mm" if len(value) == 3 else "")
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {_geometry_value(k, v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_geometry_value(key, v) for v in value) if value else "none"
+    return str(value)
+
+
+def _region_text(region: dict) -> str:
+    """A moved region in words, e.g. 'Added around 10 × 4 × 2 mm: up to 1.5 mm, 3 % of the surface'."""
+    if not {"kind", "centroid", "max_distance_mm", "share"} <= region.keys():
+        return _geometry_value("", region)
+    where = " × ".join(_number(v, 1) for v in region["centroid"])
+    return (
+        f"{str(region['kind']).capitalize()} around {where} mm: up to {_number(region['max_distance_mm'], 2)} mm, "
+        f"{region['share']:.1%} of the surface"
+    )
+
+
+def _geometry_row(key: str, value: Any, *, signed: bool = False) -> dict[str, Any]:
+    label = GEOMETRY_LABELS.get(key) or key.rpartition(".")[2].replace("_", " ").capitalize()
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return {"label": label, "text": "", "items": [_region_text(v) for v in value]}
+    return {"label": label, "text": _geometry_value(key, value, signed=signed), "items": []}
+
+
+def _geometry_rows(geometry: dict | None, *, hide: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of the geometric diff; a nested dict (the deltas) gives a row per entry."""
+    rows = []
+    for key, value in (geometry or {}).items():
+        if key in GEOMETRY_HIDDEN or key in hide:
+            continue
+        if isinstance(value, dict):
+            rows += [_geometry_row(f"{key}.{k}", v, signed=key == "delta") for k, v in value.items()]
+        else:
+            rows.append(_geometry_row(key, value))
+    return rows
+
+
+def _mesh_side(design: Design, sha: str | None, summary: dict | None) -> dict[str, Any] | None:
+    """One side of a mesh diff: None where the file is absent."""
+    return None if sha is None else _mesh_version(design, sha, summary)
+
+
+def _mesh_version(design: Design, sha: str, summary: dict | None) -> dict[str, Any]:
+    """One version of a mesh as the pages show it: status, figures, and where its data is."""
+    status = summary["status"] if summary else "not-analysed"
+    done = status == "done"
+    args = [design.owner.username, design.slug, sha]
+    has_thumbnail = done and thumbnail_path(sha).exists()
+    return {
+        "sha": sha,
+        "status": status,
+        "waiting": status in MESH_WAITING,
+        "reason": (summary or {}).get("reason") or "",
+        "figures": (summary or {}).get("figures") if done else None,
+        "data_url": reverse("design-mesh-data", args=args) if done else None,
+        "thumbnail_url": reverse("design-thumbnail", args=args) if has_thumbnail else None,
+    }
+
+
+def _old_transform(geometry: dict) -> str:
+    """The geometric diff's move of the old part onto the new, as JSON for the 3D view."""
+    rotation, shift = geometry.get("alignment_rotation"), geometry.get("alignment_shift_mm")
+    if not (geometry.get("aligned") and rotation and shift):
+        return ""
+    return json.dumps({"rotation": rotation, "shift": shift})
+
+
+def _mesh_diff(design: Design, change: FileDiff) -> dict[str, Any]:
+    old = _mesh_side(design, change.old_sha, change.detail.get("old"))
+    new = _mesh_side(design, change.new_sha, change.detail.get("new"))
+    both = bool(old and old["figures"] and new and new["figures"])
+    geometry = change.detail.get("geometry") or {}
+    return {
+        "old": old,
+        "new": new,
+        "thumbnail_url": (new and new["thumbnail_url"]) or (old and old["thumbnail_url"]),
+        "old_transform": _old_transform(geometry),
+        "figure_rows": _figure_rows(old and old["figures"], new and new["figures"]),
+        # With both figure sets, their Change column already shows the deltas.
+        "geometry_rows": _geometry_rows(geometry, hide=("delta",) if both else ()),
+        "geometry_reason": change.detail.get("geometry_reason") or "",
+    }
+
+
+def mesh_page(design: Design, *, sha: str, entry: TreeEntry, build_volume: str) -> dict[str, Any]:
+    """The file page's 3D view, figures and fit check for a mesh file."""
+    row = analyses_for_blobs([entry.sha]).get(entry.sha)
+    units = declared_units(design, sha=sha, paths=[entry.path]).get(entry.path)
+    summary = (
+        {"status": row.status, "figures": figures_at(row.figures, units), "reason": row.reason}
+        if row
+        else None
+    )
+    mesh = _mesh_version(design, entry.sha, summary)
+    figures = mesh["figures"] or {}
+    mesh["figure_rows"] = _figure_rows(None, figures) if figures else []
+    mesh["mass_reliable"] = figures.get("mass_reliable", figures.get("watertight"))
+    volume_text = build_volume.strip()
+    mesh["build_volume"] = volume_text
+    mesh["presets"] = BUILD_VOLUME_PRESETS
+    if volume_text and figures.get("obb_size"):
+        try:
+            mesh["fits"] = bool(fits(figures["obb_size"], parse_build_volume(volume_text)))
+        except ValidationError as exc:
+            mesh["fit_error"] = exc.message
+    return mesh
+
+
+def entry_rows(design: Design, entries: list) -> list[tuple[Any, str | None]]:
+    """(entry, thumbnail URL or None) for a file listing: one query for all its meshes."""
+    meshes = [e.sha for e in entries if e.kind == "blob" and is_mesh_path(e.path)]
+    analyses = analyses_for_blobs(meshes) if meshes else {}
+    done = {sha for sha, row in analyses.items() if row.status == "done"}
+    rows = []
+    for entry in entries:
+        thumb = None
+        if entry.sha in done and thumbnail_path(entry.sha).exists():
+            thumb = reverse("design-thumbnail", args=[design.owner.username, design.slug, entry.sha])
+        rows.append((entry, thumb))
+    return rows
+
+
+def with_covers(designs: list[Design]) -> list[Design]:
+    """Set `cover_url` on each design: its cover thumbnail, if one has been rendered."""
+    for d in designs:
+        sha = d.cover_blob_sha
+        d.cover_url = (
+            reverse("design-thumbnail", args=[d.owner.username, d.slug, sha])
+            if sha and thumbnail_path(sha).exists()
+            else None
+        )
+    return designs

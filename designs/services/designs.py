@@ -1,0 +1,187 @@
+"""Writes to designs themselves: creating, updating, deleting, forking, sharing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from designs.git import GitError, Repository, valid_ref_name
+from designs.models import Collaborator, Design, DesignLfsObject, Tag, repo_path, slug_validator
+from hub.exceptions import Conflict, PermissionDenied, ValidationError
+from hub.models import User
+
+
+def _clean_tags(names: Sequence[str]) -> list[Tag]:
+    tags = []
+    for name in names:
+        slug = name.strip().lower().replace(" ", "-")
+        if slug:
+            tags.append(Tag.objects.get_or_create(name=slug[:50])[0])
+    return tags
+
+
+def _check_slug(slug: str) -> None:
+    try:
+        slug_validator(slug)
+    except DjangoValidationError as exc:
+        raise ValidationError(f"Invalid design name {slug!r}: {exc.messages[0]}") from exc
+    if slug.endswith(".git"):
+        raise ValidationError("A design name cannot end in '.git'.")
+
+
+def design_create(
+    *,
+    owner: User,
+    slug: str,
+    title: str,
+    licence: str,
+    summary: str = "",
+    visibility: str = Design.Visibility.PUBLIC,
+    tags: Sequence[str] = (),
+    default_branch: str = "main",
+) -> Design:
+    _check_slug(slug)
+    if not valid_ref_name("heads", default_branch):
+        raise ValidationError(f"{default_branch!r} is not a valid branch name.")
+    if Design.objects.filter(owner=owner, slug__iexact=slug).exists():
+        raise Conflict(f"You already have a design named {slug!r}.")
+    path = repo_path(owner.username, slug)
+    if path.exists():
+        raise Conflict(f"A repository for {owner.username}/{slug} already exists on disk.")
+    design = Design(
+        owner=owner,
+        slug=slug,
+        title=title or slug,
+        summary=summary,
+        licence=licence,
+        visibility=visibility,
+        default_branch=default_branch,
+    )
+    try:
+        with transaction.atomic():
+            design.save()
+            design.tags.set(_clean_tags(tags))
+            Repository.init_bare(path, default_branch=default_branch)
+    except IntegrityError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise Conflict(f"You already have a design named {slug!r}.") from exc
+    except Exception:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return design
+
+
+def design_update(
+    *,
+    design: Design,
+    title: str | None = None,
+    summary: str | None = None,
+    licence: str | None = None,
+    visibility: str | None = None,
+    tags: Sequence[str] | None = None,
+    default_branch: str | None = None,
+    allow_default_branch_rewrite: bool | None = None,
+) -> Design:
+    if licence is not None and licence != design.licence and design.is_fork:
+        raise ValidationError(
+            f"A fork keeps the licence of the design it was forked from ({design.licence})."
+        )
+    if default_branch is not None and default_branch != design.default_branch:
+        if design.repo.branch_head(default_branch) is None:
+            raise ValidationError(f"There is no branch {default_branch!r}.")
+        design.repo.set_default_branch(default_branch)
+        design.default_branch = default_branch
+    for name, value in (
+        ("title", title),
+        ("summary", summary),
+        ("licence", licence),
+        ("visibility", visibility),
+        ("allow_default_branch_rewrite", allow_default_branch_rewrite),
+    ):
+        if value is not None:
+            setattr(design, name, value)
+    design.updated_at = timezone.now()
+    design.save()
+    if tags is not None:
+        design.tags.set(_clean_tags(tags))
+    return design
+
+
+def design_delete(*, design: Design) -> None:
+    path = design.repo_path
+    design.delete()
+    transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+def design_fork(*, design: Design, user: User, slug: str | None = None) -> Design:
+    """Clone `design` with its whole history into `user`'s namespace, keeping attribution."""
+    slug = slug or design.slug
+    _check_slug(slug)
+    if Design.objects.filter(owner=user, slug__iexact=slug).exists():
+        raise Conflict(f"You already have a design named {slug!r}; pick another name for the fork.")
+    fork_point = design.repo.resolve(design.default_branch)
+    if fork_point is None:
+        raise ValidationError("An empty design cannot be forked: it has no commits yet.")
+    path = repo_path(user.username, slug)
+    if path.exists():
+        raise Conflict(f"A repository for {user.username}/{slug} already exists on disk.")
+    fork = Design(
+        owner=user,
+        slug=slug,
+        title=design.title,
+        summary=design.summary,
+        licence=design.licence,
+        visibility=design.visibility,
+        default_branch=design.default_branch,
+        forked_from=design,
+        forked_from_name=design.full_name,
+        fork_point=fork_point,
+        cover_blob_sha=design.cover_blob_sha,
+    )
+    try:
+        with transaction.atomic():
+            fork.save()
+            fork.tags.set(design.tags.all())
+            _share_lfs_objects(source=design, fork=fork)
+            Repository.clone_bare(design.repo, path).refresh_commit_graph()
+    except IntegrityError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise Conflict(f"You already have a design named {slug!r}.") from exc
+    except GitError:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return fork
+
+
+def _share_lfs_objects(*, source: Design, fork: Design) -> None:
+    """The fork may serve the LFS objects its source serves; the bytes are not copied.
+
+    Rows of its own rather than a walk up `forked_from` at read time: the fork keeps its
+    files if the upstream is deleted (`forked_from` becomes NULL), and it does not gain
+    objects the upstream adds after the fork (perhaps once made private).
+    """
+    object_ids = source.lfs_links.values_list("lfs_object_id", flat=True)
+    DesignLfsObject.objects.bulk_create(
+        (DesignLfsObject(design=fork, lfs_object_id=object_id) for object_id in object_ids.iterator()),
+        batch_size=500,
+        ignore_conflicts=True,
+    )
+
+
+def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> Collaborator:
+    if design.owner_id != actor.pk:
+        raise PermissionDenied("Only the owner manages collaborators.")
+    if user.pk == design.owner_id:
+        raise ValidationError("The owner is not a collaborator of their own design.")
+    collaborator, _ = Collaborator.objects.update_or_create(design=design, user=user, defaults={"role": role})
+    return collaborator
+
+
+def collaborator_remove(*, design: Design, actor: User, user: User) -> None:
+    if design.owner_id != actor.pk:
+        raise PermissionDenied("Only the owner manages collaborators.")
+    Collaborator.objects.filter(design=design, user=user).delete()

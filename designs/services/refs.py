@@ -1,0 +1,47 @@
+"""The one follow-up after any ref move: a web or API commit, a push, a mirror refresh,
+a merged proposal or a fork synced with its upstream."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.utils import timezone
+
+from designs.models import ChangeProposal, Design, PushMirror
+from designs.services.analysis import analyses_queue, design_refresh_cover
+from hub.queue import enqueue
+
+
+def refs_changed(design: Design, *, new_commits: list[str]) -> None:
+    """The hub learns of `new_commits`; push mirrors and open proposals follow the branches.
+
+    Every service that moves a ref calls this once, after the move, whoever moved it.
+    """
+    Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
+    design.repo.refresh_commit_graph()
+    design_refresh_cover(design)
+    analyses_queue(design=design, commits=new_commits)
+    push_mirrors_queue(design=design)
+    proposals_follow(design=design)
+
+
+def push_mirrors_queue(*, design: Design) -> None:
+    """Mark `design`'s push mirrors as behind and push them soon (designs/services/mirrors.py)."""
+    mirrors = PushMirror.objects.filter(design_id=design.pk, enabled=True)
+    ids = list(mirrors.values_list("pk", flat=True))
+    if not ids:
+        return
+    mirrors.update(pending=True)
+    for mirror_id in ids:
+        enqueue("designs.tasks.push_mirror_push", mirror_id)
+
+
+def proposals_follow(*, design: Design) -> None:
+    """Recompute, in the background, the open proposals `design` is the source or target
+    of (designs/services/proposals.py)."""
+    ids = list(
+        ChangeProposal.objects.filter(
+            Q(target=design) | Q(source=design), status=ChangeProposal.Status.OPEN
+        ).values_list("pk", flat=True)[:100]
+    )
+    if ids:
+        enqueue("designs.tasks.proposals_refresh", ids)

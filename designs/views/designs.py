@@ -1,0 +1,622 @@
+"""Server-rendered pages of designs: thin views over designs.selectors and designs.services.
+
+Every view is wrapped in `hub_page`, which turns NotFound into a 404 and PermissionDenied
+into a 403; refusals that belong to a form are shown in it through `form_call`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import InvalidPage, Paginator
+from django.db.models import Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from designs import forms, paths, presenters, selectors, services
+from designs.diffs import compare
+from designs.git import Commit
+from designs.meshes import is_mesh_path
+from designs.models import Design, Licence
+from designs.panels import design_panels
+from designs.rawfiles import serve_blob
+from designs.services import mirrors
+from designs.views.pages import (
+    DESIGNS_PER_PAGE,
+    WRITERS,
+    detail_url,
+    load_design,
+    render_design_page,
+    with_query,
+)
+from hub.auth import Viewer, signed_in_user, user_for_token, viewer
+from hub.exceptions import NotFound
+from hub.models import User
+from hub.views import form_call, hub_page
+
+COMMITS_PER_PAGE = 30
+MAX_SHOWN_TEXT_BYTES = 512 * 1024
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+
+
+def _requester(request: HttpRequest) -> Viewer:
+    """Session user, or the owner of a Bearer token (raw files are fetched by scripts too)."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith(("bearer ", "token ")):
+        found = user_for_token(header.split(None, 1)[1].strip())
+        if found is None:
+            raise Http404
+        return found[0]
+    return viewer(request)
+
+
+def design_raw(request: HttpRequest, owner: str, slug: str, path: str) -> HttpResponseBase:
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+        _, entry = selectors.design_file(design, rev=request.GET.get("ref"), path=path)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return serve_blob(request, design, entry, download="download" in request.GET)
+
+
+def design_thumbnail(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
+    """The PNG rendered for a mesh blob, if the blob is in a design the requester can see."""
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    path = selectors.thumbnail_path(blob_sha)
+    if len(blob_sha) != 40 or not path.exists() or not design.repo.has_object(blob_sha):
+        raise Http404("No thumbnail for this file (yet).")
+    response = FileResponse(path.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"  # a blob's picture never changes
+    response["ETag"] = f'"{blob_sha}-png"'
+    return response
+
+
+def design_mesh_data(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
+    """The triangles of a mesh blob for the 3D viewer (float32 LE, 9 per triangle, mm)."""
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    path = selectors.viewer_path(blob_sha)
+    if len(blob_sha) != 40 or not path.exists() or not design.repo.has_object(blob_sha):
+        raise Http404("No 3D data for this file (yet).")
+    response = FileResponse(path.open("rb"), content_type="application/octet-stream")
+    response["Cache-Control"] = "private, max-age=86400"  # a blob's triangles never change
+    response["ETag"] = f'"{blob_sha}-bin"'
+    return response
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _ref(request: HttpRequest, design: Design) -> str:
+    return request.GET.get("ref") or design.default_branch
+
+
+def _refs(design: Design, ref: str) -> dict[str, Any]:
+    """What the branch/tag selector needs, and the branch writes would go to (or None)."""
+    branches = [name for name, _ in design.repo.branches()]
+    tags = [tag.name for tag in design.repo.tags()]
+    return {
+        "ref": ref,
+        "branches": branches,
+        "tag_names": tags,
+        "ref_is_other": ref not in branches and ref not in tags,
+        "write_branch": ref if ref in branches or not branches else None,
+    }
+
+
+def _crumbs(path: str) -> list[tuple[str, str]]:
+    """(name, path) of each folder on the way to `path`, for a breadcrumb trail."""
+    parts = path.split("/") if path else []
+    return [(part, "/".join(parts[: i + 1])) for i, part in enumerate(parts)]
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        number = int(request.GET.get("page") or 1)
+    except ValueError:
+        raise Http404("No such page.") from None
+    if number < 1:
+        raise Http404("No such page.")
+    return number
+
+
+# -- listing and creating -----------------------------------------------------------------
+
+
+@hub_page
+def design_list(request: HttpRequest) -> HttpResponse:
+    form = forms.SearchForm(request.GET)
+    designs = selectors.designs_visible_to(request.user)
+    if form.is_valid():
+        query = form.cleaned_data
+        if query["q"]:
+            text = query["q"]
+            designs = designs.filter(
+                Q(title__icontains=text) | Q(slug__icontains=text) | Q(summary__icontains=text)
+            )
+        if query["tag"]:
+            designs = designs.filter(tags__name=query["tag"].strip().lower())
+        if query["licence"]:
+            designs = designs.filter(licence=query["licence"])
+        if query["owner"]:
+            designs = designs.filter(owner__username=query["owner"].strip())
+    page = Paginator(designs, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
+    filtered = any(request.GET.get(name) for name in ("q", "tag", "licence", "owner"))
+    return render(
+        request,
+        "designs/list.html",
+        {
+            "form": form,
+            "page": page,
+            "designs": presenters.with_covers(list(page.object_list)),
+            "filtered": filtered,
+        },
+    )
+
+
+@login_required
+@hub_page
+def design_new(request: HttpRequest) -> HttpResponse:
+    form = forms.DesignCreateForm(request.POST or None, initial={"licence": Licence.CERN_OHL_S})
+    if request.method == "POST" and form.is_valid():
+        ok, design = form_call(form, services.design_create, owner=request.user, **form.cleaned_data)
+        if ok:
+            messages.success(request, f"Created {design.full_name}. Upload its first files.")
+            return redirect(detail_url(design))
+    return render(request, "designs/new.html", {"form": form})
+
+
+# -- browsing -----------------------------------------------------------------------------
+
+
+@hub_page
+def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    ref = _ref(request, design)
+    fork_count = selectors.designs_visible_to(request.user).filter(forked_from=design).count()
+    context: dict[str, Any] = {
+        **_refs(design, ref),
+        "fork_count": fork_count,
+        "clone_url": selectors.clone_url(design, request),
+        "upstream_status": selectors.design_upstream_status(design, request.user),
+        "panels": design_panels(design),
+    }
+    mirrors.mirror_refresh_if_due(design)
+    if design.repo.is_empty():
+        return render_design_page(
+            request, "designs/detail.html", design, role, "files", empty=True, **context
+        )
+    sha, entries = selectors.design_tree(design, rev=ref)
+    readme_path, readme_html = selectors.design_readme(design, sha=sha)
+    return render_design_page(
+        request,
+        "designs/detail.html",
+        design,
+        role,
+        "files",
+        sha=sha,
+        entry_rows=presenters.entry_rows(design, entries),
+        last_commit=design.repo.commit(sha),
+        readme_path=readme_path,
+        readme_html=readme_html,
+        **context,
+    )
+
+
+@hub_page
+def design_tree(request: HttpRequest, owner: str, slug: str, path: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    ref = _ref(request, design)
+    path = path.strip("/")
+    sha, entries = selectors.design_tree(design, rev=ref, path=path)
+    return render_design_page(
+        request,
+        "designs/tree.html",
+        design,
+        role,
+        "files",
+        sha=sha,
+        entry_rows=presenters.entry_rows(design, entries),
+        path=path,
+        parent_path=path.rpartition("/")[0],
+        crumbs=_crumbs(path),
+        **_refs(design, ref),
+    )
+
+
+@hub_page
+def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    ref = _ref(request, design)
+    sha, entry = selectors.design_file(design, rev=ref, path=path)
+    raw_url = with_query(
+        reverse("design-raw", args=[design.owner.username, design.slug, entry.path]), ref=sha
+    )
+    text = None
+    is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    mesh = (
+        presenters.mesh_page(design, sha=sha, entry=entry, build_volume=request.GET.get("build_volume") or "")
+        if is_mesh_path(entry.path)
+        else None
+    )
+    lfs = selectors.design_lfs_pointer(design, entry)
+    size = lfs.size if lfs else entry.size
+    too_large = (size or 0) > MAX_SHOWN_TEXT_BYTES
+    if not is_image and not mesh and not too_large and not lfs:
+        data = design.repo.read_blob(entry.sha)
+        if presenters.looks_like_text(data):
+            text = data.decode("utf-8", "replace")
+    refs = _refs(design, ref)
+    context: dict[str, Any] = {}
+    if role in WRITERS and refs["write_branch"]:
+        branch = refs["write_branch"]
+        context["delete_form"] = forms.DeleteFileForm(
+            initial={"path": entry.path, "branch": branch, "message": f"Delete {entry.path}"}
+        )
+        context["rename_form"] = forms.RenameFileForm(
+            initial={
+                "path": entry.path,
+                "branch": branch,
+                "new_path": entry.path,
+                "message": f"Rename {entry.path}",
+            }
+        )
+    folder, _, _ = entry.path.rpartition("/")
+    return render_design_page(
+        request,
+        "designs/blob.html",
+        design,
+        role,
+        "files",
+        sha=sha,
+        entry=entry,
+        size=size,
+        lfs=lfs,
+        raw_url=raw_url,
+        text=text,
+        is_image=is_image,
+        mesh=mesh,
+        too_large=too_large,
+        crumbs=_crumbs(folder),
+        **refs,
+        **context,
+    )
+
+
+@hub_page
+def design_history(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    ref = _ref(request, design)
+    path = (request.GET.get("path") or "").strip("/")
+    number = _page_number(request)
+    total, commits = selectors.design_history(
+        design,
+        rev=ref,
+        path=path or None,
+        offset=(number - 1) * COMMITS_PER_PAGE,
+        limit=COMMITS_PER_PAGE,
+    )
+    # git already read just this page; the paginator only numbers the pages.
+    try:
+        page = Paginator(range(total), COMMITS_PER_PAGE).page(number)
+    except InvalidPage:
+        raise Http404("No such page.") from None
+    return render_design_page(
+        request,
+        "designs/history.html",
+        design,
+        role,
+        "history",
+        commits=commits,
+        page=page,
+        total=total,
+        path=path,
+        **_refs(design, ref),
+    )
+
+
+@hub_page
+def design_commit_page(request: HttpRequest, owner: str, slug: str, sha: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    sha = selectors.design_resolve(design, sha)
+    commit: Commit = design.repo.commit(sha)
+    parent = commit.parents[0] if commit.parents else None
+    files = presenters.diff_rows(design, compare(design.repo, parent, sha))
+    return render_design_page(
+        request,
+        "designs/commit.html",
+        design,
+        role,
+        "history",
+        commit=commit,
+        body=commit.message.partition("\n")[2].strip(),
+        files=files,
+        has_meshes=any(row["mesh"] for row in files),
+    )
+
+
+@hub_page
+def design_compare(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    form = forms.CompareForm(request.GET)
+    context: dict[str, Any] = {"form": form, **_refs(design, design.default_branch)}
+    if form.is_valid():
+        head_rev = form.cleaned_data["head"] or design.default_branch
+        ok, head = form_call(form, selectors.design_resolve, design=design, rev=head_rev)
+        base = None
+        if ok and form.cleaned_data["base"]:
+            ok, base = form_call(form, selectors.design_resolve, design=design, rev=form.cleaned_data["base"])
+        elif ok:
+            # No base given: show what the head commit itself changed.
+            parents = design.repo.commit(head).parents
+            base = parents[0] if parents else None
+        if ok:
+            files = presenters.diff_rows(design, compare(design.repo, base, head))
+            context.update(base=base, head=head, files=files, has_meshes=any(row["mesh"] for row in files))
+    return render_design_page(request, "designs/compare.html", design, role, "compare", **context)
+
+
+# -- changing files -----------------------------------------------------------------------
+
+
+def _commit_uploads(
+    *, design: Design, author: User, files: list, folder: str, message: str, branch: str
+) -> str:
+    folder = paths.clean_dir(folder)
+    uploads = [services.Upload(path=paths.join(folder, f.name), content=f) for f in files]
+    return services.design_commit(
+        design=design, author=author, message=message, branch=branch, uploads=uploads
+    )
+
+
+@login_required
+@hub_page
+def design_upload(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="write")
+    branches = [name for name, _ in design.repo.branches()]
+    wanted = request.GET.get("ref") or design.default_branch
+    form = forms.UploadForm(
+        request.POST if request.method == "POST" else None,
+        request.FILES if request.method == "POST" else None,
+        branches=branches,
+        default=design.default_branch,
+        initial={
+            "branch": wanted if wanted in branches else design.default_branch,
+            "folder": request.GET.get("folder", ""),
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        ok, sha = form_call(form, _commit_uploads, design=design, author=request.user, **data)
+        if ok:
+            count = len(data["files"])
+            files = "1 file" if count == 1 else f"{count} files"
+            messages.success(request, f"Committed {files} to {data['branch']} ({sha[:7]}).")
+            return redirect(detail_url(design, data["branch"]))
+    return render_design_page(
+        request, "designs/upload.html", design, role, "files", form=form, branches=branches
+    )
+
+
+@login_required
+@hub_page
+def design_delete_file(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="write")
+    path = request.GET.get("path", "")
+    form = forms.DeleteFileForm(
+        request.POST or None,
+        initial={"path": path, "branch": _ref(request, design), "message": f"Delete {path}"},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        ok, sha = form_call(
+            form,
+            services.design_commit,
+            design=design,
+            author=request.user,
+            message=data["message"],
+            branch=data["branch"],
+            deletes=[data["path"]],
+        )
+        if ok:
+            messages.success(request, f"Deleted {data['path']} in {sha[:7]}.")
+            return redirect(detail_url(design, data["branch"]))
+    return render_design_page(
+        request, "designs/file_change.html", design, role, "files", form=form, action="delete"
+    )
+
+
+@login_required
+@hub_page
+def design_rename_file(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="write")
+    path = request.GET.get("path", "")
+    form = forms.RenameFileForm(
+        request.POST or None,
+        initial={
+            "path": path,
+            "new_path": path,
+            "branch": _ref(request, design),
+            "message": f"Rename {path}",
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        ok, sha = form_call(
+            form,
+            services.design_commit,
+            design=design,
+            author=request.user,
+            message=data["message"],
+            branch=data["branch"],
+            renames=[services.Rename(data["path"], data["new_path"])],
+        )
+        if ok:
+            messages.success(request, f"Renamed {data['path']} to {data['new_path']} in {sha[:7]}.")
+            url = reverse(
+                "design-blob",
+                args=[design.owner.username, design.slug, paths.clean_path(data["new_path"])],
+            )
+            return redirect(with_query(url, ref=data["branch"]))
+    return render_design_page(
+        request, "designs/file_change.html", design, role, "files", form=form, action="rename"
+    )
+
+
+# -- branches and tags --------------------------------------------------------------------
+
+
+def _create_or_delete(request: HttpRequest, design: Design, form_class, *, create, delete, created, deleted):
+    """The create/delete actions shared by the branches and tags pages.
+
+    Returns (form, redirect or None); `created`/`deleted` format the success message.
+    """
+    action = request.POST.get("action")
+    form = form_class(request.POST if action == "create" else None)
+    if action == "delete":
+        name = request.POST.get("name", "")
+        delete(design=design, user=request.user, name=name)
+        messages.success(request, deleted.format(name=name))
+        return form, redirect(request.path)
+    if action == "create" and form.is_valid():
+        ok, _ = form_call(form, create, design=design, user=request.user, **form.cleaned_data)
+        if ok:
+            messages.success(request, created.format(name=form.cleaned_data["name"]))
+            return form, redirect(request.path)
+    return form, None
+
+
+@hub_page
+def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="write" if request.method == "POST" else None)
+    form, done = _create_or_delete(
+        request,
+        design,
+        forms.BranchCreateForm,
+        create=services.branch_create,
+        delete=services.branch_delete,
+        created="Created branch {name}.",
+        deleted="Deleted branch {name}.",
+    )
+    if done:
+        return done
+    return render_design_page(
+        request,
+        "designs/branches.html",
+        design,
+        role,
+        "branches",
+        form=form,
+        branch_list=selectors.design_branches(design),
+    )
+
+
+@hub_page
+def design_tags(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="write" if request.method == "POST" else None)
+    form, done = _create_or_delete(
+        request,
+        design,
+        forms.TagCreateForm,
+        create=services.tag_create,
+        delete=services.tag_delete,
+        created="Tagged {name}.",
+        deleted="Deleted tag {name}.",
+    )
+    if done:
+        return done
+    return render_design_page(
+        request, "designs/tags.html", design, role, "tags", form=form, tag_list=design.repo.tags()
+    )
+
+
+# -- forks and settings -------------------------------------------------------------------
+
+
+@login_required
+@hub_page
+def design_fork(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    form = forms.ForkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        ok, fork = form_call(
+            form,
+            services.design_fork,
+            design=design,
+            user=request.user,
+            slug=form.cleaned_data["slug"] or None,
+        )
+        if ok:
+            messages.success(request, f"Forked {design.full_name} to {fork.full_name}.")
+            return redirect(detail_url(fork))
+    return render_design_page(request, "designs/fork.html", design, role, "forks", form=form)
+
+
+@hub_page
+def design_forks(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug)
+    forks = selectors.designs_visible_to(request.user).filter(forked_from=design)
+    page = Paginator(forks, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
+    return render_design_page(request, "designs/forks.html", design, role, "forks", page=page)
+
+
+@login_required
+@hub_page
+def design_settings(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    design, role = load_design(request, owner, slug, need="owner")
+    action = request.POST.get("action")
+    branches = [name for name, _ in design.repo.branches()]
+    form = forms.DesignSettingsForm(
+        request.POST if action == "update" else None, design=design, branches=branches
+    )
+    collaborator_form = forms.CollaboratorForm(request.POST if action == "add-collaborator" else None)
+    if action == "update" and form.is_valid():
+        ok, _ = form_call(form, services.design_update, design=design, **form.cleaned_data)
+        if ok:
+            messages.success(request, "Settings saved.")
+            return redirect(request.path)
+    elif action == "add-collaborator" and collaborator_form.is_valid():
+        username = collaborator_form.cleaned_data["username"].strip()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            collaborator_form.add_error("username", f"There is no user named {username!r}.")
+        else:
+            ok, _ = form_call(
+                collaborator_form,
+                services.collaborator_set,
+                design=design,
+                actor=request.user,
+                user=user,
+                role=collaborator_form.cleaned_data["role"],
+            )
+            if ok:
+                messages.success(
+                    request, f"{user.username} can now {collaborator_form.cleaned_data['role']}."
+                )
+                return redirect(request.path)
+    elif action == "remove-collaborator":
+        user = User.objects.filter(username=request.POST.get("username", "")).first()
+        if user is None:
+            raise NotFound("No such collaborator.")
+        services.collaborator_remove(design=design, actor=signed_in_user(request), user=user)
+        messages.success(request, f"{user.username} is no longer a collaborator.")
+        return redirect(request.path)
+    collaborators = design.collaborators.select_related("user").order_by("user__username")
+    return render_design_page(
+        request,
+        "designs/settings.html",
+        design,
+        role,
+        "settings",
+        form=form,
+        collaborator_form=collaborator_form,
+        collaborators=collaborators,
+    )

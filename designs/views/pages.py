@@ -1,0 +1,68 @@
+"""What every design page shares: loading the design for the requester, the page frame
+(role, upstream, mirror, open proposals) and links back to the design."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from designs import selectors
+from designs.models import Design
+from hub.exceptions import PermissionDenied
+
+DESIGNS_PER_PAGE = 20
+WRITERS = ("owner", "write")
+
+
+def load_design(
+    request: HttpRequest, owner: str, slug: str, *, need: str | None = None
+) -> tuple[Design, str | None]:
+    """The design as the requester may see it, and their role; `need` 'write' or 'owner'."""
+    design = selectors.design_get(user=request.user, owner=owner, slug=slug)
+    role = selectors.design_role(design, request.user)
+    if need == "write" and role not in WRITERS:
+        raise PermissionDenied(f"You cannot change {design.full_name}.")
+    if need == "owner" and role != "owner":
+        raise PermissionDenied(f"Only {design.owner.username} can change the settings of {design.full_name}.")
+    return design, role
+
+
+def render_design_page(
+    request: HttpRequest, template: str, design: Design, role: str | None, tab: str, **context: Any
+) -> HttpResponse:
+    upstream = None
+    if design.forked_from_id is not None:
+        # The upstream may have turned private since: link to it only if this person sees it.
+        visible = selectors.designs_visible_to(request.user).filter(pk=design.forked_from_id)
+        upstream = design.forked_from if visible.exists() else None
+    # A pull mirror changes only by its refresh: no page offers to write to it.
+    mirror = selectors.design_mirror(design)
+    return render(
+        request,
+        template,
+        {
+            "design": design,
+            "role": role,
+            "can_write": role in WRITERS and mirror is None,
+            "is_owner": role == "owner",
+            "upstream": upstream,
+            "mirror": mirror,
+            "open_proposals": selectors.proposals_of(design, status="open").count(),
+            "tab": tab,
+            **context,
+        },
+    )
+
+
+def with_query(url: str, **params: str | None) -> str:
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"{url}?{query}" if query else url
+
+
+def detail_url(design: Design, ref: str | None = None) -> str:
+    url = reverse("design-detail", args=[design.owner.username, design.slug])
+    return with_query(url, ref=ref if ref != design.default_branch else None)
