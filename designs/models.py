@@ -71,9 +71,7 @@ class Design(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
-    # Not fields: set on instances by readers. `selectors.design_mirror` remembers the pull
-    # mirror here; `presenters.with_covers` sets the cover thumbnail's address for lists.
-    _fabhub_mirror: PullMirror | None
+    # Not a field: `presenters.with_covers` sets the cover thumbnail's address for lists.
     cover_url: str | None
 
     class Meta:

@@ -68,10 +68,12 @@ def design_can_write(design: Design, user: Viewer) -> bool:
 
 
 def design_mirror(design: Design) -> PullMirror | None:
-    """The design's pull mirror settings, or None (remembered on the instance)."""
-    if not hasattr(design, "_fabhub_mirror"):
-        design._fabhub_mirror = PullMirror.objects.filter(design_id=design.pk).first()
-    return design._fabhub_mirror
+    """The design's pull mirror settings, or None. Django remembers the answer on the
+    instance (the reverse one-to-one cache, the miss included), so asking twice is free."""
+    try:
+        return design.pull_mirror
+    except PullMirror.DoesNotExist:
+        return None
 
 
 def refuse_local_writes(design: Design) -> None:

@@ -139,7 +139,8 @@ def mirror_create(
             design = design_create(
                 owner=owner, slug=slug, title=title, summary=summary, licence=licence, visibility=visibility
             )
-            design._fabhub_mirror = PullMirror.objects.create(
+            # Creating it fills the design's reverse cache (selectors.design_mirror).
+            PullMirror.objects.create(
                 design=design,
                 url=url,
                 credential=credential,
@@ -213,7 +214,8 @@ def mirror_stop(*, design: Design, user: User) -> None:
     """Turn the mirror into an ordinary design: it keeps what it has and accepts commits."""
     mirror = _owned_mirror(design, user)
     mirror.delete()
-    design._fabhub_mirror = None
+    # Forget the deleted row on this instance too: design_mirror asks again.
+    design.pull_mirror = None
 
 
 @dataclass(frozen=True)
