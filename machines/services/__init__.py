@@ -1,0 +1,73 @@
+"""Writes for labs, machines, qualifications and bookings. Each checks its caller's rights.
+
+A package so that its areas can move into modules of their own; for now everything is in
+bookings.py, and callers keep writing `services.booking_create(...)`.
+"""
+
+from __future__ import annotations
+
+from machines.services.bookings import (
+    LAB_FIELDS,
+    MACHINE_FIELDS,
+    MAX_PHOTO_BYTES,
+    PHOTO_SIGNATURES,
+    booking_approve,
+    booking_cancel,
+    booking_check_start,
+    booking_create,
+    booking_keep,
+    booking_refuse,
+    calendar_feed_get,
+    calendar_feed_reset,
+    closure_create,
+    closure_delete,
+    lab_create,
+    lab_set_hours,
+    lab_update,
+    machine_connection,
+    machine_create,
+    machine_set_status,
+    machine_update,
+    maintenance_block,
+    membership_decide,
+    membership_join,
+    membership_remove,
+    membership_set_role,
+    qualification_record,
+    qualification_revoke,
+    timeline_insert,
+    timeline_lock,
+)
+
+__all__ = [
+    "LAB_FIELDS",
+    "MACHINE_FIELDS",
+    "MAX_PHOTO_BYTES",
+    "PHOTO_SIGNATURES",
+    "booking_approve",
+    "booking_cancel",
+    "booking_check_start",
+    "booking_create",
+    "booking_keep",
+    "booking_refuse",
+    "calendar_feed_get",
+    "calendar_feed_reset",
+    "closure_create",
+    "closure_delete",
+    "lab_create",
+    "lab_set_hours",
+    "lab_update",
+    "machine_connection",
+    "machine_create",
+    "machine_set_status",
+    "machine_update",
+    "maintenance_block",
+    "membership_decide",
+    "membership_join",
+    "membership_remove",
+    "membership_set_role",
+    "qualification_record",
+    "qualification_revoke",
+    "timeline_insert",
+    "timeline_lock",
+]
