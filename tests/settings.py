@@ -4,7 +4,7 @@ import os
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "only-for-the-test-suite")
-# No print queue clock (machines/ticker.py) in the servers the tests start through
+# No print queue clock (machines/printing/ticker.py) in the servers the tests start through
 # hub.wsgi (they inherit this environment): tests drive the queue themselves, and a
 # server ticking on the test database would dispatch and poll the tests' printers.
 os.environ.setdefault("FABHUB_PRINT_TICK_S", "0")

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hub import services as hub_services
-from machines import services
+from machines import notifications, services
 from machines.models import Machine, PrintJob, PrintRecord
 from tests.api.querycounts import assert_queries_do_not_grow_with_rows, plain_list, results
 from tests.conftest import client_for
@@ -215,7 +215,7 @@ def test_listing_notifications_takes_the_same_queries_for_one_as_for_many(bob, a
     def add(n):
         for _ in range(n):
             other_lab = make_lab(alice, slug=f"lab-{next(numbers)}")
-            services.notify(user=bob, subject="Your booking", body="Approved.", lab=other_lab)
+            notifications.notify(user=bob, subject="Your booking", body="Approved.", lab=other_lab)
 
     assert_queries_do_not_grow_with_rows(
         client_for(bob), reverse("api-notifications"), add=add, listed=results

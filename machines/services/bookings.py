@@ -1,0 +1,350 @@
+"""Bookings: the rules and quota checks, the member's and the managers' decisions,
+maintenance windows, and the check as a booking starts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from hub.exceptions import Conflict, NotFound, ValidationError
+from hub.models import User
+from machines import selectors, timeline
+from machines.models import Booking, Lab, Machine
+from machines.notifications import notify, notify_managers
+from machines.selectors import lab_role, require_manager, require_member, rules_for
+from machines.services.qualifications import require_qualified
+from machines.services.timeline import (
+    collision_error,
+    local_span,
+    local_time,
+    require_aware,
+    require_range,
+    timeline_insert,
+    timeline_lock,
+)
+
+
+def _check_rules(machine: Machine, member: User, start: datetime, end: datetime, now: datetime) -> None:
+    rules = rules_for(machine)
+    lab = machine.lab
+    length = (end - start).total_seconds() / 60
+    if length < rules.min_booking_minutes:
+        raise ValidationError(f"Book {machine.name} for at least {rules.min_booking_minutes} minutes.")
+    if length > rules.max_booking_minutes:
+        raise ValidationError(
+            f"Book {machine.name} for at most {rules.max_booking_minutes} minutes at a time."
+        )
+    if start < now + timedelta(minutes=rules.min_notice_minutes):
+        if start < now:
+            raise ValidationError("That time has passed.")
+        raise ValidationError(f"Book {machine.name} at least {rules.min_notice_minutes} minutes ahead.")
+    if start > now + timedelta(days=rules.max_horizon_days):
+        raise ValidationError(f"Book {machine.name} at most {rules.max_horizon_days} days ahead.")
+    closures = selectors.closures_between(lab, start, end)
+    if closures:
+        first = closures[0]
+        why = f": {first.reason}" if first.reason else ""
+        raise ValidationError(f"{lab.name} is closed {local_span(first.start, first.end, lab)}{why}.")
+    hours = timeline.opening_intervals(selectors.weekly_hours(lab), lab.zone, start, end)
+    if not timeline.contains(hours, start, end):
+        raise ValidationError(
+            f"{local_span(start, end, lab)} is outside {lab.name}'s opening hours: see the lab's page."
+        )
+
+
+def _check_quota(machine: Machine, member: User, start: datetime, end: datetime) -> None:
+    rules = rules_for(machine)
+    if rules.weekly_quota_minutes is None:
+        return
+    zone = machine.lab.zone
+    monday = timeline.week_start(start, zone)
+    while True:
+        week_from = timeline.wall_clock(monday, time(0), zone)
+        week_to = timeline.wall_clock(monday + timedelta(days=7), time(0), zone)
+        if week_from >= end:
+            return
+        new = sum(timeline.minutes(i) for i in timeline.clip([(start, end)], week_from, week_to))
+        used = selectors.booked_minutes(
+            member, machine, week_from, week_to, per_machine=rules.quota_per_machine
+        )
+        if used + new > rules.weekly_quota_minutes:
+            where = machine.name if rules.quota_per_machine else machine.lab.name
+            raise ValidationError(
+                f"This booking would take you over your weekly quota of {rules.weekly_quota_minutes / 60:g} h "
+                f"at {where} (week of {monday:%d %b}: {used / 60:g} h booked already)."
+            )
+        monday += timedelta(days=7)
+
+
+def booking_create(
+    *,
+    machine: Machine,
+    member: User,
+    start: datetime,
+    end: datetime,
+    note: str = "",
+    lab: Lab | None = None,
+) -> Booking:
+    """Book `machine` for `member` over [start, end).
+
+    `lab` is the lab the caller believes the machine is in (an API payload's lab): a
+    mismatch is refused rather than trusted. Everything that depends on the timeline is
+    checked after `timeline_lock`, so two requests for one slot cannot both pass.
+    """
+    require_aware(start=start, end=end)
+    require_range(start, end)
+    if lab is not None and lab.pk != machine.lab_id:
+        raise ValidationError(f"{machine.name} is a machine of {machine.lab.name}, not of {lab.name}.")
+    require_member(machine.lab, member)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    with transaction.atomic():
+        machine = timeline_lock(machine.pk)
+        if not machine.is_bookable:
+            raise Conflict(
+                f"{machine.name} is {machine.get_status_display().lower()}"
+                f"{': ' + machine.status_reason if machine.status_reason else ''}. Try another machine."
+            )
+        now = timezone.now()
+        _check_rules(machine, member, start, end, now)
+        require_qualified(member, machine, start)
+        _check_quota(machine, member, start, end)
+        row = selectors.collision(machine, start, end)
+        if row is not None:
+            raise collision_error(machine, row)
+        needs_approval = rules_for(machine).requires_approval and lab_role(machine.lab, member) != "manager"
+        booking = timeline_insert(
+            machine,
+            kind=Booking.Kind.BOOKING,
+            member=member,
+            created_by=member,
+            start=start,
+            end=end,
+            note=note,
+            status=Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
+        )
+        if needs_approval:
+            notify_managers(
+                machine.lab,
+                booking=booking,
+                but=member,
+                subject=f"{member.username} asks for {machine.name} {local_span(start, end, machine.lab)}",
+            )
+    return booking
+
+
+def _manager_of(booking: Booking, actor: User) -> bool:
+    return lab_role(booking.machine.lab, actor) == "manager"
+
+
+def _claim(booking: Booking, from_status: tuple[str, ...], error: str, **changes: Any) -> Booking:
+    if not Booking.objects.filter(pk=booking.pk, status__in=from_status).update(**changes):
+        raise Conflict(error)
+    booking.refresh_from_db()
+    return booking
+
+
+@transaction.atomic
+def booking_approve(*, booking: Booking, actor: User) -> Booking:
+    require_manager(booking.machine.lab, actor)
+    booking = _claim(
+        booking,
+        (Booking.Status.PENDING,),
+        "This booking is no longer waiting for approval.",
+        status=Booking.Status.APPROVED,
+        decided_by=actor,
+        decided_at=timezone.now(),
+    )
+    lab = booking.machine.lab
+    notify(
+        user=booking.booking_member,
+        lab=lab,
+        booking=booking,
+        subject=f"Confirmed: {booking.machine.name} {local_span(booking.start, booking.end, lab)}",
+    )
+    return booking
+
+
+@transaction.atomic
+def booking_refuse(*, booking: Booking, actor: User, reason: str) -> Booking:
+    require_manager(booking.machine.lab, actor)
+    if not reason.strip():
+        raise ValidationError("Say why the booking is refused: the member is told.")
+    booking = _claim(
+        booking,
+        (Booking.Status.PENDING,),
+        "This booking is no longer waiting for approval.",
+        status=Booking.Status.REFUSED,
+        reason=reason,
+        decided_by=actor,
+        decided_at=timezone.now(),
+    )
+    lab = booking.machine.lab
+    notify(
+        user=booking.booking_member,
+        lab=lab,
+        booking=booking,
+        body=reason,
+        subject=f"Refused: {booking.machine.name} {local_span(booking.start, booking.end, lab)}",
+    )
+    return booking
+
+
+@transaction.atomic
+def booking_cancel(*, booking: Booking, actor: User, reason: str = "") -> Booking:
+    """Cancel: the member up to the lab's deadline, a manager at any time with a reason."""
+    lab = booking.machine.lab
+    manager = _manager_of(booking, actor)
+    now = timezone.now()
+    if booking.member_id == actor.pk and not manager:
+        if booking.end <= now:
+            raise ValidationError("This booking is over.")
+        deadline = booking.start - timedelta(minutes=rules_for(booking.machine).cancel_deadline_minutes)
+        if now > deadline:
+            raise ValidationError(
+                f"Bookings of {booking.machine.name} can be cancelled until {local_time(deadline, lab)}; ask a manager."
+            )
+    elif not manager:
+        raise NotFound(f"There is no booking {booking.pk}.")
+    elif booking.member_id != actor.pk and not reason.strip():
+        raise ValidationError("Say why you cancel this booking: the member is told.")
+    booking = _claim(
+        booking,
+        Booking.ACTIVE,
+        "This booking is not active any more.",
+        status=Booking.Status.CANCELLED,
+        reason=reason,
+        decided_by=actor,
+        decided_at=now,
+        needs_decision=False,
+    )
+    if booking.member_id and booking.member_id != actor.pk:
+        notify(
+            user=booking.booking_member,
+            lab=lab,
+            booking=booking,
+            body=reason,
+            subject=f"Cancelled: {booking.machine.name} {local_span(booking.start, booking.end, lab)}",
+        )
+    return booking
+
+
+@transaction.atomic
+def booking_keep(*, booking: Booking, actor: User) -> Booking:
+    """A manager's decision to keep a booking that a status change or closure flagged."""
+    require_manager(booking.machine.lab, actor)
+    if not Booking.objects.filter(pk=booking.pk, needs_decision=True, status__in=Booking.ACTIVE).update(
+        needs_decision=False, decided_by=actor, decided_at=timezone.now()
+    ):
+        raise Conflict("This booking is not waiting for a decision.")
+    booking.refresh_from_db()
+    lab = booking.machine.lab
+    notify(
+        user=booking.booking_member,
+        lab=lab,
+        booking=booking,
+        subject=f"Kept: your booking of {booking.machine.name} {local_span(booking.start, booking.end, lab)} stands",
+    )
+    return booking
+
+
+def maintenance_block(
+    *,
+    machine: Machine,
+    actor: User,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    cancel_overlapping: bool = False,
+) -> tuple[Booking, list[Booking]]:
+    """Block a maintenance window on the machine's timeline.
+
+    Bookings in the way are refused with a Conflict that lists them, unless
+    `cancel_overlapping`: then they are cancelled (their members told) in the same
+    transaction. Returns the window and the cancelled bookings.
+    """
+    require_manager(machine.lab, actor)
+    require_aware(start=start, end=end)
+    require_range(start, end, "maintenance window")
+    if not reason.strip():
+        raise ValidationError("Say what the maintenance is for.")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    with transaction.atomic():
+        machine = timeline_lock(machine.pk)
+        lab = machine.lab
+        in_the_way = selectors.timeline_between(machine, start, end)
+        blocking = [r for r in in_the_way if r.kind != Booking.Kind.BOOKING]
+        if blocking:
+            raise collision_error(machine, blocking[0])
+        if in_the_way and not cancel_overlapping:
+            raise Conflict(
+                f"{len(in_the_way)} booking(s) of {machine.name} overlap this window: cancel them, "
+                "or block it with cancel_overlapping.",
+                overlapping=[
+                    {"id": r.pk, "start": r.start.isoformat(), "end": r.end.isoformat()} for r in in_the_way
+                ],
+            )
+        now = timezone.now()
+        for row in in_the_way:
+            Booking.objects.filter(pk=row.pk).update(
+                status=Booking.Status.CANCELLED,
+                reason=f"Maintenance: {reason}",
+                decided_by=actor,
+                decided_at=now,
+            )
+            notify(
+                user=row.booking_member,
+                lab=lab,
+                booking=row,
+                body=reason,
+                subject=f"Cancelled for maintenance: {machine.name} {local_span(row.start, row.end, lab)}",
+            )
+        window = timeline_insert(
+            machine,
+            kind=Booking.Kind.MAINTENANCE,
+            status=Booking.Status.APPROVED,
+            member=None,
+            created_by=actor,
+            start=start,
+            end=end,
+            reason=reason,
+        )
+    return window, in_the_way
+
+
+def booking_check_start(*, booking_id: int) -> Booking | None:
+    """Check a booking again as it starts: its member must still be qualified.
+
+    Claimed with a conditional update, so running twice (two beat ticks, two workers)
+    checks once. A member no longer qualified loses the booking and is told why.
+    """
+    now = timezone.now()
+    if not Booking.objects.filter(pk=booking_id, start_checked_at__isnull=True).update(start_checked_at=now):
+        return None
+    booking = Booking.objects.select_related("machine", "machine__lab", "member").get(pk=booking_id)
+    if (
+        booking.kind != Booking.Kind.BOOKING
+        or not booking.is_active
+        or not booking.machine.requires_qualification
+    ):
+        return booking
+    lab = booking.machine.lab
+    day = booking.start.astimezone(lab.zone).date()
+    if selectors.qualification_for(booking.booking_member, booking.machine, day) is not None:
+        return booking
+    with transaction.atomic():
+        reason = f"No valid qualification for {booking.machine.name} on {day:%d %b %Y}."
+        if Booking.objects.filter(pk=booking.pk, status__in=Booking.ACTIVE).update(
+            status=Booking.Status.CANCELLED, reason=reason, decided_at=now
+        ):
+            notify(
+                user=booking.booking_member,
+                lab=lab,
+                booking=booking,
+                body=reason,
+                subject=f"Cancelled: {booking.machine.name} {local_span(booking.start, booking.end, lab)}",
+            )
+    booking.refresh_from_db()
+    return booking

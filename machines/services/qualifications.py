@@ -1,0 +1,68 @@
+"""Qualifications: who has been trained on which machine, or kind of machine, until when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from hub.exceptions import PermissionDenied, ValidationError
+from hub.models import User
+from machines import selectors
+from machines.models import Lab, Machine, Qualification
+from machines.selectors import lab_role, require_manager
+
+
+@transaction.atomic
+def qualification_record(
+    *,
+    lab: Lab,
+    actor: User,
+    member: User,
+    trained_on,
+    machine: Machine | None = None,
+    kind: str = "",
+    trainer: User | None = None,
+    expires_on=None,
+) -> Qualification:
+    require_manager(lab, actor)
+    if lab_role(lab, member) not in ("member", "manager"):
+        raise ValidationError(f"{member.username} is not a member of {lab.name}.")
+    if (machine is None) == (not kind):
+        raise ValidationError("Give either a machine or a kind of machine, not both.")
+    if machine is not None and machine.lab_id != lab.pk:
+        raise ValidationError(f"{machine.name} is not a machine of {lab.name}.")
+    if kind and kind not in Machine.Kind.values:
+        raise ValidationError(f"{kind!r} is not a kind of machine.")
+    if expires_on is not None and expires_on < trained_on:
+        raise ValidationError("The qualification expires before the training date.")
+    return Qualification.objects.create(
+        lab=lab,
+        member=member,
+        machine=machine,
+        kind=kind,
+        trained_on=trained_on,
+        trainer=trainer or actor,
+        expires_on=expires_on,
+        recorded_by=actor,
+    )
+
+
+def qualification_revoke(*, qualification: Qualification, actor: User) -> None:
+    require_manager(qualification.lab, actor)
+    qualification.delete()
+
+
+def require_qualified(member: User, machine: Machine, start: datetime) -> None:
+    if not machine.requires_qualification:
+        return
+    lab = machine.lab
+    today = timezone.now().astimezone(lab.zone).date()
+    on_start = start.astimezone(lab.zone).date()
+    if selectors.qualification_for(member, machine, today) is None:
+        raise PermissionDenied(
+            f"{machine.name} needs a training: ask a manager of {lab.name} to record your qualification."
+        )
+    if selectors.qualification_for(member, machine, on_start) is None:
+        raise PermissionDenied(f"Your qualification for {machine.name} expires before {on_start:%d %b %Y}.")
