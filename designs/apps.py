@@ -11,5 +11,5 @@ class DesignsConfig(AppConfig):
         from designs.services import analysis, mirrors
         from hub.ticker import register_ticker
 
-        diffs.register_differ(analysis.mesh_differ)
+        diffs.register_prepared_differ(analysis.mesh_differ_prepare)
         register_ticker("mirror", interval_setting="FABHUB_MIRROR_TICK_S", tick=mirrors.embedded_tick)

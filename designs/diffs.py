@@ -2,7 +2,8 @@
 
 Each changed file gets a status and size delta; a *differ* chosen by the file's name then
 adds a detailed comparison: a unified diff for text, a row-level diff for CSV bills of
-materials. Other kinds (the geometric mesh differ) plug in with `register_differ`.
+materials. Other kinds plug in with `register_differ`, or with `register_prepared_differ`
+when they read rows for the files they compare (the geometric mesh differ).
 """
 
 from __future__ import annotations
@@ -35,20 +36,36 @@ class FileDiff:
         return (self.new_size or 0) - (self.old_size or 0)
 
 
-# A differ gets the repository and the file's change and returns (kind, detail) or None
+# A differ gets the repository and one file's change and returns (kind, detail), or None
 # to let the next differ try.
 Differ = Callable[[Repository, FileDiff], "tuple[str, dict[str, Any]] | None"]
-_differs: list[Differ] = []
+# A differ that reads database rows for each file (the mesh differ's analyses) would cost
+# a query per changed file. It registers a preparer instead: called once per comparison
+# with every file to diff, the preparer reads what they all need in one go and returns
+# the differ to use for each of them.
+Prepare = Callable[[Repository, "list[FileDiff]"], Differ]
+# In the order they are tried: (the function registered, so that registering it twice is
+# harmless; its preparer).
+_differs: list[tuple[Callable[..., Any], Prepare]] = []
 
 
 def register_differ(differ: Differ, *, first: bool = True) -> None:
     """Add a differ; `first` puts it ahead of the built-in text and BOM ones."""
-    if differ in _differs:
+    _register(differ, lambda repo, changes: differ, first=first)
+
+
+def register_prepared_differ(prepare: Prepare, *, first: bool = True) -> None:
+    """Add a differ made for each comparison by `prepare(repo, changes)`; `first` as above."""
+    _register(prepare, prepare, first=first)
+
+
+def _register(registered: Callable[..., Any], prepare: Prepare, *, first: bool) -> None:
+    if any(known is registered for known, _ in _differs):
         return
     if first:
-        _differs.insert(0, differ)
+        _differs.insert(0, (registered, prepare))
     else:
-        _differs.append(differ)
+        _differs.append((registered, prepare))
 
 
 def _read_pair(repo: Repository, change: FileDiff) -> tuple[bytes, bytes]:
@@ -124,9 +141,8 @@ def compare(repo: Repository, base: str | None, head: str, *, details: bool = Tr
     sizes = repo.blob_sizes(
         [c.old_sha for c in changes if c.old_sha] + [c.new_sha for c in changes if c.new_sha]
     )
-    diffs = []
-    for c in changes:
-        file_diff = FileDiff(
+    diffs = [
+        FileDiff(
             status=c.status,
             path=c.path,
             old_path=c.old_path,
@@ -135,11 +151,16 @@ def compare(repo: Repository, base: str | None, head: str, *, details: bool = Tr
             old_size=sizes.get(c.old_sha) if c.old_sha else None,
             new_size=sizes.get(c.new_sha) if c.new_sha else None,
         )
-        if details and c.old_sha != c.new_sha:
-            for differ in [*_differs, bom_differ, text_differ]:
+        for c in changes
+    ]
+    # Pure renames (same blob) have nothing to compare.
+    to_diff = [d for d in diffs if d.old_sha != d.new_sha] if details else []
+    if to_diff:
+        differs = [prepare(repo, to_diff) for _, prepare in _differs] + [bom_differ, text_differ]
+        for file_diff in to_diff:
+            for differ in differs:
                 found = differ(repo, file_diff)
                 if found is not None:
                     file_diff.kind, file_diff.detail = found
                     break
-        diffs.append(file_diff)
     return diffs

@@ -26,6 +26,7 @@ from designs.models import (
     LfsLock,
     LfsObject,
     MeshAnalysis,
+    MeshDiff,
     PullMirror,
     PushMirror,
 )
@@ -327,6 +328,18 @@ def viewer_path(blob_sha: str) -> Path:
 
 def analyses_for_blobs(blob_shas: list[str]) -> dict[str, MeshAnalysis]:
     return {a.blob_sha: a for a in MeshAnalysis.objects.filter(blob_sha__in=blob_shas)}
+
+
+def mesh_diffs_for_pairs(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], MeshDiff]:
+    """The cached geometric diffs of these (old blob, new blob) pairs, in one query."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    # Both columns by IN (served by the pair's unique index), then the exact pairs kept:
+    # simpler SQL than an OR of pairs. A cached diff of another pairing of these blobs
+    # (two diffs sharing a side) is rare and just dropped here.
+    rows = MeshDiff.objects.filter(old_sha__in={o for o, _ in wanted}, new_sha__in={n for _, n in wanted})
+    return {(d.old_sha, d.new_sha): d for d in rows if (d.old_sha, d.new_sha) in wanted}
 
 
 def parse_build_volume(text: str) -> tuple[float, float, float]:

@@ -13,15 +13,24 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from designs.diffs import Differ, FileDiff
+from designs.git import Repository
 from designs.meshes import is_mesh_path
 from designs.meshes.worker import MeshJob, run_batch, run_diff
 from designs.models import Design, MeshAnalysis, MeshDiff
-from designs.selectors import analyses_for_blobs, design_blob_to_file, thumbnail_path, viewer_path
+from designs.selectors import (
+    analyses_for_blobs,
+    design_blob_to_file,
+    mesh_diffs_for_pairs,
+    thumbnail_path,
+    viewer_path,
+)
 from hub.queue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -176,33 +185,51 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
 # -- geometric diffs ----------------------------------------------------------------------
 
 
-def mesh_differ(repo, change):
-    """The diff page's plug-in for meshes (designs.diffs.register_differ)."""
-    if not is_mesh_path(change.path) and not (change.old_path and is_mesh_path(change.old_path)):
-        return None
-    analyses = analyses_for_blobs([s for s in (change.old_sha, change.new_sha) if s])
+def _is_mesh_change(change: FileDiff) -> bool:
+    return is_mesh_path(change.path) or bool(change.old_path and is_mesh_path(change.old_path))
 
-    def summary(sha):
+
+def mesh_differ_prepare(repo: Repository, changes: list[FileDiff]) -> Differ:
+    """The diff pages' plug-in for meshes (designs.diffs.register_prepared_differ).
+
+    Reads the analyses and cached geometric diffs of every changed mesh up front, two
+    queries whatever their number, so the differ it returns reads none per file.
+    """
+    meshes = [c for c in changes if _is_mesh_change(c)]
+    analyses = analyses_for_blobs([s for c in meshes for s in (c.old_sha, c.new_sha) if s]) if meshes else {}
+    geometries = mesh_diffs_for_pairs([(c.old_sha, c.new_sha) for c in meshes if c.old_sha and c.new_sha])
+
+    def summary(sha: str | None) -> dict | None:
         row = analyses.get(sha) if sha else None
         if row is None:
             return None
         return {"status": row.status, "figures": row.figures, "reason": row.reason}
 
-    detail = {"old": summary(change.old_sha), "new": summary(change.new_sha), "geometry": None}
-    if change.old_sha and change.new_sha:
-        cached = mesh_diff_get(
-            repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path
-        )
-        detail["geometry"] = cached.result
-        detail["geometry_reason"] = cached.reason
-    return "mesh", detail
+    def mesh_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]] | None:
+        if not _is_mesh_change(change):
+            return None
+        detail: dict[str, Any] = {
+            "old": summary(change.old_sha),
+            "new": summary(change.new_sha),
+            "geometry": None,
+        }
+        if change.old_sha and change.new_sha:
+            pair = (change.old_sha, change.new_sha)
+            if pair not in geometries:
+                # Kept, so a second file with the same two blobs is not computed again.
+                geometries[pair] = mesh_diff_compute(
+                    repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path
+                )
+            detail["geometry"] = geometries[pair].result
+            detail["geometry_reason"] = geometries[pair].reason
+        return "mesh", detail
+
+    return mesh_differ
 
 
-def mesh_diff_get(repo, old_sha: str, new_sha: str, old_path: str, new_path: str) -> MeshDiff:
-    """The geometric diff of two blobs, computed once (bounded in time) and cached."""
-    cached = MeshDiff.objects.filter(old_sha=old_sha, new_sha=new_sha).first()
-    if cached is not None:
-        return cached
+def mesh_diff_compute(repo: Repository, old_sha: str, new_sha: str, old_path: str, new_path: str) -> MeshDiff:
+    """The geometric diff of two blobs not cached yet, computed (bounded in time) and
+    cached; if another request cached it meanwhile, its row wins, so all see one result."""
     work = Path(tempfile.mkdtemp(prefix="fabhub-meshdiff-"))
     try:
         old_file, new_file = work / "old", work / "new"

@@ -12,7 +12,7 @@ from django.urls import reverse
 from designs import services
 from designs.models import PushMirror
 from hub import services as hub_services
-from tests.api.querycounts import assert_queries_do_not_grow_with_rows, plain_list, results
+from tests.api.querycounts import MANY, assert_queries_do_not_grow_with_rows, plain_list, results
 from tests.conftest import client_for
 from tests.factories import DesignFactory, UserFactory, commit_files
 
@@ -113,11 +113,6 @@ def test_a_diff_takes_the_same_queries_for_one_changed_file_as_for_many(api, des
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="N+1: the mesh differ (designs.services.analysis.mesh_differ) reads the analyses of each "
-    "file's blobs on its own, one query per mesh; the differ plug-in gets one file at a time",
-)
 def test_a_diff_takes_the_same_queries_for_one_added_mesh_as_for_many(api, design, background_tasks_run):
     from tests.printing.factories import box_stl
 
@@ -128,6 +123,29 @@ def test_a_diff_takes_the_same_queries_for_one_added_mesh_as_for_many(api, desig
             design, {f"parts/box-{k}.stl": box_stl(x=10 + k) for k in (next(numbers) for _ in range(n))}
         )
 
+    assert_queries_do_not_grow_with_rows(
+        api,
+        design_url("api-design-diff", design),
+        params={"base": base, "head": "main"},
+        add=add,
+        listed=lambda r: r.json()["files"],
+    )
+
+
+def test_a_diff_takes_the_same_queries_for_one_changed_mesh_as_for_many(api, design, background_tasks_run):
+    """Changed meshes also read their cached geometric diffs (MeshDiff): one query for all."""
+    from tests.printing.factories import box_stl
+
+    commit_files(design, {f"parts/box-{k}.stl": box_stl(x=10 + k) for k in range(MANY)})
+    base = design.repo.branch_head("main")
+    changed = iter(range(MANY))
+
+    def add(n):
+        commit_files(
+            design, {f"parts/box-{k}.stl": box_stl(x=10 + k, y=12) for k in (next(changed) for _ in range(n))}
+        )
+
+    # The request before each count computes and caches the geometric diffs.
     assert_queries_do_not_grow_with_rows(
         api,
         design_url("api-design-diff", design),
