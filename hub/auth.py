@@ -64,7 +64,8 @@ def signed_in_user(request: HttpRequest | Request) -> User:
 class CredentialKind(models.TextChoices):
     SESSION = "session", "Signed-in session"
     PERSONAL_TOKEN = "personal-token", "Personal access token"
-    # Lab agent tokens and calendar-feed secrets join here, so the same rules bind them.
+    FEED_SECRET = "feed-secret", "Secret address of a calendar feed"
+    # Lab agent tokens join here, so the same rules bind them.
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ class Credential:
     @classmethod
     def for_token(cls, token: AccessToken) -> Credential:
         return cls(kind=CredentialKind.PERSONAL_TOKEN, scope=AccessToken.Scope(token.scope), token=token)
+
+    @classmethod
+    def for_feed_secret(cls, owner: User) -> Credential | None:
+        """The credential of a calendar feed's secret address, once its app has found the
+        feed: only ever read-only, and void once its owner is deactivated, like their
+        tokens. (Resetting the address is its revocation; it never expires.)"""
+        if not owner.is_active:
+            return None
+        return cls(kind=CredentialKind.FEED_SECRET, scope=AccessToken.Scope.READ)
 
     @property
     def may_write(self) -> bool:
