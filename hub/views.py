@@ -109,6 +109,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             return redirect("tokens")
         if form.is_valid():
             # Shown in this response only: the raw value is never stored, so no redirect.
+            # Pages sign in only by session (login_required), so that is the credential.
             created, raw = services.token_create(
                 user=user, credential=Credential.session(), **form.cleaned_data
             )
