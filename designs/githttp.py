@@ -21,9 +21,9 @@ from designs import selectors, services
 from designs.git import http_backend
 from designs.lfs_store import LocalObjectStore, lfs_store
 from designs.models import Design
-from hub.auth import BadCredentials, Viewer, basic_auth_user, viewer
-from hub.exceptions import NotFound
-from hub.models import AccessToken, User
+from hub.auth import BadCredentials, Viewer, require_write, resolve, viewer
+from hub.exceptions import NotFound, PermissionDenied
+from hub.models import User
 
 SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
 # `version=2` and the like: keys and values git's protocol negotiation uses, nothing else.
@@ -68,14 +68,12 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Acces
     """The design and the requester, if the requester may have `access` ("read" or
     "write") to it; else AccessRefused. Shared by git and Git LFS (designs/lfs.py)."""
     try:
-        credentials = basic_auth_user(request.headers.get("Authorization", ""))
+        found = resolve(request)
     except BadCredentials:
         raise AccessRefused(
             401, "Invalid credentials: use your username and a personal access token.", challenge=True
         ) from None
-    # A token's scope binds whichever header carried it (Basic, Bearer or Token).
-    user, token = credentials if credentials is not None else (None, None)
-    requester: Viewer = user or viewer(request)
+    requester: Viewer = found[0] if found is not None else viewer(request)
     try:
         design = selectors.design_get(user=requester, owner=owner, slug=slug)
     except NotFound:
@@ -84,14 +82,16 @@ def authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Acces
             raise AccessRefused(401, "Authentication required.", challenge=True) from None
         raise AccessRefused(404, f"Repository {owner}/{slug} not found.") from None
     if access == "write":
-        if not requester.is_authenticated:
+        if found is None:
             raise AccessRefused(
                 401, "Pushing needs your username and a personal access token.", challenge=True
             )
-        if not selectors.design_can_write(design, requester) or (
-            token is not None and token.scope == AccessToken.Scope.READ
-        ):
+        if not selectors.design_can_write(design, requester):
             raise AccessRefused(403, f"You cannot push to {design.full_name}: you have read access only.")
+        try:
+            require_write(found[1])
+        except PermissionDenied as refused:
+            raise AccessRefused(403, refused.message) from None
         mirror = selectors.design_mirror(design)
         if mirror is not None:
             raise AccessRefused(

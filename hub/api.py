@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hub import services
-from hub.auth import signed_in_user
+from hub.auth import api_credential, signed_in_user
 from hub.models import AccessToken
 from hub.permissions import AUTHENTICATED
 
@@ -58,7 +58,9 @@ class TokenListApi(APIView):
     def post(self, request: Request) -> Response:
         data = TokenCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        token, raw = services.token_create(user=signed_in_user(request), **data.validated_data)
+        token, raw = services.token_create(
+            user=signed_in_user(request), credential=api_credential(request), **data.validated_data
+        )
         # The raw value is never stored, so it is added to this one answer only.
         return Response({**TokenOutput(token).data, "token": raw}, status=201)
 

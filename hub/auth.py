@@ -1,5 +1,12 @@
-"""Who is asking: personal access tokens (`Authorization: Bearer fh_…` or `Token fh_…`
-for the API), and the one place where `request.user` is narrowed to a type.
+"""Who is asking, and with what: the one credential resolver, and the one place where
+`request.user` is narrowed to a type.
+
+Every surface — the REST API, the raw-file pages, git smart HTTP and Git LFS — learns who
+is asking from `resolve` (or, inside DRF, from its two halves: `credential_from_header`
+and the session), which yields the user *and* the `Credential` they used. Scope, expiry and
+revocation are therefore decided once: `user_for_token` refuses a revoked or expired token
+on every surface, and `require_write` is the only read-only rule, used by DRF's permission
+and by git and LFS alike.
 
 `request.user` is `User | AnonymousUser` to the type checker everywhere. Views never
 cast it: a view behind sign-in (`login_required`, `IsAuthenticated`) asks for
@@ -9,9 +16,14 @@ selectors that take a `Viewer`.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeAlias
 
 from django.contrib.auth.models import AnonymousUser
+from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -22,6 +34,9 @@ from hub.models import TOKEN_PREFIX, AccessToken, User, hash_token
 
 # Whoever looks at a page or calls the API: selectors that show public things to anyone.
 Viewer: TypeAlias = User | AnonymousUser
+
+# What git, git-lfs and API clients show when a read-only credential tries to write.
+READ_ONLY_MESSAGE = "This token has read access only: use a token with write scope to change anything."
 
 
 def viewer(request: HttpRequest | Request) -> Viewer:
@@ -43,6 +58,74 @@ def signed_in_user(request: HttpRequest | Request) -> User:
     return user
 
 
+# -- credentials --------------------------------------------------------------------------
+
+
+class CredentialKind(models.TextChoices):
+    SESSION = "session", "Signed-in session"
+    PERSONAL_TOKEN = "personal-token", "Personal access token"
+    FEED_SECRET = "feed-secret", "Secret address of a calendar feed"
+    # Lab agent tokens join here, so the same rules bind them.
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How a request proved who it is: the kind, the token row if any, and its scope."""
+
+    kind: CredentialKind
+    scope: AccessToken.Scope
+    token: AccessToken | None = None
+
+    @classmethod
+    def session(cls) -> Credential:
+        # A person signed in with their password may do all they may do.
+        return cls(kind=CredentialKind.SESSION, scope=AccessToken.Scope.WRITE)
+
+    @classmethod
+    def for_token(cls, token: AccessToken) -> Credential:
+        return cls(kind=CredentialKind.PERSONAL_TOKEN, scope=AccessToken.Scope(token.scope), token=token)
+
+    @classmethod
+    def for_feed_secret(cls, owner: User) -> Credential | None:
+        """The credential of a calendar feed's secret address, once its app has found the
+        feed: only ever read-only, and void once its owner is deactivated, like their
+        tokens. (Resetting the address is its revocation; it never expires.)"""
+        if not owner.is_active:
+            return None
+        return cls(kind=CredentialKind.FEED_SECRET, scope=AccessToken.Scope.READ)
+
+    @property
+    def may_write(self) -> bool:
+        return self.scope == AccessToken.Scope.WRITE
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the credential stops working; None for a session or a token without expiry."""
+        return self.token.expires_at if self.token is not None else None
+
+
+def require_write(credential: Credential) -> None:
+    """The read-only rule, for every surface: a read-scoped credential never writes."""
+    if not credential.may_write:
+        raise PermissionDenied(READ_ONLY_MESSAGE)
+
+
+def api_credential(request: Request) -> Credential:
+    """The credential of an API request that sign-in already guards (`request.auth`).
+
+    Both DRF authentication classes below set it, so behind `IsAuthenticated` it is
+    always there; if a guard was forgotten, the request is refused, never served.
+    """
+    credential = request.auth
+    if not isinstance(credential, Credential):
+        raise PermissionDenied("Sign in to do this.")
+    return credential
+
+
+class BadCredentials(Exception):
+    """Credentials were sent and are wrong: answer 401 whatever the resource."""
+
+
 def user_for_token(raw: str) -> tuple[User, AccessToken] | None:
     """The active token's owner, or None. Marks the token as used (at most once a minute)."""
     if not raw.startswith(TOKEN_PREFIX):
@@ -60,54 +143,74 @@ def user_for_token(raw: str) -> tuple[User, AccessToken] | None:
     return token.user, token
 
 
-class AccessTokenAuthentication(authentication.BaseAuthentication):
-    keywords = ("bearer", "token")
+def credential_from_header(authorization: str) -> tuple[User, Credential] | None:
+    """The user and credential of an `Authorization` header: `Bearer <token>`,
+    `Token <token>` or Basic with username + token.
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].decode(errors="replace").lower() not in self.keywords:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        found = user_for_token(header[1].decode(errors="replace"))
-        if found is None:
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
-        return found
-
-    def authenticate_header(self, request) -> str:
-        return 'Bearer realm="fabhub"'
-
-
-class BadCredentials(Exception):
-    """Credentials were sent and are wrong: answer 401 whatever the resource."""
-
-
-def basic_auth_user(authorization: str) -> tuple[User, AccessToken] | None:
-    """The user of an `Authorization: Basic` (username + token) or `Bearer` header.
-
-    None when no credentials were sent. For git, the password never works: only a
-    personal access token, and it must belong to the username given.
+    None when no header was sent; BadCredentials when one was and it is not an active
+    token (a password never works, and a Basic username must be the token's owner).
     """
-    import base64
-    import binascii
-
-    scheme, _, value = authorization.partition(" ")
+    scheme, _, value = authorization.strip().partition(" ")
     scheme = scheme.lower()
     if not scheme:
         return None
     if scheme in ("bearer", "token"):
         found = user_for_token(value.strip())
-        if found is None:
-            raise BadCredentials
+    elif scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadCredentials from None
+        username, _, secret = decoded.partition(":")
+        found = user_for_token(secret)
+        # git sends any username it was given; an empty one is git's "token only" habit.
+        if found is not None and username and username.lower() != found[0].username.lower():
+            found = None
+    else:
+        found = None
+    if found is None:
+        raise BadCredentials
+    user, token = found
+    return user, Credential.for_token(token)
+
+
+def resolve(request: HttpRequest) -> tuple[User, Credential] | None:
+    """Who asks and with what: the `Authorization` header if sent, else the session.
+
+    None for an anonymous request; BadCredentials for a header that is not an active
+    token. A header wins over a session cookie, so a script's token is never widened
+    by a browser's sign-in.
+    """
+    found = credential_from_header(request.headers.get("Authorization", ""))
+    if found is not None:
         return found
-    if scheme != "basic":
-        raise BadCredentials
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise BadCredentials from None
-    username, _, secret = decoded.partition(":")
-    found = user_for_token(secret)
-    if found is None or (username and username.lower() != found[0].username.lower()):
-        raise BadCredentials
-    return found
+    user = getattr(request, "user", None)
+    if isinstance(user, User) and user.is_authenticated:
+        return user, Credential.session()
+    return None
+
+
+# -- DRF: the resolver's two halves, so DRF keeps its CSRF check on sessions -----------------
+
+
+class AccessTokenAuthentication(authentication.BaseAuthentication):
+    """Any `Authorization` header the resolver understands; `request.auth` is its Credential."""
+
+    def authenticate(self, request):
+        try:
+            return credential_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        except BadCredentials:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.") from None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="fabhub"'
+
+
+class SessionCredentialAuthentication(authentication.SessionAuthentication):
+    """DRF's session authentication (CSRF included), with the session's Credential as `request.auth`."""
+
+    def authenticate(self, request):
+        found = super().authenticate(request)
+        if found is None:
+            return None
+        return found[0], Credential.session()

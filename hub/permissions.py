@@ -1,20 +1,20 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 
-from hub.models import AccessToken
+from hub.auth import Credential, require_write
 
 
-class TokenScope(BasePermission):
-    """A read-only token can read but never write, whatever its owner may do."""
+class CredentialScope(BasePermission):
+    """A read-only credential can read but never write, whatever its owner may do.
 
-    message = "This token is read-only."
+    The rule itself is `hub.auth.require_write`, the one git and Git LFS apply too.
+    """
 
     def has_permission(self, request, view) -> bool:
-        token = request.auth
-        if isinstance(token, AccessToken) and token.scope == AccessToken.Scope.READ:
-            return request.method in SAFE_METHODS
+        if request.method not in SAFE_METHODS and isinstance(request.auth, Credential):
+            require_write(request.auth)
         return True
 
 
 # For views that need a logged-in user: replacing the default permission classes must
-# not drop the token scope check.
-AUTHENTICATED = [IsAuthenticated, TokenScope]
+# not drop the credential scope check.
+AUTHENTICATED = [IsAuthenticated, CredentialScope]

@@ -154,11 +154,11 @@ FABHUB_GIT_BINARY = env_str("FABHUB_GIT_BINARY", "git")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "hub.auth.AccessTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "hub.auth.SessionCredentialAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticatedOrReadOnly",
-        "hub.permissions.TokenScope",
+        "hub.permissions.CredentialScope",
     ],
     "DEFAULT_PAGINATION_CLASS": "hub.pagination.PageNumberPagination",
     "PAGE_SIZE": 30,

@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from hub import services
-from hub.auth import signed_in_user
+from hub.auth import Credential, signed_in_user
 from hub.exceptions import HubError, NotFound, PermissionDenied
 from hub.models import AccessToken, User
 
@@ -109,7 +109,10 @@ def tokens(request: HttpRequest) -> HttpResponse:
             return redirect("tokens")
         if form.is_valid():
             # Shown in this response only: the raw value is never stored, so no redirect.
-            created, raw = services.token_create(user=user, **form.cleaned_data)
+            # Pages sign in only by session (login_required), so that is the credential.
+            created, raw = services.token_create(
+                user=user, credential=Credential.session(), **form.cleaned_data
+            )
             form = TokenForm()
     active = user.access_tokens.filter(revoked_at__isnull=True)
     return render(

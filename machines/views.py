@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
-from hub.auth import signed_in_user
+from hub.auth import Credential, signed_in_user
 from hub.exceptions import NotFound, ValidationError
 from hub.markdown import render_markdown
 from hub.models import User
@@ -545,7 +545,8 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
         .filter(token=token)
         .first()
     )
-    rows = selectors.feed_rows(feed) if feed is not None and feed.owner.is_active else None
+    credential = Credential.for_feed_secret(feed.owner) if feed is not None else None
+    rows = selectors.feed_rows(feed) if feed is not None and credential is not None else None
     if feed is None or rows is None:
         raise Http404("No such calendar.")
     body = ical.render_feed(
