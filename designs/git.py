@@ -2,12 +2,15 @@
 
 Repositories are bare; commits from the web and API are built with plumbing (blobs, a
 throw-away index, `commit-tree`) and published with a compare-and-swap `update-ref`, so
-no working tree, no shared index and no lock of our own are needed: git's ref lock is
-the only serialisation point, and it works across processes and machines.
+no working tree, no shared index and no lock of our own are needed for correctness: git's
+ref lock is the only serialisation point, and it works across processes and machines.
+`Repository.writers_turn` only adds fairness: a writer that lost a race waits its turn
+instead of losing every race to faster writers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shlex
@@ -308,6 +311,21 @@ class Repository:
             self._run("update-ref", "-m", message, ref, new, old or ZERO_SHA)
         except GitError as exc:
             raise RefMoved(ref) from exc
+
+    @contextmanager
+    def writers_turn(self) -> Iterator[None]:
+        """Queue behind other hub writers of this repository (an advisory `flock`).
+
+        Correctness never depends on it — refs still move by compare-and-swap, and pushes
+        do not take it — but writers that lost a race take turns here, so under contention
+        each one lands after a bounded wait instead of starving.
+        """
+        with open(self.path / "fabhub-writers.lock", "a+b") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
     def delete_ref(self, ref: str, old: str) -> None:
         try:

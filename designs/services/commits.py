@@ -149,7 +149,8 @@ def design_commit(
     uploads_by_path = dict(zip(upload_paths, uploads, strict=True))
     identity = person_for(author)
 
-    for _attempt in range(MAX_COMMIT_ATTEMPTS):
+    def attempt() -> str | None:
+        """Build the commit on the branch's current head; None if another writer won the race."""
         head = repo.branch_head(branch)
         if expected_head and head != expected_head:
             raise Conflict(
@@ -183,10 +184,21 @@ def design_commit(
                         "reload and try again.",
                         current_head=moved_to,
                     ) from None
-            continue
-        refs_changed(design, new_commits=[sha])
+            return None
         return sha
-    raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
+
+    sha = attempt()
+    if sha is None:
+        # Lost a race: take turns with the other hub writers so nobody starves.
+        with repo.writers_turn():
+            for _attempt in range(MAX_COMMIT_ATTEMPTS):
+                sha = attempt()
+                if sha is not None:
+                    break
+    if sha is None:
+        raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
+    refs_changed(design, new_commits=[sha])
+    return sha
 
 
 def _plan_edits(
