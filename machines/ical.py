@@ -1,50 +1,36 @@
-"""iCalendar (RFC 5545) feeds of timeline rows: written by hand, checked in tests with the
-`icalendar` parser. Times are UTC (`…Z`), so no VTIMEZONE is needed; every client shows
-them in its own zone."""
+"""iCalendar (RFC 5545) feeds of timeline rows, written with the `icalendar` library.
+
+The library escapes TEXT values (backslash, semicolon, comma, and every line break — CRLF,
+LF and a bare CR alike — as ``\\n``) and folds lines at 75 octets without splitting a
+UTF-8 character. What it leaves to us: TEXT may hold no other control character
+(section 3.3.11), so those are dropped before a value reaches it. Times are UTC (`…Z`),
+so no VTIMEZONE is needed; every client shows them in its own zone.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
+import icalendar
 from django.utils import timezone
 
 from machines.models import Booking
 
 PRODID = "-//fabhub//labs and machines//EN"
 
-
-def _escape(text: str) -> str:
-    return (
-        text.replace("\\", "\\\\")
-        .replace(";", "\\;")
-        .replace(",", "\\,")
-        .replace("\r\n", "\\n")
-        .replace("\n", "\\n")
-    )
+# Control characters TEXT cannot carry (all but HTAB; line breaks are normalised first).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
 
 
-def _fold(line: str) -> str:
-    """Lines of at most 75 octets, continued with CRLF + space (section 3.1), never
-    splitting a UTF-8 character."""
-    data = line.encode()
-    if len(data) <= 75:
-        return line
-    parts, start, limit = [], 0, 75
-    while start < len(data):
-        end = min(start + limit, len(data))
-        while end < len(data) and (data[end] & 0xC0) == 0x80:
-            end -= 1
-        parts.append(data[start:end].decode())
-        start, limit = end, 74  # continuation lines start with a space
-    return "\r\n ".join(parts)
+def clean_text(text: str) -> str:
+    """`text` as a TEXT value may hold it: line breaks as LF, no other control character."""
+    return _CONTROL_RE.sub("", _LINE_BREAK_RE.sub("\n", text))
 
 
-def _stamp(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _event(row: Booking, *, host: str, with_member: bool, now: datetime) -> list[str]:
+def _event(row: Booking, *, host: str, with_member: bool, now: datetime) -> icalendar.Event:
     machine = row.machine
     if row.kind == Booking.Kind.MAINTENANCE:
         summary = f"{machine.name}: maintenance"
@@ -56,7 +42,6 @@ def _event(row: Booking, *, host: str, with_member: bool, now: datetime) -> list
         Booking.Status.PENDING: "TENTATIVE",
         Booking.Status.APPROVED: "CONFIRMED",
     }
-    status = statuses.get(row.status, "CANCELLED")
     description = []
     if with_member and row.note:
         description.append(row.note)
@@ -64,36 +49,34 @@ def _event(row: Booking, *, host: str, with_member: bool, now: datetime) -> list
         description.append(row.reason)
     if row.status == Booking.Status.PENDING:
         description.append("Waiting for a manager's approval.")
-    lines = [
-        "BEGIN:VEVENT",
-        f"UID:booking-{row.pk}@{host}",
-        f"DTSTAMP:{_stamp(now)}",
-        f"DTSTART:{_stamp(row.start)}",
-        f"DTEND:{_stamp(row.end)}",
-        f"SUMMARY:{_escape(summary)}",
-        f"LOCATION:{_escape(', '.join(p for p in (machine.lab.name, machine.lab.address.replace(chr(10), ', ')) if p))}",
-        f"STATUS:{status}",
-        "TRANSP:OPAQUE",
-    ]
+    # A postal address's lines read as one line in a calendar's location field.
+    address = ", ".join(line.strip() for line in _LINE_BREAK_RE.split(machine.lab.address) if line.strip())
+    location = ", ".join(part for part in (machine.lab.name, address) if part)
+
+    event = icalendar.Event()
+    event.add("uid", f"booking-{row.pk}@{host}")
+    event.add("dtstamp", now)
+    event.add("dtstart", row.start)
+    event.add("dtend", row.end)
+    event.add("summary", clean_text(summary))
+    event.add("location", clean_text(location))
+    event.add("status", statuses.get(row.status, "CANCELLED"))
+    event.add("transp", "OPAQUE")
     if description:
-        lines.append(f"DESCRIPTION:{_escape(chr(10).join(description))}")
-    lines.append("END:VEVENT")
-    return lines
+        event.add("description", clean_text("\n".join(description)))
+    return event
 
 
 def render_feed(rows: Iterable[Booking], *, name: str, host: str, with_member: bool) -> str:
     now = timezone.now()
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        f"PRODID:{PRODID}",
-        "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH",
-        f"X-WR-CALNAME:{_escape(name)}",
-        "REFRESH-INTERVAL;VALUE=DURATION:PT15M",
-        "X-PUBLISHED-TTL:PT15M",
-    ]
+    calendar = icalendar.Calendar()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", PRODID)
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    calendar.add("x-wr-calname", clean_text(name))
+    calendar.add("refresh-interval", timedelta(minutes=15), parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", "PT15M")
     for row in rows:
-        lines.extend(_event(row, host=host, with_member=with_member, now=now))
-    lines.append("END:VCALENDAR")
-    return "".join(_fold(line) + "\r\n" for line in lines)
+        calendar.add_component(_event(row, host=host, with_member=with_member, now=now))
+    return calendar.to_ical().decode()

@@ -23,6 +23,7 @@ from hub.auth import Credential, signed_in_user
 from hub.exceptions import NotFound, ValidationError
 from hub.markdown import render_markdown
 from hub.models import User
+from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
 from machines import forms, ical, selectors, services, timeline
 from machines.models import Booking, CalendarFeed, Lab, Machine
@@ -525,7 +526,7 @@ def feed_reset(request: HttpRequest, token: str) -> HttpResponse:
         raise NotFound("There is no such feed.")
     services.calendar_feed_reset(feed=feed, actor=user)
     messages.success(request, "New calendar address made: the old one no longer works.")
-    return redirect(request.POST.get("next") or "my-bookings")
+    return redirect_back(request, "my-bookings")
 
 
 def _feed_name(feed: CalendarFeed) -> str:

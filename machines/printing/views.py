@@ -8,12 +8,12 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from designs.selectors import design_get
 from hub.auth import signed_in_user
 from hub.exceptions import HubError, NotFound, PermissionDenied
+from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
 from machines import selectors
 from machines.models import PrintJob, PrintRecord
@@ -23,13 +23,6 @@ from machines.printing import services as printing
 from machines.views import lab_context
 
 ACTIONS = ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
-
-
-def _back(request: HttpRequest, default: str) -> HttpResponse:
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect(default)
 
 
 def _act(request: HttpRequest, default: str, done: str, service, /, **kwargs) -> HttpResponse:
@@ -43,7 +36,7 @@ def _act(request: HttpRequest, default: str, done: str, service, /, **kwargs) ->
         messages.error(request, exc.message)
     else:
         messages.success(request, done)
-    return _back(request, default)
+    return redirect_back(request, default)
 
 
 @hub_page

@@ -95,3 +95,49 @@ def test_a_lab_feed_stops_working_when_its_owner_leaves_the_lab(lab, member, cli
 def test_only_members_get_a_lab_feed(lab, bob):
     response = client_for(bob).get(reverse("api-lab-feed", args=["fablab"]))
     assert response.status_code == 403
+
+
+HOSTILE_TEXT = "Line one\rINJECTED:1\r\nBEGIN:VEVENT\nsemi;colon, comma \\ back\x07bell\x00nul\ttab"
+
+
+def raw_lines(response) -> list[str]:
+    body = response.content.decode()
+    assert "\r" not in body.replace("\r\n", ""), "a bare CR would start a new line in some clients"
+    assert "\n" not in body.replace("\r\n", ""), "a bare LF would start a new line in some clients"
+    return body.split("\r\n")
+
+
+def test_every_text_value_is_escaped_so_no_control_character_starts_a_line(lab, member, printer, client):
+    lab.name = "Fab;lab, Paris\r\nX-EVIL:1"
+    lab.address = "1 rue du Four\rINJECTED:1\n75006 Paris"
+    lab.save()
+    printer.name = "Prusa\rMK4"
+    printer.save()
+    book(printer, member, FRIDAY, "10:00", "11:00", note=HOSTILE_TEXT)
+
+    response = client.get(feed_url(client_for(member), "api-my-feed"))
+    lines = raw_lines(response)
+    unfolded = "\r\n".join(lines).replace("\r\n ", "")
+    property_names = {line.split(":", 1)[0].split(";", 1)[0] for line in unfolded.split("\r\n") if line}
+    assert not property_names & {"INJECTED", "X-EVIL"}, property_names
+    assert unfolded.split("\r\n").count("BEGIN:VEVENT") == 1
+    # No control character other than HTAB survives (RFC 5545 §3.3.11: TEXT has no CONTROL).
+    assert not [c for c in unfolded.replace("\r\n", "") if ord(c) < 32 and c != "\t"]
+
+    [event] = events(parse(response))
+    assert str(event["DESCRIPTION"]) == (
+        "Line one\nINJECTED:1\nBEGIN:VEVENT\nsemi;colon, comma \\ backbellnul\ttab"
+    )
+    assert str(event["SUMMARY"]) == "Prusa\nMK4 (Fab;lab, Paris\nX-EVIL:1)"
+    assert str(event["LOCATION"]) == "Fab;lab, Paris\nX-EVIL:1, 1 rue du Four, INJECTED:1, 75006 Paris"
+
+
+def test_long_lines_are_folded_at_75_octets_and_unfold_to_the_same_text(lab, member, printer, client):
+    note = "é" * 40 + ";" * 40 + "x" * 200 + "漢字" * 30
+    book(printer, member, FRIDAY, "10:00", "11:00", note=note)
+    response = client.get(feed_url(client_for(member), "api-my-feed"))
+    lines = raw_lines(response)
+    assert max(len(line.encode()) for line in lines) <= 75
+    assert [line for line in lines if line.startswith(" ")], "the long note must be folded"
+    [event] = events(parse(response))
+    assert str(event["DESCRIPTION"]) == note
