@@ -150,7 +150,15 @@ def credential_from_header(authorization: str) -> tuple[User, Credential] | None
     None when no header was sent; BadCredentials when one was and it is not an active
     token (a password never works, and a Basic username must be the token's owner).
     """
-    scheme, _, value = authorization.strip().partition(" ")
+    # A client may send the same header twice — git-lfs adds its `http.extraHeader` to the
+    # header the batch answer echoes — and the WSGI server joins repeats with commas. The
+    # same credential twice is one credential; two different ones are refused, not chosen
+    # between. (No scheme's value holds a comma: tokens and base64 are comma-free.)
+    repeats = {part.strip() for part in authorization.split(",")}
+    if len(repeats) > 1:
+        raise BadCredentials
+    authorization = repeats.pop()
+    scheme, _, value = authorization.partition(" ")
     scheme = scheme.lower()
     if not scheme:
         return None

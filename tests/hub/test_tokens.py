@@ -38,3 +38,18 @@ def test_a_user_cannot_revoke_someone_elses_token(alice, bob, client):
 def test_a_password_is_not_a_token(alice, api):
     api.credentials(HTTP_AUTHORIZATION="Bearer correct horse battery")
     assert api.get(reverse("api-me")).status_code == 401
+
+
+def test_the_same_token_sent_twice_is_one_credential_and_two_different_ones_are_refused(alice, bob):
+    """git-lfs sends its extraHeader beside the header the batch answer echoes; servers join
+    repeated headers with a comma."""
+    from hub import services
+    from hub.auth import BadCredentials, credential_from_header
+
+    _, mine = services.token_create(user=alice, name="lfs")
+    _, theirs = services.token_create(user=bob, name="lfs")
+    user, _ = credential_from_header(f"Bearer {mine},Bearer {mine}")
+    assert user == alice
+    for ambiguous in (f"Bearer {mine},Bearer {theirs}", f"Bearer {mine}, Token {theirs}", f"Bearer {mine},"):
+        with pytest.raises(BadCredentials):
+            credential_from_header(ambiguous)
