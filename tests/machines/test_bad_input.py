@@ -166,3 +166,15 @@ def test_a_refused_booking_says_which_slot_it_collides_with(lab, alice, member, 
     assert "already booked Sat 28 Mar 2026 10:00–12:00 (Europe/Paris)" in body["detail"]
     assert body["collides_with"]["id"] == taken.pk
     assert body["collides_with"]["start"] == "2026-03-28T09:00:00+00:00"
+
+
+def test_a_note_with_a_nul_character_is_refused_before_it_reaches_the_database(lab, printer, bob_api):
+    # PostgreSQL text cannot hold NUL: without this check the insert is a 500 there.
+    response = post_booking(
+        bob_api,
+        printer,
+        iso(at(lab, SATURDAY, "10:00")),
+        iso(at(lab, SATURDAY, "11:00")),
+        note="before\x00after",
+    )
+    assert_refused(response, 400, "null characters")

@@ -97,7 +97,9 @@ def test_only_members_get_a_lab_feed(lab, bob):
     assert response.status_code == 403
 
 
-HOSTILE_TEXT = "Line one\rINJECTED:1\r\nBEGIN:VEVENT\nsemi;colon, comma \\ back\x07bell\x00nul\ttab"
+# No NUL here: PostgreSQL text cannot hold one, and every surface refuses it before it
+# is stored (tests/machines/test_bad_input.py); the other control characters can be stored.
+HOSTILE_TEXT = "Line one\rINJECTED:1\r\nBEGIN:VEVENT\nsemi;colon, comma \\ back\x07bell\x1bescape\ttab"
 
 
 def raw_lines(response) -> list[str]:
@@ -126,7 +128,7 @@ def test_every_text_value_is_escaped_so_no_control_character_starts_a_line(lab, 
 
     [event] = events(parse(response))
     assert str(event["DESCRIPTION"]) == (
-        "Line one\nINJECTED:1\nBEGIN:VEVENT\nsemi;colon, comma \\ backbellnul\ttab"
+        "Line one\nINJECTED:1\nBEGIN:VEVENT\nsemi;colon, comma \\ backbellescape\ttab"
     )
     assert str(event["SUMMARY"]) == "Prusa\nMK4 (Fab;lab, Paris\nX-EVIL:1)"
     assert str(event["LOCATION"]) == "Fab;lab, Paris\nX-EVIL:1, 1 rue du Four, INJECTED:1, 75006 Paris"
