@@ -8,8 +8,10 @@ class DesignsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: these modules load models, which the app registry allows only now.
         from designs import diffs
-        from designs.services import analysis, mirrors
+        from designs.services import analysis, designs, mirrors
+        from hub.accounts import register_account_deletion_step
         from hub.ticker import register_ticker
 
         diffs.register_prepared_differ(analysis.mesh_differ_prepare)
+        register_account_deletion_step("designs", designs.designs_of_leaving_account)
         register_ticker("mirror", interval_setting="FABHUB_MIRROR_TICK_S", tick=mirrors.embedded_tick)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import models
 from django.http import HttpRequest
@@ -222,3 +223,20 @@ class SessionCredentialAuthentication(authentication.SessionAuthentication):
         if found is None:
             return None
         return found[0], Credential.session()
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The address a request came from, as login throttling (django-axes) counts it.
+
+    Without the proxy setting it is the socket's peer. Behind the documented proxy (one
+    nginx or similar, BEHIND_HTTPS_PROXY) the peer is the proxy, and the client is the
+    right-most X-Forwarded-For entry: the one the proxy appended. Anything left of it came
+    from the client and is not believed, so nobody escapes a lockout by inventing an
+    address. (django-ipware's `proxy_count` counts proxies *listed in* the header, which a
+    single proxy in front does not add; this one rule is clearer than configuring it.)
+    """
+    peer = request.META.get("REMOTE_ADDR") or None
+    if not settings.BEHIND_HTTPS_PROXY:
+        return peer
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    return forwarded[-1] if forwarded[-1] else peer

@@ -7,6 +7,7 @@ switch to the scaled set-up (PostgreSQL, Redis, separate Celery workers).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -25,10 +26,22 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-if env_bool("BEHIND_HTTPS_PROXY"):
+# Production behind a TLS-terminating reverse proxy (docs/deploy.md, "Reverse proxy").
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY")
+if BEHIND_HTTPS_PROXY:
     # The proxy terminates TLS and says so in this header; trust it only when told to.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # Plain http is answered by a redirect to https, and browsers are told to use https
+    # only from then on (HSTS; a year by default, subdomains only when asked).
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+# Links followed off the hub carry only the origin, never a private design's path.
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 # Where repositories, uploads and the SQLite database live.
 DATA_DIR = Path(env_str("FABHUB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -47,6 +60,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "hub",
     "designs",
     "machines",
@@ -62,6 +76,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during sign-in into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
@@ -111,8 +128,49 @@ else:
 AUTH_USER_MODEL = "hub.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in by password goes through django-axes first: after FABHUB_LOGIN_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is locked out for
+# FABHUB_LOGIN_COOLOFF_MINUTES (docs/accounts.md). Tokens never pass through here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FABHUB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("FABHUB_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "hub/locked_out.html"
+# The client's address: REMOTE_ADDR, or behind the proxy the address it appended to
+# X-Forwarded-For (hub.auth.client_ip says why not django-ipware).
+AXES_CLIENT_IP_CALLABLE = "hub.auth.client_ip"
+# Sign-in counts by the `username` field of the login form and the admin's.
+AXES_USERNAME_FORM_FIELD = "username"
+
+# E-mail: password resets, address confirmations, notifications. SMTP when EMAIL_HOST is
+# set; otherwise printed to the console under DEBUG (`make run`) and sent to a local SMTP
+# server in production. A failed send is logged as one line (hub/mail.py), never a 500.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fabhub <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG and not env_str("EMAIL_HOST")
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+# How long a password-reset link (Django's) and an e-mail confirmation link work.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "design-list"
 LOGOUT_REDIRECT_URL = "design-list"
@@ -166,6 +224,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hub.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Throttles count by client address: the socket's peer, or behind the proxy the
+    # address it appended to X-Forwarded-For (never what the client wrote there).
+    "NUM_PROXIES": 1 if BEHIND_HTTPS_PROXY else 0,
+    "DEFAULT_THROTTLE_RATES": {
+        # Asking for reset links and using them, per address (hub/account_api.py).
+        "password-reset": env_str("FABHUB_PASSWORD_RESET_RATE", "10/hour"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -256,6 +321,26 @@ FABHUB_PRINT_TIMELINE_MARGIN_PERCENT = env_int("FABHUB_PRINT_TIMELINE_MARGIN_PER
 CELERY_BEAT_SCHEDULE["print-dispatch"] = {"task": "machines.tasks.dispatch_print_jobs", "schedule": 10.0}
 CELERY_BEAT_SCHEDULE["print-poll"] = {"task": "machines.tasks.poll_printers", "schedule": 5.0}
 CELERY_BEAT_SCHEDULE["print-sweep"] = {"task": "machines.tasks.sweep_print_queue", "schedule": 60.0}
+
+# Content-Security-Policy on every page (django-csp): scripts, styles, images and
+# connections from this origin only; no inline script or style anywhere (docs/deploy.md).
+# Mesh thumbnails are data: and blob: images; the API's Redoc page relaxes style-src
+# for itself only (hub/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -2,10 +2,20 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from hub import api
+from hub import account_api, api
 
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("me/", api.MeApi.as_view(), name="api-me"),
+    path("me/password/", account_api.PasswordChangeApi.as_view(), name="api-password-change"),
+    path("me/email/", account_api.EmailChangeApi.as_view(), name="api-email-change"),
+    path("me/email/confirm/", account_api.EmailConfirmApi.as_view(), name="api-email-confirm"),
+    path("me/delete/", account_api.AccountDeleteApi.as_view(), name="api-account-delete"),
+    path("password-reset/", account_api.PasswordResetApi.as_view(), name="api-password-reset"),
+    path(
+        "password-reset/confirm/",
+        account_api.PasswordResetConfirmApi.as_view(),
+        name="api-password-reset-confirm",
+    ),
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),
     path("", include("designs.api_urls")),

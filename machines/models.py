@@ -833,7 +833,9 @@ class PrintRecord(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         INTERRUPTED = "interrupted", "Interrupted (printer lost)"
 
-    job = models.ForeignKey(PrintJob, on_delete=models.CASCADE, related_name="records")
+    # Kept when the job goes with its owner's account (hub.accounts): the lab's record of
+    # what its machines made outlives the person's queue entry, without their name.
+    job = models.ForeignKey(PrintJob, on_delete=models.SET_NULL, null=True, related_name="records")
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="print_records")
     machine = models.ForeignKey(Machine, on_delete=models.SET_NULL, null=True, related_name="print_records")
     machine_name = models.CharField(max_length=200)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -115,6 +117,19 @@ def design_delete(*, design: Design) -> None:
     path = design.repo_path
     design.delete()
     transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+def designs_of_leaving_account(user: User) -> None:
+    """An account is being deleted (hub.accounts): its designs and repositories go with it.
+
+    Forks others made keep their history and name the upstream by `forked_from_name`;
+    proposals the person opened on others' designs stay, with no author. Their folder of
+    repositories is removed once the deletion commits.
+    """
+    for design in Design.objects.filter(owner=user):
+        design_delete(design=design)
+    folder = Path(settings.REPOS_DIR) / user.username
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def design_fork(*, design: Design, user: User, slug: str | None = None) -> Design:

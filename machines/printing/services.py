@@ -605,3 +605,19 @@ def print_job_pause(*, job: PrintJob, actor: User, resume: bool = False) -> Prin
     jobs.job_paused(job, resume=resume)
     job.refresh_from_db()
     return job
+
+
+DELETED_ACCOUNT_NAME = "(deleted account)"
+
+
+def print_jobs_of_leaving_account(user: User) -> None:
+    """An account is being deleted (hub.accounts): refuse while one of its jobs is on a
+    printer (someone must take the part off); its other jobs go with it, and the lab's
+    print records stay, no longer naming the person."""
+    on_printer = PrintJob.objects.filter(owner=user, status__in=PrintJob.ON_PRINTER).count()
+    if on_printer:
+        raise Conflict(
+            f"{on_printer} of your print jobs is on a printer: cancel it or wait until it is "
+            "done and taken off, then delete your account."
+        )
+    PrintRecord.objects.filter(owner=user).update(owner_name=DELETED_ACCOUNT_NAME)

@@ -213,3 +213,19 @@ def membership_remove(*, lab: Lab, actor: User, user: User) -> None:
     Booking.objects.filter(
         member=user, machine__lab=lab, status__in=Booking.ACTIVE, start__gt=timezone.now()
     ).update(status=Booking.Status.CANCELLED, reason=f"{user.username} left {lab.name}.")
+
+
+def memberships_of_leaving_account(user: User) -> None:
+    """An account is being deleted (hub.accounts): refuse while a lab would lose its last
+    manager; otherwise memberships, qualifications and bookings go with the account."""
+    sole = [
+        membership.lab.name
+        for membership in LabMembership.objects.filter(
+            user=user, role=LabMembership.Role.MANAGER, status=LabMembership.Status.ACTIVE
+        ).select_related("lab")
+        if not _other_managers(membership.lab, user)
+    ]
+    if sole:
+        raise Conflict(
+            f"You are the only manager of {', '.join(sorted(sole))}: make someone else a manager first."
+        )
