@@ -24,6 +24,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Requests the policy refuses by design, not by mistake: Redoc always fetches its vendor's
+# logo from a CDN, and the hub's pages make no third-party requests (Redoc shows no logo).
+BLOCKED_ON_PURPOSE = ("https://cdn.redoc.ly/",)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can see if the test failed."""
@@ -50,12 +55,23 @@ def page(request, browser, live_server, transactional_db):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    # Every browser test is also a Content-Security-Policy test: Chromium reports each
+    # script, style or connection the policy refused on the console, and any is a failure.
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        text = message.text
+        if "Content Security Policy" in text and not any(url in text for url in BLOCKED_ON_PURPOSE):
+            violations.append(text)
+
+    page.on("console", on_console)
     yield page
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+    assert not violations, "the page broke its Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.fixture
