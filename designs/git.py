@@ -13,11 +13,13 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,20 @@ class GitError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class TreeRefused(GitError):
+    """Git's own object checks refuse a tree the hub was about to write."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _fsck_messages(stderr: str) -> list[str]:
+    """'error: object <sha>: hasDotgit: contains '.git'' → "hasDotgit: contains '.git'"."""
+    found = re.findall(r"^error: object [0-9a-f]+: (.+)$", stderr, flags=re.M)
+    return list(dict.fromkeys(found)) or [stderr.strip() or "git refused the tree"]
 
 
 class RefMoved(GitError):
@@ -222,6 +238,15 @@ class Repository:
         ok_codes: tuple[int, ...] = (0,),
     ) -> bytes:
         """Run `git <args>` in the repository and return its stdout as bytes."""
+        status, out, err = self._execute(*args, stdin=stdin, env=env)
+        if status not in ok_codes:
+            raise GitError(f"git {args[0]} failed: {err.strip()}")
+        return out
+
+    def _execute(
+        self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+    ) -> tuple[int, bytes, str]:
+        """Run `git <args>`: (exit status, stdout bytes, stderr text), whatever the status."""
         stdin_file: BinaryIO | None = None
         if stdin is not None:
             stdin_file = tempfile.TemporaryFile()
@@ -244,10 +269,8 @@ class Repository:
         assert isinstance(result, tuple)
         status, out, err = result
         assert isinstance(out, bytes)
-        if status not in ok_codes:
-            message = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
-            raise GitError(f"git {args[0]} failed: {message.strip()}")
-        return out
+        message = err.decode(errors="replace") if isinstance(err, bytes) else str(err)
+        return status, out, message
 
     def _status(self, *args: str) -> int:
         """The exit status of `git <args>`, for commands that answer yes/no by it."""
@@ -369,13 +392,68 @@ class Repository:
                     lines.append(f"0 {ZERO_SHA}\t{edit.path}\0")
                 else:
                     lines.append(f"{edit.mode} {edit.sha}\t{edit.path}\0")
-            self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode(), env=env)
+            # update-index drops a path it finds unsafe for this machine's checkout with
+            # only a warning ("Ignoring path"); the hub must never drop a file silently.
+            # Its per-platform rules are off here so that git's object checks (_admit)
+            # judge every name, the same way on every server and as they judge a push.
+            status, _, err = self._execute(
+                *("-c", "core.protectNTFS=false", "-c", "core.protectHFS=false"),
+                *("update-index", "-z", "--index-info"),
+                stdin="".join(lines).encode(),
+                env=env,
+            )
+            ignored = re.findall(r"^Ignoring path (.+)$", err, flags=re.M)
+            if ignored:
+                raise TreeRefused([f"{path}: not a path git can store" for path in ignored])
+            if status != 0:
+                raise GitError(f"git update-index failed: {err.strip()}")
             yield env
 
     def build_tree(self, base_commit: str | None, edits: Iterable[FileEdit]) -> str:
-        """The tree of `base_commit` with `edits` applied, built in a throw-away index."""
-        with self._scratch_index(base_commit, edits) as env:
-            return self._text("write-tree", env=env).strip()
+        """The tree of `base_commit` with `edits` applied, built in a throw-away index.
+
+        The new trees are written into a quarantine and pass git's own object checks (those
+        `receive.fsckObjects` applies to a push) before they enter the repository: a tree
+        git would refuse from a push is refused here with git's words (`TreeRefused`),
+        and leaves nothing behind that `git fsck --strict` would flag.
+        """
+        with self._scratch_index(base_commit, edits) as env, self._quarantine(env) as (quarantined, folder):
+            tree = self._text("write-tree", env=quarantined).strip()
+            self._admit(folder, quarantined)
+            return tree
+
+    @contextmanager
+    def _quarantine(self, env: dict[str, str]) -> Iterator[tuple[dict[str, str], Path]]:
+        """An environment whose new objects go to a temporary object directory that reads
+        the repository's own objects as an alternate (git's receive-pack does the same)."""
+        objects = self.path / "objects"
+        with tempfile.TemporaryDirectory(prefix="incoming-", dir=objects) as tmp:
+            yield (
+                {**env, "GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)},
+                Path(tmp),
+            )
+
+    def _admit(self, folder: Path, env: dict[str, str]) -> None:
+        """Check the quarantined objects with git's fsck rules, then move them in."""
+        loose = sorted(folder.glob("[0-9a-f][0-9a-f]/*"))
+        if not loose:
+            return
+        names = "".join(f"{path.parent.name}{path.name}\n" for path in loose).encode()
+        pack = folder / "check.pack"
+        pack.write_bytes(self._run("pack-objects", "--stdout", "-q", stdin=names, env=env))
+        # index-pack --strict runs the object checks of receive.fsckObjects; -o keeps its
+        # index inside the quarantine, so nothing is added to the repository.
+        status, _, err = self._execute(
+            "index-pack", "--strict", "-o", str(folder / "check.idx"), str(pack), env=env
+        )
+        if status != 0:
+            raise TreeRefused(_fsck_messages(err))
+        objects = self.path / "objects"
+        for path in loose:
+            target = objects / path.parent.name / path.name
+            target.parent.mkdir(exist_ok=True)
+            if not target.exists():
+                os.replace(path, target)
 
     def attribute_values(
         self, base_commit: str | None, edits: Iterable[FileEdit], attribute: str, paths: list[str]
@@ -1014,6 +1092,9 @@ def git_binary() -> str:
 def valid_ref_name(kind: str, name: str) -> bool:
     """Whether git accepts `name` as a branch or tag (kind: 'heads' or 'tags')."""
     if not name or name.startswith("-") or name == "HEAD" or len(name) > 200:
+        return False
+    # Invisible and direction-changing characters make a name read as another one.
+    if any(unicodedata.category(ch) == "Cf" for ch in name):
         return False
     status, _, _ = gitpython.Git().execute(
         [git_binary(), "check-ref-format", f"refs/{kind}/{name}"],

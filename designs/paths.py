@@ -29,6 +29,7 @@ def clean_path(raw: str) -> str:
         raise ValidationError(f"File names cannot contain a backslash: {raw!r}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
         raise ValidationError(f"File names cannot contain control characters: {raw!r}.")
+    check_visible(raw, what="File names")
     if raw.startswith("/"):
         raise ValidationError(f"File paths must be relative to the design, not absolute: {raw!r}.")
     path = unicodedata.normalize("NFC", raw)
@@ -52,6 +53,19 @@ def clean_path(raw: str) -> str:
         if part.split(".")[0].lower() in WINDOWS_RESERVED:
             raise ValidationError(f"The name {part!r} is reserved on Windows.")
     return path
+
+
+def check_visible(name: str, *, what: str) -> None:
+    """Refuse invisible and direction-changing characters (Unicode's format characters:
+    bidirectional overrides and isolates, zero-width spaces and joiners, the BOM, soft
+    hyphens). They make a name read as another one: "invoice\u202etxt.exe" shows as
+    "invoiceexe.txt"."""
+    for ch in name:
+        if unicodedata.category(ch) == "Cf":
+            raise ValidationError(
+                f"{what} cannot contain invisible or direction-changing characters "
+                f"(U+{ord(ch):04X} {unicodedata.name(ch, 'format character')}): {name!r}."
+            )
 
 
 def clean_dir(raw: str) -> str:

@@ -49,6 +49,14 @@ def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: Pu
                 f"{rules.default_branch} is the default branch: force pushes that rewrite its "
                 "history are refused (the owner can allow them in the design's settings)."
             )
+    for _, new, ref in updates:
+        if new != ZERO_SHA:
+            try:
+                paths.check_visible(
+                    ref.removeprefix("refs/heads/").removeprefix("refs/tags/"), what="Ref names"
+                )
+            except ValidationError as exc:
+                errors.append(exc.message)
     tips = [new for _, new, _ in updates if new != ZERO_SHA]
 
     for path in repo.paths_changed_by(repo.new_commits(tips)):

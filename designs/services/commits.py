@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.files import File
 
 from designs import paths
-from designs.git import FileEdit, Person, RefMoved, Repository, valid_ref_name
+from designs.git import FileEdit, Person, RefMoved, Repository, TreeRefused, valid_ref_name
 from designs.lfs_store import LFS_ATTRIBUTES, Pointer, StoreError, lfs_store, pointer_text
 from designs.models import Design
 from designs.selectors import require_writer
@@ -163,7 +163,13 @@ def design_commit(
         edits = _plan_edits(repo, head, existing, upload_paths, blob_shas, delete_paths, rename_pairs)
         if lfs_blobs or any(_may_hold_lfs_patterns(p) for p in (*existing, *upload_paths)):
             edits = _lfs_edits(design, head, edits, uploads_by_path, lfs_blobs)
-        tree = repo.build_tree(head, edits)
+        try:
+            tree = repo.build_tree(head, edits)
+        except TreeRefused as exc:
+            raise ValidationError(
+                "Git refuses these files, as it would in a push: " + "; ".join(exc.problems) + ".",
+                problems=exc.problems,
+            ) from None
         if head and tree == repo.tree_of(head):
             raise ValidationError("Nothing changed: the files are identical to the current ones.")
         sha = repo.commit_tree(tree, [head] if head else [], message, author=identity, committer=identity)

@@ -198,7 +198,16 @@ def test_an_oversized_blob_is_refused_naming_the_file_and_lfs(hub_server, design
 
 @pytest.mark.parametrize(
     "hostile",
-    [".GIT/config", "dir/.git/hooks/post-update", "CON.txt", "back\\slash.stl", "dot-at-end.", "README.MD"],
+    [
+        ".GIT/config",
+        "dir/.git/hooks/post-update",
+        "git~1/config",
+        "CON.txt",
+        "back\\slash.stl",
+        "dot-at-end.",
+        "README.MD",
+        "invoice\u202etxt.exe",
+    ],
 )
 def test_a_push_with_a_refused_path_is_refused(hub_server, design, maker, git, hostile):
     git("clone", push_url(hub_server, design, maker), "work")
@@ -213,6 +222,14 @@ def test_a_push_with_a_refused_path_is_refused(hub_server, design, maker, git, h
     assert "remote: fabhub:" in result.stderr or "dotgit" in result.stderr.lower()
     assert design.repo.branch_head("main") == head
     assert design.repo.fsck()[0]
+
+
+def test_a_push_of_a_branch_whose_name_hides_characters_is_refused(hub_server, design, maker, git):
+    git("clone", push_url(hub_server, design, maker), "work")
+    result = git("push", "origin", "HEAD:refs/heads/fix\u202eexe", cwd=git.home / "work", check=False)
+    assert result.returncode != 0
+    assert "invisible or direction-changing" in result.stderr
+    assert design.repo.branch_head("fix\u202eexe") is None
 
 
 def tree_with(git, work, base: str, path: str) -> str:
