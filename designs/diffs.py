@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from designs import bom
-from designs.git import ChangedFile, Repository
+from designs.git import SUBMODULE_MODE, ChangedFile, Repository
 
 MAX_TEXT_DIFF_BYTES = 1024 * 1024
 BINARY_SNIFF_BYTES = 8000
@@ -136,11 +136,21 @@ def text_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]
     return "text", {"patch": patch, "additions": added, "deletions": removed}
 
 
+def submodule_detail(change: ChangedFile) -> dict[str, Any]:
+    """The commits a submodule was pinned at before and after (None: not a submodule then).
+
+    Its shas name commits of another repository, which the hub does not hold: nothing
+    is read, the pins are the whole comparison."""
+    return {
+        "old_commit": change.old_sha if change.old_mode == SUBMODULE_MODE else None,
+        "new_commit": change.new_sha if change.new_mode == SUBMODULE_MODE else None,
+    }
+
+
 def compare(repo: Repository, base: str | None, head: str, *, details: bool = True) -> list[FileDiff]:
     changes: list[ChangedFile] = repo.diff(base, head)
-    sizes = repo.blob_sizes(
-        [c.old_sha for c in changes if c.old_sha] + [c.new_sha for c in changes if c.new_sha]
-    )
+    files = [c for c in changes if not c.is_submodule]
+    sizes = repo.blob_sizes([c.old_sha for c in files if c.old_sha] + [c.new_sha for c in files if c.new_sha])
     diffs = [
         FileDiff(
             status=c.status,
@@ -151,10 +161,22 @@ def compare(repo: Repository, base: str | None, head: str, *, details: bool = Tr
             old_size=sizes.get(c.old_sha) if c.old_sha else None,
             new_size=sizes.get(c.new_sha) if c.new_sha else None,
         )
+        if not c.is_submodule
+        else FileDiff(
+            status=c.status,
+            path=c.path,
+            old_path=c.old_path,
+            old_sha=c.old_sha,
+            new_sha=c.new_sha,
+            old_size=None,
+            new_size=None,
+            kind="submodule",
+            detail=submodule_detail(c),
+        )
         for c in changes
     ]
-    # Pure renames (same blob) have nothing to compare.
-    to_diff = [d for d in diffs if d.old_sha != d.new_sha] if details else []
+    # Pure renames (same blob) have nothing to compare; submodules have only their pins.
+    to_diff = [d for d in diffs if d.old_sha != d.new_sha and d.kind != "submodule"] if details else []
     if to_diff:
         differs = [prepare(repo, to_diff) for _, prepare in _differs] + [bom_differ, text_differ]
         for file_diff in to_diff:

@@ -97,13 +97,21 @@ class Commit:
 class TreeEntry:
     path: str
     mode: str
-    kind: str  # "blob", "tree" or "commit" (submodule)
+    kind: str  # "blob", "tree" or "submodule" (a gitlink: `sha` is the pinned commit)
     sha: str
     size: int | None
 
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+SUBMODULE_MODE = "160000"
+
+
+def _entry_kind(git_type: str) -> str:
+    # git says "commit" for a gitlink; to the hub it is a submodule, never a file.
+    return "submodule" if git_type == "commit" else git_type
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,11 @@ class ChangedFile:
     new_sha: str | None
     old_mode: str | None
     new_mode: str | None
+
+    @property
+    def is_submodule(self) -> bool:
+        """A submodule added, removed or moved to another commit (its shas are commits)."""
+        return SUBMODULE_MODE in (self.old_mode, self.new_mode)
 
 
 @dataclass(frozen=True)
@@ -507,7 +520,7 @@ class Repository:
                 TreeEntry(
                     path=f"{path}/{name}" if path else name,
                     mode=mode,
-                    kind=kind,
+                    kind=_entry_kind(kind),
                     sha=sha,
                     size=None if size == "-" else int(size),
                 )
@@ -539,7 +552,7 @@ class Repository:
             meta, found = record.split("\t", 1)
             if found == path:
                 mode, kind, sha, size = meta.split()
-                return TreeEntry(path, mode, kind, sha, None if size == "-" else int(size))
+                return TreeEntry(path, mode, _entry_kind(kind), sha, None if size == "-" else int(size))
         return None
 
     def has_object(self, sha: str) -> bool:
