@@ -3,9 +3,11 @@ and the cheap checks other apps call (`is_mesh_path`, `fits`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +70,26 @@ class MeshError(Exception):
         self.reason = reason
 
 
+def require_finite(value: Any, *, what: str) -> None:
+    """Refuse a result holding NaN or infinity anywhere (nested dicts and lists too).
+
+    Coordinates near the float range's edge overflow areas and volumes, and degenerate
+    surfaces divide by zero: such a number must become a reason the person can read, never
+    reach a JSON column (PostgreSQL refuses NaN) or the API (JSON has no NaN).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MeshError(
+            f"{what} came out as {value} (the coordinates are too large or the surface is "
+            "degenerate): check the file's units and export settings"
+        )
+    if isinstance(value, dict):
+        for item in value.values():
+            require_finite(item, what=what)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            require_finite(item, what=what)
+
+
 @dataclass(frozen=True)
 class Limits:
     max_triangles: int = 5_000_000
@@ -109,6 +131,7 @@ class MeshFigures:
         for name in ("bbox_min", "bbox_max", "size", "obb_size"):
             data[name] = list(data[name])
         data["version"] = FIGURES_VERSION
+        require_finite(data, what="A figure of this mesh")
         return data
 
     @classmethod

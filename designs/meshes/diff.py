@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from designs.meshes.base import Limits, rotate_points
+from designs.meshes.base import Limits, require_finite, rotate_points
 from designs.meshes.figures import surface_sums
 from designs.meshes.read import read_mesh
 
@@ -44,6 +44,9 @@ def geometric_diff(
     new_c = after.corners_mm()
     old_m = _measure(old_c)
     new_m = _measure(new_c)
+    # Overflowing areas would make the surface sampling's weights NaN.
+    require_finite(old_m, what=f"A measure of {old_name}")
+    require_finite(new_m, what=f"A measure of {new_name}")
     result: dict = {
         "old": old_m,
         "new": new_m,
@@ -124,6 +127,7 @@ def geometric_diff(
         identical=False,
         aligned=aligned,
     )
+    require_finite(result, what="A distance between the two versions")
     return result
 
 

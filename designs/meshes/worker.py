@@ -207,7 +207,9 @@ def _child_diff(
         result = {"reason": f"the comparison took longer than the {time_limit_s} s allowed"}
     except MemoryError:
         result = {"reason": "the comparison needed more memory than allowed"}
-    print(json.dumps(result), flush=True)
+    # allow_nan=False: a NaN that slipped past require_finite fails here, loudly, rather
+    # than reaching a JSON column as the invalid token NaN.
+    print(json.dumps(result, allow_nan=False), flush=True)
 
 
 def _write_quietly(target: str, produce) -> None:
@@ -255,7 +257,7 @@ def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
                 result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
         finally:
             signal.alarm(0)
-        print(json.dumps(result), flush=True)
+        print(json.dumps(result, allow_nan=False), flush=True)
 
 
 if __name__ == "__main__":

@@ -406,3 +406,34 @@ def test_a_pile_of_huge_overlapping_triangles_is_drawn_in_bounded_time():
     started = time.perf_counter()
     assert render_thumbnail(data, filename="pile.stl", size=256).startswith(b"\x89PNG")
     assert time.perf_counter() - started < 30
+
+
+# -- numbers that overflow: nothing non-finite leaves the mesh code -----------------------
+
+
+def _ascii_stl(triangles) -> bytes:
+    lines = ["solid x"]
+    for triangle in triangles:
+        lines += ["facet normal 0 0 0", "outer loop"]
+        lines += [f"vertex {x!r} {y!r} {z!r}" for x, y, z in triangle]
+        lines += ["endloop", "endfacet"]
+    return ("\n".join([*lines, "endsolid x"]) + "\n").encode()
+
+
+CORNER = _ascii_stl([((0, 0, 0), (10, 0, 0), (0, 10, 0)), ((0, 0, 0), (0, 10, 0), (0, 0, 10))])
+# Finite coordinates whose areas and volumes overflow to infinity (and then NaN).
+OVERFLOWING = _ascii_stl(
+    [((0, 0, 0), (1e200, 0, 0), (0, 1e200, 0)), ((0, 0, 0), (0, 1e200, 0), (0, 0, 1e200))]
+)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_geometric_diff_whose_figures_overflow_gives_a_reason_not_nan():
+    with pytest.raises(MeshError, match="too large or the surface is degenerate"):
+        geometric_diff(CORNER, OVERFLOWING, old_name="a.stl", new_name="b.stl")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_figures_that_overflow_give_a_reason_not_nan():
+    with pytest.raises(MeshError, match="too large or the surface is degenerate"):
+        analyse(OVERFLOWING, filename="b.stl").to_dict()
