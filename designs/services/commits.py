@@ -312,6 +312,21 @@ def _gitattributes_line(path: str) -> bytes:
     return f"{pattern} {LFS_ATTRIBUTES}\n".encode()
 
 
+def _adopt_pushed_default_branch(design: Design, before: dict[str, str], after: dict[str, str]) -> None:
+    """The first push into a design without its default branch names it (GitHub's rule):
+    `git push origin dev` into an empty design makes `dev` the default branch. With
+    several branches pushed at once, `main`, then `master`, then the first by name."""
+    heads_after = sorted(ref.removeprefix("refs/heads/") for ref in after if ref.startswith("refs/heads/"))
+    if not heads_after or design.default_branch in heads_after:
+        return
+    if any(ref.startswith("refs/heads/") for ref in before):
+        return  # the design had branches: removing the default one is not a first push
+    branch = next((b for b in ("main", "master") if b in heads_after), heads_after[0])
+    design.repo.set_default_branch(branch)
+    Design.objects.filter(pk=design.pk).update(default_branch=branch)
+    design.default_branch = branch
+
+
 def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     """After a push: learn of the new commits (only those) and return them, newest first."""
     repo = design.repo
@@ -319,6 +334,7 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     if refs_after == refs_before:
         return []
     moved = [sha for ref, sha in refs_after.items() if refs_before.get(ref) != sha]
+    _adopt_pushed_default_branch(design, refs_before, refs_after)
     known = [f"^{sha}" for sha in refs_before.values()]
     new_commits = repo.commits_between(moved, known)
     refs_changed(design, new_commits=new_commits)

@@ -196,6 +196,11 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         return render_design_page(
             request, "designs/detail.html", design, role, "files", empty=True, **context
         )
+    if ref == design.default_branch and design.repo.branch_head(ref) is None:
+        # Its default branch was deleted (or never pushed): say so and how to fix it.
+        return render_design_page(
+            request, "designs/detail.html", design, role, "files", empty=True, missing_default=True, **context
+        )
     sha, entries = selectors.design_tree(design, rev=ref)
     readme_path, readme_html = selectors.design_readme(design, sha=sha)
     return render_design_page(

@@ -453,3 +453,19 @@ def test_signup_refuses_usernames_that_collide_with_routes_or_paths(client, db, 
     )
     assert response.status_code == 200
     assert response.context["form"].errors["username"]
+
+
+def test_a_design_whose_default_branch_is_gone_shows_how_to_fix_it_not_a_404(client, alice):
+    design = DesignFactory(owner=alice, slug="orphan")
+    commit_files(design, {"README.md": "# Orphan\n"})
+    repo = design.repo
+    repo.update_ref("refs/heads/work", repo.branch_head("main"), None)
+    repo.delete_ref("refs/heads/main", repo.branch_head("main"))
+    client.force_login(alice)
+    response = client.get(reverse("design-detail", args=["alice", "orphan"]))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "The default branch <code>main</code> does not exist" in text
+    assert "work:main" in text and "Settings" in text
+    other = client.get(reverse("design-detail", args=["alice", "orphan"]), {"ref": "work"})
+    assert other.status_code == 200 and "Orphan" in other.content.decode()

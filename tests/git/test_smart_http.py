@@ -232,6 +232,22 @@ def test_a_push_of_a_branch_whose_name_hides_characters_is_refused(hub_server, d
     assert design.repo.branch_head("fix\u202eexe") is None
 
 
+def test_the_first_branch_pushed_into_an_empty_design_becomes_its_default_branch(hub_server, maker, git):
+    empty = DesignFactory(owner=maker, slug="fresh")
+    work = git.home / "work"
+    git("init", "-q", "-b", "dev", str(work))
+    (work / "README.md").write_text("# Fresh\n")
+    git("add", "README.md", cwd=work)
+    git("commit", "-q", "-m", "First", cwd=work)
+    git("push", push_url(hub_server, empty, maker), "dev", cwd=work)
+    empty.refresh_from_db()
+    assert empty.default_branch == "dev"
+    assert empty.repo.resolve("HEAD") == empty.repo.branch_head("dev")
+    # A clone now checks out dev without being told.
+    git("clone", push_url(hub_server, empty, maker), "again")
+    assert (git.home / "again" / "README.md").read_text() == "# Fresh\n"
+
+
 def tree_with(git, work, base: str, path: str) -> str:
     """The tree of `base` plus a file at `path`, made with mktree (no path checks)."""
     import subprocess
