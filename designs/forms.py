@@ -55,6 +55,16 @@ class DesignCreateForm(DesignFieldsForm):
 
 class DesignSettingsForm(DesignFieldsForm):
     default_branch = forms.ChoiceField(choices=[])
+    allow_default_branch_rewrite = forms.BooleanField(
+        required=False,
+        label="Allow force pushes to the default branch",
+        help_text="Off: its history can only grow; a push that rewrites or deletes it is refused.",
+    )
+    allow_tag_changes = forms.BooleanField(
+        required=False,
+        label="Allow moving and deleting tags",
+        help_text="Off: every tag is a release, fixed once made.",
+    )
 
     def __init__(self, *args, design: Design, branches: list[str], **kwargs) -> None:
         kwargs.setdefault(
@@ -66,6 +76,8 @@ class DesignSettingsForm(DesignFieldsForm):
                 "visibility": design.visibility,
                 "tags": ", ".join(tag.name for tag in design.tags.all()),
                 "default_branch": design.default_branch,
+                "allow_default_branch_rewrite": design.allow_default_branch_rewrite,
+                "allow_tag_changes": design.allow_tag_changes,
             },
         )
         super().__init__(*args, **kwargs)

@@ -114,6 +114,7 @@ def _hook_env(design: Design) -> dict[str, str]:
         "PYTHONPATH": str(PROJECT_ROOT),
         "FABHUB_DEFAULT_BRANCH": design.default_branch,
         "FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE": "1" if design.allow_default_branch_rewrite else "0",
+        "FABHUB_ALLOW_TAG_CHANGES": "1" if design.allow_tag_changes else "0",
         "FABHUB_MAX_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
         "FABHUB_GIT_BINARY": settings.FABHUB_GIT_BINARY,
     }

@@ -59,6 +59,9 @@ class Design(models.Model):
     default_branch = models.CharField(max_length=100, default="main")
     # Off by default: a push may not delete or rewrite the default branch's history.
     allow_default_branch_rewrite = models.BooleanField(default=False)
+    # Off by default: every tag is a release, so a push may not move or delete one, nor
+    # may the pages or the API delete one.
+    allow_tag_changes = models.BooleanField(default=False)
     # A mesh at the default branch's head, whose thumbnail stands for the design in lists.
     cover_blob_sha = models.CharField(max_length=40, blank=True)
     # Attribution outlives the upstream row: if the upstream is deleted, the fork still

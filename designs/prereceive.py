@@ -24,12 +24,14 @@ class PushRules:
     max_blob_bytes: int
     # The local LFS store's folder; None skips the check that pointers name known objects.
     lfs_root: str | None = None
+    allow_tag_changes: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> PushRules:
         return cls(
             default_branch=env.get("FABHUB_DEFAULT_BRANCH", "main"),
             allow_default_branch_rewrite=env.get("FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE") == "1",
+            allow_tag_changes=env.get("FABHUB_ALLOW_TAG_CHANGES") == "1",
             max_blob_bytes=int(env.get("FABHUB_MAX_BLOB_BYTES", str(50 * 1024 * 1024))),
             lfs_root=env.get("FABHUB_LFS_ROOT") or None,
         )
@@ -39,6 +41,14 @@ def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: Pu
     """Why the push must be refused; empty if it may go in."""
     errors = []
     default_ref = f"refs/heads/{rules.default_branch}"
+    for old, new, ref in updates:
+        if ref.startswith("refs/tags/") and old != ZERO_SHA and not rules.allow_tag_changes:
+            name = ref.removeprefix("refs/tags/")
+            what = "deleted" if new == ZERO_SHA else "moved"
+            errors.append(
+                f"{name} is a release: tags cannot be {what} (the owner can allow it in the "
+                "design's settings)."
+            )
     for old, new, ref in updates:
         if ref != default_ref or rules.allow_default_branch_rewrite:
             continue

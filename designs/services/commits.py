@@ -19,7 +19,7 @@ from designs.models import Design
 from designs.selectors import require_writer
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
-from hub.exceptions import Conflict, NotFound, TooLarge, ValidationError
+from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
 from hub.models import User
 
 logger = logging.getLogger(__name__)
@@ -396,6 +396,11 @@ def tag_create(*, design: Design, user: User, name: str, target: str | None, not
 
 def tag_delete(*, design: Design, user: User, name: str) -> None:
     require_writer(design, user)
+    if not design.allow_tag_changes:
+        raise PermissionDenied(
+            f"{name!r} is a release: tags cannot be deleted or moved "
+            "(the owner can allow it in the design's settings)."
+        )
     repo = design.repo
     old = repo.resolve_ref(f"refs/tags/{name}")
     if old is None:

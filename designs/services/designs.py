@@ -87,6 +87,7 @@ def design_update(
     tags: Sequence[str] | None = None,
     default_branch: str | None = None,
     allow_default_branch_rewrite: bool | None = None,
+    allow_tag_changes: bool | None = None,
 ) -> Design:
     if licence is not None and licence != design.licence and design.is_fork:
         raise ValidationError(
@@ -103,6 +104,7 @@ def design_update(
         ("licence", licence),
         ("visibility", visibility),
         ("allow_default_branch_rewrite", allow_default_branch_rewrite),
+        ("allow_tag_changes", allow_tag_changes),
     ):
         if value is not None:
             setattr(design, name, value)

@@ -237,6 +237,11 @@ def test_branches_and_tags_with_release_notes(alice_api, alice):
         alice_api.delete(url("api-design-branch", "alice", "bracket", "feature/thicker")).status_code == 204
     )
     assert alice_api.delete(url("api-design-branch", "alice", "bracket", "main")).status_code == 400
+    # Every tag is a release: deleting one takes the owner's leave first.
+    refused = alice_api.delete(url("api-design-tag", "alice", "bracket", "v1.0"))
+    assert refused.status_code == 403
+    assert "is a release" in refused.json()["detail"]
+    Design.objects.filter(owner__username="alice", slug="bracket").update(allow_tag_changes=True)
     assert alice_api.delete(url("api-design-tag", "alice", "bracket", "v1.0")).status_code == 204
     assert alice_api.get(tags).json() == []
 

@@ -469,3 +469,26 @@ def test_a_design_whose_default_branch_is_gone_shows_how_to_fix_it_not_a_404(cli
     assert "work:main" in text and "Settings" in text
     other = client.get(reverse("design-detail", args=["alice", "orphan"]), {"ref": "work"})
     assert other.status_code == 200 and "Orphan" in other.content.decode()
+
+
+def test_the_owner_turns_tag_changes_on_in_settings(client, alice):
+    design = DesignFactory(owner=alice, slug="released")
+    commit_files(design, {"README.md": "# R\n"})
+    client.force_login(alice)
+    settings_url = reverse("design-settings", args=["alice", "released"])
+    page = client.get(settings_url).content.decode()
+    assert "Allow moving and deleting tags" in page
+    client.post(
+        settings_url,
+        {
+            "action": "update",
+            "title": "R",
+            "licence": design.licence,
+            "visibility": "public",
+            "tags": "",
+            "default_branch": "main",
+            "allow_tag_changes": "on",
+        },
+    )
+    design.refresh_from_db()
+    assert design.allow_tag_changes and not design.allow_default_branch_rewrite

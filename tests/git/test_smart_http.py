@@ -232,6 +232,30 @@ def test_a_push_of_a_branch_whose_name_hides_characters_is_refused(hub_server, d
     assert design.repo.branch_head("fix\u202eexe") is None
 
 
+def test_a_pushed_tag_is_a_release_it_cannot_be_moved_or_deleted_unless_allowed(
+    hub_server, design, maker, git
+):
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+    git("tag", "v1.0", cwd=work)
+    git("push", "origin", "v1.0", cwd=work)
+    released = design.repo.resolve_ref("refs/tags/v1.0")
+    (work / "later.txt").write_text("later\n")
+    git("add", "later.txt", cwd=work)
+    git("commit", "-q", "-m", "Later", cwd=work)
+    git("push", "origin", "main", cwd=work)
+    git("tag", "-f", "v1.0", cwd=work)
+    moved = git("push", "--force", "origin", "v1.0", cwd=work, check=False)
+    assert moved.returncode != 0 and "v1.0 is a release: tags cannot be moved" in moved.stderr
+    deleted = git("push", "origin", ":refs/tags/v1.0", cwd=work, check=False)
+    assert deleted.returncode != 0 and "tags cannot be deleted" in deleted.stderr
+    assert design.repo.resolve_ref("refs/tags/v1.0") == released
+
+    services.design_update(design=design, allow_tag_changes=True)
+    git("push", "--force", "origin", "v1.0", cwd=work)
+    assert design.repo.resolve_ref("refs/tags/v1.0") != released
+
+
 def test_the_first_branch_pushed_into_an_empty_design_becomes_its_default_branch(hub_server, maker, git):
     empty = DesignFactory(owner=maker, slug="fresh")
     work = git.home / "work"

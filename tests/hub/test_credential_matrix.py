@@ -101,6 +101,8 @@ def branch_delete(client, design, headers):
 
 def tag_delete(client, design, headers):
     services.tag_create(design=design, user=design.owner, name="v0", target="main", notes="")
+    design.allow_tag_changes = True
+    design.save(update_fields=["allow_tag_changes"])
     return client.delete(api("tags/v0/"), **headers)
 
 
