@@ -19,6 +19,21 @@ MAX_TEXT_DIFF_BYTES = 1024 * 1024
 BINARY_SNIFF_BYTES = 8000
 
 
+@dataclass(frozen=True)
+class DiffBudget:
+    """How much one answer compares in detail: at most `files` files whose blobs (old and
+    new) add up to at most `bytes`. Files beyond it are listed with their sizes only, as
+    kind "deferred", and are compared on request one at a time (`compare(only_path=…)`).
+    Pages thus stay small, and a worker's memory bounded, whatever a commit holds."""
+
+    files: int
+    bytes: int
+
+
+# What a diff page shows at once (the commit, compare and proposal pages).
+PAGE_BUDGET = DiffBudget(files=100, bytes=2 * 1024 * 1024)
+
+
 @dataclass
 class FileDiff:
     status: str
@@ -147,8 +162,22 @@ def submodule_detail(change: ChangedFile) -> dict[str, Any]:
     }
 
 
-def compare(repo: Repository, base: str | None, head: str, *, details: bool = True) -> list[FileDiff]:
+def compare(
+    repo: Repository,
+    base: str | None,
+    head: str,
+    *,
+    details: bool = True,
+    budget: DiffBudget | None = None,
+    only_path: str | None = None,
+) -> list[FileDiff]:
+    """Every changed file with its sizes and, within `budget` (None: no limit), the
+    detailed comparison its differ makes. `only_path`: that one file (the "show this
+    file's diff" link of a deferred file), compared whatever the budget."""
     changes: list[ChangedFile] = repo.diff(base, head)
+    if only_path is not None:
+        changes = [c for c in changes if c.path == only_path]
+        budget = None
     files = [c for c in changes if not c.is_submodule]
     sizes = repo.blob_sizes([c.old_sha for c in files if c.old_sha] + [c.new_sha for c in files if c.new_sha])
     diffs = [
@@ -177,6 +206,8 @@ def compare(repo: Repository, base: str | None, head: str, *, details: bool = Tr
     ]
     # Pure renames (same blob) have nothing to compare; submodules have only their pins.
     to_diff = [d for d in diffs if d.old_sha != d.new_sha and d.kind != "submodule"] if details else []
+    if budget is not None:
+        to_diff = _within(budget, to_diff)
     if to_diff:
         differs = [prepare(repo, to_diff) for _, prepare in _differs] + [bom_differ, text_differ]
         for file_diff in to_diff:
@@ -186,3 +217,21 @@ def compare(repo: Repository, base: str | None, head: str, *, details: bool = Tr
                     file_diff.kind, file_diff.detail = found
                     break
     return diffs
+
+
+def _within(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
+    """The files to compare in detail; the others become "deferred" rows (sizes only)."""
+    chosen: list[FileDiff] = []
+    left = budget.bytes
+    for file_diff in candidates:
+        cost = (file_diff.old_size or 0) + (file_diff.new_size or 0)
+        if len(chosen) < budget.files and cost <= left:
+            chosen.append(file_diff)
+            left -= cost
+        else:
+            file_diff.kind = "deferred"
+            file_diff.detail = {
+                "reason": f"not shown: this page compares at most {budget.files} files and "
+                f"{budget.bytes // (1024 * 1024)} MB at once"
+            }
+    return chosen

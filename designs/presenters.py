@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.http import QueryDict
 from django.urls import reverse
 
 from designs.diffs import FileDiff
@@ -72,10 +73,21 @@ def _bom_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def diff_rows(design: Design, diffs: list[FileDiff]) -> list[dict[str, Any]]:
+def diff_rows(
+    design: Design, diffs: list[FileDiff], *, query: QueryDict | None = None
+) -> list[dict[str, Any]]:
+    """What the diff template shows per file. `query` is the page's own query string: a
+    deferred file (over the page's DiffBudget) links to the same page showing it alone."""
+
+    def alone(path: str) -> str:
+        params = query.copy() if query is not None else QueryDict(mutable=True)
+        params["file"] = path
+        return "?" + params.urlencode()
+
     return [
         {
             "file": d,
+            "show_alone": alone(d.path) if d.kind == "deferred" else "",
             "lines": _patch_lines(d.detail.get("patch", "")) if d.kind in ("text", "bom") else [],
             "bom_rows": _bom_rows(d.detail) if d.kind == "bom" else [],
             "mesh": _mesh_diff(design, d) if d.kind == "mesh" else None,

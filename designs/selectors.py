@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils.html import escape
 
-from designs.diffs import FileDiff, compare
+from designs.diffs import DiffBudget, FileDiff, compare
 from designs.git import ChangedFile, Commit, Repository, Tag, TreeEntry
 from designs.lfs_store import MAX_POINTER_BYTES, Pointer, StoreError, lfs_store, resolve_pointer, valid_oid
 from designs.meshes import MeshError, canonical_units, figures_in_units, fits, is_mesh_path
@@ -445,10 +445,13 @@ def proposal_commits(proposal: ChangeProposal) -> list[Commit]:
     return proposal.target.repo.log(rev, limit=MAX_LISTED_COMMITS)
 
 
-def proposal_diff(proposal: ChangeProposal) -> tuple[str | None, str, list[FileDiff]]:
+def proposal_diff(
+    proposal: ChangeProposal, *, budget: DiffBudget | None = None, only_path: str | None = None
+) -> tuple[str | None, str, list[FileDiff]]:
     """(base, head, files): what the proposal changes, from where its branch left the target."""
     base = proposal.merge_base or None
-    return base, proposal.head_sha, compare(proposal.target.repo, base, proposal.head_sha)
+    files = compare(proposal.target.repo, base, proposal.head_sha, budget=budget, only_path=only_path)
+    return base, proposal.head_sha, files
 
 
 def proposal_network(design: Design) -> int:

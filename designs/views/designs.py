@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from designs import forms, paths, presenters, selectors, services
-from designs.diffs import compare
+from designs.diffs import PAGE_BUDGET, compare
 from designs.git import Commit
 from designs.meshes import is_mesh_path
 from designs.models import Design, Licence
@@ -336,7 +336,8 @@ def design_commit_page(request: HttpRequest, owner: str, slug: str, sha: str) ->
     sha = selectors.design_resolve(design, sha)
     commit: Commit = design.repo.commit(sha)
     parent = commit.parents[0] if commit.parents else None
-    files = presenters.diff_rows(design, compare(design.repo, parent, sha))
+    diffs = compare(design.repo, parent, sha, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
+    files = presenters.diff_rows(design, diffs, query=request.GET)
     return render_design_page(
         request,
         "designs/commit.html",
@@ -366,7 +367,8 @@ def design_compare(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             parents = design.repo.commit(head).parents
             base = parents[0] if parents else None
         if ok:
-            files = presenters.diff_rows(design, compare(design.repo, base, head))
+            diffs = compare(design.repo, base, head, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
+            files = presenters.diff_rows(design, diffs, query=request.GET)
             context.update(base=base, head=head, files=files, has_meshes=any(row["mesh"] for row in files))
     return render_design_page(request, "designs/compare.html", design, role, "compare", **context)
 

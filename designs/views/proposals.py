@@ -12,6 +12,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from designs import forms, presenters, selectors
+from designs.diffs import PAGE_BUDGET
 from designs.models import Design
 from designs.services import proposals
 from designs.views.pages import (
@@ -150,8 +151,8 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
     proposal = proposals.proposal_fresh(proposal)
     files: list[dict[str, Any]] = []
     if proposal.head_sha and design.repo.has_object(proposal.head_sha):
-        _, _, diffs = selectors.proposal_diff(proposal)
-        files = presenters.diff_rows(design, diffs)
+        _, _, diffs = selectors.proposal_diff(proposal, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
+        files = presenters.diff_rows(design, diffs, query=request.GET)
     comments = list(proposal.comments.select_related("author"))
     for comment in comments:
         comment.html = _proposal_markdown(design, proposal.head_sha, comment.body)
