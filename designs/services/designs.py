@@ -89,6 +89,13 @@ def design_update(
     allow_default_branch_rewrite: bool | None = None,
     allow_tag_changes: bool | None = None,
 ) -> Design:
+    if visibility == Design.Visibility.PUBLIC and design.visibility != visibility:
+        hidden = private_upstreams(design)
+        if hidden:
+            raise ValidationError(
+                f"This fork stays private while {hidden[0].full_name}, which it was forked from, is private.",
+                field="visibility",
+            )
     if licence is not None and licence != design.licence and design.is_fork:
         raise ValidationError(
             f"A fork keeps the licence of the design it was forked from ({design.licence})."
@@ -134,8 +141,62 @@ def designs_of_leaving_account(user: User) -> None:
     transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
+# -- private means private, forks included -------------------------------------------------
+#
+# A fork's access is always a subset of its upstream's: a fork of a private design is
+# private and stays so while that upstream is private; only people who can see the
+# upstream may be given access to the fork; and whoever loses access to a private design
+# loses its forks too (theirs are deleted, as GitHub does; their collaborations on others'
+# forks end). docs/architecture.md, "Private forks".
+
+MAX_FORK_DEPTH = 100
+
+
+def private_upstreams(design: Design) -> list[Design]:
+    """The private designs `design` descends from by forking, nearest first."""
+    found: list[Design] = []
+    current = design.forked_from
+    for _ in range(MAX_FORK_DEPTH):
+        if current is None:
+            break
+        if current.visibility == Design.Visibility.PRIVATE:
+            found.append(current)
+        current = current.forked_from
+    return found
+
+
+def _can_see(design: Design, user: User) -> bool:
+    return design.owner_id == user.pk or Collaborator.objects.filter(design=design, user=user).exists()
+
+
+def _fork_descendants(design: Design) -> list[Design]:
+    """Every design forked, directly or through other forks, from `design`."""
+    found: list[Design] = []
+    level = [design.pk]
+    for _ in range(MAX_FORK_DEPTH):
+        children = list(Design.objects.filter(forked_from_id__in=level).select_related("owner"))
+        if not children:
+            break
+        found += children
+        level = [child.pk for child in children]
+    return found
+
+
+def _access_lost(design: Design, user: User) -> None:
+    """`user` can no longer see the private `design`: what they held below it goes."""
+    for descendant in _fork_descendants(design):
+        if descendant.visibility != Design.Visibility.PRIVATE:
+            continue  # forked while public: its content was theirs to copy then
+        if descendant.owner_id == user.pk:
+            design_delete(design=descendant)
+        else:
+            Collaborator.objects.filter(design=descendant, user=user).delete()
+
+
 def design_fork(*, design: Design, user: User, slug: str | None = None) -> Design:
-    """Clone `design` with its whole history into `user`'s namespace, keeping attribution."""
+    """Clone `design` with its whole history into `user`'s namespace, keeping attribution.
+
+    A fork of a private design (or of a fork of one) is private."""
     slug = slug or design.slug
     _check_slug(slug)
     if Design.objects.filter(owner=user, slug__iexact=slug).exists():
@@ -152,7 +213,11 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
         title=design.title,
         summary=design.summary,
         licence=design.licence,
-        visibility=design.visibility,
+        visibility=(
+            Design.Visibility.PRIVATE
+            if design.visibility == Design.Visibility.PRIVATE or private_upstreams(design)
+            else design.visibility
+        ),
         default_branch=design.default_branch,
         forked_from=design,
         forked_from_name=design.full_name,
@@ -194,6 +259,14 @@ def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> C
         raise PermissionDenied("Only the owner manages collaborators.")
     if user.pk == design.owner_id:
         raise ValidationError("The owner is not a collaborator of their own design.")
+    if design.visibility == Design.Visibility.PRIVATE:
+        hidden = next((up for up in private_upstreams(design) if not _can_see(up, user)), None)
+        if hidden is not None:
+            raise ValidationError(
+                f"{user.username} cannot see {hidden.full_name}, which this fork comes from: "
+                f"its owner must give them access first.",
+                field="username",
+            )
     collaborator, _ = Collaborator.objects.update_or_create(design=design, user=user, defaults={"role": role})
     return collaborator
 
@@ -201,4 +274,7 @@ def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> C
 def collaborator_remove(*, design: Design, actor: User, user: User) -> None:
     if design.owner_id != actor.pk:
         raise PermissionDenied("Only the owner manages collaborators.")
-    Collaborator.objects.filter(design=design, user=user).delete()
+    with transaction.atomic():
+        removed, _ = Collaborator.objects.filter(design=design, user=user).delete()
+        if removed and design.visibility == Design.Visibility.PRIVATE:
+            _access_lost(design, user)
