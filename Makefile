@@ -22,6 +22,7 @@ install: $(VENV)/.installed
 
 run: install
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py rerender_markdown
 	DEBUG=1 $(BIN)/python manage.py demo
 	@echo "fabhub at http://127.0.0.1:$(PORT)/ (demo accounts in README.md)"
 	# gunicorn rather than runserver: git pushes over 1 MB arrive chunked, which only a

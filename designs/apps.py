@@ -8,10 +8,14 @@ class DesignsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: these modules load models, which the app registry allows only now.
         from designs import diffs
-        from designs.services import analysis, designs, mirrors
+        from designs.models import ChangeProposal, ProposalComment
+        from designs.services import analysis, designs, mirrors, proposals
         from hub.accounts import register_account_deletion_step
+        from hub.markdown import register_markdown_field
         from hub.ticker import register_ticker
 
         diffs.register_prepared_differ(analysis.mesh_differ_prepare)
         register_account_deletion_step("designs", designs.designs_of_leaving_account)
+        register_markdown_field(ChangeProposal, "description", proposals.proposal_markdown)
+        register_markdown_field(ProposalComment, "body", proposals.proposal_markdown)
         register_ticker("mirror", interval_setting="FABHUB_MIRROR_TICK_S", tick=mirrors.embedded_tick)

@@ -269,6 +269,10 @@ class ChangeProposal(models.Model):
     )
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    # Rendered when written (hub.markdown.render_field); links hold REVISION_PLACEHOLDER
+    # where the proposal's head goes, filled in when shown.
+    description_html = models.TextField(blank=True, editable=False)
+    description_html_version = models.CharField(max_length=40, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     head_sha = models.CharField(max_length=40)
     target_sha = models.CharField(max_length=40, blank=True)
@@ -322,9 +326,9 @@ class ProposalComment(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     body = models.TextField()
+    body_html = models.TextField(blank=True, editable=False)
+    body_html_version = models.CharField(max_length=40, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
-    # Not a field: the body as sanitised HTML, set by the proposal page.
-    html: str
 
     class Meta:
         ordering = ["pk"]

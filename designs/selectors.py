@@ -32,7 +32,7 @@ from designs.models import (
 )
 from hub.auth import Viewer
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
-from hub.markdown import render_markdown
+from hub.markdown import RENDERER_VERSION, render_markdown
 
 
 def designs_visible_to(user: Viewer) -> QuerySet[Design]:
@@ -183,15 +183,15 @@ def design_readme_entry(design: Design, *, sha: str) -> TreeEntry | None:
 def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
     """(path, sanitised HTML) of the README at `sha`; links point at the same revision.
 
-    Markdown rendering is slow on some hostile inputs (seconds for tens of KB), so the
-    HTML is rendered once per README blob and cached; the revision in its links is
-    filled in per request.
+    The HTML is rendered once per README blob and renderer version into the shared
+    cache (linear time, at most MAX_README_BYTES); the revision in its links is filled
+    in per request.
     """
     entry = design_readme_entry(design, sha=sha)
     if entry is None:
         return None, ""
     owner, slug = design.owner.username, design.slug
-    key = f"readme:{design.pk}:{owner}/{slug}:{entry.sha}:{entry.path}"
+    key = f"readme:{RENDERER_VERSION}:{design.pk}:{owner}/{slug}:{entry.sha}:{entry.path}"
     html = cache.get(key)
     if html is None:
         text = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")

@@ -25,11 +25,15 @@ shown outside its repository:
 Text that does not live in a repository (a lab's description) passes no callbacks: its
 relative links stay as written, and everything else above still holds.
 
-Rendering cost: a realistic 1 MB README renders in a second or two, but Python-Markdown
-(and the standard library HTML parser it uses for raw HTML) takes quadratic time on
-some malformed input: tens of kilobytes of unclosed ``[``, ``<a `` or ``<![CDATA[``
-take seconds to minutes. The cost depends on the text alone, so render once per README
-version, cache the result and keep rendering out of the request cycle.
+Rendering is linear in the text's length: cmark-gfm (GitHub's C implementation of
+CommonMark with its table, strikethrough, autolink and task-list extensions, through
+`cmarkgfm`) parses, and nh3 (Rust) sanitises. Python-Markdown, used before, took
+quadratic time on malformed input (tens of kilobytes of unclosed ``[`` took seconds),
+and markdown-it-py, the other CommonMark candidate, took 0.4–0.6 s on 50,000 unclosed
+brackets; cmark-gfm takes under 15 ms on every case of ``bench/markdown_render.py``. Still,
+each text has a length limit (`check_length`, `MAX_MARKDOWN_CHARS`) and its HTML is
+rendered when it is written, not when it is read; `RENDERER_VERSION` tags stored HTML
+so that a change of renderer re-renders it.
 """
 
 from __future__ import annotations
@@ -38,11 +42,28 @@ import html
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import markdown
+import cmarkgfm
 import nh3
-from markdown.extensions.tables import TableExtension
+from cmarkgfm.cmark import Options
+from django.db import models
+
+from hub.exceptions import ValidationError
+
+# Stored HTML carries the version it was rendered with; change it whenever the renderer,
+# its options or the sanitiser's rules change, so that stored HTML is rendered again.
+RENDERER_VERSION = "cmark-gfm-1"
+GFM_EXTENSIONS = ["table", "strikethrough", "autolink", "tasklist"]
+# Deeper than this (quotes in quotes, lists in lists, unclosed <div>s), a text is shown as
+# its source: browsers and the sanitiser handle such depths slowly, and no document needs it.
+MAX_NESTING = 100
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
+_VOID = frozenset({"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# The longest Markdown a person may write into a field (a comment, a description).
+MAX_MARKDOWN_CHARS = 65_536
 
 ALLOWED_TAGS = frozenset(
     {
@@ -100,25 +121,30 @@ def render_markdown(
         return ""
     # nh3 cannot encode lone surrogates (left by some ways of decoding bytes) and fails.
     text = _SURROGATE.sub("\ufffd", markdown_text)
-    try:
-        rendered = markdown.markdown(
-            text,
-            extensions=[TableExtension(use_align_attribute=True), "fenced_code", "sane_lists"],
-        )
-    except RecursionError:
-        # Markdown recurses once per list level, so a few hundred nested lists exhaust
-        # the stack; the source is still worth showing.
+    # UNSAFE keeps raw HTML (READMEs centre logos with <p align>): nh3 below is what
+    # decides what survives, and it drops <script> and the like with their content (so
+    # GFM's tagfilter, which would show them as text, is left out).
+    rendered = cmarkgfm.markdown_to_html_with_extensions(
+        text, options=Options.CMARK_OPT_UNSAFE, extensions=GFM_EXTENSIONS
+    )
+    if _nesting_depth(rendered) > MAX_NESTING:
+        # The sanitiser's HTML parser slows down badly on documents tens of thousands of
+        # elements deep (50,000 '>' take it 4 s); nothing that deep is meant to be read.
         return f"<pre>{html.escape(text)}</pre>"
+    return _clean(rendered, attribute_filter=_attribute_filter(base_dir, raw_url=raw_url, page_url=page_url))
+
+
+def _clean(rendered: str, *, attribute_filter: Callable[[str, str, str], str | None]) -> str:
     return nh3.clean(
         rendered,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(REMOVED_WITH_CONTENT),
         attributes=ALLOWED_ATTRIBUTES,
-        attribute_filter=_attribute_filter(base_dir, raw_url=raw_url, page_url=page_url),
+        attribute_filter=attribute_filter,
         url_schemes=set(URL_SCHEMES),
         # Anyone can write a README: its links must not lend the hub's ranking to spam.
         link_rel="noopener noreferrer nofollow",
-    )
+    ).strip()
 
 
 def _attribute_filter(
@@ -197,3 +223,103 @@ def _language_classes(value: str) -> str | None:
     # could pick up the site's own CSS.
     kept = [name for name in value.split() if _LANGUAGE_CLASS.fullmatch(name)]
     return " ".join(kept) or None
+
+
+def check_length(text: str, *, field: str, limit: int = MAX_MARKDOWN_CHARS) -> str:
+    """`text` if it is within `limit` characters; a clear 400 naming `field` otherwise."""
+    if len(text) > limit:
+        raise ValidationError(
+            f"{field} is {len(text):,} characters long; the limit is {limit:,}.", field=field
+        )
+    return text
+
+
+# -- Markdown fields: rendered when written ------------------------------------------------
+#
+# A model with a Markdown field keeps its HTML beside it (`<field>_html`) with the
+# renderer version that made it (`<field>_html_version`). Its services render on write
+# (`render_field`); pages and the API read `shown_html`. Each app registers its fields
+# (`register_markdown_field`) so that `manage.py rerender_markdown` (run after `migrate`
+# by `make run` and the Compose web service) renders stale rows again after a renderer
+# change. A row still stale when read is rendered for that answer only: linear time,
+# bounded by the field's length limit.
+
+Render = Callable[[Any, str], str]
+
+
+@dataclass(frozen=True)
+class MarkdownField:
+    model: type[models.Model]
+    field: str
+    render: Render  # (instance, text) -> HTML, e.g. with the instance's link rewriting
+
+    @property
+    def html_field(self) -> str:
+        return f"{self.field}_html"
+
+    @property
+    def version_field(self) -> str:
+        return f"{self.field}_html_version"
+
+
+_markdown_fields: dict[tuple[str, str], MarkdownField] = {}
+
+
+def plain(instance: Any, text: str) -> str:
+    """The default `render`: no repository to point links into."""
+    return render_markdown(text)
+
+
+def register_markdown_field(model: type[models.Model], field: str, render: Render = plain) -> None:
+    _markdown_fields[(model._meta.label, field)] = MarkdownField(model, field, render)
+
+
+def markdown_fields() -> list[MarkdownField]:
+    return list(_markdown_fields.values())
+
+
+def _registered(instance: models.Model, field: str) -> MarkdownField:
+    return _markdown_fields[(instance._meta.label, field)]
+
+
+def render_field(instance: models.Model, field: str) -> list[str]:
+    """Render `instance.<field>` into its stored HTML; the names of the fields set (for
+    `save(update_fields=…)`)."""
+    spec = _registered(instance, field)
+    setattr(instance, spec.html_field, spec.render(instance, getattr(instance, field)))
+    setattr(instance, spec.version_field, RENDERER_VERSION)
+    return [spec.html_field, spec.version_field]
+
+
+def shown_html(instance: models.Model, field: str) -> str:
+    """The HTML to show for `instance.<field>`: as stored when this renderer made it."""
+    spec = _registered(instance, field)
+    if getattr(instance, spec.version_field) == RENDERER_VERSION:
+        return getattr(instance, spec.html_field)
+    return spec.render(instance, getattr(instance, field))
+
+
+def rerender_stale(batch_size: int = 500) -> int:
+    """Render again every stored Markdown field made by another renderer version."""
+    count = 0
+    for spec in markdown_fields():
+        stale = spec.model._default_manager.exclude(**{spec.version_field: RENDERER_VERSION})
+        for instance in stale.iterator(chunk_size=batch_size):
+            fields = render_field(instance, spec.field)
+            instance.save(update_fields=fields)
+            count += 1
+    return count
+
+
+def _nesting_depth(rendered: str) -> int:
+    """How deep the elements of `rendered` nest (unclosed ones count as open): one pass."""
+    depth = deepest = 0
+    for closing, name, self_closing in _TAG.findall(rendered):
+        if name.lower() in _VOID or self_closing:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest

@@ -10,7 +10,9 @@ class MachinesConfig(AppConfig):
         # ready while apps.py itself is imported.
         from designs.panels import register_design_panel
         from hub.accounts import register_account_deletion_step
+        from hub.markdown import register_markdown_field
         from hub.ticker import register_ticker
+        from machines.models import Lab
         from machines.printing import panels, ticker
         from machines.printing import services as printing
         from machines.services import labs
@@ -18,4 +20,5 @@ class MachinesConfig(AppConfig):
         register_ticker("print", interval_setting="FABHUB_PRINT_TICK_S", tick=ticker.embedded_tick)
         register_design_panel(panels.design_prints_panel)
         register_account_deletion_step("lab memberships", labs.memberships_of_leaving_account)
+        register_markdown_field(Lab, "description")
         register_account_deletion_step("print jobs", printing.print_jobs_of_leaving_account)

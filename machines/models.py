@@ -107,6 +107,9 @@ class Lab(BookingRules):
     address = models.TextField(blank=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     description = models.TextField(blank=True, help_text="Markdown.")
+    # Rendered when written (hub.markdown.render_field), with the renderer's version.
+    description_html = models.TextField(blank=True, editable=False)
+    description_html_version = models.CharField(max_length=40, blank=True, editable=False)
     join_policy = models.CharField(max_length=10, choices=JoinPolicy.choices, default=JoinPolicy.OPEN)
     created_at = models.DateTimeField(default=now)
 

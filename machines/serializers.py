@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from hub.markdown import render_markdown
+from hub.markdown import shown_html
 from machines.models import (
     Booking,
     CalendarFeed,
@@ -106,7 +106,7 @@ class LabOutput(serializers.ModelSerializer):
         ]
 
     def get_description_html(self, lab: Lab) -> str:
-        return render_markdown(lab.description)
+        return shown_html(lab, "description")
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")

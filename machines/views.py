@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from hub.auth import Credential, signed_in_user
 from hub.exceptions import NotFound, ValidationError
-from hub.markdown import render_markdown
+from hub.markdown import shown_html
 from hub.models import User
 from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
@@ -99,7 +99,7 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
         monday=monday,
         previous_week=monday - timedelta(days=7),
         next_week=monday + timedelta(days=7),
-        description_html=render_markdown(the_lab.description),
+        description_html=shown_html(the_lab, "description"),
         machines=the_lab.machines.order_by("name"),
         hours=(hours := selectors.weekly_hours(the_lab)),
         open_days={d for d, _, _ in hours},

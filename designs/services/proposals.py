@@ -25,6 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.urls import reverse
 from django.utils import timezone
 
 from designs import selectors
@@ -32,6 +33,7 @@ from designs.git import GitError, MergeConflict, RefMoved, valid_ref_name
 from designs.lfs_store import MAX_POINTER_BYTES, resolve_pointer
 from designs.models import ChangeProposal, Design, ProposalComment
 from designs.selectors import (
+    REVISION_PLACEHOLDER,
     design_upstream_status,
     pointer_oids,
     proposal_can_change,
@@ -43,6 +45,7 @@ from designs.services.commits import person_for
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
+from hub.markdown import render_field, render_markdown
 from hub.models import User
 
 logger = logging.getLogger(__name__)
@@ -162,7 +165,7 @@ def proposal_create(
                 number = (
                     ChangeProposal.objects.filter(target=target).aggregate(n=Max("number"))["n"] or 0
                 ) + 1
-                proposal = ChangeProposal.objects.create(
+                proposal = ChangeProposal(
                     target=target,
                     number=number,
                     target_branch=target_branch,
@@ -174,6 +177,8 @@ def proposal_create(
                     description=description,
                     head_sha=head,
                 )
+                render_field(proposal, "description")
+                proposal.save(force_insert=True)
                 _copy_head(proposal, head)
         except GitError:
             raise Conflict(
@@ -352,7 +357,9 @@ def proposal_update(
             raise ValidationError(f"The description is longer than {MAX_DESCRIPTION_CHARS:,} characters.")
         proposal.description = description
     proposal.updated_at = timezone.now()
-    proposal.save(update_fields=["title", "description", "updated_at"])
+    proposal.save(
+        update_fields=["title", "description", "updated_at", *render_field(proposal, "description")]
+    )
     return proposal
 
 
@@ -394,7 +401,26 @@ def proposal_comment(*, proposal: ChangeProposal, user: User, body: str) -> Prop
         raise ValidationError("Write something to comment.")
     if len(body) > MAX_COMMENT_CHARS:
         raise ValidationError(f"Comments are at most {MAX_COMMENT_CHARS:,} characters.")
-    return ProposalComment.objects.create(proposal=proposal, author=user, body=body)
+    comment = ProposalComment(proposal=proposal, author=user, body=body)
+    render_field(comment, "body")
+    comment.save(force_insert=True)
+    return comment
+
+
+def proposal_markdown(instance: ChangeProposal | ProposalComment, text: str) -> str:
+    """A proposal's description or comment as HTML; relative links point into the
+    target design at REVISION_PLACEHOLDER, which the page replaces with the proposal's
+    head (it moves as the branch does, the stored HTML need not)."""
+    target = instance.target if isinstance(instance, ChangeProposal) else instance.proposal.target
+    args = [target.owner.username, target.slug]
+
+    def raw_url(path: str) -> str:
+        return f"{reverse('design-raw', args=[*args, path])}?ref={REVISION_PLACEHOLDER}"
+
+    def page_url(path: str) -> str:
+        return f"{reverse('design-blob', args=[*args, path])}?ref={REVISION_PLACEHOLDER}"
+
+    return render_markdown(text, raw_url=raw_url, page_url=page_url)
 
 
 def proposal_merge(

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from designs import forms, presenters, selectors
 from designs.diffs import PAGE_BUDGET
-from designs.models import Design
+from designs.selectors import REVISION_PLACEHOLDER
 from designs.services import proposals
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
@@ -24,7 +24,7 @@ from designs.views.pages import (
 )
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied
-from hub.markdown import render_markdown
+from hub.markdown import shown_html
 from hub.views import form_call, hub_page
 
 # -- proposals ------------------------------------------------------------------------------
@@ -96,19 +96,9 @@ def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResp
     return render_design_page(request, "designs/proposal_new.html", design, role, "proposals", form=form)
 
 
-def _proposal_markdown(design: Design, head: str, text: str) -> str:
-    """A proposal's or comment's Markdown, sanitised; relative links point into the proposal's head."""
-    if not text.strip():
-        return ""
-    args = [design.owner.username, design.slug]
-
-    def raw_url(path: str) -> str:
-        return f"{reverse('design-raw', args=[*args, path])}?ref={head}"
-
-    def page_url(path: str) -> str:
-        return f"{reverse('design-blob', args=[*args, path])}?ref={head}"
-
-    return render_markdown(text, raw_url=raw_url, page_url=page_url)
+def _pinned(html: str, head: str) -> str:
+    """Stored proposal HTML with its links pointing into the proposal's current head."""
+    return html.replace(REVISION_PLACEHOLDER, head)
 
 
 @hub_page
@@ -153,9 +143,10 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
     if proposal.head_sha and design.repo.has_object(proposal.head_sha):
         _, _, diffs = selectors.proposal_diff(proposal, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
         files = presenters.diff_rows(design, diffs, query=request.GET)
-    comments = list(proposal.comments.select_related("author"))
-    for comment in comments:
-        comment.html = _proposal_markdown(design, proposal.head_sha, comment.body)
+    comments = [
+        {"comment": comment, "html": _pinned(shown_html(comment, "body"), proposal.head_sha)}
+        for comment in proposal.comments.select_related("author", "proposal__target__owner")
+    ]
     return render_design_page(
         request,
         "designs/proposal.html",
@@ -163,7 +154,7 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
         role,
         "proposals",
         proposal=proposal,
-        description_html=_proposal_markdown(design, proposal.head_sha, proposal.description),
+        description_html=_pinned(shown_html(proposal, "description"), proposal.head_sha),
         commits=selectors.proposal_commits(proposal),
         files=files,
         head=proposal.head_sha,

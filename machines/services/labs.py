@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
+from hub.markdown import check_length, render_field
 from hub.models import User
 from machines.models import Booking, Closure, Lab, LabMembership, OpeningHours
 from machines.notifications import notify, notify_managers
@@ -40,6 +41,8 @@ def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **
         raise ValidationError(f"Unknown lab fields: {', '.join(sorted(unknown))}.")
     values = {**Lab.DEFAULT_RULES, **{k: v for k, v in fields.items() if v is not None}}
     lab = Lab(name=name, slug=slug, timezone=timezone, **values)
+    check_length(lab.description, field="description")
+    render_field(lab, "description")
     full_clean(lab)
     if Lab.objects.filter(slug=slug).exists():
         raise Conflict(f"A lab named {slug!r} exists already.")
@@ -58,6 +61,8 @@ def lab_update(*, lab: Lab, actor: User, **fields: Any) -> Lab:
         if value is None and name in Lab.RULE_FIELDS and name != "weekly_quota_minutes":
             value = Lab.DEFAULT_RULES[name]
         setattr(lab, name, value)
+    check_length(lab.description, field="description")
+    render_field(lab, "description")
     full_clean(lab, exclude=["slug"])
     lab.save()
     return lab
