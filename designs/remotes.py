@@ -38,6 +38,7 @@ from django.conf import settings
 
 from designs.git import RemoteAccess
 from hub.exceptions import ValidationError
+from hub.outbound import address_refusal, allowed_networks
 
 SCHEMES = ("http", "https", "ssh")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
@@ -185,19 +186,8 @@ def _check_host_lists(url: str, host: str) -> None:
 
 
 def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local (cloud metadata services live there)"
-    if address.is_multicast:
-        return "multicast"
-    if address.is_unspecified:
-        return "unspecified"
-    if not address.is_global:
-        return "private or reserved"
-    return None
+    # The hub's one address policy (hub/outbound.py), with the networks its operator allows.
+    return address_refusal(address, allowed=allowed_networks())
 
 
 def remote_addresses(remote: RemoteUrl) -> list[str]:

@@ -289,6 +289,10 @@ CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
     "schedule": 60.0,
 }
 
+# Every outbound connection (hub/outbound.py): networks the hub may reach although they
+# are not global, as CIDR blocks (a lab's printer LAN, 127.0.0.0/8 for a local demo).
+FABHUB_OUTBOUND_ALLOWED_NETWORKS = env_list("FABHUB_OUTBOUND_ALLOWED_NETWORKS", [])
+
 # Mirrors between hubs and git hosts (designs/services/mirrors.py, designs/remotes.py;
 # docs/federation.md). Remote addresses are checked against these lists: `host` or
 # `*.domain`; with an allow list, only those hosts, which may then be on private networks.

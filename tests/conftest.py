@@ -1,6 +1,51 @@
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import pytest
+
+# -- no test reaches beyond this machine ---------------------------------------------------
+#
+# Tests of the hub's address policy check its decision before any connection; they never
+# connect to a real private or public address. This guard makes that a rule: any socket
+# of this process connecting to a non-loopback address fails the test at once (the
+# servers the suite starts, in other processes, listen on loopback too).
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class NonLoopbackConnection(AssertionError):
+    pass
+
+
+def _only_loopback(address) -> None:
+    if not isinstance(address, tuple) or not address:
+        return  # a Unix socket path
+    host = str(address[0]).split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise NonLoopbackConnection(f"a test connected to {host!r} by name, not a loopback address") from None
+    if not ip.is_loopback:
+        raise NonLoopbackConnection(f"a test tried to connect to {address!r}, off this machine")
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _only_loopback(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _only_loopback(address)
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 
 def database_url_for_subprocesses() -> str:

@@ -37,6 +37,13 @@ DISABLED_PLUGINS = [
 START_TIMEOUT = 60.0
 
 
+@pytest.fixture(autouse=True)
+def printers_on_this_machine(settings):
+    """The test printers (OctoPrint, Moonraker) listen on loopback: in hub terms, the
+    lab's LAN, which its operator lists (FABHUB_OUTBOUND_ALLOWED_NETWORKS)."""
+    settings.FABHUB_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

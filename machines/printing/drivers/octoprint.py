@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from hub.outbound import GuardedSession
 from machines.printing.drivers.base import (
     PrinterDriver,
     PrinterError,
@@ -94,6 +95,11 @@ class OctoPrintDriver(PrinterDriver):
     pair for every call but the upload, which gets `upload_timeout`. `connect_wait` and
     `start_wait` bound how long `connect()` and `upload_and_start()` wait for the
     printer to confirm.
+
+    `session` is the HTTP client: by default a `hub.outbound.GuardedSession`, which
+    connects only where the hub's address policy allows (a lab's LAN only if the
+    operator listed it), never follows a redirect and caps every answer. Code that runs
+    inside a lab's network (the lab agent) passes a plain session.
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class OctoPrintDriver(PrinterDriver):
         baudrate: int | None = None,
         connect_wait: float = 15.0,
         start_wait: float = 10.0,
+        session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -115,7 +122,7 @@ class OctoPrintDriver(PrinterDriver):
         self.baudrate = baudrate
         self.connect_wait = connect_wait
         self.start_wait = start_wait
-        self._session = requests.Session()
+        self._session = session if session is not None else GuardedSession(timeout=timeout)
         self._session.headers["X-Api-Key"] = api_key
 
     def __repr__(self) -> str:
@@ -326,7 +333,11 @@ class OctoPrintDriver(PrinterDriver):
                 f"the printer's OctoPrint at {self.base_url} does not answer (no reply to {method} {path} in time)",
                 retryable=True,
             ) from None
-        except requests.ConnectionError:
+        except requests.ConnectionError as exc:
+            if "refused by the hub's address policy" in str(exc):
+                raise PrinterError(
+                    f"the hub does not connect to {self.base_url}: {exc}", retryable=False
+                ) from None
             raise PrinterError(
                 f"the printer's OctoPrint at {self.base_url} does not answer (connection failed)",
                 retryable=True,
@@ -337,6 +348,13 @@ class OctoPrintDriver(PrinterDriver):
             ) from None
 
         status = response.status_code
+        if 300 <= status < 400 and status not in allow:
+            # Never followed: the printer's address was checked, wherever it points is not.
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} answered {method} {path} with a redirect "
+                f"(HTTP {status}); the hub does not follow redirects: give the printer's own address",
+                retryable=False,
+            )
         if status < 400 or status in allow:
             return response
         reason = self._reason(response)
