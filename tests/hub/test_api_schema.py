@@ -41,3 +41,33 @@ def test_every_operation_accepts_the_token(schema):
 def test_an_operation_behind_sign_in_does_not_claim_anonymous_access(schema):
     assert {} not in schema["paths"]["/api/me/"]["get"]["security"]
     assert {} in schema["paths"]["/api/designs/"]["get"]["security"]
+
+
+def test_the_error_body_is_a_component(schema):
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["detail"]
+    assert set(error["properties"]) == {"detail", "code"}
+
+
+def test_a_write_with_a_body_documents_400_401_403_and_413(schema):
+    responses = schema["paths"]["/api/tokens/"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "413"} <= set(responses)
+    assert "404" not in responses  # no path parameter: nothing to be missing
+    bad_request = responses["400"]["content"]["application/json"]["schema"]
+    assert bad_request == {
+        "oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/FieldErrors"}]
+    }
+    assert responses["403"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_a_read_without_parameters_documents_only_401(schema):
+    assert set(schema["paths"]["/api/me/"]["get"]["responses"]) == {"200", "401"}
+
+
+def test_an_operation_on_a_named_thing_documents_404(schema):
+    responses = schema["paths"]["/api/tokens/{token_id}/"]["delete"]["responses"]
+    assert {"204", "401", "403", "404"} == set(responses)
+
+
+def test_a_list_with_query_parameters_documents_400(schema):
+    assert "400" in schema["paths"]["/api/designs/"]["get"]["responses"]
