@@ -182,7 +182,11 @@ class TagOutput(serializers.Serializer):
 
 class TagCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    target = serializers.CharField(max_length=200, required=False)
+    target = serializers.CharField(
+        max_length=200,
+        help_text="The branch, tag or commit sha to tag.",
+        error_messages={"required": "Say what to tag: a branch, tag or commit sha, e.g. main."},
+    )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
 
 

@@ -105,7 +105,7 @@ class HubAutoSchema(AutoSchema):
     From what the operation has: 400 and 413 with a request body (413 from
     `hub.middleware.RequestSizeLimitMiddleware`), 400 with query parameters, 401 for any
     operation that reads a token (a wrong one is a 401 everywhere), 403 for writes (a
-    read-only token, CSRF on a session), 404 with path parameters. A 409, or a 403 on a
+    read-only token, CSRF on a session), 404 with path parameters or a page number. A 409, or a 403 on a
     read, only the view knows: it declares them with `errors()`.
     """
 
@@ -125,7 +125,8 @@ class HubAutoSchema(AutoSchema):
             statuses.add(401)
         if self.method not in SAFE_METHODS:
             statuses.add(403)
-        if any(parameter["in"] == "path" for parameter in parameters):
+        # A page past the last one is a 404 too ("Invalid page.").
+        if any(parameter["in"] == "path" or parameter["name"] == "page" for parameter in parameters):
             statuses.add(404)
         for status in sorted(statuses):
             responses.setdefault(str(status), self._error_response(status))

@@ -44,8 +44,9 @@ from designs.serializers import (
     UploadInput,
 )
 from hub.auth import signed_in_user
-from hub.exceptions import PermissionDenied, ValidationError
+from hub.exceptions import PermissionDenied
 from hub.models import User
+from hub.pagination import MAX_PER_PAGE, positive_int
 from hub.permissions import AUTHENTICATED
 
 
@@ -105,17 +106,13 @@ class DesignDetailApi(DesignContextMixin, APIView):
 
 
 PAGE_PARAMS = [
-    OpenApiParameter("page", int, description="Page number, from 1."),
-    OpenApiParameter("per_page", int, description="Commits per page (max 100)."),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="Page number, from 1."),
+    OpenApiParameter(
+        "per_page",
+        {"type": "integer", "minimum": 1},
+        description=f"Commits per page, from 1 (more than {MAX_PER_PAGE} gives {MAX_PER_PAGE}).",
+    ),
 ]
-
-
-def _positive_int(value: str | None, default: int) -> int:
-    if value in (None, ""):
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise ValidationError(f"Expected a positive whole number, got {value!r}.")
-    return int(value)
 
 
 class HistoryApi(DesignContextMixin, APIView):
@@ -129,8 +126,8 @@ class HistoryApi(DesignContextMixin, APIView):
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        page = _positive_int(request.query_params.get("page"), 1)
-        per_page = min(_positive_int(request.query_params.get("per_page"), 30), 100)
+        page = positive_int(request.query_params, name="page", default=1)
+        per_page = min(positive_int(request.query_params, name="per_page", default=30), MAX_PER_PAGE)
         total, commits = selectors.design_history(
             design,
             rev=request.query_params.get("ref"),
