@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from designs.models import Collaborator, Design, Licence
 from designs.selectors import clone_url
+from hub.inputs import Input
 
 
 class DesignOutput(serializers.ModelSerializer):
@@ -61,7 +62,7 @@ class DesignOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class DesignCreateInput(serializers.Serializer):
+class DesignCreateInput(Input):
     slug = serializers.CharField(max_length=100)
     title = serializers.CharField(max_length=200, required=False, default="")
     summary = serializers.CharField(required=False, allow_blank=True, default="")
@@ -71,7 +72,7 @@ class DesignCreateInput(serializers.Serializer):
     default_branch = serializers.CharField(max_length=100, required=False, default="main")
 
 
-class DesignUpdateInput(serializers.Serializer):
+class DesignUpdateInput(Input):
     allow_default_branch_rewrite = serializers.BooleanField(
         required=False, help_text="Let pushes delete or force-push the default branch."
     )
@@ -110,7 +111,7 @@ class CommitCreated(serializers.Serializer):
     branch = serializers.CharField()
 
 
-class WriteInput(serializers.Serializer):
+class WriteInput(Input):
     message = serializers.CharField(max_length=10000)
     branch = serializers.CharField(max_length=200, required=False)
     parent = serializers.RegexField(  # type: ignore[assignment]  # a declared field, not Field.parent
@@ -165,7 +166,7 @@ class BranchOutput(serializers.Serializer):
     default = serializers.BooleanField()
 
 
-class BranchCreateInput(serializers.Serializer):
+class BranchCreateInput(Input):
     name = serializers.CharField(max_length=200)
     start = serializers.CharField(
         max_length=200, required=False, help_text="Branch, tag or sha; default branch if absent."
@@ -180,7 +181,7 @@ class TagOutput(serializers.Serializer):
     tagged_at = serializers.DateTimeField(allow_null=True)
 
 
-class TagCreateInput(serializers.Serializer):
+class TagCreateInput(Input):
     name = serializers.CharField(max_length=200)
     target = serializers.CharField(
         max_length=200,
@@ -215,7 +216,7 @@ class ReadmeOutput(serializers.Serializer):
     html = serializers.CharField()
 
 
-class ForkInput(serializers.Serializer):
+class ForkInput(Input):
     slug = serializers.CharField(max_length=100, required=False)
 
 
@@ -227,7 +228,7 @@ class CollaboratorOutput(serializers.ModelSerializer):
         fields = ["username", "role", "created_at"]
 
 
-class CollaboratorInput(serializers.Serializer):
+class CollaboratorInput(Input):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Collaborator.Role.choices)
 
@@ -287,7 +288,7 @@ class ProposalOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ProposalCreateInput(serializers.Serializer):
+class ProposalCreateInput(Input):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     source = serializers.CharField(  # type: ignore[assignment]  # a declared field, not Field.source
@@ -301,13 +302,13 @@ class ProposalCreateInput(serializers.Serializer):
     )
 
 
-class ProposalUpdateInput(serializers.Serializer):
+class ProposalUpdateInput(Input):
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Close or reopen.")
 
 
-class ProposalMergeInput(serializers.Serializer):
+class ProposalMergeInput(Input):
     expected_head = serializers.RegexField(
         r"^[0-9a-f]{40}$", required=False, help_text="The source head you reviewed; 409 if it moved."
     )
@@ -329,7 +330,7 @@ class CommentOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class CommentInput(serializers.Serializer):
+class CommentInput(Input):
     body = serializers.CharField(max_length=20000)
 
 
@@ -344,7 +345,7 @@ class UpstreamOutput(serializers.Serializer):
     can_fast_forward = serializers.BooleanField()
 
 
-class SyncInput(serializers.Serializer):
+class SyncInput(Input):
     branch = serializers.CharField(max_length=200, required=False, help_text="Default branch if absent.")
     merge = serializers.BooleanField(
         default=False, help_text="Make a merge commit if the fork has commits of its own (else 409)."
@@ -378,7 +379,7 @@ class PullMirrorOutput(serializers.Serializer):
         return mirror.refreshing_since is not None
 
 
-class MirrorCreateInput(serializers.Serializer):
+class MirrorCreateInput(Input):
     slug = serializers.CharField(max_length=100)
     url = serializers.CharField(max_length=2000, help_text="http(s):// or ssh:// address of the repository.")
     licence = serializers.ChoiceField(
@@ -404,7 +405,7 @@ class MirrorCreatedOutput(serializers.Serializer):
     mirror = PullMirrorOutput()
 
 
-class PullMirrorUpdateInput(serializers.Serializer):
+class PullMirrorUpdateInput(Input):
     url = serializers.CharField(max_length=2000, required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)
@@ -433,7 +434,7 @@ class PushMirrorOutput(serializers.Serializer):
         return mirror.pushing_since is not None
 
 
-class PushMirrorInput(serializers.Serializer):
+class PushMirrorInput(Input):
     url = serializers.CharField(max_length=2000)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     token = serializers.CharField(
@@ -446,7 +447,7 @@ class PushMirrorInput(serializers.Serializer):
     )
 
 
-class PushMirrorUpdateInput(serializers.Serializer):
+class PushMirrorUpdateInput(Input):
     enabled = serializers.BooleanField(required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)

@@ -6,23 +6,9 @@ from typing import Any
 
 from rest_framework import pagination
 
-from hub.exceptions import ValidationError
+from hub.params import positive_int
 
 MAX_PER_PAGE = 100
-
-
-def positive_int(params: Any, *, name: str, default: int) -> int:
-    """The query parameter `name` as a whole number from 1, or `default` when absent.
-
-    Anything else — `true`, `abc`, `0`, `-1`, an empty value — is a 400 that names the
-    parameter: a typo must not silently give the first page or the default size.
-    """
-    if name not in params:
-        return default
-    value = params.get(name)
-    if not value.isascii() or not value.isdigit() or int(value) < 1:
-        raise ValidationError(f"{name} must be a positive whole number, got {value!r}.", field=name)
-    return int(value)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -34,7 +20,8 @@ class PageNumberPagination(pagination.PageNumberPagination):
     last_page_strings = ()
 
     def get_page_size(self, request) -> int:
-        return min(positive_int(request.query_params, name="per_page", default=self.page_size), MAX_PER_PAGE)
+        default = self.page_size or MAX_PER_PAGE  # PAGE_SIZE is set in the settings
+        return min(positive_int(request.query_params, name="per_page", default=default), MAX_PER_PAGE)
 
     def get_page_number(self, request, paginator) -> int:
         return positive_int(request.query_params, name="page", default=1)

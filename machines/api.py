@@ -19,7 +19,11 @@ from rest_framework.views import APIView
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
+from hub.params import choice as param_choice
+from hub.params import flag as param_flag
+from hub.params import optional_id as param_id
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 from machines import notifications, selectors, services, timeline
 from machines.models import Booking, Closure, Lab, Machine, Notification, Qualification
 from machines.serializers import (
@@ -124,7 +128,7 @@ class LabListApi(generics.ListAPIView):
     def get_queryset(self):
         return Lab.objects.order_by("name")
 
-    @extend_schema(request=LabCreateInput, responses={201: LabOutput})
+    @extend_schema(request=LabCreateInput, responses={201: LabOutput, **errors(409)})
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in or use a token to create a lab.")
@@ -195,7 +199,7 @@ class ClosureDetailApi(LabContextMixin, APIView):
 class MemberListApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(responses=MembershipOutput(many=True))
+    @extend_schema(responses={200: MembershipOutput(many=True), **errors(403)})
     def get(self, request: Request, lab: str) -> Response:
         """Managers see everyone (requests included); members see the members."""
         user = signed_in_user(request)
@@ -218,7 +222,7 @@ class MemberListApi(LabContextMixin, APIView):
 class MemberDetailApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=MembershipUpdateInput, responses=MembershipOutput)
+    @extend_schema(request=MembershipUpdateInput, responses={200: MembershipOutput, **errors(409)})
     def patch(self, request: Request, lab: str, username: str) -> Response:
         actor = signed_in_user(request)
         data = MembershipUpdateInput(data=request.data)
@@ -236,7 +240,7 @@ class MemberDetailApi(LabContextMixin, APIView):
             )
         return Response(MembershipOutput(membership).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(409)})
     def delete(self, request: Request, lab: str, username: str) -> Response:
         services.membership_remove(lab=self.get_lab(), actor=signed_in_user(request), user=_user(username))
         return Response(status=204)
@@ -254,11 +258,12 @@ class MachineListApi(LabContextMixin, APIView):
     )
     def get(self, request: Request, lab: str) -> Response:
         rows = self.get_lab().machines.select_related("lab").order_by("name")
-        if request.query_params.get("kind"):
-            rows = rows.filter(kind=request.query_params["kind"])
+        kind = param_choice(request.query_params, name="kind", choices=Machine.Kind.values)
+        if kind:
+            rows = rows.filter(kind=kind)
         return Response(MachineOutput(rows, many=True, context={"request": request}).data)
 
-    @extend_schema(request=MachineCreateInput, responses={201: MachineOutput})
+    @extend_schema(request=MachineCreateInput, responses={201: MachineOutput, **errors(409)})
     def post(self, request: Request, lab: str) -> Response:
         user = signed_in_user(request)
         data = MachineCreateInput(data=request.data)
@@ -305,7 +310,7 @@ class MachineStatusApi(LabContextMixin, APIView):
 
 
 class MaintenanceApi(LabContextMixin, APIView):
-    @extend_schema(request=MaintenanceInput, responses={201: BookingOutput})
+    @extend_schema(request=MaintenanceInput, responses={201: BookingOutput, **errors(409)})
     def post(self, request: Request, lab: str, machine: str) -> Response:
         user = signed_in_user(request)
         data = MaintenanceInput(data=request.data)
@@ -414,14 +419,14 @@ class BookingListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Booking.objects.none()
         rows = selectors.bookings_of_member(user)
-        status = self.request.query_params.get("status")
+        status = param_choice(self.request.query_params, name="status", choices=Booking.Status.values)
         return rows.filter(status=status) if status else rows
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=Booking.Status.values)])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(request=BookingCreateInput, responses={201: BookingOutput})
+    @extend_schema(request=BookingCreateInput, responses={201: BookingOutput, **errors(404, 409)})
     def post(self, request: Request) -> Response:
         user = signed_in_user(request)
         data = BookingCreateInput(data=request.data)
@@ -460,14 +465,15 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
         lab = self.get_lab()
         selectors.require_manager(lab, user)
         rows = selectors.bookings_of_lab(lab).order_by("start")
-        params = self.request.query_params
-        if params.get("status"):
-            rows = rows.filter(status=params["status"])
-        if params.get("machine"):
-            rows = rows.filter(machine__slug=params["machine"])
-        if params.get("needs_decision") in ("1", "true"):
+        query = self.request.query_params
+        status = param_choice(query, name="status", choices=Booking.Status.values)
+        if status:
+            rows = rows.filter(status=status)
+        if query.get("machine"):
+            rows = rows.filter(machine__slug=query["machine"])
+        if param_flag(query, name="needs_decision"):
             rows = rows.filter(needs_decision=True)
-        if params.get("upcoming") in ("1", "true"):
+        if param_flag(query, name="upcoming"):
             rows = rows.filter(end__gt=timezone.now())
         return rows
 
@@ -479,7 +485,8 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
                 "needs_decision", bool, description="Only bookings a status change or closure flagged."
             ),
             OpenApiParameter("upcoming", bool, description="Only bookings not over yet."),
-        ]
+        ],
+        responses={200: BookingOutput(many=True), **errors(403)},
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -500,7 +507,7 @@ class BookingActionApi(APIView):
     permission_classes = AUTHENTICATED
     action: str = ""
 
-    @extend_schema(request=ReasonInput, responses=BookingOutput)
+    @extend_schema(request=ReasonInput, responses={200: BookingOutput, **errors(409)})
     def post(self, request: Request, booking_id: int) -> Response:
         user = signed_in_user(request)
         booking = selectors.booking_get(booking_id=booking_id, user=user)
@@ -524,7 +531,7 @@ class BookingActionApi(APIView):
 class QualificationListApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(responses=QualificationOutput(many=True))
+    @extend_schema(responses={200: QualificationOutput(many=True), **errors(403)})
     def get(self, request: Request, lab: str) -> Response:
         """Managers see all the lab's qualifications; members their own."""
         user = signed_in_user(request)
@@ -581,7 +588,7 @@ class NotificationListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Notification.objects.none()
         rows = selectors.notifications_of(user)
-        if self.request.query_params.get("unread") in ("1", "true"):
+        if param_flag(self.request.query_params, name="unread"):
             rows = rows.filter(read_at__isnull=True)
         return rows
 
@@ -600,10 +607,7 @@ class NotificationReadApi(APIView):
     )
     def post(self, request: Request) -> Response:
         user = signed_in_user(request)
-        raw = request.query_params.get("id") or (
-            request.data.get("id") if hasattr(request.data, "get") else None
-        )
-        notification_id = int(raw) if raw and str(raw).isdigit() else None
+        notification_id = param_id(request.query_params, name="id")
         return Response(
             {"marked": notifications.notification_mark_read(user=user, notification_id=notification_id)}
         )

@@ -6,12 +6,15 @@ No output ever names `connection_secret`: connection settings are write-only
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from hub.inputs import Input
 from hub.markdown import render_markdown
 from machines.models import (
     Booking,
@@ -70,12 +73,12 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
 # Built from one list, so the lab's and the machine's rules cannot drift apart; a machine's
 # null means "the lab's rule". The rule fields come first, where a base class's declared
 # fields would stand.
-class LabRulesInput(serializers.Serializer):
+class LabRulesInput(Input):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {**_rule_fields(allow_null=False), **super().get_fields()}
 
 
-class MachineRulesInput(serializers.Serializer):
+class MachineRulesInput(Input):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {**_rule_fields(allow_null=True), **super().get_fields()}
 
@@ -136,13 +139,30 @@ class LabUpdateInput(LabRulesInput):
     join_policy = serializers.ChoiceField(choices=Lab.JoinPolicy.choices, required=False)
 
 
+WALL_CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": WALL_CLOCK_PATTERN, "example": "09:00"})
+class WallClockField(serializers.TimeField):
+    """A time of day in the lab's own zone: `09:00`, `09:00:00`, never an offset.
+
+    JSON Schema's `format: time` is RFC 3339's full-time, which requires an offset that a
+    wall-clock time has not; the pattern says what is read and written.
+    """
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not re.match(WALL_CLOCK_PATTERN, value):
+            self.fail("invalid", format="hh:mm[:ss[.uuuuuu]]")
+        return super().to_internal_value(value)
+
+
 class OpeningHoursItem(serializers.Serializer):
     weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday … 6 = Sunday")
-    opens = serializers.TimeField(help_text="Wall-clock time in the lab's zone, e.g. 09:00.")
-    closes = serializers.TimeField(help_text="e.g. 18:00; 00:00 means midnight at the end of the day.")
+    opens = WallClockField(help_text="Wall-clock time in the lab's zone, e.g. 09:00.")
+    closes = WallClockField(help_text="e.g. 18:00; 00:00 means midnight at the end of the day.")
 
 
-class OpeningHoursInput(serializers.Serializer):
+class OpeningHoursInput(Input):
     hours = OpeningHoursItem(many=True)
 
 
@@ -152,7 +172,7 @@ class ClosureOutput(serializers.ModelSerializer):
         fields = ["id", "start", "end", "reason"]
 
 
-class ClosureInput(serializers.Serializer):
+class ClosureInput(Input):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -167,7 +187,7 @@ class MembershipOutput(serializers.ModelSerializer):
         fields = ["lab", "username", "role", "status", "created_at"]
 
 
-class MembershipUpdateInput(serializers.Serializer):
+class MembershipUpdateInput(Input):
     approve = serializers.BooleanField(
         required=False, help_text="Approve (true) or decline (false) a request."
     )
@@ -272,12 +292,12 @@ class MachineUpdateInput(MachineFieldsInput):
     pass
 
 
-class MachineStatusInput(serializers.Serializer):
+class MachineStatusInput(Input):
     status = serializers.ChoiceField(choices=Machine.Status.choices)
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class MaintenanceInput(serializers.Serializer):
+class MaintenanceInput(Input):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=500)
@@ -329,7 +349,7 @@ class BookingOutput(serializers.ModelSerializer):
         return booking.end.astimezone(booking.machine.lab.zone).isoformat()
 
 
-class BookingCreateInput(serializers.Serializer):
+class BookingCreateInput(Input):
     machine = serializers.IntegerField(help_text="The machine's id.")
     lab = serializers.CharField(
         required=False, help_text="The machine's lab (slug or id); checked, never trusted."
@@ -339,7 +359,7 @@ class BookingCreateInput(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class ReasonInput(serializers.Serializer):
+class ReasonInput(Input):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
@@ -387,7 +407,7 @@ class QualificationOutput(serializers.ModelSerializer):
         return q.trainer.username if q.trainer is not None else None
 
 
-class QualificationInput(serializers.Serializer):
+class QualificationInput(Input):
     member = serializers.CharField(help_text="Username.")
     machine = serializers.CharField(required=False, help_text="Machine slug (or give kind).")
     kind = serializers.ChoiceField(choices=Machine.Kind.choices, required=False)

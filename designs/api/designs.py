@@ -46,8 +46,10 @@ from designs.serializers import (
 from hub.auth import signed_in_user
 from hub.exceptions import PermissionDenied
 from hub.models import User
-from hub.pagination import MAX_PER_PAGE, positive_int
+from hub.pagination import MAX_PER_PAGE
+from hub.params import positive_int
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 
 
 class DesignFilter(django_filters.FilterSet):
@@ -73,7 +75,7 @@ class DesignListApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.designs_visible_to(self.request.user).distinct()
 
-    @extend_schema(request=DesignCreateInput, responses={201: DesignOutput})
+    @extend_schema(request=DesignCreateInput, responses={201: DesignOutput, **errors(409)})
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in or use a token to create a design.")
@@ -180,7 +182,7 @@ def _commit(request: Request, design: Design, values: dict, **changes) -> Respon
 class UploadApi(DesignContextMixin, APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request=UploadInput, responses={201: CommitCreated})
+    @extend_schema(request=UploadInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = UploadInput(data=request.data)
@@ -197,7 +199,7 @@ class UploadApi(DesignContextMixin, APIView):
 class DeleteFilesApi(DesignContextMixin, APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    @extend_schema(request=DeleteInput, responses={201: CommitCreated})
+    @extend_schema(request=DeleteInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = DeleteInput(data=request.data)
@@ -209,7 +211,7 @@ class DeleteFilesApi(DesignContextMixin, APIView):
 class RenameFileApi(DesignContextMixin, APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    @extend_schema(request=RenameInput, responses={201: CommitCreated})
+    @extend_schema(request=RenameInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = RenameInput(data=request.data)
@@ -272,7 +274,7 @@ class BranchListApi(DesignContextMixin, APIView):
         design = self.get_design()
         return Response(BranchOutput(selectors.design_branches(design), many=True).data)
 
-    @extend_schema(request=BranchCreateInput, responses={201: BranchOutput})
+    @extend_schema(request=BranchCreateInput, responses={201: BranchOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = BranchCreateInput(data=request.data)
@@ -282,7 +284,7 @@ class BranchListApi(DesignContextMixin, APIView):
 
 
 class BranchDetailApi(DesignContextMixin, APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(409)})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
         services.branch_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
@@ -293,7 +295,7 @@ class TagListApi(DesignContextMixin, APIView):
     def get(self, request: Request, owner: str, slug: str) -> Response:
         return Response(TagOutput(self.get_design().repo.tags(), many=True).data)
 
-    @extend_schema(request=TagCreateInput, responses={201: TagOutput})
+    @extend_schema(request=TagCreateInput, responses={201: TagOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = TagCreateInput(data=request.data)
@@ -317,7 +319,7 @@ class TagDetailApi(DesignContextMixin, APIView):
 class ForkApi(DesignContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=ForkInput, responses={201: DesignOutput})
+    @extend_schema(request=ForkInput, responses={201: DesignOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = ForkInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -195,7 +195,7 @@ def membership_set_role(*, lab: Lab, actor: User, user: User, role: str) -> LabM
     if role not in LabMembership.Role.values:
         raise ValidationError(f"{role!r} is not a role: use 'member' or 'manager'.")
     if role == LabMembership.Role.MEMBER and not _other_managers(lab, user):
-        raise ValidationError(f"{lab.name} needs at least one manager.")
+        raise Conflict(f"{lab.name} needs at least one manager.")
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -208,7 +208,7 @@ def membership_remove(*, lab: Lab, actor: User, user: User) -> None:
         require_manager(lab, actor)
     membership = _membership(lab, user)
     if membership.role == LabMembership.Role.MANAGER and not _other_managers(lab, user):
-        raise ValidationError(f"{lab.name} needs at least one manager: name another one first.")
+        raise Conflict(f"{lab.name} needs at least one manager: name another one first.")
     membership.delete()
     Booking.objects.filter(
         member=user, machine__lab=lab, status__in=Booking.ACTIVE, start__gt=timezone.now()

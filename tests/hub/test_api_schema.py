@@ -71,3 +71,15 @@ def test_an_operation_on_a_named_thing_documents_404(schema):
 
 def test_a_list_with_query_parameters_documents_400(schema):
     assert "400" in schema["paths"]["/api/designs/"]["get"]["responses"]
+
+
+def test_views_declare_the_conflicts_and_read_refusals_they_raise(schema):
+    paths = schema["paths"]
+    assert "409" in paths["/api/labs/"]["post"]["responses"]  # a lab name taken
+    assert "409" in paths["/api/designs/{owner}/{slug}/upload/"]["post"]["responses"]  # a branch moved
+    assert "409" not in paths["/api/labs/{lab}/closures/"]["post"]["responses"]
+    assert "403" in paths["/api/labs/{lab}/members/"]["get"]["responses"]  # members only
+    assert "403" not in paths["/api/labs/{lab}/"]["get"]["responses"]
+    booking = paths["/api/bookings/"]["post"]["responses"]
+    assert "404" in booking  # a machine id that does not exist
+    assert booking["409"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

@@ -1,0 +1,58 @@
+"""A form (multipart or urlencoded) meets the same rules as JSON: an empty value where the
+schema says minLength 1 is a 400, not a silently applied default; a boolean is true/false."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from hub.models import AccessToken
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("fmt", ["multipart", "json"])
+def test_an_empty_optional_field_is_refused_not_defaulted(alice, fmt):
+    payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "default_branch": ""}
+    response = client_for(alice).post(reverse("api-design-list"), payload, format=fmt)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"default_branch": ["This field may not be blank."]}
+
+
+@pytest.mark.parametrize("fmt", ["multipart", "json"])
+def test_an_empty_expiry_does_not_make_a_token_that_never_expires(alice, fmt):
+    response = client_for(alice).post(reverse("api-tokens"), {"name": "ci", "expires_at": ""}, format=fmt)
+    assert response.status_code == 400, response.content
+    assert "expires_at" in response.json()
+    assert not AccessToken.objects.filter(name="ci").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "1", "on", "yes", ""])
+def test_a_form_boolean_is_true_or_false(alice, value):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    response = client_for(alice).patch(
+        reverse("api-lab-print-settings", args=["fablab"]), {"requires_approval": value}, format="multipart"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json() == {"requires_approval": ["Must be true or false."]}
+
+
+def test_a_form_boolean_true_is_read(alice):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    response = client_for(alice).patch(
+        reverse("api-lab-print-settings", args=["fablab"]), {"requires_approval": "true"}, format="multipart"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["requires_approval"] is True
+
+
+def test_an_empty_tag_in_a_form_list_is_refused(alice):
+    payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "tags": ["ok", ""]}
+    response = client_for(alice).post(reverse("api-design-list"), payload, format="multipart")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"tags": ["This field may not be blank."]}
