@@ -106,6 +106,15 @@ class CommitOutput(serializers.Serializer):
     files = FileStatusOutput(many=True)
 
 
+class CommitPageOutput(serializers.Serializer):
+    """One page of a history: the shape of the API's other paginated lists."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CommitOutput(many=True)
+
+
 class CommitCreated(serializers.Serializer):
     sha = serializers.CharField()
     branch = serializers.CharField()

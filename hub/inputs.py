@@ -1,11 +1,12 @@
 """The base of every API input serializer: as strict about a form as about JSON.
 
 DRF reads a form (multipart or urlencoded) leniently: an empty value of an optional field
-that may not be blank counts as *not sent* (the default silently applies), an empty
-nullable one as null, and a boolean takes `1`, `0`, `on`, `yes`… The schema promises
-the same rules for every encoding, so a form value is checked against the rules a JSON
-value meets before DRF reads it: empty is "may not be blank" unless the field allows
-blank, and a boolean is `true` or `false` (or `null` where null is allowed).
+that may not be blank counts as *not sent* (the default silently applies), and a boolean
+takes `1`, `0`, `on`, `yes`… The schema promises the same rules for every encoding, so a
+form value is checked against the rules a JSON value meets before DRF reads it: empty is
+"may not be blank" unless the field allows blank, and a boolean is `true` or `false`.
+An empty value of a nullable field stays null, as in DRF: a form has no other way to
+say null.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def form_value_error(field: serializers.Field, value: Any) -> str | None:
     """Why `value`, sent in a form for `field`, breaks a rule the schema states; or None."""
     if isinstance(value, UploadedFile):
         return None
+    if value == "" and field.allow_null:
+        return None  # a form's only spelling of null
     if isinstance(field, serializers.BooleanField):
         allowed = ("true", "false", "null") if field.allow_null else ("true", "false")
         return None if value in allowed else f"Must be {' or '.join(allowed)}."
@@ -29,8 +32,46 @@ def form_value_error(field: serializers.Field, value: Any) -> str | None:
     return None
 
 
+def json_value_error(field: serializers.Field, value: Any) -> str | None:
+    """Why `value`, sent in JSON for `field`, is not of the type the schema states; or None.
+
+    DRF coerces: `0` is false, `12` becomes the string "12", "12" the number 12. The schema
+    says boolean, string, integer, so JSON must send those.
+    """
+    if value is None:
+        return None  # DRF's own check answers "may not be null"
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be a boolean: true or false."
+    if isinstance(field, serializers.IntegerField):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "Must be an integer."
+    if isinstance(field, serializers.FloatField):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "Must be a number."
+    if isinstance(field, serializers.CharField | serializers.DecimalField | serializers.DateTimeField):
+        # A DecimalField is a string in the schema (COERCE_DECIMAL_TO_STRING), as are times.
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.DateField | serializers.TimeField):
+        return None if isinstance(value, str) else "Must be a string."
+    return None
+
+
 class Input(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and not html.is_html_input(data):
+            json_errors: dict[str, list[str]] = {}
+            for field in self._writable_fields:
+                name = str(field.field_name)
+                if name not in data:
+                    continue
+                values = data[name] if isinstance(field, serializers.ListField) else [data[name]]
+                rule = field.child if isinstance(field, serializers.ListField) else field
+                for value in values if isinstance(values, list) else []:
+                    message = json_value_error(rule, value)
+                    if message is not None:
+                        json_errors[name] = [message]
+                        break
+            if json_errors:
+                raise serializers.ValidationError(json_errors)
         if html.is_html_input(data):
             errors: dict[str, list[str]] = {}
             for field in self._writable_fields:

@@ -134,6 +134,13 @@ class HubAutoSchema(AutoSchema):
             responses["400"] = self._bad_request_response(responses["400"])
         return operation
 
+    def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # drf-spectacular leaves out that a list which may not be empty has one item at least.
+        if isinstance(field, serializers.ListField) and not field.allow_empty and "minItems" not in schema:
+            schema["minItems"] = 1
+        return schema
+
     def _error_response(self, status: int) -> dict[str, Any]:
         return self._get_response_for_code(errors(status)[status], str(status))
 

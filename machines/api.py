@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from hub.models import User
 from hub.params import choice as param_choice
 from hub.params import flag as param_flag
 from hub.params import optional_id as param_id
+from hub.params import positive_int as param_positive_int
 from hub.permissions import AUTHENTICATED
 from hub.schema import errors
 from machines import notifications, selectors, services, timeline
@@ -71,25 +73,37 @@ class LabContextMixin:
         return self._machine
 
 
+# A date, or a time with its offset: what `_instant` reads, and what the schema says.
+INSTANT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+)
+INSTANT_SCHEMA = {"type": "string", "pattern": INSTANT_PATTERN}
+
+
 def _instant(value: str | None, lab: Lab, name: str, *, default: datetime) -> datetime:
     """An aware datetime, or a date meaning local midnight in the lab; never a naive time."""
-    if not value:
+    if value is None:
         return default
-    value = value.strip()
-    day = parse_date(value) if len(value) == 10 else None
-    if day is not None:
+    try:
+        day = parse_date(value) if len(value) == 10 else None
+    except ValueError:  # well formed, but no such day: 2026-02-30
+        day = None
+    if day is not None and re.match(INSTANT_PATTERN, value):
         return timeline.wall_clock(day, time(0), lab.zone)
     try:
         parsed = parse_datetime(value)
     except ValueError:
         parsed = None
-    if parsed is None:
-        raise ValidationError(
-            f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00)."
-        )
-    if timezone.is_naive(parsed):
+    if parsed is not None and timezone.is_naive(parsed):
         raise ValidationError(
             f"'{name}' has no time zone: give an offset, e.g. 2026-03-28T10:00:00+01:00 or …Z."
+        )
+    # Django reads more spellings than the schema states (a space for the T, an hour of
+    # one digit…); what the schema does not allow is refused like what cannot be read.
+    if parsed is None or not re.match(INSTANT_PATTERN, value):
+        raise ValidationError(
+            f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00)."
         )
     return parsed
 
@@ -107,8 +121,12 @@ def _slots(intervals) -> list[dict]:
 
 
 RANGE_PARAMS = [
-    OpenApiParameter("start", str, description="Date (local midnight) or time with offset; today if absent."),
-    OpenApiParameter("end", str, description="Date or time with offset; a week after start if absent."),
+    OpenApiParameter(
+        "start", INSTANT_SCHEMA, description="Date (local midnight) or time with offset; today if absent."
+    ),
+    OpenApiParameter(
+        "end", INSTANT_SCHEMA, description="Date or time with offset; a week after start if absent."
+    ),
 ]
 
 
@@ -153,6 +171,9 @@ class LabDetailApi(LabContextMixin, APIView):
 
 
 class LabHoursApi(LabContextMixin, APIView):
+    # A list of objects has no form encoding: JSON only, so the schema offers nothing else.
+    parser_classes = [JSONParser]
+
     @extend_schema(responses=OpeningHoursItem(many=True))
     def get(self, request: Request, lab: str) -> Response:
         return Response(OpeningHoursItem(self.get_lab().opening_hours.all(), many=True).data)
@@ -370,22 +391,25 @@ class FirstFreeSlotApi(LabContextMixin, APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("kind", str, required=True, enum=Machine.Kind.values),
-            OpenApiParameter("minutes", int, required=True, description="Length of the slot."),
-            OpenApiParameter("after", str, description="Date or time with offset; now if absent."),
+            OpenApiParameter(
+                "minutes", {"type": "integer", "minimum": 1}, required=True, description="Length of the slot."
+            ),
+            OpenApiParameter("after", INSTANT_SCHEMA, description="Date or time with offset; now if absent."),
         ],
-        responses={200: FirstFreeSlotOutput, 404: None},
+        responses={200: FirstFreeSlotOutput, **errors(404)},
         description="The earliest free slot of that length on any machine of the kind (for the requester: "
         "only machines they are qualified for).",
     )
     def get(self, request: Request, lab: str) -> Response:
         the_lab = self.get_lab()
         kind = _kind(request)
-        raw = request.query_params.get("minutes", "")
-        if not raw.isdigit() or int(raw) < 1:
+        # Required: absent reads as 0, which is refused like any other non-positive number.
+        minutes = param_positive_int(request.query_params, name="minutes", default=0)
+        if minutes < 1:
             raise ValidationError("'minutes' must be a positive whole number.")
         after = _instant(request.query_params.get("after"), the_lab, "after", default=timezone.now())
         member = request.user if request.user.is_authenticated else None
-        found = selectors.first_free_slot(the_lab, kind, int(raw), after=after, member=member)
+        found = selectors.first_free_slot(the_lab, kind, minutes, after=after, member=member)
         if found is None:
             raise NotFound(
                 f"No {Machine.Kind(kind).label.lower()} of {the_lab.name} is free that long within its horizon."
@@ -603,7 +627,11 @@ class NotificationReadApi(APIView):
     @extend_schema(
         request=None,
         responses={200: OpenApiTypes.OBJECT},
-        parameters=[OpenApiParameter("id", int, description="One notification; all if absent.")],
+        parameters=[
+            OpenApiParameter(
+                "id", {"type": "integer", "minimum": 1}, description="One notification; all if absent."
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         user = signed_in_user(request)

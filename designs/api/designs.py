@@ -29,6 +29,7 @@ from designs.serializers import (
     CollaboratorOutput,
     CommitCreated,
     CommitOutput,
+    CommitPageOutput,
     DeleteInput,
     DesignCreateInput,
     DesignOutput,
@@ -124,7 +125,7 @@ class HistoryApi(DesignContextMixin, APIView):
             OpenApiParameter("path", str, description="Only commits that touched this path."),
             *PAGE_PARAMS,
         ],
-        responses=CommitOutput(many=True),
+        responses=CommitPageOutput,
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
@@ -180,7 +181,8 @@ def _commit(request: Request, design: Design, values: dict, **changes) -> Respon
 
 
 class UploadApi(DesignContextMixin, APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    # Files travel in multipart only: a urlencoded body cannot carry one.
+    parser_classes = [MultiPartParser]
 
     @extend_schema(request=UploadInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -284,7 +286,8 @@ class BranchListApi(DesignContextMixin, APIView):
 
 
 class BranchDetailApi(DesignContextMixin, APIView):
-    @extend_schema(responses={204: None, **errors(409)})
+    # 400: the default branch, which cannot be deleted; 409: it moved meanwhile.
+    @extend_schema(responses={204: None, **errors(400, 409)})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
         services.branch_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
@@ -392,7 +395,8 @@ class MeshListApi(DesignContextMixin, APIView):
 class RawFileApi(DesignContextMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("path", str, required=True), OpenApiParameter("ref", str)],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        # Served with the type its name suggests (image/png, model/stl…), or octet-stream.
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
     )
     def get(self, request: Request, owner: str, slug: str):
         design = self.get_design()

@@ -287,8 +287,15 @@ class PrintRecordListApi(generics.ListAPIView):
 
 class DesignPrintsApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("design", str, required=True, description="owner/slug")],
-        responses=CommitPrintsOutput(many=True),
+        parameters=[
+            OpenApiParameter(
+                "design",
+                {"type": "string", "pattern": "^[^/]+/[^/]+$"},
+                required=True,
+                description="owner/slug",
+            )
+        ],
+        responses={200: CommitPrintsOutput(many=True), **errors(404)},
         description="Per commit of a design: parts made and failed, and in how many labs.",
     )
     def get(self, request: Request) -> Response:

@@ -20,12 +20,20 @@ def test_an_empty_optional_field_is_refused_not_defaulted(alice, fmt):
     assert response.json() == {"default_branch": ["This field may not be blank."]}
 
 
-@pytest.mark.parametrize("fmt", ["multipart", "json"])
-def test_an_empty_expiry_does_not_make_a_token_that_never_expires(alice, fmt):
-    response = client_for(alice).post(reverse("api-tokens"), {"name": "ci", "expires_at": ""}, format=fmt)
+def test_an_empty_expiry_in_json_is_refused(alice):
+    response = client_for(alice).post(reverse("api-tokens"), {"name": "ci", "expires_at": ""}, format="json")
     assert response.status_code == 400, response.content
     assert "expires_at" in response.json()
     assert not AccessToken.objects.filter(name="ci").exists()
+
+
+def test_an_empty_nullable_field_in_a_form_is_null(alice):
+    # A form has no other spelling of null; `expires_at` may be null (never expires).
+    response = client_for(alice).post(
+        reverse("api-tokens"), {"name": "ci", "expires_at": ""}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    assert AccessToken.objects.get(name="ci").expires_at is None
 
 
 @pytest.mark.parametrize("value", ["0", "1", "on", "yes", ""])
@@ -56,3 +64,40 @@ def test_an_empty_tag_in_a_form_list_is_refused(alice):
     response = client_for(alice).post(reverse("api-design-list"), payload, format="multipart")
     assert response.status_code == 400, response.content
     assert response.json() == {"tags": ["This field may not be blank."]}
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "false"])
+def test_a_json_boolean_is_a_boolean(alice, value):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    response = client_for(alice).patch(
+        reverse("api-lab-print-settings", args=["fablab"]), {"requires_approval": value}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json() == {"requires_approval": ["Must be a boolean: true or false."]}
+
+
+def test_a_json_string_field_refuses_a_number(alice):
+    response = client_for(alice).post(reverse("api-tokens"), {"name": 12}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"name": ["Must be a string."]}
+    assert not AccessToken.objects.filter(name="12").exists()
+
+
+def test_a_json_integer_field_refuses_a_numeric_string(alice):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    response = client_for(alice).patch(
+        reverse("api-lab-print-settings", args=["fablab"]), {"max_active_jobs": "3"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"max_active_jobs": ["Must be an integer."]}
+
+
+def test_a_json_list_of_strings_refuses_an_object_item(alice):
+    payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "tags": [{}]}
+    response = client_for(alice).post(reverse("api-design-list"), payload, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"tags": ["Must be a string."]}

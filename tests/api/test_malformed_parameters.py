@@ -105,3 +105,61 @@ def test_an_address_no_page_matches_is_still_the_html_404(client):
     response = client.get("/no-such-page/at/all/here/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("minutes", ["²", "0", "", "1.5"])
+def test_a_malformed_slot_length_is_a_400(alice, minutes):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    url = reverse("api-lab-first-free-slot", args=["fablab"])
+    response = client_for(alice).get(url, {"kind": "fdm_printer", "minutes": minutes})
+    assert response.status_code == 400, response.content
+    assert "minutes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("start", ["", " 2026-03-28", "2026-03-28 10:00Z", "tomorrow"])
+def test_a_malformed_range_start_is_a_400_not_today(alice, start):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    query = {"kind": "fdm_printer", "start": start}
+    response = client_for(alice).get(reverse("api-lab-availability", args=["fablab"]), query)
+    assert response.status_code == 400, response.content
+    assert "'start'" in response.json()["detail"]
+
+
+def test_the_schema_states_the_formats_the_views_check(api):
+    schema = api.get(reverse("api-schema"), {"format": "json"}).json()
+    paths = schema["paths"]
+    start = next(
+        p for p in paths["/api/labs/{lab}/availability/"]["get"]["parameters"] if p["name"] == "start"
+    )
+    assert start["schema"]["pattern"].startswith("^[0-9]{4}-")
+    read = paths["/api/notifications/read/"]["post"]["parameters"]
+    assert read[0]["schema"] == {"type": "integer", "minimum": 1}
+    delete = schema["components"]["schemas"]["DeleteInputRequest"]["properties"]["paths"]
+    assert delete["minItems"] == 1
+    upload = paths["/api/designs/{owner}/{slug}/upload/"]["post"]["requestBody"]["content"]
+    assert set(upload) == {"multipart/form-data"}
+    hours = paths["/api/labs/{lab}/hours/"]["put"]["requestBody"]["content"]
+    assert set(hours) == {"application/json"}
+
+
+@pytest.mark.parametrize("start", ["0000-00-00", "2026-02-30", "2026-13-01T10:00Z"])
+def test_a_well_formed_day_that_does_not_exist_is_a_400_not_a_500(alice, start):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    query = {"kind": "fdm_printer", "start": start}
+    response = client_for(alice).get(reverse("api-lab-availability", args=["fablab"]), query)
+    assert response.status_code == 400, response.content
+
+
+def test_the_history_is_documented_as_the_page_it_is(api):
+    schema = api.get(reverse("api-schema"), {"format": "json"}).json()
+    ok = schema["paths"]["/api/designs/{owner}/{slug}/commits/"]["get"]["responses"]["200"]
+    page = ok["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/CommitPageOutput"}
+    raw = schema["paths"]["/api/designs/{owner}/{slug}/raw/"]["get"]["responses"]["200"]
+    assert set(raw["content"]) == {"*/*"}
