@@ -62,13 +62,27 @@ class DesignOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class TagName(serializers.RegexField):
+    """A design's tag: words, starting with a letter or digit (`3d-printing`, `Body panel`)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            r"^[^\W_][\w .+-]*$",
+            max_length=50,
+            error_messages={
+                "invalid": "A tag starts with a letter or digit and holds words, spaces, '.', '+' or '-'."
+            },
+            **kwargs,
+        )
+
+
 class DesignCreateInput(Input):
     slug = serializers.CharField(max_length=100)
     title = serializers.CharField(max_length=200, required=False, default="")
     summary = serializers.CharField(required=False, allow_blank=True, default="")
     licence = serializers.ChoiceField(choices=Licence.choices)
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, default=Design.Visibility.PUBLIC)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    tags = serializers.ListField(child=TagName(), required=False, default=list)
     default_branch = serializers.CharField(max_length=100, required=False, default="main")
 
 
@@ -80,7 +94,7 @@ class DesignUpdateInput(Input):
     summary = serializers.CharField(required=False, allow_blank=True)
     licence = serializers.ChoiceField(choices=Licence.choices, required=False)
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, required=False)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    tags = serializers.ListField(child=TagName(), required=False)
     default_branch = serializers.CharField(max_length=100, required=False)
 
 

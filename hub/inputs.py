@@ -5,8 +5,8 @@ that may not be blank counts as *not sent* (the default silently applies), and a
 takes `1`, `0`, `on`, `yes`… The schema promises the same rules for every encoding, so a
 form value is checked against the rules a JSON value meets before DRF reads it: empty is
 "may not be blank" unless the field allows blank, and a boolean is `true` or `false`.
-An empty value of a nullable field stays null, as in DRF: a form has no other way to
-say null.
+A form spells null `null` (where the field may be null), as DRF's booleans already read
+it; empty is an empty string, never null.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
 from rest_framework import serializers
 from rest_framework.utils import html
 
@@ -22,8 +23,8 @@ def form_value_error(field: serializers.Field, value: Any) -> str | None:
     """Why `value`, sent in a form for `field`, breaks a rule the schema states; or None."""
     if isinstance(value, UploadedFile):
         return None
-    if value == "" and field.allow_null:
-        return None  # a form's only spelling of null
+    if value == "null" and field.allow_null:
+        return None
     if isinstance(field, serializers.BooleanField):
         allowed = ("true", "false", "null") if field.allow_null else ("true", "false")
         return None if value in allowed else f"Must be {' or '.join(allowed)}."
@@ -87,4 +88,17 @@ class Input(serializers.Serializer):
                         break
             if errors:
                 raise serializers.ValidationError(errors)
+            data = _nulls_spelled_out(data, self._writable_fields)
         return super().to_internal_value(data)
+
+
+def _nulls_spelled_out(data: Any, fields: Any) -> Any:
+    """The form with each `null` of a nullable field as the empty value DRF reads as null."""
+    nulls = [f.field_name for f in fields if f.allow_null and data.getlist(f.field_name)[-1:] == ["null"]]
+    if not nulls:
+        return data
+    # A shallow copy: QueryDict.copy() would deep-copy the uploaded files too.
+    spelled = QueryDict(mutable=True)
+    for key in data:
+        spelled.setlist(key, [""] if key in nulls else data.getlist(key))
+    return spelled

@@ -70,6 +70,8 @@ class DesignFilter(django_filters.FilterSet):
 
 
 class DesignListApi(generics.ListAPIView):
+    # JSON only: a form cannot tell a list of one tag (`tags=x`) from a lone value.
+    parser_classes = [JSONParser]
     serializer_class = DesignOutput
     filterset_class = DesignFilter
 
@@ -87,6 +89,7 @@ class DesignListApi(generics.ListAPIView):
 
 
 class DesignDetailApi(DesignContextMixin, APIView):
+    parser_classes = [JSONParser]  # as DesignListApi: `tags` is a list
     @extend_schema(responses=DesignOutput)
     def get(self, request: Request, owner: str, slug: str) -> Response:
         return Response(DesignOutput(self.get_design(), context={"request": request}).data)

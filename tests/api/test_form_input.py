@@ -12,12 +12,24 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("fmt", ["multipart", "json"])
-def test_an_empty_optional_field_is_refused_not_defaulted(alice, fmt):
-    payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "default_branch": ""}
-    response = client_for(alice).post(reverse("api-design-list"), payload, format=fmt)
+def test_an_empty_optional_field_in_a_form_is_refused_not_defaulted(alice):
+    # `scope` defaults to write: an empty one must not quietly mean write.
+    response = client_for(alice).post(reverse("api-tokens"), {"name": "ci", "scope": ""}, format="multipart")
     assert response.status_code == 400, response.content
-    assert response.json() == {"default_branch": ["This field may not be blank."]}
+    assert response.json() == {"scope": ["This field may not be blank."]}
+    assert not AccessToken.objects.filter(name="ci").exists()
+
+
+def test_an_empty_optional_field_in_json_is_refused(alice):
+    response = client_for(alice).post(reverse("api-tokens"), {"name": "ci", "scope": ""}, format="json")
+    assert response.status_code == 400, response.content
+    assert "scope" in response.json()
+
+
+def test_designs_take_json_only_as_a_form_cannot_spell_a_list_of_one(alice):
+    payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "tags": "bracket"}
+    response = client_for(alice).post(reverse("api-design-list"), payload, format="multipart")
+    assert response.status_code == 415
 
 
 def test_an_empty_expiry_in_json_is_refused(alice):
@@ -27,13 +39,29 @@ def test_an_empty_expiry_in_json_is_refused(alice):
     assert not AccessToken.objects.filter(name="ci").exists()
 
 
-def test_an_empty_nullable_field_in_a_form_is_null(alice):
-    # A form has no other spelling of null; `expires_at` may be null (never expires).
+def test_an_empty_expiry_in_a_form_is_refused_not_read_as_never(alice):
     response = client_for(alice).post(
         reverse("api-tokens"), {"name": "ci", "expires_at": ""}, format="multipart"
     )
+    assert response.status_code == 400, response.content
+    assert response.json() == {"expires_at": ["This field may not be blank."]}
+    assert not AccessToken.objects.filter(name="ci").exists()
+
+
+def test_a_form_spells_null_as_null(alice):
+    response = client_for(alice).post(
+        reverse("api-tokens"), {"name": "ci", "expires_at": "null"}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     assert AccessToken.objects.get(name="ci").expires_at is None
+
+
+def test_a_design_tag_starts_with_a_letter_or_digit(alice):
+    for tags, status in ((["{}"], 400), (["3d-printing", "Body panel"], 201)):
+        payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "tags": tags}
+        response = client_for(alice).post(reverse("api-design-list"), payload, format="json")
+        assert response.status_code == status, response.content
+    assert sorted(response.json()["tags"]) == ["3d-printing", "body-panel"]
 
 
 @pytest.mark.parametrize("value", ["0", "1", "on", "yes", ""])
@@ -59,11 +87,11 @@ def test_a_form_boolean_true_is_read(alice):
     assert response.json()["requires_approval"] is True
 
 
-def test_an_empty_tag_in_a_form_list_is_refused(alice):
+def test_an_empty_tag_is_refused(alice):
     payload = {"slug": "bracket", "title": "Bracket", "licence": "CERN-OHL-S-2.0", "tags": ["ok", ""]}
-    response = client_for(alice).post(reverse("api-design-list"), payload, format="multipart")
+    response = client_for(alice).post(reverse("api-design-list"), payload, format="json")
     assert response.status_code == 400, response.content
-    assert response.json() == {"tags": ["This field may not be blank."]}
+    assert response.json() == {"tags": {"1": ["This field may not be blank."]}}
 
 
 @pytest.mark.parametrize("value", [0, 1, "true", "false"])
