@@ -90,6 +90,7 @@ class DesignListApi(generics.ListAPIView):
 
 class DesignDetailApi(DesignContextMixin, APIView):
     parser_classes = [JSONParser]  # as DesignListApi: `tags` is a list
+
     @extend_schema(responses=DesignOutput)
     def get(self, request: Request, owner: str, slug: str) -> Response:
         return Response(DesignOutput(self.get_design(), context={"request": request}).data)
@@ -345,7 +346,7 @@ class ForkListApi(DesignContextMixin, generics.ListAPIView):
 
 
 class CollaboratorListApi(DesignContextMixin, APIView):
-    @extend_schema(responses=CollaboratorOutput(many=True))
+    @extend_schema(responses={200: CollaboratorOutput(many=True), **errors(403)})
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         self.require_owner(design)

@@ -79,6 +79,7 @@ def test_views_declare_the_conflicts_and_read_refusals_they_raise(schema):
     assert "409" in paths["/api/designs/{owner}/{slug}/upload/"]["post"]["responses"]  # a branch moved
     assert "409" not in paths["/api/labs/{lab}/closures/"]["post"]["responses"]
     assert "403" in paths["/api/labs/{lab}/members/"]["get"]["responses"]  # members only
+    assert "403" in paths["/api/designs/{owner}/{slug}/collaborators/"]["get"]["responses"]  # the owner's
     assert "403" not in paths["/api/labs/{lab}/"]["get"]["responses"]
     booking = paths["/api/bookings/"]["post"]["responses"]
     assert "404" in booking  # a machine id that does not exist
