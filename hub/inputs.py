@@ -58,38 +58,36 @@ def json_value_error(field: serializers.Field, value: Any) -> str | None:
 
 class Input(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and not html.is_html_input(data):
-            json_errors: dict[str, list[str]] = {}
-            for field in self._writable_fields:
-                name = str(field.field_name)
-                if name not in data:
-                    continue
-                values = data[name] if isinstance(field, serializers.ListField) else [data[name]]
-                rule = field.child if isinstance(field, serializers.ListField) else field
-                for value in values if isinstance(values, list) else []:
-                    message = json_value_error(rule, value)
-                    if message is not None:
-                        json_errors[name] = [message]
-                        break
-            if json_errors:
-                raise serializers.ValidationError(json_errors)
-        if html.is_html_input(data):
-            errors: dict[str, list[str]] = {}
-            for field in self._writable_fields:
-                values = data.getlist(field.field_name)
-                if isinstance(field, serializers.ListField):
-                    rule = field.child
-                else:
-                    rule, values = field, values[-1:]  # what DRF reads of a repeated key
-                for value in values:
-                    message = form_value_error(rule, value)
-                    if message is not None:
-                        errors[str(field.field_name)] = [message]
-                        break
+        form = html.is_html_input(data)
+        if form or isinstance(data, dict):
+            errors = self._encoding_errors(data, form=form)
             if errors:
                 raise serializers.ValidationError(errors)
+        if form:
             data = _nulls_spelled_out(data, self._writable_fields)
         return super().to_internal_value(data)
+
+    def _encoding_errors(self, data: Any, *, form: bool) -> dict[str, list[str]]:
+        """One message per field whose value the encoding's rules above refuse."""
+        check = form_value_error if form else json_value_error
+        errors: dict[str, list[str]] = {}
+        for field in self._writable_fields:
+            name = str(field.field_name)
+            if name not in data:
+                continue
+            many = isinstance(field, serializers.ListField)
+            rule = field.child if isinstance(field, serializers.ListField) else field
+            if form:
+                # All of a list's values; of anything else the last, which is what DRF reads.
+                values = data.getlist(name) if many else data.getlist(name)[-1:]
+            else:
+                values = data[name] if many else [data[name]]
+                if not isinstance(values, list):
+                    continue  # DRF's own check answers "Expected a list of items"
+            message = next((m for value in values if (m := check(rule, value)) is not None), None)
+            if message is not None:
+                errors[name] = [message]
+        return errors
 
 
 def _nulls_spelled_out(data: Any, fields: Any) -> Any:

@@ -156,7 +156,7 @@ class WallClockField(serializers.TimeField):
         return super().to_internal_value(value)
 
 
-class OpeningHoursItem(serializers.Serializer):
+class OpeningHoursItem(Input):  # read in OpeningHoursInput, written by LabHoursApi
     weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday … 6 = Sunday")
     opens = WallClockField(help_text="Wall-clock time in the lab's zone, e.g. 09:00.")
     closes = WallClockField(help_text="e.g. 18:00; 00:00 means midnight at the end of the day.")

@@ -129,3 +129,15 @@ def test_a_json_list_of_strings_refuses_an_object_item(alice):
     response = client_for(alice).post(reverse("api-design-list"), payload, format="json")
     assert response.status_code == 400
     assert response.json() == {"tags": ["Must be a string."]}
+
+
+def test_a_json_opening_hour_weekday_is_an_integer(alice):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    hours = [{"weekday": "0", "opens": "09:00", "closes": "18:00"}]
+    response = client_for(alice).put(
+        reverse("api-lab-hours", args=["fablab"]), {"hours": hours}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"hours": {"0": {"weekday": ["Must be an integer."]}}}
