@@ -105,8 +105,8 @@ class HubAutoSchema(AutoSchema):
     From what the operation has: 400 and 413 with a request body (413 from
     `hub.middleware.RequestSizeLimitMiddleware`), 400 with query parameters, 401 for any
     operation that reads a token (a wrong one is a 401 everywhere), 403 for writes (a
-    read-only token, CSRF on a session), 404 with path parameters or a page number. A 409, or a 403 on a
-    read, only the view knows: it declares them with `errors()`.
+    read-only token, CSRF on a session), 404 with path parameters or a page number. A
+    409, or a 403 on a read, only the view knows: it declares them with `errors()`.
     """
 
     def get_operation(self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any):
