@@ -53,6 +53,10 @@ RULE_HELP = {
 }
 
 
+MAX_HORIZON_DAYS = 10 * 366
+MAX_RULE_MINUTES = MAX_HORIZON_DAYS * 24 * 60
+
+
 def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
     fields: dict[str, serializers.Field] = {}
     for name, help_text in RULE_HELP.items():
@@ -65,6 +69,8 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
                 required=False,
                 allow_null=allow_null or name == "weekly_quota_minutes",
                 min_value=0 if name in ("min_notice_minutes", "cancel_deadline_minutes") else 1,
+                # Bounds that keep `now + rule` a date (a horizon of 10**9 days was a 500).
+                max_value=MAX_HORIZON_DAYS if name == "max_horizon_days" else MAX_RULE_MINUTES,
                 help_text=help_text,
             )
     return fields

@@ -63,6 +63,13 @@ class DesignFilter(django_filters.FilterSet):
         model = Design
         fields = ["q", "tag", "licence", "owner", "visibility"]
 
+    def is_valid(self) -> bool:
+        # django-filter reads an empty choice as "no filter"; the schema's enums have no "".
+        for name in ("licence", "visibility"):
+            if self.data.get(name) == "":
+                self.form.add_error(name, "Give one of the values, or leave the parameter out.")
+        return super().is_valid()
+
     def filter_text(self, queryset, name, value):
         return queryset.filter(
             Q(title__icontains=value) | Q(slug__icontains=value) | Q(summary__icontains=value)

@@ -32,6 +32,17 @@ def full_clean(instance, exclude: list[str] | None = None) -> None:
 LAB_FIELDS = ("name", "address", "timezone", "description", "join_policy", *Lab.RULE_FIELDS)
 
 
+def _check_booking_lengths(lab: Lab) -> None:
+    """The lab_min_booking_not_above_max constraint, as a message: `full_clean` leaves
+    constraints out, and a change of one bound alone (a PATCH) can cross the other."""
+    low, high = lab.min_booking_minutes, lab.max_booking_minutes
+    if low is not None and high is not None and low > high:
+        raise ValidationError(
+            f"The shortest booking ({low} min) cannot be longer than the longest ({high} min).",
+            field="min_booking_minutes",
+        )
+
+
 @transaction.atomic
 def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **fields: Any) -> Lab:
     """Create a lab; its creator is its first manager."""
@@ -41,6 +52,7 @@ def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **
     values = {**Lab.DEFAULT_RULES, **{k: v for k, v in fields.items() if v is not None}}
     lab = Lab(name=name, slug=slug, timezone=timezone, **values)
     full_clean(lab)
+    _check_booking_lengths(lab)
     if Lab.objects.filter(slug=slug).exists():
         raise Conflict(f"A lab named {slug!r} exists already.")
     lab.save()
@@ -59,6 +71,7 @@ def lab_update(*, lab: Lab, actor: User, **fields: Any) -> Lab:
             value = Lab.DEFAULT_RULES[name]
         setattr(lab, name, value)
     full_clean(lab, exclude=["slug"])
+    _check_booking_lengths(lab)
     lab.save()
     return lab
 

@@ -163,3 +163,10 @@ def test_the_history_is_documented_as_the_page_it_is(api):
     assert page == {"$ref": "#/components/schemas/CommitPageOutput"}
     raw = schema["paths"]["/api/designs/{owner}/{slug}/raw/"]["get"]["responses"]["200"]
     assert set(raw["content"]) == {"*/*"}
+
+
+@pytest.mark.parametrize("name", ["visibility", "licence"])
+def test_an_empty_enum_filter_is_a_400_not_no_filter(api, alice, name):
+    response = api.get(reverse("api-design-list"), {name: ""})
+    assert response.status_code == 400, response.content
+    assert response.json() == {name: ["Give one of the values, or leave the parameter out."]}
