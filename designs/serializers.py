@@ -87,6 +87,7 @@ class DesignCreateInput(Input):
 
 
 class DesignUpdateInput(Input):
+    refuse_empty = True
     allow_default_branch_rewrite = serializers.BooleanField(
         required=False, help_text="Let pushes delete or force-push the default branch."
     )
@@ -326,6 +327,7 @@ class ProposalCreateInput(Input):
 
 
 class ProposalUpdateInput(Input):
+    refuse_empty = True
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Close or reopen.")
@@ -429,6 +431,7 @@ class MirrorCreatedOutput(serializers.Serializer):
 
 
 class PullMirrorUpdateInput(Input):
+    refuse_empty = True
     url = serializers.CharField(max_length=2000, required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)
@@ -471,6 +474,7 @@ class PushMirrorInput(Input):
 
 
 class PushMirrorUpdateInput(Input):
+    refuse_empty = True
     enabled = serializers.BooleanField(required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)

@@ -11,7 +11,7 @@ it; empty is an empty string, never null.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import QueryDict
@@ -57,7 +57,15 @@ def json_value_error(field: serializers.Field, value: Any) -> str | None:
 
 
 class Input(serializers.Serializer):
+    # An update that sends nothing is refused (and the schema says `minProperties: 1`): it
+    # is a mistake, or a body that is no object at all, which in a form looks empty too.
+    refuse_empty: ClassVar[bool] = False
+
     def to_internal_value(self, data: Any) -> Any:
+        if self.refuse_empty and isinstance(data, dict) and not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Nothing to change: give at least one field."]}
+            )
         form = html.is_html_input(data)
         if form or isinstance(data, dict):
             errors = self._encoding_errors(data, form=form)

@@ -134,6 +134,12 @@ class HubAutoSchema(AutoSchema):
             responses["400"] = self._bad_request_response(responses["400"])
         return operation
 
+    def _map_serializer(self, serializer: Any, direction: Any, bypass_extensions: bool = False) -> Any:
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and getattr(serializer, "refuse_empty", False):
+            schema["minProperties"] = 1  # hub.inputs.Input.refuse_empty
+        return schema
+
     def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         # drf-spectacular leaves out that a list which may not be empty has one item at least.

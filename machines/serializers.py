@@ -138,6 +138,7 @@ class LabCreateInput(LabRulesInput):
 
 
 class LabUpdateInput(LabRulesInput):
+    refuse_empty = True
     name = serializers.CharField(max_length=200, required=False)
     address = serializers.CharField(required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False)
@@ -295,6 +296,7 @@ class MachineCreateInput(MachineFieldsInput):
 
 
 class MachineUpdateInput(MachineFieldsInput):
+    refuse_empty = True
     pass
 
 

@@ -41,6 +41,7 @@ class PrintSettingsOutput(serializers.ModelSerializer):
 
 
 class PrintSettingsInput(Input):
+    refuse_empty = True
     requires_approval = serializers.BooleanField(required=False)
     max_active_jobs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     weekly_print_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)

@@ -141,3 +141,32 @@ def test_a_json_opening_hour_weekday_is_an_integer(alice):
     )
     assert response.status_code == 400
     assert response.json() == {"hours": {"0": {"weekday": ["Must be an integer."]}}}
+
+
+@pytest.mark.parametrize("fmt", ["json", "multipart"])
+def test_an_update_with_nothing_in_it_is_refused(alice, fmt):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    response = client_for(alice).patch(reverse("api-lab-detail", args=["fablab"]), {}, format=fmt)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"non_field_errors": ["Nothing to change: give at least one field."]}
+
+
+def test_a_multipart_body_that_is_no_form_at_all_is_refused(alice):
+    from tests.machines.factories import make_lab
+
+    make_lab(alice)
+    body = b"--b\r\n5.2e16--b--\r\n"
+    response = client_for(alice).generic(
+        "PATCH",
+        reverse("api-lab-detail", args=["fablab"]),
+        body,
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert response.status_code == 400, response.content
+
+
+def test_the_schema_says_an_update_has_one_field_at_least(api):
+    schema = api.get(reverse("api-schema"), {"format": "json"}).json()
+    assert schema["components"]["schemas"]["PatchedLabUpdateInputRequest"]["minProperties"] == 1
