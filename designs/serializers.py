@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from designs.models import Collaborator, Design, Licence
 from designs.selectors import clone_url
+from hub.inputs import Input
 
 
 class DesignOutput(serializers.ModelSerializer):
@@ -61,17 +62,32 @@ class DesignOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class DesignCreateInput(serializers.Serializer):
+class TagName(serializers.RegexField):
+    """A design's tag: words, starting with a letter or digit (`3d-printing`, `Body panel`)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            r"^[^\W_][\w .+-]*$",
+            max_length=50,
+            error_messages={
+                "invalid": "A tag starts with a letter or digit and holds words, spaces, '.', '+' or '-'."
+            },
+            **kwargs,
+        )
+
+
+class DesignCreateInput(Input):
     slug = serializers.CharField(max_length=100)
     title = serializers.CharField(max_length=200, required=False, default="")
     summary = serializers.CharField(required=False, allow_blank=True, default="")
     licence = serializers.ChoiceField(choices=Licence.choices)
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, default=Design.Visibility.PUBLIC)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    tags = serializers.ListField(child=TagName(), required=False, default=list)
     default_branch = serializers.CharField(max_length=100, required=False, default="main")
 
 
-class DesignUpdateInput(serializers.Serializer):
+class DesignUpdateInput(Input):
+    refuse_empty = True
     allow_default_branch_rewrite = serializers.BooleanField(
         required=False, help_text="Let pushes delete or force-push the default branch."
     )
@@ -79,7 +95,7 @@ class DesignUpdateInput(serializers.Serializer):
     summary = serializers.CharField(required=False, allow_blank=True)
     licence = serializers.ChoiceField(choices=Licence.choices, required=False)
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, required=False)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    tags = serializers.ListField(child=TagName(), required=False)
     default_branch = serializers.CharField(max_length=100, required=False)
 
 
@@ -105,12 +121,21 @@ class CommitOutput(serializers.Serializer):
     files = FileStatusOutput(many=True)
 
 
+class CommitPageOutput(serializers.Serializer):
+    """One page of a history: the shape of the API's other paginated lists."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CommitOutput(many=True)
+
+
 class CommitCreated(serializers.Serializer):
     sha = serializers.CharField()
     branch = serializers.CharField()
 
 
-class WriteInput(serializers.Serializer):
+class WriteInput(Input):
     message = serializers.CharField(max_length=10000)
     branch = serializers.CharField(max_length=200, required=False)
     parent = serializers.RegexField(  # type: ignore[assignment]  # a declared field, not Field.parent
@@ -165,7 +190,7 @@ class BranchOutput(serializers.Serializer):
     default = serializers.BooleanField()
 
 
-class BranchCreateInput(serializers.Serializer):
+class BranchCreateInput(Input):
     name = serializers.CharField(max_length=200)
     start = serializers.CharField(
         max_length=200, required=False, help_text="Branch, tag or sha; default branch if absent."
@@ -180,9 +205,13 @@ class TagOutput(serializers.Serializer):
     tagged_at = serializers.DateTimeField(allow_null=True)
 
 
-class TagCreateInput(serializers.Serializer):
+class TagCreateInput(Input):
     name = serializers.CharField(max_length=200)
-    target = serializers.CharField(max_length=200, required=False)
+    target = serializers.CharField(
+        max_length=200,
+        help_text="The branch, tag or commit sha to tag.",
+        error_messages={"required": "Say what to tag: a branch, tag or commit sha, e.g. main."},
+    )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -211,7 +240,7 @@ class ReadmeOutput(serializers.Serializer):
     html = serializers.CharField()
 
 
-class ForkInput(serializers.Serializer):
+class ForkInput(Input):
     slug = serializers.CharField(max_length=100, required=False)
 
 
@@ -223,7 +252,7 @@ class CollaboratorOutput(serializers.ModelSerializer):
         fields = ["username", "role", "created_at"]
 
 
-class CollaboratorInput(serializers.Serializer):
+class CollaboratorInput(Input):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Collaborator.Role.choices)
 
@@ -283,7 +312,7 @@ class ProposalOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ProposalCreateInput(serializers.Serializer):
+class ProposalCreateInput(Input):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     source = serializers.CharField(  # type: ignore[assignment]  # a declared field, not Field.source
@@ -297,13 +326,14 @@ class ProposalCreateInput(serializers.Serializer):
     )
 
 
-class ProposalUpdateInput(serializers.Serializer):
+class ProposalUpdateInput(Input):
+    refuse_empty = True
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=["open", "closed"], required=False, help_text="Close or reopen.")
 
 
-class ProposalMergeInput(serializers.Serializer):
+class ProposalMergeInput(Input):
     expected_head = serializers.RegexField(
         r"^[0-9a-f]{40}$", required=False, help_text="The source head you reviewed; 409 if it moved."
     )
@@ -325,7 +355,7 @@ class CommentOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class CommentInput(serializers.Serializer):
+class CommentInput(Input):
     body = serializers.CharField(max_length=20000)
 
 
@@ -340,7 +370,7 @@ class UpstreamOutput(serializers.Serializer):
     can_fast_forward = serializers.BooleanField()
 
 
-class SyncInput(serializers.Serializer):
+class SyncInput(Input):
     branch = serializers.CharField(max_length=200, required=False, help_text="Default branch if absent.")
     merge = serializers.BooleanField(
         default=False, help_text="Make a merge commit if the fork has commits of its own (else 409)."
@@ -374,7 +404,7 @@ class PullMirrorOutput(serializers.Serializer):
         return mirror.refreshing_since is not None
 
 
-class MirrorCreateInput(serializers.Serializer):
+class MirrorCreateInput(Input):
     slug = serializers.CharField(max_length=100)
     url = serializers.CharField(max_length=2000, help_text="http(s):// or ssh:// address of the repository.")
     licence = serializers.ChoiceField(
@@ -400,7 +430,8 @@ class MirrorCreatedOutput(serializers.Serializer):
     mirror = PullMirrorOutput()
 
 
-class PullMirrorUpdateInput(serializers.Serializer):
+class PullMirrorUpdateInput(Input):
+    refuse_empty = True
     url = serializers.CharField(max_length=2000, required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)
@@ -429,7 +460,7 @@ class PushMirrorOutput(serializers.Serializer):
         return mirror.pushing_since is not None
 
 
-class PushMirrorInput(serializers.Serializer):
+class PushMirrorInput(Input):
     url = serializers.CharField(max_length=2000)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     token = serializers.CharField(
@@ -442,7 +473,8 @@ class PushMirrorInput(serializers.Serializer):
     )
 
 
-class PushMirrorUpdateInput(serializers.Serializer):
+class PushMirrorUpdateInput(Input):
+    refuse_empty = True
     enabled = serializers.BooleanField(required=False)
     username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     token = serializers.CharField(max_length=4096, required=False, allow_blank=True, write_only=True)

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from hub import services
 from hub.auth import api_credential, signed_in_user
+from hub.inputs import Input
 from hub.models import AccessToken
 from hub.permissions import AUTHENTICATED
 
@@ -26,7 +27,7 @@ class TokenOutput(serializers.ModelSerializer):
         fields = ["id", "name", "scope", "hint", "created_at", "last_used_at", "expires_at", "revoked_at"]
 
 
-class TokenCreateInput(serializers.Serializer):
+class TokenCreateInput(Input):
     name = serializers.CharField(max_length=100)
     scope = serializers.ChoiceField(choices=AccessToken.Scope.choices, default=AccessToken.Scope.WRITE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)

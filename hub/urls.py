@@ -52,3 +52,5 @@ urlpatterns = [
     # Last: /<owner>/<design>/… catches what nothing above matched.
     path("", include("designs.urls")),
 ]
+
+handler404 = "hub.views.page_not_found"

@@ -12,8 +12,9 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 
 from hub import services
 from hub.auth import Credential, signed_in_user
@@ -62,6 +63,15 @@ def form_call(form: forms.BaseForm, service: Callable[..., Any], /, **kwargs: An
     except HubError as exc:
         form.add_error(None, exc.message)
         return False, None
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for an address no route matches (`handler404`). Under /api/ it answers
+    in the API's error shape, as the API's own 404s do, not with an HTML page: a client
+    asking for `/api/bookings/x/` reads JSON whatever it got wrong."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
 
 
 # -- sign-up ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -19,7 +20,12 @@ from rest_framework.views import APIView
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
+from hub.params import choice as param_choice
+from hub.params import flag as param_flag
+from hub.params import optional_id as param_id
+from hub.params import positive_int as param_positive_int
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 from machines import notifications, selectors, services, timeline
 from machines.models import Booking, Closure, Lab, Machine, Notification, Qualification
 from machines.serializers import (
@@ -67,25 +73,37 @@ class LabContextMixin:
         return self._machine
 
 
+# A date, or a time with its offset: what `_instant` reads, and what the schema says.
+INSTANT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+)
+INSTANT_SCHEMA = {"type": "string", "pattern": INSTANT_PATTERN}
+
+
 def _instant(value: str | None, lab: Lab, name: str, *, default: datetime) -> datetime:
     """An aware datetime, or a date meaning local midnight in the lab; never a naive time."""
-    if not value:
+    if value is None:
         return default
-    value = value.strip()
-    day = parse_date(value) if len(value) == 10 else None
-    if day is not None:
+    try:
+        day = parse_date(value) if len(value) == 10 else None
+    except ValueError:  # well formed, but no such day: 2026-02-30
+        day = None
+    if day is not None and re.match(INSTANT_PATTERN, value):
         return timeline.wall_clock(day, time(0), lab.zone)
     try:
         parsed = parse_datetime(value)
     except ValueError:
         parsed = None
-    if parsed is None:
-        raise ValidationError(
-            f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00)."
-        )
-    if timezone.is_naive(parsed):
+    if parsed is not None and timezone.is_naive(parsed):
         raise ValidationError(
             f"'{name}' has no time zone: give an offset, e.g. 2026-03-28T10:00:00+01:00 or …Z."
+        )
+    # Django reads more spellings than the schema states (a space for the T, an hour of
+    # one digit…); what the schema does not allow is refused like what cannot be read.
+    if parsed is None or not re.match(INSTANT_PATTERN, value):
+        raise ValidationError(
+            f"'{name}' must be a date (2026-03-28) or a time with its offset (…T10:00+01:00)."
         )
     return parsed
 
@@ -103,8 +121,12 @@ def _slots(intervals) -> list[dict]:
 
 
 RANGE_PARAMS = [
-    OpenApiParameter("start", str, description="Date (local midnight) or time with offset; today if absent."),
-    OpenApiParameter("end", str, description="Date or time with offset; a week after start if absent."),
+    OpenApiParameter(
+        "start", INSTANT_SCHEMA, description="Date (local midnight) or time with offset; today if absent."
+    ),
+    OpenApiParameter(
+        "end", INSTANT_SCHEMA, description="Date or time with offset; a week after start if absent."
+    ),
 ]
 
 
@@ -124,7 +146,7 @@ class LabListApi(generics.ListAPIView):
     def get_queryset(self):
         return Lab.objects.order_by("name")
 
-    @extend_schema(request=LabCreateInput, responses={201: LabOutput})
+    @extend_schema(request=LabCreateInput, responses={201: LabOutput, **errors(409)})
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in or use a token to create a lab.")
@@ -149,6 +171,9 @@ class LabDetailApi(LabContextMixin, APIView):
 
 
 class LabHoursApi(LabContextMixin, APIView):
+    # A list of objects has no form encoding: JSON only, so the schema offers nothing else.
+    parser_classes = [JSONParser]
+
     @extend_schema(responses=OpeningHoursItem(many=True))
     def get(self, request: Request, lab: str) -> Response:
         return Response(OpeningHoursItem(self.get_lab().opening_hours.all(), many=True).data)
@@ -195,7 +220,7 @@ class ClosureDetailApi(LabContextMixin, APIView):
 class MemberListApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(responses=MembershipOutput(many=True))
+    @extend_schema(responses={200: MembershipOutput(many=True), **errors(403)})
     def get(self, request: Request, lab: str) -> Response:
         """Managers see everyone (requests included); members see the members."""
         user = signed_in_user(request)
@@ -218,7 +243,7 @@ class MemberListApi(LabContextMixin, APIView):
 class MemberDetailApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=MembershipUpdateInput, responses=MembershipOutput)
+    @extend_schema(request=MembershipUpdateInput, responses={200: MembershipOutput, **errors(409)})
     def patch(self, request: Request, lab: str, username: str) -> Response:
         actor = signed_in_user(request)
         data = MembershipUpdateInput(data=request.data)
@@ -236,7 +261,7 @@ class MemberDetailApi(LabContextMixin, APIView):
             )
         return Response(MembershipOutput(membership).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(409)})
     def delete(self, request: Request, lab: str, username: str) -> Response:
         services.membership_remove(lab=self.get_lab(), actor=signed_in_user(request), user=_user(username))
         return Response(status=204)
@@ -254,11 +279,12 @@ class MachineListApi(LabContextMixin, APIView):
     )
     def get(self, request: Request, lab: str) -> Response:
         rows = self.get_lab().machines.select_related("lab").order_by("name")
-        if request.query_params.get("kind"):
-            rows = rows.filter(kind=request.query_params["kind"])
+        kind = param_choice(request.query_params, name="kind", choices=Machine.Kind.values)
+        if kind:
+            rows = rows.filter(kind=kind)
         return Response(MachineOutput(rows, many=True, context={"request": request}).data)
 
-    @extend_schema(request=MachineCreateInput, responses={201: MachineOutput})
+    @extend_schema(request=MachineCreateInput, responses={201: MachineOutput, **errors(409)})
     def post(self, request: Request, lab: str) -> Response:
         user = signed_in_user(request)
         data = MachineCreateInput(data=request.data)
@@ -305,7 +331,7 @@ class MachineStatusApi(LabContextMixin, APIView):
 
 
 class MaintenanceApi(LabContextMixin, APIView):
-    @extend_schema(request=MaintenanceInput, responses={201: BookingOutput})
+    @extend_schema(request=MaintenanceInput, responses={201: BookingOutput, **errors(409)})
     def post(self, request: Request, lab: str, machine: str) -> Response:
         user = signed_in_user(request)
         data = MaintenanceInput(data=request.data)
@@ -365,22 +391,25 @@ class FirstFreeSlotApi(LabContextMixin, APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("kind", str, required=True, enum=Machine.Kind.values),
-            OpenApiParameter("minutes", int, required=True, description="Length of the slot."),
-            OpenApiParameter("after", str, description="Date or time with offset; now if absent."),
+            OpenApiParameter(
+                "minutes", {"type": "integer", "minimum": 1}, required=True, description="Length of the slot."
+            ),
+            OpenApiParameter("after", INSTANT_SCHEMA, description="Date or time with offset; now if absent."),
         ],
-        responses={200: FirstFreeSlotOutput, 404: None},
+        responses={200: FirstFreeSlotOutput, **errors(404)},
         description="The earliest free slot of that length on any machine of the kind (for the requester: "
         "only machines they are qualified for).",
     )
     def get(self, request: Request, lab: str) -> Response:
         the_lab = self.get_lab()
         kind = _kind(request)
-        raw = request.query_params.get("minutes", "")
-        if not raw.isdigit() or int(raw) < 1:
+        # Required: absent reads as 0, which is refused like any other non-positive number.
+        minutes = param_positive_int(request.query_params, name="minutes", default=0)
+        if minutes < 1:
             raise ValidationError("'minutes' must be a positive whole number.")
         after = _instant(request.query_params.get("after"), the_lab, "after", default=timezone.now())
         member = request.user if request.user.is_authenticated else None
-        found = selectors.first_free_slot(the_lab, kind, int(raw), after=after, member=member)
+        found = selectors.first_free_slot(the_lab, kind, minutes, after=after, member=member)
         if found is None:
             raise NotFound(
                 f"No {Machine.Kind(kind).label.lower()} of {the_lab.name} is free that long within its horizon."
@@ -414,14 +443,14 @@ class BookingListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Booking.objects.none()
         rows = selectors.bookings_of_member(user)
-        status = self.request.query_params.get("status")
+        status = param_choice(self.request.query_params, name="status", choices=Booking.Status.values)
         return rows.filter(status=status) if status else rows
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=Booking.Status.values)])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(request=BookingCreateInput, responses={201: BookingOutput})
+    @extend_schema(request=BookingCreateInput, responses={201: BookingOutput, **errors(404, 409)})
     def post(self, request: Request) -> Response:
         user = signed_in_user(request)
         data = BookingCreateInput(data=request.data)
@@ -460,14 +489,15 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
         lab = self.get_lab()
         selectors.require_manager(lab, user)
         rows = selectors.bookings_of_lab(lab).order_by("start")
-        params = self.request.query_params
-        if params.get("status"):
-            rows = rows.filter(status=params["status"])
-        if params.get("machine"):
-            rows = rows.filter(machine__slug=params["machine"])
-        if params.get("needs_decision") in ("1", "true"):
+        query = self.request.query_params
+        status = param_choice(query, name="status", choices=Booking.Status.values)
+        if status:
+            rows = rows.filter(status=status)
+        if query.get("machine"):
+            rows = rows.filter(machine__slug=query["machine"])
+        if param_flag(query, name="needs_decision"):
             rows = rows.filter(needs_decision=True)
-        if params.get("upcoming") in ("1", "true"):
+        if param_flag(query, name="upcoming"):
             rows = rows.filter(end__gt=timezone.now())
         return rows
 
@@ -479,7 +509,8 @@ class LabBookingListApi(LabContextMixin, generics.ListAPIView):
                 "needs_decision", bool, description="Only bookings a status change or closure flagged."
             ),
             OpenApiParameter("upcoming", bool, description="Only bookings not over yet."),
-        ]
+        ],
+        responses={200: BookingOutput(many=True), **errors(403)},
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -500,7 +531,7 @@ class BookingActionApi(APIView):
     permission_classes = AUTHENTICATED
     action: str = ""
 
-    @extend_schema(request=ReasonInput, responses=BookingOutput)
+    @extend_schema(request=ReasonInput, responses={200: BookingOutput, **errors(409)})
     def post(self, request: Request, booking_id: int) -> Response:
         user = signed_in_user(request)
         booking = selectors.booking_get(booking_id=booking_id, user=user)
@@ -524,7 +555,7 @@ class BookingActionApi(APIView):
 class QualificationListApi(LabContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(responses=QualificationOutput(many=True))
+    @extend_schema(responses={200: QualificationOutput(many=True), **errors(403)})
     def get(self, request: Request, lab: str) -> Response:
         """Managers see all the lab's qualifications; members their own."""
         user = signed_in_user(request)
@@ -581,7 +612,7 @@ class NotificationListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Notification.objects.none()
         rows = selectors.notifications_of(user)
-        if self.request.query_params.get("unread") in ("1", "true"):
+        if param_flag(self.request.query_params, name="unread"):
             rows = rows.filter(read_at__isnull=True)
         return rows
 
@@ -596,14 +627,15 @@ class NotificationReadApi(APIView):
     @extend_schema(
         request=None,
         responses={200: OpenApiTypes.OBJECT},
-        parameters=[OpenApiParameter("id", int, description="One notification; all if absent.")],
+        parameters=[
+            OpenApiParameter(
+                "id", {"type": "integer", "minimum": 1}, description="One notification; all if absent."
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         user = signed_in_user(request)
-        raw = request.query_params.get("id") or (
-            request.data.get("id") if hasattr(request.data, "get") else None
-        )
-        notification_id = int(raw) if raw and str(raw).isdigit() else None
+        notification_id = param_id(request.query_params, name="id")
         return Response(
             {"marked": notifications.notification_mark_read(user=user, notification_id=notification_id)}
         )

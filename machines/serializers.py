@@ -6,13 +6,16 @@ No output ever names `connection_secret`: connection settings are write-only
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from hub.markdown import shown_html
+from hub.inputs import Input
+from hub.markdown import MAX_MARKDOWN_CHARS, shown_html
 from machines.models import (
     Booking,
     CalendarFeed,
@@ -50,6 +53,10 @@ RULE_HELP = {
 }
 
 
+MAX_HORIZON_DAYS = 10 * 366
+MAX_RULE_MINUTES = MAX_HORIZON_DAYS * 24 * 60
+
+
 def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
     fields: dict[str, serializers.Field] = {}
     for name, help_text in RULE_HELP.items():
@@ -62,6 +69,8 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
                 required=False,
                 allow_null=allow_null or name == "weekly_quota_minutes",
                 min_value=0 if name in ("min_notice_minutes", "cancel_deadline_minutes") else 1,
+                # Bounds that keep `now + rule` a date (a horizon of 10**9 days was a 500).
+                max_value=MAX_HORIZON_DAYS if name == "max_horizon_days" else MAX_RULE_MINUTES,
                 help_text=help_text,
             )
     return fields
@@ -70,12 +79,12 @@ def _rule_fields(*, allow_null: bool) -> dict[str, serializers.Field]:
 # Built from one list, so the lab's and the machine's rules cannot drift apart; a machine's
 # null means "the lab's rule". The rule fields come first, where a base class's declared
 # fields would stand.
-class LabRulesInput(serializers.Serializer):
+class LabRulesInput(Input):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {**_rule_fields(allow_null=False), **super().get_fields()}
 
 
-class MachineRulesInput(serializers.Serializer):
+class MachineRulesInput(Input):
     def get_fields(self) -> dict[str, serializers.Field]:
         return {**_rule_fields(allow_null=True), **super().get_fields()}
 
@@ -124,25 +133,47 @@ class LabCreateInput(LabRulesInput):
     slug = serializers.CharField(max_length=60)
     address = serializers.CharField(required=False, allow_blank=True, default="")
     timezone = serializers.CharField(max_length=64, default="UTC", help_text="IANA zone, e.g. Europe/Paris.")
-    description = serializers.CharField(required=False, allow_blank=True, default="", help_text="Markdown.")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."
+    )
     join_policy = serializers.ChoiceField(choices=Lab.JoinPolicy.choices, default=Lab.JoinPolicy.OPEN)
 
 
 class LabUpdateInput(LabRulesInput):
+    refuse_empty = True
     name = serializers.CharField(max_length=200, required=False)
     address = serializers.CharField(required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."
+    )
     join_policy = serializers.ChoiceField(choices=Lab.JoinPolicy.choices, required=False)
 
 
-class OpeningHoursItem(serializers.Serializer):
+WALL_CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": WALL_CLOCK_PATTERN, "example": "09:00"})
+class WallClockField(serializers.TimeField):
+    """A time of day in the lab's own zone: `09:00`, `09:00:00`, never an offset.
+
+    JSON Schema's `format: time` is RFC 3339's full-time, which requires an offset that a
+    wall-clock time has not; the pattern says what is read and written.
+    """
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not re.match(WALL_CLOCK_PATTERN, value):
+            self.fail("invalid", format="hh:mm[:ss[.uuuuuu]]")
+        return super().to_internal_value(value)
+
+
+class OpeningHoursItem(Input):  # read in OpeningHoursInput, written by LabHoursApi
     weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday … 6 = Sunday")
-    opens = serializers.TimeField(help_text="Wall-clock time in the lab's zone, e.g. 09:00.")
-    closes = serializers.TimeField(help_text="e.g. 18:00; 00:00 means midnight at the end of the day.")
+    opens = WallClockField(help_text="Wall-clock time in the lab's zone, e.g. 09:00.")
+    closes = WallClockField(help_text="e.g. 18:00; 00:00 means midnight at the end of the day.")
 
 
-class OpeningHoursInput(serializers.Serializer):
+class OpeningHoursInput(Input):
     hours = OpeningHoursItem(many=True)
 
 
@@ -152,7 +183,7 @@ class ClosureOutput(serializers.ModelSerializer):
         fields = ["id", "start", "end", "reason"]
 
 
-class ClosureInput(serializers.Serializer):
+class ClosureInput(Input):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -167,7 +198,7 @@ class MembershipOutput(serializers.ModelSerializer):
         fields = ["lab", "username", "role", "status", "created_at"]
 
 
-class MembershipUpdateInput(serializers.Serializer):
+class MembershipUpdateInput(Input):
     approve = serializers.BooleanField(
         required=False, help_text="Approve (true) or decline (false) a request."
     )
@@ -269,15 +300,16 @@ class MachineCreateInput(MachineFieldsInput):
 
 
 class MachineUpdateInput(MachineFieldsInput):
+    refuse_empty = True
     pass
 
 
-class MachineStatusInput(serializers.Serializer):
+class MachineStatusInput(Input):
     status = serializers.ChoiceField(choices=Machine.Status.choices)
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class MaintenanceInput(serializers.Serializer):
+class MaintenanceInput(Input):
     start = AwareDateTimeField()
     end = AwareDateTimeField()
     reason = serializers.CharField(max_length=500)
@@ -329,7 +361,7 @@ class BookingOutput(serializers.ModelSerializer):
         return booking.end.astimezone(booking.machine.lab.zone).isoformat()
 
 
-class BookingCreateInput(serializers.Serializer):
+class BookingCreateInput(Input):
     machine = serializers.IntegerField(help_text="The machine's id.")
     lab = serializers.CharField(
         required=False, help_text="The machine's lab (slug or id); checked, never trusted."
@@ -339,7 +371,7 @@ class BookingCreateInput(serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class ReasonInput(serializers.Serializer):
+class ReasonInput(Input):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
@@ -387,7 +419,7 @@ class QualificationOutput(serializers.ModelSerializer):
         return q.trainer.username if q.trainer is not None else None
 
 
-class QualificationInput(serializers.Serializer):
+class QualificationInput(Input):
     member = serializers.CharField(help_text="Username.")
     machine = serializers.CharField(required=False, help_text="Machine slug (or give kind).")
     kind = serializers.ChoiceField(choices=Machine.Kind.choices, required=False)

@@ -29,6 +29,7 @@ from designs.serializers import (
     CollaboratorOutput,
     CommitCreated,
     CommitOutput,
+    CommitPageOutput,
     DeleteInput,
     DesignCreateInput,
     DesignOutput,
@@ -44,9 +45,12 @@ from designs.serializers import (
     UploadInput,
 )
 from hub.auth import signed_in_user
-from hub.exceptions import PermissionDenied, ValidationError
+from hub.exceptions import PermissionDenied
 from hub.models import User
+from hub.pagination import MAX_PER_PAGE
+from hub.params import positive_int
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 
 
 class DesignFilter(django_filters.FilterSet):
@@ -59,6 +63,13 @@ class DesignFilter(django_filters.FilterSet):
         model = Design
         fields = ["q", "tag", "licence", "owner", "visibility"]
 
+    def is_valid(self) -> bool:
+        # django-filter reads an empty choice as "no filter"; the schema's enums have no "".
+        for name in ("licence", "visibility"):
+            if self.data.get(name) == "":
+                self.form.add_error(name, "Give one of the values, or leave the parameter out.")
+        return super().is_valid()
+
     def filter_text(self, queryset, name, value):
         return queryset.filter(
             Q(title__icontains=value) | Q(slug__icontains=value) | Q(summary__icontains=value)
@@ -66,13 +77,15 @@ class DesignFilter(django_filters.FilterSet):
 
 
 class DesignListApi(generics.ListAPIView):
+    # JSON only: a form cannot tell a list of one tag (`tags=x`) from a lone value.
+    parser_classes = [JSONParser]
     serializer_class = DesignOutput
     filterset_class = DesignFilter
 
     def get_queryset(self):
         return selectors.designs_visible_to(self.request.user).distinct()
 
-    @extend_schema(request=DesignCreateInput, responses={201: DesignOutput})
+    @extend_schema(request=DesignCreateInput, responses={201: DesignOutput, **errors(409)})
     def post(self, request: Request) -> Response:
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in or use a token to create a design.")
@@ -83,6 +96,8 @@ class DesignListApi(generics.ListAPIView):
 
 
 class DesignDetailApi(DesignContextMixin, APIView):
+    parser_classes = [JSONParser]  # as DesignListApi: `tags` is a list
+
     @extend_schema(responses=DesignOutput)
     def get(self, request: Request, owner: str, slug: str) -> Response:
         return Response(DesignOutput(self.get_design(), context={"request": request}).data)
@@ -105,17 +120,13 @@ class DesignDetailApi(DesignContextMixin, APIView):
 
 
 PAGE_PARAMS = [
-    OpenApiParameter("page", int, description="Page number, from 1."),
-    OpenApiParameter("per_page", int, description="Commits per page (max 100)."),
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="Page number, from 1."),
+    OpenApiParameter(
+        "per_page",
+        {"type": "integer", "minimum": 1},
+        description=f"Commits per page, from 1 (more than {MAX_PER_PAGE} gives {MAX_PER_PAGE}).",
+    ),
 ]
-
-
-def _positive_int(value: str | None, default: int) -> int:
-    if value in (None, ""):
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise ValidationError(f"Expected a positive whole number, got {value!r}.")
-    return int(value)
 
 
 class HistoryApi(DesignContextMixin, APIView):
@@ -125,12 +136,12 @@ class HistoryApi(DesignContextMixin, APIView):
             OpenApiParameter("path", str, description="Only commits that touched this path."),
             *PAGE_PARAMS,
         ],
-        responses=CommitOutput(many=True),
+        responses=CommitPageOutput,
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
-        page = _positive_int(request.query_params.get("page"), 1)
-        per_page = min(_positive_int(request.query_params.get("per_page"), 30), 100)
+        page = positive_int(request.query_params, name="page", default=1)
+        per_page = min(positive_int(request.query_params, name="per_page", default=30), MAX_PER_PAGE)
         total, commits = selectors.design_history(
             design,
             rev=request.query_params.get("ref"),
@@ -181,9 +192,10 @@ def _commit(request: Request, design: Design, values: dict, **changes) -> Respon
 
 
 class UploadApi(DesignContextMixin, APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    # Files travel in multipart only: a urlencoded body cannot carry one.
+    parser_classes = [MultiPartParser]
 
-    @extend_schema(request=UploadInput, responses={201: CommitCreated})
+    @extend_schema(request=UploadInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = UploadInput(data=request.data)
@@ -200,7 +212,7 @@ class UploadApi(DesignContextMixin, APIView):
 class DeleteFilesApi(DesignContextMixin, APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    @extend_schema(request=DeleteInput, responses={201: CommitCreated})
+    @extend_schema(request=DeleteInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = DeleteInput(data=request.data)
@@ -212,7 +224,7 @@ class DeleteFilesApi(DesignContextMixin, APIView):
 class RenameFileApi(DesignContextMixin, APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    @extend_schema(request=RenameInput, responses={201: CommitCreated})
+    @extend_schema(request=RenameInput, responses={201: CommitCreated, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = RenameInput(data=request.data)
@@ -275,7 +287,7 @@ class BranchListApi(DesignContextMixin, APIView):
         design = self.get_design()
         return Response(BranchOutput(selectors.design_branches(design), many=True).data)
 
-    @extend_schema(request=BranchCreateInput, responses={201: BranchOutput})
+    @extend_schema(request=BranchCreateInput, responses={201: BranchOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = BranchCreateInput(data=request.data)
@@ -285,7 +297,8 @@ class BranchListApi(DesignContextMixin, APIView):
 
 
 class BranchDetailApi(DesignContextMixin, APIView):
-    @extend_schema(responses={204: None})
+    # 400: the default branch, which cannot be deleted; 409: it moved meanwhile.
+    @extend_schema(responses={204: None, **errors(400, 409)})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:
         services.branch_delete(design=self.get_design(), user=signed_in_user(request), name=name)
         return Response(status=204)
@@ -296,7 +309,7 @@ class TagListApi(DesignContextMixin, APIView):
     def get(self, request: Request, owner: str, slug: str) -> Response:
         return Response(TagOutput(self.get_design().repo.tags(), many=True).data)
 
-    @extend_schema(request=TagCreateInput, responses={201: TagOutput})
+    @extend_schema(request=TagCreateInput, responses={201: TagOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         data = TagCreateInput(data=request.data)
@@ -320,7 +333,7 @@ class TagDetailApi(DesignContextMixin, APIView):
 class ForkApi(DesignContextMixin, APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=ForkInput, responses={201: DesignOutput})
+    @extend_schema(request=ForkInput, responses={201: DesignOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = ForkInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -340,7 +353,7 @@ class ForkListApi(DesignContextMixin, generics.ListAPIView):
 
 
 class CollaboratorListApi(DesignContextMixin, APIView):
-    @extend_schema(responses=CollaboratorOutput(many=True))
+    @extend_schema(responses={200: CollaboratorOutput(many=True), **errors(403)})
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         self.require_owner(design)
@@ -393,7 +406,8 @@ class MeshListApi(DesignContextMixin, APIView):
 class RawFileApi(DesignContextMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("path", str, required=True), OpenApiParameter("ref", str)],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        # Served with the type its name suggests (image/png, model/stl…), or octet-stream.
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
     )
     def get(self, request: Request, owner: str, slug: str):
         design = self.get_design()

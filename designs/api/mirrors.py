@@ -22,6 +22,7 @@ from designs.services import mirrors
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 
 # -- mirrors ------------------------------------------------------------------------------
 
@@ -29,7 +30,7 @@ from hub.permissions import AUTHENTICATED
 class MirrorCreateApi(APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=MirrorCreateInput, responses={201: MirrorCreatedOutput})
+    @extend_schema(request=MirrorCreateInput, responses={201: MirrorCreatedOutput, **errors(409)})
     def post(self, request: Request) -> Response:
         data = MirrorCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -69,7 +70,7 @@ class PullMirrorApi(DesignContextMixin, APIView):
 class PullMirrorRefreshApi(DesignContextMixin, APIView):
     @extend_schema(
         request=None,
-        responses=PullMirrorOutput,
+        responses={200: PullMirrorOutput, **errors(409)},
         description="Refresh now and answer with the outcome (`last_error` says why it failed); 409 if one is running.",
     )
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -78,13 +79,13 @@ class PullMirrorRefreshApi(DesignContextMixin, APIView):
 
 
 class PushMirrorListApi(DesignContextMixin, APIView):
-    @extend_schema(responses=PushMirrorOutput(many=True))
+    @extend_schema(responses={200: PushMirrorOutput(many=True), **errors(403)})
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         self.require_owner(design)
         return Response(PushMirrorOutput(selectors.push_mirrors_of(design), many=True).data)
 
-    @extend_schema(request=PushMirrorInput, responses={201: PushMirrorOutput})
+    @extend_schema(request=PushMirrorInput, responses={201: PushMirrorOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = PushMirrorInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -28,6 +28,8 @@ from designs.serializers import (
 from designs.services import proposals
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
+from hub.params import choice as param_choice
+from hub.schema import errors
 
 # -- proposals ------------------------------------------------------------------------------
 
@@ -54,10 +56,10 @@ class ProposalListApi(DesignContextMixin, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return ChangeProposal.objects.none()
-        status = self.request.query_params.get("status") or None
+        status = param_choice(self.request.query_params, name="status", choices=ChangeProposal.Status.values)
         return selectors.proposals_of(self.get_design(), status=status)
 
-    @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput})
+    @extend_schema(request=ProposalCreateInput, responses={201: ProposalOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in or use a token to propose changes.")
@@ -88,7 +90,7 @@ class ProposalDetailApi(ProposalContextMixin, APIView):
     def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
         return Response(ProposalOutput(self.get_proposal()).data)
 
-    @extend_schema(request=ProposalUpdateInput, responses=ProposalOutput)
+    @extend_schema(request=ProposalUpdateInput, responses={200: ProposalOutput, **errors(409)})
     def patch(self, request: Request, owner: str, slug: str, number: int) -> Response:
         data = ProposalUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -122,7 +124,7 @@ class ProposalCommitsApi(ProposalContextMixin, APIView):
 
 
 class ProposalMergeApi(ProposalContextMixin, APIView):
-    @extend_schema(request=ProposalMergeInput, responses={200: ProposalMergedOutput})
+    @extend_schema(request=ProposalMergeInput, responses={200: ProposalMergedOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
         data = ProposalMergeInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -169,7 +171,7 @@ class UpstreamApi(DesignContextMixin, APIView):
 
 
 class SyncApi(DesignContextMixin, APIView):
-    @extend_schema(request=SyncInput, responses=SyncOutput)
+    @extend_schema(request=SyncInput, responses={200: SyncOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
         data = SyncInput(data=request.data)
         data.is_valid(raise_exception=True)

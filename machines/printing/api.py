@@ -14,7 +14,10 @@ from rest_framework.views import APIView
 from designs.selectors import design_get
 from hub.auth import signed_in_user, viewer
 from hub.exceptions import NotFound, ValidationError
+from hub.params import choice as param_choice
+from hub.params import flag as param_flag
 from hub.permissions import AUTHENTICATED
+from hub.schema import errors
 from machines.api import LabContextMixin
 from machines.models import PrintJob, PrintRecord
 from machines.printing import selectors as ps
@@ -101,7 +104,7 @@ class PrinterClearedApi(LabContextMixin, APIView):
 
     @extend_schema(
         request=None,
-        responses=PrinterOutput,
+        responses={200: PrinterOutput, **errors(409)},
         description="Confirm the bed is clear: the finished job is done and the printer takes the next one.",
     )
     def post(self, request: Request, lab: str, machine: str) -> Response:
@@ -128,16 +131,16 @@ class LabPrintJobListApi(LabContextMixin, generics.ListAPIView):
         the_lab = self.get_lab()
         require_member(the_lab, user)
         rows = ps.jobs_of_lab(the_lab)
-        status = self.request.query_params.get("status")
+        status = param_choice(self.request.query_params, name="status", choices=PrintJob.Status.values)
         if status:
             rows = rows.filter(status=status)
-        elif self.request.query_params.get("open") in ("1", "true"):
+        elif param_flag(self.request.query_params, name="open"):
             rows = rows.filter(status__in=PrintJob.OPEN)
         return rows.order_by("-submitted_at", "-pk")
 
     @extend_schema(
         parameters=[STATUS_PARAM, OpenApiParameter("open", bool, description="Only jobs not finished yet.")],
-        responses=PrintJobOutput(many=True),
+        responses={200: PrintJobOutput(many=True), **errors(403)},
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
@@ -155,7 +158,7 @@ class PrintJobListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return PrintJob.objects.none()
         rows = ps.jobs_of_member(user).order_by("-submitted_at", "-pk")
-        status = self.request.query_params.get("status")
+        status = param_choice(self.request.query_params, name="status", choices=PrintJob.Status.values)
         return rows.filter(status=status) if status else rows
 
     @extend_schema(parameters=[STATUS_PARAM])
@@ -164,7 +167,7 @@ class PrintJobListApi(generics.ListAPIView):
 
     @extend_schema(
         request={"application/json": PrintJobSubmitInput, "multipart/form-data": PrintJobSubmitInput},
-        responses={201: PrintJobOutput},
+        responses={201: PrintJobOutput, **errors(404, 409)},
         description="A design file pinned at a commit (design, path, rev), or an uploaded G-code (multipart `file`).",
     )
     def post(self, request: Request) -> Response:
@@ -204,7 +207,7 @@ class PrintJobActionApi(APIView):
     permission_classes = AUTHENTICATED
     action: str = ""
 
-    @extend_schema(request=PrintJobRecordInput, responses=PrintJobOutput)
+    @extend_schema(request=PrintJobRecordInput, responses={200: PrintJobOutput, **errors(409)})
     def post(self, request: Request, job_id: int) -> Response:
         actor = signed_in_user(request)
         job = ps.job_get(job_id=job_id, user=actor)
@@ -284,8 +287,15 @@ class PrintRecordListApi(generics.ListAPIView):
 
 class DesignPrintsApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("design", str, required=True, description="owner/slug")],
-        responses=CommitPrintsOutput(many=True),
+        parameters=[
+            OpenApiParameter(
+                "design",
+                {"type": "string", "pattern": "^[^/]+/[^/]+$"},
+                required=True,
+                description="owner/slug",
+            )
+        ],
+        responses={200: CommitPrintsOutput(many=True), **errors(404)},
         description="Per commit of a design: parts made and failed, and in how many labs.",
     )
     def get(self, request: Request) -> Response:

@@ -9,6 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from hub.inputs import Input
 from machines.models import Machine, Printer, PrintJob, PrintRecord, PrintSettings
 from machines.printing import selectors as ps
 from machines.printing.slicer import slicer_installed
@@ -39,7 +40,8 @@ class PrintSettingsOutput(serializers.ModelSerializer):
         return row.slicer != PrintSettings.Slicer.NONE and slicer_installed()
 
 
-class PrintSettingsInput(serializers.Serializer):
+class PrintSettingsInput(Input):
+    refuse_empty = True
     requires_approval = serializers.BooleanField(required=False)
     max_active_jobs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     weekly_print_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
@@ -163,7 +165,7 @@ class PrintJobOutput(JobBriefOutput):
         return _absolute(self.context, reverse("print-job", args=[job.pk]))
 
 
-class PrintJobSubmitInput(serializers.Serializer):
+class PrintJobSubmitInput(Input):
     lab = serializers.CharField(help_text="The lab's slug.")
     design = serializers.CharField(required=False, help_text="owner/slug of the design (or upload `file`).")
     path = serializers.CharField(
@@ -201,7 +203,7 @@ class PrintJobSubmitInput(serializers.Serializer):
         return data
 
 
-class PrintJobRecordInput(serializers.Serializer):
+class PrintJobRecordInput(Input):
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
@@ -276,7 +278,7 @@ class PrinterOutput(serializers.ModelSerializer):
         }
 
 
-class PrinterInput(serializers.Serializer):
+class PrinterInput(Input):
     accepts_jobs = serializers.BooleanField(required=False)
     material = serializers.CharField(max_length=40, required=False, help_text="Loaded now, e.g. PLA.")
     colour = serializers.CharField(max_length=40, required=False, allow_blank=True)

@@ -33,6 +33,17 @@ def full_clean(instance, exclude: list[str] | None = None) -> None:
 LAB_FIELDS = ("name", "address", "timezone", "description", "join_policy", *Lab.RULE_FIELDS)
 
 
+def _check_booking_lengths(lab: Lab) -> None:
+    """The lab_min_booking_not_above_max constraint, as a message: `full_clean` leaves
+    constraints out, and a change of one bound alone (a PATCH) can cross the other."""
+    low, high = lab.min_booking_minutes, lab.max_booking_minutes
+    if low is not None and high is not None and low > high:
+        raise ValidationError(
+            f"The shortest booking ({low} min) cannot be longer than the longest ({high} min).",
+            field="min_booking_minutes",
+        )
+
+
 @transaction.atomic
 def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **fields: Any) -> Lab:
     """Create a lab; its creator is its first manager."""
@@ -44,6 +55,7 @@ def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **
     check_length(lab.description, field="description")
     render_field(lab, "description")
     full_clean(lab)
+    _check_booking_lengths(lab)
     if Lab.objects.filter(slug=slug).exists():
         raise Conflict(f"A lab named {slug!r} exists already.")
     lab.save()
@@ -64,6 +76,7 @@ def lab_update(*, lab: Lab, actor: User, **fields: Any) -> Lab:
     check_length(lab.description, field="description")
     render_field(lab, "description")
     full_clean(lab, exclude=["slug"])
+    _check_booking_lengths(lab)
     lab.save()
     return lab
 
@@ -200,7 +213,7 @@ def membership_set_role(*, lab: Lab, actor: User, user: User, role: str) -> LabM
     if role not in LabMembership.Role.values:
         raise ValidationError(f"{role!r} is not a role: use 'member' or 'manager'.")
     if role == LabMembership.Role.MEMBER and not _other_managers(lab, user):
-        raise ValidationError(f"{lab.name} needs at least one manager.")
+        raise Conflict(f"{lab.name} needs at least one manager.")
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -213,7 +226,7 @@ def membership_remove(*, lab: Lab, actor: User, user: User) -> None:
         require_manager(lab, actor)
     membership = _membership(lab, user)
     if membership.role == LabMembership.Role.MANAGER and not _other_managers(lab, user):
-        raise ValidationError(f"{lab.name} needs at least one manager: name another one first.")
+        raise Conflict(f"{lab.name} needs at least one manager: name another one first.")
     membership.delete()
     Booking.objects.filter(
         member=user, machine__lab=lab, status__in=Booking.ACTIVE, start__gt=timezone.now()

@@ -67,6 +67,14 @@ def test_a_malformed_page_number_is_a_clear_400(alice_api, alice):
     assert "positive whole number" in response.json()["detail"]
 
 
+def test_a_tag_without_a_target_is_a_clear_400(alice_api, alice):
+    design = DesignFactory(owner=alice, slug="bracket")
+    commit_files(design, {"a.txt": "1"})
+    response = alice_api.post(url("api-design-tags", "alice", "bracket"), {"name": "v1"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"target": ["Say what to tag: a branch, tag or commit sha, e.g. main."]}
+
+
 def test_a_revoked_token_stops_working(alice, api):
     from hub import services as hub_services
 

@@ -10,6 +10,7 @@ from django.urls import reverse
 from designs import services as design_services
 from designs.services import proposals
 from hub import markdown
+from hub.exceptions import ValidationError
 from hub.markdown import MAX_MARKDOWN_CHARS, RENDERER_VERSION
 from machines import services as machine_services
 from machines.models import Lab
@@ -42,7 +43,7 @@ def test_an_over_long_markdown_field_is_a_clear_400(alice):
         format="json",
     )
     assert response.status_code == 400, response.content
-    assert "limit is 65,536" in str(response.json())
+    assert "description" in str(response.json()) and "65536" in str(response.json())
     lab.refresh_from_db()
     assert lab.description == ""
 
@@ -79,3 +80,9 @@ def test_proposal_text_is_stored_and_its_links_follow_the_head(alice, bob, clien
     proposal.refresh_from_db()
     assert f"/alice/bracket/raw/docs/fit.png?ref={proposal.head_sha}" in page
     assert f"/alice/bracket/blob/docs/fit.png?ref={proposal.head_sha}" in page
+
+
+def test_the_service_bounds_markdown_whatever_the_caller(alice):
+    lab = make_lab(alice)
+    with pytest.raises(ValidationError, match="limit is 65,536"):
+        machine_services.lab_update(lab=lab, actor=alice, description="x" * (MAX_MARKDOWN_CHARS + 1))

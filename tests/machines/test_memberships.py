@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from hub.exceptions import ValidationError
+from hub.exceptions import Conflict
 from machines import services
 from machines.selectors import lab_role
 from tests.conftest import client_for
@@ -53,8 +53,11 @@ def test_joining_a_lab_on_request_waits_for_a_manager(alice, bob, frozen):
 
 
 def test_a_lab_keeps_at_least_one_manager(lab, alice, member):
-    with pytest.raises(ValidationError, match="at least one manager"):
+    # A state the request cannot change, not a malformed request: 409 through the API.
+    with pytest.raises(Conflict, match="at least one manager"):
         services.membership_remove(lab=lab, actor=alice, user=alice)
+    with pytest.raises(Conflict, match="at least one manager"):
+        services.membership_set_role(lab=lab, actor=alice, user=alice, role="member")
     services.membership_set_role(lab=lab, actor=alice, user=member, role="manager")
     services.membership_remove(lab=lab, actor=alice, user=alice)
     assert lab_role(lab, alice) is None
