@@ -33,6 +33,7 @@ class DesignOutput(serializers.ModelSerializer):
             "tags",
             "default_branch",
             "allow_default_branch_rewrite",
+            "allow_tag_changes",
             "clone_url",
             "forked_from",
             "fork_point",
@@ -90,6 +91,9 @@ class DesignUpdateInput(Input):
     refuse_empty = True
     allow_default_branch_rewrite = serializers.BooleanField(
         required=False, help_text="Let pushes delete or force-push the default branch."
+    )
+    allow_tag_changes = serializers.BooleanField(
+        required=False, help_text="Let pushes, pages and the API move and delete tags (releases)."
     )
     title = serializers.CharField(max_length=200, required=False)
     summary = serializers.CharField(required=False, allow_blank=True)

@@ -79,6 +79,7 @@ ERROR_DESCRIPTIONS = {
     404: "Nothing by that name, or nothing the requester may see.",
     409: "The state does not allow it right now (a name taken, a branch moved, a job no longer waiting).",
     413: "The request body or an uploaded file is over the hub's size limit.",
+    429: "Too many requests of this kind from this address; try again later (Retry-After).",
 }
 
 # DRF's own validation answers one list of messages per field (nested for nested input)
@@ -128,6 +129,9 @@ class HubAutoSchema(AutoSchema):
         # A page past the last one is a 404 too ("Invalid page.").
         if any(parameter["in"] == "path" or parameter["name"] == "page" for parameter in parameters):
             statuses.add(404)
+        # Throttled views (DRF throttle_classes) answer 429 past their rate.
+        if getattr(self.view, "throttle_classes", None):
+            statuses.add(429)
         for status in sorted(statuses):
             responses.setdefault(str(status), self._error_response(status))
         if "400" in responses:

@@ -248,6 +248,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set, where several models name a field the same way.
+    "ENUM_NAME_OVERRIDES": {
+        "TokenScopeEnum": "hub.models.AccessToken.Scope",
+        "FeedScopeEnum": "machines.models.CalendarFeed.Scope",
+        "CollaboratorRoleEnum": "designs.models.Collaborator.Role",
+        "LabRoleEnum": "machines.models.LabMembership.Role",
+        "MembershipStatusEnum": "machines.models.LabMembership.Status",
+        "AnalysisStatusEnum": "designs.models.MeshAnalysis.Status",
+        "ProposalStatusEnum": "designs.models.ChangeProposal.Status",
+        "MachineStatusEnum": "machines.models.Machine.Status",
+        "MachineKindEnum": "machines.models.Machine.Kind",
+        "BookingKindEnum": "machines.models.Booking.Kind",
+        "BookingStatusEnum": "machines.models.Booking.Status",
+        "PrintJobStatusEnum": "machines.models.PrintJob.Status",
+    },
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
@@ -279,6 +294,9 @@ FABHUB_MESH_BATCH_SIZE = env_int("FABHUB_MESH_BATCH_SIZE", 200)
 # booking's member is checked again (qualification) this many minutes before it starts.
 FABHUB_ENCRYPTION_KEY = env_str("FABHUB_ENCRYPTION_KEY", "")
 FABHUB_BOOKING_START_CHECK_MINUTES = env_int("FABHUB_BOOKING_START_CHECK_MINUTES", 15)
+# Off: a signed-in user requests a lab and a site administrator approves it (admin site,
+# "Approve"); on: anyone signed in opens one at once (docs/deploy.md).
+FABHUB_OPEN_LAB_CREATION = env_bool("FABHUB_OPEN_LAB_CREATION", default=False)
 # Notifications are stored for the hub's pages and also e-mailed (Django's mail backend).
 FABHUB_EMAIL_NOTIFICATIONS = env_bool("FABHUB_EMAIL_NOTIFICATIONS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

@@ -3,6 +3,7 @@ change to a booking goes through machines.services, which locks the machine's ti
 
 from django.contrib import admin
 
+from machines import services
 from machines.models import (
     Booking,
     Closure,
@@ -25,9 +26,17 @@ class OpeningHoursInline(admin.TabularInline):
 
 @admin.register(Lab)
 class LabAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "timezone", "join_policy"]
+    list_display = ["name", "slug", "timezone", "join_policy", "approved_at"]
+    list_filter = [("approved_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "slug"]
     inlines = [OpeningHoursInline]
+    actions = ["approve"]
+
+    @admin.action(description="Approve the selected labs")
+    def approve(self, request, queryset):
+        for lab in queryset.filter(approved_at__isnull=True):
+            services.lab_approve(lab=lab, actor=request.user)
+        self.message_user(request, "Approved; their managers are told.")
 
 
 @admin.register(LabMembership)

@@ -144,7 +144,7 @@ class LabListApi(generics.ListAPIView):
     serializer_class = LabOutput
 
     def get_queryset(self):
-        return Lab.objects.order_by("name")
+        return selectors.labs_visible_to(self.request.user).order_by("name")
 
     @extend_schema(request=LabCreateInput, responses={201: LabOutput, **errors(409)})
     def post(self, request: Request) -> Response:
@@ -433,6 +433,8 @@ class FirstFreeSlotApi(LabContextMixin, APIView):
 
 
 class BookingListApi(generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = Booking.objects.none()
     """Your bookings, newest first."""
 
     serializer_class = BookingOutput
@@ -477,6 +479,8 @@ class BookingListApi(generics.ListAPIView):
 
 
 class LabBookingListApi(LabContextMixin, generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = Booking.objects.none()
     """All bookings of the lab's machines, for its managers."""
 
     serializer_class = BookingOutput
@@ -604,6 +608,8 @@ class QualificationDetailApi(LabContextMixin, APIView):
 
 
 class NotificationListApi(generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = Notification.objects.none()
     serializer_class = NotificationOutput
     permission_classes = AUTHENTICATED
 

@@ -47,6 +47,9 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
                 "send it a part from a design's file page (*Print at a lab*) and watch it print.",
                 address="1 rue des Makers, Lyon",
             )
+            # The demo's own lab, as if the site's administrators had approved it.
+            Lab.objects.filter(pk=lab.pk).update(approved_at=lab.created_at)
+            lab.approved_at = lab.created_at
             services.lab_set_hours(lab=lab, actor=ada, hours=[(d, time(0), time(0)) for d in range(7)])
             for name in ("linus", "grace"):
                 member = User.objects.filter(username=name).first()

@@ -110,8 +110,12 @@ class Lab(BookingRules):
     # Rendered when written (hub.markdown.render_field), with the renderer's version.
     description_html = models.TextField(blank=True, editable=False)
     description_html_version = models.CharField(max_length=40, blank=True, editable=False)
+
     join_policy = models.CharField(max_length=10, choices=JoinPolicy.choices, default=JoinPolicy.OPEN)
     created_at = models.DateTimeField(default=now)
+    # Opening a lab is a site policy (FABHUB_OPEN_LAB_CREATION): by default a site
+    # administrator approves it first. Until then it has no machines and no members.
+    approved_at = models.DateTimeField(null=True, blank=True)
 
     # The lab's rules are never empty: machines fall back to them.
     DEFAULT_RULES = {
@@ -137,6 +141,10 @@ class Lab(BookingRules):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_approved(self) -> bool:
+        return self.approved_at is not None
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

@@ -33,8 +33,20 @@ MAX_AVAILABILITY_DAYS = 93
 # -- labs and roles ---------------------------------------------------------------------
 
 
-def labs_list() -> QuerySet[Lab]:
-    return Lab.objects.annotate(machine_count=Count("machines")).order_by("name")
+def labs_visible_to(user: Viewer | None) -> QuerySet[Lab]:
+    """Approved labs, plus the requested ones `user` manages (or all, for site staff)."""
+    labs = Lab.objects.all()
+    if user is not None and user.is_authenticated and user.is_staff:
+        return labs
+    if user is None or not user.is_authenticated:
+        return labs.filter(approved_at__isnull=False)
+    return labs.filter(
+        Q(approved_at__isnull=False) | Q(memberships__user=user, memberships__role=LabMembership.Role.MANAGER)
+    ).distinct()
+
+
+def labs_list(user: Viewer | None = None) -> QuerySet[Lab]:
+    return labs_visible_to(user).annotate(machine_count=Count("machines")).order_by("name")
 
 
 def lab_get(*, slug: str) -> Lab:
@@ -42,6 +54,15 @@ def lab_get(*, slug: str) -> Lab:
     if lab is None:
         raise NotFound(f"There is no lab {slug!r}.")
     return lab
+
+
+def require_approved(lab: Lab) -> None:
+    """A requested lab takes no machines, members or bookings until it is approved."""
+    if lab.approved_at is None:
+        raise PermissionDenied(
+            f"{lab.name} waits for the hub's administrators to approve it; machines, members "
+            "and bookings come after."
+        )
 
 
 def lab_role(lab: Lab, user: Viewer | None) -> str | None:

@@ -70,7 +70,9 @@ def lab_list(request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated
         else set()
     )
-    return render(request, "machines/lab_list.html", {"labs": selectors.labs_list(), "mine": mine})
+    return render(
+        request, "machines/lab_list.html", {"labs": selectors.labs_list(request.user), "mine": mine}
+    )
 
 
 @login_required
@@ -80,8 +82,15 @@ def lab_new(request: HttpRequest) -> HttpResponse:
     form = forms.LabForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         ok, lab = form_call(form, services.lab_create, creator=user, **form.cleaned_data)
-        if ok:
+        if ok and lab.is_approved:
             messages.success(request, f"{lab.name} is open. Set its opening hours next.")
+            return redirect("lab-manage", lab=lab.slug)
+        if ok:
+            messages.success(
+                request,
+                f"{lab.name} is requested: the hub's administrators approve it, then you can "
+                "add its machines. Set its opening hours meanwhile.",
+            )
             return redirect("lab-manage", lab=lab.slug)
     return render(request, "machines/lab_new.html", {"form": form})
 

@@ -131,6 +131,7 @@ PAGE_PARAMS = [
 
 class HistoryApi(DesignContextMixin, APIView):
     @extend_schema(
+        operation_id="designs_commits_list",
         parameters=[
             OpenApiParameter("ref", str, description="Branch, tag or sha (default branch if absent)."),
             OpenApiParameter("path", str, description="Only commits that touched this path."),
@@ -344,6 +345,8 @@ class ForkApi(DesignContextMixin, APIView):
 
 
 class ForkListApi(DesignContextMixin, generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = Design.objects.none()
     serializer_class = DesignOutput
 
     def get_queryset(self):

@@ -114,6 +114,8 @@ class PrinterClearedApi(LabContextMixin, APIView):
 
 
 class LabPrintJobListApi(LabContextMixin, generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = PrintJob.objects.none()
     """The lab's queue. Managers see every detail; members see who prints what, where, and how far."""
 
     permission_classes = AUTHENTICATED
@@ -147,6 +149,8 @@ class LabPrintJobListApi(LabContextMixin, generics.ListAPIView):
 
 
 class PrintJobListApi(generics.ListAPIView):
+    # Only for the schema generator, which reads the model from it; get_queryset decides.
+    queryset = PrintJob.objects.none()
     """Your print jobs, newest first; POST sends a part to a lab's queue."""
 
     serializer_class = PrintJobOutput

@@ -14,7 +14,7 @@ from hub.models import User
 from machines import secrets
 from machines.models import Booking, Lab, Machine
 from machines.notifications import notify
-from machines.selectors import require_manager
+from machines.selectors import require_approved, require_manager
 from machines.services.labs import flag_affected, full_clean
 from machines.services.timeline import local_span, timeline_lock
 
@@ -77,6 +77,7 @@ def machine_create(
     **fields: Any,
 ) -> Machine:
     require_manager(lab, actor)
+    require_approved(lab)
     unknown = set(fields) - set(MACHINE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown machine fields: {', '.join(sorted(unknown))}.")

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.timezone import now as timezone_now
 
-from hub.exceptions import Conflict, NotFound, ValidationError
+from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.markdown import check_length, render_field
 from hub.models import User
 from machines.models import Booking, Closure, Lab, LabMembership, OpeningHours
 from machines.notifications import notify, notify_managers
-from machines.selectors import require_manager
+from machines.selectors import require_approved, require_manager
 from machines.services.timeline import local_span, require_aware, require_range
 
 
@@ -46,12 +48,16 @@ def _check_booking_lengths(lab: Lab) -> None:
 
 @transaction.atomic
 def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **fields: Any) -> Lab:
-    """Create a lab; its creator is its first manager."""
+    """Create a lab; its creator is its first manager. Unless the site lets anyone open
+    one (FABHUB_OPEN_LAB_CREATION) or the creator is a site administrator, it waits for
+    an administrator's approval (`lab_approve`) before it takes machines or members."""
     unknown = set(fields) - set(LAB_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown lab fields: {', '.join(sorted(unknown))}.")
     values = {**Lab.DEFAULT_RULES, **{k: v for k, v in fields.items() if v is not None}}
     lab = Lab(name=name, slug=slug, timezone=timezone, **values)
+    if settings.FABHUB_OPEN_LAB_CREATION or creator.is_staff:
+        lab.approved_at = timezone_now()
     check_length(lab.description, field="description")
     render_field(lab, "description")
     full_clean(lab)
@@ -156,6 +162,7 @@ def closure_delete(*, closure: Closure, actor: User) -> None:
 @transaction.atomic
 def membership_join(*, lab: Lab, user: User) -> LabMembership:
     """Join an open lab, or ask to join one whose managers approve members."""
+    require_approved(lab)
     membership, created = LabMembership.objects.get_or_create(
         lab=lab,
         user=user,
@@ -247,3 +254,15 @@ def memberships_of_leaving_account(user: User) -> None:
         raise Conflict(
             f"You are the only manager of {', '.join(sorted(sole))}: make someone else a manager first."
         )
+
+
+@transaction.atomic
+def lab_approve(*, lab: Lab, actor: User) -> Lab:
+    """A site administrator approves a requested lab; its managers are told."""
+    if not actor.is_staff:
+        raise PermissionDenied("Only the hub's administrators approve labs.")
+    if lab.approved_at is None:
+        lab.approved_at = timezone_now()
+        lab.save(update_fields=["approved_at"])
+        notify_managers(lab, subject=f"{lab.name} is approved", body="You can add its machines now.")
+    return lab

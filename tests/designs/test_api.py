@@ -354,3 +354,12 @@ def test_the_schema_lists_every_api_endpoint(api):
     assert len(served) >= 25
     assert served - documented == set()
     assert api.get(url("api-docs")).status_code == 200
+
+
+def test_the_owner_allows_tag_changes_through_the_api(alice, alice_api):
+    DesignFactory(owner=alice, slug="tagged")
+    url_ = reverse("api-design-detail", args=["alice", "tagged"])
+    assert alice_api.get(url_).json()["allow_tag_changes"] is False
+    response = alice_api.patch(url_, {"allow_tag_changes": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["allow_tag_changes"] is True

@@ -15,6 +15,9 @@ def make_lab(manager, *, slug: str = "fablab", tz: str = PARIS, hours: str = "09
     lab = services.lab_create(
         creator=manager, name=slug.replace("-", " ").title(), slug=slug, timezone=tz, **rules
     )
+    # As if a site administrator had approved it (tests/machines/test_lab_approval.py).
+    Lab.objects.filter(pk=lab.pk).update(approved_at=lab.created_at)
+    lab.refresh_from_db()
     opens, closes = (time.fromisoformat(t) for t in hours.split("-"))
     services.lab_set_hours(lab=lab, actor=manager, hours=[(d, opens, closes) for d in range(7)])
     return lab
