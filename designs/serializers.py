@@ -404,6 +404,13 @@ class PullMirrorOutput(serializers.Serializer):
     def get_has_credential(self, mirror) -> bool:
         return bool(mirror.credential)
 
+    def to_representation(self, mirror) -> dict:
+        data = super().to_representation(mirror)
+        # The remote's own words (addresses, server messages) are for the design's owner.
+        if data["last_error"] and not self.context.get("show_remote_text"):
+            data["last_error"] = "The last refresh failed."
+        return data
+
     def get_refreshing(self, mirror) -> bool:
         return mirror.refreshing_since is not None
 

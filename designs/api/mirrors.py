@@ -27,6 +27,11 @@ from hub.schema import errors
 # -- mirrors ------------------------------------------------------------------------------
 
 
+def _for_owner(design, request: Request) -> dict:
+    """A mirror's error text (the remote's words) is shown to the design's owner only."""
+    return {"show_remote_text": request.user.is_authenticated and design.owner_id == request.user.pk}
+
+
 class MirrorCreateApi(APIView):
     permission_classes = AUTHENTICATED
 
@@ -48,7 +53,7 @@ class PullMirrorApi(DesignContextMixin, APIView):
 
     @extend_schema(responses=PullMirrorOutput)
     def get(self, request: Request, owner: str, slug: str) -> Response:
-        return Response(PullMirrorOutput(self._mirror()).data)
+        return Response(PullMirrorOutput(self._mirror(), context=_for_owner(self.get_design(), request)).data)
 
     @extend_schema(request=PullMirrorUpdateInput, responses=PullMirrorOutput)
     def patch(self, request: Request, owner: str, slug: str) -> Response:
@@ -57,7 +62,7 @@ class PullMirrorApi(DesignContextMixin, APIView):
         mirror = mirrors.mirror_update(
             design=self.get_design(), user=signed_in_user(request), **data.validated_data
         )
-        return Response(PullMirrorOutput(mirror).data)
+        return Response(PullMirrorOutput(mirror, context=_for_owner(self.get_design(), request)).data)
 
     @extend_schema(
         responses={204: None}, description="Stop mirroring: the design keeps its content and accepts commits."
@@ -75,7 +80,7 @@ class PullMirrorRefreshApi(DesignContextMixin, APIView):
     )
     def post(self, request: Request, owner: str, slug: str) -> Response:
         mirror = mirrors.mirror_refresh_now(design=self.get_design(), user=signed_in_user(request))
-        return Response(PullMirrorOutput(mirror).data)
+        return Response(PullMirrorOutput(mirror, context=_for_owner(self.get_design(), request)).data)
 
 
 class PushMirrorListApi(DesignContextMixin, APIView):

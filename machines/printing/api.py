@@ -69,10 +69,10 @@ class PrinterListApi(LabContextMixin, APIView):
         responses=PrinterOutput(many=True), description="The lab's printers: state, temperatures, job."
     )
     def get(self, request: Request, lab: str) -> Response:
-        printers = list(ps.printers_of_lab(self.get_lab()))
-        return Response(
-            PrinterOutput(printers, many=True, context={"current_jobs": _current_jobs(printers)}).data
-        )
+        the_lab = self.get_lab()
+        printers = list(ps.printers_of_lab(the_lab))
+        context = {"current_jobs": _current_jobs(printers), "show_remote_text": _manages(the_lab, request)}
+        return Response(PrinterOutput(printers, many=True, context=context).data)
 
 
 class PrinterDetailApi(LabContextMixin, APIView):
@@ -84,7 +84,8 @@ class PrinterDetailApi(LabContextMixin, APIView):
 
     @extend_schema(responses=PrinterOutput)
     def get(self, request: Request, lab: str, machine: str) -> Response:
-        return Response(PrinterOutput(self._printer()).data)
+        context = {"show_remote_text": _manages(self.get_lab(), request)}
+        return Response(PrinterOutput(self._printer(), context=context).data)
 
     @extend_schema(
         request=PrinterInput,
@@ -96,7 +97,8 @@ class PrinterDetailApi(LabContextMixin, APIView):
         data = PrinterInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         printer = printing.printer_configure(machine=self.get_machine(), actor=user, **data.validated_data)
-        return Response(PrinterOutput(printer).data)
+        # printer_configure admits managers only.
+        return Response(PrinterOutput(printer, context={"show_remote_text": True}).data)
 
 
 class PrinterClearedApi(LabContextMixin, APIView):
@@ -110,7 +112,8 @@ class PrinterClearedApi(LabContextMixin, APIView):
     def post(self, request: Request, lab: str, machine: str) -> Response:
         user = signed_in_user(request)
         printer = printing.printer_confirm_cleared(machine=self.get_machine(), actor=user)
-        return Response(PrinterOutput(printer).data)
+        context = {"show_remote_text": _manages(self.get_lab(), request)}
+        return Response(PrinterOutput(printer, context=context).data)
 
 
 class LabPrintJobListApi(LabContextMixin, generics.ListAPIView):
@@ -308,3 +311,7 @@ class DesignPrintsApi(APIView):
             raise ValidationError("Give design=owner/slug.")
         design = design_get(user=request.user, owner=owner, slug=slug)
         return Response(CommitPrintsOutput(ps.prints_of_design(design), many=True).data)
+
+
+def _manages(the_lab, request: Request) -> bool:
+    return lab_role(the_lab, viewer(request)) == "manager"

@@ -216,6 +216,15 @@ class CurrentJobOutput(serializers.Serializer):
     seconds_left = serializers.IntegerField(allow_null=True)
 
 
+def printer_summary(printer: Printer) -> str:
+    """What a printer's state says to someone who does not manage the lab."""
+    if printer.state == "offline":
+        return "The printer does not answer."
+    if printer.state == "error":
+        return "The printer needs a manager's attention."
+    return ""
+
+
 class PrinterOutput(serializers.ModelSerializer):
     machine = serializers.CharField(source="machine.slug")
     machine_id = serializers.IntegerField(source="machine.pk")
@@ -257,6 +266,14 @@ class PrinterOutput(serializers.ModelSerializer):
             "bed_note",
             "current_job",
         ]
+
+    def to_representation(self, printer: Printer) -> dict:
+        data = super().to_representation(printer)
+        # The printer's own words (and the driver's, naming its address) are for the lab's
+        # managers: the view says so in the context; everyone else gets a summary.
+        if not self.context.get("show_remote_text"):
+            data["message"] = printer_summary(printer)
+        return data
 
     def get_build_volume(self, printer: Printer) -> list[float] | None:
         volume = printer.build_volume
