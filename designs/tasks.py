@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from designs.services import analysis, mirrors, proposals
+from designs.services import analysis, mirrors, proposals, refs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -39,3 +39,8 @@ def mirrors_tick() -> tuple[int, int]:
 @shared_task
 def proposals_refresh(proposal_ids: list[int]) -> int:
     return proposals.proposals_refresh_by_id(proposal_ids)
+
+
+@shared_task
+def readme_prepare(design_id: int) -> bool:
+    return refs.readme_prepare(design_id=design_id)

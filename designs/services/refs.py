@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs.models import ChangeProposal, Design, PushMirror
+from designs.selectors import design_readme
 from designs.services.analysis import analyses_queue, design_refresh_cover
 from hub.queue import enqueue
 
@@ -22,6 +23,21 @@ def refs_changed(design: Design, *, new_commits: list[str]) -> None:
     analyses_queue(design=design, commits=new_commits)
     push_mirrors_queue(design=design)
     proposals_follow(design=design)
+    # The README at the default branch is rendered now, in the background, so that the
+    # design page finds it in the cache rather than render it while someone waits.
+    enqueue("designs.tasks.readme_prepare", design.pk)
+
+
+def readme_prepare(*, design_id: int) -> bool:
+    """Render (into the shared cache) the README at `design_id`'s default branch head."""
+    design = Design.objects.select_related("owner").filter(pk=design_id).first()
+    if design is None:
+        return False
+    head = design.repo.branch_head(design.default_branch)
+    if head is None:
+        return False
+    path, _ = design_readme(design, sha=head)
+    return path is not None
 
 
 def push_mirrors_queue(*, design: Design) -> None:

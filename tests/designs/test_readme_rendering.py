@@ -262,3 +262,16 @@ def test_lone_surrogates_do_not_break_rendering():
 )
 def test_repository_paths_are_resolved_decoded_and_kept_inside(url_path, base_dir, expected):
     assert resolve_repo_path(url_path, base_dir) == expected
+
+
+@pytest.mark.django_db
+def test_a_commit_renders_its_readme_before_anyone_asks(alice, client, background_tasks_run, monkeypatch):
+    from designs import selectors
+    from tests.factories import DesignFactory, commit_files
+
+    design = DesignFactory(owner=alice, slug="warm")
+    commit_files(design, {"README.md": "# Warm\n\nAlready **rendered**.\n"})
+    # The page now finds it in the cache: rendering it again would fail here.
+    monkeypatch.setattr(selectors, "render_markdown", lambda *a, **k: pytest.fail("rendered on a GET"))
+    page = client.get("/alice/warm/").content.decode()
+    assert "Already <strong>rendered</strong>" in page
