@@ -206,32 +206,57 @@ def compare(
     ]
     # Pure renames (same blob) have nothing to compare; submodules have only their pins.
     to_diff = [d for d in diffs if d.old_sha != d.new_sha and d.kind != "submodule"] if details else []
+    if not to_diff:
+        return diffs
     if budget is not None:
-        to_diff = _within(budget, to_diff)
-    if to_diff:
-        differs = [prepare(repo, to_diff) for _, prepare in _differs] + [bom_differ, text_differ]
-        for file_diff in to_diff:
-            for differ in differs:
-                found = differ(repo, file_diff)
-                if found is not None:
-                    file_diff.kind, file_diff.detail = found
-                    break
+        to_diff = _within_files(budget, to_diff)
+    # Plug-in differs first (the mesh differ compares stored analyses, not the blobs), then
+    # the built-in ones, which read both blobs: the budget's bytes are for those.
+    plugins = [prepare(repo, to_diff) for _, prepare in _differs]
+    unclaimed = []
+    for file_diff in to_diff:
+        for differ in plugins:
+            found = differ(repo, file_diff)
+            if found is not None:
+                file_diff.kind, file_diff.detail = found
+                break
+        else:
+            unclaimed.append(file_diff)
+    if budget is not None:
+        unclaimed = _within_bytes(budget, unclaimed)
+    for file_diff in unclaimed:
+        for builtin in (bom_differ, text_differ):
+            found = builtin(repo, file_diff)
+            if found is not None:
+                file_diff.kind, file_diff.detail = found
+                break
     return diffs
 
 
-def _within(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
-    """The files to compare in detail; the others become "deferred" rows (sizes only)."""
+def _defer(file_diff: FileDiff, budget: DiffBudget) -> None:
+    file_diff.kind = "deferred"
+    file_diff.detail = {
+        "reason": f"not shown: this page compares at most {budget.files} files and "
+        f"{budget.bytes // (1024 * 1024)} MB of text at once"
+    }
+
+
+def _within_files(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
+    """The first `budget.files` files; the others become "deferred" rows (sizes only)."""
+    for file_diff in candidates[budget.files :]:
+        _defer(file_diff, budget)
+    return candidates[: budget.files]
+
+
+def _within_bytes(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
+    """The files whose blobs fit in `budget.bytes`, in order; the others are deferred."""
     chosen: list[FileDiff] = []
     left = budget.bytes
     for file_diff in candidates:
         cost = (file_diff.old_size or 0) + (file_diff.new_size or 0)
-        if len(chosen) < budget.files and cost <= left:
+        if cost <= left:
             chosen.append(file_diff)
             left -= cost
         else:
-            file_diff.kind = "deferred"
-            file_diff.detail = {
-                "reason": f"not shown: this page compares at most {budget.files} files and "
-                f"{budget.bytes // (1024 * 1024)} MB at once"
-            }
+            _defer(file_diff, budget)
     return chosen
