@@ -38,7 +38,7 @@ from django.conf import settings
 
 from designs.git import RemoteAccess
 from hub.exceptions import ValidationError
-from hub.outbound import address_refusal, allowed_networks
+from hub.outbound import address_refusal, allowed_networks, curl_resolve
 
 SCHEMES = ("http", "https", "ssh")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
@@ -246,7 +246,7 @@ def remote_access(
         )
     resolve = None
     if not _is_ip(remote.host):
-        resolve = f"{remote.host}:{remote.port}:" + ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+        resolve = curl_resolve(remote.host, remote.port, addresses)
     header = f"Authorization: {credential.authorization()}" if credential is not None else None
     return RemoteAccess(url=remote.url, resolve=resolve, auth_header=header, timeout=timeout)
 

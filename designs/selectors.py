@@ -3,6 +3,7 @@ its mirrors, proposals and mesh analyses. What changes a design is in designs/se
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from designs.models import (
 )
 from hub.auth import Viewer
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
-from hub.markdown import RENDERER_VERSION, render_markdown
+from hub.markdown import MAX_MARKDOWN_CHARS, RENDERER_VERSION, render_markdown
 
 
 def designs_visible_to(user: Viewer) -> QuerySet[Design]:
@@ -208,6 +209,29 @@ def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
             html = f"<pre>{escape(text)}</pre>"
         cache.set(key, html, timeout=24 * 3600)
     return entry.path, html.replace(REVISION_PLACEHOLDER, sha)
+
+
+def design_release_notes(design: Design, tag: Tag) -> str:
+    """A tag's notes (its annotated message) as sanitised HTML, Markdown like the README;
+    relative links point into the tagged commit. Rendered once per tag, message and
+    renderer version into the shared cache (`tag_create` renders it when the tag is made)."""
+    if not tag.message.strip() or tag.message.strip() == tag.name:
+        return ""
+    digest = hashlib.sha256(tag.message.encode()).hexdigest()[:16]
+    key = f"release-notes:{RENDERER_VERSION}:{design.pk}:{tag.name}:{tag.target}:{digest}"
+    html = cache.get(key)
+    if html is None:
+        owner, slug = design.owner.username, design.slug
+
+        def raw_url(path: str) -> str:
+            return f"{reverse('design-raw', args=[owner, slug, path])}?ref={tag.target}"
+
+        def page_url(path: str) -> str:
+            return f"{reverse('design-blob', args=[owner, slug, path])}?ref={tag.target}"
+
+        html = render_markdown(tag.message[:MAX_MARKDOWN_CHARS], raw_url=raw_url, page_url=page_url)
+        cache.set(key, html, timeout=7 * 24 * 3600)
+    return html
 
 
 def clone_url(design: Design, request=None) -> str:

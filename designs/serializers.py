@@ -6,8 +6,9 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from designs.models import Collaborator, Design, Licence
-from designs.selectors import clone_url
+from designs.selectors import clone_url, design_release_notes
 from hub.inputs import Input
+from hub.markdown import MAX_MARKDOWN_CHARS
 
 
 class DesignOutput(serializers.ModelSerializer):
@@ -205,8 +206,12 @@ class TagOutput(serializers.Serializer):
     name = serializers.CharField()
     target = serializers.CharField()
     notes = serializers.CharField(source="message")
+    notes_html = serializers.SerializerMethodField(help_text="The notes as sanitised HTML (Markdown).")
     tagger = PersonOutput(allow_null=True)
     tagged_at = serializers.DateTimeField(allow_null=True)
+
+    def get_notes_html(self, tag) -> str:
+        return design_release_notes(self.context["design"], tag)
 
 
 class TagCreateInput(Input):
@@ -216,7 +221,9 @@ class TagCreateInput(Input):
         help_text="The branch, tag or commit sha to tag.",
         error_messages={"required": "Say what to tag: a branch, tag or commit sha, e.g. main."},
     )
-    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    notes = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."
+    )
 
 
 class FileDiffOutput(serializers.Serializer):

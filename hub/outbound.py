@@ -127,6 +127,12 @@ def checked_addresses(host: str, port: int, *, allowed: Iterable[Network] | None
     return found
 
 
+def curl_resolve(host: str, port: int, addresses: list[str]) -> str:
+    """The pin for git's libcurl (`-c http.curloptResolve=…`): `host` at `port` goes to
+    exactly `addresses`, the ones `checked_addresses` approved."""
+    return f"{host}:{port}:" + ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+
+
 class _PinnedAdapter(HTTPAdapter):
     """Connects to the checked address of the request's host; TLS is still verified
     against the host name (SNI and certificate), and the Host header keeps the name."""

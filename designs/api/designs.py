@@ -308,7 +308,8 @@ class BranchDetailApi(DesignContextMixin, APIView):
 class TagListApi(DesignContextMixin, APIView):
     @extend_schema(responses=TagOutput(many=True))
     def get(self, request: Request, owner: str, slug: str) -> Response:
-        return Response(TagOutput(self.get_design().repo.tags(), many=True).data)
+        design = self.get_design()
+        return Response(TagOutput(design.repo.tags(), many=True, context={"design": design}).data)
 
     @extend_schema(request=TagCreateInput, responses={201: TagOutput, **errors(409)})
     def post(self, request: Request, owner: str, slug: str) -> Response:
@@ -317,13 +318,14 @@ class TagListApi(DesignContextMixin, APIView):
         data.is_valid(raise_exception=True)
         services.tag_create(design=design, user=signed_in_user(request), **data.validated_data)
         tag = selectors.design_tag(design, data.validated_data["name"])
-        return Response(TagOutput(tag).data, status=201)
+        return Response(TagOutput(tag, context={"design": self.get_design()}).data, status=201)
 
 
 class TagDetailApi(DesignContextMixin, APIView):
     @extend_schema(responses=TagOutput)
     def get(self, request: Request, owner: str, slug: str, name: str) -> Response:
-        return Response(TagOutput(selectors.design_tag(self.get_design(), name)).data)
+        design = self.get_design()
+        return Response(TagOutput(selectors.design_tag(design, name), context={"design": design}).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, owner: str, slug: str, name: str) -> Response:

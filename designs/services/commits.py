@@ -16,10 +16,11 @@ from designs import paths
 from designs.git import FileEdit, Person, RefMoved, Repository, TreeRefused, valid_ref_name
 from designs.lfs_store import LFS_ATTRIBUTES, Pointer, StoreError, lfs_store, pointer_text
 from designs.models import Design
-from designs.selectors import require_writer
+from designs.selectors import design_release_notes, require_writer
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
+from hub.markdown import check_length
 from hub.models import User
 
 logger = logging.getLogger(__name__)
@@ -387,10 +388,15 @@ def tag_create(*, design: Design, user: User, name: str, target: str | None, not
         raise NotFound(f"No branch, tag or commit {target!r} to tag.")
     if repo.resolve(f"refs/tags/{name}") is not None:
         raise Conflict(f"A tag named {name!r} already exists.")
+    check_length(notes or "", field="notes")
     try:
         repo.create_tag(name, sha, (notes or "").strip() or name, person_for(user))
     except RefMoved:
         raise Conflict(f"A tag named {name!r} already exists.") from None
+    # Its notes are rendered now, while the person who wrote them waits, not later readers.
+    tag = next((t for t in repo.tags() if t.name == name), None)
+    if tag is not None:
+        design_release_notes(design, tag)
     return sha
 
 

@@ -542,8 +542,9 @@ def design_tags(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     )
     if done:
         return done
+    releases = [(tag, selectors.design_release_notes(design, tag)) for tag in design.repo.tags()]
     return render_design_page(
-        request, "designs/tags.html", design, role, "tags", form=form, tag_list=design.repo.tags()
+        request, "designs/tags.html", design, role, "tags", form=form, releases=releases
     )
 
 

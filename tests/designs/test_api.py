@@ -363,3 +363,21 @@ def test_the_owner_allows_tag_changes_through_the_api(alice, alice_api):
     response = alice_api.patch(url_, {"allow_tag_changes": True}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["allow_tag_changes"] is True
+
+
+def test_release_notes_are_markdown_bounded_and_pointed_at_the_tagged_commit(alice, alice_api, client):
+    design = DesignFactory(owner=alice, slug="released")
+    sha = commit_files(design, {"README.md": "# R\n", "docs/fit.png": b"\x89PNG"})
+    tags = url("api-design-tags", "alice", "released")
+    too_long = alice_api.post(tags, {"name": "v0", "target": "main", "notes": "x" * 70_000}, format="json")
+    assert too_long.status_code == 400
+    created = alice_api.post(
+        tags,
+        {"name": "v1", "target": "main", "notes": "**First** print: ![fit](docs/fit.png)"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    html = created.json()["notes_html"]
+    assert "<strong>First</strong>" in html and f"/alice/released/raw/docs/fit.png?ref={sha}" in html
+    page = client.get(reverse("design-tags", args=["alice", "released"])).content.decode()
+    assert "<strong>First</strong> print" in page

@@ -107,3 +107,20 @@ def test_lfs_objects_of_a_private_upstream_stay_invisible_to_strangers(secret, a
     stranger = UserFactory(username="eve")
     assert lfs_objects_readable(stranger, [oid]) == {}
     assert lfs_objects_readable(bob, [oid]) == {oid: 10}
+
+
+def test_objects_added_after_the_upstream_turned_private_never_reach_an_older_public_fork(alice, bob):
+    from designs.selectors import lfs_objects_readable
+    from designs.services.lfs import lfs_object_link
+
+    design = DesignFactory(owner=alice, slug="was-open")
+    commit_files(design, {"README.md": "# Open\n"})
+    early = "b" * 64
+    lfs_object_link(design=design, oid=early, size=5)
+    fork = services.design_fork(design=design, user=bob)  # public, made while it was public
+    services.design_update(design=design, visibility="private")
+    later = "c" * 64
+    lfs_object_link(design=design, oid=later, size=7)
+    stranger = UserFactory(username="eve")
+    assert lfs_objects_readable(stranger, [early, later]) == {early: 5}  # the fork has only what it took
+    assert not fork.lfs_links.filter(lfs_object__oid=later).exists()
