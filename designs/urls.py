@@ -16,6 +16,7 @@ urlpatterns = [
     path(f"{D}/tree/<path:path>", design_views.design_tree, name="design-tree"),
     path(f"{D}/blob/<path:path>", design_views.design_blob, name="design-blob"),
     path(f"{D}/raw/<path:path>", design_views.design_raw, name="design-raw"),
+    path(f"{D}/archive/<path:rev>.zip", design_views.design_archive, name="design-archive"),
     path(f"{D}/thumbnail/<str:blob_sha>.png", design_views.design_thumbnail, name="design-thumbnail"),
     path(f"{D}/mesh/<str:blob_sha>.bin", design_views.design_mesh_data, name="design-mesh-data"),
     path(f"{D}/commits/", design_views.design_history, name="design-history"),

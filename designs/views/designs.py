@@ -22,7 +22,7 @@ from designs.git import Commit
 from designs.meshes import is_mesh_path
 from designs.models import Design, Licence
 from designs.panels import design_panels
-from designs.rawfiles import serve_blob
+from designs.rawfiles import serve_blob, serve_zip
 from designs.services import mirrors
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
@@ -62,6 +62,18 @@ def design_raw(request: HttpRequest, owner: str, slug: str, path: str) -> HttpRe
     except NotFound as exc:
         raise Http404(exc.message) from exc
     return serve_blob(request, design, entry, download="download" in request.GET)
+
+
+def design_archive(request: HttpRequest, owner: str, slug: str, rev: str) -> HttpResponseBase:
+    """The whole design at a branch, tag or commit as a ZIP (GitHub's "Source code (zip)"),
+    LFS files as their content, streamed."""
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+        sha = selectors.design_resolve(design, rev)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    name = rev if rev not in (sha, "") and "/" not in rev else sha[:10]
+    return serve_zip(design, sha, name=name.replace("/", "-"))
 
 
 def design_thumbnail(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
