@@ -181,6 +181,21 @@ def design_readme_entry(design: Design, *, sha: str) -> TreeEntry | None:
     return None
 
 
+def render_design_markdown(design: Design, text: str, *, ref: str) -> str:
+    """Markdown that lives in `design` (a README, release notes, a proposal's text) as
+    sanitised HTML: relative images point at raw files, relative links at file pages,
+    both at revision `ref` (or REVISION_PLACEHOLDER, filled in when shown)."""
+    owner, slug = design.owner.username, design.slug
+
+    def raw_url(path: str) -> str:
+        return f"{reverse('design-raw', args=[owner, slug, path])}?ref={ref}"
+
+    def page_url(path: str) -> str:
+        return f"{reverse('design-blob', args=[owner, slug, path])}?ref={ref}"
+
+    return render_markdown(text, raw_url=raw_url, page_url=page_url)
+
+
 def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
     """(path, sanitised HTML) of the README at `sha`; links point at the same revision.
 
@@ -197,14 +212,7 @@ def design_readme(design: Design, *, sha: str) -> tuple[str | None, str]:
     if html is None:
         text = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
         if entry.name.lower().endswith((".md", ".markdown")):
-
-            def raw_url(path: str) -> str:
-                return f"{reverse('design-raw', args=[owner, slug, path])}?ref={REVISION_PLACEHOLDER}"
-
-            def page_url(path: str) -> str:
-                return f"{reverse('design-blob', args=[owner, slug, path])}?ref={REVISION_PLACEHOLDER}"
-
-            html = render_markdown(text, raw_url=raw_url, page_url=page_url)
+            html = render_design_markdown(design, text, ref=REVISION_PLACEHOLDER)
         else:
             html = f"<pre>{escape(text)}</pre>"
         cache.set(key, html, timeout=24 * 3600)
@@ -221,15 +229,7 @@ def design_release_notes(design: Design, tag: Tag) -> str:
     key = f"release-notes:{RENDERER_VERSION}:{design.pk}:{tag.name}:{tag.target}:{digest}"
     html = cache.get(key)
     if html is None:
-        owner, slug = design.owner.username, design.slug
-
-        def raw_url(path: str) -> str:
-            return f"{reverse('design-raw', args=[owner, slug, path])}?ref={tag.target}"
-
-        def page_url(path: str) -> str:
-            return f"{reverse('design-blob', args=[owner, slug, path])}?ref={tag.target}"
-
-        html = render_markdown(tag.message[:MAX_MARKDOWN_CHARS], raw_url=raw_url, page_url=page_url)
+        html = render_design_markdown(design, tag.message[:MAX_MARKDOWN_CHARS], ref=tag.target)
         cache.set(key, html, timeout=7 * 24 * 3600)
     return html
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.urls import reverse
 from django.utils import timezone
 
 from designs import selectors
@@ -45,7 +44,7 @@ from designs.services.commits import person_for
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
-from hub.markdown import render_field, render_markdown
+from hub.markdown import render_field
 from hub.models import User
 
 logger = logging.getLogger(__name__)
@@ -412,15 +411,7 @@ def proposal_markdown(instance: ChangeProposal | ProposalComment, text: str) -> 
     target design at REVISION_PLACEHOLDER, which the page replaces with the proposal's
     head (it moves as the branch does, the stored HTML need not)."""
     target = instance.target if isinstance(instance, ChangeProposal) else instance.proposal.target
-    args = [target.owner.username, target.slug]
-
-    def raw_url(path: str) -> str:
-        return f"{reverse('design-raw', args=[*args, path])}?ref={REVISION_PLACEHOLDER}"
-
-    def page_url(path: str) -> str:
-        return f"{reverse('design-blob', args=[*args, path])}?ref={REVISION_PLACEHOLDER}"
-
-    return render_markdown(text, raw_url=raw_url, page_url=page_url)
+    return selectors.render_design_markdown(target, text, ref=REVISION_PLACEHOLDER)
 
 
 def proposal_merge(

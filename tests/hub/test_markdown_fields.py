@@ -75,7 +75,9 @@ def test_proposal_text_is_stored_and_its_links_follow_the_head(alice, bob, clien
     comment = proposals.proposal_comment(proposal=proposal, user=alice, body="See [the fit](docs/fit.png).")
     assert proposal.description_html_version == comment.body_html_version == RENDERER_VERSION
 
-    monkeypatch.setattr(proposals, "render_markdown", lambda *a, **k: pytest.fail("rendered on read"))
+    from designs import selectors
+
+    monkeypatch.setattr(selectors, "render_markdown", lambda *a, **k: pytest.fail("rendered on read"))
     page = client.get(reverse("design-proposal", args=["alice", "bracket", proposal.number])).content.decode()
     proposal.refresh_from_db()
     assert f"/alice/bracket/raw/docs/fit.png?ref={proposal.head_sha}" in page
