@@ -38,7 +38,7 @@ from django.conf import settings
 
 from designs.git import RemoteAccess
 from hub.exceptions import ValidationError
-from hub.outbound import address_refusal, allowed_networks, curl_resolve
+from hub.outbound import OutboundRefused, address_refusal, allowed_networks, curl_resolve, resolve
 
 SCHEMES = ("http", "https", "ssh")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
@@ -197,16 +197,9 @@ def remote_addresses(remote: RemoteUrl) -> list[str]:
     administrator listed the host in FABHUB_MIRROR_ALLOWED_HOSTS.
     """
     try:
-        literal = ipaddress.ip_address(remote.host)
-        found: list[str] = [str(literal)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(remote.host, remote.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ValidationError(f"The host {remote.host} cannot be resolved: {exc}.", field="url") from None
-        found = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
-    if not found:
-        raise ValidationError(f"The host {remote.host} has no address.", field="url")
+        found = resolve(remote.host, remote.port)
+    except OutboundRefused as exc:
+        raise ValidationError(exc.reason[0].upper() + exc.reason[1:] + ".", field="url") from None
     trusted = settings.FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS or (
         settings.FABHUB_MIRROR_ALLOWED_HOSTS
         and _host_matches(remote.host, settings.FABHUB_MIRROR_ALLOWED_HOSTS)

@@ -61,6 +61,10 @@ def public_url(path: str, *, request_root: str = "") -> str:
 def password_change(*, user: User, current_password: str, new_password: str) -> User:
     """Set a new password. Other sessions end (Django's session hash); tokens stay."""
     _check_password(user, current_password)
+    return _set_password(user, new_password)
+
+
+def _set_password(user: User, new_password: str) -> User:
     _validate_new_password(user, new_password)
     user.set_password(new_password)
     user.save(update_fields=["password"])
@@ -106,11 +110,7 @@ def password_reset_confirm(*, uidb64: str, token: str, new_password: str) -> Use
         user = None
     if user is None or not default_token_generator.check_token(user, token):
         raise ValidationError("This reset link was used already, has expired or is not valid.")
-    _validate_new_password(user, new_password)
-    user.set_password(new_password)
-    user.save(update_fields=["password"])
-    password_validation.password_changed(new_password, user)
-    return user
+    return _set_password(user, new_password)
 
 
 # -- e-mail address -----------------------------------------------------------------------

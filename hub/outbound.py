@@ -103,6 +103,22 @@ def address_refusal(address: Address, *, allowed: Iterable[Network] = ()) -> str
     return None
 
 
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host` (itself if it is one), each once, in the resolver's order."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OutboundRefused(f"the host {host} cannot be resolved ({exc})") from None
+    found = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+    if not found:
+        raise OutboundRefused(f"the host {host} has no address")
+    return found
+
+
 def checked_addresses(host: str, port: int, *, allowed: Iterable[Network] | None = None) -> list[str]:
     """Resolve `host` once; every address it has, each allowed by the policy, or refused.
 
@@ -110,16 +126,7 @@ def checked_addresses(host: str, port: int, *, allowed: Iterable[Network] | None
     one private address would otherwise reach the private one on a retry.
     """
     networks = allowed_networks() if allowed is None else tuple(allowed)
-    try:
-        found = [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise OutboundRefused(f"the host {host} cannot be resolved ({exc})") from None
-        found = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
-    if not found:
-        raise OutboundRefused(f"the host {host} has no address")
+    found = resolve(host, port)
     for text in found:
         reason = address_refusal(ipaddress.ip_address(text), allowed=networks)
         if reason is not None:

@@ -313,6 +313,12 @@ def _gitattributes_line(path: str) -> bytes:
     return f"{pattern} {LFS_ATTRIBUTES}\n".encode()
 
 
+def default_branch_among(branches: list[str]) -> str:
+    """The branch a design takes as default when its own is missing: main, then master,
+    then the first by name."""
+    return next((b for b in ("main", "master") if b in branches), sorted(branches)[0])
+
+
 def _adopt_pushed_default_branch(design: Design, before: dict[str, str], after: dict[str, str]) -> None:
     """The first push into a design without its default branch names it (GitHub's rule):
     `git push origin dev` into an empty design makes `dev` the default branch. With
@@ -322,7 +328,7 @@ def _adopt_pushed_default_branch(design: Design, before: dict[str, str], after: 
         return
     if any(ref.startswith("refs/heads/") for ref in before):
         return  # the design had branches: removing the default one is not a first push
-    branch = next((b for b in ("main", "master") if b in heads_after), heads_after[0])
+    branch = default_branch_among(heads_after)
     design.repo.set_default_branch(branch)
     Design.objects.filter(pk=design.pk).update(default_branch=branch)
     design.default_branch = branch

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from designs.git import GitError, Repository, valid_ref_name
 from designs.models import Collaborator, Design, DesignLfsObject, Tag, repo_path, slug_validator
+from designs.selectors import design_role
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from hub.models import User
 
@@ -165,10 +166,6 @@ def private_upstreams(design: Design) -> list[Design]:
     return found
 
 
-def _can_see(design: Design, user: User) -> bool:
-    return design.owner_id == user.pk or Collaborator.objects.filter(design=design, user=user).exists()
-
-
 def _fork_descendants(design: Design) -> list[Design]:
     """Every design forked, directly or through other forks, from `design`."""
     found: list[Design] = []
@@ -260,7 +257,7 @@ def collaborator_set(*, design: Design, actor: User, user: User, role: str) -> C
     if user.pk == design.owner_id:
         raise ValidationError("The owner is not a collaborator of their own design.")
     if design.visibility == Design.Visibility.PRIVATE:
-        hidden = next((up for up in private_upstreams(design) if not _can_see(up, user)), None)
+        hidden = next((up for up in private_upstreams(design) if design_role(up, user) is None), None)
         if hidden is not None:
             raise ValidationError(
                 f"{user.username} cannot see {hidden.full_name}, which this fork comes from: "

@@ -46,6 +46,7 @@ from designs.remotes import (
     remote_url_check,
 )
 from designs.selectors import design_mirror, pointer_oids
+from designs.services.commits import default_branch_among
 from designs.services.designs import design_create
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
@@ -367,7 +368,7 @@ def _follow_default_branch(design: Design, access, wanted: dict[str, str]) -> No
     # Only when the default branch is missing (a first refresh, a renamed branch): one more round trip.
     branch = design.repo.remote_default_branch(access)
     if branch not in heads:
-        branch = next((b for b in ("main", "master") if b in heads), sorted(heads)[0])
+        branch = default_branch_among(heads)
     design.repo.set_default_branch(branch)
     Design.objects.filter(pk=design.pk).update(default_branch=branch)
     design.default_branch = branch
