@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -24,6 +25,29 @@ class Licence(models.TextChoices):
     GPL3 = "GPL-3.0-or-later", "GNU General Public License v3.0 or later"
     MIT = "MIT", "MIT License"
     APACHE2 = "Apache-2.0", "Apache License 2.0"
+
+
+class OkhTechnologyReadiness(models.TextChoices):
+    """Open Know-How technology readiness levels (OTRL)."""
+
+    OTRL_1 = "OTRL-1", "OTRL-1: ideation"
+    OTRL_2 = "OTRL-2", "OTRL-2: conception"
+    OTRL_3 = "OTRL-3", "OTRL-3: development"
+    OTRL_4 = "OTRL-4", "OTRL-4: prototyping and testing"
+    OTRL_5 = "OTRL-5", "OTRL-5: manufacturing development"
+    OTRL_6 = "OTRL-6", "OTRL-6: product qualified"
+    OTRL_7 = "OTRL-7", "OTRL-7: product deployed"
+    OTRL_8 = "OTRL-8", "OTRL-8: product with proven record"
+
+
+class OkhDocumentationReadiness(models.TextChoices):
+    """Open Know-How documentation readiness levels (ODRL)."""
+
+    ODRL_1 = "ODRL-1", "ODRL-1: documentation published"
+    ODRL_2 = "ODRL-2", "ODRL-2: documentation complete"
+    ODRL_3 = "ODRL-3", "ODRL-3: documentation reproducible"
+    ODRL_3_STAR = "ODRL-3*", "ODRL-3*: documentation reproduced and verified"
+    ODRL_4 = "ODRL-4", "ODRL-4: documentation certified"
 
 
 slug_validator = RegexValidator(
@@ -62,6 +86,16 @@ class Design(models.Model):
     # Off by default: every tag is a release, so a push may not move or delete one, nor
     # may the pages or the API delete one.
     allow_tag_changes = models.BooleanField(default=False)
+    # What an Open Know-How manifest needs and the hub cannot derive (designs/okh.py); an
+    # okh.toml committed at the root takes precedence over these.
+    okh_function = models.TextField(blank=True, max_length=2000)
+    okh_technology_readiness = models.CharField(
+        max_length=8, blank=True, choices=OkhTechnologyReadiness.choices
+    )
+    okh_documentation_readiness = models.CharField(
+        max_length=8, blank=True, choices=OkhDocumentationReadiness.choices
+    )
+    okh_documentation_language = models.CharField(max_length=35, blank=True)
     # A mesh at the default branch's head, whose thumbnail stands for the design in lists.
     cover_blob_sha = models.CharField(max_length=40, blank=True)
     # Attribution outlives the upstream row: if the upstream is deleted, the fork still
@@ -395,3 +429,51 @@ class PushMirror(models.Model):
 
     def __str__(self) -> str:
         return f"{self.design} → {self.url}"
+
+
+class MakePhotoStorage(FileSystemStorage):
+    """Photos of makes under FABHUB_DATA_DIR/photos/makes, read at call time (tests move it)."""
+
+    @property
+    def base_location(self):
+        return settings.DATA_DIR / "photos" / "makes"
+
+    @property
+    def location(self):
+        return str(self.base_location)
+
+    def deconstruct(self):
+        return ("designs.models.MakePhotoStorage", (), {})
+
+
+class Make(models.Model):
+    """ "I made one": a person's record that they built a design at one exact commit, with a
+    photo, notes and where. Print records of the lab print queue are makes too, but they
+    live in machines; this is the one anybody can add. The hub signs each (hub.records)."""
+
+    class Outcome(models.TextChoices):
+        WORKS = "works", "It works"
+        PARTLY = "partly", "Made, with problems"
+        FAILED = "failed", "Did not work"
+
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="makes")
+    commit_sha = models.CharField(max_length=40)
+    # The part made, when it is one file of the design; empty for the whole design.
+    path = models.CharField(max_length=4096, blank=True)
+    maker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="makes")
+    photo = models.FileField(upload_to="%Y/%m/", storage=MakePhotoStorage(), blank=True)
+    notes = models.TextField(blank=True, max_length=4000)
+    where = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.WORKS)
+    made_on = models.DateField(default=timezone.localdate)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-made_on", "-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["design", "commit_sha"], name="make_design_commit"),
+            models.Index(fields=["maker", "-made_on"], name="make_maker_made_on"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.maker} made {self.design} at {self.commit_sha[:10]}"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -15,7 +16,21 @@ TOKEN_PREFIX = "fh_"
 
 # First path segments the hub uses itself; a user by such a name would shadow them.
 RESERVED_USERNAMES = frozenset(
-    {"admin", "api", "static", "media", "new", "login", "logout", "signup", "settings", "labs", "machines"}
+    {
+        "admin",
+        "api",
+        "static",
+        "media",
+        "new",
+        "login",
+        "logout",
+        "signup",
+        "settings",
+        "labs",
+        "machines",
+        "credentials",
+        "okh",
+    }
 )
 
 
@@ -87,3 +102,63 @@ class AccessToken(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class SigningKey(models.Model):
+    """One of the hub's Ed25519 keys (hub/records). The newest key not retired signs new
+    records; every key stays published, so what an old key signed still verifies after a
+    rotation. The private half is stored encrypted (hub.crypto)."""
+
+    key_id = models.CharField(max_length=64, unique=True)
+    # Multikey form: multibase base58btc of the multicodec ed25519-pub header + 32 bytes.
+    public_key = models.CharField(max_length=64, unique=True)
+    private_key = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+
+class Credential(models.Model):
+    """A record the hub signed about a person: something they made, or a qualification a
+    lab granted them. `document` is the signed credential exactly as issued; the feature
+    app that owns the event names it in `source` (one unrevoked credential per source)."""
+
+    class Kind(models.TextChoices):
+        MAKE = "make", "Make"
+        QUALIFICATION = "qualification", "Qualification"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.CharField(max_length=100)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="credentials"
+    )
+    document = models.JSONField()
+    # The credential's bit in the hub's revocation status list.
+    status_index = models.PositiveIntegerField(unique=True)
+    issued_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="credential_one_live_per_source",
+            )
+        ]
+        indexes = [models.Index(fields=["subject", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

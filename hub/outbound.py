@@ -148,7 +148,9 @@ class _PinnedAdapter(HTTPAdapter):
         super().__init__(max_retries=0)
         self._session = session
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(  # type: ignore[override]  # takes the stubs' keyword arguments as **kwargs
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         parts = urlsplit(request.url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise requests.exceptions.InvalidURL(f"only http(s) addresses: {request.url!r}")
@@ -160,16 +162,17 @@ class _PinnedAdapter(HTTPAdapter):
                 f"refused by the hub's address policy: {exc.reason}"
             ) from None
         request.headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
-        request._fabhub_pinned = (addresses[0], parts.hostname)  # type: ignore[attr-defined]
+        # The pinned address rides on the request to the pool-key hook below.
+        request._fabhub_pinned = (addresses[0], parts.hostname)  # type: ignore[attr-defined]  # our own mark
         return super().send(request, **kwargs)
 
-    def build_connection_pool_key_attributes(  # type: ignore[override]
+    def build_connection_pool_key_attributes(  # type: ignore[override]  # stubs narrow the dicts
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
         host_params: dict[str, Any] = dict(host)
         pool_kwargs: dict[str, Any] = dict(pool)
-        address, name = request._fabhub_pinned  # type: ignore[attr-defined]
+        address, name = request._fabhub_pinned  # type: ignore[attr-defined]  # set by send above
         host_params["host"] = address
         if host_params["scheme"] == "https":
             pool_kwargs["server_hostname"] = name
