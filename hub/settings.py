@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from hub.env import env_bool, env_int, env_list, env_str
+from hub.env import env_bool, env_int, env_list, env_mapping, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -213,6 +213,9 @@ FABHUB_LFS_THRESHOLD_BYTES = env_int("FABHUB_LFS_THRESHOLD_BYTES", 10 * 1024 * 1
 # Public address used in clone URLs and links sent outside the hub.
 FABHUB_PUBLIC_URL = env_str("FABHUB_PUBLIC_URL", "")
 FABHUB_GIT_BINARY = env_str("FABHUB_GIT_BINARY", "git")
+# Other hubs whose signed records this hub accepts (docs/portability.md): comma-separated
+# `ISSUER=KEY [KEY …]`, the issuer as its address (https://hub.example.org/) or DID.
+FABHUB_TRUSTED_ISSUERS = env_mapping("FABHUB_TRUSTED_ISSUERS")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
