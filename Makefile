@@ -24,6 +24,7 @@ run: install
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
 	DEBUG=1 $(BIN)/python manage.py rerender_markdown
 	DEBUG=1 $(BIN)/python manage.py demo
+	DEBUG=1 $(BIN)/python manage.py issue_credentials
 	@echo "fabhub at http://127.0.0.1:$(PORT)/ (demo accounts in README.md)"
 	# gunicorn rather than runserver: git pushes over 1 MB arrive chunked, which only a
 	# production WSGI server de-chunks.

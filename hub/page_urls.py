@@ -1,10 +1,16 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hub import account_views, views
+from hub import account_views, record_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
+    # Signed records (docs/portability.md): the hub's keys, its revocation lists, each record.
+    path(".well-known/did.json", record_views.did_document, name="did-document"),
+    path("credentials/status/<int:number>", record_views.status_list, name="credential-status-list"),
+    path(
+        "credentials/<uuid:credential_id>.json", record_views.credential_document, name="credential-document"
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
     path("settings/tokens/", views.tokens, name="tokens"),

@@ -35,6 +35,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hub.auth import Viewer
 from hub.exceptions import ValidationError
 from hub.models import Credential, SigningKey, User
 from hub.outbound import GuardedSession
@@ -70,7 +71,7 @@ class CredentialSource:
     is missing (records of events from before the hub signed them)."""
 
     prefix: str
-    can_view: Callable[[Credential, User | None], bool]
+    can_view: Callable[[Credential, Viewer], bool]
     backfill: Callable[[], int] | None = None
 
 
@@ -85,10 +86,10 @@ def credential_sources() -> list[CredentialSource]:
     return list(_sources.values())
 
 
-def credential_visible(credential: Credential, viewer: User | None) -> bool:
+def credential_visible(credential: Credential, viewer: Viewer) -> bool:
     """The subject always sees their own; others as the owning app decides (nobody, for a
     source no app registers)."""
-    if viewer is not None and viewer.is_authenticated and credential.subject_id == viewer.pk:
+    if viewer.is_authenticated and credential.subject_id == viewer.pk:
         return True
     owner = _sources.get(credential.source.split(":", 1)[0])
     return owner is not None and owner.can_view(credential, viewer)

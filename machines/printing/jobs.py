@@ -28,6 +28,7 @@ from hub.models import User
 from hub.queue import enqueue
 from machines.models import Booking, Printer, PrintJob, PrintRecord
 from machines.notifications import notify, notify_managers
+from machines.records import print_record_credential_issue
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +266,7 @@ def job_finished(
         job.print_started_at = job.print_started_at or changes["print_started_at"]
         _end_timeline_row(job, now)
         record = _write_record(job, PrintRecord.Result.DONE, "", now)
+        print_record_credential_issue(record)
         if auto:
             PrintRecord.objects.filter(pk=record.pk).update(removed_at=now)
             kick_dispatch(job.lab_id)

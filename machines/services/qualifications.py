@@ -11,6 +11,7 @@ from hub.exceptions import PermissionDenied, ValidationError
 from hub.models import User
 from machines import selectors
 from machines.models import Lab, Machine, Qualification
+from machines.records import qualification_credential_issue, qualification_credential_revoke
 from machines.selectors import lab_role, require_manager
 
 
@@ -37,7 +38,7 @@ def qualification_record(
         raise ValidationError(f"{kind!r} is not a kind of machine.")
     if expires_on is not None and expires_on < trained_on:
         raise ValidationError("The qualification expires before the training date.")
-    return Qualification.objects.create(
+    qualification = Qualification.objects.create(
         lab=lab,
         member=member,
         machine=machine,
@@ -47,10 +48,20 @@ def qualification_record(
         expires_on=expires_on,
         recorded_by=actor,
     )
+    # The member's portable proof of it, signed now (hub.records).
+    qualification_credential_issue(qualification)
+    return qualification
 
 
-def qualification_revoke(*, qualification: Qualification, actor: User) -> None:
+@transaction.atomic
+def qualification_revoke(*, qualification: Qualification, actor: User, reason: str = "") -> None:
+    """The member is no longer qualified; the signed record of it is revoked, so a
+    verifier that checks online sees it too."""
     require_manager(qualification.lab, actor)
+    qualification_credential_revoke(
+        qualification,
+        reason=reason or f"Withdrawn by {qualification.lab.name} on {timezone.localdate():%Y-%m-%d}.",
+    )
     qualification.delete()
 
 

@@ -42,9 +42,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """Serve the hub with gunicorn on a free port; return the process once it answers."""
-    port = free_port()
+def start_gunicorn(
+    env: dict[str, str], log: Path, *, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Serve the hub with gunicorn on `port` (a free one by default); return the process
+    once it answers."""
+    port = port or free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with log.open("wb") as out:
         proc = subprocess.Popen(
