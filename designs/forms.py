@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from designs.models import Collaborator, Design, Licence
+from designs.models import Collaborator, Design, Licence, OkhDocumentationReadiness, OkhTechnologyReadiness
 
 
 def _offer(form: forms.Form, name: str, values: list[str]) -> None:
@@ -65,6 +65,30 @@ class DesignSettingsForm(DesignFieldsForm):
         label="Allow moving and deleting tags",
         help_text="Off: every tag is a release, fixed once made.",
     )
+    # What an Open Know-How manifest needs and the hub cannot derive (designs/okh.py).
+    okh_function = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Function (Open Know-How)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the design does, for OKH crawlers. Empty: the summary.",
+    )
+    okh_technology_readiness = forms.ChoiceField(
+        required=False,
+        label="Technology readiness (Open Know-How)",
+        choices=[("", "Not stated"), *OkhTechnologyReadiness.choices],
+    )
+    okh_documentation_readiness = forms.ChoiceField(
+        required=False,
+        label="Documentation readiness (Open Know-How)",
+        choices=[("", "Not stated"), *OkhDocumentationReadiness.choices],
+    )
+    okh_documentation_language = forms.CharField(
+        required=False,
+        max_length=35,
+        label="Documentation language (Open Know-How)",
+        help_text="A BCP 47 language tag, e.g. en or en-GB.",
+    )
 
     def __init__(self, *args, design: Design, branches: list[str], **kwargs) -> None:
         kwargs.setdefault(
@@ -78,6 +102,10 @@ class DesignSettingsForm(DesignFieldsForm):
                 "default_branch": design.default_branch,
                 "allow_default_branch_rewrite": design.allow_default_branch_rewrite,
                 "allow_tag_changes": design.allow_tag_changes,
+                "okh_function": design.okh_function,
+                "okh_technology_readiness": design.okh_technology_readiness,
+                "okh_documentation_readiness": design.okh_documentation_readiness,
+                "okh_documentation_language": design.okh_documentation_language,
             },
         )
         super().__init__(*args, **kwargs)

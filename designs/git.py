@@ -341,6 +341,17 @@ class Repository:
             )
         return tags
 
+    def ref_names(self, *patterns: str) -> list[str]:
+        """Full names of the refs matching `patterns` (`refs/tags/`, `refs/heads/main`)."""
+        out = self._text("for-each-ref", "--format=%(refname)", "--end-of-options", *patterns)
+        return [line for line in out.splitlines() if line]
+
+    def describe(self, commit: str) -> str | None:
+        """The nearest tag `commit` descends from, and how far past it it is: `v1.0` on the
+        tag itself, `v1.0-3-g1a2b3c4d5e` three commits later; None when no tag is reachable."""
+        out = self._run("describe", "--tags", "--abbrev=10", "--end-of-options", commit, ok_codes=(0, 128))
+        return out.decode().strip() or None
+
     def update_ref(self, ref: str, new: str, old: str | None, *, message: str = "fabhub") -> None:
         """Move `ref` from `old` (None: must not exist) to `new` atomically, or raise RefMoved."""
         try:

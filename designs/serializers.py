@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from designs.models import Collaborator, Design, Licence
+from designs.models import Collaborator, Design, Licence, OkhDocumentationReadiness, OkhTechnologyReadiness
+from designs.okh import hub_root, okh_url
 from designs.selectors import clone_url, design_release_notes
 from hub.inputs import Input
 from hub.markdown import MAX_MARKDOWN_CHARS
@@ -19,6 +20,9 @@ class DesignOutput(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     web_url = serializers.SerializerMethodField()
     clone_url = serializers.SerializerMethodField()
+    okh_url = serializers.SerializerMethodField(
+        help_text="The Open Know-How manifest (okh.toml) of the default branch."
+    )
 
     class Meta:
         model = Design
@@ -42,6 +46,11 @@ class DesignOutput(serializers.ModelSerializer):
             "updated_at",
             "url",
             "web_url",
+            "okh_function",
+            "okh_technology_readiness",
+            "okh_documentation_readiness",
+            "okh_documentation_language",
+            "okh_url",
         ]
 
     def get_tags(self, design: Design) -> list[str]:
@@ -57,6 +66,9 @@ class DesignOutput(serializers.ModelSerializer):
 
     def get_clone_url(self, design: Design) -> str:
         return clone_url(design, self.context.get("request"))
+
+    def get_okh_url(self, design: Design) -> str:
+        return okh_url(design, root=hub_root(self.context.get("request")))
 
     def get_web_url(self, design: Design) -> str:
         path = reverse("design-detail", args=[design.owner.username, design.slug])
@@ -102,6 +114,24 @@ class DesignUpdateInput(Input):
     visibility = serializers.ChoiceField(choices=Design.Visibility.choices, required=False)
     tags = serializers.ListField(child=TagName(), required=False)
     default_branch = serializers.CharField(max_length=100, required=False)
+    okh_function = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, help_text="What the design does (Open Know-How)."
+    )
+    okh_technology_readiness = serializers.ChoiceField(
+        choices=OkhTechnologyReadiness.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Empty: not stated.",
+    )
+    okh_documentation_readiness = serializers.ChoiceField(
+        choices=OkhDocumentationReadiness.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Empty: not stated.",
+    )
+    okh_documentation_language = serializers.CharField(
+        max_length=35, required=False, allow_blank=True, help_text="A BCP 47 language tag, e.g. en-GB."
+    )
 
 
 class PersonOutput(serializers.Serializer):

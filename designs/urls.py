@@ -9,6 +9,8 @@ from designs.views import proposals as proposal_views
 D = "<str:owner>/<str:slug>"
 
 urlpatterns = [
+    # Before the design routes, which would read "okh" as an owner (a reserved username).
+    path("okh/manifests.txt", design_views.okh_manifests, name="okh-manifests"),
     path("", design_views.design_list, name="design-list"),
     path("new/", design_views.design_new, name="design-new"),
     path("new/mirror/", mirror_views.mirror_new, name="mirror-new"),
@@ -17,6 +19,8 @@ urlpatterns = [
     path(f"{D}/blob/<path:path>", design_views.design_blob, name="design-blob"),
     path(f"{D}/raw/<path:path>", design_views.design_raw, name="design-raw"),
     path(f"{D}/archive/<path:rev>.zip", design_views.design_archive, name="design-archive"),
+    path(f"{D}/okh.toml", design_views.design_okh, name="design-okh"),
+    path(f"{D}/releases/<path:tag>/okh.toml", design_views.design_release_okh, name="design-release-okh"),
     path(f"{D}/thumbnail/<str:blob_sha>.png", design_views.design_thumbnail, name="design-thumbnail"),
     path(f"{D}/mesh/<str:blob_sha>.bin", design_views.design_mesh_data, name="design-mesh-data"),
     path(f"{D}/commits/", design_views.design_history, name="design-history"),

@@ -12,7 +12,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from designs.git import GitError, Repository, valid_ref_name
-from designs.models import Collaborator, Design, DesignLfsObject, Tag, repo_path, slug_validator
+from designs.models import (
+    Collaborator,
+    Design,
+    DesignLfsObject,
+    OkhDocumentationReadiness,
+    OkhTechnologyReadiness,
+    Tag,
+    repo_path,
+    slug_validator,
+)
+from designs.okh import valid_language_tag
 from designs.selectors import design_role
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from hub.models import User
@@ -89,7 +99,17 @@ def design_update(
     default_branch: str | None = None,
     allow_default_branch_rewrite: bool | None = None,
     allow_tag_changes: bool | None = None,
+    okh_function: str | None = None,
+    okh_technology_readiness: str | None = None,
+    okh_documentation_readiness: str | None = None,
+    okh_documentation_language: str | None = None,
 ) -> Design:
+    _check_okh(
+        function=okh_function,
+        technology_readiness=okh_technology_readiness,
+        documentation_readiness=okh_documentation_readiness,
+        documentation_language=okh_documentation_language,
+    )
     if visibility == Design.Visibility.PUBLIC and design.visibility != visibility:
         hidden = private_upstreams(design)
         if hidden:
@@ -113,6 +133,10 @@ def design_update(
         ("visibility", visibility),
         ("allow_default_branch_rewrite", allow_default_branch_rewrite),
         ("allow_tag_changes", allow_tag_changes),
+        ("okh_function", okh_function),
+        ("okh_technology_readiness", okh_technology_readiness),
+        ("okh_documentation_readiness", okh_documentation_readiness),
+        ("okh_documentation_language", okh_documentation_language),
     ):
         if value is not None:
             setattr(design, name, value)
@@ -121,6 +145,33 @@ def design_update(
     if tags is not None:
         design.tags.set(_clean_tags(tags))
     return design
+
+
+def _check_okh(
+    *,
+    function: str | None,
+    technology_readiness: str | None,
+    documentation_readiness: str | None,
+    documentation_language: str | None,
+) -> None:
+    """The Open Know-How settings: each may be empty (not stated)."""
+    if function is not None and len(function) > 2000:
+        raise ValidationError("The function takes at most 2,000 characters.", field="okh_function")
+    if technology_readiness and technology_readiness not in OkhTechnologyReadiness.values:
+        raise ValidationError(
+            f"Technology readiness is one of {', '.join(OkhTechnologyReadiness.values)}.",
+            field="okh_technology_readiness",
+        )
+    if documentation_readiness and documentation_readiness not in OkhDocumentationReadiness.values:
+        raise ValidationError(
+            f"Documentation readiness is one of {', '.join(OkhDocumentationReadiness.values)}.",
+            field="okh_documentation_readiness",
+        )
+    if documentation_language and not valid_language_tag(documentation_language):
+        raise ValidationError(
+            f"{documentation_language!r} is not a BCP 47 language tag, e.g. en or en-GB.",
+            field="okh_documentation_language",
+        )
 
 
 def design_delete(*, design: Design) -> None:

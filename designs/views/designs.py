@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from designs import forms, paths, presenters, selectors, services
+from designs import forms, okh, paths, presenters, selectors, services
 from designs.diffs import PAGE_BUDGET, compare
 from designs.git import Commit
 from designs.meshes import is_mesh_path
@@ -74,6 +74,31 @@ def design_archive(request: HttpRequest, owner: str, slug: str, rev: str) -> Htt
         raise Http404(exc.message) from exc
     name = rev if rev not in (sha, "") and "/" not in rev else sha[:10]
     return serve_zip(design, sha, name=name.replace("/", "-"))
+
+
+def design_okh(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    """The Open Know-How manifest of the design's default branch."""
+    return _okh_response(request, owner, slug, tag=None)
+
+
+def design_release_okh(request: HttpRequest, owner: str, slug: str, tag: str) -> HttpResponse:
+    """The Open Know-How manifest of one release (tag): its `version` is the tag."""
+    return _okh_response(request, owner, slug, tag=tag)
+
+
+def _okh_response(request: HttpRequest, owner: str, slug: str, *, tag: str | None) -> HttpResponse:
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+        manifest = okh.okh_manifest(design, root=okh.hub_root(request), tag=tag)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return HttpResponse(okh.okh_render(manifest), content_type="application/toml; charset=utf-8")
+
+
+def okh_manifests(request: HttpRequest) -> HttpResponse:
+    """Every public design's manifest address, one per line: what OKH crawlers read."""
+    urls = okh.okh_manifest_urls(root=okh.hub_root(request))
+    return HttpResponse("".join(f"{url}\n" for url in urls), content_type="text/plain; charset=utf-8")
 
 
 def design_thumbnail(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
@@ -641,4 +666,5 @@ def design_settings(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         form=form,
         collaborator_form=collaborator_form,
         collaborators=collaborators,
+        okh_problems=okh.okh_problems(design),
     )
