@@ -7,11 +7,13 @@ class DesignsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: these modules load models, which the app registry allows only now.
-        from designs import diffs
+        from designs import diffs, profile_panels, selectors
         from designs.models import ChangeProposal, ProposalComment
-        from designs.services import analysis, designs, mirrors, proposals
+        from designs.services import analysis, designs, makes, mirrors, proposals
+        from hub import records
         from hub.accounts import register_account_deletion_step
         from hub.markdown import register_markdown_field
+        from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
 
         diffs.register_prepared_differ(analysis.mesh_differ_prepare)
@@ -19,3 +21,11 @@ class DesignsConfig(AppConfig):
         register_markdown_field(ChangeProposal, "description", proposals.proposal_markdown)
         register_markdown_field(ProposalComment, "body", proposals.proposal_markdown)
         register_ticker("mirror", interval_setting="FABHUB_MIRROR_TICK_S", tick=mirrors.embedded_tick)
+        records.register_credential_source(
+            records.CredentialSource(
+                selectors.MAKE_SOURCE,
+                can_view=selectors.make_credential_visible,
+                backfill=makes.makes_backfill,
+            )
+        )
+        register_profile_panel(profile_panels.designs_profile_panel)

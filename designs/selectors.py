@@ -26,6 +26,7 @@ from designs.models import (
     Design,
     LfsLock,
     LfsObject,
+    Make,
     MeshAnalysis,
     MeshDiff,
     PullMirror,
@@ -34,6 +35,8 @@ from designs.models import (
 from hub.auth import Viewer
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.markdown import MAX_MARKDOWN_CHARS, RENDERER_VERSION, render_markdown
+from hub.models import Credential, User
+from hub.records import credentials_by_source
 
 
 def designs_visible_to(user: Viewer) -> QuerySet[Design]:
@@ -564,3 +567,109 @@ def design_upstream_status(
     elif upstream_head and not head:
         behind = upstream.repo.count_commits(upstream_head)
     return UpstreamStatus(upstream, branch, upstream_branch, head, upstream_head, ahead, behind)
+
+
+# -- makes ("I made one"; writes: designs/services/makes.py) --------------------------------
+
+MAKE_SOURCE = "designs.make"
+
+
+def make_source(make: Make) -> str:
+    """The name of a make's signed record in hub.records."""
+    return f"{MAKE_SOURCE}:{make.pk}"
+
+
+@dataclass(frozen=True)
+class MakeRow:
+    """A make with its live signed record (None if it has none yet)."""
+
+    make: Make
+    credential: Credential | None
+
+
+@dataclass(frozen=True)
+class MakesOfVersion:
+    """The makes of one commit of a design, with the tags that point at the commit."""
+
+    commit_sha: str
+    tags: list[str]
+    rows: list[MakeRow]
+
+
+def makes_visible_to(user: Viewer) -> QuerySet[Make]:
+    """Makes of the designs `user` may see: a make of a private design is as private."""
+    return Make.objects.filter(design__in=designs_visible_to(user).values("pk")).select_related(
+        "maker", "design__owner"
+    )
+
+
+def make_get(design: Design, make_id: int | str) -> Make:
+    """A make of `design` (which the caller has loaded as its requester may see it)."""
+    make = None
+    if str(make_id).isdigit():
+        make = (
+            Make.objects.select_related("maker", "design__owner")
+            .filter(design=design, pk=int(make_id))
+            .first()
+        )
+    if make is None:
+        raise NotFound(f"No make {make_id} of {design.full_name}.")
+    return make
+
+
+def make_rows(makes: Iterable[Make]) -> list[MakeRow]:
+    """Each make with its signed record, read in one query."""
+    makes = list(makes)
+    credentials = credentials_by_source(make_source(make) for make in makes)
+    return [MakeRow(make, credentials.get(make_source(make))) for make in makes]
+
+
+def design_tags_by_commit(design: Design) -> dict[str, list[str]]:
+    """commit sha → names of the tags that point at it (one git call)."""
+    tags: dict[str, list[str]] = {}
+    for tag in design.repo.tags():
+        tags.setdefault(tag.target, []).append(tag.name)
+    return tags
+
+
+def makes_of_design(design: Design) -> list[MakesOfVersion]:
+    """A design's makes grouped per commit, the version made most recently first. The
+    caller has loaded `design` as its requester may see it, so every make of it shows."""
+    rows = make_rows(Make.objects.filter(design=design).select_related("maker", "design__owner"))
+    if not rows:
+        return []
+    tags = design_tags_by_commit(design)
+    versions: dict[str, list[MakeRow]] = {}
+    for row in rows:
+        versions.setdefault(row.make.commit_sha, []).append(row)
+    return [MakesOfVersion(sha, tags.get(sha, []), grouped) for sha, grouped in versions.items()]
+
+
+def makes_by_person(person: User, *, viewer: Viewer) -> QuerySet[Make]:
+    """What `person` made, of the designs `viewer` may see."""
+    return makes_visible_to(viewer).filter(maker=person)
+
+
+def make_credential_visible(credential: Credential, viewer: Viewer) -> bool:
+    """Whether `viewer` may see the signed record of a make: if they may see its design."""
+    tail = credential.source.rsplit(":", 1)[-1]
+    if not tail.isdigit():
+        return False
+    return makes_visible_to(viewer).filter(pk=int(tail)).exists()
+
+
+# -- a person's profile -------------------------------------------------------------------
+
+
+def designs_of_person(person: User, *, viewer: Viewer) -> QuerySet[Design]:
+    """The designs `person` owns that `viewer` may see, newest change first."""
+    return designs_visible_to(viewer).filter(owner=person).order_by("-updated_at")
+
+
+def upstreams_visible(designs: Iterable[Design], viewer: Viewer) -> set[int]:
+    """Ids of the upstreams of `designs` that `viewer` may see (one query): a fork names its
+    upstream only to those who may see it."""
+    ids = {design.forked_from_id for design in designs if design.forked_from_id is not None}
+    if not ids:
+        return set()
+    return set(designs_visible_to(viewer).filter(pk__in=ids).values_list("pk", flat=True))

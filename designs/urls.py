@@ -3,6 +3,7 @@
 from django.urls import path
 
 from designs.views import designs as design_views
+from designs.views import makes as make_views
 from designs.views import mirrors as mirror_views
 from designs.views import proposals as proposal_views
 
@@ -33,6 +34,9 @@ urlpatterns = [
     path(f"{D}/tags/", design_views.design_tags, name="design-tags"),
     path(f"{D}/fork/", design_views.design_fork, name="design-fork"),
     path(f"{D}/forks/", design_views.design_forks, name="design-forks"),
+    path(f"{D}/makes/new/", make_views.design_make_new, name="design-make-new"),
+    path(f"{D}/makes/<int:make_id>/photo", make_views.design_make_photo, name="design-make-photo"),
+    path(f"{D}/makes/<int:make_id>/delete/", make_views.design_make_delete, name="design-make-delete"),
     path(f"{D}/settings/", design_views.design_settings, name="design-settings"),
     path(f"{D}/settings/mirrors/", mirror_views.design_mirrors, name="design-mirrors"),
     path(f"{D}/proposals/", proposal_views.design_proposals, name="design-proposals"),

@@ -30,6 +30,8 @@ RESERVED_USERNAMES = frozenset(
         "machines",
         "credentials",
         "okh",
+        "password-reset",
+        ".well-known",
     }
 )
 

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from hub import account_api, api
+from hub import account_api, api, views
 
 # The API reference pages show only the schema the hub generates, with scripts from this
 # origin only: inline style there cannot run code, and Swagger UI and Redoc need it.
@@ -49,8 +49,11 @@ urlpatterns = [
     path("", include("hub.page_urls")),
     path("", include("machines.urls")),
     path("", include("designs.git_urls")),
-    # Last: /<owner>/<design>/… catches what nothing above matched.
+    # /<owner>/<design>/… catches what nothing above matched.
     path("", include("designs.urls")),
+    # Last of all: a person's page. Every one-segment page above wins over it, and the
+    # names of those pages are reserved usernames (hub.models.RESERVED_USERNAMES).
+    path("<str:username>/", views.profile, name="profile"),
 ]
 
 handler404 = "hub.views.page_not_found"

@@ -20,6 +20,7 @@ from hub import services
 from hub.auth import Credential, signed_in_user
 from hub.exceptions import HubError, NotFound, PermissionDenied
 from hub.models import AccessToken, User
+from hub.profiles import profile_panels
 
 # -- errors -------------------------------------------------------------------------------
 
@@ -96,6 +97,17 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.username}!")
         return redirect("design-list")
     return render(request, "hub/signup.html", {"form": form})
+
+
+# -- profiles -----------------------------------------------------------------------------
+
+
+def profile(request: HttpRequest, username: str) -> HttpResponse:
+    """A person's page: what the apps show of them (hub.profiles), as the requester may see it."""
+    person = User.objects.filter(username=username, is_active=True).first()
+    if person is None:
+        raise Http404(f"No one is called {username!r} here.")
+    return render(request, "hub/profile.html", {"person": person, "panels": profile_panels(request, person)})
 
 
 # -- personal access tokens ---------------------------------------------------------------

@@ -11,7 +11,9 @@ class MachinesConfig(AppConfig):
         from designs.panels import register_design_panel
         from hub.accounts import register_account_deletion_step
         from hub.markdown import register_markdown_field
+        from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
+        from machines import profile_panels
         from machines.models import Lab
         from machines.printing import panels, ticker
         from machines.printing import services as printing
@@ -19,6 +21,7 @@ class MachinesConfig(AppConfig):
 
         register_ticker("print", interval_setting="FABHUB_PRINT_TICK_S", tick=ticker.embedded_tick)
         register_design_panel(panels.design_prints_panel)
+        register_profile_panel(profile_panels.machines_profile_panel)
         register_account_deletion_step("lab memberships", labs.memberships_of_leaving_account)
         register_markdown_field(Lab, "description")
         register_account_deletion_step("print jobs", printing.print_jobs_of_leaving_account)

@@ -342,6 +342,15 @@ def qualification_for(member: User, machine: Machine, day: date) -> Qualificatio
     return next((q for q in candidates if q.valid_on(day)), None)
 
 
+def qualifications_of_person(person: User, *, viewer: Viewer | None) -> QuerySet[Qualification]:
+    """What labs `viewer` may see trained `person` on, the latest training first."""
+    return (
+        Qualification.objects.filter(member=person, lab__in=labs_visible_to(viewer).values("pk"))
+        .select_related("lab", "machine")
+        .order_by("-trained_on", "pk")
+    )
+
+
 def qualifications_of_lab(lab: Lab) -> QuerySet[Qualification]:
     return lab.qualifications.select_related("member", "machine", "trainer").order_by(
         "member__username", "-trained_on"

@@ -1,7 +1,7 @@
 """Writes to designs, by area. Callers use `from designs import services` and the names below;
 mirrors and proposals are reached as `services.mirrors`, `services.proposals`."""
 
-from designs.services import analysis, mirrors, proposals
+from designs.services import analysis, makes, mirrors, proposals
 from designs.services.analysis import analyses_queue
 from designs.services.commits import (
     MAX_COMMIT_ATTEMPTS,
@@ -31,6 +31,7 @@ from designs.services.lfs import (
     lfs_object_upload,
     lfs_objects_present,
 )
+from designs.services.makes import make_create, make_delete
 from designs.services.refs import refs_changed
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "lfs_object_link",
     "lfs_object_upload",
     "lfs_objects_present",
+    "make_create",
+    "make_delete",
+    "makes",
     "mirrors",
     "person_for",
     "proposals",

@@ -227,6 +227,7 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         "clone_url": selectors.clone_url(design, request),
         "upstream_status": selectors.design_upstream_status(design, request.user),
         "panels": design_panels(design),
+        "makes": selectors.makes_of_design(design),
     }
     mirrors.mirror_refresh_if_due(design)
     if design.repo.is_empty():

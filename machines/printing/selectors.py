@@ -178,18 +178,24 @@ def open_jobs_count(lab: Lab, user: User) -> int:
 
 
 def prints_of_design(design: Design) -> list[dict]:
-    """Per commit of a design: how many parts were made (and failed), in how many labs."""
+    """Per part (file) and commit of a design: how many were made (and failed), and in
+    which labs (`labs`: (slug, name) pairs, by name). Two queries."""
     rows = (
         PrintRecord.objects.filter(design=design)
-        .values("commit_sha")
+        .values("commit_sha", "path")
         .annotate(
             made=Count("pk", filter=Q(result=PrintRecord.Result.DONE)),
             failed=Count("pk", filter=~Q(result=PrintRecord.Result.DONE)),
-            labs=Count("lab", distinct=True, filter=Q(result=PrintRecord.Result.DONE)),
         )
-        .order_by("commit_sha")
+        .order_by("commit_sha", "path")
     )
-    return [dict(row) for row in rows]
+    labs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    done = PrintRecord.objects.filter(design=design, result=PrintRecord.Result.DONE)
+    for sha, path, slug, name in (
+        done.values_list("commit_sha", "path", "lab__slug", "lab__name").distinct().order_by("lab__name")
+    ):
+        labs.setdefault((sha, path), []).append((slug, name))
+    return [{**row, "labs": labs.get((row["commit_sha"], row["path"]), [])} for row in rows]
 
 
 def records_visible_to(user: Viewer) -> QuerySet[PrintRecord]:
@@ -198,3 +204,8 @@ def records_visible_to(user: Viewer) -> QuerySet[PrintRecord]:
     if user.is_authenticated:
         visible |= Q(owner=user)
     return PrintRecord.objects.filter(visible).select_related("lab", "design__owner")
+
+
+def finished_prints_count(person: User, *, viewer: Viewer) -> int:
+    """How many parts `person` printed in labs' queues, of the designs `viewer` may see."""
+    return records_visible_to(viewer).filter(owner=person, result=PrintRecord.Result.DONE).count()
