@@ -238,6 +238,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         # Asking for reset links and using them, per address (hub/account_api.py).
         "password-reset": env_str("FABHUB_PASSWORD_RESET_RATE", "10/hour"),
+        # Checking signed records, per address (hub/record_api.py).
+        "record-verify": env_str("FABHUB_RECORD_VERIFY_RATE", "120/minute"),
     },
 }
 

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from hub import account_api, api, views
+from hub import account_api, api, record_api, views
 
 # The API reference pages show only the schema the hub generates, with scripts from this
 # origin only: inline style there cannot run code, and Swagger UI and Redoc need it.
@@ -23,6 +23,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),
+    path("credentials/verify/", record_api.VerifyApi.as_view(), name="api-records-verify"),
     path("", include("designs.api_urls")),
     path("", include("machines.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
