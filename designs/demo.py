@@ -211,6 +211,27 @@ def _build(made: list[Path]) -> None:
             "docs/spool-holder.png": preview_png(holder),
         },
     )
+    # Makes: somebody built each of these, with a photo (the rendered preview stands in).
+    services.make_create(
+        design=spool,
+        maker=grace,
+        commit_sha=spool.repo.branch_head(spool.default_branch) or "",
+        path="spool-holder.stl",
+        photo=ContentFile(preview_png(holder), name="spool-holder.png"),
+        notes="Printed in PETG, no supports; holds a 1 kg spool without sagging.",
+        where="Fablab Amersfoort",
+        outcome="works",
+    )
+    services.make_create(
+        design=car,
+        maker=linus,
+        commit_sha=car.repo.branch_head(car.default_branch) or "",
+        path="suspension/wishbone-arm.stl",
+        photo=ContentFile(preview_png(wishbone), name="wishbone.png"),
+        notes="The arm fits the chassis mounts; the track felt narrow, so I forked it.",
+        where="Home workshop",
+        outcome="partly",
+    )
 
 
 def _user(account: DemoAccount) -> User:
