@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python bench/mesh_push.py
 	$(BIN)/python bench/bookings.py
 	$(BIN)/python bench/print_queue.py
+	$(BIN)/python bench/zip_download.py
 
 clean:
 	rm -rf $(VENV) var
