@@ -288,7 +288,7 @@ def test_a_part_larger_than_the_machine_in_any_order_does_not_fit():
 
 
 def test_fits_needs_three_sizes():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="three extents"):
         fits((10, 10), (200, 200, 200))
 
 
@@ -409,6 +409,9 @@ def test_the_diff_stays_within_a_tiny_time_budget():
     diff = geometric_diff(old, new, old_name="a.stl", new_name="b.stl", time_budget_s=0.0)
     assert not diff["exact_refinement"]
     assert diff["hausdorff_mm"] > 1.0
+    # The same files with time to spare are refined: the budget, not the files, cut it short.
+    roomy = geometric_diff(old, new, old_name="a.stl", new_name="b.stl", time_budget_s=120)
+    assert roomy["exact_refinement"]
 
 
 # --- thumbnails and viewer --------------------------------------------------------------

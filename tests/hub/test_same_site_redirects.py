@@ -110,7 +110,7 @@ def test_only_hub_redirects_reads_a_posted_next():
     readers = []
     for package in ("hub", "designs", "machines"):
         for path in (ROOT / package).rglob("*.py"):
-            if path == ROOT / "hub" / "redirects.py" or "migrations" in path.parts:
+            if "migrations" in path.parts:
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if (
@@ -122,4 +122,5 @@ def test_only_hub_redirects_reads_a_posted_next():
                     and node.args[0].value == "next"
                 ):
                     readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert readers == []
+    # The door itself is found: the scan sees the files and the calls it looks for.
+    assert [reader.partition(":")[0] for reader in readers] == ["hub/redirects.py"], readers
