@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -27,6 +26,7 @@ from hub.auth import signed_in_user
 from hub.exceptions import NotFound
 from hub.images import MAX_PHOTO_BYTES
 from hub.models import User
+from hub.redirects import safe_next
 from hub.views import form_call, hub_page
 
 
@@ -135,7 +135,4 @@ def design_make_delete(request: HttpRequest, owner: str, slug: str, make_id: int
     make = selectors.make_get(design, make_id)
     services.make_delete(make=make, actor=signed_in_user(request))
     messages.success(request, "Your make is deleted and its signed record revoked.")
-    target = request.POST.get("next") or ""
-    if target == reverse("profile", args=[request.user.get_username()]):
-        return redirect(target)
-    return redirect(f"{detail_url(design)}#makes")
+    return redirect(safe_next(request, f"{detail_url(design)}#makes"))
