@@ -312,3 +312,41 @@ def _displayed(change: BomChange, names: dict[str, str]) -> BomChange:
         change.quantity_delta,
         [names[column] for column in change.changed_fields],
     )
+
+
+@dataclass(frozen=True)
+class BomLine:
+    """One part of a BOM, for adding BOMs up: its key, how many (1 when the BOM has no
+    quantity column or the cell is not a number), and its description if any."""
+
+    key: str
+    quantity: float
+    description: str
+
+
+def bom_lines(text: str) -> list[BomLine]:
+    """The parts of a CSV BOM, keyed as `diff_bom` keys them; raises `BomParseError`.
+    Repeated keys are added together here: a rolled-up BOM counts parts, not rows."""
+    table = _parse(text, "")
+    if table is None:
+        return []
+    names = list(table.columns)
+    quantity = _first_of(QUANTITY_COLUMNS, names)
+    key = _first_of(KEY_COLUMNS, names) or next((name for name in names if name != quantity), names[0])
+    described = next(
+        (name for name in ("description", "name", "item") if name in names and name != key), None
+    )
+    lines: dict[str, BomLine] = {}
+    for row in table.rows:
+        name = row.get(key, "").strip()
+        if not name:
+            continue
+        count = _quantity_in(row, quantity)
+        count = 1.0 if count is None else count
+        earlier = lines.get(name)
+        lines[name] = BomLine(
+            key=name,
+            quantity=count + (earlier.quantity if earlier else 0.0),
+            description=earlier.description if earlier else (row.get(described, "") if described else ""),
+        )
+    return list(lines.values())

@@ -323,7 +323,8 @@ class Repository:
 
     def tags(self) -> list[Tag]:
         fmt = "%(refname:lstrip=2)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggeremail:trim)%00%(taggerdate:iso-strict)%00%(contents)%1e"
-        out = self._text("for-each-ref", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
+        # Newest first; tags made in the same second, newest version first (v0.10 > v0.9).
+        out = self._text("for-each-ref", "--sort=-v:refname", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
         tags = []
         for record in out.split("\x1e"):
             record = record.lstrip("\n")
@@ -568,6 +569,26 @@ class Repository:
 
     def has_object(self, sha: str) -> bool:
         return self._status("cat-file", "-e", sha) == 0
+
+    def is_reachable(self, sha: str) -> bool:
+        """Whether `sha` is a commit some branch or tag contains (part of the history
+        people see, not an object left behind by a rewrite or a lost race)."""
+        if not re.fullmatch(r"[0-9a-f]{40}", sha) or self._status("cat-file", "-e", f"{sha}^{{commit}}") != 0:
+            return False
+        out = self._run(
+            "for-each-ref", "--count=1", "--format=%(refname)", "--contains", sha, "refs/heads/", "refs/tags/"
+        )
+        return bool(out.strip())
+
+    def gitlinks(self, commit: str) -> list[TreeEntry]:
+        """The submodules pinned at `commit` (their `sha` is the pinned commit)."""
+        return [entry for entry in self.ls_tree(commit, recursive=True) if entry.kind == "submodule"]
+
+    def config_blob_entries(self, blob_sha: str) -> str | None:
+        """`git config --list -z` of a config-format blob (.gitmodules), read by git
+        itself; None when git cannot read it."""
+        status, out, _ = self._execute("config", "--blob", blob_sha, "--list", "-z")
+        return out.decode(errors="replace") if status == 0 else None
 
     def read_blob(self, sha: str) -> bytes:
         return self._run("cat-file", "blob", sha)

@@ -477,3 +477,44 @@ class Make(models.Model):
 
     def __str__(self) -> str:
         return f"{self.maker} made {self.design} at {self.commit_sha[:10]}"
+
+
+class AssemblyCheck(models.Model):
+    """What the hub found reading one commit of a design as an assembly of modules
+    (designs/services/assemblies.py): the modules it pins, resolved to designs where it
+    can, and every problem as a sentence. Computed once per commit, after the ref move
+    that brought it, and again when a module it names appears or changes visibility."""
+
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="assembly_checks")
+    commit_sha = models.CharField(max_length=40)
+    is_assembly = models.BooleanField(default=False)
+    problems = models.JSONField(default=list)
+    modules = models.JSONField(default=list)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["design", "commit_sha"], name="assembly_check_one_per_commit")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.design} at {self.commit_sha[:10]}: {len(self.problems)} problems"
+
+
+class ModuleUse(models.Model):
+    """An assembly's default branch pins a design of this hub as a module: the module's
+    "used by" list, kept by the assembly check of the default branch's head."""
+
+    assembly = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="module_uses")
+    module = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="used_by")
+    path = models.CharField(max_length=4096)
+    commit_sha = models.CharField(max_length=40)
+    release = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["assembly_id", "path"]
+        constraints = [models.UniqueConstraint(fields=["assembly", "path"], name="module_use_one_per_path")]
+        indexes = [models.Index(fields=["module"], name="module_use_module")]
+
+    def __str__(self) -> str:
+        return f"{self.assembly} uses {self.module} at {self.commit_sha[:10]}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from designs.services import analysis, mirrors, proposals, refs
+from designs.models import Design
+from designs.services import analysis, assemblies, mirrors, proposals, refs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -44,3 +45,22 @@ def proposals_refresh(proposal_ids: list[int]) -> int:
 @shared_task
 def readme_prepare(design_id: int) -> bool:
     return refs.readme_prepare(design_id=design_id)
+
+
+@shared_task
+def assembly_refresh(design_id: int) -> bool:
+    """Check the design's head as an assembly, then the assemblies that use it."""
+    found = assemblies.assembly_refresh(design_id=design_id)
+    module = Design.objects.filter(pk=design_id).first()
+    if module is not None:
+        assemblies.assemblies_recheck_users(module=module)
+    return found
+
+
+@shared_task
+def assembly_check_commit(design_id: int, commit: str) -> bool:
+    """Read one commit of a design as an assembly (a page asked for one not read yet)."""
+    design = Design.objects.select_related("owner").filter(pk=design_id).first()
+    if design is None or not design.repo.has_object(commit):
+        return False
+    return assemblies.assembly_check(design, commit=commit).is_assembly

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from designs.views import assemblies as assembly_views
 from designs.views import designs as design_views
 from designs.views import makes as make_views
 from designs.views import mirrors as mirror_views
@@ -34,6 +35,10 @@ urlpatterns = [
     path(f"{D}/tags/", design_views.design_tags, name="design-tags"),
     path(f"{D}/fork/", design_views.design_fork, name="design-fork"),
     path(f"{D}/forks/", design_views.design_forks, name="design-forks"),
+    path(f"{D}/assembly/", assembly_views.design_assembly, name="design-assembly"),
+    path(f"{D}/assembly/bom.csv", assembly_views.design_assembly_bom, name="design-assembly-bom"),
+    path(f"{D}/assembly/scene.json", assembly_views.design_assembly_scene, name="design-assembly-scene"),
+    path(f"{D}/assembly/upgrade/", assembly_views.design_assembly_upgrade, name="design-assembly-upgrade"),
     path(f"{D}/makes/new/", make_views.design_make_new, name="design-make-new"),
     path(f"{D}/makes/<int:make_id>/photo", make_views.design_make_photo, name="design-make-photo"),
     path(f"{D}/makes/<int:make_id>/delete/", make_views.design_make_delete, name="design-make-delete"),

@@ -1,7 +1,7 @@
 """Writes to designs, by area. Callers use `from designs import services` and the names below;
 mirrors and proposals are reached as `services.mirrors`, `services.proposals`."""
 
-from designs.services import analysis, makes, mirrors, proposals
+from designs.services import analysis, assemblies, makes, mirrors, proposals, upgrades
 from designs.services.analysis import analyses_queue
 from designs.services.commits import (
     MAX_COMMIT_ATTEMPTS,
@@ -41,6 +41,7 @@ __all__ = [
     "Upload",
     "analyses_queue",
     "analysis",
+    "assemblies",
     "branch_create",
     "branch_delete",
     "collaborator_remove",
@@ -65,4 +66,5 @@ __all__ = [
     "refs_changed",
     "tag_create",
     "tag_delete",
+    "upgrades",
 ]

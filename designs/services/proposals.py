@@ -40,6 +40,7 @@ from designs.selectors import (
     proposal_network,
     require_writer,
 )
+from designs.services.assemblies import assembly_problems_at
 from designs.services.commits import person_for
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
@@ -475,6 +476,16 @@ def proposal_merge(
             f"Merge proposal #{proposal.number} from {proposal.source_name}:{proposal.source_branch}\n\n{proposal.title}"
         )
         new = repo.commit_tree(result.tree, [old, head], text, author=identity, committer=identity)
+    if proposal.target_branch == target.default_branch:
+        problems = assembly_problems_at(target, commit=new)
+        if problems:
+            raise Conflict(
+                f"Merged, {target.full_name} would be an assembly with problems: "
+                + " ".join(problems[:5])
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                problems=problems,
+                **figures,
+            )
     try:
         repo.update_ref(
             f"refs/heads/{proposal.target_branch}",

@@ -26,6 +26,9 @@ def refs_changed(design: Design, *, new_commits: list[str]) -> None:
     # The README at the default branch is rendered now, in the background, so that the
     # design page finds it in the cache rather than render it while someone waits.
     enqueue("designs.tasks.readme_prepare", design.pk)
+    # Read as an assembly ("used by", problems), and the assemblies using it told of
+    # a new release (designs/services/assemblies.py).
+    enqueue("designs.tasks.assembly_refresh", design.pk)
 
 
 def readme_prepare(*, design_id: int) -> bool:

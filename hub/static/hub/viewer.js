@@ -7,11 +7,16 @@
  * orange over the new one in blue-grey, one or the other alone, or side by side.
  * data-old-transform (JSON {rotation: 3 rows, shift: [x, y, z]}) is the rigid move that
  * the geometric diff found from the old part onto the new: the view can apply it.
+ * <div data-mesh-viewer data-scene="URL"> shows an assembly instead: the URL answers JSON
+ * {parts: [{url, matrix, module, path}]}, each part's triangles placed by its 4×4
+ * column-major matrix (mm), each module in its own colour.
  */
 (() => {
   "use strict";
 
   const COLOURS = { single: [0.6, 0.68, 0.78], new: [0.55, 0.63, 0.74], old: [0.95, 0.5, 0.22] };
+  const PALETTE = [[0.55, 0.63, 0.74], [0.93, 0.6, 0.3], [0.45, 0.7, 0.5], [0.75, 0.5, 0.72], [0.85, 0.75, 0.35], [0.4, 0.65, 0.75]];
+  const MAX_SCENE_PARTS = 400;
   const OLD_ALPHA = 0.42;
   const AUTO_START = 6; // browsers drop the oldest WebGL context past ~16: start the rest on a click
   const HOME = { az: -0.6, el: 0.5, zoom: 1 }; // zoom 1: the model fills the view from here
@@ -220,6 +225,7 @@
       this.message = root.querySelector(".mv-message");
       this.canvases = [root.querySelector("canvas")];
       this.urls = Object.entries({ old: root.dataset.old, new: root.dataset.new }).filter(([, url]) => url);
+      this.sceneUrl = root.dataset.scene || null;
       this.compare = this.urls.length === 2;
       this.transform = root.dataset.oldTransform ? JSON.parse(root.dataset.oldTransform) : null;
       this.aligned = Boolean(this.transform); // show the old part moved onto the new one
@@ -239,6 +245,7 @@
       this.say("Loading 3D view…", "loading");
       try {
         this.renderers = [new Renderer(this.canvases[0])];
+        if (this.sceneUrl) await this.loadScene();
         const loaded = await Promise.all(this.urls.map(([, url]) => loadMesh(url)));
         this.urls.forEach(([name], i) => { this.meshes[name] = loaded[i]; });
       } catch (error) {
@@ -255,10 +262,33 @@
       new ResizeObserver(() => this.render()).observe(this.stage);
     }
 
+    // An assembly: every part loaded once per file, placed by its matrix, coloured by module.
+    async loadScene() {
+      const response = await fetch(this.sceneUrl, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`Could not load the assembly (HTTP ${response.status}).`);
+      const parts = (await response.json()).parts.slice(0, MAX_SCENE_PARTS);
+      const files = new Map();
+      for (const part of parts) if (!files.has(part.url)) files.set(part.url, loadMesh(part.url).catch(() => null));
+      const modules = [...new Set(parts.map((part) => part.module))];
+      const items = [];
+      for (const part of parts) {
+        const mesh = await files.get(part.url);
+        if (!mesh) continue;
+        const m = part.matrix;
+        const placement = { rotation: [[m[0], m[4], m[8]], [m[1], m[5], m[9]], [m[2], m[6], m[10]]], shift: [m[12], m[13], m[14]] };
+        const colour = PALETTE[modules.indexOf(part.module) % PALETTE.length];
+        items.push({ mesh: moved(mesh, placement), colour, alpha: 1 });
+      }
+      if (!items.length) throw new Error("No module of this assembly has 3D data yet.");
+      this.sceneItems = items;
+      this.root.dataset.parts = String(items.length);
+    }
+
     // What each canvas draws, as {items, frame}: opaque surfaces first, the translucent
     // old one last. An overlay keeps both versions where their files put them, so a part
     // that moved shows as moved; side by side, each is centred on its own.
     layers() {
+      if (this.sceneItems) return [{ items: this.sceneItems, frame: union(this.sceneItems.map((item) => item.mesh.frame)) }];
       const now = this.meshes.new, old = (this.aligned && this.meshes.oldAligned) || this.meshes.old;
       const frame = union([now, old].filter(Boolean).map((m) => m.frame));
       const oldOpaque = { mesh: old, colour: COLOURS.old, alpha: 1 };

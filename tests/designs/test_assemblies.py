@@ -1,0 +1,341 @@
+"""Assemblies (docs/assemblies.md): a design that pins other designs, its modules, as git
+submodules and describes them in assembly.toml. What the hub reads from them — modules,
+releases, interfaces, rolled-up BOM and figures, licences — what it refuses, what stays
+private, and the upgrade proposal."""
+
+from __future__ import annotations
+
+import pytest
+import trimesh
+from django.urls import reverse
+
+from designs import rollup, services
+from designs.git import FileEdit, Person
+from designs.models import AssemblyCheck, ChangeProposal, ModuleUse
+from designs.services import assemblies, proposals, upgrades
+from hub.exceptions import Conflict, PermissionDenied
+from tests.factories import DesignFactory, UserFactory, commit_files
+
+pytestmark = pytest.mark.django_db
+WHO = Person(name="Ada", email="ada@example.org")
+
+
+def stl(size: float) -> bytes:
+    return trimesh.creation.box(extents=(size, size, size)).export(file_type="stl")
+
+
+def pin(assembly, modules: dict, *, toml: str | None = None, urls: dict | None = None, branch: str = "main") -> str:
+    """Commit, as `git submodule add` + push would, `modules` ({path: (design, commit)})."""
+    repo = assembly.repo
+    head = repo.branch_head(branch)
+    entries, edits = [], []
+    for path, (module, commit) in modules.items():
+        url = (urls or {}).get(path) or f"../../{module.owner.username}/{module.slug}.git"
+        entries.append(f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n')
+        edits.append(FileEdit(path, commit, "160000"))
+    edits.append(FileEdit(".gitmodules", repo.write_blob("".join(entries).encode())))
+    if toml is not None:
+        edits.append(FileEdit("assembly.toml", repo.write_blob(toml.encode())))
+    tree = repo.build_tree(head, edits)
+    sha = repo.commit_tree(tree, [head] if head else [], "Pin modules", author=WHO, committer=WHO)
+    repo.update_ref(f"refs/heads/{branch}", sha, head)
+    return sha
+
+
+def release(design, name: str) -> str:
+    services.tag_create(design=design, user=design.owner, name=name, target=None, notes="")
+    return design.repo.resolve(name)
+
+
+@pytest.fixture
+def teams(alice, bob):
+    grace = UserFactory(username="grace")
+    chassis = DesignFactory(owner=alice, slug="chassis", licence="CERN-OHL-S-2.0")
+    commit_files(
+        chassis,
+        {
+            "bom.csv": "part,qty,description\nM8 bolt,8,hex\nrail,2,steel\n",
+            "module.toml": '[[provides]]\nname = "suspension-mount"\ndescription = "4 × M8"\nfiles = ["mount.stl"]\n',
+            "mount.stl": stl(10),
+        },
+    )
+    chassis_v1 = release(chassis, "v0.1")
+    suspension = DesignFactory(owner=bob, slug="suspension", licence="CERN-OHL-S-2.0")
+    commit_files(suspension, {"bom.csv": "part,qty\nM8 bolt,4\nspring,1\n", "arm.stl": stl(20)})
+    suspension_v2 = release(suspension, "v0.2")
+    commit_files(suspension, {"bom.csv": "part,qty\nM8 bolt,6\nspring,1\n"}, message="Stiffer")
+    suspension_v3 = release(suspension, "v0.3")
+    car = DesignFactory(owner=alice, slug="car", licence="CERN-OHL-S-2.0")
+    commit_files(car, {"README.md": "# Car\n"})
+    return {
+        "grace": grace,
+        "chassis": chassis,
+        "chassis_v1": chassis_v1,
+        "suspension": suspension,
+        "suspension_v2": suspension_v2,
+        "suspension_v3": suspension_v3,
+        "car": car,
+    }
+
+
+CAR_TOML = """
+name = "Car"
+[[module]]
+path = "modules/chassis"
+release = "v0.1"
+[[module]]
+path = "modules/suspension"
+release = "v0.2"
+quantity = 4
+position = [100, 0, 0]
+rotation = [0, 0, 90]
+attaches = ["suspension-mount"]
+"""
+
+
+def build_car(teams) -> str:
+    return pin(
+        teams["car"],
+        {
+            "modules/chassis": (teams["chassis"], teams["chassis_v1"]),
+            "modules/suspension": (teams["suspension"], teams["suspension_v2"]),
+        },
+        toml=CAR_TOML,
+    )
+
+
+def test_an_assembly_names_its_modules_their_pins_releases_and_what_is_newer(teams, alice):
+    head = build_car(teams)
+    check = assemblies.assembly_check(teams["car"], commit=head)
+    assert check.is_assembly and check.problems == []
+    view = rollup.assembly_view(teams["car"], check=check, viewer=alice)
+    rows = {row.path: row for row in view.rows}
+    assert rows["modules/chassis"].design == teams["chassis"] and rows["modules/chassis"].release == "v0.1"
+    suspension = rows["modules/suspension"]
+    assert (suspension.release, suspension.latest_release, suspension.quantity) == ("v0.2", "v0.3", 4)
+    assert suspension.upgrade_available and not rows["modules/chassis"].upgrade_available
+    assert [row.path for row in view.upgrades] == ["modules/suspension"]
+
+
+def test_the_rolled_up_bom_is_each_module_s_bom_times_its_quantity(teams, alice):
+    check = assemblies.assembly_check(teams["car"], commit=build_car(teams))
+    bom = {row.key: row for row in rollup.assembly_view(teams["car"], check=check, viewer=alice).bom}
+    # chassis: 8 bolts, 2 rails (× 1); suspension v0.2: 4 bolts, 1 spring (× 4).
+    assert bom["M8 bolt"].quantity == 8 + 4 * 4
+    assert bom["spring"].quantity == 4 and bom["rail"].quantity == 2
+    assert bom["M8 bolt"].by_module == {"modules/chassis": 8, "modules/suspension": 16}
+
+
+def test_nested_assemblies_multiply_quantities_down_the_tree(teams, alice, bob):
+    axle = DesignFactory(owner=bob, slug="axle")
+    commit_files(axle, {"bom.csv": "part,qty\nbearing,2\n"})
+    axle_v1 = release(axle, "v1")
+    wheelset = DesignFactory(owner=bob, slug="wheelset")
+    commit_files(wheelset, {"README.md": "wheels\n"})
+    pin(wheelset, {"axle": (axle, axle_v1)}, toml='[[module]]\npath = "axle"\nquantity = 2\n')
+    wheelset_v1 = release(wheelset, "v1")
+    head = pin(teams["car"], {"wheels": (wheelset, wheelset_v1)}, toml='[[module]]\npath = "wheels"\nquantity = 3\n')
+    check = assemblies.assembly_check(teams["car"], commit=head)
+    view = rollup.assembly_view(teams["car"], check=check, viewer=alice)
+    assert [(row.path, row.depth, row.quantity) for row in view.rows] == [("wheels", 0, 3), ("wheels › axle", 1, 6)]
+    assert {row.key: row.quantity for row in view.bom} == {"bearing": 12}
+
+
+def test_mass_and_bounding_box_come_from_the_modules_meshes_where_they_are_placed(
+    background_tasks_run, teams, alice
+):
+    # The meshes were analysed when committed (background tasks run inline here).
+    check = assemblies.assembly_check(teams["car"], commit=build_car(teams))
+    view = rollup.assembly_view(teams["car"], check=check, viewer=alice)
+    assert view.figures_missing == 0, "every module mesh was analysed"
+    # A 10 mm cube about the origin; a 20 mm cube turned and moved 100 mm along X.
+    assert view.bbox_min == pytest.approx([-5.0, -10.0, -10.0])
+    assert view.bbox_max == pytest.approx([110.0, 10.0, 10.0])
+    pla = 1.24
+    assert view.mass_g == pytest.approx(round((1.0 * pla) + 4 * (8.0 * pla), 1), abs=0.1)
+    assert view.mass_estimated  # no material named: PLA assumed, and said so
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: {"urls": {"modules/chassis": "../../alice/nothing.git"}}, "module alice/nothing not found"),
+        (lambda t: {"pins": {"modules/chassis": "f" * 40}}, "is not in the history of alice/chassis"),
+        (lambda t: {"toml": CAR_TOML.replace('release = "v0.1"', 'release = "v9"')}, "does not have"),
+        (lambda t: {"toml": CAR_TOML.replace('release = "v0.2"', 'release = "v0.3"')}, "but the submodule pins"),
+        (lambda t: {"toml": CAR_TOML.replace("suspension-mount", "wing-mount")}, "which no module of this assembly provides"),
+        (lambda t: {"toml": CAR_TOML + '[[module]]\npath = "modules/missing"\n'}, "is not a submodule"),
+        (lambda t: {"toml": CAR_TOML.replace("[100, 0, 0]", "[nan, 0, 0]")}, "must be finite"),
+        (lambda t: {"toml": CAR_TOML.replace("[100, 0, 0]", "[1e300, 0, 0]")}, "must be finite"),
+        (lambda t: {"toml": CAR_TOML.replace('path = "modules/chassis"', 'path = "../../etc"')}, "plain and relative"),
+        (lambda t: {"toml": "x = " + "[" * 5000 + "]" * 5000}, "assembly.toml"),
+        (lambda t: {"toml": "# " + "x" * (70 * 1024)}, "larger than 64 KiB"),
+        (lambda t: {"toml": "[[module]\npath="}, "not valid TOML"),
+        (lambda t: {"toml": CAR_TOML.replace("quantity = 4", "quantity = -1")}, "quantity must be"),
+    ],
+)
+def test_a_broken_assembly_is_explained_field_by_field(teams, change, expected):
+    changes = change(teams)
+    pins = {
+        "modules/chassis": (teams["chassis"], changes.get("pins", {}).get("modules/chassis", teams["chassis_v1"])),
+        "modules/suspension": (teams["suspension"], teams["suspension_v2"]),
+    }
+    head = pin(teams["car"], pins, toml=changes.get("toml", CAR_TOML), urls=changes.get("urls"))
+    problems = assemblies.assembly_problems_at(teams["car"], commit=head)
+    assert any(expected in problem for problem in problems), problems
+    ok, report = teams["car"].repo.fsck()
+    assert ok, report
+
+
+def test_a_cycle_of_assemblies_is_a_problem_not_a_hang(teams, alice):
+    car, chassis = teams["car"], teams["chassis"]
+    car_v1 = pin(car, {"modules/chassis": (chassis, teams["chassis_v1"])})
+    services.tag_create(design=car, user=alice, name="v1", target=None, notes="")
+    pin(chassis, {"vehicle": (car, car_v1)})
+    chassis_head = chassis.repo.branch_head("main")
+    services.tag_create(design=chassis, user=alice, name="v0.2", target=None, notes="")
+    head = pin(car, {"modules/chassis": (chassis, chassis_head)})
+    problems = assemblies.assembly_problems_at(car, commit=head)
+    assert any("a cycle of assemblies: alice/car → alice/chassis → alice/car" in p for p in problems), problems
+
+
+def test_a_private_module_is_counted_never_named_for_those_who_cannot_see_it(teams, alice):
+    suspension = teams["suspension"]
+    suspension.visibility = "private"
+    suspension.save()
+    check = assemblies.assembly_check(teams["car"], commit=build_car(teams))
+    stranger = UserFactory()
+    view = rollup.assembly_view(teams["car"], check=check, viewer=stranger)
+    assert view.private_modules == 1
+    assert [row.path for row in view.rows] == ["modules/chassis"]
+    assert "spring" not in {row.key for row in view.bom}
+    assert "suspension" not in str([row.design for row in view.rows])
+    owner_view = rollup.assembly_view(teams["car"], check=check, viewer=teams["suspension"].owner)
+    assert owner_view.private_modules == 0 and len(owner_view.rows) == 2
+
+
+def test_problems_in_a_private_module_are_hidden_from_those_who_cannot_see_it(teams):
+    suspension = teams["suspension"]
+    suspension.visibility = "private"
+    suspension.save()
+    head = pin(
+        teams["car"],
+        {"modules/suspension": (suspension, "e" * 40)},
+        toml='[[module]]\npath = "modules/suspension"\n',
+    )
+    check = assemblies.assembly_check(teams["car"], commit=head)
+    stranger_view = rollup.assembly_view(teams["car"], check=check, viewer=UserFactory())
+    assert stranger_view.problems == [] and stranger_view.hidden_problems == 1
+    owner_view = rollup.assembly_view(teams["car"], check=check, viewer=suspension.owner)
+    assert owner_view.hidden_problems == 0 and "not in the history" in owner_view.problems[0]
+
+
+def test_a_licence_that_asks_more_than_the_assembly_gives_is_warned_about(teams, alice):
+    car = teams["car"]
+    car.licence = "MIT"
+    car.save()
+    check = assemblies.assembly_check(car, commit=build_car(teams))
+    warnings = rollup.assembly_view(car, check=check, viewer=alice).licence_warnings
+    assert len(warnings) == 2 and all("strongly reciprocal" in warning for warning in warnings)
+
+
+def test_the_upgrade_proposal_moves_the_pin_and_the_release_line_and_merges(teams, alice):
+    car = teams["car"]
+    build_car(teams)
+    proposal = upgrades.assembly_upgrade_propose(design=car, user=alice, path="modules/suspension", release="v0.3")
+    assert proposal.title.startswith("Upgrade modules/suspension (bob/suspension) from v0.2 to v0.3")
+    proposals.proposal_merge(proposal=proposal, user=alice)
+    head = car.repo.branch_head("main")
+    assert car.repo.entry(head, "modules/suspension").sha == teams["suspension_v3"]
+    toml = car.repo.read_blob(car.repo.entry(head, "assembly.toml").sha).decode()
+    assert 'release = "v0.3"' in toml and 'release = "v0.1"' in toml and "quantity = 4" in toml
+    assert assemblies.assembly_problems_at(car, commit=head) == []
+
+
+def test_only_people_who_can_write_to_the_assembly_may_propose_an_upgrade(teams, bob):
+    build_car(teams)
+    with pytest.raises(PermissionDenied):
+        upgrades.assembly_upgrade_propose(design=teams["car"], user=bob, path="modules/suspension", release="v0.3")
+
+
+def test_a_proposal_that_would_break_the_assembly_cannot_be_merged_into_its_default_branch(teams, alice):
+    car = teams["car"]
+    build_car(teams)
+    services.branch_create(design=car, user=alice, name="broken")
+    pin(
+        car,
+        {
+            "modules/chassis": (teams["chassis"], teams["chassis_v1"]),
+            "modules/suspension": (teams["suspension"], teams["suspension_v2"]),
+        },
+        toml=CAR_TOML.replace('release = "v0.2"', 'release = "v0.3"'),
+        branch="broken",
+    )
+    proposal = proposals.proposal_create(target=car, user=alice, title="Break it", source_branch="broken")
+    before = car.repo.branch_head("main")
+    with pytest.raises(Conflict, match="assembly with problems"):
+        proposals.proposal_merge(proposal=proposal, user=alice)
+    assert car.repo.branch_head("main") == before
+    assert ChangeProposal.objects.get(pk=proposal.pk).status == "open"
+
+
+def test_a_module_lists_the_assemblies_that_use_it_and_at_which_version(teams, alice, bob):
+    build_car(teams)
+    assert assemblies.assembly_refresh(design_id=teams["car"].pk)
+    uses = rollup.used_by(teams["suspension"], viewer=bob)
+    assert [(use.assembly, use.release) for use in uses] == [(teams["car"], "v0.2")]
+    assert ModuleUse.objects.filter(module=teams["chassis"]).count() == 1
+    car = teams["car"]
+    car.visibility = "private"
+    car.save()
+    assert rollup.used_by(teams["suspension"], viewer=bob) == []
+
+
+def test_the_assembly_page_shows_modules_bom_and_the_upgrade_to_writers_only(teams, client, alice, bob):
+    assemblies.assembly_check(teams["car"], commit=build_car(teams))
+    url = reverse("design-assembly", args=["alice", "car"])
+    client.force_login(bob)
+    page = client.get(url).content.decode()
+    assert "bob/suspension" in page and "M8 bolt" in page and "Propose the upgrade" not in page
+    client.force_login(alice)
+    page = client.get(url).content.decode()
+    assert "bob/suspension v0.3</strong> is out (you pin v0.2)" in page and "Propose the upgrade" in page
+    response = client.post(
+        reverse("design-assembly-upgrade", args=["alice", "car"]), {"path": "modules/suspension", "release": "v0.3"}
+    )
+    assert response.status_code == 302 and "/proposals/" in response["Location"]
+    csv_text = client.get(reverse("design-assembly-bom", args=["alice", "car"])).content.decode()
+    assert csv_text.splitlines()[0] == "part,description,quantity,modules/chassis,modules/suspension"
+    assert "M8 bolt,hex,24,8,16" in csv_text
+    scene = client.get(reverse("design-assembly-scene", args=["alice", "car"])).json()
+    assert {part["path"] for part in scene["parts"]} == {"mount.stl", "arm.stl"}
+
+
+def test_the_bom_can_be_compared_between_two_versions_of_the_assembly(teams, client, alice):
+    car = teams["car"]
+    build_car(teams)
+    services.tag_create(design=car, user=alice, name="v1", target=None, notes="")
+    proposal = upgrades.assembly_upgrade_propose(design=car, user=alice, path="modules/suspension", release="v0.3")
+    proposals.proposal_merge(proposal=proposal, user=alice)
+    for ref in ("v1", "main"):
+        assemblies.assembly_check(car, commit=car.repo.resolve(ref))
+    client.force_login(alice)
+    page = client.get(reverse("design-assembly", args=["alice", "car"]), {"base": "v1"}).content.decode()
+    # suspension v0.3 has 6 bolts instead of 4, × 4 suspensions: 24 → 32.
+    assert "data-assembly-bom-diff" in page
+    assert "<td>M8 bolt</td><td>changed</td><td class=\"num\">24</td><td class=\"num\">32</td>" in page
+
+
+def test_a_design_that_pins_nothing_is_not_an_assembly(teams, client):
+    check = assemblies.assembly_check(teams["chassis"], commit=teams["chassis_v1"])
+    assert not check.is_assembly and check.modules == []
+    assemblies.assembly_check(teams["chassis"], commit=teams["chassis"].repo.branch_head("main"))
+    page = client.get(reverse("design-assembly", args=["alice", "chassis"]))
+    assert page.status_code == 200 and "is not an assembly" in page.content.decode()
+
+
+def test_a_check_is_kept_per_commit(teams):
+    head = build_car(teams)
+    assemblies.assembly_check(teams["car"], commit=head)
+    assemblies.assembly_check(teams["car"], commit=head)
+    assert AssemblyCheck.objects.filter(design=teams["car"], commit_sha=head).count() == 1
