@@ -1,5 +1,6 @@
 from django.urls import path
 
+from designs.api import assemblies as assembly_api
 from designs.api import designs as design_api
 from designs.api import makes as make_api
 from designs.api import mirrors as mirror_api
@@ -29,6 +30,13 @@ urlpatterns = [
     path(f"designs/{D}/tags/<path:name>/", design_api.TagDetailApi.as_view(), name="api-design-tag"),
     path(f"designs/{D}/fork/", design_api.ForkApi.as_view(), name="api-design-fork"),
     path(f"designs/{D}/forks/", design_api.ForkListApi.as_view(), name="api-design-forks"),
+    path(f"designs/{D}/assembly/", assembly_api.AssemblyApi.as_view(), name="api-design-assembly"),
+    path(
+        f"designs/{D}/assembly/upgrades/",
+        assembly_api.AssemblyUpgradeApi.as_view(),
+        name="api-design-assembly-upgrade",
+    ),
+    path(f"designs/{D}/used-by/", assembly_api.UsedByApi.as_view(), name="api-design-used-by"),
     path(f"designs/{D}/makes/", make_api.MakeListApi.as_view(), name="api-design-makes"),
     path(f"designs/{D}/makes/<int:make_id>/", make_api.MakeDetailApi.as_view(), name="api-design-make"),
     path("users/<str:username>/makes/", make_api.PersonMakeListApi.as_view(), name="api-user-makes"),

@@ -324,7 +324,9 @@ class Repository:
     def tags(self) -> list[Tag]:
         fmt = "%(refname:lstrip=2)%00%(*objectname)%00%(objectname)%00%(taggername)%00%(taggeremail:trim)%00%(taggerdate:iso-strict)%00%(contents)%1e"
         # Newest first; tags made in the same second, newest version first (v0.10 > v0.9).
-        out = self._text("for-each-ref", "--sort=-v:refname", "--sort=-creatordate", f"--format={fmt}", "refs/tags/")
+        out = self._text(
+            "for-each-ref", "--sort=-v:refname", "--sort=-creatordate", f"--format={fmt}", "refs/tags/"
+        )
         tags = []
         for record in out.split("\x1e"):
             record = record.lstrip("\n")

@@ -24,7 +24,9 @@ def stl(size: float) -> bytes:
     return trimesh.creation.box(extents=(size, size, size)).export(file_type="stl")
 
 
-def pin(assembly, modules: dict, *, toml: str | None = None, urls: dict | None = None, branch: str = "main") -> str:
+def pin(
+    assembly, modules: dict, *, toml: str | None = None, urls: dict | None = None, branch: str = "main"
+) -> str:
     """Commit, as `git submodule add` + push would, `modules` ({path: (design, commit)})."""
     repo = assembly.repo
     head = repo.branch_head(branch)
@@ -134,10 +136,15 @@ def test_nested_assemblies_multiply_quantities_down_the_tree(teams, alice, bob):
     commit_files(wheelset, {"README.md": "wheels\n"})
     pin(wheelset, {"axle": (axle, axle_v1)}, toml='[[module]]\npath = "axle"\nquantity = 2\n')
     wheelset_v1 = release(wheelset, "v1")
-    head = pin(teams["car"], {"wheels": (wheelset, wheelset_v1)}, toml='[[module]]\npath = "wheels"\nquantity = 3\n')
+    head = pin(
+        teams["car"], {"wheels": (wheelset, wheelset_v1)}, toml='[[module]]\npath = "wheels"\nquantity = 3\n'
+    )
     check = assemblies.assembly_check(teams["car"], commit=head)
     view = rollup.assembly_view(teams["car"], check=check, viewer=alice)
-    assert [(row.path, row.depth, row.quantity) for row in view.rows] == [("wheels", 0, 3), ("wheels › axle", 1, 6)]
+    assert [(row.path, row.depth, row.quantity) for row in view.rows] == [
+        ("wheels", 0, 3),
+        ("wheels › axle", 1, 6),
+    ]
     assert {row.key: row.quantity for row in view.bom} == {"bearing": 12}
 
 
@@ -159,15 +166,27 @@ def test_mass_and_bounding_box_come_from_the_modules_meshes_where_they_are_place
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda t: {"urls": {"modules/chassis": "../../alice/nothing.git"}}, "module alice/nothing not found"),
+        (
+            lambda t: {"urls": {"modules/chassis": "../../alice/nothing.git"}},
+            "module alice/nothing not found",
+        ),
         (lambda t: {"pins": {"modules/chassis": "f" * 40}}, "is not in the history of alice/chassis"),
         (lambda t: {"toml": CAR_TOML.replace('release = "v0.1"', 'release = "v9"')}, "does not have"),
-        (lambda t: {"toml": CAR_TOML.replace('release = "v0.2"', 'release = "v0.3"')}, "but the submodule pins"),
-        (lambda t: {"toml": CAR_TOML.replace("suspension-mount", "wing-mount")}, "which no module of this assembly provides"),
+        (
+            lambda t: {"toml": CAR_TOML.replace('release = "v0.2"', 'release = "v0.3"')},
+            "but the submodule pins",
+        ),
+        (
+            lambda t: {"toml": CAR_TOML.replace("suspension-mount", "wing-mount")},
+            "which no module of this assembly provides",
+        ),
         (lambda t: {"toml": CAR_TOML + '[[module]]\npath = "modules/missing"\n'}, "is not a submodule"),
         (lambda t: {"toml": CAR_TOML.replace("[100, 0, 0]", "[nan, 0, 0]")}, "must be finite"),
         (lambda t: {"toml": CAR_TOML.replace("[100, 0, 0]", "[1e300, 0, 0]")}, "must be finite"),
-        (lambda t: {"toml": CAR_TOML.replace('path = "modules/chassis"', 'path = "../../etc"')}, "plain and relative"),
+        (
+            lambda t: {"toml": CAR_TOML.replace('path = "modules/chassis"', 'path = "../../etc"')},
+            "plain and relative",
+        ),
         (lambda t: {"toml": "x = " + "[" * 5000 + "]" * 5000}, "assembly.toml"),
         (lambda t: {"toml": "# " + "x" * (70 * 1024)}, "larger than 64 KiB"),
         (lambda t: {"toml": "[[module]\npath="}, "not valid TOML"),
@@ -177,7 +196,10 @@ def test_mass_and_bounding_box_come_from_the_modules_meshes_where_they_are_place
 def test_a_broken_assembly_is_explained_field_by_field(teams, change, expected):
     changes = change(teams)
     pins = {
-        "modules/chassis": (teams["chassis"], changes.get("pins", {}).get("modules/chassis", teams["chassis_v1"])),
+        "modules/chassis": (
+            teams["chassis"],
+            changes.get("pins", {}).get("modules/chassis", teams["chassis_v1"]),
+        ),
         "modules/suspension": (teams["suspension"], teams["suspension_v2"]),
     }
     head = pin(teams["car"], pins, toml=changes.get("toml", CAR_TOML), urls=changes.get("urls"))
@@ -196,7 +218,9 @@ def test_a_cycle_of_assemblies_is_a_problem_not_a_hang(teams, alice):
     services.tag_create(design=chassis, user=alice, name="v0.2", target=None, notes="")
     head = pin(car, {"modules/chassis": (chassis, chassis_head)})
     problems = assemblies.assembly_problems_at(car, commit=head)
-    assert any("a cycle of assemblies: alice/car → alice/chassis → alice/car" in p for p in problems), problems
+    assert any("a cycle of assemblies: alice/car → alice/chassis → alice/car" in p for p in problems), (
+        problems
+    )
 
 
 def test_a_private_module_is_counted_never_named_for_those_who_cannot_see_it(teams, alice):
@@ -242,7 +266,9 @@ def test_a_licence_that_asks_more_than_the_assembly_gives_is_warned_about(teams,
 def test_the_upgrade_proposal_moves_the_pin_and_the_release_line_and_merges(teams, alice):
     car = teams["car"]
     build_car(teams)
-    proposal = upgrades.assembly_upgrade_propose(design=car, user=alice, path="modules/suspension", release="v0.3")
+    proposal = upgrades.assembly_upgrade_propose(
+        design=car, user=alice, path="modules/suspension", release="v0.3"
+    )
     assert proposal.title.startswith("Upgrade modules/suspension (bob/suspension) from v0.2 to v0.3")
     proposals.proposal_merge(proposal=proposal, user=alice)
     head = car.repo.branch_head("main")
@@ -255,7 +281,9 @@ def test_the_upgrade_proposal_moves_the_pin_and_the_release_line_and_merges(team
 def test_only_people_who_can_write_to_the_assembly_may_propose_an_upgrade(teams, bob):
     build_car(teams)
     with pytest.raises(PermissionDenied):
-        upgrades.assembly_upgrade_propose(design=teams["car"], user=bob, path="modules/suspension", release="v0.3")
+        upgrades.assembly_upgrade_propose(
+            design=teams["car"], user=bob, path="modules/suspension", release="v0.3"
+        )
 
 
 def test_a_proposal_that_would_break_the_assembly_cannot_be_merged_into_its_default_branch(teams, alice):
@@ -301,7 +329,8 @@ def test_the_assembly_page_shows_modules_bom_and_the_upgrade_to_writers_only(tea
     page = client.get(url).content.decode()
     assert "bob/suspension v0.3</strong> is out (you pin v0.2)" in page and "Propose the upgrade" in page
     response = client.post(
-        reverse("design-assembly-upgrade", args=["alice", "car"]), {"path": "modules/suspension", "release": "v0.3"}
+        reverse("design-assembly-upgrade", args=["alice", "car"]),
+        {"path": "modules/suspension", "release": "v0.3"},
     )
     assert response.status_code == 302 and "/proposals/" in response["Location"]
     csv_text = client.get(reverse("design-assembly-bom", args=["alice", "car"])).content.decode()
@@ -315,7 +344,9 @@ def test_the_bom_can_be_compared_between_two_versions_of_the_assembly(teams, cli
     car = teams["car"]
     build_car(teams)
     services.tag_create(design=car, user=alice, name="v1", target=None, notes="")
-    proposal = upgrades.assembly_upgrade_propose(design=car, user=alice, path="modules/suspension", release="v0.3")
+    proposal = upgrades.assembly_upgrade_propose(
+        design=car, user=alice, path="modules/suspension", release="v0.3"
+    )
     proposals.proposal_merge(proposal=proposal, user=alice)
     for ref in ("v1", "main"):
         assemblies.assembly_check(car, commit=car.repo.resolve(ref))
@@ -323,7 +354,7 @@ def test_the_bom_can_be_compared_between_two_versions_of_the_assembly(teams, cli
     page = client.get(reverse("design-assembly", args=["alice", "car"]), {"base": "v1"}).content.decode()
     # suspension v0.3 has 6 bolts instead of 4, × 4 suspensions: 24 → 32.
     assert "data-assembly-bom-diff" in page
-    assert "<td>M8 bolt</td><td>changed</td><td class=\"num\">24</td><td class=\"num\">32</td>" in page
+    assert '<td>M8 bolt</td><td>changed</td><td class="num">24</td><td class="num">32</td>' in page
 
 
 def test_a_design_that_pins_nothing_is_not_an_assembly(teams, client):
@@ -339,3 +370,74 @@ def test_a_check_is_kept_per_commit(teams):
     assemblies.assembly_check(teams["car"], commit=head)
     assemblies.assembly_check(teams["car"], commit=head)
     assert AssemblyCheck.objects.filter(design=teams["car"], commit_sha=head).count() == 1
+
+
+class TestApi:
+    def test_it_answers_what_the_page_shows(self, teams, api):
+        assemblies.assembly_check(teams["car"], commit=build_car(teams))
+        body = api.get("/api/designs/alice/car/assembly/").json()
+        assert body["is_assembly"] and body["problems"] == [] and body["private_modules"] == 0
+        assert [(m["path"], m["design"], m["release"], m["quantity"]) for m in body["modules"]] == [
+            ("modules/chassis", "alice/chassis", "v0.1", 1),
+            ("modules/suspension", "bob/suspension", "v0.2", 4),
+        ]
+        assert {row["key"]: row["quantity"] for row in body["bom"]} == {"M8 bolt": 24, "rail": 2, "spring": 4}
+
+    def test_a_commit_not_read_yet_is_a_202_until_it_is(self, teams, api):
+        build_car(teams)
+        response = api.get("/api/designs/alice/car/assembly/")
+        # Tests run queued work only when it commits: the read is queued, not done.
+        assert response.status_code == 202 and response.json()["status"] == "pending"
+
+    def test_a_private_module_is_counted_not_named(self, teams, api):
+        teams["suspension"].visibility = "private"
+        teams["suspension"].save()
+        assemblies.assembly_check(teams["car"], commit=build_car(teams))
+        body = api.get("/api/designs/alice/car/assembly/").json()
+        assert body["private_modules"] == 1 and [m["path"] for m in body["modules"]] == ["modules/chassis"]
+        assert "bob/suspension" not in str(body) and "modules/suspension" not in str(body)
+
+    def test_a_writer_proposes_an_upgrade(self, teams, alice_api, bob_api):
+        assemblies.assembly_check(teams["car"], commit=build_car(teams))
+        body = {"path": "modules/suspension", "release": "v0.3"}
+        assert (
+            bob_api.post("/api/designs/alice/car/assembly/upgrades/", body, format="json").status_code == 403
+        )
+        response = alice_api.post("/api/designs/alice/car/assembly/upgrades/", body, format="json")
+        assert response.status_code == 201 and response.json()["title"].startswith(
+            "Upgrade modules/suspension"
+        )
+        again = alice_api.post(
+            "/api/designs/alice/car/assembly/upgrades/", {**body, "release": "v0.2"}, format="json"
+        )
+        assert again.status_code == 409
+
+    def test_a_module_lists_where_it_is_used(self, teams, api):
+        build_car(teams)
+        assemblies.assembly_refresh(design_id=teams["car"].pk)
+        assert api.get("/api/designs/bob/suspension/used-by/").json() == [
+            {
+                "assembly": "alice/car",
+                "path": "modules/suspension",
+                "commit": teams["suspension_v2"],
+                "release": "v0.2",
+            }
+        ]
+
+    def test_reading_an_assembly_takes_the_same_queries_for_one_module_as_for_many(self, teams, api, bob):
+        from tests.api.querycounts import get_counting_queries
+
+        counts = []
+        for many in (1, 6):
+            modules = {}
+            for number in range(many):
+                module = DesignFactory(owner=bob)
+                commit_files(module, {"bom.csv": "part,qty\nbolt,1\n", "part.stl": stl(5)})
+                modules[f"m{number}"] = (module, module.repo.branch_head("main"))
+            assembly = DesignFactory(owner=bob)
+            commit_files(assembly, {"README.md": "x\n"})
+            assemblies.assembly_check(assembly, commit=pin(assembly, modules))
+            queries, response = get_counting_queries(api, f"/api/designs/bob/{assembly.slug}/assembly/")
+            assert len(response.json()["modules"]) == many
+            counts.append(queries)
+        assert counts[0] == counts[1], counts
