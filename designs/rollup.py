@@ -324,3 +324,40 @@ def used_by(design: Design, *, viewer: Viewer) -> list[ModuleUse]:
         .select_related("assembly__owner")
         .order_by("assembly__owner__username", "assembly__slug")
     )
+
+
+@dataclass
+class InterfaceChange:
+    name: str
+    files: list[str]
+
+
+def interface_changes(view: AssemblyView) -> dict[str, list[InterfaceChange]]:
+    """For each upgrade on offer: the interfaces of that module which other modules of the
+    assembly attach to and whose defining files the newer release changes (an upgrade
+    that may no longer fit). Reads git, for the few modules with an upgrade only."""
+    attached = {name for row in view.rows for name in row.attaches}
+    found: dict[str, list[InterfaceChange]] = {}
+    for row in view.upgrades:
+        if row.design is None:
+            continue
+        used = [interface for interface in row.provides if interface["name"] in attached]
+        newer = _provided_at(row.design, row.latest_release_commit)
+        changed = row.design.repo.changed_paths(row.pin, row.latest_release_commit)
+        changes = []
+        for interface in used:
+            paths = set(interface["files"]) | set(newer.get(interface["name"], ()))
+            touched = sorted(path for path in paths if path in changed)
+            if touched or interface["name"] not in newer:
+                changes.append(InterfaceChange(interface["name"], touched or ["(no longer provided)"]))
+        if changes:
+            found[row.top_path] = changes
+    return found
+
+
+def _provided_at(design: Design, commit: str) -> dict[str, tuple[str, ...]]:
+    entry = design.repo.entry(commit, files.MODULE_FILE)
+    if entry is None or entry.kind != "blob" or (entry.size or 0) > files.MAX_FILE_BYTES:
+        return {}
+    manifest, _ = files.parse_module(design.repo.read_blob(entry.sha))
+    return {interface.name: interface.files for interface in manifest.provides}

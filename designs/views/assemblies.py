@@ -74,6 +74,7 @@ def design_assembly(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         base_ref=base_ref,
         bom_changes=bom_changes,
         on_default=ref == design.default_branch,
+        interface_changes=rollup.interface_changes(view) if view.upgrades else {},
     )
 
 

@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from designs import forms, okh, paths, presenters, selectors, services
+from designs import forms, okh, paths, presenters, rollup, selectors, services
 from designs.diffs import PAGE_BUDGET, compare
 from designs.git import Commit
 from designs.meshes import is_mesh_path
@@ -228,6 +228,7 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         "upstream_status": selectors.design_upstream_status(design, request.user),
         "panels": design_panels(design),
         "makes": selectors.makes_of_design(design),
+        "used_by": rollup.used_by(design, viewer=request.user),
     }
     mirrors.mirror_refresh_if_due(design)
     if design.repo.is_empty():

@@ -441,3 +441,56 @@ class TestApi:
             assert len(response.json()["modules"]) == many
             counts.append(queries)
         assert counts[0] == counts[1], counts
+
+
+def test_an_upgrade_that_changes_an_interface_others_attach_to_is_flagged(alice, bob, client):
+    plate = DesignFactory(owner=bob, slug="plate")
+    manifest = '[[provides]]\nname = "mount"\nfiles = ["mount.stl"]\n'
+    commit_files(plate, {"module.toml": manifest, "mount.stl": stl(10), "notes.md": "a\n"})
+    plate_v1 = release(plate, "v1")
+    commit_files(plate, {"notes.md": "b\n"}, message="Only notes")
+    release(plate, "v2")
+    bracket = DesignFactory(owner=bob, slug="bracket")
+    commit_files(bracket, {"README.md": "bracket\n"})
+    bracket_v1 = release(bracket, "v1")
+    rig = DesignFactory(owner=alice, slug="rig")
+    commit_files(rig, {"README.md": "rig\n"})
+    toml = '[[module]]\npath = "plate"\n[[module]]\npath = "bracket"\nattaches = ["mount"]\n'
+    head = pin(rig, {"plate": (plate, plate_v1), "bracket": (bracket, bracket_v1)}, toml=toml)
+    view = rollup.assembly_view(rig, check=assemblies.assembly_check(rig, commit=head), viewer=alice)
+    assert rollup.interface_changes(view) == {}, "v2 changed only the notes"
+    commit_files(plate, {"mount.stl": stl(12)}, message="Wider mount")
+    release(plate, "v3")
+    AssemblyCheck.objects.filter(design=rig).delete()
+    check = assemblies.assembly_check(rig, commit=head)
+    view = rollup.assembly_view(rig, check=check, viewer=alice)
+    assert rollup.interface_changes(view) == {"plate": [rollup.InterfaceChange("mount", ["mount.stl"])]}
+    client.force_login(alice)
+    page = client.get(reverse("design-assembly", args=["alice", "rig"])).content.decode()
+    assert "Interface change:</strong> mount — mount.stl changed" in page
+
+
+def test_a_module_s_page_says_which_assemblies_use_it(teams, client):
+    build_car(teams)
+    assemblies.assembly_refresh(design_id=teams["car"].pk)
+    page = client.get(reverse("design-detail", args=["bob", "suspension"])).content.decode()
+    assert 'data-used-by><a href="/alice/car/assembly/">alice/car</a> at v0.2' in page
+
+
+def test_listing_where_a_module_is_used_takes_the_same_queries_for_one_assembly_as_for_many(
+    teams, api, alice
+):
+    from tests.api.querycounts import assert_queries_do_not_grow_with_rows, plain_list
+
+    suspension, v2 = teams["suspension"], teams["suspension_v2"]
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            assembly = DesignFactory(owner=alice)
+            commit_files(assembly, {"README.md": "x\n"})
+            pin(assembly, {"wheels": (suspension, v2)})
+            assemblies.assembly_refresh(design_id=assembly.pk)
+
+    assert_queries_do_not_grow_with_rows(
+        api, "/api/designs/bob/suspension/used-by/", add=add, listed=plain_list
+    )
