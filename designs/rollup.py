@@ -361,3 +361,22 @@ def _provided_at(design: Design, commit: str) -> dict[str, tuple[str, ...]]:
         return {}
     manifest, _ = files.parse_module(design.repo.read_blob(entry.sha))
     return {interface.name: interface.files for interface in manifest.provides}
+
+
+def assembly_bom_changes(
+    design: Design, *, base: str, head: str, viewer: Viewer
+) -> tuple[list[dict[str, Any]] | None, list[str]]:
+    """How a change (a proposal: `base` → `head`) moves the rolled-up BOM of an assembly,
+    from stored checks: (changes or None when neither side is an assembly, the commits
+    not read yet — the caller queues them)."""
+    checks = {
+        c.commit_sha: c for c in AssemblyCheck.objects.filter(design=design, commit_sha__in=[base, head])
+    }
+    missing = [commit for commit in (base, head) if commit not in checks]
+    if missing:
+        return None, missing
+    if not (checks[base].is_assembly or checks[head].is_assembly):
+        return None, []
+    before = assembly_view(design, check=checks[base], viewer=viewer)
+    after = assembly_view(design, check=checks[head], viewer=viewer)
+    return bom_difference(before, after), []

@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from designs import forms, presenters, selectors
+from designs import forms, presenters, rollup, selectors
 from designs.diffs import PAGE_BUDGET
 from designs.selectors import REVISION_PLACEHOLDER
 from designs.services import proposals
@@ -25,6 +25,7 @@ from designs.views.pages import (
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied
 from hub.markdown import shown_html
+from hub.queue import enqueue
 from hub.views import form_call, hub_page
 
 # -- proposals ------------------------------------------------------------------------------
@@ -143,6 +144,14 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
     if proposal.head_sha and design.repo.has_object(proposal.head_sha):
         _, _, diffs = selectors.proposal_diff(proposal, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
         files = presenters.diff_rows(design, diffs, query=request.GET)
+    assembly_bom, assembly_pending = None, False
+    if proposal.head_sha and proposal.target_sha and design.repo.has_object(proposal.head_sha):
+        assembly_bom, unread = rollup.assembly_bom_changes(
+            design, base=proposal.target_sha, head=proposal.head_sha, viewer=request.user
+        )
+        for commit in unread:  # read in the background; the page shows it when done
+            enqueue("designs.tasks.assembly_check_commit", design.pk, commit)
+        assembly_pending = bool(unread)
     comments = [
         {"comment": comment, "html": _pinned(shown_html(comment, "body"), proposal.head_sha)}
         for comment in proposal.comments.select_related("author", "proposal__target__owner")
@@ -159,6 +168,8 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
         files=files,
         head=proposal.head_sha,
         has_meshes=any(row["mesh"] for row in files),
+        assembly_bom=assembly_bom,
+        assembly_pending=assembly_pending,
         comments=comments,
         comment_form=comment_form,
         can_change=selectors.proposal_can_change(proposal, request.user),

@@ -494,3 +494,21 @@ def test_listing_where_a_module_is_used_takes_the_same_queries_for_one_assembly_
     assert_queries_do_not_grow_with_rows(
         api, "/api/designs/bob/suspension/used-by/", add=add, listed=plain_list
     )
+
+
+def test_an_upgrade_proposal_shows_the_rolled_up_bom_change(teams, client, alice):
+    car = teams["car"]
+    build_car(teams)
+    proposal = upgrades.assembly_upgrade_propose(
+        design=car, user=alice, path="modules/suspension", release="v0.3"
+    )
+    url = reverse("design-proposal", args=["alice", "car", proposal.number])
+    client.force_login(alice)
+    assert "data-proposal-assembly-pending" in client.get(url).content.decode()
+    proposal.refresh_from_db()
+    for commit in (proposal.target_sha, proposal.head_sha):
+        assemblies.assembly_check(car, commit=commit)
+    page = client.get(url).content.decode()
+    assert "data-proposal-assembly-bom" in page
+    assert '<td>M8 bolt</td><td>changed</td><td class="num">24</td><td class="num">32</td>' in page
+    assert "modules/suspension" in page  # the submodule bump is in the diff
