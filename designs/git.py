@@ -583,8 +583,18 @@ class Repository:
         return bool(out.strip())
 
     def gitlinks(self, commit: str) -> list[TreeEntry]:
-        """The submodules pinned at `commit` (their `sha` is the pinned commit)."""
-        return [entry for entry in self.ls_tree(commit, recursive=True) if entry.kind == "submodule"]
+        """The submodules pinned at `commit` (their `sha` is the pinned commit). Without
+        `-l`: sizes would make git read every blob of a large tree to find a few links."""
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit).decode(
+            errors="replace"
+        )
+        links = []
+        for record in out.split("\0"):
+            if record.startswith(SUBMODULE_MODE + " "):
+                meta, path = record.split("\t", 1)
+                mode, _, sha = meta.split()
+                links.append(TreeEntry(path=path, mode=mode, kind="submodule", sha=sha, size=None))
+        return links
 
     def config_blob_entries(self, blob_sha: str) -> str | None:
         """`git config --list -z` of a config-format blob (.gitmodules), read by git
