@@ -8,7 +8,7 @@ design), so they mean the same after the rows they came from are gone.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from django.urls import reverse
 from django.utils import timezone
@@ -35,15 +35,22 @@ def _lab_url(lab: Lab) -> str:
     return records.hub_root() + reverse("lab-detail", args=[lab.slug]).lstrip("/")
 
 
+def _as_date(value: date | str | None) -> date | None:
+    """A DateField's value as given to `create()`, which may still be its ISO text."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def qualification_credential_issue(qualification: Qualification) -> Credential:
     lab = qualification.lab
+    trained_on, expires_on = _as_date(qualification.trained_on), _as_date(qualification.expires_on)
+    assert trained_on is not None
     trained_for = qualification.machine.name if qualification.machine else qualification.get_kind_display()
-    zone_midnight = timezone.make_aware(datetime.combine(qualification.trained_on, time.min), lab.zone)
+    zone_midnight = timezone.make_aware(datetime.combine(trained_on, time.min), lab.zone)
     until = (
         timezone.make_aware(
-            datetime.combine(qualification.expires_on, time.max.replace(microsecond=0)), lab.zone
+            datetime.combine(expires_on, time.max.replace(microsecond=0)), lab.zone
         )
-        if qualification.expires_on
+        if expires_on
         else None
     )
     details = {
@@ -52,8 +59,8 @@ def qualification_credential_issue(qualification: Qualification) -> Credential:
         "trainedFor": trained_for,
         "machine": qualification.machine.name if qualification.machine else None,
         "kind": qualification.kind or (qualification.machine.kind if qualification.machine else ""),
-        "trainedOn": qualification.trained_on.isoformat(),
-        "expiresOn": qualification.expires_on.isoformat() if qualification.expires_on else None,
+        "trainedOn": trained_on.isoformat(),
+        "expiresOn": expires_on.isoformat() if expires_on else None,
         "trainer": qualification.trainer.username if qualification.trainer else None,
     }
     return records.credential_issue(

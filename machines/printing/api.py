@@ -310,7 +310,7 @@ class DesignPrintsApi(APIView):
         if not owner or not slug:
             raise ValidationError("Give design=owner/slug.")
         design = design_get(user=request.user, owner=owner, slug=slug)
-        return Response(CommitPrintsOutput(ps.prints_of_design(design), many=True).data)
+        return Response(CommitPrintsOutput(ps.prints_per_commit(design), many=True).data)
 
 
 def _manages(the_lab, request: Request) -> bool:

@@ -198,6 +198,22 @@ def prints_of_design(design: Design) -> list[dict]:
     return [{**row, "labs": labs.get((row["commit_sha"], row["path"]), [])} for row in rows]
 
 
+def prints_per_commit(design: Design) -> list[dict]:
+    """Per commit of a design: how many parts were made (and failed), in how many labs
+    (the API's answer; the design page's panel groups by part as well)."""
+    rows = (
+        PrintRecord.objects.filter(design=design)
+        .values("commit_sha")
+        .annotate(
+            made=Count("pk", filter=Q(result=PrintRecord.Result.DONE)),
+            failed=Count("pk", filter=~Q(result=PrintRecord.Result.DONE)),
+            labs=Count("lab", distinct=True, filter=Q(result=PrintRecord.Result.DONE)),
+        )
+        .order_by("commit_sha")
+    )
+    return [dict(row) for row in rows]
+
+
 def records_visible_to(user: Viewer) -> QuerySet[PrintRecord]:
     """Provenance records of designs `user` may see (and their own prints of uploads)."""
     visible = Q(design__in=designs_visible_to(user).values("pk"))

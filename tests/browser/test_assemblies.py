@@ -155,11 +155,6 @@ def test_the_owner_reads_the_modules_and_bom_then_proposes_and_merges_the_upgrad
     expect(page.locator("[data-assembly-bom] tr", has_text="M8 bolt").locator("td.num")).to_have_text("32")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="designs/templates/designs/assembly.html renders the data-scene viewer but never loads "
-    "hub/viewer.js (the file and diff templates add <script src=viewer.js defer>): the view never starts",
-)
 def test_the_assembled_view_starts_by_itself(page, log_in, car):
     open_assembly(page, log_in)
     viewer = page.locator("[data-mesh-viewer][data-scene]")
@@ -168,11 +163,6 @@ def test_the_assembled_view_starts_by_itself(page, log_in, car):
 
 def test_the_assembled_view_draws_every_module_where_it_is_placed(page, log_in, car):
     open_assembly(page, log_in)
-    if page.locator("script[src*='hub/viewer.js']").count() == 0:
-        # The page does not load the viewer yet (the test above): load it as the file
-        # pages do, so the scene endpoint, the mesh data and viewer.js's data-scene
-        # support are tested all the same.
-        page.add_script_tag(url="/static/hub/viewer.js")
     viewer = page.locator("[data-mesh-viewer][data-scene]")
     expect(viewer).to_have_attribute("data-state", "ready", timeout=20_000)
     expect(viewer).to_have_class("mesh-viewer live")
