@@ -1,9 +1,14 @@
-"""Demo data for a fresh hub: three people, a modular car with history, a release, a fork.
+"""Demo data for a fresh hub: three people, each owning one module of a modular car, and
+the car itself as an assembly of those modules (docs/assemblies.md), with history,
+releases, an upgrade proposal merged and another on offer, a fork, and two makes.
 
 `manage.py demo` calls `demo_create()`. Everything is written through the services, so the
 demo takes the same paths as real use and its repositories are ordinary bare git
-repositories. The meshes are generated here (real binary STL files, a few hundred
-triangles each) and the README images are views rendered from those meshes.
+repositories. The car's pins arrive as a push would bring them (`_pushed`): the commit
+is made with git plumbing, as `git submodule add` + `git commit` make it in a clone, and
+the hub learns of it through `design_pushed`. The meshes are generated here (real binary
+STL files, a few hundred triangles each) and the README images are views rendered from
+those meshes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from designs import services
+from designs.git import FileEdit
 from designs.models import Collaborator, Design, Licence
 from hub.models import User
 
@@ -49,7 +55,7 @@ ADA = DemoAccount(
     password="ada-fabhub-demo",
     first_name="Ada",
     last_name="Moreau",
-    role="owner of ada/wikispeed-modular-car",
+    role="owns the car ada/wikispeed-modular-car (an assembly) and its chassis, ada/chassis",
     bio="Coordinates the modular car; her team in Lyon builds the chassis.",
 )
 LINUS = DemoAccount(
@@ -57,21 +63,72 @@ LINUS = DemoAccount(
     password="linus-fabhub-demo",
     first_name="Linus",
     last_name="Berg",
-    role="forks the car; owns linus/spool-holder",
-    bio="Builds suspension prototypes in Malmö and prints far too many spool holders.",
+    role="owns linus/suspension and linus/spool-holder; forks the car",
+    bio="Runs the suspension team in Nairobi and prints far too many spool holders.",
 )
 GRACE = DemoAccount(
     username="grace",
     password="grace-fabhub-demo",
     first_name="Grace",
     last_name="Okafor",
-    role="collaborator with write access to the car",
-    bio="Runs the body-panel team in Nairobi and keeps the bill of materials honest.",
+    role="owns grace/body; collaborator with write access to the car",
+    bio="Runs the body team in Montréal and keeps the bill of materials honest.",
 )
 ACCOUNTS = (ADA, LINUS, GRACE)
 
 CAR_SLUG = "wikispeed-modular-car"
 SPOOL_SLUG = "spool-holder"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the car's assembly.toml puts a module: which design, how many, where (mm)
+    and turned how (degrees about X, then Y, then Z), what it attaches to."""
+
+    owner: str
+    slug: str
+    quantity: int
+    position: tuple[float, float, float]
+    rotation: tuple[float, float, float]
+    attaches: tuple[str, ...]
+    files: tuple[str, ...] = ()
+    materials: tuple[tuple[str, str], ...] = ()
+    comment: str = ""
+
+
+# The chassis is the car's frame of reference: its centre at the origin, x forward, y to
+# the left, z up. One suspension corner is drawn (front right); the car has four.
+CAR_MODULES = {
+    "modules/chassis": Placement(
+        owner=ADA.username,
+        slug="chassis",
+        quantity=1,
+        position=(0, 0, 0),
+        rotation=(0, 0, 0),
+        attaches=(),
+        comment="The frame of reference: centre at the origin, x forward, y left, z up (mm).",
+    ),
+    "modules/suspension": Placement(
+        owner=LINUS.username,
+        slug="suspension",
+        quantity=4,
+        position=(900, -365, -25),
+        rotation=(0, 0, 180),
+        attaches=("suspension-mount",),
+        materials=(("wishbone-arm.stl", "PETG"),),
+        comment="Four corners; the one drawn is the front right, turned to point outwards.",
+    ),
+    "modules/body": Placement(
+        owner=GRACE.username,
+        slug="body",
+        quantity=1,
+        position=(0, 0, 30),
+        rotation=(0, 0, 0),
+        attaches=("body-mount",),
+        files=("body-shell.stl",),
+        comment="On the tops of the side rails; the assembled view shows the shell, not the brackets.",
+    ),
+}
 
 
 def demo_exists() -> bool:
@@ -99,96 +156,19 @@ def demo_create() -> bool:
 
 def _build(made: list[Path]) -> None:
     ada, linus, grace = (_user(account) for account in ACCOUNTS)
+    chassis = _chassis(ada, made)
+    suspension = _suspension(linus, made)
+    body = _body(grace, made)
+    car = _car(ada, grace, made, {"chassis": chassis, "suspension": suspension, "body": body})
 
-    car = services.design_create(
-        owner=ada,
-        slug=CAR_SLUG,
-        title="Wikispeed-style modular car",
-        licence=Licence.CERN_OHL_S,
-        summary=(
-            "A road car split into modules with fixed interfaces (chassis, suspension, "
-            "body), so teams in different places can each build, test and improve one "
-            "module and swap it in without redesigning the rest."
-        ),
-        tags=["vehicle", "modular", "wikispeed"],
-    )
-    made.append(car.repo_path)
-    services.collaborator_set(design=car, actor=ada, user=grace, role=Collaborator.Role.WRITE)
-
-    chassis = chassis_frame()
-    wishbone = wishbone_arm(reach=320)
-    bracket = panel_bracket(thickness=3)
-    _commit(
-        car,
-        ada,
-        "Start the car with the chassis ladder frame",
-        {
-            "README.md": _car_readme(["chassis"]),
-            "chassis/chassis-frame.stl": _stl(chassis),
-            "docs/chassis.png": preview_png(chassis),
-        },
-    )
-    _commit(
-        car,
-        ada,
-        "Add the front suspension wishbone arm",
-        {
-            "README.md": _car_readme(["chassis", "suspension"]),
-            "suspension/wishbone-arm.stl": _stl(wishbone),
-            "docs/suspension.png": preview_png(wishbone),
-        },
-    )
-    release = _commit(
-        car,
-        ada,
-        "Add the body panel bracket and a bill of materials",
-        {
-            "README.md": _car_readme(["chassis", "suspension", "body"]),
-            "body/panel-bracket.stl": _stl(bracket),
-            "docs/body.png": preview_png(bracket),
-            "bom.csv": BOM_FIRST,
-        },
-    )
-    services.tag_create(design=car, user=ada, name="v0.1", target=release, notes=RELEASE_NOTES)
-
-    thicker = panel_bracket(thickness=4)
-    _commit(
-        car,
-        ada,
-        "Thicken panel bracket to 4 mm after load test",
-        {
-            "body/panel-bracket.stl": _stl(thicker),
-            "docs/body.png": preview_png(thicker),
-        },
-    )
-    _commit(
-        car,
-        grace,
-        "Update the bill of materials after the first test build",
-        {
-            "bom.csv": BOM_AFTER_BUILD,
-        },
-    )
-    _commit(
-        car,
-        ada,
-        "Document the interfaces between modules",
-        {
-            "README.md": _car_readme(["chassis", "suspension", "body"], interfaces=True),
-        },
-    )
-
+    # linus tries his newer suspension on the car in a fork before offering it to ada.
     fork = services.design_fork(design=car, user=linus)
     made.append(fork.repo_path)
-    longer = wishbone_arm(reach=360)
-    _commit(
+    _pushed(
         fork,
         linus,
-        "Lengthen the wishbone arm by 40 mm for a wider track",
-        {
-            "suspension/wishbone-arm.stl": _stl(longer),
-            "docs/suspension.png": preview_png(longer),
-        },
+        "Try the suspension v0.3 (40 mm longer wishbones) on the car",
+        _pins({"modules/chassis": "v0.1", "modules/suspension": "v0.3", "modules/body": "v0.2"}),
     )
 
     spool = services.design_create(
@@ -223,15 +203,197 @@ def _build(made: list[Path]) -> None:
         outcome="works",
     )
     services.make_create(
-        design=car,
-        maker=linus,
-        commit_sha=car.repo.branch_head(car.default_branch) or "",
-        path="suspension/wishbone-arm.stl",
-        photo=ContentFile(preview_png(wishbone), name="wishbone.png"),
-        notes="The arm fits the chassis mounts; the track felt narrow, so I forked it.",
-        where="Home workshop",
+        design=suspension,
+        maker=ada,
+        commit_sha=suspension.repo.resolve("v0.2") or "",
+        path="wishbone-arm.stl",
+        photo=ContentFile(preview_png(wishbone_arm(reach=320)), name="wishbone.png"),
+        notes="The v0.2 arm fits the chassis mounts; the track felt narrow, and linus lengthened it in v0.3.",
+        where="Lyon",
         outcome="partly",
     )
+
+    # The hub reads each assembly after every ref move, in the background; the demo's
+    # pages should not wait for that, so the car and the fork are read now.
+    for design in (car, fork):
+        services.assemblies.assembly_refresh(design_id=design.pk)
+
+
+def _chassis(ada: User, made: list[Path]) -> Design:
+    design = services.design_create(
+        owner=ada,
+        slug="chassis",
+        title="Modular car: chassis",
+        licence=Licence.CERN_OHL_S,
+        summary="The car's 2.4 m ladder frame: four suspension mounts and the body mounts on its rails.",
+        tags=["vehicle", "modular", "chassis"],
+    )
+    made.append(design.repo_path)
+    frame = chassis_frame()
+    _commit(
+        design,
+        ada,
+        "Ladder frame with four suspension mounts and body mounts on the rails",
+        {
+            "README.md": CHASSIS_README,
+            "bom.csv": CHASSIS_BOM,
+            "module.toml": CHASSIS_MODULE,
+            "chassis-frame.stl": _stl(frame),
+            "docs/chassis.png": preview_png(frame),
+        },
+    )
+    services.tag_create(design=design, user=ada, name="v0.1", target=None, notes=CHASSIS_RELEASE)
+    return design
+
+
+def _suspension(linus: User, made: list[Path]) -> Design:
+    design = services.design_create(
+        owner=linus,
+        slug="suspension",
+        title="Modular car: suspension",
+        licence=Licence.CERN_OHL_S,
+        summary="One corner of the car's suspension: a lower wishbone arm, bushings and ball joint.",
+        tags=["vehicle", "modular", "suspension"],
+    )
+    made.append(design.repo_path)
+    arm = wishbone_arm(reach=320)
+    _commit(
+        design,
+        linus,
+        "Add the lower wishbone arm, a printed PETG prototype",
+        {
+            "README.md": suspension_readme(reach=320),
+            "bom.csv": SUSPENSION_BOM_FIRST,
+            "module.toml": SUSPENSION_MODULE,
+            "wishbone-arm.stl": _stl(arm),
+            "docs/wishbone-arm.png": preview_png(arm),
+        },
+    )
+    services.tag_create(design=design, user=linus, name="v0.1", target=None, notes="First wishbone arm.")
+    _commit(
+        design,
+        linus,
+        "Lock the pivot bolts with nyloc nuts",
+        {"bom.csv": SUSPENSION_BOM_NYLOC},
+    )
+    services.tag_create(design=design, user=linus, name="v0.2", target=None, notes=SUSPENSION_V2)
+    longer = wishbone_arm(reach=360)
+    _commit(
+        design,
+        linus,
+        "Lengthen the wishbone arm by 40 mm for a wider track",
+        {
+            "README.md": suspension_readme(reach=360),
+            "bom.csv": SUSPENSION_BOM_LONGER,
+            "wishbone-arm.stl": _stl(longer),
+            "docs/wishbone-arm.png": preview_png(longer),
+        },
+    )
+    services.tag_create(design=design, user=linus, name="v0.3", target=None, notes=SUSPENSION_V3)
+    return design
+
+
+def _body(grace: User, made: list[Path]) -> Design:
+    design = services.design_create(
+        owner=grace,
+        slug="body",
+        title="Modular car: body",
+        licence=Licence.CERN_OHL_W,
+        summary="The car's body: the outer shell and the brackets that hold its panels to the chassis rails.",
+        tags=["vehicle", "modular", "body"],
+    )
+    made.append(design.repo_path)
+    shell = body_shell()
+    bracket = panel_bracket(thickness=3)
+    _commit(
+        design,
+        grace,
+        "Add the body shell and the 3 mm panel bracket",
+        {
+            "README.md": BODY_README,
+            "bom.csv": BODY_BOM_FIRST,
+            "module.toml": BODY_MODULE,
+            "body-shell.stl": _stl(shell),
+            "panel-bracket.stl": _stl(bracket),
+            "docs/body-shell.png": preview_png(shell),
+            "docs/panel-bracket.png": preview_png(bracket),
+        },
+    )
+    services.tag_create(design=design, user=grace, name="v0.1", target=None, notes=BODY_V1)
+    thicker = panel_bracket(thickness=4)
+    _commit(
+        design,
+        grace,
+        "Thicken panel bracket to 4 mm after load test",
+        {"panel-bracket.stl": _stl(thicker), "docs/panel-bracket.png": preview_png(thicker)},
+    )
+    _commit(
+        design,
+        grace,
+        "Update the bill of materials after the first test build",
+        {"bom.csv": BODY_BOM_AFTER_BUILD},
+    )
+    services.tag_create(design=design, user=grace, name="v0.2", target=None, notes=BODY_V2)
+    return design
+
+
+def _car(ada: User, grace: User, made: list[Path], modules: dict[str, Design]) -> Design:
+    car = services.design_create(
+        owner=ada,
+        slug=CAR_SLUG,
+        title="Wikispeed-style modular car",
+        licence=Licence.CERN_OHL_S,
+        summary=(
+            "A road car split into modules with fixed interfaces (chassis, suspension, "
+            "body), each owned and released by its own team, so teams in different places "
+            "can each build, test and improve one module and swap it in without "
+            "redesigning the rest. This design is the assembly: it pins each module's release."
+        ),
+        tags=["vehicle", "modular", "wikispeed"],
+    )
+    made.append(car.repo_path)
+    services.collaborator_set(design=car, actor=ada, user=grace, role=Collaborator.Role.WRITE)
+
+    _commit(
+        car,
+        ada,
+        "Start the car: its modules, their teams, and a gauge for the suspension mounts",
+        {"README.md": car_readme(), "jigs/mount-gauge.stl": _stl(mount_gauge())},
+    )
+    _pushed(
+        car,
+        ada,
+        "Pin the chassis v0.1 and four suspension corners v0.2",
+        _pins({"modules/chassis": "v0.1", "modules/suspension": "v0.2"}),
+    )
+    _pushed(
+        car,
+        grace,
+        "Pin the body v0.1 on the body mounts",
+        _pins({"modules/chassis": "v0.1", "modules/suspension": "v0.2", "modules/body": "v0.1"}),
+    )
+    release = _commit(
+        car,
+        ada,
+        "Show the assembled car in the README",
+        {"README.md": car_readme(picture=True), "docs/car.png": preview_png(assembled_car(), size=320)},
+    )
+    services.tag_create(design=car, user=ada, name="v0.1", target=release, notes=RELEASE_NOTES)
+
+    # grace released a stiffer body after the first test build: she offers it to the car
+    # as the hub offers any upgrade, and ada merges it.
+    proposal = services.upgrades.assembly_upgrade_propose(
+        design=car, user=grace, path="modules/body", release="v0.2"
+    )
+    services.proposals.proposal_merge(proposal=proposal, user=ada)
+    services.branch_delete(design=car, user=ada, name=proposal.source_branch)
+    _commit(
+        car,
+        ada,
+        "Document the interfaces between modules",
+        {"README.md": car_readme(picture=True, interfaces=True)},
+    )
+    return car
 
 
 def _user(account: DemoAccount) -> User:
@@ -257,6 +419,63 @@ def _commit(design: Design, author: User, message: str, files: dict[str, bytes |
         name = path.rsplit("/", 1)[-1]
         uploads.append(services.Upload(path=path, content=ContentFile(data, name=name)))
     return services.design_commit(design=design, author=author, message=message, uploads=uploads)
+
+
+def _pins(releases: dict[str, str]) -> dict[str, tuple[Placement, str]]:
+    return {path: (CAR_MODULES[path], release) for path, release in releases.items()}
+
+
+def _pushed(design: Design, author: User, message: str, pins: dict[str, tuple[Placement, str]]) -> str:
+    """Commit `pins` ({path: (placement, release)}) on `design`'s default branch as
+    `git submodule add` and a push would: gitlinks at the releases' commits, .gitmodules
+    with relative URLs and the matching assembly.toml; then the hub's follow-up to a push."""
+    repo = design.repo
+    refs_before = repo.refs()
+    head = repo.branch_head(design.default_branch)
+    edits, gitmodules = [], []
+    for path, (placement, release) in pins.items():
+        module = Design.objects.get(owner__username=placement.owner, slug=placement.slug)
+        commit = module.repo.resolve(release)
+        assert commit is not None, f"{module.full_name} has no {release}"
+        edits.append(FileEdit(path, commit, "160000"))
+        gitmodules.append(
+            f'[submodule "{path}"]\n\tpath = {path}\n\turl = ../../{placement.owner}/{placement.slug}.git\n'
+        )
+    edits.append(FileEdit(".gitmodules", repo.write_blob("".join(gitmodules).encode())))
+    edits.append(FileEdit("assembly.toml", repo.write_blob(car_assembly_toml(pins).encode())))
+    identity = services.person_for(author)
+    tree = repo.build_tree(head, edits)
+    sha = repo.commit_tree(tree, [head] if head else [], message, author=identity, committer=identity)
+    repo.update_ref(f"refs/heads/{design.default_branch}", sha, head)
+    services.design_pushed(design=design, refs_before=refs_before)
+    return sha
+
+
+def car_assembly_toml(pins: dict[str, tuple[Placement, str]]) -> str:
+    """The car's assembly.toml for these pins (docs/assemblies.md has every key)."""
+    lines = [
+        'name = "Wikispeed-style modular car"',
+        'licence = "CERN-OHL-S-2.0"',
+    ]
+    for path, (placement, release) in pins.items():
+        lines += ["", f"# {placement.comment}", "[[module]]", f'path = "{path}"', f'release = "{release}"']
+        if placement.quantity != 1:
+            lines.append(f"quantity = {placement.quantity}")
+        lines.append(f"position = [{', '.join(f'{v:g}' for v in placement.position)}]")
+        if any(placement.rotation):
+            lines.append(f"rotation = [{', '.join(f'{v:g}' for v in placement.rotation)}]")
+        if placement.files:
+            lines.append(f"files = {_toml_list(placement.files)}")
+        if placement.attaches:
+            lines.append(f"attaches = {_toml_list(placement.attaches)}")
+        if placement.materials:
+            table = ", ".join(f'"{name}" = "{material}"' for name, material in placement.materials)
+            lines.append(f"materials = {{ {table} }}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_list(names: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{name}"' for name in names) + "]"
 
 
 # -- meshes (millimetres, z up) -----------------------------------------------------------
@@ -318,6 +537,57 @@ def panel_bracket(*, thickness: float) -> trimesh.Trimesh:
     t = thickness
     profile = [(0, 0), (50, 0), (50, t), (t, t), (t, 50), (0, 50)]
     return _extrude(profile, depth=40, fan_from=3)
+
+
+def body_shell() -> trimesh.Trimesh:
+    """The body's outer shell, 3–5 mm panels: sides, nose, tail, bonnet, boot lid, four
+    pillars, a windscreen and a roof; z = 0 is the top of the chassis rails."""
+
+    parts = [_box((-1300, 777, 0), (1300, 780, 450)), _box((-1300, -780, 0), (1300, -777, 450))]
+    parts += [_box((x0, -779, 2), (x0 + 6, 779, 448)) for x0 in (-1302, 1296)]
+    parts += [_box((400, -779, 446), (1301, 779, 451)), _box((-1301, -779, 446), (-800, 779, 451))]
+    parts += [_box((x - 20, y - 20, 445), (x + 20, y + 20, 882)) for x in (-680, 130) for y in (-670, 670)]
+    parts.append(_box((-700, -690, 880), (150, 690, 884)))
+    # The windscreen leans back from the bonnet's rear edge to the roof's front edge.
+    run, rise = 400.0 - 150.0, 882.0 - 450.0
+    screen = trimesh.creation.box(extents=(float(np.hypot(run, rise)), 1380, 4))
+    transform = trimesh.transformations.rotation_matrix(np.arctan2(rise, run), (0, 1, 0))
+    transform[:3, 3] = (275, 0, 666)
+    screen.apply_transform(transform)
+    parts.append(screen)
+    return _joined(parts)
+
+
+def mount_gauge() -> trimesh.Trimesh:
+    """A printed check for a suspension-mount plate: a 120 × 40 mm plate whose two pegs
+    sit where the plate's M12 holes must be, 80 mm apart."""
+
+    plate = _box((-60, -20, 0), (60, 20, 4))
+    pegs = []
+    for x in (-40, 40):
+        peg = trimesh.creation.cylinder(radius=5.8, height=12, sections=32)
+        peg.apply_translation((x, 0, 7))
+        pegs.append(peg)
+    return _joined([plate, *pegs])
+
+
+def assembled_car() -> trimesh.Trimesh:
+    """The frame, the shell and one wishbone placed as the car's assembly.toml places them
+    (for the README's picture; the hub draws the same from the modules themselves)."""
+
+    parts = []
+    for mesh, placement in (
+        (chassis_frame(), CAR_MODULES["modules/chassis"]),
+        (wishbone_arm(reach=320), CAR_MODULES["modules/suspension"]),
+        (body_shell(), CAR_MODULES["modules/body"]),
+    ):
+        rx, ry, rz = (float(np.radians(angle)) for angle in placement.rotation)
+        matrix = trimesh.transformations.euler_matrix(rx, ry, rz, axes="sxyz")
+        matrix[:3, 3] = placement.position
+        placed = mesh.copy()
+        placed.apply_transform(matrix)
+        parts.append(placed)
+    return _joined(parts)
 
 
 def spool_holder() -> trimesh.Trimesh:
@@ -433,29 +703,29 @@ def png_grayscale(pixels: np.ndarray) -> bytes:
 
 # -- text ---------------------------------------------------------------------------------
 
-MODULES = {
-    "chassis": (
+TEAMS = (
+    (
         "Chassis",
-        "chassis/chassis-frame.stl",
+        "ada/chassis",
         "Lyon",
         "2.4 m ladder frame in welded steel tube, with four suspension mounts.",
     ),
-    "suspension": (
+    (
         "Suspension",
-        "suspension/wishbone-arm.stl",
+        "linus/suspension",
         "Nairobi",
-        "Lower wishbone arm; printed PETG prototype before the steel version.",
+        "Lower wishbone arm, one per corner; printed PETG prototypes.",
     ),
-    "body": (
+    (
         "Body",
-        "body/panel-bracket.stl",
+        "grace/body",
         "Montréal",
-        "L bracket that holds the body panels to the side rails.",
+        "The outer shell and the L brackets that hold its panels to the rails.",
     ),
-}
+)
 
 
-def _car_readme(modules: Sequence[str], *, interfaces: bool = False) -> str:
+def car_readme(*, picture: bool = False, interfaces: bool = False) -> str:
     lines = [
         "# Wikispeed-style modular car",
         "",
@@ -464,72 +734,212 @@ def _car_readme(modules: Sequence[str], *, interfaces: bool = False) -> str:
         "rest. The approach follows the [WIKISPEED](https://en.wikipedia.org/wiki/Wikispeed)",
         "team's modular way of building cars.",
         "",
+        "This design is the **assembly**: each module is a design of its own, owned and",
+        "released by its team, and pinned here at a release as a git submodule under",
+        "`modules/`. `assembly.toml` says how many of each, where each goes and what it",
+        "attaches to; the hub's **Assembly** tab shows the module tree, the rolled-up bill of",
+        "materials, the mass and size, and the upgrades on offer.",
+        "",
         "## Modules",
         "",
-        "| Module | Part | Built in | Notes |",
+        "| Module | Design | Built in | Notes |",
         "|---|---|---|---|",
     ]
-    for key in modules:
-        name, path, place, notes = MODULES[key]
-        lines.append(f"| {name} | [{path.rsplit('/', 1)[-1]}]({path}) | {place} | {notes} |")
-    lines.append("")
-    for key in modules:
-        lines += [f"![{MODULES[key][0]}](docs/{key}.png)", ""]
+    lines += [f"| {name} | `{design}` | {place} | {notes} |" for name, design, place, notes in TEAMS]
+    lines += [
+        "",
+        "Clone the car with every module at its pin:",
+        "",
+        "```sh",
+        "git clone --recurse-submodules <this design's clone URL>",
+        "```",
+        "",
+        "`jigs/mount-gauge.stl` is the integration team's own part: a printed gauge pressed on",
+        "each suspension-mount plate to check its holes before a wishbone is bolted on.",
+        "",
+    ]
+    if picture:
+        lines += ["![The assembled car](docs/car.png)", ""]
     if interfaces:
         lines += [
             "## Interfaces",
             "",
-            "Modules meet only at these points; anything else may change freely.",
+            "Modules meet only at these points (each module's `module.toml` declares them);",
+            "anything else may change freely.",
             "",
-            "- **Suspension → chassis**: two M12 pivot bolts per wishbone, 340 mm apart, on the",
-            "  mount plates at ±900 mm from the frame centre.",
-            "- **Body → chassis**: panel brackets bolted to the side rails with 2 × M5 each,",
-            "  40 mm wide, no closer than 150 mm to one another.",
-            "- **Suspension → wheel**: ball joint in the 44 mm boss at the end of the wishbone.",
-            "",
-        ]
-    if "body" in modules:
-        lines += [
-            "## Bill of materials",
-            "",
-            "Every part and fastener is in [bom.csv](bom.csv).",
+            "- **suspension-mount** (chassis → suspension): two M12 pivot bolts per wishbone,",
+            "  340 mm apart, on the mount plates at ±900 mm from the frame centre.",
+            "- **body-mount** (chassis → body): panel brackets bolted to the side rails with",
+            "  2 × M5 each, 40 mm wide, no closer than 150 mm to one another.",
+            "- **ball-joint** (suspension → wheel): the 44 mm boss at the end of the wishbone.",
             "",
         ]
     lines += [
         "## Licence",
         "",
-        "CERN Open Hardware Licence v2 – Strongly Reciprocal (CERN-OHL-S-2.0).",
+        "CERN Open Hardware Licence v2 – Strongly Reciprocal (CERN-OHL-S-2.0). Each module",
+        "carries its own licence; the Assembly tab warns when one asks more than this.",
         "",
     ]
     return "\n".join(lines)
 
 
-BOM_FIRST = """\
+RELEASE_NOTES = """\
+First complete set of modules
+
+- Chassis v0.1: ladder frame with four suspension mounts.
+- Suspension v0.2, four corners: lower wishbone arm (printed prototype).
+- Body v0.1: the shell and the 3 mm panel bracket.
+
+Known issue: the 3 mm panel bracket flexes under load; the body team is testing a thicker one.
+"""
+
+CHASSIS_README = """\
+# Modular car: chassis
+
+The chassis module of `ada/wikispeed-modular-car`, built by the Lyon team: a 2.4 m
+ladder frame in welded steel tube. Two side rails, five cross members, and four
+suspension-mount plates at ±900 mm from the centre.
+
+| Part | File |
+|---|---|
+| Ladder frame | [chassis-frame.stl](chassis-frame.stl) |
+
+![Chassis](docs/chassis.png)
+
+It provides two interfaces (`module.toml`): **suspension-mount** and **body-mount**.
+"""
+
+CHASSIS_BOM = """\
+part,quantity,material,description
+steel tube 60x60,2,steel,side rail 2400 mm
+steel tube 50x50,5,steel,cross member 580 mm
+mount plate,4,steel,suspension mount 120 x 40 mm
+M12 bolt,8,steel,suspension pivots
+"""
+
+CHASSIS_MODULE = """\
+[[provides]]
+name = "suspension-mount"
+description = "Four plates at ±900 mm from the centre: two M12 pivot bolts per wishbone, 340 mm apart."
+files = ["chassis-frame.stl"]
+
+[[provides]]
+name = "body-mount"
+description = "The tops of the side rails: M5 holes for the panel brackets, at least 150 mm apart."
+files = ["chassis-frame.stl"]
+"""
+
+CHASSIS_RELEASE = """\
+Ladder frame, first release
+
+Two 2.4 m side rails, five cross members, four suspension-mount plates.
+"""
+
+
+def suspension_readme(*, reach: int) -> str:
+    return f"""\
+# Modular car: suspension
+
+One corner of the suspension of `ada/wikispeed-modular-car`, built by the Nairobi
+team: a lower wishbone arm, its two pivot bushings 340 mm apart and the 44 mm boss
+for the wheel's ball joint, {reach} mm from the pivots. The car takes four.
+
+| Part | File |
+|---|---|
+| Wishbone arm | [wishbone-arm.stl](wishbone-arm.stl) |
+
+![Wishbone arm](docs/wishbone-arm.png)
+
+It needs the chassis's **suspension-mount** and provides a **ball-joint** (`module.toml`).
+"""
+
+
+SUSPENSION_BOM_FIRST = """\
+part,quantity,material,description
+wishbone-arm,1,PETG,printed prototype
+pivot bushing,2,rubber,16 mm
+M12 bolt,2,steel,pivot bolts
+"""
+
+SUSPENSION_BOM_NYLOC = SUSPENSION_BOM_FIRST + "M12 nyloc nut,2,steel,locks the pivot bolts\n"
+
+SUSPENSION_BOM_LONGER = SUSPENSION_BOM_NYLOC + "track spacer,2,steel,20 mm\n"
+
+SUSPENSION_MODULE = """\
+[[needs]]
+name = "suspension-mount"
+description = "A mount plate with two M12 holes, 340 mm apart."
+
+[[provides]]
+name = "ball-joint"
+description = "The 44 mm boss at the end of the wishbone."
+files = ["wishbone-arm.stl"]
+"""
+
+SUSPENSION_V2 = """\
+Nyloc nuts on the pivot bolts
+
+The pivot bolts are locked with nyloc nuts; the arm is unchanged.
+"""
+
+SUSPENSION_V3 = """\
+Wider track
+
+The wishbone arm reaches 40 mm further (360 mm), with a 20 mm spacer at each pivot.
+"""
+
+BODY_README = """\
+# Modular car: body
+
+The body module of `ada/wikispeed-modular-car`, built by the Montréal team: the outer
+shell (side panels, nose, tail, bonnet, boot lid, windscreen and roof) and the L
+bracket that holds the panels to the chassis's side rails.
+
+| Part | File |
+|---|---|
+| Shell | [body-shell.stl](body-shell.stl) |
+| Panel bracket | [panel-bracket.stl](panel-bracket.stl) |
+
+![Body shell](docs/body-shell.png)
+
+![Panel bracket](docs/panel-bracket.png)
+
+It needs the chassis's **body-mount** (`module.toml`). Every part and fastener is in
+[bom.csv](bom.csv).
+"""
+
+BODY_BOM_FIRST = """\
 part,quantity,material,module
-chassis-frame,1,steel tube,chassis
-wishbone-arm,4,PETG,suspension
+body-shell,1,composite,body
 panel-bracket,12,PETG,body
 M5 bolt,48,steel,fasteners
 """
 
-BOM_AFTER_BUILD = """\
+BODY_BOM_AFTER_BUILD = """\
 part,quantity,material,module
-chassis-frame,1,steel tube,chassis
-wishbone-arm,4,PETG,suspension
+body-shell,1,composite,body
 panel-bracket,16,PETG,body
 M5 bolt,64,steel,fasteners
 M5 nyloc nut,64,steel,fasteners
 """
 
-RELEASE_NOTES = """\
-First complete set of modules
+BODY_MODULE = """\
+[[needs]]
+name = "body-mount"
+description = "Side rails with room for a 40 mm bracket every 150 mm."
+"""
 
-- Chassis: ladder frame with four suspension mounts.
-- Suspension: lower wishbone arm (printed prototype).
-- Body: panel bracket, 3 mm.
-- Bill of materials for one car.
+BODY_V1 = """\
+Shell and 3 mm panel bracket
 
-Known issue: the 3 mm panel bracket flexes under load; a thicker one is being tested.
+Known issue: the 3 mm bracket flexes under load.
+"""
+
+BODY_V2 = """\
+4 mm panel bracket
+
+Thicker brackets after the load test, and four more of them; nyloc nuts on every M5 bolt.
 """
 
 SPOOL_README = """\
