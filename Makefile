@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python bench/bookings.py
 	$(BIN)/python bench/print_queue.py
 	$(BIN)/python bench/zip_download.py
+	$(BIN)/python bench/assemblies.py
 
 clean:
 	rm -rf $(VENV) var
