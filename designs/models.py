@@ -105,6 +105,11 @@ class Design(models.Model):
     )
     forked_from_name = models.CharField(max_length=250, blank=True)
     fork_point = models.CharField(max_length=40, blank=True)
+    # A fork whose upstream lives on another hub (brought here by an account archive):
+    # the upstream's address there, since `forked_from` can only name a design of this hub.
+    forked_from_url = models.CharField(max_length=500, blank=True)
+    # Imported from another hub (hub/archives.py): the design's address there.
+    imported_from = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -164,3 +164,131 @@ class Credential(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class AccountArchive(models.Model):
+    """An archive of everything a person has on this hub (hub/archives.py), built in the
+    background, downloadable by them only until `expires_at`."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="archives")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent
+    stage = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"archive {self.pk} of {self.owner_id} ({self.status})"
+
+
+class ArchiveImport(models.Model):
+    """An archive from another hub (or this one) being imported into an account."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        IMPORTING = "importing", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Refused"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="archive_imports"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=200, blank=True)
+    # What the archive's signed manifest says, once read.
+    source_hub = models.CharField(max_length=500, blank=True)
+    source_account = models.CharField(max_length=500, blank=True)
+    # "verified": signed by a key this hub may trust; "unverified": from a hub it cannot
+    # check (designs are imported as content, records stay unverified).
+    signature = models.CharField(max_length=20, blank=True)
+    report = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The claim of the imported records: a challenge the source hub must sign.
+    claim_challenge = models.CharField(max_length=64, blank=True)
+    claim_challenge_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.account_id} ({self.status})"
+
+
+class ImportedObject(models.Model):
+    """What an import made of an object of another hub: a second import of the same
+    archive finds it here and changes nothing (keyed on the source hub and its id)."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    source_hub = models.CharField(max_length=500)
+    kind = models.CharField(max_length=40)
+    original_id = models.CharField(max_length=200)
+    local_id = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "source_hub", "kind", "original_id"], name="imported_object_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.original_id} of {self.source_hub}"
+
+
+class ImportedRecord(models.Model):
+    """History brought from another hub, shown read-only with its origin: a signed record
+    (credential) or what the person did there (a proposal, a comment, a booking, a print)."""
+
+    class Kind(models.TextChoices):
+        CREDENTIAL = "credential", "Signed record"
+        PROPOSAL = "proposal", "Proposal"
+        COMMENT = "comment", "Comment"
+        BOOKING = "booking", "Booking"
+        PRINT = "print", "Print"
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="imported_records"
+    )
+    archive_import = models.ForeignKey(
+        ArchiveImport, on_delete=models.SET_NULL, null=True, related_name="records"
+    )
+    source_hub = models.CharField(max_length=500)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    original_id = models.CharField(max_length=200)
+    data = models.JSONField()
+    # Credentials: what verifying them on import said, and whether the person proved they
+    # control the account the record names (hub/archives.py, the claim).
+    verification = models.CharField(max_length=30, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "source_hub", "kind", "original_id"], name="imported_record_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.original_id} from {self.source_hub}"

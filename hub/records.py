@@ -131,6 +131,14 @@ def credential_url(credential: Credential) -> str:
 # -- issuing and revoking ----------------------------------------------------------------
 
 
+def document_sign(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with a proof by the hub's current key (an archive's manifest, a proof of
+    account control): verified by `verify_signature` like any record."""
+    unsigned = {key: value for key, value in document.items() if key != "proof"}
+    unsigned.setdefault("issuer", {"id": issuer_id(), "url": hub_root()})
+    return {**unsigned, "proof": _proof(signing_key_current(), unsigned)}
+
+
 def _proof(key: SigningKey, document: dict) -> dict:
     options = {
         "type": "DataIntegrityProof",
@@ -383,7 +391,7 @@ def fetch_json(url: str) -> dict:
     return document
 
 
-def _issuer_home(issuer: str) -> str:
+def issuer_home(issuer: str) -> str:
     """The site an issuer speaks from, ending in '/'."""
     if not issuer.startswith("did:web:"):
         return _normalise_issuer(issuer)
@@ -399,7 +407,7 @@ def _did_web_url(did: str) -> str:
     return f"https://{host}/{path}/did.json" if path else f"https://{host}/.well-known/did.json"
 
 
-def _issuer_keys(issuer: str, *, online: bool, fetch: Fetch) -> tuple[list[str], str]:
+def issuer_keys(issuer: str, *, online: bool, fetch: Fetch) -> tuple[list[str], str]:
     """The keys that may speak for `issuer`, and where they came from."""
     if issuer == issuer_id():
         return [key.public_key for key in published_keys()], "this hub's own keys"
@@ -417,7 +425,7 @@ def _issuer_keys(issuer: str, *, online: bool, fetch: Fetch) -> tuple[list[str],
     return [], ""
 
 
-def _issuer_of(document: dict) -> str:
+def issuer_of(document: dict) -> str:
     issuer = document.get("issuer")
     if isinstance(issuer, dict):
         issuer = issuer.get("id")
@@ -430,7 +438,7 @@ def verify_signature(document: Any, *, online: bool, fetch: Fetch, report: Verif
         report.fail("malformed", "shape", "Not a signed record: no proof.")
         return False
     proof = document["proof"]
-    issuer = _issuer_of(document)
+    issuer = issuer_of(document)
     report.issuer = report.issuer or issuer
     method = proof.get("verificationMethod")
     if proof.get("type") != "DataIntegrityProof" or proof.get("cryptosuite") != CRYPTOSUITE:
@@ -444,7 +452,7 @@ def verify_signature(document: Any, *, online: bool, fetch: Fetch, report: Verif
         return False
     key_name = method.split("#", 1)[1]
     try:
-        keys, where = _issuer_keys(issuer, online=online, fetch=fetch)
+        keys, where = issuer_keys(issuer, online=online, fetch=fetch)
     except (LookupError, ValueError, requests.RequestException) as exc:
         report.fail("status-unavailable", "issuer key", f"Could not read the issuer's keys: {exc}")
         return False
@@ -539,7 +547,7 @@ def _check_status(document: dict, report: Verification, *, fetch: Fetch) -> None
     list_url, index = status.get("statusListCredential"), status.get("statusListIndex")
     issuer = report.issuer
     # The list must be on the issuer's own site: a record cannot send a verifier anywhere else.
-    if not isinstance(list_url, str) or not list_url.startswith(_issuer_home(issuer)):
+    if not isinstance(list_url, str) or not list_url.startswith(issuer_home(issuer)):
         report.fail("malformed", "revocation", "The status list is not on the issuer's own site.")
         return
     if not isinstance(index, str) or not index.isdigit() or int(index) >= STATUS_LIST_BITS:
@@ -555,7 +563,7 @@ def _check_status(document: dict, report: Verification, *, fetch: Fetch) -> None
         report.fail("status-unavailable", "revocation", f"Could not read the status list: {exc}")
         return
     list_report = Verification()
-    if _issuer_of(listing) != issuer or not verify_signature(
+    if issuer_of(listing) != issuer or not verify_signature(
         listing, online=True, fetch=fetch, report=list_report
     ):
         report.fail(

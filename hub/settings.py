@@ -216,6 +216,12 @@ FABHUB_GIT_BINARY = env_str("FABHUB_GIT_BINARY", "git")
 # Other hubs whose signed records this hub accepts (docs/portability.md): comma-separated
 # `ISSUER=KEY [KEY …]`, the issuer as its address (https://hub.example.org/) or DID.
 FABHUB_TRUSTED_ISSUERS = env_mapping("FABHUB_TRUSTED_ISSUERS")
+# Account archives (hub/archives.py, docs/portability.md): how long an export is kept,
+# the largest archive an import takes, and whether checking one may fetch the exporting
+# hub's keys (did:web, over HTTPS through the outbound policy).
+FABHUB_ARCHIVE_DAYS = env_int("FABHUB_ARCHIVE_DAYS", 7)
+FABHUB_MAX_ARCHIVE_BYTES = env_int("FABHUB_MAX_ARCHIVE_BYTES", 10 * 1024**3)
+FABHUB_ARCHIVE_ONLINE_CHECKS = env_bool("FABHUB_ARCHIVE_ONLINE_CHECKS", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

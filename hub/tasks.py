@@ -1,0 +1,22 @@
+"""Celery tasks of the hub: thin wrappers that take ids and call the archive jobs."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from hub import archives
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600)
+def archive_build(archive_id: str) -> bool:
+    return archives.archive_build(archive_id=archive_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600)
+def archive_import(import_id: str) -> bool:
+    return archives.archive_import_run(import_id=import_id)
+
+
+@shared_task
+def archives_expire() -> int:
+    return archives.archives_expire()
