@@ -131,10 +131,11 @@ def resolve_module_url(
 
 
 def _local_address(url: str, path: str) -> ModuleAddress:
+    """`/<owner>/<slug>.git` or `/<owner>/<slug>` (the hub serves git at both)."""
     parts = path.strip("/").split("/")
-    if len(parts) != 2 or not parts[1].endswith(".git") or not parts[0] or parts[1] == ".git":
+    if len(parts) != 2 or not parts[0] or parts[1] in ("", ".git"):
         return ModuleAddress(url=url)
-    return ModuleAddress(url=url, owner=parts[0], slug=parts[1][: -len(".git")])
+    return ModuleAddress(url=url, owner=parts[0], slug=parts[1].removesuffix(".git"))
 
 
 def module_clone_path(*, assembly_owner: str, module_owner: str, module_slug: str) -> str:

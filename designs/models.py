@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
@@ -142,8 +143,10 @@ class Design(models.Model):
     def repo_path(self) -> Path:
         return repo_path(self.owner.username, self.slug)
 
-    @property
+    @cached_property
     def repo(self) -> Repository:
+        # One per design object: opening a repository costs ~1.7 ms, and a page or an
+        # assembly check asks for it dozens of times.
         return Repository(self.repo_path)
 
 

@@ -21,6 +21,7 @@ from designs.selectors import designs_visible_to
 from hub.auth import Viewer
 
 DEFAULT_MATERIAL = "PLA"
+DENSITIES = {name.lower(): density for name, density in MATERIAL_DENSITIES_G_CM3.items()}
 
 
 @dataclass
@@ -90,6 +91,7 @@ class AssemblyView:
     licence_warnings: list[str]
     meshes: list[PlacedMesh]
     figures_missing: int
+    unknown_materials: list[str] = field(default_factory=list)
 
     @property
     def upgrades(self) -> list[ModuleRow]:
@@ -202,6 +204,7 @@ def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> As
     }
     low: list[float] | None = None
     high: list[float] | None = None
+    unknown_materials: list[str] = []
     for placement, quantity, materials in blobs_wanted:
         analysis = analyses.get(placement.blob)
         figures = analysis.figures if analysis is not None else None
@@ -209,11 +212,11 @@ def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> As
             missing += 1
             continue
         material = materials.get(placement.path)
-        grams = (figures.get("mass_g") or {}).get(material or DEFAULT_MATERIAL)
-        if grams is None and material:
-            volume = abs(float(figures.get("volume_mm3") or 0.0))
-            density = MATERIAL_DENSITIES_G_CM3.get(material)
-            grams = volume / 1000.0 * density if density else None
+        # Materials match the density table whatever their case ("petg" is PETG).
+        density = DENSITIES.get((material or DEFAULT_MATERIAL).lower())
+        grams = abs(float(figures.get("volume_mm3") or 0.0)) / 1000.0 * density if density else None
+        if grams is None and material and material not in unknown_materials:
+            unknown_materials.append(material)
         if grams is None or material is None or not figures.get("mass_reliable"):
             estimated = True
         if grams is not None:
@@ -237,6 +240,7 @@ def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> As
         licence_warnings=_licence_warnings(design, rows),
         meshes=placed,
         figures_missing=missing,
+        unknown_materials=unknown_materials,
     )
 
 

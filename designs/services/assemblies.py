@@ -21,6 +21,8 @@ from designs.bom import BomParseError, bom_lines, is_bom_path
 from designs.git import GitError
 from designs.meshes import is_mesh_path
 from designs.models import AssemblyCheck, Design, ModuleUse, PullMirror
+from designs.selectors import designs_visible_to
+from hub.models import User
 
 # A module's BOM is kept with the check up to this many lines (a BOM is rarely longer).
 MAX_BOM_LINES = 2_000
@@ -34,6 +36,9 @@ class _Walk:
     of them closes a cycle."""
 
     stack: list[tuple[int, str]]
+    # The depth limit was met below: what was found depends on where the walk began, so
+    # the nested checks read on the way are not kept (read alone, they go deeper).
+    limited: bool = False
 
     def names(self, design: Design) -> str:
         return " → ".join([*(name for _, name in self.stack), design.full_name])
@@ -52,21 +57,17 @@ def _read(design: Design, commit: str, path: str) -> bytes | None:
     return design.repo.read_blob(entry.sha)
 
 
-def _module_design(address: files.ModuleAddress) -> Design | None:
-    """The design of this hub a module URL names: by owner and slug, or a pull mirror of
-    another hub's URL standing in for it."""
+def _module_design(address: files.ModuleAddress, *, seen_by: User) -> Design | None:
+    """The design of this hub a module URL names — by owner and slug, or a pull mirror of
+    another hub's URL standing in for it — among those the assembly's owner may see: a
+    design they cannot see is "not found", so pinning cannot probe for private designs."""
+    visible = designs_visible_to(seen_by).select_related("owner")
     if address.local:
-        return (
-            Design.objects.select_related("owner")
-            .filter(owner__username=address.owner)
-            .filter(**{"slug__iexact": address.slug})
-            .first()
-        )
-    mirror = PullMirror.objects.select_related("design__owner").filter(url=address.url).first()
-    if mirror is None and address.url.endswith(".git"):
-        mirror = (
-            PullMirror.objects.select_related("design__owner").filter(url=address.url[: -len(".git")]).first()
-        )
+        return visible.filter(owner__username=address.owner, slug__iexact=address.slug).first()
+    urls = [address.url, address.url.removesuffix(".git")]
+    mirror = (
+        PullMirror.objects.filter(url__in=urls, design__in=visible).select_related("design__owner").first()
+    )
     return mirror.design if mirror else None
 
 
@@ -107,7 +108,14 @@ def _check_commit(design: Design, commit: str, walk: _Walk) -> AssemblyCheck:
     stored = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
     if stored is not None:
         return stored
+    limited_before = walk.limited
+    walk.limited = False
     is_assembly, problems, modules = _read_assembly(design, commit, walk)
+    limited_here, walk.limited = walk.limited, walk.limited or limited_before
+    if limited_here and walk.stack:
+        return AssemblyCheck(
+            design=design, commit_sha=commit, is_assembly=is_assembly, problems=problems, modules=modules
+        )
     with transaction.atomic():
         check, _ = AssemblyCheck.objects.update_or_create(
             design=design,
@@ -136,8 +144,13 @@ def _read_assembly(design: Design, commit: str, walk: _Walk) -> tuple[bool, list
     gitmodules_raw = repo.entry(commit, files.GITMODULES_FILE)
     entries: dict[str, files.SubmoduleEntry] = {}
     if gitmodules_raw is not None and gitmodules_raw.kind == "blob":
-        listing = repo.config_blob_entries(gitmodules_raw.sha)
-        if listing is None:
+        too_big = (gitmodules_raw.size or 0) > files.MAX_FILE_BYTES
+        listing = None if too_big else repo.config_blob_entries(gitmodules_raw.sha)
+        if too_big:
+            problems.append(
+                _problem(f".gitmodules: larger than {files.MAX_FILE_BYTES // 1024} KiB; not read.")
+            )
+        elif listing is None:
             problems.append(_problem(".gitmodules: git cannot read it as a config file."))
         else:
             found_entries, found = files.parse_gitmodules(listing)
@@ -212,7 +225,7 @@ def _read_module(
     address = files.resolve_module_url(
         entry.url, assembly_owner=design.owner.username, assembly_slug=design.slug, hub_roots=roots
     )
-    found = _module_design(address)
+    found = _module_design(address, seen_by=design.owner)
     if found is None:
         if address.local:
             problems.append(_problem(f"{path}: module {address.owner}/{address.slug} not found on this hub."))
@@ -226,8 +239,9 @@ def _read_module(
         )
         return module
     repo = found.repo
+    tags = repo.tags()
     try:
-        reachable = repo.is_reachable(pin)
+        reachable = any(tag.target == pin for tag in tags) or repo.is_reachable(pin)
     except GitError:
         reachable = False
     if not reachable:
@@ -238,7 +252,6 @@ def _read_module(
             )
         )
         return module
-    tags = repo.tags()
     at_pin = [tag.name for tag in tags if tag.target == pin]
     module["release"] = at_pin[0] if at_pin else ""
     if tags:
@@ -275,6 +288,7 @@ def _read_module(
     module["bom"], module["bom_problem"] = _module_bom(found, pin)
     module["meshes"] = _module_meshes(found, pin, spec.files)
     if len(walk.stack) >= files.MAX_DEPTH:
+        walk.limited = True
         problems.append(
             _problem(f"{path}: assemblies nested deeper than {files.MAX_DEPTH} levels are not read.")
         )

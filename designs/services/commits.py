@@ -22,6 +22,7 @@ from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
 from hub.markdown import check_length
 from hub.models import User
+from hub.queue import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -403,6 +404,8 @@ def tag_create(*, design: Design, user: User, name: str, target: str | None, not
     tag = next((t for t in repo.tags() if t.name == name), None)
     if tag is not None:
         design_release_notes(design, tag)
+    # A new release of a module: the assemblies that use it offer the upgrade.
+    enqueue("designs.tasks.assembly_refresh", design.pk)
     return sha
 
 
@@ -418,3 +421,4 @@ def tag_delete(*, design: Design, user: User, name: str) -> None:
     if old is None:
         raise NotFound(f"There is no tag {name!r}.")
     repo.delete_ref(f"refs/tags/{name}", old)
+    enqueue("designs.tasks.assembly_refresh", design.pk)

@@ -15,7 +15,7 @@ import tomllib
 from designs import assemblies as files
 from designs.git import FileEdit, RefMoved, TreeRefused, valid_ref_name
 from designs.models import ChangeProposal, Design
-from designs.selectors import require_writer
+from designs.selectors import designs_visible_to, require_writer
 from designs.services.assemblies import assembly_check
 from designs.services.commits import person_for
 from designs.services.proposals import proposal_create
@@ -63,7 +63,9 @@ def assembly_upgrade_propose(*, design: Design, user: User, path: str, release: 
     module = next((m for m in check.modules if m["path"] == path), None)
     if module is None or module["design_id"] is None:
         raise NotFound(f"{path!r} is not a module of this hub pinned by {design.full_name}.")
-    module_design = Design.objects.select_related("owner").get(pk=module["design_id"])
+    module_design = designs_visible_to(user).select_related("owner").filter(pk=module["design_id"]).first()
+    if module_design is None:
+        raise NotFound(f"{path!r} is not a module of this hub pinned by {design.full_name}.")
     tag = next((t for t in module_design.repo.tags() if t.name == release), None)
     if tag is None:
         raise NotFound(f"{module_design.full_name} has no release {release!r}.")

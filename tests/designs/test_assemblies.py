@@ -223,10 +223,18 @@ def test_a_cycle_of_assemblies_is_a_problem_not_a_hang(teams, alice):
     )
 
 
-def test_a_private_module_is_counted_never_named_for_those_who_cannot_see_it(teams, alice):
+def make_private_shared_with_alice(teams, alice):
+    """bob's suspension turns private, with alice (the car's owner) as a reader: her
+    assembly may pin it; people who cannot see it are told only that it is there."""
     suspension = teams["suspension"]
     suspension.visibility = "private"
     suspension.save()
+    services.collaborator_set(design=suspension, actor=suspension.owner, user=alice, role="read")
+    return suspension
+
+
+def test_a_private_module_is_counted_never_named_for_those_who_cannot_see_it(teams, alice):
+    make_private_shared_with_alice(teams, alice)
     check = assemblies.assembly_check(teams["car"], commit=build_car(teams))
     stranger = UserFactory()
     view = rollup.assembly_view(teams["car"], check=check, viewer=stranger)
@@ -238,10 +246,8 @@ def test_a_private_module_is_counted_never_named_for_those_who_cannot_see_it(tea
     assert owner_view.private_modules == 0 and len(owner_view.rows) == 2
 
 
-def test_problems_in_a_private_module_are_hidden_from_those_who_cannot_see_it(teams):
-    suspension = teams["suspension"]
-    suspension.visibility = "private"
-    suspension.save()
+def test_problems_in_a_private_module_are_hidden_from_those_who_cannot_see_it(teams, alice):
+    suspension = make_private_shared_with_alice(teams, alice)
     head = pin(
         teams["car"],
         {"modules/suspension": (suspension, "e" * 40)},
@@ -389,9 +395,8 @@ class TestApi:
         # Tests run queued work only when it commits: the read is queued, not done.
         assert response.status_code == 202 and response.json()["status"] == "pending"
 
-    def test_a_private_module_is_counted_not_named(self, teams, api):
-        teams["suspension"].visibility = "private"
-        teams["suspension"].save()
+    def test_a_private_module_is_counted_not_named(self, teams, api, alice):
+        make_private_shared_with_alice(teams, alice)
         assemblies.assembly_check(teams["car"], commit=build_car(teams))
         body = api.get("/api/designs/alice/car/assembly/").json()
         assert body["private_modules"] == 1 and [m["path"] for m in body["modules"]] == ["modules/chassis"]
@@ -512,3 +517,104 @@ def test_an_upgrade_proposal_shows_the_rolled_up_bom_change(teams, client, alice
     assert "data-proposal-assembly-bom" in page
     assert '<td>M8 bolt</td><td>changed</td><td class="num">24</td><td class="num">32</td>' in page
     assert "modules/suspension" in page  # the submodule bump is in the diff
+
+
+def test_pinning_a_private_design_one_cannot_see_reads_as_not_found(teams, alice, bob):
+    secret = DesignFactory(owner=bob, slug="secret", visibility="private")
+    commit_files(secret, {"bom.csv": "part,qty\nx,1\n"})
+    head = pin(
+        teams["car"],
+        {
+            "probe": (secret, secret.repo.branch_head("main")),
+            "nothing": (secret, secret.repo.branch_head("main")),
+        },
+        urls={"nothing": "../../bob/nothing.git"},
+    )
+    problems = assemblies.assembly_problems_at(teams["car"], commit=head)
+    # The same words for a private design as for one that does not exist.
+    assert "probe: module bob/secret not found on this hub." in problems
+    assert "nothing: module bob/nothing not found on this hub." in problems
+    view = rollup.assembly_view(teams["car"], check=AssemblyCheck.objects.get(commit_sha=head), viewer=alice)
+    assert view.private_modules == 0 and "x" not in {row.key for row in view.bom}
+
+
+def test_an_upgrade_of_a_module_one_cannot_see_is_not_found(teams, alice):
+    build_car(teams)
+    assemblies.assembly_check(teams["car"], commit=teams["car"].repo.branch_head("main"))
+    suspension = teams["suspension"]
+    suspension.visibility = "private"
+    suspension.save()
+    from hub.exceptions import NotFound
+
+    with pytest.raises(NotFound, match="is not a module of this hub"):
+        upgrades.assembly_upgrade_propose(
+            design=teams["car"], user=alice, path="modules/suspension", release="v0.3"
+        )
+
+
+def test_a_relative_url_without_git_names_the_design_too(teams):
+    head = pin(
+        teams["car"],
+        {"modules/chassis": (teams["chassis"], teams["chassis_v1"])},
+        urls={"modules/chassis": "../../alice/chassis"},
+    )
+    check = assemblies.assembly_check(teams["car"], commit=head)
+    assert check.problems == [] and check.modules[0]["design_id"] == teams["chassis"].pk
+
+
+def test_a_sub_assembly_read_at_the_depth_limit_is_not_kept_with_that_limit(alice):
+    from designs import assemblies as files
+
+    chain = []
+    for level in range(files.MAX_DEPTH + 2):
+        design = DesignFactory(owner=alice, slug=f"level-{level}")
+        commit_files(design, {"README.md": f"{level}\n"})
+        if chain:
+            pin(design, {"inner": (chain[-1], chain[-1].repo.branch_head("main"))})
+        chain.append(design)
+    top = chain[-1]
+    assert not AssemblyCheck.objects.exists()
+    problems = assemblies.assembly_problems_at(top, commit=top.repo.branch_head("main"))
+    assert any("deeper than" in p for p in problems)
+    # A level read on the way down was cut short there; read alone it is fine.
+    middle = chain[2]
+    assert (
+        not AssemblyCheck.objects.filter(design=middle).exists()
+        or assemblies.assembly_problems_at(middle, commit=middle.repo.branch_head("main")) == []
+    )
+    assert assemblies.assembly_problems_at(middle, commit=middle.repo.branch_head("main")) == []
+
+
+def test_a_release_made_on_the_hub_offers_the_upgrade(background_tasks_run, teams, alice, bob):
+    build_car(teams)
+    assemblies.assembly_refresh(design_id=teams["car"].pk)
+    commit_files(teams["chassis"], {"bom.csv": "part,qty\nM8 bolt,10\n"}, message="More bolts")
+    release(teams["chassis"], "v0.2")
+    head = teams["car"].repo.branch_head("main")
+    view = rollup.assembly_view(
+        teams["car"], check=AssemblyCheck.objects.get(design=teams["car"], commit_sha=head), viewer=alice
+    )
+    assert {row.path for row in view.upgrades} == {"modules/chassis", "modules/suspension"}
+
+
+def test_a_material_is_matched_whatever_its_case_and_an_unknown_one_is_named(
+    background_tasks_run, teams, alice
+):
+    toml = CAR_TOML.replace(
+        'attaches = ["suspension-mount"]',
+        'attaches = ["suspension-mount"]\nmaterials = { "arm.stl" = "petg" }',
+    )
+    toml = toml.replace('release = "v0.1"', 'release = "v0.1"\nmaterials = { "mount.stl" = "unobtainium" }')
+    head = pin(
+        teams["car"],
+        {
+            "modules/chassis": (teams["chassis"], teams["chassis_v1"]),
+            "modules/suspension": (teams["suspension"], teams["suspension_v2"]),
+        },
+        toml=toml,
+    )
+    view = rollup.assembly_view(
+        teams["car"], check=assemblies.assembly_check(teams["car"], commit=head), viewer=alice
+    )
+    assert view.mass_g == pytest.approx(round(4 * 8.0 * 1.27, 1), abs=0.1)
+    assert view.unknown_materials == ["unobtainium"] and view.mass_estimated
