@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
 from hub import accounts
+from hub.archive_views import settings_sections
 from hub.auth import signed_in_user
 from hub.views import form_call, hub_page
 
@@ -75,7 +76,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "hub/account.html",
-        {"password_form": password_form, "email_form": email_form},
+        {"password_form": password_form, "email_form": email_form, **settings_sections(user)},
     )
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from django.conf import settings
 from django.http import JsonResponse
 
-from hub.uploads import too_large_message
+from hub.uploads import request_limit, too_large_message
 
 # git and Git LFS transfers have limits of their own (per blob, per object) and may be
 # larger than any form upload.
@@ -21,7 +20,7 @@ class RequestSizeLimitMiddleware:
     def __call__(self, request):
         if GIT_TRANSFER_RE.match(request.path_info):
             return self.get_response(request)
-        limit = settings.FABHUB_MAX_REQUEST_BYTES
+        limit = request_limit(request.path_info)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -222,6 +222,8 @@ FABHUB_TRUSTED_ISSUERS = env_mapping("FABHUB_TRUSTED_ISSUERS")
 FABHUB_ARCHIVE_DAYS = env_int("FABHUB_ARCHIVE_DAYS", 7)
 FABHUB_MAX_ARCHIVE_BYTES = env_int("FABHUB_MAX_ARCHIVE_BYTES", 10 * 1024**3)
 FABHUB_ARCHIVE_ONLINE_CHECKS = env_bool("FABHUB_ARCHIVE_ONLINE_CHECKS", default=True)
+# Embedded set-up (no beat): a web-server thread deletes expired archives this often (0: off).
+FABHUB_ARCHIVE_TICK_S = env_int("FABHUB_ARCHIVE_TICK_S", 3600)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -359,6 +361,8 @@ FABHUB_PRINT_TIMELINE_MARGIN_PERCENT = env_int("FABHUB_PRINT_TIMELINE_MARGIN_PER
 CELERY_BEAT_SCHEDULE["print-dispatch"] = {"task": "machines.tasks.dispatch_print_jobs", "schedule": 10.0}
 CELERY_BEAT_SCHEDULE["print-poll"] = {"task": "machines.tasks.poll_printers", "schedule": 5.0}
 CELERY_BEAT_SCHEDULE["print-sweep"] = {"task": "machines.tasks.sweep_print_queue", "schedule": 60.0}
+# Account archives past their time (hub/archives.py), with a broker.
+CELERY_BEAT_SCHEDULE["archives-expire"] = {"task": "hub.tasks.archives_expire", "schedule": 3600.0}
 
 # Content-Security-Policy on every page (django-csp): scripts, styles, images and
 # connections from this origin only; no inline script or style anywhere (docs/deploy.md).

@@ -7,6 +7,24 @@ from django.core.files.uploadhandler import FileUploadHandler
 
 from hub.exceptions import TooLarge
 
+# The archive import (a page and an endpoint) takes files up to FABHUB_MAX_ARCHIVE_BYTES,
+# which may be above the limits of any other upload: a person's whole account.
+ARCHIVE_UPLOAD_PATHS = frozenset({"/api/me/imports/", "/settings/account/imports/"})
+
+
+def upload_limit(path: str) -> int:
+    """The largest file an upload to `path` may carry."""
+    if path in ARCHIVE_UPLOAD_PATHS:
+        return settings.FABHUB_MAX_ARCHIVE_BYTES
+    return settings.FABHUB_MAX_UPLOAD_BYTES
+
+
+def request_limit(path: str) -> int:
+    """The largest request body to `path` (an archive, plus its form's few fields)."""
+    if path in ARCHIVE_UPLOAD_PATHS:
+        return max(settings.FABHUB_MAX_REQUEST_BYTES, settings.FABHUB_MAX_ARCHIVE_BYTES + 1024 * 1024)
+    return settings.FABHUB_MAX_REQUEST_BYTES
+
 
 def too_large_message(what: str, size: int, limit: int) -> str:
     return f"{what} is larger than the limit of {limit:,} bytes ({limit / (1024 * 1024):.0f} MB)" + (
@@ -26,7 +44,11 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        limit = settings.FABHUB_MAX_UPLOAD_BYTES
+        limit = (
+            upload_limit(self.request.path_info)
+            if self.request is not None
+            else settings.FABHUB_MAX_UPLOAD_BYTES
+        )
         if self.received > limit:
             raise TooLarge(too_large_message(self.file_name or "A file", 0, limit), limit=limit)
         return raw_data

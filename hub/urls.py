@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from hub import account_api, api, record_api, views
+from hub import account_api, api, archive_api, record_api, views
 
 # The API reference pages show only the schema the hub generates, with scripts from this
 # origin only: inline style there cannot run code, and Swagger UI and Redoc need it.
@@ -15,6 +15,23 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("me/email/", account_api.EmailChangeApi.as_view(), name="api-email-change"),
     path("me/email/confirm/", account_api.EmailConfirmApi.as_view(), name="api-email-confirm"),
     path("me/delete/", account_api.AccountDeleteApi.as_view(), name="api-account-delete"),
+    # Account archives (hub/portability.py). The imports' address is in hub.uploads too:
+    # it takes uploads up to FABHUB_MAX_ARCHIVE_BYTES.
+    path("me/archives/", archive_api.ArchiveListApi.as_view(), name="api-archives"),
+    path("me/archives/<uuid:archive_id>/", archive_api.ArchiveDetailApi.as_view(), name="api-archive"),
+    path(
+        "me/archives/<uuid:archive_id>/download/",
+        archive_api.ArchiveDownloadApi.as_view(),
+        name="api-archive-download",
+    ),
+    path("me/imports/", archive_api.ImportListApi.as_view(), name="api-imports"),
+    path("me/imports/<uuid:import_id>/", archive_api.ImportDetailApi.as_view(), name="api-import"),
+    path(
+        "me/imports/<uuid:import_id>/challenge/",
+        archive_api.ImportChallengeApi.as_view(),
+        name="api-import-challenge",
+    ),
+    path("me/imports/<uuid:import_id>/claim/", archive_api.ImportClaimApi.as_view(), name="api-import-claim"),
     path("password-reset/", account_api.PasswordResetApi.as_view(), name="api-password-reset"),
     path(
         "password-reset/confirm/",
@@ -24,6 +41,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),
     path("credentials/verify/", record_api.VerifyApi.as_view(), name="api-records-verify"),
+    path("credentials/authorise/", archive_api.AuthoriseApi.as_view(), name="api-records-authorise"),
     path("", include("designs.api_urls")),
     path("", include("machines.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

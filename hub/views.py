@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import messages
@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views import defaults
 
@@ -24,8 +25,10 @@ from hub.profiles import profile_panels
 
 # -- errors -------------------------------------------------------------------------------
 
+Response = TypeVar("Response", bound=HttpResponseBase)  # a page's answer: a file is one too
 
-def hub_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+
+def hub_page(view: Callable[..., Response]) -> Callable[..., Response | HttpResponse]:
     """The one place a page turns a HubError into an answer.
 
     NotFound is a 404 and PermissionDenied a 403 wherever they are raised (a private
@@ -35,7 +38,7 @@ def hub_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Response | HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except NotFound as exc:

@@ -13,7 +13,7 @@ class MachinesConfig(AppConfig):
         from hub.markdown import register_markdown_field
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
-        from machines import profile_panels, records
+        from machines import archives, profile_panels, records
         from machines.models import Lab
         from machines.printing import panels, ticker
         from machines.printing import services as printing
@@ -26,3 +26,4 @@ class MachinesConfig(AppConfig):
         register_markdown_field(Lab, "description")
         register_account_deletion_step("print jobs", printing.print_jobs_of_leaving_account)
         records.register()
+        archives.register()
