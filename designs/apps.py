@@ -9,9 +9,10 @@ class DesignsConfig(AppConfig):
         # Imported here: these modules load models, which the app registry allows only now.
         from designs import diffs, profile_panels, selectors
         from designs.models import ChangeProposal, ProposalComment
-        from designs.services import analysis, designs, makes, mirrors, proposals
+        from designs.services import analysis, archives, designs, makes, mirrors, proposals
         from hub import records
         from hub.accounts import register_account_deletion_step
+        from hub.archives import ArchivePart, register_archive_part
         from hub.markdown import register_markdown_field
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
@@ -29,3 +30,6 @@ class DesignsConfig(AppConfig):
             )
         )
         register_profile_panel(profile_panels.designs_profile_panel)
+        register_archive_part(
+            ArchivePart("designs", export=archives.designs_export, import_=archives.designs_import)
+        )

@@ -936,6 +936,70 @@ class Repository:
             *refspecs,
         )
 
+    # -- bundles (account archives: designs/services/archives.py) ---------------------------
+
+    def bundle_create(self, target: Path) -> dict[str, str]:
+        """Write every branch and tag, with all their history, into the bundle `target`;
+        return the refs it holds (name → sha), read back from the bundle itself so that
+        they match it even if a push landed meanwhile. The hub's own bookkeeping refs
+        (mirror staging, proposal heads) stay behind: they mean nothing elsewhere."""
+        self._run("bundle", "create", "--quiet", str(target), "--branches", "--tags")
+        return self.bundle_list_heads(target)
+
+    def bundle_list_heads(self, bundle: Path) -> dict[str, str]:
+        """The refs a bundle says it holds (name → sha), without the HEAD `--all` adds."""
+        out = self._text("bundle", "list-heads", "--end-of-options", str(bundle))
+        heads: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition(" ")
+            if name and name != "HEAD":
+                heads[name] = sha
+        return heads
+
+    def fetch_bundle(self, bundle: Path) -> None:
+        """Fetch every branch and tag of `bundle` under the same names. Objects are checked
+        as they arrive where this git can (it checks bundles from 2.46 on); callers run
+        `objects_check` afterwards in any case."""
+        env = {
+            **os.environ,
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "transfer.fsckObjects",
+            "GIT_CONFIG_VALUE_0": "true",
+            "GIT_CONFIG_KEY_1": "fetch.fsckObjects",
+            "GIT_CONFIG_VALUE_1": "true",
+        }
+        self._run(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "--end-of-options",
+            str(bundle),
+            "refs/heads/*:refs/heads/*",
+            "refs/tags/*:refs/tags/*",
+            env=env,
+        )
+
+    def objects_check(self) -> tuple[list[str], int]:
+        """(problems git's strict object checks find, how many objects no ref reaches).
+
+        For a repository just filled from a bundle: objects nothing reaches were carried
+        in by a bundle that does not match its refs."""
+        status, out, err = self._execute(
+            "fsck", "--strict", "--unreachable", "--no-dangling", "--no-reflogs", "--no-progress"
+        )
+        text = out.decode(errors="replace")
+        unreachable = sum(1 for line in text.splitlines() if line.startswith("unreachable "))
+        if status == 0:
+            return [], unreachable
+        found = re.findall(r"^error[^:]*: (.+)$", err, flags=re.M)
+        return [line[:300] for line in dict.fromkeys(found)][:5] or [_tail(err)], unreachable
+
+    def all_commits(self) -> list[str]:
+        """Every commit any branch or tag reaches."""
+        return self._text("rev-list", "--branches", "--tags").split()
+
     # -- remotes (addresses checked by designs.remotes) ---------------------------------------
 
     def _run_remote(

@@ -37,7 +37,7 @@ def _clean_tags(names: Sequence[str]) -> list[Tag]:
     return tags
 
 
-def _check_slug(slug: str) -> None:
+def check_slug(slug: str) -> None:
     try:
         slug_validator(slug)
     except DjangoValidationError as exc:
@@ -57,7 +57,7 @@ def design_create(
     tags: Sequence[str] = (),
     default_branch: str = "main",
 ) -> Design:
-    _check_slug(slug)
+    check_slug(slug)
     if not valid_ref_name("heads", default_branch):
         raise ValidationError(f"{default_branch!r} is not a valid branch name.")
     if Design.objects.filter(owner=owner, slug__iexact=slug).exists():
@@ -246,7 +246,7 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
 
     A fork of a private design (or of a fork of one) is private."""
     slug = slug or design.slug
-    _check_slug(slug)
+    check_slug(slug)
     if Design.objects.filter(owner=user, slug__iexact=slug).exists():
         raise Conflict(f"You already have a design named {slug!r}; pick another name for the fork.")
     fork_point = design.repo.resolve(design.default_branch)
