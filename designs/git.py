@@ -582,19 +582,22 @@ class Repository:
         )
         return bool(out.strip())
 
-    def gitlinks(self, commit: str) -> list[TreeEntry]:
-        """The submodules pinned at `commit` (their `sha` is the pinned commit). Without
-        `-l`: sizes would make git read every blob of a large tree to find a few links."""
-        out = self._run("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit).decode(
-            errors="replace"
-        )
-        links = []
-        for record in out.split("\0"):
-            if record.startswith(SUBMODULE_MODE + " "):
+    def tree_entries(self, commit: str, *, sizes: bool = False) -> list[TreeEntry]:
+        """Every file and submodule at `commit`, in one git process. `sizes` makes git
+        read every blob's header, which costs on a large tree: ask only when needed."""
+        args = ["ls-tree", "-r", "-z", "--full-tree", *(["-l"] if sizes else []), "--end-of-options", commit]
+        entries = []
+        for record in self._run(*args).decode(errors="replace").split("\0"):
+            if record:
                 meta, path = record.split("\t", 1)
-                mode, _, sha = meta.split()
-                links.append(TreeEntry(path=path, mode=mode, kind="submodule", sha=sha, size=None))
-        return links
+                mode, kind, sha, *size = meta.split()
+                length = int(size[0]) if size and size[0] != "-" else None
+                entries.append(TreeEntry(path=path, mode=mode, kind=_entry_kind(kind), sha=sha, size=length))
+        return entries
+
+    def gitlinks(self, commit: str) -> list[TreeEntry]:
+        """The submodules pinned at `commit` (their `sha` is the pinned commit)."""
+        return [entry for entry in self.tree_entries(commit) if entry.kind == "submodule"]
 
     def config_blob_entries(self, blob_sha: str) -> str | None:
         """`git config --list -z` of a config-format blob (.gitmodules), read by git

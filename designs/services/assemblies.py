@@ -9,7 +9,7 @@ problems (`assembly_problems_at`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from designs import assemblies as files
 from designs.bom import BomParseError, bom_lines, is_bom_path
-from designs.git import GitError
+from designs.git import GitError, TreeEntry
 from designs.meshes import is_mesh_path
 from designs.models import AssemblyCheck, Design, ModuleUse, PullMirror
 from designs.selectors import designs_visible_to
@@ -26,6 +26,7 @@ from hub.models import User
 
 # A module's BOM is kept with the check up to this many lines (a BOM is rarely longer).
 MAX_BOM_LINES = 2_000
+MAX_BOM_BYTES = 4 * 1024 * 1024
 # A module's meshes listed for the assembled view and the rolled-up figures.
 MAX_MESHES_PER_MODULE = 200
 
@@ -39,6 +40,13 @@ class _Walk:
     # The depth limit was met below: what was found depends on where the walk began, so
     # the nested checks read on the way are not kept (read alone, they go deeper).
     limited: bool = False
+    snapshots: dict[tuple[int, str], _Snapshot] = field(default_factory=dict)
+
+    def snapshot(self, design: Design, commit: str) -> _Snapshot:
+        key = (design.pk, commit)
+        if key not in self.snapshots:
+            self.snapshots[key] = _Snapshot(design, commit)
+        return self.snapshots[key]
 
     def names(self, design: Design) -> str:
         return " → ".join([*(name for _, name in self.stack), design.full_name])
@@ -48,13 +56,46 @@ def _problem(message: str, *, module_design_id: int | None = None) -> dict[str, 
     return {"message": message, "module_design_id": module_design_id}
 
 
-def _read(design: Design, commit: str, path: str) -> bytes | None:
-    entry = design.repo.entry(commit, path)
-    if entry is None or entry.kind != "blob":
-        return None
-    if entry.size is not None and entry.size > files.MAX_FILE_BYTES:
-        return b"\0" * (files.MAX_FILE_BYTES + 1)  # read_toml refuses it by its size
-    return design.repo.read_blob(entry.sha)
+class _Snapshot:
+    """One commit of one design as the check reads it: listed once (one git process),
+    its few small files read together (two more)."""
+
+    def __init__(self, design: Design, commit: str) -> None:
+        self.repo = design.repo
+        # With sizes: the few files read are bounded without asking git again.
+        self.entries = {entry.path: entry for entry in self.repo.tree_entries(commit, sizes=True)}
+
+    def gitlinks(self) -> dict[str, str]:
+        return {path: entry.sha for path, entry in self.entries.items() if entry.kind == "submodule"}
+
+    def blob(self, path: str) -> TreeEntry | None:
+        entry = self.entries.get(path)
+        return entry if entry is not None and entry.kind == "blob" else None
+
+    def read(self, paths: list[str], *, limit: int = files.MAX_FILE_BYTES) -> dict[str, bytes]:
+        """The files among `paths` that exist; one over `limit` reads as `limit`+1 bytes
+        (so the format readers refuse it by its size) without being read."""
+        wanted = {path: entry for path in paths if (entry := self.blob(path)) is not None}
+        small = [entry.sha for entry in wanted.values() if (entry.size or 0) <= limit]
+        data = self.repo.read_blobs(small)
+        return {path: data.get(entry.sha, b"\0" * (limit + 1)) for path, entry in wanted.items()}
+
+    def bom_path(self) -> str | None:
+        """The root `bom.csv`, or the first root CSV named like a BOM."""
+        root = sorted(
+            path for path in self.entries if "/" not in path and is_bom_path(path) and self.blob(path)
+        )
+        return next((p for p in root if p.lower() == "bom.csv"), None) or next(
+            (p for p in root if "bom" in p.lower()), None
+        )
+
+    def meshes(self, wanted: list[str] | None) -> list[dict[str, str]]:
+        found = [
+            {"path": path, "blob": entry.sha}
+            for path, entry in sorted(self.entries.items())
+            if entry.kind == "blob" and is_mesh_path(path) and (wanted is None or path in wanted)
+        ]
+        return found[:MAX_MESHES_PER_MODULE]
 
 
 def _module_design(address: files.ModuleAddress, *, seen_by: User) -> Design | None:
@@ -71,36 +112,20 @@ def _module_design(address: files.ModuleAddress, *, seen_by: User) -> Design | N
     return mirror.design if mirror else None
 
 
-def _module_bom(design: Design, commit: str) -> tuple[list[dict[str, Any]], str]:
-    """The lines of the module's BOM at `commit` (its root `bom.csv`, or the first CSV
-    named like one), and a sentence when it could not be read."""
-    names = [
-        entry for entry in design.repo.ls_tree(commit) if entry.kind == "blob" and is_bom_path(entry.path)
-    ]
-    chosen = next((e for e in names if e.path.lower() == "bom.csv"), None) or next(
-        (e for e in names if "bom" in e.path.lower()), None
-    )
-    if chosen is None:
+def _module_bom(snapshot: _Snapshot, raw: bytes | None, path: str | None) -> tuple[list[dict[str, Any]], str]:
+    """The lines of the module's BOM, and a sentence when it could not be read."""
+    if path is None or raw is None:
         return [], ""
-    if chosen.size is not None and chosen.size > 4 * 1024 * 1024:
-        return [], f"{chosen.path} is over 4 MB; it is not added up."
+    if len(raw) > MAX_BOM_BYTES:
+        return [], f"{path} is over {MAX_BOM_BYTES // (1024 * 1024)} MB; it is not added up."
     try:
-        lines = bom_lines(design.repo.read_blob(chosen.sha).decode("utf-8", errors="replace"))
+        lines = bom_lines(raw.decode("utf-8", errors="replace"))
     except BomParseError as exc:
-        return [], f"{chosen.path}: {exc}"
+        return [], f"{path}: {exc}"
     return [
         {"key": line.key, "quantity": line.quantity, "description": line.description}
         for line in lines[:MAX_BOM_LINES]
     ], ""
-
-
-def _module_meshes(design: Design, commit: str, wanted: list[str] | None) -> list[dict[str, str]]:
-    meshes = [
-        {"path": path, "blob": sha}
-        for path, sha in design.repo.blob_paths(commit)
-        if is_mesh_path(path) and (wanted is None or path in wanted)
-    ]
-    return meshes[:MAX_MESHES_PER_MODULE]
 
 
 def _check_commit(design: Design, commit: str, walk: _Walk) -> AssemblyCheck:
@@ -131,21 +156,21 @@ def _check_commit(design: Design, commit: str, walk: _Walk) -> AssemblyCheck:
 
 
 def _read_assembly(design: Design, commit: str, walk: _Walk) -> tuple[bool, list[dict], list[dict]]:
-    repo = design.repo
-    links = {entry.path: entry.sha for entry in repo.gitlinks(commit)}
-    assembly_raw = _read(design, commit, files.ASSEMBLY_FILE)
-    if not links and assembly_raw is None:
+    snapshot = walk.snapshot(design, commit)
+    links = snapshot.gitlinks()
+    if not links and snapshot.blob(files.ASSEMBLY_FILE) is None:
         return False, [], []
     problems: list[dict] = []
     spec = files.AssemblySpec()
-    if assembly_raw is not None:
-        spec, found = files.parse_assembly(assembly_raw)
+    raw = snapshot.read([files.ASSEMBLY_FILE])
+    if files.ASSEMBLY_FILE in raw:
+        spec, found = files.parse_assembly(raw[files.ASSEMBLY_FILE])
         problems += [_problem(message) for message in found]
-    gitmodules_raw = repo.entry(commit, files.GITMODULES_FILE)
+    gitmodules = snapshot.blob(files.GITMODULES_FILE)
     entries: dict[str, files.SubmoduleEntry] = {}
-    if gitmodules_raw is not None and gitmodules_raw.kind == "blob":
-        too_big = (gitmodules_raw.size or 0) > files.MAX_FILE_BYTES
-        listing = None if too_big else repo.config_blob_entries(gitmodules_raw.sha)
+    if gitmodules is not None:
+        too_big = (gitmodules.size or 0) > files.MAX_FILE_BYTES
+        listing = None if too_big else snapshot.repo.config_blob_entries(gitmodules.sha)
         if too_big:
             problems.append(
                 _problem(f".gitmodules: larger than {files.MAX_FILE_BYTES // 1024} KiB; not read.")
@@ -275,7 +300,10 @@ def _read_module(
             )
         else:
             module["release"] = spec.release
-    manifest_raw = _read(found, pin, files.MODULE_FILE)
+    snapshot = walk.snapshot(found, pin)
+    bom_path = snapshot.bom_path()
+    raw = snapshot.read([files.MODULE_FILE, *([bom_path] if bom_path else [])], limit=MAX_BOM_BYTES)
+    manifest_raw = raw.get(files.MODULE_FILE)
     if manifest_raw is not None:
         manifest, found_problems = files.parse_module(manifest_raw)
         problems += [_problem(f"{path}: {message}", module_design_id=found.pk) for message in found_problems]
@@ -285,8 +313,10 @@ def _read_module(
         module["needs"] = [
             {"name": i.name, "description": i.description, "files": list(i.files)} for i in manifest.needs
         ]
-    module["bom"], module["bom_problem"] = _module_bom(found, pin)
-    module["meshes"] = _module_meshes(found, pin, spec.files)
+    module["bom"], module["bom_problem"] = _module_bom(
+        snapshot, raw.get(bom_path) if bom_path else None, bom_path
+    )
+    module["meshes"] = snapshot.meshes(spec.files)
     if len(walk.stack) >= files.MAX_DEPTH:
         walk.limited = True
         problems.append(
