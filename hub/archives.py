@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import posixpath
 import secrets
 import shutil
@@ -39,6 +40,8 @@ from django.utils import timezone
 from hub import records
 from hub.exceptions import ValidationError
 from hub.models import AccountArchive, ArchiveImport, ImportedObject, ImportedRecord, User
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "fabhub-account-archive"
 FORMAT_VERSION = 1
@@ -478,7 +481,15 @@ def archive_build(*, archive_id: Any) -> bool:
         )
     except Exception as exc:
         writer.abort()
-        _set(AccountArchive, archive.pk, status=AccountArchive.Status.FAILED, error=str(exc)[:2000])
+        # A failed archive is kept as long as a ready one would be, to say why, then goes.
+        _set(
+            AccountArchive,
+            archive.pk,
+            status=AccountArchive.Status.FAILED,
+            error=str(exc)[:2000],
+            finished_at=timezone.now(),
+            expires_at=timezone.now() + timedelta(days=settings.FABHUB_ARCHIVE_DAYS),
+        )
         raise
     partial.rename(final)
     digest = hashlib.sha256()
@@ -572,7 +583,24 @@ def archive_import_run(*, import_id: Any, fetch: records.Fetch = records.fetch_j
             ArchiveImport,
             job.pk,
             status=ArchiveImport.Status.FAILED,
-            error=exc.message,
+            error=exc.message
+            + (
+                " What was imported before this was found is listed below."
+                if context.report.get("counts")
+                else ""
+            ),
+            report=context.report,
+            finished_at=timezone.now(),
+        )
+        return False
+    except Exception as exc:
+        # Never left "importing" for good: the person sees that it failed, and why in short.
+        logger.exception("import %s failed", job.pk)
+        _set(
+            ArchiveImport,
+            job.pk,
+            status=ArchiveImport.Status.FAILED,
+            error=f"The import failed on this hub ({type(exc).__name__}); nothing more was imported.",
             report=context.report,
             finished_at=timezone.now(),
         )

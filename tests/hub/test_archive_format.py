@@ -177,3 +177,53 @@ def test_a_proof_of_account_control_verifies_as_a_signed_document(alice):
     proof = archives.account_control_proof(user=alice, challenge="c" * 32, audience="http://hub-b.test/ada2/")
     report = records.credential_verify(proof, fetch=no_fetch)
     assert report.verified and proof["credentialSubject"]["authorises"] == "http://hub-b.test/ada2/"
+
+
+def test_a_failed_build_is_kept_to_say_why_then_expires(alice, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hub.models import AccountArchive
+
+    def broken(context):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(archives, "_parts", {"broken": archives.ArchivePart("broken", broken, broken)})
+    archive = AccountArchive.objects.create(owner=alice)
+    with pytest.raises(OSError):
+        archives.archive_build(archive_id=archive.pk)
+    archive.refresh_from_db()
+    assert archive.status == "failed" and "disk full" in archive.error and archive.expires_at is not None
+    assert not archives.archive_path(archive).exists()
+    AccountArchive.objects.filter(pk=archive.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert archives.archives_expire() == 1
+
+
+def test_an_import_that_fails_unexpectedly_is_marked_failed_not_left_running(
+    alice, bob, tmp_path, monkeypatch
+):
+    from hub.models import ArchiveImport
+
+    job = ArchiveImport.objects.create(account=bob)
+    write(
+        archives.import_path(job),
+        manifest={
+            "format": archives.FORMAT,
+            "version": archives.FORMAT_VERSION,
+            "hub": "http://hub-a.test:8000/",
+            "account": {"username": "alice", "url": "http://hub-a.test:8000/alice/"},
+            "parts": ["exploding"],
+        },
+    )
+
+    def explode(context):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(
+        archives, "_parts", {"exploding": archives.ArchivePart("exploding", explode, explode)}
+    )
+    assert archives.archive_import_run(import_id=job.pk, fetch=no_fetch) is False
+    job.refresh_from_db()
+    assert job.status == "failed" and "KeyError" in job.error
+    assert not archives.import_path(job).exists()
