@@ -47,9 +47,7 @@ def qualification_credential_issue(qualification: Qualification) -> Credential:
     trained_for = qualification.machine.name if qualification.machine else qualification.get_kind_display()
     zone_midnight = timezone.make_aware(datetime.combine(trained_on, time.min), lab.zone)
     until = (
-        timezone.make_aware(
-            datetime.combine(expires_on, time.max.replace(microsecond=0)), lab.zone
-        )
+        timezone.make_aware(datetime.combine(expires_on, time.max.replace(microsecond=0)), lab.zone)
         if expires_on
         else None
     )
