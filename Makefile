@@ -68,6 +68,7 @@ bench: install
 	$(BIN)/python bench/print_queue.py
 	$(BIN)/python bench/zip_download.py
 	$(BIN)/python bench/assemblies.py
+	$(BIN)/python bench/archives.py
 
 clean:
 	rm -rf $(VENV) var
