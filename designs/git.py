@@ -1060,6 +1060,78 @@ class Repository:
                 return line[len("ref: refs/heads/") : -len("\tHEAD")]
         return None
 
+    # -- bundles as streams (account archives: designs/services/archives.py) --------------
+
+    @contextmanager
+    def bundle_stream(self) -> Iterator[IO[bytes]]:
+        """`git bundle create -` of every branch and tag, read as it is written (no file
+        on disk); GitError when the block ends if git failed."""
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                [git_binary(), "--git-dir", str(self.path), "bundle", "create", "--quiet", "-"]
+                + ["--branches", "--tags"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+            assert proc.stdout is not None  # stdout=PIPE
+            try:
+                yield proc.stdout
+            finally:
+                if proc.poll() is None and proc.stdout.read(1):
+                    proc.kill()  # the reader stopped early
+                proc.stdout.close()
+                status = proc.wait()
+            if status != 0:
+                err.seek(0)
+                raise GitError(f"git bundle failed: {_tail(err.read().decode(errors='replace'))}")
+
+    def index_pack(self, pack: IO[bytes]) -> None:
+        """Store the pack read from `pack` (a bundle's body), checking every object with
+        git's strict checks as it is indexed, and that every object one links to is in
+        the pack (`index-pack --strict`, what receive.fsckObjects runs on a push): one
+        pass where fetching a bundle and `fsck --strict` made two. GitError naming what
+        the checks refuse."""
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                [git_binary(), "--git-dir", str(self.path), "index-pack", "--strict", "--stdin"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            assert proc.stdin is not None  # stdin=PIPE
+            try:
+                while chunk := pack.read(1024 * 1024):
+                    proc.stdin.write(chunk)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # git stopped reading: its status and messages say why
+            finally:
+                status = proc.wait()
+            if status != 0:
+                err.seek(0)
+                text = err.read().decode(errors="replace")
+                found = re.findall(r"^(?:error|fatal): (.+)$", text, flags=re.M)
+                raise GitError(
+                    "; ".join(line[:300] for line in list(dict.fromkeys(found))[:5]) or _tail(text)
+                )
+
+    def packed_object_count(self) -> int:
+        """How many objects the repository's packs hold."""
+        for line in self._text("count-objects", "-v").splitlines():
+            if line.startswith("in-pack: "):
+                return int(line.split()[1])
+        return 0
+
+    def reachable_objects(self) -> list[tuple[str, str]]:
+        """(sha, path) of every object a branch or tag reaches, each once: blobs and trees
+        with the first path they were met at, commits and tags with none."""
+        found = []
+        for line in self._text("rev-list", "--objects", "--branches", "--tags").splitlines():
+            sha, _, path = line.partition(" ")
+            found.append((sha, path))
+        return found
+
 
 def remote_env(access: RemoteAccess) -> dict[str, str]:
     """The whole environment of a git command that talks to a remote.

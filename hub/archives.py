@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -144,13 +144,51 @@ def archive_parts() -> list[ArchivePart]:
 # -- writing ------------------------------------------------------------------------------
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _HashingFile:
+    """The archive's file as the ZIP writer sees it: every byte written is hashed on its
+    way to disk, so the finished archive's SHA-256 needs no second read. It cannot seek,
+    so the writer never goes back to rewrite a header (it puts each member's sizes and
+    CRC after its data instead), and the bytes hashed are the bytes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb")
+        self.sha256 = hashlib.sha256()
+        self._position = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self._position += len(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, *args: Any) -> int:
+        raise OSError("the archive is written in one pass")
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class ArchiveWriter:
     """Members written into the ZIP as they come, hashed on the way; the signed manifest
-    last. Large binary members (bundles, LFS objects) are stored, not deflated."""
+    last. Large binary members (bundles, LFS objects) are stored, not deflated. The whole
+    file is hashed as it is written too (`sha256`, once `finish` returns)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._zip = zipfile.ZipFile(path, "w", allowZip64=True)
+        self._file = _HashingFile(path)
+        self._zip = zipfile.ZipFile(self._file, "w", allowZip64=True)
         self.files: list[dict[str, Any]] = []
         self._names: set[str] = set()
 
@@ -164,7 +202,7 @@ class ArchiveWriter:
         with source.open("rb") as handle:
             self.add_stream(name, handle, compress=compress)
 
-    def add_stream(self, name: str, stream: IO[bytes], *, compress: bool = False) -> None:
+    def add_stream(self, name: str, stream: Readable, *, compress: bool = False) -> None:
         digest, size = hashlib.sha256(), 0
         info = zipfile.ZipInfo(self._member(name), date_time=(2000, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
@@ -189,10 +227,16 @@ class ArchiveWriter:
         info.compress_type = zipfile.ZIP_DEFLATED
         self._zip.writestr(info, json.dumps(signed, ensure_ascii=False, indent=1, sort_keys=True))
         self._zip.close()
+        self._file.close()
         return signed
+
+    @property
+    def sha256(self) -> str:
+        return self._file.sha256.hexdigest()
 
     def abort(self) -> None:
         self._zip.close()
+        self._file.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -492,10 +536,6 @@ def archive_build(*, archive_id: Any) -> bool:
         )
         raise
     partial.rename(final)
-    digest = hashlib.sha256()
-    with final.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
     now = timezone.now()
     _set(
         AccountArchive,
@@ -504,7 +544,7 @@ def archive_build(*, archive_id: Any) -> bool:
         progress=100,
         stage="Ready",
         size=final.stat().st_size,
-        sha256=digest.hexdigest(),
+        sha256=writer.sha256,
         finished_at=now,
         expires_at=now + timedelta(days=settings.FABHUB_ARCHIVE_DAYS),
     )

@@ -54,8 +54,12 @@ def analyses_queue(*, design: Design, commits: list[str]) -> list[int]:
     Blobs analysed before (in any design) are skipped: a push of known files costs one
     query.
     """
+    return analyses_queue_blobs(design=design, blobs=design.repo.blobs_added_by(commits))
 
-    blobs = [(sha, path) for sha, path in design.repo.blobs_added_by(commits) if is_mesh_path(path)]
+
+def analyses_queue_blobs(*, design: Design, blobs: list[tuple[str, str]]) -> list[int]:
+    """Queue analysis of the mesh files among `blobs` ((sha, path) pairs); return new row ids."""
+    blobs = [(sha, path) for sha, path in blobs if is_mesh_path(path)]
     if not blobs:
         return []
     known = set(

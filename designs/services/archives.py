@@ -33,18 +33,17 @@ archive's records part.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from designs.git import GitError, Repository, valid_ref_name
-from designs.lfs_store import StoreError, lfs_store, valid_oid
+from designs.git import GitError, RefMoved, Repository, valid_ref_name
+from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer, valid_oid
 from designs.models import (
     AssemblyCheck,
     ChangeProposal,
@@ -54,12 +53,12 @@ from designs.models import (
     ProposalComment,
     repo_path,
 )
-from designs.selectors import designs_visible_to, makes_by_person, pointer_oids
+from designs.selectors import designs_visible_to, makes_by_person
 from designs.services.designs import check_slug, design_update, private_upstreams
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
 from hub import records
-from hub.archives import ArchiveRefused, ExportContext, ImportContext, archives_dir
+from hub.archives import ArchiveRefused, ExportContext, ImportContext
 from hub.exceptions import ValidationError
 from hub.models import ImportedRecord, User
 
@@ -92,24 +91,26 @@ def _is_sha(value: object) -> bool:
 
 def designs_export(ctx: ExportContext) -> None:
     designs = list(Design.objects.filter(owner=ctx.user).select_related("owner").order_by("pk"))
-    with tempfile.TemporaryDirectory(prefix="designs-", dir=archives_dir()) as scratch:
-        for index, design in enumerate(designs, start=1):
-            ctx.progress(f"Design {index} of {len(designs)}: {design.full_name}")
-            _export_design(ctx, design, Path(scratch) / "repo.bundle")
+    for index, design in enumerate(designs, start=1):
+        ctx.progress(f"Design {index} of {len(designs)}: {design.full_name}")
+        _export_design(ctx, design)
     ctx.progress("Proposals, comments and makes")
     _export_history(ctx)
 
 
-def _export_design(ctx: ExportContext, design: Design, bundle: Path) -> None:
+def _export_design(ctx: ExportContext, design: Design) -> None:
     folder = f"{PREFIX}{design.pk}/"
     repo = design.repo
     refs: dict[str, str] = {}
     if repo.ref_names("refs/heads/", "refs/tags/"):
-        try:
-            refs = repo.bundle_create(bundle)
-            ctx.writer.add_file(folder + "repo.bundle", bundle, compress=False)
-        finally:
-            bundle.unlink(missing_ok=True)
+        # Streamed from git into the archive; the refs are read from the bundle's own
+        # header, so that they match it even if a push landed meanwhile.
+        with repo.bundle_stream() as stream:
+            try:
+                refs, header = bundle_header(stream)
+            except ValueError as exc:
+                raise GitError(f"git wrote a bundle this hub cannot read: {exc}") from None
+            ctx.writer.add_stream(folder + "repo.bundle", _Prefixed(header, stream), compress=False)
     ctx.writer.add_json(folder + "refs.json", refs)
     ctx.writer.add_json(
         folder + "releases.json",
@@ -121,7 +122,7 @@ def _export_design(ctx: ExportContext, design: Design, bundle: Path) -> None:
                 "tagger": {"name": tag.tagger.name, "email": tag.tagger.email} if tag.tagger else None,
                 "date": tag.tagged_at.isoformat() if tag.tagged_at else None,
             }
-            for tag in repo.tags()
+            for tag in (repo.tags() if any(ref.startswith("refs/tags/") for ref in refs) else [])
             if f"refs/tags/{tag.name}" in refs
         ],
     )
@@ -136,17 +137,69 @@ def _export_design(ctx: ExportContext, design: Design, bundle: Path) -> None:
             continue
         with handle:
             ctx.writer.add_stream(f"{folder}lfs/{oid}", handle, compress=False)
+    head = refs.get(f"refs/heads/{design.default_branch}")
     ctx.writer.add_json(
-        folder + "design.json", design_document(design, has_bundle=bool(refs), lfs_missing=missing)
+        folder + "design.json",
+        design_document(design, has_bundle=bool(refs), lfs_missing=missing, head=head),
     )
 
 
-def design_document(design: Design, *, has_bundle: bool, lfs_missing: list[str]) -> dict[str, Any]:
+class _Prefixed:
+    """`stream` with `prefix` read back in front of it (a bundle's header, read first)."""
+
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self._prefix, self._stream = prefix, stream
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return self._stream.read(size)
+
+
+BUNDLE_SIGNATURES = (b"# v2 git bundle\n", b"# v3 git bundle\n")
+MAX_BUNDLE_HEADER_LINE = 4096
+
+
+def bundle_header(stream: IO[bytes]) -> tuple[dict[str, str], bytes]:
+    """The refs a bundle's header lists (name → sha, without HEAD) and the header's bytes,
+    read off the front of `stream`, which is left at the pack. ValueError unless it is
+    a complete bundle (no prerequisite commits) of sha1 objects."""
+    header = [stream.readline(MAX_BUNDLE_HEADER_LINE)]
+    if header[0] not in BUNDLE_SIGNATURES:
+        raise ValueError("it does not start as a git bundle does")
+    refs: dict[str, str] = {}
+    while True:
+        line = stream.readline(MAX_BUNDLE_HEADER_LINE)
+        header.append(line)
+        if line == b"\n":
+            return refs, b"".join(header)
+        if not line.endswith(b"\n") or len(refs) > MAX_REFS:
+            raise ValueError("its list of refs does not end")
+        text = line[:-1].decode(errors="replace")
+        if text.startswith("@"):
+            if header[0] == BUNDLE_SIGNATURES[1] and text == "@object-format=sha1":
+                continue
+            raise ValueError(f"it needs a capability this hub does not read ({text[:100]})")
+        if text.startswith("-"):
+            raise ValueError("it needs commits it does not hold")
+        sha, _, name = text.partition(" ")
+        if not _is_sha(sha) or not name:
+            raise ValueError("its list of refs is malformed")
+        if name != "HEAD":
+            refs[name] = sha
+
+
+def design_document(
+    design: Design, *, has_bundle: bool, lfs_missing: list[str], head: str | None = None
+) -> dict[str, Any]:
+    """`head`: the default branch's head as exported (read from the repository if not given)."""
     fork = None
     if design.forked_from_name:
         upstream = design.forked_from_url or f"{records.hub_root()}{design.forked_from_name}/"
         fork = {"upstream": upstream, "name": design.forked_from_name, "fork_point": design.fork_point}
-    head = design.repo.branch_head(design.default_branch) if has_bundle else None
+    if head is None and has_bundle:
+        head = design.repo.branch_head(design.default_branch)
     check = (
         AssemblyCheck.objects.filter(design=design, commit_sha=head, is_assembly=True).first()
         if head
@@ -287,9 +340,8 @@ class DesignFields:
 
 def designs_import(ctx: ImportContext) -> None:
     ids = _design_ids(ctx)
-    with tempfile.TemporaryDirectory(prefix="designs-import-", dir=archives_dir()) as scratch:
-        for index, original_id in enumerate(ids, start=1):
-            _import_design(ctx, original_id, index=index, total=len(ids), scratch=Path(scratch))
+    for index, original_id in enumerate(ids, start=1):
+        _import_design(ctx, original_id, index=index, total=len(ids))
     _import_history(ctx)
 
 
@@ -305,7 +357,7 @@ def _design_ids(ctx: ImportContext) -> list[str]:
     return sorted(ids, key=int)
 
 
-def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: int, scratch: Path) -> None:
+def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: int) -> None:
     folder = f"{PREFIX}{original_id}/"
     if ctx.imported("design", original_id):
         ctx.count("designs_already_imported")
@@ -332,7 +384,7 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
     path = repo_path(account.username, slug)
     repo = Repository.init_bare(path, default_branch=fields.default_branch)
     try:
-        commits, default_branch = _fill_repository(ctx, repo, folder, fields, scratch / "repo.bundle")
+        commits, blobs, default_branch = _fill_repository(ctx, repo, folder, fields)
         objects = _store_lfs_objects(ctx, folder)
         design = _design_row(
             ctx, original_id, fields, slug=slug, default_branch=default_branch, objects=objects
@@ -348,13 +400,15 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
     except BaseException:
         repo.delete()
         raise
-    _check_pointers(ctx, design, commits, {oid for oid, _ in objects})
+    _check_pointers(ctx, design, blobs, {oid for oid, _ in objects})
     if fields.collaborators:
         ctx.note(
             f"{fields.owner}/{fields.slug}: its collaborators on {ctx.source_hub} "
             f"({', '.join(fields.collaborators)}) were not added: they are accounts of that hub."
         )
-    refs_changed(design, new_commits=commits)
+    # Every blob of the history is new here, and listed already: refs_changed queues the
+    # analysis of its meshes from this list rather than walk each commit's changes again.
+    refs_changed(design, new_commits=commits, added_blobs=[(sha, path) for sha, path, _ in blobs])
     ctx.count("designs")
 
 
@@ -489,9 +543,16 @@ def _listed_refs(ctx: ImportContext, name: str) -> dict[str, str]:
 
 
 def _fill_repository(
-    ctx: ImportContext, repo: Repository, folder: str, fields: DesignFields, bundle: Path
-) -> tuple[list[str], str]:
-    """Fill the new `repo` from the design's bundle; (its commits, its default branch).
+    ctx: ImportContext, repo: Repository, folder: str, fields: DesignFields
+) -> tuple[list[str], list[tuple[str, str, int]], str]:
+    """Fill the new `repo` from the design's bundle; (its commits, (sha, path, size) of
+    every blob of its history, each once, its default branch).
+
+    The bundle's pack goes straight from the archive into `git index-pack --strict`, which
+    checks every object and link as it indexes them (one pass: fetching from a bundle
+    does not check objects before git 2.46, so a fetch needed `fsck --strict` after it);
+    the refs of the bundle's header are then set in one transaction, which refuses a
+    branch that is not a commit or a ref to an object the pack lacks.
 
     A bundle that does not hold exactly the refs refs.json lists, or carries objects they
     do not reach, was not written by a hub's export: ArchiveRefused, naming it."""
@@ -500,25 +561,27 @@ def _fill_repository(
     if name not in ctx.reader.sizes:
         if listed:
             raise DesignRefused(f"{folder}refs.json lists refs but there is no {name}.")
-        return [], fields.default_branch
-    ctx.reader.extract(name, bundle)
-    try:
+        return [], [], fields.default_branch
+    with ctx.reader.open(name) as stream:
         try:
-            heads = repo.bundle_list_heads(bundle)
-        except GitError:
-            raise DesignRefused(f"{name} is not a git bundle.") from None
+            heads, _ = bundle_header(stream)
+        except ValueError as exc:
+            raise DesignRefused(f"{name} is not a git bundle: {exc}.") from None
         _compare_refs(name, found=heads, listed=listed)
         try:
-            repo.fetch_bundle(bundle)
+            repo.index_pack(stream)
         except GitError as exc:
-            raise DesignRefused(f"{name} could not be read: {exc}") from None
-    finally:
-        bundle.unlink(missing_ok=True)
-    _compare_refs(name, found=repo.refs(), listed=listed)
-    problems, unreachable = repo.objects_check()
-    if problems:
-        raise DesignRefused(f"{name}: git's object checks refuse it: {'; '.join(problems)}")
-    if unreachable:
+            raise DesignRefused(f"{name}: git's object checks refuse it: {exc}") from None
+    try:
+        repo.update_refs([(ref, sha, None) for ref, sha in listed.items()], message="import")
+    except RefMoved:
+        raise DesignRefused(
+            f"{name} could not be read: a ref names an object the bundle does not hold, "
+            "or a branch names something other than a commit."
+        ) from None
+    reachable = repo.reachable_objects()
+    unreachable = repo.packed_object_count() - len(reachable)
+    if unreachable > 0:
         raise ArchiveRefused(
             f"{name} carries objects that no ref of refs.json reaches ({unreachable:,}): "
             "it is not a bundle an export writes.",
@@ -533,7 +596,10 @@ def _fill_repository(
             f"the bundle; {default_branch!r} is the default branch here."
         )
         repo.set_default_branch(default_branch)
-    return repo.all_commits(), default_branch
+    types = repo.object_types_and_sizes(sha for sha, _ in reachable)
+    commits = [sha for sha, _ in reachable if types[sha][0] == "commit"]
+    blobs = [(sha, path, types[sha][1]) for sha, path in reachable if types[sha][0] == "blob"]
+    return commits, blobs, default_branch
 
 
 def _compare_refs(name: str, *, found: dict[str, str], listed: dict[str, str]) -> None:
@@ -639,12 +705,18 @@ def _lineage(ctx: ImportContext, fields: DesignFields) -> tuple[Design | None, s
     return None, f"{parts.path.strip('/')} (on {parts.netloc})"[:250], fields.visibility
 
 
-def _check_pointers(ctx: ImportContext, design: Design, commits: list[str], objects: set[str]) -> None:
-    """Note the LFS files of the history whose object the archive did not bring."""
+def _check_pointers(
+    ctx: ImportContext, design: Design, blobs: list[tuple[str, str, int]], objects: set[str]
+) -> None:
+    """Note the LFS files of the history whose object the archive did not bring (`blobs`:
+    every blob of the history; the small ones are read, POINTER_CHECK_BATCH a process)."""
+    small = [sha for sha, _, size in blobs if size < MAX_POINTER_BYTES]
     missing: set[str] = set()
-    for start in range(0, len(commits), POINTER_CHECK_BATCH):
-        found = pointer_oids(design.repo, commits[start : start + POINTER_CHECK_BATCH])
-        missing.update(oid for oid in found if oid not in objects)
+    for start in range(0, len(small), POINTER_CHECK_BATCH):
+        for data in design.repo.read_blobs(small[start : start + POINTER_CHECK_BATCH]).values():
+            pointer = resolve_pointer(data)
+            if pointer is not None and pointer.oid not in objects:
+                missing.add(pointer.oid)
     if missing:
         ctx.note(
             f"{design.full_name}: {len(missing):,} LFS files in its history have no object in the "

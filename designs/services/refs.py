@@ -8,19 +8,27 @@ from django.utils import timezone
 
 from designs.models import ChangeProposal, Design, PushMirror
 from designs.selectors import design_readme
-from designs.services.analysis import analyses_queue, design_refresh_cover
+from designs.services.analysis import analyses_queue, analyses_queue_blobs, design_refresh_cover
 from hub.queue import enqueue
 
 
-def refs_changed(design: Design, *, new_commits: list[str]) -> None:
+def refs_changed(
+    design: Design, *, new_commits: list[str], added_blobs: list[tuple[str, str]] | None = None
+) -> None:
     """The hub learns of `new_commits`; push mirrors and open proposals follow the branches.
 
     Every service that moves a ref calls this once, after the move, whoever moved it.
+    `added_blobs`: the (blob, path) pairs `new_commits` add, when the caller has listed them
+    already (an import lists every blob of the history in one walk): they are not walked
+    for again.
     """
     Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
     design.repo.refresh_commit_graph()
     design_refresh_cover(design)
-    analyses_queue(design=design, commits=new_commits)
+    if added_blobs is None:
+        analyses_queue(design=design, commits=new_commits)
+    else:
+        analyses_queue_blobs(design=design, blobs=added_blobs)
     push_mirrors_queue(design=design)
     proposals_follow(design=design)
     # The README at the default branch is rendered now, in the background, so that the

@@ -451,3 +451,44 @@ def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(peo
     assert "designs/7/repo.bundle carries objects that no ref of refs.json reaches (1)" in job.error
     assert not Design.objects.filter(owner=people[1]).exists()
     assert not Design(owner=people[1], slug="bracket").repo_path.exists()
+
+
+def hostile_bundle(tmp_path: Path, *, tree_entry: str) -> tuple[Path, str]:
+    """A bundle of one commit whose tree holds `tree_entry`, made with plumbing that checks
+    nothing (as a hostile archive would be)."""
+    repo = tmp_path / "hostile.git"
+    subprocess.run(["git", "init", "--bare", "-q", str(repo)], check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "M", "GIT_AUTHOR_EMAIL": "m@x"}
+    env.update(GIT_COMMITTER_NAME="M", GIT_COMMITTER_EMAIL="m@x")
+
+    def plumbing(*args: str, given: str = "") -> str:
+        command = ["git", "--git-dir", str(repo), *args]
+        return subprocess.run(
+            command, input=given, env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    blob = plumbing("hash-object", "-w", "--stdin", given="x\n").strip()
+    tree = plumbing("mktree", given=f"100644 blob {blob}\t{tree_entry}\n").strip()
+    commit = plumbing("commit-tree", tree, "-m", "x").strip()
+    git(repo, "update-ref", "refs/heads/main", commit)
+    bundle = tmp_path / "hostile.bundle"
+    git(repo, "bundle", "create", str(bundle), "--branches")
+    return bundle, commit
+
+
+def test_a_bundle_with_an_object_git_strict_checks_refuse_leaves_no_design(people, tmp_path):
+    bundle, commit = hostile_bundle(tmp_path, tree_entry=".git")
+    path = write_archive(
+        tmp_path / "a.zip",
+        {
+            "designs/7/design.json": json.dumps(design_document()).encode(),
+            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
+            "designs/7/repo.bundle": bundle,
+        },
+    )
+    job = import_into(people[1], path)
+    assert job.status == ArchiveImport.Status.DONE, job.error
+    assert "designs/7/repo.bundle: git's object checks refuse it" in " ".join(job.report["notes"])
+    assert "hasDotgit" in " ".join(job.report["notes"])
+    assert not Design.objects.filter(owner=people[1]).exists()
+    assert not Design(owner=people[1], slug="bracket").repo_path.exists()
