@@ -17,6 +17,12 @@ class DesignOutput(serializers.ModelSerializer):
     full_name = serializers.CharField()
     tags = serializers.SerializerMethodField()
     forked_from = serializers.SerializerMethodField()
+    forked_from_url = serializers.SerializerMethodField(
+        help_text="For a fork whose upstream is on another hub: the upstream's address there."
+    )
+    imported_from = serializers.SerializerMethodField(
+        help_text="For a design imported from another hub (an account archive): its address there."
+    )
     url = serializers.SerializerMethodField()
     web_url = serializers.SerializerMethodField()
     clone_url = serializers.SerializerMethodField()
@@ -42,6 +48,8 @@ class DesignOutput(serializers.ModelSerializer):
             "clone_url",
             "forked_from",
             "fork_point",
+            "forked_from_url",
+            "imported_from",
             "created_at",
             "updated_at",
             "url",
@@ -58,6 +66,12 @@ class DesignOutput(serializers.ModelSerializer):
 
     def get_forked_from(self, design: Design) -> str | None:
         return design.forked_from_name or None
+
+    def get_forked_from_url(self, design: Design) -> str | None:
+        return design.forked_from_url or None
+
+    def get_imported_from(self, design: Design) -> str | None:
+        return design.imported_from or None
 
     def get_url(self, design: Design) -> str:
         path = reverse("api-design-detail", args=[design.owner.username, design.slug])

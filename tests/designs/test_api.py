@@ -381,3 +381,20 @@ def test_release_notes_are_markdown_bounded_and_pointed_at_the_tagged_commit(ali
     assert "<strong>First</strong>" in html and f"/alice/released/raw/docs/fit.png?ref={sha}" in html
     page = client.get(reverse("design-tags", args=["alice", "released"])).content.decode()
     assert "<strong>First</strong> print" in page
+
+
+def test_a_design_says_where_it_was_imported_and_forked_from(alice_api, alice):
+    hand = DesignFactory(owner=alice, slug="hand")
+    Design.objects.filter(pk=hand.pk).update(
+        imported_from="https://hub-a.example/alice/hand/",
+        forked_from_name="bob/hand (on hub-b.example)",
+        forked_from_url="https://hub-b.example/bob/hand/",
+        fork_point="a" * 40,
+    )
+    DesignFactory(owner=alice, slug="plain")
+    imported = alice_api.get(url("api-design-detail", "alice", "hand")).json()
+    assert imported["imported_from"] == "https://hub-a.example/alice/hand/"
+    assert imported["forked_from_url"] == "https://hub-b.example/bob/hand/"
+    assert imported["forked_from"] == "bob/hand (on hub-b.example)"
+    plain = alice_api.get(url("api-design-detail", "alice", "plain")).json()
+    assert plain["imported_from"] is None and plain["forked_from_url"] is None

@@ -492,3 +492,18 @@ def test_the_owner_turns_tag_changes_on_in_settings(client, alice):
     )
     design.refresh_from_db()
     assert design.allow_tag_changes and not design.allow_default_branch_rewrite
+
+
+def test_an_imported_fork_of_a_design_on_another_hub_links_to_where_it_came_from(client, design):
+    Design.objects.filter(pk=design.pk).update(
+        imported_from="https://hub-a.example/alice/gripper/",
+        forked_from_name="bob/hand (on hub-b.example)",
+        forked_from_url="https://hub-b.example/bob/hand/",
+        fork_point="a" * 40,
+    )
+    content = client.get(reverse("design-detail", args=["alice", "gripper"])).content.decode()
+    assert 'Imported from <a href="https://hub-a.example/alice/gripper/"' in content
+    assert (
+        '<a href="https://hub-b.example/bob/hand/" rel="nofollow noopener">bob/hand (on hub-b.example)</a>'
+        in content
+    )
