@@ -43,7 +43,15 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from designs.git import GitError, RefMoved, Repository, valid_ref_name
-from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer, valid_oid
+from designs.lfs_store import (
+    MAX_POINTER_BYTES,
+    OLD_POINTER_VERSION,
+    POINTER_VERSION,
+    StoreError,
+    lfs_store,
+    resolve_pointer,
+    valid_oid,
+)
 from designs.models import (
     AssemblyCheck,
     ChangeProposal,
@@ -70,6 +78,11 @@ MAX_SUMMARY_CHARS = 65_536
 MAX_TAGS = 100
 MAX_HISTORY_TEXT = 65_536
 POINTER_CHECK_BATCH = 500
+# The shortest file resolve_pointer reads as a pointer (version, a sha256 oid, size 0):
+# smaller blobs, most of a history's text files, are not read at all.
+MIN_POINTER_BYTES = (
+    len(b"version \noid sha256:\nsize 0\n") + 64 + min(len(POINTER_VERSION), len(OLD_POINTER_VERSION))
+)
 SHA1_HEX = frozenset("0123456789abcdef")
 
 
@@ -710,7 +723,7 @@ def _check_pointers(
 ) -> None:
     """Note the LFS files of the history whose object the archive did not bring (`blobs`:
     every blob of the history; the small ones are read, POINTER_CHECK_BATCH a process)."""
-    small = [sha for sha, _, size in blobs if size < MAX_POINTER_BYTES]
+    small = [sha for sha, _, size in blobs if MIN_POINTER_BYTES <= size < MAX_POINTER_BYTES]
     missing: set[str] = set()
     for start in range(0, len(small), POINTER_CHECK_BATCH):
         for data in design.repo.read_blobs(small[start : start + POINTER_CHECK_BATCH]).values():

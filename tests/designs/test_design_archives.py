@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from designs import services
-from designs.lfs_store import lfs_store
+from designs.lfs_store import OLD_POINTER_VERSION, lfs_store, pointer_text, resolve_pointer
 from designs.models import Design, DesignLfsObject
+from designs.services.archives import MIN_POINTER_BYTES
 from hub import archives, records
 from hub.models import AccountArchive, ArchiveImport, ImportedRecord
 from tests.factories import DesignFactory, UserFactory, commit_files
@@ -492,3 +493,10 @@ def test_a_bundle_with_an_object_git_strict_checks_refuse_leaves_no_design(peopl
     assert "hasDotgit" in " ".join(job.report["notes"])
     assert not Design.objects.filter(owner=people[1]).exists()
     assert not Design(owner=people[1], slug="bracket").repo_path.exists()
+
+
+def test_the_pointer_check_skips_only_blobs_too_small_to_be_a_pointer():
+    shortest = pointer_text("a" * 64, 0)
+    old = shortest.replace(b"git-lfs.github.com", OLD_POINTER_VERSION[8:].split(b"/")[0])
+    assert resolve_pointer(old) is not None
+    assert min(len(shortest), len(old)) == MIN_POINTER_BYTES
