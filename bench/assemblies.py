@@ -204,8 +204,15 @@ def main() -> None:
         processes[args[0]] += 1
         return status(self, *args)
 
+    reader = git.ObjectReader.__init__
+
+    def counted_reader(self, *args, **kwargs):
+        processes["cat-file --batch-command"] += 1
+        return reader(self, *args, **kwargs)
+
     git.Repository._execute = counted_execute
     git.Repository._status = counted_status
+    git.ObjectReader.__init__ = counted_reader
 
     client = Client()
     viewer = AnonymousUser()

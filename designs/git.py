@@ -23,12 +23,14 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from functools import cached_property, cmp_to_key
 from pathlib import Path
 from typing import IO, BinaryIO
 
 import git as gitpython
 from django.conf import settings
+from git.repo.fun import is_git_dir
 
 ZERO_SHA = "0" * 40
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -206,8 +208,19 @@ class Repository:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # Opening GitPython's Repo reads the repository's config files (about 1 ms, which
+        # an assembly check of 50 modules pays 50 times): a bare repository, the hub's own
+        # kind, is only checked to be one here and opened when first asked to run git.
+        if not is_git_dir(self.path):
+            self._repo = self._open()
+
+    @cached_property
+    def _repo(self) -> gitpython.Repo:
+        return self._open()
+
+    def _open(self) -> gitpython.Repo:
         try:
-            self._repo = gitpython.Repo(self.path)
+            return gitpython.Repo(self.path)
         except (gitpython.NoSuchPathError, gitpython.InvalidGitRepositoryError) as exc:
             raise GitError(f"no repository at {self.path}") from exc
 
@@ -594,6 +607,12 @@ class Repository:
                 length = int(size[0]) if size and size[0] != "-" else None
                 entries.append(TreeEntry(path=path, mode=mode, kind=_entry_kind(kind), sha=sha, size=length))
         return entries
+
+    def object_reader(self) -> ObjectReader:
+        """An `ObjectReader` of this repository, its git process started: one process for
+        many reads. Use it as `with repo.object_reader() as reader:`, which ends the process
+        when the block ends, whether it ends well or not (or call `close()`)."""
+        return ObjectReader(self.path)
 
     def gitlinks(self, commit: str) -> list[TreeEntry]:
         """The submodules pinned at `commit` (their `sha` is the pinned commit)."""
@@ -1131,6 +1150,310 @@ class Repository:
             sha, _, path = line.partition(" ")
             found.append((sha, path))
         return found
+
+
+# Requests written before their answers are read: well under a pipe's buffer, so writing
+# never waits for git, which may itself be waiting for its answers to be read.
+REQUEST_CHUNK_BYTES = 16 * 1024
+ONE_WORD = re.compile(r"\S+")
+
+
+class ObjectReader:
+    """One `git cat-file --batch-command` process (git ≥ 2.36; `merge_tree` already needs
+    2.38) asked for objects in turn: a commit's files listed by reading its trees, blobs
+    read only when they fit a limit (their size asked first), the releases. What reading
+    one commit of a design takes, in one git process instead of one per question.
+
+    Open it with `Repository.object_reader()`; it is a context manager that always ends
+    the process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(
+                [git_binary(), "cat-file", "--batch-command"],
+                cwd=path,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise GitError(f"git cannot start: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # PIPE
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the process (again: nothing happens)."""
+        # The reading end closed first: a git still writing an answer nobody reads stops
+        # (a broken pipe) rather than wait; with its input closed too, it ends.
+        for pipe in (self._stdout, self._stdin):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        self._proc.wait()
+        self._stderr.close()
+
+    def _failed(self) -> GitError:
+        self._stderr.seek(0)
+        return GitError(f"git cat-file stopped: {_tail(self._stderr.read().decode(errors='replace'))}")
+
+    def _ask(self, verb: str, names: list[str]) -> list[tuple[str, str, bytes | int] | None]:
+        """git's answer to `<verb> <name>` for each name, in order: (sha, type, content) for
+        "contents", (sha, type, size) for "info", None when there is no such object."""
+        if not all(ONE_WORD.fullmatch(name) for name in names):
+            raise GitError("an object name must be one word")
+        answers: list[tuple[str, str, bytes | int] | None] = []
+        at = 0
+        while at < len(names):
+            chunk: list[bytes] = []
+            size = 0
+            while at < len(names) and size < REQUEST_CHUNK_BYTES:
+                chunk.append(f"{verb} {names[at]}\n".encode())
+                size += len(chunk[-1])
+                at += 1
+            try:
+                self._stdin.write(b"".join(chunk))
+                self._stdin.flush()
+            except OSError as exc:
+                raise self._failed() from exc
+            answers += [self._answer(verb) for _ in chunk]
+        return answers
+
+    def _answer(self, verb: str) -> tuple[str, str, bytes | int] | None:
+        header = self._stdout.readline()
+        if not header.endswith(b"\n"):
+            raise self._failed()
+        parts = header.split()
+        if len(parts) != 3 or not parts[2].isdigit():  # "<name> missing", "<name> ambiguous"
+            return None
+        sha, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
+        if verb == "info":
+            return sha, kind, size
+        data = self._stdout.read(size)
+        if len(data) != size or self._stdout.read(1) != b"\n":
+            raise self._failed()
+        return sha, kind, data
+
+    def _contents(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
+        answers = self._ask("contents", names)
+        return [(a[0], a[1], a[2]) if a is not None and isinstance(a[2], bytes) else None for a in answers]
+
+    def tree_entries(self, commit: str) -> list[TreeEntry]:
+        """Every file and submodule at `commit`, as `Repository.tree_entries` lists them
+        (without sizes: `blob_sizes` asks for the few that matter), each tree read once."""
+        (root,) = self._contents([f"{commit}^{{tree}}"])
+        if root is None or root[1] != "tree":
+            raise GitError(f"no commit {commit}")
+        oid_length = len(root[0]) // 2
+        trees = {root[0]: _tree_items(root[2], oid_length)}
+        pending = [root[0]]
+        while pending:
+            wanted = list(
+                dict.fromkeys(
+                    sha
+                    for parent in pending
+                    for mode, _, sha in trees[parent]
+                    if mode == TREE_MODE and sha not in trees
+                )
+            )
+            for sha, found in zip(wanted, self._contents(wanted), strict=True):
+                if found is None or found[1] != "tree":
+                    raise GitError(f"tree {sha} is missing")
+                trees[sha] = _tree_items(found[2], oid_length)
+            pending = wanted
+        # Depth first in git's order, without recursion: a hostile tree may nest deep.
+        entries = []
+        stack = [(b"", iter(trees[root[0]]))]
+        while stack:
+            prefix, items = stack[-1]
+            item = next(items, None)
+            if item is None:
+                stack.pop()
+                continue
+            mode, name, sha = item
+            if mode == TREE_MODE:
+                stack.append((prefix + name + b"/", iter(trees[sha])))
+                continue
+            kind = "submodule" if mode == SUBMODULE_MODE else "blob"
+            path = (prefix + name).decode(errors="replace")
+            entries.append(TreeEntry(path=path, mode=mode, kind=kind, sha=sha, size=None))
+        return entries
+
+    def blob_sizes(self, shas: Iterable[str]) -> dict[str, int]:
+        """The size of each blob among `shas`, without reading it."""
+        wanted = list(dict.fromkeys(shas))
+        return {
+            sha: found[2]
+            for sha, found in zip(wanted, self._ask("info", wanted), strict=True)
+            if found is not None and found[1] == "blob" and isinstance(found[2], int)
+        }
+
+    def read_blobs(self, limits: dict[str, int]) -> dict[str, bytes | None]:
+        """The content of each blob of `limits` (sha → its limit in bytes) that is no
+        larger than its limit; None for a larger one, which git is never asked to read.
+        Missing ones are left out."""
+        sizes = self.blob_sizes(limits)
+        small = [sha for sha, size in sizes.items() if size <= limits[sha]]
+        found: dict[str, bytes | None] = dict.fromkeys(sizes)
+        for sha, answer in zip(small, self._contents(small), strict=True):
+            if answer is not None:
+                found[sha] = answer[2]
+        return found
+
+    def tags(self) -> list[Tag]:
+        """What `Repository.tags()` answers — the same releases, in the same order — with
+        the names read from the ref files and each tag object from this process."""
+        names = _tag_names(self.path)
+        tags: list[tuple[int, str, Tag]] = []
+        for name, found in zip(names, self._contents([f"refs/tags/{name}" for name in names]), strict=True):
+            if found is None:
+                continue  # a broken ref: for-each-ref leaves it out too
+            sha, kind, data = found
+            headers, _, body = data.partition(b"\n\n")
+            fields = {
+                key: value
+                for key, _, value in (
+                    line.partition(" ") for line in headers.decode(errors="replace").split("\n")
+                )
+            }
+            message = body.decode(errors="replace").strip() if kind in ("tag", "commit") else ""
+            if kind == "tag":
+                # One level, as for-each-ref's %(*objectname) peels.
+                target = fields.get("object", sha)
+                person, created = _ident(fields.get("tagger", ""))
+                tagger = person if person is not None and person.name else None
+                tag = Tag(name=name, target=target, message=message, tagger=tagger, tagged_at=created)
+            else:
+                _, created = _ident(fields.get("committer", "")) if kind == "commit" else (None, None)
+                tag = Tag(name=name, target=sha, message=message, tagger=None, tagged_at=None)
+            tags.append((int(created.timestamp()) if created else 0, f"refs/tags/{name}", tag))
+
+        # --sort=-v:refname --sort=-creatordate: newest first, then newest version first.
+        def order(a: tuple[int, str, Tag], b: tuple[int, str, Tag]) -> int:
+            return (b[0] > a[0]) - (b[0] < a[0]) or _versioncmp(b[1], a[1])
+
+        return [tag for _, _, tag in sorted(tags, key=cmp_to_key(order))]
+
+
+TREE_MODE = "040000"
+
+
+def _tree_items(data: bytes, oid_length: int) -> list[tuple[str, bytes, str]]:
+    """(mode, name, sha) of a raw tree object's entries; modes as ls-tree shows them."""
+    items, at = [], 0
+    try:
+        while at < len(data):
+            space = data.index(b" ", at)
+            nul = data.index(b"\0", space)
+            sha = data[nul + 1 : nul + 1 + oid_length]
+            if len(sha) != oid_length:
+                raise ValueError("short entry")
+            items.append((_canonical_mode(int(data[at:space], 8)), data[space + 1 : nul], sha.hex()))
+            at = nul + 1 + oid_length
+    except ValueError as exc:
+        raise GitError(f"a tree git cannot have written: {exc}") from exc
+    return items
+
+
+def _canonical_mode(mode: int) -> str:
+    # git's canon_mode(): any mode it does not know is read as a gitlink.
+    kind = mode & 0o170000
+    if kind == 0o100000:
+        return "100755" if mode & 0o100 else "100644"
+    return {0o120000: "120000", 0o040000: TREE_MODE}.get(kind, SUBMODULE_MODE)
+
+
+def _tag_names(git_dir: Path) -> list[str]:
+    """The names under refs/tags/, loose and packed, as for-each-ref finds them."""
+    names = set()
+    root = git_dir / "refs" / "tags"
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for file in files:
+            if not file.startswith(".") and not file.endswith(".lock"):
+                names.add(Path(folder, file).relative_to(root).as_posix())
+    try:
+        packed = (git_dir / "packed-refs").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        packed = []
+    for line in packed:
+        _, _, ref = line.partition(" ")
+        if not line.startswith(("#", "^")) and ref.startswith("refs/tags/"):
+            names.add(ref.removeprefix("refs/tags/"))
+    return sorted(names)
+
+
+def _ident(line: str) -> tuple[Person | None, datetime | None]:
+    """`Name <email> 1700000000 +0200` (a tagger or committer line) as git reads it."""
+    name, bracket, rest = line.partition(" <")
+    email, closing, stamp = rest.partition(">")
+    if not bracket or not closing:
+        return None, None
+    parts = stamp.split()
+    if not parts or not parts[0].isdigit():
+        return Person(name, email), None
+    offset = timedelta(0)
+    if len(parts) > 1 and re.fullmatch(r"[+-]\d{4}", parts[1]):
+        zone = parts[1]
+        offset = (-1 if zone[0] == "-" else 1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+    return Person(name, email), datetime.fromtimestamp(int(parts[0]), timezone(offset))
+
+
+# git's versioncmp() (versioncmp.c, as glibc's strverscmp), for `--sort=v:refname`.
+_S_N, _S_I, _S_F, _S_Z = 0, 3, 6, 9
+_CMP, _LEN = 2, 3
+_NEXT_STATE = (_S_N, _S_I, _S_Z, _S_N, _S_I, _S_I, _S_N, _S_F, _S_F, _S_N, _S_F, _S_Z)
+# fmt: off
+_RESULT_TYPE = (
+    _CMP, _CMP, _CMP, _CMP, _LEN, _CMP, _CMP, _CMP, _CMP,
+    _CMP, -1, -1, +1, _LEN, _LEN, +1, _LEN, _LEN,
+    _CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP, _CMP,
+    _CMP, +1, +1, -1, _CMP, _CMP, -1, _CMP, _CMP,
+)
+# fmt: on
+
+
+def _versioncmp(a: str, b: str) -> int:
+    s1, s2 = a.encode() + b"\0", b.encode() + b"\0"
+
+    def digit(c: int) -> bool:
+        return 48 <= c <= 57
+
+    def kind(c: int) -> int:
+        return (c == 48) + digit(c)
+
+    at = 0
+    c1, c2 = s1[0], s2[0]
+    state = _S_N + kind(c1)
+    while (diff := c1 - c2) == 0:
+        if c1 == 0:
+            return 0
+        state = _NEXT_STATE[state]
+        at += 1
+        c1, c2 = s1[at], s2[at]
+        state += kind(c1)
+    result = _RESULT_TYPE[state * 3 + kind(c2)]
+    if result == _CMP:
+        return diff
+    if result != _LEN:
+        return result
+    # The longer run of digits is the larger number.
+    i = j = at + 1
+    while digit(s1[i]):
+        i += 1
+        if not digit(s2[j]):
+            return 1
+        j += 1
+    return -1 if digit(s2[j]) else diff
 
 
 def remote_env(access: RemoteAccess) -> dict[str, str]:

@@ -9,16 +9,18 @@ problems (`assembly_problems_at`).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from designs import assemblies as files
 from designs.bom import BomParseError, bom_lines, is_bom_path
-from designs.git import GitError, TreeEntry
+from designs.git import GitError, ObjectReader, Repository, Tag, TreeEntry
 from designs.meshes import is_mesh_path
 from designs.models import AssemblyCheck, Design, ModuleUse, PullMirror
 from designs.selectors import designs_visible_to
@@ -41,12 +43,40 @@ class _Walk:
     # the nested checks read on the way are not kept (read alone, they go deeper).
     limited: bool = False
     snapshots: dict[tuple[int, str], _Snapshot] = field(default_factory=dict)
+    # The checks of (design, commit) found stored (None: looked for, not there) or read on
+    # the way; those read are written together when the walk ends.
+    checks: dict[tuple[int, str], AssemblyCheck | None] = field(default_factory=dict)
+    read: list[AssemblyCheck] = field(default_factory=list)
+
+    def look_up(self, keys: list[tuple[int, str]]) -> None:
+        """Find the stored checks among `keys` in one query: the modules of an assembly."""
+        wanted = [key for key in keys if key not in self.checks]
+        if not wanted:
+            return
+        stored = AssemblyCheck.objects.filter(
+            design_id__in={design_id for design_id, _ in wanted},
+            commit_sha__in={commit for _, commit in wanted},
+        )
+        found = {(check.design_id, check.commit_sha): check for check in stored}
+        for key in wanted:
+            self.checks[key] = found.get(key)
 
     def snapshot(self, design: Design, commit: str) -> _Snapshot:
+        """`design` at `commit`, read once per walk (as a module on the way, or else here
+        as the assembly the walk began with)."""
         key = (design.pk, commit)
         if key not in self.snapshots:
-            self.snapshots[key] = _Snapshot(design, commit)
+            with design.repo.object_reader() as reader:
+                self.snapshots[key] = _Snapshot(design.repo, reader, commit, module=False)
         return self.snapshots[key]
+
+    def module_snapshot(self, design: Design, commit: str) -> _Snapshot | None:
+        """`design` at `commit` read as a module earlier in the walk, if it was."""
+        found = self.snapshots.get((design.pk, commit))
+        return found if found is not None and found.module else None
+
+    def on_the_way(self, design: Design) -> bool:
+        return any(design_id == design.pk for design_id, _ in self.stack)
 
     def names(self, design: Design) -> str:
         return " → ".join([*(name for _, name in self.stack), design.full_name])
@@ -57,13 +87,50 @@ def _problem(message: str, *, module_design_id: int | None = None) -> dict[str, 
 
 
 class _Snapshot:
-    """One commit of one design as the check reads it: listed once (one git process),
-    its few small files read together (two more)."""
+    """One commit of one design as the check reads it, all at once and through one git
+    process (and `git config` for the .gitmodules of an assembly): its files listed, its
+    .gitmodules and assembly.toml and, read as a module, its module.toml and its BOM
+    (kept as its lines: a walk keeps its snapshots). A file over its limit reads as that
+    limit + 1 bytes (so the format readers refuse it by its size) without being read."""
 
-    def __init__(self, design: Design, commit: str) -> None:
-        self.repo = design.repo
-        # With sizes: the few files read are bounded without asking git again.
-        self.entries = {entry.path: entry for entry in self.repo.tree_entries(commit, sizes=True)}
+    def __init__(self, repo: Repository, reader: ObjectReader, commit: str, *, module: bool) -> None:
+        self.module = module
+        self.entries = {entry.path: entry for entry in reader.tree_entries(commit)}
+        limits = {files.ASSEMBLY_FILE: files.MAX_FILE_BYTES, files.GITMODULES_FILE: files.MAX_FILE_BYTES}
+        bom_path = self.find_bom() if module else None
+        if module:
+            limits[files.MODULE_FILE] = files.MAX_FILE_BYTES
+            if bom_path is not None:
+                limits[bom_path] = MAX_BOM_BYTES
+        wanted = {path: (entry.sha, limit) for path, limit in limits.items() if (entry := self.blob(path))}
+        by_sha: dict[str, int] = {}
+        for sha, limit in wanted.values():  # two paths may hold the same blob
+            by_sha[sha] = max(limit, by_sha.get(sha, 0))
+        data = reader.read_blobs(by_sha)
+        self.files: dict[str, bytes] = {}
+        for path, (sha, limit) in wanted.items():
+            found = data.get(sha)
+            self.files[path] = found if found is not None and len(found) <= limit else b"\0" * (limit + 1)
+        # Too large when git gives its size; a blob git lacks goes on to `git config`, which
+        # says it cannot read it.
+        gitmodules = wanted.get(files.GITMODULES_FILE)
+        self.gitmodules_too_big = (
+            gitmodules is not None
+            and gitmodules[0] in data
+            and len(self.files[files.GITMODULES_FILE]) > files.MAX_FILE_BYTES
+        )
+        # Read by git itself (`git config --blob`), whatever a hostile one holds: one more
+        # git process, for an assembly only.
+        self.gitmodules_listing = None
+        if (
+            gitmodules is not None
+            and not self.gitmodules_too_big
+            and (self.gitlinks() or self.blob(files.ASSEMBLY_FILE))
+        ):
+            self.gitmodules_listing = repo.config_blob_entries(gitmodules[0])
+        self.bom, self.bom_problem = _module_bom(
+            self.files.pop(bom_path, None) if bom_path else None, bom_path
+        )
 
     def gitlinks(self) -> dict[str, str]:
         return {path: entry.sha for path, entry in self.entries.items() if entry.kind == "submodule"}
@@ -72,15 +139,7 @@ class _Snapshot:
         entry = self.entries.get(path)
         return entry if entry is not None and entry.kind == "blob" else None
 
-    def read(self, paths: list[str], *, limit: int = files.MAX_FILE_BYTES) -> dict[str, bytes]:
-        """The files among `paths` that exist; one over `limit` reads as `limit`+1 bytes
-        (so the format readers refuse it by its size) without being read."""
-        wanted = {path: entry for path in paths if (entry := self.blob(path)) is not None}
-        small = [entry.sha for entry in wanted.values() if (entry.size or 0) <= limit]
-        data = self.repo.read_blobs(small)
-        return {path: data.get(entry.sha, b"\0" * (limit + 1)) for path, entry in wanted.items()}
-
-    def bom_path(self) -> str | None:
+    def find_bom(self) -> str | None:
         """The root `bom.csv`, or the first root CSV named like a BOM."""
         root = sorted(
             path for path in self.entries if "/" not in path and is_bom_path(path) and self.blob(path)
@@ -98,21 +157,43 @@ class _Snapshot:
         return found[:MAX_MESHES_PER_MODULE]
 
 
-def _module_design(address: files.ModuleAddress, *, seen_by: User) -> Design | None:
-    """The design of this hub a module URL names — by owner and slug, or a pull mirror of
-    another hub's URL standing in for it — among those the assembly's owner may see: a
-    design they cannot see is "not found", so pinning cannot probe for private designs."""
-    visible = designs_visible_to(seen_by).select_related("owner")
-    if address.local:
-        return visible.filter(owner__username=address.owner, slug__iexact=address.slug).first()
-    urls = [address.url, address.url.removesuffix(".git")]
-    mirror = (
-        PullMirror.objects.filter(url__in=urls, design__in=visible).select_related("design__owner").first()
-    )
-    return mirror.design if mirror else None
+def _module_designs(
+    addresses: list[files.ModuleAddress], *, seen_by: User
+) -> dict[files.ModuleAddress, Design]:
+    """The designs of this hub the module URLs name — by owner and slug, or a pull mirror
+    of another hub's URL standing in for it — among those the assembly's owner may see: a
+    design they cannot see is "not found", so pinning cannot probe for private designs.
+    Two queries at most, whatever the number of modules."""
+    visible = designs_visible_to(seen_by).select_related(None).select_related("owner").prefetch_related(None)
+    found: dict[files.ModuleAddress, Design] = {}
+    local = [address for address in addresses if address.local]
+    if local:
+        # Owners × slugs, and the pairs picked out here: a simpler query than one per pair.
+        candidates = visible.alias(lower_slug=Lower("slug")).filter(
+            owner__username__in={address.owner for address in local},
+            lower_slug__in={address.slug.lower() for address in local},
+        )
+        by_name = {(design.owner.username, design.slug.lower()): design for design in candidates}
+        for address in local:
+            if (design := by_name.get((address.owner, address.slug.lower()))) is not None:
+                found[address] = design
+    elsewhere = {
+        address: [address.url, address.url.removesuffix(".git")] for address in addresses if not address.local
+    }
+    if elsewhere:
+        mirrors = list(
+            PullMirror.objects.filter(url__in=[url for urls in elsewhere.values() for url in urls])
+            .filter(design__in=visible)
+            .select_related("design__owner")
+            .order_by("pk")
+        )
+        for address, urls in elsewhere.items():
+            if (mirror := next((m for m in mirrors if m.url in urls), None)) is not None:
+                found[address] = mirror.design
+    return found
 
 
-def _module_bom(snapshot: _Snapshot, raw: bytes | None, path: str | None) -> tuple[list[dict[str, Any]], str]:
+def _module_bom(raw: bytes | None, path: str | None) -> tuple[list[dict[str, Any]], str]:
     """The lines of the module's BOM, and a sentence when it could not be read."""
     if path is None or raw is None:
         return [], ""
@@ -129,29 +210,27 @@ def _module_bom(snapshot: _Snapshot, raw: bytes | None, path: str | None) -> tup
 
 
 def _check_commit(design: Design, commit: str, walk: _Walk) -> AssemblyCheck:
-    """The stored check of `design` at `commit`, computed if it is not there yet."""
-    stored = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
-    if stored is not None:
+    """The stored check of `design` at `commit`, computed if it is not there yet (and
+    kept, by `assembly_check`, when the walk ends)."""
+    key = (design.pk, commit)
+    walk.look_up([key])
+    if (stored := walk.checks[key]) is not None:
         return stored
     limited_before = walk.limited
     walk.limited = False
     is_assembly, problems, modules = _read_assembly(design, commit, walk)
     limited_here, walk.limited = walk.limited, walk.limited or limited_before
-    if limited_here and walk.stack:
-        return AssemblyCheck(
-            design=design, commit_sha=commit, is_assembly=is_assembly, problems=problems, modules=modules
-        )
-    with transaction.atomic():
-        check, _ = AssemblyCheck.objects.update_or_create(
-            design=design,
-            commit_sha=commit,
-            defaults={
-                "is_assembly": is_assembly,
-                "problems": problems,
-                "modules": modules,
-                "checked_at": timezone.now(),
-            },
-        )
+    check = AssemblyCheck(
+        design=design,
+        commit_sha=commit,
+        is_assembly=is_assembly,
+        problems=problems,
+        modules=modules,
+        checked_at=timezone.now(),
+    )
+    if not (limited_here and walk.stack):
+        walk.checks[key] = check
+        walk.read.append(check)
     return check
 
 
@@ -162,15 +241,14 @@ def _read_assembly(design: Design, commit: str, walk: _Walk) -> tuple[bool, list
         return False, [], []
     problems: list[dict] = []
     spec = files.AssemblySpec()
-    raw = snapshot.read([files.ASSEMBLY_FILE])
-    if files.ASSEMBLY_FILE in raw:
-        spec, found = files.parse_assembly(raw[files.ASSEMBLY_FILE])
+    raw = snapshot.files.get(files.ASSEMBLY_FILE)
+    if raw is not None:
+        spec, found = files.parse_assembly(raw)
         problems += [_problem(message) for message in found]
     gitmodules = snapshot.blob(files.GITMODULES_FILE)
     entries: dict[str, files.SubmoduleEntry] = {}
     if gitmodules is not None:
-        too_big = (gitmodules.size or 0) > files.MAX_FILE_BYTES
-        listing = None if too_big else snapshot.repo.config_blob_entries(gitmodules.sha)
+        too_big, listing = snapshot.gitmodules_too_big, snapshot.gitmodules_listing
         if too_big:
             problems.append(
                 _problem(f".gitmodules: larger than {files.MAX_FILE_BYTES // 1024} KiB; not read.")
@@ -193,27 +271,91 @@ def _read_assembly(design: Design, commit: str, walk: _Walk) -> tuple[bool, list
         problems.append(_problem(f"At most {files.MAX_MODULES} modules; this commit pins {len(links)}."))
         return True, problems, []
     roots = files.hub_roots_of(settings.FABHUB_PUBLIC_URL)
+    addresses = {
+        path: files.resolve_module_url(
+            entry.url, assembly_owner=design.owner.username, assembly_slug=design.slug, hub_roots=roots
+        )
+        for path, entry in entries.items()
+        if path in links
+    }
+    designs = _module_designs(list(addresses.values()), seen_by=design.owner)
+    named = {path: designs[address] for path, address in addresses.items() if address in designs}
+    walk.look_up([(module.pk, links[path]) for path, module in named.items()])
     modules = []
     walk.stack.append((design.pk, design.full_name))
+    # Those that are not a cycle are read, in this order.
+    order = [
+        (path, named[path]) for path in sorted(links) if path in named and not walk.on_the_way(named[path])
+    ]
     try:
-        for path, pin in sorted(links.items()):
-            modules.append(
-                _read_module(design, path, pin, entries.get(path), specs.get(path), roots, walk, problems)
-            )
+        with _PinReads(walk, [(path, module, links[path]) for path, module in order]) as reads:
+            for path, pin in sorted(links.items()):
+                module = _read_module(
+                    path,
+                    pin,
+                    entries.get(path),
+                    addresses.get(path),
+                    named.get(path),
+                    specs.get(path),
+                    walk,
+                    reads,
+                    problems,
+                )
+                modules.append(module)
     finally:
         walk.stack.pop()
     _check_interfaces(modules, problems)
     return True, problems, modules
 
 
+def _read_pin(repo: Repository, pin: str, known: _Snapshot | None) -> tuple[list[Tag], _Snapshot | None]:
+    """The module's releases and, when `pin` is in its history, the module at `pin`: one
+    git process (three when the pin is not a release). Git only, no database: it runs in
+    a thread of `_PinReads`."""
+    with repo.object_reader() as reader:
+        tags = reader.tags()
+        try:
+            reachable = any(tag.target == pin for tag in tags) or repo.is_reachable(pin)
+        except GitError:
+            reachable = False
+        if not reachable:
+            return tags, None
+        return tags, known or _Snapshot(repo, reader, pin, module=True)
+
+
+class _PinReads:
+    """The modules of one assembly read from git in a few threads, ahead of their turn:
+    git answers for some while the hub works on the others (each thread runs one git
+    process at a time). Reads not yet started when the assembly fails are not started."""
+
+    THREADS = 3
+
+    def __init__(self, walk: _Walk, pins: list[tuple[str, Design, str]]) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="assembly-read")
+        self.reads = {
+            path: self.pool.submit(_read_pin, module.repo, pin, walk.module_snapshot(module, pin))
+            for path, module, pin in pins
+        }
+
+    def __enter__(self) -> _PinReads:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def result(self, path: str) -> tuple[list[Tag], _Snapshot | None]:
+        return self.reads[path].result()
+
+
 def _read_module(
-    design: Design,
     path: str,
     pin: str,
     entry: files.SubmoduleEntry | None,
+    address: files.ModuleAddress | None,
+    found: Design | None,
     spec: files.ModuleSpec | None,
-    roots: list[str],
     walk: _Walk,
+    reads: _PinReads,
     problems: list[dict],
 ) -> dict[str, Any]:
     spec = spec or files.ModuleSpec(path=path)
@@ -242,15 +384,11 @@ def _read_module(
         "nested": False,
         "remote": False,
     }
-    if entry is None:
+    if entry is None or address is None:
         problems.append(
             _problem(f"{path}: a submodule with no entry in .gitmodules, so nobody can clone it.")
         )
         return module
-    address = files.resolve_module_url(
-        entry.url, assembly_owner=design.owner.username, assembly_slug=design.slug, hub_roots=roots
-    )
-    found = _module_design(address, seen_by=design.owner)
     if found is None:
         if address.local:
             problems.append(_problem(f"{path}: module {address.owner}/{address.slug} not found on this hub."))
@@ -258,18 +396,13 @@ def _read_module(
             module["remote"] = True  # another hub's, with no mirror here: pinned, not read
         return module
     module.update(design_id=found.pk, name=found.full_name, licence=found.licence)
-    if any(design_id == found.pk for design_id, _ in walk.stack):
+    if walk.on_the_way(found):
         problems.append(
             _problem(f"{path}: a cycle of assemblies: {walk.names(found)}.", module_design_id=found.pk)
         )
         return module
-    repo = found.repo
-    tags = repo.tags()
-    try:
-        reachable = any(tag.target == pin for tag in tags) or repo.is_reachable(pin)
-    except GitError:
-        reachable = False
-    if not reachable:
+    tags, snapshot = reads.result(path)
+    if snapshot is None:
         problems.append(
             _problem(
                 f"{path}: commit {pin[:10]} is not in the history of {found.full_name}.",
@@ -277,6 +410,7 @@ def _read_module(
             )
         )
         return module
+    walk.snapshots[(found.pk, pin)] = snapshot
     at_pin = [tag.name for tag in tags if tag.target == pin]
     module["release"] = at_pin[0] if at_pin else ""
     if tags:
@@ -300,10 +434,7 @@ def _read_module(
             )
         else:
             module["release"] = spec.release
-    snapshot = walk.snapshot(found, pin)
-    bom_path = snapshot.bom_path()
-    raw = snapshot.read([files.MODULE_FILE, *([bom_path] if bom_path else [])], limit=MAX_BOM_BYTES)
-    manifest_raw = raw.get(files.MODULE_FILE)
+    manifest_raw = snapshot.files.get(files.MODULE_FILE)
     if manifest_raw is not None:
         manifest, found_problems = files.parse_module(manifest_raw)
         problems += [_problem(f"{path}: {message}", module_design_id=found.pk) for message in found_problems]
@@ -313,9 +444,7 @@ def _read_module(
         module["needs"] = [
             {"name": i.name, "description": i.description, "files": list(i.files)} for i in manifest.needs
         ]
-    module["bom"], module["bom_problem"] = _module_bom(
-        snapshot, raw.get(bom_path) if bom_path else None, bom_path
-    )
+    module["bom"], module["bom_problem"] = [dict(line) for line in snapshot.bom], snapshot.bom_problem
     module["meshes"] = snapshot.meshes(spec.files)
     if len(walk.stack) >= files.MAX_DEPTH:
         walk.limited = True
@@ -346,7 +475,18 @@ def _check_interfaces(modules: list[dict[str, Any]], problems: list[dict]) -> No
 
 def assembly_check(design: Design, *, commit: str) -> AssemblyCheck:
     """Read `design` at `commit` as an assembly (cached per commit)."""
-    return _check_commit(design, commit, _Walk(stack=[]))
+    walk = _Walk(stack=[])
+    check = _check_commit(design, commit, walk)
+    if walk.read:
+        # One statement for the assembly and every nested check read on the way; another
+        # process that read the same commit meanwhile found the same.
+        AssemblyCheck.objects.bulk_create(
+            walk.read,
+            update_conflicts=True,
+            unique_fields=["design", "commit_sha"],
+            update_fields=["is_assembly", "problems", "modules", "checked_at"],
+        )
+    return check
 
 
 def assembly_problems_at(design: Design, *, commit: str) -> list[str]:

@@ -1,0 +1,134 @@
+"""`Repository.object_reader()`: one `git cat-file --batch-command` process reading a
+commit the way the assembly check needs it. It must list what `ls-tree -r` lists, read a
+blob only when it fits the limit, answer `tags()` exactly, and always end its process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from designs.git import FileEdit, GitError, ObjectReader, Person, Repository
+
+WHO = Person(name="Ada", email="ada@example.org")
+PINNED = "1234567890abcdef1234567890abcdef12345678"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repository:
+    return Repository.init_bare(tmp_path / "design.git", default_branch="main")
+
+
+def commit(
+    repo: Repository, files: dict[str, bytes], *, links: tuple[str, ...] = (), mode: str = "100644"
+) -> str:
+    edits = [FileEdit(path, repo.write_blob(data), mode) for path, data in files.items()]
+    edits += [FileEdit(path, PINNED, "160000") for path in links]
+    head = repo.branch_head("main")
+    sha = repo.commit_tree(
+        repo.build_tree(head, edits), [head] if head else [], "Files", author=WHO, committer=WHO
+    )
+    repo.update_ref("refs/heads/main", sha, head)
+    return sha
+
+
+def git(repo: Repository, *args: str, date: str = "2024-05-01T12:00:00+02:00") -> None:
+    env = {**os.environ, "GIT_COMMITTER_NAME": "Tag", "GIT_COMMITTER_EMAIL": "tag@example.org"}
+    subprocess.run(["git", *args], cwd=repo.path, env={**env, "GIT_COMMITTER_DATE": date}, check=True)
+
+
+def test_it_lists_nested_folders_and_submodules_as_ls_tree_does(repo):
+    head = commit(
+        repo,
+        {
+            "README.md": b"# Car\n",
+            "cad/body/shell.stl": b"solid shell\nendsolid\n",
+            "cad/body/deep/er/still/part.step": b"ISO-10303-21;\n",
+            "cad/wheel.stl": b"solid wheel\nendsolid\n",
+            "z-last.txt": b"",
+        },
+        links=("modules/engine", "modules/deep/gearbox"),
+    )
+    commit(repo, {"tools/run.sh": b"#!/bin/sh\n"}, mode="100755")
+    head = repo.branch_head("main")
+
+    with repo.object_reader() as reader:
+        entries = reader.tree_entries(head)
+
+    assert entries == repo.tree_entries(head)
+    assert {entry.path: entry.kind for entry in entries}["modules/deep/gearbox"] == "submodule"
+    assert {entry.path: entry.mode for entry in entries}["tools/run.sh"] == "100755"
+
+
+def test_a_blob_over_the_limit_is_never_read(repo, monkeypatch):
+    big = b"x" * 200_000
+    commit(repo, {"bom.csv": b"part,qty\nbolt,4\n", "big.stl": big})
+    head = repo.branch_head("main")
+    asked: list[str] = []
+    contents = ObjectReader._contents
+
+    def recorded(self, names):
+        asked.extend(names)
+        return contents(self, names)
+
+    monkeypatch.setattr(ObjectReader, "_contents", recorded)
+
+    with repo.object_reader() as reader:
+        shas = {entry.path: entry.sha for entry in reader.tree_entries(head)}
+        found = reader.read_blobs({shas["bom.csv"]: 1000, shas["big.stl"]: 1000})
+        sizes = reader.blob_sizes([shas["big.stl"]])
+
+    assert found == {shas["bom.csv"]: b"part,qty\nbolt,4\n", shas["big.stl"]: None}
+    assert sizes == {shas["big.stl"]: len(big)}
+    assert shas["big.stl"] not in asked
+
+
+def test_missing_objects_are_left_out_and_a_missing_commit_is_an_error(repo):
+    commit(repo, {"README.md": b"# Car\n"})
+
+    with repo.object_reader() as reader:
+        assert reader.read_blobs({"0" * 40: 1000, PINNED: 1000}) == {}
+        assert reader.blob_sizes(["0" * 40]) == {}
+        with pytest.raises(GitError):
+            reader.tree_entries("0" * 40)
+        # The process still answers after what it could not find.
+        assert [entry.path for entry in reader.tree_entries(repo.branch_head("main"))] == ["README.md"]
+
+
+def test_an_object_name_of_more_than_one_word_is_refused(repo):
+    commit(repo, {"README.md": b"# Car\n"})
+
+    with repo.object_reader() as reader, pytest.raises(GitError):
+        reader.tree_entries("main\ninfo HEAD")
+
+
+def test_releases_are_the_ones_tags_gives_in_the_same_order(repo):
+    first = commit(repo, {"README.md": b"# Car\n"})
+    second = commit(repo, {"README.md": b"# Car, faster\n"})
+    # Made in the same second: the newest version first (v0.10 after v0.9, v1.0 after v1).
+    for name in ("v0.9", "v0.10", "v1", "v1.0", "v01", "v1.0-rc1", "a"):
+        git(repo, "tag", "-a", "-m", f"Release {name}", name, second)
+    git(repo, "tag", "-a", "-m", "Old", "old", first, date="2020-01-01T00:00:00-05:00")
+    git(repo, "tag", "light", first)
+    git(repo, "tag", "-a", "-m", "A tag of a tag", "nested/tagged", "v1")
+    git(repo, "pack-refs", "--all")
+    git(repo, "tag", "-a", "-m", "Loose", "v2", second, date="2024-06-01T00:00:00+00:00")
+
+    with repo.object_reader() as reader:
+        releases = reader.tags()
+
+    assert releases == repo.tags()
+    names = [tag.name for tag in releases]
+    assert names[:2] == ["light", "v2"] and names[-1] == "old"  # the lightweight one: its commit's date
+    assert names.index("v1.0") < names.index("v1") < names.index("v0.10") < names.index("v0.9")
+
+
+def test_the_process_ends_when_the_block_fails(repo):
+    commit(repo, {"README.md": b"# Car\n"})
+
+    with pytest.raises(RuntimeError), repo.object_reader() as reader:
+        process = reader._proc
+        raise RuntimeError("the caller failed")
+
+    assert process.returncode is not None
