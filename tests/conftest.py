@@ -48,6 +48,43 @@ socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 
+# -- a live server's background work and the test's flush --------------------------------
+#
+# Transactional tests end by emptying every table (TRUNCATE on PostgreSQL). A hub server
+# the test started shares that database, and its embedded worker may still be finishing
+# what the test's last push queued (a README render, an assembly read): on PostgreSQL
+# the two can deadlock, and the database picks the flush as the victim. The worker's
+# statements are short, so the flush is tried again. Production never truncates.
+
+
+def _flush_retrying_deadlocks() -> None:
+    import time
+
+    from django.core.management.commands import flush
+    from django.db import OperationalError
+
+    handle = flush.Command.handle
+    if getattr(handle, "retries_deadlocks", False):
+        return
+
+    def handle_retrying(self, **options):
+        for attempt in range(5):
+            try:
+                return handle(self, **options)
+            except flush.CommandError as exc:
+                cause = exc.__cause__
+                if attempt == 4 or not isinstance(cause, OperationalError) or "deadlock" not in str(cause):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    handle_retrying.retries_deadlocks = True  # type: ignore[attr-defined]
+    flush.Command.handle = handle_retrying  # type: ignore[method-assign]
+
+
+_flush_retrying_deadlocks()
+
+
 def database_url_for_subprocesses() -> str:
     """DATABASE_URL of the test database, for the servers and workers tests start.
 

@@ -501,8 +501,11 @@ def assembly_refresh(*, design_id: int) -> bool:
     if design is None:
         return False
     head = design.repo.branch_head(design.default_branch)
-    if head is None:
-        ModuleUse.objects.filter(assembly=design).delete()
+    if head is None or not (design.repo.gitlinks(head) or design.repo.entry(head, files.ASSEMBLY_FILE)):
+        # Most designs are no assembly: git says so, and the database is left alone
+        # (this runs after every push of every design).
+        if ModuleUse.objects.filter(assembly_id=design.pk).exists():
+            ModuleUse.objects.filter(assembly_id=design.pk).delete()
         return False
     check = assembly_check(design, commit=head)
     uses = {
@@ -528,6 +531,8 @@ def assembly_refresh(*, design_id: int) -> bool:
 def assemblies_recheck_users(*, module: Design) -> int:
     """A module moved (a new release, a visibility change): the assemblies that use it
     check their heads again, so "you pin 0.2, 0.3 is out" appears. Returns how many."""
+    if not ModuleUse.objects.filter(module_id=module.pk).exists():
+        return 0
     uses = ModuleUse.objects.filter(module=module).select_related("assembly__owner")
     assemblies = {use.assembly_id: use.assembly for use in uses}
     for assembly in assemblies.values():
