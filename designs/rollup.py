@@ -110,7 +110,8 @@ def _problem_text(problem: Any) -> tuple[str, int | None]:
 
 def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> AssemblyView:
     """`design` at `check.commit_sha` read for `viewer`."""
-    visible_ids = set(designs_visible_to(viewer).values_list("pk", flat=True).filter(pk__in=_all_ids(check)))
+    named, nested_checks = _nested(check)
+    visible_ids = set(designs_visible_to(viewer).values_list("pk", flat=True).filter(pk__in=named))
     problems, hidden = [], 0
     for problem in check.problems:
         message, module_id = _problem_text(problem)
@@ -134,12 +135,6 @@ def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> As
         designs_by_id.update(
             {d.pk: d for d in Design.objects.select_related("owner").filter(pk__in=ids - set(designs_by_id))}
         )
-        nested_wanted = {
-            (module["design_id"], module["pin"])
-            for module, *_ in level
-            if module["nested"] and module["design_id"] in ids
-        }
-        nested_checks = _checks_for(nested_wanted)
         next_level = []
         for module, parent, multiplier, parent_matrix, depth, top in level:
             module_id = module["design_id"]
@@ -244,9 +239,11 @@ def assembly_view(design: Design, *, check: AssemblyCheck, viewer: Viewer) -> As
     )
 
 
-def _all_ids(check: AssemblyCheck) -> set[int]:
-    """Every design the check names, nested checks included (read level by level)."""
+def _nested(check: AssemblyCheck) -> tuple[set[int], dict[tuple[int, str], AssemblyCheck]]:
+    """Every design the check names and the stored checks of its nested assemblies, read
+    level by level (one query a level); the view reads them from here, not again."""
     found: set[int] = set()
+    checks: dict[tuple[int, str], AssemblyCheck] = {}
     level = list(check.modules)
     while level:
         pairs = set()
@@ -255,8 +252,10 @@ def _all_ids(check: AssemblyCheck) -> set[int]:
                 found.add(module["design_id"])
                 if module["nested"]:
                     pairs.add((module["design_id"], module["pin"]))
-        level = [child for nested in _checks_for(pairs).values() for child in nested.modules]
-    return found
+        fetched = _checks_for(pairs - checks.keys())
+        checks.update(fetched)
+        level = [child for nested in fetched.values() for child in nested.modules]
+    return found, checks
 
 
 def _checks_for(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], AssemblyCheck]:

@@ -35,6 +35,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hub.accounts import public_url
 from hub.auth import Viewer
 from hub.exceptions import ValidationError
 from hub.models import Credential, SigningKey, User
@@ -82,10 +83,6 @@ def register_credential_source(source: CredentialSource) -> None:
     _sources[source.prefix] = source
 
 
-def credential_sources() -> list[CredentialSource]:
-    return list(_sources.values())
-
-
 def credential_visible(credential: Credential, viewer: Viewer) -> bool:
     """The subject always sees their own; others as the owning app decides (nobody, for a
     source no app registers)."""
@@ -101,7 +98,7 @@ def credential_visible(credential: Credential, viewer: Viewer) -> bool:
 def hub_root() -> str:
     """The hub's public address, ending in '/'. Records name it, so it must not depend on
     which request happened to issue them: FABHUB_PUBLIC_URL (set it in production)."""
-    return (settings.FABHUB_PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/") + "/"
+    return public_url("/")
 
 
 def issuer_id(root: str | None = None) -> str:

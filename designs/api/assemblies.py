@@ -12,13 +12,11 @@ from rest_framework.views import APIView
 
 from designs import rollup, selectors
 from designs.api.base import DesignContextMixin
-from designs.models import AssemblyCheck, Design
 from designs.serializers import ProposalOutput
-from designs.services import upgrades
+from designs.services import assemblies, upgrades
 from hub.auth import signed_in_user
 from hub.inputs import Input
 from hub.permissions import AUTHENTICATED
-from hub.queue import enqueue
 from hub.schema import errors
 
 
@@ -93,14 +91,6 @@ class ModuleUseOutput(serializers.Serializer):
     release = serializers.CharField()
 
 
-def _stored(design: Design, commit: str) -> AssemblyCheck | None:
-    check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
-    if check is None:
-        enqueue("designs.tasks.assembly_check_commit", design.pk, commit)
-        check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
-    return check
-
-
 class AssemblyApi(DesignContextMixin, APIView):
     @extend_schema(
         parameters=[
@@ -115,14 +105,16 @@ class AssemblyApi(DesignContextMixin, APIView):
     def get(self, request: Request, owner: str, slug: str) -> Response:
         design = self.get_design()
         commit = selectors.design_resolve(design, request.query_params.get("ref"))
-        check = _stored(design, commit)
+        check = assemblies.assembly_check_stored(design, commit=commit)
         if check is None:
             return Response({"commit": commit, "status": "pending"}, status=202)
         view = rollup.assembly_view(design, check=check, viewer=request.user)
         data = AssemblyOutput(view).data
         base = request.query_params.get("base")
         if base:
-            base_check = _stored(design, selectors.design_resolve(design, base))
+            base_check = assemblies.assembly_check_stored(
+                design, commit=selectors.design_resolve(design, base)
+            )
             if base_check is None:
                 return Response({"commit": commit, "status": "pending"}, status=202)
             base_view = rollup.assembly_view(design, check=base_check, viewer=request.user)

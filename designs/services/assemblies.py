@@ -25,6 +25,7 @@ from designs.meshes import is_mesh_path
 from designs.models import AssemblyCheck, Design, ModuleUse, PullMirror
 from designs.selectors import designs_visible_to
 from hub.models import User
+from hub.queue import enqueue
 
 # A module's BOM is kept with the check up to this many lines (a BOM is rarely longer).
 MAX_BOM_LINES = 2_000
@@ -486,6 +487,17 @@ def assembly_check(design: Design, *, commit: str) -> AssemblyCheck:
             unique_fields=["design", "commit_sha"],
             update_fields=["is_assembly", "problems", "modules", "checked_at"],
         )
+    return check
+
+
+def assembly_check_stored(design: Design, *, commit: str) -> AssemblyCheck | None:
+    """The stored check of `commit`, or None after queueing its read: pages and the API
+    never read a dozen repositories while someone waits."""
+    check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
+    if check is None:
+        enqueue("designs.tasks.assembly_check_commit", design.pk, commit)
+        # Queued work runs at once in tests and when nothing else is queued before it.
+        check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
     return check
 
 

@@ -15,11 +15,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from designs import rollup, selectors, services
-from designs.models import AssemblyCheck, Design
+from designs.models import Design
 from designs.views.pages import load_design, render_design_page
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound
-from hub.queue import enqueue
 from hub.views import hub_page
 
 
@@ -28,15 +27,6 @@ def _commit(design: Design, ref: str) -> str:
         return selectors.design_resolve(design, ref)
     except NotFound as exc:
         raise Http404(exc.message) from exc
-
-
-def stored_check(design: Design, commit: str) -> AssemblyCheck | None:
-    """The check of `commit`, or None after queueing it."""
-    check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()
-    if check is None:
-        enqueue("designs.tasks.assembly_check_commit", design.pk, commit)
-        check = AssemblyCheck.objects.filter(design=design, commit_sha=commit).first()  # eager in tests
-    return check
 
 
 @hub_page
@@ -48,7 +38,7 @@ def design_assembly(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         )
     ref = request.GET.get("ref") or design.default_branch
     commit = _commit(design, ref)
-    check = stored_check(design, commit)
+    check = services.assemblies.assembly_check_stored(design, commit=commit)
     if check is None:
         return render_design_page(
             request, "designs/assembly.html", design, role, "assembly", view=None, pending=True, ref=ref
@@ -57,7 +47,7 @@ def design_assembly(request: HttpRequest, owner: str, slug: str) -> HttpResponse
     base_ref = request.GET.get("base", "")
     bom_changes = None
     if base_ref:
-        base_check = stored_check(design, _commit(design, base_ref))
+        base_check = services.assemblies.assembly_check_stored(design, commit=_commit(design, base_ref))
         if base_check is not None:
             bom_changes = rollup.bom_difference(
                 rollup.assembly_view(design, check=base_check, viewer=request.user), view
@@ -78,35 +68,31 @@ def design_assembly(request: HttpRequest, owner: str, slug: str) -> HttpResponse
     )
 
 
-def design_assembly_bom(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    """The rolled-up BOM as CSV."""
+def _assembly_at_ref(request: HttpRequest, owner: str, slug: str) -> tuple[Design, rollup.AssemblyView]:
+    """The design named in the URL, read as an assembly at `?ref=` (default branch); a
+    404 while that commit is still being read."""
     try:
         design = selectors.design_get(user=request.user, owner=owner, slug=slug)
     except NotFound as exc:
         raise Http404(exc.message) from exc
     ref = request.GET.get("ref") or design.default_branch
-    check = stored_check(design, _commit(design, ref))
+    check = services.assemblies.assembly_check_stored(design, commit=_commit(design, ref))
     if check is None:
         raise Http404("The assembly is still being read; try again in a moment.")
-    response = HttpResponse(
-        rollup.bom_csv(rollup.assembly_view(design, check=check, viewer=request.user)),
-        content_type="text/csv; charset=utf-8",
-    )
+    return design, rollup.assembly_view(design, check=check, viewer=request.user)
+
+
+def design_assembly_bom(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    """The rolled-up BOM as CSV."""
+    design, view = _assembly_at_ref(request, owner, slug)
+    response = HttpResponse(rollup.bom_csv(view), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{design.slug}-bom.csv"'
     return response
 
 
 def design_assembly_scene(request: HttpRequest, owner: str, slug: str) -> JsonResponse:
     """The assembled 3D view: each visible module's meshes and where they go."""
-    try:
-        design = selectors.design_get(user=request.user, owner=owner, slug=slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-    ref = request.GET.get("ref") or design.default_branch
-    check = stored_check(design, _commit(design, ref))
-    if check is None:
-        raise Http404("The assembly is still being read.")
-    view = rollup.assembly_view(design, check=check, viewer=request.user)
+    _, view = _assembly_at_ref(request, owner, slug)
     parts = [
         {
             "module": mesh.module,

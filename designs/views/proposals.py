@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from designs import forms, presenters, rollup, selectors
+from designs import forms, presenters, rollup, selectors, services
 from designs.diffs import PAGE_BUDGET
 from designs.selectors import REVISION_PLACEHOLDER
 from designs.services import proposals
@@ -25,7 +25,6 @@ from designs.views.pages import (
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied
 from hub.markdown import shown_html
-from hub.queue import enqueue
 from hub.views import form_call, hub_page
 
 # -- proposals ------------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
             design, base=proposal.target_sha, head=proposal.head_sha, viewer=request.user
         )
         for commit in unread:  # read in the background; the page shows it when done
-            enqueue("designs.tasks.assembly_check_commit", design.pk, commit)
+            services.assemblies.assembly_check_stored(design, commit=commit)
         assembly_pending = bool(unread)
     comments = [
         {"comment": comment, "html": _pinned(shown_html(comment, "body"), proposal.head_sha)}
