@@ -32,13 +32,8 @@ from hub.queue import enqueue
 from machines.models import Booking, Machine, Printer, PrintGcode, PrintJob, PrintRecord
 from machines.printing import jobs
 from machines.printing import selectors as ps
-from machines.printing.drivers import (
-    PrinterDriver,
-    PrinterError,
-    PrinterState,
-    PrinterStatus,
-    driver_for_machine,
-)
+from machines.printing.connections import driver_for_machine
+from machines.printing.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus
 from machines.printing.files import gcode_path
 from machines.selectors import collision, qualification_for
 from machines.services import timeline_insert, timeline_lock

@@ -32,7 +32,8 @@ from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob, PrintRe
 from machines.notifications import notify, notify_managers
 from machines.printing import checks, jobs, slicer
 from machines.printing import selectors as ps
-from machines.printing.drivers import PrinterError, driver_for_machine
+from machines.printing.connections import driver_for_machine
+from machines.printing.drivers import PrinterError
 from machines.printing.files import gcode_path, store_file
 from machines.printing.gcode import read_gcode
 from machines.selectors import lab_role, qualification_for, require_manager, require_member

@@ -150,7 +150,7 @@ def test_the_printer_driver_goes_through_the_policy():
     from machines.printing.drivers import PrinterError
     from machines.printing.drivers.octoprint import OctoPrintDriver
 
-    driver = OctoPrintDriver("http://169.254.169.254/", "key")
+    driver = OctoPrintDriver("http://169.254.169.254/", "key", session=GuardedSession())
     with pytest.raises(PrinterError, match="does not connect") as refused:
         driver.status()
     assert refused.value.retryable is False

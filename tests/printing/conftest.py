@@ -181,11 +181,18 @@ def octoprint_server(tmp_path_factory):
 @pytest.fixture
 def octoprint_printer(octoprint_server):
     """A driver for the virtual printer, connected and idle, whatever the last test left."""
+    from hub.outbound import GuardedSession
     from machines.printing.drivers.octoprint import OctoPrintDriver
 
     if not octoprint_server.running:
         octoprint_server.start()
-    driver = OctoPrintDriver(octoprint_server.url, octoprint_server.api_key, port="VIRTUAL", baudrate=115200)
+    driver = OctoPrintDriver(
+        octoprint_server.url,
+        octoprint_server.api_key,
+        port="VIRTUAL",
+        baudrate=115200,
+        session=GuardedSession(),
+    )
     driver.connect()
     driver.cancel()
     wait_for(lambda: not driver.status().state.has_active_job, timeout=10, what="the printer to be idle")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from machines.printing.drivers import PrinterError, PrinterState, PrinterStatus, driver_for
+from machines.printing.connections import driver_for
+from machines.printing.drivers import PrinterError, PrinterState, PrinterStatus
 from machines.printing.drivers.manual import ManualDriver
 from machines.printing.drivers.octoprint import OctoPrintDriver
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from hub.outbound import GuardedSession
 from machines.printing.drivers import PrinterError, PrinterState
 from machines.printing.drivers.octoprint import OctoPrintDriver, state_from_text
 from tests.printing.conftest import wait_for, write_test_gcode
@@ -141,7 +142,7 @@ def test_a_file_octoprint_rejects_is_not_retryable(octoprint_printer, short_prin
 
 @slow
 def test_it_says_when_the_api_key_is_refused(octoprint_server):
-    driver = OctoPrintDriver(octoprint_server.url, "not-the-key")
+    driver = OctoPrintDriver(octoprint_server.url, "not-the-key", session=GuardedSession())
     for call in (driver.status, driver.connect, driver.cancel, driver.pause):
         with pytest.raises(PrinterError, match="the API key was refused") as raised:
             call()
@@ -155,7 +156,7 @@ def test_a_server_that_accepts_but_never_answers_is_retryable():
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         started = time.monotonic()
         with pytest.raises(PrinterError, match="does not answer") as raised:
-            OctoPrintDriver(url, "key", timeout=(0.5, 0.5)).status()
+            OctoPrintDriver(url, "key", timeout=(0.5, 0.5), session=GuardedSession()).status()
     assert raised.value.retryable is True
     assert time.monotonic() - started < 5
 
@@ -165,7 +166,7 @@ def test_a_closed_port_is_retryable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(PrinterError, match=f"OctoPrint at http://127.0.0.1:{port} does not answer") as raised:
-        OctoPrintDriver(f"http://127.0.0.1:{port}/", "key").status()
+        OctoPrintDriver(f"http://127.0.0.1:{port}/", "key", session=GuardedSession()).status()
     assert raised.value.retryable is True
 
 

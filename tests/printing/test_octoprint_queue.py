@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from designs import services as design_services
+from hub.outbound import GuardedSession
 from machines.models import Notification, Printer, PrintJob, PrintRecord
 from machines.printing import dispatch
 from machines.printing import services as printing
@@ -315,7 +316,7 @@ def test_printers_that_never_answer_do_not_hold_up_the_others(lab, printer, octo
             lab, slug=f"silent-{n}", url=f"http://127.0.0.1:{listener.getsockname()[1]}", api_key="k"
         )
     Printer.objects.filter(pk=printer.pk).update(state="unknown", seen_at=None)
-    read_timeout = OctoPrintDriver("http://x", "k").timeout[1]
+    read_timeout = OctoPrintDriver("http://x", "k", session=GuardedSession()).timeout[1]
     try:
         started = time.monotonic()
         assert dispatch.printers_poll(lab_id=lab.pk) == 3

@@ -13,6 +13,7 @@ import abc
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 
 class PrinterError(Exception):
@@ -56,6 +57,23 @@ _ACTIVE = frozenset(
 )
 
 
+class Capability(enum.StrEnum):
+    """The commands a protocol offers; `PrinterDriver.capabilities` lists a driver's.
+
+    Every driver answers `status`; a driver without `upload_and_start` takes no queued
+    jobs, and one without `pause` hides the pause button rather than failing later.
+    """
+
+    CONNECT = "connect"
+    UPLOAD_AND_START = "upload_and_start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+ALL_CAPABILITIES = frozenset(Capability)
+
+
 @dataclass(frozen=True)
 class Temperature:
     actual: float | None
@@ -84,8 +102,15 @@ class PrinterDriver(abc.ABC):
     """One printer, reached through one protocol.
 
     Every method may raise `PrinterError`; none raises anything else for a problem
-    with the printer or the network.
+    with the printer or the network. A driver whose protocol lacks a command lists the
+    others in `capabilities` and raises a non-retryable `PrinterError` for it.
+
+    Drivers that speak HTTP take their `requests.Session` from the caller (the hub
+    passes its guarded client, the lab agent a plain one for its LAN) and import
+    nothing from Django or the hub, so the agent can ship them unchanged.
     """
+
+    capabilities: ClassVar[frozenset[Capability]] = ALL_CAPABILITIES
 
     @abc.abstractmethod
     def status(self) -> PrinterStatus:

@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import requests
 
-from hub.outbound import GuardedSession
 from machines.printing.drivers.base import (
     PrinterDriver,
     PrinterError,
@@ -96,10 +95,10 @@ class OctoPrintDriver(PrinterDriver):
     `start_wait` bound how long `connect()` and `upload_and_start()` wait for the
     printer to confirm.
 
-    `session` is the HTTP client: by default a `hub.outbound.GuardedSession`, which
-    connects only where the hub's address policy allows (a lab's LAN only if the
-    operator listed it), never follows a redirect and caps every answer. Code that runs
-    inside a lab's network (the lab agent) passes a plain session.
+    `session` is the HTTP client, always the caller's: on the hub a
+    `hub.outbound.GuardedSession` (connects only where the operator's address policy
+    allows, never follows a redirect, caps every answer); in the lab agent a plain
+    session for the lab's LAN.
     """
 
     def __init__(
@@ -113,7 +112,7 @@ class OctoPrintDriver(PrinterDriver):
         baudrate: int | None = None,
         connect_wait: float = 15.0,
         start_wait: float = 10.0,
-        session: requests.Session | None = None,
+        session: requests.Session,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -122,7 +121,7 @@ class OctoPrintDriver(PrinterDriver):
         self.baudrate = baudrate
         self.connect_wait = connect_wait
         self.start_wait = start_wait
-        self._session = session if session is not None else GuardedSession(timeout=timeout)
+        self._session = session
         self._session.headers["X-Api-Key"] = api_key
 
     def __repr__(self) -> str:
