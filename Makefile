@@ -52,8 +52,8 @@ test-postgres: install
 
 # Style, formatting, the import contracts (pyproject.toml) and types.
 lint: install
-	$(BIN)/ruff check hub designs machines tests bench
-	$(BIN)/ruff format --check hub designs machines tests bench
+	$(BIN)/ruff check hub designs machines fabhub_agent tests bench
+	$(BIN)/ruff format --check hub designs machines fabhub_agent tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
@@ -31,7 +32,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from hub.exceptions import PermissionDenied
-from hub.models import TOKEN_PREFIX, AccessToken, User, hash_token
+from hub.models import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, AccessToken, User, hash_token
 
 # Whoever looks at a page or calls the API: selectors that show public things to anyone.
 Viewer: TypeAlias = User | AnonymousUser
@@ -66,7 +67,7 @@ class CredentialKind(models.TextChoices):
     SESSION = "session", "Signed-in session"
     PERSONAL_TOKEN = "personal-token", "Personal access token"
     FEED_SECRET = "feed-secret", "Secret address of a calendar feed"
-    # Lab agent tokens join here, so the same rules bind them.
+    LAB_AGENT = "lab-agent", "Lab agent token"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Credential:
     kind: CredentialKind
     scope: AccessToken.Scope
     token: AccessToken | None = None
+    # The lab agent (machines.models.LabAgent) of a LAB_AGENT credential.
+    agent: object | None = None
 
     @classmethod
     def session(cls) -> Credential:
@@ -144,13 +147,19 @@ def user_for_token(raw: str) -> tuple[User, AccessToken] | None:
     return token.user, token
 
 
-def credential_from_header(authorization: str) -> tuple[User, Credential] | None:
-    """The user and credential of an `Authorization` header: `Bearer <token>`,
-    `Token <token>` or Basic with username + token.
+# Finds the active lab agent of a token (registered by the machines app, which owns
+# agents), or None.
+AgentResolver: TypeAlias = Callable[[str], object | None]
+_agent_resolver: AgentResolver | None = None
 
-    None when no header was sent; BadCredentials when one was and it is not an active
-    token (a password never works, and a Basic username must be the token's owner).
-    """
+
+def register_agent_resolver(resolver: AgentResolver) -> None:
+    global _agent_resolver
+    _agent_resolver = resolver
+
+
+def _one_header(authorization: str) -> str:
+    """The header's one credential: the same value repeated is one; different ones are refused."""
     # A client may send the same header twice — git-lfs adds its `http.extraHeader` to the
     # header the batch answer echoes — and the WSGI server joins repeats with commas. The
     # same credential twice is one credential; two different ones are refused, not chosen
@@ -158,7 +167,34 @@ def credential_from_header(authorization: str) -> tuple[User, Credential] | None
     repeats = {part.strip() for part in authorization.split(",")}
     if len(repeats) > 1:
         raise BadCredentials
-    authorization = repeats.pop()
+    return repeats.pop()
+
+
+def agent_credential_from_header(authorization: str) -> Credential:
+    """The credential of a lab agent's request: `Authorization: Bearer fha_…` only.
+
+    BadCredentials for anything else — no header, a personal token, a revoked agent: the
+    agent API is for agents, and a person's token never acts as one.
+    """
+    scheme, _, value = _one_header(authorization).partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value.startswith(AGENT_TOKEN_PREFIX) or _agent_resolver is None:
+        raise BadCredentials
+    agent = _agent_resolver(value)
+    if agent is None:
+        raise BadCredentials
+    return Credential(kind=CredentialKind.LAB_AGENT, scope=AccessToken.Scope.WRITE, agent=agent)
+
+
+def credential_from_header(authorization: str) -> tuple[User, Credential] | None:
+    """The user and credential of an `Authorization` header: `Bearer <token>`,
+    `Token <token>` or Basic with username + token.
+
+    None when no header was sent; BadCredentials when one was and it is not an active
+    token (a password never works, a Basic username must be the token's owner, and a lab
+    agent's token works on the agent API only).
+    """
+    authorization = _one_header(authorization)
     scheme, _, value = authorization.partition(" ")
     scheme = scheme.lower()
     if not scheme:

@@ -12,6 +12,9 @@ from django.db import models
 from django.utils import timezone
 
 TOKEN_PREFIX = "fh_"
+# Lab agent tokens (machines.models.LabAgent): a prefix of their own, so every surface
+# tells them from personal tokens before looking anything up.
+AGENT_TOKEN_PREFIX = "fha_"
 
 
 # First path segments the hub uses itself; a user by such a name would shadow them.

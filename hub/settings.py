@@ -358,6 +358,13 @@ FABHUB_PRINT_STARVATION_HOURS = env_int("FABHUB_PRINT_STARVATION_HOURS", 24)
 FABHUB_PRINT_STATE_MAX_AGE_S = env_int("FABHUB_PRINT_STATE_MAX_AGE_S", 60)
 # A print holds its machine's timeline for the slicer's estimate plus this share.
 FABHUB_PRINT_TIMELINE_MARGIN_PERCENT = env_int("FABHUB_PRINT_TIMELINE_MARGIN_PERCENT", 10)
+# Lab agents (docs/agent.md): how often an agent syncs (the hub tells it at every sync),
+# after how long without a sync its printers count as offline, and how long the send task
+# waits for an agent to start a job (download and upload included) or to answer a command.
+FABHUB_AGENT_POLL_S = env_int("FABHUB_AGENT_POLL_S", 3)
+FABHUB_AGENT_SILENT_S = env_int("FABHUB_AGENT_SILENT_S", 30)
+FABHUB_AGENT_START_WAIT_S = env_int("FABHUB_AGENT_START_WAIT_S", 180)
+FABHUB_AGENT_COMMAND_WAIT_S = env_int("FABHUB_AGENT_COMMAND_WAIT_S", 30)
 CELERY_BEAT_SCHEDULE["print-dispatch"] = {"task": "machines.tasks.dispatch_print_jobs", "schedule": 10.0}
 CELERY_BEAT_SCHEDULE["print-poll"] = {"task": "machines.tasks.poll_printers", "schedule": 5.0}
 CELERY_BEAT_SCHEDULE["print-sweep"] = {"task": "machines.tasks.sweep_print_queue", "schedule": 60.0}

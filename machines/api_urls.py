@@ -1,12 +1,16 @@
 from django.urls import path
 
 from machines import api
+from machines.printing import agent_api
 from machines.printing import api as print_api
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
 
 urlpatterns = [
+    # The lab agent protocol (machines/printing/agent_api.py, docs/agent.md): agents only.
+    path("agent/v1/sync", agent_api.sync, name="agent-sync"),
+    path("agent/v1/commands/<uuid:command_id>/gcode", agent_api.command_gcode, name="agent-command-gcode"),
     path("labs/", api.LabListApi.as_view(), name="api-lab-list"),
     path(f"{L}/", api.LabDetailApi.as_view(), name="api-lab-detail"),
     path(f"{L}/hours/", api.LabHoursApi.as_view(), name="api-lab-hours"),

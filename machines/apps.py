@@ -10,12 +10,13 @@ class MachinesConfig(AppConfig):
         # ready while apps.py itself is imported.
         from designs.panels import register_design_panel
         from hub.accounts import register_account_deletion_step
+        from hub.auth import register_agent_resolver
         from hub.markdown import register_markdown_field
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
         from machines import archives, profile_panels, records
         from machines.models import Lab
-        from machines.printing import panels, ticker
+        from machines.printing import agents, panels, ticker
         from machines.printing import services as printing
         from machines.services import labs
 
@@ -25,5 +26,6 @@ class MachinesConfig(AppConfig):
         register_account_deletion_step("lab memberships", labs.memberships_of_leaving_account)
         register_markdown_field(Lab, "description")
         register_account_deletion_step("print jobs", printing.print_jobs_of_leaving_account)
+        register_agent_resolver(agents.agent_for_token)
         records.register()
         archives.register()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 import zoneinfo
 from datetime import time
 
@@ -263,6 +264,11 @@ class Machine(BookingRules):
     # Fernet token of the connection settings (machines/secrets.py). Write-only: no
     # serializer, form or template ever reads it; drivers call `connection_settings()`.
     connection_secret = models.TextField(blank=True, editable=False)
+    # A printer "via agent": the lab agent that drives it from inside the lab's network.
+    # The hub then holds no address or key for it (the agent's own configuration does).
+    agent = models.ForeignKey(
+        "LabAgent", null=True, blank=True, on_delete=models.SET_NULL, related_name="machines"
+    )
     # Bumped by every write to this machine's timeline: the UPDATE is the lock that
     # serialises them (services.timeline_lock), and the value versions availability.
     timeline_version = models.PositiveBigIntegerField(default=0, editable=False)
@@ -279,11 +285,84 @@ class Machine(BookingRules):
 
     @property
     def has_connection(self) -> bool:
-        return bool(self.connection_secret)
+        """True when the hub can drive it: directly (stored settings) or through an agent."""
+        return bool(self.connection_secret) or self.agent_id is not None
 
     @property
     def is_bookable(self) -> bool:
         return self.status == self.Status.AVAILABLE
+
+
+class LabAgent(models.Model):
+    """A program inside a lab's network that drives some of the lab's printers for the hub,
+    dialling out to it (docs/agent.md). It proves itself with a token of its own, of which
+    only the digest is kept; `last_seq` is the last of its numbered reports the hub applied.
+    """
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="agents")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12)  # the token's first characters, to tell agents apart
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_address = models.GenericIPAddressField(null=True, blank=True)
+    version = models.CharField(max_length=60, blank=True)
+    last_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["lab", "name"]
+
+    def __str__(self) -> str:
+        return f"agent {self.name} ({self.lab})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class AgentCommand(models.Model):
+    """One thing the hub asks an agent to do to one printer. Delivered with every sync
+    until the agent answers it (the agent runs each command id once); withdrawn only
+    while never delivered, so a command the agent may be running is never taken back."""
+
+    class Action(models.TextChoices):
+        START = "start", "Upload and start"
+        PAUSE = "pause", "Pause"
+        RESUME = "resume", "Resume"
+        CANCEL = "cancel", "Cancel"
+        CONNECT = "connect", "Connect"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the agent"
+        DELIVERED = "delivered", "Delivered"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        WITHDRAWN = "withdrawn", "Withdrawn before delivery"
+
+    OPEN = (Status.PENDING, Status.DELIVERED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(LabAgent, on_delete=models.CASCADE, related_name="commands")
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="agent_commands")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    remote_name = models.CharField(max_length=255, blank=True)
+    gcode_sha256 = models.CharField(max_length=64, blank=True)
+    gcode_size = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    retryable = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["agent", "status"], name="agentcommand_agent_open")]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.machine_id} ({self.status})"
 
 
 class Qualification(models.Model):
@@ -589,6 +668,9 @@ class Printer(models.Model):
     # A poller holds the printer until then; a poller that died lets it go by itself.
     poll_lease_until = models.DateTimeField(null=True, blank=True)
     connect_tried_at = models.DateTimeField(null=True, blank=True)
+    # For a printer via agent: the status its agent reported last, as sent (validated),
+    # with `observed_at`; the agent driver hands it to the poller like a direct answer.
+    agent_report = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

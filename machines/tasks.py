@@ -99,6 +99,12 @@ def poll_printers() -> int:
     return dispatch.printers_poll()
 
 
+@shared_task(time_limit=120)
+def poll_printer(machine_id: int) -> str | None:
+    """Reconcile one printer now (a lab agent reported a change)."""
+    return dispatch.printer_poll(machine_id=machine_id)
+
+
 @shared_task(time_limit=600)
 def sweep_print_queue() -> dict:
     return dispatch.print_queue_sweep()

@@ -12,6 +12,7 @@ from typing import Any
 
 from hub.outbound import GuardedSession
 from machines.models import Machine, Printer
+from machines.printing.agents import AgentDriver
 from machines.printing.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus
 from machines.printing.drivers.manual import ManualDriver
 from machines.printing.drivers.octoprint import OctoPrintDriver
@@ -42,8 +43,11 @@ def driver_for(connection: dict[str, Any] | None) -> PrinterDriver:
 
 
 def driver_for_machine(machine: Machine) -> PrinterDriver:
-    """The machine's driver: OctoPrint (or another protocol) from its encrypted connection
-    settings; without any, the manual driver carrying the operator's last record."""
+    """The machine's driver: through its lab agent if it has one; else OctoPrint (or
+    another protocol) from its encrypted connection settings; without any, the manual
+    driver carrying the operator's last record."""
+    if machine.agent_id is not None:
+        return AgentDriver(machine)
     printer = Printer.objects.filter(pk=machine.pk).first()
     if not machine.has_connection:
         return ManualDriver(recorded=_recorded_status(printer) if printer else None)

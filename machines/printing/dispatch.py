@@ -93,7 +93,7 @@ def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
         .filter(
             # Without network control, the operator's record must not say it is busy.
-            Q(machine__connection_secret="")
+            Q(machine__connection_secret="", machine__agent__isnull=True)
             & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
             | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
         )
@@ -357,7 +357,7 @@ def cancel_on_printer(*, machine_id: int, remote_name: str) -> bool:
 
 def printers_poll(*, lab_id: int | None = None) -> int:
     """Poll every networked printer once, in parallel; return how many were polled."""
-    rows = Printer.objects.exclude(machine__connection_secret="")
+    rows = Printer.objects.exclude(machine__connection_secret="", machine__agent__isnull=True)
     if lab_id is not None:
         rows = rows.filter(machine__lab_id=lab_id)
     ids = list(rows.values_list("pk", flat=True))
