@@ -7,6 +7,9 @@ import requests
 from fabhub_agent.config import PrinterConfig
 from fabhub_agent.simulated import SimulatedPrinter
 from machines.printing.drivers.base import PrinterDriver
+from machines.printing.drivers.moonraker import MoonrakerDriver
+from machines.printing.drivers.octoprint import OctoPrintDriver
+from machines.printing.drivers.prusalink import PrusaLinkDriver
 
 
 def driver_for(printer: PrinterConfig) -> PrinterDriver:
@@ -14,18 +17,12 @@ def driver_for(printer: PrinterConfig) -> PrinterDriver:
     session = requests.Session()
     session.trust_env = False
     if printer.protocol == "octoprint":
-        from machines.printing.drivers.octoprint import OctoPrintDriver
-
         return OctoPrintDriver(
             printer.url, printer.api_key, port=printer.port, baudrate=printer.baudrate, session=session
         )
     if printer.protocol == "moonraker":
-        from machines.printing.drivers.moonraker import MoonrakerDriver
-
         return MoonrakerDriver(printer.url, printer.api_key or None, session=session)
     if printer.protocol == "prusalink":
-        from machines.printing.drivers.prusalink import PrusaLinkDriver
-
         return PrusaLinkDriver(printer.url, printer.api_key, username=printer.username, session=session)
     if printer.protocol == "simulated":
         return SimulatedPrinter(print_seconds=printer.print_seconds)

@@ -15,7 +15,9 @@ from machines.models import Machine, Printer
 from machines.printing.agents import AgentDriver
 from machines.printing.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus
 from machines.printing.drivers.manual import ManualDriver
+from machines.printing.drivers.moonraker import MoonrakerDriver
 from machines.printing.drivers.octoprint import OctoPrintDriver
+from machines.printing.drivers.prusalink import PrusaLinkDriver
 from machines.services import machine_connection
 
 DRIVER_TIMEOUT = (3.05, 10.0)
@@ -38,6 +40,12 @@ def driver_for(connection: dict[str, Any] | None) -> PrinterDriver:
             port=connection.get("port"),
             baudrate=connection.get("baudrate"),
             session=session,
+        )
+    if kind == "moonraker":
+        return MoonrakerDriver(connection["url"], connection.get("api_key") or None, session=session)
+    if kind == "prusalink":
+        return PrusaLinkDriver(
+            connection["url"], connection["api_key"], username=connection.get("username"), session=session
         )
     raise PrinterError(f"no driver for printers of kind {kind!r}", retryable=False)
 

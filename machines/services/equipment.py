@@ -30,7 +30,13 @@ MACHINE_FIELDS = (
 )  # fmt: skip
 
 
-def _set_connection(machine: Machine, url: str | None, api_key: str | None) -> None:
+# The protocols a printer the hub drives directly may speak (machines/printing/drivers/).
+CONNECTION_PROTOCOLS = ("octoprint", "moonraker", "prusalink")
+
+
+def _set_connection(
+    machine: Machine, url: str | None, api_key: str | None, protocol: str | None = None
+) -> None:
     """Write-only connection settings: set both, or clear them with an empty URL."""
     if url is None and api_key is None:
         return
@@ -40,9 +46,17 @@ def _set_connection(machine: Machine, url: str | None, api_key: str | None) -> N
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError("The connection URL must be an http:// or https:// address.")
-    if not api_key:
+    protocol = protocol or "octoprint"
+    if protocol not in CONNECTION_PROTOCOLS:
+        raise ValidationError(f"The protocol must be one of: {', '.join(CONNECTION_PROTOCOLS)}.")
+    # Moonraker may trust the hub's address instead of asking for a key.
+    if not api_key and protocol != "moonraker":
         raise ValidationError("Give the API key together with the connection URL.")
-    machine.connection_secret = secrets.encrypt({"driver": "octoprint", "url": url, "api_key": api_key})
+    if machine.agent_id is not None:
+        raise ValidationError(
+            "This machine is driven by a lab agent: the hub keeps no address or key for it."
+        )
+    machine.connection_secret = secrets.encrypt({"driver": protocol, "url": url, "api_key": api_key or ""})
 
 
 def _set_photo(machine: Machine, photo) -> None:
@@ -73,6 +87,7 @@ def machine_create(
     kind: str,
     connection_url: str | None = None,
     connection_api_key: str | None = None,
+    connection_protocol: str | None = None,
     photo=None,
     **fields: Any,
 ) -> Machine:
@@ -85,7 +100,7 @@ def machine_create(
     full_clean(machine, exclude=["photo"])
     if Machine.objects.filter(lab=lab, slug=slug).exists():
         raise Conflict(f"{lab.name} already has a machine named {slug!r}.")
-    _set_connection(machine, connection_url, connection_api_key)
+    _set_connection(machine, connection_url, connection_api_key, connection_protocol)
     _set_photo(machine, photo)
     machine.save()
     return machine
@@ -98,6 +113,7 @@ def machine_update(
     actor: User,
     connection_url: str | None = None,
     connection_api_key: str | None = None,
+    connection_protocol: str | None = None,
     photo=None,
     **fields: Any,
 ) -> Machine:
@@ -108,7 +124,7 @@ def machine_update(
     for name, value in fields.items():
         setattr(machine, name, value)
     full_clean(machine, exclude=["photo", "slug"])
-    _set_connection(machine, connection_url, connection_api_key)
+    _set_connection(machine, connection_url, connection_api_key, connection_protocol)
     _set_photo(machine, photo)
     machine.save()
     return machine
