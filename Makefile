@@ -28,9 +28,10 @@ run: install
 	@echo "fabhub at http://127.0.0.1:$(PORT)/ (demo accounts in README.md)"
 	# gunicorn rather than runserver: git pushes over 1 MB arrive chunked, which only a
 	# production WSGI server de-chunks.
-	# The demo lab's printer is a real OctoPrint with its Virtual Printer, started (and
-	# stopped) around the server by scripts/with-demo-octoprint; DEMO_OCTOPRINT=0 skips it.
-	DEBUG=1 HUB_PYTHON=$(BIN)/python scripts/with-demo-octoprint $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
+	# The demo lab's printer is a real OctoPrint with its Virtual Printer, driven through a
+	# local lab agent, both started (and stopped) around the server by
+	# scripts/with-demo-octoprint; DEMO_OCTOPRINT=0 skips them, DEMO_AGENT=0 drives it directly.
+	DEBUG=1 HUB_PYTHON=$(BIN)/python DEMO_HUB_URL=http://127.0.0.1:$(PORT) scripts/with-demo-octoprint $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
 		--workers 2 --threads 4 --timeout 600 --access-logfile -
 
 test: install lint

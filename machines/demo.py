@@ -13,9 +13,11 @@ from datetime import time
 
 from django.db import transaction
 
+from hub.exceptions import Conflict
 from hub.models import User
 from machines import services
-from machines.models import Lab, LabMembership, Machine, Printer
+from machines.models import Lab, LabAgent, LabMembership, Machine, Printer
+from machines.printing import agents
 from machines.printing import services as printing
 
 LAB_SLUG = "demo-fablab"
@@ -100,6 +102,39 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
                 baudrate=115200,
             )
     return lab
+
+
+DEMO_AGENT_NAME = "Demo lab agent"
+
+
+def demo_lab_agent_config(
+    *, hub_url: str, octoprint_url: str, octoprint_key: str, state_dir: str
+) -> str | None:
+    """Drive the demo printer through a lab agent, as a lab behind NAT would: the agent
+    gets a fresh token (the old one stops working) and the printer; the hub forgets the
+    OctoPrint address and key, which go into the agent's configuration returned here (TOML)."""
+    lab = Lab.objects.filter(slug=LAB_SLUG).first()
+    ada = User.objects.filter(username="ada").first()
+    machine = Machine.objects.filter(lab=lab, slug=PRINTER_SLUG).first() if lab else None
+    if lab is None or ada is None or machine is None:
+        return None
+    agent = LabAgent.objects.filter(lab=lab, name=DEMO_AGENT_NAME, revoked_at__isnull=True).first()
+    if agent is None:
+        agent, token = agents.agent_create(lab=lab, actor=ada, name=DEMO_AGENT_NAME)
+    else:
+        token = agents.agent_rotate_token(agent=agent, actor=ada)
+    if machine.agent_id != agent.pk or machine.connection_secret:
+        try:
+            agents.machine_set_agent(machine=machine, actor=ada, agent=agent)
+        except Conflict:
+            pass  # a job of an earlier run is still on it: switch at the next run
+
+    return (
+        "# Written by `manage.py demo_lab` for `make run`: the demo lab's agent (docs/agent.md).\n"
+        f'[hub]\nurl = "{hub_url}"\ntoken = "{token}"\nstate_dir = "{state_dir}"\n\n'
+        f'[[printer]]\nid = {machine.pk}\nprotocol = "octoprint"\nurl = "{octoprint_url}"\n'
+        f'api_key = "{octoprint_key}"\nport = "VIRTUAL"\nbaudrate = 115200\n'
+    )
 
 
 def demo_lab_members() -> list[str]:

@@ -76,6 +76,19 @@ def agent_create(*, lab: Lab, actor: User, name: str) -> tuple[LabAgent, str]:
     return agent, raw
 
 
+def agent_rotate_token(*, agent: LabAgent, actor: User) -> str:
+    """A new token for the agent; the old one is refused from now on. The agent keeps its
+    printers and its place in the report sequence (its state file carries on)."""
+    require_manager(agent.lab, actor)
+    if not agent.is_active:
+        raise ValidationError("A revoked agent gets no new token: create a new agent.")
+    raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    LabAgent.objects.filter(pk=agent.pk).update(digest=_digest(raw), hint=raw[:12])
+    agent.digest, agent.hint = _digest(raw), raw[:12]
+    logger.info("lab agent %s of %s got a new token from %s", agent.pk, agent.lab.slug, actor)
+    return raw
+
+
 @transaction.atomic
 def agent_revoke(*, agent: LabAgent, actor: User) -> None:
     """Stop the agent acting at once: its token is refused from now on, commands it never
@@ -98,6 +111,8 @@ def machine_set_agent(*, machine: Machine, actor: User, agent: LabAgent | None) 
     require_manager(machine.lab, actor)
     if agent is not None and (agent.lab_id != machine.lab_id or not agent.is_active):
         raise ValidationError("Choose an active agent of this lab.")
+    if machine.agent_id == (agent.pk if agent else None) and (agent is None or not machine.connection_secret):
+        return machine  # nothing changes
     if PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).exists():
         raise Conflict(f"{machine.name} holds a print job: change how it is driven once the job is over.")
     if machine.agent_id and (agent is None or agent.pk != machine.agent_id):
