@@ -448,6 +448,11 @@ def _reconcile(job: PrintJob, status: PrinterStatus) -> None:
     elif ours and state is PrinterState.PAUSED:
         jobs.job_progress(job, status=S.PAUSED, progress=status.progress)
         _extend_timeline(job, status.progress)
+    elif ours and state is PrinterState.AWAITING_OPERATOR:
+        # The printer wants a person (PrusaLink's ATTENTION: filament runout, a crash
+        # detected); the job goes on once they act, so it is neither failed nor lost.
+        jobs.job_progress(job, status=S.PAUSED, progress=status.progress)
+        _extend_timeline(job, status.progress)
     elif ours and state is PrinterState.IDLE and status.progress == 100:
         jobs.job_finished(job)
     elif state is PrinterState.ERROR:

@@ -105,7 +105,7 @@ class PrusaLinkDriver(PrinterDriver):
         timeout: Timeout = (3.05, 10.0),
         upload_timeout: Timeout = (3.05, 120.0),
         start_wait: float = 15.0,
-        settle_wait: float = 10.0,
+        settle_wait: float = 12.0,
         storage: str = "local",
     ) -> None:
         self.base_url = base_url.rstrip("/")
