@@ -43,6 +43,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("credentials/verify/", record_api.VerifyApi.as_view(), name="api-records-verify"),
     path("credentials/authorise/", archive_api.AuthoriseApi.as_view(), name="api-records-authorise"),
     path("", include("designs.api_urls")),
+    path("agent/v1/", include("machines.agent_urls")),
     path("", include("machines.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The "split" Swagger view serves its script as a file, and the Redoc page is the

@@ -14,13 +14,14 @@ import secrets
 import uuid
 import zoneinfo
 from datetime import time
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
 from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models
 from django.db.models import Func, Q
 from django.utils.timezone import now
@@ -48,6 +49,9 @@ slug_validator = RegexValidator(
 
 def new_feed_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+currency_validator = RegexValidator(r"^[A-Z]{3}$", "A currency is its three-letter ISO 4217 code, e.g. EUR.")
 
 
 class PhotoStorage(FileSystemStorage):
@@ -113,6 +117,13 @@ class Lab(BookingRules):
     description_html_version = models.CharField(max_length=40, blank=True, editable=False)
 
     join_policy = models.CharField(max_length=10, choices=JoinPolicy.choices, default=JoinPolicy.OPEN)
+    # Where it is, for "nearest" (distances are computed locally; nothing is geocoded online).
+    latitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-90.0), MaxValueValidator(90.0)]
+    )
+    longitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-180.0), MaxValueValidator(180.0)]
+    )
     created_at = models.DateTimeField(default=now)
     # Opening a lab is a site policy (FABHUB_OPEN_LAB_CREATION): by default a site
     # administrator approves it first. Until then it has no machines and no members.
@@ -261,6 +272,10 @@ class Machine(BookingRules):
     photo = models.FileField(upload_to="machines/", storage=PhotoStorage(), blank=True)
     notes = models.TextField(blank=True)
     requires_qualification = models.BooleanField(default=False)
+    # What an hour on it costs (bookings and prints); empty: the lab's price per machine-hour.
+    price_per_hour = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+    )
     # Fernet token of the connection settings (machines/secrets.py). Write-only: no
     # serializer, form or template ever reads it; drivers call `connection_settings()`.
     connection_secret = models.TextField(blank=True, editable=False)
@@ -482,6 +497,9 @@ class Booking(models.Model):
     # manager decides whether it is cancelled or kept.
     needs_decision = models.BooleanField(default=False)
     start_checked_at = models.DateTimeField(null=True, blank=True)
+    # Priced bookings (machines/accounting.py): the credit held at booking, the cost settled.
+    held_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
+    cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
 
     class Meta:
         ordering = ["start"]
@@ -622,8 +640,154 @@ class PrintSettings(models.Model):
     )
     slicer = models.CharField(max_length=20, choices=Slicer.choices, default=Slicer.PRUSA_SLICER)
 
+    class FailedPrints(models.TextChoices):
+        REFUND = "refund", "Refunded: the member pays nothing for a failed print"
+        CHARGE = "charge", "Charged: the member pays what was used"
+
+    # Prices (docs/labs.md). Money is Decimal in the lab's currency; all zero: a free lab.
+    currency = models.CharField(max_length=3, default="EUR", validators=[currency_validator])
+    price_per_job = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
+    )
+    price_per_machine_hour = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
+    )
+    # Prepaid credits: submissions hold the estimate, the end of the print settles it.
+    credits_enabled = models.BooleanField(default=False)
+    overrun_tolerance_percent = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MaxValueValidator(1000)],
+        help_text="A print costing more than its hold is charged up to this much more; the lab absorbs the rest.",
+    )
+    failed_prints = models.CharField(max_length=10, choices=FailedPrints.choices, default=FailedPrints.REFUND)
+    # Whether a print may run past closing time (no one there to watch it).
+    unattended_overnight = models.BooleanField(default=False)
+
     def __str__(self) -> str:
         return f"print settings of {self.lab}"
+
+
+class MaterialPrice(models.Model):
+    """What a gram of one material costs at a lab, and its density (for estimates made
+    from a mesh's volume before slicing)."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="material_prices")
+    material = models.CharField(max_length=40)
+    price_per_gram = models.DecimalField(
+        max_digits=10, decimal_places=4, default=Decimal(0), validators=[MinValueValidator(Decimal(0))]
+    )
+    density_g_cm3 = models.DecimalField(
+        max_digits=5,
+        decimal_places=3,
+        default=Decimal("1.240"),
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("25"))],
+    )
+
+    class Meta:
+        ordering = ["lab", "material"]
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "material"], name="material_price_unique_per_lab"),
+            models.CheckConstraint(condition=Q(price_per_gram__gte=0), name="material_price_not_negative"),
+            models.CheckConstraint(condition=Q(density_g_cm3__gt=0), name="material_density_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.material} at {self.lab}"
+
+
+class Spool(models.Model):
+    """A spool of filament in a lab's stock, maybe loaded on a printer; prints use it up."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="spools")
+    material = models.CharField(max_length=40)
+    colour = models.CharField(max_length=40, blank=True)
+    initial_g = models.DecimalField(
+        max_digits=8, decimal_places=1, validators=[MinValueValidator(Decimal(0))]
+    )
+    remaining_g = models.DecimalField(
+        max_digits=8, decimal_places=1, validators=[MinValueValidator(Decimal(0))]
+    )
+    low_stock_g = models.DecimalField(
+        max_digits=8, decimal_places=1, default=Decimal(100), validators=[MinValueValidator(Decimal(0))]
+    )
+    printer = models.OneToOneField(
+        "Printer", null=True, blank=True, on_delete=models.SET_NULL, related_name="spool"
+    )
+    created_at = models.DateTimeField(default=now)
+    low_stock_notified_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["lab", "material", "colour", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(remaining_g__gte=0), name="spool_remaining_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.material} {self.colour} spool ({self.remaining_g} g) at {self.lab}"
+
+
+class CreditAccount(models.Model):
+    """A member's prepaid balance at a lab. `held` is reserved by jobs and bookings not yet
+    settled; the database refuses a balance below what is held (and so below zero), so
+    racing debits can never overdraw it."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="credit_accounts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_accounts"
+    )
+    balance = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
+    held = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "user"], name="credit_account_unique"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="credit_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(balance__gte=models.F("held")), name="credit_balance_covers_held"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.lab}: {self.balance} ({self.held} held)"
+
+
+class CreditEntry(models.Model):
+    """One movement of a credit account: the ledger, never edited, exported monthly."""
+
+    class Kind(models.TextChoices):
+        TOP_UP = "top_up", "Top-up"
+        HOLD = "hold", "Hold"
+        RELEASE = "release", "Hold released"
+        CHARGE = "charge", "Charge"
+        ABSORBED = "absorbed", "Absorbed by the lab"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.CASCADE, related_name="entries")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # Signed: what the movement did to the balance (charges negative) or, for holds and
+    # releases, to the held amount.
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    balance_after = models.DecimalField(max_digits=12, decimal_places=2)
+    held_after = models.DecimalField(max_digits=12, decimal_places=2)
+    job = models.ForeignKey(
+        "PrintJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries"
+    )
+    booking = models.ForeignKey(
+        Booking, null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.account})"
 
 
 class Printer(models.Model):
@@ -776,6 +940,13 @@ class PrintJob(models.Model):
     estimated_seconds = models.PositiveIntegerField(null=True, blank=True)
     filament_mm = models.FloatField(null=True, blank=True)
     filament_g = models.FloatField(null=True, blank=True)
+    # Cost (machines/accounting.py), in `cost_currency`: estimated at submission (refined
+    # when sliced), actual once the print ended; `held_amount` is the credit it holds.
+    cost_currency = models.CharField(max_length=3, blank=True)
+    estimated_cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    actual_cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    held_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0))
+    filament_g_used = models.FloatField(null=True, blank=True)
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PREPARING)
     reason = models.TextField(blank=True, help_text="Why it was refused, failed or cancelled.")
@@ -954,6 +1125,11 @@ class PrintRecord(models.Model):
     ended_at = models.DateTimeField()
     result = models.CharField(max_length=20, choices=Result.choices)
     reason = models.TextField(blank=True)
+    # What the print used and cost (the lab's monthly report).
+    grams = models.FloatField(null=True, blank=True)
+    seconds = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     removed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
