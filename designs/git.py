@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -34,6 +34,7 @@ from git.repo.fun import is_git_dir
 
 ZERO_SHA = "0" * 40
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+REPOSITORY_CONFIG = "[receive]\n\tfsckObjects = true\n[core]\n\tlogAllRefUpdates = true\n[gc]\n\tauto = 0\n"
 
 
 class GitError(Exception):
@@ -228,8 +229,18 @@ class Repository:
 
     @classmethod
     def init_bare(cls, path: Path, *, default_branch: str) -> Repository:
+        """A new bare repository. Made without git's template (sample hooks, description,
+        info/exclude), which a hub's repository never uses — its hooks come through
+        core.hooksPath — and whose copying made `git init` twice as slow."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        gitpython.Repo.init(path, bare=True, initial_branch=default_branch)
+        proc = subprocess.run(
+            [git_binary(), "init", "--quiet", "--bare", "--template=", f"--initial-branch={default_branch}"]
+            + ["--", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise GitError(f"git init failed: {_tail(proc.stderr.decode(errors='replace'))}")
         repo = cls(path)
         repo._configure()
         return repo
@@ -245,11 +256,12 @@ class Repository:
         return repo
 
     def _configure(self) -> None:
-        with self._repo.config_writer() as config:
-            # Refuse corrupt objects at the door and keep history immutable by default.
-            config.set_value("receive", "fsckObjects", "true")
-            config.set_value("core", "logAllRefUpdates", "true")
-            config.set_value("gc", "auto", "0")
+        # Refuse corrupt objects at the door and keep history immutable by default. The
+        # sections are appended as text (a later value wins in git's config, a section may
+        # appear twice): parsing and rewriting the file through GitPython cost an import
+        # 6 ms per design.
+        with (self.path / "config").open("a", encoding="utf-8") as config:
+            config.write(REPOSITORY_CONFIG)
 
     def delete(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -1018,9 +1030,14 @@ class Repository:
     # -- bundles as streams (account archives: designs/services/archives.py) --------------
 
     @contextmanager
-    def bundle_stream(self) -> Iterator[IO[bytes]]:
+    def bundle_stream(self) -> Iterator[IO[bytes] | None]:
         """`git bundle create -` of every branch and tag, read as it is written (no file
-        on disk); GitError when the block ends if git failed."""
+        on disk), or None when there is no branch or tag (git writes no empty bundle);
+        GitError when the block ends if git failed."""
+        # Only a repository with no ref file at all is asked (a process) whether it is empty.
+        if not _has_ref_files(self.path) and not self.ref_names("refs/heads/", "refs/tags/"):
+            yield None
+            return
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
                 [git_binary(), "--git-dir", str(self.path), "bundle", "create", "--quiet", "-"]
@@ -1041,12 +1058,16 @@ class Repository:
                 err.seek(0)
                 raise GitError(f"git bundle failed: {_tail(err.read().decode(errors='replace'))}")
 
-    def index_pack(self, pack: IO[bytes]) -> None:
+    def index_pack(self, pack: IO[bytes], *, meanwhile: Callable[[], None] | None = None) -> None:
         """Store the pack read from `pack` (a bundle's body), checking every object with
         git's strict checks as it is indexed, and that every object one links to is in
         the pack (`index-pack --strict`, what receive.fsckObjects runs on a push): one
         pass where fetching a bundle and `fsck --strict` made two. GitError naming what
-        the checks refuse."""
+        the checks refuse.
+
+        `meanwhile` runs once git has the whole pack, while it resolves deltas and checks
+        objects (most of its time): an import stores the design's LFS objects then. If
+        it raises, git is stopped and the exception goes on."""
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
                 [git_binary(), "--git-dir", str(self.path), "index-pack", "--strict", "--stdin"],
@@ -1056,11 +1077,18 @@ class Repository:
             )
             assert proc.stdin is not None  # stdin=PIPE
             try:
-                while chunk := pack.read(1024 * 1024):
-                    proc.stdin.write(chunk)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # git stopped reading: its status and messages say why
+                try:
+                    while chunk := pack.read(1024 * 1024):
+                        proc.stdin.write(chunk)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # git stopped reading: its status and messages say why
+                else:
+                    if meanwhile is not None:
+                        meanwhile()
+            except BaseException:
+                proc.kill()
+                raise
             finally:
                 status = proc.wait()
             if status != 0:
@@ -1071,21 +1099,78 @@ class Repository:
                     "; ".join(line[:300] for line in list(dict.fromkeys(found))[:5]) or _tail(text)
                 )
 
-    def packed_object_count(self) -> int:
-        """How many objects the repository's packs hold."""
-        for line in self._text("count-objects", "-v").splitlines():
-            if line.startswith("in-pack: "):
-                return int(line.split()[1])
-        return 0
+    def object_inventory(
+        self, tips: Iterable[str], *, meanwhile: Callable[[], None] | None = None
+    ) -> ObjectInventory:
+        """Every object the repository holds, against what `tips` reach: how many of each,
+        the commits reached, and each blob reached (sha, the first path it was met at,
+        size). Two git processes at once, `rev-list --objects` walking from the tips and
+        `cat-file --batch-all-objects` listing every object's type and size; `meanwhile`
+        runs while they work (an import sets its refs to the tips then). If it raises,
+        git is stopped and the exception goes on."""
+        with (
+            tempfile.TemporaryFile() as wanted,
+            tempfile.TemporaryFile() as reached,
+            tempfile.TemporaryFile() as every,
+            tempfile.TemporaryFile() as err,
+        ):
+            wanted.write("".join(f"{tip}\n" for tip in tips).encode())
+            wanted.seek(0)
+            git = [git_binary(), "--git-dir", str(self.path)]
+            procs = [
+                subprocess.Popen(
+                    [*git, "rev-list", "--objects", "--stdin"], stdin=wanted, stdout=reached, stderr=err
+                ),
+                subprocess.Popen(
+                    [*git, "cat-file", "--batch-all-objects", "--unordered"]
+                    + ["--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=every,
+                    stderr=err,
+                ),
+            ]
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            except BaseException:
+                for proc in procs:
+                    proc.kill()
+                raise
+            finally:
+                failed = [proc.wait() for proc in procs] != [0, 0]
+            if failed:
+                err.seek(0)
+                raise GitError(
+                    f"git could not list the objects: {_tail(err.read().decode(errors='replace'))}"
+                )
+            every.seek(0)
+            kinds: dict[bytes, tuple[bytes, int]] = {}
+            for line in every:
+                name, kind, size = line.split()
+                kinds[name] = (kind, int(size))
+            inventory = ObjectInventory(objects=len(kinds))
+            reached.seek(0)
+            for line in reached:
+                sha, _, path = line.rstrip(b"\n").partition(b" ")
+                if sha not in kinds:
+                    raise GitError(f"git rev-list reached {sha[:40]!r}, which the repository does not hold")
+                kind, length = kinds[sha]
+                inventory.reachable += 1
+                if kind == b"commit":
+                    inventory.commits.append(sha.decode())
+                elif kind == b"blob":
+                    inventory.blobs.append((sha.decode(), path.decode(errors="replace"), length))
+        return inventory
 
-    def reachable_objects(self) -> list[tuple[str, str]]:
-        """(sha, path) of every object a branch or tag reaches, each once: blobs and trees
-        with the first path they were met at, commits and tags with none."""
-        found = []
-        for line in self._text("rev-list", "--objects", "--branches", "--tags").splitlines():
-            sha, _, path = line.partition(" ")
-            found.append((sha, path))
-        return found
+
+@dataclass
+class ObjectInventory:
+    """What `Repository.object_inventory` found."""
+
+    objects: int
+    reachable: int = 0
+    commits: list[str] = field(default_factory=list)
+    blobs: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 # Requests written before their answers are read: well under a pipe's buffer, so writing
@@ -1306,6 +1391,21 @@ def _canonical_mode(mode: int) -> str:
     if kind == 0o100000:
         return "100755" if mode & 0o100 else "100644"
     return {0o120000: "120000", 0o040000: TREE_MODE}.get(kind, SUBMODULE_MODE)
+
+
+def _has_ref_files(git_dir: Path) -> bool:
+    """Whether a branch or tag is written in the repository's ref files, loose or packed
+    (whatever git makes of it: a broken one counts too)."""
+    for kind in ("heads", "tags"):
+        for _, dirs, files in os.walk(git_dir / "refs" / kind):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            if any(not f.startswith(".") and not f.endswith(".lock") for f in files):
+                return True
+    try:
+        with (git_dir / "packed-refs").open("rb") as packed:
+            return any(b" refs/heads/" in line or b" refs/tags/" in line for line in packed)
+    except FileNotFoundError:
+        return False
 
 
 def _tag_names(git_dir: Path) -> list[str]:
@@ -1551,12 +1651,34 @@ def valid_ref_name(kind: str, name: str) -> bool:
     # Invisible and direction-changing characters make a name read as another one.
     if any(unicodedata.category(ch) == "Cf" for ch in name):
         return False
-    status, _, _ = gitpython.Git().execute(
-        [git_binary(), "check-ref-format", f"refs/{kind}/{name}"],
-        with_extended_output=True,
-        with_exceptions=False,
+    try:
+        full = f"refs/{kind}/{name}".encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return _git_accepts_ref(full)
+
+
+# What git's refs.c (check_refname_format, which `git check-ref-format` runs) makes of
+# each byte: 4 is refused anywhere (controls, DEL, space, ~ ^ : ? [ \\ *), 2 refused after
+# another '.', 3 ('{') refused after '@'; bytes from 0x80 up are accepted.
+_REF_BAD_BYTES = frozenset([*range(0x20), 0x7F, *b" ~^:?[\\*"])
+
+
+def _git_accepts_ref(refname: bytes) -> bool:
+    """`git check-ref-format <refname>` without options, run in Python (a process per
+    name cost an import 5 per design): at least two '/'-separated components, none empty,
+    none starting with '.' or ending with '.lock'; no '..', no '@{', not '@', not ending
+    with '.'; no byte of _REF_BAD_BYTES (a NUL, which ends a C string, included).
+    tests/designs/test_archive_ref_names.py checks it against git on generated names."""
+    if refname == b"@" or refname.endswith(b".") or b".." in refname or b"@{" in refname:
+        return False
+    if any(byte in _REF_BAD_BYTES for byte in refname):
+        return False
+    components = refname.split(b"/")
+    return len(components) >= 2 and all(
+        component and not component.startswith(b".") and not component.endswith(b".lock")
+        for component in components
     )
-    return status == 0
 
 
 def _identity_env(person: Person, role: str) -> dict[str, str]:

@@ -48,6 +48,12 @@ def readme_prepare(design_id: int) -> bool:
 
 
 @shared_task
+def history_settle(design_id: int) -> bool:
+    """The commit-graph and cover of a design whose whole history just arrived (an import)."""
+    return refs.history_settle(design_id=design_id)
+
+
+@shared_task
 def assembly_refresh(design_id: int) -> bool:
     """Check the design's head as an assembly, then the assemblies that use it."""
     found = assemblies.assembly_refresh(design_id=design_id)

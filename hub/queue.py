@@ -16,7 +16,9 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
@@ -90,3 +92,15 @@ def wait_for_embedded_worker() -> None:
     """Block until the embedded worker is idle (for management commands and demos)."""
     if _pool is not None:
         _pool.submit(lambda: None).result()
+
+
+@contextmanager
+def embedded_worker_held() -> Iterator[None]:
+    """Hold the embedded worker for the block: what is queued meanwhile runs after it (a
+    benchmark times a task apart from the work that task queues)."""
+    release = threading.Event()
+    _embedded_pool().submit(release.wait)
+    try:
+        yield
+    finally:
+        release.set()

@@ -115,10 +115,10 @@ def _export_design(ctx: ExportContext, design: Design) -> None:
     folder = f"{PREFIX}{design.pk}/"
     repo = design.repo
     refs: dict[str, str] = {}
-    if repo.ref_names("refs/heads/", "refs/tags/"):
-        # Streamed from git into the archive; the refs are read from the bundle's own
-        # header, so that they match it even if a push landed meanwhile.
-        with repo.bundle_stream() as stream:
+    # Streamed from git into the archive; the refs are read from the bundle's own header,
+    # so that they match it even if a push landed meanwhile.
+    with repo.bundle_stream() as stream:
+        if stream is not None:
             try:
                 refs, header = bundle_header(stream)
             except ValueError as exc:
@@ -397,10 +397,14 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
     path = repo_path(account.username, slug)
     repo = Repository.init_bare(path, default_branch=fields.default_branch)
     try:
-        commits, blobs, default_branch = _fill_repository(ctx, repo, folder, fields)
-        objects = _store_lfs_objects(ctx, folder)
+        filled = _fill_repository(ctx, repo, folder, fields)
         design = _design_row(
-            ctx, original_id, fields, slug=slug, default_branch=default_branch, objects=objects
+            ctx,
+            original_id,
+            fields,
+            slug=slug,
+            default_branch=filled.default_branch,
+            objects=filled.lfs_objects,
         )
     except ArchiveRefused:
         repo.delete()
@@ -413,7 +417,8 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
     except BaseException:
         repo.delete()
         raise
-    _check_pointers(ctx, design, blobs, {oid for oid, _ in objects})
+    blobs = filled.blobs
+    _check_pointers(ctx, design, blobs, {oid for oid, _ in filled.lfs_objects})
     if fields.collaborators:
         ctx.note(
             f"{fields.owner}/{fields.slug}: its collaborators on {ctx.source_hub} "
@@ -421,7 +426,12 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
         )
     # Every blob of the history is new here, and listed already: refs_changed queues the
     # analysis of its meshes from this list rather than walk each commit's changes again.
-    refs_changed(design, new_commits=commits, added_blobs=[(sha, path) for sha, path, _ in blobs])
+    refs_changed(
+        design,
+        new_commits=filled.commits,
+        added_blobs=[(sha, path) for sha, path, _ in blobs],
+        whole_history=True,
+    )
     ctx.count("designs")
 
 
@@ -555,26 +565,46 @@ def _listed_refs(ctx: ImportContext, name: str) -> dict[str, str]:
     return refs
 
 
+@dataclass
+class FilledRepository:
+    """What `_fill_repository` put in a design's new repository and the LFS store."""
+
+    commits: list[str]
+    blobs: list[tuple[str, str, int]]  # (sha, path, size) of every blob of the history, once
+    default_branch: str
+    lfs_objects: list[tuple[str, int]]  # (oid, size)
+
+
 def _fill_repository(
     ctx: ImportContext, repo: Repository, folder: str, fields: DesignFields
-) -> tuple[list[str], list[tuple[str, str, int]], str]:
-    """Fill the new `repo` from the design's bundle; (its commits, (sha, path, size) of
-    every blob of its history, each once, its default branch).
+) -> FilledRepository:
+    """Fill the new `repo` from the design's bundle, and the LFS store from its lfs/ folder.
 
     The bundle's pack goes straight from the archive into `git index-pack --strict`, which
     checks every object and link as it indexes them (one pass: fetching from a bundle
     does not check objects before git 2.46, so a fetch needed `fsck --strict` after it);
-    the refs of the bundle's header are then set in one transaction, which refuses a
-    branch that is not a commit or a ref to an object the pack lacks.
+    while git resolves and checks the pack, the LFS objects are saved through the store,
+    each hashed and its size checked (git works on one core, the hashing on the other).
+    The refs of the bundle's header are then set in one transaction, which refuses a
+    branch that is not a commit or a ref to an object the pack lacks, while git lists
+    every object the repository holds and every object those refs reach.
 
     A bundle that does not hold exactly the refs refs.json lists, or carries objects they
-    do not reach, was not written by a hub's export: ArchiveRefused, naming it."""
+    do not reach, was not written by a hub's export: ArchiveRefused, naming it. LFS objects
+    saved before a design is refused stay in the store, linked to no design (what a
+    design serves is its links), as the objects of a design deleted later do."""
     name = folder + "repo.bundle"
     listed = _listed_refs(ctx, folder + "refs.json")
+    lfs_objects: list[tuple[str, int]] = []
+
+    def store_lfs_objects() -> None:
+        lfs_objects.extend(_store_lfs_objects(ctx, folder))
+
     if name not in ctx.reader.sizes:
         if listed:
             raise DesignRefused(f"{folder}refs.json lists refs but there is no {name}.")
-        return [], [], fields.default_branch
+        store_lfs_objects()
+        return FilledRepository([], [], fields.default_branch, lfs_objects)
     with ctx.reader.open(name) as stream:
         try:
             heads, _ = bundle_header(stream)
@@ -582,18 +612,22 @@ def _fill_repository(
             raise DesignRefused(f"{name} is not a git bundle: {exc}.") from None
         _compare_refs(name, found=heads, listed=listed)
         try:
-            repo.index_pack(stream)
+            repo.index_pack(stream, meanwhile=store_lfs_objects)
         except GitError as exc:
             raise DesignRefused(f"{name}: git's object checks refuse it: {exc}") from None
-    try:
-        repo.update_refs([(ref, sha, None) for ref, sha in listed.items()], message="import")
-    except RefMoved:
-        raise DesignRefused(
-            f"{name} could not be read: a ref names an object the bundle does not hold, "
-            "or a branch names something other than a commit."
-        ) from None
-    reachable = repo.reachable_objects()
-    unreachable = repo.packed_object_count() - len(reachable)
+
+    def set_refs() -> None:
+        try:
+            repo.update_refs([(ref, sha, None) for ref, sha in listed.items()], message="import")
+        except RefMoved:
+            raise DesignRefused(
+                f"{name} could not be read: a ref names an object the bundle does not hold, "
+                "or a branch names something other than a commit."
+            ) from None
+
+    # The objects are listed from the refs' targets while the refs are set to them.
+    inventory = repo.object_inventory(listed.values(), meanwhile=set_refs)
+    unreachable = inventory.objects - inventory.reachable
     if unreachable > 0:
         raise ArchiveRefused(
             f"{name} carries objects that no ref of refs.json reaches ({unreachable:,}): "
@@ -609,10 +643,7 @@ def _fill_repository(
             f"the bundle; {default_branch!r} is the default branch here."
         )
         repo.set_default_branch(default_branch)
-    types = repo.object_types_and_sizes(sha for sha, _ in reachable)
-    commits = [sha for sha, _ in reachable if types[sha][0] == "commit"]
-    blobs = [(sha, path, types[sha][1]) for sha, path in reachable if types[sha][0] == "blob"]
-    return commits, blobs, default_branch
+    return FilledRepository(inventory.commits, inventory.blobs, default_branch, lfs_objects)
 
 
 def _compare_refs(name: str, *, found: dict[str, str], listed: dict[str, str]) -> None:
