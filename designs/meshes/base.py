@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -172,18 +173,76 @@ def figures_in_units(figures: dict, units: str) -> dict:
 
 
 def fits(obb_size: Sequence[float], build_volume: Sequence[float]) -> bool:
-    """Whether a part whose oriented box has these extents fits the build volume.
+    """Whether a box with these three extents (a part's oriented bounding box, in any
+    order) fits a build volume given as (x, y, z), z being the height.
 
-    Compares the sorted extents of the part's minimal oriented box with the sorted build
-    volume: the standard check that the box fits once its axes are turned onto the
-    machine's axes in some order. It is sufficient (a box that passes fits), not
-    necessary: a long thin part that only fits diagonally is reported as not fitting.
+    The part may lie on any of its faces and turn freely about the vertical axis: for each
+    choice of the extent that stands vertical (it must not exceed z), the other two form
+    a rectangle that must fit the bed's x × y rectangle, straight or at any angle. The
+    angle matters for long thin parts: 300 × 10 mm fits a 250 × 210 mm bed diagonally.
+    Every axis-aligned placement is one of these, so a part the sorted-extents check
+    accepts is accepted here too.
+
+    Exact for boxes (the arithmetic falls back to exact fractions near the boundary, so a
+    part exactly as large as the room fits), and a handful of float operations otherwise.
+    Placements tilted out of the vertical (a rod along the volume's space diagonal) are
+    not considered: slicers lay parts on the bed.
     """
-    part = sorted(float(x) for x in obb_size)
-    room = sorted(float(x) for x in build_volume)
+    part = [float(x) for x in obb_size]
+    room = [float(x) for x in build_volume]
     if len(part) != 3 or len(room) != 3:
         raise ValueError("fits() needs three extents and three build-volume sizes")
-    return all(p <= r for p, r in zip(part, room, strict=True))
+    bed_long, bed_short = max(room[0], room[1]), min(room[0], room[1])
+    for up in range(3):
+        if part[up] > room[2]:
+            continue
+        long_side, short_side = sorted((part[(up + 1) % 3], part[(up + 2) % 3]), reverse=True)
+        if rectangle_fits(long_side, short_side, bed_long, bed_short):
+            return True
+    return False
+
+
+def rectangle_fits(p: float, q: float, a: float, b: float) -> bool:
+    """Whether a p × q rectangle (p ≥ q) fits an a × b rectangle (a ≥ b) at some angle.
+
+    Straight when p ≤ a and q ≤ b. Otherwise, with p > a, it can only fit tilted, and
+    does exactly when q ≤ b and b ≥ (2pqa + (p² − q²)·√(p² + q² − a²)) / (p² + q²)
+    (Carver, 1956: the tightest tilt puts the long side's ends against the long walls).
+    """
+    if q > b:
+        return False
+    if p <= a:
+        return True
+    floats = _tilted_terms(p, q, a, b)
+    if floats is not None:
+        lhs, rhs_squared = floats
+        return lhs >= 0 and lhs * lhs >= rhs_squared
+    exact = [Fraction(v) for v in (p, q, a, b)]
+    lhs, rhs_squared = _tilted_terms_exact(*exact)
+    return lhs >= 0 and lhs * lhs >= rhs_squared
+
+
+# Float results closer to the boundary than this share of their size are decided again
+# with fractions: a part touching the walls must not fail on a rounding error.
+_CLOSE = 1e-9
+
+
+def _tilted_terms(p: float, q: float, a: float, b: float) -> tuple[float, float] | None:
+    """Both sides of Carver's condition, squared free of the root: b(p² + q²) − 2pqa and
+    (p² − q²)²(p² + q² − a²); None when floats cannot tell their order for sure."""
+    s = p * p + q * q
+    lhs = b * s - 2 * p * q * a
+    rhs_squared = (p * p - q * q) ** 2 * (s - a * a)
+    if abs(lhs) <= _CLOSE * (b * s + 2 * p * q * a):
+        return None
+    if abs(lhs * lhs - rhs_squared) <= _CLOSE * max(lhs * lhs, rhs_squared):
+        return None
+    return lhs, rhs_squared
+
+
+def _tilted_terms_exact(p: Fraction, q: Fraction, a: Fraction, b: Fraction) -> tuple[Fraction, Fraction]:
+    s = p * p + q * q
+    return b * s - 2 * p * q * a, (p * p - q * q) ** 2 * (s - a * a)
 
 
 def canonical_units(name: str) -> str:
