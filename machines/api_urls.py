@@ -1,16 +1,13 @@
 from django.urls import path
 
 from machines import api
-from machines.printing import agent_api
+from machines.printing import agent_admin_api
 from machines.printing import api as print_api
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
 
 urlpatterns = [
-    # The lab agent protocol (machines/printing/agent_api.py, docs/agent.md): agents only.
-    path("agent/v1/sync", agent_api.sync, name="agent-sync"),
-    path("agent/v1/commands/<uuid:command_id>/gcode", agent_api.command_gcode, name="agent-command-gcode"),
     path("labs/", api.LabListApi.as_view(), name="api-lab-list"),
     path(f"{L}/", api.LabDetailApi.as_view(), name="api-lab-detail"),
     path(f"{L}/hours/", api.LabHoursApi.as_view(), name="api-lab-hours"),
@@ -53,6 +50,10 @@ urlpatterns = [
     path(f"{L}/print-jobs/", print_api.LabPrintJobListApi.as_view(), name="api-lab-print-jobs"),
     path(f"{M}/printer/", print_api.PrinterDetailApi.as_view(), name="api-machine-printer"),
     path(f"{M}/printer/cleared/", print_api.PrinterClearedApi.as_view(), name="api-machine-printer-cleared"),
+    # Managing a lab's agents (machines/printing/agent_admin_api.py): managers only.
+    path(f"{L}/agents/", agent_admin_api.LabAgentListApi.as_view(), name="api-lab-agents"),
+    path(f"{L}/agents/<int:agent_id>/", agent_admin_api.LabAgentDetailApi.as_view(), name="api-lab-agent"),
+    path(f"{M}/agent/", agent_admin_api.MachineAgentApi.as_view(), name="api-machine-agent"),
     path("print-jobs/", print_api.PrintJobListApi.as_view(), name="api-print-jobs"),
     path("print-jobs/<int:job_id>/", print_api.PrintJobDetailApi.as_view(), name="api-print-job"),
     path("print-jobs/<int:job_id>/gcode/", print_api.PrintJobGcodeApi.as_view(), name="api-print-job-gcode"),

@@ -208,12 +208,16 @@ class MachineForm(forms.Form):
     )
     clear_connection = forms.BooleanField(required=False, label="Remove the stored connection settings")
 
-    def __init__(self, *args, editing: bool = False, **kwargs):
+    def __init__(self, *args, editing: bool = False, via_agent: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if editing:
             self.fields.pop("slug")
         else:
             self.fields.pop("clear_connection")
+        if via_agent:
+            # Its lab agent holds the address and key; the hub keeps none to ask for.
+            for name in ("connection_url", "connection_api_key", "clear_connection"):
+                self.fields.pop(name, None)
 
     def service_kwargs(self) -> dict:
         data = dict(self.cleaned_data)
@@ -228,6 +232,16 @@ class MachineForm(forms.Form):
         if photo:
             data["photo"] = photo
         return data
+
+
+class AgentForm(forms.Form):
+    """A new lab agent: only its name; the hub makes its token."""
+
+    name = forms.CharField(max_length=100, label="Agent name", help_text="e.g. 'Pi by the printers'.")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "agent")
+        super().__init__(*args, **kwargs)
 
 
 class QualificationForm(forms.Form):

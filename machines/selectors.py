@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from hub.auth import Viewer
@@ -19,6 +20,7 @@ from machines.models import (
     CalendarFeed,
     Closure,
     Lab,
+    LabAgent,
     LabMembership,
     Machine,
     Notification,
@@ -458,3 +460,49 @@ def feed_rows(feed: CalendarFeed) -> QuerySet[Booking] | None:
     if feed.scope == CalendarFeed.Scope.MACHINE:
         rows = rows.filter(machine=feed.machine_id)
     return rows
+
+
+# -- lab agents (machines/printing/agents.py) ------------------------------------------------
+# Read here, below the pages, because the lab's settings page lists them: machines.views
+# may not import machines.printing (the layers contract in pyproject.toml).
+
+
+def agents_of_lab(lab: Lab, *, actor: User) -> QuerySet[LabAgent]:
+    """The lab's agents, for its managers only: active ones first, each with the printers
+    it drives (prefetched, by name)."""
+    require_manager(lab, actor)
+    return (
+        LabAgent.objects.filter(lab=lab)
+        .select_related("lab")
+        .prefetch_related(Prefetch("machines", queryset=Machine.objects.order_by("name")))
+        .order_by(F("revoked_at").asc(nulls_first=True), "name", "pk")
+    )
+
+
+def agent_of_lab(lab: Lab, *, actor: User, agent_id: int) -> LabAgent:
+    """One of the lab's agents (revoked ones too), for its managers; another lab's is a 404."""
+    agent = agents_of_lab(lab, actor=actor).filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound(f"{lab.name} has no lab agent {agent_id}.")
+    return agent
+
+
+@dataclass(frozen=True)
+class AgentContact:
+    """When an agent last synced, as a manager reads it: `never`, `recent` (within
+    FABHUB_AGENT_SILENT_S) or `silent` (its printers then count as unreachable)."""
+
+    state: str
+    last_seen_at: datetime | None
+    seconds_ago: int | None
+
+
+def agent_contact(agent: LabAgent | None, *, now: datetime | None = None) -> AgentContact | None:
+    if agent is None:
+        return None
+    if agent.last_seen_at is None:
+        return AgentContact(state="never", last_seen_at=None, seconds_ago=None)
+    ago = max(0, int(((now or timezone.now()) - agent.last_seen_at).total_seconds()))
+    # The agent driver's rule too (agents.agent_silent_before): silent past the limit.
+    state = "silent" if ago > settings.FABHUB_AGENT_SILENT_S else "recent"
+    return AgentContact(state=state, last_seen_at=agent.last_seen_at, seconds_ago=ago)

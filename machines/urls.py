@@ -27,6 +27,7 @@ urlpatterns = [
     path(f"{L}/", views.lab_detail, name="lab-detail"),
     path(f"{L}/join/", views.lab_join, name="lab-join"),
     path(f"{L}/manage/", views.lab_manage, name="lab-manage"),
+    path(f"{L}/manage/agents/", print_views.lab_agents, name="lab-agents"),
     path(f"{L}/manage/approvals/", views.lab_approvals, name="lab-approvals"),
     path(f"{L}/manage/qualifications/", views.lab_qualifications, name="lab-qualifications"),
     path(f"{L}/manage/maintenance/", views.lab_maintenance, name="lab-maintenance"),

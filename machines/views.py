@@ -211,17 +211,38 @@ def lab_manage(request: HttpRequest, lab: str) -> HttpResponse:
                 )
             messages.success(request, "Members updated.")
             return redirect("lab-manage", lab=lab)
-    context = lab_context(
+    return lab_manage_page(
+        request, the_lab, manager, lab_form=lab_form, hours_form=hours_form, closure_form=closure_form
+    )
+
+
+def lab_manage_page(request: HttpRequest, the_lab: Lab, manager: User, **context) -> HttpResponse:
+    """The settings page, with the forms in `context` (bound ones, with their errors) and
+    fresh ones for the rest. machines.printing.views.lab_agents renders it too: it runs the
+    agents' services, which this module may not import (pyproject's layers contract)."""
+    now = timezone.now()
+    forms_ = {
+        "lab_form": lambda: forms.LabForm(instance=the_lab),
+        "hours_form": lambda: forms.HoursForm(lab=the_lab),
+        "closure_form": lambda: forms.ClosureForm(lab=the_lab),
+        "agent_form": forms.AgentForm,
+    }
+    for name, make in forms_.items():
+        if name not in context:
+            context[name] = make()
+    page = lab_context(
         request,
         the_lab,
         "manage",
-        lab_form=lab_form,
-        hours_form=hours_form,
-        closure_form=closure_form,
-        closures=the_lab.closures.filter(end__gt=timezone.now()),
+        closures=the_lab.closures.filter(end__gt=now),
         members=selectors.lab_members(the_lab),
+        agents=[
+            (agent, selectors.agent_contact(agent, now=now))
+            for agent in selectors.agents_of_lab(the_lab, actor=manager)
+        ],
+        **context,
     )
-    return render(request, "machines/lab_manage.html", context)
+    return render(request, "machines/lab_manage.html", page)
 
 
 @login_required
@@ -433,6 +454,8 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
     )
     if role in ("member", "manager"):
         context["feed"] = services.calendar_feed_get(owner=signed_in_user(request), machine=the_machine)
+    if role == "manager":
+        context["agent_contact"] = selectors.agent_contact(the_machine.agent)
     return render(request, "machines/machine_detail.html", context)
 
 
@@ -461,7 +484,13 @@ def machine_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
     selectors.require_manager(the_lab, user)
     initial = {name: getattr(the_machine, name) for name in services.MACHINE_FIELDS}
-    form = forms.MachineForm(request.POST or None, request.FILES or None, initial=initial, editing=True)
+    form = forms.MachineForm(
+        request.POST or None,
+        request.FILES or None,
+        initial=initial,
+        editing=True,
+        via_agent=the_machine.agent_id is not None,
+    )
     if request.method == "POST" and form.is_valid():
         ok, _ = form_call(
             form, services.machine_update, machine=the_machine, actor=user, **form.service_kwargs()
@@ -472,7 +501,14 @@ def machine_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     return render(
         request,
         "machines/machine_form.html",
-        lab_context(request, the_lab, "machines", form=form, machine=the_machine),
+        lab_context(
+            request,
+            the_lab,
+            "machines",
+            form=form,
+            machine=the_machine,
+            agent_contact=selectors.agent_contact(the_machine.agent),
+        ),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from machines.forms import choice_field
-from machines.models import Machine, Printer, PrintJob, PrintSettings
+from machines.models import LabAgent, Machine, Printer, PrintJob, PrintSettings
 
 
 class PrintJobForm(forms.Form):
@@ -51,7 +51,16 @@ class PrintJobForm(forms.Form):
         return data
 
 
+DIRECT = ""
+
+
 class PrinterForm(forms.ModelForm):
+    driven_by = forms.ChoiceField(
+        label="Driven by",
+        required=False,
+        help_text="Through a lab agent, the hub forgets the connection URL and key it stored for the printer.",
+    )
+
     class Meta:
         model = Printer
         fields = [
@@ -72,8 +81,34 @@ class PrinterForm(forms.ModelForm):
             "after_print": "After a print",
         }
 
+    field_order = ["driven_by"]
+
+    def __init__(self, *args, agents: list[LabAgent], current: LabAgent | None, **kwargs):
+        """`agents`: those it may be given to (the lab's active ones; the current one is
+        listed even if revoked, so the form shows the truth until it is changed)."""
+        super().__init__(*args, **kwargs)
+        self.agents = {str(a.pk): a for a in agents}
+        if current is not None:
+            self.agents.setdefault(str(current.pk), current)
+        field = choice_field(self, "driven_by")
+        field.choices = [
+            (DIRECT, "Directly by the hub (connection URL and key)"),
+            *(
+                (key, f"Lab agent: {a.name} ({a.hint}…)" + ("" if a.is_active else " — revoked"))
+                for key, a in self.agents.items()
+            ),
+        ]
+        field.initial = str(current.pk) if current is not None else DIRECT
+
     def _post_clean(self):  # the service validates, with its own messages
         pass
+
+    def printer_fields(self) -> dict[str, Any]:
+        """What `printer_configure` takes: everything but how the printer is driven."""
+        return {name: value for name, value in self.cleaned_data.items() if name != "driven_by"}
+
+    def chosen_agent(self) -> LabAgent | None:
+        return self.agents.get(self.cleaned_data.get("driven_by") or DIRECT)
 
 
 class PrintSettingsForm(forms.ModelForm):

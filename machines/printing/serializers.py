@@ -10,9 +10,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hub.inputs import Input
-from machines.models import Machine, Printer, PrintJob, PrintRecord, PrintSettings
+from machines.models import LabAgent, Machine, Printer, PrintJob, PrintRecord, PrintSettings
 from machines.printing import selectors as ps
 from machines.printing.slicer import slicer_installed
+from machines.selectors import agent_contact
 
 
 def _absolute(context: Mapping[str, Any], path: str) -> str:
@@ -346,3 +347,80 @@ class CommitPrintsOutput(serializers.Serializer):
     made = serializers.IntegerField(help_text="Parts printed successfully from this commit.")
     failed = serializers.IntegerField(help_text="Prints that failed, were cancelled or interrupted.")
     labs = serializers.IntegerField(help_text="Labs where it was made.")
+
+
+# -- lab agents (machines/printing/agent_admin_api.py) ----------------------------------------
+
+
+class AgentPrinterOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The printer's id: `id` of its `[[printer]]` in agent.toml.")
+    machine = serializers.CharField(source="slug")
+    name = serializers.CharField()
+
+
+class LabAgentOutput(serializers.ModelSerializer):
+    lab = serializers.CharField(source="lab.slug")
+    hint = serializers.CharField(help_text="The token's first characters, to tell agents apart.")
+    active = serializers.BooleanField(source="is_active")
+    silent = serializers.SerializerMethodField()
+    printers = AgentPrinterOutput(source="machines", many=True, read_only=True)
+
+    class Meta:
+        model = LabAgent
+        fields = [
+            "id",
+            "lab",
+            "name",
+            "hint",
+            "active",
+            "created_at",
+            "revoked_at",
+            "last_seen_at",
+            "silent",
+            "last_address",
+            "version",
+            "printers",
+        ]
+
+    def get_silent(self, agent: LabAgent) -> bool:
+        """Not heard from for FABHUB_AGENT_SILENT_S (or never): its printers count as unreachable."""
+        contact = agent_contact(agent)
+        return contact is None or contact.state != "recent"
+
+
+class LabAgentCreatedOutput(LabAgentOutput):
+    token = serializers.SerializerMethodField()
+
+    class Meta(LabAgentOutput.Meta):
+        fields = [*LabAgentOutput.Meta.fields, "token"]
+
+    def get_token(self, agent: LabAgent) -> str:
+        """The agent's token, in this answer only: the hub keeps its digest, never the token."""
+        return str(self.context["token"])
+
+
+class LabAgentInput(Input):
+    # Not trimmed here: the schema's maxLength is of the name as sent, and agent_create
+    # trims it and refuses a blank one itself.
+    name = serializers.CharField(
+        max_length=100, trim_whitespace=False, help_text="e.g. 'Pi by the printers'."
+    )
+
+
+class MachineAgentInput(Input):
+    agent = serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The id of one of the lab's active agents, or null: driven directly by the hub.",
+    )
+
+
+class MachineAgentOutput(serializers.Serializer):
+    machine = serializers.CharField(source="slug")
+    machine_id = serializers.IntegerField(source="pk")
+    agent = serializers.IntegerField(source="agent_id", allow_null=True)
+    agent_name = serializers.SerializerMethodField()
+
+    def get_agent_name(self, machine: Machine) -> str | None:
+        return machine.agent.name if machine.agent is not None else None

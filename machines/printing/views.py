@@ -1,26 +1,33 @@
 """Pages of the print queue: the lab's queue with its printers, my jobs, a job, sending a
-part, and a printer's settings. Thin views over machines.printing.services and .selectors."""
+part, a printer's settings (and which lab agent drives it), and the lab agents' actions
+of the lab's settings page. Thin views over machines.printing's services and selectors."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from designs.selectors import design_get
+from hub.accounts import public_url
 from hub.auth import signed_in_user
-from hub.exceptions import HubError, NotFound, PermissionDenied
+from hub.exceptions import HubError, NotFound, PermissionDenied, ValidationError
 from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
-from machines import selectors
-from machines.models import PrintJob, PrintRecord
+from machines import forms, selectors
+from machines.models import Printer, PrintJob, PrintRecord
+from machines.printing import agents
 from machines.printing import forms as print_forms
 from machines.printing import selectors as ps
 from machines.printing import services as printing
-from machines.views import lab_context
+from machines.views import lab_context, lab_manage_page
 
 ACTIONS = ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
 
@@ -95,19 +102,139 @@ def printer_edit(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
     selectors.require_manager(the_lab, user)
     printer = ps.printer_of(the_machine)
-    form = print_forms.PrinterForm(request.POST or None, instance=printer)
+    form = print_forms.PrinterForm(
+        request.POST or None,
+        instance=printer,
+        agents=[a for a in selectors.agents_of_lab(the_lab, actor=user) if a.is_active],
+        current=the_machine.agent,
+    )
     if request.method == "POST" and form.is_valid():
-        ok, _ = form_call(
-            form, printing.printer_configure, machine=the_machine, actor=user, **form.cleaned_data
-        )
+        agent = form.chosen_agent()
+        moves = (agent.pk if agent else None) != the_machine.agent_id
+        # One save: settings refused by the second service leave none of the first behind.
+        with transaction.atomic():
+            ok, _ = form_call(
+                form, printing.printer_configure, machine=the_machine, actor=user, **form.printer_fields()
+            )
+            if ok and moves:
+                ok, _ = form_call(
+                    form, agents.machine_set_agent, machine=the_machine, actor=user, agent=agent
+                )
+                if not ok:
+                    transaction.set_rollback(True)
+        if ok and moves and agent is None:
+            messages.success(
+                request,
+                f"{the_machine.name} is now driven directly by the hub: give its connection URL and key.",
+            )
+            return redirect("machine-edit", lab=the_lab.slug, machine=the_machine.slug)
         if ok:
             messages.success(request, f"{the_machine.name}'s print settings saved.")
             return redirect("print-queue", lab=the_lab.slug)
+        the_machine.refresh_from_db()
     return render(
         request,
         "machines/printer_form.html",
-        lab_context(request, the_lab, "queue", form=form, machine=the_machine, printer=printer),
+        lab_context(
+            request,
+            the_lab,
+            "queue",
+            form=form,
+            machine=the_machine,
+            printer=printer,
+            agent_contact=selectors.agent_contact(the_machine.agent),
+        ),
     )
+
+
+# -- lab agents: made and revoked from the lab's settings page ----------------------------
+
+
+@login_required
+@hub_page
+def lab_agents(request: HttpRequest, lab: str) -> HttpResponse:
+    """The lab agents section of the settings page posts here: create one, or revoke one."""
+    user = signed_in_user(request)
+    the_lab = selectors.lab_get(slug=lab)
+    selectors.require_manager(the_lab, user)
+    if request.method != "POST":  # where hub_page sends a refused POST back to
+        return redirect(reverse("lab-manage", args=[the_lab.slug]) + "#agents")
+    action = request.POST.get("action")
+    if action == "revoke":
+        agent = selectors.agent_of_lab(the_lab, actor=user, agent_id=_agent_id(request.POST.get("agent_id")))
+        if request.POST.get("confirm") != "yes":
+            raise ValidationError(f"Tick the box to confirm revoking {agent.name}.")
+        agents.agent_revoke(agent=agent, actor=user)
+        messages.success(request, f"{agent.name} is revoked: its token no longer works.")
+        return redirect(reverse("lab-manage", args=[the_lab.slug]) + "#agents")
+    if action != "create":
+        raise ValidationError("Unknown action.")
+    form = forms.AgentForm(request.POST)
+    if form.is_valid():
+        ok, created = form_call(
+            form, agents.agent_create, lab=the_lab, actor=user, name=form.cleaned_data["name"]
+        )
+        if ok:
+            agent, token = created
+            # The token is written into this answer and nowhere else: no redirect to a page
+            # that would need it kept in the session (stored server-side, or in a cookie,
+            # until shown) or in the URL (logs, history). A reload re-posts and, at worst,
+            # makes a second agent, which the manager can revoke. no-store keeps it out of
+            # caches and the back-forward cache.
+            snippet = agent_toml(
+                hub_url=public_url("/", request_root=request.build_absolute_uri("/")),
+                token=token,
+                printers=ps.printers_of_lab(the_lab),
+            )
+            response = lab_manage_page(
+                request,
+                the_lab,
+                user,
+                new_agent=agent,
+                new_token=token,
+                agent_toml=snippet,
+                agent_toml_rows=snippet.count("\n") + 1,
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+    return lab_manage_page(request, the_lab, user, agent_form=form)
+
+
+def _agent_id(value: str | None) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise NotFound("No such lab agent.") from None
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string of printable characters is a TOML basic string
+
+
+def agent_toml(*, hub_url: str, token: str, printers: Iterable[Printer]) -> str:
+    """A minimal agent.toml for a new agent (fabhub_agent/config.py reads it): the hub,
+    the token, and a `[[printer]]` block per printer of the lab as an example — the
+    manager keeps those the agent will drive and assigns each to it on its settings page."""
+    lines = [
+        "[hub]",
+        f"url = {_toml_string(hub_url.rstrip('/'))}",
+        f'token = {_toml_string(token)}  # or token_file = "/etc/fabhub-agent/token"',
+        'state_dir = "/var/lib/fabhub-agent"',
+    ]
+    rows = list(printers)
+    for printer in rows:
+        name = " ".join(printer.machine.name.split())
+        lines += [
+            "",
+            f"[[printer]]  # {name}",
+            f"id = {printer.pk}",
+            'protocol = "octoprint"  # octoprint | moonraker | prusalink',
+            'url = "http://192.168.1.40"  # its address on the lab\'s network',
+            f'api_key_env = "PRINTER_{printer.pk}_KEY"  # the environment variable holding its key',
+        ]
+    if not rows:
+        lines += ["", "# Add a [[printer]] block (id, protocol, url, api_key_env) per printer it drives."]
+    return "\n".join(lines) + "\n"
 
 
 @login_required
