@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python bench/zip_download.py
 	$(BIN)/python bench/assemblies.py
 	$(BIN)/python bench/archives.py
+	$(BIN)/python bench/agents.py
 
 clean:
 	rm -rf $(VENV) var
