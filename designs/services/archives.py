@@ -33,6 +33,7 @@ archive's records part.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 
 from designs.git import GitError, RefMoved, Repository, valid_ref_name
 from designs.lfs_store import (
@@ -55,6 +57,7 @@ from designs.lfs_store import (
 from designs.models import (
     AssemblyCheck,
     ChangeProposal,
+    Collaborator,
     Design,
     Licence,
     Make,
@@ -103,17 +106,29 @@ def _is_sha(value: object) -> bool:
 
 
 def designs_export(ctx: ExportContext) -> None:
-    designs = list(Design.objects.filter(owner=ctx.user).select_related("owner").order_by("pk"))
-    for index, design in enumerate(designs, start=1):
-        ctx.progress(f"Design {index} of {len(designs)}: {design.full_name}")
-        _export_design(ctx, design)
+    designs = list(
+        Design.objects.filter(owner=ctx.user)
+        .select_related("owner")
+        .prefetch_related(
+            "tags",
+            Prefetch("collaborators", Collaborator.objects.select_related("user").order_by("user__username")),
+        )
+        .order_by("pk")
+    )
+    # A design's releases are read (git for-each-ref) on a second thread while its
+    # bundle streams into the archive.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-releases") as releases:
+        for index, design in enumerate(designs, start=1):
+            ctx.progress(f"Design {index} of {len(designs)}: {design.full_name}")
+            _export_design(ctx, design, releases)
     ctx.progress("Proposals, comments and makes")
     _export_history(ctx)
 
 
-def _export_design(ctx: ExportContext, design: Design) -> None:
+def _export_design(ctx: ExportContext, design: Design, releases: ThreadPoolExecutor) -> None:
     folder = f"{PREFIX}{design.pk}/"
     repo = design.repo
+    tags = releases.submit(repo.tags)
     refs: dict[str, str] = {}
     # Streamed from git into the archive; the refs are read from the bundle's own header,
     # so that they match it even if a push landed meanwhile.
@@ -135,7 +150,7 @@ def _export_design(ctx: ExportContext, design: Design) -> None:
                 "tagger": {"name": tag.tagger.name, "email": tag.tagger.email} if tag.tagger else None,
                 "date": tag.tagged_at.isoformat() if tag.tagged_at else None,
             }
-            for tag in (repo.tags() if any(ref.startswith("refs/tags/") for ref in refs) else [])
+            for tag in tags.result()
             if f"refs/tags/{tag.name}" in refs
         ],
     )
@@ -239,7 +254,7 @@ def design_document(
         "bundle": "repo.bundle" if has_bundle else None,
         "collaborators": [
             {"username": c.user.username, "url": records.account_url(c.user.username), "role": c.role}
-            for c in design.collaborators.select_related("user").order_by("user__username")
+            for c in sorted(design.collaborators.all(), key=lambda c: c.user.username)
         ],
         "fork": fork,
         "imported_from": design.imported_from or None,
