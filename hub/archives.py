@@ -23,9 +23,11 @@ import io
 import json
 import logging
 import posixpath
+import queue
 import secrets
 import shutil
 import stat
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,15 +154,27 @@ class _HashingFile:
     """The archive's file as the ZIP writer sees it: every byte written is hashed on its
     way to disk, so the finished archive's SHA-256 needs no second read. It cannot seek,
     so the writer never goes back to rewrite a header (it puts each member's sizes and
-    CRC after its data instead), and the bytes hashed are the bytes on disk."""
+    CRC after its data instead), and the bytes hashed are the bytes on disk.
+
+    The hashing runs on a thread of its own, a few chunks behind the writes (hashlib lets
+    go of the GIL on large buffers): the writer's thread already hashes each member and
+    computes its CRC, and a third pass over every byte made the export 1.2x slower."""
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("wb")
         self.sha256 = hashlib.sha256()
         self._position = 0
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._hasher = threading.Thread(target=self._hash, name="archive-sha256", daemon=True)
+        self._hasher.start()
+
+    def _hash(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self.sha256.update(chunk)
 
     def write(self, data: bytes) -> int:
-        self.sha256.update(data)
+        data = bytes(data)  # immutable: it is hashed after this returns
+        self._chunks.put(data)
         self._position += len(data)
         return self._file.write(data)
 
@@ -177,6 +191,10 @@ class _HashingFile:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the file; `sha256` is complete once this returns."""
+        if self._hasher.is_alive():
+            self._chunks.put(None)
+            self._hasher.join()
         self._file.close()
 
 
