@@ -32,7 +32,7 @@ run: install
 	# local lab agent, both started (and stopped) around the server by
 	# scripts/with-demo-octoprint; DEMO_OCTOPRINT=0 skips them, DEMO_AGENT=0 drives it directly.
 	DEBUG=1 HUB_PYTHON=$(BIN)/python DEMO_HUB_URL=http://127.0.0.1:$(PORT) scripts/with-demo-octoprint $(BIN)/gunicorn hub.wsgi:application --bind 127.0.0.1:$(PORT) \
-		--workers 2 --threads 4 --timeout 600 --access-logfile -
+		--workers 2 --threads 4 --timeout 600 --keep-alive 10 --access-logfile -
 
 test: install lint
 	bash scripts/ensure-test-tools

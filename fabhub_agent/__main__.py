@@ -36,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.once:
         agent.step()
+        agent.wait_idle()
+        agent.step()  # the answers of what ran
         return 0
     stop = threading.Event()
+
+    def stop_now(*_: object) -> None:
+        stop.set()
+        agent.wake.set()  # the loop may be waiting out a long back-off
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop_now)
     agent.run(stop)
     agent.state.close()
     return 0

@@ -6,6 +6,8 @@ url = "https://hub.example.org"       # FABHUB_AGENT_HUB_URL
 token_file = "/etc/fabhub-agent/token"  # or token = "fha_…", or FABHUB_AGENT_TOKEN
 state_dir = "/var/lib/fabhub-agent"   # FABHUB_AGENT_STATE_DIR
 max_gcode_mb = 512
+ca_bundle = "/etc/ssl/private-ca.pem"  # optional: a hub behind a private CA
+proxy = "http://proxy.lab:3128"        # optional: a proxy the lab's network requires
 
 [[printer]]
 id = 12                               # the printer's id on the hub (its lab page shows it)
@@ -52,6 +54,8 @@ class AgentConfig:
     printers: tuple[PrinterConfig, ...]
     max_gcode_bytes: int = 512 * 1024 * 1024
     poll_seconds: float = 3.0  # until the hub says otherwise
+    ca_bundle: str | None = None  # a CA file for a hub behind a private CA
+    proxy: str | None = None  # an HTTP(S) proxy the lab's network requires
 
 
 def load(path: Path | None, environ: dict[str, str] | None = None) -> AgentConfig:
@@ -106,4 +110,6 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> AgentConfi
         printers=tuple(printers),
         max_gcode_bytes=int(hub.get("max_gcode_mb", 512)) * 1024 * 1024,
         poll_seconds=float(hub.get("poll_seconds", 3.0)),
+        ca_bundle=env.get("FABHUB_AGENT_CA_BUNDLE") or hub.get("ca_bundle"),
+        proxy=env.get("FABHUB_AGENT_PROXY") or hub.get("proxy"),
     )

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,9 +27,11 @@ logger = logging.getLogger("fabhub_agent")
 
 MAX_ANSWER_BYTES = 1024 * 1024
 CHUNK = 256 * 1024
-TIMEOUT = (5.0, 30.0)
-DOWNLOAD_PATH = re.compile(r"^/api/agent/v1/commands/[0-9a-f-]{36}/gcode$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+TIMEOUT = (5.0, 30.0)  # per connect and per read
+SYNC_DEADLINE_S = 60.0  # a whole sync answer, however slowly it drips
+MIN_DOWNLOAD_BYTES_PER_S = 20_000  # a download slower than this is given up
+DOWNLOAD_PATH = re.compile(r"/api/agent/v1/commands/[0-9a-f-]{36}/gcode")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class HubUnreachable(Exception):
@@ -63,12 +66,27 @@ def check_hub_url(url: str) -> str:
 
 
 class HubClient:
-    def __init__(self, base_url: str, token: str, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        session: requests.Session | None = None,
+        ca_bundle: str | None = None,
+        proxy: str | None = None,
+    ) -> None:
         self.base_url = check_hub_url(base_url)
         self.session = session or requests.Session()
-        self.session.trust_env = False  # no proxy or .netrc picked up from the environment
+        # Only what the configuration says: no proxy, CA bundle or .netrc from the environment.
+        self.session.trust_env = False
+        if ca_bundle:
+            self.session.verify = ca_bundle
+        if proxy:
+            self.session.proxies = {"https": proxy, "http": proxy}
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.session.headers["User-Agent"] = "fabhub-agent"
+        # No compressed answers: the size caps below count the bytes as they arrive.
+        self.session.headers["Accept-Encoding"] = "identity"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
@@ -78,11 +96,26 @@ class HubClient:
         except requests.RequestException as exc:
             raise HubUnreachable(f"the hub does not answer: {exc.__class__.__name__}") from exc
 
-    def sync(self, reports: list[dict[str, Any]], *, agent: str) -> dict[str, Any]:
+    def sync(
+        self,
+        reports: list[dict[str, Any]],
+        *,
+        agent: str,
+        instance: str = "",
+        first_held: int | None = None,
+        more: bool = False,
+    ) -> dict[str, Any]:
         """Post the reports; the hub's answer, checked for shape (HubRefused if not)."""
-        response = self._request("POST", "/api/agent/v1/sync", json={"agent": agent, "reports": reports})
+        body_out = {
+            "agent": agent,
+            "instance": instance,
+            "first_held": first_held,
+            "more": more,
+            "reports": reports,
+        }
+        response = self._request("POST", "/api/agent/v1/sync", json=body_out)
         with response:
-            body = _bounded_json(response)
+            body = _bounded_json(response, deadline=time.monotonic() + SYNC_DEADLINE_S)
         if response.status_code >= 500:
             raise HubUnreachable(f"the hub answered {response.status_code}")
         if response.status_code != 200:
@@ -97,9 +130,9 @@ class HubClient:
     def download(self, path: str, *, sha256: str, size: int, max_bytes: int, directory: Path) -> Path:
         """Fetch a job's G-code into `directory`; HubRefused unless it is exactly what the
         command declared (size and sha256)."""
-        if not DOWNLOAD_PATH.match(path):
+        if not DOWNLOAD_PATH.fullmatch(path):
             raise HubRefused(f"refusing to download from {path[:100]!r}: not the hub's G-code path")
-        if not SHA256.match(sha256) or not 0 < size <= max_bytes:
+        if not SHA256.fullmatch(sha256) or not 0 < size <= max_bytes:
             raise HubRefused(f"refusing a G-code of {size} bytes (this agent takes at most {max_bytes})")
         response = self._request("GET", path)
         with response:
@@ -111,10 +144,13 @@ class HubClient:
                 )
             digest = hashlib.sha256()
             received = 0
+            deadline = time.monotonic() + 60 + size / MIN_DOWNLOAD_BYTES_PER_S
             handle, name = tempfile.mkstemp(prefix="job-", suffix=".gcode", dir=directory)
             try:
                 with os.fdopen(handle, "wb") as out:
                     for chunk in response.iter_content(CHUNK):
+                        if time.monotonic() > deadline:
+                            raise HubUnreachable("the G-code download is too slow; given up")
                         received += len(chunk)
                         if received > size:
                             raise HubRefused(f"the G-code is longer than the {size} bytes declared")
@@ -128,9 +164,11 @@ class HubClient:
         return Path(name)
 
 
-def _bounded_json(response: requests.Response) -> Any:
+def _bounded_json(response: requests.Response, *, deadline: float) -> Any:
     data = b""
     for chunk in response.iter_content(64 * 1024):
+        if time.monotonic() > deadline:
+            raise HubUnreachable("the hub's answer is too slow; given up")
         data += chunk
         if len(data) > MAX_ANSWER_BYTES:
             raise HubRefused(f"the hub's answer is over {MAX_ANSWER_BYTES} bytes")

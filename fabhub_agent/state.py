@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, body TEXT NOT NULL, at REAL NOT NULL
 );
@@ -37,6 +39,14 @@ class AgentState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a report the agent counted is on disk
         self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'instance'").fetchone()
+        if row is None:
+            # A new state: a new id, so the hub knows this agent's numbering starts afresh.
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('instance', ?)", (secrets.token_hex(16),)
+            )
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'instance'").fetchone()
+        self.instance: str = row[0]
 
     def close(self) -> None:
         self._db.close()
@@ -73,6 +83,11 @@ class AgentState:
             rows = self._db.execute("SELECT body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
+    def next_seq(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return (row[0] if row else 0) + 1
+
     def pending_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
@@ -88,12 +103,14 @@ class AgentState:
             row = self._db.execute("SELECT status FROM commands WHERE id = ?", (command_id,)).fetchone()
         return row[0] if row else None
 
-    def command_begin(self, command: dict[str, Any]) -> None:
+    def command_begin(self, command: dict[str, Any]) -> bool:
+        """Take the command on; False if it was taken on before (by this or another run)."""
         with self._lock:
-            self._db.execute(
+            cursor = self._db.execute(
                 "INSERT OR IGNORE INTO commands (id, status, body, at) VALUES (?, 'running', ?, ?)",
                 (command["id"], json.dumps(command), time.time()),
             )
+            return cursor.rowcount == 1
 
     def command_finish(self, command_id: str, answer: dict[str, Any]) -> int:
         """Mark the command done and queue its answer, in one transaction."""

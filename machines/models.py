@@ -325,6 +325,12 @@ class LabAgent(models.Model):
     last_address = models.GenericIPAddressField(null=True, blank=True)
     version = models.CharField(max_length=60, blank=True)
     last_seq = models.BigIntegerField(default=0)
+    # A random id the agent keeps with its state: a new one means it lost that state (a new
+    # SD card, a reinstall), so its numbering starts again.
+    instance = models.CharField(max_length=64, blank=True)
+    # The agent still holds reports from a time it could not reach the hub: what the hub
+    # knows of its printers is history until they are in.
+    catching_up = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["lab", "name"]

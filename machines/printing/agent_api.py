@@ -54,24 +54,19 @@ def sync(request: HttpRequest) -> HttpResponse:
     except BadCredentials:
         logger.warning("agent sync with a bad token from %s", client_ip(request))
         return _unauthorised()
-    length = int(request.headers.get("Content-Length") or 0)
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return _refused(400, "Content-Length must be a number.")
     if length > MAX_SYNC_BYTES:
         return _refused(413, f"A sync is at most {MAX_SYNC_BYTES} bytes.")
     try:
         body = json.loads(request.read(MAX_SYNC_BYTES + 1) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         logger.warning("lab agent %s sent a sync that is not JSON", agent.pk)
         return _refused(400, "The sync body must be JSON.")
-    if not isinstance(body, dict):
-        return _refused(400, "The sync body must be a JSON object.")
     try:
-        reports = agents.parse_reports(body.get("reports", []))
-        result = agents.agent_sync(
-            agent=agent,
-            reports=reports,
-            version=str(body.get("agent") or "")[:60],
-            address=client_ip(request),
-        )
+        result = agents.agent_sync(agent=agent, request=agents.parse_sync(body), address=client_ip(request))
     except agents.SequenceGap as gap:
         logger.warning("lab agent %s: %s", agent.pk, gap.message)
         return _refused(409, gap.message, expected_seq=gap.expected, accepted_through=gap.accepted_through)

@@ -49,6 +49,13 @@ logger = logging.getLogger(__name__)
 
 A = AgentCommand.Action
 CS = AgentCommand.Status
+# A job the hub still thinks runs (or lost) on its printer: how it ended is still news.
+RUNNING_JOB = (
+    PrintJob.Status.PRINTING,
+    PrintJob.Status.PAUSED,
+    PrintJob.Status.PRINTER_LOST,
+    PrintJob.Status.AWAITING_OPERATOR,
+)
 MAX_REPORTS_PER_SYNC = 200
 MAX_COMMANDS_PER_SYNC = 50
 MAX_TEMPERATURES = 8
@@ -68,8 +75,8 @@ def agent_create(*, lab: Lab, actor: User, name: str) -> tuple[LabAgent, str]:
     """A new agent for `lab`; returns it and its token, which is never shown again."""
     require_manager(lab, actor)
     name = name.strip()
-    if not name or len(name) > 100:
-        raise ValidationError("Give the agent a name of 1 to 100 characters.")
+    if not name or len(name) > 100 or not name.isprintable():
+        raise ValidationError("Give the agent a name of 1 to 100 printable characters.")
     raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
     agent = LabAgent.objects.create(lab=lab, name=name, digest=_digest(raw), hint=raw[:12], created_by=actor)
     logger.info("lab agent %s created for %s by %s", agent.pk, lab.slug, actor)
@@ -111,6 +118,10 @@ def machine_set_agent(*, machine: Machine, actor: User, agent: LabAgent | None) 
     require_manager(machine.lab, actor)
     if agent is not None and (agent.lab_id != machine.lab_id or not agent.is_active):
         raise ValidationError("Choose an active agent of this lab.")
+    if agent is not None and not Printer.objects.filter(pk=machine.pk).exists():
+        raise ValidationError(
+            f"{machine.name} is not in the print queue: only printers are driven by an agent."
+        )
     if machine.agent_id == (agent.pk if agent else None) and (agent is None or not machine.connection_secret):
         return machine  # nothing changes
     if PrintJob.objects.filter(machine=machine, status__in=PrintJob.ON_PRINTER).exists():
@@ -131,7 +142,10 @@ def agent_for_token(raw: str) -> LabAgent | None:
     """The active agent holding this token, or None (the credential resolver's lookup)."""
     if not raw.startswith(AGENT_TOKEN_PREFIX) or len(raw) > 100:
         return None
-    return LabAgent.objects.select_related("lab").filter(digest=_digest(raw), revoked_at__isnull=True).first()
+    try:
+        return LabAgent.objects.get(digest=_digest(raw), revoked_at__isnull=True)
+    except LabAgent.DoesNotExist:
+        return None
 
 
 def agent_silent_before(now: datetime) -> datetime:
@@ -162,7 +176,27 @@ class CommandReport:
     retryable: bool
 
 
-Report = StatusReport | CommandReport
+@dataclass(frozen=True)
+class BadReport:
+    """A numbered report whose content the hub cannot read: refused (skipped, logged), so
+    one faulty sensor or a newer agent's new state never wedges the agent."""
+
+    seq: int
+    reason: str
+
+
+Report = StatusReport | CommandReport | BadReport
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    reports: list[Report]
+    version: str = ""
+    # The agent's state id, the lowest report number it still holds, and whether it holds
+    # more reports than this sync carries.
+    instance: str = ""
+    first_held: int | None = None
+    more: bool = False
 
 
 def _number(value: Any, what: str, *, low: float | None = None, high: float | None = None) -> float:
@@ -181,8 +215,19 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value[:limit]
 
 
-def parse_reports(payload: Any) -> list[Report]:
-    """The reports of a sync, checked field by field; one malformed report refuses all."""
+def _seq(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**62:
+        raise ValidationError("Each report needs a positive integer 'seq'.")
+    return value
+
+
+def parse_sync(body: Any) -> SyncRequest:
+    """A sync's body, checked. A malformed envelope (not an object, too many reports, a
+    report without its number, numbers out of order) refuses the sync; a numbered report
+    whose content is malformed becomes a `BadReport`."""
+    if not isinstance(body, dict):
+        raise ValidationError("The sync body must be a JSON object.")
+    payload = body.get("reports", [])
     if not isinstance(payload, list):
         raise ValidationError("'reports' must be a list.")
     if len(payload) > MAX_REPORTS_PER_SYNC:
@@ -192,65 +237,74 @@ def parse_reports(payload: Any) -> list[Report]:
     for item in payload:
         if not isinstance(item, dict):
             raise ValidationError("Each report must be an object.")
-        seq = item.get("seq")
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**62:
-            raise ValidationError("Each report needs a positive integer 'seq'.")
+        seq = _seq(item.get("seq"))
         if previous is not None and seq != previous + 1:
             raise ValidationError("The reports of one sync must be numbered one after another.")
         previous = seq
-        kind = item.get("type")
-        if kind == "status":
-            printer = item.get("printer")
-            if isinstance(printer, bool) or not isinstance(printer, int):
-                raise ValidationError("A status report needs the printer's id.")
-            state = item.get("state")
-            if state not in PrinterState._value2member_map_:
-                raise ValidationError(f"Unknown printer state {str(state)[:40]!r}.")
-            progress = item.get("progress")
-            temperatures = item.get("temperatures") or {}
-            if not isinstance(temperatures, dict) or len(temperatures) > MAX_TEMPERATURES:
-                raise ValidationError(
-                    f"'temperatures' must be an object of at most {MAX_TEMPERATURES} heaters."
-                )
-            temps: dict[str, dict[str, float | None]] = {}
-            for name, reading in temperatures.items():
-                if not isinstance(reading, dict):
-                    raise ValidationError("Each temperature must be an object.")
-                temps[_text(name, "A heater's name", 20)] = {
-                    key: None
-                    if reading.get(key) is None
-                    else _number(reading.get(key), "A temperature", low=-300, high=2000)
-                    for key in ("actual", "target")
-                }
-            reports.append(
-                StatusReport(
-                    seq=seq,
-                    printer=printer,
-                    observed_at=_number(item.get("observed_at"), "'observed_at'", low=0, high=2**40),
-                    state=str(state),
-                    progress=None if progress is None else _number(progress, "'progress'", low=0, high=100),
-                    job_name=_text(item.get("job_name"), "'job_name'", 255),
-                    message=_text(item.get("message"), "'message'", 500),
-                    temperatures=temps,
-                )
-            )
-        elif kind == "command":
-            try:
-                command = uuid.UUID(str(item.get("command")))
-            except ValueError:
-                raise ValidationError("A command report needs the command's id.") from None
-            ok, retryable = item.get("ok"), item.get("retryable", False)
-            if not isinstance(ok, bool) or not isinstance(retryable, bool):
-                raise ValidationError("'ok' and 'retryable' must be true or false.")
-            reports.append(
-                CommandReport(
-                    seq=seq, command=command, ok=ok, retryable=retryable,
-                    message=_text(item.get("message"), "'message'", 500),
-                )
-            )  # fmt: skip
-        else:
-            raise ValidationError("A report's 'type' is 'status' or 'command'.")
-    return reports
+        try:
+            reports.append(_report(seq, item))
+        except ValidationError as exc:
+            reports.append(BadReport(seq=seq, reason=exc.message))
+    first_held = body.get("first_held")
+    return SyncRequest(
+        reports=reports,
+        version=_text(body.get("agent"), "'agent'", 60) if isinstance(body.get("agent"), str) else "",
+        instance=body["instance"][:64] if isinstance(body.get("instance"), str) else "",
+        first_held=_seq(first_held) if first_held is not None else None,
+        more=body.get("more") is True,
+    )
+
+
+def parse_reports(payload: Any) -> list[Report]:
+    return parse_sync({"reports": payload}).reports
+
+
+def _report(seq: int, item: dict[str, Any]) -> Report:
+    kind = item.get("type")
+    if kind == "status":
+        printer = item.get("printer")
+        if isinstance(printer, bool) or not isinstance(printer, int):
+            raise ValidationError("A status report needs the printer's id.")
+        state = item.get("state")
+        if state not in PrinterState._value2member_map_:
+            raise ValidationError(f"Unknown printer state {str(state)[:40]!r}.")
+        progress = item.get("progress")
+        temperatures = item.get("temperatures") or {}
+        if not isinstance(temperatures, dict) or len(temperatures) > MAX_TEMPERATURES:
+            raise ValidationError(f"'temperatures' must be an object of at most {MAX_TEMPERATURES} heaters.")
+        temps: dict[str, dict[str, float | None]] = {}
+        for name, reading in temperatures.items():
+            if not isinstance(reading, dict):
+                raise ValidationError("Each temperature must be an object.")
+            temps[_text(name, "A heater's name", 20)] = {
+                key: None
+                if reading.get(key) is None
+                else _number(reading.get(key), "A temperature", low=-300, high=2000)
+                for key in ("actual", "target")
+            }
+        return StatusReport(
+            seq=seq,
+            printer=printer,
+            observed_at=_number(item.get("observed_at"), "'observed_at'", low=0, high=2**40),
+            state=str(state),
+            progress=None if progress is None else _number(progress, "'progress'", low=0, high=100),
+            job_name=_text(item.get("job_name"), "'job_name'", 255),
+            message=_text(item.get("message"), "'message'", 500),
+            temperatures=temps,
+        )
+    if kind == "command":
+        try:
+            command = uuid.UUID(str(item.get("command")))
+        except ValueError:
+            raise ValidationError("A command report needs the command's id.") from None
+        ok, retryable = item.get("ok"), item.get("retryable", False)
+        if not isinstance(ok, bool) or not isinstance(retryable, bool):
+            raise ValidationError("'ok' and 'retryable' must be true or false.")
+        return CommandReport(
+            seq=seq, command=command, ok=ok, retryable=retryable,
+            message=_text(item.get("message"), "'message'", 500),
+        )  # fmt: skip
+    raise ValidationError("A report's 'type' is 'status' or 'command'.")
 
 
 class SequenceGap(Conflict):
@@ -270,55 +324,107 @@ class SyncResult:
     printers: list[int]
 
 
-def agent_sync(
-    *, agent: LabAgent, reports: list[Report], version: str = "", address: str | None = None
-) -> SyncResult:
+def _seen_every() -> timedelta:
+    """How stale `last_seen_at` may get before a quiet sync writes it again: a write per
+    sync would be a write transaction per agent every few seconds."""
+    return timedelta(seconds=min(10.0, settings.FABHUB_AGENT_SILENT_S / 3))
+
+
+def agent_sync(*, agent: LabAgent, request: SyncRequest, address: str | None = None) -> SyncResult:
     """Apply the agent's reports in order and hand out its open commands.
 
     A report numbered at or below the last one applied is one the hub already has: it
     changes nothing. The next number is applied. A higher number means one is missing:
-    `SequenceGap`, after the reports before it were applied. A report about a printer or
-    command that is not this agent's is refused — skipped and logged — so a forged or
-    out-of-date report never touches another printer, and never wedges the agent.
+    `SequenceGap`, after the reports before it were applied — unless the agent says it
+    holds nothing earlier (`first_held`): then the hub lost them (a restored database),
+    logs the loss and goes on. A new `instance` means the agent lost its state: its
+    numbering starts again, and the commands its former self took can never be answered.
+    A report about a printer or command that is not this agent's, or one the hub cannot
+    read, is refused — skipped and logged — so it never touches another printer and
+    never wedges the agent.
     """
     now = timezone.now()
-    printers = set(Machine.objects.filter(agent=agent).values_list("pk", flat=True))
+    if _quiet(agent, request, now):
+        return SyncResult(
+            accepted_through=agent.last_seq,
+            refused=[],
+            commands=[],
+            printers=sorted(Machine.objects.filter(agent=agent).values_list("pk", flat=True)),
+        )
     refused: list[int] = []
     changed: set[int] = set()
+    gap: SequenceGap | None = None
     with transaction.atomic():
         # The row lock orders two syncs of one agent (a restarted agent racing its old self).
         row = LabAgent.objects.select_for_update().get(pk=agent.pk)
         if row.revoked_at is not None:
             raise NotFound("This agent was revoked.")
+        printers = set(Machine.objects.filter(agent=row).values_list("pk", flat=True))
         last = row.last_seq
-        gap: SequenceGap | None = None
-        for report in reports:
+        if request.instance and row.instance and request.instance != row.instance:
+            last = _agent_reborn(row, request, now)
+        for report in request.reports:
             if report.seq <= last:
                 continue  # already applied: a replay changes nothing
-            # A brand-new agent adopts the agent's counter at its first report.
-            if report.seq != last + 1 and last != 0:
-                gap = SequenceGap(last + 1, report.seq)
-                break
-            if not _apply(row, report, printers, now, changed):
+            if report.seq != last + 1 and last != 0:  # a brand-new agent starts where it is
+                if request.first_held is not None and report.seq <= request.first_held:
+                    logger.warning(
+                        "lab agent %s: reports %s to %s are lost (the hub lost them after the agent "
+                        "dropped them: was the database restored?)", row.pk, last + 1, report.seq - 1,
+                    )  # fmt: skip
+                else:
+                    gap = SequenceGap(last + 1, report.seq)
+                    break
+            if not _apply(row, report, printers, changed):
                 refused.append(report.seq)
             last = report.seq
-        _finish_sync(row, last, now, version, address)
+        LabAgent.objects.filter(pk=row.pk).update(
+            last_seq=last,
+            last_seen_at=now,
+            version=request.version,
+            last_address=address,
+            instance=request.instance or row.instance,
+            catching_up=request.more,
+        )
         # No commands for an agent whose reports are out of order: it is confused.
         commands = [] if gap else _hand_out(row, printers, now)
         transaction.on_commit(lambda: _poll_soon(changed))
     if refused:
         logger.warning(
-            "lab agent %s sent reports about printers or commands not its own: %s", agent.pk, refused
+            "lab agent %s: reports refused (not its printers or commands, or unreadable): %s",
+            agent.pk,
+            refused,
         )
     if gap is not None:
         raise gap  # the reports before it are applied (committed above)
     return SyncResult(accepted_through=last, refused=refused, commands=commands, printers=sorted(printers))
 
 
-def _finish_sync(row: LabAgent, last: int, now: datetime, version: str, address: str | None) -> None:
-    LabAgent.objects.filter(pk=row.pk).update(
-        last_seq=last, last_seen_at=now, version=version[:60], last_address=address
+def _quiet(agent: LabAgent, request: SyncRequest, now: datetime) -> bool:
+    """Nothing to apply, nothing to hand out, nothing to note: answer without writing."""
+    return (
+        all(report.seq <= agent.last_seq for report in request.reports)
+        and (not request.instance or request.instance == agent.instance)
+        and request.more == agent.catching_up
+        and agent.last_seen_at is not None
+        and agent.last_seen_at > now - _seen_every()
+        and not AgentCommand.objects.filter(agent=agent, status__in=AgentCommand.OPEN).exists()
     )
+
+
+def _agent_reborn(row: LabAgent, request: SyncRequest, now: datetime) -> int:
+    first = request.reports[0].seq if request.reports else (request.first_held or 1)
+    logger.warning(
+        "lab agent %s restarted without its state (instance %s, was %s): its reports start again at %s",
+        row.pk, request.instance, row.instance, first,
+    )  # fmt: skip
+    AgentCommand.objects.filter(agent=row, status=CS.DELIVERED).update(
+        status=CS.FAILED,
+        answered_at=now,
+        message="The lab agent restarted without its state before answering.",
+        retryable=True,
+    )
+    return first - 1
 
 
 def _poll_soon(machine_ids: set[int]) -> None:
@@ -327,58 +433,99 @@ def _poll_soon(machine_ids: set[int]) -> None:
         enqueue("machines.tasks.poll_printer", machine_id)
 
 
-def _apply(row: LabAgent, report: Report, printers: set[int], now: datetime, changed: set[int]) -> bool:
+def _apply(row: LabAgent, report: Report, printers: set[int], changed: set[int]) -> bool:
+    if isinstance(report, BadReport):
+        logger.warning("lab agent %s: report %s is unreadable: %s", row.pk, report.seq, report.reason)
+        return False
     if isinstance(report, StatusReport):
         if report.printer not in printers:
             return False
-        previous = Printer.objects.filter(pk=report.printer).values_list("agent_report", flat=True).first()
-        if previous and previous.get("observed_at", 0) > report.observed_at:
-            return True  # an older observation than the one the hub holds (clock order)
-        body = {
+        previous = (
+            Printer.objects.filter(pk=report.printer).values_list("agent_report", flat=True).first() or {}
+        )
+        body: dict[str, Any] = {
             "state": report.state,
             "progress": report.progress,
             "job_name": report.job_name,
             "message": report.message,
             "temperatures": report.temperatures,
             "observed_at": report.observed_at,
+            # The last job seen to end on it (idle, still named), kept until another ends:
+            # a job that ended while the hub could not hear the agent is still found
+            # after the printer moved on (switched off, another print started there).
+            "ended": (
+                {"job_name": report.job_name, "progress": report.progress}
+                if report.state == PrinterState.IDLE.value and report.job_name
+                else previous.get("ended")
+            ),
         }
         Printer.objects.filter(pk=report.printer).update(agent_report=body)
-        if (
-            not previous
-            or any(previous.get(key) != body[key] for key in ("state", "job_name"))
-            or _progress_step(previous.get("progress")) != _progress_step(report.progress)
-        ):
+        if any(previous.get(key) != body[key] for key in ("state", "job_name", "ended")) or _progress_step(
+            previous.get("progress")
+        ) != _progress_step(report.progress):
             changed.add(report.printer)
         return True
     answered = AgentCommand.objects.filter(pk=report.command, agent=row, status__in=AgentCommand.OPEN).update(
         status=CS.DONE if report.ok else CS.FAILED,
-        answered_at=now,
+        answered_at=timezone.now(),
         message=report.message,
         retryable=report.retryable and not report.ok,
     )
     if answered:
         return True
+    known = AgentCommand.objects.filter(pk=report.command, agent=row).values_list("status", flat=True).first()
+    if known == CS.WITHDRAWN:
+        logger.warning("lab agent %s answered command %s, which was withdrawn", row.pk, report.command)
     # Answered before (a replay after a lost reply) is fine; anything else is not ours.
-    return AgentCommand.objects.filter(pk=report.command, agent=row).exists()
+    return known is not None
 
 
 def _progress_step(progress: float | None) -> int | None:
     return None if progress is None else int(progress // 5)
 
 
-def _hand_out(row: LabAgent, printers: set[int], now: datetime) -> list[dict[str, Any]]:
-    open_commands = list(
-        AgentCommand.objects.filter(
-            agent=row, status__in=AgentCommand.OPEN, machine_id__in=printers
-        ).order_by("created_at")[:MAX_COMMANDS_PER_SYNC]
+def _wait_for(action: str) -> float:
+    return float(
+        settings.FABHUB_AGENT_START_WAIT_S if action == A.START else settings.FABHUB_AGENT_COMMAND_WAIT_S
     )
-    pending = [c.pk for c in open_commands if c.status == CS.PENDING]
+
+
+def _hand_out(row: LabAgent, printers: set[int], now: datetime) -> list[dict[str, Any]]:
+    """The agent's open commands, oldest first. A waiting command whose driver stopped
+    waiting (its worker died) or whose job no longer waits for this start is withdrawn
+    instead: it can never run late. The rows are locked, so a withdrawal racing this
+    hand-out either wins (the command is not handed out) or waits for it."""
+    open_commands = list(
+        AgentCommand.objects.select_for_update()
+        .filter(agent=row, status__in=AgentCommand.OPEN, machine_id__in=printers)
+        .order_by("created_at")[:MAX_COMMANDS_PER_SYNC]
+    )
+    starts = {c.remote_name for c in open_commands if c.action == A.START and c.status == CS.PENDING}
+    waiting_jobs = set(
+        PrintJob.objects.filter(remote_name__in=starts, status=PrintJob.Status.DISPATCHING).values_list(
+            "remote_name", flat=True
+        )
+    )
+    stale, fresh = [], []
+    for command in open_commands:
+        if command.status == CS.PENDING and (
+            command.created_at < now - timedelta(seconds=_wait_for(command.action))
+            or (command.action == A.START and command.remote_name not in waiting_jobs)
+        ):
+            stale.append(command.pk)
+        else:
+            fresh.append(command)
+    if stale:
+        AgentCommand.objects.filter(pk__in=stale, status=CS.PENDING).update(
+            status=CS.WITHDRAWN, answered_at=now, message="No longer wanted when the agent asked."
+        )
+    pending = [c.pk for c in fresh if c.status == CS.PENDING]
     if pending:
         AgentCommand.objects.filter(pk__in=pending, status=CS.PENDING).update(
             status=CS.DELIVERED, delivered_at=now
         )
     out = []
-    for command in open_commands:
+    for command in fresh:
         item: dict[str, Any] = {
             "id": str(command.pk),
             "printer": command.machine_id,
@@ -396,11 +543,17 @@ def _hand_out(row: LabAgent, printers: set[int], now: datetime) -> list[dict[str
 
 
 def agent_gcode(*, agent: LabAgent, command_id: uuid.UUID) -> tuple[Path, AgentCommand]:
-    """The G-code an open start command of this agent asks it to print."""
+    """The G-code an open start command of this agent asks it to print, while its job
+    still waits for that start."""
     command = AgentCommand.objects.filter(
         pk=command_id, agent=agent, action=A.START, status__in=AgentCommand.OPEN
     ).first()
-    if command is None:
+    if (
+        command is None
+        or not PrintJob.objects.filter(
+            remote_name=command.remote_name, status=PrintJob.Status.DISPATCHING
+        ).exists()
+    ):
         raise NotFound("No such open start command for this agent.")
     path = gcode_path(command.gcode_sha256)
     if not path.exists():
@@ -434,9 +587,10 @@ class AgentDriver(PrinterDriver):
     def _agent(self) -> LabAgent:
         agent = LabAgent.objects.filter(pk=self.machine.agent_id or 0).first()
         if agent is None or not agent.is_active:
+            # Unreachable rather than broken: the printer may be fine, its agent is gone.
             raise PrinterError(
                 f"{self.machine.name} is driven by a lab agent that was revoked: a manager must assign another",
-                retryable=False,
+                retryable=True,
             )
         now = timezone.now()
         if agent.last_seen_at is None or agent.last_seen_at < agent_silent_before(now):
@@ -447,13 +601,34 @@ class AgentDriver(PrinterDriver):
         return agent
 
     def status(self) -> PrinterStatus:
-        self._agent()
+        agent = self._agent()
+        if agent.catching_up:
+            # What the hub holds is history until the backlog is in: never dispatch on it.
+            raise PrinterError(
+                "the lab agent is still sending what happened while it was cut off", retryable=True
+            )
         if AgentCommand.objects.filter(machine=self.machine, action=A.START, status=CS.DELIVERED).exists():
             raise PrinterError("the lab agent is starting a job and has not answered yet", retryable=True)
         report = Printer.objects.filter(pk=self.machine.pk).values_list("agent_report", flat=True).first()
         if not report:
             return PrinterStatus(
                 state=PrinterState.UNKNOWN, message="the lab agent has not reported this printer yet"
+            )
+        ended = report.get("ended") or {}
+        if (
+            ended.get("job_name")
+            and ended["job_name"] != report.get("job_name")
+            and PrintJob.objects.filter(
+                machine=self.machine, remote_name=ended["job_name"], status__in=RUNNING_JOB
+            ).exists()
+        ):
+            # The hub's job ended on the printer while the hub could not hear the agent,
+            # and the printer has moved on since: report how it ended, once.
+            return PrinterStatus(
+                state=PrinterState.IDLE,
+                progress=ended.get("progress"),
+                job_name=ended["job_name"],
+                message="ended while the hub could not hear the lab agent",
             )
         return PrinterStatus(
             state=PrinterState(report["state"]),

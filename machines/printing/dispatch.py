@@ -356,8 +356,29 @@ def cancel_on_printer(*, machine_id: int, remote_name: str) -> bool:
 
 
 def printers_poll(*, lab_id: int | None = None) -> int:
-    """Poll every networked printer once, in parallel; return how many were polled."""
-    rows = Printer.objects.exclude(machine__connection_secret="", machine__agent__isnull=True)
+    """Poll every networked printer once, in parallel; return how many were polled.
+
+    A printer via agent costs no network call, but a hub with many labs has many: one is
+    polled here only when it holds a job, its agent fell silent, or its state is getting
+    old (the dispatcher trusts an idle state for FABHUB_PRINT_STATE_MAX_AGE_S). A change
+    its agent reports is reconciled at once anyway (`machines.tasks.poll_printer`).
+    """
+    now = timezone.now()
+    holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
+    agent_due = (
+        Exists(holding)
+        | Q(seen_at__isnull=True)
+        | Q(seen_at__lt=now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S / 3))
+        | Q(machine__agent__last_seen_at__isnull=True)
+        | Q(machine__agent__last_seen_at__lt=now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S))
+        | Q(machine__agent__revoked_at__isnull=False)
+    ) & ~Q(
+        state=PrinterState.OFFLINE.value,
+        machine__agent__last_seen_at__lt=now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S),
+    )
+    rows = Printer.objects.filter(
+        ~Q(machine__connection_secret="") | (Q(machine__agent__isnull=False) & agent_due)
+    )
     if lab_id is not None:
         rows = rows.filter(machine__lab_id=lab_id)
     ids = list(rows.values_list("pk", flat=True))

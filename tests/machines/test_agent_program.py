@@ -197,6 +197,8 @@ def test_a_command_delivered_again_runs_once(hub, tmp_path, printer):
     hub.sync_answer([start_command()])
     agent.step()
     agent.step()  # the hub has not seen the answer yet and hands the command out again
+    agent.wait_idle()
+    agent.step()
     assert printer.starts == 1
     assert len({r["seq"] for r in answers(hub)}) == 1
 
@@ -255,6 +257,7 @@ def test_a_lying_command_is_refused_and_answered_as_failed(hub, tmp_path, printe
     hub.answers[f"/api/agent/v1/commands/{COMMAND_ID}/gcode"] = (200, GCODE, {})
     hub.sync_answer([command])
     agent.step()
+    agent.wait_idle()
     agent.step()  # send the answer
     assert printer.starts == 0
     (answer,) = answers(hub)[:1]
@@ -275,3 +278,64 @@ def test_the_client_refuses_redirects_and_reads_no_further_than_declared(hub, tm
     with pytest.raises(HubRefused, match="longer"):
         client.download(path, sha256="a" * 64, size=len(GCODE), max_bytes=10**6, directory=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_start_that_ended_at_the_printer_is_not_printed_again(hub, tmp_path, printer):
+    agent = make_agent(hub, tmp_path, printer)
+    gcode = tmp_path / "x.gcode"
+    gcode.write_bytes(GCODE)
+    agent.state.command_begin(start_command())
+    printer.upload_and_start(gcode, "fabhub-a.gcode")
+    printer.cancel()  # stopped at the printer while the agent was down
+    agent.state.close()
+    restarted = make_agent(hub, tmp_path, printer)
+    hub.sync_answer([])
+    restarted.step()
+    assert printer.starts == 1
+    (answer,) = answers(hub)
+    assert answer["ok"] is False and "not started again" in answer["message"]
+
+
+def test_an_unexpected_failure_is_answered_not_left_running(hub, tmp_path, printer, monkeypatch):
+    agent = make_agent(hub, tmp_path, printer)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(printer, "pause", disk_full)
+    hub.sync_answer([{"id": COMMAND_ID, "printer": 7, "action": "pause"}])
+    agent.step()
+    agent.wait_idle()
+    agent.step()
+    (answer,) = answers(hub)
+    assert answer["ok"] is False and answer["retryable"] is True and "No space" in answer["message"]
+    assert agent.state.command_status(COMMAND_ID) == "done"
+
+
+def test_readings_the_hub_would_refuse_are_cleaned_before_they_are_kept(hub, tmp_path):
+    from fabhub_agent.runner import status_report
+    from machines.printing.drivers.base import PrinterState, PrinterStatus, Temperature
+
+    report = status_report(
+        7,
+        PrinterStatus(
+            state=PrinterState.PRINTING, progress=100.0000001,
+            temperatures={"tool0": Temperature(actual=float("nan"), target=9999.0), "bed": Temperature(60.0, 60.0)},
+        ),
+        1.0,
+    )  # fmt: skip
+    assert report["progress"] == 100.0
+    assert report["temperatures"] == {
+        "tool0": {"actual": None, "target": None},
+        "bed": {"actual": 60.0, "target": 60.0},
+    }
+
+
+def test_every_sync_says_who_the_agent_is_and_what_it_holds(hub, tmp_path, printer):
+    agent = make_agent(hub, tmp_path, printer)
+    hub.sync_answer([], accepted=0)
+    agent.step()
+    post = hub.posts[-1]
+    assert post["instance"] == agent.state.instance and len(post["instance"]) == 32
+    assert post["first_held"] == 1 and post["more"] is False
+    assert make_agent(hub, tmp_path / "other", printer).state.instance != agent.state.instance

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from hub.exceptions import ValidationError
-from machines.models import AgentCommand, LabAgent, Printer
+from machines.models import AgentCommand, LabAgent, Printer, PrintJob
 from machines.printing import agents, dispatch
 from machines.printing.agents import AgentDriver
 from machines.printing.drivers import PrinterError, PrinterState
@@ -43,6 +43,14 @@ def printer(lab, alice, agent_and_token):
     printer = make_printer(lab, slug="mk4")
     agents.machine_set_agent(machine=printer.machine, actor=alice, agent=agent_and_token[0])
     return printer
+
+
+def dispatching_job(lab, owner, printer, remote_name: str) -> PrintJob:
+    """A job claimed for the printer, waiting for its start (what the send task holds)."""
+    return PrintJob.objects.create(
+        lab=lab, owner=owner, file_kind="gcode", path="x.gcode", status=PrintJob.Status.DISPATCHING,
+        machine=printer.machine, remote_name=remote_name, dispatch_token="t",
+    )  # fmt: skip
 
 
 def sync(token: str, reports: list | None = None, **extra) -> tuple[int, dict]:
@@ -144,33 +152,56 @@ def test_reports_apply_in_order_replays_change_nothing_and_a_gap_is_refused(agen
     "reports",
     [
         "not a list",
-        [{"seq": 1, "type": "status"}],
-        [{"seq": 1, "type": "status", "printer": 1, "observed_at": 1, "state": "melting"}],
-        [{"seq": 1, "type": "status", "printer": 1, "observed_at": 1, "state": "idle", "progress": 250}],
-        [{"seq": 1, "type": "status", "printer": 1, "observed_at": 1, "state": "idle", "temperatures": [1]}],
-        [{"seq": 1, "type": "command", "command": "not-a-uuid", "ok": True}],
-        [{"seq": 1, "type": "command", "command": "00000000-0000-0000-0000-000000000000", "ok": "yes"}],
+        ["a string"],
+        [{"type": "status"}],
         [{"seq": 0, "type": "status"}],
         [{"seq": True, "type": "status"}],
-        [{"seq": 1, "type": "telepathy"}],
-        ["a string"],
+        [{"seq": "1", "type": "status"}],
     ],
 )
-def test_malformed_reports_are_refused_whole(agent_and_token, printer, reports):
+def test_a_malformed_envelope_is_refused_whole(agent_and_token, printer, reports):
     agent, token = agent_and_token
-    good = status(1, printer.pk)
-    payload = (
-        [good, *(reports if isinstance(reports, list) else [])] if isinstance(reports, list) else reports
-    )
-    if isinstance(payload, list):
-        for index, item in enumerate(payload):
-            if isinstance(item, dict) and index:
-                item["seq"] = item["seq"] if item.get("seq") in (0, True) else index + 1
+    payload = [status(1, printer.pk), *reports] if isinstance(reports, list) else reports
     code, body = sync(token, payload)
     assert code == 400 and body["error"]
     assert Printer.objects.get(pk=printer.pk).agent_report is None  # nothing applied
     agent.refresh_from_db()
     assert agent.last_seq == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "status"},
+        {"type": "status", "printer": 1, "observed_at": 1, "state": "melting"},
+        {"type": "status", "printer": 1, "observed_at": 1, "state": "idle", "progress": 250},
+        {"type": "status", "printer": 1, "observed_at": 1, "state": "idle", "temperatures": [1]},
+        {"type": "status", "printer": 1, "observed_at": 1, "state": "idle",
+         "temperatures": {"tool0": {"actual": "hot"}}},
+        {"type": "command", "command": "not-a-uuid", "ok": True},
+        {"type": "command", "command": "00000000-0000-0000-0000-000000000000", "ok": "yes"},
+        {"type": "telepathy"},
+    ],
+)  # fmt: skip
+def test_an_unreadable_report_is_refused_and_skipped_so_the_agent_goes_on(
+    agent_and_token, printer, bad, caplog
+):
+    agent, token = agent_and_token
+    code, body = sync(token, [status(1, printer.pk), {**bad, "seq": 2}, status(3, printer.pk, "paused")])
+    assert code == 200 and body["refused"] == [2] and body["accepted_through"] == 3
+    assert Printer.objects.get(pk=printer.pk).agent_report["state"] == "paused"
+    assert "unreadable" in caplog.text
+
+
+def test_a_broken_body_is_a_clear_400(agent_and_token, printer):
+    _, token = agent_and_token
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for data, headers in ((deep, {}), (b"{}", {"CONTENT_LENGTH": "many"})):
+        response = Client().generic(
+            "POST", SYNC, data=data, content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}", **headers,
+        )  # fmt: skip
+        assert response.status_code in (400, 413), response.status_code
 
 
 def test_a_report_out_of_order_within_one_sync_is_refused(agent_and_token, printer):
@@ -226,7 +257,7 @@ def test_reports_about_other_printers_and_commands_are_refused_and_logged(
     assert Printer.objects.get(pk=theirs.pk).agent_report is None
     assert Printer.objects.get(pk=unassigned.pk).agent_report is None
     assert AgentCommand.objects.get(pk=foreign_command.pk).status == CS.PENDING
-    assert "not its own" in caplog.text
+    assert "reports refused" in caplog.text
     # The other lab's agent never sees this lab's printer or commands either.
     code, body = sync(other_token)
     assert body["printers"] == [theirs.pk] and [c["id"] for c in body["commands"]] == [
@@ -256,6 +287,7 @@ def test_the_gcode_goes_only_to_the_agent_of_an_open_start_command(
         handle.write(b"G28\nG1 X10\n")
         handle.seek(0)
         sha256, size = store_file(handle)
+    job = dispatching_job(lab, alice, printer, "fabhub-x.gcode")
     command = AgentCommand.objects.create(
         agent=agent, machine=printer.machine, action="start", remote_name="fabhub-x.gcode",
         gcode_sha256=sha256, gcode_size=size,
@@ -268,6 +300,10 @@ def test_the_gcode_goes_only_to_the_agent_of_an_open_start_command(
     _, other_token = agents.agent_create(lab=other_lab, actor=bob, name="theirs")
     assert Client().get(url, HTTP_AUTHORIZATION=f"Bearer {other_token}").status_code == 404
     assert Client().get(url).status_code == 401
+    # Once the job no longer waits for this start (requeued, cancelled), no G-code.
+    PrintJob.objects.filter(pk=job.pk).update(status=PrintJob.Status.QUEUED)
+    assert Client().get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
+    PrintJob.objects.filter(pk=job.pk).update(status=PrintJob.Status.DISPATCHING)
     AgentCommand.objects.filter(pk=command.pk).update(status=CS.DONE)
     assert Client().get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
 
@@ -344,6 +380,7 @@ def test_a_command_never_picked_up_is_withdrawn_and_one_picked_up_blocks_the_sta
 
     gcode = tmp_path / ("a" * 64 + ".gcode")
     gcode.write_bytes(b"G28\n")
+    dispatching_job(lab, alice, printer, "fabhub-a.gcode")
 
     def pick_up_without_answering() -> None:
         time.sleep(0.1)
@@ -376,3 +413,98 @@ def test_a_silent_agents_printers_are_offline_and_take_no_jobs(
     printer.refresh_from_db()
     assert printer.state == "offline" and "not been heard from" in printer.message
     assert dispatch.idle_printers(now=timezone.now()) == []
+
+
+# -- what the review of the protocol found ----------------------------------------------------
+
+
+def test_an_agent_that_lost_its_state_starts_its_numbering_again(agent_and_token, printer, lab, alice):
+    agent, token = agent_and_token
+    assert (
+        sync(token, [status(n, printer.pk) for n in (1, 2, 3)], instance="pi-a")[1]["accepted_through"] == 3
+    )
+    delivered = AgentCommand.objects.create(agent=agent, machine=printer.machine, action="pause")
+    sync(token, [], instance="pi-a")  # delivered to its former self
+    # A new SD card: new state, numbering from 1. Without the instance id its reports
+    # would be taken for replays and dropped.
+    code, body = sync(token, [status(1, printer.pk, "paused")], instance="pi-b")
+    assert code == 200 and body["accepted_through"] == 1
+    assert Printer.objects.get(pk=printer.pk).agent_report["state"] == "paused"
+    # What its former self took can never be answered: failed, retryable.
+    delivered.refresh_from_db()
+    assert delivered.status == CS.FAILED and delivered.retryable
+
+
+def test_reports_the_hub_lost_are_skipped_when_the_agent_holds_nothing_earlier(agent_and_token, printer):
+    _, token = agent_and_token
+    sync(token, [status(1, printer.pk), status(2, printer.pk)])
+    # The hub's database was restored to before report 2 was applied… simulated: the
+    # agent already dropped 3-5 and now sends 6, saying it holds nothing earlier.
+    code, body = sync(token, [status(6, printer.pk, "paused")], first_held=6)
+    assert code == 200 and body["accepted_through"] == 6
+    # Without that word from the agent, a gap is a gap.
+    assert sync(token, [status(9, printer.pk)], first_held=8)[0] == 409
+
+
+def test_a_job_that_ended_during_an_outage_is_found_after_the_printer_moved_on(
+    lab, alice, agent_and_token, printer
+):
+    _, token = agent_and_token
+    job = dispatching_job(lab, alice, printer, "fabhub-b.gcode")
+    PrintJob.objects.filter(pk=job.pk).update(status=PrintJob.Status.PRINTING)
+    replay = [
+        status(1, printer.pk, "printing", progress=90, job_name="fabhub-b.gcode"),
+        status(2, printer.pk, "idle", progress=100, job_name="fabhub-b.gcode"),
+        status(3, printer.pk, "offline"),  # switched off and on again
+        status(4, printer.pk, "idle"),
+    ]
+    sync(token, replay)
+    seen = AgentDriver(printer.machine).status()
+    assert (seen.state, seen.job_name, seen.progress) == (PrinterState.IDLE, "fabhub-b.gcode", 100)
+    dispatch.printer_poll(machine_id=printer.pk)
+    job.refresh_from_db()
+    assert job.status == PrintJob.Status.AWAITING_REMOVAL
+    assert AgentDriver(printer.machine).status().job_name is None  # reported once
+
+
+def test_a_waiting_command_no_longer_wanted_is_withdrawn_not_delivered(
+    lab, alice, agent_and_token, printer, settings
+):
+    agent, token = agent_and_token
+    old = AgentCommand.objects.create(
+        agent=agent, machine=printer.machine, action="pause",
+        created_at=timezone.now() - timezone.timedelta(seconds=settings.FABHUB_AGENT_COMMAND_WAIT_S + 1),
+    )  # fmt: skip
+    orphan_start = AgentCommand.objects.create(
+        agent=agent, machine=printer.machine, action="start", remote_name="fabhub-gone.gcode",
+        gcode_sha256="a" * 64, gcode_size=4,
+    )  # fmt: skip
+    assert sync(token)[1]["commands"] == []
+    assert set(AgentCommand.objects.values_list("status", flat=True)) == {CS.WITHDRAWN}
+    assert old.pk and orphan_start.pk
+
+
+def test_while_the_agent_catches_up_its_printers_are_not_trusted(agent_and_token, printer):
+    _, token = agent_and_token
+    sync(token, [status(1, printer.pk)], more=True)
+    with pytest.raises(PrinterError, match="still sending") as caught:
+        AgentDriver(printer.machine).status()
+    assert caught.value.retryable
+    assert dispatch.idle_printers(now=timezone.now()) == []
+    sync(token, [status(2, printer.pk)], more=False)
+    assert AgentDriver(printer.machine).status().state is PrinterState.IDLE
+
+
+def test_a_revoked_agents_printers_read_offline(alice, agent_and_token, printer):
+    agent, token = agent_and_token
+    sync(token, [status(1, printer.pk)])
+    agents.agent_revoke(agent=agent, actor=alice)
+    assert dispatch.printer_poll(machine_id=printer.pk) == "offline"
+
+
+def test_quiet_syncs_write_nothing(agent_and_token, printer, django_assert_max_num_queries):
+    _, token = agent_and_token
+    sync(token, [status(1, printer.pk)])
+    with django_assert_max_num_queries(4):  # the token, the quiet check, the printers
+        code, body = sync(token, [status(1, printer.pk)])
+    assert code == 200 and body["accepted_through"] == 1

@@ -82,8 +82,8 @@ def test_a_job_prints_on_a_moonraker_printer_through_an_agent(
         def __init__(self) -> None:
             self.client = Client()
 
-        def sync(self, reports, *, agent):
-            response = self.client.post("/api/agent/v1/sync", data={"agent": agent, "reports": reports},
+        def sync(self, reports, *, agent, **sync_fields):
+            response = self.client.post("/api/agent/v1/sync", data={"agent": agent, "reports": reports, **sync_fields},
                                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")  # fmt: skip
             assert response.status_code == 200, response.content
             return check_sync_answer(response.json())
@@ -107,7 +107,8 @@ def test_a_job_prints_on_a_moonraker_printer_through_an_agent(
     def run_agent():
         try:
             while not stop.is_set():
-                stop.wait(agent.step() or 0.05)
+                agent.wake.wait(agent.step() or 0.05)
+                agent.wake.clear()
         finally:
             connection.close()
 
