@@ -1,6 +1,6 @@
 from django.urls import path
 
-from machines import api
+from machines import api, where_api
 from machines.printing import agent_admin_api
 from machines.printing import api as print_api
 
@@ -67,4 +67,6 @@ urlpatterns = [
     ],
     path("print-records/", print_api.PrintRecordListApi.as_view(), name="api-print-records"),
     path("print-records/by-commit/", print_api.DesignPrintsApi.as_view(), name="api-print-records-by-commit"),
+    # Where can I make this (machines/where_api.py).
+    path("where/", where_api.WhereApi.as_view(), name="api-where"),
 ]

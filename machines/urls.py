@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from machines import views
+from machines import views, where_views
 from machines.printing import views as print_views
 
 L = "labs/<str:lab>"
@@ -18,6 +18,8 @@ urlpatterns = [
     # The print queue (machines/printing/views.py); "jobs" is a reserved lab slug.
     path("labs/jobs/", print_views.my_print_jobs, name="my-print-jobs"),
     path("labs/jobs/new/", print_views.print_job_new, name="print-job-new"),
+    # Where can I make this (machines/where_views.py); "where" is taken before lab slugs.
+    path("labs/where/", where_views.where_page, name="where"),
     path("labs/jobs/<int:job_id>/", print_views.print_job_detail, name="print-job"),
     path("labs/jobs/<int:job_id>/<str:action>/", print_views.print_job_action, name="print-job-action"),
     path(f"{L}/queue/", print_views.print_queue, name="print-queue"),

@@ -217,9 +217,8 @@ def rectangle_fits(p: float, q: float, a: float, b: float) -> bool:
     if floats is not None:
         lhs, rhs_squared = floats
         return lhs >= 0 and lhs * lhs >= rhs_squared
-    exact = [Fraction(v) for v in (p, q, a, b)]
-    lhs, rhs_squared = _tilted_terms_exact(*exact)
-    return lhs >= 0 and lhs * lhs >= rhs_squared
+    exact_lhs, exact_rhs_squared = _tilted_terms_exact(*(Fraction(v) for v in (p, q, a, b)))
+    return exact_lhs >= 0 and exact_lhs * exact_lhs >= exact_rhs_squared
 
 
 # Float results closer to the boundary than this share of their size are decided again

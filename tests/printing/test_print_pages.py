@@ -84,8 +84,12 @@ def test_a_part_is_sent_from_its_file_page(client, lab, bob):
     design, sha = analysed_design(bob, {"parts/cube.stl": box_stl()}, slug="clip")
     client.force_login(bob)
     blob = client.get(reverse("design-blob", args=["bob", "clip", "parts/cube.stl"])).content.decode()
-    link = f"{reverse('print-job-new')}?design=bob/clip&amp;path=parts/cube.stl&amp;rev={sha}"
-    assert link in blob
+    # "Print at a lab" opens the chooser (tests/machines/test_where.py), which sends it on.
+    chooser = f"{reverse('where')}?design=bob/clip&amp;path=parts/cube.stl&amp;rev={sha}"
+    assert chooser in blob
+    labs = client.get(chooser.replace("&amp;", "&")).content.decode()
+    link = f"{reverse('print-job-new')}?design=bob/clip&amp;path=parts/cube.stl&amp;rev={sha}&amp;lab=fablab"
+    assert link in labs
     form = client.get(link.replace("&amp;", "&"))
     assert f'value="{sha}"' in form.content.decode()
     response = client.post(

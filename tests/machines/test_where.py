@@ -1,0 +1,532 @@
+"""Where can I make this: which labs can make a part, how soon (an estimate from the
+dispatcher's order, the timeline and opening hours) and at what cost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from designs.models import Design
+from hub.exceptions import NotFound, ValidationError
+from machines import services
+from machines.models import (
+    Booking,
+    Closure,
+    Lab,
+    Machine,
+    MaterialPrice,
+    PrintGcode,
+    PrintJob,
+    PrintSettings,
+    Qualification,
+    Spool,
+)
+from machines.printing.jobs import timeline_span
+from machines.where import Part, part_of_design, part_of_size, place_from, where_to_make
+from tests.factories import UserFactory
+from tests.machines.conftest import NOW
+from tests.machines.factories import add_member, make_lab
+from tests.printing.factories import analysed_design, box_stl, make_printer
+
+pytestmark = pytest.mark.django_db
+
+SMALL = Part(size_mm=(40, 30, 20), volume_mm3=12_000)
+HOUR = 3600
+
+
+@pytest.fixture
+def fablab(alice, bob, frozen):
+    """Alice's Fablab in Paris (open 09:00–21:00, it is 09:00 now); Bob is a member. One
+    PLA printer, 250 × 210 × 210 mm."""
+    lab = make_lab(alice, slug="fablab")
+    add_member(lab, bob)
+    make_printer(lab, slug="mk4", name="MK4")
+    return lab
+
+
+def queue(
+    lab, owner, *, minutes=60, material="PLA", priority=PrintJob.Priority.NORMAL, age=timedelta(hours=1), **kw
+):
+    return PrintJob.objects.create(
+        lab=lab,
+        owner=owner,
+        file_kind=PrintJob.FileKind.GCODE,
+        path="part.gcode",
+        material=material,
+        status=PrintJob.Status.QUEUED,
+        priority=priority,
+        queued_at=NOW - age,
+        estimated_seconds=minutes * 60,
+        **kw,
+    )
+
+
+def only(answer):
+    assert len(answer.options) == 1, answer.options
+    return answer.options[0]
+
+
+def test_a_lab_with_a_free_printer_the_part_fits_can_start_now(fablab, bob):
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.lab == fablab
+    assert option.machine.name == "MK4"
+    assert option.start == NOW
+    assert option.finish == NOW + timeline_span(option.seconds)
+    assert option.time_source == "volume"
+    assert (option.role, option.qualified, option.needs, option.jobs_ahead) == ("member", True, [], 0)
+    assert option.cost == Decimal("0.00") and option.currency == "EUR"
+
+
+def test_a_long_thin_part_is_made_where_it_fits_diagonally(fablab, bob):
+    option = only(where_to_make(viewer=bob, part=Part(size_mm=(300, 10, 5), volume_mm3=15_000)))
+    assert option.lab == fablab
+
+
+def test_a_part_that_fits_nowhere_names_the_closest_build_volume_and_by_how_much(fablab, bob):
+    answer = where_to_make(viewer=bob, part=Part(size_mm=(500, 400, 10)))
+    assert answer.options == []
+    assert answer.too_big is not None
+    assert answer.too_big.volume == (250.0, 210.0, 210.0)
+    assert answer.too_big.machine.name == "MK4"
+    # Lying flat, 500 × 400 must come down to about 262 × 210 (a slight tilt lets it be
+    # a little longer than the bed's 250 mm): about 48 % smaller.
+    assert 47 <= answer.too_big.shrink_percent <= 50
+
+
+def test_a_material_in_stock_counts_with_a_spool_to_load_and_none_excludes_the_lab(alice, bob, frozen):
+    loaded = make_lab(alice, slug="loaded")
+    make_printer(loaded, material="PETG")
+    stocked = make_lab(alice, slug="stocked")
+    printer = make_printer(stocked, capabilities={"materials": ["PLA", "PETG"]})
+    Spool.objects.create(lab=stocked, material="PETG", colour="black", initial_g=1000, remaining_g=800)
+    empty = make_lab(alice, slug="empty")
+    make_printer(empty, capabilities={"materials": ["PLA", "PETG"]})
+    Spool.objects.create(lab=empty, material="PETG", initial_g=1000, remaining_g=0)
+    answer = where_to_make(viewer=bob, part=SMALL, material="petg")
+    by_lab = {o.lab.slug: o for o in answer.options}
+    assert set(by_lab) == {"loaded", "stocked"}
+    assert by_lab["loaded"].needs == []
+    assert by_lab["stocked"].needs == ["load PETG from the lab's stock"]
+    assert by_lab["stocked"].machine == printer.machine
+    assert answer.fits_without_material == 1
+    # A colour asked for must be the one loaded or in stock.
+    answer = where_to_make(viewer=bob, part=SMALL, material="PETG", colour="Red")
+    assert answer.options == [] and answer.fits_without_material == 3
+
+
+def test_a_nozzle_the_printer_takes_is_a_need_and_one_it_cannot_take_rules_it_out(fablab, alice, bob):
+    other = make_lab(alice, slug="other")
+    make_printer(other, capabilities={"materials": ["PLA"], "nozzle_diameters_mm": [0.4, 0.6]})
+    option = only(where_to_make(viewer=bob, part=SMALL, nozzle_mm="0.6"))
+    assert option.lab == other
+    assert option.needs == ["fit a 0.60 mm nozzle"]
+
+
+def test_a_person_not_trained_is_told_which_qualification_they_need(fablab, alice, bob):
+    Machine.objects.filter(lab=fablab).update(requires_qualification=True)
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert not option.qualified and not option.can_send
+    assert option.training == "a qualification for FDM printers, or for MK4"
+    services.qualification_record(
+        lab=fablab, actor=alice, member=bob, kind=Machine.Kind.FDM_PRINTER, trained_on=NOW.date()
+    )
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.qualified and option.can_send and option.training == ""
+
+
+def test_a_stranger_sees_whether_they_can_join(fablab, alice, frozen):
+    carol = UserFactory(username="carol")
+    request = make_lab(alice, slug="closed", join_policy=Lab.JoinPolicy.REQUEST)
+    make_printer(request)
+    answer = where_to_make(viewer=carol, part=SMALL)
+    by_lab = {o.lab.slug: o for o in answer.options}
+    assert (by_lab["fablab"].role, by_lab["fablab"].join_policy) == (None, "open")
+    assert (by_lab["closed"].role, by_lab["closed"].join_policy) == (None, "request")
+    assert not by_lab["fablab"].can_send
+
+
+def test_jobs_ahead_in_the_dispatchers_order_delay_the_start(fablab, alice, bob):
+    queue(fablab, alice, minutes=60)
+    queue(fablab, alice, minutes=30, priority=PrintJob.Priority.HIGH, age=timedelta(minutes=1))
+    queue(fablab, alice, minutes=600, priority=PrintJob.Priority.LOW)  # behind a normal job
+    queue(fablab, alice, minutes=45, material="PETG")  # another material: not for this printer
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.jobs_ahead == 2
+    assert option.start == NOW + timeline_span(3600) + timeline_span(1800)
+
+
+def test_a_low_priority_job_waiting_past_the_starvation_guard_goes_first(fablab, alice, bob, settings):
+    queue(fablab, alice, minutes=120, priority=PrintJob.Priority.LOW, age=timedelta(hours=30))
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.jobs_ahead == 1
+    assert option.start == NOW + timeline_span(120 * 60)
+
+
+def test_a_queued_job_the_printer_cannot_take_is_not_ahead(fablab, alice, bob):
+    queue(fablab, alice, minutes=60, size_mm={"obb": [400, 300, 300]})
+    queue(fablab, alice, minutes=60, colour="red")
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert (option.jobs_ahead, option.start) == (0, NOW)
+
+
+def test_copies_print_one_after_another(fablab, bob):
+    one = only(where_to_make(viewer=bob, part=SMALL))
+    three = only(where_to_make(viewer=bob, part=SMALL, copies=3))
+    span = one.finish - one.start
+    assert three.start == NOW and three.finish == NOW + 3 * span
+
+
+def test_a_second_printer_takes_the_part_while_the_first_prints_the_queue(fablab, alice, bob):
+    make_printer(fablab, slug="mini", name="Mini", volume=(180, 180, 180))
+    queue(fablab, alice, minutes=60)
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.start == NOW and option.jobs_ahead == 1
+    assert {m.name for m in option.machines} == {"MK4", "Mini"}
+
+
+def test_a_booking_on_the_timeline_pushes_the_start_after_it(fablab, bob):
+    machine = Machine.objects.get(lab=fablab, slug="mk4")
+    # From 09:30 to 11:00: the hour-long print cannot start before it.
+    Booking.objects.create(
+        machine=machine, member=bob, start=NOW + timedelta(minutes=30), end=NOW + timedelta(hours=2)
+    )
+    option = only(where_to_make(viewer=bob, part=Part(size_mm=(40, 30, 20), volume_mm3=30_000)))
+    assert option.start == NOW + timedelta(hours=2)
+    # A short part fits the 30 minutes before it.
+    option = only(where_to_make(viewer=bob, part=Part(size_mm=(10, 10, 10), volume_mm3=100)))
+    assert option.start == NOW
+
+
+def test_a_print_that_cannot_end_before_closing_waits_for_the_next_opening(fablab, bob, frozen):
+    frozen.move_to(NOW + timedelta(hours=11, minutes=30))  # 20:30 in Paris, closing at 21:00
+    hour_long = Part(size_mm=(40, 30, 20), volume_mm3=30_000)
+    option = only(where_to_make(viewer=bob, part=hour_long))
+    assert option.start == NOW + timedelta(days=1)  # 09:00 the next morning
+    # A short one still fits before closing.
+    assert only(where_to_make(viewer=bob, part=SMALL)).start == NOW + timedelta(hours=11, minutes=30)
+    PrintSettings.objects.create(lab=fablab, unattended_overnight=True)
+    option = only(where_to_make(viewer=bob, part=hour_long))
+    assert option.start == NOW + timedelta(hours=11, minutes=30)
+
+
+def test_a_closure_moves_the_start_past_it(fablab, bob):
+    Closure.objects.create(
+        lab=fablab, start=NOW - timedelta(hours=1), end=NOW + timedelta(days=2), reason="Works"
+    )
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.start == NOW + timedelta(days=2)
+
+
+def test_an_estimate_far_ahead_reads_the_timeline_further(alice, bob, frozen):
+    lab = make_lab(alice, slug="always", hours="00:00-00:00")
+    printer = make_printer(lab)
+    # Three jobs of 22 hours on the timeline (20 h and the margin): past the first two days.
+    for _ in range(3):
+        queue(lab, alice, minutes=20 * 60)
+    busy = NOW + timedelta(hours=66)
+    Booking.objects.create(machine=printer.machine, member=alice, start=busy, end=busy + timedelta(hours=3))
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    assert option.jobs_ahead == 3
+    assert option.start == busy + timedelta(hours=3)
+
+
+def test_a_queued_job_too_long_for_the_opening_hours_never_starts_so_it_is_not_ahead(fablab, alice, bob):
+    queue(fablab, alice, minutes=12 * 60)  # with its margin, longer than 09:00–21:00
+    assert only(where_to_make(viewer=bob, part=SMALL)).start == NOW
+
+
+def test_the_slicers_estimate_replaces_the_volumes(fablab, alice, bob):
+    printer = Machine.objects.get(lab=fablab, slug="mk4").printer
+    part = Part(size_mm=(40, 30, 20), volume_mm3=12_000, blob_sha="b" * 40)
+    job = queue(fablab, alice, blob_sha="b" * 40)
+    PrintJob.objects.filter(pk=job.pk).update(status=PrintJob.Status.DONE)
+    PrintGcode.objects.create(
+        job=job,
+        profile_key=printer.profile_key,
+        sha256="0" * 64,
+        size=1,
+        estimated_seconds=5400,
+        filament_g=31.5,
+    )
+    MaterialPrice.objects.create(lab=fablab, material="PLA", price_per_gram=Decimal("0.10"))
+    option = only(where_to_make(viewer=bob, part=part))
+    assert (option.seconds, option.time_source, option.grams) == (5400, "slicer", Decimal("31.5"))
+    assert option.cost == Decimal("3.15")
+
+
+def test_the_cost_comes_from_the_labs_prices(fablab, bob):
+    PrintSettings.objects.create(
+        lab=fablab, price_per_job=Decimal("1.00"), price_per_machine_hour=Decimal("2.00")
+    )
+    MaterialPrice.objects.create(
+        lab=fablab, material="PLA", price_per_gram=Decimal("0.05"), density_g_cm3=Decimal("1.0")
+    )
+    option = only(where_to_make(viewer=bob, part=SMALL, copies=2))
+    # 12 cm³ at a 35 % fill and 1 g/cm³: 4.2 g; 12,000 × 0.35 / 3 mm³/s = 1,400 s.
+    assert option.grams == Decimal("4.2")
+    assert option.seconds == 1400
+    each = Decimal("1.00") + Decimal("4.2") * Decimal("0.05") + Decimal(1400) / 3600 * 2
+    assert option.cost == (each * 2).quantize(Decimal("0.01"))
+
+
+@pytest.fixture
+def three_labs(alice, frozen):
+    """Near (Paris, 3 EUR, busy), Far (Lyon, 1 EUR, free), Swiss (Geneva, 0.50 CHF)."""
+    labs = {}
+    for slug, lat, lon, fee, currency in (
+        ("near", 48.8566, 2.3522, "3.00", "EUR"),
+        ("far", 45.7640, 4.8357, "1.00", "EUR"),
+        ("swiss", 46.2044, 6.1432, "0.50", "CHF"),
+    ):
+        lab = make_lab(alice, slug=slug)
+        Lab.objects.filter(pk=lab.pk).update(latitude=lat, longitude=lon)
+        make_printer(lab)
+        PrintSettings.objects.create(lab=lab, currency=currency, price_per_job=Decimal(fee))
+        labs[slug] = lab
+    queue(labs["near"], alice, minutes=120)
+    queue(labs["swiss"], alice, minutes=60)
+    return labs
+
+
+def slugs(options):
+    return [o.lab.slug for o in options]
+
+
+def test_soonest_puts_the_free_printer_first(three_labs, bob):
+    assert slugs(where_to_make(viewer=bob, part=SMALL).options) == ["far", "swiss", "near"]
+
+
+def test_cheapest_sorts_within_one_currency_and_lists_the_others_apart(three_labs, bob):
+    answer = where_to_make(viewer=bob, part=SMALL, sort="cheapest")
+    assert answer.currency == "EUR"
+    assert slugs(answer.options) == ["far", "near"]
+    assert slugs(answer.other_currencies) == ["swiss"]
+    answer = where_to_make(viewer=bob, part=SMALL, sort="cheapest", currency="chf")
+    assert (answer.currency, slugs(answer.options), slugs(answer.other_currencies)) == (
+        "CHF",
+        ["swiss"],
+        ["far", "near"],
+    )
+
+
+def test_nearest_measures_from_a_city_of_the_bundled_list(three_labs, bob):
+    place = place_from(name="Geneva")
+    assert place is not None and place.name == "Geneva, CH"
+    answer = where_to_make(viewer=bob, part=SMALL, sort="nearest", place=place)
+    assert slugs(answer.options) == ["swiss", "far", "near"]
+    assert answer.options[0].distance_km < 5
+    assert 400 < answer.options[2].distance_km < 420  # Geneva–Paris
+    answer = where_to_make(
+        viewer=bob, part=SMALL, sort="nearest", place=place_from(latitude="48.85", longitude="2.35")
+    )
+    assert slugs(answer.options) == ["near", "far", "swiss"]
+
+
+def test_a_lab_without_coordinates_comes_last_by_distance(three_labs, alice, bob):
+    make_printer(make_lab(alice, slug="nowhere"))
+    answer = where_to_make(viewer=bob, part=SMALL, sort="nearest", place=place_from(name="Lyon, FR"))
+    assert slugs(answer.options)[0] == "far" and slugs(answer.options)[-1] == "nowhere"
+    assert answer.options[-1].distance_km is None
+
+
+def test_bad_places_and_choices_are_refused(bob, frozen):
+    for kwargs in (
+        {"latitude": "north", "longitude": "2"},
+        {"latitude": "91", "longitude": "2"},
+        {"latitude": "45", "longitude": "-181"},
+        {"latitude": "nan", "longitude": "2"},
+        {"latitude": "45"},
+        {"name": "Atlantis of the Deep"},
+    ):
+        with pytest.raises(ValidationError):
+            place_from(**kwargs)
+    for kwargs in (
+        {"sort": "best"},
+        {"sort": "nearest"},
+        {"copies": 0},
+        {"copies": 101},
+        {"material": " "},
+        {"nozzle_mm": "wide"},
+        {"nozzle_mm": "9"},
+    ):
+        with pytest.raises(ValidationError):
+            where_to_make(viewer=bob, part=SMALL, **kwargs)
+    for size in ("10x10", "ax1x1", "0x1x1", "1x1x1e9", "1x1xinf"):
+        with pytest.raises(ValidationError):
+            part_of_size(size=size)
+    with pytest.raises(ValidationError):
+        part_of_size(size="10x10x10", volume_mm3="2000")
+
+
+def test_labs_awaiting_approval_and_printers_out_of_service_are_left_out(fablab, alice, bob):
+    waiting = services.lab_create(creator=alice, name="Waiting", slug="waiting", timezone="UTC")
+    Lab.objects.filter(pk=waiting.pk).update(approved_at=None)
+    broken = make_lab(alice, slug="broken")
+    printer = make_printer(broken)
+    Machine.objects.filter(pk=printer.pk).update(status=Machine.Status.OUT_OF_ORDER)
+    assert slugs(where_to_make(viewer=bob, part=SMALL).options) == ["fablab"]
+
+
+def test_the_answer_takes_the_same_queries_for_more_labs(alice, bob, frozen):
+    def labs(first, count):
+        for n in range(first, first + count):
+            lab = make_lab(alice, slug=f"lab-{n}")
+            add_member(lab, bob)
+            for m in range(3):
+                printer = make_printer(lab, slug=f"p{m}")
+                Booking.objects.create(
+                    machine=printer.machine,
+                    member=bob,
+                    start=NOW + timedelta(hours=m + 1),
+                    end=NOW + timedelta(hours=m + 2),
+                )
+                Qualification.objects.create(
+                    lab=lab, member=bob, kind=Machine.Kind.FDM_PRINTER, trained_on=NOW.date()
+                )
+            queue(lab, alice, minutes=30)
+            PrintSettings.objects.create(lab=lab, price_per_job=Decimal(1))
+            MaterialPrice.objects.create(lab=lab, material="PLA", price_per_gram=Decimal("0.02"))
+
+    labs(0, 2)
+    with CaptureQueriesContext(connection) as few:
+        assert len(where_to_make(viewer=bob, part=SMALL).options) == 2
+    labs(2, 6)
+    with CaptureQueriesContext(connection) as many:
+        assert len(where_to_make(viewer=bob, part=SMALL).options) == 8
+    assert len(many) == len(few) <= 14
+
+
+# -- from a design ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bracket(alice):
+    return analysed_design(alice, {"parts/long.stl": box_stl(300, 10, 5), "README.md": "# Bracket\n"})
+
+
+def test_a_design_file_is_measured_from_its_analysis(fablab, bracket, bob):
+    design, sha = bracket
+    part = part_of_design(viewer=bob, design="alice/bracket", path="parts/long.stl", rev="main")
+    assert sorted(part.size_mm) == pytest.approx([5, 10, 300])
+    assert part.volume_mm3 == pytest.approx(15_000)
+    assert (part.commit_sha, part.design_name, part.rev) == (sha, "alice/bracket", "main")
+    assert only(where_to_make(viewer=bob, part=part)).lab == fablab
+
+
+def test_a_private_design_is_not_found_for_others(fablab, bracket, bob):
+    design, _ = bracket
+    Design.objects.filter(pk=design.pk).update(visibility=Design.Visibility.PRIVATE)
+    with pytest.raises(NotFound):
+        part_of_design(viewer=bob, design="alice/bracket", path="parts/long.stl")
+    assert (
+        part_of_design(viewer=design.owner, design="alice/bracket", path="parts/long.stl").name == "long.stl"
+    )
+
+
+def test_a_file_that_is_no_mesh_is_refused(fablab, bracket, bob):
+    with pytest.raises(ValidationError, match="not a mesh"):
+        part_of_design(viewer=bob, design="alice/bracket", path="README.md")
+    with pytest.raises(NotFound):
+        part_of_design(viewer=bob, design="alice/bracket", path="parts/none.stl")
+
+
+# -- page and API --------------------------------------------------------------------------------
+
+
+def test_the_page_lists_labs_with_a_link_to_send_the_part_there(fablab, bracket, bob, client):
+    client.force_login(bob)
+    url = reverse("where") + "?design=alice/bracket&path=parts/long.stl&rev=main"
+    page = client.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Fablab" in text and "estimate" in text
+    send = (
+        reverse("print-job-new")
+        + "?design=alice/bracket&amp;path=parts/long.stl&amp;rev="
+        + bracket[1]
+        + "&amp;lab=fablab"
+    )
+    assert send in text
+    assert "sort=cheapest" in text and 'name="place"' in text
+
+
+def test_the_page_says_when_the_part_fits_nowhere(fablab, alice, bob, client):
+    analysed_design(alice, {"huge.stl": box_stl(500, 400, 300)}, slug="huge")
+    client.force_login(bob)
+    page = client.get(reverse("where") + "?design=alice/huge&path=huge.stl")
+    assert page.status_code == 200
+    assert "does not fit any printer" in page.content.decode()
+
+
+def test_the_page_answers_404_for_a_private_design(fablab, bracket, bob, client):
+    Design.objects.filter(pk=bracket[0].pk).update(visibility=Design.Visibility.PRIVATE)
+    client.force_login(bob)
+    assert client.get(reverse("where") + "?design=alice/bracket&path=parts/long.stl").status_code == 404
+
+
+def test_the_design_file_page_starts_print_at_a_lab_from_the_chooser(fablab, bracket, bob, client):
+    client.force_login(bob)
+    page = client.get(reverse("design-blob", args=["alice", "bracket", "parts/long.stl"]))
+    assert page.status_code == 200
+    assert reverse("where") + "?design=alice/bracket&amp;path=parts/long.stl" in page.content.decode()
+
+
+def test_the_api_answers_labs_with_estimates(fablab, bracket, bob, bob_api):
+    answer = bob_api.get(
+        "/api/where/", {"design": "alice/bracket", "path": "parts/long.stl", "place": "Paris"}
+    )
+    assert answer.status_code == 200, answer.content
+    data = answer.json()
+    assert data["part"]["size_mm"] and data["sort"] == "soonest"
+    [row] = data["options"]
+    assert row["lab"]["slug"] == "fablab" and row["machine"]["name"] == "MK4"
+    assert row["estimate"]["start"] and row["estimate"]["is_estimate"] is True
+    assert row["cost"] == {"amount": "0.00", "currency": "EUR", "grams_per_copy": "6.5"}
+    assert data["too_big"] is None
+
+
+def test_the_api_takes_a_size_instead_of_a_design(fablab, api):
+    answer = api.get("/api/where/", {"size": "300x10x5", "volume": "15000", "sort": "cheapest"})
+    assert answer.status_code == 200, answer.content
+    assert [o["lab"]["slug"] for o in answer.json()["options"]] == ["fablab"]
+    answer = api.get("/api/where/", {"size": "900x900x900"})
+    assert answer.json()["options"] == [] and answer.json()["too_big"]["machine"]["name"] == "MK4"
+
+
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"design": "alice/bracket", "path": "parts/long.stl", "lat": "north", "lon": "2"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "lat": "95", "lon": "2"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "lat": "45"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "place": "Nowhere-on-sea"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "sort": "best"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "sort": "nearest"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "copies": "many"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "copies": "1000"}, 400),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "nozzle": "-1"}, 400),
+        ({"design": "alice/bracket"}, 400),
+        ({}, 400),
+        ({"size": "1x2"}, 400),
+        ({"size": "1x2x3", "design": "alice/bracket", "path": "parts/long.stl"}, 400),
+        ({"design": "alice/nothing", "path": "parts/long.stl"}, 404),
+        ({"design": "alice/bracket", "path": "parts/none.stl"}, 404),
+        ({"design": "alice/bracket", "path": "parts/long.stl", "rev": "no-such-branch"}, 404),
+    ],
+)
+def test_the_api_refuses_bad_input(fablab, bracket, bob_api, params, status):
+    answer = bob_api.get("/api/where/", params)
+    assert answer.status_code == status, answer.content
+    assert answer.json()["detail"]
+
+
+def test_the_api_answers_404_for_a_private_design(fablab, bracket, bob_api, alice_api):
+    Design.objects.filter(pk=bracket[0].pk).update(visibility=Design.Visibility.PRIVATE)
+    params = {"design": "alice/bracket", "path": "parts/long.stl"}
+    assert bob_api.get("/api/where/", params).status_code == 404
+    assert alice_api.get("/api/where/", params).status_code == 200
