@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python bench/assemblies.py
 	$(BIN)/python bench/archives.py
 	$(BIN)/python bench/agents.py
+	$(BIN)/python bench/where.py
 
 clean:
 	rm -rf $(VENV) var

@@ -349,6 +349,32 @@ def where_to_make(
             machine__lab__approved_at__isnull=False,
         )
         .select_related("machine")
+        # What the answer reads: not the poller's JSON (temperatures, agent reports).
+        .only(
+            "machine_id",
+            "accepts_jobs",
+            "material",
+            "colour",
+            "nozzle_mm",
+            "slicer_profile",
+            "bed_clear",
+            *(
+                f"machine__{name}"
+                for name in (
+                    "lab_id",
+                    "name",
+                    "slug",
+                    "kind",
+                    "status",
+                    "work_x_mm",
+                    "work_y_mm",
+                    "work_z_mm",
+                    "capabilities",
+                    "requires_qualification",
+                    "price_per_hour",
+                )
+            ),
+        )
         .order_by("machine__lab_id", "machine__name", "pk")
     )
     labs = {lab.pk: lab for lab in Lab.objects.filter(pk__in={p.machine.lab_id for p in printers})}
@@ -754,16 +780,17 @@ def _earliest(
         return t
 
 
-def _can_take(printer: Printer, job: _Queued, cache: dict[tuple[int, int], bool]) -> bool:
+def _can_take(printer: Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
     """The dispatcher's candidate rule for a queued job (machines.printing.dispatch)."""
-    key = (printer.pk, job.pk)
+    if not (
+        job.material == printer.material
+        and (job.nozzle is None or job.nozzle == printer.nozzle_mm)
+        and (job.colour == "" or job.colour == printer.colour)
+    ):
+        return False
+    key = (job.pk, printer.build_volume)  # printers of one model share the answer
     if key not in cache:
-        cache[key] = (
-            job.material == printer.material
-            and (job.nozzle is None or job.nozzle == printer.nozzle_mm)
-            and (job.colour == "" or job.colour == printer.colour)
-            and ps.job_fits(job.size, printer)
-        )
+        cache[key] = ps.job_fits(job.size, printer)
     return cache[key]
 
 
@@ -896,7 +923,7 @@ def _play(
             first = window[0] if window else limit
         heapq.heappush(heap, (first, printer.pk))
 
-    fit_cache: dict[tuple[int, int], bool] = {}
+    fit_cache: dict[tuple, bool] = {}
     first_copy: tuple[int, datetime] | None = None
     ahead = 0
     while heap:
