@@ -116,7 +116,10 @@ def drive(agent, stop: threading.Event, delay: float, records: list) -> None:
         except Exception as exc:  # counted as an error, and the agent goes on as run() would
             records.append((time.monotonic(), 0.0, f"round failed: {exc!r}"[:120]))
             wait = agent.poll_seconds
-        if stop.wait(wait):
+        # As Agent.run: a finished command wakes the loop to send its answer at once.
+        agent.wake.wait(wait)
+        agent.wake.clear()
+        if stop.is_set():
             return
 
 
@@ -256,6 +259,8 @@ def serve(data_dir: Path, poll: int, tick: int, log: Path) -> tuple[subprocess.P
                 "4",
                 "--timeout",
                 "600",
+                "--keep-alive",
+                "10",
                 "--access-logfile",
                 "-",
             ],

@@ -43,7 +43,6 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("credentials/verify/", record_api.VerifyApi.as_view(), name="api-records-verify"),
     path("credentials/authorise/", archive_api.AuthoriseApi.as_view(), name="api-records-authorise"),
     path("", include("designs.api_urls")),
-    path("agent/v1/", include("machines.agent_urls")),
     path("", include("machines.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The "split" Swagger view serves its script as a file, and the Redoc page is the
@@ -65,6 +64,8 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The lab agent protocol (docs/agent.md): outside the REST API and its schema.
+    path("api/agent/v1/", include("machines.agent_urls")),
     path("api/", include(api_urlpatterns)),
     path("", include("hub.page_urls")),
     path("", include("machines.urls")),

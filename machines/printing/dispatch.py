@@ -96,6 +96,14 @@ def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
             Q(machine__connection_secret="", machine__agent__isnull=True)
             & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
             | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
+            # Via an agent: the agent's syncs are the freshness (a change it reports is
+            # reconciled at once), so an idle printer costs the poller nothing.
+            | Q(
+                state=PrinterState.IDLE.value,
+                machine__agent__revoked_at__isnull=True,
+                machine__agent__catching_up=False,
+                machine__agent__last_seen_at__gte=now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S),
+            )
         )
         .filter(~Exists(holding))
         .order_by("pk")
@@ -359,16 +367,15 @@ def printers_poll(*, lab_id: int | None = None) -> int:
     """Poll every networked printer once, in parallel; return how many were polled.
 
     A printer via agent costs no network call, but a hub with many labs has many: one is
-    polled here only when it holds a job, its agent fell silent, or its state is getting
-    old (the dispatcher trusts an idle state for FABHUB_PRINT_STATE_MAX_AGE_S). A change
-    its agent reports is reconciled at once anyway (`machines.tasks.poll_printer`).
+    polled here only when it holds a job or its agent fell silent (or was revoked). A
+    change its agent reports is reconciled at once (`machines.tasks.poll_printer`), and
+    the dispatcher takes the agent's syncs as the freshness of an idle state.
     """
     now = timezone.now()
     holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
     agent_due = (
         Exists(holding)
         | Q(seen_at__isnull=True)
-        | Q(seen_at__lt=now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S / 3))
         | Q(machine__agent__last_seen_at__isnull=True)
         | Q(machine__agent__last_seen_at__lt=now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S))
         | Q(machine__agent__revoked_at__isnull=False)
