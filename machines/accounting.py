@@ -11,8 +11,9 @@ Credits (holds at submission, settlement after the print) build on these estimat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from hub.exceptions import ValidationError
 from machines.models import Lab, Machine, MaterialPrice, PrintSettings
 
 CENT = Decimal("0.01")
@@ -59,6 +60,12 @@ def lab_prices(lab: Lab) -> Prices:
     )
 
 
+def lab_currency(lab: Lab) -> str:
+    """The currency the lab's prices and credits are in (EUR for a lab that set none)."""
+    code = PrintSettings.objects.filter(lab=lab).values_list("currency", flat=True).first()
+    return code or "EUR"
+
+
 def grams_from_volume(
     volume_mm3: float, *, density_g_cm3: Decimal, fill_share: Decimal = DEFAULT_FILL_SHARE
 ) -> Decimal:
@@ -90,3 +97,122 @@ def job_cost(
         raise ValueError("grams, time and copies are not negative")
     each = prices.per_job + grams_d * prices.gram_price(material) + hours * hourly
     return money(each * copies)
+
+
+# -- what a print used, and what it cost ------------------------------------------------------
+
+# Filament is 1.75 mm across unless a slicer said otherwise: a G-code that gives only its
+# length (mm) is weighed as a cylinder of this diameter.
+FILAMENT_DIAMETER_MM = Decimal("1.75")
+# Before slicing, time comes from the plastic volume at this rate (mm³/s, 0.4 mm nozzle):
+# machines.where uses the same figure for its estimates.
+VOLUME_RATE_MM3_S = Decimal("3.0")
+
+
+def grams_from_length(length_mm: float, *, density_g_cm3: Decimal) -> Decimal:
+    """Grams of filament in `length_mm` of 1.75 mm filament."""
+    radius = FILAMENT_DIAMETER_MM / 2
+    area_mm2 = Decimal("3.14159265") * radius * radius
+    return Decimal(str(length_mm)) * area_mm2 / Decimal(1000) * density_g_cm3
+
+
+def seconds_from_volume(volume_mm3: float, *, fill_share: Decimal = DEFAULT_FILL_SHARE) -> int:
+    """Print time of a part of this volume before it is sliced (an estimate, at least a minute)."""
+    plastic = Decimal(str(abs(volume_mm3))) * fill_share
+    return max(60, int(plastic / VOLUME_RATE_MM3_S))
+
+
+def used_share(*, finished: bool, progress: float | None) -> Decimal:
+    """How much of a print's G-code ran: all of a finished one, else its last progress."""
+    if finished:
+        return Decimal(1)
+    if progress is None:
+        return Decimal(0)
+    return min(Decimal(1), max(Decimal(0), Decimal(str(progress)) / Decimal(100)))
+
+
+# -- checking prices a manager types ------------------------------------------------------------
+
+# ISO 4217 codes in use (2025). A code outside it (XYZ, EURO, eur) is refused.
+ISO_4217 = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD
+    FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY
+    KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP
+    MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR
+    RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT
+    TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER
+    ZAR ZMW ZWG ZWL
+    """.split()
+)
+# Currencies without minor units: a price in them is whole.
+NO_MINOR_UNIT = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split())
+
+# Beyond these a price is a typing mistake, not a price: a print's fee or an hour of a
+# machine above 10,000, a gram of material above 100 (precious-metal filaments cost ~2).
+MAX_PRICE_PER_JOB = Decimal(10000)
+MAX_PRICE_PER_HOUR = Decimal(10000)
+MAX_PRICE_PER_GRAM = Decimal(100)
+# Filaments weigh 0.9 (PP) to ~4 g/cm³ (metal-filled); nothing is denser than osmium.
+MIN_DENSITY = Decimal("0.5")
+MAX_DENSITY = Decimal("22.6")
+MAX_TOLERANCE_PERCENT = 1000
+
+
+def clean_currency(value: object) -> str:
+    code = str(value or "").strip()
+    if code.upper() in ISO_4217 and code != code.upper():
+        raise ValidationError(f"Write the currency in capitals: {code.upper()}, not {code}.")
+    if code not in ISO_4217:
+        raise ValidationError(
+            f"{code or 'An empty code'} is not an ISO 4217 currency: give its code, e.g. EUR, USD or CHF."
+        )
+    return code
+
+
+def clean_amount(
+    value: object, *, what: str, currency: str, places: int = 2, maximum: Decimal, allow_zero: bool = True
+) -> Decimal:
+    """A money amount typed by a person: a number, not negative, at most `places` decimals
+    (none in a currency without minor units), at most `maximum`."""
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"{what} must be a number, not {value!r}.") from None
+    if not amount.is_finite():
+        raise ValidationError(f"{what} must be a number, not {value!r}.")
+    if amount < 0:
+        raise ValidationError(f"{what} cannot be negative ({amount} {currency}).")
+    if not allow_zero and amount == 0:
+        raise ValidationError(f"{what} must be more than 0.")
+    if currency in NO_MINOR_UNIT and places == 2 and amount != amount.to_integral_value():
+        raise ValidationError(f"{what} is in whole {currency}: {currency} has no smaller unit.")
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise ValidationError(
+            f"{what} has too many decimals ({amount}): give it to {places} places at most, e.g. {amount:.{places}f}."
+        )
+    if amount > maximum:
+        raise ValidationError(
+            f"{what} of {amount} {currency} is not plausible: at most {maximum} {currency}."
+        )
+    return amount
+
+
+def clean_density(value: object, *, material: str) -> Decimal:
+    try:
+        density = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError(
+            f"The density of {material} must be a number of g/cm³, not {value!r}."
+        ) from None
+    if not density.is_finite() or not MIN_DENSITY <= density <= MAX_DENSITY:
+        raise ValidationError(
+            f"A density of {density} g/cm³ for {material} is not plausible: give it in g/cm³, "
+            f"between {MIN_DENSITY} and {MAX_DENSITY} (PLA is 1.24)."
+        )
+    exponent = density.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > 3:
+        raise ValidationError(f"Give the density of {material} to 3 decimals at most, e.g. {density:.3f}.")
+    return density

@@ -28,6 +28,7 @@ from hub.models import User
 from hub.queue import enqueue
 from machines.models import Booking, Printer, PrintJob, PrintRecord
 from machines.notifications import notify, notify_managers
+from machines.printing import costs
 from machines.records import print_record_credential_issue
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _end_timeline_row(job: PrintJob, now: datetime, *, printed: bool = True) -> 
 def _write_record(job: PrintJob, result: str, reason: str, now: datetime) -> PrintRecord:
     gcode = job.gcode
     machine = job.machine
-    return PrintRecord.objects.create(
+    record = PrintRecord.objects.create(
         job=job,
         lab_id=job.lab_id,
         machine=machine,
@@ -120,7 +121,11 @@ def _write_record(job: PrintJob, result: str, reason: str, now: datetime) -> Pri
         ended_at=now,
         result=result,
         reason=reason,
+        # What the print used and cost; then the job's cost and credit settle (costs.py).
+        **costs.print_usage(job, finished=result == PrintRecord.Result.DONE, ended_at=now),
     )
+    costs.print_settled(job, record)
+    return record
 
 
 def _bed_needs_clearing(machine_id: int, note: str) -> None:
@@ -149,6 +154,7 @@ def finish(
             _bed_needs_clearing(
                 job.printer_machine.pk, f"{job.filename} ({job.owner.username}) stopped: {reason}"
             )
+    costs.job_release(job, status)  # what its remaining copies held
     return True
 
 
@@ -302,6 +308,7 @@ def prepare_failed(job: PrintJob, reason: str) -> PrintJob:
         if PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
             status=S.FAILED, reason=reason, finished_at=timezone.now(), prepare_lease_until=None
         ):
+            costs.job_release(job, "could not be prepared")
             notify(user=job.owner, lab=job.lab, subject=f"Could not prepare {job.filename}", body=reason)
     job.refresh_from_db()
     return job
@@ -331,11 +338,14 @@ def job_approved(job: PrintJob, *, actor: User, now: datetime) -> bool:
 
 
 def job_refused(job: PrintJob, *, actor: User, reason: str, now: datetime) -> bool:
-    return bool(
+    won = bool(
         PrintJob.objects.filter(pk=job.pk, status__in=(S.PENDING_APPROVAL, S.PREPARING)).update(
             status=S.REFUSED, reason=reason, decided_by=actor, decided_at=now, finished_at=now
         )
     )
+    if won:
+        costs.job_release(job, "refused")
+    return won
 
 
 def job_collected(job: PrintJob, *, now: datetime) -> bool:

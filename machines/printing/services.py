@@ -30,7 +30,7 @@ from hub.models import User
 from hub.queue import enqueue
 from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord, PrintSettings
 from machines.notifications import notify, notify_managers
-from machines.printing import checks, jobs, slicer
+from machines.printing import checks, costs, jobs, prices, slicer
 from machines.printing import selectors as ps
 from machines.printing.connections import driver_for_machine
 from machines.printing.drivers import PrinterError
@@ -53,7 +53,13 @@ PRINTER_FIELDS = (
     "serial_port",
     "baudrate",
 )
-SETTINGS_FIELDS = ("requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer")
+SETTINGS_FIELDS = (
+    "requires_approval",
+    "max_active_jobs",
+    "weekly_print_minutes",
+    "slicer",
+    *prices.PRICE_FIELDS,
+)
 
 
 # -- settings and printers -------------------------------------------------------------------
@@ -67,6 +73,7 @@ def print_settings_update(*, lab: Lab, actor: User, **fields: Any) -> PrintSetti
         raise ValidationError(f"Unknown print settings: {', '.join(sorted(unknown))}.")
     if "slicer" in fields and fields["slicer"] not in PrintSettings.Slicer.values:
         raise ValidationError(f"'slicer' must be one of {', '.join(PrintSettings.Slicer.values)}.")
+    fields = prices.clean_price_settings(lab, fields)
     row, _ = PrintSettings.objects.get_or_create(lab=lab)
     for name, value in fields.items():
         setattr(row, name, value)
@@ -244,6 +251,19 @@ def print_job_submit(
     if upload is not None:  # stored only once everything else passed
         sha, _ = store_file(upload)
         source = {"path": upload.name.replace("\\", "/").rsplit("/", 1)[-1][:255], "source_sha": sha}
+    # Cost: the estimate now (refined once sliced), held from a balance with credits.
+    source |= costs.submission_estimate(
+        lab=lab,
+        printers=printers,
+        material=material,
+        copies=copies,
+        volume_mm3=(
+            costs.mesh_volume(design, sha=source["commit_sha"], path=path, blob_sha=source["blob_sha"])
+            if file_kind == PrintJob.FileKind.MESH
+            else None
+        ),
+        gcode_info=read_gcode(gcode_path(source["source_sha"])) if upload is not None else None,
+    )
     with transaction.atomic():
         job = PrintJob.objects.create(
             lab=lab,
@@ -260,6 +280,7 @@ def print_job_submit(
             needs_approval=settings_row.requires_approval and role != "manager",
             **source,
         )
+        costs.job_hold(job)
         _queue_prepare(job)
     return job
 
@@ -406,6 +427,10 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
             )
         except ValidationError as exc:
             return jobs.prepare_failed(job, exc.message)
+        try:
+            costs.job_estimate_refined(job, costs.sliced_estimate(job, gcodes))
+        except ValidationError as exc:  # a balance too short for the new estimate
+            return jobs.prepare_failed(job, f"Once sliced, the job costs more: {exc.message}")
         moved = jobs.job_prepared(job, now=now)
         job.refresh_from_db()
         if moved and not job.needs_approval:
