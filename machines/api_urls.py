@@ -3,6 +3,7 @@ from django.urls import path
 from machines import api, where_api
 from machines.printing import agent_admin_api
 from machines.printing import api as print_api
+from machines.printing import money_api as money
 
 L = "labs/<str:lab>"
 M = f"{L}/machines/<str:machine>"
@@ -46,6 +47,21 @@ urlpatterns = [
     path("me/feed/", api.FeedApi.as_view(scope="member"), name="api-my-feed"),
     # The print queue (machines/printing/api.py).
     path(f"{L}/print-settings/", print_api.PrintSettingsApi.as_view(), name="api-lab-print-settings"),
+    # Prices, credits and the monthly report (machines/printing/money_api.py).
+    path(f"{L}/material-prices/", money.MaterialPriceListApi.as_view(), name="api-lab-material-prices"),
+    path(
+        f"{L}/material-prices/<str:material>/",
+        money.MaterialPriceDetailApi.as_view(),
+        name="api-lab-material-price",
+    ),
+    path(f"{L}/credits/", money.CreditAccountListApi.as_view(), name="api-lab-credits"),
+    path(f"{L}/credits/<str:username>/", money.CreditLedgerApi.as_view(), name="api-lab-credit"),
+    path(
+        f"{L}/credits/<str:username>/top-ups/",
+        money.CreditTopUpApi.as_view(),
+        name="api-lab-credit-top-up",
+    ),
+    path(f"{L}/reports/<str:month>.csv", money.LabReportApi.as_view(), name="api-lab-report"),
     path(f"{L}/printers/", print_api.PrinterListApi.as_view(), name="api-lab-printers"),
     path(f"{L}/print-jobs/", print_api.LabPrintJobListApi.as_view(), name="api-lab-print-jobs"),
     path(f"{M}/printer/", print_api.PrinterDetailApi.as_view(), name="api-machine-printer"),

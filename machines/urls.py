@@ -3,6 +3,7 @@
 from django.urls import path
 
 from machines import views, where_views
+from machines.printing import money_views
 from machines.printing import views as print_views
 
 L = "labs/<str:lab>"
@@ -24,6 +25,9 @@ urlpatterns = [
     path("labs/jobs/<int:job_id>/<str:action>/", print_views.print_job_action, name="print-job-action"),
     path(f"{L}/queue/", print_views.print_queue, name="print-queue"),
     path(f"{L}/queue/settings/", print_views.print_settings, name="print-settings"),
+    path(f"{L}/queue/settings/prices/", money_views.material_prices, name="print-material-prices"),
+    path(f"{L}/queue/report.csv", money_views.lab_report, name="lab-report"),
+    path(f"{L}/credits/", money_views.lab_credits, name="lab-credits"),
     path(f"{M}/printer/", print_views.printer_edit, name="printer-edit"),
     path(f"{M}/printer/cleared/", print_views.printer_cleared, name="printer-cleared"),
     path(f"{L}/", views.lab_detail, name="lab-detail"),

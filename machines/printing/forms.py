@@ -114,11 +114,57 @@ class PrinterForm(forms.ModelForm):
 class PrintSettingsForm(forms.ModelForm):
     class Meta:
         model = PrintSettings
-        fields = ["requires_approval", "max_active_jobs", "weekly_print_minutes", "slicer"]
-        labels = {"requires_approval": "Jobs need a manager's approval"}
+        fields = [
+            "requires_approval",
+            "max_active_jobs",
+            "weekly_print_minutes",
+            "slicer",
+            "currency",
+            "price_per_job",
+            "price_per_machine_hour",
+            "credits_enabled",
+            "overrun_tolerance_percent",
+            "failed_prints",
+        ]
+        labels = {
+            "requires_approval": "Jobs need a manager's approval",
+            "currency": "Currency (ISO 4217)",
+            "price_per_job": "Fee per print",
+            "price_per_machine_hour": "Price per machine-hour",
+            "credits_enabled": "Members pay from prepaid credit",
+            "overrun_tolerance_percent": "Overrun charged up to (% of the hold)",
+            "failed_prints": "Failed prints",
+        }
+        help_texts = {
+            "price_per_job": "Charged for every print, copies included; 0 for none.",
+            "price_per_machine_hour": "A machine may set its own price per hour.",
+            "credits_enabled": "Submissions hold the estimate from the member's balance; the end of the print settles it.",
+        }
 
     def _post_clean(self):
         pass
+
+
+class MaterialPriceForm(forms.Form):
+    material = forms.CharField(max_length=40)
+    price_per_gram = forms.DecimalField(max_digits=14, decimal_places=6, label="Price per gram")
+    density_g_cm3 = forms.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        required=False,
+        label="Density (g/cm³)",
+        help_text="Empty: PLA's 1.24.",
+    )
+
+
+class TopUpForm(forms.Form):
+    member = forms.ChoiceField()
+    amount = forms.DecimalField(max_digits=14, decimal_places=6)
+    note = forms.CharField(required=False, max_length=300, help_text="e.g. paid cash, receipt 42.")
+
+    def __init__(self, *args, members=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        choice_field(self, "member").choices = [(u.username, u.username) for u in members]
 
 
 class ReasonForm(forms.Form):

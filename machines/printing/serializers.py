@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hub.inputs import Input
-from machines.models import LabAgent, Machine, Printer, PrintJob, PrintRecord, PrintSettings
+from machines.models import LabAgent, Machine, MaterialPrice, Printer, PrintJob, PrintRecord, PrintSettings
 from machines.printing import selectors as ps
 from machines.printing.slicer import slicer_installed
 from machines.selectors import agent_contact
@@ -21,9 +21,16 @@ def _absolute(context: Mapping[str, Any], path: str) -> str:
     return request.build_absolute_uri(path) if request else path
 
 
+class MaterialPriceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = MaterialPrice
+        fields = ["material", "price_per_gram", "density_g_cm3"]
+
+
 class PrintSettingsOutput(serializers.ModelSerializer):
     lab = serializers.CharField(source="lab.slug")
     slicer_installed = serializers.SerializerMethodField()
+    material_prices = serializers.SerializerMethodField()
 
     class Meta:
         model = PrintSettings
@@ -34,7 +41,19 @@ class PrintSettingsOutput(serializers.ModelSerializer):
             "weekly_print_minutes",
             "slicer",
             "slicer_installed",
+            "currency",
+            "price_per_job",
+            "price_per_machine_hour",
+            "material_prices",
+            "credits_enabled",
+            "overrun_tolerance_percent",
+            "failed_prints",
         ]
+
+    @extend_schema_field(MaterialPriceOutput(many=True))
+    def get_material_prices(self, row: PrintSettings) -> list[dict]:
+        rows = MaterialPrice.objects.filter(lab_id=row.lab_id).order_by("material")
+        return list(MaterialPriceOutput(rows, many=True).data)
 
     def get_slicer_installed(self, row: PrintSettings) -> bool:
         """Whether mesh jobs are taken: the lab names a slicer and the hub has it."""
@@ -47,6 +66,13 @@ class PrintSettingsInput(Input):
     max_active_jobs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     weekly_print_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     slicer = serializers.ChoiceField(choices=PrintSettings.Slicer.choices, required=False)
+    # Prices and credits: the service checks them (machines/printing/prices.py).
+    currency = serializers.CharField(required=False, help_text="ISO 4217, e.g. EUR.")
+    price_per_job = serializers.DecimalField(max_digits=14, decimal_places=6, required=False)
+    price_per_machine_hour = serializers.DecimalField(max_digits=14, decimal_places=6, required=False)
+    credits_enabled = serializers.BooleanField(required=False)
+    overrun_tolerance_percent = serializers.IntegerField(required=False)
+    failed_prints = serializers.ChoiceField(choices=PrintSettings.FailedPrints.choices, required=False)
 
 
 class JobBriefOutput(serializers.ModelSerializer):
@@ -76,6 +102,9 @@ class JobBriefOutput(serializers.ModelSerializer):
             "submitted_at",
             "queued_at",
             "print_started_at",
+            "cost_currency",
+            "estimated_cost",
+            "actual_cost",
         ]
 
     def get_machine(self, job: PrintJob) -> str | None:
@@ -136,6 +165,11 @@ class PrintJobOutput(JobBriefOutput):
             "estimated_seconds",
             "filament_mm",
             "filament_g",
+            "cost_currency",
+            "estimated_cost",
+            "actual_cost",
+            "held_amount",
+            "filament_g_used",
             "machine",
             "machine_name",
             "progress",
@@ -338,6 +372,10 @@ class PrintRecordOutput(serializers.ModelSerializer):
             "ended_at",
             "result",
             "reason",
+            "grams",
+            "seconds",
+            "cost",
+            "currency",
             "removed_at",
         ]
 

@@ -23,7 +23,7 @@ from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
 from machines import forms, selectors
 from machines.models import Printer, PrintJob, PrintRecord
-from machines.printing import agents
+from machines.printing import agents, prices
 from machines.printing import forms as print_forms
 from machines.printing import selectors as ps
 from machines.printing import services as printing
@@ -91,7 +91,18 @@ def print_settings(request: HttpRequest, lab: str) -> HttpResponse:
         if ok:
             messages.success(request, "Print queue settings saved.")
             return redirect("print-queue", lab=the_lab.slug)
-    return render(request, "machines/print_settings.html", lab_context(request, the_lab, "queue", form=form))
+    return render(
+        request,
+        "machines/print_settings.html",
+        lab_context(
+            request,
+            the_lab,
+            "queue",
+            form=form,
+            material_prices=prices.material_prices_of(the_lab),
+            material_form=print_forms.MaterialPriceForm(),
+        ),
+    )
 
 
 @login_required

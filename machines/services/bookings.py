@@ -4,6 +4,7 @@ maintenance windows, and the check as a booking starts."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -11,7 +12,8 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
 from hub.models import User
-from machines import selectors, timeline
+from machines import credits, selectors, timeline
+from machines.accounting import job_cost, lab_prices
 from machines.models import Booking, Lab, Machine
 from machines.notifications import notify, notify_managers
 from machines.selectors import lab_role, require_manager, require_member, rules_for
@@ -125,6 +127,7 @@ def booking_create(
             note=note,
             status=Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
         )
+        _hold_for(booking)
         if needs_approval:
             notify_managers(
                 machine.lab,
@@ -181,6 +184,7 @@ def booking_refuse(*, booking: Booking, actor: User, reason: str) -> Booking:
         decided_by=actor,
         decided_at=timezone.now(),
     )
+    _release_for(booking, "refused")
     lab = booking.machine.lab
     notify(
         user=booking.booking_member,
@@ -220,6 +224,7 @@ def booking_cancel(*, booking: Booking, actor: User, reason: str = "") -> Bookin
         decided_at=now,
         needs_decision=False,
     )
+    _release_for(booking, "cancelled")
     if booking.member_id and booking.member_id != actor.pk:
         notify(
             user=booking.booking_member,
@@ -294,6 +299,7 @@ def maintenance_block(
                 decided_by=actor,
                 decided_at=now,
             )
+            _release_for(row, "cancelled for maintenance")
             notify(
                 user=row.booking_member,
                 lab=lab,
@@ -339,6 +345,7 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
         if Booking.objects.filter(pk=booking.pk, status__in=Booking.ACTIVE).update(
             status=Booking.Status.CANCELLED, reason=reason, decided_at=now
         ):
+            _release_for(booking, "cancelled")
             notify(
                 user=booking.booking_member,
                 lab=lab,
@@ -348,3 +355,85 @@ def booking_check_start(*, booking_id: int) -> Booking | None:
             )
     booking.refresh_from_db()
     return booking
+
+
+# -- priced bookings: the credit they hold (machines/credits.py, docs/labs.md) -------------------
+
+
+def booking_price(booking: Booking) -> Decimal:
+    """What the booked time costs: its hours at the machine's price per hour, or else the
+    lab's price per machine-hour (no fee, no material)."""
+    prices = lab_prices(booking.machine.lab)
+    seconds = (booking.end - booking.start).total_seconds()
+    with_fee = job_cost(prices, material="", grams=None, seconds=seconds, machine=booking.machine)
+    return with_fee - prices.per_job
+
+
+def _hold_for(booking: Booking) -> None:
+    """A member's booking at a lab with credits holds its price until it ends."""
+    lab = booking.machine.lab
+    if booking.kind != Booking.Kind.BOOKING or booking.member is None or not credits.credits_enabled(lab):
+        return
+    amount = booking_price(booking)
+    if not amount:
+        return
+    credits.credit_hold(
+        lab=lab,
+        user=booking.member,
+        amount=amount,
+        booking=booking,
+        note=f"Booking of {booking.machine.name}",
+    )
+    Booking.objects.filter(pk=booking.pk).update(held_amount=amount)
+    booking.held_amount = amount
+
+
+def _release_for(booking: Booking, why: str) -> None:
+    """A booking that will not happen gives its hold back (claimed: only once)."""
+    held = Booking.objects.filter(pk=booking.pk).values_list("held_amount", flat=True).first()
+    if not held or booking.member is None:
+        return
+    if Booking.objects.filter(pk=booking.pk, held_amount=held).update(held_amount=Decimal(0)):
+        credits.credit_release(
+            lab=booking.machine.lab,
+            user=booking.member,
+            amount=held,
+            booking=booking,
+            note=f"Booking of {booking.machine.name} {why}",
+        )
+
+
+def bookings_settle(*, now: datetime | None = None) -> int:
+    """Settle the holds of bookings that ended (their price is charged: the slot was the
+    member's) and release those of bookings cancelled by a path that did not release them
+    (a member leaving the lab). Run periodically (`manage.py settle_bookings`); each
+    booking is claimed by a conditional update, so two runs settle it once."""
+    now = now or timezone.now()
+    rows = Booking.objects.filter(held_amount__gt=0, kind=Booking.Kind.BOOKING).select_related(
+        "machine", "machine__lab", "member"
+    )
+    settled = 0
+    for booking in rows.filter(status__in=Booking.ACTIVE, end__lte=now):
+        with transaction.atomic():
+            held = booking.held_amount
+            cost = booking_price(booking)
+            if not Booking.objects.filter(pk=booking.pk, held_amount=held).update(
+                held_amount=Decimal(0), cost=cost
+            ):
+                continue
+            credits.credit_settle(
+                lab=booking.machine.lab,
+                user=booking.booking_member,
+                held=held,
+                actual=cost,
+                policy="charge",
+                tolerance_percent=0,
+                booking=booking,
+                note=f"Booking of {booking.machine.name}",
+            )
+            settled += 1
+    for booking in rows.exclude(status__in=Booking.ACTIVE):
+        with transaction.atomic():
+            _release_for(booking, booking.get_status_display().lower())
+            settled += 1
+    return settled
