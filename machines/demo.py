@@ -22,6 +22,7 @@ from machines.printing import services as printing
 
 LAB_SLUG = "demo-fablab"
 PRINTER_SLUG = "virtual-mk4"
+KLIPPER_SLUG = "virtual-voron"
 # The virtual printer simulates heating in real time and sleeps for a tenth of each
 # move: this profile leaves heating out and multiplies the feed rate, so the demo part
 # prints in seconds. A real printer's profile sets temperatures and speeds.
@@ -108,11 +109,12 @@ DEMO_AGENT_NAME = "Demo lab agent"
 
 
 def demo_lab_agent_config(
-    *, hub_url: str, octoprint_url: str, octoprint_key: str, state_dir: str
+    *, hub_url: str, octoprint_url: str, octoprint_key: str, state_dir: str, moonraker_url: str | None = None
 ) -> str | None:
-    """Drive the demo printer through a lab agent, as a lab behind NAT would: the agent
-    gets a fresh token (the old one stops working) and the printer; the hub forgets the
-    OctoPrint address and key, which go into the agent's configuration returned here (TOML)."""
+    """Drive the demo printers through a lab agent, as a lab behind NAT would: the agent
+    gets a fresh token (the old one stops working) and the printers; the hub forgets the
+    OctoPrint address and key, which go into the agent's configuration returned here
+    (TOML). With `moonraker_url`, a Klipper printer behind Moonraker joins the lab."""
     lab = Lab.objects.filter(slug=LAB_SLUG).first()
     ada = User.objects.filter(username="ada").first()
     machine = Machine.objects.filter(lab=lab, slug=PRINTER_SLUG).first() if lab else None
@@ -123,18 +125,54 @@ def demo_lab_agent_config(
         agent, token = agents.agent_create(lab=lab, actor=ada, name=DEMO_AGENT_NAME)
     else:
         token = agents.agent_rotate_token(agent=agent, actor=ada)
-    if machine.agent_id != agent.pk or machine.connection_secret:
-        try:
-            agents.machine_set_agent(machine=machine, actor=ada, agent=agent)
-        except Conflict:
-            pass  # a job of an earlier run is still on it: switch at the next run
-
-    return (
+    klipper = _demo_klipper_printer(lab, ada) if moonraker_url else None
+    for printer_machine in (machine, klipper):
+        if printer_machine is not None and (
+            printer_machine.agent_id != agent.pk or printer_machine.connection_secret
+        ):
+            try:
+                agents.machine_set_agent(machine=printer_machine, actor=ada, agent=agent)
+            except Conflict:
+                pass  # a job of an earlier run is still on it: switch at the next run
+    config = (
         "# Written by `manage.py demo_lab` for `make run`: the demo lab's agent (docs/agent.md).\n"
         f'[hub]\nurl = "{hub_url}"\ntoken = "{token}"\nstate_dir = "{state_dir}"\n\n'
         f'[[printer]]\nid = {machine.pk}\nprotocol = "octoprint"\nurl = "{octoprint_url}"\n'
         f'api_key = "{octoprint_key}"\nport = "VIRTUAL"\nbaudrate = 115200\n'
     )
+    if klipper is not None:
+        config += f'\n[[printer]]\nid = {klipper.pk}\nprotocol = "moonraker"\nurl = "{moonraker_url}"\n'
+    return config
+
+
+def _demo_klipper_printer(lab: Lab, ada: User) -> Machine:
+    """The demo's Klipper printer: a real Moonraker in front of a stand-in for Klippy (the
+    suite's, tests/printing/klippy_standin.py), which "prints" without hardware."""
+    machine = Machine.objects.filter(lab=lab, slug=KLIPPER_SLUG).first()
+    if machine is None:
+        machine = services.machine_create(
+            lab=lab,
+            actor=ada,
+            name="Virtual Voron (Klipper)",
+            slug=KLIPPER_SLUG,
+            kind=Machine.Kind.FDM_PRINTER,
+            model_name="Moonraker + a stand-in for Klippy",
+            work_x_mm=300,
+            work_y_mm=300,
+            work_z_mm=300,
+            capabilities={"materials": ["PLA", "PETG", "ABS"], "nozzle_diameters_mm": [0.4]},
+        )
+    if not Printer.objects.filter(pk=machine.pk).exists():
+        printing.printer_configure(
+            machine=machine,
+            actor=ada,
+            material="PETG",
+            colour="orange",
+            nozzle_mm="0.4",
+            profile_name="Demo: 0.2 mm, no heating",
+            slicer_profile=DEMO_PROFILE,
+        )
+    return machine
 
 
 def demo_lab_members() -> list[str]:

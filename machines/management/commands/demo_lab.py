@@ -24,6 +24,9 @@ class Command(BaseCommand):
             "--hub-url", default="http://127.0.0.1:8000", help="Where the agent finds the hub."
         )
         parser.add_argument("--agent-state", default="", help="The agent's state directory.")
+        parser.add_argument(
+            "--moonraker-url", default="", help="A Moonraker for a Klipper printer driven by the agent."
+        )
 
     def handle(self, *args, **options) -> None:
         via_agent = bool(options["agent_config"])
@@ -41,6 +44,7 @@ class Command(BaseCommand):
                 octoprint_url=url,
                 octoprint_key=key,
                 state_dir=options["agent_state"] or str(Path(options["agent_config"]).parent / "demo-agent"),
+                moonraker_url=options["moonraker_url"] or None,
             )
             if config is not None:
                 path = Path(options["agent_config"])
