@@ -29,7 +29,9 @@ from django.utils.timezone import now
 from hub.models import User
 
 # First path segments under /labs/ that the hub uses itself.
-RESERVED_LAB_SLUGS = frozenset({"new", "bookings", "notifications", "feeds", "calendar", "api", "jobs", "where"})
+RESERVED_LAB_SLUGS = frozenset(
+    {"new", "bookings", "notifications", "feeds", "calendar", "api", "jobs", "where"}
+)
 
 
 def validate_lab_slug(value: str) -> None:
