@@ -1,7 +1,7 @@
 from django.urls import path
 
 from machines import api, where_api
-from machines.printing import agent_admin_api
+from machines.printing import agent_admin_api, spools_api
 from machines.printing import api as print_api
 from machines.printing import money_api as money
 
@@ -66,6 +66,18 @@ urlpatterns = [
     path(f"{L}/print-jobs/", print_api.LabPrintJobListApi.as_view(), name="api-lab-print-jobs"),
     path(f"{M}/printer/", print_api.PrinterDetailApi.as_view(), name="api-machine-printer"),
     path(f"{M}/printer/cleared/", print_api.PrinterClearedApi.as_view(), name="api-machine-printer-cleared"),
+    # Spools (machines/printing/spools_api.py).
+    path(f"{L}/spools/", spools_api.SpoolListApi.as_view(), name="api-lab-spools"),
+    path(f"{L}/spools/<int:spool_id>/", spools_api.SpoolDetailApi.as_view(), name="api-lab-spool"),
+    path(f"{L}/spools/<int:spool_id>/load/", spools_api.SpoolLoadApi.as_view(), name="api-lab-spool-load"),
+    path(
+        f"{L}/spools/<int:spool_id>/unload/", spools_api.SpoolUnloadApi.as_view(), name="api-lab-spool-unload"
+    ),
+    path(
+        f"{L}/spools/<int:spool_id>/archive/",
+        spools_api.SpoolArchiveApi.as_view(),
+        name="api-lab-spool-archive",
+    ),
     # Managing a lab's agents (machines/printing/agent_admin_api.py): managers only.
     path(f"{L}/agents/", agent_admin_api.LabAgentListApi.as_view(), name="api-lab-agents"),
     path(f"{L}/agents/<int:agent_id>/", agent_admin_api.LabAgentDetailApi.as_view(), name="api-lab-agent"),

@@ -24,7 +24,9 @@ from machines.models import (
     LabMembership,
     Machine,
     Notification,
+    PrintJob,
     Qualification,
+    Spool,
 )
 from machines.timeline import Interval
 
@@ -402,6 +404,50 @@ def booking_get(*, booking_id: int, user: User) -> Booking:
     if booking is None or (booking.member_id != user.pk and lab_role(booking.machine.lab, user) != "manager"):
         raise NotFound(f"There is no booking {booking_id}.")
     return booking
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What waits for a lab's managers (the Approvals badge)."""
+
+    bookings: int
+    flagged: int
+    members: int
+    print_jobs: int
+
+    @property
+    def total(self) -> int:
+        return self.bookings + self.flagged + self.members + self.print_jobs
+
+
+def lab_decisions(lab: Lab) -> Decisions:
+    """Bookings and print jobs waiting for approval, bookings put in doubt, membership requests."""
+    rows = Booking.objects.filter(machine__lab=lab)
+    return Decisions(
+        bookings=rows.filter(status=Booking.Status.PENDING).count(),
+        flagged=rows.filter(needs_decision=True, status__in=Booking.ACTIVE).count(),
+        members=lab.memberships.filter(status=LabMembership.Status.PENDING).count(),
+        print_jobs=PrintJob.objects.filter(lab=lab, status=PrintJob.Status.PENDING_APPROVAL).count(),
+    )
+
+
+# -- spools -----------------------------------------------------------------------------------
+
+
+def spools_of_lab(lab: Lab, *, archived: bool = False) -> QuerySet[Spool]:
+    """The lab's stock (or its archived spools), with the printer each is loaded on."""
+    return (
+        Spool.objects.filter(lab=lab, archived_at__isnull=not archived)
+        .select_related("printer__machine")
+        .order_by("material", "colour", "pk")
+    )
+
+
+def spool_get(*, lab: Lab, spool_id: int) -> Spool:
+    spool = Spool.objects.select_related("lab", "printer__machine").filter(lab=lab, pk=spool_id).first()
+    if spool is None:
+        raise NotFound(f"{lab.name} has no spool {spool_id}.")
+    return spool
 
 
 def lab_week(lab: Lab, monday: date) -> dict:

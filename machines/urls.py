@@ -3,7 +3,7 @@
 from django.urls import path
 
 from machines import views, where_views
-from machines.printing import money_views
+from machines.printing import money_views, spool_views
 from machines.printing import views as print_views
 
 L = "labs/<str:lab>"
@@ -28,6 +28,7 @@ urlpatterns = [
     path(f"{L}/queue/settings/prices/", money_views.material_prices, name="print-material-prices"),
     path(f"{L}/queue/report.csv", money_views.lab_report, name="lab-report"),
     path(f"{L}/credits/", money_views.lab_credits, name="lab-credits"),
+    path(f"{L}/spools/", spool_views.lab_spools, name="lab-spools"),
     path(f"{M}/printer/", print_views.printer_edit, name="printer-edit"),
     path(f"{M}/printer/cleared/", print_views.printer_cleared, name="printer-cleared"),
     path(f"{L}/", views.lab_detail, name="lab-detail"),

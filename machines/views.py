@@ -36,14 +36,15 @@ def lab_context(request: HttpRequest, lab: Lab, tab: str, **context) -> dict:
     """What every page of a lab (bookings and the print queue alike) shows in its header:
     the lab, the viewer's role, the open tab and, for managers, how much waits for them."""
     role = selectors.lab_role(lab, request.user)
-    pending = 0
-    if role == "manager":
-        pending = (
-            selectors.bookings_of_lab(lab).filter(status=Booking.Status.PENDING).count()
-            + selectors.bookings_of_lab(lab).filter(needs_decision=True, status__in=Booking.ACTIVE).count()
-            + lab.memberships.filter(status="pending").count()
-        )
-    return {"lab": lab, "role": role, "tab": tab, "to_decide": pending, **context}
+    decisions = selectors.lab_decisions(lab) if role == "manager" else None
+    return {
+        "lab": lab,
+        "role": role,
+        "tab": tab,
+        "to_decide": decisions.total if decisions else 0,
+        "decisions": decisions,
+        **context,
+    }
 
 
 def _monday(request: HttpRequest, lab: Lab) -> date:

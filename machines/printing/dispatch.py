@@ -2,7 +2,9 @@
 
 - `dispatch_tick` gives each idle printer (bed clear, not booked by a person now, not
   holding a job) the best queued job it can take whose estimate fits before the
-  machine's next timeline row. The claim is one transaction: the machine's timeline
+  machine's next timeline row and, unless the lab allows unattended prints, before the
+  lab closes. What it checks are the predicates of `machines.printing.waiting`, which
+  also say why a job waits. The claim is one transaction: the machine's timeline
   lock, a conditional update of the job (`status=queued` → `dispatching`, with a fresh
   `dispatch_token`) and the job's row on the timeline. The printer is told only after
   that commits (`print_job_send`, queued on commit). Two dispatchers on two machines
@@ -29,21 +31,26 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict
 from hub.queue import enqueue
-from machines.models import Booking, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.models import Booking, Machine, Notification, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.notifications import notify
 from machines.printing import jobs
-from machines.printing import selectors as ps
 from machines.printing.connections import driver_for_machine
 from machines.printing.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus
 from machines.printing.files import gcode_path
-from machines.selectors import collision, qualification_for
+from machines.printing.waiting import (
+    CANDIDATES_PER_PRINTER,
+    Floor,
+    job_blocker,
+    match_blocker,
+    printer_blocker,
+)
+from machines.printing.waiting import LOOKAHEAD as LOOKAHEAD
+from machines.selectors import collision
 from machines.services import timeline_insert, timeline_lock
 
 logger = logging.getLogger(__name__)
 
 S = PrintJob.Status
-CANDIDATES_PER_PRINTER = 20
-# How far ahead the dispatcher looks for the next row of a machine's timeline.
-LOOKAHEAD = timedelta(days=14)
 CONNECT_RETRY = timedelta(seconds=60)
 POLL_LEASE = timedelta(seconds=90)
 
@@ -85,7 +92,8 @@ def _unreachable(printer_id: int, error: PrinterError) -> None:
 
 def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
     """Printers that may take a job now: in service, taking jobs, bed clear, holding no
-    job, and (if networked) seen idle recently."""
+    job, and (if networked) seen idle recently. The query of `waiting.printer_state_blocker`
+    (tests hold the two to the same answer)."""
     fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
     holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
     rows = (
@@ -119,32 +127,12 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
     printers = idle_printers(now=now, lab_id=lab_id)
     if not printers:
         return []
-    # The next row of each machine's timeline (active rows never overlap, so the first
-    # by start is the one that runs now, if any).
-    next_start: dict[int, datetime] = {}
-    rows = (
-        Booking.objects.filter(
-            machine_id__in=[p.pk for p in printers],
-            status__in=Booking.ACTIVE,
-            end__gt=now,
-            start__lt=now + LOOKAHEAD,
-        )
-        .order_by("machine_id", "start")
-        .values_list("machine_id", "start")
-    )
-    for machine_id, start in rows:
-        next_start.setdefault(machine_id, start)
-    starving_before = now - timedelta(hours=settings.FABHUB_PRINT_STARVATION_HOURS)
-    qualified: dict[tuple[int, int], bool] = {}
+    floor = Floor.read(now=now, printers=printers)
     claimed = []
     for printer in printers:
-        first = next_start.get(printer.pk)
-        if first is not None and first <= now:
+        if printer_blocker(printer, floor) is not None:
             continue  # a person (or maintenance) has the machine now
-        room = first - now if first is not None else None
-        job_id = _dispatch_to(
-            printer, now=now, room=room, starving_before=starving_before, qualified=qualified
-        )
+        job_id = _dispatch_to(printer, floor)
         if job_id is not None:
             claimed.append(job_id)
     return claimed
@@ -152,7 +140,8 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
 
 def _candidates(printer: Printer, starving_before: datetime) -> list[PrintJob]:
     """The printer's best queued jobs: starving ones first (oldest first), then by
-    priority and age. Both reads are ranges of the `print_job_queue` index."""
+    priority and age (`waiting.candidate_order`). Both reads are ranges of the
+    `print_job_queue` index; `waiting.match_blocker` is what they select on."""
     machine = printer.machine
     queued = (
         PrintJob.objects.filter(
@@ -160,7 +149,20 @@ def _candidates(printer: Printer, starving_before: datetime) -> list[PrintJob]:
         )
         .filter(Q(nozzle_mm__isnull=True) | Q(nozzle_mm=printer.nozzle_mm))
         .filter(Q(colour="") | Q(colour=printer.colour))
-        .only("pk", "owner_id", "size_mm", "queued_at", "priority", "path", "copies_done", "lab_id")
+        .only(
+            "pk",
+            "owner_id",
+            "size_mm",
+            "queued_at",
+            "priority",
+            "path",
+            "copies_done",
+            "lab_id",
+            "machine_kind",
+            "material",
+            "colour",
+            "nozzle_mm",
+        )
     )
     starving = list(
         queued.filter(queued_at__lt=starving_before).order_by("queued_at", "pk")[:CANDIDATES_PER_PRINTER]
@@ -174,16 +176,8 @@ def _candidates(printer: Printer, starving_before: datetime) -> list[PrintJob]:
     return starving + ranked
 
 
-def _dispatch_to(
-    printer: Printer,
-    *,
-    now: datetime,
-    room: timedelta | None,
-    starving_before: datetime,
-    qualified: dict[tuple[int, int], bool],
-) -> int | None:
-    machine = printer.machine
-    candidates = _candidates(printer, starving_before)
+def _dispatch_to(printer: Printer, floor: Floor) -> int | None:
+    candidates = _candidates(printer, floor.starving_before)
     if not candidates:
         return None
     gcodes = {
@@ -192,21 +186,13 @@ def _dispatch_to(
             job_id__in=[j.pk for j in candidates], profile_key__in=["", printer.profile_key]
         )
     }
-    today = now.astimezone(machine.lab.zone).date()
     for job in candidates:
         gcode = gcodes.get(job.pk)
-        if gcode is None or not ps.job_fits(job.size_mm, printer):
+        if match_blocker(job, printer) is not None or job_blocker(job, printer, floor, gcode) is not None:
             continue
+        assert gcode is not None  # job_blocker refuses a job without G-code for this printer
         span = jobs.timeline_span(gcode.estimated_seconds)
-        if room is not None and span > room:
-            continue
-        if machine.requires_qualification:
-            key = (job.owner_id, machine.pk)
-            if key not in qualified:
-                qualified[key] = qualification_for(job.owner, machine, today) is not None
-            if not qualified[key]:
-                continue
-        if _claim(job, printer, gcode, now=now, span=span):
+        if _claim(job, printer, gcode, now=floor.now, span=span):
             return job.pk
     return None
 
@@ -511,7 +497,9 @@ def _percent(job: PrintJob) -> str:
 
 
 def _extend_timeline(job: PrintJob, progress: float | None) -> None:
-    """A print running late keeps its machine: stretch its timeline row (up to the next row)."""
+    """A print running late keeps its machine: stretch its timeline row (up to the next
+    row). When the next row is a member's booking it would run into, the member and the
+    job's owner are told, once."""
     if not job.booking_id or progress is None:
         return
     estimate = job.gcode.estimated_seconds if job.gcode is not None else None
@@ -527,13 +515,60 @@ def _extend_timeline(job: PrintJob, progress: float | None) -> None:
         following = (
             Booking.objects.filter(machine_id=row.machine_id, status__in=Booking.ACTIVE, start__gte=row.end)
             .exclude(pk=row.pk)
+            .select_related("member")
             .order_by("start")
-            .values_list("start", flat=True)
             .first()
         )
-        end = min(wanted, following) if following else wanted
+        end = min(wanted, following.start) if following else wanted
         if end > row.end:
             Booking.objects.filter(pk=row.pk, status__in=Booking.ACTIVE).update(end=end)
+        if (
+            following is not None
+            and wanted > following.start
+            and following.kind == Booking.Kind.BOOKING
+            and following.member is not None
+        ):
+            _tell_overrun(job, following)
+
+
+OVERRUN_SUBJECT = "Running late"
+
+
+def _tell_overrun(job: PrintJob, booking: Booking) -> None:
+    """Tell the booking's member and the print's owner, once per booking (the notices name
+    the booking; this runs under the machine's timeline lock, so two polls never both send)."""
+    if Notification.objects.filter(booking=booking, subject__startswith=OVERRUN_SUBJECT).exists():
+        return
+    machine = job.printer_machine
+    at = booking.start.astimezone(job.lab.zone)
+    when = (
+        f"{at:%H:%M}"
+        if at.date() == timezone.now().astimezone(job.lab.zone).date()
+        else f"{at:%a %d %b %H:%M}"
+    )
+    member = booking.member
+    assert member is not None  # only a member's booking is told
+    notify(
+        user=member,
+        lab=job.lab,
+        booking=booking,
+        subject=f"{OVERRUN_SUBJECT}: {machine.name} may still be printing when your booking starts",
+        body=(
+            f"A print on {machine.name} is running past its estimate and may not have ended at {when}, "
+            "when your booking starts. The lab's managers can see it on the print queue."
+        ),
+    )
+    if job.owner_id != member.pk:
+        notify(
+            user=job.owner,
+            lab=job.lab,
+            booking=booking,
+            subject=f"{OVERRUN_SUBJECT}: {job.filename} on {machine.name}",
+            body=(
+                f"Your print is running past its estimate, and {machine.name} is booked by a member "
+                f"from {when}. Collect the part as soon as it ends."
+            ),
+        )
 
 
 def _stop_orphan(machine: Machine, driver: PrinterDriver, status: PrinterStatus) -> None:

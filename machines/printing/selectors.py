@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
@@ -16,6 +17,8 @@ from hub.models import User
 from machines import timeline
 from machines.models import Lab, Machine, Printer, PrintJob, PrintRecord, PrintSettings
 from machines.selectors import lab_role
+from machines.spools import canonical_colour as canonical_colour
+from machines.spools import canonical_material as canonical_material
 
 
 def print_settings_of(lab: Lab) -> PrintSettings:
@@ -34,14 +37,6 @@ def printers_of_lab(lab: Lab) -> QuerySet[Printer]:
         .select_related("machine", "machine__lab")
         .order_by("machine__name")
     )
-
-
-def canonical_material(value: str) -> str:
-    return " ".join(value.split()).upper()
-
-
-def canonical_colour(value: str) -> str:
-    return " ".join(value.split()).lower()
 
 
 def printer_can_use(printer: Printer, material: str, nozzle_mm: Decimal | None) -> bool:
@@ -92,6 +87,35 @@ def active_job_on(machine: Machine) -> PrintJob | None:
         .select_related("owner")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class CardState:
+    """What a printer's card shows: `value` (a status class) and `label` (its words)."""
+
+    value: str
+    label: str
+
+
+_JOB_CARD = {
+    PrintJob.Status.DISPATCHING: CardState("dispatching", "sending a job"),
+    PrintJob.Status.AWAITING_OPERATOR: CardState("awaiting_operator", "waiting for an operator"),
+    PrintJob.Status.PRINTING: CardState("printing", "printing"),
+    PrintJob.Status.PAUSED: CardState("paused", "paused"),
+    PrintJob.Status.PRINTER_LOST: CardState("printer_lost", "lost while printing"),
+    PrintJob.Status.AWAITING_REMOVAL: CardState("awaiting_removal", "printed: awaiting removal"),
+}
+
+
+def printer_card_state(printer: Printer, job: PrintJob | None) -> CardState:
+    """The printer's state as its card (and the API) shows it: the job on it decides while
+    there is one, so a printer between two polls, or a manual printer whose operator has
+    not said anything yet, never reads "idle" under a print or a part to collect."""
+    if job is not None and job.status in _JOB_CARD:
+        return _JOB_CARD[PrintJob.Status(job.status)]
+    if not printer.bed_clear:
+        return CardState("awaiting_removal", "bed not clear")
+    return CardState(printer.state, printer.state.replace("_", " "))
 
 
 def job_get(*, job_id: int, user: User) -> PrintJob:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,6 +14,7 @@ from hub.inputs import Input
 from machines.models import LabAgent, Machine, MaterialPrice, Printer, PrintJob, PrintRecord, PrintSettings
 from machines.printing import selectors as ps
 from machines.printing.slicer import slicer_installed
+from machines.printing.waiting import waiting_reasons
 from machines.selectors import agent_contact
 
 
@@ -82,6 +84,7 @@ class JobBriefOutput(serializers.ModelSerializer):
     filename = serializers.CharField()
     machine = serializers.SerializerMethodField()
     seconds_left = serializers.SerializerMethodField()
+    waiting_reasons = serializers.SerializerMethodField()
 
     class Meta:
         model = PrintJob
@@ -90,6 +93,7 @@ class JobBriefOutput(serializers.ModelSerializer):
             "owner",
             "filename",
             "status",
+            "waiting_reasons",
             "priority",
             "material",
             "colour",
@@ -112,6 +116,18 @@ class JobBriefOutput(serializers.ModelSerializer):
 
     def get_seconds_left(self, job: PrintJob) -> int | None:
         return ps.seconds_left(job)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_waiting_reasons(self, job: PrintJob) -> list[str]:
+        """Why the job has not started yet, in the dispatcher's own words (empty: it is on a
+        printer or finished, or nothing holds it back and it starts at the next round)."""
+        # Worked out once for the whole list being written, not per job.
+        known = cast("dict[str, Any]", self.context).setdefault("waiting_reasons", {})
+        if job.pk not in known:
+            listed = getattr(self.parent, "instance", None)
+            rows = list(listed) if isinstance(listed, list | tuple | QuerySet) else [job]
+            known.update(waiting_reasons(rows if job in rows else [job]))
+        return known.get(job.pk, [])
 
 
 class GcodeOutput(serializers.Serializer):
@@ -143,6 +159,7 @@ class PrintJobOutput(JobBriefOutput):
             "lab",
             "owner",
             "status",
+            "waiting_reasons",
             "reason",
             "file_kind",
             "design",
@@ -270,6 +287,7 @@ class PrinterOutput(serializers.ModelSerializer):
     networked = serializers.BooleanField(source="machine.has_connection")
     nozzle_mm = serializers.DecimalField(max_digits=4, decimal_places=2)
     current_job = serializers.SerializerMethodField()
+    display_state = serializers.SerializerMethodField()
 
     class Meta:
         model = Printer
@@ -291,6 +309,7 @@ class PrinterOutput(serializers.ModelSerializer):
             "serial_port",
             "baudrate",
             "state",
+            "display_state",
             "progress",
             "job_name",
             "temperatures",
@@ -314,10 +333,23 @@ class PrinterOutput(serializers.ModelSerializer):
         volume = printer.build_volume
         return list(volume) if volume else None
 
+    def _job_on(self, printer: Printer) -> PrintJob | None:
+        jobs = self.context.get("current_jobs")  # the view read them all at once
+        if jobs is not None:
+            return jobs.get(printer.pk)
+        read = cast("dict[str, Any]", self.context).setdefault("jobs_read", {})
+        if printer.pk not in read:
+            read[printer.pk] = ps.active_job_on(printer.machine)
+        return read[printer.pk]
+
+    def get_display_state(self, printer: Printer) -> str:
+        """The state to show: the job on the printer decides while there is one (never
+        idle under a print or a part to collect); else the printer's own."""
+        return ps.printer_card_state(printer, self._job_on(printer)).value
+
     @extend_schema_field(CurrentJobOutput(allow_null=True))
     def get_current_job(self, printer: Printer) -> dict | None:
-        jobs = self.context.get("current_jobs")
-        job = jobs.get(printer.pk) if jobs is not None else ps.active_job_on(printer.machine)
+        job = self._job_on(printer)
         if job is None:
             return None
         return {

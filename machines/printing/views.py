@@ -27,8 +27,10 @@ from machines.printing import agents, prices
 from machines.printing import forms as print_forms
 from machines.printing import selectors as ps
 from machines.printing import services as printing
+from machines.printing.waiting import waiting_reasons, why_waiting
 from machines.views import lab_context, lab_manage_page
 
+WAITING = (PrintJob.Status.PREPARING, PrintJob.Status.PENDING_APPROVAL, PrintJob.Status.QUEUED)
 ACTIONS = ("approve", "refuse", "cancel", "pause", "resume", "started", "finished", "failed")
 
 
@@ -62,17 +64,25 @@ def print_queue(request: HttpRequest, lab: str) -> HttpResponse:
         {
             "printer": p,
             "job": current.get(p.pk),
+            "card": ps.printer_card_state(p, current.get(p.pk)),
             "seconds_left": ps.seconds_left(current[p.pk]) if p.pk in current else None,
         }
         for p in printers
     ]
+    groups = ps.queue_of_lab(the_lab) if role in ("member", "manager") else None
+    if groups is not None:
+        waiting = groups["queued"] + groups["waiting"]
+        reasons = waiting_reasons(waiting)
+        for job in waiting:
+            # Read by _print_job_row.html next to the job's status.
+            setattr(job, "waiting_reasons", reasons.get(job.pk, []))  # noqa: B010
     context = lab_context(
         request,
         the_lab,
         "queue",
         tiles=tiles,
         settings_row=ps.print_settings_of(the_lab),
-        groups=ps.queue_of_lab(the_lab) if role in ("member", "manager") else None,
+        groups=groups,
         manager=role == "manager",
         unqueued=the_lab.machines.filter(printer__isnull=True).order_by("name") if role == "manager" else (),
     )
@@ -334,6 +344,7 @@ def print_job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "lab": job.lab,
             "role": role,
             "seconds_left": ps.seconds_left(job),
+            "waiting_reasons": why_waiting(job) if job.status in WAITING else None,
             "records": PrintRecord.objects.filter(job=job).order_by("ended_at"),
             "gcodes": job.gcodes.order_by("profile_name"),
             "manual": job.machine is not None and not job.machine.has_connection,

@@ -1,0 +1,478 @@
+"""What the dispatcher checks before it gives a queued job to a printer, and why a job waits.
+
+The checks are small named predicates that answer with a sentence (what holds the job or
+the printer back) or None (nothing does):
+
+- `printer_blocker`: the printer takes no job now, whatever the job (not taking jobs, out
+  of service, holding a job, bed not cleared, offline, booked by a person now);
+- `match_blocker`: the printer does not have the job's material, colour or nozzle loaded;
+- `job_blocker`: this job cannot start on this printer now (too big, not sliced for it, its
+  owner not qualified, not enough time before the next booking, the lab closes first).
+
+`dispatch.dispatch_tick` claims a job only when all three say None, and
+`waiting_reasons` plays the same round with the same predicates and `Floor` (what the
+dispatcher knows at one instant), so a job's reasons cannot disagree with the dispatcher.
+Where the dispatcher reads with a query for speed (`dispatch.idle_printers`, its candidate
+query), tests hold the query and the predicate to the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from machines import timeline
+from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintSettings
+from machines.printing import jobs
+from machines.printing import selectors as ps
+from machines.printing.drivers import PrinterState
+from machines.selectors import closures_between, qualification_for, weekly_hours
+
+S = PrintJob.Status
+CANDIDATES_PER_PRINTER = 20
+# How far ahead the dispatcher looks for the next row of a machine's timeline.
+LOOKAHEAD = timedelta(days=14)
+
+_ACTIVE_STATES = frozenset(s.value for s in PrinterState if s.has_active_job)
+
+
+# -- the lab's clock ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a lab lets a print run, seen from one instant."""
+
+    open_now: bool
+    # Open now: it closes then (None: not within the look-ahead, or no hours at all).
+    until: datetime | None = None
+    # The closure that ends the open time (or holds the lab closed now), if one does.
+    closure: str | None = None
+    # Closed now: it opens then (None: not within the look-ahead).
+    opens_at: datetime | None = None
+
+
+ALWAYS_OPEN = Window(open_now=True)
+
+
+def lab_window(lab: Lab, now: datetime) -> Window:
+    """The lab's opening hours minus its closures, around `now`. A lab that never gave
+    opening hours does not limit prints (its queue ran round the clock before hours
+    applied to prints)."""
+    hours = weekly_hours(lab)
+    if not hours:
+        return ALWAYS_OPEN
+    start, end = now - timedelta(days=1), now + LOOKAHEAD
+    closures = closures_between(lab, start, end)
+    intervals = timeline.subtract(
+        timeline.opening_intervals(hours, lab.zone, start, end), [(c.start, c.end) for c in closures]
+    )
+    for opens, closes in intervals:
+        if opens <= now < closes:
+            ending = next((c for c in closures if c.start == closes), None)
+            return Window(
+                open_now=True,
+                until=closes if closes < end else None,
+                closure=(ending.reason or "a closure") if ending else None,
+            )
+        if opens > now:
+            break
+    covering = next((c for c in closures if c.start <= now < c.end), None)
+    later = next((opens for opens, _ in intervals if opens > now), None)
+    return Window(
+        open_now=False, opens_at=later, closure=(covering.reason or "a closure") if covering else None
+    )
+
+
+# -- what the dispatcher knows at one instant --------------------------------------------------
+
+
+@dataclass
+class Floor:
+    """The dispatcher's view of some printers at `now`: each machine's first timeline row
+    still to end, the jobs on the printers, and (read once per lab, when first needed) the
+    labs' settings and open windows and the owners' qualifications."""
+
+    now: datetime
+    rows: dict[int, Booking]
+    holding: dict[int, PrintJob]
+    starving_before: datetime
+    _settings: dict[int, PrintSettings] = field(default_factory=dict)
+    _windows: dict[int, Window] = field(default_factory=dict)
+    _qualified: dict[tuple[int, int], bool] = field(default_factory=dict)
+
+    @classmethod
+    def read(
+        cls, *, now: datetime, printers: list[Printer], holding: dict[int, PrintJob] | None = None
+    ) -> Floor:
+        rows: dict[int, Booking] = {}
+        found = (
+            Booking.objects.filter(
+                machine_id__in=[p.pk for p in printers],
+                status__in=Booking.ACTIVE,
+                end__gt=now,
+                start__lt=now + LOOKAHEAD,
+            )
+            .order_by("machine_id", "start")
+            .only("pk", "machine_id", "kind", "start", "end", "member_id")
+        )
+        # Active rows never overlap, so the first by start is the one that runs now, if any.
+        for row in found:
+            rows.setdefault(row.machine_id, row)
+        starving_before = now - timedelta(hours=settings.FABHUB_PRINT_STARVATION_HOURS)
+        return cls(now=now, rows=rows, holding=holding or {}, starving_before=starving_before)
+
+    def settings_of(self, lab: Lab) -> PrintSettings:
+        if lab.pk not in self._settings:
+            self._settings[lab.pk] = ps.print_settings_of(lab)
+        return self._settings[lab.pk]
+
+    def window_of(self, lab: Lab) -> Window:
+        if lab.pk not in self._windows:
+            self._windows[lab.pk] = lab_window(lab, self.now)
+        return self._windows[lab.pk]
+
+    def qualified(self, job: PrintJob, machine: Machine) -> bool:
+        key = (job.owner_id, machine.pk)
+        if key not in self._qualified:
+            today = self.now.astimezone(machine.lab.zone).date()
+            self._qualified[key] = qualification_for(job.owner, machine, today) is not None
+        return self._qualified[key]
+
+
+# -- the predicates ----------------------------------------------------------------------------
+
+
+def _at(instant: datetime, lab: Lab, now: datetime) -> str:
+    """'15:00', or '09:00 (Monday)' on another day, in the lab's zone."""
+    local = instant.astimezone(lab.zone)
+    if local.date() == now.astimezone(lab.zone).date():
+        return f"{local:%H:%M}"
+    return f"{local:%H:%M} ({local:%A})"
+
+
+def about(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    hours, rest = divmod(minutes, 60)
+    if hours and rest:
+        return f"about {hours} h {rest:02d} min"
+    return f"about {hours} h" if hours else f"about {minutes} min"
+
+
+def printer_state_blocker(printer: Printer, *, holding: PrintJob | None, now: datetime) -> str | None:
+    """Why the printer, as recorded, takes no job (None: it may). The conditions of
+    `dispatch.idle_printers`, sentence by sentence."""
+    name = printer.machine.name
+    machine = printer.machine
+    if not printer.accepts_jobs:
+        return f"{name} is not taking jobs"
+    if machine.status != Machine.Status.AVAILABLE:
+        return f"{name} is {machine.get_status_display().lower()}"
+    if holding is not None:
+        return _holding_sentence(name, holding)
+    if not printer.bed_clear:
+        return f"bed not cleared on {name}"
+    if not machine.connection_secret and machine.agent_id is None:
+        if printer.state in _ACTIVE_STATES:
+            return f"{name} is recorded busy by its operator"
+        return None
+    fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
+    if printer.state == PrinterState.IDLE.value:
+        if printer.seen_at is not None and printer.seen_at >= fresh:
+            return None
+        return f"{name} has not answered for a while"
+    if printer.state == PrinterState.OFFLINE.value:
+        return f"{name} is offline"
+    if printer.state == PrinterState.ERROR.value:
+        return f"{name} reports an error and needs a manager"
+    if printer.state in _ACTIVE_STATES:
+        return f"{name} is busy with a print started at the printer"
+    return f"{name} is not ready ({printer.state})"
+
+
+def _holding_sentence(name: str, job: PrintJob) -> str:
+    if job.status == S.AWAITING_REMOVAL:
+        return f"bed not cleared on {name} (job #{job.pk} waits to be collected)"
+    if job.status in (S.PRINTING, S.PAUSED):
+        left = ps.seconds_left(job)
+        paused = "paused on" if job.status == S.PAUSED else "busy with"
+        return f"{name} is {paused} job #{job.pk}" + (f" ({about(left)} left)" if left is not None else "")
+    if job.status == S.AWAITING_OPERATOR:
+        return f"{name} waits for an operator to start job #{job.pk}"
+    if job.status == S.PRINTER_LOST:
+        return f"{name} stopped answering while printing job #{job.pk}"
+    return f"{name} is being sent job #{job.pk}"
+
+
+def timeline_blocker(printer: Printer, floor: Floor) -> str | None:
+    """A row of the machine's timeline that runs now (a person's booking, maintenance)."""
+    row = floor.rows.get(printer.pk)
+    if row is None or row.start > floor.now:
+        return None
+    name, lab = printer.machine.name, printer.machine.lab
+    until = _at(row.end, lab, floor.now)
+    if row.kind == Booking.Kind.MAINTENANCE:
+        return f"{name} is in maintenance until {until}"
+    if row.kind == Booking.Kind.PRINT_JOB:
+        return f"{name} holds a print until {until}"
+    return f"{name} is booked until {until}"
+
+
+def printer_blocker(printer: Printer, floor: Floor) -> str | None:
+    """Why the printer takes no job now, whatever the job."""
+    return printer_state_blocker(
+        printer, holding=floor.holding.get(printer.pk), now=floor.now
+    ) or timeline_blocker(printer, floor)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    what: str  # material, colour or nozzle
+    wanted: str
+    loaded: str
+
+
+def _mm(value: Decimal) -> str:
+    return f"{Decimal(value).normalize():f}"
+
+
+def match_blocker(job: PrintJob, printer: Printer) -> Mismatch | None:
+    """The job's material, colour and nozzle against what the printer has loaded (the
+    dispatcher's candidate query: same kind, same material, any nozzle or this one, any
+    colour or this one)."""
+    if job.material != printer.material:
+        return Mismatch("material", job.material, printer.material)
+    if job.nozzle_mm is not None and Decimal(job.nozzle_mm) != Decimal(printer.nozzle_mm):
+        return Mismatch("nozzle", _mm(job.nozzle_mm), _mm(printer.nozzle_mm))
+    if job.colour and job.colour != printer.colour:
+        return Mismatch("colour", job.colour, printer.colour or "no colour recorded")
+    return None
+
+
+def job_blocker(job: PrintJob, printer: Printer, floor: Floor, gcode: PrintGcode | None) -> str | None:
+    """Why this job cannot start on this printer now (the printer itself being free and
+    loaded right): size, G-code for its profile, qualification, room before the next row
+    of its timeline, the lab's hours."""
+    machine = printer.machine
+    name, lab = machine.name, machine.lab
+    if not ps.job_fits(job.size_mm, printer):
+        return f"too big for {name}"
+    if gcode is None:
+        return f"not sliced for {name} yet"
+    if machine.requires_qualification and not floor.qualified(job, machine):
+        return f"{job.owner.username} is not qualified on {name}"
+    span = jobs.timeline_span(gcode.estimated_seconds)
+    row = floor.rows.get(printer.pk)
+    if row is not None and row.start > floor.now and span > row.start - floor.now:
+        what = "in maintenance" if row.kind == Booking.Kind.MAINTENANCE else "booked"
+        return (
+            f"{name} is {what} from {_at(row.start, lab, floor.now)}: "
+            f"not enough time for this print ({about(span.total_seconds())})"
+        )
+    return hours_blocker(lab, floor, span)
+
+
+def hours_blocker(lab: Lab, floor: Floor, span: timedelta) -> str | None:
+    """A print must end (estimate and margin) before the lab closes or a closure starts,
+    unless the lab lets prints run unattended."""
+    if floor.settings_of(lab).unattended_overnight:
+        return None
+    window = floor.window_of(lab)
+    if not window.open_now:
+        why = f"closed ({window.closure})" if window.closure else "closed"
+        if window.opens_at is None:
+            return f"lab {why}"
+        return f"lab {why} until {_at(window.opens_at, lab, floor.now)}"
+    if window.until is not None and floor.now + span > window.until:
+        at = _at(window.until, lab, floor.now)
+        closes = f"closes for {window.closure} at {at}" if window.closure else f"closes at {at}"
+        return (
+            f"the lab {closes}, before this print ({about(span.total_seconds())}) could finish; "
+            "unattended prints are not allowed"
+        )
+    return None
+
+
+# -- the dispatcher's order --------------------------------------------------------------------
+
+
+def candidate_order(queued: Iterable[PrintJob], starving_before: datetime) -> list[PrintJob]:
+    """The order in which a printer looks at the queued jobs it could take, and the ones
+    it looks at in one round: those waiting since before `starving_before` first (oldest
+    first), then by priority and age; at most CANDIDATES_PER_PRINTER of each (as
+    `dispatch._candidates` reads them off the index)."""
+    rows = list(queued)
+    starving = sorted(
+        (j for j in rows if j.queued_at is not None and j.queued_at < starving_before),
+        key=lambda j: (j.queued_at, j.pk),
+    )[:CANDIDATES_PER_PRINTER]
+    seen = {j.pk for j in starving}
+    ranked = sorted(rows, key=_rank)[:CANDIDATES_PER_PRINTER]
+    return starving + [j for j in ranked if j.pk not in seen]
+
+
+def _rank(job: PrintJob) -> tuple:
+    # -priority, then queued_at (NULLs last, as PostgreSQL orders them ascending), then pk.
+    return (-job.priority, job.queued_at is None, job.queued_at or datetime.min, job.pk)
+
+
+# -- why a job waits ---------------------------------------------------------------------------
+
+
+def why_waiting(job: PrintJob, *, now: datetime | None = None) -> list[str]:
+    """Why `job` has not started (empty: nothing holds it back; it starts at the next round)."""
+    return waiting_reasons([job], now=now)[job.pk]
+
+
+def waiting_reasons(rows: Iterable[PrintJob], *, now: datetime | None = None) -> dict[int, list[str]]:
+    """Per job id, why it waits: approval, preparation, or for a queued job what the
+    dispatcher's predicates say about each printer of its lab and kind. A few queries per
+    lab, whatever the number of jobs."""
+    now = now or timezone.now()
+    result: dict[int, list[str]] = {}
+    queued: dict[int, list[PrintJob]] = {}
+    for job in rows:
+        if job.status == S.PENDING_APPROVAL:
+            result[job.pk] = ["awaiting approval by a manager"]
+        elif job.status == S.PREPARING:
+            result[job.pk] = ["being prepared: the hub reads or slices the file"]
+        elif job.status == S.QUEUED:
+            queued.setdefault(job.lab_id, []).append(job)
+        else:
+            result[job.pk] = []
+    for lab_id, waiting in queued.items():
+        reasons = _lab_reasons(lab_id, now)
+        for job in waiting:
+            # A job that left the queue since the caller read it waits for nothing.
+            result[job.pk] = reasons.get(job.pk, [])
+    return result
+
+
+def _lab_reasons(lab_id: int, now: datetime) -> dict[int, list[str]]:
+    """Play one dispatcher round over the lab's printers (in the dispatcher's order) with
+    the same predicates, then say for each queued job what held it back on each printer."""
+    printers = list(
+        Printer.objects.filter(machine__lab_id=lab_id)
+        .select_related("machine", "machine__lab")
+        .order_by("pk")
+    )
+    holding = {
+        j.machine_id: j
+        for j in PrintJob.objects.filter(
+            machine_id__in=[p.pk for p in printers], status__in=PrintJob.ON_PRINTER
+        ).select_related("gcode")
+        if j.machine_id is not None
+    }
+    floor = Floor.read(now=now, printers=printers, holding=holding)
+    queue = list(PrintJob.objects.filter(lab_id=lab_id, status=S.QUEUED).select_related("owner"))
+    gcodes: dict[tuple[int, str], PrintGcode] = {
+        (g.job_id, g.profile_key): g for g in PrintGcode.objects.filter(job_id__in=[j.pk for j in queue])
+    }
+
+    def gcode_for(job: PrintJob, printer: Printer) -> PrintGcode | None:
+        return gcodes.get((job.pk, printer.profile_key)) or gcodes.get((job.pk, ""))
+
+    def loaded_for(printer: Printer, taken: set[int]) -> list[PrintJob]:
+        return [
+            j
+            for j in queue
+            if j.pk not in taken
+            and j.machine_kind == printer.machine.kind
+            and match_blocker(j, printer) is None
+        ]
+
+    # The round, as dispatch_tick plays it: each free printer, by id, takes the first job
+    # of its candidates that nothing holds back.
+    free = [p for p in printers if printer_blocker(p, floor) is None]
+    taken: dict[int, Printer] = {}
+    went_to: dict[int, PrintJob] = {}
+    for printer in free:
+        for job in candidate_order(loaded_for(printer, set(taken)), floor.starving_before):
+            if job_blocker(job, printer, floor, gcode_for(job, printer)) is None:
+                taken[job.pk] = printer
+                went_to[printer.pk] = job
+                break
+
+    reasons: dict[int, list[str]] = {}
+    for job in queue:
+        if job.pk in taken:
+            reasons[job.pk] = []
+            continue
+        relevant = [p for p in printers if p.machine.kind == job.machine_kind]
+        if not relevant:
+            kind = (
+                Machine.Kind(job.machine_kind).label
+                if job.machine_kind in Machine.Kind.values
+                else job.machine_kind
+            )
+            reasons[job.pk] = [f"no printer of this lab takes {kind} jobs"]
+            continue
+        mismatched: dict[str, list[tuple[Printer, Mismatch]]] = {}
+        sentences: list[str] = []
+        for printer in relevant:
+            mismatch = match_blocker(job, printer)
+            if mismatch is not None:
+                mismatched.setdefault(mismatch.what, []).append((printer, mismatch))
+                continue
+            blocker = printer_blocker(printer, floor) or job_blocker(
+                job, printer, floor, gcode_for(job, printer)
+            )
+            if blocker is None:
+                blocker = _behind(job, printer, floor, loaded_for(printer, set()), went_to, gcode_for)
+            sentences.append(blocker)
+        every = sum(len(v) for v in mismatched.values()) == len(relevant)
+        loaded = [_mismatch_sentence(what, pairs, every) for what, pairs in mismatched.items()]
+        reasons[job.pk] = list(dict.fromkeys(loaded + sentences))
+    return reasons
+
+
+def _mismatch_sentence(what: str, pairs: list[tuple[Printer, Mismatch]], every: bool) -> str:
+    wanted = pairs[0][1].wanted
+    which = "no printer" if every else "no idle printer"
+    has = ", ".join(
+        f"{p.machine.name} has {m.loaded}" + (" mm" if what == "nozzle" else "") for p, m in pairs
+    )
+    if what == "nozzle":
+        return f"{which} with a {wanted} mm nozzle — {has}"
+    return f"{which} with {wanted} loaded — {has}"
+
+
+def _behind(
+    job: PrintJob,
+    printer: Printer,
+    floor: Floor,
+    candidates: list[PrintJob],
+    went_to: dict[int, PrintJob],
+    gcode_for: Callable[[PrintJob, Printer], PrintGcode | None],
+) -> str:
+    """The job could start on `printer`, which goes to another job first this round (or
+    does not reach it: the dispatcher looks at a limited number of jobs per round)."""
+    name = printer.machine.name
+    if printer.pk not in went_to:
+        return f"{name} looks at its first {CANDIDATES_PER_PRINTER} jobs each round; this one is further back"
+    ahead = []
+    for other in _full_order(candidates, floor):
+        if other.pk == job.pk:
+            break
+        if job_blocker(other, printer, floor, gcode_for(other, printer)) is None:
+            ahead.append(other)
+    ahead = ahead or [went_to[printer.pk]]
+    count = f"{len(ahead)} job{'s' if len(ahead) > 1 else ''}"
+    if all(o.priority > job.priority for o in ahead):
+        return f"behind {count} of higher priority for {name}"
+    return f"behind {count} queued before it for {name}"
+
+
+def _full_order(candidates: list[PrintJob], floor: Floor) -> list[PrintJob]:
+    """The dispatcher's order without its per-round limit: starving jobs first, then the rest."""
+    starving = sorted(
+        (j for j in candidates if j.queued_at is not None and j.queued_at < floor.starving_before),
+        key=lambda j: (j.queued_at, j.pk),
+    )
+    seen = {j.pk for j in starving}
+    return starving + sorted((j for j in candidates if j.pk not in seen), key=_rank)
