@@ -30,6 +30,7 @@ from machines.models import Booking, Printer, PrintJob, PrintRecord
 from machines.notifications import notify, notify_managers
 from machines.printing import costs
 from machines.records import print_record_credential_issue
+from machines.spools import spool_use
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,11 @@ def job_finished(
         _end_timeline_row(job, now)
         record = _write_record(job, PrintRecord.Result.DONE, "", now)
         print_record_credential_issue(record)
+        # The filament the print used comes off the spool loaded on the printer.
+        if printer is not None:
+            spool_use(
+                printer=printer, grams=job.gcode.filament_g if job.gcode is not None else job.filament_g
+            )
         if auto:
             PrintRecord.objects.filter(pk=record.pk).update(removed_at=now)
             kick_dispatch(job.lab_id)

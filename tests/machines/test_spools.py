@@ -311,3 +311,22 @@ def test_the_spools_page_lists_the_stock_and_lets_managers_load_a_spool(client, 
     assert page.status_code == 200 and b"Add a spool" not in page.content
     forbidden = client.post(reverse("lab-spools", args=[lab.slug]), {"action": "archive", "spool_id": row.pk})
     assert forbidden.status_code == 403
+
+
+def test_a_finished_print_takes_its_filament_off_the_loaded_spool(lab, alice, bob, printer, tmp_path):
+    from machines.models import PrintGcode, PrintJob
+    from machines.printing import dispatch
+    from machines.printing import services as printing
+    from tests.printing.factories import queued_job
+
+    row = spool(lab, alice, material="PLA", initial_g=1000)
+    spools.spool_load(spool=row, printer=printer, actor=alice)
+    job = queued_job(lab, bob, tmp_path)
+    PrintGcode.objects.filter(job=job).update(filament_g=12.5)
+    [claimed] = dispatch.dispatch_tick()
+    job = PrintJob.objects.get(pk=claimed)
+    dispatch.print_job_send(job_id=job.pk, token=job.dispatch_token)
+    printing.print_job_record(job=PrintJob.objects.get(pk=job.pk), actor=bob, outcome="started")
+    printing.print_job_record(job=PrintJob.objects.get(pk=job.pk), actor=bob, outcome="finished")
+    row.refresh_from_db()
+    assert row.remaining_g == Decimal("987.5")
