@@ -100,7 +100,9 @@ def test_copies_multiply_the_estimate(priced, bob, printer, tmp_path):
     assert gcode_job(priced, bob, tmp_path, copies=3).estimated_cost == Decimal("12.00")
 
 
-def test_a_gcode_giving_only_its_filament_length_is_weighed_as_175_mm_filament(priced, bob, printer, tmp_path):
+def test_a_gcode_giving_only_its_filament_length_is_weighed_as_175_mm_filament(
+    priced, bob, printer, tmp_path
+):
     job = gcode_job(priced, bob, tmp_path, metadata="; filament used [mm] = 1000.0\n")
     # 1000 mm × π × 0.875² mm² = 2405 mm³ → 2.98 g of PLA → 0.15; the parsed time is seconds.
     assert Decimal("1.14") <= job.estimated_cost <= Decimal("1.20")
@@ -139,7 +141,9 @@ def test_a_mesh_is_estimated_from_its_volume_then_from_the_slicer(priced, bob, p
 # -- the actual cost ------------------------------------------------------------------------
 
 
-def test_a_finished_print_costs_the_slicers_grams_and_the_time_it_took(priced, alice, bob, printer, tmp_path, tick):
+def test_a_finished_print_costs_the_slicers_grams_and_the_time_it_took(
+    priced, alice, bob, printer, tmp_path, tick
+):
     job = printed(gcode_job(priced, bob, tmp_path), alice, tick, minutes=30)
     record = PrintRecord.objects.get(job=job)
     assert (record.grams, record.currency) == (20.0, "EUR")
@@ -162,13 +166,18 @@ def test_a_failed_print_is_charged_at_a_lab_that_charges_them(priced, alice, bob
     assert job.actual_cost == Decimal("1.75")
 
 
-def test_costs_are_shown_on_the_job_my_jobs_and_the_queue(priced, alice, bob, printer, tmp_path, tick, client):
+def test_costs_are_shown_on_the_job_my_jobs_and_the_queue(
+    priced, alice, bob, printer, tmp_path, tick, client
+):
     job = printed(gcode_job(priced, bob, tmp_path), alice, tick)
     client.force_login(bob)
     assert "3.00 EUR" in client.get(reverse("print-job", args=[job.pk])).content.decode()
     assert "3.00 EUR" in client.get(reverse("my-print-jobs")).content.decode()
     queued = gcode_job(priced, bob, tmp_path, name="next.gcode")
-    assert f"~{queued.estimated_cost} EUR" in client.get(reverse("print-queue", args=[priced.slug])).content.decode()
+    assert (
+        f"~{queued.estimated_cost} EUR"
+        in client.get(reverse("print-queue", args=[priced.slug])).content.decode()
+    )
 
 
 def test_the_api_gives_a_jobs_costs_and_a_records_usage(priced, alice, bob, printer, tmp_path, tick):
@@ -185,16 +194,28 @@ def test_the_api_gives_a_jobs_costs_and_a_records_usage(priced, alice, bob, prin
 
 def test_members_read_prices_and_managers_write_them(priced, alice, bob):
     body = client_for(bob).get(reverse("api-lab-print-settings", args=[priced.slug])).json()
-    assert (body["currency"], body["price_per_job"], body["price_per_machine_hour"]) == ("EUR", "1.00", "2.00")
-    assert body["material_prices"] == [{"material": "PLA", "price_per_gram": "0.0500", "density_g_cm3": "1.240"}]
+    assert (body["currency"], body["price_per_job"], body["price_per_machine_hour"]) == (
+        "EUR",
+        "1.00",
+        "2.00",
+    )
+    assert body["material_prices"] == [
+        {"material": "PLA", "price_per_gram": "0.0500", "density_g_cm3": "1.240"}
+    ]
     url = reverse("api-lab-material-prices", args=[priced.slug])
-    assert client_for(bob).post(url, {"material": "PETG", "price_per_gram": "0.06"}, format="json").status_code == 403
+    assert (
+        client_for(bob).post(url, {"material": "PETG", "price_per_gram": "0.06"}, format="json").status_code
+        == 403
+    )
     made = client_for(alice).post(
         url, {"material": "petg", "price_per_gram": "0.06", "density_g_cm3": "1.27"}, format="json"
     )
     assert made.status_code == 201 and made.json()["material"] == "PETG"
     detail = reverse("api-lab-material-price", args=[priced.slug, "PETG"])
-    assert client_for(alice).put(detail, {"price_per_gram": "0.07"}, format="json").json()["price_per_gram"] == "0.0700"
+    assert (
+        client_for(alice).put(detail, {"price_per_gram": "0.07"}, format="json").json()["price_per_gram"]
+        == "0.0700"
+    )
     assert client_for(alice).delete(detail).status_code == 204
     patched = client_for(alice).patch(
         reverse("api-lab-print-settings", args=[priced.slug]), {"currency": "CHF"}, format="json"
@@ -218,7 +239,9 @@ def test_members_read_prices_and_managers_write_them(priced, alice, bob):
     ],
 )
 def test_bad_price_settings_are_refused_with_a_reason(lab, alice, fields, message):
-    answer = client_for(alice).patch(reverse("api-lab-print-settings", args=[lab.slug]), fields, format="json")
+    answer = client_for(alice).patch(
+        reverse("api-lab-print-settings", args=[lab.slug]), fields, format="json"
+    )
     assert answer.status_code == 400 and message in str(answer.json()), answer.json()
 
 
@@ -243,7 +266,9 @@ def test_a_fee_in_a_currency_without_cents_is_whole(lab, alice):
 )
 def test_bad_material_prices_are_refused_with_a_reason(lab, alice, price, density, message):
     with pytest.raises(ValidationError, match=message):
-        prices.material_price_set(lab=lab, actor=alice, material="PLA", price_per_gram=price, density_g_cm3=density)
+        prices.material_price_set(
+            lab=lab, actor=alice, material="PLA", price_per_gram=price, density_g_cm3=density
+        )
 
 
 def test_the_currency_cannot_change_under_members_balances(priced, alice, bob):
@@ -280,9 +305,32 @@ def test_the_monthly_report_lists_prints_and_credit_movements(priced, alice, bob
     answer = client_for(alice).get(reverse("api-lab-report", args=[priced.slug, month]))
     assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
     prints, ledger = report_sections(answer.content.decode())
-    assert prints[0] == ["date", "person", "design", "path", "machine", "material", "grams", "hours", "cost", "currency", "result"]
+    assert prints[0] == [
+        "date",
+        "person",
+        "design",
+        "path",
+        "machine",
+        "material",
+        "grams",
+        "hours",
+        "cost",
+        "currency",
+        "result",
+    ]
     row = prints[1]
-    assert row[1:] == ["bob", "", "'=HYPERLINK(evil).gcode", "MK4", "PLA", "20.00", "0.50", "3.00", "EUR", "done"]
+    assert row[1:] == [
+        "bob",
+        "",
+        "'=HYPERLINK(evil).gcode",
+        "MK4",
+        "PLA",
+        "20.00",
+        "0.50",
+        "3.00",
+        "EUR",
+        "done",
+    ]
     assert ledger[0][:4] == ["date", "person", "movement", "amount"]
     kinds = [(r[2], r[3]) for r in ledger[1:]]
     assert kinds == [("top_up", "10.00"), ("hold", "4.00"), ("release", "-4.00"), ("charge", "-3.00")]
@@ -294,7 +342,9 @@ def test_the_report_is_for_managers_and_a_month_that_exists(priced, alice, bob, 
     assert client_for(alice).get(reverse("api-lab-report", args=[priced.slug, "2026-13"])).status_code == 404
     client.force_login(alice)
     page = client.get(reverse("lab-report", args=[priced.slug]) + "?month=2026-03")
-    assert page.status_code == 200 and page["Content-Disposition"] == 'attachment; filename="fablab-2026-03.csv"'
+    assert (
+        page.status_code == 200 and page["Content-Disposition"] == 'attachment; filename="fablab-2026-03.csv"'
+    )
 
 
 @pytest.mark.parametrize("text", ["=SUM(A1)", "+1", "-2+3", "@cmd", "\tx", "\rx"])
