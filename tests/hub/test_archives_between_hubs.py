@@ -87,6 +87,23 @@ machines.qualification_record(
     lab=lab, actor=grace, member=ada, trained_on=date(2026, 1, 5), kind=Machine.Kind.FDM_PRINTER
 )
 printer = machines.machine_create(lab=lab, actor=grace, name="Mk4", slug="mk4", kind=Machine.Kind.FDM_PRINTER)
+# A print through the queue on the manual driver (an operator records it), which the hub
+# then records, and signs, as a print record.
+from django.core.files.uploadedfile import SimpleUploadedFile
+from hub.queue import wait_for_embedded_worker
+from machines.printing import dispatch, services as printing
+printing.printer_configure(machine=printer, actor=grace, profile_name="manual")
+job = printing.print_job_submit(
+    lab=lab, owner=ada, upload=SimpleUploadedFile("gauge.gcode", b"G28\\nG1 X10 Y10\\n", content_type="text/plain")
+)
+wait_for_embedded_worker()
+dispatch.dispatch_tick()
+wait_for_embedded_worker()
+job.refresh_from_db()
+printing.print_job_record(job=job, actor=grace, outcome="started")
+printing.print_job_record(job=job, actor=grace, outcome="finished")
+printing.printer_confirm_cleared(machine=printer, actor=grace)
+wait_for_embedded_worker()
 start = (timezone.now() + timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
 machines.booking_create(machine=printer, member=ada, start=start, end=start + timedelta(hours=1), note="Gauge")
 
@@ -274,7 +291,7 @@ def test_the_import_reports_what_it_brought_and_that_hub_a_signed_it(hubs, first
     assert first_import["source_account"] == hubs["a"].url + "/ada/"
     counts = first_import["report"]["counts"]
     assert counts["designs"] == len(hubs["on_a"]["designs"]) == 3
-    assert counts["records"] == hubs["on_a"]["records"] == 2
+    assert counts["records"] == hubs["on_a"]["records"] == 3  # a make, a qualification, a print
     assert (counts["proposals"], counts["comments"], counts["bookings"]) == (1, 1, 1)
 
 
@@ -321,11 +338,11 @@ def test_settings_attribution_and_lineage_come_with_each_design(hubs, first_impo
 def test_records_verify_on_hub_b_against_hub_a_s_trusted_key(hubs, first_import):
     records = account_on_b(hubs, "ada-b")["records"]
     credentials = [r for r in records if r["kind"] == "credential"]
-    assert len(credentials) == 2
+    assert len(credentials) == 3
     assert {r["verification"] for r in credentials} == {"verified"}
     assert {r["source_hub"] for r in records} == {hubs["a"].url + "/"}
     kinds = sorted(r["kind"] for r in records if r["kind"] != "credential")
-    assert kinds == ["booking", "comment", "proposal"]
+    assert kinds == ["booking", "comment", "print", "proposal"]
 
 
 def test_the_private_design_stays_private_on_hub_b(hubs, first_import):
@@ -346,7 +363,7 @@ def test_ada_claims_her_records_with_a_challenge_hub_a_signs(hubs, first_import)
     assert signed.status_code == 201, signed.text
     claimed = ada_b.post(f"/api/me/imports/{import_id}/claim/", json={"proof": signed.json()})
     assert claimed.status_code == 200, claimed.text
-    assert claimed.json()["claimed"] == 2
+    assert claimed.json()["claimed"] == 3
     assert all(r["claimed"] for r in account_on_b(hubs, "ada-b")["records"] if r["kind"] == "credential")
     # A proof is good once: the challenge it answers is spent.
     again = ada_b.post(f"/api/me/imports/{import_id}/claim/", json={"proof": signed.json()})
