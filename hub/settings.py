@@ -322,6 +322,9 @@ CELERY_BEAT_SCHEDULE["check-starting-bookings"] = {
     "task": "machines.tasks.check_starting_bookings",
     "schedule": 60.0,
 }
+# Priced bookings that ended are charged (machines/credits.py); the embedded ticker runs it
+# with the print queue's sweep.
+CELERY_BEAT_SCHEDULE["settle-bookings"] = {"task": "machines.tasks.settle_bookings", "schedule": 300.0}
 
 # Every outbound connection (hub/outbound.py): networks the hub may reach although they
 # are not global, as CIDR blocks (a lab's printer LAN, 127.0.0.0/8 for a local demo).

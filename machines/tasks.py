@@ -16,6 +16,7 @@ from machines.printing import dispatch
 from machines.printing import services as printing
 from machines.printing.drivers import PrinterError
 from machines.printing.slicer import SlicerError
+from machines.services import bookings
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ def check_starting_bookings() -> int:
         if services.booking_check_start(booking_id=booking_id) is not None:
             checked += 1
     return checked
+
+
+@shared_task(time_limit=300)
+def settle_bookings() -> int:
+    """Charge the credit held by priced bookings that ended (run every few minutes)."""
+    return bookings.bookings_settle()
 
 
 # -- the print queue (machines/printing/) ----------------------------------------------------

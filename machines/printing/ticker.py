@@ -14,6 +14,7 @@ from django.conf import settings
 
 from hub.ticker import start_ticker
 from machines.printing import dispatch
+from machines.services.bookings import bookings_settle
 
 SWEEP_EVERY = 12  # ticks
 
@@ -28,8 +29,10 @@ def embedded_tick(round_number: int) -> None:
 
 
 def tick(*, sweep: bool) -> None:
-    """One round: poll the printers, give idle ones their next job, and now and then sweep."""
+    """One round: poll the printers, give idle ones their next job, and now and then sweep
+    (and charge the priced bookings that ended)."""
     dispatch.printers_poll()
     dispatch.dispatch_tick()
     if sweep:
         dispatch.print_queue_sweep()
+        bookings_settle()

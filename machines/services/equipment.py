@@ -26,7 +26,7 @@ PHOTO_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg", b"GIF87
 
 MACHINE_FIELDS = (
     "name", "kind", "model_name", "work_x_mm", "work_y_mm", "work_z_mm", "capabilities", "notes",
-    "requires_qualification", *Lab.RULE_FIELDS,
+    "requires_qualification", "price_per_hour", *Lab.RULE_FIELDS,
 )  # fmt: skip
 
 
