@@ -12,6 +12,7 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from designs.selectors import design_get, design_meshes, design_resolve
 from hub.auth import viewer
 from hub.exceptions import ValidationError
 from hub.views import form_call, hub_page
@@ -53,6 +54,8 @@ def where_page(request: HttpRequest) -> HttpResponse:
     design = request.GET.get("design", "")
     if not design:
         raise ValidationError("Open this page from a design's file: “Where can I make this?”.")
+    if not request.GET.get("path"):
+        return _pick_a_part(request, person, design, request.GET.get("rev", ""))
     part = where.part_of_design(
         viewer=person, design=design, path=request.GET.get("path", ""), rev=request.GET.get("rev", "")
     )
@@ -84,5 +87,32 @@ def where_page(request: HttpRequest) -> HttpResponse:
             "send_query": urlencode(
                 {"design": part.design_name, "path": part.path, "rev": part.commit_sha}, safe="/"
             ),
+        },
+    )
+
+
+def _pick_a_part(request: HttpRequest, person, design: str, rev: str) -> HttpResponse:
+    """A design (an assembly's module, pinned at a commit) without a file: its meshes at
+    that commit, each a link to where it can be made."""
+    owner, _, slug = design.strip().partition("/")
+    if not owner or not slug:
+        raise ValidationError("Give the design as owner/slug, e.g. ada/bracket.")
+    found = design_get(user=person, owner=owner, slug=slug)
+    sha = design_resolve(found, rev or None)
+    meshes = design_meshes(found, sha=sha)
+    return render(
+        request,
+        "machines/where_pick.html",
+        {
+            "design": found,
+            "sha": sha,
+            "parts": [
+                (
+                    mesh,
+                    "?"
+                    + urlencode({"design": f"{owner}/{slug}", "path": mesh["path"], "rev": sha}, safe="/"),
+                )
+                for mesh in meshes
+            ],
         },
     )
