@@ -28,7 +28,7 @@ from designs.selectors import design_blob_to_file, design_file, design_resolve, 
 from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.queue import enqueue
-from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord, PrintSettings
+from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord, PrintSettings, Spool
 from machines.notifications import notify, notify_managers
 from machines.printing import checks, costs, jobs, prices, slicer
 from machines.printing import selectors as ps
@@ -127,6 +127,10 @@ def printer_configure(*, machine: Machine, actor: User, **fields: Any) -> Printe
         for name, value in fields.items():
             setattr(printer, name, value)
         printer.save()
+        # Another material or colour by hand: the spool the hub thought loaded is not.
+        Spool.objects.filter(printer=printer).exclude(
+            material=printer.material, colour=printer.colour
+        ).update(printer=None)
         if printer.profile_key != before:
             _slice_waiting_jobs_for(printer)
     return printer

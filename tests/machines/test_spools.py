@@ -330,3 +330,20 @@ def test_a_finished_print_takes_its_filament_off_the_loaded_spool(lab, alice, bo
     printing.print_job_record(job=PrintJob.objects.get(pk=job.pk), actor=bob, outcome="finished")
     row.refresh_from_db()
     assert row.remaining_g == Decimal("987.5")
+
+
+def test_a_material_changed_by_hand_unloads_the_spool_the_hub_thought_loaded(lab, alice):
+    from decimal import Decimal
+
+    from machines import spools
+    from machines.models import Spool
+    from machines.printing import services as printing
+    from tests.printing.factories import make_printer
+
+    printer = make_printer(lab, slug="hand")
+    spool = spools.spool_create(lab=lab, actor=alice, material="PLA", colour="black", initial_g=Decimal(1000))
+    spools.spool_load(spool=spool, printer=printer, actor=alice)
+    printing.printer_configure(machine=printer.machine, actor=alice, material="PLA", colour="black")
+    assert Spool.objects.get(pk=spool.pk).printer_id == printer.pk  # the same: still loaded
+    printing.printer_configure(machine=printer.machine, actor=alice, material="PETG")
+    assert Spool.objects.get(pk=spool.pk).printer_id is None
