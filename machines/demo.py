@@ -50,6 +50,7 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
                 "send it a part from a design's file page (*Print at a lab*) and watch it print.",
                 address="1 rue des Makers, Lyon",
             )
+            Lab.objects.filter(pk=lab.pk).update(latitude=45.7578, longitude=4.832)  # Lyon
             # The demo's own lab, as if the site's administrators had approved it.
             Lab.objects.filter(pk=lab.pk).update(approved_at=lab.created_at)
             lab.approved_at = lab.created_at

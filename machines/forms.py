@@ -28,6 +28,8 @@ class LabForm(forms.ModelForm):
             "name",
             "slug",
             "address",
+            "latitude",
+            "longitude",
             "timezone",
             "description",
             "join_policy",

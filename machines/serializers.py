@@ -104,6 +104,8 @@ class LabOutput(serializers.ModelSerializer):
             "slug",
             "name",
             "address",
+            "latitude",
+            "longitude",
             "timezone",
             "description",
             "description_html",
@@ -137,12 +139,20 @@ class LabCreateInput(LabRulesInput):
         required=False, allow_blank=True, default="", max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."
     )
     join_policy = serializers.ChoiceField(choices=Lab.JoinPolicy.choices, default=Lab.JoinPolicy.OPEN)
+    latitude = serializers.FloatField(
+        required=False, allow_null=True, min_value=-90, max_value=90, help_text="For 'nearest' (WGS 84)."
+    )
+    longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
 
 
 class LabUpdateInput(LabRulesInput):
     refuse_empty = True
     name = serializers.CharField(max_length=200, required=False)
     address = serializers.CharField(required=False, allow_blank=True)
+    latitude = serializers.FloatField(
+        required=False, allow_null=True, min_value=-90, max_value=90, help_text="For 'nearest' (WGS 84)."
+    )
+    longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
     timezone = serializers.CharField(max_length=64, required=False)
     description = serializers.CharField(
         required=False, allow_blank=True, max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."

@@ -32,7 +32,9 @@ def full_clean(instance, exclude: list[str] | None = None) -> None:
         raise ValidationError(" ".join(messages), fields=exc.message_dict) from None
 
 
-LAB_FIELDS = ("name", "address", "timezone", "description", "join_policy", *Lab.RULE_FIELDS)
+LAB_FIELDS = (
+    "name", "address", "timezone", "description", "join_policy", "latitude", "longitude", *Lab.RULE_FIELDS,
+)  # fmt: skip
 
 
 def _check_booking_lengths(lab: Lab) -> None:
@@ -44,6 +46,11 @@ def _check_booking_lengths(lab: Lab) -> None:
             f"The shortest booking ({low} min) cannot be longer than the longest ({high} min).",
             field="min_booking_minutes",
         )
+
+
+def _check_coordinates(lab: Lab) -> None:
+    if (lab.latitude is None) != (lab.longitude is None):
+        raise ValidationError("Give both the latitude and the longitude, or neither.", field="latitude")
 
 
 @transaction.atomic
@@ -58,6 +65,7 @@ def lab_create(*, creator: User, name: str, slug: str, timezone: str = "UTC", **
     lab = Lab(name=name, slug=slug, timezone=timezone, **values)
     if settings.FABHUB_OPEN_LAB_CREATION or creator.is_staff:
         lab.approved_at = timezone_now()
+    _check_coordinates(lab)
     check_length(lab.description, field="description")
     render_field(lab, "description")
     full_clean(lab)
@@ -79,6 +87,7 @@ def lab_update(*, lab: Lab, actor: User, **fields: Any) -> Lab:
         if value is None and name in Lab.RULE_FIELDS and name != "weekly_quota_minutes":
             value = Lab.DEFAULT_RULES[name]
         setattr(lab, name, value)
+    _check_coordinates(lab)
     check_length(lab.description, field="description")
     render_field(lab, "description")
     full_clean(lab, exclude=["slug"])
