@@ -10,13 +10,14 @@ Everything goes through the services, like real use.
 from __future__ import annotations
 
 from datetime import time
+from decimal import Decimal
 
 from django.db import transaction
 
 from hub.exceptions import Conflict
 from hub.models import User
 from machines import services
-from machines.models import Lab, LabAgent, LabMembership, Machine, Printer
+from machines.models import Lab, LabAgent, LabMembership, Machine, MaterialPrice, Printer, PrintSettings
 from machines.printing import agents
 from machines.printing import services as printing
 
@@ -51,6 +52,18 @@ def demo_lab_create(*, octoprint_url: str | None = None, octoprint_key: str | No
                 address="1 rue des Makers, Lyon",
             )
             Lab.objects.filter(pk=lab.pk).update(latitude=45.7578, longitude=4.832)  # Lyon
+            # Prices, so "where can I make this" and the jobs show costs (docs/labs.md).
+            PrintSettings.objects.update_or_create(
+                lab=lab,
+                defaults={"price_per_job": Decimal("0.50"), "price_per_machine_hour": Decimal("1.00")},
+            )
+            for material, per_gram, density in (("PLA", "0.04", "1.24"), ("PETG", "0.05", "1.27")):
+                MaterialPrice.objects.create(
+                    lab=lab,
+                    material=material,
+                    price_per_gram=Decimal(per_gram),
+                    density_g_cm3=Decimal(density),
+                )
             # The demo's own lab, as if the site's administrators had approved it.
             Lab.objects.filter(pk=lab.pk).update(approved_at=lab.created_at)
             lab.approved_at = lab.created_at
