@@ -18,24 +18,29 @@ another. What the hub cannot know (a person loading a spool, an early finish, a 
 cancelled) is not in it.
 
 Everything is read in a fixed number of queries (about a dozen, whatever the number of
-labs, machines and jobs) and computed in Python; the rows a lab's estimate needs further
-ahead than two days are read in one more query for all such labs.
+labs, machines and jobs) and computed in Python, in whole microseconds rather than
+datetimes; the rows a lab's estimate needs further ahead than a day (only those that
+could change it) are read in one more query for all such labs.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import BigIntegerField, Func, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from designs.selectors import (
@@ -76,7 +81,7 @@ SORTS = ("soonest", "cheapest", "nearest")
 MAX_COPIES = 100
 # Bookings are read this far ahead first; a lab whose estimate needs more is read again
 # up to the dispatcher's own look-ahead (beyond it, the dispatcher sees no row either).
-FIRST_HORIZON = timedelta(days=2)
+FIRST_HORIZON = timedelta(days=1)
 # An estimate further away than this is given as "not within 60 days".
 GIVE_UP = timedelta(days=60)
 # Before slicing, print time comes from the plastic volume at this rate (mm³/s with a
@@ -85,6 +90,7 @@ VOLUME_RATE_MM3_S = 3.0
 REFERENCE_NOZZLE_MM = 0.4
 EARTH_RADIUS_KM = 6371.0088
 _LAST = 2**62  # the new job's id in the queue's order: after every real one
+_FOREVER = 2**62  # a horizon beyond every moment (µs)
 
 
 # -- what is asked ------------------------------------------------------------------------
@@ -341,64 +347,30 @@ def where_to_make(
     now = now or timezone.now()
     answer = WhereAnswer(part, material, colour, nozzle, copies, sort, place, now)
 
-    printers = list(
-        Printer.objects.filter(
-            accepts_jobs=True,
-            machine__kind=Machine.Kind.FDM_PRINTER,
-            machine__status=Machine.Status.AVAILABLE,
-            machine__lab__approved_at__isnull=False,
-        )
-        .select_related("machine")
-        # What the answer reads: not the poller's JSON (temperatures, agent reports).
-        .only(
-            "machine_id",
-            "accepts_jobs",
-            "material",
-            "colour",
-            "nozzle_mm",
-            "slicer_profile",
-            "bed_clear",
-            *(
-                f"machine__{name}"
-                for name in (
-                    "lab_id",
-                    "name",
-                    "slug",
-                    "kind",
-                    "status",
-                    "work_x_mm",
-                    "work_y_mm",
-                    "work_z_mm",
-                    "capabilities",
-                    "requires_qualification",
-                    "price_per_hour",
-                )
-            ),
-        )
-        .order_by("machine__lab_id", "machine__name", "pk")
-    )
-    labs = {lab.pk: lab for lab in Lab.objects.filter(pk__in={p.machine.lab_id for p in printers})}
+    printers = _printers()
+    labs = {lab.pk: lab for lab in Lab.objects.filter(pk__in={p.lab_id for p in printers})}
     fit_cache: dict[tuple[float, float, float] | None, bool] = {}
-    fitting = [p for p in printers if _fits(part.size_mm, p.build_volume, fit_cache)]
+    fitting = [p for p in printers if _fits(part.size_mm, p.volume, fit_cache)]
     if not fitting:
         answer.too_big = _closest(part, printers, labs)
         return answer
 
-    lab_ids = {p.machine.lab_id for p in fitting}
-    stock = _stock(lab_ids, material, colour)
-    usable: dict[int, list[tuple[Printer, list[str]]]] = defaultdict(list)
+    lab_ids = {p.lab_id for p in fitting}
+    stock = _stock(_of_labs(lab_ids, everywhere=len(lab_ids) == len(labs)), material, colour)
+    usable: dict[int, list[tuple[_Printer, list[str]]]] = defaultdict(list)
+    can_use: dict[tuple, bool] = {}
     for printer in fitting:
-        needs = _needs(printer, material, colour, nozzle, stock)
+        needs = _needs(printer, material, colour, nozzle, stock, can_use)
         if needs is not None:
-            usable[printer.machine.lab_id].append((printer, needs))
+            usable[printer.lab_id].append((printer, needs))
     answer.fits_without_material = len(lab_ids - set(usable))
     if not usable:
         return answer
 
-    by_lab: dict[int, list[Printer]] = defaultdict(list)
+    by_lab: dict[int, list[_Printer]] = defaultdict(list)
     for printer in printers:
-        by_lab[printer.machine.lab_id].append(printer)
-    context = _Context.read(viewer, part, material, set(usable), now)
+        by_lab[printer.lab_id].append(printer)
+    context = _Context.read(viewer, part, material, usable, now, everywhere=len(usable) == len(labs))
     options = {
         lab_id: _option(context, labs[lab_id], candidates, by_lab[lab_id], copies, place)
         for lab_id, candidates in usable.items()
@@ -429,6 +401,140 @@ def _nozzle(value: Any) -> Decimal | None:
     return nozzle
 
 
+# -- the printers, as rows --------------------------------------------------------------------
+
+# What the answer reads of a machine: the instances it returns are built from these alone
+# (any other field is deferred, as with `only()`).
+_MACHINE_FIELDS = (
+    "id",
+    "lab_id",
+    "name",
+    "slug",
+    "kind",
+    "status",
+    "work_x_mm",
+    "work_y_mm",
+    "work_z_mm",
+    "capabilities",
+    "requires_qualification",
+    "price_per_hour",
+)
+
+
+class _Printer:
+    """A printer in service as the estimate reads it: a row, not model instances (building
+    a Printer and a Machine for each of thousands of printers took a tenth of the answer's
+    time). `model` is an unsaved Printer standing in for every printer of the same build
+    volume, material, nozzle and capabilities, for the rules that take a Printer; the
+    Machine the answer returns is built on first use, from the row."""
+
+    __slots__ = (
+        "pk",
+        "lab_id",
+        "name",
+        "kind",
+        "material",
+        "colour",
+        "nozzle_mm",
+        "bed_clear",
+        "requires_qualification",
+        "model",
+        "signature",
+        "volume",
+        "room",
+        "row",
+        "db",
+        "_machine",
+    )
+    pk: int
+    lab_id: int
+    name: str
+    kind: str
+    material: str
+    colour: str
+    nozzle_mm: Decimal
+    bed_clear: bool
+    requires_qualification: bool
+    model: Printer
+    signature: tuple
+    volume: tuple[float, float, float] | None
+    room: tuple[float, float, float] | None  # the volume's sizes, smallest first
+    row: tuple
+    db: str
+    _machine: Machine | None
+
+    def __init__(self, row: tuple, model: Printer, signature: tuple, db: str):
+        self.pk, self.lab_id, self.name, self.kind = row[0], row[1], row[2], row[4]
+        self.requires_qualification = row[10]
+        self.material, self.colour, self.nozzle_mm, self.bed_clear = row[12:]
+        self.model, self.signature, self.volume = model, signature, model.build_volume
+        self.room = None if self.volume is None else _sorted3(self.volume)
+        self.row, self.db, self._machine = row, db, None
+
+    @property
+    def machine(self) -> Machine:
+        if self._machine is None:
+            self._machine = Machine.from_db(self.db, *_machine_values(self.row))
+        return self._machine
+
+
+@lru_cache(maxsize=1)
+def _machine_order() -> tuple[list[str], list[int]]:
+    """`_MACHINE_FIELDS` in the model's field order (as `from_db` takes them), and where
+    each is in a row."""
+    names = [f.attname for f in Machine._meta.concrete_fields if f.attname in _MACHINE_FIELDS]
+    return names, [_MACHINE_FIELDS.index(name) for name in names]
+
+
+def _machine_values(row: tuple) -> tuple[list[str], list[Any]]:
+    names, indexes = _machine_order()
+    capabilities = _MACHINE_FIELDS.index("capabilities")
+    return names, [
+        (None if row[i] is None else json.loads(row[i])) if i == capabilities else row[i] for i in indexes
+    ]
+
+
+def _printers() -> list[_Printer]:
+    """Every approved lab's FDM printers in service taking jobs, by lab and name."""
+    rows = (
+        Printer.objects.filter(
+            accepts_jobs=True,
+            machine__kind=Machine.Kind.FDM_PRINTER,
+            machine__status=Machine.Status.AVAILABLE,
+            machine__lab__approved_at__isnull=False,
+        )
+        .order_by("machine__lab_id", "machine__name", "pk")
+        # Not the poller's JSON (temperatures, agent reports), nor the slicer profiles.
+        .values_list(
+            *(
+                # Capabilities as JSON text: parsed once per distinct text, not per printer.
+                Cast("machine__capabilities", TextField()) if name == "capabilities" else f"machine__{name}"
+                for name in _MACHINE_FIELDS
+            ),
+            "material",
+            "colour",
+            "nozzle_mm",
+            "bed_clear",
+        )
+    )
+    models: dict[tuple, Printer] = {}
+    printers = []
+    for row in rows:
+        signature = (row[6], row[7], row[8], row[12], row[14], row[9])
+        model = models.get(signature)
+        if model is None:
+            capabilities = None if row[9] is None else json.loads(row[9])
+            model = models[signature] = Printer(
+                machine=Machine(
+                    work_x_mm=row[6], work_y_mm=row[7], work_z_mm=row[8], capabilities=capabilities
+                ),
+                material=row[12],
+                nozzle_mm=row[14],
+            )
+        printers.append(_Printer(row, model, signature, rows.db))
+    return printers
+
+
 def _fits(
     size: tuple[float, float, float],
     volume: tuple[float, float, float] | None,
@@ -442,11 +548,11 @@ def _fits(
     return cache[volume]
 
 
-def _closest(part: Part, printers: list[Printer], labs: dict[int, Lab]) -> TooBig | None:
+def _closest(part: Part, printers: list[_Printer], labs: dict[int, Lab]) -> TooBig | None:
     """The volume the part comes closest to fitting: the largest scale (by halving, to
     0.1 %) at which it fits, over every distinct build volume."""
-    best: tuple[float, Printer, tuple[float, float, float]] | None = None
-    for volume, printer in {p.build_volume: p for p in printers if p.build_volume}.items():
+    best: tuple[float, _Printer, tuple[float, float, float]] | None = None
+    for volume, printer in {p.volume: p for p in printers if p.volume}.items():
         assert volume is not None
         low, high = 0.0, 1.0
         while high - low > 1e-4:
@@ -461,17 +567,27 @@ def _closest(part: Part, printers: list[Printer], labs: dict[int, Lab]) -> TooBi
         return None
     scale, printer, volume = best
     return TooBig(
-        labs[printer.machine.lab_id],
+        labs[printer.lab_id],
         printer.machine,
         volume,
         math.ceil((1 - scale) * 1000) / 10,
     )
 
 
-def _stock(lab_ids: set[int], material: str, colour: str) -> set[int]:
+def _of_labs(lab_ids: Collection[int], *, everywhere: bool, path: str = "lab") -> Q:
+    """Rows of these labs. When they are every lab with a printer in service, by a join on
+    the labs' approval instead: a list of hundreds of ids costs more to build and send
+    than such a query takes to run (rows of approved labs without a printer in service
+    come along, unused)."""
+    if everywhere:
+        return Q(**{f"{path}__approved_at__isnull": False})
+    return Q(**{f"{path}_id__in": lab_ids})
+
+
+def _stock(labs: Q, material: str, colour: str) -> set[int]:
     """Labs with a spool of the material (and colour, if one is asked for) left in stock."""
     rows = Spool.objects.filter(
-        lab_id__in=lab_ids, material__iexact=material, archived_at__isnull=True, remaining_g__gt=0
+        labs, material__iexact=material, archived_at__isnull=True, remaining_g__gt=0
     ).values_list("lab_id", "colour")
     return {
         lab_id for lab_id, spool_colour in rows if not colour or ps.canonical_colour(spool_colour) == colour
@@ -479,18 +595,25 @@ def _stock(lab_ids: set[int], material: str, colour: str) -> set[int]:
 
 
 def _needs(
-    printer: Printer, material: str, colour: str, nozzle: Decimal | None, stock: set[int]
+    printer: _Printer,
+    material: str,
+    colour: str,
+    nozzle: Decimal | None,
+    stock: set[int],
+    can_use: dict[tuple, bool],
 ) -> list[str] | None:
     """What a person must do before `printer` can print this (nothing: []), or None if it
     cannot: the material must be loaded or in stock, the nozzle fitted or one it takes."""
-    if not ps.printer_can_use(printer, material, nozzle):
+    if printer.signature not in can_use:
+        can_use[printer.signature] = ps.printer_can_use(printer.model, material, nozzle)
+    if not can_use[printer.signature]:
         return None
     needs = []
     loaded = ps.canonical_material(printer.material) == material and (
         not colour or ps.canonical_colour(printer.colour) == colour
     )
     if not loaded:
-        if printer.machine.lab_id not in stock:
+        if printer.lab_id not in stock:
             return None
         needs.append(f"load {material}{f' ({colour})' if colour else ''} from the lab's stock")
     if nozzle is not None and abs(printer.nozzle_mm - nozzle) >= Decimal("0.001"):
@@ -500,8 +623,47 @@ def _needs(
 
 # -- what is read, once for all labs ----------------------------------------------------------
 
+# The estimate counts time in whole microseconds since 1970 (UTC): exact, and far cheaper
+# than datetimes both to read (a driver parses every timestamp into a datetime) and to add
+# and compare thousands of times per lab.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
-@dataclass
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _moment(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _span(seconds: int | None) -> int:
+    return timeline_span(seconds) // _MICROSECOND
+
+
+class _Micros(Func):
+    """A timestamp column as whole microseconds since 1970, computed by the database."""
+
+    output_field = BigIntegerField()
+    template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) * 1000000 AS BIGINT)"
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        # Django keeps timestamps in SQLite as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]":
+        # julianday() of the whole seconds (exact milliseconds inside SQLite, so rounding
+        # gives the second) plus the six digits of the fraction, if any.
+        template = (
+            "(CAST(round((julianday(substr(%(expressions)s, 1, 19)) - 2440587.5) * 86400) AS INTEGER)"
+            " * 1000000 + CAST(substr(%(expressions)s || '.000000', 21, 6) AS INTEGER))"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+    def get_db_converters(self, connection: Any) -> list[Any]:
+        # Both databases hand back an integer: no conversion per row.
+        return []
+
+
+@dataclass(slots=True)
 class _Queued:
     """A queued job as the dispatcher sees it (one row of the queue)."""
 
@@ -509,11 +671,16 @@ class _Queued:
     material: str
     colour: str
     nozzle: Decimal | None
-    size: dict | None
+    size: str | dict | None  # JSON text until first needed
     priority: int
-    queued_at: datetime
-    seconds: int | None
+    queued_at: int
+    span: int
     copies_left: int
+
+    def size_mm(self) -> dict | None:
+        if isinstance(self.size, str):
+            self.size = json.loads(self.size)
+        return None if isinstance(self.size, str) else self.size
 
 
 @dataclass
@@ -528,43 +695,59 @@ class _Context:
     prices: dict[int, Prices]
     unattended: dict[int, bool]
     sliced: dict[str, tuple[int | None, float | None]]
+    profile_keys: dict[int, str]
     queue: dict[int, list[_Queued]]
     weekly: dict[int, list[tuple[int, time, time]]]
     closures: dict[int, list[Interval]]
-    busy: dict[int, list[Interval]]
-    horizon: dict[int, datetime]
+    # Per machine, its active timeline rows' starts and ends (µs), in order.
+    busy: dict[int, tuple[list[int], list[int]]]
+    horizon: dict[int, int]
     needs_more: set[int] = field(default_factory=set)
 
+    @property
+    def now_us(self) -> int:
+        return _micros(self.now)
+
     @classmethod
-    def read(cls, viewer: Viewer, part: Part, material: str, lab_ids: set[int], now: datetime) -> _Context:
+    def read(
+        cls,
+        viewer: Viewer,
+        part: Part,
+        material: str,
+        usable: dict[int, list[tuple[_Printer, list[str]]]],
+        now: datetime,
+        *,
+        everywhere: bool,
+    ) -> _Context:
+        lab_ids = set(usable)
+        labs = _of_labs(lab_ids, everywhere=everywhere)
         roles: dict[int, str] = {}
         qualifications: dict[int, list[tuple[int | None, str, date, date | None]]] = defaultdict(list)
         if viewer.is_authenticated:
-            for lab_id, role, status in LabMembership.objects.filter(
-                user=viewer, lab_id__in=lab_ids
-            ).values_list("lab_id", "role", "status"):
+            for lab_id, role, status in LabMembership.objects.filter(labs, user=viewer).values_list(
+                "lab_id", "role", "status"
+            ):
                 roles[lab_id] = "pending" if status == LabMembership.Status.PENDING else role
             for lab_id, machine_id, kind, trained_on, expires_on in Qualification.objects.filter(
-                member=viewer, lab_id__in=lab_ids
+                labs, member=viewer
             ).values_list("lab_id", "machine_id", "kind", "trained_on", "expires_on"):
                 qualifications[lab_id].append((machine_id, kind, trained_on, expires_on))
         per_gram: dict[int, dict[str, Decimal]] = defaultdict(dict)
         density: dict[int, dict[str, Decimal]] = defaultdict(dict)
         for lab_id, name, price, grams_per_cm3 in MaterialPrice.objects.filter(
-            lab_id__in=lab_ids, material__iexact=material
+            labs, material__iexact=material
         ).values_list("lab_id", "material", "price_per_gram", "density_g_cm3"):
             per_gram[lab_id][name.upper()] = price
             density[lab_id][name.upper()] = grams_per_cm3
         prices = {lab_id: Prices(per_gram=per_gram[lab_id], density=density[lab_id]) for lab_id in lab_ids}
         unattended = dict.fromkeys(lab_ids, False)
-        for lab_id, currency, per_job, per_hour, overnight in PrintSettings.objects.filter(
-            lab_id__in=lab_ids
-        ).values_list(
+        for lab_id, currency, per_job, per_hour, overnight in PrintSettings.objects.filter(labs).values_list(
             "lab_id", "currency", "price_per_job", "price_per_machine_hour", "unattended_overnight"
         ):
             prices[lab_id] = Prices(currency, per_job, per_hour, per_gram[lab_id], density[lab_id])
             unattended[lab_id] = overnight
         sliced: dict[str, tuple[int | None, float | None]] = {}
+        profile_keys: dict[int, str] = {}
         if part.blob_sha:
             for key, seconds, grams in (
                 PrintGcode.objects.filter(job__blob_sha=part.blob_sha)
@@ -573,21 +756,44 @@ class _Context:
                 .values_list("profile_key", "estimated_seconds", "filament_g")
             ):
                 sliced.setdefault(key, (seconds, grams))
+        if sliced:
+            # Only then the slicer profiles (long texts) of the printers that could make it.
+            candidates = [p.pk for rows in usable.values() for p, _ in rows]
+            for printer in (
+                Printer.objects.filter(pk__in=candidates)
+                .select_related("machine")
+                .only(
+                    "slicer_profile",
+                    "nozzle_mm",
+                    "machine__work_x_mm",
+                    "machine__work_y_mm",
+                    "machine__work_z_mm",
+                )
+            ):
+                profile_keys[printer.pk] = printer.profile_key
         queue: dict[int, list[_Queued]] = defaultdict(list)
-        for row in PrintJob.objects.filter(
-            status=PrintJob.Status.QUEUED, lab_id__in=lab_ids, machine_kind=Machine.Kind.FDM_PRINTER
-        ).values_list(
-            "pk",
-            "lab_id",
-            "material",
-            "colour",
-            "nozzle_mm",
-            "size_mm",
-            "priority",
-            "queued_at",
-            "estimated_seconds",
-            "copies",
-            "copies_done",
+        now_us = _micros(now)
+        spans: dict[int | None, int] = {}
+        for row in (
+            PrintJob.objects.filter(
+                labs, status=PrintJob.Status.QUEUED, machine_kind=Machine.Kind.FDM_PRINTER
+            )
+            .order_by()
+            # The size as text, parsed only for the jobs the estimate checks for a fit.
+            .annotate(queued_us=_Micros("queued_at"), size_text=Cast("size_mm", TextField()))
+            .values_list(
+                "pk",
+                "lab_id",
+                "material",
+                "colour",
+                "nozzle_mm",
+                "size_text",
+                "priority",
+                "queued_us",
+                "estimated_seconds",
+                "copies",
+                "copies_done",
+            )
         ):
             pk, lab_id, job_material, job_colour, nozzle, size, priority, queued_at, seconds, total, done = (
                 row
@@ -600,19 +806,19 @@ class _Context:
                     nozzle,
                     size,
                     priority,
-                    queued_at or now,
-                    seconds,
+                    now_us if queued_at is None else queued_at,
+                    spans[seconds] if seconds in spans else spans.setdefault(seconds, _span(seconds)),
                     total - done,
                 )
             )
         weekly: dict[int, list[tuple[int, time, time]]] = defaultdict(list)
-        for lab_id, weekday, opens, closes in OpeningHours.objects.filter(lab_id__in=lab_ids).values_list(
+        for lab_id, weekday, opens, closes in OpeningHours.objects.filter(labs).values_list(
             "lab_id", "weekday", "opens", "closes"
         ):
             weekly[lab_id].append((weekday, opens, closes))
         closures: dict[int, list[Interval]] = defaultdict(list)
         for lab_id, start, end in Closure.objects.filter(
-            lab_id__in=lab_ids, end__gt=now, start__lt=now + GIVE_UP
+            labs, end__gt=now, start__lt=now + GIVE_UP
         ).values_list("lab_id", "start", "end"):
             closures[lab_id].append((start, end))
         context = cls(
@@ -626,54 +832,49 @@ class _Context:
             prices,
             unattended,
             sliced,
+            profile_keys,
             queue,
             weekly,
             closures,
-            busy=defaultdict(list),
+            busy=defaultdict(lambda: ([], [])),
             horizon={},
         )
-        context._read_timelines(lab_ids, now, now + FIRST_HORIZON)
+        first = now + FIRST_HORIZON
+        scope = _of_labs(lab_ids, everywhere=everywhere, path="machine__lab")
+        context._read_timelines(lab_ids, scope, first, end__gt=now, start__lt=first)
         return context
 
-    def _read_timelines(self, lab_ids: set[int] | list[int], start: datetime, end: datetime) -> None:
-        """Active timeline rows of the labs' printers that run after `start` and start
-        before `end` (rows never overlap, so each machine's list stays sorted)."""
+    def _read_timelines(
+        self, lab_ids: set[int] | list[int], scope: Q, horizon: datetime, **between: datetime
+    ) -> None:
+        """The labs' printers' active timeline rows `between` (rows never overlap, so each
+        machine's lists stay in order as they grow); the labs are then known to `horizon`."""
         rows = (
             Booking.objects.filter(
-                machine__lab_id__in=lab_ids,
+                scope,
                 machine__kind=Machine.Kind.FDM_PRINTER,
                 status__in=Booking.ACTIVE,
-                end__gt=start,
-                start__lt=end,
+                **between,
             )
             .order_by("machine_id", "start")
-            .values_list("machine_id", "start", "end")
+            .annotate(start_us=_Micros("start"), end_us=_Micros("end"))
+            .values_list("machine_id", "start_us", "end_us")
         )
-        for machine_id, row_start, row_end in rows:
-            self.busy[machine_id].append((row_start, row_end))
+        busy = self.busy
+        for machine_id, start, end in rows:
+            starts, ends = busy[machine_id]
+            starts.append(start)
+            ends.append(end)
         for lab_id in lab_ids:
-            self.horizon[lab_id] = end
+            self.horizon[lab_id] = _micros(horizon)
 
     def read_more(self, lab_ids: list[int]) -> None:
         """The rows from the first horizon to the dispatcher's look-ahead, for these labs."""
-        start = self.now + FIRST_HORIZON
-        rows = (
-            Booking.objects.filter(
-                machine__lab_id__in=lab_ids,
-                machine__kind=Machine.Kind.FDM_PRINTER,
-                status__in=Booking.ACTIVE,
-                start__gte=start,
-                start__lt=self.now + LOOKAHEAD,
-            )
-            .order_by("machine_id", "start")
-            .values_list("machine_id", "start", "end")
-        )
-        for machine_id, row_start, row_end in rows:
-            self.busy[machine_id].append((row_start, row_end))
-        for lab_id in lab_ids:
-            self.horizon[lab_id] = self.now + LOOKAHEAD
+        first = self.now + FIRST_HORIZON
+        last = self.now + LOOKAHEAD
+        self._read_timelines(lab_ids, Q(machine__lab_id__in=lab_ids), last, start__gte=first, start__lt=last)
 
-    def qualified(self, lab_id: int, machine: Machine, day: date) -> bool:
+    def qualified(self, lab_id: int, machine: _Printer, day: date) -> bool:
         if not machine.requires_qualification:
             return True
         return any(
@@ -689,16 +890,21 @@ class _Context:
 
 class _OpenTime:
     """When a lab is open from `now` on (opening hours minus closures), built a week at a
-    time as the estimate looks further ahead. No opening hours: always open."""
+    time as the estimate looks further ahead; times in µs. No opening hours and no
+    closure: always open."""
 
     def __init__(
         self, weekly: list[tuple[int, time, time]], zone: ZoneInfo, closures: list[Interval], now: datetime
     ):
         self.weekly, self.zone, self.closures = weekly, zone, closures
-        self.start = now
+        self.always = not weekly and not closures
+        self.limit = now + GIVE_UP
+        self.limit_us = _micros(self.limit)
         self.until = now
+        self.until_us = _micros(now)
         self.intervals: list[Interval] = []
-        self.ends: list[datetime] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
 
     def _extend(self, until: datetime) -> None:
         while self.until < until:
@@ -707,80 +913,77 @@ class _OpenTime:
                 hours = timeline.opening_intervals(self.weekly, self.zone, self.until, stop)
             else:
                 hours = [(self.until, stop)]
-            new = timeline.subtract(hours, self.closures)
-            merged = timeline.merge(self.intervals + new)
-            self.intervals = merged
-            self.ends = [end for _, end in merged]
+            self.intervals = timeline.merge(self.intervals + timeline.subtract(hours, self.closures))
             self.until = stop
+        self.starts = [_micros(start) for start, _ in self.intervals]
+        self.ends = [_micros(end) for _, end in self.intervals]
+        self.until_us = _micros(self.until)
 
-    def next_window(self, t: datetime) -> Interval | None:
+    def next_window(self, t: int) -> tuple[int, int] | None:
         """The open interval holding `t`, or the next one (None within GIVE_UP)."""
-        limit = self.start + GIVE_UP
+        if self.always:
+            return (t, self.limit_us) if t < self.limit_us else None
         while True:
             index = bisect.bisect_right(self.ends, t)
-            if index < len(self.intervals):
-                start, end = self.intervals[index]
+            if index < len(self.ends):
+                end = self.ends[index]
                 # An interval that reaches the built edge may go on: build on first.
-                if end < self.until or self.until >= limit:
-                    return (max(start, t), end)
-            if self.until >= limit:
+                if end < self.until_us or self.until_us >= self.limit_us:
+                    start = self.starts[index]
+                    return (start if start > t else t, end)
+            if self.until_us >= self.limit_us:
                 return None
-            self._extend(min(limit, self.until + timedelta(days=7)))
-
-
-@dataclass
-class _Slot:
-    """A printer in the estimate: when it may next take something."""
-
-    printer: Printer
-    busy: list[Interval]
-    ends: list[datetime]
-
-
-@dataclass(order=True)
-class _Item:
-    key: tuple
-    seconds: int | None = field(compare=False)
-    ours: bool = field(compare=False)
-    job: _Queued | None = field(compare=False)
-    available: datetime = field(compare=False)
-    copy: int = field(compare=False, default=1)
+            self._extend(min(self.limit, self.until + timedelta(days=7)))
 
 
 class _Lookahead(Exception):
     """The estimate needs timeline rows beyond those read."""
 
 
+class _Beyond(Exception):
+    """Where a print may start depends on timeline rows beyond those read: not before `at`."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+
 def _earliest(
-    t: datetime,
-    span: timedelta,
-    slot: _Slot,
+    t: int,
+    span: int,
+    busy: tuple[list[int], list[int]],
     hours: _OpenTime,
     *,
     unattended: bool,
-    horizon: datetime,
-    complete: bool,
-) -> datetime | None:
+    horizon: int,
+) -> int | None:
     """The earliest start from `t` at which `span` fits the printer's timeline and the
-    lab's open time (the whole print, or only its start for unattended labs)."""
+    lab's open time (the whole print, or only its start for unattended labs); None: not
+    within GIVE_UP. The timeline is known up to `horizon`."""
+    starts, ends = busy
+    always, limit = hours.always, hours.limit_us
     while True:
-        window = hours.next_window(t)
-        if window is None:
-            return None
-        t = window[0]
-        if not unattended and window[1] - t < span:
-            t = window[1]
+        if always:  # as next_window would say, without the call
+            if t >= limit:
+                return None
+            close = limit
+        else:
+            window = hours.next_window(t)
+            if window is None:
+                return None
+            t, close = window
+        if not unattended and close - t < span:
+            t = close
             continue
-        if not complete and t + span > horizon:
-            raise _Lookahead
-        index = bisect.bisect_right(slot.ends, t)
-        if index < len(slot.busy) and slot.busy[index][0] < t + span:
-            t = slot.busy[index][1]
+        if t + span > horizon:
+            raise _Beyond(t)
+        index = bisect.bisect_right(ends, t)
+        if index < len(starts) and starts[index] < t + span:
+            t = ends[index]
             continue
         return t
 
 
-def _can_take(printer: Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
+def _can_take(printer: _Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
     """The dispatcher's candidate rule for a queued job (machines.printing.dispatch)."""
     if not (
         job.material == printer.material
@@ -788,23 +991,43 @@ def _can_take(printer: Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
         and (job.colour == "" or job.colour == printer.colour)
     ):
         return False
-    key = (job.pk, printer.build_volume)  # printers of one model share the answer
-    if key not in cache:
-        cache[key] = ps.job_fits(job.size, printer)
-    return cache[key]
+    key = (job.pk, printer.volume)  # printers of one model share the answer
+    fit = cache.get(key)
+    if fit is None:
+        size = job.size_mm()
+        obb = size.get("obb") if isinstance(size, dict) else None
+        # Lying straight, longest side along the room's longest, is a placement the fit
+        # rule (`designs.meshes.fits`) always accepts: only the other parts need asking.
+        fit = cache[key] = (
+            printer.room is not None
+            and isinstance(obb, list)
+            and len(obb) == 3
+            and _straight(obb, printer.room)
+        ) or ps.job_fits(size, printer.model)
+    return fit
+
+
+def _sorted3(volume: tuple[float, float, float]) -> tuple[float, float, float]:
+    small, middle, large = sorted(volume)
+    return (small, middle, large)
+
+
+def _straight(extents: list, room: tuple[float, float, float]) -> bool:
+    small, middle, large = sorted(float(x) for x in extents)
+    return small <= room[0] and middle <= room[1] and large <= room[2]
 
 
 def _option(
     context: _Context,
     lab: Lab,
-    candidates: list[tuple[Printer, list[str]]],
-    lab_printers: list[Printer],
+    candidates: list[tuple[_Printer, list[str]]],
+    lab_printers: list[_Printer],
     copies: int,
     place: Place | None,
 ) -> Option:
     now = context.now
     today = now.astimezone(lab.zone).date()
-    qualified = [(p, n) for p, n in candidates if context.qualified(lab.pk, p.machine, today)]
+    qualified = [(p, n) for p, n in candidates if context.qualified(lab.pk, p, today)]
     # Not trained on any of them: the estimate is for once they are.
     ours = qualified or candidates
     needs_of = {p.pk: n for p, n in ours}
@@ -813,10 +1036,10 @@ def _option(
     for printer, _ in ours:
         seconds_of[printer.pk] = _estimate(context, printer)
 
-    complete = context.horizon.get(lab.pk, now) >= now + LOOKAHEAD
+    complete = context.horizon.get(lab.pk, 0) >= _micros(now + LOOKAHEAD)
     try:
         machine_pk, start, finish, ahead = _play(
-            context, lab, lab_printers, needs_of, seconds_of, copies, complete
+            context, lab, lab_printers, {pk: _span(s[0]) for pk, s in seconds_of.items()}, copies, complete
         )
     except _Lookahead:
         context.needs_more.add(lab.pk)
@@ -842,8 +1065,8 @@ def _option(
         join_policy=lab.join_policy,
         qualified=bool(qualified),
         training="" if qualified else _training([p for p, _ in candidates]),
-        start=start,
-        finish=finish,
+        start=None if start is None else _moment(start),
+        finish=None if finish is None else _moment(finish),
         jobs_ahead=ahead,
         seconds=seconds,
         time_source=source,
@@ -858,10 +1081,10 @@ def _option(
     )
 
 
-def _estimate(context: _Context, printer: Printer) -> tuple[int | None, str, float | None]:
+def _estimate(context: _Context, printer: _Printer) -> tuple[int | None, str, float | None]:
     """(seconds per copy, where they come from, grams per copy from the slicer or None)."""
     if context.sliced:
-        found = context.sliced.get(printer.profile_key)
+        found = context.sliced.get(context.profile_keys.get(printer.pk, ""))
         if found is not None and found[0] is not None:
             return found[0], "slicer", found[1]
     volume = context.part.volume_mm3
@@ -872,117 +1095,147 @@ def _estimate(context: _Context, printer: Printer) -> tuple[int | None, str, flo
     return max(60, round(plastic / (VOLUME_RATE_MM3_S * nozzle * nozzle))), "volume", None
 
 
-def _training(printers: list[Printer]) -> str:
-    names = sorted({p.machine.name for p in printers})
+def _training(printers: list[_Printer]) -> str:
+    names = sorted({p.name for p in printers})
     return "a qualification for FDM printers, or for " + " or ".join(names)
 
 
 def _play(
     context: _Context,
     lab: Lab,
-    lab_printers: list[Printer],
-    ours: dict[int, list[str]],
-    seconds_of: dict[int, tuple[int | None, str, float | None]],
+    lab_printers: list[_Printer],
+    ours: dict[int, int],
     copies: int,
     complete: bool,
-) -> tuple[int, datetime | None, datetime | None, int]:
-    """Play the lab's queue forward until the new job's copies are all placed.
+) -> tuple[int, int | None, int | None, int]:
+    """Play the lab's queue forward until the new job's copies are all placed; `ours` maps
+    the printers that may take it to its span on each (µs).
 
     Returns (printer of the first copy, its start, the last copy's finish, how many queued
     jobs start before it). Each printer, once free, takes the first waiting job in the
     dispatcher's order that it can take and that can start right then; if none can, it
     waits for the earliest moment one can.
     """
-    now = context.now
-    starving_before = now - timedelta(hours=settings.FABHUB_PRINT_STARVATION_HOURS)
-    hours = _OpenTime(context.weekly.get(lab.pk, []), lab.zone, context.closures.get(lab.pk, []), now)
-    unattended = context.unattended.get(lab.pk, False)
-    horizon = context.horizon.get(lab.pk, now)
-    limit = now + GIVE_UP
-
-    def key(job: _Queued, queued_at: datetime) -> tuple:
-        if queued_at < starving_before:
-            return (0, 0, queued_at, job.pk)
-        return (1, -job.priority, queued_at, job.pk)
-
-    waiting: list[_Item] = sorted(
-        _Item(key(job, job.queued_at), job.seconds, False, job, now) for job in context.queue.get(lab.pk, ())
+    now = _micros(context.now)
+    starving_before = now - settings.FABHUB_PRINT_STARVATION_HOURS * 3600 * 1_000_000
+    hours = _OpenTime(
+        context.weekly.get(lab.pk, []), lab.zone, context.closures.get(lab.pk, []), now=context.now
     )
-    ours_key = (1, -PrintJob.Priority.NORMAL, now, _LAST)
-    bisect.insort(waiting, _Item(ours_key, None, True, None, now))
+    unattended = context.unattended.get(lab.pk, False)
+    # Rows past the look-ahead are not read: the dispatcher does not see them either.
+    horizon = _FOREVER if complete else context.horizon.get(lab.pk, now)
+    limit = hours.limit_us
 
-    slots = {}
-    heap: list[tuple[datetime, int]] = []
+    # The waiting list in the dispatcher's order, as tuples: (starving first, -priority,
+    # queued at, id, available from, copy, job); ids make keys unique, so jobs are never
+    # compared.
+    def item(job: _Queued, queued_at: int, available: int, copy: int) -> tuple:
+        if queued_at < starving_before:
+            return (0, 0, queued_at, job.pk, available, copy, job)
+        return (1, -job.priority, queued_at, job.pk, available, copy, job)
+
+    waiting: list[tuple] = sorted(item(job, job.queued_at, now, 1) for job in context.queue.get(lab.pk, ()))
+    ours_key = (1, -PrintJob.Priority.NORMAL, now, _LAST)
+    bisect.insort(waiting, (*ours_key, now, 1, None))
+
+    busy = context.busy
+    no_rows: tuple[list[int], list[int]] = ([], [])
+    # (when, printer, whether that moment is only a lower bound: the rows past the
+    # horizon would tell); one entry per printer, so the flag is never compared.
+    heap: list[tuple[int, int, bool]] = []
+    printers = {}
     for printer in lab_printers:
-        busy = context.busy.get(printer.pk, [])
-        slots[printer.pk] = _Slot(printer, busy, [end for _, end in busy])
+        printers[printer.pk] = printer
         first = now
         if not printer.bed_clear:
             # A person clears the bed first: not before the lab opens.
             window = hours.next_window(now)
             first = window[0] if window else limit
-        heapq.heappush(heap, (first, printer.pk))
+        heapq.heappush(heap, (first, printer.pk, False))
 
     fit_cache: dict[tuple, bool] = {}
-    first_copy: tuple[int, datetime] | None = None
+    # Whether each printer can take each job, as asked.
+    takes: dict[int, dict[int, bool]] = {pk: {} for pk in printers}
+    # Per printer, the earliest start found for each waiting item (its id and copy): it
+    # holds while the printer comes free no later, as the timeline and hours stay put.
+    starts: dict[int, dict[tuple[int, int], int | None]] = {pk: {} for pk in printers}
+    first_copy: tuple[int, int] | None = None
     ahead = 0
     while heap:
-        t, printer_pk = heapq.heappop(heap)
+        t, printer_pk, unsure = heapq.heappop(heap)
         if t > limit:
             break
-        slot = slots[printer_pk]
-        printer = slot.printer
-        taken: tuple[int, _Item, datetime] | None = None
-        next_try: datetime | None = None
-        for index, item in enumerate(waiting):
-            if item.ours:
-                if printer_pk not in ours:
+        if unsure:
+            # The estimate has come to a moment the rows read do not settle.
+            raise _Lookahead
+        printer = printers[printer_pk]
+        material = printer.material
+        timeline_rows = busy.get(printer_pk, no_rows)
+        our_span = ours.get(printer_pk)
+        takes_of = takes[printer_pk]
+        starts_of = starts[printer_pk]
+        taken: tuple[int, tuple, int] | None = None
+        next_try: int | None = None
+        not_before: int | None = None
+        for index, waiting_item in enumerate(waiting):
+            job = waiting_item[6]
+            if job is None:
+                if our_span is None:
                     continue
-                seconds = seconds_of[printer_pk][0]
+                span = our_span
             else:
-                assert item.job is not None
-                if not _can_take(printer, item.job, fit_cache):
+                if job.material != material:
                     continue
-                seconds = item.seconds
-            span = timeline_span(seconds)
-            start = _earliest(
-                max(t, item.available),
-                span,
-                slot,
-                hours,
-                unattended=unattended,
-                horizon=horizon,
-                complete=complete,
-            )
+                can = takes_of.get(job.pk)
+                if can is None:
+                    can = takes_of[job.pk] = _can_take(printer, job, fit_cache)
+                if not can:
+                    continue
+                span = job.span
+            available = waiting_item[4]
+            since = available if available > t else t
+            key = (waiting_item[3], waiting_item[5])
+            start = starts_of.get(key, -1)
+            if start is not None and start < since:
+                try:
+                    start = starts_of[key] = _earliest(
+                        since, span, timeline_rows, hours, unattended=unattended, horizon=horizon
+                    )
+                except _Beyond as beyond:
+                    if beyond.at <= t:
+                        raise _Lookahead from None  # it might start now: unknown rows decide
+                    if not_before is None or beyond.at < not_before:
+                        not_before = beyond.at
+                    continue
             if start is None:
                 continue
             if start == t:
-                taken = (index, item, start + span)
+                taken = (index, waiting_item, start + span)
                 break
-            next_try = start if next_try is None else min(next_try, start)
+            if next_try is None or start < next_try:
+                next_try = start
         if taken is None:
-            if next_try is not None:
-                heapq.heappush(heap, (next_try, printer_pk))
+            if not_before is not None and (next_try is None or not_before <= next_try):
+                heapq.heappush(heap, (not_before, printer_pk, True))
+            elif next_try is not None:
+                heapq.heappush(heap, (next_try, printer_pk, False))
             continue  # nothing it can ever take: it drops out
-        index, item, end = taken
+        index, waiting_item, end = taken
         del waiting[index]
-        if item.ours:
+        job, copy = waiting_item[6], waiting_item[5]
+        if job is None:
             if first_copy is None:
                 first_copy = (printer_pk, t)
-            if item.copy == copies:
+            if copy == copies:
                 return first_copy[0], first_copy[1], end, ahead
-            bisect.insort(waiting, _Item(ours_key, None, True, None, end, item.copy + 1))
+            bisect.insort(waiting, (*ours_key, end, copy + 1, None))
         else:
-            assert item.job is not None
             if first_copy is None:
                 ahead += 1
-            if item.copy < item.job.copies_left:
+            if copy < job.copies_left:
                 # The next copy joins the queue again when this one is done.
-                bisect.insort(
-                    waiting,
-                    _Item(key(item.job, end), item.seconds, False, item.job, end, item.copy + 1),
-                )
-        heapq.heappush(heap, (end, printer_pk))
+                bisect.insort(waiting, item(job, end, end, copy + 1))
+        heapq.heappush(heap, (end, printer_pk, False))
     return (first_copy[0] if first_copy else next(iter(ours))), None, None, ahead
 
 
