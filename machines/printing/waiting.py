@@ -24,10 +24,21 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from machines import timeline
-from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintSettings
+from machines.models import (
+    Booking,
+    Closure,
+    Lab,
+    Machine,
+    Printer,
+    PrintGcode,
+    PrintJob,
+    PrintSettings,
+    Qualification,
+)
 from machines.printing import jobs
 from machines.printing import selectors as ps
 from machines.printing.drivers import PrinterState
@@ -60,7 +71,7 @@ class Window:
 ALWAYS_OPEN = Window(open_now=True)
 
 
-def lab_window(lab: Lab, now: datetime) -> Window:
+def lab_window(lab: Lab, now: datetime, *, closures: list[Closure] | None = None) -> Window:
     """The lab's opening hours minus its closures, around `now`. A lab that never gave
     opening hours does not limit prints (its queue ran round the clock before hours
     applied to prints)."""
@@ -68,7 +79,8 @@ def lab_window(lab: Lab, now: datetime) -> Window:
     if not hours:
         return ALWAYS_OPEN
     start, end = now - timedelta(days=1), now + LOOKAHEAD
-    closures = closures_between(lab, start, end)
+    if closures is None:
+        closures = closures_between(lab, start, end)
     intervals = timeline.subtract(
         timeline.opening_intervals(hours, lab.zone, start, end), [(c.start, c.end) for c in closures]
     )
@@ -105,6 +117,10 @@ class Floor:
     _settings: dict[int, PrintSettings] = field(default_factory=dict)
     _windows: dict[int, Window] = field(default_factory=dict)
     _qualified: dict[tuple[int, int], bool] = field(default_factory=dict)
+    # Read ahead for many labs at once (`waiting_reasons` over a person's jobs in many
+    # labs): closures by lab, qualifications by (member, lab).
+    _closures: dict[int, list[Closure]] | None = None
+    _qualifications: dict[tuple[int, int], list[Qualification]] | None = None
 
     @classmethod
     def read(
@@ -134,15 +150,43 @@ class Floor:
 
     def window_of(self, lab: Lab) -> Window:
         if lab.pk not in self._windows:
-            self._windows[lab.pk] = lab_window(lab, self.now)
+            closures = self._closures.get(lab.pk, []) if self._closures is not None else None
+            self._windows[lab.pk] = lab_window(lab, self.now, closures=closures)
         return self._windows[lab.pk]
 
     def qualified(self, job: PrintJob, machine: Machine) -> bool:
         key = (job.owner_id, machine.pk)
         if key not in self._qualified:
             today = self.now.astimezone(machine.lab.zone).date()
-            self._qualified[key] = qualification_for(job.owner, machine, today) is not None
+            if self._qualifications is not None:
+                self._qualified[key] = any(
+                    (q.machine_id == machine.pk or (q.machine_id is None and q.kind == machine.kind))
+                    and q.valid_on(today)
+                    for q in self._qualifications.get((job.owner_id, machine.lab_id), [])
+                )
+            else:
+                self._qualified[key] = qualification_for(job.owner, machine, today) is not None
         return self._qualified[key]
+
+    def read_ahead(self, *, labs: list[Lab], owner_ids: set[int]) -> None:
+        """Read the labs' settings, opening hours, closures and the owners' qualifications
+        there in a few queries, so many labs cost no more than one."""
+        lab_ids = {lab.pk for lab in labs}
+        found = {row.lab_id: row for row in PrintSettings.objects.filter(lab_id__in=lab_ids)}
+        for lab in labs:
+            self._settings.setdefault(lab.pk, found.get(lab.pk) or PrintSettings(lab=lab))
+        prefetch_related_objects(labs, "opening_hours")
+        start, end = self.now - timedelta(days=1), self.now + LOOKAHEAD
+        self._closures = {}
+        for closure in Closure.objects.filter(lab_id__in=lab_ids, start__lt=end, end__gt=start).order_by(
+            "start"
+        ):
+            self._closures.setdefault(closure.lab_id, []).append(closure)
+        self._qualifications = {}
+        for qualification in Qualification.objects.filter(lab_id__in=lab_ids, member_id__in=owner_ids):
+            self._qualifications.setdefault((qualification.member_id, qualification.lab_id), []).append(
+                qualification
+            )
 
 
 # -- the predicates ----------------------------------------------------------------------------
@@ -345,19 +389,19 @@ def waiting_reasons(rows: Iterable[PrintJob], *, now: datetime | None = None) ->
             queued.setdefault(job.lab_id, []).append(job)
         else:
             result[job.pk] = []
+    reasons_by_lab = _labs_reasons(set(queued), now) if queued else {}
     for lab_id, waiting in queued.items():
-        reasons = _lab_reasons(lab_id, now)
+        reasons = reasons_by_lab.get(lab_id, {})
         for job in waiting:
             # A job that left the queue since the caller read it waits for nothing.
             result[job.pk] = reasons.get(job.pk, [])
     return result
 
 
-def _lab_reasons(lab_id: int, now: datetime) -> dict[int, list[str]]:
-    """Play one dispatcher round over the lab's printers (in the dispatcher's order) with
-    the same predicates, then say for each queued job what held it back on each printer."""
+def _labs_reasons(lab_ids: set[int], now: datetime) -> dict[int, dict[int, list[str]]]:
+    """`_lab_reasons` for several labs, their rows read once for all of them."""
     printers = list(
-        Printer.objects.filter(machine__lab_id=lab_id)
+        Printer.objects.filter(machine__lab_id__in=lab_ids)
         .select_related("machine", "machine__lab")
         .order_by("pk")
     )
@@ -369,10 +413,27 @@ def _lab_reasons(lab_id: int, now: datetime) -> dict[int, list[str]]:
         if j.machine_id is not None
     }
     floor = Floor.read(now=now, printers=printers, holding=holding)
-    queue = list(PrintJob.objects.filter(lab_id=lab_id, status=S.QUEUED).select_related("owner"))
+    queue = list(PrintJob.objects.filter(lab_id__in=lab_ids, status=S.QUEUED).select_related("owner"))
+    floor.read_ahead(labs=[p.machine.lab for p in printers], owner_ids={j.owner_id for j in queue})
     gcodes: dict[tuple[int, str], PrintGcode] = {
         (g.job_id, g.profile_key): g for g in PrintGcode.objects.filter(job_id__in=[j.pk for j in queue])
     }
+    return {
+        lab_id: _lab_reasons(
+            floor=floor,
+            printers=[p for p in printers if p.machine.lab_id == lab_id],
+            queue=[j for j in queue if j.lab_id == lab_id],
+            gcodes=gcodes,
+        )
+        for lab_id in lab_ids
+    }
+
+
+def _lab_reasons(
+    *, floor: Floor, printers: list[Printer], queue: list[PrintJob], gcodes: dict[tuple[int, str], PrintGcode]
+) -> dict[int, list[str]]:
+    """Play one dispatcher round over the lab's printers (in the dispatcher's order) with
+    the same predicates, then say for each queued job what held it back on each printer."""
 
     def gcode_for(job: PrintJob, printer: Printer) -> PrintGcode | None:
         return gcodes.get((job.pk, printer.profile_key)) or gcodes.get((job.pk, ""))
