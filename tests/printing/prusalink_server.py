@@ -45,7 +45,7 @@ STANDIN = Path(__file__).with_name("prusa_firmware_standin.py")
 INSIDE_PORT = 8080
 # PrusaLink waits 8 s for a USB printer to boot before it asks what it is, then reads
 # the printer's settings: about 15 s in all.
-START_TIMEOUT = 90.0
+START_TIMEOUT = 60.0
 USERNAME = "maker"
 DIGEST_REALM = "Administrator"  # PrusaLink's fixed HTTP Digest realm
 
@@ -138,7 +138,23 @@ class PrusaLinkServer:
 
     def start(self) -> float:
         """Start the printer, PrusaLink and the relays; wait until PrusaLink knows the
-        printer, is idle and has its temperatures. Returns the seconds it took."""
+        printer, is idle and has its temperatures. Returns the seconds it took.
+
+        PrusaLink 0.8.1 has a start-up race of its own: the port check can leave an `ok`
+        unread, which then confirms the wrong command ("Unexpected message confirmation"),
+        and now and then its queue never recovers. A second start from scratch does."""
+        try:
+            return self._start_once()
+        except RuntimeError as first:
+            self.stop()
+            for stale in ("printer", "http.sock"):  # the dead terminal's link, the relay's socket
+                (self.datadir / stale).unlink(missing_ok=True)
+            try:
+                return self._start_once()
+            except RuntimeError as second:
+                raise second from first
+
+    def _start_once(self) -> float:
         started = time.monotonic()
         link = self.datadir / "printer"
         self._spawn([sys.executable, str(STANDIN), str(link)], "firmware.log")
