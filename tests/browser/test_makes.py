@@ -12,6 +12,14 @@ from tests.factories import DesignFactory, commit_files
 pytestmark = pytest.mark.browser
 
 
+# The image's width once it has loaded (or failed): an <img> just put in the page may still
+# be loading when the test looks, which is no fault of the page.
+LOADED_WIDTH = """img => img.complete ? img.naturalWidth : new Promise(done => {
+    img.addEventListener("load", () => done(img.naturalWidth), {once: true});
+    img.addEventListener("error", () => done(0), {once: true});
+})"""
+
+
 def test_a_make_with_a_photo_appears_on_the_design_s_version_and_the_profile(
     page, log_in, alice, bob, tmp_path
 ):
@@ -38,11 +46,11 @@ def test_a_make_with_a_photo_appears_on_the_design_s_version_and_the_profile(
     expect(card).to_contain_text("parts/arm.stl")
     image = card.locator(".make-photo img")
     image.wait_for()
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 320
+    assert image.evaluate(LOADED_WIDTH) == 320
     expect(card.locator("text=Signed record")).to_be_visible()
 
     page.click("header .who")
     expect(page.locator("h1")).to_have_text("bob")
     profile_card = page.locator("#makes .make-card")
     expect(profile_card).to_contain_text("alice/bracket")
-    assert profile_card.locator(".make-photo img").evaluate("img => img.complete && img.naturalWidth") == 320
+    assert profile_card.locator(".make-photo img").evaluate(LOADED_WIDTH) == 320
