@@ -16,6 +16,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A file, not memory: the git-over-HTTP tests run a real gunicorn server in another
 # process, and it must see what the tests write. (PostgreSQL, with DATABASE_URL, keeps
 # Django's test_<name> database, which other processes reach the same way.)
+# The suite's threads (live servers, agents, pollers) close their connections when done:
+# a connection kept open by a finished thread would hold up the test database's flush and
+# teardown on PostgreSQL.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"fabhub-test-{os.getpid()}.sqlite3")

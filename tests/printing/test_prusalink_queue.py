@@ -48,7 +48,10 @@ def test_a_job_prints_on_a_prusalink_printer_driven_by_the_hub(alice, bob, prusa
 
     def finished():
         dispatch.printer_poll(machine_id=printer.pk)
-        return refreshed(job).status == S.AWAITING_REMOVAL
+        status = refreshed(job).status
+        assert status not in (S.FAILED, S.CANCELLED), f"the job ended {status}: {job.reason}"
+        return status == S.AWAITING_REMOVAL
 
-    wait_for(finished, timeout=60, what="the job to print on PrusaLink", interval=1.0)
+    # PrusaLink shows a finished job for about 11 s before it forgets it: poll well within that.
+    wait_for(finished, timeout=120, what="the job to print on PrusaLink", interval=0.3)
     assert PrintRecord.objects.filter(job=job).count() == 1
