@@ -16,7 +16,6 @@ status, answers to commands) and gets back the commands waiting for it. This mod
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import time
@@ -31,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
-from hub.models import AGENT_TOKEN_PREFIX, User
+from hub.models import AGENT_TOKEN_PREFIX, User, hash_token
 from hub.queue import enqueue
 from machines.models import AgentCommand, Lab, LabAgent, Machine, Printer, PrintJob
 from machines.printing.drivers import (
@@ -63,11 +62,6 @@ MAX_TEMPERATURES = 8
 ANSWER_POLL_S = 0.1
 
 
-def _digest(raw: str) -> str:
-    # 256-bit random tokens: a fast unsalted digest is enough (as for personal tokens).
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 # -- agents: create, revoke, assign, find ----------------------------------------------------
 
 
@@ -78,7 +72,9 @@ def agent_create(*, lab: Lab, actor: User, name: str) -> tuple[LabAgent, str]:
     if not name or len(name) > 100 or not name.isprintable():
         raise ValidationError("Give the agent a name of 1 to 100 printable characters.")
     raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    agent = LabAgent.objects.create(lab=lab, name=name, digest=_digest(raw), hint=raw[:12], created_by=actor)
+    agent = LabAgent.objects.create(
+        lab=lab, name=name, digest=hash_token(raw), hint=raw[:12], created_by=actor
+    )
     logger.info("lab agent %s created for %s by %s", agent.pk, lab.slug, actor)
     return agent, raw
 
@@ -90,8 +86,8 @@ def agent_rotate_token(*, agent: LabAgent, actor: User) -> str:
     if not agent.is_active:
         raise ValidationError("A revoked agent gets no new token: create a new agent.")
     raw = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    LabAgent.objects.filter(pk=agent.pk).update(digest=_digest(raw), hint=raw[:12])
-    agent.digest, agent.hint = _digest(raw), raw[:12]
+    LabAgent.objects.filter(pk=agent.pk).update(digest=hash_token(raw), hint=raw[:12])
+    agent.digest, agent.hint = hash_token(raw), raw[:12]
     logger.info("lab agent %s of %s got a new token from %s", agent.pk, agent.lab.slug, actor)
     return raw
 
@@ -143,7 +139,7 @@ def agent_for_token(raw: str) -> LabAgent | None:
     if not raw.startswith(AGENT_TOKEN_PREFIX) or len(raw) > 100:
         return None
     try:
-        return LabAgent.objects.get(digest=_digest(raw), revoked_at__isnull=True)
+        return LabAgent.objects.get(digest=hash_token(raw), revoked_at__isnull=True)
     except LabAgent.DoesNotExist:
         return None
 
@@ -253,10 +249,6 @@ def parse_sync(body: Any) -> SyncRequest:
         first_held=_seq(first_held) if first_held is not None else None,
         more=body.get("more") is True,
     )
-
-
-def parse_reports(payload: Any) -> list[Report]:
-    return parse_sync({"reports": payload}).reports
 
 
 def _report(seq: int, item: dict[str, Any]) -> Report:
