@@ -107,7 +107,15 @@ def _inner_relay(socket_path: str, port: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(64)
-    _serve_relay(listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=5))
+    _serve_relay(listener, lambda: _connect_tcp(port))
+
+
+def _connect_tcp(port: int) -> socket.socket:
+    """Connect within 5 s, then wait as long as PrusaLink takes: a timeout left on the
+    socket would cut any answer slower than it (an upload's, under load) mid-way."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.settimeout(None)
+    return sock
 
 
 # -- the server -------------------------------------------------------------------------
