@@ -96,7 +96,8 @@ def main() -> None:
     from machines.models import Booking, Machine
 
     assert connection.vendor == "postgresql", "this benchmark needs PostgreSQL"
-    manager = User.objects.create_user("bench-manager")
+    # A site administrator: the lab is approved as it is created (labs wait for approval).
+    manager = User.objects.create_user("bench-manager", is_staff=True)
     lab = services.lab_create(
         creator=manager,
         name="Bench Lab",
@@ -230,8 +231,8 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 'INSERT INTO machines_booking (machine_id, kind, status, member_id, created_by_id, start, "end", '
-                "note, reason, created_at, needs_decision) VALUES (%s, 'booking', 'approved', %s, %s, %s, %s, '', '', "
-                "now(), false)",
+                "note, reason, created_at, needs_decision, held_amount) VALUES (%s, 'booking', 'approved', %s, %s, %s, "
+                "%s, '', '', now(), false, 0)",
                 [
                     machine_.pk,
                     members[c].pk,
