@@ -145,7 +145,7 @@ def _render(corners: np.ndarray, size: int) -> np.ndarray:
     y += width / 2.0
 
     depth = np.full(width * width, np.inf)
-    colour = np.zeros(width * width)
+    winner = np.zeros(width * width, dtype=np.intp)  # the triangle seen at each pixel
     rows_from = np.ceil(_least(y) - 0.5).clip(0, width).astype(np.int64)
     rows_to = np.floor(_most(y) - 0.5).clip(-1, width - 1).astype(np.int64)
     area2 = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
@@ -164,13 +164,20 @@ def _render(corners: np.ndarray, size: int) -> np.ndarray:
     )
     for batch in np.split(visible, boundaries):
         if len(batch):
-            _raster_batch(batch, x, y, z, area2, rows_from, rows_to, shade, width, depth, colour)
+            _raster_batch(batch, x, y, z, area2, rows_from, rows_to, width, depth, winner)
 
-    covered = np.isfinite(depth)
-    image = np.empty((width * width, 3))
-    image[:] = _BACKGROUND
-    image[covered] = colour[covered, None] * _BASE_COLOUR + (1 - colour[covered, None]) * 18.0
-    image = image.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
+    # A pixel's colour depends only on the triangle seen there: one colour per triangle
+    # (and the background's last), looked up per pixel, rather than computed per pixel.
+    palette = np.empty((len(corners) + 1, 3))
+    palette[:-1] = shade[:, None] * _BASE_COLOUR + (1 - shade[:, None]) * 18.0
+    palette[-1] = _BACKGROUND
+    seen = np.where(np.isfinite(depth), winner, len(corners)).reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE)
+    # Each 2 x 2 block's mean, summed row by row as numpy's mean(axis=(1, 3)) sums it:
+    # the same additions in the same order give the same bytes.
+    image = palette.take(np.ascontiguousarray(seen[:, 0, :, 0]), axis=0)
+    for row, column in ((0, 1), (1, 0), (1, 1)):
+        image += palette.take(np.ascontiguousarray(seen[:, row, :, column]), axis=0)
+    image /= _SUPERSAMPLE * _SUPERSAMPLE
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
@@ -183,7 +190,7 @@ def _most(values: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(values[:, 0], values[:, 1]), values[:, 2])
 
 
-def _raster_batch(tris, x, y, z, area2, rows_from, rows_to, shade, width, depth, colour) -> None:
+def _raster_batch(tris, x, y, z, area2, rows_from, rows_to, width, depth, winner) -> None:
     counts = rows_to[tris] - rows_from[tris] + 1
     tri = np.repeat(tris, counts)
     first = np.cumsum(counts) - counts
@@ -207,22 +214,26 @@ def _raster_batch(tris, x, y, z, area2, rows_from, rows_to, shade, width, depth,
     tri, row, cols_from, widths = tri[keep], row[keep], cols_from[keep], widths[keep]
     if len(tri) == 0:
         return
-    fragment_tri = np.repeat(tri, widths)
+    # Depth from the triangle's plane: z = z0 + dz/dx (px - x0) + dz/dy (py - y0), with
+    # what is the same along a row (all but the dz/dx term) computed once per row. The
+    # operations and their order are those of the formula, so the depths are exact to it.
+    x0, y0, z0 = x[tri, 0], y[tri, 0], z[tri, 0]
+    ex1, ey1, ez1 = x[tri, 1] - x0, y[tri, 1] - y0, z[tri, 1] - z0
+    ex2, ey2, ez2 = x[tri, 2] - x0, y[tri, 2] - y0, z[tri, 2] - z0
+    dzdx = (ez1 * ey2 - ez2 * ey1) / area2[tri]
+    along_y = (ex1 * ez2 - ex2 * ez1) / area2[tri] * (row + 0.5 - y0)
     first = np.cumsum(widths) - widths
-    col = np.repeat(cols_from, widths) + (np.arange(len(fragment_tri)) - np.repeat(first, widths))
-    fragment_row = np.repeat(row, widths)
-    # Depth from the triangle's plane: z = z0 + dz/dx (px - x0) + dz/dy (py - y0).
-    t = fragment_tri
-    x0, y0, z0 = x[t, 0], y[t, 0], z[t, 0]
-    ex1, ey1, ez1 = x[t, 1] - x0, y[t, 1] - y0, z[t, 1] - z0
-    ex2, ey2, ez2 = x[t, 2] - x0, y[t, 2] - y0, z[t, 2] - z0
-    dzdx = (ez1 * ey2 - ez2 * ey1) / area2[t]
-    dzdy = (ex1 * ez2 - ex2 * ez1) / area2[t]
-    fragment_depth = z0 + dzdx * (col + 0.5 - x0) + dzdy * (fragment_row + 0.5 - y0)
-    pixel = fragment_row * width + col
+    offset = np.arange(int(widths.sum())) - np.repeat(first, widths)
+    fragment_depth = np.repeat(cols_from, widths) + offset + 0.5
+    fragment_depth -= np.repeat(x0, widths)
+    fragment_depth *= np.repeat(dzdx, widths)
+    fragment_depth += np.repeat(z0, widths)
+    fragment_depth += np.repeat(along_y, widths)
+    pixel = np.repeat(row * width + cols_from, widths) + offset
     np.minimum.at(depth, pixel, fragment_depth)
+    # The nearest fragment wins; of equally near ones, the last drawn.
     wins = fragment_depth <= depth[pixel]
-    colour[pixel[wins]] = shade[t[wins]]
+    winner[pixel[wins]] = np.repeat(tri, widths)[wins]
 
 
 def _png(image: np.ndarray) -> bytes:
