@@ -4,6 +4,7 @@ firmware (tests/printing/prusalink_server.py has the set-up)."""
 from __future__ import annotations
 
 import socket
+from itertools import pairwise
 
 import pytest
 import requests
@@ -21,12 +22,10 @@ slow = pytest.mark.slow
 def prusalink_printer(prusalink_server):  # noqa: F811
     """A driver on a plain session, the printer holding no job, whatever the last test left.
 
-    `settle_wait` covers PrusaLink's whole FINISHED/STOPPED pause (about 11 s), since a
-    test starts a job right after the previous one ended.
+    A test may start a job right after the previous one ended: the driver's own
+    `settle_wait` waits out PrusaLink's FINISHED/STOPPED pause, as it does for the hub.
     """
-    driver = PrusaLinkDriver(
-        prusalink_server.url, prusalink_server.api_key, session=requests.Session(), settle_wait=15
-    )
+    driver = PrusaLinkDriver(prusalink_server.url, prusalink_server.api_key, session=requests.Session())
     driver.cancel()
     return driver
 
@@ -76,20 +75,25 @@ def test_it_prints_a_file_to_the_end(prusalink_printer, short_print):
     prusalink_printer.upload_and_start(short_print, "fabhub-1-short.gcode")
     first = prusalink_printer.status()
     assert first.state is PrinterState.PRINTING and first.job_name == "fabhub-1-short.gcode"
-    later = wait_for(
-        lambda: (s := prusalink_printer.status()).progress and s.progress > (first.progress or 0) and s,
-        timeout=10,
-        what="the progress to go up",
-    )
-    assert later.state is PrinterState.PRINTING and 0 < later.progress < 100
-    assert later.temperatures["tool0"].actual is not None
-    done = wait_for(
-        lambda: (s := prusalink_printer.status()).state is PrinterState.IDLE and s,
-        timeout=15,
-        what="the print to end",
-    )
+    printing = []
+
+    def ended():
+        status = prusalink_printer.status()
+        if status.state is PrinterState.PRINTING:
+            printing.append(status)
+        return status.state is PrinterState.IDLE and status
+
+    # About 4 s here; a loaded machine slows PrusaLink's line-by-line streaming.
+    done = wait_for(ended, timeout=60, what="the print to end")
     # PrusaLink says FINISHED: idle, the job still named, at 100 %.
     assert (done.job_name, done.progress, done.message) == ("fabhub-1-short.gcode", 100, "FINISHED")
+    # The progress climbs while it prints (0, 33, 66, then 98 and 100 near the end). Not
+    # from the first look: until the file's first progress report, PrusaLink 0.8.1 still
+    # shows the last job's final figure (docs/printing.md, "PrusaLink states").
+    climbing = [s.progress for s in printing if s.progress is not None and 0 < s.progress < 100]
+    assert any(b > a for a, b in pairwise(climbing)), [s.progress for s in printing]
+    assert all(s.job_name == "fabhub-1-short.gcode" for s in printing)
+    assert printing[-1].temperatures["tool0"].actual is not None
 
 
 @slow

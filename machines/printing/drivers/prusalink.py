@@ -11,8 +11,10 @@ PrusaLink's quirks this driver works around, all measured on 0.8.1:
   PrusaLink answers 500;
 - after an upload it takes PrusaLink a moment to see the file: a start right after it
   can be a 404;
-- a job that ends stays FINISHED or STOPPED for about 11 s, during which a new print is
-  refused with 409 "Not in state to print";
+- a job that ends stays FINISHED or STOPPED, during which a new print is refused with
+  409 "Not in state to print": PrusaLink clears it on the first serial command the
+  printer confirms after 11 s (`PRINT_END_TIMEOUT`), and it sends one about every
+  second when all is well, later when the Pi is busy (11-12 s measured, under load too);
 - as soon as a job ends, `/api/v1/job` and the job part of `/api/v1/status` are empty:
   the file's name is then read from the legacy `/api/job`, which keeps the last file.
 """
@@ -38,6 +40,9 @@ from machines.printing.drivers.base import (
 )
 
 Timeout = float | tuple[float, float]
+# Looks at the state and the job before a job that ended between the two requests is
+# reported with the name of PrusaLink's last file instead.
+SNAPSHOT_TRIES = 3
 
 # PrusaLink's printer states (prusa.connect.printer.const.State) by what they mean for
 # the queue.
@@ -87,7 +92,9 @@ class PrusaLinkDriver(PrinterDriver):
     every call but the upload, which gets `upload_timeout`. `start_wait` bounds how long
     a start, pause, resume or cancel waits for PrusaLink to confirm it; `settle_wait`
     how long `upload_and_start` waits for a job that just ended to clear (PrusaLink
-    0.8.1 holds FINISHED and STOPPED for about 11 s). `storage` is PrusaLink's storage
+    0.8.1 holds FINISHED and STOPPED for 11 s and then until its next serial command is
+    confirmed: 20 s leaves room for a busy Pi, where 12 s made a start right after a
+    job ended fail now and then). `storage` is PrusaLink's storage
     to upload to and print from: `local` (the Pi's disk; the file is streamed to the
     printer line by line) is the only one PrusaLink 0.8.1 can write.
 
@@ -105,7 +112,7 @@ class PrusaLinkDriver(PrinterDriver):
         timeout: Timeout = (3.05, 10.0),
         upload_timeout: Timeout = (3.05, 120.0),
         start_wait: float = 15.0,
-        settle_wait: float = 12.0,
+        settle_wait: float = 20.0,
         storage: str = "local",
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -282,6 +289,21 @@ class PrusaLinkDriver(PrinterDriver):
             time.sleep(0.2)
 
     def _snapshot(self) -> _Snapshot:
+        # The state and the job are two requests. A job that ends between them leaves a
+        # PRINTING state and an empty /api/v1/job: reported as it is, a job with no name,
+        # the queue would take its own job for lost. Look again: by then the state says
+        # FINISHED or STOPPED (PrusaLink empties the job as it changes the state).
+        for _ in range(SNAPSHOT_TRIES - 1):
+            snapshot, whole = self._look()
+            if whole:
+                return snapshot
+            time.sleep(0.05)
+        return self._look()[0]
+
+    def _look(self) -> tuple[_Snapshot, bool]:
+        """One look at the printer, and whether it is whole: False when the state says a
+        job is active but PrusaLink has none to show (its name is then the legacy
+        endpoint's last file)."""
         data = self._json("GET", "/api/v1/status")
         printer = data.get("printer") or {}
         raw = str(printer.get("state") or "").upper()
@@ -294,6 +316,7 @@ class PrusaLinkDriver(PrinterDriver):
         job_id: int | None = None
         job_name: str | None = None
         progress: float | None = None
+        whole = True
         if state.has_active_job:
             job = self._job()
             if job:
@@ -301,13 +324,15 @@ class PrusaLinkDriver(PrinterDriver):
                 file = job.get("file") or {}
                 job_name = file.get("display_name") or file.get("name")
                 progress = _percent(job.get("progress"))
+            else:
+                whole = False
+                job_name = self._last_file()
         elif raw in ("FINISHED", "STOPPED"):
             # The job has already left /api/v1/job; the legacy endpoint still names its file.
-            legacy = (self._json("GET", "/api/job").get("job") or {}).get("file") or {}
-            job_name = legacy.get("display") or legacy.get("name")
+            job_name = self._last_file()
             progress = 100.0 if raw == "FINISHED" else None
 
-        return _Snapshot(
+        snapshot = _Snapshot(
             status=PrinterStatus(
                 state=state,
                 progress=progress,
@@ -318,6 +343,11 @@ class PrusaLinkDriver(PrinterDriver):
             raw_state=raw,
             job_id=job_id,
         )
+        return snapshot, whole
+
+    def _last_file(self) -> str | None:
+        legacy = (self._json("GET", "/api/job").get("job") or {}).get("file") or {}
+        return legacy.get("display") or legacy.get("name")
 
     def _job(self) -> dict[str, Any] | None:
         response = self._request("GET", "/api/v1/job")
