@@ -53,7 +53,9 @@ def account_settings(request: HttpRequest) -> HttpResponse:
     password_form = PasswordChangeForm(request.POST if request.POST.get("action") == "password" else None)
     email_form = EmailChangeForm(request.POST if request.POST.get("action") == "email" else None)
     if request.method == "POST" and password_form.is_valid():
-        done, _ = form_call(password_form, accounts.password_change, user=user, **password_form.cleaned_data)
+        done, _ = form_call(
+            password_form, accounts.password_change, user=user, request=request, **password_form.cleaned_data
+        )
         if done:
             update_session_auth_hash(request, user)  # this session stays signed in; others end
             messages.success(request, "Password changed. Other browsers signed in as you are signed out.")
@@ -63,6 +65,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
             email_form,
             accounts.email_change_request,
             user=user,
+            request=request,
             request_root=_request_root(request),
             **email_form.cleaned_data,
         )
@@ -102,7 +105,7 @@ def account_delete(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     form = AccountDeleteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        done, _ = form_call(form, accounts.account_delete, user=user, **form.cleaned_data)
+        done, _ = form_call(form, accounts.account_delete, user=user, request=request, **form.cleaned_data)
         if done:
             logout(request)
             messages.success(request, "Your account is deleted.")

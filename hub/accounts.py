@@ -3,7 +3,10 @@
 Sign-in itself, its throttling (django-axes) and Django's password-reset tokens are
 Django's; what is the hub's own lives here, for the pages and the API alike. Every change
 asks for the current password, whatever credential the request carries: a stolen
-session or token must not be enough to take the account over or delete it.
+session or token must not be enough to take the account over or delete it. Those checks
+count as sign-in attempts for django-axes (same username and address, same limit and
+cool-off), so a stolen session cannot guess the password through them either: that is
+why these services take the request.
 
 Deleting an account touches every app, but `hub` imports none of them (the import
 contracts in pyproject.toml). Each app registers what it does when an account goes, with
@@ -17,29 +20,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth import password_validation
+from django.contrib.auth.signals import user_login_failed
 from django.contrib.auth.tokens import default_token_generator
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from hub import mail
-from hub.exceptions import Conflict, PermissionDenied, ValidationError
+from hub.exceptions import Conflict, PermissionDenied, TooManyAttempts, ValidationError
 from hub.models import User
 
 EMAIL_CHANGE_SALT = "fabhub.accounts.email-change"
 
 
-def _check_password(user: User, password: str) -> None:
-    # A 400, not a 403: the person typed something wrong and can fix it on the form.
+def _check_password(user: User, password: str, request: HttpRequest) -> None:
+    credentials = {"username": user.username}
+    if not AxesProxyHandler.is_allowed(request, credentials):
+        raise TooManyAttempts(lockout_message())
     if not password or not user.check_password(password):
+        # Counted as a failed sign-in: the same lockout as the sign-in form's.
+        user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+        # A 400, not a 403: the person typed something wrong and can fix it on the form.
         raise ValidationError("That is not your current password.", field="current_password")
+
+
+def lockout_message() -> str:
+    minutes = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
+    return f"Too many wrong passwords for this account from your address: try again in {minutes} minutes."
 
 
 def _validate_new_password(user: User, password: str) -> None:
@@ -58,9 +74,9 @@ def public_url(path: str, *, request_root: str = "") -> str:
 # -- password -----------------------------------------------------------------------------
 
 
-def password_change(*, user: User, current_password: str, new_password: str) -> User:
+def password_change(*, user: User, current_password: str, new_password: str, request: HttpRequest) -> User:
     """Set a new password. Other sessions end (Django's session hash); tokens stay."""
-    _check_password(user, current_password)
+    _check_password(user, current_password, request)
     return _set_password(user, new_password)
 
 
@@ -132,7 +148,9 @@ def _clean_email(value: str) -> str:
     return email
 
 
-def email_change_request(*, user: User, current_password: str, new_email: str, request_root: str = "") -> str:
+def email_change_request(
+    *, user: User, current_password: str, new_email: str, request: HttpRequest, request_root: str = ""
+) -> str:
     """Send a confirmation link to `new_email`; the address changes only when it is followed.
 
     The link is signed and carries the address it replaces, so it works once (the old
@@ -140,7 +158,7 @@ def email_change_request(*, user: User, current_password: str, new_email: str, r
     if any, is told that a change was asked for. Returns the link's token (for the API's
     tests and for the page that says where it went).
     """
-    _check_password(user, current_password)
+    _check_password(user, current_password, request)
     email = _clean_email(new_email)
     if email.lower() == (user.email or "").lower():
         raise ValidationError("That is already your e-mail address.", field="new_email")
@@ -211,17 +229,19 @@ def register_account_deletion_step(name: str, step: AccountDeletionStep) -> None
     _deletion_steps[name] = step
 
 
-@transaction.atomic
-def account_delete(*, user: User, current_password: str, confirm_username: str) -> None:
+def account_delete(*, user: User, current_password: str, confirm_username: str, request: HttpRequest) -> None:
     """Delete the account and what is only the person's; keep what others rely on.
 
     The steps run first, in registration order, inside the transaction: if one refuses,
-    nothing at all is deleted. Files on disk (repositories) go once it commits.
+    nothing at all is deleted. Files on disk (repositories) go once it commits. The
+    password is checked before the transaction opens, so that a wrong one is counted
+    (django-axes writes the count) and not rolled back with the refusal.
     """
-    _check_password(user, current_password)
+    _check_password(user, current_password, request)
     if confirm_username != user.username:
         raise ValidationError("Type your username to confirm.", field="confirm_username")
-    locked = User.objects.select_for_update().get(pk=user.pk)
-    for step in _deletion_steps.values():
-        step(locked)
-    locked.delete()
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        for step in _deletion_steps.values():
+            step(locked)
+        locked.delete()

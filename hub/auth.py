@@ -26,12 +26,14 @@ from typing import TypeAlias
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from hub.exceptions import PermissionDenied
+from hub.accounts import lockout_message
+from hub.exceptions import PermissionDenied, TooManyAttempts
 from hub.models import AGENT_TOKEN_PREFIX, TOKEN_PREFIX, AccessToken, User, hash_token
 
 # Whoever looks at a page or calls the API: selectors that show public things to anyone.
@@ -259,6 +261,15 @@ class SessionCredentialAuthentication(authentication.SessionAuthentication):
         if found is None:
             return None
         return found[0], Credential.session()
+
+
+def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+    """django-axes' answer to a locked-out attempt (AXES_LOCKOUT_CALLABLE): under /api/
+    the API's error shape, elsewhere the page."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": lockout_message(), "code": TooManyAttempts.code}, status=429)
+    context = {"cooloff_timedelta": settings.AXES_COOLOFF_TIME}
+    return render(request, settings.AXES_LOCKOUT_TEMPLATE, context, status=429)
 
 
 def client_ip(request: HttpRequest) -> str | None:

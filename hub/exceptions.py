@@ -1,7 +1,7 @@
 """The domain's errors, and the one place that turns them into HTTP answers.
 
 Services raise these; the DRF exception handler below and the page views map them to
-400/403/404/409/413 with the message, so no view repeats a try/except of its own.
+400/403/404/409/413/429 with the message, so no view repeats a try/except of its own.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ class Conflict(HubError):
 class TooLarge(HubError):
     status = 413
     code = "too_large"
+
+
+class TooManyAttempts(HubError):
+    """Locked out for a while after too many wrong passwords (django-axes counts them)."""
+
+    status = 429
+    code = "too_many_attempts"
 
 
 def api_exception_handler(exc: Exception, context: dict):

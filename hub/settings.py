@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "hub.middleware.HealthCheckMiddleware",
     "hub.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -153,6 +154,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("FABHUB_LOGIN_COOLOFF_MINUTES", 15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "hub/locked_out.html"
+# The page above, or the API's error shape under /api/ (the current-password checks of the
+# account API count as sign-in attempts: hub.accounts).
+AXES_LOCKOUT_CALLABLE = "hub.auth.lockout_response"
 # The client's address: REMOTE_ADDR, or behind the proxy the address it appended to
 # X-Forwarded-For (hub.auth.client_ip says why not django-ipware).
 AXES_CLIENT_IP_CALLABLE = "hub.auth.client_ip"

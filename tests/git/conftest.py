@@ -69,10 +69,12 @@ def start_gunicorn(
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # /healthz answers as soon as a worker serves requests (the schema, polled before,
+    # is built on first request and took over 30 s on a loaded machine).
+    deadline = time.monotonic() + 90
     while True:
         try:
-            urllib.request.urlopen(f"{url}/api/schema/", timeout=2)
+            urllib.request.urlopen(f"{url}/healthz", timeout=2)
             return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -102,3 +102,95 @@ def test_a_locked_out_user_still_reads_with_a_token(alice, settings):
     # A wrong token by Basic is refused as a bad credential (401), not counted as a sign-in.
     wrong = base64.b64encode(b"alice:fh_not-a-token").decode()
     assert Client().get(reverse("api-me"), HTTP_AUTHORIZATION=f"Basic {wrong}").status_code == 401
+
+
+# -- the current-password checks are sign-in attempts too ---------------------------------
+# A stolen session or token must not be a way to guess the password: every form and API
+# call that asks for the current password counts its failures with the sign-in form's.
+
+
+def _account_calls(alice):
+    """Each surface that checks the current password, as (name, call with a password)."""
+    from tests.conftest import client_for
+
+    page = Client()
+    page.force_login(alice)
+    api = client_for(alice)
+    new = "a longer passphrase for fabhub"
+    return [
+        (
+            "password page",
+            lambda pw: page.post(
+                reverse("account-settings"),
+                {"action": "password", "current_password": pw, "new_password": new},
+            ),
+        ),
+        (
+            "e-mail page",
+            lambda pw: page.post(
+                reverse("account-settings"),
+                {"action": "email", "current_password": pw, "new_email": "new@example.org"},
+            ),
+        ),
+        (
+            "delete page",
+            lambda pw: page.post(
+                reverse("account-delete"), {"current_password": pw, "confirm_username": "nobody"}
+            ),
+        ),
+        (
+            "password API",
+            lambda pw: api.post(
+                reverse("api-password-change"), {"current_password": pw, "new_password": new}, format="json"
+            ),
+        ),
+        (
+            "e-mail API",
+            lambda pw: api.post(
+                reverse("api-email-change"),
+                {"current_password": pw, "new_email": "new@example.org"},
+                format="json",
+            ),
+        ),
+        (
+            "delete API",
+            lambda pw: api.post(
+                reverse("api-account-delete"),
+                {"current_password": pw, "confirm_username": "nobody"},
+                format="json",
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("surface", range(6))
+def test_guessing_the_current_password_locks_out_like_sign_in(alice, settings, surface):
+    name, call = _account_calls(alice)[surface]
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):
+        answer = call(f"wrong-{n}")
+        assert answer.status_code in (200, 400), name
+        assert "not your current password" in answer.content.decode(), name
+    # The attempt that reaches the limit is answered as a locked-out sign-in is.
+    reaching = call("wrong-last")
+    assert reaching.status_code == 429, name
+    if name.endswith("API"):
+        assert reaching.json()["code"] == "too_many_attempts"
+
+    # Now even the right password is refused, with the reason, and nothing changed.
+    answer = call(RIGHT)
+    assert "Too many wrong passwords" in answer.content.decode(), name
+    if name.endswith("API"):
+        assert answer.status_code == 429
+    alice.refresh_from_db()
+    assert alice.check_password(RIGHT) and alice.email != "new@example.org"
+    # The same count as the sign-in form's: signing in from here is locked out too.
+    assert sign_in(Client(), "alice", RIGHT).status_code == 429
+
+
+def test_the_right_current_password_is_still_accepted_below_the_limit(alice, settings):
+    _, change_password = _account_calls(alice)[3]
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):
+        change_password(f"wrong-{n}")
+    assert change_password(RIGHT).status_code == 204
+    alice.refresh_from_db()
+    assert alice.check_password("a longer passphrase for fabhub")
