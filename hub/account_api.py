@@ -20,6 +20,7 @@ from hub import accounts
 from hub.api import UserOutput
 from hub.auth import signed_in_user
 from hub.permissions import AUTHENTICATED, CredentialScope
+from hub.schema import errors
 
 DetailOutput = inline_serializer("Detail", {"detail": serializers.CharField()})
 
@@ -72,7 +73,7 @@ def _http(request: Request) -> HttpRequest:
 class PasswordChangeApi(APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=PasswordChangeInput, responses={204: None})
+    @extend_schema(request=PasswordChangeInput, responses={204: None, **errors(429)})
     def post(self, request: Request) -> Response:
         accounts.password_change(
             user=signed_in_user(request), request=_http(request), **_valid(PasswordChangeInput, request)
@@ -83,7 +84,7 @@ class PasswordChangeApi(APIView):
 class EmailChangeApi(APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=EmailChangeInput, responses={202: DetailOutput})
+    @extend_schema(request=EmailChangeInput, responses={202: DetailOutput, **errors(429)})
     def post(self, request: Request) -> Response:
         data = _valid(EmailChangeInput, request)
         accounts.email_change_request(
@@ -109,7 +110,7 @@ class EmailConfirmApi(APIView):
 class AccountDeleteApi(APIView):
     permission_classes = AUTHENTICATED
 
-    @extend_schema(request=AccountDeleteInput, responses={204: None})
+    @extend_schema(request=AccountDeleteInput, responses={204: None, **errors(429)})
     def post(self, request: Request) -> Response:
         accounts.account_delete(
             user=signed_in_user(request), request=_http(request), **_valid(AccountDeleteInput, request)

@@ -79,7 +79,10 @@ ERROR_DESCRIPTIONS = {
     404: "Nothing by that name, or nothing the requester may see.",
     409: "The state does not allow it right now (a name taken, a branch moved, a job no longer waiting).",
     413: "The request body or an uploaded file is over the hub's size limit.",
-    429: "Too many requests of this kind from this address; try again later (Retry-After).",
+    429: (
+        "Too many requests of this kind from this address (Retry-After), or too many wrong "
+        "passwords for this account from this address (a sign-in lockout); try again later."
+    ),
 }
 
 # DRF's own validation answers one list of messages per field (nested for nested input)
