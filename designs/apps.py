@@ -9,7 +9,7 @@ class DesignsConfig(AppConfig):
         # Imported here: these modules load models, which the app registry allows only now.
         from designs import diffs, profile_panels, selectors
         from designs.models import ChangeProposal, ProposalComment
-        from designs.services import analysis, archives, designs, makes, mirrors, proposals
+        from designs.services import archives, designs, diff_pages, makes, mirrors, proposals
         from hub import records
         from hub.accounts import register_account_deletion_step
         from hub.archives import ArchivePart, register_archive_part
@@ -17,7 +17,7 @@ class DesignsConfig(AppConfig):
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
 
-        diffs.register_prepared_differ(analysis.mesh_differ_prepare)
+        diffs.register_prepared_differ(diff_pages.mesh_differ_prepare)
         register_account_deletion_step("designs", designs.designs_of_leaving_account)
         register_markdown_field(ChangeProposal, "description", proposals.proposal_markdown)
         register_markdown_field(ProposalComment, "body", proposals.proposal_markdown)

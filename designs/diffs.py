@@ -209,7 +209,7 @@ def compare(
     if not to_diff:
         return diffs
     if budget is not None:
-        to_diff = _within_files(budget, to_diff)
+        to_diff = within_files(budget, to_diff)
     # Plug-in differs first (the mesh differ compares stored analyses, not the blobs), then
     # the built-in ones, which read both blobs: the budget's bytes are for those.
     plugins = [prepare(repo, to_diff) for _, prepare in _differs]
@@ -223,14 +223,35 @@ def compare(
         else:
             unclaimed.append(file_diff)
     if budget is not None:
-        unclaimed = _within_bytes(budget, unclaimed)
+        unclaimed = within_bytes(budget, unclaimed)
     for file_diff in unclaimed:
-        for builtin in (bom_differ, text_differ):
-            found = builtin(repo, file_diff)
-            if found is not None:
-                file_diff.kind, file_diff.detail = found
-                break
+        _builtin_detail(repo, file_diff)
     return diffs
+
+
+def _builtin_detail(repo: Repository, file_diff: FileDiff) -> None:
+    for builtin in (bom_differ, text_differ):
+        found = builtin(repo, file_diff)
+        if found is not None:
+            file_diff.kind, file_diff.detail = found
+            return
+
+
+def differ_key(change: FileDiff) -> str:
+    """Which built-in comparison a file gets, from its name alone (no blob read): with the
+    two blob shas, what a cached result of `detail_of` depends on."""
+    return "bom" if bom.is_bom_path(change.path) else "text"
+
+
+def detail_of(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]]:
+    """One file's detailed comparison, as `compare` makes it (plug-ins, then the built-in
+    differs), whatever its size: for the background worker that fills a page's diffs."""
+    for _, prepare in _differs:
+        found = prepare(repo, [change])(repo, change)
+        if found is not None:
+            return found
+    _builtin_detail(repo, change)
+    return change.kind, change.detail
 
 
 def _defer(file_diff: FileDiff, budget: DiffBudget) -> None:
@@ -241,14 +262,14 @@ def _defer(file_diff: FileDiff, budget: DiffBudget) -> None:
     }
 
 
-def _within_files(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
+def within_files(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
     """The first `budget.files` files; the others become "deferred" rows (sizes only)."""
     for file_diff in candidates[budget.files :]:
         _defer(file_diff, budget)
     return candidates[: budget.files]
 
 
-def _within_bytes(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
+def within_bytes(budget: DiffBudget, candidates: list[FileDiff]) -> list[FileDiff]:
     """The files whose blobs fit in `budget.bytes`, in order; the others are deferred."""
     chosen: list[FileDiff] = []
     left = budget.bytes

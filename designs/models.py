@@ -201,20 +201,46 @@ class MeshAnalysis(models.Model):
         return f"{self.blob_sha[:10]} {self.status}"
 
 
-class MeshDiff(models.Model):
-    """A cached geometric comparison of two mesh blobs."""
+class BlobDiff(models.Model):
+    """The detailed comparison of two blobs (a text patch, a BOM's rows, a geometric diff),
+    computed once in the background and shared by every page, process and worker.
 
-    old_sha = models.CharField(max_length=40)
-    new_sha = models.CharField(max_length=40)
-    result = models.JSONField(null=True)
+    Keyed by what the result depends on: the two blob shas ("" for a side that is absent)
+    and `differ`, which names the comparison and the formats it read the blobs as ("text",
+    "bom", "geometry:stl:stl"). Rows move pending → running → done | failed like mesh
+    analyses; the move to running is a claim (a conditional update).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    old_sha = models.CharField(max_length=40, blank=True)
+    new_sha = models.CharField(max_length=40, blank=True)
+    differ = models.CharField(max_length=64)
+    # A design and the names the blobs were first compared under: where to read them.
+    design = models.ForeignKey(Design, null=True, on_delete=models.SET_NULL, related_name="+")
+    old_path = models.CharField(max_length=4096, blank=True)
+    new_path = models.CharField(max_length=4096)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    kind = models.CharField(max_length=32, blank=True)  # a FileDiff's kind, once done
+    detail = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint("old_sha", "new_sha", name="meshdiff_unique_pair")]
+        constraints = [
+            models.UniqueConstraint("old_sha", "new_sha", "differ", name="blobdiff_unique_pair"),
+        ]
+        indexes = [models.Index(fields=["status", "queued_at"])]
 
     def __str__(self) -> str:
-        return f"{self.old_sha[:10]}→{self.new_sha[:10]}"
+        return f"{self.differ} {self.old_sha[:10]}→{self.new_sha[:10]} {self.status}"
 
 
 class LfsObject(models.Model):

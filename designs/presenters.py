@@ -74,10 +74,16 @@ def _bom_rows(detail: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def diff_rows(
-    design: Design, diffs: list[FileDiff], *, query: QueryDict | None = None
+    design: Design,
+    diffs: list[FileDiff],
+    *,
+    query: QueryDict | None = None,
+    pending: set[int] | frozenset[int] = frozenset(),
 ) -> list[dict[str, Any]]:
     """What the diff template shows per file. `query` is the page's own query string: a
-    deferred file (over the page's DiffBudget) links to the same page showing it alone."""
+    deferred file (over the page's DiffBudget) links to the same page showing it alone.
+    `pending`: indexes of the files whose comparison is still being computed; `n` numbers
+    the rows from 1, as the page's fill-in names them."""
 
     def alone(path: str) -> str:
         params = query.copy() if query is not None else QueryDict(mutable=True)
@@ -86,13 +92,15 @@ def diff_rows(
 
     return [
         {
+            "n": n + 1,
+            "pending": n in pending,
             "file": d,
             "show_alone": alone(d.path) if d.kind == "deferred" else "",
             "lines": _patch_lines(d.detail.get("patch", "")) if d.kind in ("text", "bom") else [],
             "bom_rows": _bom_rows(d.detail) if d.kind == "bom" else [],
             "mesh": _mesh_diff(design, d) if d.kind == "mesh" else None,
         }
-        for d in diffs
+        for n, d in enumerate(diffs)
     ]
 
 
@@ -323,6 +331,9 @@ def _mesh_diff(design: Design, change: FileDiff) -> dict[str, Any]:
         # With both figure sets, their Change column already shows the deltas.
         "geometry_rows": _geometry_rows(geometry, hide=("delta",) if both else ()),
         "geometry_reason": change.detail.get("geometry_reason") or "",
+        "geometry_pending": bool(change.detail.get("geometry_pending")),
+        "geometry_failed": bool(change.detail.get("geometry_failed")),
+        "geometry_id": change.detail.get("geometry_id"),
     }
 
 

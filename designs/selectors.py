@@ -21,6 +21,7 @@ from designs.git import ChangedFile, Commit, Repository, Tag, TreeEntry
 from designs.lfs_store import MAX_POINTER_BYTES, Pointer, StoreError, lfs_store, resolve_pointer, valid_oid
 from designs.meshes import MeshError, canonical_units, figures_in_units, fits, is_mesh_path
 from designs.models import (
+    BlobDiff,
     ChangeProposal,
     Collaborator,
     Design,
@@ -28,7 +29,6 @@ from designs.models import (
     LfsObject,
     Make,
     MeshAnalysis,
-    MeshDiff,
     PullMirror,
     PushMirror,
 )
@@ -357,16 +357,20 @@ def analyses_for_blobs(blob_shas: list[str]) -> dict[str, MeshAnalysis]:
     return {a.blob_sha: a for a in MeshAnalysis.objects.filter(blob_sha__in=blob_shas)}
 
 
-def mesh_diffs_for_pairs(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], MeshDiff]:
-    """The cached geometric diffs of these (old blob, new blob) pairs, in one query."""
-    wanted = set(pairs)
+def blob_diffs_for(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], BlobDiff]:
+    """The cached comparisons of these (old blob, new blob, differ) keys, in one query."""
+    wanted = set(keys)
     if not wanted:
         return {}
-    # Both columns by IN (served by the pair's unique index), then the exact pairs kept:
-    # simpler SQL than an OR of pairs. A cached diff of another pairing of these blobs
+    # Each column by IN (served by the key's unique index), then the exact keys kept:
+    # simpler SQL than an OR of triples. A cached diff of another pairing of these blobs
     # (two diffs sharing a side) is rare and just dropped here.
-    rows = MeshDiff.objects.filter(old_sha__in={o for o, _ in wanted}, new_sha__in={n for _, n in wanted})
-    return {(d.old_sha, d.new_sha): d for d in rows if (d.old_sha, d.new_sha) in wanted}
+    rows = BlobDiff.objects.filter(
+        old_sha__in={o for o, _, _ in wanted},
+        new_sha__in={n for _, n, _ in wanted},
+        differ__in={d for _, _, d in wanted},
+    )
+    return {(d.old_sha, d.new_sha, d.differ): d for d in rows if (d.old_sha, d.new_sha, d.differ) in wanted}
 
 
 def parse_build_volume(text: str) -> tuple[float, float, float]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from celery import shared_task
 
 from designs.models import Design
-from designs.services import analysis, assemblies, mirrors, proposals, refs
+from designs.services import analysis, assemblies, diff_pages, mirrors, proposals, refs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def analyse_meshes(analysis_ids: list[int]) -> int:
     return analysis.analyses_run(analysis_ids=analysis_ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=30 * 60)
+def diffs_run(diff_ids: list[int]) -> int:
+    """Compute diff pages' comparisons (designs.services.diff_pages), cached by blob pair."""
+    return diff_pages.blob_diffs_run(diff_ids=diff_ids)
 
 
 @shared_task

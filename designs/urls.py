@@ -28,6 +28,7 @@ urlpatterns = [
     path(f"{D}/commits/", design_views.design_history, name="design-history"),
     path(f"{D}/commit/<str:sha>/", design_views.design_commit_page, name="design-commit"),
     path(f"{D}/compare/", design_views.design_compare, name="design-compare"),
+    path(f"{D}/diff-state/", design_views.design_diff_state, name="design-diff-state"),
     path(f"{D}/upload/", design_views.design_upload, name="design-upload"),
     path(f"{D}/delete-file/", design_views.design_delete_file, name="design-delete-file"),
     path(f"{D}/rename-file/", design_views.design_rename_file, name="design-rename-file"),

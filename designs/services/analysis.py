@@ -13,21 +13,16 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from designs.diffs import Differ, FileDiff
-from designs.git import Repository
 from designs.meshes import is_mesh_path
-from designs.meshes.worker import MeshJob, run_batch, run_diff
-from designs.models import Design, MeshAnalysis, MeshDiff
+from designs.meshes.worker import MeshJob, run_batch
+from designs.models import Design, MeshAnalysis
 from designs.selectors import (
-    analyses_for_blobs,
     design_blob_to_file,
-    mesh_diffs_for_pairs,
     thumbnail_path,
     viewer_path,
 )
@@ -184,72 +179,3 @@ def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:
     if ids or given_up:
         logger.info("sweeper re-queued %d analyses and gave up on %d", len(ids), given_up)
     return len(ids)
-
-
-# -- geometric diffs ----------------------------------------------------------------------
-
-
-def _is_mesh_change(change: FileDiff) -> bool:
-    return is_mesh_path(change.path) or bool(change.old_path and is_mesh_path(change.old_path))
-
-
-def mesh_differ_prepare(repo: Repository, changes: list[FileDiff]) -> Differ:
-    """The diff pages' plug-in for meshes (designs.diffs.register_prepared_differ).
-
-    Reads the analyses and cached geometric diffs of every changed mesh up front, two
-    queries whatever their number, so the differ it returns reads none per file.
-    """
-    meshes = [c for c in changes if _is_mesh_change(c)]
-    analyses = analyses_for_blobs([s for c in meshes for s in (c.old_sha, c.new_sha) if s]) if meshes else {}
-    geometries = mesh_diffs_for_pairs([(c.old_sha, c.new_sha) for c in meshes if c.old_sha and c.new_sha])
-
-    def summary(sha: str | None) -> dict | None:
-        row = analyses.get(sha) if sha else None
-        if row is None:
-            return None
-        return {"status": row.status, "figures": row.figures, "reason": row.reason}
-
-    def mesh_differ(repo: Repository, change: FileDiff) -> tuple[str, dict[str, Any]] | None:
-        if not _is_mesh_change(change):
-            return None
-        detail: dict[str, Any] = {
-            "old": summary(change.old_sha),
-            "new": summary(change.new_sha),
-            "geometry": None,
-        }
-        if change.old_sha and change.new_sha:
-            pair = (change.old_sha, change.new_sha)
-            if pair not in geometries:
-                # Kept, so a second file with the same two blobs is not computed again.
-                geometries[pair] = mesh_diff_compute(
-                    repo, change.old_sha, change.new_sha, change.old_path or change.path, change.path
-                )
-            detail["geometry"] = geometries[pair].result
-            detail["geometry_reason"] = geometries[pair].reason
-        return "mesh", detail
-
-    return mesh_differ
-
-
-def mesh_diff_compute(repo: Repository, old_sha: str, new_sha: str, old_path: str, new_path: str) -> MeshDiff:
-    """The geometric diff of two blobs not cached yet, computed (bounded in time) and
-    cached; if another request cached it meanwhile, its row wins, so all see one result."""
-    work = Path(tempfile.mkdtemp(prefix="fabhub-meshdiff-"))
-    try:
-        old_file, new_file = work / "old", work / "new"
-        repo.blob_to_file(old_sha, old_file)
-        repo.blob_to_file(new_sha, new_file)
-        result, reason = run_diff(
-            old_file,
-            new_file,
-            old_name=old_path,
-            new_name=new_path,
-            time_limit_s=min(settings.FABHUB_MESH_TIME_LIMIT_S, 60),
-            memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    diff, _ = MeshDiff.objects.get_or_create(
-        old_sha=old_sha, new_sha=new_sha, defaults={"result": result, "reason": reason or ""}
-    )
-    return diff

@@ -12,22 +12,24 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import InvalidPage, Paginator
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from designs import forms, okh, paths, presenters, rollup, selectors, services
-from designs.diffs import PAGE_BUDGET, compare
 from designs.git import Commit
 from designs.meshes import is_mesh_path
 from designs.models import Design, Licence
 from designs.panels import design_panels
 from designs.rawfiles import serve_blob, serve_zip
-from designs.services import mirrors
+from designs.services import diff_pages, mirrors
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
     WRITERS,
     detail_url,
+    diff_context,
     load_design,
     render_design_page,
     with_query,
@@ -375,8 +377,6 @@ def design_commit_page(request: HttpRequest, owner: str, slug: str, sha: str) ->
     sha = selectors.design_resolve(design, sha)
     commit: Commit = design.repo.commit(sha)
     parent = commit.parents[0] if commit.parents else None
-    diffs = compare(design.repo, parent, sha, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
-    files = presenters.diff_rows(design, diffs, query=request.GET)
     return render_design_page(
         request,
         "designs/commit.html",
@@ -385,8 +385,7 @@ def design_commit_page(request: HttpRequest, owner: str, slug: str, sha: str) ->
         "history",
         commit=commit,
         body=commit.message.partition("\n")[2].strip(),
-        files=files,
-        has_meshes=any(row["mesh"] for row in files),
+        **diff_context(request, design, base=parent, head=sha, only_path=request.GET.get("file")),
     )
 
 
@@ -406,10 +405,53 @@ def design_compare(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
             parents = design.repo.commit(head).parents
             base = parents[0] if parents else None
         if ok:
-            diffs = compare(design.repo, base, head, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
-            files = presenters.diff_rows(design, diffs, query=request.GET)
-            context.update(base=base, head=head, files=files, has_meshes=any(row["mesh"] for row in files))
+            context.update(
+                base=base,
+                head=head,
+                **diff_context(request, design, base=base, head=head, only_path=request.GET.get("file")),
+            )
     return render_design_page(request, "designs/compare.html", design, role, "compare", **context)
+
+
+@hub_page
+def design_diff_state(request: HttpRequest, owner: str, slug: str) -> HttpResponseBase:
+    """The diff pages' fill-in: progress, and the rendered pieces of the files (`pending`:
+    their numbers on the page) whose comparison is now in. POST `retry`: queue failed
+    comparisons of this diff again. Access is the pages' own: a private design is a 404."""
+    design, _ = load_design(request, owner, slug)
+    head = selectors.design_resolve(design, request.GET.get("head"))
+    base_rev = request.GET.get("base")
+    base = selectors.design_resolve(design, base_rev) if base_rev else None
+    page = diff_pages.diff_page(design=design, base=base, head=head, only_path=request.GET.get("file"))
+    if request.method == "POST":
+        failed = {
+            d.detail.get("id") if d.kind == "failed" else d.detail.get("geometry_id")
+            for d in page.files
+            if d.kind == "failed" or d.detail.get("geometry_failed")
+        }
+        asked = {int(x) for x in request.POST.getlist("retry") if x.isdigit()}
+        retried = diff_pages.blob_diffs_retry(design=design, diff_ids=sorted(asked & failed))
+        if "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse({"retried": retried})
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = detail_url(design)
+        return redirect(back)
+    wanted = {int(x) for x in request.GET.get("pending", "").split(",") if x.isdigit()}
+    state_url = with_query(request.path, base=base, head=head, file=request.GET.get("file"))
+    rows = presenters.diff_rows(design, page.files, pending=page.pending_files)
+    pieces = {
+        f"file-{row['n']}": render_to_string(
+            "designs/_file_diff.html",
+            {"row": row, "design": design, "head": head, "diff_state_url": state_url},
+            request=request,
+        )
+        for row in rows
+        if row["n"] in wanted and not row["pending"]
+    }
+    return JsonResponse(
+        {"pending": page.pending, "total": page.total, "progress": page.progress, "files": pieces}
+    )
 
 
 # -- changing files -----------------------------------------------------------------------

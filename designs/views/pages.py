@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from designs import selectors
+from designs import presenters, selectors
 from designs.models import Design
+from designs.services import diff_pages
 from hub.exceptions import PermissionDenied
 
 DESIGNS_PER_PAGE = 20
@@ -66,3 +67,24 @@ def with_query(url: str, **params: str | None) -> str:
 def detail_url(design: Design, ref: str | None = None) -> str:
     url = reverse("design-detail", args=[design.owner.username, design.slug])
     return with_query(url, ref=ref if ref != design.default_branch else None)
+
+
+def diff_context(
+    request: HttpRequest, design: Design, *, base: str | None, head: str, only_path: str | None
+) -> dict[str, Any]:
+    """What a commit, compare or proposal page shows of its diff: the rows the cache has,
+    progress for those still being computed, and the JSON endpoint that fills them in."""
+    page = diff_pages.diff_page(design=design, base=base, head=head, only_path=only_path)
+    files = presenters.diff_rows(design, page.files, query=request.GET, pending=page.pending_files)
+    state_url = with_query(
+        reverse("design-diff-state", args=[design.owner.username, design.slug]),
+        base=base,
+        head=head,
+        file=only_path,
+    )
+    return {
+        "files": files,
+        "diff": page,
+        "diff_state_url": state_url,
+        "has_meshes": any(row["mesh"] for row in files),
+    }

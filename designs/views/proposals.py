@@ -11,14 +11,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from designs import forms, presenters, rollup, selectors, services
-from designs.diffs import PAGE_BUDGET
+from designs import forms, rollup, selectors, services
 from designs.selectors import REVISION_PLACEHOLDER
 from designs.services import proposals
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
     WRITERS,
     detail_url,
+    diff_context,
     load_design,
     render_design_page,
 )
@@ -139,10 +139,15 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
             messages.success(request, f"Reopened proposal #{proposal.number}.")
             return redirect(here)
     proposal = proposals.proposal_fresh(proposal)
-    files: list[dict[str, Any]] = []
+    diff: dict[str, Any] = {"files": [], "has_meshes": False}
     if proposal.head_sha and design.repo.has_object(proposal.head_sha):
-        _, _, diffs = selectors.proposal_diff(proposal, budget=PAGE_BUDGET, only_path=request.GET.get("file"))
-        files = presenters.diff_rows(design, diffs, query=request.GET)
+        diff = diff_context(
+            request,
+            design,
+            base=proposal.merge_base or None,
+            head=proposal.head_sha,
+            only_path=request.GET.get("file"),
+        )
     assembly_bom, assembly_pending = None, False
     if proposal.head_sha and proposal.target_sha and design.repo.has_object(proposal.head_sha):
         assembly_bom, unread = rollup.assembly_bom_changes(
@@ -164,9 +169,8 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
         proposal=proposal,
         description_html=_pinned(shown_html(proposal, "description"), proposal.head_sha),
         commits=selectors.proposal_commits(proposal),
-        files=files,
         head=proposal.head_sha,
-        has_meshes=any(row["mesh"] for row in files),
+        **diff,
         assembly_bom=assembly_bom,
         assembly_pending=assembly_pending,
         comments=comments,

@@ -133,7 +133,7 @@ def test_a_diff_takes_the_same_queries_for_one_added_mesh_as_for_many(api, desig
 
 
 def test_a_diff_takes_the_same_queries_for_one_changed_mesh_as_for_many(api, design, background_tasks_run):
-    """Changed meshes also read their cached geometric diffs (MeshDiff): one query for all."""
+    """Changed meshes also read their cached geometric diffs (BlobDiff): one query for all."""
     from tests.printing.factories import box_stl
 
     commit_files(design, {f"parts/box-{k}.stl": box_stl(x=10 + k) for k in range(MANY)})

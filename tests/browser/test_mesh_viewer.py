@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from designs import selectors
-from designs.models import MeshDiff
+from designs.models import BlobDiff
 from tests.browser.conftest import ARTIFACTS
 from tests.designs.test_mesh_pages import TURN_X_180, turned_stl
 from tests.factories import DesignFactory, commit_files
@@ -137,10 +137,13 @@ def test_the_overlay_moves_the_old_part_onto_the_new_one_when_the_diff_aligned_t
     old = commit_files(design, {"lever.stl": lever}, message="As designed")
     new = commit_files(design, {"lever.stl": turned_stl(lever, TURN_X_180, shift)}, message="Re-exported")
     # The diff's own alignment is tested with designs.meshes; here, the view applies one.
-    MeshDiff.objects.create(
+    BlobDiff.objects.create(
         old_sha=selectors.design_file(design, rev=old, path="lever.stl")[1].sha,
         new_sha=selectors.design_file(design, rev=new, path="lever.stl")[1].sha,
-        result={"aligned": True, "alignment_rotation": TURN_X_180, "alignment_shift_mm": shift},
+        differ="geometry:stl:stl",
+        new_path="lever.stl",
+        status="done",
+        detail={"aligned": True, "alignment_rotation": TURN_X_180, "alignment_shift_mm": shift},
     )
 
     page.goto(f"/alice/lever/compare/?base={old}&head={new}")

@@ -158,11 +158,11 @@ def test_the_geometric_diff_of_two_versions_is_computed_once_and_cached(alice, a
     assert body["kind"] == "mesh"
     assert body["detail"]["old"]["status"] == "done" and body["detail"]["new"]["status"] == "done"
     assert body["detail"]["geometry"], body["detail"].get("geometry_reason")
-    from designs.models import MeshDiff
+    from designs.models import BlobDiff
 
-    assert MeshDiff.objects.count() == 1
+    assert BlobDiff.objects.count() == 1
     alice_api.get(url, {"base": old, "head": new})
-    assert MeshDiff.objects.count() == 1
+    assert BlobDiff.objects.count() == 1
 
 
 def test_a_push_queues_analysis_only_for_the_new_blobs(alice):

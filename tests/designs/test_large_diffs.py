@@ -21,7 +21,7 @@ def design(alice):
     return design
 
 
-def test_a_commit_with_more_files_than_a_page_shows_defers_the_rest(client, design):
+def test_a_commit_with_more_files_than_a_page_shows_defers_the_rest(client, design, background_tasks_run):
     count = PAGE_BUDGET.files + 20
     sha = commit_files(design, {f"notes/{n:03}.txt": f"note {n}\n" for n in range(count)})
     page = client.get(reverse("design-commit", args=["alice", "big", sha])).content.decode()

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from designs import selectors
-from designs.models import Design, MeshAnalysis, MeshDiff
+from designs.models import BlobDiff, Design, MeshAnalysis
 from designs.services import analysis
 from tests.factories import DesignFactory, commit_files
 
@@ -224,7 +224,7 @@ def test_a_file_listing_shows_mesh_thumbnails_with_one_query_for_all(client, ali
     assert 'class="file-thumb"' not in detail  # the root holds only a folder
 
 
-def test_the_compare_page_shows_both_versions_of_a_changed_mesh(client, alice, commit):
+def test_the_compare_page_shows_both_versions_of_a_changed_mesh(client, alice, commit, background_tasks_run):
     design = DesignFactory(owner=alice, slug="lever")
     first = commit(design, {"lever.stl": corpus(LEVER)}, message="First lever")
     old_sha = blob_sha(design, "lever.stl")
@@ -261,11 +261,14 @@ def test_a_diff_hands_the_alignment_it_found_to_the_3d_view(client, alice, commi
     first = commit(design, {"lever.stl": lever})
     old_sha = blob_sha(design, "lever.stl")
     second = commit(design, {"lever.stl": turned_stl(lever, TURN_X_180, [30.0, 0.0, 10.0])})
-    MeshDiff.objects.update_or_create(
+    BlobDiff.objects.update_or_create(
         old_sha=old_sha,
         new_sha=blob_sha(design, "lever.stl"),
+        differ="geometry:stl:stl",
         defaults={
-            "result": {
+            "status": "done",
+            "new_path": "lever.stl",
+            "detail": {
                 "aligned": True,
                 "alignment_rotation": TURN_X_180,
                 "alignment_rotation_deg": 180.0,

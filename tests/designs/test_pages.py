@@ -225,7 +225,7 @@ def test_the_list_filters_by_text_tag_licence_and_owner(client, alice, bob):
     assert "Desk lamp" not in names(owner="alice")
 
 
-def test_the_commit_page_shows_the_diff_against_its_parent(client, design):
+def test_the_commit_page_shows_the_diff_against_its_parent(client, design, background_tasks_run):
     head = design.repo.resolve("main")
     response = client.get(reverse("design-commit", args=["alice", "gripper", head]))
     content = response.content.decode()
@@ -235,7 +235,7 @@ def test_the_commit_page_shows_the_diff_against_its_parent(client, design):
     assert '<span class="add">+cube([10, 20, 35]);</span>' in content
 
 
-def test_compare_shows_bom_rows_with_quantity_deltas(client, design):
+def test_compare_shows_bom_rows_with_quantity_deltas(client, design, background_tasks_run):
     response = client.get(
         reverse("design-compare", args=["alice", "gripper"]), {"base": "main~1", "head": "main"}
     )

@@ -439,8 +439,10 @@
     watch.observe(viewer.root);
   }
 
-  function init() {
-    document.querySelectorAll("[data-mesh-viewer]").forEach((root, index) => {
+  // `scope`: the page, or a part of it filled in later (a diff page's hub/diffs.js).
+  function init(scope = document) {
+    scope.querySelectorAll("[data-mesh-viewer]:not([data-viewer-bound])").forEach((root, index) => {
+      root.setAttribute("data-viewer-bound", "");
       const viewer = new Viewer(root);
       if (index < AUTO_START) return startWhenVisible(viewer);
       const button = el("button", "button", "Show in 3D");
@@ -451,6 +453,7 @@
     });
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  window.fabhubMeshViewers = init;
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => init());
   else init();
 })();
