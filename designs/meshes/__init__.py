@@ -14,7 +14,9 @@ and what makes the figures reproducible from the bytes alone.
 
 By area: `base` (limits, errors, units, `is_mesh_path`, `fits`), `read` (formats and
 readers), `figures` (`analyse`), `diff` (`geometric_diff`), `render` (thumbnails, viewer
-triangles) and `worker` (the guarded child process; import it as `designs.meshes.worker`).
+triangles) and `worker` (the guarded child processes; import it as `designs.meshes.worker`).
+Each output also has a `mesh_*` form taking a `Mesh` from `read_mesh`, so a file read once
+serves them all.
 """
 
 from designs.meshes.base import (
@@ -31,8 +33,9 @@ from designs.meshes.base import (
     is_mesh_path,
 )
 from designs.meshes.diff import geometric_diff
-from designs.meshes.figures import analyse
-from designs.meshes.render import render_thumbnail, viewer_triangles
+from designs.meshes.figures import analyse, mesh_figures
+from designs.meshes.read import Mesh, read_mesh
+from designs.meshes.render import mesh_thumbnail, mesh_viewer_triangles, render_thumbnail, viewer_triangles
 
 __all__ = [
     "FIGURES_VERSION",
@@ -40,6 +43,7 @@ __all__ = [
     "MESH_EXTENSIONS",
     "UNITS_MM",
     "Limits",
+    "Mesh",
     "MeshError",
     "MeshFigures",
     "analyse",
@@ -48,6 +52,10 @@ __all__ = [
     "fits",
     "geometric_diff",
     "is_mesh_path",
+    "mesh_figures",
+    "mesh_thumbnail",
+    "mesh_viewer_triangles",
+    "read_mesh",
     "render_thumbnail",
     "viewer_triangles",
 ]

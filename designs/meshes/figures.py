@@ -27,11 +27,12 @@ def analyse(
     Volume and mass assume the triangles enclose one solid; overlapping bodies in one
     file count their shared space twice.
     """
-    mesh = read_mesh(data, filename=filename, units=units, limits=limits)
-    return _figures(mesh)
+    return mesh_figures(read_mesh(data, filename=filename, units=units, limits=limits))
 
 
-def _figures(mesh: Mesh) -> MeshFigures:
+def mesh_figures(mesh: Mesh) -> MeshFigures:
+    """`analyse` for a mesh already read (the worker reads each file once for all its
+    outputs)."""
     corners = mesh.corners
     count = len(corners)
     scale = mesh.scale

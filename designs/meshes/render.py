@@ -9,15 +9,25 @@ import zlib
 import numpy as np
 
 from designs.meshes.base import Limits, rotate_points
-from designs.meshes.read import read_mesh
+from designs.meshes.read import Mesh, read_mesh
 
 
 def render_thumbnail(data: bytes, *, filename: str, size: int = 256, limits: Limits = Limits()) -> bytes:
     """A PNG of the part seen from the front left and above, drawn on the CPU."""
+    _check_size(size)
+    return mesh_thumbnail(read_mesh(data, filename=filename, units=None, limits=limits), size=size)
+
+
+def mesh_thumbnail(mesh: Mesh, *, size: int = 256) -> bytes:
+    """`render_thumbnail` for a mesh already read. It draws the file's own coordinates,
+    so the unit the mesh was read in makes no difference."""
+    _check_size(size)
+    return _png(_render(mesh.corners, size))
+
+
+def _check_size(size: int) -> None:
     if not 16 <= size <= 2048:
         raise ValueError("thumbnail size must be between 16 and 2048 pixels")
-    mesh = read_mesh(data, filename=filename, units=None, limits=limits)
-    return _png(_render(mesh.corners, size))
 
 
 def viewer_triangles(
@@ -29,7 +39,14 @@ def viewer_triangles(
     that fall in one cell of a grid become one corner), coarsening the grid until the
     count fits: the shape stays whole, with no holes from dropped triangles.
     """
-    mesh = read_mesh(data, filename=filename, units=None, limits=limits)
+    return mesh_viewer_triangles(
+        read_mesh(data, filename=filename, units=None, limits=limits), max_triangles=max_triangles
+    )
+
+
+def mesh_viewer_triangles(mesh: Mesh, *, max_triangles: int = 400_000) -> bytes:
+    """`viewer_triangles` for a mesh already read, in the unit its file declares or implies
+    (read it with units=None)."""
     corners = mesh.corners_mm()
     if len(corners) > max_triangles:
         corners = _simplify(corners, max_triangles)

@@ -1,13 +1,18 @@
-"""Runs mesh analyses in a child process with time and memory limits.
+"""Runs mesh analyses in child processes with time and memory limits.
 
-A hostile or huge file must not take the worker down with it: the child sets an address
-space limit (an allocation past it is a MemoryError, reported as such) and an alarm per
-file; if the child still dies (killed, crashed), the file it was on fails with that
-reason and a fresh child takes the rest. One child serves a whole batch, so 1,000 small
-meshes cost one Python start, not 1,000.
+A hostile or huge file must take down neither the worker nor its neighbours in a batch.
+A *server* process imports the analysis code once and forks guarded children from
+itself, each analysing one file at a time: a child sets an address-space limit (an
+allocation past it is a MemoryError, reported as such) and an alarm per file. If a child
+still dies (killed, crashed) or overruns twice its limit, the file it was on fails with
+that reason and a fresh child, forked in milliseconds, takes the next files. Several
+children run at once (one per core by default), so 1,000 small meshes keep every core
+busy and cost one Python start-up, not 1,000.
 
-Protocol: one JSON job per line on the child's stdin, one JSON result per line on its
-stdout, each preceded by a `{"started": sha}` line so the parent knows the culprit.
+Protocol: one JSON job per line on the server's stdin; on its stdout a `{"started": sha}`
+line when a file is handed to a child, then one JSON result line per file, in the order
+they finish. The parent knows from the `started` lines which files were in hand if the
+server itself stops (it runs no mesh code, so only something from outside stops it).
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from designs import meshes
 
@@ -45,6 +52,8 @@ class MeshOutcome:
     sha: str
     figures: dict | None
     reason: str | None  # why it failed, in words
+    # Seconds the child spent on each step: read, figures, thumbnail, viewer.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -55,12 +64,72 @@ class AnalysisTimeout(Exception):
     pass
 
 
-def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int) -> Iterator[MeshOutcome]:
-    """Analyse every job; yield one outcome per job, whatever happens to the child."""
+def default_workers() -> int:
+    """Files analysed at once: one per core this process may use, at most 4 (each child
+    may take the whole memory limit)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def run_batch(
+    jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int, workers: int | None = None
+) -> Iterator[MeshOutcome]:
+    """Analyse every job; yield one outcome per job, in the order they finish, whatever
+    happens to the children."""
     remaining = list(jobs)
+    workers = workers or default_workers()
     while remaining:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "designs.meshes.worker", str(time_limit_s), str(memory_limit_bytes)],
+        server = _Server(remaining, time_limit_s, memory_limit_bytes, workers)
+        done: set[str] = set()
+        try:
+            for outcome in server.outcomes():
+                done.add(outcome.sha)
+                yield outcome
+        finally:
+            server.stop()
+        remaining = [job for job in remaining if job.sha not in done]
+        if not remaining:
+            return
+        # The server stopped early. With one file in hand, that file is the culprit, as
+        # with a child; with several, they go again one at a time, so that a second stop
+        # names its file.
+        if len(server.in_hand) == 1:
+            (culprit,) = server.in_hand
+            if server.stalled:
+                reason = f"the analysis took longer than the {time_limit_s} s allowed"
+            else:
+                reason = f"the analyser stopped while reading this file ({_how(server.code)})"
+            yield MeshOutcome(culprit, None, reason)
+            remaining = [job for job in remaining if job.sha != culprit]
+        elif not done and not server.in_hand:
+            # It stopped before handing out anything: fail all rather than loop forever.
+            for job in remaining:
+                yield MeshOutcome(job.sha, None, f"the analyser could not start ({_how(server.code)})")
+            return
+        elif server.in_hand:
+            workers = 1
+
+
+def _how(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+
+class _Server:
+    """The parent's side of one server process."""
+
+    def __init__(self, jobs: list[MeshJob], time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
+        self.time_limit_s = time_limit_s
+        self.in_hand: set[str] = set()
+        self.code = 0
+        self.stalled = False
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "designs.meshes.worker",
+                str(time_limit_s),
+                str(memory_limit_bytes),
+                str(workers),
+            ],
             cwd=PROJECT_ROOT,
             env=_child_env(),
             stdin=subprocess.PIPE,
@@ -68,55 +137,63 @@ def run_batch(jobs: list[MeshJob], *, time_limit_s: int, memory_limit_bytes: int
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        stdin, stdout = child.stdin, child.stdout
-        assert stdin is not None and stdout is not None  # both PIPE
-        for job in remaining:
-            stdin.write(json.dumps(job.__dict__) + "\n")
-        stdin.close()
-        current: str | None = None
-        done: set[str] = set()
-        # The alarm cannot interrupt a long call into C: past twice the limit, kill.
+        # Written from a thread: in a large batch the answers can fill their pipe before
+        # every job is written, and then both sides would wait for each other.
+        lines = [json.dumps(job.__dict__) + "\n" for job in jobs]
+        threading.Thread(target=self._feed, args=(lines,), daemon=True).start()
+
+    def _feed(self, lines: list[str]) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None  # PIPE
+        try:
+            for line in lines:
+                stdin.write(line)
+            stdin.close()
+        except (OSError, ValueError):
+            pass  # the server stopped: outcomes() sees it end
+
+    def outcomes(self) -> Iterator[MeshOutcome]:
+        stdout = self.process.stdout
+        assert stdout is not None  # PIPE
+        # The server kills a child that overruns twice its limit; this catches a server
+        # that stops answering altogether.
         watchdog: threading.Timer | None = None
-        killed_by_watchdog = threading.Event()
-
-        def kill_child(child=child, killed=killed_by_watchdog) -> None:
-            killed.set()
-            child.kill()
-
         for line in stdout:
-            message = json.loads(line)
             if watchdog is not None:
                 watchdog.cancel()
+            message = json.loads(line)
             if "started" in message:
-                current = message["started"]
-                watchdog = threading.Timer(time_limit_s * 2 + 5, kill_child)
+                self.in_hand.add(message["started"])
+            else:
+                self.in_hand.discard(message["sha"])
+            if self.in_hand:
+                watchdog = threading.Timer(self.time_limit_s * 2 + 30, self._kill_stalled)
                 watchdog.start()
-                continue
-            done.add(message["sha"])
-            current = None
-            yield MeshOutcome(message["sha"], message.get("figures"), message.get("reason"))
-        code = child.wait()
+            if "sha" in message:
+                yield MeshOutcome(
+                    message["sha"], message.get("figures"), message.get("reason"), message.get("seconds", {})
+                )
         if watchdog is not None:
             watchdog.cancel()
-        if current is not None:
-            done.add(current)
-            if killed_by_watchdog.is_set():
-                reason = f"the analysis took longer than the {time_limit_s} s allowed"
-            else:
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                reason = f"the analyser stopped while reading this file ({how})"
-            yield MeshOutcome(current, None, reason)
-        elif code != 0 and not done:
-            # The child died before starting anything: fail all rather than loop forever.
-            for job in remaining:
-                yield MeshOutcome(job.sha, None, f"the analyser could not start (exit code {code})")
-            return
-        remaining = [job for job in remaining if job.sha not in done]
+        self.code = self.process.wait()
+
+    def _kill_stalled(self) -> None:
+        self.stalled = True
+        self.process.kill()
+
+    def stop(self) -> None:
+        """End the server if it still runs (its children end when their jobs run out)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.code = self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def _child_env() -> dict[str, str]:
     # One thread per maths library: the child's address-space limit must be spent on
-    # the mesh, not on thread stacks and buffers reserved per core.
+    # the mesh, not on thread stacks and buffers reserved per core; and the server forks,
+    # which threads would make unsafe.
     single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return {**os.environ, **single}
 
@@ -159,6 +236,9 @@ def run_diff(
     return message.get("diff"), message.get("reason")
 
 
+# -- in the server and its children ------------------------------------------------------
+
+
 # A tetrahedron: analysing it once before the limit loads every library the analysis
 # imports lazily, so that code is mapped before the address space is capped.
 _WARM_UP_STL = (
@@ -178,10 +258,18 @@ _WARM_UP_STL = (
 )
 
 
-def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
+# A child's exit code when memory ran out outside a file's own analysis (reading its
+# job, say): the server gives the file the memory reason rather than "it stopped".
+_EXIT_MEMORY = 75
+
+
+def _warm_up() -> None:
     meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
     meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
     meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
+
+
+def _cap(memory_limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
     def on_alarm(signum, frame):
@@ -193,7 +281,8 @@ def _limit(time_limit_s: int, memory_limit_bytes: int) -> None:
 def _child_diff(
     time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str
 ) -> None:
-    _limit(time_limit_s, memory_limit_bytes)
+    _warm_up()
+    _cap(memory_limit_bytes)
     signal.alarm(time_limit_s)
     result: dict[str, Any]
     try:
@@ -212,7 +301,192 @@ def _child_diff(
     print(json.dumps(result, allow_nan=False), flush=True)
 
 
-def _write_quietly(target: str, produce) -> None:
+@dataclass
+class _Child:
+    """The server's side of one child: the pipes, and the file in hand."""
+
+    pid: int
+    commands: int  # the pipe the child reads its jobs from
+    results: int  # the pipe it answers on
+    sha: str | None = None  # the file it is analysing
+    deadline: float = 0.0
+    overran: bool = False
+    unread: bytes = b""
+
+
+def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
+    """Hand the jobs read from stdin to at most `workers` children, one file at a time
+    each; pass their results on; fail the file of a child that dies, and fork another."""
+    _warm_up()
+    out = sys.stdout.buffer
+    pending: deque[bytes] = deque()
+    children: list[_Child] = []
+    reading, unread = True, b""
+    while reading or pending or children:
+        for child in children:
+            if child.sha is None and pending:
+                _hand(child, pending.popleft(), time_limit_s, out)
+            elif child.sha is None and not reading and child.commands >= 0:
+                os.close(child.commands)  # no more work: the child ends
+                child.commands = -1
+        while pending and len(children) < workers:
+            child = _fork(children, time_limit_s, memory_limit_bytes)
+            children.append(child)
+            _hand(child, pending.popleft(), time_limit_s, out)
+        deadlines = [child.deadline for child in children if child.sha is not None and not child.overran]
+        timeout = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
+        watched = [child.results for child in children] + ([0] if reading else [])
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if 0 in ready:
+            chunk = os.read(0, 1 << 16)
+            reading = bool(chunk)
+            *lines, unread = (unread + chunk).split(b"\n")
+            pending.extend(line for line in lines if line.strip())
+        for child in [child for child in children if child.results in ready]:
+            chunk = os.read(child.results, 1 << 16)
+            if chunk:
+                *lines, child.unread = (child.unread + chunk).split(b"\n")
+                for line in lines:
+                    out.write(line + b"\n")
+                    child.sha = None
+                out.flush()
+            else:
+                _bury(child, time_limit_s, memory_limit_bytes, out)
+                children.remove(child)
+        for child in children:
+            if child.sha is not None and not child.overran and time.monotonic() >= child.deadline:
+                # The alarm cannot interrupt a long call into C: past twice the limit, kill.
+                child.overran = True
+                os.kill(child.pid, signal.SIGKILL)
+
+
+def _hand(child: _Child, line: bytes, time_limit_s: int, out) -> None:
+    child.sha = json.loads(line)["sha"]
+    try:
+        os.write(child.commands, line + b"\n")  # a job is far shorter than a pipe's buffer
+    except BrokenPipeError:
+        pass  # the child is gone: _bury fails the file it was given, as for any death
+    child.deadline = time.monotonic() + time_limit_s * 2 + 5
+    out.write(json.dumps({"started": child.sha}).encode() + b"\n")
+    out.flush()
+
+
+def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out) -> None:
+    """Reap a child whose answers ended; fail the file it had in hand, if any."""
+    _, status = os.waitpid(child.pid, 0)
+    for fd in (child.commands, child.results):
+        if fd >= 0:
+            os.close(fd)
+    if child.sha is None:
+        return
+    code = os.waitstatus_to_exitcode(status)
+    if child.overran:
+        reason = f"the analysis took longer than the {time_limit_s} s allowed"
+    elif code == _EXIT_MEMORY:
+        reason = _memory_reason(memory_limit_bytes)
+    else:
+        reason = f"the analyser stopped while reading this file ({_how(code)})"
+    out.write(json.dumps({"sha": child.sha, "reason": reason}).encode() + b"\n")
+    out.flush()
+
+
+def _fork(children: list[_Child], time_limit_s: int, memory_limit_bytes: int) -> _Child:
+    commands_read, commands_write = os.pipe()
+    results_read, results_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # Only its own two pipe ends stay open: a sibling holding another child's pipe
+        # would keep the server from seeing that child end.
+        for fd in [
+            commands_write,
+            results_read,
+            *(c.commands for c in children),
+            *(c.results for c in children),
+        ]:
+            if fd >= 0:
+                os.close(fd)
+        nothing = os.open(os.devnull, os.O_RDWR)
+        os.dup2(nothing, 0)
+        os.dup2(nothing, 1)  # only the results pipe carries answers
+        _child(commands_read, results_write, time_limit_s, memory_limit_bytes)
+    os.close(commands_read)
+    os.close(results_write)
+    return _Child(pid=pid, commands=commands_write, results=results_read)
+
+
+def _child(commands: int, results: int, time_limit_s: int, memory_limit_bytes: int) -> NoReturn:
+    code = 0
+    try:
+        _cap(memory_limit_bytes)
+        with os.fdopen(commands, "rb") as jobs, os.fdopen(results, "wb") as answers:
+            for line in jobs:
+                result = _analyse(MeshJob(**json.loads(line)), time_limit_s, memory_limit_bytes)
+                # allow_nan=False: a NaN that slipped past require_finite fails the file
+                # here, loudly, rather than reaching a JSON column as the token NaN.
+                answers.write(json.dumps(result, allow_nan=False).encode() + b"\n")
+                answers.flush()
+    except MemoryError:
+        code = _EXIT_MEMORY
+    except BaseException as exc:  # noqa: BLE001 — whatever it was, the server reports the file
+        code = _EXIT_MEMORY if _out_of_memory(exc) else 1
+    # Not sys.exit: the buffers and exit handlers copied from the server are not ours.
+    os._exit(code)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # Past the address-space cap, loading code fails too ("failed to map segment").
+    return "failed to map segment" in str(exc) or "Cannot allocate memory" in str(exc)
+
+
+def _memory_reason(memory_limit_bytes: int) -> str:
+    return f"the analysis needed more than the {memory_limit_bytes / 1024**3:.1f} GB of memory allowed"
+
+
+def _analyse(job: MeshJob, time_limit_s: int, memory_limit_bytes: int) -> dict:
+    """The figures, thumbnail and viewer triangles of one file, read once."""
+    result: dict[str, Any] = {"sha": job.sha}
+    seconds: dict[str, float] = {}
+    signal.alarm(time_limit_s)
+    try:
+        started = time.perf_counter()
+        data = Path(job.data_file).read_bytes()
+        mesh = meshes.read_mesh(data, filename=job.path, units=job.units, limits=meshes.Limits())
+        started = _lap(seconds, "read", started)
+        result["figures"] = meshes.mesh_figures(mesh).to_dict()
+        started = _lap(seconds, "figures", started)
+        if job.units is not None:
+            # The 3D view is in the unit the file declares or implies, whatever was given.
+            mesh = meshes.read_mesh(data, filename=job.path, units=None, limits=meshes.Limits())
+        # Figures without a picture or a 3D view are still worth keeping.
+        _write_quietly(job.thumbnail_file, lambda: meshes.mesh_thumbnail(mesh))
+        started = _lap(seconds, "thumbnail", started)
+        if job.viewer_file:
+            _write_quietly(job.viewer_file, lambda: meshes.mesh_viewer_triangles(mesh))
+            _lap(seconds, "viewer", started)
+    except meshes.MeshError as exc:
+        result["reason"] = exc.reason
+    except AnalysisTimeout:
+        result["reason"] = f"the analysis took longer than the {time_limit_s} s allowed"
+    except MemoryError:
+        result["reason"] = _memory_reason(memory_limit_bytes)
+    except Exception as exc:  # noqa: BLE001 — one bad file must not stop the batch
+        if _out_of_memory(exc):
+            result["reason"] = _memory_reason(memory_limit_bytes)
+        else:
+            result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
+    finally:
+        signal.alarm(0)
+    result["seconds"] = seconds
+    return result
+
+
+def _lap(seconds: dict[str, float], step: str, started: float) -> float:
+    now = time.perf_counter()
+    seconds[step] = now - started
+    return now
+
+
+def _write_quietly(target: str, produce: Callable[[], bytes]) -> None:
     try:
         content = produce()
     except meshes.MeshError:
@@ -224,44 +498,8 @@ def _write_quietly(target: str, produce) -> None:
     temporary.replace(path)  # readers never see half a file
 
 
-def _memory_reason(memory_limit_bytes: int) -> str:
-    return f"the analysis needed more than the {memory_limit_bytes / 1024**3:.1f} GB of memory allowed"
-
-
-def _child(time_limit_s: int, memory_limit_bytes: int) -> None:
-    _limit(time_limit_s, memory_limit_bytes)
-    for line in sys.stdin:
-        job = MeshJob(**json.loads(line))
-        print(json.dumps({"started": job.sha}), flush=True)
-        result: dict = {"sha": job.sha}
-        signal.alarm(time_limit_s)
-        try:
-            data = Path(job.data_file).read_bytes()
-            figures = meshes.analyse(data, filename=job.path, units=job.units)
-            result["figures"] = figures.to_dict()
-            # Figures without a picture or a 3D view are still worth keeping.
-            _write_quietly(job.thumbnail_file, partial(meshes.render_thumbnail, data, filename=job.path))
-            if job.viewer_file:
-                _write_quietly(job.viewer_file, partial(meshes.viewer_triangles, data, filename=job.path))
-        except meshes.MeshError as exc:
-            result["reason"] = exc.reason
-        except AnalysisTimeout:
-            result["reason"] = f"the analysis took longer than the {time_limit_s} s allowed"
-        except MemoryError:
-            result["reason"] = _memory_reason(memory_limit_bytes)
-        except Exception as exc:  # noqa: BLE001 — one bad file must not stop the batch
-            # Past the address-space cap, loading code fails too ("failed to map segment").
-            if "failed to map segment" in str(exc) or "Cannot allocate memory" in str(exc):
-                result["reason"] = _memory_reason(memory_limit_bytes)
-            else:
-                result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
-        finally:
-            signal.alarm(0)
-        print(json.dumps(result, allow_nan=False), flush=True)
-
-
 if __name__ == "__main__":
     if sys.argv[1] == "diff":
         _child_diff(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:8])
     else:
-        _child(int(sys.argv[1]), int(sys.argv[2]))
+        _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

@@ -7,7 +7,11 @@ the tests themselves (zip bombs with zipfile, lying headers with struct).
 from __future__ import annotations
 
 import io
+import os
+import re
+import signal
 import struct
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 import trimesh
 
 from designs.meshes import Limits, MeshError, analyse, geometric_diff, render_thumbnail, viewer_triangles
+from designs.meshes.worker import MeshJob, MeshOutcome, run_batch
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
 PART = CORPUS / "prusa-i3" / "fs-lever.stl"  # a binary STL of 2,450 triangles
@@ -437,3 +442,119 @@ def test_a_geometric_diff_whose_figures_overflow_gives_a_reason_not_nan():
 def test_figures_that_overflow_give_a_reason_not_nan():
     with pytest.raises(MeshError, match="too large or the surface is degenerate"):
         analyse(OVERFLOWING, filename="b.stl").to_dict()
+
+
+# -- the guarded children: one bad file fails alone ----------------------------------------
+
+
+def job(tmp_path: Path, name: str, data: bytes, filename: str = "part.stl") -> MeshJob:
+    source = tmp_path / name
+    source.write_bytes(data)
+    return MeshJob(
+        name * 40, filename, str(source), str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.bin")
+    )
+
+
+def slow_stl() -> bytes:
+    """400,000 random triangles: a second or two of analysis, long enough to be caught at it."""
+    count = 400_000
+    records = np.zeros(count, dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
+    records["v"] = np.random.default_rng(1).random((count, 3, 3), dtype=np.float32)
+    return bytes(80) + struct.pack("<I", count) + records.tobytes()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        parent = re.search(r"^PPid:\s+(\d+)$", text, re.MULTILINE)
+        if parent and int(parent.group(1)) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def analysis_server() -> int:
+    """The pid of this test's analysis server (the one child running the worker module)."""
+    for _ in range(600):
+        for pid in children_of(os.getpid()):
+            try:
+                if b"designs.meshes.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError("no analysis server started")
+
+
+def busy_children(server: int, count: int) -> list[int]:
+    """The server's children once `count` of them run, after a moment to get to work."""
+    for _ in range(1200):
+        children = children_of(server)
+        if len(children) >= count:
+            time.sleep(0.5)
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"the server never ran {count} children")
+
+
+def test_with_several_children_each_bad_file_fails_with_its_own_reason(tmp_path):
+    bad = {
+        "b": (ascii_stl("facet nonsense"), "broken.stl"),
+        "c": (PNG_BYTES, "picture.stl"),
+        "d": (bytes(80) + struct.pack("<I", 4_000_000_000), "liar.stl"),
+        "e": (three_mf(tetra_model(), name="../../escape.model"), "escape.3mf"),
+    }
+    jobs = [job(tmp_path, "a", part()), *(job(tmp_path, k, d, f) for k, (d, f) in bad.items())]
+    jobs += [job(tmp_path, "f", part()), job(tmp_path, "g", part())]
+
+    outcomes = {o.sha: o for o in run_batch(jobs, time_limit_s=60, memory_limit_bytes=3 * 1024**3, workers=2)}
+
+    assert len(outcomes) == len(jobs)
+    for name, (data, filename) in bad.items():
+        assert outcomes[name * 40].reason == refused(data, filename)
+        assert not (tmp_path / f"{name}.png").exists()
+    expected = analyse(part(), filename="part.stl").to_dict()
+    for name in "afg":
+        assert outcomes[name * 40].figures == expected
+        assert (tmp_path / f"{name}.png").read_bytes() == render_thumbnail(part(), filename="part.stl")
+        assert (tmp_path / f"{name}.bin").read_bytes() == viewer_triangles(part(), filename="part.stl")
+
+
+def test_a_child_killed_on_a_file_fails_that_file_and_a_fresh_child_takes_the_next(tmp_path):
+    jobs = [
+        job(tmp_path, "a", part()),
+        job(tmp_path, "b", slow_stl()),
+        job(tmp_path, "c", part()),
+        job(tmp_path, "d", part()),
+    ]
+    batch = run_batch(jobs, time_limit_s=120, memory_limit_bytes=3 * 1024**3, workers=1)
+    first = next(batch)  # one child, so the files go in order: "b" is next
+    assert first.sha == "a" * 40 and first.ok
+    (child,) = busy_children(analysis_server(), 1)
+    os.kill(child, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+
+    rest = {o.sha: o for o in batch}
+
+    assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 9)"
+    assert rest["c" * 40].ok and rest["d" * 40].ok
+
+
+def test_a_server_killed_with_files_in_hand_analyses_them_again_one_at_a_time(tmp_path):
+    jobs = [job(tmp_path, "a", slow_stl()), job(tmp_path, "b", slow_stl()), job(tmp_path, "c", part())]
+    outcomes: list[MeshOutcome] = []
+    consumer = threading.Thread(
+        target=lambda: outcomes.extend(
+            run_batch(jobs, time_limit_s=120, memory_limit_bytes=3 * 1024**3, workers=2)
+        )
+    )
+    consumer.start()
+    server = analysis_server()
+    busy_children(server, 2)
+    os.kill(server, signal.SIGKILL)
+    consumer.join()
+
+    assert sorted(o.sha for o in outcomes) == [name * 40 for name in "abc"]
+    assert all(o.ok for o in outcomes), [o.reason for o in outcomes]
