@@ -21,12 +21,30 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import cache, partial
+from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, When
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    F,
+    Model,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hub.exceptions import Conflict
@@ -40,7 +58,7 @@ from machines.printing.files import gcode_path
 from machines.printing.waiting import (
     CANDIDATES_PER_PRINTER,
     Floor,
-    job_blocker,
+    dispatch_round,
     match_blocker,
     printer_blocker,
 )
@@ -89,15 +107,56 @@ def _unreachable(printer_id: int, error: PrinterError) -> None:
 
 # -- dispatching -----------------------------------------------------------------------------
 
+# What the candidate read selects of a job: what the predicates and the claim use.
+CANDIDATE_FIELDS = (
+    "pk",
+    "owner_id",
+    "size_mm",
+    "queued_at",
+    "priority",
+    "path",
+    "copies_done",
+    "lab_id",
+    "machine_kind",
+    "material",
+    "colour",
+    "nozzle_mm",
+)
+# Rounds of one tick: a printer whose chosen job another dispatcher took meanwhile looks
+# again (with fresh reads) in the next round.
+ROUNDS = 3
+# Jobs each group reads beyond one per printer that may take them (see `_plan`).
+LOOK_AHEAD = 3
+# Index reads per candidate statement (SQLite allows 500 terms in one compound SELECT).
+TERMS_PER_READ = 200
 
-def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
+
+# Columns of the printers and their machines that no decision of the dispatcher reads.
+IDLE_DEFERRED = (
+    "temperatures",
+    "agent_report",
+    "bed_note",
+    "machine__capabilities",
+    "machine__notes",
+    "machine__photo",
+    "machine__status_reason",
+)
+
+
+def idle_printers(
+    *, now: datetime, lab_id: int | None = None, machine_ids: Iterable[int] | None = None
+) -> list[Printer]:
     """Printers that may take a job now: in service, taking jobs, bed clear, holding no
     job, and (if networked) seen idle recently. The query of `waiting.printer_state_blocker`
     (tests hold the two to the same answer)."""
     fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
     holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
     rows = (
-        Printer.objects.select_related("machine", "machine__lab")
+        Printer.objects.select_related("machine")
+        # One Lab per lab, not per printer: the labs' clocks are read and cached on them.
+        .prefetch_related("machine__lab")
+        # What the dispatcher never reads (JSON costs a decode per row).
+        .defer(*IDLE_DEFERRED)
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
         .filter(
             # Without network control, the operator's record must not say it is busy.
@@ -118,88 +177,448 @@ def idle_printers(*, now: datetime, lab_id: int | None = None) -> list[Printer]:
     )
     if lab_id is not None:
         rows = rows.filter(machine__lab_id=lab_id)
+    if machine_ids is not None:
+        rows = rows.filter(pk__in=list(machine_ids))
     return list(rows)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one round decided for one printer: this job, this G-code, until `end`."""
+
+    printer: Printer
+    job: PrintJob
+    gcode: PrintGcode
+    end: datetime
+
+
 def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> list[int]:
-    """Give idle printers their next job; return the ids of the jobs claimed."""
+    """Give idle printers their next job; return the ids of the jobs claimed.
+
+    By sets: the idle printers, their timelines, their candidates (one index read per
+    group of printers that match the same jobs, all in one statement), the G-code and
+    the labs' clocks are read once; `waiting.dispatch_round` decides; one transaction
+    claims every decision (`_claim_all`)."""
     now = now or timezone.now()
-    printers = idle_printers(now=now, lab_id=lab_id)
-    if not printers:
-        return []
-    floor = Floor.read(now=now, printers=printers)
-    claimed = []
-    for printer in printers:
-        if printer_blocker(printer, floor) is not None:
-            continue  # a person (or maintenance) has the machine now
-        job_id = _dispatch_to(printer, floor)
-        if job_id is not None:
-            claimed.append(job_id)
+    claimed: list[int] = []
+    again: set[int] | None = None
+    for _ in range(ROUNDS):
+        printers = idle_printers(now=now, lab_id=lab_id, machine_ids=again)
+        if not printers:
+            break
+        plans = _plan(printers, now)
+        if not plans:
+            break
+        won, again = _claim_all(plans, now=now)
+        claimed.extend(won)
+        if not again:
+            break
     return claimed
 
 
-def _candidates(printer: Printer, starving_before: datetime) -> list[PrintJob]:
-    """The printer's best queued jobs: starving ones first (oldest first), then by
-    priority and age (`waiting.candidate_order`). Both reads are ranges of the
-    `print_job_queue` index; `waiting.match_blocker` is what they select on."""
+def _group(printer: Printer) -> tuple[int, str, str, Decimal, str]:
+    """Printers with the same key match the same queued jobs (`waiting.match_blocker`)."""
     machine = printer.machine
-    queued = (
-        PrintJob.objects.filter(
-            status=S.QUEUED, lab_id=machine.lab_id, machine_kind=machine.kind, material=printer.material
-        )
-        .filter(Q(nozzle_mm__isnull=True) | Q(nozzle_mm=printer.nozzle_mm))
-        .filter(Q(colour="") | Q(colour=printer.colour))
-        .only(
-            "pk",
-            "owner_id",
-            "size_mm",
-            "queued_at",
-            "priority",
-            "path",
-            "copies_done",
-            "lab_id",
-            "machine_kind",
-            "material",
-            "colour",
-            "nozzle_mm",
-        )
-    )
-    starving = list(
-        queued.filter(queued_at__lt=starving_before).order_by("queued_at", "pk")[:CANDIDATES_PER_PRINTER]
-    )
-    seen = {j.pk for j in starving}
-    ranked = [
-        j
-        for j in queued.order_by("-priority", "queued_at", "pk")[:CANDIDATES_PER_PRINTER]
-        if j.pk not in seen
-    ]
-    return starving + ranked
+    return (machine.lab_id, machine.kind, printer.material, Decimal(printer.nozzle_mm), printer.colour)
 
 
-def _dispatch_to(printer: Printer, floor: Floor) -> int | None:
-    candidates = _candidates(printer, floor.starving_before)
-    if not candidates:
-        return None
-    gcodes = {
-        g.job_id: g
-        for g in PrintGcode.objects.filter(
-            job_id__in=[j.pk for j in candidates], profile_key__in=["", printer.profile_key]
+@dataclass
+class _Read:
+    """A group's candidates as read: the jobs, and for each of the dispatcher's two orders
+    (starving, ranked) the ids read, in that order, and whether they are all there are."""
+
+    jobs: list[PrintJob] = field(default_factory=list)
+    starving: list[int] = field(default_factory=list)
+    ranked: list[int] = field(default_factory=list)
+    starving_all: bool = False
+    ranked_all: bool = False
+
+
+def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
+    """One round of decisions over `printers` (`waiting.dispatch_round`), nothing written.
+
+    Each group of printers reads only the first jobs of its orders: as many as the free
+    printers that may take them, plus LOOK_AHEAD. A printer rarely looks further (its
+    first candidate fits); when one does (`_settled` says its decision might differ
+    from one made on the whole queue), its group reads its full CANDIDATES_PER_PRINTER
+    and the round is decided again."""
+    floor = Floor.read(now=now, printers=printers)
+    free = [p for p in printers if printer_blocker(p, floor) is None]
+    if not free:
+        return []
+    groups: dict[tuple, list[Printer]] = {}
+    for printer in free:
+        groups.setdefault(_group(printer), []).append(printer)
+    rivals = Counter(key[:3] for key in groups for _ in groups[key])
+    reads = _candidates(
+        {key: rivals[key[:3]] + LOOK_AHEAD for key in groups}, starving_before=floor.starving_before
+    )
+    whole: set[tuple] = set()  # groups read as far as any printer may look
+    gcodes: dict[tuple[int, str], PrintGcode] = {}
+    sliced: set[int] = set()  # the jobs whose G-code was read
+    profiles = {"", *(p.profile_key for p in free)}
+    qualifying = any(p.machine.requires_qualification for p in free)
+    labs = list({p.machine.lab_id: p.machine.lab for p in free}.values())
+    matched: dict[tuple, list[PrintJob]] = {}
+
+    def gcode_for(job: PrintJob, printer: Printer) -> PrintGcode | None:
+        return gcodes.get((job.pk, printer.profile_key)) or gcodes.get((job.pk, ""))
+
+    def candidates_of(printer: Printer) -> list[PrintJob]:
+        # The printers of a group match the same jobs: `match_blocker` once per group.
+        key = _group(printer)
+        if key not in matched:
+            matched[key] = [j for j in reads[key].jobs if match_blocker(j, printer) is None]
+        return matched[key]
+
+    unsettled: set[tuple] = set()
+
+    def watch(printer: Printer, order: list[PrintJob], took: int | None, taken: set[int]) -> None:
+        key = _group(printer)
+        if key not in whole and not _settled(reads[key], order, took, taken):
+            unsettled.add(key)
+
+    while True:
+        found = {j.pk: j for read in reads.values() for j in read.jobs}
+        if not found:
+            return []
+        missing = [pk for pk in found if pk not in sliced]
+        for g in PrintGcode.objects.filter(job_id__in=missing, profile_key__in=profiles).only(
+            "pk", "job_id", "profile_key", "estimated_seconds"
+        ):
+            gcodes[(g.job_id, g.profile_key)] = g
+        sliced.update(missing)
+        if not whole or qualifying:  # the labs' clocks once; the owners' qualifications as they come
+            floor.read_ahead(
+                labs=labs, owner_ids={j.owner_id for j in found.values()} if qualifying else set()
+            )
+        unsettled.clear()
+        went_to = dispatch_round(
+            free=free, candidates_of=candidates_of, floor=floor, gcode_for=gcode_for, watch=watch
         )
-    }
-    for job in candidates:
-        gcode = gcodes.get(job.pk)
-        if match_blocker(job, printer) is not None or job_blocker(job, printer, floor, gcode) is not None:
+        if not unsettled:
+            break
+        reads.update(
+            _candidates(
+                {key: CANDIDATES_PER_PRINTER + rivals[key[:3]] for key in unsettled},
+                starving_before=floor.starving_before,
+            )
+        )
+        whole |= unsettled
+        for key in unsettled:
+            matched.pop(key, None)
+    plans = []
+    for printer in free:
+        job = went_to.get(printer.pk)
+        if job is None:
             continue
+        gcode = gcode_for(job, printer)
         assert gcode is not None  # job_blocker refuses a job without G-code for this printer
-        span = jobs.timeline_span(gcode.estimated_seconds)
-        if _claim(job, printer, gcode, now=floor.now, span=span):
-            return job.pk
-    return None
+        plans.append(Plan(printer, job, gcode, now + jobs.timeline_span(gcode.estimated_seconds)))
+    return plans
+
+
+def _settled(read: _Read, order: list[PrintJob], took: int | None, taken: set[int]) -> bool:
+    """Whether a printer's decision over its group's partial read is the one it would make
+    over the whole queue: all it looked at (up to the job it took, or all of `order` if
+    it took none) is what `candidate_order` gives from the whole queue.
+
+    Each term read is the head of its order in the whole queue, minus what was taken
+    before the printer's turn. The starving jobs come first: exact as far as the starving
+    term's untaken rows reach (all of them if the term was read whole, or if they fill
+    CANDIDATES_PER_PRINTER). Then the ranked jobs: exact as far as the ranked term's
+    untaken rows reach, likewise."""
+    looked = len(order) if took is None else took + 1
+    starving = [pk for pk in read.starving if pk not in taken]
+    if not (read.starving_all or len(starving) >= CANDIDATES_PER_PRINTER):
+        return took is not None and looked <= len(starving)
+    first = {j.pk for j in order[: min(len(starving), CANDIDATES_PER_PRINTER)]}
+    ranked = [pk for pk in read.ranked if pk not in taken]
+    if read.ranked_all or len(ranked) >= CANDIDATES_PER_PRINTER:
+        return True
+    exact = len(first) + sum(1 for pk in ranked if pk not in first)
+    return took is not None and looked <= exact
+
+
+def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[tuple, _Read]:
+    """The first queued jobs of each group of printers (`limits`: how many of each order)
+    by the dispatcher's two orders (`waiting.candidate_order`): of the jobs of the lab and
+    kind with the group's material, any nozzle or the group's, any colour or the group's.
+    Two ranges of the `print_job_queue` index per group, all groups in one statement."""
+    keys = list(limits)
+    nozzle_field = PrintJob._meta.get_field("nozzle_mm")
+    terms: list[tuple[str, list[Any]]] = []
+    for index, key in enumerate(keys):
+        lab_id, kind, material, nozzle, colour = key
+        params = [lab_id, kind, material, nozzle_field.get_db_prep_value(nozzle, connection), colour]
+        starving = _candidate_sql(starving=True).format(group=index, term=0, limit=limits[key])
+        terms.append((starving, [*params, starving_before]))
+        terms.append((_candidate_sql(starving=False).format(group=index, term=1, limit=limits[key]), params))
+    found = {key: _Read() for key in keys}
+    for first in range(0, len(terms), TERMS_PER_READ):
+        chunk = terms[first : first + TERMS_PER_READ]
+        sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
+        for job in PrintJob.objects.raw(sql, [p for _, params in chunk for p in params]):
+            read = found[keys[job.fabhub_group]]
+            ids = read.starving if job.fabhub_term == 0 else read.ranked
+            if job.pk not in read.starving and job.pk not in read.ranked:
+                read.jobs.append(job)
+            ids.append(job.pk)
+    for key, read in found.items():
+        read.starving_all = len(read.starving) < limits[key]
+        read.ranked_all = len(read.ranked) < limits[key]
+    return found
+
+
+@cache
+def _candidate_sql(*, starving: bool) -> str:
+    """One index read of `_candidates`, as SQL: built once, from the model's own names (an
+    ORM queryset per group cost more to build than the database took to answer it)."""
+    quote = connection.ops.quote_name
+    meta = PrintJob._meta
+
+    def col(name: str) -> str:
+        return quote(meta.pk.column if name == "pk" else meta.get_field(name).column)
+
+    where = (
+        f"{col('status')} = '{S.QUEUED.value}' AND {col('lab')} = %s AND {col('machine_kind')} = %s "
+        f"AND {col('material')} = %s AND ({col('nozzle_mm')} IS NULL OR {col('nozzle_mm')} = %s) "
+        f"AND ({col('colour')} = '' OR {col('colour')} = %s)"
+    )
+    if starving:
+        where += f" AND {col('queued_at')} < %s"
+        order = f"{col('queued_at')} ASC, {col('pk')} ASC"
+    else:
+        order = f"{col('priority')} DESC, {col('queued_at')} ASC, {col('pk')} ASC"
+    columns = ", ".join(col(name) for name in CANDIDATE_FIELDS)
+    return (
+        f"SELECT {columns}, {{group}} AS fabhub_group, {{term}} AS fabhub_term FROM {quote(meta.db_table)} "
+        f"WHERE {where} ORDER BY {order} LIMIT {{limit}}"
+    )
+
+
+# Rows per UPDATE of `update_by_pk` (well under SQLite's and PostgreSQL's bound parameters).
+ROWS_PER_UPDATE = 1000
+
+
+def update_by_pk(
+    model: type[Model],
+    *,
+    columns: tuple[str, ...],
+    rows: dict[int, tuple[Any, ...]],
+    same: dict[str, Any],
+    where: dict[str, Any],
+) -> int:
+    """Update many rows of `model` at once, each with its own values of `columns` (`rows`:
+    by primary key, the values in the order of `columns`), all with the values of `same`,
+    those whose fields still equal `where`; return how many rows changed.
+
+    One `UPDATE … FROM (VALUES …)` joined on the primary key per ROWS_PER_UPDATE rows
+    (PostgreSQL, and SQLite since 3.33). Django can only say this as `Case(When(pk=…))`,
+    which costs the database a comparison per row and arm, and Python a lookup per arm:
+    for 500 claims the statement took longer than everything else of a tick.
+    bench/print_queue.py times its baseline's UPDATE with this same function."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    fields = [meta.get_field(name) for name in columns]
+    pk = meta.pk
+    assert pk is not None
+    sets, set_params = [f"{quote(f.column)} = v.column{n + 2}" for n, f in enumerate(fields)], []  # type: ignore[union-attr]
+    for name, value in same.items():
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")  # type: ignore[union-attr]
+        set_params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    conditions, where_params = [f"{table}.{quote(pk.column)} = v.column1"], []
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{table}.{quote(field.column)} = %s")  # type: ignore[union-attr]
+        where_params.append(field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
+    # PostgreSQL types a VALUES list by its first row: say them there.
+    if connection.vendor == "postgresql":
+        typed = ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in [pk, *fields])  # type: ignore[union-attr]
+    else:
+        typed = ", ".join(["%s"] * (1 + len(fields)))
+    plain = ", ".join(["%s"] * (1 + len(fields)))
+    items = list(rows.items())
+    changed = 0
+    with connection.cursor() as cursor:
+        for first in range(0, len(items), ROWS_PER_UPDATE):
+            chunk = items[first : first + ROWS_PER_UPDATE]
+            values = ", ".join([f"({typed})"] + [f"({plain})"] * (len(chunk) - 1))
+            params: list[Any] = []
+            for key, row in chunk:
+                params.append(key)
+                params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))  # type: ignore[union-attr]
+            cursor.execute(
+                f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {values}) AS v WHERE {' AND '.join(conditions)}",
+                [*set_params, *params, *where_params],
+            )
+            changed += cursor.rowcount
+    return changed
+
+
+def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]]:
+    """Claim the planned jobs and put them on their machines' timelines, in one
+    transaction, by sets; queue the sends for after the commit. Returns the ids of the
+    jobs claimed and the printers whose job was gone (taken or withdrawn meanwhile).
+
+    The rules of a single claim (`_claim`), for many machines at once: each machine's
+    timeline lock (taken in id order, so two dispatchers never deadlock), the printer
+    still free, no row of its timeline over [now, end) (read after the locks), the job
+    still queued (on PostgreSQL `FOR UPDATE SKIP LOCKED`: another dispatcher holding it
+    is taking it), then one bulk INSERT of the timeline rows and one conditional UPDATE
+    of the jobs, whose count is checked. PostgreSQL's `booking_no_overlap` has the last
+    word: if it refuses the insert, everything rolls back and the plans are claimed one
+    by one, each refusal a skip.
+
+    One dispatch token serves the whole set: a send acts on (job, token), so each job's
+    dispatch is still named uniquely, and a later dispatch of the job gets a new one.
+    """
+    token = jobs.new_token()
+    ids = sorted(p.printer.pk for p in plans)
+    gone: set[int] = set()
+    try:
+        with transaction.atomic():
+            if connection.features.has_select_for_update:
+                list(Machine.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+            Machine.objects.filter(pk__in=ids).update(timeline_version=F("timeline_version") + 1)
+            holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
+            free = set(
+                Printer.objects.filter(
+                    pk__in=ids, accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE
+                )
+                .filter(~Exists(holding))
+                .values_list("pk", flat=True)
+            )
+            ready = [p for p in plans if p.printer.pk in free]
+            if ready:
+                busy: dict[int, list[tuple[datetime, datetime]]] = {}
+                for machine_id, start, end in Booking.objects.filter(
+                    machine_id__in=[p.printer.pk for p in ready],
+                    status__in=Booking.ACTIVE,
+                    end__gt=now,
+                    start__lt=max(p.end for p in ready),
+                ).values_list("machine_id", "start", "end"):
+                    busy.setdefault(machine_id, []).append((start, end))
+                ready = [p for p in ready if not any(s < p.end for s, _ in busy.get(p.printer.pk, ()))]
+            if ready:
+                waiting = PrintJob.objects.filter(pk__in=[p.job.pk for p in ready], status=S.QUEUED)
+                if connection.features.has_select_for_update_skip_locked:
+                    waiting = waiting.select_for_update(skip_locked=True)
+                queued = set(waiting.values_list("pk", flat=True))
+                gone = {p.printer.pk for p in ready if p.job.pk not in queued}
+                ready = [p for p in ready if p.job.pk in queued]
+            if not ready:
+                return [], gone
+            rows = Booking.objects.bulk_create(
+                [
+                    Booking(
+                        machine_id=p.printer.pk,
+                        kind=Booking.Kind.PRINT_JOB,
+                        status=Booking.Status.APPROVED,
+                        member=None,
+                        created_by_id=p.job.owner_id,
+                        start=now,
+                        end=p.end,
+                        note=f"Print job #{p.job.pk}: {p.job.filename}"[:500],
+                    )
+                    for p in ready
+                ]
+            )
+            claimed = update_by_pk(
+                PrintJob,
+                columns=("machine", "gcode", "booking", "remote_name"),
+                rows={
+                    p.job.pk: (p.printer.pk, p.gcode.pk, row.pk, jobs.remote_name(p.job, token))
+                    for p, row in zip(ready, rows, strict=True)
+                },
+                same={
+                    "status": S.DISPATCHING,
+                    "dispatch_token": token,
+                    "claimed_at": now,
+                    "progress": None,
+                    "reason": "",
+                },
+                where={"status": S.QUEUED},
+            )
+            if claimed != len(ready):  # pragma: no cover - the jobs are locked (or SQLite writes alone)
+                raise Conflict("A claimed job moved meanwhile.")
+            _send_after_commit(ready, token)
+    except IntegrityError as exc:
+        if "booking_no_overlap" not in str(exc):
+            raise
+        logger.info("a timeline row collided while claiming %d jobs: claiming them one by one", len(plans))
+        won = [p.job.pk for p in plans if _claim(p.job, p.printer, p.gcode, now=now, span=p.end - now)]
+        return won, set()
+    except Conflict:  # pragma: no cover - as above
+        return [], {p.printer.pk for p in plans}
+    logger.info("%d print jobs claimed", len(ready))
+    return [p.job.pk for p in ready], gone
+
+
+def _send_after_commit(claims: list[Plan], token: str) -> None:
+    """Tell the printers, once the claims are durable: a networked printer (or one via an
+    agent) in a send task of its own; the printers without network control all at once."""
+    by_hand = []
+    for plan in claims:
+        if plan.printer.machine.has_connection:
+            enqueue("machines.tasks.send_print_job", plan.job.pk, token)
+        else:
+            by_hand.append(plan.job.pk)
+    if by_hand:
+        transaction.on_commit(partial(hand_off, job_ids=by_hand, token=token))
+
+
+def hand_off(*, job_ids: list[int], token: str) -> None:
+    """`print_job_send` for printers without network control, for many jobs at once.
+
+    The manual driver's hand-off is a record: the job waits for an operator, and the
+    printer's record names the file to carry. The same checks, by sets: only the dispatch
+    named by `token` acts; a printer recorded busy by its operator does not take it. The
+    jobs those checks leave out go through `print_job_send` one by one, which says what
+    happens to each (stale: nothing; busy: back to the queue)."""
+    now = timezone.now()
+    with transaction.atomic():
+        mine = PrintJob.objects.filter(
+            pk__in=job_ids,
+            status=S.DISPATCHING,
+            dispatch_token=token,
+            machine__connection_secret="",
+            machine__agent__isnull=True,
+        ).exclude(machine__printer__state__in=[s.value for s in PrinterState if s.has_active_job])
+        if connection.features.has_select_for_update:
+            mine = mine.select_for_update(of=("self",))
+        ready = dict(mine.values_list("pk", "machine_id"))
+        if ready:
+            PrintJob.objects.filter(pk__in=list(ready), status=S.DISPATCHING, dispatch_token=token).update(
+                status=S.AWAITING_OPERATOR, claimed_at=now
+            )
+            handed = PrintJob.objects.filter(
+                machine_id=OuterRef("pk"), status=S.AWAITING_OPERATOR, dispatch_token=token
+            ).values("remote_name")[:1]
+            Printer.objects.filter(pk__in=list(ready.values())).update(
+                state=PrinterState.AWAITING_OPERATOR.value,
+                job_name=Subquery(handed),
+                message=Concat(
+                    Value("carry "),
+                    Subquery(handed),
+                    Value(" to the printer and start it by hand"),
+                    output_field=CharField(),
+                ),
+                progress=None,
+                seen_at=now,
+                state_changed_at=now,
+            )
+    for job_id in job_ids:
+        if job_id not in ready:
+            print_job_send(job_id=job_id, token=token)
 
 
 def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
-    queue the send for after the commit. False if anything moved meanwhile."""
+    queue the send for after the commit. False if anything moved meanwhile. (The path
+    of one claim, when the set's insert met PostgreSQL's exclusion constraint.)"""
 
     token = jobs.new_token()
     end = now + span
@@ -244,7 +663,7 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 note=f"Print job #{job.pk}: {job.filename}"[:500],
             )
             PrintJob.objects.filter(pk=job.pk).update(booking=row)
-            enqueue("machines.tasks.send_print_job", job.pk, token)
+            _send_after_commit([Plan(printer, job, gcode, end)], token)
     except Conflict:
         return False
     logger.info("print job %s claimed for %s", job.pk, printer.machine)

@@ -178,15 +178,19 @@ class Floor:
         prefetch_related_objects(labs, "opening_hours")
         start, end = self.now - timedelta(days=1), self.now + LOOKAHEAD
         self._closures = {}
-        for closure in Closure.objects.filter(lab_id__in=lab_ids, start__lt=end, end__gt=start).order_by(
-            "start"
-        ):
-            self._closures.setdefault(closure.lab_id, []).append(closure)
+        # Closures matter only where hours do (a lab without hours is always open).
+        with_hours = {lab.pk for lab in labs if weekly_hours(lab)}
+        if with_hours:
+            for closure in Closure.objects.filter(
+                lab_id__in=with_hours, start__lt=end, end__gt=start
+            ).order_by("start"):
+                self._closures.setdefault(closure.lab_id, []).append(closure)
         self._qualifications = {}
-        for qualification in Qualification.objects.filter(lab_id__in=lab_ids, member_id__in=owner_ids):
-            self._qualifications.setdefault((qualification.member_id, qualification.lab_id), []).append(
-                qualification
-            )
+        if owner_ids:
+            for qualification in Qualification.objects.filter(lab_id__in=lab_ids, member_id__in=owner_ids):
+                self._qualifications.setdefault((qualification.member_id, qualification.lab_id), []).append(
+                    qualification
+                )
 
 
 # -- the predicates ----------------------------------------------------------------------------
@@ -360,6 +364,46 @@ def candidate_order(queued: Iterable[PrintJob], starving_before: datetime) -> li
     return starving + [j for j in ranked if j.pk not in seen]
 
 
+# What a round shows about one printer's turn: the printer, its candidates in order, the
+# index of the job it took (None: none), and the ids of the jobs taken before its turn.
+Look = Callable[[Printer, list[PrintJob], int | None, set[int]], None]
+
+
+def dispatch_round(
+    *,
+    free: list[Printer],
+    candidates_of: Callable[[Printer], Iterable[PrintJob]],
+    floor: Floor,
+    gcode_for: Callable[[PrintJob, Printer], PrintGcode | None],
+    watch: Look | None = None,
+) -> dict[int, PrintJob]:
+    """One round of the dispatcher's decisions: each free printer, in the given order (by
+    id), takes the first job of its candidates (`candidate_order` of the queued jobs it
+    matches that no earlier printer took) that `job_blocker` lets through. Returns the
+    job each printer takes, by printer id. `dispatch.dispatch_tick` claims what this
+    returns; `waiting_reasons` replays it to say why the others wait.
+
+    `candidates_of(printer)` gives the queued jobs the printer matches: all of them, or
+    (the dispatcher) the first ones in the dispatcher's orders, in which case `watch`
+    is told how far each printer looked (its set of taken jobs is not to be kept)."""
+    taken: set[int] = set()
+    went_to: dict[int, PrintJob] = {}
+    for printer in free:
+        untaken = [j for j in candidates_of(printer) if j.pk not in taken]
+        order = candidate_order(untaken, floor.starving_before)
+        took = None
+        for index, job in enumerate(order):
+            if job_blocker(job, printer, floor, gcode_for(job, printer)) is None:
+                took = index
+                break
+        if watch is not None:
+            watch(printer, order, took, taken)
+        if took is not None:
+            taken.add(order[took].pk)
+            went_to[printer.pk] = order[took]
+    return went_to
+
+
 def _rank(job: PrintJob) -> tuple:
     # -priority, then queued_at (NULLs last, as PostgreSQL orders them ascending), then pk.
     return (-job.priority, job.queued_at is None, job.queued_at or datetime.min, job.pk)
@@ -438,26 +482,15 @@ def _lab_reasons(
     def gcode_for(job: PrintJob, printer: Printer) -> PrintGcode | None:
         return gcodes.get((job.pk, printer.profile_key)) or gcodes.get((job.pk, ""))
 
-    def loaded_for(printer: Printer, taken: set[int]) -> list[PrintJob]:
+    def loaded_for(printer: Printer) -> list[PrintJob]:
         return [
-            j
-            for j in queue
-            if j.pk not in taken
-            and j.machine_kind == printer.machine.kind
-            and match_blocker(j, printer) is None
+            j for j in queue if j.machine_kind == printer.machine.kind and match_blocker(j, printer) is None
         ]
 
-    # The round, as dispatch_tick plays it: each free printer, by id, takes the first job
-    # of its candidates that nothing holds back.
+    # The round, as dispatch_tick plays it (the same function).
     free = [p for p in printers if printer_blocker(p, floor) is None]
-    taken: dict[int, Printer] = {}
-    went_to: dict[int, PrintJob] = {}
-    for printer in free:
-        for job in candidate_order(loaded_for(printer, set(taken)), floor.starving_before):
-            if job_blocker(job, printer, floor, gcode_for(job, printer)) is None:
-                taken[job.pk] = printer
-                went_to[printer.pk] = job
-                break
+    went_to = dispatch_round(free=free, candidates_of=loaded_for, floor=floor, gcode_for=gcode_for)
+    taken = {job.pk for job in went_to.values()}
 
     reasons: dict[int, list[str]] = {}
     for job in queue:
@@ -484,7 +517,7 @@ def _lab_reasons(
                 job, printer, floor, gcode_for(job, printer)
             )
             if blocker is None:
-                blocker = _behind(job, printer, floor, loaded_for(printer, set()), went_to, gcode_for)
+                blocker = _behind(job, printer, floor, loaded_for(printer), went_to, gcode_for)
             sentences.append(blocker)
         every = sum(len(v) for v in mismatched.values()) == len(relevant)
         loaded = [_mismatch_sentence(what, pairs, every) for what, pairs in mismatched.items()]
