@@ -344,8 +344,9 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     moved = [sha for ref, sha in refs_after.items() if refs_before.get(ref) != sha]
     _adopt_pushed_default_branch(design, refs_before, refs_after)
     known = [f"^{sha}" for sha in refs_before.values()]
-    new_commits = repo.commits_between(moved, known)
-    refs_changed(design, new_commits=new_commits)
+    # The new commits and the files they add, in one walk of what arrived only.
+    new_commits, added_blobs = repo.commits_and_blobs(moved, known)
+    refs_changed(design, new_commits=new_commits, added_blobs=added_blobs)
     logger.info(
         "push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits)
     )

@@ -34,8 +34,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import GitError, RefMoved
-from designs.lfs_store import StoreError, lfs_store
+from designs.git import GitError, RefMoved, Repository
+from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror, repo_path
 from designs.remotes import (
     Credential,
@@ -300,14 +300,16 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     if not updates:
         return RefreshOutcome(0, 0, 0), mirror.warning
     tips = [sha for _, sha, _ in updates if sha]
-    new_commits = repo.commits_between(tips, [f"^{sha}" for sha in published.values()]) if tips else []
-    fetched, warning = _fetch_lfs_objects(design, mirror, credential, new_commits)
+    # Only what arrived is read: the new commits and the files they add, listed once for
+    # the LFS pointers here and for the analyses refs_changed queues.
+    new_commits, added_blobs = repo.commits_and_blobs(tips, [f"^{sha}" for sha in published.values()])
+    fetched, warning = _fetch_lfs_objects(design, mirror, credential, added_blobs)
     try:
         repo.update_refs(updates, message=f"fabhub: mirror of {mirror.url}")
     except RefMoved:
         raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
     _follow_default_branch(design, access, wanted)
-    refs_changed(design, new_commits=new_commits)
+    refs_changed(design, new_commits=new_commits, added_blobs=added_blobs)
     logger.info(
         "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
         design.full_name,
@@ -318,10 +320,26 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     return RefreshOutcome(len(updates), len(new_commits), fetched), warning
 
 
+def _pointer_oids(repo: Repository, blobs: list[tuple[str, str]]) -> dict[str, int]:
+    """oid → size of the Git LFS pointers among `blobs` ((sha, path) pairs): only blobs
+    small enough to be one are read, sizes and contents asked of one git process."""
+    if not blobs:
+        return {}
+    with repo.object_reader() as reader:
+        small = reader.read_blobs({sha: MAX_POINTER_BYTES - 1 for sha, _ in blobs})
+    found: dict[str, int] = {}
+    for data in small.values():
+        pointer = resolve_pointer(data) if data is not None else None
+        if pointer is not None:
+            found[pointer.oid] = pointer.size
+    return found
+
+
 def _fetch_lfs_objects(
-    design: Design, mirror: PullMirror, credential: Credential | None, commits: list[str]
+    design: Design, mirror: PullMirror, credential: Credential | None, blobs: list[tuple[str, str]]
 ) -> tuple[int, str]:
-    """Download the LFS objects `commits` point to that the design does not serve yet.
+    """Download the LFS objects that the files `blobs` ((sha, path) the new commits add)
+    point to and the design does not serve yet.
 
     An object is always downloaded, even when the store has its bytes for another
     design: a pointer names an oid, and naming one must never be enough to read it.
@@ -329,9 +347,7 @@ def _fetch_lfs_objects(
     a remote that lost an object must not stop its mirror forever); any other failure
     fails the refresh before anything is published.
     """
-    if not commits:
-        return 0, ""
-    wanted = pointer_oids(design.repo, commits)
+    wanted = _pointer_oids(design.repo, blobs)
     served = selectors.lfs_objects_served(design, wanted)
     missing = {oid: size for oid, size in wanted.items() if served.get(oid) != size}
     if not missing:
