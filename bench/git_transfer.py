@@ -1,6 +1,7 @@
-"""Clone and push of a design with 1,000 commits and 100 MB of binary files:
-the hub (Django, auth, pre-receive rules) vs plain `git http-backend`, both under gunicorn
-with the same settings, in the same run. Prints times, ratios hub / plain, and the peak
+"""Clone and push of a design with 1,000 commits and 100 MB of binary files, and of the
+real 401-commit Prusa i3 MK3S history (../shared/corpus/repos/): the hub (Django, auth,
+pre-receive rules) vs plain `git http-backend`, both under gunicorn with the same
+settings, in the same run. Prints times, ratios hub / plain, and the peak
 memory of the hub's worker processes for a small and the big repository.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from _django import setup
 
 ROOT = Path(__file__).resolve().parents[1]
+# A real history: 401 commits of the Prusa i3 MK3S, STL and STEP files (README there).
+PRUSA_BUNDLE = ROOT.parent / "shared" / "corpus" / "repos" / "prusa-i3-mk3s.bundle"
 COMMITS = 1_000
 BINARY_FILES = 100  # of 1 MB each, one every 10 commits
 RUNS = 3
@@ -134,6 +137,12 @@ def main() -> None:
         "plain_backend:application", {"GIT_PROJECT_ROOT": str(data_dir / "repos" / "bench")}, ROOT / "bench"
     )
     scratch = Path(tempfile.mkdtemp(prefix="fabhub-bench-git-"))
+    prusa = scratch / "prusa.git"
+    if PRUSA_BUNDLE.exists():
+        subprocess.run(["git", "init", "--quiet", "--bare", str(prusa)], check=True)
+        subprocess.run(
+            ["git", "--git-dir", str(prusa), "fetch", "--quiet", str(PRUSA_BUNDLE), "MK3S:main"], check=True
+        )
     try:
         # Warm both servers (imports, first connection) before measuring.
         timed(["git", "ls-remote", f"{hub_url}/bench/small.git"], scratch)
@@ -161,13 +170,35 @@ def main() -> None:
                 times.append(timed(["git", "push", "-q", f"{base}/{slug}.git", "main"], source))
             results[f"push {label}"] = min(times)
         big_push_peak = worker_peak_rss_mb(hub)
+
+        if prusa.exists():
+            for label, base in (("hub", f"http://bench:{token}@{hub_url[7:]}/bench"), ("plain", plain_url)):
+                times = []
+                for run in range(RUNS):
+                    slug = f"prusa-{label}-{run}"
+                    services.design_create(owner=user, slug=slug, title=slug, licence="MIT")
+                    times.append(timed(["git", "push", "-q", f"{base}/{slug}.git", "main"], prusa))
+                results[f"push prusa {label}"] = min(times)
+            for label, url in (
+                ("hub", f"{hub_url}/bench/prusa-hub-0.git"),
+                ("plain", f"{plain_url}/prusa-hub-0.git"),
+            ):
+                times = []
+                for run in range(RUNS):
+                    target = scratch / f"prusa-clone-{label}-{run}"
+                    times.append(timed(["git", "clone", "-q", "--bare", url, str(target)], scratch))
+                    shutil.rmtree(target)
+                results[f"clone prusa {label}"] = min(times)
     finally:
         hub.terminate()
         plain.terminate()
         shutil.rmtree(scratch, ignore_errors=True)
 
     print(f"{'':<26}{'hub':>9}{'plain':>9}{'ratio':>8}")
-    for op in ("clone", "push"):
+    for op in ("clone", "push", "clone prusa", "push prusa"):
+        if f"{op} hub" not in results:
+            print(f"{op}: skipped, no {PRUSA_BUNDLE}")
+            continue
         h, p = results[f"{op} hub"], results[f"{op} plain"]
         print(f"{op + ' (best of 3)':<26}{h:>8.2f}s{p:>8.2f}s{h / p:>7.2f}x")
     print(

@@ -58,9 +58,13 @@ def start_hub(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
+    # Up when it answers anything; a cheap page, so a loaded machine answers within the
+    # timeout (the 400 kB API schema took longer than a second under load, forever).
     for _ in range(300):
         try:
-            urllib.request.urlopen(url + "/api/schema/", timeout=1)
+            urllib.request.urlopen(url + "/", timeout=10)
+            break
+        except urllib.error.HTTPError:
             break
         except OSError:
             time.sleep(0.1)
