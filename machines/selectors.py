@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    Aggregate,
+    Case,
+    Count,
+    Exists,
+    F,
+    JSONField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from hub.auth import Viewer
@@ -24,7 +39,9 @@ from machines.models import (
     LabMembership,
     Machine,
     Notification,
+    OpeningHours,
     PrintJob,
+    PrintSettings,
     Qualification,
     Spool,
 )
@@ -87,7 +104,12 @@ def require_manager(lab: Lab, user: User) -> None:
 
 
 def require_member(lab: Lab, user: User) -> None:
-    if lab_role(lab, user) not in ("member", "manager"):
+    require_member_role(lab, lab_role(lab, user))
+
+
+def require_member_role(lab: Lab, role: str | None) -> None:
+    """`require_member` for a role the caller has read already."""
+    if role not in ("member", "manager"):
         raise PermissionDenied(f"Only members of {lab.name} can do this; join the lab first.")
 
 
@@ -152,6 +174,35 @@ def rules_for(machine: Machine) -> Rules:
 
 
 # -- time: opening hours, timelines, free slots -----------------------------------------------
+
+
+class _JSONRows(Aggregate):
+    """The grouped rows as one JSON array: `jsonb_agg` on PostgreSQL, `json_group_array`
+    on SQLite (Django has no aggregate for both)."""
+
+    function = "JSON_GROUP_ARRAY"
+    output_field = JSONField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, function="JSONB_AGG", **extra_context)
+
+
+def _rows_as_json(rows: QuerySet, group_by: str, **columns: str) -> Subquery:
+    return Subquery(rows.values(group_by).annotate(rows=_JSONRows(JSONObject(**columns))).values("rows"))
+
+
+def _instant(value: str) -> datetime:
+    # PostgreSQL's JSON carries the offset; SQLite's stored text is naive UTC.
+    instant = datetime.fromisoformat(value)
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _intervals(rows: list[dict[str, str]] | None) -> list[Interval]:
+    return [(_instant(r["s"]), _instant(r["e"])) for r in rows or ()]
+
+
+def _weekly(rows: list[dict[str, Any]] | None) -> list[tuple[int, time, time]]:
+    return [(h["w"], time.fromisoformat(h["o"]), time.fromisoformat(h["c"])) for h in rows or ()]
 
 
 def weekly_hours(lab: Lab) -> list[tuple[int, time, time]]:
@@ -246,7 +297,41 @@ def machine_free_slots(
     start, end = max(start, low), min(end, high)
     if end <= start:
         return []
-    return timeline.subtract(open_intervals(machine.lab, start, end), busy_between(machine, start, end))
+    hours, closed, busy = _window_read(machine, start, end)
+    opened = timeline.subtract(timeline.opening_intervals(hours, machine.lab.zone, start, end), closed)
+    return timeline.subtract(opened, busy)
+
+
+def _window_read(
+    machine: Machine, start: datetime, end: datetime
+) -> tuple[list[tuple[int, time, time]], list[Interval], list[Interval]]:
+    """`weekly_hours`, `closures_between` and `busy_between` for one window, in one query
+    (each a subquery, the many-row ones aggregated to JSON): availability is asked often,
+    and its reads are small; the round trips were most of its time."""
+    active = Booking.objects.filter(machine_id=machine.pk, status__in=Booking.ACTIVE)
+    earlier = active.filter(start__lt=start).order_by("-start").values(row=JSONObject(s="start", e="end"))
+    lab = OuterRef("pk")
+    row = (
+        Lab.objects.filter(pk=machine.lab_id)
+        .values(
+            hours_json=_rows_as_json(
+                OpeningHours.objects.filter(lab=lab), "lab_id", w="weekday", o="opens", c="closes"
+            ),
+            closures_json=_rows_as_json(
+                Closure.objects.filter(lab=lab, start__lt=end, end__gt=start), "lab_id", s="start", e="end"
+            ),
+            inside=_rows_as_json(
+                active.filter(start__gte=start, start__lt=end), "machine_id", s="start", e="end"
+            ),
+            earlier=Subquery(earlier[:1]),
+        )
+        .get()
+    )
+    busy = _intervals(row["inside"])
+    before = _intervals([row["earlier"]] if row["earlier"] else [])
+    if before and before[0][1] > start:
+        busy.insert(0, before[0])
+    return _weekly(row["hours_json"]), _intervals(row["closures_json"]), busy
 
 
 def kind_free_slots(
@@ -379,6 +464,82 @@ def booked_minutes(
     if exclude_id is not None:
         rows = rows.exclude(pk=exclude_id)
     return sum(timeline.minutes(i) for i in timeline.clip(rows.values_list("start", "end"), start, end))
+
+
+# -- what a new booking is checked against ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BookingContext:
+    """Everything `booking_create` checks a request against, but the timeline itself."""
+
+    machine: Machine  # with its lab
+    role: str | None  # as `lab_role`
+    credits_enabled: bool
+    hours: list[tuple[int, time, time]]  # as `weekly_hours`
+    closures: list[Closure]  # those overlapping the request, by start
+    qualifications: list[Qualification]  # the member's for this machine or its kind, valid or not
+
+
+def booking_context(*, machine_id: int, member: User, start: datetime, end: datetime) -> BookingContext:
+    """The machine, its lab and rules, the member's role, the lab's hours and the closures
+    over [start, end), the member's qualifications for the machine and whether the lab
+    uses credits: one query, however many rows each part has (each part a subquery, the
+    many-row ones aggregated to JSON)."""
+    lab = OuterRef("lab_id")
+    role = Case(
+        When(status=LabMembership.Status.PENDING, then=Value("pending")),
+        default=F("role"),
+    )
+    machine = (
+        Machine.objects.select_related("lab")
+        .filter(pk=machine_id)
+        .annotate(
+            member_role=Subquery(LabMembership.objects.filter(lab=lab, user=member).values(r=role)[:1]),
+            credits_on=Exists(PrintSettings.objects.filter(lab=lab, credits_enabled=True)),
+            hours_json=_rows_as_json(
+                OpeningHours.objects.filter(lab=lab), "lab_id", w="weekday", o="opens", c="closes"
+            ),
+            closures_json=_rows_as_json(
+                Closure.objects.filter(lab=lab, start__lt=end, end__gt=start),
+                "lab_id",
+                s="start",
+                e="end",
+                r="reason",
+            ),
+            qualifications_json=_rows_as_json(
+                Qualification.objects.filter(lab=lab, member=member).filter(
+                    Q(machine=OuterRef("pk")) | Q(machine__isnull=True, kind=OuterRef("kind"))
+                ),
+                "member_id",
+                t="trained_on",
+                e="expires_on",
+            ),
+        )
+        .first()
+    )
+    if machine is None:
+        raise NotFound(f"There is no machine {machine_id}.")
+    closures = [
+        Closure(lab=machine.lab, start=_instant(c["s"]), end=_instant(c["e"]), reason=c["r"])
+        for c in machine.closures_json or ()
+    ]
+    return BookingContext(
+        machine=machine,
+        role=machine.member_role,
+        credits_enabled=machine.credits_on,
+        hours=[
+            (h["w"], time.fromisoformat(h["o"]), time.fromisoformat(h["c"])) for h in machine.hours_json or ()
+        ],
+        closures=sorted(closures, key=lambda c: c.start),
+        qualifications=[
+            Qualification(
+                trained_on=date.fromisoformat(q["t"]),
+                expires_on=date.fromisoformat(q["e"]) if q["e"] else None,
+            )
+            for q in machine.qualifications_json or ()
+        ],
+    )
 
 
 # -- bookings ---------------------------------------------------------------------------------

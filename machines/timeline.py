@@ -31,11 +31,14 @@ def subtract(intervals: Iterable[Interval], holes: Iterable[Interval]) -> list[I
     """What of `intervals` is left once `holes` are cut out of it."""
     holes = merge(holes)
     result: list[Interval] = []
+    first = 0  # both lists are sorted: holes ending before an interval cannot touch a later one
     for start, end in merge(intervals):
+        while first < len(holes) and holes[first][1] <= start:
+            first += 1
         cursor = start
-        for hole_start, hole_end in holes:
-            if hole_end <= cursor or hole_start >= end:
-                continue
+        for hole_start, hole_end in holes[first:]:
+            if hole_start >= end:
+                break
             if hole_start > cursor:
                 result.append((cursor, hole_start))
             cursor = max(cursor, hole_end)

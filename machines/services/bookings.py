@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
@@ -16,7 +16,7 @@ from machines import credits, selectors, timeline
 from machines.accounting import job_cost, lab_prices
 from machines.models import Booking, Lab, Machine
 from machines.notifications import notify, notify_managers
-from machines.selectors import lab_role, require_manager, require_member, rules_for
+from machines.selectors import lab_role, require_manager, require_member_role, rules_for
 from machines.services.qualifications import require_qualified
 from machines.services.timeline import (
     collision_error,
@@ -26,10 +26,12 @@ from machines.services.timeline import (
     require_range,
     timeline_insert,
     timeline_lock,
+    timeline_lock_insert,
 )
 
 
-def _check_rules(machine: Machine, member: User, start: datetime, end: datetime, now: datetime) -> None:
+def _check_rules(context: selectors.BookingContext, start: datetime, end: datetime, now: datetime) -> None:
+    machine = context.machine
     rules = rules_for(machine)
     lab = machine.lab
     length = (end - start).total_seconds() / 60
@@ -45,12 +47,11 @@ def _check_rules(machine: Machine, member: User, start: datetime, end: datetime,
         raise ValidationError(f"Book {machine.name} at least {rules.min_notice_minutes} minutes ahead.")
     if start > now + timedelta(days=rules.max_horizon_days):
         raise ValidationError(f"Book {machine.name} at most {rules.max_horizon_days} days ahead.")
-    closures = selectors.closures_between(lab, start, end)
-    if closures:
-        first = closures[0]
+    if context.closures:
+        first = context.closures[0]
         why = f": {first.reason}" if first.reason else ""
         raise ValidationError(f"{lab.name} is closed {local_span(first.start, first.end, lab)}{why}.")
-    hours = timeline.opening_intervals(selectors.weekly_hours(lab), lab.zone, start, end)
+    hours = timeline.opening_intervals(context.hours, lab.zone, start, end)
     if not timeline.contains(hours, start, end):
         raise ValidationError(
             f"{local_span(start, end, lab)} is outside {lab.name}'s opening hours: see the lab's page."
@@ -81,6 +82,13 @@ def _check_quota(machine: Machine, member: User, start: datetime, end: datetime)
         monday += timedelta(days=7)
 
 
+def _unavailable(machine: Machine) -> Conflict:
+    return Conflict(
+        f"{machine.name} is {machine.get_status_display().lower()}"
+        f"{': ' + machine.status_reason if machine.status_reason else ''}. Try another machine."
+    )
+
+
 def booking_create(
     *,
     machine: Machine,
@@ -93,41 +101,53 @@ def booking_create(
     """Book `machine` for `member` over [start, end).
 
     `lab` is the lab the caller believes the machine is in (an API payload's lab): a
-    mismatch is refused rather than trusted. Everything that depends on the timeline is
-    checked after `timeline_lock`, so two requests for one slot cannot both pass.
+    mismatch is refused rather than trusted. The rules that do not depend on the timeline
+    are checked against one read (`selectors.booking_context`); everything that does, and
+    the machine's status, after `timeline_lock`, so two requests for one slot cannot both
+    pass. On PostgreSQL a booking with nothing more to do (no quota to count, no approval
+    to ask for, no credit to hold) is then one statement, `timeline_lock_insert`: the lock,
+    the insert and the exclusion constraint's overlap check together (docs/labs.md).
     """
     require_aware(start=start, end=end)
     require_range(start, end)
     if lab is not None and lab.pk != machine.lab_id:
         raise ValidationError(f"{machine.name} is a machine of {machine.lab.name}, not of {lab.name}.")
-    require_member(machine.lab, member)
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    context = selectors.booking_context(machine_id=machine.pk, member=member, start=start, end=end)
+    machine = context.machine
+    require_member_role(machine.lab, context.role)
+    if not machine.is_bookable:
+        raise _unavailable(machine)
+    _check_rules(context, start, end, timezone.now())
+    require_qualified(member, machine, start, held=context.qualifications)
+    rules = rules_for(machine)
+    needs_approval = rules.requires_approval and context.role != "manager"
+    fields: dict[str, Any] = {
+        "kind": Booking.Kind.BOOKING,
+        "member": member,
+        "created_by": member,
+        "start": start,
+        "end": end,
+        "note": note,
+        "status": Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
+    }
+    simple = rules.weekly_quota_minutes is None and not needs_approval and not context.credits_enabled
+    if simple and connection.vendor == "postgresql":
+        booking = Booking(machine=machine, **fields)
+        if not timeline_lock_insert(machine, booking):
+            raise _unavailable(selectors.machine_get_by_id(machine.pk))
+        return booking
     with transaction.atomic():
         machine = timeline_lock(machine.pk)
         if not machine.is_bookable:
-            raise Conflict(
-                f"{machine.name} is {machine.get_status_display().lower()}"
-                f"{': ' + machine.status_reason if machine.status_reason else ''}. Try another machine."
-            )
-        now = timezone.now()
-        _check_rules(machine, member, start, end, now)
-        require_qualified(member, machine, start)
+            raise _unavailable(machine)
         _check_quota(machine, member, start, end)
         row = selectors.collision(machine, start, end)
         if row is not None:
             raise collision_error(machine, row)
-        needs_approval = rules_for(machine).requires_approval and lab_role(machine.lab, member) != "manager"
-        booking = timeline_insert(
-            machine,
-            kind=Booking.Kind.BOOKING,
-            member=member,
-            created_by=member,
-            start=start,
-            end=end,
-            note=note,
-            status=Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
-        )
-        _hold_for(booking)
+        booking = timeline_insert(machine, **fields)
+        if context.credits_enabled:
+            _hold_for(booking)
         if needs_approval:
             notify_managers(
                 machine.lab,
@@ -370,9 +390,10 @@ def booking_price(booking: Booking) -> Decimal:
 
 
 def _hold_for(booking: Booking) -> None:
-    """A member's booking at a lab with credits holds its price until it ends."""
+    """A member's booking at a lab with credits holds its price until it ends (the caller
+    checked that the lab uses credits)."""
     lab = booking.machine.lab
-    if booking.kind != Booking.Kind.BOOKING or booking.member is None or not credits.credits_enabled(lab):
+    if booking.kind != Booking.Kind.BOOKING or booking.member is None:
         return
     amount = booking_price(booking)
     if not amount:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import date, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -65,15 +66,25 @@ def qualification_revoke(*, qualification: Qualification, actor: User, reason: s
     qualification.delete()
 
 
-def require_qualified(member: User, machine: Machine, start: datetime) -> None:
+def require_qualified(
+    member: User, machine: Machine, start: datetime, *, held: Collection[Qualification] | None = None
+) -> None:
+    """`held`: the member's qualifications for the machine or its kind, when the caller
+    has read them already (`selectors.booking_context`)."""
     if not machine.requires_qualification:
         return
     lab = machine.lab
     today = timezone.now().astimezone(lab.zone).date()
     on_start = start.astimezone(lab.zone).date()
-    if selectors.qualification_for(member, machine, today) is None:
+
+    def valid_on(day: date) -> bool:
+        if held is None:
+            return selectors.qualification_for(member, machine, day) is not None
+        return any(q.valid_on(day) for q in held)
+
+    if not valid_on(today):
         raise PermissionDenied(
             f"{machine.name} needs a training: ask a manager of {lab.name} to record your qualification."
         )
-    if selectors.qualification_for(member, machine, on_start) is None:
+    if not valid_on(on_start):
         raise PermissionDenied(f"Your qualification for {machine.name} expires before {on_start:%d %b %Y}.")

@@ -12,10 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from hub.exceptions import Conflict
 from machines import selectors, services
-from machines.models import Booking
+from machines.models import Booking, Machine
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, at, make_lab, make_machine
 
@@ -150,8 +151,13 @@ def test_the_exclusion_constraint_refuses_an_overlap_that_skips_the_services(rac
 
 @on_postgres
 @pytest.mark.django_db
-def test_the_constraint_s_refusal_becomes_a_conflict_naming_the_slot(racing_lab, alice, monkeypatch):
+def test_the_constraint_s_refusal_becomes_a_conflict_naming_the_slot_where_code_checks_first(
+    racing_lab, alice, monkeypatch
+):
+    """A booking that counts a quota is written in a transaction that checks overlaps in
+    code first; should that check miss, the constraint still refuses, with the same words."""
     lab, machine = racing_lab
+    Machine.objects.filter(pk=machine.pk).update(weekly_quota_minutes=20 * 60)
     start = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
     taken = services.booking_create(
         machine=machine, member=alice, start=start, end=start + timedelta(hours=2)
@@ -171,3 +177,51 @@ def test_the_constraint_s_refusal_becomes_a_conflict_naming_the_slot(racing_lab,
             machine=machine, member=alice, start=start + timedelta(hours=1), end=start + timedelta(hours=3)
         )
     assert refused.value.extra["collides_with"]["id"] == taken.pk
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_plain_booking_on_postgres_is_one_read_and_one_statement_that_the_constraint_checks(
+    racing_lab, alice
+):
+    """No quota, approval or credit: the checks read once, then the lock, the insert and
+    the overlap check are one statement, and an overlap is refused naming the slot."""
+    lab, machine = racing_lab
+    start = at(lab, SATURDAY, "10:00")
+    with CaptureQueriesContext(connection) as booked:
+        taken = services.booking_create(
+            machine=machine, member=alice, start=start, end=start + timedelta(hours=2)
+        )
+    assert len(booked.captured_queries) == 2, [q["sql"][:80] for q in booked.captured_queries]
+    assert Machine.objects.get(pk=machine.pk).timeline_version == 1  # the lock was taken
+    with CaptureQueriesContext(connection) as refused_queries, pytest.raises(Conflict) as refused:
+        services.booking_create(
+            machine=machine, member=alice, start=start + timedelta(hours=1), end=start + timedelta(hours=3)
+        )
+    assert refused.value.extra["collides_with"]["id"] == taken.pk
+    assert "already booked" in refused.value.message
+    # It was the constraint: the write was tried, then the row in the way read for the message.
+    statements = [q["sql"] for q in refused_queries.captured_queries]
+    assert any(s.startswith("WITH locked AS (UPDATE") for s in statements), statements
+    assert Booking.objects.filter(machine=machine).count() == 1
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_machine_that_broke_down_after_the_read_is_not_booked_by_the_one_statement(
+    racing_lab, alice, monkeypatch
+):
+    lab, machine = racing_lab
+    real = selectors.booking_context
+
+    def then_it_breaks(**kwargs):  # the status changes between the read and the lock
+        context = real(**kwargs)
+        Machine.objects.filter(pk=machine.pk).update(status="out_of_order", status_reason="smoke")
+        return context
+
+    monkeypatch.setattr(selectors, "booking_context", then_it_breaks)
+    start = at(lab, SATURDAY, "10:00")
+    with pytest.raises(Conflict, match="out of order: smoke"):
+        services.booking_create(machine=machine, member=alice, start=start, end=start + timedelta(hours=1))
+    assert not Booking.objects.filter(machine=machine).exists()
+    assert Machine.objects.get(pk=machine.pk).timeline_version == 0
