@@ -17,7 +17,6 @@ left pending longer than `STALE_PENDING` (its message lost); a failed row can be
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from designs.diffs import (
 )
 from designs.git import Repository
 from designs.meshes import is_mesh_path
-from designs.meshes.worker import run_diff
+from designs.meshes.worker import default_workers, run_diff
 from designs.models import BlobDiff, Design, MeshAnalysis
 from designs.selectors import analyses_for_blobs, blob_diffs_for, design_blob_to_file
 from designs.services.analysis import analyses_queue_blobs
@@ -139,7 +138,10 @@ def diff_page(
     if budget is not None and only_path is None:
         candidates = within_files(budget, candidates)
         meshes = [c for c in candidates if is_mesh_change(c)]
-        candidates = meshes + within_bytes(budget, [c for c in candidates if not is_mesh_change(c)])
+        candidates = within_bytes(budget, [c for c in candidates if not is_mesh_change(c)]) + meshes
+    # Queued in this order: the quick text diffs first, then the largest meshes, so that
+    # the last comparison to start is a small one and the cores finish together.
+    candidates.sort(key=lambda c: (is_mesh_change(c), -((c.old_size or 0) + (c.new_size or 0))))
     wanted = {id(c): differ_for(c) for c in candidates}
     keyed = {_key(c, d): c for c in candidates if (d := wanted[id(c)]) is not None}
     rows = _rows_ensured(design, keyed)
@@ -243,21 +245,22 @@ def _rows_ensured(
     # Only rows created by this call are queued here: a concurrent page's fresh rows are
     # queued by that page (and re-queued below if its message is lost).
     fresh = [rows[k].pk for k in missing if k in rows and rows[k].status == BlobDiff.Status.PENDING]
-    revived = _revive_stale([r for k, r in rows.items() if k not in missing])
+    revived, given_up = _revive_stale([r for k, r in rows.items() if k not in missing])
     queued = fresh + revived
-    if queued:
-        _queue(queued)
+    _queue(queued)
+    if queued or given_up:
         # With the embedded worker the rows are still pending here; in tests (eager
         # tasks) they are done: read them again either way.
         rows = blob_diffs_for(keys)
     return rows
 
 
-def _revive_stale(rows: list[BlobDiff]) -> list[int]:
-    """Ids to queue again among `rows`: pending too long, or running longer than any
-    comparison may (its worker died; failed for good after MAX_ATTEMPTS)."""
+def _revive_stale(rows: list[BlobDiff]) -> tuple[list[int], int]:
+    """(ids to queue again, how many failed for good) among `rows`: pending too long, or
+    running longer than any comparison may (its worker died; failed after MAX_ATTEMPTS)."""
     now = timezone.now()
     ids = []
+    given_up = 0
     for row in rows:
         if row.status == BlobDiff.Status.PENDING and row.queued_at < now - STALE_PENDING:
             # A claim on the old queued_at: of several pages polling, one re-queues.
@@ -272,14 +275,14 @@ def _revive_stale(rows: list[BlobDiff]) -> list[int]:
         ):
             stale = BlobDiff.objects.filter(pk=row.pk, status=row.status, started_at=row.started_at)
             if row.attempts >= MAX_ATTEMPTS:
-                stale.update(
+                given_up += stale.update(
                     status=BlobDiff.Status.FAILED,
                     reason=f"the comparison was interrupted {row.attempts} times (its worker stopped each time)",
                     finished_at=now,
                 )
             elif stale.update(status=BlobDiff.Status.PENDING, queued_at=now, started_at=None):
                 ids.append(row.pk)
-    return ids
+    return ids, given_up
 
 
 def _queue(ids: list[int]) -> None:
@@ -314,9 +317,10 @@ def blob_diffs_retry(*, design: Design, diff_ids: list[int]) -> int:
 
 
 def blob_diffs_run(*, diff_ids: list[int]) -> int:
-    """Compute the claimable rows among `diff_ids`, as many at once as there are cores
-    (each geometric diff runs in its own child process); return how many finished."""
-    workers = min(len(diff_ids), os.cpu_count() or 1)
+    """Compute the claimable rows among `diff_ids`, one at a time per core (at most 4, as
+    mesh analysis: each geometric diff runs in its own child process, which may take the
+    whole memory limit); return how many finished."""
+    workers = min(len(diff_ids), default_workers())
     # Inside a transaction (a test's) other connections would not see the rows: run here.
     if workers <= 1 or connection.in_atomic_block:
         return sum(_run_one(pk) for pk in diff_ids)
