@@ -11,6 +11,8 @@ PrusaLink's quirks this driver works around, all measured on 0.8.1:
   PrusaLink answers 500;
 - after an upload it takes PrusaLink a moment to see the file: a start right after it
   can be a 404;
+- the start is answered only once PrusaLink's command queue has run it, which can take
+  over 10 s when a stop is still waiting there (`START_READ_TIMEOUT`);
 - a job that ends stays FINISHED or STOPPED, during which a new print is refused with
   409 "Not in state to print": PrusaLink clears it on the first serial command the
   printer confirms after 11 s (`PRINT_END_TIMEOUT`), and it sends one about every
@@ -43,6 +45,11 @@ Timeout = float | tuple[float, float]
 # Looks at the state and the job before a job that ended between the two requests is
 # reported with the name of PrusaLink's last file instead.
 SNAPSHOT_TRIES = 3
+# PrusaLink answers a start only once its command queue has run it, after whatever was
+# queued before: a stop waits up to 15 s there for the printer to say STOPPED
+# (`STATE_CHANGE_TIMEOUT`), and a start sent meanwhile got no answer within the usual
+# 10 s (seen under load, a stop sent a second into a job). The start may read this long.
+START_READ_TIMEOUT = 30.0
 
 # PrusaLink's printer states (prusa.connect.printer.const.State) by what they mean for
 # the queue.
@@ -228,7 +235,7 @@ class PrusaLinkDriver(PrinterDriver):
         seen yet (404) and a job that just ended (409 while FINISHED or STOPPED)."""
         deadline = time.monotonic() + self.settle_wait
         while True:
-            response = self._request("POST", path, allow={404, 409})
+            response = self._request("POST", path, allow={404, 409}, timeout=self._start_timeout())
             if response.status_code < 400:
                 return
             now = self._snapshot()
@@ -254,6 +261,11 @@ class PrusaLinkDriver(PrinterDriver):
                     retryable=True,
                 )
             time.sleep(0.5 if response.status_code == 409 else 0.1)
+
+    def _start_timeout(self) -> Timeout:
+        if isinstance(self.timeout, tuple):
+            return (self.timeout[0], max(self.timeout[1], START_READ_TIMEOUT))
+        return (self.timeout, max(self.timeout, START_READ_TIMEOUT))
 
     def _job_command(
         self, method: str, now: _Snapshot, verb: str, *, done: Callable[[_Snapshot], bool]
