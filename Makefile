@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python bench/archives.py
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/where.py
+	$(BIN)/python bench/page_diffs.py
 
 clean:
 	rm -rf $(VENV) var
