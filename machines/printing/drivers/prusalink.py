@@ -48,7 +48,7 @@ SNAPSHOT_TRIES = 3
 # PrusaLink answers a start only once its command queue has run it, after whatever was
 # queued before: a stop waits up to 15 s there for the printer to say STOPPED
 # (`STATE_CHANGE_TIMEOUT`), and a start sent meanwhile got no answer within the usual
-# 10 s (seen under load, a stop sent a second into a job). The start may read this long.
+# 10 s (seen once under load). The start may read this long.
 START_READ_TIMEOUT = 30.0
 
 # PrusaLink's printer states (prusa.connect.printer.const.State) by what they mean for
