@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from designs import services
+from designs import selectors, services
+from designs.lfs_store import pointer_text
 from designs.meshes.worker import MeshJob, run_batch
 from designs.models import MeshAnalysis
 from designs.services import analysis
@@ -187,3 +190,54 @@ def test_units_declared_in_gitattributes_rescale_the_figures(alice, alice_api):
     assert in_inch["figures"]["units"] == "inch"
     assert in_inch["figures"]["size"][0] == pytest.approx(in_mm["figures"]["size"][0] * 25.4)
     assert in_inch["figures"]["volume_mm3"] == pytest.approx(in_mm["figures"]["volume_mm3"] * 25.4**3)
+
+
+def test_blobs_read_together_are_written_as_one_by_one_resolving_lfs_where_served(
+    alice, bob, settings, tmp_path
+):
+    settings.FABHUB_LFS_THRESHOLD_BYTES = 4 * 1024
+    data = os.urandom(5 * 1024)
+    oid = hashlib.sha256(data).hexdigest()
+    design = DesignFactory(owner=alice)
+    commit_files(
+        design,
+        {
+            "lfs.stl": data,
+            "lying.stl": pointer_text(oid, len(data) + 1),
+            "knob.stl": KNOB,
+            "t.obj": b"v 0 0 0\n",
+        },
+    )
+    other = DesignFactory(owner=bob)
+    commit_files(other, {"stolen.stl": pointer_text(oid, len(data))})
+    missing = "0" * 40  # written as design_blob_to_file writes it too (empty)
+
+    for of in (design, other):
+        shas = [entry.sha for entry in of.repo.tree_entries(of.repo.branch_head("main"))] + [missing]
+        together = selectors.design_blobs_to_files(
+            of, {sha: tmp_path / f"together-{of.pk}-{sha}" for sha in shas}
+        )
+        assert together == set(shas)
+        for sha in shas:
+            selectors.design_blob_to_file(of, blob_sha=sha, target=tmp_path / f"alone-{of.pk}-{sha}")
+            assert (tmp_path / f"together-{of.pk}-{sha}").read_bytes() == (
+                tmp_path / f"alone-{of.pk}-{sha}"
+            ).read_bytes()
+    lfs_sha = design.repo.entry(design.repo.branch_head("main"), "lfs.stl").sha
+    assert (tmp_path / f"together-{design.pk}-{lfs_sha}").read_bytes() == data
+    assert (tmp_path / f"together-{other.pk}-{lfs_sha}").read_bytes() == pointer_text(oid, len(data))
+
+
+def test_a_batch_claims_only_the_rows_still_pending(alice):
+    design = DesignFactory(owner=alice)
+    commit_files(design, {"knob.stl": KNOB, "idler.stl": IDLER})
+    knob, idler = MeshAnalysis.objects.order_by("path").reverse()
+    MeshAnalysis.objects.filter(pk=knob.pk).update(status=MeshAnalysis.Status.PENDING, figures=None)
+    MeshAnalysis.objects.filter(pk=idler.pk).update(status=MeshAnalysis.Status.RUNNING, figures=None)
+
+    assert analysis.analyses_run(analysis_ids=[knob.pk, idler.pk]) == 1
+
+    knob.refresh_from_db()
+    idler.refresh_from_db()
+    assert knob.status == MeshAnalysis.Status.DONE and knob.attempts == 2
+    assert idler.status == MeshAnalysis.Status.RUNNING and idler.attempts == 1
