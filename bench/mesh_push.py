@@ -3,11 +3,21 @@
 
 The push is written with git fast-import and announced through services.design_pushed,
 exactly what the smart-HTTP receive path calls once git has accepted a push.
+
+Then where the time went, from the first push itself: the CPU seconds of this process
+and of its children (analysis servers and their children, git), the steps
+`analyses_run` logs for each batch (claim, blob reads, database writes, and each step in
+the children, summed over the children working side by side), and the start-up of one
+analysis server (Python, numpy/trimesh/scipy imports, warm-up), paid once per batch.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import resource
 import subprocess
+import sys
 import time
 
 from _django import setup
@@ -37,6 +47,46 @@ def fast_import(repo: str, files: dict[str, bytes], message: str, first: bool) -
     subprocess.run(["git", "-C", repo, "fast-import", "--quiet"], input=b"".join(stream), check=True)
 
 
+class StepTotals(logging.Handler):
+    """Adds up the seconds per step that analyses_run logs for each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+        self.batches = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        steps = getattr(record, "mesh_seconds", None)
+        if steps is None:
+            return
+        self.batches += 1
+        for step, spent in steps.items():
+            self.seconds[step] = self.seconds.get(step, 0.0) + spent
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its children that ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def server_start_up() -> float:
+    """Wall seconds for one analysis server to start, import, warm up and end (no jobs)."""
+    from designs.meshes.worker import PROJECT_ROOT
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "designs.meshes.worker", "60", str(3 * 1024**3), "1"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        input=b"",
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
 def main() -> None:
     setup()
     from django.test.utils import override_settings
@@ -56,9 +106,14 @@ def main() -> None:
         fast_import(
             repo, {f"parts/part-{n:04d}.stl": data for n, data in enumerate(meshes)}, "1,000 parts", True
         )
+        steps = StepTotals()
+        logging.getLogger("designs.services.analysis").addHandler(steps)
+        own_before, children_before = cpu_seconds()
         started = time.perf_counter()
         services.design_pushed(design=design, refs_before=before)
         first = time.perf_counter() - started
+        own_after, children_after = cpu_seconds()
+        logging.getLogger("designs.services.analysis").removeHandler(steps)
         done = MeshAnalysis.objects.filter(status="done").count()
 
         before = design.repo.refs()
@@ -77,6 +132,24 @@ def main() -> None:
         f"ratio again / first: {again / first:.4f}  ({done} done, "
         f"{MeshAnalysis.objects.filter(status='failed').count()} failed, "
         f"{MeshAnalysis.objects.count() - MESHES} analysed twice)"
+    )
+    print(f"goal: at least 60 analyses/s; this run {done / first:.0f}/s on {os.cpu_count()} cores")
+
+    own, children = own_after - own_before, children_after - children_before
+    start_up = min(server_start_up() for _ in range(3))
+    print(f"\nwhere the first push's time went ({steps.batches} batches, {done} meshes)")
+    print(f"  {'':<54}{'seconds':>9}{'ms/mesh':>9}")
+    rows = [
+        ("CPU, this process (push, claims, blob reads, writes)", own),
+        ("CPU, children (analysis servers and children, git)", children),
+        ("analysis server start-up, wall, best of 3 (x batches)", start_up * steps.batches),
+    ]
+    rows += [(f"{step} (sum over batches)", spent) for step, spent in steps.seconds.items()]
+    for label, spent in rows:
+        print(f"  {label:<54}{spent:>9.2f}{spent / max(done, 1) * 1000:>9.2f}")
+    print(
+        "  (child steps are summed over the children working side by side; "
+        "analysis (wall) is the batches' elapsed time from hand-over to last result)"
     )
 
 
