@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FABHUB_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test test-fast test-postgres install lint bench clean
+.PHONY: run test test-fast test-postgres install lint bench bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ bench: install
 	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/where.py
 	$(BIN)/python bench/page_diffs.py
+
+# The scaled set-up under load and faults (scripts/scale-harness, docs/deploy.md "Sizing"):
+# PostgreSQL, Redis, two gunicorn instances behind a proxy, two Celery workers and beat,
+# locust for two minutes while parts are killed and restarted. CI runs its --short version.
+bench-scale: install
+	bash scripts/ensure-test-tools
+	scripts/scale-harness
 
 clean:
 	rm -rf $(VENV) var
