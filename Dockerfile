@@ -11,11 +11,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app \
     FABHUB_DATA_DIR=/data
 
-# git runs every repository operation; git-lfs for repositories that use it.
+# git runs every repository operation; git-lfs for repositories that use it; the workers
+# slice print jobs' meshes with PrusaSlicer's command line (FABHUB_SLICER_COMMAND, default
+# prusa-slicer; Debian bookworm's 2.5 package, the one scripts/ensure-test-tools installs
+# for the suite; it slices without a display). Without it labs take G-code only.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git git-lfs ca-certificates \
+    && apt-get install -y --no-install-recommends git git-lfs ca-certificates prusa-slicer \
     && rm -rf /var/lib/apt/lists/* \
-    && git lfs install --system --skip-repo
+    && git lfs install --system --skip-repo \
+    && prusa-slicer --help >/dev/null
 
 WORKDIR /app
 
