@@ -490,3 +490,57 @@ def test_the_viewer_thins_out_a_triangle_soup_that_no_grid_simplifies():
 def test_limits_are_a_frozen_value():
     with pytest.raises(AttributeError):
         Limits().max_triangles = 1  # type: ignore[misc]
+
+
+# --- the worker's outputs, checked against trimesh ----------------------------------------
+
+
+WORKER_SAMPLE = [
+    "prusa-i3/LCD-knob.stl",
+    "prusa-i3/fs-lever.stl",
+    "trimesh-models/20mm-xyz-cube.stl",
+    "trimesh-models/multibody.stl",
+    "trimesh-models/fandisk.obj",
+    "trimesh-models/tet.ply",
+]
+
+
+def test_the_parallel_worker_gives_the_figures_and_triangles_trimesh_computes(tmp_path):
+    """The figures, PNG and viewer triangles that come out of the guarded children (two at
+    once), checked against trimesh's own reading of each file, not against our code."""
+    from designs.meshes.worker import MeshJob, run_batch
+
+    jobs = []
+    for number, path in enumerate(WORKER_SAMPLE):
+        name = f"{number:040d}"
+        jobs.append(
+            MeshJob(
+                name, path, str(CORPUS / path), str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.bin")
+            )
+        )
+    outcomes = {o.sha: o for o in run_batch(jobs, time_limit_s=60, memory_limit_bytes=3 * 1024**3, workers=2)}
+
+    for job in jobs:
+        figures = outcomes[job.sha].figures
+        assert figures is not None, outcomes[job.sha].reason
+        merged = trimesh.load_mesh(CORPUS / job.path)
+        as_read = trimesh.load_mesh(CORPUS / job.path, process=False)
+        assert figures["triangles"] == len(merged.faces)
+        assert figures["vertices"] == len(merged.vertices)
+        assert figures["bodies"] == merged.body_count
+        assert figures["watertight"] == merged.is_watertight
+        assert figures["volume_mm3"] == pytest.approx(merged.volume, rel=1e-6)
+        assert figures["area_mm2"] == pytest.approx(merged.area, rel=1e-6)
+        assert figures["size"] == pytest.approx(list(merged.extents), rel=1e-6)
+        # An oriented box no larger than trimesh's, and no smaller than the hull it must hold.
+        box = np.prod(figures["obb_size"])
+        assert (
+            merged.convex_hull.volume * (1 - 1e-6) <= box <= merged.bounding_box_oriented.volume * (1 + 1e-6)
+        )
+        assert figures["mass_g"]["PLA"] == pytest.approx(abs(merged.volume) / 1000 * 1.24, abs=1e-3)
+        triangles = np.frombuffer(Path(job.viewer_file).read_bytes(), dtype="<f4").reshape(-1, 3, 3)
+        assert np.array_equal(triangles, as_read.triangles.astype("<f4"))
+        pixels = decode_png(Path(job.thumbnail_file).read_bytes())
+        assert pixels.shape == (256, 256, 3)
+        assert tuple(pixels[0, 0]) == (246, 247, 249)  # the background
+        assert 0.05 < (pixels != pixels[0, 0]).any(axis=2).mean() < 0.9
