@@ -39,6 +39,8 @@ RUNS = 3
 def boot():
     os.environ["FABHUB_EMBEDDED_WORKER"] = "0"  # tasks inline (Celery eager), not on a thread
     os.environ["FABHUB_EMAIL_NOTIFICATIONS"] = "0"
+    # The virtual printer's OctoPrint listens on loopback: the lab's LAN, in hub terms.
+    os.environ["FABHUB_OUTBOUND_ALLOWED_NETWORKS"] = "127.0.0.0/8"
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
     from _django import setup

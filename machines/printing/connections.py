@@ -50,13 +50,15 @@ def driver_for(connection: dict[str, Any] | None) -> PrinterDriver:
     raise PrinterError(f"no driver for printers of kind {kind!r}", retryable=False)
 
 
-def driver_for_machine(machine: Machine) -> PrinterDriver:
+def driver_for_machine(machine: Machine, *, printer: Printer | None = None) -> PrinterDriver:
     """The machine's driver: through its lab agent if it has one; else OctoPrint (or
     another protocol) from its encrypted connection settings; without any, the manual
-    driver carrying the operator's last record."""
+    driver carrying the operator's last record. `printer`: the machine's Printer row, if
+    the caller has just read it."""
     if machine.agent_id is not None:
         return AgentDriver(machine)
-    printer = Printer.objects.filter(pk=machine.pk).first()
+    if printer is None:
+        printer = Printer.objects.filter(pk=machine.pk).first()
     if not machine.has_connection:
         return ManualDriver(recorded=_recorded_status(printer) if printer else None)
     settings_ = machine_connection(machine)

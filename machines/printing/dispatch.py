@@ -37,6 +37,7 @@ from django.db.models import (
     CharField,
     Exists,
     F,
+    Field,
     Model,
     OuterRef,
     Q,
@@ -359,8 +360,9 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
         chunk = terms[first : first + TERMS_PER_READ]
         sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
         for job in PrintJob.objects.raw(sql, [p for _, params in chunk for p in params]):
-            read = found[keys[job.fabhub_group]]
-            ids = read.starving if job.fabhub_term == 0 else read.ranked
+            tags: Any = job  # the statement's two extra columns
+            read = found[keys[tags.fabhub_group]]
+            ids = read.starving if tags.fabhub_term == 0 else read.ranked
             if job.pk not in read.starving and job.pk not in read.ranked:
                 read.jobs.append(job)
             ids.append(job.pk)
@@ -378,7 +380,7 @@ def _candidate_sql(*, starving: bool) -> str:
     meta = PrintJob._meta
 
     def col(name: str) -> str:
-        return quote(meta.pk.column if name == "pk" else meta.get_field(name).column)
+        return quote(_field(PrintJob, name).column)  # type: ignore[arg-type]
 
     where = (
         f"{col('status')} = '{S.QUEUED.value}' AND {col('lab')} = %s AND {col('machine_kind')} = %s "
@@ -395,6 +397,13 @@ def _candidate_sql(*, starving: bool) -> str:
         f"SELECT {columns}, {{group}} AS fabhub_group, {{term}} AS fabhub_term FROM {quote(meta.db_table)} "
         f"WHERE {where} ORDER BY {order} LIMIT {{limit}}"
     )
+
+
+def _field(model: type[Model], name: str) -> Field:
+    """A concrete field of `model` by name ("pk" for its primary key), with its column."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None, name
+    return field
 
 
 # Rows per UPDATE of `update_by_pk` (well under SQLite's and PostgreSQL's bound parameters).
@@ -418,25 +427,24 @@ def update_by_pk(
     which costs the database a comparison per row and arm, and Python a lookup per arm:
     for 500 claims the statement took longer than everything else of a tick.
     bench/print_queue.py times its baseline's UPDATE with this same function."""
-    meta = model._meta
     quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    fields = [meta.get_field(name) for name in columns]
-    pk = meta.pk
-    assert pk is not None
-    sets, set_params = [f"{quote(f.column)} = v.column{n + 2}" for n, f in enumerate(fields)], []  # type: ignore[union-attr]
+    table = quote(model._meta.db_table)
+    fields = [_field(model, name) for name in columns]
+    pk = _field(model, "pk")
+    sets = [f"{quote(f.column)} = v.column{n + 2}" for n, f in enumerate(fields)]  # type: ignore[arg-type]
+    set_params = []
     for name, value in same.items():
-        field = meta.get_field(name)
-        sets.append(f"{quote(field.column)} = %s")  # type: ignore[union-attr]
-        set_params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
-    conditions, where_params = [f"{table}.{quote(pk.column)} = v.column1"], []
+        field = _field(model, name)
+        sets.append(f"{quote(field.column)} = %s")  # type: ignore[arg-type]
+        set_params.append(field.get_db_prep_save(value, connection))
+    conditions, where_params = [f"{table}.{quote(pk.column)} = v.column1"], []  # type: ignore[arg-type]
     for name, value in where.items():
-        field = meta.get_field(name)
-        conditions.append(f"{table}.{quote(field.column)} = %s")  # type: ignore[union-attr]
-        where_params.append(field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
+        field = _field(model, name)
+        conditions.append(f"{table}.{quote(field.column)} = %s")  # type: ignore[arg-type]
+        where_params.append(field.get_db_prep_value(value, connection))
     # PostgreSQL types a VALUES list by its first row: say them there.
     if connection.vendor == "postgresql":
-        typed = ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in [pk, *fields])  # type: ignore[union-attr]
+        typed = ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in [pk, *fields])
     else:
         typed = ", ".join(["%s"] * (1 + len(fields)))
     plain = ", ".join(["%s"] * (1 + len(fields)))
@@ -449,7 +457,7 @@ def update_by_pk(
             params: list[Any] = []
             for key, row in chunk:
                 params.append(key)
-                params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))  # type: ignore[union-attr]
+                params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))
             cursor.execute(
                 f"UPDATE {table} SET {', '.join(sets)} FROM (VALUES {values}) AS v WHERE {' AND '.join(conditions)}",
                 [*set_params, *params, *where_params],
@@ -680,7 +688,9 @@ def print_job_send(*, job_id: int, token: str) -> str:
     delivery of this task, or one that the sweeper superseded, changes nothing.
     """
     job = (
-        PrintJob.objects.select_related("lab", "owner", "machine", "machine__lab", "gcode")
+        PrintJob.objects.select_related(
+            "lab", "owner", "machine", "machine__lab", "machine__printer", "gcode"
+        )
         .filter(pk=job_id)
         .first()
     )
@@ -693,9 +703,14 @@ def print_job_send(*, job_id: int, token: str) -> str:
         return "stale"
     machine = job.printer_machine
     manual = not machine.has_connection
+    printer = getattr(machine, "printer", None)
     try:
-        driver = driver_for_machine(machine)
-        driver.connect()
+        driver = driver_for_machine(machine, printer=printer)
+        # Connecting asks the print server how its printer is connected: a question the
+        # poller answered moments ago if it saw the printer idle (the dispatcher's own
+        # condition). The upload still checks that the printer is idle before it starts.
+        if not _seen_idle(machine, printer, now):
+            driver.connect()
     except PrinterError as exc:
         # Nothing reached the printer: the job goes back to the queue for any printer.
         _unreachable(machine.pk, exc)
@@ -705,6 +720,10 @@ def print_job_send(*, job_id: int, token: str) -> str:
     try:
         driver.upload_and_start(path, job.remote_name)
     except PrinterError as exc:
+        if exc.nothing_sent:  # as if connecting had failed
+            _unreachable(machine.pk, exc)
+            jobs.job_requeue(job, f"{machine.name} could not take it: {exc.message}", token=token)
+            return "requeued"
         return _after_failed_start(job, token, driver, exc)
     if manual:
         _record_manual(machine.pk, driver.status())
@@ -716,6 +735,19 @@ def print_job_send(*, job_id: int, token: str) -> str:
     except PrinterError as exc:
         logger.warning("could not cancel job %s on %s: %s", job.pk, machine, exc.message)
     return "cancelled"
+
+
+def _seen_idle(machine: Machine, printer: Printer | None, now: datetime) -> bool:
+    """A printer the hub drives directly that its poller saw connected and idle within
+    FABHUB_PRINT_STATE_MAX_AGE_S (what `idle_printers` asks of it)."""
+    return (
+        printer is not None
+        and bool(machine.connection_secret)
+        and machine.agent_id is None
+        and printer.state == PrinterState.IDLE.value
+        and printer.seen_at is not None
+        and printer.seen_at >= now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
+    )
 
 
 def _record_manual(machine_id: int, status: PrinterStatus) -> None:

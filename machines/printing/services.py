@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from machines.printing import selectors as ps
 from machines.printing.connections import driver_for_machine
 from machines.printing.drivers import PrinterError
 from machines.printing.files import gcode_path, store_file
-from machines.printing.gcode import read_gcode
+from machines.printing.gcode import GcodeInfo, read_gcode
 from machines.selectors import lab_role, qualification_for, require_manager, require_member
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ def print_job_submit(
             if file_kind == PrintJob.FileKind.MESH
             else None
         ),
-        gcode_info=read_gcode(gcode_path(source["source_sha"])) if upload is not None else None,
+        gcode_info=stored_gcode_info(source["source_sha"]) if upload is not None else None,
     )
     with transaction.atomic():
         job = PrintJob.objects.create(
@@ -287,6 +288,14 @@ def print_job_submit(
         costs.job_hold(job)
         _queue_prepare(job)
     return job
+
+
+@lru_cache(maxsize=64)
+def stored_gcode_info(sha256: str) -> GcodeInfo:
+    """What a stored G-code file says (estimates, extents), read once per process: stored
+    files are named by their content's hash, so the answer never changes (submitting an
+    upload and preparing it read the same file moments apart)."""
+    return read_gcode(gcode_path(sha256))
 
 
 def _queue_prepare(job: PrintJob) -> None:
@@ -368,11 +377,18 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     work = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
     try:
         source = work / _work_name(job)
-        _source_to_file(job, source)
-        if job.file_kind == PrintJob.FileKind.GCODE:
+        if job.file_kind == PrintJob.FileKind.GCODE and not job.design_name:
+            # An upload is stored already, under its hash: read it where it is.
+            sha = job.source_sha
+            info = stored_gcode_info(sha)
+            size = gcode_path(sha).stat().st_size
+        else:
+            _source_to_file(job, source)
+        if job.file_kind == PrintJob.FileKind.GCODE and job.design_name:
             info = read_gcode(source)
             with source.open("rb") as f:
                 sha, size = store_file(f)
+        if job.file_kind == PrintJob.FileKind.GCODE:
             gcode, _ = PrintGcode.objects.get_or_create(
                 job=job,
                 profile_key="",

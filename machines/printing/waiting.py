@@ -9,9 +9,10 @@ the printer back) or None (nothing does):
 - `job_blocker`: this job cannot start on this printer now (too big, not sliced for it, its
   owner not qualified, not enough time before the next booking, the lab closes first).
 
-`dispatch.dispatch_tick` claims a job only when all three say None, and
-`waiting_reasons` plays the same round with the same predicates and `Floor` (what the
-dispatcher knows at one instant), so a job's reasons cannot disagree with the dispatcher.
+`dispatch_round` is the dispatcher's round: `dispatch.dispatch_tick` claims what it
+decides (a job only when all three say None), and `waiting_reasons` plays it over the
+whole queue with the same predicates and `Floor` (what the dispatcher knows at one
+instant), so a job's reasons cannot disagree with the dispatcher.
 Where the dispatcher reads with a query for speed (`dispatch.idle_printers`, its candidate
 query), tests hold the query and the predicate to the same answer.
 """

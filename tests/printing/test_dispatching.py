@@ -331,3 +331,39 @@ def test_the_file_name_on_the_printer_is_plain_ascii_and_unique_per_dispatch(lab
     assert re.fullmatch(r"fabhub-\d+-1-[0-9a-f]{8}-halterung-f-r-b-ro\.gcode", job.remote_name), (
         job.remote_name
     )
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_starts_exactly_the_jobs_the_waiting_reasons_say_start_next(lab, bob, tmp_path, tick):
+    """The dispatcher reads each group of printers' candidates only as far as the round
+    usually looks; printers that must look further (here the small ones, past the older
+    parts too wide for them) read the rest. Either way it starts what the waiting
+    reasons, which play the round over the whole queue, say starts next."""
+    from machines.printing.waiting import waiting_reasons
+
+    for n in range(3):
+        make_printer(lab, slug=f"mini{n}", volume=(100, 100, 100))
+    make_printer(lab, slug="xl", volume=(300, 300, 300))
+    make_printer(lab, slug="petg", material="PETG")
+    Printer.objects.update(bed_clear=False)  # nothing starts while the queue fills
+    path = tmp_path / "wide.gcode"
+    path.write_text(
+        "G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG1 X250 Y10 E5\n; estimated printing time (normal mode) = 5m 0s\n"
+    )
+    now = timezone.now()
+    wide = []
+    for n in range(9):
+        job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path, f"wide{n}.gcode"))
+        printing.print_job_prepare(job_id=job.pk)
+        wide.append(job)
+    narrow = [queued_job(lab, bob, tmp_path, name=f"narrow{n}.gcode") for n in range(5)]
+    petg = [queued_job(lab, bob, tmp_path, name=f"petg{n}.gcode", material="PETG") for n in range(2)]
+    for age, job in enumerate(reversed(wide + narrow + petg)):
+        PrintJob.objects.filter(pk=job.pk).update(queued_at=now - timedelta(minutes=age + 1))
+    Printer.objects.update(bed_clear=True)
+
+    queued = list(PrintJob.objects.filter(status=S.QUEUED))
+    reasons = waiting_reasons(queued, now=timezone.now())
+    expected = {pk for pk, why in reasons.items() if not why}
+    assert expected == {wide[0].pk, *(j.pk for j in narrow[:3]), petg[0].pk}
+    assert set(tick()) == expected

@@ -19,10 +19,13 @@ from typing import ClassVar
 class PrinterError(Exception):
     """Anything that went wrong talking to a printer, in words a lab member can act on."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, nothing_sent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        # The call failed before it sent the printer anything that could change it (e.g.
+        # `upload_and_start` could not even ask how the printer is): nothing to find out.
+        self.nothing_sent = nothing_sent
 
     def __repr__(self) -> str:
         return f"PrinterError({self.message!r}, retryable={self.retryable})"

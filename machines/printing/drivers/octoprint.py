@@ -130,6 +130,11 @@ class OctoPrintDriver(PrinterDriver):
     # -- the interface
 
     def status(self) -> PrinterStatus:
+        return self._status(temperatures=True)
+
+    def _status(self, *, temperatures: bool) -> PrinterStatus:
+        """`status()`; without `temperatures` one request, not two (for the checks of
+        `upload_and_start`, which only need the state and the file)."""
         job = self._json("GET", "/api/job")
         text = job.get("state")
         state = state_from_text(text)
@@ -143,7 +148,7 @@ class OctoPrintDriver(PrinterDriver):
             progress=None if completion is None else max(0.0, min(100.0, float(completion))),
             job_name=file.get("name"),
             temperatures=self._temperatures()
-            if state not in (PrinterState.OFFLINE, PrinterState.UNKNOWN)
+            if temperatures and state not in (PrinterState.OFFLINE, PrinterState.UNKNOWN)
             else {},
             message=message,
         )
@@ -190,7 +195,10 @@ class OctoPrintDriver(PrinterDriver):
         `connect()` first. Returns once OctoPrint reports the job running (or already
         finished, for a very short file).
         """
-        before = self.status()
+        try:
+            before = self._status(temperatures=False)
+        except PrinterError as exc:
+            raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
         if before.state.has_active_job:
             raise PrinterError(
                 f"the printer is busy ({before.state}) with {before.job_name!r}; "
@@ -209,30 +217,38 @@ class OctoPrintDriver(PrinterDriver):
                 retryable=False,
             )
 
+        # Upload, select and print in one request. OctoPrint starts the print only if the
+        # printer is still ready (and the key may print), and says whether it did
+        # (`effectivePrint`), so two callers cannot both start.
         with gcode_path.open("rb") as f:
             uploaded = self._json(
                 "POST",
                 "/api/files/local",
                 files={"file": (remote_name, f, "application/octet-stream")},
+                data={"select": "true", "print": "true"},
                 timeout=self.upload_timeout,
             )
         local = (uploaded.get("files") or {}).get("local") or {}
         path, name = local.get("path") or remote_name, local.get("name") or remote_name
 
-        # Select and print in one command: OctoPrint refuses it with a 409 if the
-        # printer got busy since the check above, so two callers cannot both start.
-        response = self._request(
-            "POST", f"/api/files/local/{quote(path)}", json={"command": "select", "print": True}, allow={409}
-        )
-        if response.status_code == 409:
-            raise PrinterError(
-                f"the printer got busy before {name!r} could start ({self._reason(response)})",
-                retryable=False,
+        if not uploaded.get("effectivePrint"):
+            # It did not start: select and print by command, which says why (a 409 if
+            # the printer got busy since the check above, a 403 for a key that may not print).
+            response = self._request(
+                "POST",
+                f"/api/files/local/{quote(path)}",
+                json={"command": "select", "print": True},
+                allow={409},
             )
+            if response.status_code == 409:
+                raise PrinterError(
+                    f"the printer got busy before {name!r} could start ({self._reason(response)})",
+                    retryable=False,
+                )
 
         deadline = time.monotonic() + self.start_wait
         while True:
-            now = self.status()
+            now = self._status(temperatures=False)
             if now.job_name == name and now.state.has_active_job:
                 return
             # A very short file may be done before the first look; but "idle at 100 %"
