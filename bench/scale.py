@@ -260,6 +260,7 @@ class Harness:
     gunicorn_ports: list[int] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     fault_errors: list[str] = field(default_factory=list)
+    samples: dict[str, tuple[float, dict[str, tuple[float, float]]]] = field(default_factory=dict)
     t0: float = 0.0
 
     # -- the set-up -------------------------------------------------------------------
@@ -382,6 +383,38 @@ class Harness:
         if self.postgres is not None:
             self.postgres.stop()
 
+    # -- what each part costs ------------------------------------------------------------
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """CPU seconds used so far and resident MB now, per part (processes and children)."""
+        import psutil
+
+        roots: dict[str, list[int]] = {"web": [], "workers": [], "beat": [], "redis": [], "postgres": []}
+        for name, service in self.services.items():
+            part = "web" if name.startswith("gunicorn") else "workers" if name.startswith("worker") else name
+            if part in roots and service.running() and service.proc is not None:
+                roots[part].append(service.proc.pid)
+        assert self.postgres is not None
+        with contextlib.suppress(OSError, ValueError):
+            pid_file = self.postgres.folder / "data" / "postmaster.pid"
+            roots["postgres"].append(int(pid_file.read_text().split()[0]))
+        figures = {}
+        for part, pids in roots.items():
+            cpu = rss = 0.0
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    root = psutil.Process(pid)
+                    for proc in [root, *root.children(recursive=True)]:
+                        with contextlib.suppress(psutil.Error):
+                            times = proc.cpu_times()
+                            cpu += times.user + times.system + times.children_user + times.children_system
+                            rss += proc.memory_info().rss
+            figures[part] = (cpu, rss / 1e6)
+        return figures
+
+    def sample(self, label: str) -> None:
+        self.samples[label] = (time.time(), self.usage())
+
     # -- the faults ---------------------------------------------------------------------
 
     def note(self, what: str) -> None:
@@ -452,7 +485,12 @@ class Harness:
         self.t0 = time.time()
         steady = (self.t0 + 2, self.t0 + self.profile.steady_until)
         # Each fault on its own clock: a slow restart does not push the next fault back.
-        threads = []
+        threads = [
+            threading.Timer(2, self.sample, args=("steady-from",)),
+            threading.Timer(self.profile.steady_until - 0.1, self.sample, args=("steady-to",)),
+        ]
+        for thread in threads:
+            thread.start()
         for at, name in self.profile.faults:
             thread = threading.Timer(max(0.0, self.t0 + at - time.time()), self.fault_logged, args=(name,))
             thread.start()
@@ -461,6 +499,10 @@ class Harness:
             thread.join()
         recovery_from = time.time() + RECOVERY_GRACE
         self.note(f"every part back; recovery phase from {recovery_from - self.t0:.1f} s")
+        time.sleep(RECOVERY_GRACE)
+        self.sample("recovery-from")
+        time.sleep(max(0.0, self.t0 + self.profile.seconds - 1 - time.time()))
+        self.sample("recovery-to")
         locust.wait(timeout=self.profile.seconds + 120)
         end = time.time()
         self.note("load ended")
@@ -586,6 +628,7 @@ def main() -> int:
             {"steady": (steady_from, steady_to), "faults": (steady_to, recovery_from),
              "recovery": (recovery_from, end)},
         )  # fmt: skip
+        costs = cost_report(harness.samples, requests)
         drained = harness.drain()
         print(f"\nqueue: {json.dumps(drained)}")
         failed_tasks = task_failures(folder)
@@ -610,7 +653,7 @@ def main() -> int:
         if not summary["steady"] or not summary["recovery"]:
             failures.append("a steady phase served no request")
         (folder / "summary.json").write_text(
-            json.dumps({"loaded": loaded, "summary": summary, "drained": drained, "checked": checked, "failed_tasks": failed_tasks,
+            json.dumps({"loaded": loaded, "summary": summary, "drained": drained, "checked": checked, "failed_tasks": failed_tasks, "costs": costs,
                         "events": harness.events, "load_average": [load_before, load_after]}, indent=1)
         )  # fmt: skip
         if failures:
@@ -628,6 +671,30 @@ def main() -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     return status
+
+
+def cost_report(samples: dict, requests: list[dict]) -> dict[str, dict]:
+    """CPU per request and memory of each part, in the two phases where nothing was down:
+    what a machine's cores and memory buy, whatever else the machine was running."""
+    costs: dict[str, dict] = {}
+    print("\ncost per request (CPU ms per request served; resident memory at the phase's end):")
+    for phase in ("steady", "recovery"):
+        if f"{phase}-from" not in samples or f"{phase}-to" not in samples:
+            continue
+        (t1, before), (t2, after) = samples[f"{phase}-from"], samples[f"{phase}-to"]
+        served = sum(1 for r in requests if t1 <= r["t"] < t2)
+        row = {"requests": served, "seconds": round(t2 - t1, 1)}
+        for part in after:
+            cpu = after[part][0] - before.get(part, (0.0, 0.0))[0]
+            row[part] = {"cpu_s": round(cpu, 2), "cpu_ms_per_request": round(1000 * cpu / max(served, 1), 1),
+                         "cores": round(cpu / max(t2 - t1, 1e-9), 2), "rss_mb": round(after[part][1])}  # fmt: skip
+        costs[phase] = row
+        parts = ", ".join(
+            f"{part} {row[part]['cpu_ms_per_request']} ms ({row[part]['cores']} cores, {row[part]['rss_mb']} MB)"
+            for part in after
+        )
+        print(f"  {phase}: {served} requests in {row['seconds']} s; {parts}")
+    return costs
 
 
 def task_failures(folder: Path) -> dict[str, int]:
