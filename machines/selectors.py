@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
-    Aggregate,
-    Case,
+    BooleanField,
+    CharField,
     Count,
-    Exists,
     F,
     JSONField,
     OuterRef,
@@ -20,10 +21,8 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
 )
-from django.db.models.functions import JSONObject
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from hub.auth import Viewer
@@ -39,9 +38,7 @@ from machines.models import (
     LabMembership,
     Machine,
     Notification,
-    OpeningHours,
     PrintJob,
-    PrintSettings,
     Qualification,
     Spool,
 )
@@ -176,19 +173,32 @@ def rules_for(machine: Machine) -> Rules:
 # -- time: opening hours, timelines, free slots -----------------------------------------------
 
 
-class _JSONRows(Aggregate):
-    """The grouped rows as one JSON array: `jsonb_agg` on PostgreSQL, `json_group_array`
-    on SQLite (Django has no aggregate for both)."""
-
-    function = "JSON_GROUP_ARRAY"
-    output_field = JSONField()
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(compiler, connection, function="JSONB_AGG", **extra_context)
+def _json_array() -> str:
+    return "JSONB_BUILD_ARRAY" if connection.vendor == "postgresql" else "JSON_ARRAY"
 
 
-def _rows_as_json(rows: QuerySet, group_by: str, **columns: str) -> Subquery:
-    return Subquery(rows.values(group_by).annotate(rows=_JSONRows(JSONObject(**columns))).values("rows"))
+def _json_select(columns: str, rows: str) -> str:
+    """`SELECT columns FROM rows` as one JSON array of arrays, NULL when there are none:
+    jsonb_agg(jsonb_build_array(…)) on PostgreSQL, json_group_array(json_array(…)) on
+    SQLite. Written as SQL rather than built with the ORM: for these small reads, building
+    and compiling the ORM's subqueries cost several times the query itself (profiled with
+    bench/bookings.py; docs/labs.md)."""
+    agg = "JSONB_AGG" if connection.vendor == "postgresql" else "JSON_GROUP_ARRAY"
+    return f"SELECT {agg}({_json_array()}({columns})) FROM {rows}"
+
+
+def _json_rows(columns: str, rows: str, *params: Any) -> RawSQL:
+    return RawSQL(_json_select(columns, rows), params, output_field=JSONField())
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _db_instant(value: datetime) -> Any:
+    """A datetime parameter of hand-written SQL, as the ORM would pass it (on SQLite: the
+    naive UTC text it stores, so that comparisons are right to the second)."""
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _instant(value: str) -> datetime:
@@ -197,12 +207,15 @@ def _instant(value: str) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
-def _intervals(rows: list[dict[str, str]] | None) -> list[Interval]:
-    return [(_instant(r["s"]), _instant(r["e"])) for r in rows or ()]
+def _intervals(rows: list[list[str]] | None) -> list[Interval]:
+    return [(_instant(s), _instant(e)) for s, e in rows or ()]
 
 
-def _weekly(rows: list[dict[str, Any]] | None) -> list[tuple[int, time, time]]:
-    return [(h["w"], time.fromisoformat(h["o"]), time.fromisoformat(h["c"])) for h in rows or ()]
+def _weekly(rows: list[list[Any]] | None) -> list[tuple[int, time, time]]:
+    return [
+        (weekday, time.fromisoformat(opens), time.fromisoformat(closes))
+        for weekday, opens, closes in rows or ()
+    ]
 
 
 def weekly_hours(lab: Lab) -> list[tuple[int, time, time]]:
@@ -306,32 +319,26 @@ def _window_read(
     machine: Machine, start: datetime, end: datetime
 ) -> tuple[list[tuple[int, time, time]], list[Interval], list[Interval]]:
     """`weekly_hours`, `closures_between` and `busy_between` for one window, in one query
-    (each a subquery, the many-row ones aggregated to JSON): availability is asked often,
-    and its reads are small; the round trips were most of its time."""
-    active = Booking.objects.filter(machine_id=machine.pk, status__in=Booking.ACTIVE)
-    earlier = active.filter(start__lt=start).order_by("-start").values(row=JSONObject(s="start", e="end"))
-    lab = OuterRef("pk")
-    row = (
-        Lab.objects.filter(pk=machine.lab_id)
-        .values(
-            hours_json=_rows_as_json(
-                OpeningHours.objects.filter(lab=lab), "lab_id", w="weekday", o="opens", c="closes"
-            ),
-            closures_json=_rows_as_json(
-                Closure.objects.filter(lab=lab, start__lt=end, end__gt=start), "lab_id", s="start", e="end"
-            ),
-            inside=_rows_as_json(
-                active.filter(start__gte=start, start__lt=end), "machine_id", s="start", e="end"
-            ),
-            earlier=Subquery(earlier[:1]),
-        )
-        .get()
+    (`_json_select`): availability is asked often, and its reads are small. The machine's
+    rows are read as `_timeline_reads` reads them: those starting in the window, and the
+    latest one starting before it."""
+    active = "b.machine_id = %s AND b.status IN ('pending', 'approved')"
+    sql = (
+        f"SELECT ({_json_select('h.weekday, h.opens, h.closes', 'machines_openinghours h WHERE h.lab_id = %s')}), "
+        f"""({_json_select('c.start, c."end"', 'machines_closure c WHERE c.lab_id = %s AND c.start < %s AND c."end" > %s')}), """
+        f"""({_json_select('b.start, b."end"', f"machines_booking b WHERE {active} AND b.start >= %s AND b.start < %s")}), """
+        f"""(SELECT {_json_array()}(b.start, b."end") FROM machines_booking b WHERE {active} AND b.start < %s """
+        "ORDER BY b.start DESC LIMIT 1)"
     )
-    busy = _intervals(row["inside"])
-    before = _intervals([row["earlier"]] if row["earlier"] else [])
+    low, high, lab = _db_instant(start), _db_instant(end), machine.lab_id
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [lab, lab, high, low, machine.pk, low, high, machine.pk, low])
+        hours, closures, inside, earlier = (_json(v) for v in cursor.fetchone())
+    busy = _intervals(inside)
+    before = _intervals([earlier] if earlier else [])
     if before and before[0][1] > start:
         busy.insert(0, before[0])
-    return _weekly(row["hours_json"]), _intervals(row["closures_json"]), busy
+    return _weekly(hours), _intervals(closures), busy
 
 
 def kind_free_slots(
@@ -484,36 +491,39 @@ class BookingContext:
 def booking_context(*, machine_id: int, member: User, start: datetime, end: datetime) -> BookingContext:
     """The machine, its lab and rules, the member's role, the lab's hours and the closures
     over [start, end), the member's qualifications for the machine and whether the lab
-    uses credits: one query, however many rows each part has (each part a subquery, the
-    many-row ones aggregated to JSON)."""
-    lab = OuterRef("lab_id")
-    role = Case(
-        When(status=LabMembership.Status.PENDING, then=Value("pending")),
-        default=F("role"),
-    )
+    uses credits: one query, however many rows each part has (`_json_rows`)."""
     machine = (
         Machine.objects.select_related("lab")
         .filter(pk=machine_id)
+        .order_by()  # one row: the default order by lab and name would only cost compiling
         .annotate(
-            member_role=Subquery(LabMembership.objects.filter(lab=lab, user=member).values(r=role)[:1]),
-            credits_on=Exists(PrintSettings.objects.filter(lab=lab, credits_enabled=True)),
-            hours_json=_rows_as_json(
-                OpeningHours.objects.filter(lab=lab), "lab_id", w="weekday", o="opens", c="closes"
+            member_role=RawSQL(
+                "SELECT CASE WHEN m.status = %s THEN 'pending' ELSE m.role END FROM machines_labmembership m "
+                "WHERE m.lab_id = machines_machine.lab_id AND m.user_id = %s",
+                (LabMembership.Status.PENDING.value, member.pk),
+                output_field=CharField(),
             ),
-            closures_json=_rows_as_json(
-                Closure.objects.filter(lab=lab, start__lt=end, end__gt=start),
-                "lab_id",
-                s="start",
-                e="end",
-                r="reason",
+            credits_on=RawSQL(
+                "EXISTS (SELECT 1 FROM machines_printsettings p "
+                "WHERE p.lab_id = machines_machine.lab_id AND p.credits_enabled)",
+                (),
+                output_field=BooleanField(),
             ),
-            qualifications_json=_rows_as_json(
-                Qualification.objects.filter(lab=lab, member=member).filter(
-                    Q(machine=OuterRef("pk")) | Q(machine__isnull=True, kind=OuterRef("kind"))
-                ),
-                "member_id",
-                t="trained_on",
-                e="expires_on",
+            hours_json=_json_rows(
+                "h.weekday, h.opens, h.closes",
+                "machines_openinghours h WHERE h.lab_id = machines_machine.lab_id",
+            ),
+            closures_json=_json_rows(
+                'c.start, c."end", c.reason',
+                'machines_closure c WHERE c.lab_id = machines_machine.lab_id AND c.start < %s AND c."end" > %s',
+                _db_instant(end),
+                _db_instant(start),
+            ),
+            qualifications_json=_json_rows(
+                "q.trained_on, q.expires_on",
+                "machines_qualification q WHERE q.lab_id = machines_machine.lab_id AND q.member_id = %s "
+                "AND (q.machine_id = machines_machine.id OR (q.machine_id IS NULL AND q.kind = machines_machine.kind))",
+                member.pk,
             ),
         )
         .first()
@@ -521,23 +531,18 @@ def booking_context(*, machine_id: int, member: User, start: datetime, end: date
     if machine is None:
         raise NotFound(f"There is no machine {machine_id}.")
     closures = [
-        Closure(lab=machine.lab, start=_instant(c["s"]), end=_instant(c["e"]), reason=c["r"])
-        for c in machine.closures_json or ()
+        Closure(lab=machine.lab, start=_instant(s), end=_instant(e), reason=reason)
+        for s, e, reason in machine.closures_json or ()
     ]
     return BookingContext(
         machine=machine,
         role=machine.member_role,
         credits_enabled=machine.credits_on,
-        hours=[
-            (h["w"], time.fromisoformat(h["o"]), time.fromisoformat(h["c"])) for h in machine.hours_json or ()
-        ],
+        hours=_weekly(machine.hours_json),
         closures=sorted(closures, key=lambda c: c.start),
         qualifications=[
-            Qualification(
-                trained_on=date.fromisoformat(q["t"]),
-                expires_on=date.fromisoformat(q["e"]) if q["e"] else None,
-            )
-            for q in machine.qualifications_json or ()
+            Qualification(trained_on=date.fromisoformat(t), expires_on=date.fromisoformat(e) if e else None)
+            for t, e in machine.qualifications_json or ()
         ],
     )
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
@@ -93,6 +94,22 @@ def _refusal(machine: Machine, exc: IntegrityError, start: datetime, end: dateti
     return collision_error(machine, row)
 
 
+@cache
+def _lock_insert_sql(vendor: str) -> tuple[str, list[Field]]:
+    """`timeline_lock_insert`'s statement, built once from the models."""
+    qn = connection.ops.quote_name
+    fields = [f for f in Booking._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(qn(str(f.column)) for f in fields)  # concrete fields all have a column
+    # Casts: a bare parameter in a SELECT list has no type for PostgreSQL to infer.
+    values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+    sql = (
+        f"WITH locked AS (UPDATE {qn(Machine._meta.db_table)} SET timeline_version = timeline_version + 1 "
+        f"WHERE id = %s AND status = %s RETURNING id) "
+        f"INSERT INTO {qn(Booking._meta.db_table)} ({columns}) SELECT {values} FROM locked RETURNING id"
+    )
+    return sql, fields
+
+
 def timeline_lock_insert(machine: Machine, row: Booking) -> bool:
     """Take the machine's timeline and insert `row` on it, in one statement (PostgreSQL).
 
@@ -104,17 +121,7 @@ def timeline_lock_insert(machine: Machine, row: Booking) -> bool:
     overlap is refused with the Conflict `timeline_insert` gives. Outside a transaction
     the statement commits itself: the lock is held for that one statement.
     """
-    qn = connection.ops.quote_name
-    fields = [f for f in Booking._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(qn(str(f.column)) for f in fields)  # concrete fields all have a column
-    # Casts: a bare parameter in a SELECT list has no type for PostgreSQL to infer.
-    values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
-    sql = (
-        f"WITH locked AS (UPDATE {qn(Machine._meta.db_table)} SET timeline_version = timeline_version + 1 "
-        f"WHERE id = %s AND status = %s RETURNING id) "
-        f"INSERT INTO {qn(Booking._meta.db_table)} ({columns}) "
-        f"SELECT {values} FROM locked RETURNING id"
-    )
+    sql, fields = _lock_insert_sql(connection.vendor)
     params: list[Any] = [machine.pk, Machine.Status.AVAILABLE.value]
     params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
     # Inside a caller's transaction a refusal must not abort it: a savepoint, as

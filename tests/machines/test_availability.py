@@ -131,6 +131,20 @@ def test_the_timeline_read_finds_the_row_running_into_the_window(lab, alice, pri
     assert selectors.timeline_between(printer, utc(24, 9), utc(25, 0)) == []
 
 
+def test_a_machine_s_free_slots_are_one_query_with_the_row_running_into_the_window(
+    lab, alice, printer, django_assert_num_queries
+):
+    """Hours, closures, the rows inside the window and the one running into it: one read."""
+    services.maintenance_block(
+        machine=printer, actor=alice, start=utc(23, 12), end=utc(24, 9), reason="Long overhaul"
+    )
+    book(printer, alice, TUESDAY, "14:00", "15:00")
+    services.closure_create(lab=lab, actor=alice, start=utc(24, 16), end=utc(24, 17), reason="Talk")
+    with django_assert_num_queries(1):
+        free = selectors.machine_free_slots(printer, utc(24, 0), utc(25, 0))
+    assert free == [(utc(24, 9), utc(24, 13)), (utc(24, 14), utc(24, 16)), (utc(24, 17), utc(24, 20))]
+
+
 def test_availability_refuses_a_naive_time_and_a_range_too_long(lab, printer, api):
     url = reverse("api-machine-availability", args=["fablab", "prusa"])
     naive = api.get(url, {"start": "2026-03-24T10:00:00"})

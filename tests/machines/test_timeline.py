@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from machines import timeline
@@ -23,6 +23,25 @@ def test_subtracting_holes_leaves_the_gaps():
         (h(9), h(10)),
         (h(11), h(17)),
     ]
+
+
+def test_subtracting_many_holes_from_many_intervals_matches_a_minute_by_minute_count():
+    """`subtract` walks the sorted holes once: holes that end before an interval, span two
+    intervals, or start after the last one must all still count."""
+    intervals = [(h(9, day=d), h(12, day=d)) for d in range(1, 8)] + [
+        (h(14, day=d), h(18, day=d)) for d in range(1, 8)
+    ]
+    holes = [(h(8, day=1), h(10, day=1)), (h(11, day=2), h(15, day=2)), (h(17, day=3), h(10, day=4))]
+    holes += [(h(9, 30, day=5), h(9, 45, day=5)), (h(10, day=5), h(11, day=5)), (h(20, day=7), h(23, day=7))]
+    free = timeline.subtract(intervals, holes)
+
+    def minutes_in(spans):
+        return {
+            s + timedelta(minutes=n) for s, e in spans for n in range(int((e - s) / timedelta(minutes=1)))
+        }
+
+    assert minutes_in(free) == minutes_in(intervals) - minutes_in(holes)
+    assert free == timeline.merge(free)  # sorted, disjoint
 
 
 def test_a_range_must_lie_inside_one_interval():
