@@ -35,10 +35,15 @@ def cpu_seconds() -> float:
     return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
+POLLS_CPU = [0.0]  # CPU time spent answering the polls (this process and its git children)
+
+
 def until_done(client, state_url: str, started: float, *, limit_s: float = 600) -> tuple[float, dict]:
     """Poll the diff endpoint until nothing is pending; (seconds since `started`, last state)."""
     while True:
+        before = cpu_seconds()
         state = client.get(state_url, HTTP_ACCEPT="application/json").json()
+        POLLS_CPU[0] += cpu_seconds() - before
         if state["pending"] == 0:
             return time.perf_counter() - started, state
         if time.perf_counter() - started > limit_s:
@@ -78,6 +83,7 @@ def compare_meshes(client, user) -> None:
 
     url = f"/bench/prusa-i3/compare/?base={base}&head={head}"
     cpu = cpu_seconds()
+    POLLS_CPU[0] = 0.0
     started = time.perf_counter()
     response = client.get(url)
     first = time.perf_counter() - started
@@ -97,9 +103,12 @@ def compare_meshes(client, user) -> None:
     )
     # The wall time depends on what else the machine runs; the CPU time it took does not
     # (much): on idle cores the work cannot take less than CPU time / cores.
+    # (Approximate: a poll's CPU count also takes in comparisons that ended meanwhile.)
+    work = cpu - POLLS_CPU[0]
     print(
-        f"  CPU time of the page, its polls and the comparisons: {cpu:.1f} s; with {cores} idle cores "
-        f"at best {cpu / cores:.1f} s (load average now {os.getloadavg()[0]:.1f})"
+        f"  CPU time: {cpu:.1f} s, of which answering the polls {POLLS_CPU[0]:.1f} s; the page and the "
+        f"comparisons {work:.1f} s, so with {cores} idle cores at best {work / cores:.1f} s "
+        f"(load average now {os.getloadavg()[0]:.1f})"
     )
     for path, reason in failed:
         print(f"  failed: {path}: {reason}")

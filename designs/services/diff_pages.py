@@ -16,6 +16,7 @@ left pending longer than `STALE_PENDING` (its message lost); a failed row can be
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
@@ -132,8 +134,7 @@ def diff_page(
 ) -> DiffPage:
     """The changed files between two commits with every detail the cache holds; queues
     what it lacks (and what a lost or dead worker left), never computing any itself."""
-    repo = design.repo
-    files = compare(repo, base, head, details=False, only_path=only_path)
+    files = _changed_files(design, base, head, only_path)
     candidates = [f for f in files if f.old_sha != f.new_sha and f.kind != "submodule"]
     if budget is not None and only_path is None:
         candidates = within_files(budget, candidates)
@@ -171,6 +172,18 @@ def diff_page(
             page.pending += 1
             page.pending_files.add(index[id(change)])
     return page
+
+
+def _changed_files(design: Design, base: str | None, head: str, only_path: str | None) -> list[FileDiff]:
+    """What changed between two commits, without details: two git processes the first
+    time, then from the cache, as two commits' difference never changes (the page's
+    polls ask again every few seconds). The cache hands back a fresh copy each time."""
+    key = "diff-files:" + hashlib.sha256(f"{design.pk}:{base}:{head}:{only_path}".encode()).hexdigest()
+    files = cache.get(key)
+    if files is None:
+        files = compare(design.repo, base, head, details=False, only_path=only_path)
+        cache.set(key, files, timeout=24 * 3600)
+    return files
 
 
 def _summary(analysis: MeshAnalysis | None) -> dict | None:
