@@ -35,15 +35,21 @@ def cpu_seconds() -> float:
     return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
-POLLS_CPU = [0.0]  # CPU time spent answering the polls (this process and its git children)
+POLLS_CPU = [0.0]  # CPU time of this thread answering the polls
+
+
+def thread_cpu() -> float:
+    """CPU time of the calling thread alone: the polls, not the worker's threads or children."""
+    used = resource.getrusage(resource.RUSAGE_THREAD)
+    return used.ru_utime + used.ru_stime
 
 
 def until_done(client, state_url: str, started: float, *, limit_s: float = 600) -> tuple[float, dict]:
     """Poll the diff endpoint until nothing is pending; (seconds since `started`, last state)."""
     while True:
-        before = cpu_seconds()
+        before = thread_cpu()
         state = client.get(state_url, HTTP_ACCEPT="application/json").json()
-        POLLS_CPU[0] += cpu_seconds() - before
+        POLLS_CPU[0] += thread_cpu() - before
         if state["pending"] == 0:
             return time.perf_counter() - started, state
         if time.perf_counter() - started > limit_s:
@@ -103,7 +109,6 @@ def compare_meshes(client, user) -> None:
     )
     # The wall time depends on what else the machine runs; the CPU time it took does not
     # (much): on idle cores the work cannot take less than CPU time / cores.
-    # (Approximate: a poll's CPU count also takes in comparisons that ended meanwhile.)
     work = cpu - POLLS_CPU[0]
     print(
         f"  CPU time: {cpu:.1f} s, of which answering the polls {POLLS_CPU[0]:.1f} s; the page and the "
