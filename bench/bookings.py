@@ -242,6 +242,17 @@ def main() -> None:
                 ],
             )
 
+    # The statements one booking takes (BEGIN and COMMIT included when the hub opens a
+    # transaction), on a slot no client uses.
+    from django.test.utils import CaptureQueriesContext
+
+    probe = timeline.wall_clock(date(2033, 1, 3), clock(9), lab.zone)
+    with CaptureQueriesContext(connection) as statements:
+        services.booking_create(
+            machine=hot[0], member=members[0], start=probe, end=probe + timedelta(hours=1)
+        )
+    print(f"  statements per booking: {len(statements.captured_queries)}")
+
     hub_lat, hub_wall, hub_errors = run_clients(hub_create)
     plain_lat, plain_wall, plain_errors = run_clients(plain_insert)
     assert not hub_errors and not plain_errors, (hub_errors[:2], plain_errors[:2])
