@@ -291,11 +291,15 @@ class Harness:
         )  # fmt: skip
 
     def gunicorn(self, index: int) -> Service:
+        # Keep-alive longer than any pause of a simulated person, as behind a load balancer
+        # (whose idle timeout must be the shorter): with 5 s, gunicorn closing an idle
+        # connection just as the next request went out dropped that request (seen once
+        # in a recovery phase); the proxy, like TCP balancers, does not retry a request.
         port = self.gunicorn_ports[index]
         return Service(
             f"gunicorn-{index}",
             [str(BIN / "gunicorn"), "hub.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "4", "--timeout", "120", "--keep-alive", "5", "--access-logfile", "-"],
+             "--threads", "4", "--timeout", "120", "--keep-alive", "75", "--access-logfile", "-"],
             self.env(), self.folder / f"gunicorn-{index}.log",
         )  # fmt: skip
 
