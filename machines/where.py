@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import BigIntegerField, Func, Q, TextField
+from django.db.models import DEFERRED, BigIntegerField, Func, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -254,14 +254,23 @@ def distance_km(a: Place, latitude: float, longitude: float) -> float:
 # -- the answer ---------------------------------------------------------------------------
 
 
+class MachineRef(NamedTuple):
+    """A printer of a lab that can make the part, as the answer names it."""
+
+    pk: int
+    slug: str
+    name: str
+
+
 @dataclass
 class Option:
     """One lab's best way to make the part. `start` and `finish` are estimates (None: not
-    within GIVE_UP); `cost` is in `currency`."""
+    within GIVE_UP); `cost` is in `currency`. `machines` names every printer of the lab
+    that can make it (`machine` among them)."""
 
     lab: Lab
     machine: Machine
-    machines: list[Machine]
+    machines: list[MachineRef]
     needs: list[str]
     role: str | None
     join_policy: str
@@ -463,13 +472,24 @@ class _Printer:
     db: str
     _machine: Machine | None
 
-    def __init__(self, row: tuple, model: Printer, signature: tuple, db: str):
+    def __init__(
+        self,
+        row: tuple,
+        model: Printer,
+        signature: tuple,
+        volume: tuple[float, float, float] | None,
+        room: tuple[float, float, float] | None,
+        db: str,
+    ):
         self.pk, self.lab_id, self.name, self.kind = row[0], row[1], row[2], row[4]
         self.requires_qualification = row[10]
         self.material, self.colour, self.nozzle_mm, self.bed_clear = row[12:]
-        self.model, self.signature, self.volume = model, signature, model.build_volume
-        self.room = None if self.volume is None else _sorted3(self.volume)
+        self.model, self.signature, self.volume, self.room = model, signature, volume, room
         self.row, self.db, self._machine = row, db, None
+
+    @property
+    def ref(self) -> MachineRef:
+        return MachineRef(self.pk, self.row[3], self.name)
 
     @property
     def machine(self) -> Machine:
@@ -479,18 +499,25 @@ class _Printer:
 
 
 @lru_cache(maxsize=1)
-def _machine_order() -> tuple[list[str], list[int]]:
-    """`_MACHINE_FIELDS` in the model's field order (as `from_db` takes them), and where
-    each is in a row."""
-    names = [f.attname for f in Machine._meta.concrete_fields if f.attname in _MACHINE_FIELDS]
-    return names, [_MACHINE_FIELDS.index(name) for name in names]
+def _machine_order() -> tuple[list[str], list[int | None]]:
+    """Every concrete field of Machine in the model's order, and where each is in a row
+    (None: not read, deferred)."""
+    names = [f.attname for f in Machine._meta.concrete_fields]
+    return names, [_MACHINE_FIELDS.index(name) if name in _MACHINE_FIELDS else None for name in names]
 
 
 def _machine_values(row: tuple) -> tuple[list[str], list[Any]]:
+    """`from_db`'s arguments for the row's machine: a value (or DEFERRED) for every field,
+    so that it skips matching the names read against the model's fields one by one."""
     names, indexes = _machine_order()
     capabilities = _MACHINE_FIELDS.index("capabilities")
     return names, [
-        (None if row[i] is None else json.loads(row[i])) if i == capabilities else row[i] for i in indexes
+        DEFERRED
+        if i is None
+        else (None if row[i] is None else json.loads(row[i]))
+        if i == capabilities
+        else row[i]
+        for i in indexes
     ]
 
 
@@ -517,21 +544,25 @@ def _printers() -> list[_Printer]:
             "bed_clear",
         )
     )
-    models: dict[tuple, Printer] = {}
+    # Per signature: the stand-in Printer, its build volume and that volume's sizes.
+    models: dict[tuple, tuple[Printer, Any, Any]] = {}
     printers = []
+    db = rows.db
     for row in rows:
         signature = (row[6], row[7], row[8], row[12], row[14], row[9])
-        model = models.get(signature)
-        if model is None:
+        found = models.get(signature)
+        if found is None:
             capabilities = None if row[9] is None else json.loads(row[9])
-            model = models[signature] = Printer(
+            model = Printer(
                 machine=Machine(
                     work_x_mm=row[6], work_y_mm=row[7], work_z_mm=row[8], capabilities=capabilities
                 ),
                 material=row[12],
                 nozzle_mm=row[14],
             )
-        printers.append(_Printer(row, model, signature, rows.db))
+            volume = model.build_volume
+            found = models[signature] = (model, volume, None if volume is None else _sorted3(volume))
+        printers.append(_Printer(row, found[0], signature, found[1], found[2], db))
     return printers
 
 
@@ -671,16 +702,21 @@ class _Queued:
     material: str
     colour: str
     nozzle: Decimal | None
-    size: str | dict | None  # JSON text until first needed
+    size: dict | None
     priority: int
     queued_at: int
     span: int
     copies_left: int
+    # The oriented box's extents, smallest first (None: no box).
+    lying: tuple[float, float, float] | None
 
-    def size_mm(self) -> dict | None:
-        if isinstance(self.size, str):
-            self.size = json.loads(self.size)
-        return None if isinstance(self.size, str) else self.size
+
+def _lying(size: dict | None) -> tuple[float, float, float] | None:
+    obb = size.get("obb") if size is not None else None
+    if isinstance(obb, list) and len(obb) == 3:
+        small, middle, large = sorted(float(x) for x in obb)
+        return (small, middle, large)
+    return None
 
 
 @dataclass
@@ -703,10 +739,42 @@ class _Context:
     busy: dict[int, tuple[list[int], list[int]]]
     horizon: dict[int, int]
     needs_more: set[int] = field(default_factory=set)
+    # Labs' open time by what it is made of: labs with the same hours share one.
+    open_times: dict[tuple, _OpenTime] = field(default_factory=dict)
+    # What many labs share, worked out once: spans by estimate (µs), seconds by nozzle
+    # (before slicing), grams by density, the day by time zone.
+    spans: dict[int | None, int] = field(default_factory=dict)
+    volume_seconds: dict[Decimal, int] = field(default_factory=dict)
+    grams_by_density: dict[Decimal, Decimal] = field(default_factory=dict)
+    days: dict[str, date] = field(default_factory=dict)
+    now_us: int = field(init=False)
+    lookahead_us: int = field(init=False)
 
-    @property
-    def now_us(self) -> int:
-        return _micros(self.now)
+    def __post_init__(self) -> None:
+        self.now_us = _micros(self.now)
+        self.lookahead_us = _micros(self.now + LOOKAHEAD)
+
+    def span(self, seconds: int | None) -> int:
+        found = self.spans.get(seconds)
+        if found is None:
+            found = self.spans[seconds] = _span(seconds)
+        return found
+
+    def grams(self, density: Decimal) -> Decimal:
+        """Grams of the part per copy before slicing (its volume is known)."""
+        found = self.grams_by_density.get(density)
+        if found is None:
+            assert self.part.volume_mm3 is not None
+            found = self.grams_by_density[density] = grams_from_volume(
+                self.part.volume_mm3, density_g_cm3=density
+            )
+        return found
+
+    def today(self, lab: Lab) -> date:
+        found = self.days.get(lab.timezone)
+        if found is None:
+            found = self.days[lab.timezone] = self.now.astimezone(lab.zone).date()
+        return found
 
     @classmethod
     def read(
@@ -774,12 +842,11 @@ class _Context:
         queue: dict[int, list[_Queued]] = defaultdict(list)
         now_us = _micros(now)
         spans: dict[int | None, int] = {}
-        for row in (
+        rows = list(
             PrintJob.objects.filter(
                 labs, status=PrintJob.Status.QUEUED, machine_kind=Machine.Kind.FDM_PRINTER
             )
             .order_by()
-            # The size as text, parsed only for the jobs the estimate checks for a fit.
             .annotate(queued_us=_Micros("queued_at"), size_text=Cast("size_mm", TextField()))
             .values_list(
                 "pk",
@@ -787,17 +854,21 @@ class _Context:
                 "material",
                 "colour",
                 "nozzle_mm",
-                "size_text",
                 "priority",
                 "queued_us",
                 "estimated_seconds",
                 "copies",
                 "copies_done",
+                "size_text",
             )
-        ):
-            pk, lab_id, job_material, job_colour, nozzle, size, priority, queued_at, seconds, total, done = (
-                row
-            )
+        )
+        # The sizes as one JSON array: one parse for all of them takes an eighth of the
+        # time of one parse each.
+        sizes = json.loads("[" + ",".join("null" if row[10] is None else row[10] for row in rows) + "]")
+        for row, size in zip(rows, sizes, strict=True):
+            pk, lab_id, job_material, job_colour, nozzle, priority, queued_at, seconds, total, done, _ = row
+            if not isinstance(size, dict):
+                size = None
             queue[lab_id].append(
                 _Queued(
                     pk,
@@ -809,6 +880,7 @@ class _Context:
                     now_us if queued_at is None else queued_at,
                     spans[seconds] if seconds in spans else spans.setdefault(seconds, _span(seconds)),
                     total - done,
+                    _lying(size),
                 )
             )
         weekly: dict[int, list[tuple[int, time, time]]] = defaultdict(list)
@@ -873,6 +945,15 @@ class _Context:
         first = self.now + FIRST_HORIZON
         last = self.now + LOOKAHEAD
         self._read_timelines(lab_ids, Q(machine__lab_id__in=lab_ids), last, start__gte=first, start__lt=last)
+
+    def open_time(self, lab: Lab) -> _OpenTime:
+        weekly = self.weekly.get(lab.pk, [])
+        closures = self.closures.get(lab.pk, [])
+        key = (lab.timezone, tuple(sorted(weekly)), tuple(sorted(closures)))
+        found = self.open_times.get(key)
+        if found is None:
+            found = self.open_times[key] = _OpenTime(weekly, lab.zone, closures, now=self.now)
+        return found
 
     def qualified(self, lab_id: int, machine: _Printer, day: date) -> bool:
         if not machine.requires_qualification:
@@ -974,13 +1055,37 @@ def _earliest(
         if not unattended and close - t < span:
             t = close
             continue
-        if t + span > horizon:
-            raise _Beyond(t)
         index = bisect.bisect_right(ends, t)
         if index < len(starts) and starts[index] < t + span:
             t = ends[index]
             continue
+        # Every row starting before the horizon is known: past it, one might start earlier.
+        if t + span > horizon:
+            raise _Beyond(t)
         return t
+
+
+def _room(t: int, busy: tuple[list[int], list[int]], hours: _OpenTime, *, unattended: bool) -> int:
+    """The longest print that may start at `t` (µs; 0: none): up to the next row of the
+    timeline and, unless prints run unattended, the lab's closing. `_earliest(t, span)`
+    is `t` exactly when `span` is at most this (and the rows read reach `t + span`): a
+    shorter print fits wherever a longer one does, so the dispatcher's choice at `t`
+    needs no search."""
+    if hours.always:
+        if t >= hours.limit_us:
+            return 0
+        close = hours.limit_us
+    else:
+        window = hours.next_window(t)
+        if window is None or window[0] > t:
+            return 0
+        close = window[1]
+    starts, ends = busy
+    index = bisect.bisect_right(ends, t)
+    gap = starts[index] - t if index < len(starts) else _FOREVER
+    if gap <= 0:
+        return 0
+    return gap if unattended else min(gap, close - t)
 
 
 def _can_take(printer: _Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
@@ -991,30 +1096,25 @@ def _can_take(printer: _Printer, job: _Queued, cache: dict[tuple, bool]) -> bool
         and (job.colour == "" or job.colour == printer.colour)
     ):
         return False
-    key = (job.pk, printer.volume)  # printers of one model share the answer
+    key = (job.pk, printer.volume)  # printers of one build volume share the answer
     fit = cache.get(key)
     if fit is None:
-        size = job.size_mm()
-        obb = size.get("obb") if isinstance(size, dict) else None
+        room, lying = printer.room, job.lying
         # Lying straight, longest side along the room's longest, is a placement the fit
         # rule (`designs.meshes.fits`) always accepts: only the other parts need asking.
         fit = cache[key] = (
-            printer.room is not None
-            and isinstance(obb, list)
-            and len(obb) == 3
-            and _straight(obb, printer.room)
-        ) or ps.job_fits(size, printer.model)
+            room is not None
+            and lying is not None
+            and lying[0] <= room[0]
+            and lying[1] <= room[1]
+            and lying[2] <= room[2]
+        ) or ps.job_fits(job.size, printer.model)
     return fit
 
 
 def _sorted3(volume: tuple[float, float, float]) -> tuple[float, float, float]:
     small, middle, large = sorted(volume)
     return (small, middle, large)
-
-
-def _straight(extents: list, room: tuple[float, float, float]) -> bool:
-    small, middle, large = sorted(float(x) for x in extents)
-    return small <= room[0] and middle <= room[1] and large <= room[2]
 
 
 def _option(
@@ -1025,8 +1125,7 @@ def _option(
     copies: int,
     place: Place | None,
 ) -> Option:
-    now = context.now
-    today = now.astimezone(lab.zone).date()
+    today = context.today(lab)
     qualified = [(p, n) for p, n in candidates if context.qualified(lab.pk, p, today)]
     # Not trained on any of them: the estimate is for once they are.
     ours = qualified or candidates
@@ -1036,10 +1135,15 @@ def _option(
     for printer, _ in ours:
         seconds_of[printer.pk] = _estimate(context, printer)
 
-    complete = context.horizon.get(lab.pk, 0) >= _micros(now + LOOKAHEAD)
+    complete = context.horizon.get(lab.pk, 0) >= context.lookahead_us
     try:
         machine_pk, start, finish, ahead = _play(
-            context, lab, lab_printers, {pk: _span(s[0]) for pk, s in seconds_of.items()}, copies, complete
+            context,
+            lab,
+            lab_printers,
+            {pk: context.span(s[0]) for pk, s in seconds_of.items()},
+            copies,
+            complete,
         )
     except _Lookahead:
         context.needs_more.add(lab.pk)
@@ -1049,7 +1153,7 @@ def _option(
     if grams_f is not None:
         grams: Decimal | None = Decimal(str(grams_f))
     elif context.part.volume_mm3 is not None:
-        grams = grams_from_volume(context.part.volume_mm3, density_g_cm3=prices.density_of(context.material))
+        grams = context.grams(prices.density_of(context.material))
     else:
         grams = None
     cost = job_cost(
@@ -1059,7 +1163,7 @@ def _option(
     return Option(
         lab=lab,
         machine=chosen.machine,
-        machines=[p.machine for p, _ in candidates],
+        machines=[p.ref for p, _ in candidates],
         needs=needs_of[chosen.pk],
         role=role,
         join_policy=lab.join_policy,
@@ -1090,9 +1194,14 @@ def _estimate(context: _Context, printer: _Printer) -> tuple[int | None, str, fl
     volume = context.part.volume_mm3
     if volume is None:
         return None, "none", None
-    nozzle = float(printer.nozzle_mm) / REFERENCE_NOZZLE_MM
-    plastic = volume * float(DEFAULT_FILL_SHARE)
-    return max(60, round(plastic / (VOLUME_RATE_MM3_S * nozzle * nozzle))), "volume", None
+    seconds = context.volume_seconds.get(printer.nozzle_mm)
+    if seconds is None:
+        nozzle = float(printer.nozzle_mm) / REFERENCE_NOZZLE_MM
+        plastic = volume * float(DEFAULT_FILL_SHARE)
+        seconds = context.volume_seconds[printer.nozzle_mm] = max(
+            60, round(plastic / (VOLUME_RATE_MM3_S * nozzle * nozzle))
+        )
+    return seconds, "volume", None
 
 
 def _training(printers: list[_Printer]) -> str:
@@ -1116,11 +1225,9 @@ def _play(
     dispatcher's order that it can take and that can start right then; if none can, it
     waits for the earliest moment one can.
     """
-    now = _micros(context.now)
+    now = context.now_us
     starving_before = now - settings.FABHUB_PRINT_STARVATION_HOURS * 3600 * 1_000_000
-    hours = _OpenTime(
-        context.weekly.get(lab.pk, []), lab.zone, context.closures.get(lab.pk, []), now=context.now
-    )
+    hours = context.open_time(lab)
     unattended = context.unattended.get(lab.pk, False)
     # Rows past the look-ahead are not read: the dispatcher does not see them either.
     horizon = _FOREVER if complete else context.horizon.get(lab.pk, now)
@@ -1134,18 +1241,45 @@ def _play(
             return (0, 0, queued_at, job.pk, available, copy, job)
         return (1, -job.priority, queued_at, job.pk, available, copy, job)
 
-    waiting: list[tuple] = sorted(item(job, job.queued_at, now, 1) for job in context.queue.get(lab.pk, ()))
+    # Per printer, the waiting items it can take, in the dispatcher's order: those worked
+    # out once, for every printer of the same material, nozzle, colour and build volume
+    # (and whether it may take the new job, which waits in those printers' lists only).
+    by_material: dict[str, list[_Queued]] = defaultdict(list)
+    for job in context.queue.get(lab.pk, ()):
+        by_material[job.material].append(job)
+    first_items = {job.pk: item(job, job.queued_at, now, 1) for jobs in by_material.values() for job in jobs}
     ours_key = (1, -PrintJob.Priority.NORMAL, now, _LAST)
-    bisect.insort(waiting, (*ours_key, now, 1, None))
+    ours_item = (*ours_key, now, 1, None)
+    fit_cache: dict[tuple, bool] = {}
+    shared: dict[tuple, list[tuple]] = {}
+    lists: dict[int, list[tuple]] = {}
+    # The lists each job waits in (by id), and those the new job waits in.
+    homes: dict[int, list[list[tuple]]] = defaultdict(list)
+    ours_lists: list[list[tuple]] = []
+    for printer in lab_printers:
+        takes_ours = printer.pk in ours
+        key = (printer.material, printer.nozzle_mm, printer.colour, printer.volume, takes_ours)
+        waiting = shared.get(key)
+        if waiting is None:
+            waiting = shared[key] = [
+                first_items[job.pk]
+                for job in by_material.get(printer.material, ())
+                if _can_take(printer, job, fit_cache)
+            ]
+            for waiting_item in waiting:
+                homes[waiting_item[3]].append(waiting)
+            if takes_ours:
+                waiting.append(ours_item)
+                ours_lists.append(waiting)
+            waiting.sort()
+        lists[printer.pk] = waiting
 
     busy = context.busy
     no_rows: tuple[list[int], list[int]] = ([], [])
     # (when, printer, whether that moment is only a lower bound: the rows past the
     # horizon would tell); one entry per printer, so the flag is never compared.
     heap: list[tuple[int, int, bool]] = []
-    printers = {}
     for printer in lab_printers:
-        printers[printer.pk] = printer
         first = now
         if not printer.bed_clear:
             # A person clears the bed first: not before the lab opens.
@@ -1153,12 +1287,6 @@ def _play(
             first = window[0] if window else limit
         heapq.heappush(heap, (first, printer.pk, False))
 
-    fit_cache: dict[tuple, bool] = {}
-    # Whether each printer can take each job, as asked.
-    takes: dict[int, dict[int, bool]] = {pk: {} for pk in printers}
-    # Per printer, the earliest start found for each waiting item (its id and copy): it
-    # holds while the printer comes free no later, as the timeline and hours stay put.
-    starts: dict[int, dict[tuple[int, int], int | None]] = {pk: {} for pk in printers}
     first_copy: tuple[int, int] | None = None
     ahead = 0
     while heap:
@@ -1168,75 +1296,75 @@ def _play(
         if unsure:
             # The estimate has come to a moment the rows read do not settle.
             raise _Lookahead
-        printer = printers[printer_pk]
-        material = printer.material
+        waiting = lists[printer_pk]
         timeline_rows = busy.get(printer_pk, no_rows)
-        our_span = ours.get(printer_pk)
-        takes_of = takes[printer_pk]
-        starts_of = starts[printer_pk]
-        taken: tuple[int, tuple, int] | None = None
-        next_try: int | None = None
-        not_before: int | None = None
-        for index, waiting_item in enumerate(waiting):
+        our_span = ours.get(printer_pk, 0)  # the new job is only in lists of printers in `ours`
+        room = _room(t, timeline_rows, hours, unattended=unattended)
+        taken: tuple[tuple, int] | None = None
+        # What it could take but not now: the shortest of those waiting already (the
+        # first of them to fit anywhere), and each copy that waits for the one before it.
+        shortest: int | None = None
+        later: list[tuple[int, int]] = []
+        for waiting_item in waiting:
             job = waiting_item[6]
-            if job is None:
-                if our_span is None:
-                    continue
-                span = our_span
-            else:
-                if job.material != material:
-                    continue
-                can = takes_of.get(job.pk)
-                if can is None:
-                    can = takes_of[job.pk] = _can_take(printer, job, fit_cache)
-                if not can:
-                    continue
-                span = job.span
+            span = our_span if job is None else job.span
             available = waiting_item[4]
-            since = available if available > t else t
-            key = (waiting_item[3], waiting_item[5])
-            start = starts_of.get(key, -1)
-            if start is not None and start < since:
+            if available > t:
+                later.append((available, span))
+            elif span <= room:
+                if t + span > horizon:
+                    raise _Lookahead  # it might start now: unknown rows decide
+                taken = (waiting_item, span)
+                break
+            elif shortest is None or span < shortest:
+                shortest = span
+        if taken is None:
+            if shortest is not None:
+                later.append((t, shortest))
+            next_try: int | None = None
+            not_before: int | None = None
+            for since, span in later:
                 try:
-                    start = starts_of[key] = _earliest(
+                    start = _earliest(
                         since, span, timeline_rows, hours, unattended=unattended, horizon=horizon
                     )
                 except _Beyond as beyond:
-                    if beyond.at <= t:
-                        raise _Lookahead from None  # it might start now: unknown rows decide
                     if not_before is None or beyond.at < not_before:
                         not_before = beyond.at
                     continue
-            if start is None:
-                continue
-            if start == t:
-                taken = (index, waiting_item, start + span)
-                break
-            if next_try is None or start < next_try:
-                next_try = start
-        if taken is None:
+                if start is not None and (next_try is None or start < next_try):
+                    next_try = start
             if not_before is not None and (next_try is None or not_before <= next_try):
                 heapq.heappush(heap, (not_before, printer_pk, True))
             elif next_try is not None:
                 heapq.heappush(heap, (next_try, printer_pk, False))
             continue  # nothing it can ever take: it drops out
-        index, waiting_item, end = taken
-        del waiting[index]
+        waiting_item, span = taken
+        end = t + span
         job, copy = waiting_item[6], waiting_item[5]
         if job is None:
             if first_copy is None:
                 first_copy = (printer_pk, t)
             if copy == copies:
                 return first_copy[0], first_copy[1], end, ahead
-            bisect.insort(waiting, (*ours_key, end, copy + 1, None))
+            _requeue(ours_lists, waiting_item, (*ours_key, end, copy + 1, None))
         else:
             if first_copy is None:
                 ahead += 1
-            if copy < job.copies_left:
-                # The next copy joins the queue again when this one is done.
-                bisect.insort(waiting, item(job, end, end, copy + 1))
+            # The next copy joins the queue again when this one is done.
+            following = item(job, end, end, copy + 1) if copy < job.copies_left else None
+            _requeue(homes[job.pk], waiting_item, following)
         heapq.heappush(heap, (end, printer_pk, False))
     return (first_copy[0] if first_copy else next(iter(ours))), None, None, ahead
+
+
+def _requeue(lists: list[list[tuple]], taken: tuple, following: tuple | None) -> None:
+    """Take `taken` off the waiting lists that hold it, and put `following` (its next
+    copy) on them. Keys are unique (ids), so bisect finds an item exactly."""
+    for waiting in lists:
+        del waiting[bisect.bisect_left(waiting, taken)]
+        if following is not None:
+            bisect.insort(waiting, following)
 
 
 # -- sorting --------------------------------------------------------------------------------------
