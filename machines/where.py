@@ -90,6 +90,8 @@ VOLUME_RATE_MM3_S = 3.0
 REFERENCE_NOZZLE_MM = 0.4
 EARTH_RADIUS_KM = 6371.0088
 _LAST = 2**62  # the new job's id in the queue's order: after every real one
+# Jobs that take a printer before the new one if the dispatcher's order puts them first.
+_AHEAD = (PrintJob.Status.QUEUED, PrintJob.Status.PREPARING, PrintJob.Status.PENDING_APPROVAL)
 _FOREVER = 2**62  # a horizon beyond every moment (µs)
 
 
@@ -709,6 +711,8 @@ class _Queued:
     copies_left: int
     # The oriented box's extents, smallest first (None: no box).
     lying: tuple[float, float, float] | None
+    # In the queue now (not being sliced or awaiting approval).
+    ready: bool = True
 
 
 def _lying(size: dict | None) -> tuple[float, float, float] | None:
@@ -843,12 +847,18 @@ class _Context:
         now_us = _micros(now)
         spans: dict[int | None, int] = {}
         rows = list(
-            PrintJob.objects.filter(
-                labs, status=PrintJob.Status.QUEUED, machine_kind=Machine.Kind.FDM_PRINTER
-            )
+            # Jobs being sliced or awaiting approval will join the queue before the new
+            # job would (it is sliced, and maybe approved, after them).
+            PrintJob.objects.filter(labs, status__in=_AHEAD, machine_kind=Machine.Kind.FDM_PRINTER)
             .order_by()
-            .annotate(queued_us=_Micros("queued_at"), size_text=Cast("size_mm", TextField()))
+            .annotate(
+                queued_us=_Micros("queued_at"),
+                submitted_us=_Micros("submitted_at"),
+                size_text=Cast("size_mm", TextField()),
+            )
             .values_list(
+                "status",
+                "submitted_us",
                 "pk",
                 "lab_id",
                 "material",
@@ -864,11 +874,17 @@ class _Context:
         )
         # The sizes as one JSON array: one parse for all of them takes an eighth of the
         # time of one parse each.
-        sizes = json.loads("[" + ",".join("null" if row[10] is None else row[10] for row in rows) + "]")
+        sizes = json.loads("[" + ",".join("null" if row[-1] is None else row[-1] for row in rows) + "]")
         for row, size in zip(rows, sizes, strict=True):
-            pk, lab_id, job_material, job_colour, nozzle, priority, queued_at, seconds, total, done, _ = row
+            status, submitted, pk, lab_id, job_material, job_colour, nozzle, priority = row[:8]
+            queued_at, seconds, total, done = row[8:12]
             if not isinstance(size, dict):
                 size = None
+            ready = status == PrintJob.Status.QUEUED
+            if not ready:
+                # In the dispatcher's order as if queued when submitted (never starving:
+                # it enters the queue fresh), free to start from now.
+                queued_at = min(submitted, now_us)
             queue[lab_id].append(
                 _Queued(
                     pk,
@@ -881,6 +897,7 @@ class _Context:
                     spans[seconds] if seconds in spans else spans.setdefault(seconds, _span(seconds)),
                     total - done,
                     _lying(size),
+                    ready,
                 )
             )
         weekly: dict[int, list[tuple[int, time, time]]] = defaultdict(list)
@@ -1237,7 +1254,7 @@ def _play(
     # queued at, id, available from, copy, job); ids make keys unique, so jobs are never
     # compared.
     def item(job: _Queued, queued_at: int, available: int, copy: int) -> tuple:
-        if queued_at < starving_before:
+        if queued_at < starving_before and job.ready:
             return (0, 0, queued_at, job.pk, available, copy, job)
         return (1, -job.priority, queued_at, job.pk, available, copy, job)
 

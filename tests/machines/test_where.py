@@ -167,6 +167,23 @@ def test_a_low_priority_job_waiting_past_the_starvation_guard_goes_first(fablab,
     assert option.start == NOW + timeline_span(120 * 60)
 
 
+def test_jobs_being_sliced_or_awaiting_approval_are_ahead_when_the_dispatcher_would_put_them_first(
+    fablab, alice, bob
+):
+    for status in (PrintJob.Status.PREPARING, PrintJob.Status.PENDING_APPROVAL):
+        job = queue(fablab, alice, minutes=60)
+        # Submitted a day and a half ago: it enters the queue fresh, so it is not starving.
+        PrintJob.objects.filter(pk=job.pk).update(
+            status=status, queued_at=None, submitted_at=NOW - timedelta(hours=36)
+        )
+    low = queue(fablab, alice, minutes=600, priority=PrintJob.Priority.LOW)
+    PrintJob.objects.filter(pk=low.pk).update(status=PrintJob.Status.PREPARING, queued_at=None)
+    option = only(where_to_make(viewer=bob, part=SMALL))
+    # The two normal jobs go first; the low-priority one comes after the new job.
+    assert option.jobs_ahead == 2
+    assert option.start == NOW + 2 * timeline_span(3600)
+
+
 def test_a_queued_job_the_printer_cannot_take_is_not_ahead(fablab, alice, bob):
     queue(fablab, alice, minutes=60, size_mm={"obb": [400, 300, 300]})
     queue(fablab, alice, minutes=60, colour="red")
