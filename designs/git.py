@@ -689,10 +689,28 @@ class Repository:
         return [_parse_log_record(r) for r in out.split("\x1e") if r.strip("\0\n")]
 
     def count_commits(self, rev: str, *, path: str | None = None) -> int:
-        args = ["rev-list", "--count", "--end-of-options", rev, "--"]
-        if path:
-            args.append(path)
-        return int(self._text(*args).strip())
+        return int(self._text(*_count_args(rev, path)).strip())
+
+    def log_and_count(
+        self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30
+    ) -> tuple[list[Commit], int]:
+        """log() and count_commits() at once: the count's process walks the whole history
+        while log reads its page, so a first visit waits for the longer one, not the sum."""
+        counter = subprocess.Popen(
+            [git_binary(), *_count_args(rev, path)],
+            cwd=self.path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_git_env(None),
+        )
+        try:
+            commits = self.log(rev, path=path, skip=skip, limit=limit)
+        finally:
+            out, err = counter.communicate()
+        if counter.returncode != 0:
+            raise GitError(f"git rev-list failed: {err.decode(errors='replace').strip()}")
+        return commits, int(out.strip())
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self._status("merge-base", "--is-ancestor", ancestor, descendant) == 0
@@ -1722,6 +1740,13 @@ def _parse_merge_tree(out: str) -> MergeResult:
         entry = stages.get(path, {})
         conflicts.append(MergeConflict(path, kind, message, ours_sha=entry.get(2), theirs_sha=entry.get(3)))
     return MergeResult(tree=tree, conflicts=conflicts)
+
+
+def _count_args(rev: str, path: str | None) -> list[str]:
+    args = ["rev-list", "--count", "--end-of-options", rev, "--"]
+    if path:
+        args.append(path)
+    return args
 
 
 def _git_env(extra: dict[str, str] | None) -> dict[str, str]:

@@ -42,6 +42,11 @@ from hub.records import credentials_by_source
 def designs_visible_to(user: Viewer) -> QuerySet[Design]:
     """Public designs, plus private ones the user owns or collaborates on."""
     designs = Design.objects.select_related("owner", "forked_from__owner").prefetch_related("tags")
+    return _visible(designs, user)
+
+
+def _visible(designs: QuerySet[Design], user: Viewer) -> QuerySet[Design]:
+    """`designs` narrowed to those `user` may see: the one visibility rule of every lookup."""
     if not user.is_authenticated:
         return designs.filter(visibility=Design.Visibility.PUBLIC)
     collaborates = Collaborator.objects.filter(design=OuterRef("pk"), user=user)
@@ -51,6 +56,17 @@ def designs_visible_to(user: Viewer) -> QuerySet[Design]:
 def design_get(*, user: Viewer, owner: str, slug: str) -> Design:
     """The design, or NotFound — also when it exists but `user` may not see it."""
     design = designs_visible_to(user).filter(owner__username=owner, slug__iexact=slug).first()
+    if design is None:
+        raise NotFound(f"No design {owner}/{slug}.")
+    return design
+
+
+def design_get_for_history(*, user: Viewer, owner: str, slug: str) -> Design:
+    """As design_get (the same visibility rule, NotFound alike), for pages that only read
+    the repository: one query, without the tags, the fork's origin or its owner, which a
+    history page never shows (they were a second query and a join on every page)."""
+    designs = _visible(Design.objects.select_related("owner"), user)
+    design = designs.filter(owner__username=owner, slug__iexact=slug).first()
     if design is None:
         raise NotFound(f"No design {owner}/{slug}.")
     return design
@@ -123,10 +139,11 @@ def design_history(
     # A commit's history never changes, so its length is cached by sha for good.
     count_key = f"history-count:{design.pk}:{sha}:{path or ''}"
     total = cache.get(count_key)
-    if total is None:
-        total = repo.count_commits(sha, path=path)
-        cache.set(count_key, total, timeout=None)
-    return total, repo.log(sha, path=path, skip=offset, limit=limit)
+    if total is not None:
+        return total, repo.log(sha, path=path, skip=offset, limit=limit)
+    commits, total = repo.log_and_count(sha, path=path, skip=offset, limit=limit)
+    cache.set(count_key, total, timeout=None)
+    return total, commits
 
 
 def design_tree(design: Design, *, rev: str | None, path: str = "") -> tuple[str, list[TreeEntry]]:

@@ -43,6 +43,7 @@ from designs.serializers import (
     TagOutput,
     TreeOutput,
     UploadInput,
+    commits_output,
 )
 from hub.auth import signed_in_user
 from hub.exceptions import PermissionDenied
@@ -140,7 +141,8 @@ class HistoryApi(DesignContextMixin, APIView):
         responses=CommitPageOutput,
     )
     def get(self, request: Request, owner: str, slug: str) -> Response:
-        design = self.get_design()
+        # The lean lookup: same access rule, one query (the page shows no tags or fork).
+        design = selectors.design_get_for_history(user=request.user, owner=owner, slug=slug)
         page = positive_int(request.query_params, name="page", default=1)
         per_page = min(positive_int(request.query_params, name="per_page", default=30), MAX_PER_PAGE)
         total, commits = selectors.design_history(
@@ -164,7 +166,7 @@ class HistoryApi(DesignContextMixin, APIView):
                 "count": total,
                 "next": link(page + 1),
                 "previous": link(page - 1),
-                "results": CommitOutput(commits, many=True).data,
+                "results": commits_output(commits),
             }
         )
 
