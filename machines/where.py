@@ -382,6 +382,12 @@ def where_to_make(
     for printer in printers:
         by_lab[printer.lab_id].append(printer)
     context = _Context.read(viewer, part, material, usable, now, everywhere=len(usable) == len(labs))
+    # A loaded spool with fewer grams left than the copies need is as good as none.
+    for lab_id in list(usable):
+        usable[lab_id] = _enough(context, stock, usable[lab_id], copies)
+        if not usable[lab_id]:
+            del usable[lab_id]
+            answer.fits_without_material += 1
     options = {
         lab_id: _option(context, labs[lab_id], candidates, by_lab[lab_id], copies, place)
         for lab_id, candidates in usable.items()
@@ -617,14 +623,30 @@ def _of_labs(lab_ids: Collection[int], *, everywhere: bool, path: str = "lab") -
     return Q(**{f"{path}_id__in": lab_ids})
 
 
-def _stock(labs: Q, material: str, colour: str) -> set[int]:
-    """Labs with a spool of the material (and colour, if one is asked for) left in stock."""
-    rows = Spool.objects.filter(
-        labs, material__iexact=material, archived_at__isnull=True, remaining_g__gt=0
-    ).values_list("lab_id", "colour")
-    return {
-        lab_id for lab_id, spool_colour in rows if not colour or ps.canonical_colour(spool_colour) == colour
-    }
+@dataclass
+class _Spools:
+    """The spools of the material (and colour, if one is asked for): labs with some left,
+    the most left on a spool on the shelf per lab, and what is left on each printer's."""
+
+    labs: set[int] = field(default_factory=set)
+    shelf: dict[int, Decimal] = field(default_factory=dict)
+    loaded: dict[int, Decimal] = field(default_factory=dict)
+
+
+def _stock(labs: Q, material: str, colour: str) -> _Spools:
+    spools = _Spools()
+    for lab_id, printer_id, spool_colour, left in Spool.objects.filter(
+        labs, material__iexact=material, archived_at__isnull=True
+    ).values_list("lab_id", "printer_id", "colour", "remaining_g"):
+        if colour and ps.canonical_colour(spool_colour) != colour:
+            continue
+        if printer_id is not None:
+            spools.loaded[printer_id] = left
+        elif left > spools.shelf.get(lab_id, Decimal(0)):
+            spools.shelf[lab_id] = left
+        if left > 0:
+            spools.labs.add(lab_id)
+    return spools
 
 
 def _needs(
@@ -632,7 +654,7 @@ def _needs(
     material: str,
     colour: str,
     nozzle: Decimal | None,
-    stock: set[int],
+    stock: _Spools,
     can_use: dict[tuple, bool],
 ) -> list[str] | None:
     """What a person must do before `printer` can print this (nothing: []), or None if it
@@ -646,7 +668,7 @@ def _needs(
         not colour or ps.canonical_colour(printer.colour) == colour
     )
     if not loaded:
-        if printer.lab_id not in stock:
+        if printer.lab_id not in stock.labs:
             return None
         needs.append(f"load {material}{f' ({colour})' if colour else ''} from the lab's stock")
     if nozzle is not None and abs(printer.nozzle_mm - nozzle) >= Decimal("0.001"):
@@ -1219,6 +1241,33 @@ def _estimate(context: _Context, printer: _Printer) -> tuple[int | None, str, fl
             60, round(plastic / (VOLUME_RATE_MM3_S * nozzle * nozzle))
         )
     return seconds, "volume", None
+
+
+def _enough(
+    context: _Context, stock: _Spools, candidates: list[tuple[_Printer, list[str]]], copies: int
+) -> list[tuple[_Printer, list[str]]]:
+    """The candidates, where the spool loaded on one has too little left for every copy
+    (as far as the grams are known): a fresh spool from the shelf first, or not at all."""
+    kept = []
+    for printer, needs in candidates:
+        left = stock.loaded.get(printer.pk)
+        # A spool of the material asked for is on it, and is what it would print from.
+        if left is not None and not any(need.startswith("load ") for need in needs):
+            grams = _estimate(context, printer)[2]
+            if grams is None and context.part.volume_mm3 is not None:
+                density = context.prices.get(printer.lab_id, Prices()).density_of(context.material)
+                grams = float(context.grams(density))
+            if grams is not None and left < Decimal(str(grams)) * copies:
+                needed = (Decimal(str(grams)) * copies).quantize(Decimal("0.1"))
+                if stock.shelf.get(printer.lab_id, Decimal(0)) < needed:
+                    continue
+                needs = [
+                    f"load a fresh {context.material} spool from the lab's stock: the one on "
+                    f"{printer.name} has {left} g left, this needs {needed} g",
+                    *needs,
+                ]
+        kept.append((printer, needs))
+    return kept
 
 
 def _training(printers: list[_Printer]) -> str:

@@ -119,6 +119,26 @@ def test_a_material_in_stock_counts_with_a_spool_to_load_and_none_excludes_the_l
     assert answer.options == [] and answer.fits_without_material == 3
 
 
+def test_a_loaded_spool_with_too_little_left_needs_a_fresh_one_from_the_shelf_or_rules_the_printer_out(
+    fablab, alice, bob
+):
+    printer = Machine.objects.get(lab=fablab, slug="mk4").printer
+    # SMALL needs 12 cm³ × 35 % × 1.24 g/cm³ = 5.2 g a copy.
+    spool = Spool.objects.create(
+        lab=fablab, material="PLA", initial_g=1000, remaining_g=Decimal("8"), printer=printer
+    )
+    assert only(where_to_make(viewer=bob, part=SMALL)).needs == []
+    answer = where_to_make(viewer=bob, part=SMALL, copies=2)
+    assert answer.options == [] and answer.fits_without_material == 1
+    Spool.objects.create(lab=fablab, material="PLA", initial_g=1000, remaining_g=Decimal("500"))
+    option = only(where_to_make(viewer=bob, part=SMALL, copies=2))
+    assert option.needs == [
+        "load a fresh PLA spool from the lab's stock: the one on MK4 has 8.0 g left, this needs 10.4 g"
+    ]
+    Spool.objects.filter(pk=spool.pk).update(remaining_g=Decimal("0"))
+    assert only(where_to_make(viewer=bob, part=SMALL)).needs[0].startswith("load a fresh PLA spool")
+
+
 def test_a_nozzle_the_printer_takes_is_a_need_and_one_it_cannot_take_rules_it_out(fablab, alice, bob):
     other = make_lab(alice, slug="other")
     make_printer(other, capabilities={"materials": ["PLA"], "nozzle_diameters_mm": [0.4, 0.6]})
