@@ -56,6 +56,8 @@ class Profile:
     seconds: int  # locust's whole run
     steady_until: float  # seconds into the run; faults follow
     faults: tuple[tuple[float, str], ...]  # (seconds into the run, fault)
+    # A print job whose preparation failed while PostgreSQL was down waits for the print
+    # queue's sweep (every 60 s, after its lease) to be prepared again: 141 s once.
     drain_timeout: float
 
 
@@ -65,7 +67,7 @@ FULL = Profile(
     seconds=120,
     steady_until=40,
     faults=((40, "kill-worker"), (48, "restart-redis"), (56, "restart-postgres"), (70, "kill-gunicorn")),
-    drain_timeout=240,
+    drain_timeout=300,
 )
 SHORT = Profile(
     size="short",
@@ -73,7 +75,7 @@ SHORT = Profile(
     seconds=45,
     steady_until=12,
     faults=((12, "kill-worker"), (13, "restart-redis"), (14, "restart-postgres"), (16, "kill-gunicorn")),
-    drain_timeout=180,
+    drain_timeout=300,
 )
 RECOVERY_GRACE = 4.0  # seconds after the last part is back before the recovery phase counts
 
