@@ -75,6 +75,12 @@ def main() -> None:
     print(f"{'history of 10,000 commits':<42}{'hub API':>10}{'git log':>10}{'ratio':>8}")
     for label, hub, git_time in rows:
         print(f"{label:<42}{hub * 1000:>8.1f}ms{git_time * 1000:>8.1f}ms{hub / git_time:>7.2f}x")
+    # Context for the cold rows, not their baseline: a cold page must also count the whole
+    # history, which `git log -n30` never walks. The hub runs the count beside the log.
+    count = ["git", "-C", str(design.repo_path), "rev-list", "--count", "main", "--"]
+    for label, args in (("whole history", count), ("path-filtered", [*count, RARE_PATH])):
+        took = best_of(5, lambda args=args: subprocess.run(args, check=True, capture_output=True))
+        print(f"  git rev-list --count ({label}): {took * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
