@@ -55,10 +55,16 @@ class TooManyAttempts(HubError):
     code = "too_many_attempts"
 
 
+DATABASE_UNAVAILABLE = (
+    "The hub's database is not answering right now; nothing was changed. Try again in a moment."
+)
+
+
 def api_exception_handler(exc: Exception, context: dict):
     # Imported here so that this module stays importable without Django settings: the
     # git pre-receive hook uses the same errors through designs.paths.
     from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+    from django.db import InterfaceError, OperationalError
     from django.http import Http404
     from rest_framework import exceptions as drf_exceptions
     from rest_framework.response import Response
@@ -66,6 +72,11 @@ def api_exception_handler(exc: Exception, context: dict):
 
     if isinstance(exc, HubError):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is restarting or unreachable: nothing was written, try again.
+        return Response(
+            {"detail": DATABASE_UNAVAILABLE, "code": "unavailable"}, status=503, headers={"Retry-After": "5"}
+        )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -3,12 +3,16 @@ configured size before reading a byte of them."""
 
 from __future__ import annotations
 
+import logging
 import re
 
-from django.db import DatabaseError, connection
-from django.http import JsonResponse
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.http import HttpResponse, JsonResponse
 
+from hub.exceptions import DATABASE_UNAVAILABLE
 from hub.uploads import request_limit, too_large_message
+
+logger = logging.getLogger(__name__)
 
 # git and Git LFS transfers have limits of their own (per blob, per object) and may be
 # larger than any form upload.
@@ -33,6 +37,26 @@ class HealthCheckMiddleware:
         except DatabaseError:
             return JsonResponse({"status": "database unreachable"}, status=503)
         return JsonResponse({"status": "ok"})
+
+
+class DatabaseUnavailableMiddleware:
+    """A page whose database is restarting or unreachable answers 503 with a short
+    reason and Retry-After, not a 500 (the API's handler does the same for the API).
+    Nothing was written: the request's transaction never committed."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable for %s: %s", request.path_info, exception)
+        response = HttpResponse(DATABASE_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "5"
+        return response
 
 
 class RequestSizeLimitMiddleware:

@@ -37,3 +37,48 @@ def test_it_says_503_when_the_database_does_not_answer(monkeypatch):
     monkeypatch.setattr(connection, "cursor", refuse)
     response = Client().get("/healthz")
     assert response.status_code == 503
+
+
+def _database_gone(monkeypatch):
+    from django.db import OperationalError
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("the database system is starting up")
+
+    # Standing in for PostgreSQL restarting (scripts/scale-harness does it for real).
+    monkeypatch.setattr(connection, "cursor", refuse)
+
+
+def test_an_api_call_meeting_a_restarting_database_is_a_503_not_a_500(monkeypatch):
+    _database_gone(monkeypatch)
+    response = Client().get("/api/designs/")
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+    assert response["Retry-After"] == "5"
+
+
+def test_a_page_meeting_a_restarting_database_is_a_503_not_a_500(monkeypatch):
+    _database_gone(monkeypatch)
+    response = Client().get("/")
+    assert response.status_code == 503
+    assert "not answering" in response.content.decode()
+
+
+def test_a_task_meeting_a_restarting_database_runs_again(monkeypatch):
+    from django.db import OperationalError
+
+    from hub.celery import app
+
+    calls = []
+
+    @app.task(name="tests.flaky_database_task")
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("the database system is starting up")
+        return "done"
+
+    # Eager, as in the embedded default: the retries run at once, in line.
+    result = flaky.apply()
+    assert calls == [1, 1, 1]
+    assert result.get() == "done"
