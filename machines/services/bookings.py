@@ -27,6 +27,7 @@ from machines.services.timeline import (
     timeline_insert,
     timeline_lock,
     timeline_lock_insert,
+    timeline_take,
 )
 
 
@@ -89,6 +90,24 @@ def _unavailable(machine: Machine) -> Conflict:
     )
 
 
+def _check_context(
+    context: selectors.BookingContext, member: User, start: datetime, end: datetime
+) -> tuple[bool, bool]:
+    """Every rule `context` answers; returns (needs_approval, simple): whether the booking
+    waits for a manager, and whether it has nothing more to do than its insert (no quota
+    to count, no approval to ask for, no credit to hold)."""
+    machine = context.machine
+    require_member_role(machine.lab, context.role)
+    if not machine.is_bookable:
+        raise _unavailable(machine)
+    _check_rules(context, start, end, timezone.now())
+    require_qualified(member, machine, start, held=context.qualifications)
+    rules = rules_for(machine)
+    needs_approval = rules.requires_approval and context.role != "manager"
+    simple = rules.weekly_quota_minutes is None and not needs_approval and not context.credits_enabled
+    return needs_approval, simple
+
+
 def booking_create(
     *,
     machine: Machine,
@@ -101,27 +120,24 @@ def booking_create(
     """Book `machine` for `member` over [start, end).
 
     `lab` is the lab the caller believes the machine is in (an API payload's lab): a
-    mismatch is refused rather than trusted. The rules that do not depend on the timeline
-    are checked against one read (`selectors.booking_context`); everything that does, and
-    the machine's status, after `timeline_lock`, so two requests for one slot cannot both
-    pass. On PostgreSQL a booking with nothing more to do (no quota to count, no approval
-    to ask for, no credit to hold) is then one statement, `timeline_lock_insert`: the lock,
-    the insert and the exclusion constraint's overlap check together (docs/labs.md).
+    mismatch is refused rather than trusted. Every rule is decided under the machine's
+    timeline lock, from what the database holds then: the writers of what the rules read
+    (closures, opening hours, qualifications, memberships: `timelines_lock`) take the
+    lock too, so a booking racing them either commits first, and they see it, or sees
+    their change. A first read (`selectors.booking_context`) refuses early. On PostgreSQL
+    a booking with nothing more to do (no quota, approval or credit) is then one
+    statement, `timeline_lock_insert`, optimistic: it writes only if the machine's
+    timeline version is still the one that read saw (nothing changed since); otherwise
+    the booking takes the lock, reads again and decides again (docs/labs.md).
     """
     require_aware(start=start, end=end)
     require_range(start, end)
     if lab is not None and lab.pk != machine.lab_id:
         raise ValidationError(f"{machine.name} is a machine of {machine.lab.name}, not of {lab.name}.")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    context = selectors.booking_context(machine_id=machine.pk, member=member, start=start, end=end)
-    machine = context.machine
-    require_member_role(machine.lab, context.role)
-    if not machine.is_bookable:
-        raise _unavailable(machine)
-    _check_rules(context, start, end, timezone.now())
-    require_qualified(member, machine, start, held=context.qualifications)
-    rules = rules_for(machine)
-    needs_approval = rules.requires_approval and context.role != "manager"
+    machine_id = machine.pk
+    context = selectors.booking_context(machine_id=machine_id, member=member, start=start, end=end)
+    needs_approval, simple = _check_context(context, member, start, end)
     fields: dict[str, Any] = {
         "kind": Booking.Kind.BOOKING,
         "member": member,
@@ -129,23 +145,23 @@ def booking_create(
         "start": start,
         "end": end,
         "note": note,
-        "status": Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED,
     }
-    simple = rules.weekly_quota_minutes is None and not needs_approval and not context.credits_enabled
     if simple and connection.vendor == "postgresql":
-        booking = Booking(machine=machine, **fields)
-        if not timeline_lock_insert(machine, booking):
-            raise _unavailable(selectors.machine_get_by_id(machine.pk))
-        return booking
+        booking = Booking(machine=context.machine, status=Booking.Status.APPROVED, **fields)
+        if timeline_lock_insert(context.machine, booking, version=context.machine.timeline_version):
+            return booking
+        # The machine changed since the read (status, timeline, rules' sources): decide again under the lock.
     with transaction.atomic():
-        machine = timeline_lock(machine.pk)
-        if not machine.is_bookable:
-            raise _unavailable(machine)
+        timeline_take(machine_id)
+        context = selectors.booking_context(machine_id=machine_id, member=member, start=start, end=end)
+        machine = context.machine
+        needs_approval, _ = _check_context(context, member, start, end)
         _check_quota(machine, member, start, end)
         row = selectors.collision(machine, start, end)
         if row is not None:
             raise collision_error(machine, row)
-        booking = timeline_insert(machine, **fields)
+        status = Booking.Status.PENDING if needs_approval else Booking.Status.APPROVED
+        booking = timeline_insert(machine, status=status, **fields)
         if context.credits_enabled:
             _hold_for(booking)
         if needs_approval:

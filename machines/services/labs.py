@@ -17,7 +17,7 @@ from hub.models import User
 from machines.models import Booking, Closure, Lab, LabMembership, OpeningHours
 from machines.notifications import notify, notify_managers
 from machines.selectors import require_approved, require_manager
-from machines.services.timeline import local_span, require_aware, require_range
+from machines.services.timeline import local_span, require_aware, require_range, timelines_lock
 
 
 # Public because equipment validates machines the same way; it builds on this module.
@@ -92,6 +92,7 @@ def lab_update(*, lab: Lab, actor: User, **fields: Any) -> Lab:
     render_field(lab, "description")
     full_clean(lab, exclude=["slug"])
     _check_booking_lengths(lab)
+    timelines_lock(lab_id=lab.pk)  # the rules bookings are decided by
     lab.save()
     return lab
 
@@ -114,6 +115,7 @@ def lab_set_hours(*, lab: Lab, actor: User, hours: list[tuple[int, time, time]])
         for (_, closes), (next_opens, _) in zip(spans, spans[1:], strict=False):
             if closes == time(0) or closes > next_opens:
                 raise ValidationError(f"Opening hours of day {weekday} overlap.")
+    timelines_lock(lab_id=lab.pk)  # a booking racing the change commits first or sees it
     lab.opening_hours.all().delete()
     return OpeningHours.objects.bulk_create(
         [
@@ -148,6 +150,8 @@ def closure_create(
     require_manager(lab, actor)
     require_aware(start=start, end=end)
     require_range(start, end, "closure")
+    # A booking racing the closure commits first (and is flagged below) or sees it.
+    timelines_lock(lab_id=lab.pk)
     closure = Closure.objects.create(lab=lab, start=start, end=end, reason=reason)
     rows = list(
         Booking.objects.filter(
@@ -230,6 +234,7 @@ def membership_set_role(*, lab: Lab, actor: User, user: User, role: str) -> LabM
         raise ValidationError(f"{role!r} is not a role: use 'member' or 'manager'.")
     if role == LabMembership.Role.MEMBER and not _other_managers(lab, user):
         raise Conflict(f"{lab.name} needs at least one manager.")
+    timelines_lock(lab_id=lab.pk)  # a manager's bookings skip approval
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -243,6 +248,8 @@ def membership_remove(*, lab: Lab, actor: User, user: User) -> None:
     membership = _membership(lab, user)
     if membership.role == LabMembership.Role.MANAGER and not _other_managers(lab, user):
         raise Conflict(f"{lab.name} needs at least one manager: name another one first.")
+    # A booking racing the removal commits first (and is cancelled below) or is refused.
+    timelines_lock(lab_id=lab.pk)
     membership.delete()
     Booking.objects.filter(
         member=user, machine__lab=lab, status__in=Booking.ACTIVE, start__gt=timezone.now()

@@ -14,6 +14,7 @@ from machines import selectors
 from machines.models import Lab, Machine, Qualification
 from machines.records import qualification_credential_issue, qualification_credential_revoke
 from machines.selectors import lab_role, require_manager
+from machines.services.timeline import timelines_lock
 
 
 @transaction.atomic
@@ -59,6 +60,9 @@ def qualification_revoke(*, qualification: Qualification, actor: User, reason: s
     """The member is no longer qualified; the signed record of it is revoked, so a
     verifier that checks online sees it too."""
     require_manager(qualification.lab, actor)
+    # A booking racing the revocation commits first (the start check then cancels it) or is refused.
+    machines = None if qualification.machine_id is None else [qualification.machine_id]
+    timelines_lock(lab_id=qualification.lab_id, machine_ids=machines)
     qualification_credential_revoke(
         qualification,
         reason=reason or f"Withdrawn by {qualification.lab.name} on {timezone.localdate():%Y-%m-%d}.",

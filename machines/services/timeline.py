@@ -9,6 +9,7 @@ modules that use them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
@@ -58,9 +59,33 @@ def timeline_lock(machine_id: int) -> Machine:
     `transaction_mode` IMMEDIATE already does, at BEGIN), and SQLite has one writer at a
     time: the overlap check that follows cannot race.
     """
+    timeline_take(machine_id)
+    return Machine.objects.select_related("lab").get(pk=machine_id)
+
+
+def timeline_take(machine_id: int) -> None:
+    """`timeline_lock` without reading the machine back: for a caller that reads it next
+    anyway (with more, in one query)."""
     if not Machine.objects.filter(pk=machine_id).update(timeline_version=F("timeline_version") + 1):
         raise NotFound(f"There is no machine {machine_id}.")
-    return Machine.objects.select_related("lab").get(pk=machine_id)
+
+
+def timelines_lock(*, lab_id: int, machine_ids: Collection[int] | None = None) -> None:
+    """Take the timelines of a lab's machines (or of `machine_ids` among them) for this
+    transaction, in id order (two such writers cannot deadlock), and move their versions on.
+
+    For the writers of what a booking's rules read besides the timeline (closures,
+    opening hours, qualifications, memberships): a booking racing them either commits
+    first, and they see it, or waits and sees their change; `timeline_lock_insert`'s
+    version check sends one that read before them back through the lock. The caller is
+    in a transaction.
+    """
+    machines = Machine.objects.filter(lab_id=lab_id)
+    if machine_ids is not None:
+        machines = machines.filter(pk__in=machine_ids)
+    ids = list(machines.order_by("pk").select_for_update().values_list("pk", flat=True))
+    if ids:
+        Machine.objects.filter(pk__in=ids).update(timeline_version=F("timeline_version") + 1)
 
 
 def collision_error(machine: Machine, row: Booking) -> Conflict:
@@ -104,25 +129,28 @@ def _lock_insert_sql(vendor: str) -> tuple[str, list[Field]]:
     values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
     sql = (
         f"WITH locked AS (UPDATE {qn(Machine._meta.db_table)} SET timeline_version = timeline_version + 1 "
-        f"WHERE id = %s AND status = %s RETURNING id) "
+        f"WHERE id = %s AND status = %s AND timeline_version = %s RETURNING id) "
         f"INSERT INTO {qn(Booking._meta.db_table)} ({columns}) SELECT {values} FROM locked RETURNING id"
     )
     return sql, fields
 
 
-def timeline_lock_insert(machine: Machine, row: Booking) -> bool:
+def timeline_lock_insert(machine: Machine, row: Booking, *, version: int) -> bool:
     """Take the machine's timeline and insert `row` on it, in one statement (PostgreSQL).
 
     For a write that needs nothing from the timeline but that no row overlaps: the
     exclusion constraint checks that, in the statement that holds the lock. The lock is
     `timeline_lock`'s UPDATE, made a data-modifying CTE, so writers of one machine still
-    queue on its row; it takes the machine only while it is bookable (its status may have
-    changed since the caller read it). Returns False, writing nothing, when it is not; an
-    overlap is refused with the Conflict `timeline_insert` gives. Outside a transaction
-    the statement commits itself: the lock is held for that one statement.
+    queue on its row. It is optimistic: it takes the machine only while it is bookable
+    and its timeline version is still `version`, the one the caller's checks read (every
+    writer of the timeline, or of what the checks read, moves it on: `timelines_lock`).
+    Returns False, writing nothing, when either changed: the caller decides again under
+    `timeline_lock`. An overlap is refused with the Conflict `timeline_insert` gives.
+    Outside a transaction the statement commits itself: the lock is held for that one
+    statement.
     """
     sql, fields = _lock_insert_sql(connection.vendor)
-    params: list[Any] = [machine.pk, Machine.Status.AVAILABLE.value]
+    params: list[Any] = [machine.pk, Machine.Status.AVAILABLE.value, version]
     params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
     # Inside a caller's transaction a refusal must not abort it: a savepoint, as
     # `timeline_insert` takes; outside one, the failed statement aborted nothing.
