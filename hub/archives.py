@@ -588,6 +588,18 @@ def archive_import_run(*, import_id: Any, fetch: records.Fetch = records.fetch_j
     if job is None or job.status not in (ArchiveImport.Status.QUEUED, ArchiveImport.Status.IMPORTING):
         return False
     path = import_path(job)
+    if not path.exists():
+        # A run again (a retry, a task delivered twice) after the file went: it is deleted
+        # only once an outcome is saved, so another run saved one or the file was lost.
+        # Either way there is nothing to import from; never left "importing".
+        ArchiveImport.objects.filter(pk=job.pk, status=job.status).update(
+            status=ArchiveImport.Status.FAILED,
+            error="The import was interrupted on this hub and its uploaded archive is gone; "
+            "upload it again to finish it.",
+            stage="Interrupted",
+            finished_at=timezone.now(),
+        )
+        return False
     _set(
         ArchiveImport, job.pk, status=ArchiveImport.Status.IMPORTING, progress=1, stage="Checking the archive"
     )
@@ -650,6 +662,7 @@ def archive_import_run(*, import_id: Any, fetch: records.Fetch = records.fetch_j
             report=context.report,
             finished_at=timezone.now(),
         )
+        path.unlink(missing_ok=True)  # only once the outcome is saved: a re-run needs it
         return False
     except Exception as exc:
         # Never left "importing" for good: the person sees that it failed, and why in short.
@@ -662,10 +675,10 @@ def archive_import_run(*, import_id: Any, fetch: records.Fetch = records.fetch_j
             report=context.report,
             finished_at=timezone.now(),
         )
+        path.unlink(missing_ok=True)  # only once the outcome is saved: a re-run needs it
         return False
     finally:
         reader.close()
-        path.unlink(missing_ok=True)
     _set(
         ArchiveImport,
         job.pk,
@@ -675,6 +688,7 @@ def archive_import_run(*, import_id: Any, fetch: records.Fetch = records.fetch_j
         report=context.report,
         finished_at=timezone.now(),
     )
+    path.unlink(missing_ok=True)
     return True
 
 

@@ -12,6 +12,10 @@ def archive_build(archive_id: str) -> bool:
     return archives.archive_build(archive_id=archive_id)
 
 
+# Retried on a database error (hub.celery.HubTask): an import runs again whole by design
+# (each object is mapped by its source id, kept records are not kept twice), and
+# archive_import_run deletes the uploaded file only once the outcome is saved; a re-run
+# that finds it gone marks the import failed.
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600)
 def archive_import(import_id: str) -> bool:
     return archives.archive_import_run(import_id=import_id)

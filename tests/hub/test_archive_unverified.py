@@ -59,3 +59,43 @@ def test_designs_come_in_and_records_stay_unverified_when_the_hub_cannot_be_chec
     archives.claim_challenge(archive_import=job)
     with pytest.raises(ValidationError, match="cannot be checked from here"):
         archives.records_claim(archive_import=job, proof={}, fetch=no_fetch)
+
+
+def test_an_import_whose_outcome_met_the_database_gone_is_run_again_and_finishes(
+    archive_of_ada, settings, monkeypatch
+):
+    """The task is retried on a database error (hub.celery.HubTask): the uploaded file is
+    deleted only once the outcome is saved, so the retry has it to import from."""
+    from django.db import OperationalError
+
+    from hub.tasks import archive_import
+
+    settings.FABHUB_PUBLIC_URL = "http://hub-b.test:8000"
+    bea = UserFactory(username="bea")
+    job = ArchiveImport.objects.create(account=bea)
+    shutil.copy(archive_of_ada, archives.import_path(job))
+    real_set = archives._set
+    failed: list[str] = []
+
+    def database_gone_at_the_outcome(model, pk, **fields):
+        if fields.get("status") == ArchiveImport.Status.DONE and not failed:
+            failed.append("done")
+            raise OperationalError("the database system is starting up")
+        real_set(model, pk, **fields)
+
+    monkeypatch.setattr(archives, "_set", database_gone_at_the_outcome)
+    assert archive_import.apply(args=(job.pk,)).result is True
+    assert failed == ["done"]
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    assert bea.designs.filter(slug="bracket").count() == 1
+    assert not archives.import_path(job).exists()
+
+
+def test_an_import_run_again_without_its_file_is_failed_not_left_importing(settings):
+    bea = UserFactory(username="bea")
+    job = ArchiveImport.objects.create(account=bea, status=ArchiveImport.Status.IMPORTING)
+    assert not archives.import_path(job).exists()
+    assert archives.archive_import_run(import_id=job.pk, fetch=no_fetch) is False
+    job.refresh_from_db()
+    assert job.status == "failed" and "upload it again" in job.error
