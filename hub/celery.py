@@ -18,10 +18,29 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 class HubTask(Task):
     """Every task's base: one that meets its database gone (PostgreSQL restarting or
     failing over, a dropped connection, SQLite busy) runs again a little later instead
-    of being dropped. Such an error means its transaction did not commit, and tasks are
-    written to be run again (late acknowledgement, the sweepers). Measured by the scale
-    harness (scripts/scale-harness): without this, a PostgreSQL restart under load
-    dropped a hundred README and assembly refreshes and left analyses for the sweep."""
+    of being dropped. Measured by the scale harness (scripts/scale-harness): without
+    this, a PostgreSQL restart under load dropped a hundred README and assembly
+    refreshes and left analyses for the sweep.
+
+    Such an error does not mean that nothing was written: a task that commits in steps
+    may have committed some before it. Only a task whose work is safe to run again
+    after a partial commit keeps this retry; the others opt out with
+    ``autoretry_for=()``, commented at the task. Per task:
+
+    - opted out: ``machines.tasks.send_print_job`` (a second run could upload and start
+      a print again; a job left DISPATCHING is the queue sweeper's).
+    - retried: every other task. Each either recomputes from the repositories and the
+      database (analyses, diffs, mirrors and push mirrors, proposals, README, history,
+      assemblies, polling, dispatch ticks, the sweeps, archive builds, expiry), runs
+      again whole by design (``archive_import``: objects mapped by source id; its file
+      is deleted only once the outcome is saved), claims
+      its work in the same transaction as the work (``settle_bookings``,
+      ``check_starting_bookings``), or repeats
+      harmlessly (``cancel_on_printer``, ``send_notification_email``, which reads
+      before it sends and writes nothing after; ``prepare_print_job``,
+      claimed with a lease that a re-run waits out, and ``slice_print_job_for``,
+      guarded by the job's status, both store G-code by its hash).
+    """
 
     autoretry_for = (OperationalError, InterfaceError)
     retry_backoff = 2  # 2, 4, 8… seconds, with jitter

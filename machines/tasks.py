@@ -8,6 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 from django.utils import timezone
 
 from machines import services
@@ -47,8 +48,12 @@ def check_starting_bookings() -> int:
     ).values_list("pk", flat=True)
     checked = 0
     for booking_id in ids:
-        if services.booking_check_start(booking_id=booking_id) is not None:
-            checked += 1
+        # One transaction per booking: booking_check_start claims the check before it reads
+        # the qualification, and a database error between the two must undo the claim, or
+        # a re-run (hub.celery.HubTask retries this task) would skip the booking's check.
+        with transaction.atomic():
+            if services.booking_check_start(booking_id=booking_id) is not None:
+                checked += 1
     return checked
 
 
@@ -78,7 +83,11 @@ def slice_print_job_for(job_id: int, machine_id: int) -> bool:
     return printing.print_job_slice_for(job_id=job_id, machine_id=machine_id) is not None
 
 
-@shared_task(time_limit=600)
+# Not retried on a database error (hub.celery.HubTask): print_job_send is not one
+# transaction; the same token passes again while the job is DISPATCHING, so a re-run could
+# upload and start the print a second time (a second agent START, or an OctoPrint print
+# that already finished). A job left DISPATCHING is the queue sweeper's.
+@shared_task(time_limit=600, autoretry_for=())
 def send_print_job(job_id: int, token: str) -> str:
     return dispatch.print_job_send(job_id=job_id, token=token)
 

@@ -101,3 +101,34 @@ def test_only_members_can_be_recorded_and_only_for_the_lab_s_machines(lab, alice
             kind="laser_cutter",
             trained_on=date(2026, 1, 1),
         )
+
+
+def test_a_database_error_during_the_start_check_leaves_the_booking_to_check_again(
+    lab, alice, member, laser, monkeypatch
+):
+    """The check claims the booking first; a database error before it is decided undoes the
+    claim, so the task's retry (hub.celery.HubTask) checks it rather than skipping it."""
+    from django.db import OperationalError
+
+    from machines.services import bookings
+
+    qualification = services.qualification_record(
+        lab=lab, actor=alice, member=member, machine=laser, trained_on=date(2026, 1, 1)
+    )
+    booking = book(laser, member, "2026-03-25", "10:00", "11:00")
+    services.qualification_revoke(qualification=qualification, actor=alice)
+    real = bookings.selectors.qualification_for
+    calls: list[int] = []
+
+    def database_gone_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("the database system is starting up")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bookings.selectors, "qualification_for", database_gone_once)
+    with time_machine.travel(datetime(2026, 3, 25, 8, 50, tzinfo=UTC), tick=False):
+        assert check_starting_bookings.apply().result == 1  # the retry checked it
+    assert len(calls) == 2
+    booking.refresh_from_db()
+    assert booking.status == Booking.Status.CANCELLED and "No valid qualification" in booking.reason
