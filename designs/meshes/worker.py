@@ -3,9 +3,10 @@
 A hostile or huge file must take down neither the worker nor its neighbours in a batch.
 A *server* process imports the analysis code once and forks guarded children from
 itself, each analysing one file at a time: a child sets an address-space limit (an
-allocation past it is a MemoryError, reported as such) and an alarm per file. If a child
-still dies (killed, crashed) or overruns twice its limit, the file it was on fails with
-that reason and a fresh child, forked in milliseconds, takes the next files. Several
+allocation past it is a MemoryError, reported as such) and an alarm per file; a child
+that ran out of memory or time reports that file and ends. If a child still dies
+(killed, crashed) or overruns twice its limit, the file it was on fails with that
+reason. Either way a fresh child, forked in milliseconds, takes the next files. Several
 children run at once (one per core by default), so 1,000 small meshes keep every core
 busy and cost one Python start-up, not 1,000.
 
@@ -261,6 +262,10 @@ _WARM_UP_STL = (
 # A child's exit code when memory ran out outside a file's own analysis (reading its
 # job, say): the server gives the file the memory reason rather than "it stopped".
 _EXIT_MEMORY = 75
+# Set in a result after which its child ends: a MemoryError or the alarm can fire inside
+# C code (numpy, the mesh libraries), leaving their state or the heap half changed, and
+# what that file left counts against the next file's address-space cap.
+_LAST = "last"
 
 
 def _warm_up() -> None:
@@ -311,6 +316,7 @@ class _Child:
     sha: str | None = None  # the file it is analysing
     deadline: float = 0.0
     overran: bool = False
+    ending: bool = False  # it said its last answer: it gets no more files
     unread: bytes = b""
 
 
@@ -324,12 +330,12 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
     reading, unread = True, b""
     while reading or pending or children:
         for child in children:
-            if child.sha is None and pending:
+            if child.sha is None and child.commands >= 0 and pending:
                 _hand(child, pending.popleft(), time_limit_s, out)
-            elif child.sha is None and not reading and child.commands >= 0:
+            elif child.sha is None and child.commands >= 0 and not reading:
                 os.close(child.commands)  # no more work: the child ends
                 child.commands = -1
-        while pending and len(children) < workers:
+        while pending and sum(not child.ending for child in children) < workers:
             child = _fork(children, time_limit_s, memory_limit_bytes)
             children.append(child)
             _hand(child, pending.popleft(), time_limit_s, out)
@@ -349,6 +355,11 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
                 for line in lines:
                     out.write(line + b"\n")
                     child.sha = None
+                    if json.loads(line).get(_LAST) and child.commands >= 0:
+                        # It ends after this file: a fresh child takes the next ones.
+                        child.ending = True
+                        os.close(child.commands)
+                        child.commands = -1
                 out.flush()
             else:
                 _bury(child, time_limit_s, memory_limit_bytes, out)
@@ -425,6 +436,8 @@ def _child(commands: int, results: int, time_limit_s: int, memory_limit_bytes: i
                 # here, loudly, rather than reaching a JSON column as the token NaN.
                 answers.write(json.dumps(result, allow_nan=False).encode() + b"\n")
                 answers.flush()
+                if result.get(_LAST):
+                    break
     except MemoryError:
         code = _EXIT_MEMORY
     except BaseException as exc:  # noqa: BLE001 — whatever it was, the server reports the file
@@ -467,11 +480,14 @@ def _analyse(job: MeshJob, time_limit_s: int, memory_limit_bytes: int) -> dict:
         result["reason"] = exc.reason
     except AnalysisTimeout:
         result["reason"] = f"the analysis took longer than the {time_limit_s} s allowed"
+        result[_LAST] = True
     except MemoryError:
         result["reason"] = _memory_reason(memory_limit_bytes)
+        result[_LAST] = True
     except Exception as exc:  # noqa: BLE001 — one bad file must not stop the batch
         if _out_of_memory(exc):
             result["reason"] = _memory_reason(memory_limit_bytes)
+            result[_LAST] = True
         else:
             result["reason"] = f"the file could not be analysed ({type(exc).__name__}: {exc})"[:500]
     finally:

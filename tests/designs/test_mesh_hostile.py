@@ -455,9 +455,8 @@ def job(tmp_path: Path, name: str, data: bytes, filename: str = "part.stl") -> M
     )
 
 
-def slow_stl() -> bytes:
+def slow_stl(count: int = 400_000) -> bytes:
     """400,000 random triangles: a second or two of analysis, long enough to be caught at it."""
-    count = 400_000
     records = np.zeros(count, dtype=[("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")])
     records["v"] = np.random.default_rng(1).random((count, 3, 3), dtype=np.float32)
     return bytes(80) + struct.pack("<I", count) + records.tobytes()
@@ -540,6 +539,46 @@ def test_a_child_killed_on_a_file_fails_that_file_and_a_fresh_child_takes_the_ne
 
     assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 9)"
     assert rest["c" * 40].ok and rest["d" * 40].ok
+
+
+def test_a_child_out_of_memory_on_a_file_ends_and_a_fresh_child_analyses_the_next(tmp_path):
+    """A MemoryError can fire inside C code and leave its library half changed: the child
+    that met it fails that file and ends, and the next files go to a fresh child. Under
+    a 600 MB cap, 2 million triangles run out of memory where 400,000 fit."""
+    jobs = [
+        job(tmp_path, "a", slow_stl()),
+        job(tmp_path, "b", slow_stl(2_000_000)),
+        job(tmp_path, "c", slow_stl()),
+        job(tmp_path, "d", part()),
+    ]
+    outcomes: list[MeshOutcome] = []
+    consumer = threading.Thread(
+        target=lambda: outcomes.extend(
+            run_batch(jobs, time_limit_s=120, memory_limit_bytes=600 * 1024**2, workers=1)
+        )
+    )
+    consumer.start()
+    server = analysis_server()
+    (first_child,) = busy_children(server, 1)  # one child, so the files go in order
+    others: list[int] = []
+    for _ in range(2400):
+        if len(outcomes) >= 2:
+            # "c" takes seconds too: the child analysing it is there to be seen.
+            others = [pid for pid in children_of(server) if pid != first_child]
+            if others or not consumer.is_alive():
+                break
+        time.sleep(0.05)
+    consumer.join()
+
+    assert others, "the child that ran out of memory went on with the next file"
+    rest = {o.sha: o for o in outcomes}
+    assert [o.sha for o in outcomes[:2]] == ["a" * 40, "b" * 40]
+    assert rest["a" * 40].ok, rest["a" * 40].reason
+    assert rest["b" * 40].reason == "the analysis needed more than the 0.6 GB of memory allowed"
+    assert rest["c" * 40].ok, rest["c" * 40].reason
+    assert rest["d" * 40].figures == analyse(part(), filename="part.stl").to_dict()
+    assert (tmp_path / "d.png").read_bytes() == render_thumbnail(part(), filename="part.stl")
+    assert (tmp_path / "d.bin").read_bytes() == viewer_triangles(part(), filename="part.stl")
 
 
 def test_a_server_killed_with_files_in_hand_analyses_them_again_one_at_a_time(tmp_path):
