@@ -720,10 +720,11 @@ def print_job_send(*, job_id: int, token: str) -> str:
     try:
         driver.upload_and_start(path, job.remote_name)
     except PrinterError as exc:
-        if exc.nothing_sent:  # as if connecting had failed
+        if exc.nothing_sent and exc.retryable:  # as if connecting had failed
             _unreachable(machine.pk, exc)
             jobs.job_requeue(job, f"{machine.name} could not take it: {exc.message}", token=token)
             return "requeued"
+        # A refusal may name this very job, started by an earlier delivery: ask.
         return _after_failed_start(job, token, driver, exc)
     if manual:
         _record_manual(machine.pk, driver.status())
@@ -762,8 +763,11 @@ def _after_failed_start(job: PrintJob, token: str, driver: PrinterDriver, error:
     try:
         status = driver.status()
     except PrinterError as again:
-        # It may or may not have started: the poller finds out when the printer answers.
         _unreachable(machine.pk, again)
+        if error.nothing_sent:
+            jobs.job_requeue(job, f"{machine.name} could not take it: {error.message}", token=token)
+            return "requeued"
+        # It may or may not have started: the poller finds out when the printer answers.
         jobs.job_lost(
             job, f"{machine.name} stopped answering while the job was sent: {error.message}", token=token
         )
@@ -773,9 +777,10 @@ def _after_failed_start(job: PrintJob, token: str, driver: PrinterDriver, error:
     if status.job_name == job.remote_name and (status.state.has_active_job or status.progress == 100):
         jobs.job_started(job, token, manual=not machine.has_connection)
         return "started"
-    if status.state.has_active_job or error.retryable:
-        # Busy with something else (a print started at the printer), or not ready yet:
-        # the job never started here, so any printer may have it.
+    if status.state.has_active_job or error.retryable or error.nothing_sent:
+        # Busy with something else (a print started at the printer), not ready yet, or
+        # refused before the upload (in error: as when connecting fails): the job never
+        # started here, so any printer may have it.
         jobs.job_requeue(job, f"{machine.name} could not take it: {error.message}", token=token)
         return "requeued"
     jobs.job_failed(

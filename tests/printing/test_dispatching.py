@@ -251,15 +251,21 @@ def test_a_networked_printer_not_seen_idle_lately_takes_no_job(lab, bob, tmp_pat
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("protocol", ["octoprint", "moonraker", "prusalink"])
 def test_a_printer_unreachable_before_the_start_leaves_the_job_queued_and_is_marked_offline(
-    lab, bob, tmp_path, tick
+    lab, bob, tmp_path, tick, protocol
 ):
+    """Seen idle a moment ago, the send skips connecting; the upload's first look fails
+    before anything is sent, so the job goes back to the queue, neither lost nor failed."""
     import socket
 
     with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    printer = make_printer(lab, url=f"http://127.0.0.1:{port}", api_key="k")
+    printer = make_printer(lab)
+    services.machine_update(machine=printer.machine, actor=lab.memberships.get(role="manager").user,
+                            connection_url=f"http://127.0.0.1:{port}", connection_api_key="k",
+                            connection_protocol=protocol)  # fmt: skip
     Printer.objects.filter(pk=printer.pk).update(state="idle", seen_at=timezone.now())
     job = queued_job(lab, bob, tmp_path)
     assert tick() == [job.pk]

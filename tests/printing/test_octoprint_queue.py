@@ -348,3 +348,25 @@ def test_a_printer_error_fails_the_job_with_octoprints_words_until_a_person_clea
     assert dispatch.printer_poll(machine_id=printer.pk) == "error"  # this poll reconnected it
     assert octoprint_printer.status().state is PrinterState.IDLE
     assert dispatch.printer_poll(machine_id=printer.pk) == "idle"
+
+
+def test_a_printer_seen_idle_that_fell_into_an_error_sends_the_job_back_to_the_queue(
+    lab, bob, printer, octoprint_printer, octoprint_server, tmp_path
+):
+    """The send skips connecting to a printer its poller saw idle moments ago. If the
+    printer fell into an error since, the upload refuses before sending anything: the job
+    goes back to the queue for any printer (as when connecting fails), not failed for good."""
+    r = requests.post(f"{octoprint_server.url}/api/printer/command", json={"commands": ["M112"]},
+                      headers={"X-Api-Key": octoprint_server.api_key}, timeout=10)  # fmt: skip
+    assert r.status_code == 204, r.text
+    wait_for(lambda: octoprint_printer.status().state is PrinterState.ERROR, timeout=10, what="the error")
+    assert refreshed(printer).state == "idle"  # as the poller saw it a moment ago
+
+    path = write_test_gcode(tmp_path / "part.gcode", moves=20)
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+    job = refreshed(job)  # the submit's tasks ran on its commit: prepared, dispatched, sent
+    assert (job.status, job.machine_id) == (S.QUEUED, None)
+    assert "could not take it" in job.reason, job.reason
+    assert refreshed(printer).state == "error"
+    assert not PrintRecord.objects.filter(job=job).exists()
+    octoprint_printer.connect()

@@ -23,8 +23,11 @@ class PrinterError(Exception):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
-        # The call failed before it sent the printer anything that could change it (e.g.
-        # `upload_and_start` could not even ask how the printer is): nothing to find out.
+        # The call failed before it sent the printer anything that could change it:
+        # `upload_and_start` could not even ask how the printer is, or refused because it
+        # is not idle. Every driver's refusals before the upload say so: the print queue
+        # skips `connect()` for a printer seen idle lately and relies on this to put the
+        # job back in the queue rather than fail or lose it.
         self.nothing_sent = nothing_sent
 
     def __repr__(self) -> str:

@@ -147,31 +147,37 @@ class MoonrakerDriver(PrinterDriver):
     def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
         """Upload `gcode_path` as `remote_name` into Moonraker's gcodes folder and print it.
 
-        Refuses, changing nothing, unless Klippy is ready and idle: call `connect()`
-        first. Uploads with a SHA-256 checksum (Moonraker drops a damaged upload), then
+        Refuses, changing nothing (`nothing_sent`), unless Klippy is ready and idle:
+        call `connect()` first. Uploads with a SHA-256 checksum (Moonraker drops a damaged upload), then
         starts the file with its own request rather than the upload's `print=true`:
         started that way, Klipper's refusal ("SD busy" if the printer got busy since the
         check) comes back as an error, where `print=true` only reports that nothing
         started. Returns once the printer reports the job running (or finished, for a
         very short file).
         """
-        before = self.status()
+        try:
+            before = self.status()
+        except PrinterError as exc:
+            raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
         if before.state.has_active_job:
             raise PrinterError(
                 f"the printer is busy ({before.state}) with {before.job_name!r}; "
                 "it will not start another job until that one ends",
                 retryable=False,
+                nothing_sent=True,
             )
         if before.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
             raise PrinterError(
                 f"Klipper behind Moonraker at {self.base_url} is not ready ({before.message}); connect it first",
                 retryable=True,
+                nothing_sent=True,
             )
         if before.state is not PrinterState.IDLE:
             raise PrinterError(
                 f"the printer is not ready to print ({before.message or before.state}); "
                 "a person has to look at it",
                 retryable=False,
+                nothing_sent=True,
             )
 
         with gcode_path.open("rb") as f:

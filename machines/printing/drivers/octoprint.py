@@ -191,8 +191,8 @@ class OctoPrintDriver(PrinterDriver):
     def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
         """Upload `gcode_path` as `remote_name` (a .gcode name) and print it.
 
-        Refuses, changing nothing, unless the printer is connected and idle: call
-        `connect()` first. Returns once OctoPrint reports the job running (or already
+        Refuses, changing nothing (`nothing_sent`), unless the printer is connected and
+        idle: call `connect()` first. Returns once OctoPrint reports the job running (or already
         finished, for a very short file).
         """
         try:
@@ -204,17 +204,20 @@ class OctoPrintDriver(PrinterDriver):
                 f"the printer is busy ({before.state}) with {before.job_name!r}; "
                 "it will not start another job until that one ends",
                 retryable=False,
+                nothing_sent=True,
             )
         if before.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
             raise PrinterError(
                 f"OctoPrint at {self.base_url} is not connected to the printer ({before.message}); connect it first",
                 retryable=True,
+                nothing_sent=True,
             )
         if before.state is not PrinterState.IDLE:
             raise PrinterError(
                 f"the printer is not ready to print ({before.message or before.state}); "
                 "a person has to look at it",
                 retryable=False,
+                nothing_sent=True,
             )
 
         # Upload, select and print in one request. OctoPrint starts the print only if the

@@ -151,13 +151,16 @@ class PrusaLinkDriver(PrinterDriver):
     def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
         """Upload `gcode_path` to the storage as `remote_name` (a .gcode name) and print it.
 
-        Refuses, changing nothing on the printer, unless it is idle. The file is
+        Refuses, changing nothing on the printer (`nothing_sent`), unless it is idle. The file is
         uploaded first and started with a separate request, so the start can be tried
         again while a job that just ended settles without sending the file twice.
         Returns once PrusaLink reports the job running (or finished, for a very short
         file).
         """
-        before = self._snapshot()
+        try:
+            before = self._snapshot()
+        except PrinterError as exc:
+            raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
         self._refuse_unless_idle(before.status, remote_name)
 
         path = f"/api/v1/files/{quote(self.storage)}/{quote(remote_name)}"
@@ -218,16 +221,19 @@ class PrusaLinkDriver(PrinterDriver):
                 f"the printer is busy ({status.message}) with {status.job_name!r}; "
                 "it will not start another job until that one ends",
                 retryable=False,
+                nothing_sent=True,
             )
         if status.state is PrinterState.UNKNOWN:
             raise PrinterError(
                 f"the printer is not ready for {name!r} yet ({status.message}); try again shortly",
                 retryable=True,
+                nothing_sent=True,
             )
         if status.state is not PrinterState.IDLE:
             raise PrinterError(
                 f"the printer is not ready to print ({status.message}); a person has to look at it",
                 retryable=False,
+                nothing_sent=True,
             )
 
     def _start(self, path: str, name: str) -> None:
