@@ -359,7 +359,11 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
     for first in range(0, len(terms), TERMS_PER_READ):
         chunk = terms[first : first + TERMS_PER_READ]
         sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
-        for job in PrintJob.objects.raw(sql, [p for _, params in chunk for p in params]):
+        rows: list[Any] = list(PrintJob.objects.raw(sql, [p for _, params in chunk for p in params]))
+        # UNION ALL promises no order, neither its terms' nor their rows': put each term's
+        # rows back in its own order (`_candidate_sql`), terms by group, starving first.
+        rows.sort(key=_read_order)
+        for job in rows:
             tags: Any = job  # the statement's two extra columns
             read = found[keys[tags.fabhub_group]]
             ids = read.starving if tags.fabhub_term == 0 else read.ranked
@@ -370,6 +374,15 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
         read.starving_all = len(read.starving) < limits[key]
         read.ranked_all = len(read.ranked) < limits[key]
     return found
+
+
+def _read_order(row: Any) -> tuple:
+    """Where a row of `_candidates`' statement goes: its group, its term, then the term's
+    ORDER BY (`_candidate_sql`; a starving job has a queued_at, a ranked one may not: NULLs
+    last, as PostgreSQL orders them and `waiting.candidate_order` does)."""
+    if row.fabhub_term == 0:
+        return (row.fabhub_group, 0, row.queued_at, row.pk)
+    return (row.fabhub_group, 1, -row.priority, row.queued_at is None, row.queued_at or datetime.min, row.pk)
 
 
 @cache
