@@ -11,7 +11,8 @@ the number of pages, designs or forks that show the same two blobs.
 Rows move pending → running → done | failed; the move to running is a claim, so two
 workers never compute the same row. A worker that died leaves a row running: the next
 look at the page puts it back (or fails it after `MAX_ATTEMPTS`), as it re-queues a row
-left pending longer than `STALE_PENDING` (its message lost); a failed row can be retried.
+left pending longer than `STALE_PENDING` (its message lost); a failed row can be retried
+by a signed-in person, after a pause and up to a cap on its attempts in all.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from designs.diffs import (
@@ -64,6 +65,11 @@ STALE_PENDING = timedelta(seconds=60)
 # workers share a big page), each running its rows on every core.
 TASK_ROWS = 16
 DONE_STATES = (BlobDiff.Status.DONE, BlobDiff.Status.FAILED)
+# The Retry button runs a comparison again at most this many times in all (attempts are
+# never reset), and no sooner than RETRY_PAUSE after it last failed: a comparison that
+# kills its worker or hits a limit cannot be made to keep the workers busy.
+MAX_TOTAL_ATTEMPTS = 2 * MAX_ATTEMPTS
+RETRY_PAUSE = timedelta(minutes=1)
 ANALYSIS_DONE = (MeshAnalysis.Status.DONE, MeshAnalysis.Status.FAILED)
 
 
@@ -305,19 +311,23 @@ def _queue(ids: list[int]) -> None:
 
 def blob_diffs_retry(*, design: Design, diff_ids: list[int]) -> int:
     """Queue failed comparisons again (the page's Retry button), to be read from `design`
-    (the page's, which holds the blobs); return how many."""
-    ids = list(
-        BlobDiff.objects.filter(pk__in=diff_ids, status=BlobDiff.Status.FAILED).values_list("pk", flat=True)
-    )
+    (the page's, which holds the blobs); return how many. Only rows that failed at least
+    RETRY_PAUSE ago and were tried fewer than MAX_TOTAL_ATTEMPTS times go again; their
+    attempts count on, so one whose worker died is failed after one more death."""
+    now = timezone.now()
+    retryable = BlobDiff.objects.filter(
+        status=BlobDiff.Status.FAILED, attempts__lt=MAX_TOTAL_ATTEMPTS
+    ).filter(Q(finished_at__isnull=True) | Q(finished_at__lte=now - RETRY_PAUSE))
+    ids = list(retryable.filter(pk__in=diff_ids).values_list("pk", flat=True))
+    # The same conditions as a claim: of two clicks at once, one queues the row.
     retried = [
         pk
         for pk in ids
-        if BlobDiff.objects.filter(pk=pk, status=BlobDiff.Status.FAILED).update(
+        if retryable.filter(pk=pk).update(
             status=BlobDiff.Status.PENDING,
-            queued_at=timezone.now(),
+            queued_at=now,
             started_at=None,
             finished_at=None,
-            attempts=0,
             reason="",
             design=design,
         )

@@ -35,7 +35,7 @@ from designs.views.pages import (
     with_query,
 )
 from hub.auth import BadCredentials, Viewer, resolve, signed_in_user, viewer
-from hub.exceptions import NotFound
+from hub.exceptions import NotFound, PermissionDenied
 from hub.models import User
 from hub.views import form_call, hub_page
 
@@ -417,8 +417,11 @@ def design_compare(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
 def design_diff_state(request: HttpRequest, owner: str, slug: str) -> HttpResponseBase:
     """The diff pages' fill-in: progress, and the rendered pieces of the files (`pending`:
     their numbers on the page) whose comparison is now in. POST `retry`: queue failed
-    comparisons of this diff again. Access is the pages' own: a private design is a 404."""
+    comparisons of this diff again, for a signed-in person (it spends a worker's time).
+    Access is the pages' own: a private design is a 404."""
     design, _ = load_design(request, owner, slug)
+    if request.method == "POST" and not request.user.is_authenticated:
+        raise PermissionDenied("Log in to retry a comparison.")
     head = selectors.design_resolve(design, request.GET.get("head"))
     base_rev = request.GET.get("base")
     base = selectors.design_resolve(design, base_rev) if base_rev else None

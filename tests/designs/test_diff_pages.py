@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -211,11 +212,13 @@ def test_a_recent_pending_comparison_is_left_to_its_worker(client, notes, backgr
 def test_retry_queues_a_failed_comparison_of_this_diff_again(client, alice, notes, background_tasks_run):
     design, first, second = notes
     client.get(reverse("design-commit", args=["alice", "notes", second]))
-    BlobDiff.objects.update(status="failed", reason="the worker stopped", detail=None)
+    long_ago = timezone.now() - timedelta(hours=1)
+    BlobDiff.objects.update(status="failed", reason="the worker stopped", detail=None, finished_at=long_ago)
     row = BlobDiff.objects.first()
     elsewhere = BlobDiff.objects.create(
         old_sha="a" * 40, new_sha="b" * 40, differ="text", new_path="x", status="failed"
     )
+    client.force_login(alice)
 
     answer = client.post(
         state_url(design, first, second),
@@ -228,6 +231,68 @@ def test_retry_queues_a_failed_comparison_of_this_diff_again(client, alice, note
     elsewhere.refresh_from_db()
     assert row.status == "done" and row.detail["patch"]
     assert elsewhere.status == "failed"  # not a file of this diff: left alone
+
+
+def failed_row(design: Design, second: str, client, **fields) -> BlobDiff:
+    client.get(reverse("design-commit", args=["alice", "notes", second]))
+    row = BlobDiff.objects.first()
+    BlobDiff.objects.filter(pk=row.pk).update(status="failed", reason="it failed", detail=None, **fields)
+    return row
+
+
+def retry(client, design: Design, first: str, second: str, row: BlobDiff):
+    return client.post(
+        state_url(design, first, second), {"retry": str(row.pk)}, HTTP_ACCEPT="application/json"
+    )
+
+
+def test_a_visitor_who_is_not_signed_in_cannot_retry_a_comparison(client, notes):
+    design, first, second = notes
+    row = failed_row(design, second, client, attempts=1, finished_at=timezone.now() - timedelta(hours=1))
+
+    assert retry(client, design, first, second, row).status_code == 403
+
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("failed", 1)
+
+
+def test_a_comparison_that_just_failed_is_retried_only_after_a_pause(client, alice, notes):
+    design, first, second = notes
+    row = failed_row(design, second, client, attempts=1, finished_at=timezone.now())
+    client.force_login(alice)
+
+    assert retry(client, design, first, second, row).json() == {"retried": 0}
+    BlobDiff.objects.filter(pk=row.pk).update(finished_at=timezone.now() - diff_pages.RETRY_PAUSE)
+    assert retry(client, design, first, second, row).json() == {"retried": 1}
+
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("pending", 1)
+
+
+def test_retries_of_a_comparison_whose_worker_keeps_dying_are_capped(client, alice, notes):
+    """Each retry is one more attempt (the count is not reset): a comparison that kills
+    its worker every time fails after one more death, and stops being retried at all
+    after MAX_TOTAL_ATTEMPTS."""
+    design, first, second = notes
+    long_ago = timezone.now() - timedelta(hours=1)
+    row = failed_row(design, second, client, attempts=diff_pages.MAX_ATTEMPTS, finished_at=long_ago)
+    client.force_login(alice)
+
+    retried = 0
+    for _ in range(diff_pages.MAX_TOTAL_ATTEMPTS):
+        retried += retry(client, design, first, second, row).json()["retried"]
+        # A worker claims the row and dies on it; the next look at the page sees that.
+        BlobDiff.objects.filter(pk=row.pk, status="pending").update(
+            status="running", started_at=long_ago, attempts=F("attempts") + 1
+        )
+        client.get(state_url(design, first, second), HTTP_ACCEPT="application/json")
+        row.refresh_from_db()
+        assert row.status == "failed"
+        BlobDiff.objects.filter(pk=row.pk).update(finished_at=long_ago)  # the pause is over
+
+    assert retried == diff_pages.MAX_TOTAL_ATTEMPTS - diff_pages.MAX_ATTEMPTS
+    assert row.attempts == diff_pages.MAX_TOTAL_ATTEMPTS
+    assert f"interrupted {diff_pages.MAX_TOTAL_ATTEMPTS} times" in row.reason
 
 
 def test_the_proposal_page_fills_in_from_the_same_cache(client, alice, bob, background_tasks_run):
