@@ -128,7 +128,7 @@ def _lock_insert_sql(vendor: str) -> tuple[str, list[Field]]:
     # Casts: a bare parameter in a SELECT list has no type for PostgreSQL to infer.
     values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
     sql = (
-        f"WITH locked AS (UPDATE {qn(Machine._meta.db_table)} SET timeline_version = timeline_version + 1 "
+        f"WITH locked AS (UPDATE {qn(Machine._meta.db_table)} SET timeline_version = timeline_version "
         f"WHERE id = %s AND status = %s AND timeline_version = %s RETURNING id) "
         f"INSERT INTO {qn(Booking._meta.db_table)} ({columns}) SELECT {values} FROM locked RETURNING id"
     )
@@ -142,9 +142,12 @@ def timeline_lock_insert(machine: Machine, row: Booking, *, version: int) -> boo
     exclusion constraint checks that, in the statement that holds the lock. The lock is
     `timeline_lock`'s UPDATE, made a data-modifying CTE, so writers of one machine still
     queue on its row. It is optimistic: it takes the machine only while it is bookable
-    and its timeline version is still `version`, the one the caller's checks read (every
-    writer of the timeline, or of what the checks read, moves it on: `timelines_lock`).
-    Returns False, writing nothing, when either changed: the caller decides again under
+    and its timeline version is still `version`, the one the caller's checks read (the
+    other writers of the timeline, and those of what the checks read, move it on:
+    `timeline_lock`, `timelines_lock`). It leaves the version as it is: another such
+    insert changes nothing these checks read (the constraint sees the overlap), so
+    bookings racing on one machine do not send each other back. Returns False, writing
+    nothing, when the status or the version changed: the caller decides again under
     `timeline_lock`. An overlap is refused with the Conflict `timeline_insert` gives.
     Outside a transaction the statement commits itself: the lock is held for that one
     statement.

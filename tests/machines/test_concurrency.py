@@ -193,7 +193,9 @@ def test_a_plain_booking_on_postgres_is_one_read_and_one_statement_that_the_cons
             machine=machine, member=alice, start=start, end=start + timedelta(hours=2)
         )
     assert len(booked.captured_queries) == 2, [q["sql"][:80] for q in booked.captured_queries]
-    assert Machine.objects.get(pk=machine.pk).timeline_version == 1  # the lock was taken
+    # The lock was taken (the UPDATE of the machine's row) and the version left for the next booking's check.
+    assert booked.captured_queries[1]["sql"].startswith("WITH locked AS (UPDATE"), booked.captured_queries
+    assert Machine.objects.get(pk=machine.pk).timeline_version == 0
     with CaptureQueriesContext(connection) as refused_queries, pytest.raises(Conflict) as refused:
         services.booking_create(
             machine=machine, member=alice, start=start + timedelta(hours=1), end=start + timedelta(hours=3)
