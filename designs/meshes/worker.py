@@ -314,6 +314,7 @@ class _Child:
     commands: int  # the pipe the child reads its jobs from
     results: int  # the pipe it answers on
     sha: str | None = None  # the file it is analysing
+    job: bytes = b""  # that file's job line, to hand it to another child
     deadline: float = 0.0
     overran: bool = False
     ending: bool = False  # it said its last answer: it gets no more files
@@ -327,6 +328,7 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
     out = sys.stdout.buffer
     pending: deque[bytes] = deque()
     children: list[_Child] = []
+    retried: set[str] = set()  # files whose child crashed once: a second crash fails them
     reading, unread = True, b""
     while reading or pending or children:
         for child in children:
@@ -362,7 +364,9 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
                         child.commands = -1
                 out.flush()
             else:
-                _bury(child, time_limit_s, memory_limit_bytes, out)
+                if _bury(child, time_limit_s, memory_limit_bytes, out, may_retry=child.sha not in retried):
+                    retried.add(child.sha or "")
+                    pending.appendleft(child.job)
                 children.remove(child)
         for child in children:
             if child.sha is not None and not child.overran and time.monotonic() >= child.deadline:
@@ -373,6 +377,7 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
 
 def _hand(child: _Child, line: bytes, time_limit_s: int, out) -> None:
     child.sha = json.loads(line)["sha"]
+    child.job = line
     try:
         os.write(child.commands, line + b"\n")  # a job is far shorter than a pipe's buffer
     except BrokenPipeError:
@@ -382,15 +387,23 @@ def _hand(child: _Child, line: bytes, time_limit_s: int, out) -> None:
     out.flush()
 
 
-def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out) -> None:
-    """Reap a child whose answers ended; fail the file it had in hand, if any."""
+def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out, *, may_retry: bool) -> bool:
+    """Reap a child whose answers ended; fail the file it had in hand, if any. Returns
+    True when that file should rather go once more to a fresh child: it crashed on a
+    signal of its own (SIGSEGV, SIGBUS, SIGABRT). Under the address-space cap that is
+    most often an allocation failing inside C code that does not check it, where the
+    same file usually ends in a clean MemoryError the next time (seen about one run in
+    six on the memory-limit test); a file that crashes twice is reported. A kill (the
+    overrun guard's, or the kernel's out-of-memory killer's) is not tried again."""
     _, status = os.waitpid(child.pid, 0)
     for fd in (child.commands, child.results):
         if fd >= 0:
             os.close(fd)
     if child.sha is None:
-        return
+        return False
     code = os.waitstatus_to_exitcode(status)
+    if may_retry and not child.overran and code < 0 and -code != signal.SIGKILL:
+        return True
     if child.overran:
         reason = f"the analysis took longer than the {time_limit_s} s allowed"
     elif code == _EXIT_MEMORY:
@@ -399,6 +412,7 @@ def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out) -> Non
         reason = f"the analyser stopped while reading this file ({_how(code)})"
     out.write(json.dumps({"sha": child.sha, "reason": reason}).encode() + b"\n")
     out.flush()
+    return False
 
 
 def _fork(children: list[_Child], time_limit_s: int, memory_limit_bytes: int) -> _Child:

@@ -16,7 +16,6 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from designs import forms, okh, paths, presenters, rollup, selectors, services
 from designs.git import Commit
@@ -37,6 +36,7 @@ from designs.views.pages import (
 from hub.auth import BadCredentials, Viewer, resolve, signed_in_user, viewer
 from hub.exceptions import NotFound, PermissionDenied
 from hub.models import User
+from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
 
 COMMITS_PER_PAGE = 30
@@ -436,10 +436,7 @@ def design_diff_state(request: HttpRequest, owner: str, slug: str) -> HttpRespon
         retried = diff_pages.blob_diffs_retry(design=design, diff_ids=sorted(asked & failed))
         if "application/json" in request.headers.get("Accept", ""):
             return JsonResponse({"retried": retried})
-        back = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-            back = detail_url(design)
-        return redirect(back)
+        return redirect_back(request, detail_url(design))
     wanted = {int(x) for x in request.GET.get("pending", "").split(",") if x.isdigit()}
     state_url = with_query(request.path, base=base, head=head, file=request.GET.get("file"))
     rows = presenters.diff_rows(design, page.files, pending=page.pending_files)

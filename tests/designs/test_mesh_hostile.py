@@ -499,6 +499,17 @@ def busy_children(server: int, count: int) -> list[int]:
     raise AssertionError(f"the server never ran {count} children")
 
 
+def next_child(server: int, *, after: int) -> int:
+    """The child the server forks once `after` is gone, after a moment to get to work."""
+    for _ in range(1200):
+        others = [pid for pid in children_of(server) if pid != after]
+        if others:
+            time.sleep(0.5)
+            return others[0]
+        time.sleep(0.05)
+    raise AssertionError("the server never forked another child")
+
+
 def test_with_several_children_each_bad_file_fails_with_its_own_reason(tmp_path):
     bad = {
         "b": (ascii_stl("facet nonsense"), "broken.stl"),
@@ -539,6 +550,36 @@ def test_a_child_killed_on_a_file_fails_that_file_and_a_fresh_child_takes_the_ne
 
     assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 9)"
     assert rest["c" * 40].ok and rest["d" * 40].ok
+
+
+def test_a_child_that_crashes_on_a_file_gets_it_again_once_in_a_fresh_child(tmp_path):
+    """A crash of the child's own (SIGSEGV here) is most often an allocation failing in
+    C code under the cap: the file goes once more to a fresh child; a second crash fails it."""
+    jobs = [job(tmp_path, "a", part()), job(tmp_path, "b", slow_stl()), job(tmp_path, "c", part())]
+    batch = run_batch(jobs, time_limit_s=120, memory_limit_bytes=3 * 1024**3, workers=1)
+    assert next(batch).sha == "a" * 40
+    (first,) = busy_children(analysis_server(), 1)
+    os.kill(first, signal.SIGSEGV)
+    second = next_child(analysis_server(), after=first)
+    os.kill(second, signal.SIGSEGV)
+
+    rest = {o.sha: o for o in batch}
+
+    assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 11)"
+    assert rest["c" * 40].ok
+
+
+def test_a_file_whose_first_child_crashed_is_analysed_by_the_next(tmp_path):
+    jobs = [job(tmp_path, "a", part()), job(tmp_path, "b", slow_stl()), job(tmp_path, "c", part())]
+    batch = run_batch(jobs, time_limit_s=120, memory_limit_bytes=3 * 1024**3, workers=1)
+    assert next(batch).sha == "a" * 40
+    (first,) = busy_children(analysis_server(), 1)
+    os.kill(first, signal.SIGSEGV)
+
+    rest = {o.sha: o for o in batch}
+
+    assert rest["b" * 40].ok, rest["b" * 40].reason
+    assert rest["c" * 40].ok
 
 
 def test_a_child_out_of_memory_on_a_file_ends_and_a_fresh_child_analyses_the_next(tmp_path):
