@@ -410,6 +410,9 @@ def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out, *, may
         reason = _memory_reason(memory_limit_bytes)
     else:
         reason = f"the analyser stopped while reading this file ({_how(code)})"
+        if code < 0 and -code in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            # Crashed twice under the cap: say what most likely ran out, not only the signal.
+            reason += f", most likely out of the {memory_limit_bytes / 1024**3:.1f} GB of memory allowed"
     out.write(json.dumps({"sha": child.sha, "reason": reason}).encode() + b"\n")
     out.flush()
     return False

@@ -565,7 +565,9 @@ def test_a_child_that_crashes_on_a_file_gets_it_again_once_in_a_fresh_child(tmp_
 
     rest = {o.sha: o for o in batch}
 
-    assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 11)"
+    assert rest["b" * 40].reason == (
+        "the analyser stopped while reading this file (signal 11), most likely out of the 3.0 GB of memory allowed"
+    )
     assert rest["c" * 40].ok
 
 
