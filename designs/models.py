@@ -211,11 +211,7 @@ class BlobDiff(models.Model):
     analyses; the move to running is a claim (a conditional update).
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = MeshAnalysis.Status  # the same life cycle: pending → running → done | failed
 
     old_sha = models.CharField(max_length=40, blank=True)
     new_sha = models.CharField(max_length=40, blank=True)
