@@ -548,3 +548,41 @@ class ModuleUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assembly} uses {self.module} at {self.commit_sha[:10]}"
+
+
+class Watch(models.Model):
+    """What a person wants to hear about one design. Owners and proposal authors watch
+    with level `all` from their first act unless they chose `ignore` (a row with `ignore`
+    is how the hub remembers that choice)."""
+
+    class Level(models.TextChoices):
+        ALL = "all", "All activity"
+        RELEASES = "releases", "Releases only"
+        IGNORE = "ignore", "Ignore"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watches")
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="watches")
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.ALL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "design"], name="watch_one_per_user")]
+        indexes = [models.Index(fields=["design", "level"], name="watch_design_level")]
+
+    def __str__(self) -> str:
+        return f"{self.user} watches {self.design} ({self.level})"
+
+
+class Star(models.Model):
+    """A person's star on a design: a public mark of appreciation, counted on lists."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stars")
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="stars")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "design"], name="star_one_per_user")]
+        indexes = [models.Index(fields=["design"], name="star_design")]
+
+    def __str__(self) -> str:
+        return f"{self.user} starred {self.design}"
