@@ -309,6 +309,17 @@ def _queue(ids: list[int]) -> None:
         enqueue("designs.tasks.diffs_run", ids[start : start + TASK_ROWS])
 
 
+def diff_page_retry(*, design: Design, page: DiffPage, diff_ids: list[int]) -> int:
+    """Queue again those of `diff_ids` that failed on `page` (the diff page's Retry
+    buttons): an id from elsewhere, or of a comparison that did not fail, is ignored."""
+    failed = {
+        d.detail.get("id") if d.kind == "failed" else d.detail.get("geometry_id")
+        for d in page.files
+        if d.kind == "failed" or d.detail.get("geometry_failed")
+    }
+    return blob_diffs_retry(design=design, diff_ids=sorted(set(diff_ids) & failed))
+
+
 def blob_diffs_retry(*, design: Design, diff_ids: list[int]) -> int:
     """Queue failed comparisons again (the page's Retry button), to be read from `design`
     (the page's, which holds the blobs); return how many. Only rows that failed at least

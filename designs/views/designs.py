@@ -427,13 +427,8 @@ def design_diff_state(request: HttpRequest, owner: str, slug: str) -> HttpRespon
     base = selectors.design_resolve(design, base_rev) if base_rev else None
     page = diff_pages.diff_page(design=design, base=base, head=head, only_path=request.GET.get("file"))
     if request.method == "POST":
-        failed = {
-            d.detail.get("id") if d.kind == "failed" else d.detail.get("geometry_id")
-            for d in page.files
-            if d.kind == "failed" or d.detail.get("geometry_failed")
-        }
-        asked = {int(x) for x in request.POST.getlist("retry") if x.isdigit()}
-        retried = diff_pages.blob_diffs_retry(design=design, diff_ids=sorted(asked & failed))
+        asked = [int(x) for x in request.POST.getlist("retry") if x.isdigit()]
+        retried = diff_pages.diff_page_retry(design=design, page=page, diff_ids=asked)
         if "application/json" in request.headers.get("Accept", ""):
             return JsonResponse({"retried": retried})
         return redirect_back(request, detail_url(design))
