@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.machines.factories import add_member, make_lab
+
 REPO = Path(__file__).resolve().parents[2]
 DISABLED_PLUGINS = [
     "softwareupdate",
@@ -35,6 +37,15 @@ DISABLED_PLUGINS = [
     "health_check",
 ]
 START_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def lab(alice, bob):
+    """Alice's lab, open around the clock; Bob is a member. Tests that need more redefine
+    `lab` on top of this one."""
+    lab = make_lab(alice, hours="00:00-00:00")
+    add_member(lab, bob)
+    return lab
 
 
 @pytest.fixture(autouse=True)

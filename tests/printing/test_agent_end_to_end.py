@@ -28,7 +28,6 @@ from machines.printing import agents
 from machines.printing import services as printing
 from tests.conftest import database_url_for_subprocesses
 from tests.git.conftest import free_port, start_gunicorn
-from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import wait_for, write_test_gcode
 from tests.printing.factories import gcode_upload, make_printer
 
@@ -188,13 +187,6 @@ class AgentProcess:
 
     def text(self) -> str:
         return "".join(log.read_text(errors="replace") for log in self.logs)
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 @pytest.fixture

@@ -18,17 +18,9 @@ from machines import services
 from machines.models import Booking, Machine, Printer, PrintJob, PrintRecord
 from machines.printing import dispatch
 from machines.printing import services as printing
-from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import gcode_upload, make_printer, queued_job
 
 S = PrintJob.Status
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 @pytest.fixture

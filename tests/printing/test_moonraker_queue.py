@@ -20,7 +20,6 @@ from machines.printing import services as printing
 from machines.printing.connections import driver_for_machine
 from machines.printing.drivers.moonraker import MoonrakerDriver
 from machines.services import machine_update
-from tests.machines.factories import add_member, make_lab
 from tests.printing import moonraker_server as servers
 from tests.printing.factories import gcode_upload, make_printer
 from tests.printing.moonraker_server import wait_for, write_gcode
@@ -30,13 +29,6 @@ moonraker_printer = servers.moonraker_printer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 S = PrintJob.Status
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 def refreshed(row):

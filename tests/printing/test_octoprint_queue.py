@@ -25,19 +25,11 @@ from machines.printing import services as printing
 from machines.printing.drivers import PrinterState
 from machines.printing.files import gcode_path
 from tests.factories import commit_files
-from tests.machines.factories import add_member, make_lab
 from tests.printing.conftest import make_octoprint_server, wait_for, write_test_gcode
 from tests.printing.factories import FAST_PROFILE, analysed_design, box_stl, gcode_upload, make_printer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 S = PrintJob.Status
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 def octoprint_printer_of(lab, server, slug="octo") -> Printer:

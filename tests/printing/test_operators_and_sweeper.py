@@ -13,18 +13,11 @@ from machines.models import Booking, Notification, Printer, PrintJob, PrintRecor
 from machines.printing import dispatch
 from machines.printing import services as printing
 from tests.factories import UserFactory
-from tests.machines.factories import add_member, make_lab
+from tests.machines.factories import add_member
 from tests.printing.factories import make_printer, queued_job
 
 pytestmark = pytest.mark.django_db
 S = PrintJob.Status
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 @pytest.fixture

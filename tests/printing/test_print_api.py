@@ -12,7 +12,7 @@ from machines.printing import dispatch
 from machines.printing import services as printing
 from tests.conftest import client_for
 from tests.factories import UserFactory
-from tests.machines.factories import add_member, make_lab
+from tests.machines.factories import add_member
 from tests.printing.conftest import write_test_gcode
 from tests.printing.factories import analysed_design, box_stl, make_printer
 
@@ -20,9 +20,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
+def lab(lab):
+    """The package's lab (conftest), with a manual printer."""
     make_printer(lab)
     return lab
 

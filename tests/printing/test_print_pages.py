@@ -10,7 +10,7 @@ from machines.models import Printer, PrintJob
 from machines.printing import dispatch
 from machines.printing import services as printing
 from tests.factories import UserFactory
-from tests.machines.factories import add_member, make_lab
+from tests.machines.factories import add_member
 from tests.printing.factories import analysed_design, box_stl, make_printer
 
 pytestmark = pytest.mark.django_db
@@ -18,9 +18,8 @@ S = PrintJob.Status
 
 
 @pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
+def lab(lab):
+    """The package's lab (conftest), with a manual printer."""
     make_printer(lab)
     return lab
 

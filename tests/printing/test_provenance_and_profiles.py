@@ -13,16 +13,14 @@ from designs import services as design_services
 from machines.printing import dispatch
 from machines.printing import services as printing
 from machines.services import qualifications
-from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import analysed_design, box_stl, make_printer
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
+def lab(lab):
+    """The package's lab (conftest), with a manual printer."""
     make_printer(lab)
     return lab
 

@@ -10,17 +10,9 @@ from django.db import OperationalError
 from machines.models import PrintJob
 from machines.printing import dispatch, jobs
 from machines.tasks import send_print_job
-from tests.machines.factories import add_member, make_lab
 from tests.printing.factories import make_printer, queued_job
 
 S = PrintJob.Status
-
-
-@pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
 
 
 @pytest.mark.django_db

@@ -32,13 +32,6 @@ S = PrintJob.Status
 
 
 @pytest.fixture
-def lab(alice, bob):
-    lab = make_lab(alice, hours="00:00-00:00")
-    add_member(lab, bob)
-    return lab
-
-
-@pytest.fixture
 def mk4(lab):
     return make_printer(
         lab,
