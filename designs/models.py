@@ -586,3 +586,31 @@ class Star(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} starred {self.design}"
+
+
+class SearchDocument(models.Model):
+    """What search finds a design by, as of its default branch's head: its words as the
+    hub's tokeniser splits them (designs/search/tokens.py), one space between words, and
+    the plain text that snippets are cut from.
+
+    The full-text index over the `*_words` columns is the database's own, made by
+    migration 0011: an FTS5 table kept in step by triggers on SQLite, a generated
+    tsvector column with a GIN index on PostgreSQL (designs/search/backends.py). Rebuilt
+    in the background after every change (designs/services/search.py); visibility is not
+    stored here: every search is narrowed by the visibility rule when it runs."""
+
+    design = models.OneToOneField(
+        Design, on_delete=models.CASCADE, primary_key=True, related_name="search_document"
+    )
+    title_words = models.TextField(blank=True)
+    summary_words = models.TextField(blank=True)
+    readme_words = models.TextField(blank=True)
+    path_words = models.TextField(blank=True)
+    readme_text = models.TextField(blank=True)
+    paths = models.TextField(blank=True)  # one a line
+    # The commit the README and the paths were read at ("" for an empty design).
+    commit_sha = models.CharField(max_length=40, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"search document of design {self.design_id}"
