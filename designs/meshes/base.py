@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Any
@@ -126,6 +126,15 @@ class MeshFigures:
     boundary_edges: int  # edges used by one triangle only: holes
     mass_g: dict[str, float] = field(default_factory=dict)  # material -> grams
     mass_reliable: bool = False  # only a closed, consistently wound mesh has a volume
+    # How volume_mm3 was found: "single" (one body), "sum" (bodies that share no space),
+    # "union" (overlapping closed bodies, measured as their union) or "approximate" (they
+    # may overlap but their union could not be measured: volume_note says why).
+    volume_method: str = "single"
+    volume_note: str = ""
+    # Several bodies or objects: each one's figures (designs/meshes/figures.py says which).
+    body_figures: list[dict[str, Any]] = field(default_factory=list)
+    overlapping_bodies: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -143,11 +152,16 @@ class MeshFigures:
         """
         if data.get("version") != FIGURES_VERSION:
             raise ValueError(f"figures of version {data.get('version')!r}, expected {FIGURES_VERSION}")
-        values = {f.name: data[f.name] for f in fields(cls)}
+        # Figures stored before a field with a default existed take that default.
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data or not _has_default(f)}
         for name in ("bbox_min", "bbox_max", "size", "obb_size"):
             values[name] = tuple(float(x) for x in values[name])
         values["mass_g"] = dict(values["mass_g"])
         return cls(**values)
+
+
+def _has_default(item: Field) -> bool:
+    return item.default is not MISSING or item.default_factory is not MISSING
 
 
 def is_mesh_path(path: str) -> bool:
@@ -168,7 +182,23 @@ def figures_in_units(figures: dict, units: str) -> dict:
     scaled["area_mm2"] = figures["area_mm2"] * factor**2
     scaled["volume_mm3"] = figures["volume_mm3"] * factor**3
     scaled["mass_g"] = {name: grams * factor**3 for name, grams in figures["mass_g"].items()}
+    for key in ("body_figures", "overlapping_bodies", "objects"):
+        if figures.get(key):
+            scaled[key] = [_part_in_units(part, factor) for part in figures[key]]
     scaled["units"], scaled["units_source"] = units, "given"
+    return scaled
+
+
+def _part_in_units(part: dict, factor: float) -> dict:
+    """One body's or object's figures re-scaled: lengths, areas and volumes by their suffix."""
+    scaled = dict(part)
+    for key, value in part.items():
+        if key in ("bbox_min", "bbox_max", "size"):
+            scaled[key] = [v * factor for v in value]
+        elif key.endswith("_mm2"):
+            scaled[key] = value * factor**2
+        elif key.endswith("_mm3"):
+            scaled[key] = value * factor**3
     return scaled
 
 
