@@ -171,7 +171,18 @@ BUILD_VOLUME_PRESETS = (
 
 
 def _number(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}".replace("-", "−")
+    """A figure to `digits` places with a true minus sign; a value that rounds to zero
+    reads 0.0, never −0.0 (a tiny negative, or the float −0.0 itself)."""
+    text = f"{value:,.{digits}f}"
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return text.replace("-", "−")
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    """A change to `digits` places: +1.5, −1.5, and 0.0 (no sign) when it rounds to zero."""
+    text = _number(value, digits)
+    return f"+{text}" if value > 0 and any(c in "123456789" for c in text) else text
 
 
 def _mesh_value(unit: str, value: Any) -> str:
@@ -199,11 +210,15 @@ def _mesh_delta(unit: str, old: Any, new: Any) -> str:
     if unit in ("bool", "text"):
         return "changed"
     if unit == "xyz":
-        steps = (("+" if n > o else "") + _number(n - o) for o, n in zip(old, new, strict=False))
+        steps = (_signed(n - o) for o, n in zip(old, new, strict=False))
         return " × ".join(steps) + " mm"
+    if unit == "cm3":
+        return f"{_signed((new - old) / 1000, 2)} cm³"
+    if unit == "cm2":
+        return f"{_signed((new - old) / 100, 1)} cm²"
+    if unit == "g":
+        return f"{_signed(new - old, 1)} g"
     sign = "+" if new > old else ""
-    if unit in ("cm3", "cm2", "g"):
-        return sign + _mesh_value(unit, new - old)
     return f"{sign}{new - old:,}".replace("-", "−")
 
 
@@ -245,21 +260,21 @@ def _geometry_value(key: str, value: Any, *, signed: bool = False) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     number = isinstance(value, (int, float))
-    sign = "+" if signed and number and value > 0 else ""
+    figure = _signed if signed else _number
     if number and key.endswith("_mm3"):
-        return f"{sign}{_number(value / 1000, 2)} cm³"
+        return f"{figure(value / 1000, 2)} cm³"
     if number and key.endswith("_mm2"):
-        return f"{sign}{_number(value / 100, 1)} cm²"
+        return f"{figure(value / 100, 1)} cm²"
     if number and key.endswith("_mm"):
-        return f"{sign}{_number(value, 2)} mm"
+        return f"{figure(value, 2)} mm"
     if number and key.endswith("_deg"):
-        return f"{sign}{_number(value, 1)}°"
+        return f"{figure(value, 1)}°"
     if isinstance(value, float):
-        return sign + _number(value, 3)
+        return figure(value, 3)
     if isinstance(value, int):
-        return f"{sign}{value:,}".replace("-", "−")
+        return f"{'+' if signed and value > 0 else ''}{value:,}".replace("-", "−")
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-        parts = [("+" if signed and v > 0 else "") + _number(v, 2) for v in value]
+        parts = [figure(v, 2) for v in value]
         return " × ".join(parts) + (" mm" if len(value) == 3 else "")
     if isinstance(value, dict):
         return "; ".join(f"{k.replace('_', ' ')}: {_geometry_value(k, v)}" for k, v in value.items())
@@ -275,8 +290,16 @@ def _region_text(region: dict) -> str:
     where = " × ".join(_number(v, 1) for v in region["centroid"])
     return (
         f"{str(region['kind']).capitalize()} around {where} mm: up to {_number(region['max_distance_mm'], 2)} mm, "
-        f"{region['share']:.1%} of the surface"
+        f"{_share(region['share'])} of the surface"
     )
+
+
+def _share(fraction: float) -> str:
+    """A part of the surface as a percentage; a part too small to show reads "under 0.1 %",
+    never "0.0 %" (the region exists, so it is not nothing)."""
+    if fraction < 0.0005:
+        return "under 0.1 %"
+    return f"{_number(fraction * 100, 1)} %"
 
 
 def _geometry_row(key: str, value: Any, *, signed: bool = False) -> dict[str, Any]:
