@@ -6,7 +6,7 @@ class HubConfig(AppConfig):
     verbose_name = "Hub"
 
     def ready(self) -> None:
-        from hub import archives, schema  # noqa: F401  (schema: registers the schema extensions)
+        from hub import archives, checks, schema  # noqa: F401  (checks, schema: register themselves)
         from hub.archive_views import brought_profile_panel
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker

@@ -298,8 +298,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task whose worker vanished is handed out again after this long (Redis); the mesh
-# sweeper usually notices sooner.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+# sweeper usually notices sooner. It must outlast every task's time limit (the longest:
+# archive builds and imports, 6 h), or Redis hands a running task to a second worker:
+# `manage.py check` says so (hub/checks.py).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7 * 3600)}
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_BEAT_SCHEDULE = {
     # Re-queues analyses whose worker died mid-way (designs/services/analysis.py).
