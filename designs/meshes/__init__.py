@@ -35,7 +35,14 @@ from designs.meshes.base import (
 from designs.meshes.diff import geometric_diff
 from designs.meshes.figures import analyse, mesh_figures
 from designs.meshes.read import Mesh, read_mesh
-from designs.meshes.render import mesh_thumbnail, mesh_viewer_triangles, render_thumbnail, viewer_triangles
+from designs.meshes.render import (
+    group_colour,
+    mesh_thumbnail,
+    mesh_viewer_extra,
+    mesh_viewer_triangles,
+    render_thumbnail,
+    viewer_triangles,
+)
 
 __all__ = [
     "FIGURES_VERSION",
@@ -51,9 +58,11 @@ __all__ = [
     "figures_in_units",
     "fits",
     "geometric_diff",
+    "group_colour",
     "is_mesh_path",
     "mesh_figures",
     "mesh_thumbnail",
+    "mesh_viewer_extra",
     "mesh_viewer_triangles",
     "read_mesh",
     "render_thumbnail",

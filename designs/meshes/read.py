@@ -8,8 +8,10 @@ import re
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -44,12 +46,29 @@ _FOREIGN_SIGNATURES = (
 _RATIO_FLOOR_BYTES = 1 << 20
 
 
+@dataclass(frozen=True)
+class MeshObject:
+    """One placed object of a scene file (a 3MF build item or component, an OBJ group):
+    its triangles are corners[first : first + triangles], already transformed."""
+
+    name: str
+    first: int
+    triangles: int
+    colour: str = ""  # "#rrggbb" from the file (3MF base material or colour group), or ""
+    material: str = ""  # the 3MF base material's name, or ""
+
+
 @dataclass
 class Mesh:
     corners: np.ndarray  # (n, 3, 3) float32 or float64, finite, in the file's unit
     format: str
     units: str
     units_source: str
+    # The placed objects of a scene file, in the order of their triangles; empty for STL.
+    objects: list[MeshObject] = field(default_factory=list)
+    # What mesh_figures found that the 3D view reuses (each triangle's body, the open
+    # edges), so a file read once is taken apart once.
+    found: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def scale(self) -> float:
@@ -73,17 +92,18 @@ def read_mesh(data: bytes, *, filename: str, units: str | None, limits: Limits) 
         raise MeshError(
             f"the file has {len(data):,} bytes, more than the {limits.max_bytes:,} this hub analyses"
         )
+    objects: list[MeshObject] = []
     if suffix == ".stl":
         corners, fmt = _read_stl(data, limits)
         declared, source = "mm", "assumed"
     else:
-        corners, declared, source = _read_with_trimesh(data, suffix, limits)
+        corners, declared, source, objects = _read_with_trimesh(data, suffix, limits)
         fmt = suffix[1:]
     if len(corners) == 0:
         raise MeshError("the file contains no triangles")
     if given is not None:
         declared, source = given, "given"
-    return Mesh(corners=corners, format=fmt, units=declared, units_source=source)
+    return Mesh(corners=corners, format=fmt, units=declared, units_source=source, objects=objects)
 
 
 def _foreign(data: bytes) -> str | None:
@@ -261,7 +281,9 @@ def _ascii_error_between(data: bytes, start: int, chunk: bytes, gap: int, betwee
     )
 
 
-def _read_with_trimesh(data: bytes, suffix: str, limits: Limits) -> tuple[np.ndarray, str, str]:
+def _read_with_trimesh(
+    data: bytes, suffix: str, limits: Limits
+) -> tuple[np.ndarray, str, str, list[MeshObject]]:
     fmt = _FORMAT_NAMES[suffix]
     what = _foreign(data)
     if suffix == ".3mf":
@@ -292,11 +314,12 @@ def _read_with_trimesh(data: bytes, suffix: str, limits: Limits) -> tuple[np.nda
     except Exception as exc:
         detail = str(exc).strip() or type(exc).__name__
         raise MeshError(f"could not read {fmt}: {detail}") from None
-    corners = _scene_corners(scene, limits, fmt)
+    looks = _3mf_looks(payload) if suffix == ".3mf" else {}
+    corners, objects = _scene_corners(scene, limits, fmt, looks)
     if suffix == ".3mf":
         declared = scene.metadata.get("units") or "millimeter"
         try:
-            return corners, canonical_units(declared), "declared"
+            return corners, canonical_units(declared), "declared", objects
         except MeshError:
             raise MeshError(f"the 3MF declares an unknown unit '{declared}'") from None
     if suffix == ".glb":
@@ -305,8 +328,8 @@ def _read_with_trimesh(data: bytes, suffix: str, limits: Limits) -> tuple[np.nda
         turned[..., 0] = corners[..., 0]
         turned[..., 1] = -corners[..., 2]
         turned[..., 2] = corners[..., 1]
-        return turned, "m", "format"
-    return corners, "mm", "assumed"
+        return turned, "m", "format", objects
+    return corners, "mm", "assumed", objects
 
 
 def _precount(data: bytes, suffix: str, limits: Limits) -> None:
@@ -335,7 +358,11 @@ def _precount(data: bytes, suffix: str, limits: Limits) -> None:
         )
 
 
-def _scene_corners(scene, limits: Limits, fmt: str) -> np.ndarray:
+def _scene_corners(
+    scene, limits: Limits, fmt: str, looks: dict[str, tuple[str, str]]
+) -> tuple[np.ndarray, list[MeshObject]]:
+    """Every placed instance's triangles, transformed, and where each instance's start.
+    `looks` maps a geometry's name to its (colour, material) from the file."""
     # Slow to import (trimesh and scipy take about half a second each): only this path pays.
     import trimesh
 
@@ -353,9 +380,11 @@ def _scene_corners(scene, limits: Limits, fmt: str) -> np.ndarray:
             raise MeshError(
                 f"the file places more than {limits.max_triangles:,} triangles, the most this hub analyses"
             )
-        instances.append((geometry, np.asarray(transform, dtype=np.float64)))
+        instances.append((str(node), str(name), geometry, np.asarray(transform, dtype=np.float64)))
     parts = []
-    for geometry, transform in instances:
+    objects = []
+    first = 0
+    for node, name, geometry, transform in instances:
         vertices = np.asarray(geometry.vertices, dtype=np.float64)
         faces = np.asarray(geometry.faces, dtype=np.int64)
         if faces.ndim != 2 or faces.shape[1] != 3:
@@ -369,9 +398,61 @@ def _scene_corners(scene, limits: Limits, fmt: str) -> np.ndarray:
             # A mirrored instance: keep its normals pointing outwards.
             faces = faces[:, ::-1]
         parts.append(vertices[faces])
+        colour, material = looks.get(name, ("", ""))
+        objects.append(MeshObject(node, first, len(faces), colour, material))
+        first += len(faces)
     corners = np.concatenate(parts) if parts else np.empty((0, 3, 3))
     _check_finite(corners)
-    return corners
+    return corners, objects
+
+
+_HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}(?:[0-9A-Fa-f]{2})?")
+
+
+def _3mf_looks(payload: bytes) -> dict[str, tuple[str, str]]:
+    """(colour, material name) of each object of the 3MF's main model that names a base
+    material or a colour group (its pid and pindex), by the name trimesh gives the object's
+    geometry. Per-triangle colours are not read: an object gets the one it declares."""
+    archive = zipfile.ZipFile(io.BytesIO(payload))
+    main = next(
+        info for info in archive.infolist() if info.filename.lower().lstrip("/") == "3d/3dmodel.model"
+    )
+    content = archive.read(main)
+    if b"basematerials" not in content and b"colorgroup" not in content:
+        return {}
+    # Slow to import (trimesh and scipy take about half a second each): only this path pays.
+    from trimesh.util import unique_name
+
+    groups: dict[str, list[tuple[str, str]]] = {}
+    declared: list[tuple[str, str, str]] = []  # (geometry name, pid, pindex) in file order
+    names: set[str] = set()
+    counts: dict[str | None, int] = {}
+    # The parts were refused if they declared a DOCTYPE or entities: nothing is expanded.
+    for _, element in ElementTree.iterparse(io.BytesIO(content), events=("end",)):
+        local = element.tag.rpartition("}")[2]
+        if local == "object":
+            name = unique_name(element.get("name", element.get("id")), names, counts)
+            names.add(name)
+            declared.append((name, element.get("pid") or "", element.get("pindex") or "0"))
+            element.clear()  # its mesh is not needed here
+        elif local in ("basematerials", "colorgroup"):
+            colour_key = "displaycolor" if local == "basematerials" else "color"
+            groups[element.get("id") or ""] = [
+                (_colour(child.get(colour_key) or ""), child.get("name") or "") for child in element
+            ]
+            element.clear()
+    looks = {}
+    for name, pid, pindex in declared:
+        members = groups.get(pid, [])
+        index = int(pindex) if pindex.isdigit() else 0
+        if index < len(members):
+            looks[name] = members[index]
+    return looks
+
+
+def _colour(value: str) -> str:
+    """'#RRGGBB' or '#RRGGBBAA' as '#rrggbb'; '' for anything else."""
+    return value[:7].lower() if _HEX_COLOUR.fullmatch(value.strip()) else ""
 
 
 def _safe_3mf(data: bytes, limits: Limits) -> bytes:

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 
 from designs.meshes.base import Limits, rotate_points
+from designs.meshes.figures import mesh_figures
 from designs.meshes.read import Mesh, read_mesh
 
 
@@ -46,14 +47,78 @@ def viewer_triangles(
 
 def mesh_viewer_triangles(mesh: Mesh, *, max_triangles: int = 400_000) -> bytes:
     """`viewer_triangles` for a mesh already read, in the unit its file declares or implies
-    (read it with units=None)."""
+    (read it with units=None). The triangles come grouped as `mesh_viewer_extra` lists
+    them: object by object, or body by body, largest first."""
+    group = _triangle_groups(mesh)
     corners = mesh.corners_mm()
+    order = None
+    if group is not None and (np.diff(group) < 0).any():
+        order = np.argsort(group, kind="stable")
+        corners = corners[order]
+    kept = None
     if len(corners) > max_triangles:
-        corners = _simplify(corners, max_triangles)
+        corners, kept = _simplify(corners, max_triangles)
+    if group is not None:
+        in_view = group if order is None else group[order]
+        if kept is not None:
+            in_view = in_view[kept]
+        mesh.found["viewer_group_sizes"] = np.bincount(in_view, minlength=int(group.max()) + 1)
+    else:
+        mesh.found["viewer_group_sizes"] = np.array([len(corners)])
     return np.ascontiguousarray(corners, dtype="<f4").tobytes()
 
 
-def _simplify(corners: np.ndarray, target: int) -> np.ndarray:
+# Colours of bodies and uncoloured objects, in the order they are listed (the pages use
+# the same): the 3D view's blue-grey first, then colours told apart by most eyes.
+GROUP_COLOURS = ("#8ca1bd", "#ee9a4d", "#73b380", "#bf80b8", "#d9bf59", "#66a6bf", "#b0704f", "#7f7fcc")
+
+
+# Bodies coloured one by one at most; the smaller ones share the last colour group.
+MAX_COLOURED_BODIES = 64
+
+
+def group_colour(number: int) -> str:
+    """The colour of the body or object listed as `number` (from 1)."""
+    return GROUP_COLOURS[(number - 1) % len(GROUP_COLOURS)]
+
+
+def _triangle_groups(mesh: Mesh) -> np.ndarray | None:
+    """Each triangle's colour group: its object (when the file has objects worth telling
+    apart) or its body (largest first, from mesh_figures), or None for one group."""
+    if len(mesh.objects) > 1 or any(obj.colour for obj in mesh.objects):
+        group = np.empty(len(mesh.corners), dtype=np.int64)
+        for number, obj in enumerate(mesh.objects):
+            group[obj.first : obj.first + obj.triangles] = number
+        return group
+    if "open_edges" not in mesh.found:
+        mesh_figures(mesh)  # finds the bodies
+    body = mesh.found.get("triangle_body")
+    return None if body is None else np.minimum(body, MAX_COLOURED_BODIES - 1)
+
+
+def mesh_viewer_extra(mesh: Mesh) -> bytes:
+    """What the 3D view draws besides the triangles, little-endian: b"FHX1", then uint32
+    groups G, open edges shown E and open edges in all; G × (uint32 triangles, RGBA
+    bytes), the runs of consecutive triangles of `mesh_viewer_triangles` to colour alike
+    (alpha 0: no colour of its own); E × 6 float32, each open edge's two corners in mm."""
+    if "viewer_group_sizes" not in mesh.found:
+        mesh_viewer_triangles(mesh)
+    sizes = mesh.found["viewer_group_sizes"]
+    edges = mesh.found["open_edges"]
+    coloured = len(sizes) > 1 or bool(mesh.objects and mesh.objects[0].colour)
+    rows = []
+    for number, size in enumerate(sizes, start=1):
+        given = mesh.objects[number - 1].colour if number <= len(mesh.objects) else ""
+        colour = given or group_colour(number)
+        rgba = bytes.fromhex(colour[1:]) + (b"\xff" if coloured else b"\x00")
+        rows.append(struct.pack("<I", int(size)) + rgba)
+    total = int(mesh.found.get("open_edge_count", len(edges)))
+    head = b"FHX1" + struct.pack("<III", len(sizes), len(edges), total)
+    return head + b"".join(rows) + np.ascontiguousarray(edges, dtype="<f4").tobytes()
+
+
+def _simplify(corners: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fewer triangles, and which of the given ones each stands for (in order)."""
     flat = corners.reshape(-1, 3)
     low = flat.min(axis=0)
     span = max(float((flat.max(axis=0) - low).max()), 1e-12)
@@ -82,13 +147,14 @@ def _simplify(corners: np.ndarray, target: int) -> np.ndarray:
                 axis=1,
             )
             centre /= counts[:, None]
-            return centre[inverse[whole][kept]]
+            return centre[inverse[whole][kept]], np.flatnonzero(whole)[kept]
         # A surface's triangle count goes with the square of the grid's resolution.
         cells = int(cells * min(0.8, 0.95 * math.sqrt(target / len(kept))))
         if cells < 16:
             break
     # Not a surface a coarser grid can simplify (a triangle soup): thin it out evenly.
-    return corners[:: -(-len(corners) // target)]
+    step = -(-len(corners) // target)
+    return corners[::step], np.arange(0, len(corners), step)
 
 
 def _first_of_each(triples: np.ndarray) -> np.ndarray:

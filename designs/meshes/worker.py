@@ -492,6 +492,9 @@ def _analyse(job: MeshJob, time_limit_s: int, memory_limit_bytes: int) -> dict:
         started = _lap(seconds, "thumbnail", started)
         if job.viewer_file:
             _write_quietly(job.viewer_file, lambda: meshes.mesh_viewer_triangles(mesh))
+            # Beside the triangles: their colour groups (bodies, objects) and open edges.
+            extra_file = str(Path(job.viewer_file).with_suffix(".extra"))
+            _write_quietly(extra_file, lambda: meshes.mesh_viewer_extra(mesh))
             _lap(seconds, "viewer", started)
     except meshes.MeshError as exc:
         result["reason"] = exc.reason
