@@ -76,9 +76,9 @@ def load(size: str, out: Path) -> None:
     from designs import services as design_services
     from designs.services.commits import Upload
     from hub import services as hub_services
-    from hub.models import User
+    from hub.models import Notification, NotificationKind, User
     from machines import services as machine_services
-    from machines.models import Booking, LabMembership, Machine, Notification, Printer, PrintGcode, PrintJob
+    from machines.models import Booking, LabMembership, Machine, Printer, PrintGcode, PrintJob
     from machines.printing.files import store_file
 
     n = SIZES[size]
@@ -201,7 +201,13 @@ def load(size: str, out: Path) -> None:
     Notification.objects.bulk_create(
         [
             Notification(
-                user=u, lab=labs[k % len(labs)], subject=f"Booking reminder {k}", body="Scale harness."
+                recipient=u,
+                kind=NotificationKind.LAB,
+                subject=f"Booking reminder {k}",
+                body="Scale harness.",
+                link=f"/labs/{labs[k % len(labs)].slug}/",
+                target_type="machines.lab",
+                target_id=labs[k % len(labs)].pk,
             )
             for u in users
             for k in range(n["notifications"])

@@ -14,9 +14,12 @@ class DesignsConfig(AppConfig):
         from hub.accounts import register_account_deletion_step
         from hub.archives import ArchivePart, register_archive_part
         from hub.markdown import register_markdown_field
+        from hub.notifications import register_notification_target
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
 
+        # A notification about a design shows only while its reader may see the design.
+        register_notification_target(selectors.DESIGN_TARGET, visible_ids=selectors.design_ids_visible_to)
         diffs.register_prepared_differ(diff_pages.mesh_differ_prepare)
         register_account_deletion_step("designs", designs.designs_of_leaving_account)
         register_markdown_field(ChangeProposal, "description", proposals.proposal_markdown)

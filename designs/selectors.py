@@ -53,6 +53,15 @@ def _visible(designs: QuerySet[Design], user: Viewer) -> QuerySet[Design]:
     return designs.filter(Q(visibility=Design.Visibility.PUBLIC) | Q(owner=user) | Exists(collaborates))
 
 
+# What hub.notifications calls a notification about a design (registered in designs.apps).
+DESIGN_TARGET = "designs.design"
+
+
+def design_ids_visible_to(user: Viewer) -> QuerySet[Design, int]:
+    """The ids (one column, for a subquery) of the designs `user` may see."""
+    return _visible(Design.objects.all(), user).values_list("pk", flat=True)
+
+
 def design_get(*, user: Viewer, owner: str, slug: str) -> Design:
     """The design, or NotFound — also when it exists but `user` may not see it."""
     design = designs_visible_to(user).filter(owner__username=owner, slug__iexact=slug).first()

@@ -21,6 +21,7 @@ from django.urls import reverse_lazy
 from hub import accounts
 from hub.archive_views import settings_sections
 from hub.auth import signed_in_user
+from hub.notification_views import preference_rows
 from hub.views import form_call, hub_page
 
 
@@ -79,7 +80,12 @@ def account_settings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "hub/account.html",
-        {"password_form": password_form, "email_form": email_form, **settings_sections(user)},
+        {
+            "password_form": password_form,
+            "email_form": email_form,
+            "notification_preferences": preference_rows(user),
+            **settings_sections(user),
+        },
     )
 
 

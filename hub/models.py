@@ -31,6 +31,7 @@ RESERVED_USERNAMES = frozenset(
         "settings",
         "labs",
         "machines",
+        "notifications",
         "credentials",
         "okh",
         "password-reset",
@@ -295,3 +296,89 @@ class ImportedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.original_id} from {self.source_hub}"
+
+
+# -- notifications (hub/notifications.py; docs/notifications.md) ----------------------------
+
+
+class NotificationKind(models.TextChoices):
+    PROPOSAL_OPENED = "proposal_opened", "A proposal opened on your design"
+    PROPOSAL_COMMENT = "proposal_comment", "A comment on a proposal you take part in"
+    MENTION = "mention", "You are @mentioned"
+    PROPOSAL_MERGED = "proposal_merged", "A proposal you take part in is merged"
+    PROPOSAL_CLOSED = "proposal_closed", "A proposal you take part in is closed"
+    RELEASE = "release", "A new release of a design you watch"
+    FORKED = "forked", "Your design is forked"
+    MODULE_UPGRADE = "module_upgrade", "A module of your assembly has a new release"
+    LAB_BOOKING = "lab_booking", "Your lab bookings"
+    LAB = "lab", "Your labs and prints"
+
+
+class Notification(models.Model):
+    """One message to one person, of any kind: shown in their inbox, and e-mailed when
+    their preferences (NotificationPreference) say so.
+
+    What it is about is named by `target_type` ("designs.design", "machines.booking", …)
+    and `target_id`, not by a foreign key: the hub imports no feature app, and the app
+    that owns the target registers in hub.notifications who may still see it, so the inbox
+    re-checks access when it is read. `target_type` empty: about nothing that can be lost.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=20, choices=NotificationKind.choices)
+    # Who did it; nobody for what the hub itself did (a reminder, a printer's report).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    # A path on this hub ("/ada/rover/proposals/3/"), never an outside address.
+    link = models.CharField(max_length=500, blank=True)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["recipient", "-created_at"], name="notification_recipient_recent"),
+            models.Index(
+                fields=["recipient"], condition=models.Q(read_at__isnull=True), name="notification_unread"
+            ),
+            models.Index(fields=["target_type", "target_id"], name="notification_target"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(target_type="") | models.Q(target_id__isnull=False),
+                name="notification_target_has_id",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(link="") | models.Q(link__startswith="/"),
+                name="notification_link_is_a_path",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"to {self.recipient}: {self.subject}"
+
+
+class NotificationPreference(models.Model):
+    """A person's choice to have (or not) one kind of notification e-mailed. No row: the
+    kind's default (hub.notifications.EMAIL_BY_DEFAULT)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=20, choices=NotificationKind.choices)
+    email = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="notification_preference_one_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.kind} e-mail {'on' if self.email else 'off'}"

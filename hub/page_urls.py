@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hub import account_views, archive_views, record_views, views
+from hub import account_views, archive_views, notification_views, record_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -17,6 +17,10 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("settings/tokens/", views.tokens, name="tokens"),
     path("settings/account/", account_views.account_settings, name="account-settings"),
+    path("settings/notifications/", notification_views.preferences, name="notification-preferences"),
+    # The inbox of every kind of notification (hub/notifications.py).
+    path("notifications/", notification_views.inbox, name="notifications"),
+    path("notifications/read/", notification_views.inbox_mark_read, name="notifications-read"),
     path("settings/account/delete/", account_views.account_delete, name="account-delete"),
     # Account archives (hub/portability.py). The import's address is in hub.uploads too:
     # it takes uploads up to FABHUB_MAX_ARCHIVE_BYTES.

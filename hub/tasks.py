@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from hub import archives
+from hub import archives, notifications
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=6 * 3600)
@@ -24,3 +24,10 @@ def archive_import(import_id: str) -> bool:
 @shared_task
 def archives_expire() -> int:
     return archives.archives_expire()
+
+
+# Retried on a database error (hub.celery.HubTask): it reads before it sends and writes
+# nothing after. A mail server that is down is a logged line (hub.mail), not a retry.
+@shared_task(time_limit=60)
+def send_notification_email(notification_id: int) -> bool:
+    return notifications.notification_email_send(notification_id=notification_id)

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from hub import account_api, api, archive_api, record_api, views
+from hub import account_api, api, archive_api, notification_api, record_api, views
 
 # The API reference pages show only the schema the hub generates, with scripts from this
 # origin only: inline style there cannot run code, and Swagger UI and Redoc need it.
@@ -37,6 +37,21 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
         "password-reset/confirm/",
         account_api.PasswordResetConfirmApi.as_view(),
         name="api-password-reset-confirm",
+    ),
+    # The inbox (hub/notifications.py): every kind, the lab notices' addresses kept.
+    path("notifications/", notification_api.NotificationListApi.as_view(), name="api-notifications"),
+    path(
+        "notifications/read/", notification_api.NotificationReadApi.as_view(), name="api-notifications-read"
+    ),
+    path(
+        "notifications/unread-count/",
+        notification_api.NotificationCountApi.as_view(),
+        name="api-notifications-unread-count",
+    ),
+    path(
+        "notifications/preferences/",
+        notification_api.NotificationPreferencesApi.as_view(),
+        name="api-notification-preferences",
     ),
     path("tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("tokens/<int:token_id>/", api.TokenDetailApi.as_view(), name="api-token"),

@@ -10,7 +10,6 @@ from machines.models import (
     Lab,
     LabMembership,
     Machine,
-    Notification,
     OpeningHours,
     Printer,
     PrintJob,
@@ -73,11 +72,6 @@ class BookingAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-@admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["user", "subject", "created_at", "read_at"]
 
 
 # The print queue: read-only here. Its states move only through machines/printing/

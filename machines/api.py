@@ -9,7 +9,6 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -22,12 +21,11 @@ from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.models import User
 from hub.params import choice as param_choice
 from hub.params import flag as param_flag
-from hub.params import optional_id as param_id
 from hub.params import positive_int as param_positive_int
 from hub.permissions import AUTHENTICATED
 from hub.schema import errors
-from machines import notifications, selectors, services, timeline
-from machines.models import Booking, Closure, Lab, Machine, Notification, Qualification
+from machines import selectors, services, timeline
+from machines.models import Booking, Closure, Lab, Machine, Qualification
 from machines.serializers import (
     BookingCreateInput,
     BookingOutput,
@@ -46,7 +44,6 @@ from machines.serializers import (
     MaintenanceInput,
     MembershipOutput,
     MembershipUpdateInput,
-    NotificationOutput,
     OpeningHoursInput,
     OpeningHoursItem,
     QualificationInput,
@@ -604,47 +601,7 @@ class QualificationDetailApi(LabContextMixin, APIView):
         return Response(status=204)
 
 
-# -- notifications and calendar feeds ----------------------------------------------------------
-
-
-class NotificationListApi(generics.ListAPIView):
-    # Only for the schema generator, which reads the model from it; get_queryset decides.
-    queryset = Notification.objects.none()
-    serializer_class = NotificationOutput
-    permission_classes = AUTHENTICATED
-
-    def get_queryset(self):
-        user = signed_in_user(self.request)
-        if getattr(self, "swagger_fake_view", False):
-            return Notification.objects.none()
-        rows = selectors.notifications_of(user)
-        if param_flag(self.request.query_params, name="unread"):
-            rows = rows.filter(read_at__isnull=True)
-        return rows
-
-    @extend_schema(parameters=[OpenApiParameter("unread", bool)])
-    def get(self, request: Request, *args, **kwargs) -> Response:
-        return super().get(request, *args, **kwargs)
-
-
-class NotificationReadApi(APIView):
-    permission_classes = AUTHENTICATED
-
-    @extend_schema(
-        request=None,
-        responses={200: OpenApiTypes.OBJECT},
-        parameters=[
-            OpenApiParameter(
-                "id", {"type": "integer", "minimum": 1}, description="One notification; all if absent."
-            )
-        ],
-    )
-    def post(self, request: Request) -> Response:
-        user = signed_in_user(request)
-        notification_id = param_id(request.query_params, name="id")
-        return Response(
-            {"marked": notifications.notification_mark_read(user=user, notification_id=notification_id)}
-        )
+# -- calendar feeds ----------------------------------------------------------
 
 
 class FeedApi(LabContextMixin, APIView):

@@ -42,8 +42,6 @@ urlpatterns = [
         )
         for action in ("cancel", "approve", "refuse", "keep")
     ],
-    path("notifications/", api.NotificationListApi.as_view(), name="api-notifications"),
-    path("notifications/read/", api.NotificationReadApi.as_view(), name="api-notifications-read"),
     path("me/feed/", api.FeedApi.as_view(scope="member"), name="api-my-feed"),
     # The print queue (machines/printing/api.py).
     path(f"{L}/print-settings/", print_api.PrintSettingsApi.as_view(), name="api-lab-print-settings"),

@@ -12,9 +12,10 @@ class MachinesConfig(AppConfig):
         from hub.accounts import register_account_deletion_step
         from hub.auth import register_agent_resolver
         from hub.markdown import register_markdown_field
+        from hub.notifications import register_notification_target
         from hub.profiles import register_profile_panel
         from hub.ticker import register_ticker
-        from machines import archives, profile_panels, records
+        from machines import archives, notifications, profile_panels, records
         from machines.models import Lab
         from machines.printing import agents, panels, ticker
         from machines.printing import services as printing
@@ -29,3 +30,6 @@ class MachinesConfig(AppConfig):
         register_agent_resolver(agents.agent_for_token)
         records.register()
         archives.register()
+        # A lab notice stays its recipient's (their booking, their lab's news), as before.
+        register_notification_target(notifications.BOOKING_TARGET, visible_ids=None)
+        register_notification_target(notifications.LAB_TARGET, visible_ids=None)

@@ -557,25 +557,6 @@ class Booking(models.Model):
         return self.end - self.start
 
 
-class Notification(models.Model):
-    """A message to a person, shown on the hub and sent by e-mail."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
-    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
-    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    subject = models.CharField(max_length=200)
-    body = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=now)
-    read_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["user", "-created_at"], name="notification_user_recent")]
-
-    def __str__(self) -> str:
-        return f"to {self.user}: {self.subject}"
-
-
 class CalendarFeed(models.Model):
     """An iCalendar feed behind an unguessable URL: a lab's, a machine's or a member's own.
 

@@ -1,23 +1,45 @@
-"""Notifications of labs: stored for the member's page and API, e-mailed after the commit
-when the set-up sends mail. Bookings and the print queue both tell people through here."""
+"""Notifications of labs: bookings and the print queue tell people through here, into the
+hub's one inbox (hub.notifications), e-mailed after the commit when the set-up sends mail.
+
+A notice names its booking when it has one, else its lab (`target_type` "machines.booking"
+or "machines.lab"): both stay the recipient's to see (registered in machines.apps), as
+they were before the inbox moved to the hub.
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.utils import timezone
+from django.db.models import Q, QuerySet
+from django.urls import reverse
 
-from hub.models import User
-from hub.queue import enqueue
-from machines.models import Booking, Lab, LabMembership, Notification
+from hub import notifications as inbox
+from hub.models import Notification, NotificationKind, User
+from machines.models import Booking, Lab, LabMembership
+
+BOOKING_TARGET = "machines.booking"
+LAB_TARGET = "machines.lab"
 
 
 def notify(
     *, user: User, subject: str, body: str = "", lab: Lab | None = None, booking: Booking | None = None
 ) -> Notification:
     """Store a notification, and e-mail it once the transaction commits."""
-    note = Notification.objects.create(user=user, lab=lab, booking=booking, subject=subject[:200], body=body)
-    if settings.FABHUB_EMAIL_NOTIFICATIONS and user.email:
-        enqueue("machines.tasks.send_notification_email", note.pk)
+    lab = lab or (booking.machine.lab if booking is not None else None)
+    if booking is not None:
+        kind, target_type, target_id = NotificationKind.LAB_BOOKING, BOOKING_TARGET, booking.pk
+    elif lab is not None:
+        kind, target_type, target_id = NotificationKind.LAB, LAB_TARGET, lab.pk
+    else:
+        kind, target_type, target_id = NotificationKind.LAB, "", None
+    note = inbox.notify(
+        recipient=user,
+        kind=kind,
+        subject=subject,
+        body=body,
+        link=reverse("lab-detail", args=[lab.slug]) if lab is not None else reverse("my-bookings"),
+        target_type=target_type,
+        target_id=target_id,
+    )
+    assert note is not None  # no actor: the recipient is never the one who acted
     return note
 
 
@@ -34,9 +56,11 @@ def notify_managers(
             notify(user=manager, subject=subject, body=body, lab=lab, booking=booking)
 
 
-def notification_mark_read(*, user: User, notification_id: int | None = None) -> int:
-    """Mark one notification (or all of them) read; returns how many changed."""
-    rows = Notification.objects.filter(user=user, read_at__isnull=True)
-    if notification_id is not None:
-        rows = rows.filter(pk=notification_id)
-    return rows.update(read_at=timezone.now())
+def notifications_about(*, booking: Booking | None = None, lab: Lab | None = None) -> QuerySet[Notification]:
+    """The notices that name `booking`, or `lab` itself (not its bookings' notices)."""
+    about = Q(pk__in=[])
+    if booking is not None:
+        about |= Q(target_type=BOOKING_TARGET, target_id=booking.pk)
+    if lab is not None:
+        about |= Q(target_type=LAB_TARGET, target_id=lab.pk)
+    return Notification.objects.filter(about)

@@ -37,7 +37,6 @@ from machines.models import (
     LabAgent,
     LabMembership,
     Machine,
-    Notification,
     PrintJob,
     Qualification,
     Spool,
@@ -649,10 +648,6 @@ def lab_week(lab: Lab, monday: date) -> dict:
         "start": start,
         "end": end,
     }
-
-
-def notifications_of(user: User) -> QuerySet[Notification]:
-    return Notification.objects.filter(user=user).select_related("lab")
 
 
 def feeds_of(user: User) -> QuerySet[CalendarFeed]:

@@ -23,7 +23,6 @@ from machines.models import (
     Lab,
     LabMembership,
     Machine,
-    Notification,
     Qualification,
 )
 from machines.selectors import rules_for
@@ -436,17 +435,6 @@ class QualificationInput(Input):
     trained_on = serializers.DateField()
     trainer = serializers.CharField(required=False, help_text="Username; the manager recording it if absent.")
     expires_on = serializers.DateField(required=False, allow_null=True)
-
-
-class NotificationOutput(serializers.ModelSerializer):
-    lab = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Notification
-        fields = ["id", "subject", "body", "lab", "booking", "created_at", "read_at"]
-
-    def get_lab(self, n: Notification) -> str | None:
-        return n.lab.slug if n.lab is not None else None
 
 
 class FeedOutput(serializers.ModelSerializer):

@@ -7,12 +7,11 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from machines import services
-from machines.models import Booking, Notification
+from machines.models import Booking
 from machines.printing import dispatch
 from machines.printing import services as printing
 from machines.printing.drivers import PrinterError
@@ -20,18 +19,6 @@ from machines.printing.slicer import SlicerError
 from machines.services import bookings
 
 logger = logging.getLogger(__name__)
-
-
-@shared_task(time_limit=60, max_retries=3, bind=True)
-def send_notification_email(self, notification_id: int) -> bool:
-    note = Notification.objects.select_related("user").filter(pk=notification_id).first()
-    if note is None or not note.user.email:
-        return False
-    try:
-        send_mail(note.subject, note.body or note.subject, None, [note.user.email])
-    except OSError as exc:  # the mail server is down or refused us: worth another go
-        raise self.retry(exc=exc, countdown=60) from exc
-    return True
 
 
 @shared_task(time_limit=120)

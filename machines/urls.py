@@ -1,6 +1,7 @@
 """Pages of labs and machines, under /labs/. Included by hub.urls before designs.urls."""
 
 from django.urls import path
+from django.views.generic import RedirectView
 
 from machines import views, where_views
 from machines.printing import money_views, spool_views
@@ -13,7 +14,8 @@ urlpatterns = [
     path("labs/", views.lab_list, name="lab-list"),
     path("labs/new/", views.lab_new, name="lab-new"),
     path("labs/bookings/", views.my_bookings, name="my-bookings"),
-    path("labs/notifications/", views.notifications, name="notifications"),
+    # The inbox moved to the hub (hub.notifications): old links and bookmarks follow it.
+    path("labs/notifications/", RedirectView.as_view(pattern_name="notifications", permanent=True)),
     path("labs/feeds/<str:token>.ics", views.calendar_feed, name="calendar-feed"),
     path("labs/feeds/<str:token>/reset/", views.feed_reset, name="calendar-feed-reset"),
     # The print queue (machines/printing/views.py); "jobs" is a reserved lab slug.

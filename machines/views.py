@@ -27,7 +27,6 @@ from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
 from machines import forms, ical, selectors, services, timeline
 from machines.models import Booking, CalendarFeed, Lab, Machine
-from machines.notifications import notification_mark_read
 
 AVAILABILITY_DAYS = 7
 
@@ -549,17 +548,6 @@ def my_bookings(request: HttpRequest) -> HttpResponse:
             "labs": selectors.labs_of(user),
         },
     )
-
-
-@login_required
-@hub_page
-def notifications(request: HttpRequest) -> HttpResponse:
-    user = signed_in_user(request)
-    if request.method == "POST":
-        notification_mark_read(user=user)
-        return redirect("notifications")
-    page = Paginator(selectors.notifications_of(user), 30).get_page(request.GET.get("page"))
-    return render(request, "machines/notifications.html", {"page": page})
 
 
 @login_required

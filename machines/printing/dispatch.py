@@ -50,8 +50,8 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict
 from hub.queue import enqueue
-from machines.models import Booking, Machine, Notification, Printer, PrintGcode, PrintJob, PrintRecord
-from machines.notifications import notify
+from machines.models import Booking, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.notifications import notifications_about, notify
 from machines.printing import jobs
 from machines.printing.connections import driver_for_machine
 from machines.printing.drivers import PrinterDriver, PrinterError, PrinterState, PrinterStatus
@@ -1006,7 +1006,7 @@ OVERRUN_SUBJECT = "Running late"
 def _tell_overrun(job: PrintJob, booking: Booking) -> None:
     """Tell the booking's member and the print's owner, once per booking (the notices name
     the booking; this runs under the machine's timeline lock, so two polls never both send)."""
-    if Notification.objects.filter(booking=booking, subject__startswith=OVERRUN_SUBJECT).exists():
+    if notifications_about(booking=booking).filter(subject__startswith=OVERRUN_SUBJECT).exists():
         return
     machine = job.printer_machine
     at = booking.start.astimezone(job.lab.zone)

@@ -9,8 +9,10 @@ from django.core import mail
 from django.urls import reverse
 
 from hub.exceptions import Conflict, ValidationError
+from hub.models import Notification
 from machines import services
-from machines.models import Booking, Notification
+from machines.models import Booking
+from machines.notifications import notifications_about
 from tests.conftest import client_for
 from tests.machines.factories import at, book
 
@@ -81,13 +83,13 @@ def test_bookings_wait_for_approval_when_the_lab_asks_for_it(lab, alice, member,
     services.lab_update(lab=lab, actor=alice, requires_approval=True)
     booking = book(printer, member, WEDNESDAY, "10:00", "11:00")
     assert booking.status == Booking.Status.PENDING
-    assert Notification.objects.filter(user=alice, booking=booking).exists()
+    assert notifications_about(booking=booking).filter(recipient=alice).exists()
     # A pending booking holds its slot.
     with pytest.raises(Conflict):
         book(printer, alice, WEDNESDAY, "10:30", "11:30")
     response = client_for(alice).post(reverse("api-booking-approve", args=[booking.pk]), format="json")
     assert response.status_code == 200 and response.json()["status"] == "approved"
-    assert Notification.objects.filter(user=member, subject__startswith="Confirmed").exists()
+    assert Notification.objects.filter(recipient=member, subject__startswith="Confirmed").exists()
     again = client_for(alice).post(reverse("api-booking-approve", args=[booking.pk]), format="json")
     assert again.status_code == 409
 
@@ -126,7 +128,7 @@ def test_a_manager_cancels_anything_with_a_reason(lab, alice, member, printer):
         reverse("api-booking-cancel", args=[soon.pk]), {"reason": "Fire drill"}, format="json"
     )
     assert response.status_code == 200
-    assert Notification.objects.get(user=member, booking=soon).body == "Fire drill"
+    assert notifications_about(booking=soon).get(recipient=member).body == "Fire drill"
 
 
 def test_a_maintenance_window_refuses_to_overwrite_bookings_unless_told_to_cancel_them(

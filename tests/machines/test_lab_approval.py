@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 
 from hub.exceptions import PermissionDenied
+from hub.models import Notification
 from machines import services
-from machines.models import Lab, Notification
+from machines.models import Lab
 from tests.conftest import client_for
 from tests.factories import UserFactory
 
@@ -56,7 +57,7 @@ def test_a_site_administrator_approves_it_and_its_managers_are_told(alice):
     services.lab_approve(lab=lab, actor=admin)
     lab.refresh_from_db()
     assert lab.approved_at is not None
-    assert Notification.objects.filter(user=alice, subject__contains="approved").exists()
+    assert Notification.objects.filter(recipient=alice, subject__contains="approved").exists()
     machine = services.machine_create(
         lab=lab, actor=alice, name="Printer", slug="printer", kind="fdm_printer"
     )

@@ -9,8 +9,10 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
+from hub.models import Notification
 from machines import services
-from machines.models import Booking, Notification
+from machines.models import Booking
+from machines.notifications import notifications_about
 from tests.conftest import client_for
 from tests.machines.factories import book
 
@@ -33,7 +35,7 @@ def test_going_out_of_order_flags_future_bookings_and_tells_their_members(
     assert [b["id"] for b in response.json()] == [booking.pk]
     booking.refresh_from_db()
     assert booking.needs_decision and booking.status == "approved"
-    note = Notification.objects.get(user=member, booking=booking)
+    note = notifications_about(booking=booking).get(recipient=member)
     assert "Prusa MK4 is out of order" in note.subject and "Heater cartridge died" in note.body
     assert mail.outbox[-1].to == ["bob@example.org"]
     assert "Prusa MK4 is out of order" in mail.outbox[-1].subject
@@ -62,7 +64,7 @@ def test_the_manager_keeps_one_booking_and_cancels_another(lab, alice, member, p
     dropped.refresh_from_db()
     assert (kept.status, kept.needs_decision) == ("approved", False)
     assert (dropped.status, dropped.needs_decision) == ("cancelled", False)
-    assert Notification.objects.filter(user=member, subject__startswith="Kept").exists()
+    assert Notification.objects.filter(recipient=member, subject__startswith="Kept").exists()
     assert alice_api.post(reverse("api-booking-keep", args=[kept.pk]), format="json").status_code == 409
 
 
@@ -72,7 +74,7 @@ def test_back_in_service_clears_the_flags_and_says_the_bookings_stand(lab, alice
     services.machine_set_status(machine=printer, actor=alice, status="available")
     booking.refresh_from_db()
     assert not booking.needs_decision
-    assert Notification.objects.filter(user=member, subject__contains="back in service").exists()
+    assert Notification.objects.filter(recipient=member, subject__contains="back in service").exists()
     printer.refresh_from_db()
     assert printer.status_reason == "" and printer.is_bookable
 

@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from hub.exceptions import PermissionDenied, ValidationError
 from machines import services
-from machines.models import Booking, Notification
+from machines.models import Booking
+from machines.notifications import notifications_about
 from machines.tasks import check_starting_bookings
 from tests.conftest import client_for
 from tests.machines.factories import book, make_machine
@@ -76,7 +77,11 @@ def test_a_qualification_revoked_before_the_start_cancels_the_booking_at_start(l
         assert check_starting_bookings() == 0  # checked once
     booking.refresh_from_db()
     assert booking.status == Booking.Status.CANCELLED and "No valid qualification" in booking.reason
-    assert Notification.objects.filter(user=member, booking=booking, subject__startswith="Cancelled").exists()
+    assert (
+        notifications_about(booking=booking)
+        .filter(recipient=member, subject__startswith="Cancelled")
+        .exists()
+    )
 
 
 def test_only_members_can_be_recorded_and_only_for_the_lab_s_machines(lab, alice, bob, member, laser):

@@ -18,8 +18,9 @@ from django.db import connection
 from django.utils import timezone
 
 from designs import services as design_services
+from hub.models import Notification
 from hub.outbound import GuardedSession
-from machines.models import Notification, Printer, PrintJob, PrintRecord
+from machines.models import Printer, PrintJob, PrintRecord
 from machines.printing import dispatch
 from machines.printing import services as printing
 from machines.printing.drivers import PrinterState
@@ -102,7 +103,7 @@ def test_a_mesh_at_a_pinned_commit_is_sliced_printed_collected_and_recorded(
 
     assert refreshed(printer).bed_clear is False
     assert Notification.objects.filter(
-        user=bob, subject=f"Printed: cube.stl is ready on {printer.machine.name}"
+        recipient=bob, subject=f"Printed: cube.stl is ready on {printer.machine.name}"
     ).exists()
     # The printer printed exactly the G-code the hub recorded.
     gcode = job.gcode
@@ -151,7 +152,9 @@ def test_octoprint_killed_mid_print_fails_the_job_as_interrupted_and_resumes_not
     job = refreshed(job)
     assert job.status == S.PRINTER_LOST and "stopped answering" in job.reason
     assert refreshed(printer).state == "offline" and "does not answer" in printer.message
-    assert Notification.objects.filter(user=alice, subject=f"Printer lost: {printer.machine.name}").exists()
+    assert Notification.objects.filter(
+        recipient=alice, subject=f"Printer lost: {printer.machine.name}"
+    ).exists()
     waiting = long_gcode_job(lab, bob, tmp_path, name="next.gcode")
     assert refreshed(waiting).status == S.QUEUED  # the lost job still holds the printer
 

@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from hub.exceptions import Conflict, NotFound, ValidationError
-from machines.models import Booking, Notification, Printer, PrintJob, PrintRecord
+from hub.models import Notification
+from machines.models import Booking, Printer, PrintJob, PrintRecord
 from machines.printing import dispatch
 from machines.printing import services as printing
 from tests.factories import UserFactory
@@ -68,7 +69,7 @@ def test_an_operator_records_a_failure_with_its_reason(lab, alice, bob, printer,
     assert (fresh(job).status, job.reason) == (S.FAILED, "Spaghetti at layer 12")
     assert PrintRecord.objects.get(job=job).result == "failed"
     assert not fresh(printer).bed_clear
-    assert Notification.objects.filter(user=bob, subject="Failed: part.gcode on MK4").exists()
+    assert Notification.objects.filter(recipient=bob, subject="Failed: part.gcode on MK4").exists()
 
 
 def test_only_the_owner_and_managers_record_and_a_networked_printer_reports_itself(
@@ -115,7 +116,9 @@ def test_a_job_cancelled_while_printing_is_recorded_and_leaves_the_bed_to_clear(
     printing.print_job_cancel(job=job, actor=alice, reason="Wrong colour loaded")
     assert PrintRecord.objects.get(job=job).result == "cancelled"
     assert not fresh(printer).bed_clear
-    assert Notification.objects.get(user=bob, subject="Cancelled: part.gcode").body == "Wrong colour loaded"
+    assert (
+        Notification.objects.get(recipient=bob, subject="Cancelled: part.gcode").body == "Wrong colour loaded"
+    )
     row = fresh(job).booking
     assert row.status == Booking.Status.APPROVED and row.end <= timezone.now()
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from hub.exceptions import Conflict, ValidationError
-from machines.models import Notification, PrintJob
+from hub.models import Notification
+from machines.models import PrintJob
 from machines.printing import services as printing
 from machines.printing.files import gcode_path
 from tests.machines.factories import add_member, make_lab
@@ -74,7 +75,7 @@ def test_a_slicer_failure_ends_the_job_with_the_slicers_words(lab, bob, cube):
     job = prepared(lab, bob, cube)
     assert job.status == PrintJob.Status.FAILED
     assert job.reason == "PrusaSlicer could not slice cube.stl: Objects could not fit on the bed"
-    assert Notification.objects.filter(user=bob, subject="Could not prepare cube.stl").exists()
+    assert Notification.objects.filter(recipient=bob, subject="Could not prepare cube.stl").exists()
 
 
 def test_slicing_is_stopped_at_its_time_limit(lab, bob, cube, settings):
@@ -119,7 +120,9 @@ def test_in_a_lab_that_approves_jobs_a_prepared_job_waits_for_a_manager(lab, ali
     printing.print_settings_update(lab=lab, actor=alice, requires_approval=True)
     job = prepared(lab, bob, cube)
     assert job.status == PrintJob.Status.PENDING_APPROVAL and job.estimated_seconds
-    assert Notification.objects.filter(user=alice, subject="bob asks to print cube.stl at Fablab").exists()
+    assert Notification.objects.filter(
+        recipient=alice, subject="bob asks to print cube.stl at Fablab"
+    ).exists()
     job = printing.print_job_approve(job=job, actor=alice)
     assert job.status == PrintJob.Status.QUEUED and job.decided_by == alice
     with pytest.raises(Conflict, match="no longer waiting for approval"):
@@ -134,7 +137,7 @@ def test_a_refusal_needs_a_reason_and_tells_the_owner(lab, alice, bob, cube):
         printing.print_job_refuse(job=job, actor=alice, reason=" ")
     job = printing.print_job_refuse(job=job, actor=alice, reason="Too much filament for a test.")
     assert (job.status, job.reason) == (PrintJob.Status.REFUSED, "Too much filament for a test.")
-    assert Notification.objects.get(user=bob, subject="Refused: cube.stl at Fablab").body == job.reason
+    assert Notification.objects.get(recipient=bob, subject="Refused: cube.stl at Fablab").body == job.reason
 
 
 def test_a_managers_own_job_needs_no_approval(lab, alice):

@@ -15,8 +15,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from hub.models import Notification
 from machines import services, spools
-from machines.models import Booking, Closure, Machine, Notification, Printer, PrintJob, PrintSettings
+from machines.models import Booking, Closure, Machine, Printer, PrintJob, PrintSettings
+from machines.notifications import notifications_about
 from machines.printing import dispatch
 from machines.printing import selectors as ps
 from machines.printing import services as printing
@@ -482,8 +484,8 @@ def test_a_print_overrunning_into_a_members_booking_tells_the_member_and_the_own
     monkeypatch.setattr(dispatch, "driver_for_machine", lambda machine: FakeDriver(running))
     dispatch.printer_poll(machine_id=net.pk)
     dispatch.printer_poll(machine_id=net.pk)
-    told = Notification.objects.filter(booking=booking, subject__startswith="Running late")
-    assert sorted(n.user.username for n in told) == ["alice", "bob"]
+    told = notifications_about(booking=booking).filter(subject__startswith="Running late")
+    assert sorted(n.recipient.username for n in told) == ["alice", "bob"]
     assert Booking.objects.get(pk=job.booking_id).end == booking.start  # stretched up to it, not over
 
 
