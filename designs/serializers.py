@@ -96,6 +96,28 @@ class DesignOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class DesignListOutput(DesignOutput):
+    """A design in the list; with a text search (`q`), where the words were found."""
+
+    snippet = serializers.SerializerMethodField(
+        help_text="With `q`: HTML of the summary or README around the first hit, the text "
+        "escaped and each hit in <mark>; empty without `q` or when only paths matched."
+    )
+    matched_paths = serializers.SerializerMethodField(
+        help_text="With `q`: up to three files of the default branch whose paths matched, "
+        "as HTML (escaped, each hit in <mark>)."
+    )
+
+    class Meta(DesignOutput.Meta):
+        fields = [*DesignOutput.Meta.fields, "snippet", "matched_paths"]
+
+    def get_snippet(self, design: Design) -> str:
+        return str(getattr(design, "snippet", ""))
+
+    def get_matched_paths(self, design: Design) -> list[str]:
+        return [str(path) for path in getattr(design, "matched_paths", [])]
+
+
 class TagName(serializers.RegexField):
     """A design's tag: words, starting with a letter or digit (`3d-printing`, `Body panel`)."""
 

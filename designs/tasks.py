@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from designs.models import Design
-from designs.services import analysis, assemblies, diff_pages, mirrors, proposals, refs
+from designs.services import analysis, assemblies, diff_pages, mirrors, proposals, refs, search
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -76,3 +76,9 @@ def assembly_check_commit(design_id: int, commit: str) -> bool:
     if design is None or not design.repo.has_object(commit):
         return False
     return assemblies.assembly_check(design, commit=commit).is_assembly
+
+
+@shared_task
+def search_index_refresh(design_id: int) -> bool:
+    """Rebuild the design's search document (designs/services/search.py)."""
+    return search.search_document_refresh(design_id=design_id)

@@ -6,7 +6,6 @@ Designs, their files, history, branches, tags, forks, collaborators and meshes.
 from __future__ import annotations
 
 import django_filters
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -22,6 +21,7 @@ from designs.api.base import DesignContextMixin
 from designs.diffs import compare
 from designs.models import Design, Licence
 from designs.rawfiles import serve_blob
+from designs.search import design_search
 from designs.serializers import (
     BranchCreateInput,
     BranchOutput,
@@ -32,6 +32,7 @@ from designs.serializers import (
     CommitPageOutput,
     DeleteInput,
     DesignCreateInput,
+    DesignListOutput,
     DesignOutput,
     DesignUpdateInput,
     DiffOutput,
@@ -55,7 +56,11 @@ from hub.schema import errors
 
 
 class DesignFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="filter_text", label="Text in title, name or summary")
+    q = django_filters.CharFilter(
+        method="filter_text",
+        label="Words of the title, name, summary, README or file paths, best matches first "
+        "(designs/search/); the last word may be the start of one",
+    )
     tag = django_filters.CharFilter(field_name="tags__name")
     licence = django_filters.ChoiceFilter(choices=Licence.choices)
     owner = django_filters.CharFilter(field_name="owner__username")
@@ -72,19 +77,26 @@ class DesignFilter(django_filters.FilterSet):
         return super().is_valid()
 
     def filter_text(self, queryset, name, value):
-        return queryset.filter(
-            Q(title__icontains=value) | Q(slug__icontains=value) | Q(summary__icontains=value)
-        )
+        # The words are searched by DesignListApi.list, among what the other filters keep.
+        return queryset
 
 
 class DesignListApi(generics.ListAPIView):
     # JSON only: a form cannot tell a list of one tag (`tags=x`) from a lone value.
     parser_classes = [JSONParser]
-    serializer_class = DesignOutput
+    serializer_class = DesignListOutput
     filterset_class = DesignFilter
 
     def get_queryset(self):
         return selectors.designs_visible_to(self.request.user).distinct()
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        text = request.query_params.get("q", "")
+        if not text.strip():
+            return super().list(request, *args, **kwargs)
+        within = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(design_search(viewer=request.user, text=text, within=within))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(request=DesignCreateInput, responses={201: DesignOutput, **errors(409)})
     def post(self, request: Request) -> Response:

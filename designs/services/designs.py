@@ -26,6 +26,7 @@ from designs.okh import valid_language_tag
 from designs.selectors import design_role
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from hub.models import User
+from hub.queue import enqueue
 
 
 def _clean_tags(names: Sequence[str]) -> list[Tag]:
@@ -85,6 +86,7 @@ def design_create(
     except Exception:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    enqueue("designs.tasks.search_index_refresh", design.pk)
     return design
 
 
@@ -144,6 +146,7 @@ def design_update(
     design.save()
     if tags is not None:
         design.tags.set(_clean_tags(tags))
+    enqueue("designs.tasks.search_index_refresh", design.pk)
     return design
 
 
@@ -284,6 +287,7 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
     except GitError:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    enqueue("designs.tasks.search_index_refresh", fork.pk)
     return fork
 
 

@@ -46,6 +46,8 @@ def refs_changed(
     # Read as an assembly ("used by", problems), and the assemblies using it told of
     # a new release (designs/services/assemblies.py).
     enqueue("designs.tasks.assembly_refresh", design.pk)
+    # What search finds it by: README and file paths of the default branch's head.
+    enqueue("designs.tasks.search_index_refresh", design.pk)
 
 
 def readme_prepare(*, design_id: int) -> bool:

@@ -11,7 +11,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import InvalidPage, Paginator
-from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -23,6 +22,7 @@ from designs.meshes import is_mesh_path
 from designs.models import Design, Licence
 from designs.panels import design_panels
 from designs.rawfiles import serve_blob, serve_zip
+from designs.search import design_search
 from designs.services import diff_pages, mirrors
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
@@ -176,20 +176,18 @@ def _page_number(request: HttpRequest) -> int:
 def design_list(request: HttpRequest) -> HttpResponse:
     form = forms.SearchForm(request.GET)
     designs = selectors.designs_visible_to(request.user)
+    text = ""
     if form.is_valid():
         query = form.cleaned_data
-        if query["q"]:
-            text = query["q"]
-            designs = designs.filter(
-                Q(title__icontains=text) | Q(slug__icontains=text) | Q(summary__icontains=text)
-            )
+        text = query["q"].strip()
         if query["tag"]:
             designs = designs.filter(tags__name=query["tag"].strip().lower())
         if query["licence"]:
             designs = designs.filter(licence=query["licence"])
         if query["owner"]:
             designs = designs.filter(owner__username=query["owner"].strip())
-    page = Paginator(designs, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
+    found = design_search(viewer=request.user, text=text, within=designs) if text else designs
+    page = Paginator(found, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
     filtered = any(request.GET.get(name) for name in ("q", "tag", "licence", "owner"))
     return render(
         request,

@@ -1,0 +1,114 @@
+"""The two full-text back-ends behind one small interface: SQLite FTS5 (the embedded
+default) and PostgreSQL full-text search (the scaled set-up). Migration 0011 made their
+indexes over SearchDocument's word columns.
+
+Both index text the hub tokenised itself (designs/search/tokens.py), so neither
+database's own word rules matter: SQLite's unicode61 and PostgreSQL's `simple`
+configuration only see lowercase runs of letters and digits, one space apart, and both
+find the same designs. They rank differently (bm25 against ts_rank); both weigh a title
+above a summary, the summary above file paths, and paths above the README.
+
+`candidates` is SQL (with its parameters) selecting the ids of the designs the searcher
+may see, already filtered: the back-ends never widen it, so a design outside it adds
+nothing to a count or a page.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.db import connection
+
+from designs.search.tokens import Query
+
+Sql = tuple[str, tuple]
+
+
+class Backend(Protocol):
+    def count(self, query: Query, candidates: Sql) -> int: ...
+
+    def ranked_ids(self, query: Query, candidates: Sql, *, limit: int, offset: int) -> list[int]: ...
+
+
+def _fetch(sql: str, params: tuple) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+class SqliteBackend:
+    """FTS5: the table `designs_search_fts`, its rowid the design's id."""
+
+    # bm25 weights, in the table's column order: title, summary, README, paths.
+    WEIGHTS = "10.0, 4.0, 1.0, 2.0"
+
+    @staticmethod
+    def match(query: Query) -> str:
+        # Every word is letters and digits only, so quoting needs no escaping. A quoted
+        # string of several words is a phrase; `*` after it makes its last word a prefix.
+        terms = [f'"{" ".join(term)}"' for term in query.terms]
+        if query.prefix:
+            terms[-1] += "*"
+        return " AND ".join(terms)
+
+    def count(self, query: Query, candidates: Sql) -> int:
+        sql, params = candidates
+        rows = _fetch(
+            f"SELECT count(*) FROM designs_search_fts WHERE designs_search_fts MATCH %s AND rowid IN ({sql})",
+            (self.match(query), *params),
+        )
+        return int(rows[0][0])
+
+    def ranked_ids(self, query: Query, candidates: Sql, *, limit: int, offset: int) -> list[int]:
+        sql, params = candidates
+        rows = _fetch(
+            f"""SELECT f.rowid FROM designs_search_fts f JOIN designs_design d ON d.id = f.rowid
+                WHERE designs_search_fts MATCH %s AND f.rowid IN ({sql})
+                ORDER BY bm25(designs_search_fts, {self.WEIGHTS}), d.updated_at DESC, d.id DESC
+                LIMIT %s OFFSET %s""",
+            (self.match(query), *params, limit, offset),
+        )
+        return [row[0] for row in rows]
+
+
+class PostgresBackend:
+    """A generated tsvector column on designs_searchdocument (weights A–D), GIN-indexed."""
+
+    @staticmethod
+    def tsquery(query: Query) -> str:
+        # Words are letters and digits only: quoted, nothing in them needs escaping.
+        terms = [" <-> ".join(f"'{word}'" for word in term) for term in query.terms]
+        if query.prefix:
+            terms[-1] += ":*"
+        return " & ".join(f"({term})" for term in terms)
+
+    def count(self, query: Query, candidates: Sql) -> int:
+        sql, params = candidates
+        rows = _fetch(
+            f"""SELECT count(*) FROM designs_searchdocument s
+                WHERE s.search_vector @@ to_tsquery('simple', %s) AND s.design_id IN ({sql})""",
+            (self.tsquery(query), *params),
+        )
+        return int(rows[0][0])
+
+    def ranked_ids(self, query: Query, candidates: Sql, *, limit: int, offset: int) -> list[int]:
+        sql, params = candidates
+        rows = _fetch(
+            f"""SELECT s.design_id FROM designs_searchdocument s
+                JOIN designs_design d ON d.id = s.design_id
+                CROSS JOIN to_tsquery('simple', %s) q
+                WHERE s.search_vector @@ q AND s.design_id IN ({sql})
+                ORDER BY ts_rank(s.search_vector, q) DESC, d.updated_at DESC, d.id DESC
+                LIMIT %s OFFSET %s""",
+            (self.tsquery(query), *params, limit, offset),
+        )
+        return [row[0] for row in rows]
+
+
+def backend() -> Backend:
+    """The back-end of the database in use."""
+    if connection.vendor == "postgresql":
+        return PostgresBackend()
+    if connection.vendor == "sqlite":
+        return SqliteBackend()
+    raise RuntimeError(f"No search back-end for {connection.vendor}.")

@@ -1,0 +1,177 @@
+"""The hub's own tokeniser: the same words for the document and the query, whatever the
+database, so SQLite FTS5 and PostgreSQL full-text search find the same designs.
+
+A word is a run of letters and digits; everything else separates words (`/ - _ .`,
+spaces, punctuation). A run is split again where the case changes (`wishboneArm`,
+`XMLFile`) and where letters meet digits (`v2`); all words are lowercase. A document
+keeps each run's parts and, after them, the whole run (`wishbone arm wishbonearm`),
+so "wishboneArm", "wishbone arm", "wishbonearm" and "arm" all find `wishboneArm.STL`.
+A query word of several parts asks for its parts side by side (a phrase), which the
+parts in the document always are.
+
+No database and no Django here: the back-ends (designs/search/backends.py) take these
+words, and the highlighter marks them in the original text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+# Letters and digits of any script; `_` is a separator like `-` and `.`.
+RUN = re.compile(r"[^\W_]+")
+# A longer "word" is a hash or a blob of base64, not something a person types.
+MAX_WORD = 60
+
+
+def _kind(char: str) -> str:
+    if char.isdigit():
+        return "digit"
+    return "upper" if char.isupper() else "lower"
+
+
+def split_run(run: str) -> list[tuple[int, int]]:
+    """(start, end) of each part of one run of letters and digits."""
+    parts: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(run)):
+        before, here = _kind(run[i - 1]), _kind(run[i])
+        boundary = (
+            (before == "digit") != (here == "digit")
+            or (before == "lower" and here == "upper")
+            # The last capital of a run of capitals starts a new word: XML|File.
+            or (before == "upper" and here == "upper" and i + 1 < len(run) and _kind(run[i + 1]) == "lower")
+        )
+        if boundary:
+            parts.append((start, i))
+            start = i
+    parts.append((start, len(run)))
+    return parts
+
+
+def document_words(text: str) -> list[str]:
+    """The words a document is indexed by, in order (see the module docstring)."""
+    words: list[str] = []
+    for match in RUN.finditer(text):
+        run = match.group()
+        if len(run) > MAX_WORD:
+            continue
+        parts = split_run(run)
+        words.extend(run[start:end].lower() for start, end in parts)
+        if len(parts) > 1:
+            words.append(run.lower())
+    return words
+
+
+def document_text(text: str) -> str:
+    """`document_words` as the space-separated text the back-ends index."""
+    return " ".join(document_words(text))
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search, tokenised: every term must match; a term of several words is a phrase.
+
+    `prefix`: the last word of the last term also matches longer words (the person may
+    still be typing it)."""
+
+    terms: tuple[tuple[str, ...], ...]
+    prefix: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def words(self) -> set[str]:
+        return {word for term in self.terms for word in term}
+
+    def last_word(self) -> str:
+        return self.terms[-1][-1] if self.terms else ""
+
+
+# More terms than this is not a search a person typed; the rest are ignored.
+MAX_TERMS = 12
+
+
+def parse_query(text: str) -> Query:
+    """`text` as a Query, split by the document tokeniser's rules."""
+    terms: list[tuple[str, ...]] = []
+    for match in RUN.finditer(text):
+        run = match.group()[:MAX_WORD]
+        term = tuple(run[start:end].lower() for start, end in split_run(run))
+        if term not in terms:
+            terms.append(term)
+    terms = terms[:MAX_TERMS]
+    # Prefix matching only when the text ends inside a word: "arm " is the whole word.
+    prefix = bool(terms) and bool(RUN.search(text[-1:]))
+    # A one-letter or one-digit prefix would match half the index.
+    if prefix and len(terms[-1][-1]) < 2:
+        prefix = False
+    return Query(terms=tuple(terms), prefix=prefix)
+
+
+# -- highlighting -------------------------------------------------------------------------
+
+
+def hit_spans(text: str, query: Query) -> list[tuple[int, int]]:
+    """(start, end) of every word of `text` that a word of `query` matches."""
+    words = query.words()
+    last = query.last_word() if query.prefix else ""
+    spans: list[tuple[int, int]] = []
+    for match in RUN.finditer(text):
+        run = match.group()
+        if run.lower() in words:
+            spans.append(match.span())
+            continue
+        for start, end in split_run(run):
+            part = run[start:end].lower()
+            if part in words or (last and part.startswith(last)):
+                spans.append((match.start() + start, match.start() + end))
+    return spans
+
+
+def mark(text: str, spans: list[tuple[int, int]]) -> SafeString:
+    """`text` escaped, with each span wrapped in <mark>: safe HTML whatever `text` holds."""
+    out: list[str] = []
+    at = 0
+    for start, end in spans:
+        out.append(escape(text[at:start]))
+        out.append(f"<mark>{escape(text[start:end])}</mark>")
+        at = end
+    out.append(escape(text[at:]))
+    return mark_safe("".join(out))  # every piece of `text` is escaped above
+
+
+def snippet(text: str, query: Query, *, width: int = 180) -> SafeString:
+    """Safe HTML: about `width` characters of `text` around its first hit, the hits marked;
+    "" if no word of `query` is in `text`."""
+    spans = hit_spans(text, query)
+    if not spans:
+        return mark_safe("")
+    first = spans[0][0]
+    start = max(0, first - width // 4)
+    if start:
+        # Start at a word's beginning.
+        space = text.rfind(" ", 0, start + 1)
+        start = space + 1 if space >= 0 and first - space < width // 2 else start
+    end = min(len(text), start + width)
+    if end < len(text):
+        space = text.rfind(" ", first, end)
+        end = space if space > first else end
+    window = [(s - start, e - start) for s, e in spans if s >= start and e <= end]
+    marked = mark(text[start:end], window)
+    return mark_safe(("…" if start else "") + marked + ("…" if end < len(text) else ""))  # escaped by mark()
+
+
+def matched_lines(text: str, query: Query, *, limit: int = 3) -> list[SafeString]:
+    """Safe HTML of up to `limit` lines of `text` (file paths, one a line) with a hit marked."""
+    found: list[SafeString] = []
+    for line in text.splitlines():
+        spans = hit_spans(line, query)
+        if spans:
+            found.append(mark(line, spans))
+            if len(found) == limit:
+                break
+    return found

@@ -1,0 +1,102 @@
+"""The search index (designs/search/): one SearchDocument per design, rebuilt from the
+design's row and its default branch's head after every change that matters.
+
+Services queue `designs.tasks.search_index_refresh` by name after their change commits
+(refs_changed for commits, pushes, merges and mirror refreshes; design_create,
+design_update and design_fork); reading the README and the file list from git is too slow
+to do while someone waits. A deleted design's document goes with it (a cascade; on SQLite
+a trigger takes it out of the FTS5 table). Visibility is not indexed: every search applies
+the visibility rule when it runs, so a change of visibility or of collaborators shows at
+once. `manage.py reindex_search` rebuilds every document.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.html import strip_tags
+
+from designs.git import GitError
+from designs.models import Design, SearchDocument
+from designs.search.tokens import document_text
+from designs.selectors import MAX_README_BYTES, design_readme_entry
+from hub.markdown import render_markdown
+
+logger = logging.getLogger(__name__)
+
+# What is indexed of a README and of the file list: enough for any README a person
+# writes and thousands of paths, and below PostgreSQL's 1 MB per tsvector.
+MAX_INDEXED_CHARS = 100_000
+
+
+def readme_plain_text(name: str, text: str) -> str:
+    """A README as the words a person reads: Markdown rendered, then its tags taken out."""
+    if name.lower().endswith((".md", ".markdown")):
+        text = html.unescape(strip_tags(render_markdown(text)))
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)[:MAX_INDEXED_CHARS]
+
+
+def _capped_lines(lines: list[str]) -> str:
+    kept, size = [], 0
+    for line in lines:
+        size += len(line) + 1
+        if size > MAX_INDEXED_CHARS:
+            break
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def search_document_refresh(*, design_id: int) -> bool:
+    """Rebuild the search document of design `design_id` from its row and its default
+    branch's head; False if the design is gone. Safe to run twice at once: the last
+    writer's document stands, and both read the same head."""
+    design = Design.objects.select_related("owner").filter(pk=design_id).first()
+    if design is None:
+        return False
+    readme, paths, head = "", "", ""
+    try:
+        if design.repo_path.exists():
+            head = design.repo.branch_head(design.default_branch) or ""
+        if head:
+            entry = design_readme_entry(design, sha=head)
+            if entry is not None:
+                raw = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
+                readme = readme_plain_text(entry.name, raw)
+            paths = _capped_lines(design.repo.all_paths(head))
+    except GitError:
+        # The repository is being deleted or is broken: index what the row says.
+        logger.warning("search: cannot read %s's repository", design.full_name, exc_info=True)
+    fields = {
+        "title_words": document_text(f"{design.title} {design.slug}"),
+        "summary_words": document_text(design.summary),
+        "readme_words": document_text(readme),
+        "path_words": document_text(paths),
+        "readme_text": readme,
+        "paths": paths,
+        "commit_sha": head,
+        "updated_at": timezone.now(),
+    }
+    if SearchDocument.objects.filter(design_id=design_id).update(**fields):
+        return True
+    try:
+        with transaction.atomic():
+            SearchDocument.objects.create(design_id=design_id, **fields)
+    except IntegrityError:
+        # Another refresh created it first, or the design was deleted meanwhile.
+        return SearchDocument.objects.filter(design_id=design_id).update(**fields) > 0
+    return True
+
+
+def search_index_rebuild(*, missing_only: bool = False) -> int:
+    """Rebuild the search document of every design (or of those without one); how many."""
+    designs = Design.objects.order_by("pk")
+    if missing_only:
+        designs = designs.filter(search_document__isnull=True)
+    done = 0
+    for design_id in designs.values_list("pk", flat=True).iterator():
+        done += search_document_refresh(design_id=design_id)
+    return done
