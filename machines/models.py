@@ -44,6 +44,11 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a time zone name such as 'Europe/Paris'.")
 
 
+def validate_locale(value: str) -> None:
+    if value and value not in dict(settings.LANGUAGES):
+        raise ValidationError(f"{value!r} is not a language the hub knows, such as 'fr' or 'en'.")
+
+
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]*$", "Use lowercase letters, digits and '-', starting with a letter or digit."
 )
@@ -113,6 +118,9 @@ class Lab(BookingRules):
     )
     address = models.TextField(blank=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    # How its pages write dates and times (a language code of settings.LANGUAGES); empty
+    # follows the hub's LANGUAGE_CODE, so a hub that changes language takes its labs along.
+    locale = models.CharField(max_length=15, blank=True, default="", validators=[validate_locale])
     description = models.TextField(blank=True, help_text="Markdown.")
     # Rendered when written (hub.markdown.render_field), with the renderer's version.
     description_html = models.TextField(blank=True, editable=False)
@@ -163,6 +171,11 @@ class Lab(BookingRules):
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def language(self) -> str:
+        """The language its dates and times are written in: its own, or the hub's."""
+        return self.locale or settings.LANGUAGE_CODE
 
 
 class LabMembership(models.Model):

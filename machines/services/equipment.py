@@ -16,7 +16,7 @@ from machines.models import Booking, Lab, Machine
 from machines.notifications import notify
 from machines.selectors import require_approved, require_manager
 from machines.services.labs import flag_affected, full_clean
-from machines.services.timeline import local_span, timeline_lock
+from machines.services.timeline import local_span, timeline_lock, timeline_take
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ def machine_create(
 
 
 @transaction.atomic
+@transaction.atomic
 def machine_update(
     *,
     machine: Machine,
@@ -117,16 +118,29 @@ def machine_update(
     photo=None,
     **fields: Any,
 ) -> Machine:
+    """Change a machine's settings. Only the fields given are written: `machine` may be
+    older than its row (a form read it), and its status or timeline must not go back.
+
+    Under the machine's timeline lock, which moves its version on: the fields include
+    booking rules (qualification, lengths, notice, quota, approval), so a booking racing
+    the change either commits first or is decided by the new rules."""
     require_manager(machine.lab, actor)
     unknown = set(fields) - set(MACHINE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown machine fields: {', '.join(sorted(unknown))}.")
+    timeline_take(machine.pk)
     for name, value in fields.items():
         setattr(machine, name, value)
     full_clean(machine, exclude=["photo", "slug"])
-    _set_connection(machine, connection_url, connection_api_key, connection_protocol)
-    _set_photo(machine, photo)
-    machine.save()
+    written = list(fields)
+    if connection_url is not None or connection_api_key is not None:
+        _set_connection(machine, connection_url, connection_api_key, connection_protocol)
+        written.append("connection_secret")
+    if photo is not None:
+        _set_photo(machine, photo)
+        written.append("photo")
+    if written:
+        machine.save(update_fields=written)
     return machine
 
 

@@ -33,7 +33,7 @@ def full_clean(instance, exclude: list[str] | None = None) -> None:
 
 
 LAB_FIELDS = (
-    "name", "address", "timezone", "description", "join_policy", "latitude", "longitude", *Lab.RULE_FIELDS,
+    "name", "address", "timezone", "locale", "description", "join_policy", "latitude", "longitude", *Lab.RULE_FIELDS,
 )  # fmt: skip
 
 
