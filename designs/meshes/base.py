@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 
 MESH_EXTENSIONS = (".stl", ".3mf", ".obj", ".ply", ".off", ".glb")
+# CAD files measured from their exact geometry (designs/meshes/step.py) and shown, compared
+# and fit-checked through a tessellation, like meshes.
+STEP_EXTENSIONS = (".step", ".stp")
 
 
 # Bump when a figure's definition changes, so stored figures can be recomputed.
@@ -104,7 +107,7 @@ class Limits:
 class MeshFigures:
     """What a mesh file measures, in millimetres whatever the file's own unit."""
 
-    format: str  # "stl-binary", "stl-ascii", "3mf", "obj", "ply", "off", "glb"
+    format: str  # "stl-binary", "stl-ascii", "3mf", "obj", "ply", "off", "glb", "step"
     units: str  # the unit the file's numbers were read in: a key of UNITS_MM
     # "declared" (3MF), "format" (glTF: metres, turned Y-up to Z-up), "assumed" (mm), "given"
     units_source: str
@@ -165,7 +168,13 @@ def _has_default(item: Field) -> bool:
 
 
 def is_mesh_path(path: str) -> bool:
-    return PurePosixPath(path).suffix.lower() in MESH_EXTENSIONS
+    """Whether a file is analysed, previewed and compared as a part: a mesh or a STEP file."""
+    suffix = PurePosixPath(path).suffix.lower()
+    return suffix in MESH_EXTENSIONS or suffix in STEP_EXTENSIONS
+
+
+def is_step_path(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in STEP_EXTENSIONS
 
 
 def figures_in_units(figures: dict, units: str) -> dict:

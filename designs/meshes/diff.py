@@ -10,7 +10,7 @@ import numpy as np
 
 from designs.meshes.base import Limits, require_finite, rotate_points
 from designs.meshes.figures import surface_sums
-from designs.meshes.read import read_mesh
+from designs.meshes.read import Mesh, read_mesh
 
 
 def geometric_diff(
@@ -40,6 +40,30 @@ def geometric_diff(
     started = time.perf_counter()
     before = read_mesh(old, filename=old_name, units=None, limits=limits)
     after = read_mesh(new, filename=new_name, units=None, limits=limits)
+    return mesh_geometric_diff(
+        before,
+        after,
+        old_name=old_name,
+        new_name=new_name,
+        samples=samples,
+        time_budget_s=time_budget_s - (time.perf_counter() - started),
+        identical=old == new,
+    )
+
+
+def mesh_geometric_diff(
+    before: Mesh,
+    after: Mesh,
+    *,
+    old_name: str,
+    new_name: str,
+    samples: int = 20_000,
+    time_budget_s: float = 5.0,
+    identical: bool = False,
+) -> dict:
+    """`geometric_diff` for meshes already read (a STEP file's tessellation, say);
+    `identical`: the caller knows both came from the same bytes."""
+    started = time.perf_counter()
     old_c = before.corners_mm()
     new_c = after.corners_mm()
     old_m = _measure(old_c)
@@ -61,7 +85,7 @@ def geometric_diff(
     hi = np.maximum(np.array(old_m["bbox_max"]), np.array(new_m["bbox_max"]))
     threshold = max(0.02, 1e-3 * float(np.linalg.norm(hi - lo)))
     samples = int(min(max(samples, 100), 200_000))
-    if old == new or (old_c.shape == new_c.shape and np.array_equal(old_c, new_c)):
+    if identical or (old_c.shape == new_c.shape and np.array_equal(old_c, new_c)):
         result.update(
             hausdorff_mm=0.0,
             mean_distance_mm=0.0,

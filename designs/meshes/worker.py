@@ -14,6 +14,11 @@ Protocol: one JSON job per line on the server's stdin; on its stdout a `{"starte
 line when a file is handed to a child, then one JSON result line per file, in the order
 they finish. The parent knows from the `started` lines which files were in hand if the
 server itself stops (it runs no mesh code, so only something from outside stops it).
+
+STEP files (designs/meshes/step.py) run in the same children. OpenCASCADE writes its
+messages to file descriptor 1, so no process here answers on it: the server and the diff
+child move their answers to a copy of it and point 1 at /dev/null before any analysis
+code runs, and the children answer on a pipe of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from designs import meshes
+from designs.meshes import step
+from designs.meshes.base import is_step_path
+from designs.meshes.diff import mesh_geometric_diff
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,6 +130,9 @@ class _Server:
         self.in_hand: set[str] = set()
         self.code = 0
         self.stalled = False
+        # Only a batch with STEP files loads OpenCASCADE (a second and half a gigabyte of
+        # address space) in its server.
+        formats = ["step"] if any(is_step_path(job.path) for job in jobs) else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -130,6 +141,7 @@ class _Server:
                 str(time_limit_s),
                 str(memory_limit_bytes),
                 str(workers),
+                *formats,
             ],
             cwd=PROJECT_ROOT,
             env=_child_env(),
@@ -268,10 +280,33 @@ _EXIT_MEMORY = 75
 _LAST = "last"
 
 
-def _warm_up() -> None:
+def _warm_up(*, with_step: bool = False) -> int:
+    """Load and run the analysis code once; return the address space (bytes) that loading
+    OpenCASCADE took, which the children's cap grants on top of the memory limit: that
+    is library code, and a mesh in the same batch must get the same room as without it."""
     meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
     meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
     meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
+    if not with_step:
+        return 0
+    before = _address_space()
+    step.warm_up()
+    return max(_address_space() - before, 0)
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _answers_off_stdout() -> int:
+    """A copy of file descriptor 1 to answer on; 1 itself then goes to /dev/null, where
+    whatever OpenCASCADE prints (parse errors, warnings) ends up."""
+    answers = os.dup(1)
+    nothing = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nothing, 1)
+    os.close(nothing)
+    return answers
 
 
 def _cap(memory_limit_bytes: int) -> None:
@@ -286,14 +321,20 @@ def _cap(memory_limit_bytes: int) -> None:
 def _child_diff(
     time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str
 ) -> None:
-    _warm_up()
-    _cap(memory_limit_bytes)
+    answers = os.fdopen(_answers_off_stdout(), "w")
+    library = _warm_up(with_step=is_step_path(old_name) or is_step_path(new_name))
+    _cap(memory_limit_bytes + library)
     signal.alarm(time_limit_s)
     result: dict[str, Any]
     try:
-        diff = meshes.geometric_diff(
-            Path(old_file).read_bytes(), Path(new_file).read_bytes(), old_name=old_name, new_name=new_name
-        )
+        old, new = Path(old_file).read_bytes(), Path(new_file).read_bytes()
+        if is_step_path(old_name) or is_step_path(new_name):
+            # Compared through the tessellations, as the 3D view shows them.
+            diff = mesh_geometric_diff(
+                _part_mesh(old, old_name), _part_mesh(new, new_name), old_name=old_name, new_name=new_name
+            )
+        else:
+            diff = meshes.geometric_diff(old, new, old_name=old_name, new_name=new_name)
         result = {"diff": diff}
     except meshes.MeshError as exc:
         result = {"reason": exc.reason}
@@ -303,7 +344,14 @@ def _child_diff(
         result = {"reason": "the comparison needed more memory than allowed"}
     # allow_nan=False: a NaN that slipped past require_finite fails here, loudly, rather
     # than reaching a JSON column as the invalid token NaN.
-    print(json.dumps(result, allow_nan=False), flush=True)
+    print(json.dumps(result, allow_nan=False), file=answers, flush=True)
+
+
+def _part_mesh(data: bytes, name: str) -> meshes.Mesh:
+    """The triangles of a file: a mesh as read, a STEP file as tessellated."""
+    if is_step_path(name):
+        return step.read_step(data, filename=name).mesh
+    return meshes.read_mesh(data, filename=name, units=None, limits=meshes.Limits())
 
 
 @dataclass
@@ -321,11 +369,12 @@ class _Child:
     unread: bytes = b""
 
 
-def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
+def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int, *, with_step: bool = False) -> None:
     """Hand the jobs read from stdin to at most `workers` children, one file at a time
     each; pass their results on; fail the file of a child that dies, and fork another."""
-    _warm_up()
-    out = sys.stdout.buffer
+    answers = _answers_off_stdout()
+    out = os.fdopen(answers, "wb")
+    cap_bytes = memory_limit_bytes + _warm_up(with_step=with_step)
     pending: deque[bytes] = deque()
     children: list[_Child] = []
     retried: set[str] = set()  # files whose child crashed once: a second crash fails them
@@ -338,7 +387,7 @@ def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int) -> None:
                 os.close(child.commands)  # no more work: the child ends
                 child.commands = -1
         while pending and sum(not child.ending for child in children) < workers:
-            child = _fork(children, time_limit_s, memory_limit_bytes)
+            child = _fork(children, time_limit_s, memory_limit_bytes, cap_bytes, answers)
             children.append(child)
             _hand(child, pending.popleft(), time_limit_s, out)
         deadlines = [child.deadline for child in children if child.sha is not None and not child.overran]
@@ -418,14 +467,18 @@ def _bury(child: _Child, time_limit_s: int, memory_limit_bytes: int, out, *, may
     return False
 
 
-def _fork(children: list[_Child], time_limit_s: int, memory_limit_bytes: int) -> _Child:
+def _fork(
+    children: list[_Child], time_limit_s: int, memory_limit_bytes: int, cap_bytes: int, answers: int
+) -> _Child:
     commands_read, commands_write = os.pipe()
     results_read, results_write = os.pipe()
     pid = os.fork()
     if pid == 0:
         # Only its own two pipe ends stay open: a sibling holding another child's pipe
-        # would keep the server from seeing that child end.
+        # would keep the server from seeing that child end, and one holding the server's
+        # answers would keep the parent from seeing the server end.
         for fd in [
+            answers,
             commands_write,
             results_read,
             *(c.commands for c in children),
@@ -436,16 +489,18 @@ def _fork(children: list[_Child], time_limit_s: int, memory_limit_bytes: int) ->
         nothing = os.open(os.devnull, os.O_RDWR)
         os.dup2(nothing, 0)
         os.dup2(nothing, 1)  # only the results pipe carries answers
-        _child(commands_read, results_write, time_limit_s, memory_limit_bytes)
+        _child(commands_read, results_write, time_limit_s, memory_limit_bytes, cap_bytes)
     os.close(commands_read)
     os.close(results_write)
     return _Child(pid=pid, commands=commands_write, results=results_read)
 
 
-def _child(commands: int, results: int, time_limit_s: int, memory_limit_bytes: int) -> NoReturn:
+def _child(
+    commands: int, results: int, time_limit_s: int, memory_limit_bytes: int, cap_bytes: int
+) -> NoReturn:
     code = 0
     try:
-        _cap(memory_limit_bytes)
+        _cap(cap_bytes)
         with os.fdopen(commands, "rb") as jobs, os.fdopen(results, "wb") as answers:
             for line in jobs:
                 result = _analyse(MeshJob(**json.loads(line)), time_limit_s, memory_limit_bytes)
@@ -480,11 +535,19 @@ def _analyse(job: MeshJob, time_limit_s: int, memory_limit_bytes: int) -> dict:
     try:
         started = time.perf_counter()
         data = Path(job.data_file).read_bytes()
-        mesh = meshes.read_mesh(data, filename=job.path, units=job.units, limits=meshes.Limits())
-        started = _lap(seconds, "read", started)
-        result["figures"] = meshes.mesh_figures(mesh).to_dict()
+        if is_step_path(job.path):
+            # Read, measured and tessellated in one go; the file's own unit always holds
+            # (OpenCASCADE converts it), so a unit given for the path does not apply.
+            part = step.read_step(data, filename=job.path)
+            mesh = part.mesh
+            started = _lap(seconds, "read", started)
+            result["figures"] = part.figures
+        else:
+            mesh = meshes.read_mesh(data, filename=job.path, units=job.units, limits=meshes.Limits())
+            started = _lap(seconds, "read", started)
+            result["figures"] = meshes.mesh_figures(mesh).to_dict()
         started = _lap(seconds, "figures", started)
-        if job.units is not None:
+        if job.units is not None and not is_step_path(job.path):
             # The 3D view is in the unit the file declares or implies, whatever was given.
             mesh = meshes.read_mesh(data, filename=job.path, units=None, limits=meshes.Limits())
         # Figures without a picture or a 3D view are still worth keeping.
@@ -538,4 +601,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "diff":
         _child_diff(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:8])
     else:
-        _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+        _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), with_step="step" in sys.argv[4:])
