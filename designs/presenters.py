@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 
 from designs.diffs import FileDiff
 from designs.git import TreeEntry
-from designs.meshes import fits, is_mesh_path
+from designs.meshes import fits, group_colour, is_mesh_path
 from designs.models import Design
 from designs.selectors import (
     analyses_for_blobs,
@@ -340,6 +340,7 @@ def _mesh_version(design: Design, sha: str, summary: dict | None) -> dict[str, A
         "reason": (summary or {}).get("reason") or "",
         "figures": (summary or {}).get("figures") if done else None,
         "data_url": reverse("design-mesh-data", args=args) if done else None,
+        "extra_url": reverse("design-mesh-extra", args=args) if done else None,
         "thumbnail_url": reverse("design-thumbnail", args=args) if has_thumbnail else None,
     }
 
@@ -369,6 +370,7 @@ def _mesh_diff(design: Design, change: FileDiff) -> dict[str, Any]:
         "geometry_pending": bool(change.detail.get("geometry_pending")),
         "geometry_failed": bool(change.detail.get("geometry_failed")),
         "geometry_id": change.detail.get("geometry_id"),
+        "geometry_retryable": bool(change.detail.get("geometry_retryable")),
     }
 
 
@@ -385,6 +387,7 @@ def mesh_page(design: Design, *, sha: str, entry: TreeEntry, build_volume: str) 
     figures = mesh["figures"] or {}
     mesh["figure_rows"] = _figure_rows(None, figures) if figures else []
     mesh["mass_reliable"] = figures.get("mass_reliable", figures.get("watertight"))
+    mesh.update(_parts(figures))
     volume_text = build_volume.strip()
     mesh["build_volume"] = volume_text
     mesh["presets"] = BUILD_VOLUME_PRESETS
@@ -394,6 +397,55 @@ def mesh_page(design: Design, *, sha: str, entry: TreeEntry, build_volume: str) 
         except ValidationError as exc:
             mesh["fit_error"] = exc.message
     return mesh
+
+
+# Bodies coloured one by one in the 3D view (meshes.render.MAX_COLOURED_BODIES): the
+# smaller ones share the last colour there, and here.
+COLOURED_BODIES = 64
+
+
+def _parts(figures: dict) -> dict[str, Any]:
+    """The bodies and objects of a mesh for the file page: how its volume was found, a row
+    per body and per object (with the colour the 3D view gives it) and the overlaps."""
+    method = figures.get("volume_method") or "single"
+    bodies = figures.get("body_figures") or []
+    objects = figures.get("objects") or []
+    body_rows = [
+        {
+            "number": body["number"],
+            "colour": "" if objects else group_colour(min(body["number"], COLOURED_BODIES)),
+            "triangles": f"{body['triangles']:,}",
+            "volume": _mesh_value("cm3", body["volume_mm3"]),
+            "area": _mesh_value("cm2", body["area_mm2"]),
+            "size": _mesh_value("xyz", body["size"]),
+            "closed": body["watertight"] and body["winding_consistent"],
+        }
+        for body in bodies
+    ]
+    object_rows = [
+        {
+            "name": obj["name"],
+            "colour": obj["colour"] or group_colour(number),
+            "colour_given": bool(obj["colour"]),
+            "material": obj["material"],
+            "triangles": f"{obj['triangles']:,}",
+            "volume": _mesh_value("cm3", obj["volume_mm3"]),
+            "size": _mesh_value("xyz", obj["size"]),
+        }
+        for number, obj in enumerate(objects, start=1)
+    ]
+    overlaps = [
+        f"Bodies {pair['bodies'][0]} and {pair['bodies'][1]} share {_mesh_value('cm3', pair['shared_mm3'])}"
+        for pair in figures.get("overlapping_bodies") or []
+    ]
+    return {
+        "volume_method": method,
+        "volume_note": figures.get("volume_note") or "",
+        "body_rows": body_rows,
+        "bodies_total": figures.get("bodies") or 0,
+        "object_rows": object_rows,
+        "overlap_rows": overlaps,
+    }
 
 
 def entry_rows(design: Design, entries: list) -> list[tuple[Any, str | None]]:

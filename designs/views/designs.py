@@ -120,16 +120,28 @@ def design_thumbnail(request: HttpRequest, owner: str, slug: str, blob_sha: str)
 
 def design_mesh_data(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
     """The triangles of a mesh blob for the 3D viewer (float32 LE, 9 per triangle, mm)."""
+    return _viewer_file(request, owner, slug, blob_sha, suffix=".bin")
+
+
+def design_mesh_extra(request: HttpRequest, owner: str, slug: str, blob_sha: str) -> HttpResponseBase:
+    """What the 3D viewer draws besides the triangles: colour groups and open edges
+    (designs.meshes.mesh_viewer_extra). Analyses older than it have none: a 404."""
+    return _viewer_file(request, owner, slug, blob_sha, suffix=".extra")
+
+
+def _viewer_file(
+    request: HttpRequest, owner: str, slug: str, blob_sha: str, *, suffix: str
+) -> HttpResponseBase:
     try:
         design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
     except NotFound as exc:
         raise Http404(exc.message) from exc
-    path = selectors.viewer_path(blob_sha)
+    path = selectors.viewer_path(blob_sha).with_suffix(suffix)
     if len(blob_sha) != 40 or not path.exists() or not design.repo.has_object(blob_sha):
         raise Http404("No 3D data for this file (yet).")
     response = FileResponse(path.open("rb"), content_type="application/octet-stream")
-    response["Cache-Control"] = "private, max-age=86400"  # a blob's triangles never change
-    response["ETag"] = f'"{blob_sha}-bin"'
+    response["Cache-Control"] = "private, max-age=86400"  # a blob's analysis never changes
+    response["ETag"] = f'"{blob_sha}-{suffix[1:]}"'
     return response
 
 

@@ -7,6 +7,11 @@
  * orange over the new one in blue-grey, one or the other alone, or side by side.
  * data-old-transform (JSON {rotation: 3 rows, shift: [x, y, z]}) is the rigid move that
  * the geometric diff found from the old part onto the new: the view can apply it.
+ * data-extra (one version only) is a URL answering what to draw besides the triangles
+ * (designs.meshes.mesh_viewer_extra): b"FHX1", uint32 groups G, open edges E, open edges in
+ * all; G × (uint32 triangles, RGBA bytes) colouring consecutive runs of the triangles (the
+ * bodies or objects; alpha 0: no colour of its own); E × 6 float32, the open edges' corners
+ * (holes), drawn in red over the part. Without it (older analyses) the part is one colour.
  * <div data-mesh-viewer data-scene="URL"> shows an assembly instead: the URL answers JSON
  * {parts: [{url, matrix, module, path}]}, each part's triangles placed by its 4×4
  * column-major matrix (mm), each module in its own colour.
@@ -18,6 +23,7 @@
   const PALETTE = [[0.55, 0.63, 0.74], [0.93, 0.6, 0.3], [0.45, 0.7, 0.5], [0.75, 0.5, 0.72], [0.85, 0.75, 0.35], [0.4, 0.65, 0.75]];
   const MAX_SCENE_PARTS = 400;
   const OLD_ALPHA = 0.42;
+  const OPEN_EDGE_COLOUR = [0.86, 0.08, 0.12];
   const AUTO_START = 6; // browsers drop the oldest WebGL context past ~16: start the rest on a click
   const HOME = { az: -0.6, el: 0.5, zoom: 1 }; // zoom 1: the model fills the view from here
 
@@ -38,13 +44,15 @@
     precision mediump float;
     uniform vec3 uColour;
     uniform float uAlpha;
+    uniform float uFlat;  // 1: unlit (lines), 0: lit (surfaces)
     varying vec3 vNormal;
     void main() {
       vec3 n = normalize(vNormal);
       if (n.z < 0.0) n = -n;  // light both sides: many meshes have flipped triangles
       float key = max(dot(n, normalize(vec3(-0.45, 0.6, 0.65))), 0.0);
       float fill = max(dot(n, normalize(vec3(0.7, -0.25, 0.4))), 0.0);
-      gl_FragColor = vec4(uColour * (0.3 + 0.62 * key + 0.2 * fill) * uAlpha, uAlpha);
+      vec3 lit = uColour * (0.3 + 0.62 * key + 0.2 * fill);
+      gl_FragColor = vec4(mix(lit, uColour, uFlat) * uAlpha, uAlpha);
     }`;
 
   /* -- meshes ------------------------------------------------------------------------ */
@@ -57,6 +65,33 @@
     const positions = new Float32Array(buffer, 0, Math.floor(buffer.byteLength / 36) * 9);
     if (!positions.length) throw new Error("This mesh has no triangles to show.");
     return { positions, normals: flatNormals(positions), frame: frameOf(positions) };
+  }
+
+  // The colour groups and open edges of one mesh of `triangles` triangles, or null when
+  // the data is missing (older analyses), malformed or for other triangles.
+  async function loadExtra(url, triangles) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) return null;
+      const buffer = await response.arrayBuffer();
+      const view = new DataView(buffer);
+      if (buffer.byteLength < 16 || String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "FHX1") return null;
+      const groupCount = view.getUint32(4, true), edgeCount = view.getUint32(8, true), edgeTotal = view.getUint32(12, true);
+      const edgesAt = 16 + 8 * groupCount;
+      if (buffer.byteLength !== edgesAt + 24 * edgeCount) return null;
+      const groups = [];
+      let first = 0;
+      for (let i = 0; i < groupCount; i++) {
+        const at = 16 + 8 * i, count = view.getUint32(at, true);
+        const rgba = [0, 1, 2, 3].map((k) => view.getUint8(at + 4 + k));
+        groups.push({ first, count, colour: rgba.slice(0, 3).map((c) => c / 255), own: rgba[3] > 0 });
+        first += count;
+      }
+      if (first !== triangles) return null;
+      return { groups, edges: new Float32Array(buffer, edgesAt, edgeCount * 6), edgeTotal };
+    } catch (error) {
+      return null; // the part still shows, in one colour
+    }
   }
 
   // One normal per triangle, repeated for its three corners (flat shading).
@@ -146,7 +181,7 @@
       this.buffers = new Map(); // mesh → its GL buffers
       this.loc = {};
       for (const name of ["aPos", "aNormal"]) this.loc[name] = gl.getAttribLocation(program, name);
-      for (const name of ["uRot", "uCentre", "uScale", "uColour", "uAlpha"]) {
+      for (const name of ["uRot", "uCentre", "uScale", "uColour", "uAlpha", "uFlat"]) {
         this.loc[name] = gl.getUniformLocation(program, name);
       }
     }
@@ -162,6 +197,12 @@
 
     upload(mesh) {
       const gl = this.gl;
+      if (mesh.lines && !this.buffers.has(mesh)) {
+        const made = { position: gl.createBuffer() };
+        gl.bindBuffer(gl.ARRAY_BUFFER, made.position);
+        gl.bufferData(gl.ARRAY_BUFFER, mesh.lines, gl.STATIC_DRAW);
+        this.buffers.set(mesh, made);
+      }
       if (!this.buffers.has(mesh)) {
         const made = { position: gl.createBuffer(), normal: gl.createBuffer() };
         gl.bindBuffer(gl.ARRAY_BUFFER, made.position);
@@ -173,7 +214,9 @@
       return this.buffers.get(mesh);
     }
 
-    // items: [{mesh, colour, alpha}], opaque ones first; rot: mat3; scale: clip units per mm.
+    // items: [{mesh, colour, alpha, first?, count?}] (a run of the mesh's triangles, or all
+    // of them), opaque ones first, then [{mesh: {lines}, colour}] drawn as lines over the
+    // surfaces; rot: mat3; scale: clip units per mm.
     draw(items, frame, rot, scale) {
       const { gl, loc } = this, w = this.canvas.width, h = this.canvas.height;
       gl.viewport(0, 0, w, h);
@@ -186,7 +229,10 @@
       gl.uniformMatrix3fv(loc.uRot, false, rot);
       gl.uniform3fv(loc.uCentre, frame.centre);
       gl.uniform3f(loc.uScale, scale * Math.min(1, h / w), scale * Math.min(1, w / h), -1 / (frame.radius * 1.01));
+      const lines = items.some((item) => item.mesh.lines);
+      gl.uniform1f(loc.uFlat, 0);
       for (const item of items) {
+        if (item.mesh.lines) continue;
         const buffers = this.upload(item.mesh), opaque = item.alpha >= 1;
         gl.depthMask(opaque); // a translucent surface must not hide what lies behind it
         // Only the outside of a translucent one (inner walls seen through it are noise),
@@ -195,6 +241,8 @@
           if (opaque) gl.disable(flag);
           else gl.enable(flag);
         }
+        // Lines on a surface: the surface steps back so that its edges win the depth test.
+        if (opaque && lines) gl.enable(gl.POLYGON_OFFSET_FILL);
         gl.polygonOffset(1, 4);
         gl.uniform3fv(loc.uColour, item.colour);
         gl.uniform1f(loc.uAlpha, item.alpha);
@@ -203,9 +251,23 @@
           gl.enableVertexAttribArray(attribute);
           gl.vertexAttribPointer(attribute, 3, gl.FLOAT, false, 0, 0);
         }
-        gl.drawArrays(gl.TRIANGLES, 0, item.mesh.positions.length / 3);
+        const first = item.first || 0, count = item.count ?? item.mesh.positions.length / 9;
+        gl.drawArrays(gl.TRIANGLES, first * 3, count * 3);
       }
       gl.depthMask(true);
+      gl.disable(gl.POLYGON_OFFSET_FILL);
+      for (const item of items) {
+        if (!item.mesh.lines) continue;
+        gl.uniform1f(loc.uFlat, 1);
+        gl.uniform3fv(loc.uColour, item.colour);
+        gl.uniform1f(loc.uAlpha, 1);
+        gl.bindBuffer(gl.ARRAY_BUFFER, this.upload(item.mesh).position);
+        gl.enableVertexAttribArray(loc.aPos);
+        gl.vertexAttribPointer(loc.aPos, 3, gl.FLOAT, false, 0, 0);
+        gl.disableVertexAttribArray(loc.aNormal);
+        gl.vertexAttrib3f(loc.aNormal, 0, 0, 1);
+        gl.drawArrays(gl.LINES, 0, item.mesh.lines.length / 3);
+      }
     }
   }
 
@@ -226,6 +288,8 @@
       this.canvases = [root.querySelector("canvas")];
       this.urls = Object.entries({ old: root.dataset.old, new: root.dataset.new }).filter(([, url]) => url);
       this.sceneUrl = root.dataset.scene || null;
+      this.extraUrl = this.urls.length === 1 ? root.dataset.extra || null : null;
+      this.showEdges = true;
       this.compare = this.urls.length === 2;
       this.transform = root.dataset.oldTransform ? JSON.parse(root.dataset.oldTransform) : null;
       this.aligned = Boolean(this.transform); // show the old part moved onto the new one
@@ -248,6 +312,7 @@
         if (this.sceneUrl) await this.loadScene();
         const loaded = await Promise.all(this.urls.map(([, url]) => loadMesh(url)));
         this.urls.forEach(([name], i) => { this.meshes[name] = loaded[i]; });
+        if (this.extraUrl) this.extra = await loadExtra(this.extraUrl, loaded[0].positions.length / 9);
       } catch (error) {
         this.say(error.message, "error");
         return;
@@ -293,11 +358,27 @@
       const frame = union([now, old].filter(Boolean).map((m) => m.frame));
       const oldOpaque = { mesh: old, colour: COLOURS.old, alpha: 1 };
       const newOpaque = { mesh: now, colour: this.compare ? COLOURS.new : COLOURS.single, alpha: 1 };
+      if (!this.compare && this.extra) return [{ items: this.partItems(now || old), frame }];
       if (!this.compare) return [{ items: [now ? newOpaque : oldOpaque], frame }];
       if (this.side) return [{ items: [oldOpaque], frame: old.frame }, { items: [newOpaque], frame: now.frame }];
       if (this.show === "old") return [{ items: [oldOpaque], frame }];
       if (this.show === "new") return [{ items: [newOpaque], frame }];
       return [{ items: [newOpaque, { mesh: old, colour: COLOURS.old, alpha: OLD_ALPHA }], frame }];
+    }
+
+    // One version in the colours of its bodies or objects, its open edges over it.
+    partItems(mesh) {
+      const { groups, edges } = this.extra;
+      const coloured = groups.length > 1 || groups.some((group) => group.own);
+      const items = groups.map((group) => ({
+        mesh, first: group.first, count: group.count, alpha: 1,
+        colour: coloured ? group.colour : COLOURS.single,
+      }));
+      if (edges.length && this.showEdges) {
+        this.edgeMesh = this.edgeMesh || { lines: edges };
+        items.push({ mesh: this.edgeMesh, colour: OPEN_EDGE_COLOUR });
+      }
+      return items;
     }
 
     // Draw on the next animation frame; side by side, both views share one scale.
@@ -335,6 +416,15 @@
         const legend = el("span", "mv-legend");
         legend.append(el("span", "mv-swatch old", "old"), el("span", "mv-swatch new", "new"));
         bar.append(legend);
+      }
+      if (this.extra && this.extra.edges.length) {
+        const { edges, edgeTotal } = this.extra, shown = edges.length / 6;
+        this.toggles(bar, "Open edges", [["show", "Show holes"], ["hide", "Hide holes"]], "show", (value) => {
+          this.showEdges = value === "show";
+          this.render();
+        });
+        const what = shown < edgeTotal ? `${shown.toLocaleString()} of ${edgeTotal.toLocaleString()}` : edgeTotal.toLocaleString();
+        bar.append(el("span", "mv-legend mv-open-edges", `${what} open edges (holes) in red`));
       }
       bar.append(el("span", "mv-hint", "Drag to turn · wheel or pinch to zoom"));
       this.root.insertBefore(bar, this.stage);
