@@ -216,6 +216,7 @@ def _fill_mesh(change: FileDiff, row: BlobDiff | None, analyses: dict[str, MeshA
         elif row.status == BlobDiff.Status.FAILED:
             change.detail["geometry_reason"] = row.reason or "the comparison failed"
             change.detail["geometry_failed"] = True
+            change.detail["geometry_retryable"] = row.attempts < MAX_TOTAL_ATTEMPTS
         else:
             change.detail["geometry_pending"] = True
             waiting = True
@@ -229,7 +230,11 @@ def _fill_file(change: FileDiff, row: BlobDiff | None) -> bool:
         change.kind, change.detail = row.kind, row.detail or {}
         return False
     if row.status == BlobDiff.Status.FAILED:
-        change.kind, change.detail = "failed", {"reason": row.reason or "the comparison failed", "id": row.pk}
+        change.kind, change.detail = "failed", {
+            "reason": row.reason or "the comparison failed",
+            "id": row.pk,
+            "retryable": row.attempts < MAX_TOTAL_ATTEMPTS,
+        }
         return False
     change.kind, change.detail = "pending", {"id": row.pk}
     return True

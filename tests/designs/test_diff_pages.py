@@ -139,6 +139,7 @@ def test_a_hostile_mesh_fails_alone_with_its_reason_in_its_place(client, alice, 
         alice, {"good.stl": lever, "bad.stl": knob}, {"good.stl": knob, "bad.stl": hostile}
     )
 
+    client.force_login(alice)  # Retry is offered to a signed-in person
     page = client.get(reverse("design-commit", args=["alice", "parts", second]))
 
     files = {row["file"].path: row for row in page.context["files"]}
@@ -174,11 +175,16 @@ def test_a_comparison_interrupted_three_times_is_shown_failed_with_a_retry(clien
         status="running", started_at=long_ago, attempts=diff_pages.MAX_ATTEMPTS
     )
 
+    client.force_login(alice)
     page = client.get(reverse("design-commit", args=["alice", "notes", second])).content.decode()
 
     row.refresh_from_db()
     assert row.status == "failed" and "interrupted 3 times" in row.reason
     assert "interrupted 3 times" in page and f'name="retry" value="{row.pk}"' in page
+    # A visitor who is not signed in could not retry: no button is offered.
+    client.logout()
+    page = client.get(reverse("design-commit", args=["alice", "notes", second])).content.decode()
+    assert "interrupted 3 times" in page and 'name="retry"' not in page
 
 
 def test_a_pending_comparison_whose_message_was_lost_is_queued_again(client, notes, background_tasks_run):
@@ -293,6 +299,9 @@ def test_retries_of_a_comparison_whose_worker_keeps_dying_are_capped(client, ali
     assert retried == diff_pages.MAX_TOTAL_ATTEMPTS - diff_pages.MAX_ATTEMPTS
     assert row.attempts == diff_pages.MAX_TOTAL_ATTEMPTS
     assert f"interrupted {diff_pages.MAX_TOTAL_ATTEMPTS} times" in row.reason
+    # Past the cap the page no longer offers a Retry that would do nothing.
+    page = client.get(reverse("design-commit", args=["alice", "notes", second])).content.decode()
+    assert f"interrupted {diff_pages.MAX_TOTAL_ATTEMPTS} times" in page and 'name="retry"' not in page
 
 
 def test_the_proposal_page_fills_in_from_the_same_cache(client, alice, bob, background_tasks_run):

@@ -55,13 +55,28 @@
     const form = event.target;
     if (!form.matches("form[data-diff-retry]")) return;
     event.preventDefault();
-    form.querySelector("button").disabled = true;
-    await fetch(form.action, {
-      method: "POST",
-      body: new FormData(form),
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
+    const button = form.querySelector("button");
+    const note = form.querySelector("[data-diff-retry-note]");
+    button.disabled = true;
+    let retried = 0;
+    try {
+      const response = await fetch(form.action, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (response.ok) retried = (await response.json()).retried;
+    } catch (error) {
+      retried = 0;
+    }
+    if (!retried) {
+      // Not queued: it failed less than a minute ago, was tried too often, or the
+      // request failed. Say so instead of showing a progress that never moves.
+      button.disabled = false;
+      if (note) note.textContent = "Not queued again: it failed moments ago or was tried too often. Try again in a minute.";
+      return;
+    }
     const section = form.closest("section.diff");
     if (section) section.setAttribute("data-pending", "");
     box.hidden = false;
