@@ -1,6 +1,9 @@
 from csp.decorators import csp_update
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import URLPattern, URLResolver, include, path
+from django.utils.functional import lazy
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from hub import account_api, api, archive_api, notification_api, record_api, views
@@ -78,6 +81,12 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
+    # Browsers ask every site for /favicon.ico: the hub's icon is an SVG (base.html links it).
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=lazy(static, str)("hub/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
     path("admin/", admin.site.urls),
     # The lab agent protocol (docs/agent.md): outside the REST API and its schema.
     path("api/agent/v1/", include("machines.agent_urls")),
