@@ -4,12 +4,15 @@ datetimes in the lab's zone); the services decide what is allowed."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.utils import formats
+from django.utils.dateparse import parse_datetime
 
-from machines import timeline
+from machines import labels, timeline
 from machines.models import Lab, Machine
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -31,6 +34,7 @@ class LabForm(forms.ModelForm):
             "latitude",
             "longitude",
             "timezone",
+            "locale",
             "description",
             "join_policy",
             "min_booking_minutes",
@@ -54,6 +58,12 @@ class LabForm(forms.ModelForm):
                 self.fields[name].required = False
                 self.fields[name].initial = value
         self.fields["requires_approval"] = forms.BooleanField(required=False, label="Bookings need approval")
+        self.fields["locale"] = forms.ChoiceField(
+            required=False,
+            label="Language of dates and times",
+            choices=[("", f"The hub's ({settings.LANGUAGE_CODE})"), *settings.LANGUAGES],
+            help_text="How the calendar and booking forms write days, months and times.",
+        )
         if self.instance.pk:
             self.fields.pop("slug")
 
@@ -68,7 +78,9 @@ class HoursForm(forms.Form):
         super().__init__(*args, **kwargs)
         current: dict[int, list[str]] = {}
         for h in lab.opening_hours.all():
-            current.setdefault(h.weekday, []).append(f"{h.opens:%H:%M}-{h.closes:%H:%M}")
+            current.setdefault(h.weekday, []).append(
+                f"{labels.clock(h.opens)}-{labels.clock(h.closes, closing=True)}"
+            )
         for n, name in enumerate(WEEKDAYS):
             self.fields[f"day{n}"] = forms.CharField(
                 label=name,
@@ -94,22 +106,50 @@ class HoursForm(forms.Form):
         return self.cleaned_data
 
 
-class LocalRangeForm(forms.Form):
-    """A day and two wall-clock times in the lab's zone (the end may be on the next day)."""
+# An unambiguous day (31 > 12) to show the lab's way of writing dates as an example.
+EXAMPLE_DAY = date(2026, 12, 31)
+TIME_FORMATS = ["%H:%M", "%H:%M:%S"]
 
-    day = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    start_time = forms.TimeField(label="From", widget=forms.TimeInput(attrs={"type": "time"}))
-    end_time = forms.TimeField(label="To", widget=forms.TimeInput(attrs={"type": "time"}))
+
+class LocalRangeForm(forms.Form):
+    """A day and two wall-clock times in the lab's zone (the end may be on the next day).
+
+    Days are written the lab's way (its `language`: 31/12/2026 in a French lab) and times
+    on the 24-hour clock, in plain text inputs: a browser's own date picker follows the
+    browser's locale, not the lab's, and showed US-style dates in a French lab."""
+
+    day = forms.DateField()
+    start_time = forms.TimeField(label="From")
+    end_time = forms.TimeField(label="To")
     end_day = forms.DateField(
-        required=False,
-        label="Until (day)",
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Only if it ends on another day.",
+        required=False, label="Until (day)", help_text="Only if it ends on another day."
     )
 
     def __init__(self, *args, lab: Lab, **kwargs):
         super().__init__(*args, **kwargs)
         self.lab = lab
+        language = lab.language
+        date_formats = list(formats.get_format("DATE_INPUT_FORMATS", lang=language))
+        for name in ("day", "end_day"):
+            field = self.fields[name]
+            assert isinstance(field, forms.DateField)
+            field.input_formats = date_formats
+            field.widget = forms.DateInput(
+                format=date_formats[0],
+                attrs={
+                    "lang": language,
+                    "placeholder": f"e.g. {EXAMPLE_DAY.strftime(date_formats[0])}",
+                    "inputmode": "numeric",
+                },
+            )
+        for name in ("start_time", "end_time"):
+            field = self.fields[name]
+            assert isinstance(field, forms.TimeField)
+            field.input_formats = TIME_FORMATS
+            field.widget = forms.TimeInput(
+                format=TIME_FORMATS[0],
+                attrs={"lang": language, "placeholder": "e.g. 14:30", "inputmode": "numeric"},
+            )
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -124,6 +164,22 @@ class LocalRangeForm(forms.Form):
 class BookingForm(LocalRangeForm):
     note = forms.CharField(max_length=500, required=False, label="What for")
     field_order = ["day", "start_time", "end_time", "end_day", "note"]
+
+    @staticmethod
+    def initial_for(lab: Lab, start: str | None, end: str | None) -> dict[str, Any]:
+        """The form's fields for a range picked on the calendar (`start` and `end` as ISO
+        instants in the query string), in the lab's wall clock; nothing if unreadable."""
+        try:
+            first, last = parse_datetime(start or ""), parse_datetime(end or "")
+        except ValueError:
+            return {}
+        if first is None or last is None or first.tzinfo is None or last.tzinfo is None or last <= first:
+            return {}
+        first, last = first.astimezone(lab.zone), last.astimezone(lab.zone)
+        initial: dict[str, Any] = {"day": first.date(), "start_time": first.time(), "end_time": last.time()}
+        if last.date() != first.date():
+            initial["end_day"] = last.date()
+        return initial
 
 
 class ClosureForm(LocalRangeForm):

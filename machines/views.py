@@ -25,7 +25,7 @@ from hub.markdown import shown_html
 from hub.models import User
 from hub.redirects import redirect_back
 from hub.views import form_call, hub_page
-from machines import forms, ical, selectors, services, timeline
+from machines import calendar_grid, forms, ical, labels, selectors, services, timeline
 from machines.models import Booking, CalendarFeed, Lab, Machine
 
 AVAILABILITY_DAYS = 7
@@ -97,22 +97,25 @@ def lab_new(request: HttpRequest) -> HttpResponse:
 
 @hub_page
 def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
+    """The lab's week as a grid (click free time to book), its machines and hours."""
     the_lab = selectors.lab_get(slug=lab)
     monday = _monday(request, the_lab)
-    week = selectors.lab_week(the_lab, monday)
+    weekly = selectors.weekly_hours(the_lab)
     context = lab_context(
         request,
         the_lab,
         "calendar",
-        week=week,
+        grid=calendar_grid.week_grid(the_lab, monday, now=timezone.now()),
         monday=monday,
+        sunday=monday + timedelta(days=6),
         previous_week=monday - timedelta(days=7),
         next_week=monday + timedelta(days=7),
         description_html=shown_html(the_lab, "description"),
-        machines=the_lab.machines.order_by("name"),
-        hours=(hours := selectors.weekly_hours(the_lab)),
-        open_days={d for d, _, _ in hours},
-        weekdays=forms.WEEKDAYS,
+        machines=[(m, labels.capabilities(m.capabilities)) for m in the_lab.machines.order_by("name")],
+        hours=[
+            (name, labels.hours_text([(o, c) for d, o, c in weekly if d == n]))
+            for n, name in enumerate(forms.WEEKDAYS)
+        ],
     )
     if context["role"] in ("member", "manager"):
         context["feed"] = services.calendar_feed_get(owner=signed_in_user(request), lab=the_lab)
@@ -399,7 +402,11 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
     the_lab = selectors.lab_get(slug=lab)
     the_machine = selectors.machine_get(lab=the_lab, slug=machine)
     role = selectors.lab_role(the_lab, request.user)
-    form = forms.BookingForm(request.POST or None, lab=the_lab)
+    form = forms.BookingForm(
+        request.POST or None,
+        lab=the_lab,
+        initial=forms.BookingForm.initial_for(the_lab, request.GET.get("start"), request.GET.get("end")),
+    )
     if request.method == "POST":
         if not request.user.is_authenticated:
             return redirect(f"{reverse('login')}?next={request.path}")
@@ -435,6 +442,7 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
         the_lab,
         "machines",
         machine=the_machine,
+        capabilities=labels.capabilities(the_machine.capabilities),
         form=form,
         rules=selectors.rules_for(the_machine),
         free_days=sorted(days.items()),
