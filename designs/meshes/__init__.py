@@ -34,7 +34,7 @@ from designs.meshes.base import (
 )
 from designs.meshes.diff import geometric_diff
 from designs.meshes.figures import analyse, mesh_figures
-from designs.meshes.read import Mesh, read_mesh
+from designs.meshes.read import Mesh, fcstd_thumbnail, read_mesh
 from designs.meshes.render import (
     group_colour,
     mesh_thumbnail,
@@ -55,6 +55,7 @@ __all__ = [
     "MeshFigures",
     "analyse",
     "canonical_units",
+    "fcstd_thumbnail",
     "figures_in_units",
     "fits",
     "geometric_diff",

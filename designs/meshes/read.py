@@ -531,13 +531,13 @@ def _count_triangle_elements(content: bytes) -> int:
     )
 
 
-def _check_member_name(name: str) -> None:
+def _check_member_name(name: str, *, kind: str = "3MF") -> None:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name) or "\0" in name:
-        raise MeshError(f"the 3MF archive contains a part with an unsafe name: '{name}'")
+        raise MeshError(f"the {kind} archive contains a part with an unsafe name: '{name}'")
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, *, kind: str = "3MF") -> bytes:
     pieces = []
     read = 0
     limit = min(info.file_size, budget)
@@ -550,9 +550,123 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -
                 read += len(piece)
                 if read > limit:
                     raise MeshError(
-                        f"the 3MF part '{info.filename}' unpacks to more than the {limit:,} bytes it may take"
+                        f"the {kind} part '{info.filename}' unpacks to more than the {limit:,} bytes it may take"
                     )
                 pieces.append(piece)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
-        raise MeshError(f"the 3MF part '{info.filename}' cannot be unpacked ({exc})") from None
+        raise MeshError(f"the {kind} part '{info.filename}' cannot be unpacked ({exc})") from None
     return b"".join(pieces)
+
+
+# -- FreeCAD documents: only their thumbnail ------------------------------------------------
+
+# What a FreeCAD document's picture may take: FreeCAD writes 128 × 128 px by default.
+MAX_THUMBNAIL_BYTES = 4 * 1024 * 1024
+
+
+MAX_THUMBNAIL_PIXELS = 4096
+
+
+_FCSTD_THUMBNAIL = "thumbnails/thumbnail.png"
+
+
+def fcstd_thumbnail(data: bytes, *, limits: Limits = Limits()) -> bytes:
+    """The PNG a FreeCAD document (.FCStd, a ZIP archive) carries as
+    thumbnails/Thumbnail.png, checked: the archive's size, part count, part names and
+    compression as for a 3MF, the picture's size, and every PNG chunk (signature, CRC,
+    a header first with sane dimensions, image data, an end). MeshError says why not."""
+    kind = "FreeCAD document"
+    if len(data) > limits.max_bytes:
+        raise MeshError(
+            f"the file has {len(data):,} bytes, more than the {limits.max_bytes:,} this hub opens"
+        )
+    if not data.startswith(b"PK"):
+        what = _foreign(data)
+        raise MeshError(
+            f"this is {what}, not a FreeCAD document"
+            if what
+            else "this is not a FreeCAD document: an .FCStd file is a ZIP archive"
+        )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise MeshError(f"this FreeCAD document is not a readable ZIP archive ({exc})") from None
+    if len(members) > limits.max_archive_members:
+        raise MeshError(
+            f"the {kind} archive has {len(members):,} parts, more than the {limits.max_archive_members:,} allowed"
+        )
+    for info in members:
+        _check_member_name(info.filename, kind=kind)
+    found = [info for info in members if info.filename.lower() == _FCSTD_THUMBNAIL]
+    if not found:
+        raise MeshError("this FreeCAD document carries no thumbnail (thumbnails/Thumbnail.png)")
+    info = found[0]
+    if info.flag_bits & 0x1:
+        raise MeshError(f"the {kind} part '{info.filename}' is encrypted")
+    if info.file_size > MAX_THUMBNAIL_BYTES:
+        raise MeshError(
+            f"its thumbnail would unpack to {info.file_size:,} bytes, more than the "
+            f"{MAX_THUMBNAIL_BYTES:,} a thumbnail may take"
+        )
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > _RATIO_FLOOR_BYTES and ratio > limits.max_compression_ratio:
+        raise MeshError(
+            f"the {kind} part '{info.filename}' is compressed {ratio:,.0f} to 1, more than the "
+            f"{limits.max_compression_ratio:,.0f} to 1 this hub accepts: it looks like a zip bomb"
+        )
+    picture = _read_member(archive, info, MAX_THUMBNAIL_BYTES, kind=kind)
+    check_png(picture)
+    return picture
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(data: bytes) -> None:
+    """Refuse bytes that are not one whole PNG: the signature, then chunks whose lengths
+    fit and whose CRCs match, IHDR first (1 to MAX_THUMBNAIL_PIXELS a side, a valid bit
+    depth and colour type), at least one IDAT, IEND last and nothing after it."""
+    if not data.startswith(_PNG_SIGNATURE):
+        what = _foreign(data)
+        raise MeshError(f"its thumbnail is {what}, not a PNG" if what else "its thumbnail is not a PNG image")
+    at = len(_PNG_SIGNATURE)
+    kinds: list[bytes] = []
+    while at < len(data):
+        if at + 12 > len(data):
+            raise MeshError("its thumbnail PNG is cut short")
+        (length,) = struct.unpack_from(">I", data, at)
+        kind = data[at + 4 : at + 8]
+        end = at + 12 + length
+        if end > len(data) or not kind.isalpha():
+            raise MeshError("its thumbnail PNG is cut short or corrupt")
+        body = data[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack_from(">I", data, at + 8 + length)
+        if zlib.crc32(kind + body) != crc:
+            raise MeshError(
+                f"its thumbnail PNG is corrupt (the {kind.decode('ascii')} chunk's checksum is wrong)"
+            )
+        if not kinds:
+            _check_png_header(kind, body)
+        kinds.append(kind)
+        at = end
+        if kind == b"IEND":
+            break
+    if at != len(data) or not kinds or kinds[-1] != b"IEND" or b"IDAT" not in kinds:
+        raise MeshError("its thumbnail PNG is incomplete (no image data, or no end)")
+
+
+# Valid (colour type: bit depths) pairs of the PNG specification.
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _check_png_header(kind: bytes, body: bytes) -> None:
+    if kind != b"IHDR" or len(body) != 13:
+        raise MeshError("its thumbnail PNG does not start with an image header")
+    width, height, depth, colour = struct.unpack_from(">IIBB", body)
+    if not (1 <= width <= MAX_THUMBNAIL_PIXELS and 1 <= height <= MAX_THUMBNAIL_PIXELS):
+        raise MeshError(
+            f"its thumbnail is {width:,} × {height:,} pixels, more than the {MAX_THUMBNAIL_PIXELS} a side shown"
+        )
+    if depth not in _PNG_DEPTHS.get(colour, ()):
+        raise MeshError("its thumbnail PNG has an invalid colour type or bit depth")
