@@ -4,6 +4,7 @@ its mirrors, proposals and mesh analyses. What changes a design is in designs/se
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -174,6 +175,27 @@ def design_file(design: Design, *, rev: str | None, path: str) -> tuple[str, Tre
     if entry is None or entry.kind != "blob":
         raise NotFound(f"No file {path!r} at {sha[:10]}.")
     return sha, entry
+
+
+# Files the diff pages show as pictures, before and after (browsers draw them in <img>).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+
+
+def is_image_path(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def design_image_blob(design: Design, *, blob_sha: str, name: str) -> TreeEntry:
+    """A blob of the design's own repository, to be served as the picture `name` names
+    (its type comes from the name): the diff pages' before and after, by blob sha, as a
+    side may be at no revision the page names (a commit's parent). NotFound unless the
+    name is a picture's and the sha a blob the design's repository holds."""
+    if not is_image_path(name) or not re.fullmatch(r"[0-9a-f]{40}", blob_sha) or "/" in name:
+        raise NotFound("No such picture.")
+    found = design.repo.object_types_and_sizes([blob_sha]).get(blob_sha)
+    if found is None or found[0] != "blob":
+        raise NotFound("No such picture.")
+    return TreeEntry(path=name, mode="100644", kind="blob", sha=blob_sha, size=found[1])
 
 
 def design_branches(design: Design) -> list[dict[str, Any]]:

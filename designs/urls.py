@@ -25,6 +25,7 @@ urlpatterns = [
     path(f"{D}/releases/<path:tag>/okh.toml", design_views.design_release_okh, name="design-release-okh"),
     path(f"{D}/thumbnail/<str:blob_sha>.png", design_views.design_thumbnail, name="design-thumbnail"),
     path(f"{D}/mesh/<str:blob_sha>.bin", design_views.design_mesh_data, name="design-mesh-data"),
+    path(f"{D}/picture/<str:blob_sha>/<str:name>", design_views.design_picture, name="design-picture"),
     path(f"{D}/mesh/<str:blob_sha>.extra", design_views.design_mesh_extra, name="design-mesh-extra"),
     path(f"{D}/commits/", design_views.design_history, name="design-history"),
     path(f"{D}/commit/<str:sha>/", design_views.design_commit_page, name="design-commit"),

@@ -230,11 +230,9 @@ def _fill_file(change: FileDiff, row: BlobDiff | None) -> bool:
         change.kind, change.detail = row.kind, row.detail or {}
         return False
     if row.status == BlobDiff.Status.FAILED:
-        change.kind, change.detail = "failed", {
-            "reason": row.reason or "the comparison failed",
-            "id": row.pk,
-            "retryable": row.attempts < MAX_TOTAL_ATTEMPTS,
-        }
+        reason = row.reason or "the comparison failed"
+        change.kind = "failed"
+        change.detail = {"reason": reason, "id": row.pk, "retryable": row.attempts < MAX_TOTAL_ATTEMPTS}
         return False
     change.kind, change.detail = "pending", {"id": row.pk}
     return True

@@ -23,7 +23,6 @@ from designs.models import Design, Licence
 from designs.panels import design_panels
 from designs.rawfiles import serve_blob, serve_zip
 from designs.search import design_search
-from designs.services import cad as cad_files
 from designs.services import diff_pages, mirrors
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
@@ -65,6 +64,17 @@ def design_raw(request: HttpRequest, owner: str, slug: str, path: str) -> HttpRe
     except NotFound as exc:
         raise Http404(exc.message) from exc
     return serve_blob(request, design, entry, download="download" in request.GET)
+
+
+def design_picture(request: HttpRequest, owner: str, slug: str, blob_sha: str, name: str) -> HttpResponseBase:
+    """A picture blob of the design by its sha (a diff page's before or after), typed by
+    `name`, served as raw files are (sandboxed, LFS content for a pointer)."""
+    try:
+        design = selectors.design_get(user=_requester(request), owner=owner, slug=slug)
+        entry = selectors.design_image_blob(design, blob_sha=blob_sha, name=name)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return serve_blob(request, design, entry)
 
 
 def design_archive(request: HttpRequest, owner: str, slug: str, rev: str) -> HttpResponseBase:
@@ -308,15 +318,6 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
     )
     lfs = selectors.design_lfs_pointer(design, entry)
     size = lfs.size if lfs else entry.size
-    cad = None if mesh or is_image else presenters.cad_file(entry.name)
-    if cad and cad["freecad"]:
-        cad["thumbnail_reason"] = cad_files.fcstd_thumbnail_prepare(
-            design=design, entry=entry, size=size or 0
-        )
-        if not cad["thumbnail_reason"]:
-            cad["thumbnail_url"] = reverse(
-                "design-thumbnail", args=[design.owner.username, design.slug, entry.sha]
-            )
     too_large = (size or 0) > MAX_SHOWN_TEXT_BYTES
     if not is_image and not mesh and not too_large and not lfs:
         data = design.repo.read_blob(entry.sha)
@@ -352,7 +353,6 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
         text=text,
         is_image=is_image,
         mesh=mesh,
-        cad=cad,
         too_large=too_large,
         crumbs=_crumbs(folder),
         **refs,
