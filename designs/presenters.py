@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.http import QueryDict
@@ -460,11 +461,80 @@ def _parts(figures: dict) -> dict[str, Any]:
     }
 
 
+# -- CAD files the hub does not analyse ---------------------------------------------------
+
+# By extension: what the file is, and why it is not measured, for the file page.
+CAD_FORMATS = {
+    ".fcstd": ("FreeCAD document", "FreeCAD document (only its thumbnail is shown)"),
+    ".f3d": (
+        "Autodesk Fusion archive",
+        "a Fusion archive only Fusion opens; export STEP or 3MF to have it measured",
+    ),
+    ".f3z": (
+        "Autodesk Fusion archive",
+        "a Fusion archive only Fusion opens; export STEP or 3MF to have it measured",
+    ),
+    ".sldprt": ("SolidWorks part", "a closed format only SolidWorks reads; export STEP to have it measured"),
+    ".sldasm": (
+        "SolidWorks assembly",
+        "a closed format only SolidWorks reads; export STEP to have it measured",
+    ),
+    ".slddrw": ("SolidWorks drawing", "a 2D drawing in a closed format; only 3D parts are measured"),
+    ".ipt": (
+        "Autodesk Inventor part",
+        "a closed format only Inventor reads; export STEP to have it measured",
+    ),
+    ".iam": (
+        "Autodesk Inventor assembly",
+        "a closed format only Inventor reads; export STEP to have it measured",
+    ),
+    ".idw": ("Autodesk Inventor drawing", "a 2D drawing in a closed format; only 3D parts are measured"),
+    ".catpart": ("CATIA part", "a closed format only CATIA reads; export STEP to have it measured"),
+    ".catproduct": ("CATIA product", "a closed format only CATIA reads; export STEP to have it measured"),
+    ".prt": ("Creo or NX part", "a closed format; export STEP to have it measured"),
+    ".x_t": ("Parasolid part (text)", "Parasolid is not read by this hub; export STEP to have it measured"),
+    ".x_b": ("Parasolid part (binary)", "Parasolid is not read by this hub; export STEP to have it measured"),
+    ".iges": ("IGES exchange file", "IGES is not read by this hub; export STEP to have it measured"),
+    ".igs": ("IGES exchange file", "IGES is not read by this hub; export STEP to have it measured"),
+    ".brep": ("OpenCASCADE BREP", "BREP is not read by this hub; export STEP to have it measured"),
+    ".3dm": (
+        "Rhino 3D model",
+        "Rhino models are not read by this hub; export STEP or STL to have it measured",
+    ),
+    ".skp": (
+        "SketchUp model",
+        "SketchUp models are not read by this hub; export STL or 3MF to have it measured",
+    ),
+    ".blend": (
+        "Blender scene",
+        "Blender scenes are not read by this hub; export STL, 3MF or glTF to have it measured",
+    ),
+    ".dxf": ("DXF drawing", "a 2D drawing (laser cutting, CNC): only 3D parts are measured"),
+    ".dwg": ("AutoCAD drawing", "a closed format only AutoCAD reads; export DXF or STEP"),
+    ".scad": (
+        "OpenSCAD program",
+        "a program that makes geometry, not geometry: render it to STL or 3MF and commit that to have it measured",
+    ),
+}
+
+
+def cad_file(name: str) -> dict[str, Any] | None:
+    """The file page's label for a CAD file the hub does not analyse: what it is and why
+    it is not measured; None for other files."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in CAD_FORMATS:
+        return None
+    label, why = CAD_FORMATS[suffix]
+    return {"label": label, "why": why, "freecad": suffix == ".fcstd"}
+
+
 def entry_rows(design: Design, entries: list) -> list[tuple[Any, str | None]]:
-    """(entry, thumbnail URL or None) for a file listing: one query for all its meshes."""
+    """(entry, thumbnail URL or None) for a file listing: one query for all its meshes;
+    a FreeCAD document shows the picture it carries once its page has taken it out."""
     meshes = [e.sha for e in entries if e.kind == "blob" and is_mesh_path(e.path)]
     analyses = analyses_for_blobs(meshes) if meshes else {}
     done = {sha for sha, row in analyses.items() if row.status == "done"}
+    done |= {e.sha for e in entries if e.kind == "blob" and e.path.lower().endswith(".fcstd")}
     rows = []
     for entry in entries:
         thumb = None

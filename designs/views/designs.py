@@ -23,6 +23,7 @@ from designs.models import Design, Licence
 from designs.panels import design_panels
 from designs.rawfiles import serve_blob, serve_zip
 from designs.search import design_search
+from designs.services import cad as cad_files
 from designs.services import diff_pages, mirrors
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
@@ -318,6 +319,15 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
     )
     lfs = selectors.design_lfs_pointer(design, entry)
     size = lfs.size if lfs else entry.size
+    cad = None if mesh or is_image else presenters.cad_file(entry.name)
+    if cad and cad["freecad"]:
+        cad["thumbnail_reason"] = cad_files.fcstd_thumbnail_prepare(
+            design=design, entry=entry, size=size or 0
+        )
+        if not cad["thumbnail_reason"]:
+            cad["thumbnail_url"] = reverse(
+                "design-thumbnail", args=[design.owner.username, design.slug, entry.sha]
+            )
     too_large = (size or 0) > MAX_SHOWN_TEXT_BYTES
     if not is_image and not mesh and not too_large and not lfs:
         data = design.repo.read_blob(entry.sha)
@@ -353,6 +363,7 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
         text=text,
         is_image=is_image,
         mesh=mesh,
+        cad=cad,
         too_large=too_large,
         crumbs=_crumbs(folder),
         **refs,
