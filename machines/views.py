@@ -8,6 +8,7 @@ lab's zone.
 from __future__ import annotations
 
 from datetime import date, time, timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -433,10 +434,22 @@ def machine_detail(request: HttpRequest, lab: str, machine: str) -> HttpResponse
     start = timeline.wall_clock(start_day, time(0), the_lab.zone)
     end = timeline.wall_clock(start_day + timedelta(days=AVAILABILITY_DAYS), time(0), the_lab.zone)
     free = selectors.machine_free_slots(the_machine, start, end)
+    # Cut at each local midnight: a lab open around the clock has week-long free stretches.
     days: dict[date, list] = {}
-    for s, e in free:
-        local_start, local_end = s.astimezone(the_lab.zone), e.astimezone(the_lab.zone)
-        days.setdefault(local_start.date(), []).append((local_start, local_end))
+    for n in range(AVAILABILITY_DAYS):
+        day = start_day + timedelta(days=n)
+        midnight = timeline.wall_clock(day, time(0), the_lab.zone)
+        next_midnight = timeline.wall_clock(day + timedelta(days=1), time(0), the_lab.zone)
+        for s, e in timeline.clip(free, midnight, next_midnight):
+            days.setdefault(day, []).append(
+                (
+                    s.astimezone(the_lab.zone),
+                    e.astimezone(the_lab.zone),
+                    urlencode(
+                        {"start": s.isoformat(), "end": min(e, s + calendar_grid.DEFAULT_BOOKING).isoformat()}
+                    ),
+                )
+            )
     context = lab_context(
         request,
         the_lab,

@@ -242,3 +242,22 @@ def test_feeds_offer_a_copy_button_and_a_webcal_link(lab, member, printer, clien
         assert feed, url
         assert client.get(feed.group(1)).status_code == 200
         assert re.search(r'data-copy="#feed-\d+"', body)
+
+
+def test_the_machine_page_lists_free_time_day_by_day_with_links_to_book(alice, member, client, frozen):
+    """A lab open around the clock has one week-long free stretch: the page cuts it per day."""
+    lab = make_lab(alice, slug="allday", hours="00:00-00:00")
+    services.membership_join(lab=lab, user=member)
+    make_machine(lab, slug="laser")
+    client.force_login(member)
+    url = reverse("machine-detail", args=["allday", "laser"])
+
+    body = unescape(client.get(url).content.decode())
+
+    assert body.count(">all day</a>") == 6  # Tuesday to Sunday; Monday is free from now on
+    assert ">09:00–24:00</a>" in body  # NOW is 09:00 in Paris
+    link = re.search(r'href="\?(start=[^"#]+)#book"', body)
+    query = parse_qs(link.group(1))
+    assert query["start"] == [NOW.isoformat()] and query["end"] == [at(lab, MONDAY, "10:00").isoformat()]
+    form = client.get(url + "?" + link.group(1)).content.decode()
+    assert 'name="start_time" value="09:00"' in form and 'name="end_time" value="10:00"' in form
