@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/git_transfer.py
 	$(BIN)/python bench/meshes.py
+	$(BIN)/python bench/step.py
 	$(BIN)/python bench/mesh_push.py
 	$(BIN)/python bench/bookings.py
 	$(BIN)/python bench/print_queue.py
