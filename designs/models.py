@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
@@ -116,6 +117,8 @@ class Design(models.Model):
 
     # Not a field: `presenters.with_covers` sets the cover thumbnail's address for lists.
     cover_url: str | None
+    # Not a field: `selectors.with_social_counts` sets its stars, watchers, forks and makes.
+    social: Any
 
     class Meta:
         ordering = ["-updated_at"]
@@ -614,3 +617,37 @@ class SearchDocument(models.Model):
 
     def __str__(self) -> str:
         return f"search document of design {self.design_id}"
+
+
+class ReleaseAsset(models.Model):
+    """A file attached to a release (a tag) of a design, such as a ready-to-print export
+    or an assembly guide (designs/services/releases.py, docs/releases.md).
+
+    Its bytes live in the content-addressed store of Git LFS objects (designs.lfs_store),
+    named by `sha256`; this row says which release of which design serves them under which
+    name. A name is taken once per release: replacing a file means deleting it first.
+    """
+
+    design = models.ForeignKey(Design, on_delete=models.CASCADE, related_name="release_assets")
+    tag = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=100)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint("design", "tag", "name", name="release_asset_one_per_name"),
+            models.CheckConstraint(
+                condition=models.Q(sha256__regex=r"^[0-9a-f]{64}$"), name="release_asset_sha256"
+            ),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="release_asset_size_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.design} {self.tag}"
