@@ -504,9 +504,22 @@ END-ISO-10303-21;
 """
 
 
-def warm_up() -> None:
-    """Import OpenCASCADE and run every step once on a box, so a process that forks
-    children has it mapped and set up for all of them."""
+def load_opencascade() -> None:
+    """Import the OpenCASCADE modules the analysis uses (the worker measures what that maps)."""
+    import OCP.Bnd  # noqa: F401
+    import OCP.BRep  # noqa: F401
+    import OCP.BRepBndLib  # noqa: F401
+    import OCP.BRepGProp  # noqa: F401
+    import OCP.BRepMesh  # noqa: F401
+    import OCP.BRepPrimAPI  # noqa: F401
+    import OCP.STEPControl  # noqa: F401
+    import OCP.StlAPI  # noqa: F401
+
+
+def warm_up() -> StepPart:
+    """Run every step once on a box (and read a STEP text), so that a process that forks
+    children has OpenCASCADE loaded and set up for all of them; the box, for the caller
+    to warm up the drawing code with."""
     from OCP.BRepPrimAPI import BRepPrimAPI_MakeBox
 
     check_step_bytes(_WARM_UP_STEP)
@@ -514,4 +527,4 @@ def warm_up() -> None:
         _transfer(_WARM_UP_STEP)
     except MeshError:
         pass  # a point has no shape: the reader is set up all the same
-    _part(BRepPrimAPI_MakeBox(10.0, 20.0, 30.0).Shape(), "mm", "declared", Limits())
+    return _part(BRepPrimAPI_MakeBox(10.0, 20.0, 30.0).Shape(), "mm", "declared", Limits())

@@ -130,9 +130,10 @@ class _Server:
         self.in_hand: set[str] = set()
         self.code = 0
         self.stalled = False
-        # Only a batch with STEP files loads OpenCASCADE (a second and half a gigabyte of
-        # address space) in its server.
-        formats = ["step"] if any(is_step_path(job.path) for job in jobs) else []
+        # A server loads only what its files need: OpenCASCADE (a second and half a
+        # gigabyte of address space) for STEP, the mesh readers for meshes.
+        steps = [is_step_path(job.path) for job in jobs]
+        formats = (["step"] if any(steps) else []) + (["mesh"] if not all(steps) else [])
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -280,18 +281,24 @@ _EXIT_MEMORY = 75
 _LAST = "last"
 
 
-def _warm_up(*, with_step: bool = False) -> int:
-    """Load and run the analysis code once; return the address space (bytes) that loading
-    OpenCASCADE took, which the children's cap grants on top of the memory limit: that
-    is library code, and a mesh in the same batch must get the same room as without it."""
-    meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
-    meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
-    meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
+def _warm_up(*, with_meshes: bool = True, with_step: bool = False) -> int:
+    """Load and run the analysis code once, for meshes, STEP or both; return the address
+    space (bytes) that loading OpenCASCADE's libraries took, which the children's cap
+    grants on top of the memory limit: a mesh in a batch with STEP files must get the
+    same room as in a batch without."""
+    if with_meshes:
+        meshes.analyse(_WARM_UP_STL, filename="warm-up.stl")
+        meshes.render_thumbnail(_WARM_UP_STL, filename="warm-up.stl", size=32)
+        meshes.viewer_triangles(_WARM_UP_STL, filename="warm-up.stl")
     if not with_step:
         return 0
     before = _address_space()
-    step.warm_up()
-    return max(_address_space() - before, 0)
+    step.load_opencascade()
+    library = max(_address_space() - before, 0)
+    part = step.warm_up()
+    meshes.mesh_thumbnail(part.mesh, size=32)
+    meshes.mesh_viewer_triangles(part.mesh)
+    return library
 
 
 def _address_space() -> int:
@@ -322,7 +329,8 @@ def _child_diff(
     time_limit_s: int, memory_limit_bytes: int, old_file: str, new_file: str, old_name: str, new_name: str
 ) -> None:
     answers = os.fdopen(_answers_off_stdout(), "w")
-    library = _warm_up(with_step=is_step_path(old_name) or is_step_path(new_name))
+    steps = [is_step_path(old_name), is_step_path(new_name)]
+    library = _warm_up(with_meshes=not all(steps), with_step=any(steps))
     _cap(memory_limit_bytes + library)
     signal.alarm(time_limit_s)
     result: dict[str, Any]
@@ -369,12 +377,19 @@ class _Child:
     unread: bytes = b""
 
 
-def _serve(time_limit_s: int, memory_limit_bytes: int, workers: int, *, with_step: bool = False) -> None:
+def _serve(
+    time_limit_s: int,
+    memory_limit_bytes: int,
+    workers: int,
+    *,
+    with_meshes: bool = True,
+    with_step: bool = False,
+) -> None:
     """Hand the jobs read from stdin to at most `workers` children, one file at a time
     each; pass their results on; fail the file of a child that dies, and fork another."""
     answers = _answers_off_stdout()
     out = os.fdopen(answers, "wb")
-    cap_bytes = memory_limit_bytes + _warm_up(with_step=with_step)
+    cap_bytes = memory_limit_bytes + _warm_up(with_meshes=with_meshes, with_step=with_step)
     pending: deque[bytes] = deque()
     children: list[_Child] = []
     retried: set[str] = set()  # files whose child crashed once: a second crash fails them
@@ -601,4 +616,11 @@ if __name__ == "__main__":
     if sys.argv[1] == "diff":
         _child_diff(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:8])
     else:
-        _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), with_step="step" in sys.argv[4:])
+        formats = sys.argv[4:] or ["mesh"]
+        _serve(
+            int(sys.argv[1]),
+            int(sys.argv[2]),
+            int(sys.argv[3]),
+            with_meshes="mesh" in formats,
+            with_step="step" in formats,
+        )

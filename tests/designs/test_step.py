@@ -317,18 +317,15 @@ def test_each_hostile_step_file_fails_alone_and_the_worker_analyses_the_next(tmp
 
 
 def address_space_after_warm_up() -> int:
-    """What a child's address space holds before any file (without OpenCASCADE, which the
-    cap grants on top), measured in a fresh process as the server makes it."""
+    """What a child of a STEP batch holds before any file, less OpenCASCADE's libraries
+    (which the cap grants on top), measured in a fresh process warmed up as its server."""
+    script = (
+        "from designs.meshes import worker\n"
+        "library = worker._warm_up(with_meshes=False, with_step=True)\n"
+        "print(worker._address_space() - library)\n"
+    )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from designs.meshes import worker; worker._warm_up(); print(worker._address_space())",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
     return int(done.stdout.split()[-1])
 
@@ -380,3 +377,18 @@ def test_the_analysis_server_answers_only_json_lines_though_opencascade_prints(t
     assert results["b" * 40]["reason"] == "the STEP file could not be parsed: its text is malformed"
     assert results["k" * 40]["figures"]["volume_mm3"] == pytest.approx(2298.6, abs=0.05)
     assert len(answers) == 4  # two "started", two results: nothing else
+
+
+def test_a_batch_of_meshes_and_step_files_analyses_both_as_alone(tmp_path):
+    from designs.meshes import analyse
+
+    stl = (MESHES / "LCD-knob.stl").read_bytes()
+    jobs = [job(tmp_path, "s", stl, "knob.stl"), job(tmp_path, "k", KNOB.read_bytes(), "knob.stp")]
+
+    outcomes = {
+        o.sha: o for o in run_batch(jobs, time_limit_s=120, memory_limit_bytes=3 * 1024**3, workers=2)
+    }
+
+    assert outcomes["s" * 40].figures == analyse(stl, filename="knob.stl").to_dict()
+    step_figures = outcomes["k" * 40].figures
+    assert step_figures is not None and step_figures["format"] == "step"
