@@ -402,8 +402,9 @@ def _several_bodies(
     reversed_ = np.bincount(labels[edges["same_way_edges"] // vertex_count], minlength=count)
     low, high = _boxes_by_body(unique_mm, labels, count)
     closed = (bad == 0) & (reversed_ == 0)
-    # Numbered as listed: the most triangles first, then in the order of their corners.
-    order = np.lexsort((np.arange(count), -triangles))
+    # Numbered as listed: the most triangles first, then by where they start in the file.
+    first_triangle = np.unique(tri_body, return_index=True)[1]
+    order = np.lexsort((first_triangle, -triangles))
     number = np.empty(count, dtype=np.int64)
     number[order] = np.arange(1, count + 1)
     listed = [

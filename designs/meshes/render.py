@@ -47,24 +47,16 @@ def viewer_triangles(
 
 def mesh_viewer_triangles(mesh: Mesh, *, max_triangles: int = 400_000) -> bytes:
     """`viewer_triangles` for a mesh already read, in the unit its file declares or implies
-    (read it with units=None). The triangles come grouped as `mesh_viewer_extra` lists
-    them: object by object, or body by body, largest first."""
+    (read it with units=None). The triangles keep the file's order (simplified, the order
+    of those kept): `mesh_viewer_extra` says which runs of them belong to which body or
+    object."""
     group = _triangle_groups(mesh)
     corners = mesh.corners_mm()
-    order = None
-    if group is not None and (np.diff(group) < 0).any():
-        order = np.argsort(group, kind="stable")
-        corners = corners[order]
-    kept = None
     if len(corners) > max_triangles:
         corners, kept = _simplify(corners, max_triangles)
-    if group is not None:
-        in_view = group if order is None else group[order]
-        if kept is not None:
-            in_view = in_view[kept]
-        mesh.found["viewer_group_sizes"] = np.bincount(in_view, minlength=int(group.max()) + 1)
-    else:
-        mesh.found["viewer_group_sizes"] = np.array([len(corners)])
+        if group is not None:
+            group = group[kept]
+    mesh.found["viewer_groups"] = group if group is not None else np.zeros(len(corners), dtype=np.int64)
     return np.ascontiguousarray(corners, dtype="<f4").tobytes()
 
 
@@ -75,6 +67,11 @@ GROUP_COLOURS = ("#8ca1bd", "#ee9a4d", "#73b380", "#bf80b8", "#d9bf59", "#66a6bf
 
 # Bodies coloured one by one at most; the smaller ones share the last colour group.
 MAX_COLOURED_BODIES = 64
+
+
+# Runs of triangles of one colour sent at most (8 bytes and one draw call each): bodies
+# interleaved more finely than this in the file are drawn in one colour.
+MAX_COLOUR_RUNS = 10_000
 
 
 def group_colour(number: int) -> str:
@@ -98,23 +95,35 @@ def _triangle_groups(mesh: Mesh) -> np.ndarray | None:
 
 def mesh_viewer_extra(mesh: Mesh) -> bytes:
     """What the 3D view draws besides the triangles, little-endian: b"FHX1", then uint32
-    groups G, open edges shown E and open edges in all; G × (uint32 triangles, RGBA
-    bytes), the runs of consecutive triangles of `mesh_viewer_triangles` to colour alike
-    (alpha 0: no colour of its own); E × 6 float32, each open edge's two corners in mm."""
-    if "viewer_group_sizes" not in mesh.found:
+    colour groups G, runs R, open edges shown E and open edges in all; G × RGBA bytes
+    (alpha 0: no colour of its own, the view's usual one); R × (uint32 triangles, uint32
+    group), consecutive runs of the triangles of `mesh_viewer_triangles`; E × 6 float32,
+    each open edge's two corners in mm."""
+    if "viewer_groups" not in mesh.found:
         mesh_viewer_triangles(mesh)
-    sizes = mesh.found["viewer_group_sizes"]
+    group = mesh.found["viewer_groups"]
     edges = mesh.found["open_edges"]
-    coloured = len(sizes) > 1 or bool(mesh.objects and mesh.objects[0].colour)
-    rows = []
-    for number, size in enumerate(sizes, start=1):
-        given = mesh.objects[number - 1].colour if number <= len(mesh.objects) else ""
-        colour = given or group_colour(number)
-        rgba = bytes.fromhex(colour[1:]) + (b"\xff" if coloured else b"\x00")
-        rows.append(struct.pack("<I", int(size)) + rgba)
+    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1]))) if len(group) else group
+    if len(starts) > MAX_COLOUR_RUNS:
+        group, starts = np.zeros(len(group), dtype=np.int64), np.zeros(1, dtype=np.int64)
+    count = int(group.max()) + 1 if len(group) else 1
+    coloured = count > 1 or bool(mesh.objects and mesh.objects[0].colour)
+    colours = b"".join(
+        bytes.fromhex(_colour_of(mesh, number)[1:]) + (b"\xff" if coloured else b"\x00")
+        for number in range(1, count + 1)
+    )
+    runs = np.empty((len(starts), 2), dtype="<u4")
+    runs[:, 0] = np.diff(np.append(starts, len(group)))
+    runs[:, 1] = group[starts]
     total = int(mesh.found.get("open_edge_count", len(edges)))
-    head = b"FHX1" + struct.pack("<III", len(sizes), len(edges), total)
-    return head + b"".join(rows) + np.ascontiguousarray(edges, dtype="<f4").tobytes()
+    head = b"FHX1" + struct.pack("<IIII", count, len(runs), len(edges), total)
+    return head + colours + runs.tobytes() + np.ascontiguousarray(edges, dtype="<f4").tobytes()
+
+
+def _colour_of(mesh: Mesh, number: int) -> str:
+    """Group `number`'s colour (from 1): its object's own, or the list's."""
+    given = mesh.objects[number - 1].colour if number <= len(mesh.objects) else ""
+    return given or group_colour(number)
 
 
 def _simplify(corners: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ here on the bodies themselves) or marked approximate with the reason."""
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from designs.meshes import analyse, figures_in_units
+from designs.meshes import Limits, analyse, figures_in_units, mesh_figures, read_mesh
+from designs.meshes.render import mesh_viewer_extra, mesh_viewer_triangles
 
 MODELS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes" / "trimesh-models"
 
@@ -266,3 +268,42 @@ def test_the_corpus_3mf_gives_each_object_its_colour():
     assert figures.objects[0]["material"] == "Green"
     assert figures.objects[0]["volume_mm3"] == pytest.approx(40.0**3, rel=1e-3)
     assert figures.objects[0]["bbox_min"] == pytest.approx([-20, -20, 0], abs=1e-2)
+
+
+# --- the 3D view's colour runs ----------------------------------------------------------
+
+
+def viewer_runs(data: bytes, name: str, **options) -> tuple[np.ndarray, list[tuple[int, int]], int]:
+    mesh = read_mesh(data, filename=name, units=None, limits=Limits())
+    mesh_figures(mesh)
+    triangles = np.frombuffer(mesh_viewer_triangles(mesh, **options), "<f4").reshape(-1, 3, 3)
+    extra = mesh_viewer_extra(mesh)
+    groups, runs = struct.unpack_from("<II", extra, 4)
+    pairs = np.frombuffer(extra, "<u4", count=2 * runs, offset=20 + 4 * groups).reshape(-1, 2)
+    return triangles, [(int(a), int(b)) for a, b in pairs], groups
+
+
+def test_the_viewer_keeps_the_file_s_order_and_colours_interleaved_bodies_in_runs():
+    small, large = box(2, (50, 0, 0)), box(10)
+    # Triangles of the two bodies alternate in the file, the small body's first.
+    mixed = trimesh.Trimesh(
+        vertices=np.vstack([small.vertices, large.vertices]),
+        faces=np.column_stack([small.faces, large.faces + 8]).reshape(-1, 3),
+        process=False,
+    )
+    data = mixed.export(file_type="stl")
+    triangles, runs, groups = viewer_runs(data, "mixed.stl")
+    assert np.array_equal(triangles, mixed.triangles.astype("<f4"))
+    # Both bodies have 12 triangles, so the order of their corners numbers them: the small
+    # one, whose corners come first, is body 1 (group 0). Each run is one triangle.
+    assert groups == 2
+    assert runs == [(1, 0), (1, 1)] * 12
+
+
+def test_the_runs_cover_a_simplified_view_too():
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=20)
+    data = stl(box(5, (40, 0, 0)), sphere)
+    triangles, runs, groups = viewer_runs(data, "big.stl", max_triangles=3000)
+    assert len(triangles) <= 3000
+    assert sum(count for count, _ in runs) == len(triangles)
+    assert [group for _, group in runs] == [1, 0]  # the cube first in the file, the sphere listed first

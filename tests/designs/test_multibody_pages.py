@@ -83,20 +83,22 @@ def page(client, design: Design, path: str) -> str:
     ).content.decode()
 
 
-def extra(client, design: Design, path: str) -> tuple[list[tuple[int, bytes]], np.ndarray, int]:
+def extra(client, design: Design, path: str) -> tuple[list[bytes], list[tuple[int, int]], np.ndarray, int]:
+    """The 3D view's extra data of a file: (colours RGBA, runs (triangles, colour), open
+    edges, open edges in all)."""
     sha = selectors.design_file(design, rev=None, path=path)[1].sha
     assert MeshAnalysis.objects.get(blob_sha=sha).status == "done"
     response = client.get(reverse("design-mesh-extra", args=[design.owner.username, design.slug, sha]))
     assert response.status_code == 200
     data = b"".join(response.streaming_content)
     assert data[:4] == b"FHX1"
-    groups, shown, total = struct.unpack_from("<III", data, 4)
-    rows = [
-        (struct.unpack_from("<I", data, 16 + 8 * i)[0], data[20 + 8 * i : 24 + 8 * i]) for i in range(groups)
-    ]
-    edges = np.frombuffer(data, "<f4", offset=16 + 8 * groups).reshape(-1, 2, 3)
+    groups, runs, shown, total = struct.unpack_from("<IIII", data, 4)
+    colours = [data[20 + 4 * i : 24 + 4 * i] for i in range(groups)]
+    at = 20 + 4 * groups
+    pairs = np.frombuffer(data, "<u4", count=2 * runs, offset=at).reshape(-1, 2)
+    edges = np.frombuffer(data, "<f4", offset=at + 8 * runs).reshape(-1, 2, 3)
     assert len(edges) == shown
-    return rows, edges, total
+    return colours, [(int(a), int(b)) for a, b in pairs], edges, total
 
 
 def test_overlapping_bodies_are_listed_and_the_volume_is_their_union(client, parts):
@@ -111,9 +113,9 @@ def test_overlapping_bodies_are_listed_and_the_volume_is_their_union(client, par
 def test_the_3d_view_gets_a_colour_per_body(client, parts):
     html = page(client, parts, "overlap.stl")
     assert 'data-extra="/' in html
-    rows, edges, total = extra(client, parts, "overlap.stl")
-    assert [count for count, _ in rows] == [12, 12]
-    assert [rgba[:3] for _, rgba in rows] == [bytes.fromhex(group_colour(n)[1:]) for n in (1, 2)]
+    colours, runs, edges, total = extra(client, parts, "overlap.stl")
+    assert runs == [(12, 0), (12, 1)]
+    assert colours == [bytes.fromhex(group_colour(n)[1:]) + b"\xff" for n in (1, 2)]
     assert len(edges) == 0 and total == 0
 
 
@@ -125,7 +127,7 @@ def test_open_overlapping_bodies_say_their_volume_is_approximate_and_why(client,
 
 
 def test_the_3d_view_gets_the_open_edges_of_a_hole(client, parts):
-    _, edges, total = extra(client, parts, "open.stl")
+    _, _, edges, total = extra(client, parts, "open.stl")
     # The missing side of the open box leaves its four edges open.
     assert total == 4 and len(edges) == 4
     corners = edges.reshape(-1, 3)
@@ -137,9 +139,10 @@ def test_3mf_objects_are_listed_with_their_colours_and_materials(client, parts):
     assert "Objects" in html and "Housing" in html and "Button" in html
     assert "Orange PETG" in html and "#ff8800" in html
     assert "none given" in html  # the button has no colour of its own
-    rows, _, _ = extra(client, parts, "kit.3mf")
-    assert [count for count, _ in rows] == [12, 12]
-    assert rows[0][1] == bytes.fromhex("ff8800") + b"\xff"
+    colours, runs, _, _ = extra(client, parts, "kit.3mf")
+    assert runs == [(12, 0), (12, 1)]
+    assert colours[0] == bytes.fromhex("ff8800") + b"\xff"
+    assert colours[1] == bytes.fromhex(group_colour(2)[1:]) + b"\xff"
 
 
 def test_a_single_body_page_lists_no_bodies(client, alice, commit):
@@ -147,6 +150,6 @@ def test_a_single_body_page_lists_no_bodies(client, alice, commit):
     commit(design, {"cube.stl": stl(box(10))})
     html = page(client, design, "cube.stl")
     assert "mesh-parts" not in html and "volume-note" not in html
-    rows, _, _ = extra(client, design, "cube.stl")
+    colours, runs, _, _ = extra(client, design, "cube.stl")
     # One group with no colour of its own: the view keeps its usual blue-grey.
-    assert len(rows) == 1 and rows[0][1][3] == 0
+    assert runs == [(12, 0)] and len(colours) == 1 and colours[0][3] == 0

@@ -8,10 +8,11 @@
  * data-old-transform (JSON {rotation: 3 rows, shift: [x, y, z]}) is the rigid move that
  * the geometric diff found from the old part onto the new: the view can apply it.
  * data-extra (one version only) is a URL answering what to draw besides the triangles
- * (designs.meshes.mesh_viewer_extra): b"FHX1", uint32 groups G, open edges E, open edges in
- * all; G × (uint32 triangles, RGBA bytes) colouring consecutive runs of the triangles (the
- * bodies or objects; alpha 0: no colour of its own); E × 6 float32, the open edges' corners
- * (holes), drawn in red over the part. Without it (older analyses) the part is one colour.
+ * (designs.meshes.mesh_viewer_extra): b"FHX1", uint32 colour groups G, runs R, open edges
+ * E, open edges in all; G × RGBA bytes (a body's or object's colour; alpha 0: none of its
+ * own); R × (uint32 triangles, uint32 group), consecutive runs of the triangles; E × 6
+ * float32, the open edges' corners (holes), drawn in red over the part. Without it (older
+ * analyses) the part is one colour.
  * <div data-mesh-viewer data-scene="URL"> shows an assembly instead: the URL answers JSON
  * {parts: [{url, matrix, module, path}]}, each part's triangles placed by its 4×4
  * column-major matrix (mm), each module in its own colour.
@@ -75,20 +76,25 @@
       if (!response.ok) return null;
       const buffer = await response.arrayBuffer();
       const view = new DataView(buffer);
-      if (buffer.byteLength < 16 || String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "FHX1") return null;
-      const groupCount = view.getUint32(4, true), edgeCount = view.getUint32(8, true), edgeTotal = view.getUint32(12, true);
-      const edgesAt = 16 + 8 * groupCount;
+      if (buffer.byteLength < 20 || String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "FHX1") return null;
+      const [groupCount, runCount, edgeCount, edgeTotal] = [4, 8, 12, 16].map((at) => view.getUint32(at, true));
+      const runsAt = 20 + 4 * groupCount, edgesAt = runsAt + 8 * runCount;
       if (buffer.byteLength !== edgesAt + 24 * edgeCount) return null;
-      const groups = [];
-      let first = 0;
+      const colours = [];
       for (let i = 0; i < groupCount; i++) {
-        const at = 16 + 8 * i, count = view.getUint32(at, true);
-        const rgba = [0, 1, 2, 3].map((k) => view.getUint8(at + 4 + k));
-        groups.push({ first, count, colour: rgba.slice(0, 3).map((c) => c / 255), own: rgba[3] > 0 });
+        const rgba = [0, 1, 2, 3].map((k) => view.getUint8(20 + 4 * i + k));
+        colours.push({ colour: rgba.slice(0, 3).map((c) => c / 255), own: rgba[3] > 0 });
+      }
+      const runs = [];
+      let first = 0;
+      for (let i = 0; i < runCount; i++) {
+        const count = view.getUint32(runsAt + 8 * i, true), group = colours[view.getUint32(runsAt + 8 * i + 4, true)];
+        if (!group) return null;
+        runs.push({ first, count, ...group });
         first += count;
       }
       if (first !== triangles) return null;
-      return { groups, edges: new Float32Array(buffer, edgesAt, edgeCount * 6), edgeTotal };
+      return { runs, coloured: colours.length > 1 || colours.some((c) => c.own), edges: new Float32Array(buffer, edgesAt, edgeCount * 6), edgeTotal };
     } catch (error) {
       return null; // the part still shows, in one colour
     }
@@ -368,11 +374,10 @@
 
     // One version in the colours of its bodies or objects, its open edges over it.
     partItems(mesh) {
-      const { groups, edges } = this.extra;
-      const coloured = groups.length > 1 || groups.some((group) => group.own);
-      const items = groups.map((group) => ({
-        mesh, first: group.first, count: group.count, alpha: 1,
-        colour: coloured ? group.colour : COLOURS.single,
+      const { runs, coloured, edges } = this.extra;
+      const items = runs.map((run) => ({
+        mesh, first: run.first, count: run.count, alpha: 1,
+        colour: coloured ? run.colour : COLOURS.single,
       }));
       if (edges.length && this.showEdges) {
         this.edgeMesh = this.edgeMesh || { lines: edges };
