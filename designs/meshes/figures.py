@@ -604,8 +604,13 @@ def _union_volume(
     _, group = connected_components(graph, directed=False)
     joined = {int(group[a]) for a, _, _ in overlapping}
     total = float(volumes[~np.isin(group, list(joined))].sum())
+    shared = {(a, b): volume for a, b, volume in overlapping}
     for number in sorted(joined):
         members = np.flatnonzero(group == number)
+        if len(members) == 2 and (int(members[0]), int(members[1])) in shared:
+            # Two solids alone: their union is both less what they share, already measured.
+            total += float(volumes[members].sum()) - shared[(int(members[0]), int(members[1]))]
+            continue
         solid_parts = [solids.get(int(body)) for body in members if volumes[body] > 0]
         voids = [solids.get(int(body)) for body in members if volumes[body] < 0]
 

@@ -102,6 +102,18 @@ def test_the_union_volume_agrees_with_manifold3d_run_on_the_bodies():
     assert figures.volume_mm3 < sum(p.volume for p in parts) - 1000
 
 
+def test_three_bodies_overlapping_in_a_chain_are_joined_as_one():
+    # The first and last cubes do not meet (a shared corner would make them one body).
+    parts = [box(10), box(10, (5, 5, 5)), box(10, (10, 10, 11))]
+    figures = analyse(stl(*parts), filename="chain.stl")
+    assert figures.bodies == 3
+    assert figures.volume_method == "union"
+    # 3,000 − 125 (first and middle) − 100 (middle and last: 5 × 5 × 4).
+    assert figures.volume_mm3 == pytest.approx(union_volume(parts), rel=1e-9)
+    assert figures.volume_mm3 == pytest.approx(2775.0, rel=1e-9)
+    assert [pair["bodies"] for pair in figures.overlapping_bodies] == [[1, 2], [2, 3]]
+
+
 def test_each_body_has_its_own_figures_largest_first():
     figures = analyse(stl(box(2, (50, 0, 0)), box(10), box(10, (5, 5, 5))), filename="three.stl")
     listed = figures.body_figures
