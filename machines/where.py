@@ -39,8 +39,8 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import DEFERRED, BigIntegerField, Func, Q, TextField
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import DEFERRED, Field, Model
 from django.utils import timezone
 
 from designs.selectors import (
@@ -367,7 +367,8 @@ def where_to_make(
         return answer
 
     lab_ids = {p.lab_id for p in fitting}
-    stock = _stock(_of_labs(lab_ids, everywhere=len(lab_ids) == len(labs)), material, colour)
+    rows = _LabRows.read(viewer, material, now, lab_ids, everywhere=len(lab_ids) == len(labs))
+    stock = _stock(rows.spools, colour)
     usable: dict[int, list[tuple[_Printer, list[str]]]] = defaultdict(list)
     can_use: dict[tuple, bool] = {}
     for printer in fitting:
@@ -381,7 +382,7 @@ def where_to_make(
     by_lab: dict[int, list[_Printer]] = defaultdict(list)
     for printer in printers:
         by_lab[printer.lab_id].append(printer)
-    context = _Context.read(viewer, part, material, usable, now, everywhere=len(usable) == len(labs))
+    context = _Context.read(viewer, part, material, usable, now, rows)
     # A loaded spool with fewer grams left than the copies need is as good as none.
     for lab_id in list(usable):
         usable[lab_id] = _enough(context, stock, usable[lab_id], copies)
@@ -531,31 +532,26 @@ def _machine_values(row: tuple) -> tuple[list[str], list[Any]]:
 
 def _printers() -> list[_Printer]:
     """Every approved lab's FDM printers in service taking jobs, by lab and name."""
-    rows = (
-        Printer.objects.filter(
-            accepts_jobs=True,
-            machine__kind=Machine.Kind.FDM_PRINTER,
-            machine__status=Machine.Status.AVAILABLE,
-            machine__lab__approved_at__isnull=False,
-        )
-        .order_by("machine__lab_id", "machine__name", "pk")
-        # Not the poller's JSON (temperatures, agent reports), nor the slicer profiles.
-        .values_list(
-            *(
-                # Capabilities as JSON text: parsed once per distinct text, not per printer.
-                Cast("machine__capabilities", TextField()) if name == "capabilities" else f"machine__{name}"
-                for name in _MACHINE_FIELDS
-            ),
-            "material",
-            "colour",
-            "nozzle_mm",
-            "bed_clear",
-        )
+    # Not the poller's JSON (temperatures, agent reports), nor the slicer profiles; the
+    # capabilities as JSON text, parsed once per distinct text rather than per printer.
+    columns = ", ".join(
+        _json_text("m.capabilities") if name == "capabilities" else f"m.{name}" for name in _MACHINE_FIELDS
     )
+    sql = (
+        f"SELECT {columns}, p.material, p.colour, p.nozzle_mm, p.bed_clear FROM machines_printer p "
+        "JOIN machines_machine m ON m.id = p.machine_id JOIN machines_lab l ON l.id = m.lab_id "
+        "WHERE p.accepts_jobs = %s AND m.kind = %s AND m.status = %s AND l.approved_at IS NOT NULL "
+        "ORDER BY m.lab_id, m.name, p.machine_id"
+    )
+    fields = [
+        *(None if name == "capabilities" else _fields(Machine, name)[0] for name in _MACHINE_FIELDS),
+        *_fields(Printer, "material", "colour", "nozzle_mm", "bed_clear"),
+    ]
+    (rows,) = _run([(sql, [True, Machine.Kind.FDM_PRINTER, Machine.Status.AVAILABLE], fields)])
     # Per signature: the stand-in Printer, its build volume and that volume's sizes.
     models: dict[tuple, tuple[Printer, Any, Any]] = {}
     printers = []
-    db = rows.db
+    db = connection.alias
     for row in rows:
         signature = (row[6], row[7], row[8], row[12], row[14], row[9])
         found = models.get(signature)
@@ -613,14 +609,238 @@ def _closest(part: Part, printers: list[_Printer], labs: dict[int, Lab]) -> TooB
     )
 
 
-def _of_labs(lab_ids: Collection[int], *, everywhere: bool, path: str = "lab") -> Q:
-    """Rows of these labs. When they are every lab with a printer in service, by a join on
-    the labs' approval instead: a list of hundreds of ids costs more to build and send
-    than such a query takes to run (rows of approved labs without a printer in service
-    come along, unused)."""
+# -- reading: hand-written SQL ----------------------------------------------------------------
+# The answer's reads are written as SQL rather than built with the ORM: for these plain
+# reads, building and compiling a dozen querysets cost about as much as running them (as
+# in machines.selectors). Values pass through the converters the ORM would apply to those
+# columns (on SQLite: decimals, booleans, dates and times; none on PostgreSQL), so they are
+# the same values. The rows of the labs the part fits are read in one round trip on
+# PostgreSQL (the statements sent together); on SQLite, in process, one after another.
+
+
+def _run(statements: list[tuple[str, list[Any], list[Field | None]]]) -> list[list[tuple]]:
+    """Each statement's rows, converted as the ORM would convert `fields` (one per column;
+    None: kept as read)."""
+    results: list[list[tuple]] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(statements) > 1:
+            cursor.execute(
+                "; ".join(sql for sql, _, _ in statements), [p for _, ps_, _ in statements for p in ps_]
+            )
+            results.append(cursor.fetchall())
+            while cursor.nextset():
+                results.append(cursor.fetchall())
+        else:
+            for sql, params, _ in statements:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall())
+    return [_converted(rows, fields) for rows, (_, _, fields) in zip(results, statements, strict=True)]
+
+
+def _converted(rows: list[tuple], fields: list[Field | None]) -> list[tuple]:
+    conversions = []
+    for index, model_field in enumerate(fields):
+        if model_field is None:
+            continue
+        column = model_field.get_col(model_field.model._meta.db_table)
+        found = connection.ops.get_db_converters(column) + model_field.get_db_converters(connection)
+        if found:
+            conversions.append((index, found, column))
+    if not conversions or not rows:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index, found, column in conversions:
+            value = values[index]
+            for converter in found:
+                value = converter(value, column, connection)
+            values[index] = value
+        converted.append(tuple(values))
+    return converted
+
+
+def _json_text(column: str) -> str:
+    """A JSON column as its text (SQLite keeps it as text)."""
+    return f"({column})::text" if connection.vendor == "postgresql" else column
+
+
+def _us(column: str) -> str:
+    """A timestamp column as whole microseconds since 1970 (UTC), computed by the database."""
+    if connection.vendor == "postgresql":
+        return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+    # Django keeps timestamps in SQLite as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]":
+    # julianday() of the whole seconds (exact milliseconds inside SQLite, so rounding gives
+    # the second) plus the six digits of the fraction, if any.
+    return (
+        f"(CAST(round((julianday(substr({column}, 1, 19)) - 2440587.5) * 86400) AS INTEGER)"
+        f" * 1000000 + CAST(substr({column} || '.000000', 21, 6) AS INTEGER))"
+    )
+
+
+def _instant(value: datetime) -> Any:
+    """A datetime parameter as the ORM would pass it (on SQLite: the naive UTC text it stores)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _of_labs(column: str, lab_ids: Collection[int], *, everywhere: bool) -> tuple[str, str, list[Any]]:
+    """(join, condition, parameters) keeping rows whose `column` is one of these labs. When
+    they are every lab with a printer in service, by a join on the labs' approval instead: a
+    list of hundreds of ids costs more to send than such a query takes to run (rows of
+    approved labs without a printer in service come along, unused)."""
     if everywhere:
-        return Q(**{f"{path}__approved_at__isnull": False})
-    return Q(**{f"{path}_id__in": lab_ids})
+        return f"JOIN machines_lab l ON l.id = {column}", "l.approved_at IS NOT NULL", []
+    if connection.vendor == "postgresql":
+        return "", f"{column} = ANY(%s)", [sorted(lab_ids)]
+    return "", f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(sorted(lab_ids))]
+
+
+def _fields(model: type[Model], *names: str) -> list[Field | None]:
+    """The model's fields of these names, whose converters apply to those columns."""
+    found: list[Field | None] = []
+    for name in names:
+        model_field = model._meta.get_field(name)
+        assert isinstance(model_field, Field)
+        found.append(model_field)
+    return found
+
+
+@dataclass
+class _LabRows:
+    """The rows of the labs the part fits that the answer reads, in one round trip."""
+
+    spools: list[tuple]
+    memberships: list[tuple]
+    qualifications: list[tuple]
+    material_prices: list[tuple]
+    print_settings: list[tuple]
+    queue: list[tuple]
+    hours: list[tuple]
+    closures: list[tuple]
+    timeline: list[tuple]
+    lab_ids: set[int]
+    everywhere: bool
+
+    @classmethod
+    def read(
+        cls, viewer: Viewer, material: str, now: datetime, lab_ids: set[int], *, everywhere: bool
+    ) -> _LabRows:
+        statements: list[tuple[str, list[Any], list[Field | None]]] = []
+
+        def select(
+            columns: str, table: str, where: str, params: list[Any], fields: list[Field | None]
+        ) -> None:
+            join, labs, lab_params = _of_labs("x.lab_id", lab_ids, everywhere=everywhere)
+            statements.append(
+                (
+                    f"SELECT {columns} FROM {table} x {join} WHERE {labs}{where}",
+                    [*lab_params, *params],
+                    fields,
+                )
+            )
+
+        select(
+            "x.lab_id, x.printer_id, x.colour, x.remaining_g",
+            "machines_spool",
+            " AND UPPER(x.material) = UPPER(%s) AND x.archived_at IS NULL",
+            [material],
+            [None, None, None, *_fields(Spool, "remaining_g")],
+        )
+        if viewer.is_authenticated:
+            select(
+                "x.lab_id, x.role, x.status", "machines_labmembership", " AND x.user_id = %s", [viewer.pk], []
+            )
+            select(
+                "x.lab_id, x.machine_id, x.kind, x.trained_on, x.expires_on",
+                "machines_qualification",
+                " AND x.member_id = %s",
+                [viewer.pk],
+                [None, None, None, *_fields(Qualification, "trained_on", "expires_on")],
+            )
+        # In the ORM's order (the model's): of two names equal but for case, the later counts.
+        select(
+            "x.lab_id, x.material, x.price_per_gram, x.density_g_cm3",
+            "machines_materialprice",
+            " AND UPPER(x.material) = UPPER(%s) ORDER BY x.lab_id, x.material",
+            [material],
+            [None, None, *_fields(MaterialPrice, "price_per_gram", "density_g_cm3")],
+        )
+        select(
+            "x.lab_id, x.currency, x.price_per_job, x.price_per_machine_hour, x.unattended_overnight",
+            "machines_printsettings",
+            "",
+            [],
+            [
+                None,
+                None,
+                *_fields(PrintSettings, "price_per_job", "price_per_machine_hour", "unattended_overnight"),
+            ],
+        )
+        # Jobs being sliced or awaiting approval will join the queue before the new job
+        # would (it is sliced, and maybe approved, after them).
+        select(
+            f"x.status, {_us('x.submitted_at')}, x.id, x.lab_id, x.material, x.colour, x.nozzle_mm, "
+            f"x.priority, {_us('x.queued_at')}, x.estimated_seconds, x.copies, x.copies_done, "
+            f"{_json_text('x.size_mm')}",
+            "machines_printjob",
+            f" AND x.status IN ({', '.join(['%s'] * len(_AHEAD))}) AND x.machine_kind = %s",
+            [*_AHEAD, Machine.Kind.FDM_PRINTER],
+            [None, None, None, None, None, None, *_fields(PrintJob, "nozzle_mm")],
+        )
+        select(
+            "x.lab_id, x.weekday, x.opens, x.closes",
+            "machines_openinghours",
+            " ORDER BY x.weekday, x.opens",
+            [],
+            [None, None, *_fields(OpeningHours, "opens", "closes")],
+        )
+        select(
+            'x.lab_id, x.start, x."end"',
+            "machines_closure",
+            ' AND x."end" > %s AND x.start < %s ORDER BY x.start',
+            [_instant(now), _instant(now + GIVE_UP)],
+            [None, *_fields(Closure, "start", "end")],
+        )
+        # The printers' active timeline rows up to the first horizon.
+        join, labs, lab_params = _of_labs("m.lab_id", lab_ids, everywhere=everywhere)
+        statements.append(
+            _timeline_sql(join, labs, lab_params, 'b."end" > %s AND b.start < %s', now, now + FIRST_HORIZON)
+        )
+        results = _run(statements)
+        if not viewer.is_authenticated:
+            results[1:1] = [[], []]
+        spools, memberships, qualifications, material_prices, print_settings, queue, hours, closures, rows = (
+            results
+        )
+        return cls(
+            spools,
+            memberships,
+            qualifications,
+            material_prices,
+            print_settings,
+            queue,
+            hours,
+            closures,
+            rows,
+            lab_ids=lab_ids,
+            everywhere=everywhere,
+        )
+
+
+def _timeline_sql(
+    join: str, labs: str, lab_params: list[Any], between: str, low: datetime, high: datetime
+) -> tuple[str, list[Any], list[Field | None]]:
+    """Active timeline rows of the labs' FDM printers `between` low and high, as (machine,
+    start, end) in µs, by machine and start (rows never overlap, so also by end)."""
+    start, end = _us("b.start"), _us('b."end"')
+    return (
+        f"SELECT b.machine_id, {start}, {end} FROM machines_booking b "
+        f"JOIN machines_machine m ON m.id = b.machine_id {join} "
+        f"WHERE {labs} AND m.kind = %s AND b.status IN (%s, %s) AND {between} "
+        "ORDER BY b.machine_id, b.start",
+        [*lab_params, Machine.Kind.FDM_PRINTER, *Booking.ACTIVE, _instant(low), _instant(high)],
+        [],
+    )
 
 
 @dataclass
@@ -633,11 +853,9 @@ class _Spools:
     loaded: dict[int, Decimal] = field(default_factory=dict)
 
 
-def _stock(labs: Q, material: str, colour: str) -> _Spools:
+def _stock(rows: list[tuple], colour: str) -> _Spools:
     spools = _Spools()
-    for lab_id, printer_id, spool_colour, left in Spool.objects.filter(
-        labs, material__iexact=material, archived_at__isnull=True
-    ).values_list("lab_id", "printer_id", "colour", "remaining_g"):
+    for lab_id, printer_id, spool_colour, left in rows:
         if colour and ps.canonical_colour(spool_colour) != colour:
             continue
         if printer_id is not None:
@@ -697,27 +915,6 @@ def _span(seconds: int | None) -> int:
     return timeline_span(seconds) // _MICROSECOND
 
 
-class _Micros(Func):
-    """A timestamp column as whole microseconds since 1970, computed by the database."""
-
-    output_field = BigIntegerField()
-    template = "CAST(EXTRACT(EPOCH FROM %(expressions)s) * 1000000 AS BIGINT)"
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        # Django keeps timestamps in SQLite as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]":
-        # julianday() of the whole seconds (exact milliseconds inside SQLite, so rounding
-        # gives the second) plus the six digits of the fraction, if any.
-        template = (
-            "(CAST(round((julianday(substr(%(expressions)s, 1, 19)) - 2440587.5) * 86400) AS INTEGER)"
-            " * 1000000 + CAST(substr(%(expressions)s || '.000000', 21, 6) AS INTEGER))"
-        )
-        return self.as_sql(compiler, connection, template=template, **extra_context)
-
-    def get_db_converters(self, connection: Any) -> list[Any]:
-        # Both databases hand back an integer: no conversion per row.
-        return []
-
-
 @dataclass(slots=True)
 class _Queued:
     """A queued job as the dispatcher sees it (one row of the queue)."""
@@ -740,7 +937,7 @@ class _Queued:
 def _lying(size: dict | None) -> tuple[float, float, float] | None:
     obb = size.get("obb") if size is not None else None
     if isinstance(obb, list) and len(obb) == 3:
-        small, middle, large = sorted(float(x) for x in obb)
+        small, middle, large = sorted(map(float, obb))
         return (small, middle, large)
     return None
 
@@ -810,36 +1007,26 @@ class _Context:
         material: str,
         usable: dict[int, list[tuple[_Printer, list[str]]]],
         now: datetime,
-        *,
-        everywhere: bool,
+        rows: _LabRows,
     ) -> _Context:
         lab_ids = set(usable)
-        labs = _of_labs(lab_ids, everywhere=everywhere)
         roles: dict[int, str] = {}
         qualifications: dict[int, list[tuple[int | None, str, date, date | None]]] = defaultdict(list)
-        if viewer.is_authenticated:
-            for lab_id, role, status in LabMembership.objects.filter(labs, user=viewer).values_list(
-                "lab_id", "role", "status"
-            ):
-                roles[lab_id] = "pending" if status == LabMembership.Status.PENDING else role
-            for lab_id, machine_id, kind, trained_on, expires_on in Qualification.objects.filter(
-                labs, member=viewer
-            ).values_list("lab_id", "machine_id", "kind", "trained_on", "expires_on"):
-                qualifications[lab_id].append((machine_id, kind, trained_on, expires_on))
+        for lab_id, role, status in rows.memberships:
+            roles[lab_id] = "pending" if status == LabMembership.Status.PENDING else role
+        for lab_id, machine_id, kind, trained_on, expires_on in rows.qualifications:
+            qualifications[lab_id].append((machine_id, kind, trained_on, expires_on))
         per_gram: dict[int, dict[str, Decimal]] = defaultdict(dict)
         density: dict[int, dict[str, Decimal]] = defaultdict(dict)
-        for lab_id, name, price, grams_per_cm3 in MaterialPrice.objects.filter(
-            labs, material__iexact=material
-        ).values_list("lab_id", "material", "price_per_gram", "density_g_cm3"):
+        for lab_id, name, price, grams_per_cm3 in rows.material_prices:
             per_gram[lab_id][name.upper()] = price
             density[lab_id][name.upper()] = grams_per_cm3
         prices = {lab_id: Prices(per_gram=per_gram[lab_id], density=density[lab_id]) for lab_id in lab_ids}
         unattended = dict.fromkeys(lab_ids, False)
-        for lab_id, currency, per_job, per_hour, overnight in PrintSettings.objects.filter(labs).values_list(
-            "lab_id", "currency", "price_per_job", "price_per_machine_hour", "unattended_overnight"
-        ):
-            prices[lab_id] = Prices(currency, per_job, per_hour, per_gram[lab_id], density[lab_id])
-            unattended[lab_id] = overnight
+        for lab_id, currency, per_job, per_hour, overnight in rows.print_settings:
+            if lab_id in lab_ids:
+                prices[lab_id] = Prices(currency, per_job, per_hour, per_gram[lab_id], density[lab_id])
+                unattended[lab_id] = overnight
         sliced: dict[str, tuple[int | None, float | None]] = {}
         profile_keys: dict[int, str] = {}
         if part.blob_sha:
@@ -868,36 +1055,13 @@ class _Context:
         queue: dict[int, list[_Queued]] = defaultdict(list)
         now_us = _micros(now)
         spans: dict[int | None, int] = {}
-        rows = list(
-            # Jobs being sliced or awaiting approval will join the queue before the new
-            # job would (it is sliced, and maybe approved, after them).
-            PrintJob.objects.filter(labs, status__in=_AHEAD, machine_kind=Machine.Kind.FDM_PRINTER)
-            .order_by()
-            .annotate(
-                queued_us=_Micros("queued_at"),
-                submitted_us=_Micros("submitted_at"),
-                size_text=Cast("size_mm", TextField()),
-            )
-            .values_list(
-                "status",
-                "submitted_us",
-                "pk",
-                "lab_id",
-                "material",
-                "colour",
-                "nozzle_mm",
-                "priority",
-                "queued_us",
-                "estimated_seconds",
-                "copies",
-                "copies_done",
-                "size_text",
-            )
-        )
+        queued_rows = rows.queue
         # The sizes as one JSON array: one parse for all of them takes an eighth of the
         # time of one parse each.
-        sizes = json.loads("[" + ",".join("null" if row[-1] is None else row[-1] for row in rows) + "]")
-        for row, size in zip(rows, sizes, strict=True):
+        sizes = json.loads(
+            "[" + ",".join("null" if row[-1] is None else row[-1] for row in queued_rows) + "]"
+        )
+        for row, size in zip(queued_rows, sizes, strict=True):
             status, submitted, pk, lab_id, job_material, job_colour, nozzle, priority = row[:8]
             queued_at, seconds, total, done = row[8:12]
             if not isinstance(size, dict):
@@ -923,14 +1087,10 @@ class _Context:
                 )
             )
         weekly: dict[int, list[tuple[int, time, time]]] = defaultdict(list)
-        for lab_id, weekday, opens, closes in OpeningHours.objects.filter(labs).values_list(
-            "lab_id", "weekday", "opens", "closes"
-        ):
+        for lab_id, weekday, opens, closes in rows.hours:
             weekly[lab_id].append((weekday, opens, closes))
         closures: dict[int, list[Interval]] = defaultdict(list)
-        for lab_id, start, end in Closure.objects.filter(
-            labs, end__gt=now, start__lt=now + GIVE_UP
-        ).values_list("lab_id", "start", "end"):
+        for lab_id, start, end in rows.closures:
             closures[lab_id].append((start, end))
         context = cls(
             viewer,
@@ -950,40 +1110,33 @@ class _Context:
             busy=defaultdict(lambda: ([], [])),
             horizon={},
         )
-        first = now + FIRST_HORIZON
-        scope = _of_labs(lab_ids, everywhere=everywhere, path="machine__lab")
-        context._read_timelines(lab_ids, scope, first, end__gt=now, start__lt=first)
+        context._add_timeline(rows.timeline, rows.lab_ids, now + FIRST_HORIZON)
         return context
 
-    def _read_timelines(
-        self, lab_ids: set[int] | list[int], scope: Q, horizon: datetime, **between: datetime
-    ) -> None:
-        """The labs' printers' active timeline rows `between` (rows never overlap, so each
-        machine's lists stay in order as they grow); the labs are then known to `horizon`."""
-        rows = (
-            Booking.objects.filter(
-                scope,
-                machine__kind=Machine.Kind.FDM_PRINTER,
-                status__in=Booking.ACTIVE,
-                **between,
-            )
-            .order_by("machine_id", "start")
-            .annotate(start_us=_Micros("start"), end_us=_Micros("end"))
-            .values_list("machine_id", "start_us", "end_us")
-        )
+    def _add_timeline(self, rows: list[tuple], lab_ids: Collection[int], horizon: datetime) -> None:
+        """The labs' printers' active timeline rows (rows never overlap, so each machine's
+        lists stay in order as they grow); the labs are then known to `horizon`."""
         busy = self.busy
+        current = None
+        starts: list[int] = []
+        ends: list[int] = []
         for machine_id, start, end in rows:
-            starts, ends = busy[machine_id]
+            if machine_id != current:
+                current = machine_id
+                starts, ends = busy[machine_id]
             starts.append(start)
             ends.append(end)
+        known = _micros(horizon)
         for lab_id in lab_ids:
-            self.horizon[lab_id] = _micros(horizon)
+            self.horizon[lab_id] = known
 
     def read_more(self, lab_ids: list[int]) -> None:
         """The rows from the first horizon to the dispatcher's look-ahead, for these labs."""
         first = self.now + FIRST_HORIZON
         last = self.now + LOOKAHEAD
-        self._read_timelines(lab_ids, Q(machine__lab_id__in=lab_ids), last, start__gte=first, start__lt=last)
+        join, labs, params = _of_labs("m.lab_id", lab_ids, everywhere=False)
+        (rows,) = _run([_timeline_sql(join, labs, params, "b.start >= %s AND b.start < %s", first, last)])
+        self._add_timeline(rows, lab_ids, last)
 
     def open_time(self, lab: Lab) -> _OpenTime:
         weekly = self.weekly.get(lab.pk, [])
@@ -1102,53 +1255,6 @@ def _earliest(
         if t + span > horizon:
             raise _Beyond(t)
         return t
-
-
-def _room(t: int, busy: tuple[list[int], list[int]], hours: _OpenTime, *, unattended: bool) -> int:
-    """The longest print that may start at `t` (µs; 0: none): up to the next row of the
-    timeline and, unless prints run unattended, the lab's closing. `_earliest(t, span)`
-    is `t` exactly when `span` is at most this (and the rows read reach `t + span`): a
-    shorter print fits wherever a longer one does, so the dispatcher's choice at `t`
-    needs no search."""
-    if hours.always:
-        if t >= hours.limit_us:
-            return 0
-        close = hours.limit_us
-    else:
-        window = hours.next_window(t)
-        if window is None or window[0] > t:
-            return 0
-        close = window[1]
-    starts, ends = busy
-    index = bisect.bisect_right(ends, t)
-    gap = starts[index] - t if index < len(starts) else _FOREVER
-    if gap <= 0:
-        return 0
-    return gap if unattended else min(gap, close - t)
-
-
-def _can_take(printer: _Printer, job: _Queued, cache: dict[tuple, bool]) -> bool:
-    """The dispatcher's candidate rule for a queued job (machines.printing.dispatch)."""
-    if not (
-        job.material == printer.material
-        and (job.nozzle is None or job.nozzle == printer.nozzle_mm)
-        and (job.colour == "" or job.colour == printer.colour)
-    ):
-        return False
-    key = (job.pk, printer.volume)  # printers of one build volume share the answer
-    fit = cache.get(key)
-    if fit is None:
-        room, lying = printer.room, job.lying
-        # Lying straight, longest side along the room's longest, is a placement the fit
-        # rule (`designs.meshes.fits`) always accepts: only the other parts need asking.
-        fit = cache[key] = (
-            room is not None
-            and lying is not None
-            and lying[0] <= room[0]
-            and lying[1] <= room[1]
-            and lying[2] <= room[2]
-        ) or ps.job_fits(job.size, printer.model)
-    return fit
 
 
 def _sorted3(volume: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -1310,10 +1416,9 @@ def _play(
     # Per printer, the waiting items it can take, in the dispatcher's order: those worked
     # out once, for every printer of the same material, nozzle, colour and build volume
     # (and whether it may take the new job, which waits in those printers' lists only).
-    by_material: dict[str, list[_Queued]] = defaultdict(list)
+    by_material: dict[str, list[tuple]] = defaultdict(list)
     for job in context.queue.get(lab.pk, ()):
-        by_material[job.material].append(job)
-    first_items = {job.pk: item(job, job.queued_at, now, 1) for jobs in by_material.values() for job in jobs}
+        by_material[job.material].append(item(job, job.queued_at, now, 1))
     ours_key = (1, -PrintJob.Priority.NORMAL, now, _LAST)
     ours_item = (*ours_key, now, 1, None)
     fit_cache: dict[tuple, bool] = {}
@@ -1327,13 +1432,34 @@ def _play(
         key = (printer.material, printer.nozzle_mm, printer.colour, printer.volume, takes_ours)
         waiting = shared.get(key)
         if waiting is None:
-            waiting = shared[key] = [
-                first_items[job.pk]
-                for job in by_material.get(printer.material, ())
-                if _can_take(printer, job, fit_cache)
-            ]
-            for waiting_item in waiting:
-                homes[waiting_item[3]].append(waiting)
+            waiting = shared[key] = []
+            # The dispatcher's candidate rule (machines.printing.dispatch): the material
+            # loaded, the nozzle and colour if the job names them, and the fit.
+            nozzle, colour, volume, bounds = printer.nozzle_mm, printer.colour, printer.volume, printer.room
+            for entry in by_material.get(printer.material, ()):
+                job = entry[6]
+                if (job.nozzle is not None and job.nozzle != nozzle) or (
+                    job.colour != "" and job.colour != colour
+                ):
+                    continue
+                lying = job.lying
+                # Lying straight, longest side along the room's longest, is a placement the
+                # fit rule (`designs.meshes.fits`) always accepts: only the others need
+                # asking, once per job and build volume.
+                if (
+                    bounds is None
+                    or lying is None
+                    or lying[0] > bounds[0]
+                    or lying[1] > bounds[1]
+                    or lying[2] > bounds[2]
+                ):
+                    fit = fit_cache.get((job.pk, volume))
+                    if fit is None:
+                        fit = fit_cache[job.pk, volume] = ps.job_fits(job.size, printer.model)
+                    if not fit:
+                        continue
+                waiting.append(entry)
+                homes[job.pk].append(waiting)
             if takes_ours:
                 waiting.append(ours_item)
                 ours_lists.append(waiting)
@@ -1342,6 +1468,13 @@ def _play(
 
     busy = context.busy
     no_rows: tuple[list[int], list[int]] = ([], [])
+    # Per printer: its waiting list, its timeline rows and the new job's span on it (the
+    # new job is only in lists of printers in `ours`).
+    state = {
+        printer.pk: (lists[printer.pk], busy.get(printer.pk, no_rows), ours.get(printer.pk, 0))
+        for printer in lab_printers
+    }
+    always = hours.always
     # (when, printer, whether that moment is only a lower bound: the rows past the
     # horizon would tell); one entry per printer, so the flag is never compared.
     heap: list[tuple[int, int, bool]] = []
@@ -1362,10 +1495,32 @@ def _play(
         if unsure:
             # The estimate has come to a moment the rows read do not settle.
             raise _Lookahead
-        waiting = lists[printer_pk]
-        timeline_rows = busy.get(printer_pk, no_rows)
-        our_span = ours.get(printer_pk, 0)  # the new job is only in lists of printers in `ours`
-        room = _room(t, timeline_rows, hours, unattended=unattended)
+        waiting, timeline_rows, our_span = state[printer_pk]
+        if not waiting:
+            continue  # nothing left it can take: it drops out
+        # `room`: the longest print that may start at `t` (0: none), up to the next row of the
+        # timeline and, unless prints run unattended, the lab's closing. `_earliest(t, span)`
+        # is `t` exactly when `span` is at most this (and the rows read reach `t + span`): a
+        # shorter print fits wherever a longer one does, so the dispatcher's choice at `t`
+        # needs no search.
+        if always:
+            close = limit
+            room = 0 if t >= limit else 1
+        else:
+            window = hours.next_window(t)
+            if window is None or window[0] > t:
+                room = 0
+            else:
+                close = window[1]
+                room = 1
+        if room:
+            starts, ends = timeline_rows
+            index = bisect.bisect_right(ends, t)
+            room = starts[index] - t if index < len(starts) else _FOREVER
+            if room <= 0:
+                room = 0
+            elif not unattended and close - t < room:
+                room = close - t
         taken: tuple[tuple, int] | None = None
         # What it could take but not now: the shortest of those waiting already (the
         # first of them to fit anywhere), and each copy that waits for the one before it.
