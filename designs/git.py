@@ -402,7 +402,10 @@ class Repository:
     def create_tag(self, name: str, target: str, message: str, tagger: Person) -> None:
         env = {**os.environ, **_identity_env(tagger, "COMMITTER")}
         try:
-            self._run("tag", "-a", "-m", message, "--end-of-options", name, target, env=env)
+            # git's default clean-up strips lines starting with '#': Markdown headings.
+            self._run(
+                "tag", "-a", "--cleanup=whitespace", "-m", message, "--end-of-options", name, target, env=env
+            )
         except GitError as exc:
             raise RefMoved(f"refs/tags/{name}") from exc
 
@@ -960,8 +963,13 @@ class Repository:
 
     # -- merging and comparing across branches and repositories ---------------------------
 
-    def merge_base(self, a: str, b: str) -> str | None:
-        out = self._run("merge-base", a, b, ok_codes=(0, 1))
+    def merge_base(self, a: str, b: str, *, other: Repository | None = None) -> str | None:
+        """The best common ancestor of `a` and `b`; `b` may live in `other`, whose objects
+        are read in place (an alternate object directory), nothing is copied."""
+        env = None
+        if other is not None and other.path != self.path:
+            env = {**os.environ, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(other.path / "objects")}
+        out = self._run("merge-base", a, b, env=env, ok_codes=(0, 1))
         return out.decode().strip() or None
 
     def merge_tree(self, ours: str, theirs: str, *, attributes_file: Path | None = None) -> MergeResult:
