@@ -113,9 +113,10 @@ def lab_detail(request: HttpRequest, lab: str) -> HttpResponse:
         next_week=monday + timedelta(days=7),
         description_html=shown_html(the_lab, "description"),
         machines=[(m, labels.capabilities(m.capabilities)) for m in the_lab.machines.order_by("name")],
+        # Each weekday as a date of the week shown, so the page names it in the lab's language.
         hours=[
-            (name, labels.hours_text([(o, c) for d, o, c in weekly if d == n]))
-            for n, name in enumerate(forms.WEEKDAYS)
+            (monday + timedelta(days=n), labels.hours_text([(o, c) for d, o, c in weekly if d == n]))
+            for n in range(7)
         ],
     )
     if context["role"] in ("member", "manager"):
