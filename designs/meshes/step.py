@@ -424,23 +424,66 @@ def _distinct_corners(corners: np.ndarray) -> int:
 
 
 def _oriented_size(corners: np.ndarray, deflection: float, size: list[float]) -> tuple[float, float, float]:
-    """A near-minimal oriented box, largest extent first: found on the tessellation's corners
-    (trimesh, as for meshes) and grown by the deflection on each side, since the exact
-    surface may bulge that far past its triangles; the exact axis-aligned box when that is
-    smaller. Enclosing, so a fit check never passes a part that does not fit."""
-    import trimesh
+    """A near-minimal oriented box, largest extent first, for a part that lies on the bed
+    on one of its sides: for each axis standing up, the smallest rectangle around the
+    footprint of the tessellation's corners (rotating calipers on their convex hull),
+    grown by the deflection on each side (the exact surface may bulge that far past its
+    triangles), times the exact height; the exact axis-aligned box when none is smaller.
+    Enclosing, so a fit check never passes a part that does not fit. Plain numpy, as
+    loading trimesh for its oriented box took longer than analysing most parts."""
+    points = np.asarray(corners, dtype=np.float64).reshape(-1, 3)
+    best = sorted(size, reverse=True)
+    for up in range(3):
+        footprint = points[:, [axis for axis in range(3) if axis != up]]
+        width, length = _smallest_rectangle(_hull_2d(footprint))
+        box = sorted((width + 2 * deflection, length + 2 * deflection, size[up]), reverse=True)
+        if math.prod(box) < math.prod(best):
+            best = box
+    return (best[0], best[1], best[2])
 
-    extents = sorted(size, reverse=True)
-    points = np.unique(np.asarray(corners, dtype=np.float64).reshape(-1, 3), axis=0)
-    try:
-        _, found = trimesh.bounds.oriented_bounds(points)
-    except Exception:
-        found = None
-    if found is not None:
-        grown = sorted((float(e) + 2 * deflection for e in found), reverse=True)
-        if math.prod(grown) < math.prod(extents):
-            extents = grown
-    return (extents[0], extents[1], extents[2])
+
+def _hull_2d(points: np.ndarray) -> np.ndarray:
+    """The convex hull's corners in counter-clockwise order, by quickhull: each step keeps
+    the points outside one hull edge found so far (a numpy filter) and splits that edge at
+    the farthest of them, so the work goes with the hull's size, not the part's."""
+    left, right = points[points[:, 0].argmin()], points[points[:, 0].argmax()]
+    corners = [left, right]
+    pending = [(points, left, right), (points, right, left)]
+    while pending:
+        candidates, a, b = pending.pop()
+        outside = (b[0] - a[0]) * (candidates[:, 1] - a[1]) - (b[1] - a[1]) * (candidates[:, 0] - a[0])
+        keep = outside > 1e-12 * (1.0 + float(np.abs(outside).max(initial=0.0)))
+        if not keep.any():
+            continue
+        candidates, outside = candidates[keep], outside[keep]
+        far = candidates[outside.argmax()]
+        corners.append(far)
+        pending += [(candidates, a, far), (candidates, far, b)]
+    hull = np.unique(np.asarray(corners, dtype=np.float64), axis=0)
+    centre = hull.mean(axis=0)
+    return hull[np.argsort(np.arctan2(hull[:, 1] - centre[1], hull[:, 0] - centre[0]))]
+
+
+def _smallest_rectangle(hull: np.ndarray) -> tuple[float, float]:
+    """The sides of the smallest-area rectangle around a convex polygon: one of its sides
+    lies along an edge of the polygon, so each edge's direction is tried."""
+    if len(hull) < 3:
+        spans = hull.max(axis=0) - hull.min(axis=0) if len(hull) else np.zeros(2)
+        return float(spans[0]), float(spans[1])
+    edges = np.roll(hull, -1, axis=0) - hull
+    angles = np.unique(np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2))
+    best = (math.inf, 0.0, 0.0)
+    for start in range(0, len(angles), 256):
+        chunk = angles[start : start + 256]
+        cos, sin = np.cos(chunk)[:, None], np.sin(chunk)[:, None]
+        along = hull[:, 0] * cos + hull[:, 1] * sin
+        across = hull[:, 1] * cos - hull[:, 0] * sin
+        widths = along.max(axis=1) - along.min(axis=1)
+        lengths = across.max(axis=1) - across.min(axis=1)
+        at = int(np.argmin(widths * lengths))
+        if widths[at] * lengths[at] < best[0]:
+            best = (float(widths[at] * lengths[at]), float(widths[at]), float(lengths[at]))
+    return best[1], best[2]
 
 
 def _tessellation(shape: Any, units_source: str, limits: Limits) -> Mesh:
