@@ -297,6 +297,15 @@ def _part(shape: Any, units: str, units_source: str, limits: Limits) -> StepPart
     BRepMesh_IncrementalMesh(shape, deflection, False, ANGULAR_DEFLECTION_RAD, False)
     mesh = _tessellation(shape, units_source, limits)
     edges = _edge_uses(shape)
+    # What the 3D view would otherwise take from mesh_figures on the tessellation, where
+    # seams between faces can leave corners unmerged: the B-rep's own answer (no open
+    # edges drawn for a closed solid; one colour per solid).
+    mesh.found["open_edges"] = np.empty((0, 2, 3), dtype=np.float32)
+    mesh.found["open_edge_count"] = edges["boundary"]
+    if len(solids) > 1:
+        body = _triangle_solids(shape, len(mesh.corners))
+        if body is not None:
+            mesh.found["triangle_body"] = body
     closed = _shells_closed(shape) and edges["boundary"] == 0 and edges["non_manifold"] == 0
     oriented = all(v > 0 for v in solids)
     figures = MeshFigures(
@@ -513,6 +522,22 @@ def _tessellation(shape: Any, units_source: str, limits: Limits) -> Mesh:
     mesh = read_mesh(data, filename="tessellation.stl", units="mm", limits=limits)
     # The reader keeps the exact float32 bits of the STL; the mesh code takes them as they are.
     return replace(mesh, format="step", units="mm", units_source=units_source)
+
+
+def _triangle_solids(shape: Any, triangles: int) -> np.ndarray | None:
+    """Each triangle's solid, in the order OpenCASCADE's STL writer writes them (faces
+    as the explorer meets them, solid after solid); None when faces lie outside solids."""
+    from OCP.TopAbs import TopAbs_SOLID
+    from OCP.TopExp import TopExp_Explorer
+
+    counts = []
+    explorer = TopExp_Explorer(shape, TopAbs_SOLID)
+    while explorer.More():
+        counts.append(_placed_triangles(explorer.Current()))
+        explorer.Next()
+    if sum(counts) != triangles:
+        return None
+    return np.repeat(np.arange(len(counts)), counts)
 
 
 def _placed_triangles(shape: Any) -> int:

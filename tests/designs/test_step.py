@@ -397,3 +397,18 @@ def test_a_batch_of_meshes_and_step_files_analyses_both_as_alone(tmp_path):
     assert outcomes["s" * 40].figures == analyse(stl, filename="knob.stl").to_dict()
     step_figures = outcomes["k" * 40].figures
     assert step_figures is not None and step_figures["format"] == "step"
+
+
+def test_the_3d_view_of_a_step_file_colours_its_solids_and_draws_no_seams_as_holes(box_step, knob):
+    import struct
+
+    from designs.meshes.render import mesh_viewer_extra
+
+    three = read_step(many_boxes(box_step, 3), filename="boxes.step")
+    assert three.figures["solids"] == 3 and three.figures["volume_method"] == "sum"
+    assert three.figures["volume_mm3"] == pytest.approx(3 * 25.4 * 50.8 * 76.2, rel=1e-9)
+
+    groups, runs, shown, edges = struct.unpack_from("<4I", mesh_viewer_extra(three.mesh), 4)
+    assert (groups, runs, shown, edges) == (3, 3, 0, 0)
+    groups, runs, shown, edges = struct.unpack_from("<4I", mesh_viewer_extra(knob.mesh), 4)
+    assert (groups, shown, edges) == (1, 0, 0)
