@@ -106,6 +106,7 @@ class LabOutput(serializers.ModelSerializer):
             "latitude",
             "longitude",
             "timezone",
+            "locale",
             "description",
             "description_html",
             "join_policy",
@@ -153,6 +154,12 @@ class LabUpdateInput(LabRulesInput):
     )
     longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
     timezone = serializers.CharField(max_length=64, required=False)
+    locale = serializers.CharField(
+        max_length=15,
+        required=False,
+        allow_blank=True,
+        help_text="The language its pages write dates and times in (e.g. 'fr'); empty: the hub's.",
+    )
     description = serializers.CharField(
         required=False, allow_blank=True, max_length=MAX_MARKDOWN_CHARS, help_text="Markdown."
     )

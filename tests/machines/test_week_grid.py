@@ -262,3 +262,16 @@ def test_the_machine_page_lists_free_time_day_by_day_with_links_to_book(alice, m
     assert query["start"] == [NOW.isoformat()] and query["end"] == [at(lab, MONDAY, "10:00").isoformat()]
     form = client.get(url + "?" + link.group(1)).content.decode()
     assert 'name="start_time" value="09:00"' in form and 'name="end_time" value="10:00"' in form
+
+
+def test_the_api_shows_and_sets_a_lab_s_language(lab, alice_api):
+    url = reverse("api-lab-detail", args=["fablab"])
+    assert alice_api.get(url).json()["locale"] == ""
+
+    answer = alice_api.patch(url, {"locale": "fr"}, format="json")
+
+    assert answer.status_code == 200 and answer.json()["locale"] == "fr"
+    lab.refresh_from_db()
+    assert lab.language == "fr"
+    refused = alice_api.patch(url, {"locale": "klingon"}, format="json")
+    assert refused.status_code == 400 and "klingon" in str(refused.json())
