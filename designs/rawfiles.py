@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from typing import IO
 from urllib.parse import quote
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from designs import selectors
 from designs.git import TreeEntry
 from designs.lfs_store import StoreError, lfs_store
-from designs.models import Design
+from designs.models import Design, ReleaseAsset
 
 EXTRA_TYPES = {
     ".stl": "model/stl",
@@ -82,23 +82,15 @@ def serve_blob(
             return _stream_file(lfs_file, start=start, end=size - 1 if end is None else end)
         return design.repo.stream_blob(entry.sha, start=start, end=end)
 
-    range_match = RANGE_RE.match(request.headers.get("Range", ""))
-    if range_match and size:
-        start_text, end_text = range_match.groups()
-        if start_text:
-            start, end = int(start_text), int(end_text) if end_text else size - 1
-        else:
-            start, end = max(size - int(end_text or 0), 0), size - 1
-        end = min(end, size - 1)
-        if start > end or start >= size:
-            if lfs_file is not None:
-                lfs_file.close()
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
+    wanted = _byte_range(request, size)
+    if wanted == UNSATISFIABLE:
+        if lfs_file is not None:
+            lfs_file.close()
+        return _unsatisfiable(size)
+    if wanted is not None:
+        start, end = wanted
         response = StreamingHttpResponse(content(start, end), status=206, content_type=content_type)
-        response["Content-Length"] = str(end - start + 1)
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        _set_range_headers(response, start, end, size)
     else:
         response = StreamingHttpResponse(content(), content_type=content_type)
         response["Content-Length"] = str(size)
@@ -112,6 +104,75 @@ def serve_blob(
     response["Cache-Control"] = "private, max-age=60"
     disposition = "attachment" if download else "inline"
     response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{_quote(entry.name)}"
+    return response
+
+
+UNSATISFIABLE = (-1, -1)
+
+
+def _byte_range(request: HttpRequest, size: int) -> tuple[int, int] | None:
+    """The (start, end) bytes, inclusive, a Range header asks of a `size`-byte file;
+    None to send it whole, UNSATISFIABLE when the range lies outside it."""
+    range_match = RANGE_RE.match(request.headers.get("Range", ""))
+    if not range_match or not size:
+        return None
+    start_text, end_text = range_match.groups()
+    if start_text:
+        start, end = int(start_text), int(end_text) if end_text else size - 1
+    else:
+        start, end = max(size - int(end_text or 0), 0), size - 1
+    end = min(end, size - 1)
+    if start > end or start >= size:
+        return UNSATISFIABLE
+    return start, end
+
+
+def _unsatisfiable(size: int) -> HttpResponse:
+    response = HttpResponse(status=416)
+    response["Content-Range"] = f"bytes */{size}"
+    return response
+
+
+def _set_range_headers(response: HttpResponseBase, start: int, end: int, size: int) -> None:
+    response["Content-Length"] = str(end - start + 1)
+    response["Content-Range"] = f"bytes {start}-{end}/{size}"
+
+
+def serve_release_asset(request: HttpRequest, asset: ReleaseAsset) -> HttpResponseBase:
+    """A file attached to a release, from the object store: always a download (never
+    shown as a page of the hub), typed as stored, `nosniff`, sandboxed, its ETag the
+    sha256 of its content; ranges as for raw files. A file the store lost is a 404."""
+    etag = f'"{asset.sha256}"'
+    if request.headers.get("If-None-Match") == etag:
+        response: HttpResponseBase = HttpResponse(status=304)
+        response["ETag"] = etag
+        return response
+    size = asset.size
+    wanted = _byte_range(request, size)
+    if wanted == UNSATISFIABLE:
+        return _unsatisfiable(size)
+    try:
+        stored = lfs_store().open(asset.sha256)
+    except StoreError as exc:
+        raise Http404(f"The content of {asset.name} is missing from the store.") from exc
+    if wanted is not None:
+        start, end = wanted
+        response = StreamingHttpResponse(
+            _stream_file(stored, start=start, end=end), status=206, content_type=asset.content_type
+        )
+        _set_range_headers(response, start, end, size)
+    else:
+        response = StreamingHttpResponse(
+            _stream_file(stored, start=0, end=size - 1), content_type=asset.content_type
+        )
+        response["Content-Length"] = str(size)
+    response["ETag"] = etag
+    response["Accept-Ranges"] = "bytes"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    # The name may be replaced by other bytes (deleted, then uploaded again): revalidate.
+    response["Cache-Control"] = "private, no-cache"
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(asset.name)}"
     return response
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -32,6 +33,9 @@ from designs.models import (
     MeshAnalysis,
     PullMirror,
     PushMirror,
+    ReleaseAsset,
+    Star,
+    Watch,
 )
 from hub.auth import Viewer
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
@@ -772,3 +776,143 @@ def upstreams_visible(designs: Iterable[Design], viewer: Viewer) -> set[int]:
     if not ids:
         return set()
     return set(designs_visible_to(viewer).filter(pk__in=ids).values_list("pk", flat=True))
+
+
+# -- watching, stars and the lists' order (designs/services/watches.py) ---------------------
+
+# The orders a design list offers (?sort=): the most recently updated first, or the most
+# starred, forked or made, ties broken by the most recent update.
+DESIGN_SORTS = ("updated", "stars", "forks", "makes")
+
+
+def _counted(rows: QuerySet[Any], *, by: str) -> Coalesce:
+    """The number of `rows` (filtered on OuterRef("pk") through `by`), as a subquery."""
+    grouped = rows.order_by().values(by).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(grouped, output_field=IntegerField()), 0)
+
+
+def _forks_counted(viewer: Viewer) -> QuerySet[Design]:
+    # Only the forks `viewer` may see: a count never tells of a private design.
+    return _visible(Design.objects.filter(forked_from=OuterRef("pk")), viewer)
+
+
+def designs_sorted(designs: QuerySet[Design], *, sort: str, viewer: Viewer) -> QuerySet[Design]:
+    """`designs` in the order `sort` names (one of DESIGN_SORTS)."""
+    if sort == "stars":
+        key = _counted(Star.objects.filter(design=OuterRef("pk")), by="design")
+    elif sort == "forks":
+        key = _counted(_forks_counted(viewer), by="forked_from")
+    elif sort == "makes":
+        key = _counted(Make.objects.filter(design=OuterRef("pk")), by="design")
+    else:
+        return designs.order_by("-updated_at", "-pk")
+    return designs.annotate(sort_key=key).order_by("-sort_key", "-updated_at", "-pk")
+
+
+@dataclass(frozen=True)
+class SocialCounts:
+    stars: int
+    watchers: int
+    forks: int
+    makes: int
+
+
+def social_counts(designs: list[Design], *, viewer: Viewer) -> dict[int, SocialCounts]:
+    """Stars, watchers (not ignoring), forks `viewer` may see and makes of each of
+    `designs`: one query however many designs."""
+    ids = [design.pk for design in designs]
+    if not ids:
+        return {}
+    rows = (
+        Design.objects.filter(pk__in=ids)
+        .order_by()
+        .annotate(
+            n_stars=_counted(Star.objects.filter(design=OuterRef("pk")), by="design"),
+            n_watchers=_counted(
+                Watch.objects.filter(design=OuterRef("pk")).exclude(level=Watch.Level.IGNORE), by="design"
+            ),
+            n_forks=_counted(_forks_counted(viewer), by="forked_from"),
+            n_makes=_counted(Make.objects.filter(design=OuterRef("pk")), by="design"),
+        )
+        .values_list("pk", "n_stars", "n_watchers", "n_forks", "n_makes")
+    )
+    return {pk: SocialCounts(*figures) for pk, *figures in rows}
+
+
+def with_social_counts(designs: list[Design], *, viewer: Viewer) -> list[Design]:
+    """`designs`, each with `.social` (SocialCounts) set for lists and pages."""
+    counts = social_counts(designs, viewer=viewer)
+    for design in designs:
+        design.social = counts[design.pk]
+    return designs
+
+
+def watch_of(design: Design, user: Viewer) -> Watch | None:
+    if not user.is_authenticated:
+        return None
+    return Watch.objects.filter(design=design, user=user).first()
+
+
+def has_starred(design: Design, user: Viewer) -> bool:
+    return user.is_authenticated and Star.objects.filter(design=design, user=user).exists()
+
+
+# -- releases and their files (designs/services/releases.py) --------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release as pages and the API show it: the tag, its notes as HTML, its files."""
+
+    tag: Tag
+    notes_html: str
+    assets: list[ReleaseAsset]
+
+
+def _assets_by_tag(design: Design, tags: Iterable[str]) -> dict[str, list[ReleaseAsset]]:
+    wanted = list(tags)
+    grouped: dict[str, list[ReleaseAsset]] = {name: [] for name in wanted}
+    rows = ReleaseAsset.objects.filter(design=design).select_related("uploaded_by")
+    if len(wanted) == 1:
+        rows = rows.filter(tag=wanted[0])
+    if wanted:
+        for asset in rows:
+            if asset.tag in grouped:
+                grouped[asset.tag].append(asset)
+    return grouped
+
+
+def design_releases(design: Design) -> list[Release]:
+    """Every release of `design` (its tags, newest first) with notes and files: one git
+    process and one query however many releases. Files whose tag is gone are not shown
+    (they are deleted with the tag, `release_assets_prune`)."""
+    tags = design.repo.tags()
+    assets = _assets_by_tag(design, (tag.name for tag in tags))
+    return [Release(tag, design_release_notes(design, tag), assets[tag.name]) for tag in tags]
+
+
+def design_release(design: Design, tag: str) -> Release:
+    """One release of `design`, or NotFound."""
+    found = design_tag(design, tag)
+    return Release(found, design_release_notes(design, found), _assets_by_tag(design, [tag])[tag])
+
+
+def latest_release(design: Design) -> Release | None:
+    """The newest release of `design` (by tag date, as the releases page lists them), for
+    the design page's small block; None when it has none."""
+    tags = design.repo.tags()
+    if not tags:
+        return None
+    newest = tags[0]
+    return Release(
+        newest, design_release_notes(design, newest), _assets_by_tag(design, [newest.name])[newest.name]
+    )
+
+
+def release_asset_get(design: Design, *, tag: str, name: str) -> ReleaseAsset:
+    """File `name` of release `tag` of `design` (seen by whoever may see the design), or
+    NotFound; a file left behind by a deleted tag is not found either."""
+    asset = ReleaseAsset.objects.filter(design=design, tag=tag, name=name).first()
+    if asset is None or design.repo.resolve_ref(f"refs/tags/{tag}") is None:
+        raise NotFound(f"Release {tag} has no file {name!r}.")
+    return asset

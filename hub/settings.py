@@ -218,6 +218,10 @@ FABHUB_MAX_GIT_BLOB_BYTES = env_int("FABHUB_MAX_GIT_BLOB_BYTES", 50 * 1024 * 102
 # which a web or API upload is stored as an LFS object, the commit holding a pointer.
 FABHUB_MAX_LFS_OBJECT_BYTES = env_int("FABHUB_MAX_LFS_OBJECT_BYTES", 5 * 1024**3)
 FABHUB_LFS_THRESHOLD_BYTES = env_int("FABHUB_LFS_THRESHOLD_BYTES", 10 * 1024 * 1024)
+# Files attached to releases (designs/services/releases.py): the largest one, and how
+# many one release may hold.
+FABHUB_RELEASE_ASSET_MAX_BYTES = env_int("FABHUB_RELEASE_ASSET_MAX_BYTES", 200 * 1024 * 1024)
+FABHUB_RELEASE_ASSET_MAX_COUNT = env_int("FABHUB_RELEASE_ASSET_MAX_COUNT", 50)
 
 # Public address used in clone URLs and links sent outside the hub.
 FABHUB_PUBLIC_URL = env_str("FABHUB_PUBLIC_URL", "")

@@ -9,6 +9,7 @@ from django.utils import timezone
 from designs.models import ChangeProposal, Design, PushMirror
 from designs.selectors import design_readme
 from designs.services.analysis import analyses_queue, analyses_queue_blobs, design_refresh_cover
+from designs.services.releases import release_assets_prune
 from hub.queue import enqueue
 
 
@@ -40,6 +41,8 @@ def refs_changed(
         analyses_queue_blobs(design=design, blobs=added_blobs)
     push_mirrors_queue(design=design)
     proposals_follow(design=design)
+    # A tag a push or a mirror's refresh deleted takes its release's files with it.
+    release_assets_prune(design=design)
     # The README at the default branch is rendered now, in the background, so that the
     # design page finds it in the cache rather than render it while someone waits.
     enqueue("designs.tasks.readme_prepare", design.pk)
