@@ -116,3 +116,18 @@ def test_without_scripts_free_time_is_a_link_to_the_form(browser, live_server, l
         expect(page.locator("input[name=end_time]")).to_have_value("10:00")
     finally:
         context.close()
+
+
+def test_the_feed_s_copy_button_copies_its_address(page, log_in, lab, bob):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    log_in("bob")
+    page.goto(reverse("lab-detail", args=["fablab"]))
+    feed = page.locator("section.feed")
+    address = feed.locator("pre.token").inner_text().strip()
+
+    feed.locator("button:has-text('Copy address')").click()
+
+    expect(feed.locator("button[data-copy]")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == address
+    webcal = feed.locator("a:has-text('Subscribe (webcal)')").get_attribute("href")
+    assert webcal == "webcal://" + address.split("://", 1)[1]
