@@ -37,6 +37,7 @@ class DesignSearch(Sequence[Design]):
             candidates = candidates.filter(pk__in=within.values("pk"))
         self._candidates = candidates
 
+    @cached_property
     def _candidates_sql(self) -> Sql:
         ids = self._candidates.order_by().values("pk")
         sql, params = ids.query.get_compiler(connection=connection).as_sql()
@@ -46,7 +47,7 @@ class DesignSearch(Sequence[Design]):
     def _count(self) -> int:
         if not self.query:
             return 0
-        return backend().count(self.query, self._candidates_sql())
+        return backend().count(self.query, self._candidates_sql)
 
     def __len__(self) -> int:
         return self._count
@@ -71,7 +72,7 @@ class DesignSearch(Sequence[Design]):
     def _page(self, *, offset: int, limit: int) -> list[Design]:
         if not self.query or not limit:
             return []
-        ids = backend().ranked_ids(self.query, self._candidates_sql(), limit=limit, offset=offset)
+        ids = backend().ranked_ids(self.query, self._candidates_sql, limit=limit, offset=offset)
         if not ids:
             return []
         found = {d.pk: d for d in self._candidates.select_related("search_document").filter(pk__in=ids)}

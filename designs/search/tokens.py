@@ -119,11 +119,18 @@ def hit_spans(text: str, query: Query) -> list[tuple[int, int]]:
     """(start, end) of every word of `text` that a word of `query` matches."""
     words = query.words()
     last = query.last_word() if query.prefix else ""
+    # Most texts of a page hold none of the words: say so without splitting them.
+    lowered = text.lower()
+    if not any(word in lowered for word in words):
+        return []
     spans: list[tuple[int, int]] = []
     for match in RUN.finditer(text):
         run = match.group()
-        if run.lower() in words:
+        lowered_run = run.lower()
+        if lowered_run in words:
             spans.append(match.span())
+            continue
+        if not any(word in lowered_run for word in words):
             continue
         for start, end in split_run(run):
             part = run[start:end].lower()
@@ -144,13 +151,28 @@ def mark(text: str, spans: list[tuple[int, int]]) -> SafeString:
     return mark_safe("".join(out))  # every piece of `text` is escaped above
 
 
+def _first_hit(text: str, query: Query) -> int | None:
+    """Where the first hit of `query` in `text` starts, tokenising as little as it can: a
+    page's snippets are cut from READMEs of thousands of words."""
+    lowered = text.lower()
+    for at in sorted({lowered.find(word) for word in query.words()} - {-1}):
+        run = RUN.search(text, max(0, at - MAX_WORD))
+        while run is not None and run.start() <= at:
+            spans = hit_spans(run.group(), query)
+            if spans:
+                return run.start() + spans[0][0]
+            run = RUN.search(text, run.end())
+    # A word found inside a longer one at first: look through the whole text.
+    spans = hit_spans(text, query)
+    return spans[0][0] if spans else None
+
+
 def snippet(text: str, query: Query, *, width: int = 180) -> SafeString:
     """Safe HTML: about `width` characters of `text` around its first hit, the hits marked;
     "" if no word of `query` is in `text`."""
-    spans = hit_spans(text, query)
-    if not spans:
+    first = _first_hit(text, query)
+    if first is None:
         return mark_safe("")
-    first = spans[0][0]
     start = max(0, first - width // 4)
     if start:
         # Start at a word's beginning.
@@ -160,8 +182,7 @@ def snippet(text: str, query: Query, *, width: int = 180) -> SafeString:
     if end < len(text):
         space = text.rfind(" ", first, end)
         end = space if space > first else end
-    window = [(s - start, e - start) for s, e in spans if s >= start and e <= end]
-    marked = mark(text[start:end], window)
+    marked = mark(text[start:end], hit_spans(text[start:end], query))
     return mark_safe(("…" if start else "") + marked + ("…" if end < len(text) else ""))  # escaped by mark()
 
 

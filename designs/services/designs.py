@@ -24,6 +24,7 @@ from designs.models import (
 )
 from designs.okh import valid_language_tag
 from designs.selectors import design_role
+from designs.services import search
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from hub.models import User
 from hub.queue import enqueue
@@ -86,6 +87,7 @@ def design_create(
     except Exception:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    search.search_words_update(design=design)
     enqueue("designs.tasks.search_index_refresh", design.pk)
     return design
 
@@ -146,6 +148,7 @@ def design_update(
     design.save()
     if tags is not None:
         design.tags.set(_clean_tags(tags))
+    search.search_words_update(design=design)
     enqueue("designs.tasks.search_index_refresh", design.pk)
     return design
 
@@ -287,6 +290,7 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
     except GitError:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    search.search_words_update(design=fork)
     enqueue("designs.tasks.search_index_refresh", fork.pk)
     return fork
 

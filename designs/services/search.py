@@ -70,24 +70,44 @@ def search_document_refresh(*, design_id: int) -> bool:
     except GitError:
         # The repository is being deleted or is broken: index what the row says.
         logger.warning("search: cannot read %s's repository", design.full_name, exc_info=True)
-    fields = {
+    return _write(
+        design_id,
+        **_row_words(design),
+        readme_words=document_text(readme),
+        path_words=document_text(paths),
+        readme_text=readme,
+        paths=paths,
+        commit_sha=head,
+    )
+
+
+def search_words_update(*, design: Design) -> None:
+    """What the design's row says (title, name, summary) into its search document now,
+    without reading git: a new or renamed design is found by its title at once; the
+    README and the paths follow with the background refresh."""
+    _write(design.pk, **_row_words(design))
+
+
+def _row_words(design: Design) -> dict[str, str]:
+    return {
         "title_words": document_text(f"{design.title} {design.slug}"),
         "summary_words": document_text(design.summary),
-        "readme_words": document_text(readme),
-        "path_words": document_text(paths),
-        "readme_text": readme,
-        "paths": paths,
-        "commit_sha": head,
-        "updated_at": timezone.now(),
     }
-    if SearchDocument.objects.filter(design_id=design_id).update(**fields):
+
+
+def _write(design_id: int, **fields: str) -> bool:
+    """Update the design's search document with `fields`, or create it; False if the
+    design is gone."""
+    if SearchDocument.objects.filter(design_id=design_id).update(**fields, updated_at=timezone.now()):
         return True
     try:
         with transaction.atomic():
-            SearchDocument.objects.create(design_id=design_id, **fields)
+            SearchDocument.objects.create(design_id=design_id, **fields, updated_at=timezone.now())
     except IntegrityError:
-        # Another refresh created it first, or the design was deleted meanwhile.
-        return SearchDocument.objects.filter(design_id=design_id).update(**fields) > 0
+        # Another writer created it first, or the design was deleted meanwhile.
+        return (
+            SearchDocument.objects.filter(design_id=design_id).update(**fields, updated_at=timezone.now()) > 0
+        )
     return True
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from designs import demo
@@ -12,7 +13,11 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def handle(self, *args, **options) -> None:
-        if not demo.demo_create():
+        created = demo.demo_create()
+        # Search finds the demo designs by their READMEs and file names at once, and a data
+        # folder from before the search index gets one (designs/services/search.py).
+        call_command("reindex_search", missing=True, stdout=self.stdout)
+        if not created:
             self.stdout.write(
                 f"Demo data already present ({demo.ADA.username}/{demo.CAR_SLUG}); nothing to do."
             )
