@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from playwright.sync_api import expect
 
+from designs import services
+from designs.services import releases
 from tests.factories import DesignFactory, commit_files
 
 pytestmark = pytest.mark.browser
@@ -55,3 +58,25 @@ def test_a_release_with_notes_and_a_file_shows_on_its_page_and_the_design_page(p
     download = download_info.value
     assert download.suggested_filename == "print-guide.txt"
     assert open(download.path(), "rb").read() == GUIDE
+
+
+def test_the_release_pages_do_not_scroll_sideways_on_a_390_px_phone(page, log_in, alice):
+    design = DesignFactory(owner=alice, slug="bracket", title="Bracket")
+    commit_files(design, {"README.md": "# Bracket\n"})
+    services.tag_create(design=design, user=alice, name="v1.0", target="main", notes=NOTES)
+    with SimpleUploadedFile("a-print-ready-plate-with-a-rather-long-name.3mf", GUIDE) as upload:
+        releases.release_asset_upload(
+            design=design,
+            user=alice,
+            tag="v1.0",
+            name=upload.name,
+            content=upload,
+            content_type="model/3mf",
+            size=len(GUIDE),
+        )
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in("alice")
+    for url in ("/alice/bracket/releases/", "/alice/bracket/releases/v1.0/", "/alice/bracket/"):
+        page.goto(url)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{url} is {width} px wide"
