@@ -5,6 +5,7 @@ from designs.api import designs as design_api
 from designs.api import makes as make_api
 from designs.api import mirrors as mirror_api
 from designs.api import proposals as proposal_api
+from designs.api import watches as watch_api
 
 D = "<str:owner>/<str:slug>"
 
@@ -29,6 +30,8 @@ urlpatterns = [
     path(f"designs/{D}/tags/", design_api.TagListApi.as_view(), name="api-design-tags"),
     path(f"designs/{D}/tags/<path:name>/", design_api.TagDetailApi.as_view(), name="api-design-tag"),
     path(f"designs/{D}/fork/", design_api.ForkApi.as_view(), name="api-design-fork"),
+    path(f"designs/{D}/watch/", watch_api.WatchApi.as_view(), name="api-design-watch"),
+    path(f"designs/{D}/star/", watch_api.StarApi.as_view(), name="api-design-star"),
     path(f"designs/{D}/forks/", design_api.ForkListApi.as_view(), name="api-design-forks"),
     path(f"designs/{D}/assembly/", assembly_api.AssemblyApi.as_view(), name="api-design-assembly"),
     path(

@@ -154,7 +154,7 @@ def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: boo
         finally:
             # Even if the client hung up, git may have updated refs: learn of them.
             if pushing:
-                services.design_pushed(design=design, refs_before=refs_before)
+                services.design_pushed(design=design, refs_before=refs_before, pusher=access.writer)
 
     response = StreamingHttpResponse(body(), status=backend.status)
     for name, value in backend.headers:

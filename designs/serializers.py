@@ -108,8 +108,23 @@ class DesignListOutput(DesignOutput):
         "as HTML (escaped, each hit in <mark>)."
     )
 
+    stars = serializers.IntegerField(source="social.stars")
+    watchers = serializers.IntegerField(
+        source="social.watchers", help_text="People watching it, not ignoring it."
+    )
+    forks = serializers.IntegerField(source="social.forks", help_text="Its forks that you may see.")
+    makes = serializers.IntegerField(source="social.makes")
+
     class Meta(DesignOutput.Meta):
-        fields = [*DesignOutput.Meta.fields, "snippet", "matched_paths"]
+        fields = [
+            *DesignOutput.Meta.fields,
+            "snippet",
+            "matched_paths",
+            "stars",
+            "watchers",
+            "forks",
+            "makes",
+        ]
 
     def get_snippet(self, design: Design) -> str:
         return str(getattr(design, "snippet", ""))

@@ -7,6 +7,7 @@ from designs.views import designs as design_views
 from designs.views import makes as make_views
 from designs.views import mirrors as mirror_views
 from designs.views import proposals as proposal_views
+from designs.views import watches as watch_views
 
 D = "<str:owner>/<str:slug>"
 
@@ -51,5 +52,7 @@ urlpatterns = [
     path(f"{D}/proposals/new/", proposal_views.design_proposal_new, name="design-proposal-new"),
     path(f"{D}/proposals/<int:number>/", proposal_views.design_proposal, name="design-proposal"),
     path(f"{D}/sync/", proposal_views.design_sync, name="design-sync"),
+    path(f"{D}/watch/", watch_views.design_watch, name="design-watch"),
+    path(f"{D}/star/", watch_views.design_star, name="design-star"),
     path(f"{D}/mirror/refresh/", mirror_views.design_mirror_refresh, name="design-mirror-refresh"),
 ]

@@ -64,17 +64,28 @@ class DesignFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(field_name="tags__name")
     licence = django_filters.ChoiceFilter(choices=Licence.choices)
     owner = django_filters.CharFilter(field_name="owner__username")
+    sort = django_filters.ChoiceFilter(
+        choices=[(name, name) for name in selectors.DESIGN_SORTS],
+        method="filter_sort",
+        label="Without `q`: the most recently updated first (updated, the default), or the most "
+        "starred, forked or made first",
+    )
 
     class Meta:
         model = Design
-        fields = ["q", "tag", "licence", "owner", "visibility"]
+        fields = ["q", "tag", "licence", "owner", "visibility", "sort"]
 
     def is_valid(self) -> bool:
         # django-filter reads an empty choice as "no filter"; the schema's enums have no "".
-        for name in ("licence", "visibility"):
+        for name in ("licence", "visibility", "sort"):
             if self.data.get(name) == "":
                 self.form.add_error(name, "Give one of the values, or leave the parameter out.")
         return super().is_valid()
+
+    def filter_sort(self, queryset, name, value):
+        if self.data.get("q", "").strip():
+            return queryset  # a text search is ranked by how well each design matches
+        return selectors.designs_sorted(queryset, sort=value, viewer=self.request.user)
 
     def filter_text(self, queryset, name, value):
         # The words are searched by DesignListApi.list, among what the other filters keep.
@@ -89,6 +100,10 @@ class DesignListApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.designs_visible_to(self.request.user).distinct()
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else selectors.with_social_counts(list(page), viewer=self.request.user)
 
     def list(self, request: Request, *args, **kwargs) -> Response:
         text = request.query_params.get("q", "")

@@ -17,6 +17,7 @@ from designs.git import FileEdit, Person, RefMoved, Repository, TreeRefused, val
 from designs.lfs_store import LFS_ATTRIBUTES, Pointer, StoreError, lfs_store, pointer_text
 from designs.models import Design
 from designs.selectors import design_release_notes, require_writer
+from designs.services import watches
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
 from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
@@ -335,8 +336,9 @@ def _adopt_pushed_default_branch(design: Design, before: dict[str, str], after: 
     design.default_branch = branch
 
 
-def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
-    """After a push: learn of the new commits (only those) and return them, newest first."""
+def design_pushed(*, design: Design, refs_before: dict[str, str], pusher: User | None = None) -> list[str]:
+    """After a push: learn of the new commits (only those) and return them, newest first;
+    new tags are releases, announced to the design's watchers (`pusher` is not told)."""
     repo = design.repo
     refs_after = repo.refs()
     if refs_after == refs_before:
@@ -347,6 +349,7 @@ def design_pushed(*, design: Design, refs_before: dict[str, str]) -> list[str]:
     # The new commits and the files they add, in one walk of what arrived only.
     new_commits, added_blobs = repo.commits_and_blobs(moved, known)
     refs_changed(design, new_commits=new_commits, added_blobs=added_blobs)
+    watches.release_notify(design=design, tags=watches.tags_added(refs_before, refs_after), actor=pusher)
     logger.info(
         "push to %s: %d ref(s) moved, %d new commit(s)", design.full_name, len(moved), len(new_commits)
     )
@@ -407,6 +410,7 @@ def tag_create(*, design: Design, user: User, name: str, target: str | None, not
         design_release_notes(design, tag)
     # A new release of a module: the assemblies that use it offer the upgrade.
     enqueue("designs.tasks.assembly_refresh", design.pk)
+    watches.release_notify(design=design, tags=[name], actor=user)
     return sha
 
 

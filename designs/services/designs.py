@@ -24,7 +24,7 @@ from designs.models import (
 )
 from designs.okh import valid_language_tag
 from designs.selectors import design_role
-from designs.services import search
+from designs.services import search, watches
 from hub.exceptions import Conflict, PermissionDenied, ValidationError
 from hub.models import User
 from hub.queue import enqueue
@@ -89,6 +89,7 @@ def design_create(
         raise
     search.search_words_update(design=design)
     enqueue("designs.tasks.search_index_refresh", design.pk)
+    watches.watch_auto(design=design, user=owner)
     return design
 
 
@@ -292,6 +293,8 @@ def design_fork(*, design: Design, user: User, slug: str | None = None) -> Desig
         raise
     search.search_words_update(design=fork)
     enqueue("designs.tasks.search_index_refresh", fork.pk)
+    watches.watch_auto(design=fork, user=user)
+    watches.design_forked_notify(design=design, fork=fork, actor=user)
     return fork
 
 

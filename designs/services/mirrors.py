@@ -46,6 +46,7 @@ from designs.remotes import (
     remote_url_check,
 )
 from designs.selectors import design_mirror, pointer_oids
+from designs.services import watches
 from designs.services.commits import default_branch_among
 from designs.services.designs import design_create
 from designs.services.lfs import lfs_object_link
@@ -310,6 +311,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
         raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
     _follow_default_branch(design, access, wanted)
     refs_changed(design, new_commits=new_commits, added_blobs=added_blobs)
+    watches.release_notify(design=design, tags=watches.tags_added(published, wanted), actor=None)
     logger.info(
         "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
         design.full_name,

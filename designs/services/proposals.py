@@ -40,6 +40,7 @@ from designs.selectors import (
     proposal_network,
     require_writer,
 )
+from designs.services import watches
 from designs.services.assemblies import assembly_problems_at
 from designs.services.commits import person_for
 from designs.services.lfs import lfs_object_link
@@ -199,7 +200,9 @@ def proposal_create(
         break
     else:
         raise Conflict("Too many proposals are being opened at once; try again.")
-    return proposal_refresh(proposal=proposal)
+    proposal = proposal_refresh(proposal=proposal)
+    watches.proposal_opened_notify(proposal=proposal, actor=user)
+    return proposal
 
 
 def _copy_head(proposal: ChangeProposal, head: str) -> None:
@@ -373,6 +376,7 @@ def proposal_close(*, proposal: ChangeProposal, user: User) -> ChangeProposal:
     if not closed:
         raise Conflict(f"Proposal #{proposal.number} is not open.")
     proposal.status, proposal.closed_at = ChangeProposal.Status.CLOSED, now
+    watches.proposal_decided_notify(proposal=proposal, actor=user)
     return proposal
 
 
@@ -404,6 +408,7 @@ def proposal_comment(*, proposal: ChangeProposal, user: User, body: str) -> Prop
     comment = ProposalComment(proposal=proposal, author=user, body=body)
     render_field(comment, "body")
     comment.save(force_insert=True)
+    watches.proposal_comment_notify(comment=comment)
     return comment
 
 
@@ -518,6 +523,7 @@ def proposal_merge(
         now,
     )
     refs_changed(target, new_commits=repo.commits_between([new], [f"^{old}"]))
+    watches.proposal_decided_notify(proposal=proposal, actor=user)
     return new
 
 

@@ -210,7 +210,12 @@ def design_list(request: HttpRequest) -> HttpResponse:
             designs = designs.filter(licence=query["licence"])
         if query["owner"]:
             designs = designs.filter(owner__username=query["owner"].strip())
-    found = design_search(viewer=request.user, text=text, within=designs) if text else designs
+    sort = request.GET.get("sort", "updated")
+    found = (
+        design_search(viewer=request.user, text=text, within=designs)
+        if text
+        else selectors.designs_sorted(designs, sort=sort, viewer=request.user)
+    )
     page = Paginator(found, DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
     filtered = any(request.GET.get(name) for name in ("q", "tag", "licence", "owner"))
     return render(
@@ -219,8 +224,17 @@ def design_list(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
-            "designs": presenters.with_covers(list(page.object_list)),
+            "designs": presenters.with_covers(
+                selectors.with_social_counts(list(page.object_list), viewer=request.user)
+            ),
             "filtered": filtered,
+            "sort": sort if sort in selectors.DESIGN_SORTS else "updated",
+            "sorts": [
+                ("updated", "recently updated"),
+                ("stars", "stars"),
+                ("forks", "forks"),
+                ("makes", "makes"),
+            ],
         },
     )
 
