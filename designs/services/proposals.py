@@ -19,7 +19,7 @@ two STEP or ASCII STL edits can produce a file that parses and is geometrically 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -28,7 +28,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import GitError, MergeConflict, RefMoved, valid_ref_name
+from designs.git import Commit, GitError, MergeConflict, RefMoved, valid_ref_name
 from designs.lfs_store import MAX_POINTER_BYTES, resolve_pointer
 from designs.models import ChangeProposal, Design, ProposalComment
 from designs.selectors import (
@@ -203,6 +203,69 @@ def proposal_create(
     proposal = proposal_refresh(proposal=proposal)
     watches.proposal_opened_notify(proposal=proposal, actor=user)
     return proposal
+
+
+@dataclass(frozen=True)
+class ProposalPreview:
+    """What opening a proposal from `source`:`source_branch` into `target`:`target_branch`
+    would propose: the commits since the branches parted (`base`), or why nothing can be."""
+
+    source: Design
+    source_branch: str
+    target: Design
+    target_branch: str
+    head: str | None = None
+    target_head: str | None = None
+    base: str | None = None
+    commits: list[Commit] = field(default_factory=list)
+    problem: str = ""
+    already_open: ChangeProposal | None = None
+
+
+def proposal_preview(
+    *, source: Design, source_branch: str, target: Design, target_branch: str
+) -> ProposalPreview:
+    """A read: the preview of a proposal (the caller checked `source` and `target` are
+    visible and of one fork network). Nothing is copied between the repositories: the
+    common ancestor is found reading the target's objects in place."""
+    empty = ProposalPreview(source, source_branch, target, target_branch)
+    head = source.repo.branch_head(source_branch)
+    target_head = target.repo.branch_head(target_branch)
+    if head is None:
+        return replace(empty, problem=f"There is no branch {source_branch!r} in {source.full_name}.")
+    if target_head is None:
+        return replace(empty, problem=f"There is no branch {target_branch!r} in {target.full_name}.")
+    found = replace(empty, head=head, target_head=target_head)
+    if source.pk == target.pk and source_branch == target_branch:
+        return replace(found, problem="Choose two different branches.")
+    base = source.repo.merge_base(head, target_head, other=target.repo)
+    if base == head:
+        return replace(
+            found,
+            base=base,
+            problem=f"Nothing to propose: {target_branch} already has every commit of {source_branch}.",
+        )
+    commits = source.repo.log(f"{base}..{head}" if base else head, limit=selectors.MAX_LISTED_COMMITS)
+    already_open = ChangeProposal.objects.filter(
+        target=target,
+        target_branch=target_branch,
+        source=source,
+        source_branch=source_branch,
+        status=ChangeProposal.Status.OPEN,
+    ).first()
+    return replace(found, base=base, commits=commits, already_open=already_open)
+
+
+def proposal_open_from(*, source: Design, source_branch: str) -> ChangeProposal | None:
+    """A read: the open proposal of `source_branch` of `source`, into any design."""
+    return (
+        ChangeProposal.objects.filter(
+            source=source, source_branch=source_branch, status=ChangeProposal.Status.OPEN
+        )
+        .select_related("target__owner")
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def _copy_head(proposal: ChangeProposal, head: str) -> None:
@@ -481,6 +544,22 @@ def proposal_merge(
             f"Merge proposal #{proposal.number} from {proposal.source_name}:{proposal.source_branch}\n\n{proposal.title}"
         )
         new = repo.commit_tree(result.tree, [old, head], text, author=identity, committer=identity)
+    proposal_land(proposal=proposal, user=user, new=new)
+    return new
+
+
+def proposal_land(*, proposal: ChangeProposal, user: User, new: str) -> None:
+    """Move the target branch to `new` (the proposal's head, or a merge commit whose first
+    parent is `proposal.target_sha`) by compare-and-swap, and mark the proposal merged.
+    The caller has checked that `user` may merge and that both heads are the reviewed ones."""
+    target = proposal.target
+    repo = target.repo
+    old = proposal.target_sha
+    figures = {
+        "head": proposal.head_sha,
+        "target_head": proposal.target_sha,
+        "merge_state": proposal.merge_state,
+    }
     if proposal.target_branch == target.default_branch:
         problems = assembly_problems_at(target, commit=new)
         if problems:
@@ -524,7 +603,6 @@ def proposal_merge(
     )
     refs_changed(target, new_commits=repo.commits_between([new], [f"^{old}"]))
     watches.proposal_decided_notify(proposal=proposal, actor=user)
-    return new
 
 
 # -- keeping a fork up to date ------------------------------------------------------------
