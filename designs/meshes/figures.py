@@ -471,6 +471,8 @@ def _several_bodies(
             f"bodies' boxes overlap, but manifold3d could not take body {number[body]} as a solid "
             f"({why}), so the space they share cannot be measured",
         )
+    except (RuntimeError, ValueError) as exc:
+        return _approximate(result, f"manifold3d could not join the overlapping bodies ({exc})"[:300])
     result.overlaps = sorted(
         (
             {"bodies": sorted([int(number[a]), int(number[b])]), "shared_mm3": float(shared)}
