@@ -116,27 +116,48 @@ def parse_query(text: str) -> Query:
 
 
 def hit_spans(text: str, query: Query) -> list[tuple[int, int]]:
-    """(start, end) of every word of `text` that a word of `query` matches."""
-    words = query.words()
+    """(start, end) of every word of `text` that `query` matches, in order, not
+    overlapping: a one-word term wherever it is a word or part of one (the last term also
+    as a prefix), a term of several words only where they stand side by side."""
+    singles = {term[0] for term in query.terms if len(term) == 1}
+    phrases = [term for term in query.terms if len(term) > 1]
     last = query.last_word() if query.prefix else ""
     # Most texts of a page hold none of the words: say so without splitting them.
     lowered = text.lower()
-    if not any(word in lowered for word in words):
+    if not any(word in lowered for word in singles) and not any(
+        all(word in lowered for word in term) for term in phrases
+    ):
         return []
+    whole = singles | {"".join(term) for term in phrases}
     spans: list[tuple[int, int]] = []
+    parts: list[tuple[str, int, int]] = []
     for match in RUN.finditer(text):
         run = match.group()
-        lowered_run = run.lower()
-        if lowered_run in words:
+        if run.lower() in whole:
             spans.append(match.span())
-            continue
-        if not any(word in lowered_run for word in words):
-            continue
-        for start, end in split_run(run):
-            part = run[start:end].lower()
-            if part in words or (last and part.startswith(last)):
-                spans.append((match.start() + start, match.start() + end))
-    return spans
+        parts.extend(
+            (run[start:end].lower(), match.start() + start, match.start() + end)
+            for start, end in split_run(run)
+        )
+    prefix_single = bool(last) and len(query.terms[-1]) == 1
+    for word, start, end in parts:
+        if word in singles or (prefix_single and word.startswith(last)):
+            spans.append((start, end))
+    for term in phrases:
+        prefix_here = bool(last) and term is query.terms[-1]
+        for i in range(len(parts) - len(term) + 1):
+            window = parts[i : i + len(term)]
+            if all(part[0] == word for part, word in zip(window[:-1], term[:-1], strict=True)) and (
+                window[-1][0] == term[-1] or (prefix_here and window[-1][0].startswith(term[-1]))
+            ):
+                spans.append((window[0][1], window[-1][2]))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def mark(text: str, spans: list[tuple[int, int]]) -> SafeString:

@@ -102,3 +102,14 @@ def test_matched_lines_lists_the_paths_with_a_hit():
         "parts/<mark>wishbone</mark>-arm.stl",
         "spare/<mark>wishbone</mark>.step",
     ]
+
+
+def test_a_phrase_is_marked_only_where_its_words_stand_side_by_side():
+    text = "parts/arm_v2.stl\nparts/v1/2.stl\nnotes_v3.txt"
+    assert matched_lines(text, parse_query("v2 ")) == ["parts/arm_<mark>v2</mark>.stl"]
+
+
+def test_a_camel_case_query_marks_the_words_of_a_dashed_name():
+    text = "wishbone-arm.stl"
+    spans = hit_spans(text, parse_query("wishboneArm "))
+    assert [text[s:e] for s, e in spans] == ["wishbone-arm"]
