@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from hub import mail
@@ -35,8 +35,9 @@ Kind = NotificationKind
 # e-mailed unless they say otherwise; news of designs they merely watch is not.
 EMAIL_BY_DEFAULT: dict[str, bool] = {kind: kind != Kind.RELEASE for kind in Kind.values}
 
-# target type -> the ids of that type a person may see (a query of one column), or None:
-# a target that is always the recipient's to see (their booking, their lab's news).
+# target type -> the rows of that type a person may see (a query of the target's model,
+# whose pk is the target id), or None: a target that is always the recipient's to see
+# (their booking, their lab's news).
 VisibleIds = Callable[[User], "QuerySet[Any]"]
 _targets: dict[str, VisibleIds | None] = {}
 
@@ -49,13 +50,15 @@ def register_notification_target(type_name: str, *, visible_ids: VisibleIds | No
 
 def _visible(rows: QuerySet[Notification], user: User) -> QuerySet[Notification]:
     """`rows` narrowed to the notifications whose target `user` may see now: one query,
-    each target type a subquery."""
+    each target type a correlated EXISTS. Correlated, not `target_id IN (…)`: the set of
+    designs a person may see holds every public design, and the navigation asks this on
+    every page; EXISTS looks up only the targets of the rows read."""
     allowed = Q(target_type="")
     for type_name, visible_ids in _targets.items():
         if visible_ids is None:
             allowed |= Q(target_type=type_name)
         else:
-            allowed |= Q(target_type=type_name, target_id__in=visible_ids(user))
+            allowed |= Q(target_type=type_name) & Exists(visible_ids(user).filter(pk=OuterRef("target_id")))
     return rows.filter(allowed)
 
 
