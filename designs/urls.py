@@ -7,6 +7,7 @@ from designs.views import designs as design_views
 from designs.views import makes as make_views
 from designs.views import mirrors as mirror_views
 from designs.views import proposals as proposal_views
+from designs.views import releases as release_views
 from designs.views import watches as watch_views
 
 D = "<str:owner>/<str:slug>"
@@ -23,7 +24,15 @@ urlpatterns = [
     path(f"{D}/raw/<path:path>", design_views.design_raw, name="design-raw"),
     path(f"{D}/archive/<path:rev>.zip", design_views.design_archive, name="design-archive"),
     path(f"{D}/okh.toml", design_views.design_okh, name="design-okh"),
+    # Downloads first: a file named okh.toml is a file of its release, not a manifest.
+    path(
+        f"{D}/releases/download/<path:tag>/<str:name>",
+        release_views.design_release_asset,
+        name="design-release-asset",
+    ),
     path(f"{D}/releases/<path:tag>/okh.toml", design_views.design_release_okh, name="design-release-okh"),
+    path(f"{D}/releases/", release_views.design_releases, name="design-releases"),
+    path(f"{D}/releases/<path:tag>/", release_views.design_release, name="design-release"),
     path(f"{D}/thumbnail/<str:blob_sha>.png", design_views.design_thumbnail, name="design-thumbnail"),
     path(f"{D}/mesh/<str:blob_sha>.bin", design_views.design_mesh_data, name="design-mesh-data"),
     path(f"{D}/picture/<str:blob_sha>/<str:name>", design_views.design_picture, name="design-picture"),
@@ -36,7 +45,7 @@ urlpatterns = [
     path(f"{D}/delete-file/", design_views.design_delete_file, name="design-delete-file"),
     path(f"{D}/rename-file/", design_views.design_rename_file, name="design-rename-file"),
     path(f"{D}/branches/", design_views.design_branches, name="design-branches"),
-    path(f"{D}/tags/", design_views.design_tags, name="design-tags"),
+    path(f"{D}/tags/", release_views.design_releases, name="design-tags"),
     path(f"{D}/fork/", design_views.design_fork, name="design-fork"),
     path(f"{D}/forks/", design_views.design_forks, name="design-forks"),
     path(f"{D}/assembly/", assembly_views.design_assembly, name="design-assembly"),

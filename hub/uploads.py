@@ -12,10 +12,16 @@ from hub.exceptions import TooLarge
 ARCHIVE_UPLOAD_PATHS = frozenset({"/api/me/imports/", "/settings/account/imports/"})
 
 
-def upload_limit(path: str) -> int:
-    """The largest file an upload to `path` may carry."""
+def upload_limit(path: str, view: object = None) -> int:
+    """The largest file an upload to `path` may carry. A view whose files have a smaller
+    limit names its setting in `upload_limit_setting` (on the function, or on the class
+    of a class-based view), so that an oversized file is refused while it streams in
+    rather than once it is on disk."""
     if path in ARCHIVE_UPLOAD_PATHS:
         return settings.FABHUB_MAX_ARCHIVE_BYTES
+    setting = getattr(getattr(view, "cls", view), "upload_limit_setting", None)
+    if setting is not None:
+        return min(getattr(settings, setting), settings.FABHUB_MAX_UPLOAD_BYTES)
     return settings.FABHUB_MAX_UPLOAD_BYTES
 
 
@@ -44,11 +50,12 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)
-        limit = (
-            upload_limit(self.request.path_info)
-            if self.request is not None
-            else settings.FABHUB_MAX_UPLOAD_BYTES
-        )
+        if self.request is None:
+            limit = settings.FABHUB_MAX_UPLOAD_BYTES
+        else:
+            # Set once the URL is resolved, before any view or middleware reads the body.
+            match = getattr(self.request, "resolver_match", None)
+            limit = upload_limit(self.request.path_info, getattr(match, "func", None))
         if self.received > limit:
             raise TooLarge(too_large_message(self.file_name or "A file", 0, limit), limit=limit)
         return raw_data

@@ -107,6 +107,8 @@ class ReleaseDetailApi(DesignContextMixin, APIView):
 
 class ReleaseAssetListApi(DesignContextMixin, APIView):
     parser_classes = [MultiPartParser]
+    # hub.uploads stops a file over this limit while it streams in.
+    upload_limit_setting = "FABHUB_RELEASE_ASSET_MAX_BYTES"
 
     @extend_schema(responses=ReleaseAssetOutput(many=True))
     def get(self, request: Request, owner: str, slug: str, tag: str) -> Response:

@@ -267,6 +267,7 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         "panels": design_panels(design),
         "makes": selectors.makes_of_design(design),
         "used_by": rollup.used_by(design, viewer=request.user),
+        "latest_release": selectors.latest_release(design),
     }
     mirrors.mirror_refresh_if_due(design)
     if design.repo.is_empty():
@@ -602,11 +603,11 @@ def design_rename_file(request: HttpRequest, owner: str, slug: str) -> HttpRespo
     )
 
 
-# -- branches and tags --------------------------------------------------------------------
+# -- branches (tags are releases: designs/views/releases.py) ------------------------------
 
 
 def _create_or_delete(request: HttpRequest, design: Design, form_class, *, create, delete, created, deleted):
-    """The create/delete actions shared by the branches and tags pages.
+    """The create/delete actions of the branches page.
 
     Returns (form, redirect or None); `created`/`deleted` format the success message.
     """
@@ -647,26 +648,6 @@ def design_branches(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         "branches",
         form=form,
         branch_list=selectors.design_branches(design),
-    )
-
-
-@hub_page
-def design_tags(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    design, role = load_design(request, owner, slug, need="write" if request.method == "POST" else None)
-    form, done = _create_or_delete(
-        request,
-        design,
-        forms.TagCreateForm,
-        create=services.tag_create,
-        delete=services.tag_delete,
-        created="Tagged {name}.",
-        deleted="Deleted tag {name}.",
-    )
-    if done:
-        return done
-    releases = [(tag, selectors.design_release_notes(design, tag)) for tag in design.repo.tags()]
-    return render_design_page(
-        request, "designs/tags.html", design, role, "tags", form=form, releases=releases
     )
 
 

@@ -103,6 +103,10 @@ def design_release(request: HttpRequest, owner: str, slug: str, tag: str) -> Htt
     )
 
 
+# hub.uploads stops a file over this limit while it streams in.
+design_release.upload_limit_setting = "FABHUB_RELEASE_ASSET_MAX_BYTES"  # type: ignore[attr-defined]
+
+
 def _requester(request: HttpRequest) -> Viewer:
     # Downloads are fetched by scripts too: a token's owner, or the session's user. A
     # wrong token is a 404, like a design the requester may not see.

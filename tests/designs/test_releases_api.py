@@ -245,3 +245,12 @@ def test_a_traversal_in_the_download_address_finds_nothing(alice_api, design, ap
     for name in ("..%2F..%2Fsettings.py", "%2E%2E", "guide.md%00"):
         response = api.get(f"/alice/bracket/releases/download/v1.0/{name}")
         assert response.status_code == 404, name
+
+
+def test_an_oversized_file_is_refused_while_it_streams_in(alice_api, design, settings):
+    settings.FABHUB_RELEASE_ASSET_MAX_BYTES = 1024 * 1024
+    response = attach(alice_api, content=b"x" * (3 * 1024 * 1024))
+    assert response.status_code == 413
+    # hub.uploads' message: the upload stopped at the limit, before the view read it.
+    assert "is larger than the limit of 1,048,576 bytes" in response.json()["detail"]
+    assert not ReleaseAsset.objects.exists()
