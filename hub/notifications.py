@@ -58,7 +58,8 @@ def _visible(rows: QuerySet[Notification], user: User) -> QuerySet[Notification]
         if visible_ids is None:
             allowed |= Q(target_type=type_name)
         else:
-            allowed |= Q(target_type=type_name) & Exists(visible_ids(user).filter(pk=OuterRef("target_id")))
+            seen = Exists(visible_ids(user).filter(pk=OuterRef("target_id")))
+            allowed |= Q(seen, target_type=type_name)
     return rows.filter(allowed)
 
 
