@@ -912,7 +912,10 @@ def latest_release(design: Design) -> Release | None:
 def release_asset_get(design: Design, *, tag: str, name: str) -> ReleaseAsset:
     """File `name` of release `tag` of `design` (seen by whoever may see the design), or
     NotFound; a file left behind by a deleted tag is not found either."""
-    asset = ReleaseAsset.objects.filter(design=design, tag=tag, name=name).first()
+    # A NUL can be neither in a name nor in a tag; PostgreSQL and git would refuse it loudly.
+    asset = (
+        None if "\0" in tag + name else ReleaseAsset.objects.filter(design=design, tag=tag, name=name).first()
+    )
     if asset is None or design.repo.resolve_ref(f"refs/tags/{tag}") is None:
         raise NotFound(f"Release {tag} has no file {name!r}.")
     return asset

@@ -58,7 +58,7 @@ def _require_tag(design: Design, tag: str) -> None:
         raise ValidationError(
             f"Files can be attached only to releases whose tag is at most {MAX_TAG_CHARS} characters."
         )
-    if design.repo.resolve_ref(f"refs/tags/{tag}") is None:
+    if "\0" in tag or design.repo.resolve_ref(f"refs/tags/{tag}") is None:
         raise NotFound(f"There is no release {tag!r}.")
 
 

@@ -254,3 +254,14 @@ def test_an_oversized_file_is_refused_while_it_streams_in(alice_api, design, set
     # hub.uploads' message: the upload stopped at the limit, before the view read it.
     assert "is larger than the limit of 1,048,576 bytes" in response.json()["detail"]
     assert not ReleaseAsset.objects.exists()
+
+
+def test_a_nul_in_a_tag_or_a_name_is_a_404_not_an_error(alice_api, design):
+    attach(alice_api)
+    assert alice_api.get(asset_url("guide.md\0")).status_code == 404
+    assert alice_api.get(asset_url("guide.md", tag="v1.0\0")).status_code == 404
+    assert alice_api.delete(asset_url("guide.md\0")).status_code == 404
+    assert attach(alice_api, tag="v1.0\0").status_code == 404
+    assert (
+        alice_api.get(reverse("api-design-release", args=["alice", "bracket", "v1.0\0"])).status_code == 404
+    )
