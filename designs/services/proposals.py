@@ -347,9 +347,13 @@ def proposal_refresh(*, proposal: ChangeProposal) -> ChangeProposal:
             else:
                 figures["merge_state"] = ChangeProposal.MergeState.CONFLICT
                 figures["conflicts"] = [_conflict_row(repo, c) for c in result.conflicts]
-    ChangeProposal.objects.filter(pk=proposal.pk, status=ChangeProposal.Status.OPEN).update(**figures)
+    moved = ChangeProposal.objects.filter(pk=proposal.pk, status=ChangeProposal.Status.OPEN).update(**figures)
     for name, value in figures.items():
         setattr(proposal, name, value)
+    if moved and figures.get("status") == ChangeProposal.Status.MERGED:
+        # Its commits reached the target branch by a push: this refresh, the one that
+        # claimed the open row, tells its people (once), with nobody as the actor.
+        watches.proposal_decided_notify(proposal=proposal, actor=None)
     return proposal
 
 

@@ -241,18 +241,18 @@ def proposal_comment_notify(*, comment: ProposalComment) -> None:
     )
 
 
-def proposal_decided_notify(*, proposal: ChangeProposal, actor: User) -> None:
-    """Merged or closed: its author and everyone who commented."""
+def proposal_decided_notify(*, proposal: ChangeProposal, actor: User | None) -> None:
+    """Merged or closed: its author and everyone who commented. No actor: its commits
+    reached the target branch by a push, not by the hub's merge."""
     design = proposal.target
     merged = proposal.status == ChangeProposal.Status.MERGED
+    done = "merged" if merged else "closed"
+    title = f"{design.full_name} #{proposal.number} {proposal.title}"
     _tell(
         _participants(proposal),
         design=design,
         kind=Kind.PROPOSAL_MERGED if merged else Kind.PROPOSAL_CLOSED,
-        subject=(
-            f"{actor.username} {'merged' if merged else 'closed'} {design.full_name} "
-            f"#{proposal.number} {proposal.title}"
-        ),
+        subject=f"{actor.username} {done} {title}" if actor is not None else f"{title} was {done}",
         body="",
         actor=actor,
         link=_proposal_link(proposal),

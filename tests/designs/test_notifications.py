@@ -325,3 +325,17 @@ def test_the_old_lab_inbox_address_leads_to_the_inbox(ada, client):
     client.force_login(ada)
     response = client.get("/labs/notifications/")
     assert response.status_code == 301 and response["Location"] == reverse("notifications")
+
+
+def test_a_proposal_whose_commits_arrive_by_a_push_tells_its_people_once(rover, fork, ada, mia):
+    proposal = open_proposal(fork, rover, mia)
+    theo = UserFactory(username="theo")
+    proposals.proposal_comment(proposal=proposal, user=theo, body="+1")
+    # ada fetches mia's branch and pushes it to main herself, outside the merge button.
+    rover.repo.update_ref("refs/heads/main", proposal.head_sha, rover.repo.branch_head("main"))
+    proposals.proposal_refresh(proposal=proposal)
+    proposals.proposal_refresh(proposal=rover.proposals.get())
+    merged = [n for n in inbox(mia) if n["kind"] == "proposal_merged"]
+    assert len(merged) == 1 and merged[0]["actor"] is None
+    assert merged[0]["subject"] == "ada/rover #1 Bigger wheels was merged"
+    assert [n["kind"] for n in inbox(theo)].count("proposal_merged") == 1
