@@ -5,6 +5,7 @@ from designs.api import designs as design_api
 from designs.api import makes as make_api
 from designs.api import mirrors as mirror_api
 from designs.api import proposals as proposal_api
+from designs.api import releases as release_api
 from designs.api import watches as watch_api
 
 D = "<str:owner>/<str:slug>"
@@ -29,6 +30,21 @@ urlpatterns = [
     ),
     path(f"designs/{D}/tags/", design_api.TagListApi.as_view(), name="api-design-tags"),
     path(f"designs/{D}/tags/<path:name>/", design_api.TagDetailApi.as_view(), name="api-design-tag"),
+    path(f"designs/{D}/releases/", release_api.ReleaseListApi.as_view(), name="api-design-releases"),
+    # A file before its release's files, before the release: the tag is matched last.
+    path(
+        f"designs/{D}/releases/<path:tag>/assets/<str:name>/",
+        release_api.ReleaseAssetDetailApi.as_view(),
+        name="api-design-release-asset",
+    ),
+    path(
+        f"designs/{D}/releases/<path:tag>/assets/",
+        release_api.ReleaseAssetListApi.as_view(),
+        name="api-design-release-assets",
+    ),
+    path(
+        f"designs/{D}/releases/<path:tag>/", release_api.ReleaseDetailApi.as_view(), name="api-design-release"
+    ),
     path(f"designs/{D}/fork/", design_api.ForkApi.as_view(), name="api-design-fork"),
     path(f"designs/{D}/watch/", watch_api.WatchApi.as_view(), name="api-design-watch"),
     path(f"designs/{D}/star/", watch_api.StarApi.as_view(), name="api-design-star"),
@@ -73,6 +89,11 @@ urlpatterns = [
         f"designs/{D}/proposals/<int:number>/merge/",
         proposal_api.ProposalMergeApi.as_view(),
         name="api-design-proposal-merge",
+    ),
+    path(
+        f"designs/{D}/proposals/<int:number>/conflicts/",
+        proposal_api.ProposalConflictsApi.as_view(),
+        name="api-design-proposal-conflicts",
     ),
     path(
         f"designs/{D}/proposals/<int:number>/comments/",

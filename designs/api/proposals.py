@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics
+from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,9 +28,10 @@ from designs.serializers import (
     SyncOutput,
     UpstreamOutput,
 )
-from designs.services import proposals
+from designs.services import conflicts, proposals
 from hub.auth import signed_in_user
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
+from hub.inputs import Input
 from hub.params import choice as param_choice
 from hub.schema import errors
 
@@ -131,6 +135,103 @@ class ProposalMergeApi(ProposalContextMixin, APIView):
         proposal = selectors.proposal_get(self.get_design(), number)
         sha = proposals.proposal_merge(proposal=proposal, user=signed_in_user(request), **data.validated_data)
         return Response(ProposalMergedOutput({"sha": sha, "proposal": proposal}).data)
+
+
+class ResolutionInput(Input):
+    path = serializers.CharField(max_length=4096)
+    keep = serializers.ChoiceField(
+        choices=conflicts.KEEPS,
+        help_text="target or source: keep that side's version; upload: the file sent in the part "
+        "named upload:<path>; hunks: one choice per conflict hunk; text: the whole resolved file.",
+    )
+    hunks = serializers.ListField(
+        child=serializers.ChoiceField(choices=conflicts.HUNK_CHOICES), required=False, default=list
+    )
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default=None)
+
+
+class ProposalResolveInput(Input):
+    expected_head = serializers.RegexField(
+        r"^[0-9a-f]{40}$", help_text="The source head you resolved against."
+    )
+    expected_target = serializers.RegexField(
+        r"^[0-9a-f]{40}$", help_text="The target head you resolved against."
+    )
+    message = serializers.CharField(max_length=10000, required=False, allow_blank=True)
+    files = ResolutionInput(
+        many=True, help_text="One entry per conflicting file (a JSON string in a multipart body)."
+    )
+
+
+class ConflictHunkOutput(serializers.Serializer):
+    common = serializers.CharField(
+        allow_null=True, help_text="Lines both sides agree on; null in a conflict."
+    )
+    target = serializers.CharField(help_text="The target branch's lines of a conflict.")
+    source = serializers.CharField(help_text="The proposal's lines.")  # type: ignore[assignment]  # a declared field, not Field.source
+
+
+class ConflictFileOutput(serializers.Serializer):
+    path = serializers.CharField()
+    kind = serializers.CharField()
+    message = serializers.CharField()
+    in_target = serializers.BooleanField()
+    in_source = serializers.BooleanField()
+    marked_text = serializers.CharField(allow_null=True)
+    hunks = ConflictHunkOutput(many=True)
+
+
+class ProposalResolvedOutput(serializers.Serializer):
+    where = serializers.CharField(
+        help_text="target: the proposal is merged; source: its source branch moved."
+    )
+    sha = serializers.CharField(help_text="The merge commit.")
+    branch = serializers.CharField()
+    proposal = ProposalOutput()
+
+
+class ProposalConflictsApi(ProposalContextMixin, APIView):
+    @extend_schema(responses=ConflictFileOutput(many=True))
+    def get(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        files = conflicts.proposal_conflict_files(self.get_proposal())
+        return Response(ConflictFileOutput(files, many=True).data)
+
+    @extend_schema(request=ProposalResolveInput, responses={200: ProposalResolvedOutput, **errors(409)})
+    def post(self, request: Request, owner: str, slug: str, number: int) -> Response:
+        raw: Any = request.data
+        if hasattr(raw, "getlist"):
+            # A multipart body (files to upload): the resolutions come as one JSON string.
+            fields = ("expected_head", "expected_target", "message")
+            try:
+                raw = {
+                    **{k: raw.get(k) for k in fields if k in raw},
+                    "files": json.loads(raw.get("files") or "[]"),
+                }
+            except ValueError:
+                raise ValidationError("files must be a JSON list of resolutions.") from None
+        data = ProposalResolveInput(data=raw)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        proposal = selectors.proposal_get(self.get_design(), number)
+        resolutions = [
+            conflicts.Resolution(
+                path=item["path"],
+                keep=item["keep"],
+                hunks=item.get("hunks") or [],
+                text=item.get("text"),
+                upload=request.FILES.get(f"upload:{item['path']}"),
+            )
+            for item in values["files"]
+        ]
+        done = conflicts.proposal_resolve(
+            proposal=proposal,
+            user=signed_in_user(request),
+            resolutions=resolutions,
+            expected_head=values["expected_head"],
+            expected_target=values["expected_target"],
+            message=values.get("message"),
+        )
+        return Response(ProposalResolvedOutput({**done.__dict__, "proposal": proposal}).data)
 
 
 class ProposalCommentsApi(ProposalContextMixin, APIView):

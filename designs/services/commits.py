@@ -20,6 +20,7 @@ from designs.selectors import design_release_notes, require_writer
 from designs.services import watches
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
+from designs.services.releases import release_assets_prune
 from hub.exceptions import Conflict, NotFound, PermissionDenied, TooLarge, ValidationError
 from hub.markdown import check_length
 from hub.models import User
@@ -208,6 +209,22 @@ def design_commit(
         raise Conflict(f"{branch} is changing too fast; try again.", current_head=repo.branch_head(branch))
     refs_changed(design, new_commits=[sha])
     return sha
+
+
+def upload_edits(*, design: Design, base: str, uploads: Sequence[Upload]) -> list[FileEdit]:
+    """The edits that put `uploads` on the tree (or commit) `base` of `design`'s repository,
+    stored as `design_commit` stores them: the same size limits, LFS pointers past
+    FABHUB_LFS_THRESHOLD_BYTES or where a .gitattributes pattern asks (the objects linked
+    to `design`). Git's object checks run when the caller builds the tree."""
+    upload_paths = [paths.clean_path(u.path) for u in uploads]
+    blob_shas, in_lfs = _store_uploads(design, uploads)
+    lfs_blobs = {upload_paths[i]: blob_shas[i] for i in sorted(in_lfs)}
+    edits = [FileEdit(path, sha) for path, sha in zip(upload_paths, blob_shas, strict=True)]
+    existing = design.repo.all_paths(base)
+    if lfs_blobs or any(_may_hold_lfs_patterns(p) for p in (*existing, *upload_paths)):
+        by_path = dict(zip(upload_paths, uploads, strict=True))
+        edits = _lfs_edits(design, base, edits, by_path, lfs_blobs)
+    return edits
 
 
 def _plan_edits(
@@ -426,4 +443,5 @@ def tag_delete(*, design: Design, user: User, name: str) -> None:
     if old is None:
         raise NotFound(f"There is no tag {name!r}.")
     repo.delete_ref(f"refs/tags/{name}", old)
+    release_assets_prune(design=design)  # the release's files go with it
     enqueue("designs.tasks.assembly_refresh", design.pk)
