@@ -198,19 +198,44 @@ class CollaboratorForm(forms.Form):
 # -- proposals and mirrors ----------------------------------------------------------------
 
 
-class ProposalForm(forms.Form):
+class ProposalPickForm(forms.Form):
+    """The branch pickers of a new proposal: which branch of which design goes where."""
+
     source = forms.ChoiceField(choices=[], label="From design")
-    source_branch = forms.CharField(max_length=200, label="From branch")
+    source_branch = forms.ChoiceField(choices=[], label="From branch")
+    target = forms.ChoiceField(choices=[], label="Into design")
     target_branch = forms.ChoiceField(choices=[], label="Into branch")
+
+    def __init__(
+        self,
+        *args,
+        sources: list[str],
+        source_branches: list[str],
+        targets: list[str],
+        target_branches: list[str],
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        _offer(self, "source", sources)
+        _offer(self, "source_branch", source_branches)
+        _offer(self, "target", targets)
+        _offer(self, "target_branch", target_branches)
+
+
+class ProposalForm(ProposalPickForm):
+    """Opening the proposal that was previewed: the picks travel as hidden fields."""
+
     title = forms.CharField(max_length=200)
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 6}), help_text="Markdown: what changes, and why."
     )
 
-    def __init__(self, *args, sources: list[str], branches: list[str], **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        _offer(self, "source", sources)
-        _offer(self, "target_branch", branches)
+        for name in ("source", "source_branch", "target", "target_branch"):
+            self.fields[name].widget = forms.HiddenInput()
+        # Left out, the target is the page's default one (the upstream of a fork).
+        self.fields["target"].required = False
 
 
 class CommentForm(forms.Form):

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from designs import presenters, selectors
 from designs.models import Design
-from designs.services import diff_pages
+from designs.services import diff_pages, proposals
 from hub.exceptions import PermissionDenied
 
 DESIGNS_PER_PAGE = 20
@@ -53,10 +53,53 @@ def render_design_page(
             "upstream": upstream,
             "mirror": mirror,
             "open_proposals": selectors.proposals_of(design, status="open").count(),
+            "propose_prompt": propose_prompt(request, design, upstream) if template == DESIGN_PAGE else None,
             "tab": tab,
             **context,
         },
     )
+
+
+DESIGN_PAGE = "designs/detail.html"
+
+
+def propose_prompt(request: HttpRequest, design: Design, upstream: Design | None) -> dict[str, Any] | None:
+    """The design page's "compare & propose" prompt, for a writer looking at a branch with
+    commits to propose: a branch other than the default one, or a fork's default branch
+    ahead of its upstream (after a commit or a push). None when there is nothing to offer."""
+    user = request.user
+    if not user.is_authenticated or selectors.design_mirror(design) is not None:
+        return None
+    if not selectors.design_can_write(design, user):
+        return None
+    branch = request.GET.get("ref") or design.default_branch
+    head = design.repo.branch_head(branch)
+    if head is None:
+        return None
+    if branch == design.default_branch:
+        status = selectors.design_upstream_status(design, user) if upstream is not None else None
+        if status is None or status.ahead == 0:
+            return None
+        into = f"{upstream.full_name}:{status.upstream_branch}" if upstream else ""
+    else:
+        if upstream is None:
+            default_head = design.repo.branch_head(design.default_branch)
+            if default_head and design.repo.is_ancestor(head, default_head):
+                return None
+            into = design.default_branch
+        else:
+            into = f"{upstream.full_name}:{upstream.default_branch}"
+    already = proposals.proposal_open_from(source=design, source_branch=branch)
+    return {
+        "branch": branch,
+        "into": into,
+        "open": already,
+        "url": with_query(
+            reverse("design-proposal-new", args=[design.owner.username, design.slug]),
+            source=design.full_name,
+            source_branch=branch,
+        ),
+    }
 
 
 def with_query(url: str, **params: str | None) -> str:

@@ -12,8 +12,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from designs import forms, rollup, selectors, services
+from designs.models import ChangeProposal, Design
 from designs.selectors import REVISION_PLACEHOLDER
-from designs.services import proposals
+from designs.services import conflicts, proposals
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
     WRITERS,
@@ -23,13 +24,14 @@ from designs.views.pages import (
     render_design_page,
 )
 from hub.auth import signed_in_user
-from hub.exceptions import NotFound, PermissionDenied
+from hub.exceptions import HubError, NotFound, PermissionDenied
 from hub.markdown import shown_html
 from hub.views import form_call, hub_page
 
 # -- proposals ------------------------------------------------------------------------------
 
 PROPOSAL_FILTERS = ("open", "merged", "closed", "all")
+MAX_HUNKS = 10_000
 
 
 @hub_page
@@ -54,37 +56,83 @@ def design_proposals(request: HttpRequest, owner: str, slug: str) -> HttpRespons
     )
 
 
+def _targets(request: HttpRequest, design: Design) -> dict[str, Design]:
+    """Where a proposal opened from `design`'s page may go: its upstream first (when this
+    person sees it), then the design itself; never a pull mirror."""
+    found: list[Design] = []
+    if design.forked_from_id is not None:
+        found += list(selectors.designs_visible_to(request.user).filter(pk=design.forked_from_id))
+    found.append(design)
+    return {d.full_name: d for d in found if selectors.design_mirror(d) is None}
+
+
+def _branch_names(design: Design) -> list[str]:
+    names = [name for name, _ in design.repo.branches()]
+    # The default branch first: it is the usual choice.
+    return sorted(names, key=lambda name: name != design.default_branch)
+
+
+def _pick(wanted: str | None, offered: list[str], fallback: str | None) -> str:
+    if wanted in offered:
+        return str(wanted)
+    if fallback in offered:
+        return str(fallback)
+    return offered[0] if offered else ""
+
+
 @login_required
 @hub_page
 def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
+    """Pick the branches (GET: the page shows the commits and the diff they would propose),
+    then open the proposal (POST, with the picks that were previewed)."""
     design, role = load_design(request, owner, slug)
-    sources = {d.full_name: d for d in selectors.proposal_sources_for(request.user, design)}
+    chosen = request.POST if request.method == "POST" else request.GET
+    targets = _targets(request, design)
+    if not targets:
+        raise PermissionDenied(
+            f"{design.full_name} is a read-only mirror: propose the change where it comes from."
+        )
+    target = targets[_pick(chosen.get("target"), list(targets), None)]
+    sources = {d.full_name: d for d in selectors.proposal_sources_for(request.user, target)}
     if not sources:
         raise PermissionDenied(
             f"You can write to no design of {design.full_name}'s fork network: fork it first."
         )
-    branches = [name for name, _ in design.repo.branches()]
-    wanted = request.GET.get("source") or next(
-        (name for name, d in sources.items() if d.pk != design.pk), design.full_name
+    other = (
+        design.full_name
+        if design.pk != target.pk
+        else next((n for n, d in sources.items() if d.pk != target.pk), None)
     )
-    form = forms.ProposalForm(
-        request.POST or None,
-        sources=list(sources),
-        branches=branches,
-        initial={
-            "source": wanted,
-            "source_branch": request.GET.get("branch") or design.default_branch,
-            "target_branch": design.default_branch,
-        },
-    )
+    source = sources[_pick(chosen.get("source"), list(sources), other)]
+    target_branches = _branch_names(target)
+    target_branch = _pick(chosen.get("target_branch"), target_branches, target.default_branch)
+    source_branches = _branch_names(source)
+    usual = source.default_branch
+    if source.pk == target.pk:
+        usual = next((b for b in source_branches if b != target_branch), usual)
+    source_branch = _pick(chosen.get("source_branch") or chosen.get("branch"), source_branches, usual)
+    choices = {
+        "sources": list(sources),
+        "source_branches": source_branches,
+        "targets": list(targets),
+        "target_branches": target_branches,
+    }
+    picks = {
+        "source": source.full_name,
+        "source_branch": source_branch,
+        "target": target.full_name,
+        "target_branch": target_branch,
+    }
+    pick_form = forms.ProposalPickForm(initial=picks, **choices)
+    form = forms.ProposalForm(request.POST or None, initial=picks, **choices)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         ok, proposal = form_call(
             form,
             proposals.proposal_create,
-            target=design,
+            target=target,
             user=request.user,
-            source=sources[data["source"]],
+            source=source,
             source_branch=data["source_branch"],
             target_branch=data["target_branch"],
             title=data["title"],
@@ -92,8 +140,27 @@ def design_proposal_new(request: HttpRequest, owner: str, slug: str) -> HttpResp
         )
         if ok:
             messages.success(request, f"Opened proposal #{proposal.number}.")
-            return redirect("design-proposal", owner=owner, slug=slug, number=proposal.number)
-    return render_design_page(request, "designs/proposal_new.html", design, role, "proposals", form=form)
+            return redirect(
+                "design-proposal", owner=target.owner.username, slug=target.slug, number=proposal.number
+            )
+    preview = proposals.proposal_preview(
+        source=source, source_branch=source_branch, target=target, target_branch=target_branch
+    )
+    diff: dict[str, Any] = {}
+    if preview.head and not preview.problem:
+        # The diff pages' machinery: cached rows now, the rest filled in from the background.
+        diff = diff_context(request, source, base=preview.base, head=preview.head, only_path=None)
+    return render_design_page(
+        request,
+        "designs/proposal_new.html",
+        design,
+        role,
+        "proposals",
+        form=form,
+        pick_form=pick_form,
+        preview=preview,
+        **diff,
+    )
 
 
 def _pinned(html: str, head: str) -> str:
@@ -106,6 +173,7 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
     design, role = load_design(request, owner, slug)
     proposal = selectors.proposal_get(design, number)
     action = request.POST.get("action")
+    resolve_error = ""
     comment_form = forms.CommentForm(request.POST if action == "comment" else None)
     if request.method == "POST":
         if not request.user.is_authenticated:
@@ -130,6 +198,29 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
             )
             messages.success(request, f"Merged into {proposal.target_branch} ({sha[:7]}).")
             return redirect(here)
+        elif action == "resolve":
+            try:
+                done = conflicts.proposal_resolve(
+                    proposal=proposal,
+                    user=signed_in_user(request),
+                    resolutions=_posted_resolutions(request),
+                    expected_head=request.POST.get("expected_head", ""),
+                    expected_target=request.POST.get("expected_target", ""),
+                )
+            except PermissionDenied:
+                raise
+            except HubError as exc:
+                # Shown above the form, which keeps what was chosen and typed.
+                resolve_error = exc.message
+            else:
+                if done.where == "target":
+                    messages.success(request, f"Resolved and merged into {done.branch} ({done.sha[:7]}).")
+                else:
+                    messages.success(
+                        request,
+                        f"Committed the resolution to {done.branch} ({done.sha[:7]}); it can be merged now.",
+                    )
+                return redirect(here)
         elif action == "close":
             proposals.proposal_close(proposal=proposal, user=request.user)
             messages.success(request, f"Closed proposal #{proposal.number}.")
@@ -177,7 +268,57 @@ def design_proposal(request: HttpRequest, owner: str, slug: str, number: int) ->
         comment_form=comment_form,
         can_change=selectors.proposal_can_change(proposal, request.user),
         can_merge=role in WRITERS and proposal.is_open,
+        resolver_side=conflicts.resolver_side(proposal, request.user),
+        conflict_rows=_conflict_rows(request, proposal)
+        if proposal.merge_state == "conflict" and proposal.is_open
+        else [],
+        resolve_error=resolve_error,
+        clone_url=selectors.clone_url(design, request),
+        source_clone_url=selectors.clone_url(proposal.source, request) if proposal.source else "",
     )
+
+
+def _posted_resolutions(request: HttpRequest) -> list[conflicts.Resolution]:
+    """The resolution form's choices: per file i, `path-i`, `keep-i`, and its `hunk-i-n`
+    choices, `text-i` or `upload-i`."""
+    found = []
+    for key in request.POST:
+        if not key.startswith("path-"):
+            continue
+        i = key.removeprefix("path-")
+        count = request.POST.get(f"hunks-{i}", "")
+        # The page says how many stretches it showed; the service checks the number.
+        shown = min(int(count), MAX_HUNKS) if count.isdigit() else 0
+        hunks = [request.POST.get(f"hunk-{i}-{n}", "") for n in range(shown)]
+        found.append(
+            conflicts.Resolution(
+                path=request.POST[key],
+                keep=request.POST.get(f"keep-{i}", ""),
+                hunks=hunks,
+                text=request.POST.get(f"text-{i}"),
+                upload=request.FILES.get(f"upload-{i}"),
+            )
+        )
+    return found
+
+
+def _conflict_rows(request: HttpRequest, proposal: ChangeProposal) -> list[dict[str, Any]]:
+    """The conflicting files as the resolution form shows them, with what was posted (a
+    refused resolution comes back as it was sent)."""
+    posted = request.POST if request.POST.get("action") == "resolve" else None
+    rows = []
+    for i, file in enumerate(conflicts.proposal_conflict_files(proposal)):
+        keep = (posted.get(f"keep-{i}") if posted else None) or ("hunks" if file.is_text else "")
+        hunks, n = [], 0
+        for hunk in file.hunks:
+            if not hunk.is_conflict:
+                continue
+            chosen = posted.get(f"hunk-{i}-{n}") if posted else None
+            hunks.append({"hunk": hunk, "n": n, "chosen": chosen or ""})
+            n += 1
+        text = posted.get(f"text-{i}") if posted and posted.get(f"text-{i}") is not None else file.marked_text
+        rows.append({"i": i, "file": file, "keep": keep, "hunks": hunks, "text": text})
+    return rows
 
 
 # -- keeping a fork up to date ------------------------------------------------------------
