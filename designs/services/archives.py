@@ -8,8 +8,10 @@ What the part writes, for each design the person owns (private ones too: it is t
     designs/<id>/repo.bundle     every branch and tag with all history (no bundle for a
                                  design without commits: design.json says "bundle": null)
     designs/<id>/refs.json       ref → sha of what the bundle holds
-    designs/<id>/releases.json   the tags and their notes, for readers without git
+    designs/<id>/releases.json   the tags and their notes, for readers without git, and
+                                 the files attached to each (name, sha256, size, type)
     designs/<id>/lfs/<oid>       every Git LFS object the design serves
+    designs/<id>/release-files/<sha256>   the content of each file attached to a release
     designs/history/proposals.json, comments.json   what they wrote on designs they could see
     designs/makes.json, designs/makes/<id>.jpg      their makes
 
@@ -62,12 +64,14 @@ from designs.models import (
     Licence,
     Make,
     ProposalComment,
+    ReleaseAsset,
     repo_path,
 )
 from designs.selectors import designs_visible_to, makes_by_person
 from designs.services.designs import check_slug, design_update, private_upstreams
 from designs.services.lfs import lfs_object_link
 from designs.services.refs import refs_changed
+from designs.services.releases import release_asset_name_check
 from hub import records
 from hub.archives import ArchiveRefused, ExportContext, ImportContext
 from hub.exceptions import ValidationError
@@ -140,6 +144,17 @@ def _export_design(ctx: ExportContext, design: Design, releases: ThreadPoolExecu
                 raise GitError(f"git wrote a bundle this hub cannot read: {exc}") from None
             ctx.writer.add_stream(folder + "repo.bundle", _Prefixed(header, stream), compress=False)
     ctx.writer.add_json(folder + "refs.json", refs)
+    files: dict[str, list[dict[str, Any]]] = {}
+    for asset in ReleaseAsset.objects.filter(design=design).order_by("tag", "name", "pk"):
+        files.setdefault(asset.tag, []).append(
+            {
+                "name": asset.name,
+                "sha256": asset.sha256,
+                "size": asset.size,
+                "content_type": asset.content_type,
+            }
+        )
+    released = [tag for tag in tags.result() if f"refs/tags/{tag.name}" in refs]
     ctx.writer.add_json(
         folder + "releases.json",
         [
@@ -149,12 +164,20 @@ def _export_design(ctx: ExportContext, design: Design, releases: ThreadPoolExecu
                 "message": tag.message,
                 "tagger": {"name": tag.tagger.name, "email": tag.tagger.email} if tag.tagger else None,
                 "date": tag.tagged_at.isoformat() if tag.tagged_at else None,
+                "files": files.get(tag.name, []),
             }
-            for tag in tags.result()
-            if f"refs/tags/{tag.name}" in refs
+            for tag in released
         ],
     )
     store = lfs_store()
+    contents = sorted({item["sha256"] for tag in released for item in files.get(tag.name, [])})
+    for sha256 in contents:
+        try:
+            handle = store.open(sha256)
+        except StoreError:
+            continue  # the import says the file is missing
+        with handle:
+            ctx.writer.add_stream(f"{folder}release-files/{sha256}", handle, compress=False)
     missing = []
     oids = design.lfs_links.order_by("lfs_object__oid").values_list("lfs_object__oid", flat=True)
     for oid in oids.iterator():
@@ -434,6 +457,7 @@ def _import_design(ctx: ImportContext, original_id: str, *, index: int, total: i
         raise
     blobs = filled.blobs
     _check_pointers(ctx, design, blobs, {oid for oid, _ in filled.lfs_objects})
+    _import_release_files(ctx, design, folder)
     if fields.collaborators:
         ctx.note(
             f"{fields.owner}/{fields.slug}: its collaborators on {ctx.source_hub} "
@@ -674,6 +698,63 @@ def _compare_refs(name: str, *, found: dict[str, str], listed: dict[str, str]) -
     raise ArchiveRefused(
         f"{name} holds {' and '.join(said)}: it is not the bundle its export wrote.", file=name
     )
+
+
+def _import_release_files(ctx: ImportContext, design: Design, folder: str) -> None:
+    """Attach to the imported releases the files releases.json lists, each checked as an
+    upload is (its name, the size limit, the count per release) and saved through the
+    store, which keeps only bytes that hash to their sha256. A file refused is named in
+    the report; the design and its other files stay."""
+    listing = folder + "releases.json"
+    if listing not in ctx.reader.sizes:
+        return
+    try:
+        entries = ctx.reader.read_json(listing, max_bytes=MAX_DESIGN_JSON_BYTES)
+    except ArchiveRefused as exc:
+        ctx.note(f"{exc.message} Its release files were not imported.")
+        return
+    if not isinstance(entries, list):
+        ctx.note(f"{listing} is not a list: its release files were not imported.")
+        return
+    tags = {ref.removeprefix("refs/tags/") for ref in design.repo.ref_names("refs/tags/")}
+    store = lfs_store()
+    limit = settings.FABHUB_RELEASE_ASSET_MAX_BYTES
+    for entry in entries[:MAX_REFS]:
+        tag = entry.get("name") if isinstance(entry, dict) else None
+        listed = entry.get("files") if isinstance(entry, dict) else None
+        if not isinstance(tag, str) or tag not in tags or not isinstance(listed, list):
+            continue
+        for item in listed[: settings.FABHUB_RELEASE_ASSET_MAX_COUNT]:
+            try:
+                if not isinstance(item, dict):
+                    raise DesignRefused("it is not an object")
+                name = release_asset_name_check(str(item.get("name", "")))
+                sha256, size = item.get("sha256"), item.get("size")
+                member = f"{folder}release-files/{sha256}"
+                if not valid_oid(sha256) or not isinstance(size, int) or isinstance(size, bool):
+                    raise DesignRefused("its sha256 or size is not valid")
+                if size > limit:
+                    raise DesignRefused(
+                        f"it is {size:,} bytes; this hub keeps release files of at most {limit:,}"
+                    )
+                if ctx.reader.sizes.get(member) != size:
+                    raise DesignRefused(f"the archive has no {size:,}-byte {member}")
+                with ctx.reader.open(member) as stream:
+                    store.save(sha256, size, stream)
+                with transaction.atomic():
+                    ReleaseAsset.objects.create(
+                        design=design,
+                        tag=tag,
+                        name=name,
+                        sha256=sha256,
+                        size=size,
+                        content_type=str(item.get("content_type") or "application/octet-stream")[:100],
+                        uploaded_by=design.owner,
+                    )
+            except (DesignRefused, StoreError, IntegrityError) as exc:
+                ctx.note(f"{design.full_name} {tag[:200]}: a release file was not imported: {exc}.")
+            except ValidationError as exc:
+                ctx.note(f"{design.full_name} {tag[:200]}: a release file was not imported: {exc.message}")
 
 
 def _store_lfs_objects(ctx: ImportContext, folder: str) -> list[tuple[str, int]]:
