@@ -4,7 +4,11 @@
  * <canvas>, an optional fallback <img class="mv-fallback"> and a <p class="mv-message">.
  * Each URL serves little-endian float32 triangles: 9 floats (3 corners × x, y, z in mm)
  * per triangle. Given both URLs the viewer compares: the old version in translucent
- * orange over the new one in blue-grey, one or the other alone, or side by side.
+ * orange over the new one in blue-grey, one or the other alone, or side by side. In the
+ * overlay, what of the old part lies inside the new one (a smaller old part, a pocket that
+ * was filled) shows through the new surface in orange ("x-ray"): a stencil count of the
+ * new surfaces in front of the old one's nearest surface, odd where it is inside. The
+ * root's data-layout ("overlay" or "side") and data-canvases say what is drawn.
  * data-old-transform (JSON {rotation: 3 rows, shift: [x, y, z]}) is the rigid move that
  * the geometric diff found from the old part onto the new: the view can apply it.
  * data-extra (one version only) is a URL answering what to draw besides the triangles
@@ -24,6 +28,7 @@
   const PALETTE = [[0.55, 0.63, 0.74], [0.93, 0.6, 0.3], [0.45, 0.7, 0.5], [0.75, 0.5, 0.72], [0.85, 0.75, 0.35], [0.4, 0.65, 0.75]];
   const MAX_SCENE_PARTS = 400;
   const OLD_ALPHA = 0.42;
+  const INSIDE_ALPHA = 0.7; // the old part seen through the new one
   const OPEN_EDGE_COLOUR = [0.86, 0.08, 0.12];
   const AUTO_START = 6; // browsers drop the oldest WebGL context past ~16: start the rest on a click
   const HOME = { az: -0.6, el: 0.5, zoom: 1 }; // zoom 1: the model fills the view from here
@@ -170,7 +175,7 @@
 
   class Renderer {
     constructor(canvas) {
-      const gl = canvas.getContext("webgl", { antialias: true, preserveDrawingBuffer: true });
+      const gl = canvas.getContext("webgl", { antialias: true, preserveDrawingBuffer: true, stencil: true });
       if (!gl) throw new Error("Your browser cannot show 3D here (WebGL is off or unsupported).");
       const program = gl.createProgram();
       for (const [type, source] of [[gl.VERTEX_SHADER, VERTEX_SHADER], [gl.FRAGMENT_SHADER, FRAGMENT_SHADER]]) {
@@ -223,11 +228,15 @@
     // items: [{mesh, colour, alpha, first?, count?}] (a run of the mesh's triangles, or all
     // of them), opaque ones first, then [{mesh: {lines}, colour}] drawn as lines over the
     // surfaces; rot: mat3; scale: clip units per mm.
-    draw(items, frame, rot, scale) {
+    // inside: {old, now}, the overlay's two meshes: the old one's parts inside the new one
+    // are drawn through it.
+    draw(items, frame, rot, scale, inside = null) {
       const { gl, loc } = this, w = this.canvas.width, h = this.canvas.height;
       gl.viewport(0, 0, w, h);
       gl.clearColor(0, 0, 0, 0);
-      gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
+      gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT | gl.STENCIL_BUFFER_BIT);
+      gl.disable(gl.STENCIL_TEST);
+      gl.depthFunc(gl.LESS);
       gl.enable(gl.DEPTH_TEST);
       gl.enable(gl.BLEND);
       gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
@@ -235,11 +244,12 @@
       gl.uniformMatrix3fv(loc.uRot, false, rot);
       gl.uniform3fv(loc.uCentre, frame.centre);
       gl.uniform3f(loc.uScale, scale * Math.min(1, h / w), scale * Math.min(1, w / h), -1 / (frame.radius * 1.01));
+      if (inside) this.markInside(inside);
       const lines = items.some((item) => item.mesh.lines);
       gl.uniform1f(loc.uFlat, 0);
       for (const item of items) {
         if (item.mesh.lines) continue;
-        const buffers = this.upload(item.mesh), opaque = item.alpha >= 1;
+        const opaque = item.alpha >= 1;
         gl.depthMask(opaque); // a translucent surface must not hide what lies behind it
         // Only the outside of a translucent one (inner walls seen through it are noise),
         // pushed back a little so that where both versions agree the opaque one shows.
@@ -250,18 +260,12 @@
         // Lines on a surface: the surface steps back so that its edges win the depth test.
         if (opaque && lines) gl.enable(gl.POLYGON_OFFSET_FILL);
         gl.polygonOffset(1, 4);
-        gl.uniform3fv(loc.uColour, item.colour);
-        gl.uniform1f(loc.uAlpha, item.alpha);
-        for (const [attribute, buffer] of [[loc.aPos, buffers.position], [loc.aNormal, buffers.normal]]) {
-          gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
-          gl.enableVertexAttribArray(attribute);
-          gl.vertexAttribPointer(attribute, 3, gl.FLOAT, false, 0, 0);
-        }
-        const first = item.first || 0, count = item.count ?? item.mesh.positions.length / 9;
-        gl.drawArrays(gl.TRIANGLES, first * 3, count * 3);
+        this.surface(item);
       }
       gl.depthMask(true);
       gl.disable(gl.POLYGON_OFFSET_FILL);
+      gl.disable(gl.CULL_FACE);
+      if (inside) this.drawInside(inside);
       for (const item of items) {
         if (!item.mesh.lines) continue;
         gl.uniform1f(loc.uFlat, 1);
@@ -276,6 +280,76 @@
       }
     }
   }
+
+  Object.assign(Renderer.prototype, {
+    // Triangles of one item (a run of them, or all) in its colour.
+    surface(item) {
+      const { gl, loc } = this, buffers = this.upload(item.mesh);
+      gl.uniform3fv(loc.uColour, item.colour);
+      gl.uniform1f(loc.uAlpha, item.alpha);
+      for (const [attribute, buffer] of [[loc.aPos, buffers.position], [loc.aNormal, buffers.normal]]) {
+        gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
+        gl.enableVertexAttribArray(attribute);
+        gl.vertexAttribPointer(attribute, 3, gl.FLOAT, false, 0, 0);
+      }
+      const first = item.first || 0, count = item.count ?? item.mesh.positions.length / 9;
+      gl.drawArrays(gl.TRIANGLES, first * 3, count * 3);
+    },
+
+    // Stencil bit 1 where the old part's nearest surface lies inside the new part: an odd
+    // number of the new part's surfaces in front of it (a closed new part; the camera
+    // outside it). The new part is pushed back a little so that where both surfaces agree
+    // it does not count: an unchanged part shows no x-ray. Leaves colour untouched and the
+    // depth buffer cleared.
+    markInside({ old, now }) {
+      const gl = this.gl;
+      gl.colorMask(false, false, false, false);
+      gl.disable(gl.CULL_FACE);
+      gl.depthMask(true);
+      this.surface({ mesh: old, colour: COLOURS.old, alpha: 1 });
+      gl.depthMask(false);
+      gl.enable(gl.STENCIL_TEST);
+      gl.stencilFunc(gl.ALWAYS, 0, 1);
+      gl.stencilOp(gl.KEEP, gl.KEEP, gl.INVERT);
+      gl.stencilMask(1);
+      gl.enable(gl.POLYGON_OFFSET_FILL);
+      gl.polygonOffset(2, 8);
+      this.surface({ mesh: now, colour: COLOURS.new, alpha: 1 });
+      gl.disable(gl.POLYGON_OFFSET_FILL);
+      gl.disable(gl.STENCIL_TEST);
+      gl.colorMask(true, true, true, true);
+      gl.depthMask(true);
+      gl.clear(gl.DEPTH_BUFFER_BIT);
+    },
+
+    // Over the finished overlay, where the stencil marks it: the old part's nearest surface
+    // only (its depth first, then its colour where the depth is equal), so layers behind it
+    // do not pile up.
+    drawInside({ old }) {
+      const gl = this.gl;
+      gl.enable(gl.STENCIL_TEST);
+      gl.stencilFunc(gl.EQUAL, 1, 1);
+      gl.stencilOp(gl.KEEP, gl.KEEP, gl.KEEP);
+      gl.disable(gl.CULL_FACE);
+      gl.clear(gl.DEPTH_BUFFER_BIT);
+      gl.colorMask(false, false, false, false);
+      this.surface({ mesh: old, colour: COLOURS.old, alpha: 1 });
+      gl.colorMask(true, true, true, true);
+      gl.depthMask(false);
+      gl.depthFunc(gl.LEQUAL);
+      gl.uniform1f(this.loc.uFlat, 0);
+      this.surface({ mesh: old, colour: COLOURS.old, alpha: INSIDE_ALPHA });
+      gl.depthFunc(gl.LESS);
+      gl.depthMask(true);
+      gl.disable(gl.STENCIL_TEST);
+    },
+
+    // Give back the GL context (a side-by-side view closed): browsers keep only a few.
+    release() {
+      const lose = this.gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();
+    },
+  });
 
   /* -- the widget -------------------------------------------------------------------- */
 
@@ -326,6 +400,7 @@
       if (this.transform && this.meshes.old) this.meshes.oldAligned = moved(this.meshes.old, this.transform);
       this.buildToolbar();
       this.bindInput(this.canvases[0]);
+      if (this.compare) Object.assign(this.root.dataset, { layout: "overlay", canvases: "1" });
       this.root.classList.add("live");
       this.say("", "ready");
       this.started = true;
@@ -369,7 +444,7 @@
       if (this.side) return [{ items: [oldOpaque], frame: old.frame }, { items: [newOpaque], frame: now.frame }];
       if (this.show === "old") return [{ items: [oldOpaque], frame }];
       if (this.show === "new") return [{ items: [newOpaque], frame }];
-      return [{ items: [newOpaque, { mesh: old, colour: COLOURS.old, alpha: OLD_ALPHA }], frame }];
+      return [{ items: [newOpaque, { mesh: old, colour: COLOURS.old, alpha: OLD_ALPHA }], frame, inside: { old, now } }];
     }
 
     // One version in the colours of its bodies or objects, its open edges over it.
@@ -395,7 +470,7 @@
         const layers = this.layers(), rot = rotation(this.cam.az, this.cam.el);
         const fits = layers.map((layer, i) => fitScale(layer.frame, this.renderers[i].resize()));
         const scale = Math.min(...fits) * this.cam.zoom;
-        layers.forEach((layer, i) => this.renderers[i].draw(layer.items, layer.frame, rot, scale));
+        layers.forEach((layer, i) => this.renderers[i].draw(layer.items, layer.frame, rot, scale, layer.inside));
       });
     }
 
@@ -454,9 +529,17 @@
       return group;
     }
 
+    // Each layout builds its own canvases and clears what the other one drew: leaving
+    // side by side removes the second canvas and its captions (and frees its context).
     setSide(side) {
       this.side = side;
       this.stage.classList.toggle("side", side);
+      this.root.dataset.layout = side ? "side" : "overlay";
+      if (!side) {
+        for (const extra of this.canvases.splice(1)) extra.remove();
+        for (const renderer of this.renderers.splice(1)) renderer.release();
+        this.stage.querySelectorAll(".mv-caption").forEach((caption) => caption.remove());
+      }
       if (side && this.canvases.length === 1) {
         const second = el("canvas");
         second.setAttribute("role", "img");
@@ -471,6 +554,7 @@
         }
         this.bindInput(second);
       }
+      this.root.dataset.canvases = String(this.canvases.length);
       this.render();
     }
 
@@ -511,6 +595,7 @@
         this.render();
       }, { passive: false });
       canvas.addEventListener("webglcontextlost", () => {
+        if (!canvas.isConnected) return; // a side-by-side canvas closed on purpose
         this.root.classList.remove("live");
         this.say("The browser paused this 3D view (too many open at once). Reload to see it again.", "error");
       });
