@@ -17,10 +17,11 @@ minus closures; a lab without opening hours counts as always open). Copies print
 another. What the hub cannot know (a person loading a spool, an early finish, a job
 cancelled) is not in it.
 
-Everything is read in a fixed number of queries (about a dozen, whatever the number of
-labs, machines and jobs) and computed in Python, in whole microseconds rather than
-datetimes; the rows a lab's estimate needs further ahead than a day (only those that
-could change it) are read in one more query for all such labs.
+Everything is read in a fixed number of round trips, whatever the number of labs, machines
+and jobs (on PostgreSQL two: the printers and their labs, then the rows of the labs the
+part fits; statements written as SQL, see "reading" below) and computed in Python, in whole
+microseconds rather than datetimes; the rows a lab's estimate needs further ahead than a
+day (only those that could change it) are read in one more query for all such labs.
 """
 
 from __future__ import annotations
@@ -358,8 +359,7 @@ def where_to_make(
     now = now or timezone.now()
     answer = WhereAnswer(part, material, colour, nozzle, copies, sort, place, now)
 
-    printers = _printers()
-    labs = {lab.pk: lab for lab in Lab.objects.filter(pk__in={p.lab_id for p in printers})}
+    printers, labs = _printers()
     fit_cache: dict[tuple[float, float, float] | None, bool] = {}
     fitting = [p for p in printers if _fits(part.size_mm, p.volume, fit_cache)]
     if not fitting:
@@ -530,24 +530,45 @@ def _machine_values(row: tuple) -> tuple[list[str], list[Any]]:
     ]
 
 
-def _printers() -> list[_Printer]:
-    """Every approved lab's FDM printers in service taking jobs, by lab and name."""
+def _printers() -> tuple[list[_Printer], dict[int, Lab]]:
+    """Every approved lab's FDM printers in service taking jobs, by lab and name, and
+    those labs (by id), in one round trip."""
+    in_service = (
+        "FROM machines_printer p JOIN machines_machine m ON m.id = p.machine_id "
+        "WHERE p.accepts_jobs = %s AND m.kind = %s AND m.status = %s"
+    )
+    params = [True, Machine.Kind.FDM_PRINTER, Machine.Status.AVAILABLE]
     # Not the poller's JSON (temperatures, agent reports), nor the slicer profiles; the
     # capabilities as JSON text, parsed once per distinct text rather than per printer.
     columns = ", ".join(
         _json_text("m.capabilities") if name == "capabilities" else f"m.{name}" for name in _MACHINE_FIELDS
     )
-    sql = (
-        f"SELECT {columns}, p.material, p.colour, p.nozzle_mm, p.bed_clear FROM machines_printer p "
-        "JOIN machines_machine m ON m.id = p.machine_id JOIN machines_lab l ON l.id = m.lab_id "
-        "WHERE p.accepts_jobs = %s AND m.kind = %s AND m.status = %s AND l.approved_at IS NOT NULL "
-        "ORDER BY m.lab_id, m.name, p.machine_id"
-    )
     fields = [
         *(None if name == "capabilities" else _fields(Machine, name)[0] for name in _MACHINE_FIELDS),
         *_fields(Printer, "material", "colour", "nozzle_mm", "bed_clear"),
     ]
-    (rows,) = _run([(sql, [True, Machine.Kind.FDM_PRINTER, Machine.Status.AVAILABLE], fields)])
+    # The labs whole, as the ORM would read them (every field, through its converters).
+    lab_fields: list[Field] = list(Lab._meta.concrete_fields)
+    lab_columns = ", ".join(f"l.{connection.ops.quote_name(str(f.column))}" for f in lab_fields)
+    rows, lab_rows = _run(
+        [
+            (
+                f"SELECT {columns}, p.material, p.colour, p.nozzle_mm, p.bed_clear {in_service} "
+                "AND m.lab_id IN (SELECT l.id FROM machines_lab l WHERE l.approved_at IS NOT NULL) "
+                "ORDER BY m.lab_id, m.name, p.machine_id",
+                params,
+                fields,
+            ),
+            (
+                f"SELECT {lab_columns} FROM machines_lab l WHERE l.approved_at IS NOT NULL "
+                f"AND l.id IN (SELECT m.lab_id {in_service})",
+                params,
+                [*lab_fields],
+            ),
+        ]
+    )
+    names = [f.attname for f in lab_fields]
+    labs = {lab.pk: lab for lab in (Lab.from_db(connection.alias, names, row) for row in lab_rows)}
     # Per signature: the stand-in Printer, its build volume and that volume's sizes.
     models: dict[tuple, tuple[Printer, Any, Any]] = {}
     printers = []
@@ -567,7 +588,7 @@ def _printers() -> list[_Printer]:
             volume = model.build_volume
             found = models[signature] = (model, volume, None if volume is None else _sorted3(volume))
         printers.append(_Printer(row, found[0], signature, found[1], found[2], db))
-    return printers
+    return printers, labs
 
 
 def _fits(
@@ -1605,7 +1626,8 @@ def _sort(answer: WhereAnswer, options: list[Option], currency: str | None) -> N
         )
     else:
         counts = Counter(o.currency for o in options)
-        main = (currency or "").upper() or min(counts, key=lambda c: (-counts[c], c))
+        # No option at all (every lab left out for want of grams): nothing to sort.
+        main = (currency or "").upper() or (min(counts, key=lambda c: (-counts[c], c)) if counts else None)
         answer.currency = main
         answer.options = sorted(
             (o for o in options if o.currency == main), key=lambda o: (o.cost, *soonest(o))

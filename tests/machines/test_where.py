@@ -27,7 +27,7 @@ from machines.models import (
     Spool,
 )
 from machines.printing.jobs import timeline_span
-from machines.where import Part, part_of_design, part_of_size, place_from, where_to_make
+from machines.where import Part, nothing_found, part_of_design, part_of_size, place_from, where_to_make
 from tests.factories import UserFactory
 from tests.machines.conftest import NOW
 from tests.machines.factories import add_member, make_lab
@@ -137,6 +137,19 @@ def test_a_loaded_spool_with_too_little_left_needs_a_fresh_one_from_the_shelf_or
     ]
     Spool.objects.filter(pk=spool.pk).update(remaining_g=Decimal("0"))
     assert only(where_to_make(viewer=bob, part=SMALL)).needs[0].startswith("load a fresh PLA spool")
+
+
+def test_labs_all_ruled_out_by_their_spools_are_explained_even_sorted_by_cost(fablab, alice, bob):
+    """Sorting by cost with no lab left (the one spool loaded is too short for two copies,
+    and none is on the shelf) answers why, rather than failing on an empty list."""
+    printer = Machine.objects.get(lab=fablab, slug="mk4").printer
+    Spool.objects.create(
+        lab=fablab, material="PLA", initial_g=1000, remaining_g=Decimal("8"), printer=printer
+    )
+    answer = where_to_make(viewer=bob, part=SMALL, copies=2, sort="cheapest")
+    assert answer.options == [] and answer.other_currencies == []
+    assert answer.fits_without_material == 1
+    assert "none has PLA loaded or in stock" in nothing_found(answer)
 
 
 def test_a_nozzle_the_printer_takes_is_a_need_and_one_it_cannot_take_rules_it_out(fablab, alice, bob):
