@@ -4,6 +4,7 @@ from django.urls import path
 
 from designs.views import assemblies as assembly_views
 from designs.views import designs as design_views
+from designs.views import files as file_views
 from designs.views import makes as make_views
 from designs.views import mirrors as mirror_views
 from designs.views import proposals as proposal_views
@@ -42,6 +43,8 @@ urlpatterns = [
     path(f"{D}/compare/", design_views.design_compare, name="design-compare"),
     path(f"{D}/diff-state/", design_views.design_diff_state, name="design-diff-state"),
     path(f"{D}/upload/", design_views.design_upload, name="design-upload"),
+    path(f"{D}/edit/<path:path>", file_views.design_file_edit, name="design-file-edit"),
+    path(f"{D}/markdown-preview/", file_views.design_markdown_preview, name="design-markdown-preview"),
     path(f"{D}/delete-file/", design_views.design_delete_file, name="design-delete-file"),
     path(f"{D}/rename-file/", design_views.design_rename_file, name="design-rename-file"),
     path(f"{D}/branches/", design_views.design_branches, name="design-branches"),
