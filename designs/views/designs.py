@@ -6,6 +6,8 @@ into a 403; refusals that belong to a form are shown in it through `form_call`.
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 from django.contrib import messages
@@ -43,6 +45,12 @@ from hub.views import form_call, hub_page
 COMMITS_PER_PAGE = 30
 MAX_SHOWN_TEXT_BYTES = 512 * 1024
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+PICTURE_NAMES = frozenset({"cover", "main", "photo", "hero"})
+# In the README's sanitised HTML (hub.markdown): its first image, and that image's address
+# (rewritten to the design's raw files for a relative one) and text.
+_FIRST_IMAGE = re.compile(r"<img\b[^>]*>")
+_IMAGE_SOURCE = re.compile(r'\bsrc="([^"]+)"')
+_IMAGE_ALT = re.compile(r'\balt="([^"]*)"')
 
 
 def _requester(request: HttpRequest) -> Viewer:
@@ -288,12 +296,36 @@ def design_detail(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
         role,
         "files",
         sha=sha,
+        picture=_top_picture(design, sha=sha, entries=entries, readme_html=readme_html),
         entry_rows=presenters.entry_rows(design, entries),
         last_commit=design.repo.commit(sha),
         readme_path=readme_path,
         readme_html=readme_html,
         **context,
     )
+
+
+def _top_picture(design: Design, *, sha: str, entries: list, readme_html: str) -> dict[str, str] | None:
+    """The picture at the top of the design page: the README's first image (one of the
+    design's own files: the page loads nothing from elsewhere), else an image at the root
+    named cover, main, photo or hero, else the cover thumbnail of the main part."""
+    first = _FIRST_IMAGE.search(readme_html or "")
+    if first:
+        source = _IMAGE_SOURCE.search(first.group(0))
+        if source and source.group(1).startswith("/") and not source.group(1).startswith("//"):
+            alt = _IMAGE_ALT.search(first.group(0))
+            # Unescaped here: the template escapes them again.
+            return {
+                "url": html.unescape(source.group(1)),
+                "alt": html.unescape(alt.group(1)) if alt else design.title,
+            }
+    for entry in entries:
+        stem, _, suffix = entry.name.lower().rpartition(".")
+        if entry.kind == "blob" and stem in PICTURE_NAMES and f".{suffix}" in IMAGE_EXTENSIONS:
+            url = reverse("design-raw", args=[design.owner.username, design.slug, entry.path])
+            return {"url": with_query(url, ref=sha), "alt": design.title}
+    cover = presenters.with_covers([design])[0].cover_url
+    return {"url": cover, "alt": f"Rendering of {design.title}"} if cover else None
 
 
 @hub_page
