@@ -254,7 +254,7 @@ def _with_units_source(figures: dict | None) -> dict:
     return figures
 
 
-def _figure_rows(old: dict | None, new: dict | None) -> list[dict[str, Any]]:
+def figure_rows(old: dict | None, new: dict | None) -> list[dict[str, Any]]:
     """Rows of (label, old, new, delta) for one or two figure sets; masses come last."""
     old, new = _with_units_source(old), _with_units_source(new)
     rows = [
@@ -322,7 +322,7 @@ def _geometry_row(key: str, value: Any, *, signed: bool = False) -> dict[str, An
     return {"label": label, "text": _geometry_value(key, value, signed=signed), "items": []}
 
 
-def _geometry_rows(geometry: dict | None, *, hide: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def geometry_rows(geometry: dict | None, *, hide: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Rows of the geometric diff; a nested dict (the deltas) gives a row per entry."""
     rows = []
     for key, value in (geometry or {}).items():
@@ -376,9 +376,9 @@ def _mesh_diff(design: Design, change: FileDiff) -> dict[str, Any]:
         "new": new,
         "thumbnail_url": (new and new["thumbnail_url"]) or (old and old["thumbnail_url"]),
         "old_transform": _old_transform(geometry),
-        "figure_rows": _figure_rows(old and old["figures"], new and new["figures"]),
+        "figure_rows": figure_rows(old and old["figures"], new and new["figures"]),
         # With both figure sets, their Change column already shows the deltas.
-        "geometry_rows": _geometry_rows(geometry, hide=("delta",) if both else ()),
+        "geometry_rows": geometry_rows(geometry, hide=("delta",) if both else ()),
         "geometry_reason": change.detail.get("geometry_reason") or "",
         "geometry_pending": bool(change.detail.get("geometry_pending")),
         "geometry_failed": bool(change.detail.get("geometry_failed")),
@@ -398,7 +398,7 @@ def mesh_page(design: Design, *, sha: str, entry: TreeEntry, build_volume: str) 
     )
     mesh = _mesh_version(design, entry.sha, summary)
     figures = mesh["figures"] or {}
-    mesh["figure_rows"] = _figure_rows(None, figures) if figures else []
+    mesh["figure_rows"] = figure_rows(None, figures) if figures else []
     mesh["mass_reliable"] = figures.get("mass_reliable", figures.get("watertight"))
     mesh.update(_parts(figures))
     volume_text = build_volume.strip()
