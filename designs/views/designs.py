@@ -532,10 +532,23 @@ def design_diff_state(request: HttpRequest, owner: str, slug: str) -> HttpRespon
 
 
 def _commit_uploads(
-    *, design: Design, author: User, files: list, folder: str, message: str, branch: str
+    *,
+    design: Design,
+    author: User,
+    files: list,
+    folder: str,
+    message: str,
+    branch: str,
+    relative_paths: list[str],
 ) -> str:
+    """`relative_paths`: a dropped folder's files' paths inside it, in the files' order
+    (sent by upload.js); each is checked like any path (`paths.join` refuses `..`)."""
     folder = paths.clean_dir(folder)
-    uploads = [services.Upload(path=paths.join(folder, f.name), content=f) for f in files]
+    names = relative_paths if len(relative_paths) == len(files) else [f.name for f in files]
+    uploads = [
+        services.Upload(path=paths.join(folder, name), content=f)
+        for f, name in zip(files, names, strict=True)
+    ]
     return services.design_commit(
         design=design, author=author, message=message, branch=branch, uploads=uploads
     )
@@ -559,7 +572,14 @@ def design_upload(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        ok, sha = form_call(form, _commit_uploads, design=design, author=request.user, **data)
+        ok, sha = form_call(
+            form,
+            _commit_uploads,
+            design=design,
+            author=request.user,
+            relative_paths=request.POST.getlist("relative_path"),
+            **data,
+        )
         if ok:
             count = len(data["files"])
             files = "1 file" if count == 1 else f"{count} files"
