@@ -260,9 +260,11 @@ def proposal_decided_notify(*, proposal: ChangeProposal, actor: User | None) -> 
 
 
 def design_forked_notify(*, design: Design, fork: Design, actor: User) -> None:
+    # Filed against the fork, which it names: a private fork not shared with the owner
+    # is never named to them, and a fork made private later leaves their inbox.
     _tell(
         [design.owner],
-        design=design,
+        design=fork,
         kind=Kind.FORKED,
         subject=f"{actor.username} forked {design.full_name} as {fork.full_name}",
         body="",
@@ -298,14 +300,12 @@ def release_notify(*, design: Design, tags: list[str], actor: User | None) -> No
     uses = ModuleUse.objects.filter(module=design).select_related("assembly__owner")
     for use in uses:
         assembly = use.assembly
-        # The module's owner must be one the assembly's owner may see: a private module
-        # is never named to someone without access to it.
-        if _visible_only(design, [assembly.owner]) == []:
-            continue
         pinned = use.release or use.commit_sha[:10]
+        # Filed against the module, which it names: it reaches, and stays with, only an
+        # assembly owner who may see the module (their own assembly they always see).
         _tell(
             [assembly.owner],
-            design=assembly,
+            design=design,
             kind=Kind.MODULE_UPGRADE,
             subject=f"{design.full_name} released {names}: {assembly.full_name} pins {pinned}",
             body=f"{assembly.full_name} uses {design.full_name} at {use.path}; the assembly page offers the upgrade.",

@@ -217,6 +217,41 @@ def test_a_module_s_new_release_tells_the_owner_of_the_assembly_that_pins_it(ada
     assert "mia/wheel released v0.2" in note["subject"] and note["link"] == "/ada/car/"
 
 
+def test_a_private_fork_not_shared_with_the_upstream_owner_is_not_named_to_them(ada, mia):
+    secret = DesignFactory(owner=ada, slug="secret", visibility="private")
+    commit_files(secret, {"README.md": "# S\n"})
+    services.collaborator_set(design=secret, actor=ada, user=mia, role="read")
+    services.design_fork(design=secret, user=mia, slug="my-secret")
+    assert kinds(ada) == [] and unread_count(ada) == 0
+
+
+def test_a_fork_made_private_leaves_the_inbox_of_the_upstream_owner(rover, fork, ada, mia):
+    assert kinds(ada) == ["forked"]
+    services.design_update(design=fork, visibility="private")
+    assert kinds(ada) == [] and unread_count(ada) == 0
+    services.collaborator_set(design=fork, actor=mia, user=ada, role="read")
+    assert kinds(ada) == ["forked"]
+
+
+def test_a_private_module_s_release_leaves_the_inbox_of_one_who_lost_access_to_it(
+    ada, mia, settings, background_tasks_run
+):
+    settings.FABHUB_EMAIL_NOTIFICATIONS = True
+    wheel = DesignFactory(owner=mia, slug="secret-wheel", visibility="private")
+    commit_files(wheel, {"wheel.txt": "round\n"})
+    services.tag_create(design=wheel, user=mia, name="v0.1", target=None, notes="")
+    services.collaborator_set(design=wheel, actor=mia, user=ada, role="read")
+    car = DesignFactory(owner=ada, slug="car")
+    commit_files(car, {"README.md": "# Car\n"})
+    pin(car, {"modules/wheel": (wheel, wheel.repo.resolve("v0.1"))})
+    assert assemblies.assembly_refresh(design_id=car.pk)
+    services.tag_create(design=wheel, user=mia, name="v2-codename-falcon", target=None, notes="")
+    [note] = [n for n in inbox(ada) if n["kind"] == "module_upgrade"]
+    services.collaborator_remove(design=wheel, actor=mia, user=ada)
+    assert not any("secret-wheel" in n["subject"] for n in inbox(ada)) and unread_count(ada) == 0
+    assert notifications.notification_email_send(notification_id=note["id"]) is False
+
+
 # -- access lost, e-mail, marking read ------------------------------------------------------------
 
 
