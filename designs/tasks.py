@@ -78,7 +78,7 @@ def assembly_check_commit(design_id: int, commit: str) -> bool:
     return assemblies.assembly_check(design, commit=commit).is_assembly
 
 
-@shared_task
+@shared_task(time_limit=5 * 60)
 def search_index_refresh(design_id: int) -> bool:
     """Rebuild the design's search document (designs/services/search.py)."""
     return search.search_document_refresh(design_id=design_id)

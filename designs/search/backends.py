@@ -5,8 +5,10 @@ indexes over SearchDocument's word columns.
 Both index text the hub tokenised itself (designs/search/tokens.py), so neither
 database's own word rules matter: SQLite's unicode61 and PostgreSQL's `simple`
 configuration only see lowercase runs of letters and digits, one space apart, and both
-find the same designs. They rank differently (bm25 against ts_rank); both weigh a title
-above a summary, the summary above file paths, and paths above the README.
+find the same designs. They rank differently (on SQLite a weighted count of the terms
+each column holds, against ts_rank); both weigh a title above a summary, the summary
+above file paths, and paths above the README. Neither ranks by statistics of the whole
+index, which would let designs outside `candidates` change the order.
 
 `candidates` is SQL (with its parameters) selecting the ids of the designs the searcher
 may see, already filtered: the back-ends never widen it, so a design outside it adds
@@ -39,8 +41,11 @@ def _fetch(sql: str, params: tuple) -> list[tuple]:
 class SqliteBackend:
     """FTS5: the table `designs_search_fts`, its rowid the design's id."""
 
-    # bm25 weights, in the table's column order: title, summary, README, paths.
-    WEIGHTS = "10.0, 4.0, 1.0, 2.0"
+    # Each term found in a column adds the column's weight. FTS5 only finds the matches:
+    # its bm25 takes each word's rarity from the whole table, private designs included,
+    # so a stranger's order of results would tell whether private designs hold a word.
+    # The score reads only the matched (and visible) design's own stored words.
+    WEIGHTS = (("title_words", 10), ("summary_words", 4), ("path_words", 2), ("readme_words", 1))
 
     @staticmethod
     def match(query: Query) -> str:
@@ -51,13 +56,23 @@ class SqliteBackend:
             terms[-1] += "*"
         return " AND ".join(terms)
 
+    @classmethod
+    def score(cls, query: Query) -> Sql:
+        """SQL of a design's score in `s` (its SearchDocument), with its parameters."""
+        needles = [f" {' '.join(term)} " for term in query.terms]
+        if query.prefix:
+            needles[-1] = needles[-1].rstrip()
+        parts = [
+            f"{weight} * (instr(' ' || s.{column} || ' ', %s) > 0)"
+            for needle in needles
+            for column, weight in cls.WEIGHTS
+        ]
+        params = tuple(needle for needle in needles for _ in cls.WEIGHTS)
+        return " + ".join(parts), params
+
     # The full-text match runs once, materialised, and the candidates are checked against
     # its rows: given `rowid IN (…)` inside the FTS5 query, SQLite looks each candidate up
     # by rowid and runs the match again for every one (~100× slower at 2,000 designs).
-    # A count needs no rank (bm25 is most of a count's time).
-    HITS = f"""hits AS MATERIALIZED (
-        SELECT rowid AS id, bm25(designs_search_fts, {WEIGHTS}) AS score
-        FROM designs_search_fts WHERE designs_search_fts MATCH %s)"""
     MATCHES = """hits AS MATERIALIZED (
         SELECT rowid AS id FROM designs_search_fts WHERE designs_search_fts MATCH %s)"""
 
@@ -71,13 +86,16 @@ class SqliteBackend:
 
     def ranked_ids(self, query: Query, candidates: Sql, *, limit: int, offset: int) -> list[int]:
         sql, params = candidates
+        score, score_params = self.score(query)
         rows = _fetch(
-            f"""WITH {self.HITS}
-                SELECT hits.id FROM hits JOIN designs_design d ON d.id = hits.id
+            f"""WITH {self.MATCHES}
+                SELECT hits.id FROM hits
+                JOIN designs_searchdocument s ON s.design_id = hits.id
+                JOIN designs_design d ON d.id = hits.id
                 WHERE hits.id IN ({sql})
-                ORDER BY hits.score, d.updated_at DESC, d.id DESC
+                ORDER BY {score} DESC, d.updated_at DESC, d.id DESC
                 LIMIT %s OFFSET %s""",
-            (self.match(query), *params, limit, offset),
+            (self.match(query), *params, *score_params, limit, offset),
         )
         return [row[0] for row in rows]
 

@@ -70,15 +70,21 @@ def search_document_refresh(*, design_id: int) -> bool:
     except GitError:
         # The repository is being deleted or is broken: index what the row says.
         logger.warning("search: cannot read %s's repository", design.full_name, exc_info=True)
-    return _write(
-        design_id,
-        **_row_words(design),
-        readme_words=document_text(readme),
-        path_words=document_text(paths),
-        readme_text=readme,
-        paths=paths,
-        commit_sha=head,
-    )
+    with transaction.atomic():
+        # The row again, locked: a design_update that committed while git was read would
+        # otherwise have its title and summary overwritten by the ones read before it.
+        design = Design.objects.select_for_update().filter(pk=design_id).first()
+        if design is None:
+            return False
+        return _write(
+            design_id,
+            **_row_words(design),
+            readme_words=document_text(readme),
+            path_words=document_text(paths),
+            readme_text=readme,
+            paths=paths,
+            commit_sha=head,
+        )
 
 
 def search_words_update(*, design: Design) -> None:

@@ -14,6 +14,8 @@ from django.urls import reverse
 from designs import services
 from designs.models import Design, Licence, SearchDocument
 from designs.search import design_search
+from designs.services import search as search_service
+from designs.tasks import search_index_refresh
 from tests.conftest import client_for
 from tests.factories import DesignFactory, UserFactory, commit_files
 
@@ -90,6 +92,29 @@ def test_a_title_match_ranks_above_a_path_only_match(alice, bob):
     # The path-only match is the newer one, so only the rank puts the title first.
     commit_files(by_path, {"parts/other.scad": "cube(2);"})
     assert found(bob, "gearbox ") == ["box", "rover"]
+    assert found(bob, "gearb") == ["box", "rover"]
+
+
+def test_private_designs_do_not_change_the_order_a_stranger_sees(alice, bob):
+    def order() -> list[str]:
+        return found(bob, "alpha zyxcodename ")
+
+    DesignFactory(owner=bob, slug="a", title="A", summary="alpha alpha alpha alpha zyxcodename")
+    DesignFactory(owner=bob, slug="b", title="B", summary="alpha zyxcodename zyxcodename zyxcodename")
+    for n in range(5):
+        DesignFactory(owner=bob, slug=f"filler-{n}", title=f"F{n}", summary="alpha")
+    before = order()
+    # Many private designs holding one of the words would make it common, not rare, if
+    # the rank took word statistics from the whole index.
+    for n in range(20):
+        DesignFactory(
+            owner=alice,
+            slug=f"secret-{n}",
+            title=f"S{n}",
+            summary="zyxcodename",
+            visibility=Design.Visibility.PRIVATE,
+        )
+    assert order() == before
 
 
 def test_filters_narrow_a_search_by_tag_licence_and_owner(alice, bob, api):
@@ -199,6 +224,29 @@ def test_the_index_follows_a_default_branch_change(car, alice, bob):
     assert found(bob, "battery ") == ["go-kart"]
     services.design_update(design=car, default_branch="main")
     assert found(bob, "battery ") == []
+
+
+def test_a_full_refresh_keeps_a_title_changed_while_it_read_git(car, bob, monkeypatch):
+    """The order of a race: the background refresh reads the row, then git; meanwhile a
+    design_update commits and its own refresh finishes; then the first refresh writes."""
+    read_entry = search_service.design_readme_entry
+    renamed = []
+
+    def update_while_git_is_read(design, **kwargs):
+        if not renamed:
+            renamed.append(True)
+            services.design_update(design=Design.objects.get(pk=design.pk), title="Soapbox racer")
+        return read_entry(design, **kwargs)
+
+    monkeypatch.setattr(search_service, "design_readme_entry", update_while_git_is_read)
+    search_service.search_document_refresh(design_id=car.pk)
+    assert renamed
+    assert found(bob, "soapbox ") == ["go-kart"]
+    assert found(bob, "wishbone ") == ["go-kart"]
+
+
+def test_the_refresh_task_gives_up_long_before_the_default_hour():
+    assert search_index_refresh.time_limit <= 5 * 60
 
 
 def test_a_fork_is_found_by_its_files(car, bob):
