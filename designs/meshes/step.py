@@ -95,7 +95,8 @@ def read_step(data: bytes, *, filename: str, limits: Limits = Limits()) -> StepP
 
 def check_step_bytes(data: bytes, *, limits: Limits = Limits()) -> None:
     """Refuse, with a reason, what must never reach OpenCASCADE: no STEP at all, a file cut
-    short, too large, too many entities, references in a loop or nested too deep."""
+    short, too large, too many entities, an entity defined twice, references in a loop or
+    nested too deep."""
     if len(data) == 0:
         raise MeshError("the file is empty")
     most = min(limits.max_bytes, MAX_STEP_BYTES)
@@ -152,6 +153,10 @@ def _check_references(text: bytes) -> None:
     defined = ids[defines]
     order = np.argsort(defined, kind="stable")
     sorted_ids = defined[order]
+    # References resolve to one of the definitions only: a loop through another would be missed.
+    twice = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+    if len(twice):
+        raise MeshError(f"entity #{twice[0]} is defined more than once: the file is corrupt")
     target_ids = ids[refs]
     where = np.minimum(np.searchsorted(sorted_ids, target_ids), count - 1)
     known = sorted_ids[where] == target_ids  # a reference to nothing is OpenCASCADE's to report

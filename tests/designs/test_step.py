@@ -235,6 +235,14 @@ def test_an_entity_referring_to_itself_is_refused():
     )
 
 
+def test_an_entity_number_defined_twice_is_refused():
+    # References would resolve to the first #5, hiding the loop through the second.
+    text = "#1=CARTESIAN_POINT('',(0.,0.,0.));\n#5=A(#1);\n#6=B(#5);\n#5=C(#6);\n"
+    with pytest.raises(MeshError) as caught:
+        step_module.check_step_bytes(step_text(text))
+    assert caught.value.reason == "entity #5 is defined more than once: the file is corrupt"
+
+
 def test_a_reference_inside_a_string_or_comment_is_not_a_loop():
     text = "#1=CARTESIAN_POINT('see #1',(0.,0.,0.));\n/* #2 refers to #2 */\n#2=DIRECTION('it''s #2',(0.,0.,1.));\n"
     assert "no shape" in refused(step_text(text))
