@@ -90,6 +90,58 @@ def test_too_many_parts_are_refused():
     assert "more than the 10 allowed" in caught.value.reason
 
 
+def with_declared_parts(data: bytes, count: int) -> bytes:
+    """The archive with its end-of-directory record declaring `count` parts."""
+    patched = bytearray(data)
+    struct.pack_into("<HH", patched, data.rindex(b"PK\x05\x06") + 8, count, count)
+    return bytes(patched)
+
+
+def with_zip64_parts(data: bytes, count: int) -> bytes:
+    """The archive ending as a ZIP64 one does, its ZIP64 record declaring `count` parts."""
+    end = data.rindex(b"PK\x05\x06")
+    size, offset = struct.unpack_from("<LL", data, end + 12)
+    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, end, 1)
+    last = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[:end] + record + locator + last
+
+
+def forbid_zipfile(monkeypatch) -> None:
+    """From here on, zipfile reading a directory fails the test: zipfile builds an object
+    per entry before any check can run (700,000 empty entries took it 10 s and 390 MB)."""
+
+    def construct(*args, **kwargs):
+        raise AssertionError("zipfile.ZipFile was constructed")
+
+    monkeypatch.setattr(zipfile, "ZipFile", construct)
+
+
+def test_a_document_declaring_too_many_parts_is_refused_before_zipfile_reads_it(monkeypatch):
+    data = with_declared_parts(fcstd({"thumbnails/Thumbnail.png": png()}), 60_000)
+    forbid_zipfile(monkeypatch)
+    assert refused(data) == "the FreeCAD document archive has 60,000 parts, more than the 10,000 allowed"
+
+
+def test_a_zip64_document_declaring_too_many_parts_is_refused_before_zipfile_reads_it(monkeypatch):
+    data = with_zip64_parts(fcstd({"thumbnails/Thumbnail.png": png()}), 700_000)
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist()  # a ZIP64 ending zipfile reads
+    forbid_zipfile(monkeypatch)
+    assert refused(data) == "the FreeCAD document archive has 700,000 parts, more than the 10,000 allowed"
+
+
+def test_a_document_with_more_parts_than_its_directory_declares_is_refused_before_zipfile_reads_it(
+    monkeypatch,
+):
+    data = with_declared_parts(
+        fcstd({f"part{i}": b"" for i in range(20)} | {"thumbnails/Thumbnail.png": png()}), 3
+    )
+    forbid_zipfile(monkeypatch)
+    with pytest.raises(MeshError) as caught:
+        fcstd_thumbnail(data, limits=Limits(max_archive_members=10))
+    assert caught.value.reason == "the FreeCAD document archive has more than the 10 parts allowed"
+
+
 def test_a_jpeg_thumbnail_is_refused():
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, format="JPEG")

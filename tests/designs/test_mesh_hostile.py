@@ -297,6 +297,19 @@ def test_a_3mf_zip_bomb_is_refused_before_it_is_unpacked():
     assert "3D/3dmodel.model" in reason and "zip bomb" in reason
 
 
+def test_a_3mf_declaring_too_many_parts_is_refused_before_zipfile_reads_it(monkeypatch):
+    data = bytearray(three_mf(tetra_model()))
+    struct.pack_into("<HH", data, data.rindex(b"PK\x05\x06") + 8, 60_000, 60_000)
+
+    def construct(*args, **kwargs):
+        raise AssertionError("zipfile.ZipFile was constructed")
+
+    monkeypatch.setattr(zipfile, "ZipFile", construct)
+    assert (
+        refused(bytes(data), "parts.3mf") == "the 3MF archive has 60,000 parts, more than the 10,000 allowed"
+    )
+
+
 def test_a_3mf_declaring_more_than_the_unpacked_limit_is_refused():
     model = tetra_model() + b"<!--" + np.random.default_rng(0).bytes(3 * 1024**2).hex().encode() + b"-->"
     reason = refused(three_mf(model), "big.3mf", Limits(max_uncompressed_bytes=4 * 1024**2))
