@@ -2,7 +2,7 @@
 
 Every caller goes through `lfs_store()`, which returns an `ObjectStore`; today that is
 `LocalObjectStore` under `<FABHUB_DATA_DIR>/lfs`, and an object store (S3 and the like)
-can replace it at scale by implementing the same five methods. The store knows nothing
+can replace it at scale by implementing the same six methods. The store knows nothing
 about designs or permissions: which design may serve which oid is in the database
 (`designs.models.LfsObject`, `DesignLfsObject`).
 
@@ -57,6 +57,9 @@ class ObjectStore(Protocol):
 
     def add(self, stream: IO[bytes], *, max_size: int) -> Pointer:
         """Store `stream` under the oid it hashes to (for uploads whose oid nobody told us)."""
+
+    def delete(self, oid: str) -> None:
+        """Remove the object if the store has it (the caller knows nothing refers to it)."""
 
 
 def valid_oid(oid: object) -> TypeGuard[str]:
@@ -116,6 +119,9 @@ class LocalObjectStore:
         finally:
             temporary.unlink(missing_ok=True)
         return Pointer(digest, received)
+
+    def delete(self, oid: str) -> None:
+        self.path(oid).unlink(missing_ok=True)
 
     def _receive(self, stream: IO[bytes], *, limit: int) -> tuple[Path, str, int]:
         """Copy at most `limit` + 1 bytes of `stream` to a new temporary file while hashing.

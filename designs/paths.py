@@ -7,6 +7,7 @@ existing file under a different spelling is refused with a message that names th
 
 from __future__ import annotations
 
+import mimetypes
 import posixpath
 import unicodedata
 from collections.abc import Iterable
@@ -101,3 +102,31 @@ def check_no_aliases(new_paths: Iterable[str], existing_paths: Iterable[str]) ->
         if key in seen and seen[key] != path:
             raise ValidationError(f"{path!r} and {seen[key]!r} would be the same file.")
         seen[key] = path
+
+
+EXTRA_TYPES = {
+    ".stl": "model/stl",
+    ".3mf": "model/3mf",
+    ".obj": "model/obj",
+    ".ply": "application/x-ply",
+    ".step": "model/step",
+    ".stp": "model/step",
+    ".gcode": "text/x-gcode",
+    ".md": "text/markdown",
+    ".csv": "text/csv",
+    ".scad": "text/plain",
+    ".glb": "model/gltf-binary",
+}
+TEXT_AS_PLAIN = {"text/html", "application/xhtml+xml", "text/javascript", "application/javascript"}
+
+
+def content_type_for(path: str) -> str:
+    """The type a file named `path` is served and stored as; HTML and scripts as plain text."""
+    lower = path.lower()
+    for ext, kind in EXTRA_TYPES.items():
+        if lower.endswith(ext):
+            return kind
+    guessed, _ = mimetypes.guess_type(path)
+    if guessed in TEXT_AS_PLAIN:
+        return "text/plain"
+    return guessed or "application/octet-stream"

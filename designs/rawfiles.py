@@ -7,7 +7,6 @@ SVG are served with a sandboxing CSP and `nosniff`, and HTML as plain text.
 from __future__ import annotations
 
 import io
-import mimetypes
 import re
 import zipfile
 from collections.abc import Iterator
@@ -20,33 +19,9 @@ from designs import selectors
 from designs.git import TreeEntry
 from designs.lfs_store import StoreError, lfs_store
 from designs.models import Design, ReleaseAsset
+from designs.paths import content_type_for
 
-EXTRA_TYPES = {
-    ".stl": "model/stl",
-    ".3mf": "model/3mf",
-    ".obj": "model/obj",
-    ".ply": "application/x-ply",
-    ".step": "model/step",
-    ".stp": "model/step",
-    ".gcode": "text/x-gcode",
-    ".md": "text/markdown",
-    ".csv": "text/csv",
-    ".scad": "text/plain",
-    ".glb": "model/gltf-binary",
-}
-TEXT_AS_PLAIN = {"text/html", "application/xhtml+xml", "text/javascript", "application/javascript"}
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def content_type_for(path: str) -> str:
-    lower = path.lower()
-    for ext, kind in EXTRA_TYPES.items():
-        if lower.endswith(ext):
-            return kind
-    guessed, _ = mimetypes.guess_type(path)
-    if guessed in TEXT_AS_PLAIN:
-        return "text/plain"
-    return guessed or "application/octet-stream"
 
 
 def serve_blob(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -882,11 +882,16 @@ def _assets_by_tag(design: Design, tags: Iterable[str]) -> dict[str, list[Releas
     return grouped
 
 
-def design_releases(design: Design) -> list[Release]:
-    """Every release of `design` (its tags, newest first) with notes and files: one git
-    process and one query however many releases. Files whose tag is gone are not shown
-    (they are deleted with the tag, `release_assets_prune`)."""
-    tags = design.repo.tags()
+def release_tags(design: Design) -> list[Tag]:
+    """The tags of `design`'s releases, newest first (one git process): pages take a
+    page of them to `design_releases`."""
+    return design.repo.tags()
+
+
+def design_releases(design: Design, tags: Sequence[Tag]) -> list[Release]:
+    """The releases of `tags` (a page of `release_tags`) with notes and files: one query
+    however many releases, and notes rendered only for these. Files whose tag is gone are
+    not shown (they are deleted with the tag, `release_assets_prune`)."""
     assets = _assets_by_tag(design, (tag.name for tag in tags))
     return [Release(tag, design_release_notes(design, tag), assets[tag.name]) for tag in tags]
 

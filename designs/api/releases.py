@@ -11,6 +11,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +20,8 @@ from rest_framework.views import APIView
 from designs import selectors
 from designs.api.base import DesignContextMixin
 from designs.models import ReleaseAsset
-from designs.rawfiles import content_type_for, serve_release_asset
+from designs.paths import content_type_for
+from designs.rawfiles import serve_release_asset
 from designs.serializers import PersonOutput
 from designs.services import releases
 from hub import records
@@ -89,12 +91,16 @@ class ReleaseAssetInput(Input):
     )
 
 
-class ReleaseListApi(DesignContextMixin, APIView):
-    @extend_schema(responses=ReleaseOutput(many=True))
-    def get(self, request: Request, owner: str, slug: str) -> Response:
+class ReleaseListApi(DesignContextMixin, ListAPIView):
+    """The releases, newest first, a page at a time; notes are rendered for that page only."""
+
+    serializer_class = ReleaseOutput
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
         design = self.get_design()
-        rows = selectors.design_releases(design)
-        return Response(ReleaseOutput(rows, many=True, context={"design": design}).data)
+        page = self.paginate_queryset(selectors.release_tags(design)) or []
+        rows = selectors.design_releases(design, page)
+        return self.get_paginated_response(ReleaseOutput(rows, many=True, context={"design": design}).data)
 
 
 class ReleaseDetailApi(DesignContextMixin, APIView):

@@ -67,6 +67,7 @@ from designs.models import (
     ReleaseAsset,
     repo_path,
 )
+from designs.paths import content_type_for
 from designs.selectors import designs_visible_to, makes_by_person
 from designs.services.designs import check_slug, design_update, private_upstreams
 from designs.services.lfs import lfs_object_link
@@ -748,7 +749,7 @@ def _import_release_files(ctx: ImportContext, design: Design, folder: str) -> No
                         name=name,
                         sha256=sha256,
                         size=size,
-                        content_type=str(item.get("content_type") or "application/octet-stream")[:100],
+                        content_type=content_type_for(name),  # as uploads: never the archive's say
                         uploaded_by=design.owner,
                     )
             except (DesignRefused, StoreError, IntegrityError) as exc:

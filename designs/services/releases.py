@@ -96,9 +96,20 @@ def release_asset_upload(
     except StoreError as exc:
         raise TooLarge(f"{name}: {exc}", limit=limit) from exc
     with transaction.atomic():
-        # One writer at a time per design, so that two uploads cannot both take the last place.
+        # One writer at a time per design, so that two uploads cannot both take the last
+        # place, and so that a tag deleted while the file streamed in (its files pruned
+        # under this lock) is seen here rather than leaving a file for a later tag of the
+        # same name.
         Design.objects.select_for_update().filter(pk=design.pk).first()
-        _check_room(design, tag, name)
+        try:
+            _require_tag(design, tag)
+            _check_room(design, tag, name)
+        except (Conflict, NotFound):
+            _forget_unused(pointer.oid)
+            raise
+        if not lfs_store().exists(pointer.oid):
+            # A refused upload of the same bytes deleted them (under this lock) meanwhile.
+            raise Conflict(f"{name} was not stored completely: send it again.")
         LfsObject.objects.get_or_create(oid=pointer.oid, defaults={"size": pointer.size})
         try:
             with transaction.atomic():
@@ -113,6 +124,13 @@ def release_asset_upload(
                 )
         except IntegrityError:
             raise _name_taken(tag, name) from None
+
+
+def _forget_unused(oid: str) -> None:
+    # A refused upload's bytes go, unless something knows the object: a release file, or
+    # an LfsObject row (a Git LFS upload, or an earlier release file), which keeps it.
+    if not (ReleaseAsset.objects.filter(sha256=oid).exists() or LfsObject.objects.filter(oid=oid).exists()):
+        lfs_store().delete(oid)
 
 
 def _name_taken(tag: str, name: str) -> Conflict:
@@ -144,11 +162,15 @@ def release_assets_prune(*, design: Design) -> int:
     API or by a push, or by a mirror's refresh); how many. A tag made again under the
     same name starts without files."""
     attached = ReleaseAsset.objects.filter(design=design)
-    if not attached.exists():
-        return 0
-    tags = {ref.removeprefix("refs/tags/") for ref in design.repo.ref_names("refs/tags/")}
-    gone = set(attached.values_list("tag", flat=True).distinct()) - tags
-    if not gone:
-        return 0
-    deleted, _ = attached.filter(tag__in=gone).delete()
+    with transaction.atomic():
+        # Under the lock uploads take: an upload that checked its tag before the tag went
+        # has committed its file by now, and the tags read below see that tag gone.
+        Design.objects.select_for_update().filter(pk=design.pk).first()
+        if not attached.exists():
+            return 0
+        tags = {ref.removeprefix("refs/tags/") for ref in design.repo.ref_names("refs/tags/")}
+        gone = set(attached.values_list("tag", flat=True).distinct()) - tags
+        if not gone:
+            return 0
+        deleted, _ = attached.filter(tag__in=gone).delete()
     return deleted

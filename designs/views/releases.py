@@ -7,15 +7,17 @@ from __future__ import annotations
 from django import forms as django_forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from designs import forms, selectors, services
 from designs.models import Design
-from designs.rawfiles import content_type_for, serve_release_asset
+from designs.paths import content_type_for
+from designs.rawfiles import serve_release_asset
 from designs.services import releases
-from designs.views.pages import load_design, render_design_page
+from designs.views.pages import DESIGNS_PER_PAGE, load_design, render_design_page
 from hub.auth import BadCredentials, Viewer, resolve, signed_in_user, viewer
 from hub.exceptions import NotFound
 from hub.views import form_call, hub_page
@@ -34,8 +36,8 @@ def _release_url(design: Design, tag: str) -> str:
 
 @hub_page
 def design_releases(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
-    """Every release, newest first, with its notes and files; writers make a release (an
-    annotated tag) here, and delete one where the owner allows it."""
+    """The releases, newest first, a page at a time, with their notes and files; writers
+    make a release (an annotated tag) here, and delete one where the owner allows it."""
     design, role = load_design(request, owner, slug, need="write" if request.method == "POST" else None)
     action = request.POST.get("action")
     form = forms.TagCreateForm(request.POST if action == "create" else None)
@@ -50,6 +52,7 @@ def design_releases(request: HttpRequest, owner: str, slug: str) -> HttpResponse
             name = form.cleaned_data["name"]
             messages.success(request, f"Released {name}: attach its files here.")
             return redirect(_release_url(design, name))
+    page = Paginator(selectors.release_tags(design), DESIGNS_PER_PAGE).get_page(request.GET.get("page"))
     return render_design_page(
         request,
         "designs/releases.html",
@@ -57,7 +60,8 @@ def design_releases(request: HttpRequest, owner: str, slug: str) -> HttpResponse
         role,
         "tags",
         form=form,
-        releases=selectors.design_releases(design),
+        page=page,
+        releases=selectors.design_releases(design, list(page.object_list)),
     )
 
 

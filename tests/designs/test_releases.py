@@ -11,9 +11,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from designs import services
-from designs.models import Collaborator, Design, ReleaseAsset
+from designs import selectors, services
+from designs.lfs_store import lfs_store
+from designs.models import Collaborator, Design, LfsObject, ReleaseAsset
 from designs.services import releases
+from designs.views import releases as release_views
 from hub.exceptions import Conflict, TooLarge
 from tests.factories import DesignFactory, commit_files
 
@@ -230,3 +232,77 @@ def test_an_oversized_file_sent_from_the_page_is_stopped_while_it_streams_in(cli
     response = client.post(release_page(), {"action": "upload", "file": big, "name": ""}, follow=True)
     assert "is larger than the limit of 1,048,576 bytes" in response.content.decode()
     assert not ReleaseAsset.objects.exists()
+
+
+def racing_upload(monkeypatch, design, user, name: str = "guide.txt", content: bytes = GUIDE) -> None:
+    """While the next upload streams into the store, another upload of `name` finishes."""
+    store_class = type(lfs_store())
+    real_add = store_class.add
+
+    def add_meanwhile(self, stream, **kw):
+        monkeypatch.setattr(store_class, "add", real_add)
+        pointer = real_add(self, stream, **kw)
+        attach(design, user, name=name, content=content)
+        return pointer
+
+    monkeypatch.setattr(store_class, "add", add_meanwhile)
+
+
+def test_an_upload_refused_under_the_lock_leaves_no_bytes_in_the_store(alice, design, monkeypatch):
+    racing_upload(monkeypatch, design, alice)
+    other = b"other bytes"
+    with pytest.raises(Conflict):
+        attach(design, alice, name="guide.txt", content=other)
+    assert not lfs_store().exists(hashlib.sha256(other).hexdigest())
+    assert lfs_store().exists(hashlib.sha256(GUIDE).hexdigest())
+
+
+def test_an_upload_refused_because_the_release_filled_up_leaves_no_bytes(
+    alice, design, monkeypatch, settings
+):
+    settings.FABHUB_RELEASE_ASSET_MAX_COUNT = 1
+    racing_upload(monkeypatch, design, alice)
+    other = b"other bytes"
+    with pytest.raises(Conflict, match="the most a release may hold"):
+        attach(design, alice, name="other.txt", content=other)
+    assert not lfs_store().exists(hashlib.sha256(other).hexdigest())
+
+
+def test_a_refused_upload_keeps_bytes_that_a_git_lfs_object_or_a_release_file_uses(
+    alice, design, monkeypatch
+):
+    lfs_bytes = b"an LFS object's bytes"
+    with SimpleUploadedFile("x", lfs_bytes) as stream:
+        pointer = lfs_store().add(stream, max_size=1000)
+    LfsObject.objects.create(oid=pointer.oid, size=pointer.size)
+    racing_upload(monkeypatch, design, alice)
+    with pytest.raises(Conflict):
+        attach(design, alice, name="guide.txt", content=lfs_bytes)
+    assert lfs_store().exists(pointer.oid)
+    racing_upload(monkeypatch, design, alice, name="second.txt")
+    with pytest.raises(Conflict):
+        attach(design, alice, name="second.txt", content=GUIDE)  # the bytes guide.txt uses
+    assert lfs_store().exists(hashlib.sha256(GUIDE).hexdigest())
+
+
+def test_the_releases_page_shows_a_page_of_releases_and_renders_only_their_notes(
+    client, alice, design, monkeypatch
+):
+    for index in range(4):
+        services.tag_create(design=design, user=alice, name=f"v2.{index}", target="main", notes=f"*n{index}*")
+    monkeypatch.setattr(release_views, "DESIGNS_PER_PAGE", 2)
+    rendered = []
+    real_notes = selectors.design_release_notes
+
+    def counting(design, tag):
+        rendered.append(tag.name)
+        return real_notes(design, tag)
+
+    monkeypatch.setattr(selectors, "design_release_notes", counting)
+    url = reverse("design-releases", args=["alice", "gripper"])
+    first = client.get(url).content.decode()
+    assert "<em>n3</em>" in first and "<em>n2</em>" in first and "<em>n1</em>" not in first
+    assert "Page 1 of 3" in first
+    assert sorted(rendered) == ["v2.2", "v2.3"]
+    last = client.get(url, {"page": 3}).content.decode()
+    assert 'id="v1.0"' in last and 'id="v2.3"' not in last

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from designs import services
+from designs import selectors, services
 from designs.lfs_store import lfs_store
 from designs.models import Collaborator, Design, ReleaseAsset
 from tests.conftest import client_for
@@ -63,7 +63,7 @@ def test_a_writer_attaches_a_file_stored_by_its_sha256_in_the_lfs_store(alice_ap
 def test_releases_are_listed_with_rendered_notes_and_their_files(alice_api, design, alice):
     attach(alice_api)
     services.tag_create(design=design, user=alice, name="v1.1", target="main", notes="- fix\n- fit")
-    releases = alice_api.get(reverse("api-design-releases", args=["alice", "bracket"])).json()
+    releases = alice_api.get(reverse("api-design-releases", args=["alice", "bracket"])).json()["results"]
     assert [r["name"] for r in releases] == ["v1.1", "v1.0"]
     assert releases[0]["notes_html"] == "<ul>\n<li>fix</li>\n<li>fit</li>\n</ul>"
     assert releases[0]["assets"] == []
@@ -86,9 +86,32 @@ def test_the_release_list_costs_the_same_queries_however_many_releases_and_files
         services.tag_create(design=design, user=alice, name=f"v2.{index}", target="main", notes="n")
         attach(alice_api, content=b"x%d" % index, filename=f"part-{index}.stl", tag=f"v2.{index}")
     with CaptureQueriesContext(connection) as five:
-        releases = alice_api.get(url).json()
+        releases = alice_api.get(url).json()["results"]
     assert len(releases) == 5 and all(len(r["assets"]) == 1 for r in releases)
     assert len(five.captured_queries) == len(one.captured_queries)
+
+
+def test_the_release_list_is_paginated_and_renders_only_the_page_s_notes(
+    alice_api, design, alice, monkeypatch
+):
+    for index in range(4):
+        services.tag_create(design=design, user=alice, name=f"v2.{index}", target="main", notes=f"*n{index}*")
+    rendered = []
+    real_notes = selectors.design_release_notes
+
+    def counting(design, tag):
+        rendered.append(tag.name)
+        return real_notes(design, tag)
+
+    monkeypatch.setattr(selectors, "design_release_notes", counting)
+    url = reverse("api-design-releases", args=["alice", "bracket"])
+    body = alice_api.get(url, {"per_page": 2}).json()
+    assert body["count"] == 5 and body["next"] and body["previous"] is None
+    assert [r["name"] for r in body["results"]] == ["v2.3", "v2.2"]
+    assert body["results"][0]["notes_html"] == "<p><em>n3</em></p>"
+    assert sorted(rendered) == ["v2.2", "v2.3"]
+    last = alice_api.get(url, {"per_page": 2, "page": 3}).json()
+    assert [r["name"] for r in last["results"]] == ["v1.0"]
 
 
 def test_a_download_is_an_attachment_with_nosniff_and_ranges(alice_api, design, api):

@@ -132,3 +132,36 @@ def test_a_release_file_with_a_bad_name_or_wrong_bytes_is_left_out_with_a_note(a
     notes = "\n".join(job.report["notes"])
     assert notes.count("a release file was not imported") == 2, notes
     assert "cannot contain '/'" in notes and "does not match" in notes
+
+
+def test_an_imported_release_file_is_typed_by_its_name_not_by_the_archive(ada_car, tmp_path):
+    ada, _ = ada_car
+    writer = archives.ArchiveWriter(tmp_path / "hostile.zip")
+    with zipfile.ZipFile(export(ada)) as source:
+        for name in source.namelist():
+            if not name.startswith("designs/") or name.count("/") < 2:
+                continue
+            data = source.read(name)
+            if name.endswith("/releases.json"):
+                listed = json.loads(data)
+                for item in listed[0]["files"]:
+                    item["content_type"] = "text/html"
+                data = json.dumps(listed).encode()
+            writer.add_bytes(name, data)
+    writer.finish(
+        {
+            "format": archives.FORMAT,
+            "version": archives.FORMAT_VERSION,
+            "hub": records.hub_root(),
+            "account": {"username": "ada", "url": records.account_url("ada")},
+            "parts": ["account", "designs"],
+        }
+    )
+    bea = UserFactory(username="bea")
+    job = import_into(bea, tmp_path / "hostile.zip")
+    assert job.status == ArchiveImport.Status.DONE, job.error
+    rows = ReleaseAsset.objects.filter(design__owner=bea).order_by("name")
+    assert [(r.name, r.content_type) for r in rows] == [
+        ("guide.txt", "text/plain"),
+        ("plate.3mf", "model/3mf"),
+    ]
