@@ -334,8 +334,10 @@ def test_a_blob_is_read_as_its_lfs_object_only_where_the_design_serves_it(
 def test_the_file_page_shows_the_size_of_the_lfs_object_not_of_its_pointer(alice, client, settings):
     settings.FABHUB_LFS_THRESHOLD_BYTES = 1024
     design = DesignFactory(owner=alice, slug="big-part")
-    commit_files(design, {"cad/body.step": b"ISO-10303-21;" + b"x" * 5000})
-    page = client.get(f"/{alice.username}/big-part/blob/cad/body.step")
+    # A file the hub does not analyse: its page states the size in bytes (a STEP file's
+    # page shows its analysis instead).
+    commit_files(design, {"firmware/image.bin": b"ISO-10303-21;" + b"x" * 5000})
+    page = client.get(f"/{alice.username}/big-part/blob/firmware/image.bin")
     body = page.content.decode()
     assert "stored with Git LFS" in body
     assert "5013 bytes" in body
