@@ -15,8 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # slice print jobs' meshes with PrusaSlicer's command line (FABHUB_SLICER_COMMAND, default
 # prusa-slicer; Debian bookworm's 2.5 package, the one scripts/ensure-test-tools installs
 # for the suite; it slices without a display). Without it labs take G-code only.
+# libgl1 and libx11-6: OpenCASCADE's wheel (cadquery-ocp-novtk, STEP analysis) links
+# against them though it draws nothing; PrusaSlicer pulls them in too, named here so that
+# dropping the slicer does not break STEP files.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git git-lfs ca-certificates prusa-slicer \
+    && apt-get install -y --no-install-recommends git git-lfs ca-certificates prusa-slicer libgl1 libx11-6 \
     && rm -rf /var/lib/apt/lists/* \
     && git lfs install --system --skip-repo \
     && prusa-slicer --help >/dev/null
