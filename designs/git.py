@@ -306,8 +306,9 @@ class Repository:
     # -- refs ---------------------------------------------------------------------------
 
     def resolve(self, rev: str) -> str | None:
-        """The commit sha a branch, tag or sha names, or None."""
-        if not rev or rev.startswith("-"):
+        """The commit sha a branch, tag or sha names, or None. A NUL byte is in no name git
+        can hold (and cannot be passed to a process): such a `rev` names nothing."""
+        if not rev or rev.startswith("-") or "\0" in rev:
             return None
         # Most pages name a branch (the default one): read from the ref files when git's
         # own lookup would surely find that branch, saving a process (~1.5 ms).
@@ -321,6 +322,8 @@ class Repository:
 
     def resolve_ref(self, ref: str) -> str | None:
         """The object a full ref name points to (a tag object for annotated tags), or None."""
+        if "\0" in ref:
+            return None
         sha = _ref_from_files(self.path, ref)
         if sha is not None:
             return sha

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -96,6 +97,9 @@ class NotificationReadApi(APIView):
 
 class NotificationPreferencesApi(APIView):
     permission_classes = AUTHENTICATED
+    # A map of kinds to booleans: JSON only (a form field holding JSON text would be read
+    # leniently, and the fuzzer found a schema-violating body accepted that way).
+    parser_classes = [JSONParser]
 
     @extend_schema(responses=PreferencesOutput)
     def get(self, request: Request) -> Response:

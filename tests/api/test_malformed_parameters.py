@@ -170,3 +170,23 @@ def test_an_empty_enum_filter_is_a_400_not_no_filter(api, alice, name):
     response = api.get(reverse("api-design-list"), {name: ""})
     assert response.status_code == 400, response.content
     assert response.json() == {name: ["Give one of the values, or leave the parameter out."]}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api-design-meshes",
+        "api-design-tree",
+        "api-design-readme",
+        "api-design-history",
+        "api-design-assembly",
+    ],
+)
+@pytest.mark.parametrize("ref", ["main\0", "\x0eNG\u00b8\0\u009b"])
+def test_a_ref_holding_a_nul_byte_names_nothing(api, alice, name, ref):
+    """Git holds no name with a NUL byte, and none can be passed to a process: a 404 that
+    says the ref names nothing, never a 500 (the API fuzzer found the meshes list's)."""
+    design = DesignFactory(owner=alice, slug="bracket")
+    commit_files(design, {"a.txt": "1"})
+    response = api.get(reverse(name, args=["alice", "bracket"]), {"ref": ref})
+    assert response.status_code == 404, response.content

@@ -318,6 +318,19 @@ def test_an_unknown_kind_in_the_preferences_is_a_400(ada):
     assert response.status_code == 400
 
 
+def test_preferences_are_json_booleans_only(ada):
+    """The API fuzzer sent the map as JSON text in a multipart part and it was accepted
+    (and read as no change): the preferences take JSON only, each value a boolean."""
+    api = client_for(ada)
+    url = reverse("api-notification-preferences")
+    before = api.get(url).json()
+    sent_as_form = api.patch(url, {"email": '{"x-schemathesis-additional": {}}'}, format="multipart")
+    assert sent_as_form.status_code == 415
+    not_a_boolean = api.patch(url, {"email": {"release": {}}}, format="json")
+    assert not_a_boolean.status_code == 400
+    assert api.get(url).json() == before  # nothing changed
+
+
 def test_marking_one_and_then_all_read(rover, fork, ada, mia):
     proposal = open_proposal(fork, rover, mia)
     proposals.proposal_comment(proposal=proposal, user=mia, body="And tyres")
