@@ -580,7 +580,10 @@ class Repository:
         return [p for p in out.split("\0") if p]
 
     def entry(self, commit: str, path: str) -> TreeEntry | None:
-        """The tree entry at `path` in `commit`, or None if there is nothing there."""
+        """The tree entry at `path` in `commit`, or None if there is nothing there (nor can
+        there be, at a path holding a NUL byte)."""
+        if "\0" in path:
+            return None
         out = self._run("ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128))
         for record in out.decode().split("\0"):
             if not record:

@@ -148,6 +148,8 @@ def design_history(
     design: Design, *, rev: str | None, path: str | None, offset: int, limit: int
 ) -> tuple[int, list[Commit]]:
     """(total count, one page of commits) reachable from `rev`, optionally touching `path`."""
+    if path and "\0" in path:
+        raise NotFound("No path holds a NUL byte.")
     sha = design_resolve(design, rev)
     repo = design.repo
     # A commit's history never changes, so its length is cached by sha for good.

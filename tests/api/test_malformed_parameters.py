@@ -190,3 +190,23 @@ def test_a_ref_holding_a_nul_byte_names_nothing(api, alice, name, ref):
     commit_files(design, {"a.txt": "1"})
     response = api.get(reverse(name, args=["alice", "bracket"]), {"ref": ref})
     assert response.status_code == 404, response.content
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/designs/alice/bracket/tree/?path=docs%00",
+        "/api/designs/alice/bracket/raw/?path=a.txt%00",
+        "/api/designs/alice/bracket/commits/?path=a.txt%00",
+        "/alice/bracket/blob/a.txt%00",
+        "/alice/bracket/tree/docs%00/",
+        "/alice/bracket/raw/a.txt%00",
+        "/alice/bracket/commits/?path=a.txt%00",
+    ],
+)
+def test_a_path_holding_a_nul_byte_names_nothing(client, alice, url):
+    """The same class as the NUL ref: a path with a NUL byte is in no tree (a 404), where
+    it used to reach the git process start and fail it (a 500)."""
+    design = DesignFactory(owner=alice, slug="bracket")
+    commit_files(design, {"a.txt": "1", "docs/b.txt": "2"})
+    assert client.get(url).status_code == 404
