@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from designs import selectors
 from designs.api.base import DesignContextMixin
-from designs.models import ReleaseAsset
+from designs.models import Design, ReleaseAsset
 from designs.paths import content_type_for
 from designs.rawfiles import serve_release_asset
 from designs.serializers import PersonOutput
@@ -95,6 +95,9 @@ class ReleaseListApi(DesignContextMixin, ListAPIView):
     """The releases, newest first, a page at a time; notes are rendered for that page only."""
 
     serializer_class = ReleaseOutput
+    # Only for the schema generator, which reads a model from it (the path's owner and
+    # slug are a design's): the releases are the design's tags, listed in `list`.
+    queryset = Design.objects.none()
 
     def list(self, request: Request, *args, **kwargs) -> Response:
         design = self.get_design()
