@@ -30,6 +30,7 @@ from django.urls import reverse
 from designs.git import GitError, TreeEntry
 from designs.meshes import MATERIAL_DENSITIES_G_CM3, is_mesh_path
 from designs.models import Design, OkhDocumentationReadiness, OkhTechnologyReadiness
+from designs.paths import is_image_path
 from designs.selectors import (
     analyses_for_blobs,
     declared_units,
@@ -50,7 +51,6 @@ MAX_IMAGES = 20
 ASSUMED_MATERIAL = "PLA"
 FDM_MATERIALS = {"pla", "petg", "abs"}
 PRINTING_PROCESSES = ("FDM", "SLA", "SLS", "MJF", "DMLS")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 # Source files that sit beside an exported mesh under the same name (frame.scad → frame.stl).
 CAD_EXTENSIONS = (".scad", ".fcstd", ".step", ".stp", ".f3d", ".sldprt", ".ipt", ".blend", ".3dm")
 # The hub's alone: where the design lives, which release, which format.
@@ -446,7 +446,7 @@ def _derived(
     if boms:
         fields["bom"] = raw(boms[0])
     images = sorted(
-        (e.path for e in files if e.path.lower().endswith(IMAGE_EXTENSIONS)),
+        (e.path for e in files if is_image_path(e.path)),
         key=lambda p: (p.count("/"), p.lower()),
     )
     if images:

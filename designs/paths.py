@@ -120,6 +120,15 @@ EXTRA_TYPES = {
 TEXT_AS_PLAIN = {"text/html", "application/xhtml+xml", "text/javascript", "application/javascript"}
 
 
+# Files shown as pictures (browsers draw them in <img>): the design page's top picture, the
+# diff pages' before and after, an OKH manifest's image.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+
+
+def is_image_path(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
 def content_type_for(path: str) -> str:
     """The type a file named `path` is served and stored as; HTML and scripts as plain text."""
     lower = path.lower()

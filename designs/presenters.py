@@ -18,11 +18,11 @@ from designs.diffs import FileDiff
 from designs.git import TreeEntry
 from designs.meshes import fits, group_colour, is_mesh_path
 from designs.models import Design
+from designs.paths import is_image_path
 from designs.selectors import (
     analyses_for_blobs,
     declared_units,
     figures_at,
-    is_image_path,
     parse_build_volume,
     thumbnail_path,
 )

@@ -37,6 +37,7 @@ from designs.models import (
     Star,
     Watch,
 )
+from designs.paths import is_image_path
 from hub.auth import Viewer
 from hub.exceptions import NotFound, PermissionDenied, ValidationError
 from hub.markdown import MAX_MARKDOWN_CHARS, RENDERER_VERSION, render_markdown
@@ -181,14 +182,6 @@ def design_file(design: Design, *, rev: str | None, path: str) -> tuple[str, Tre
     if entry is None or entry.kind != "blob":
         raise NotFound(f"No file {path!r} at {sha[:10]}.")
     return sha, entry
-
-
-# Files the diff pages show as pictures, before and after (browsers draw them in <img>).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
-
-
-def is_image_path(path: str) -> bool:
-    return path.lower().endswith(IMAGE_SUFFIXES)
 
 
 def design_image_blob(design: Design, *, blob_sha: str, name: str) -> TreeEntry:

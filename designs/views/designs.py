@@ -44,7 +44,6 @@ from hub.views import form_call, hub_page
 
 COMMITS_PER_PAGE = 30
 MAX_SHOWN_TEXT_BYTES = 512 * 1024
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 PICTURE_NAMES = frozenset({"cover", "main", "photo", "hero"})
 # In the README's sanitised HTML (hub.markdown): its first image, and that image's address
 # (rewritten to the design's raw files for a relative one) and text.
@@ -320,8 +319,8 @@ def _top_picture(design: Design, *, sha: str, entries: list, readme_html: str) -
                 "alt": html.unescape(alt.group(1)) if alt else design.title,
             }
     for entry in entries:
-        stem, _, suffix = entry.name.lower().rpartition(".")
-        if entry.kind == "blob" and stem in PICTURE_NAMES and f".{suffix}" in IMAGE_EXTENSIONS:
+        stem = entry.name.lower().rpartition(".")[0]
+        if entry.kind == "blob" and stem in PICTURE_NAMES and paths.is_image_path(entry.name):
             url = reverse("design-raw", args=[design.owner.username, design.slug, entry.path])
             return {"url": with_query(url, ref=sha), "alt": design.title}
     cover = presenters.with_covers([design])[0].cover_url
@@ -358,7 +357,7 @@ def design_blob(request: HttpRequest, owner: str, slug: str, path: str) -> HttpR
         reverse("design-raw", args=[design.owner.username, design.slug, entry.path]), ref=sha
     )
     text = None
-    is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    is_image = paths.is_image_path(entry.name)
     mesh = (
         presenters.mesh_page(design, sha=sha, entry=entry, build_volume=request.GET.get("build_volume") or "")
         if is_mesh_path(entry.path)
