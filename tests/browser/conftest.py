@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 # Playwright's sync API runs an event loop in this thread; Django would otherwise refuse
 # the test's own database calls as "async-unsafe". The live server runs in its own thread.
@@ -55,6 +56,9 @@ def page(request, browser, live_server, transactional_db):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    # Assertions wait as long as actions do: under a loaded CI machine a page that renders
+    # a mesh took longer than expect()'s own 5 s default (seen on the fit-check test).
+    expect.set_options(timeout=10_000)
     # Every browser test is also a Content-Security-Policy test: Chromium reports each
     # script, style or connection the policy refused on the console, and any is a failure.
     violations: list[str] = []
