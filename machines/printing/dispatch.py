@@ -34,18 +34,14 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import (
     Case,
-    CharField,
     Exists,
     F,
     Field,
     Model,
     OuterRef,
     Q,
-    Subquery,
-    Value,
     When,
 )
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hub.exceptions import Conflict
@@ -153,9 +149,9 @@ def idle_printers(
     fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
     holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
     rows = (
-        Printer.objects.select_related("machine")
-        # One Lab per lab, not per printer: the labs' clocks are read and cached on them.
-        .prefetch_related("machine__lab")
+        # The lab and its print settings come in the same statement (a lab without
+        # settings reads as None); `_one_lab_each` then makes them one Lab per lab.
+        Printer.objects.select_related("machine", "machine__lab", "machine__lab__print_settings")
         # What the dispatcher never reads (JSON costs a decode per row).
         .defer(*IDLE_DEFERRED)
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
@@ -180,7 +176,17 @@ def idle_printers(
         rows = rows.filter(machine__lab_id=lab_id)
     if machine_ids is not None:
         rows = rows.filter(pk__in=list(machine_ids))
-    return list(rows)
+    return _one_lab_each(list(rows))
+
+
+def _one_lab_each(printers: list[Printer]) -> list[Printer]:
+    """Give the printers of one lab the same Lab object: its clock (opening hours,
+    closures) is read once and cached on it, not once per printer."""
+    labs: dict[int, Any] = {}
+    for printer in printers:
+        machine = printer.machine
+        machine.lab = labs.setdefault(machine.lab_id, machine.lab)
+    return printers
 
 
 @dataclass(frozen=True)
@@ -503,31 +509,15 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
         with transaction.atomic():
             if connection.features.has_select_for_update:
                 list(Machine.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-            Machine.objects.filter(pk__in=ids).update(timeline_version=F("timeline_version") + 1)
-            holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
-            free = set(
-                Printer.objects.filter(
-                    pk__in=ids, accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE
-                )
-                .filter(~Exists(holding))
-                .values_list("pk", flat=True)
-            )
-            ready = [p for p in plans if p.printer.pk in free]
-            if ready:
-                busy: dict[int, list[tuple[datetime, datetime]]] = {}
-                for machine_id, start, end in Booking.objects.filter(
-                    machine_id__in=[p.printer.pk for p in ready],
-                    status__in=Booking.ACTIVE,
-                    end__gt=now,
-                    start__lt=max(p.end for p in ready),
-                ).values_list("machine_id", "start", "end"):
-                    busy.setdefault(machine_id, []).append((start, end))
-                ready = [p for p in ready if not any(s < p.end for s, _ in busy.get(p.printer.pk, ()))]
-            if ready:
+            # The common case in one statement: every machine still free and its timeline
+            # clear, so all their locks are taken at once. Otherwise, look machine by
+            # machine which ones still are.
+            ready = plans if _take_timelines(plans, now=now) == len(plans) else _still_free(plans, now=now)
+            if ready and connection.features.has_select_for_update_skip_locked:
+                # Another dispatcher holding a job's row is taking it: leave it, do not wait.
+                # (SQLite has one writer at a time: the count of the UPDATE below is the check.)
                 waiting = PrintJob.objects.filter(pk__in=[p.job.pk for p in ready], status=S.QUEUED)
-                if connection.features.has_select_for_update_skip_locked:
-                    waiting = waiting.select_for_update(skip_locked=True)
-                queued = set(waiting.values_list("pk", flat=True))
+                queued = set(waiting.select_for_update(skip_locked=True).values_list("pk", flat=True))
                 gone = {p.printer.pk for p in ready if p.job.pk not in queued}
                 ready = [p for p in ready if p.job.pk in queued]
             if not ready:
@@ -563,7 +553,9 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
                 },
                 where={"status": S.QUEUED},
             )
-            if claimed != len(ready):  # pragma: no cover - the jobs are locked (or SQLite writes alone)
+            if claimed != len(ready):
+                # A job left the queue since the plan read it (on PostgreSQL, the jobs
+                # are locked: this does not happen). Roll back; the printers look again.
                 raise Conflict("A claimed job moved meanwhile.")
             _send_after_commit(ready, token)
     except IntegrityError as exc:
@@ -572,27 +564,103 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
         logger.info("a timeline row collided while claiming %d jobs: claiming them one by one", len(plans))
         won = [p.job.pk for p in plans if _claim(p.job, p.printer, p.gcode, now=now, span=p.end - now)]
         return won, set()
-    except Conflict:  # pragma: no cover - as above
+    except Conflict:
         return [], {p.printer.pk for p in plans}
     logger.info("%d print jobs claimed", len(ready))
     return [p.job.pk for p in ready], gone
 
 
+def _take_timelines(plans: list[Plan], *, now: datetime) -> int:
+    """Take the timelines of the planned machines that are still free, in one statement:
+    the machine available, its printer taking jobs with a clear bed and holding no job,
+    and no active row of its timeline over [now, plan's end). Returns how many it took
+    (their `timeline_version` moved on: the lock the other writers of a timeline take)."""
+    quote = connection.ops.quote_name
+    machine, printer, job, row = (m._meta for m in (Machine, Printer, PrintJob, Booking))
+
+    def col(model: type[Model], name: str) -> str:
+        return quote(_field(model, name).column)  # type: ignore[arg-type]
+
+    table = quote(machine.db_table)
+    end_field = _field(Booking, "end")
+    if connection.vendor == "postgresql":
+        typed = f"(CAST(%s AS {_field(Machine, 'pk').cast_db_type(connection)}), CAST(%s AS {end_field.cast_db_type(connection)}))"
+    else:
+        typed = "(%s, %s)"
+    on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
+    active = ", ".join(["%s"] * len(Booking.ACTIVE))
+    version = col(Machine, "timeline_version")
+    sql = (
+        f"UPDATE {table} SET {version} = {version} + 1 FROM (VALUES {{values}}) AS v "
+        f"WHERE {table}.{col(Machine, 'pk')} = v.column1 AND {table}.{col(Machine, 'status')} = %s "
+        f"AND EXISTS (SELECT 1 FROM {quote(printer.db_table)} p WHERE p.{col(Printer, 'pk')} = v.column1 "
+        f"AND p.{col(Printer, 'accepts_jobs')} = %s AND p.{col(Printer, 'bed_clear')} = %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(job.db_table)} j WHERE j.{col(PrintJob, 'machine')} = v.column1 "
+        f"AND j.{col(PrintJob, 'status')} IN ({on_printer})) "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(row.db_table)} b WHERE b.{col(Booking, 'machine')} = v.column1 "
+        f"AND b.{col(Booking, 'status')} IN ({active}) AND b.{col(Booking, 'end')} > %s "
+        f"AND b.{col(Booking, 'start')} < v.column2)"
+    )
+    rest: list[Any] = [Machine.Status.AVAILABLE.value, True, True, *PrintJob.ON_PRINTER, *Booking.ACTIVE]
+    rest.append(end_field.get_db_prep_value(now, connection))
+    taken = 0
+    ordered = sorted(plans, key=lambda p: p.printer.pk)
+    with connection.cursor() as cursor:
+        for first in range(0, len(ordered), ROWS_PER_UPDATE):
+            chunk = ordered[first : first + ROWS_PER_UPDATE]
+            values = ", ".join([typed] + ["(%s, %s)"] * (len(chunk) - 1))
+            params: list[Any] = []
+            for plan in chunk:
+                params += [plan.printer.pk, end_field.get_db_prep_value(plan.end, connection)]
+            cursor.execute(sql.format(values=values), [*params, *rest])
+            taken += cursor.rowcount
+    return taken
+
+
+def _still_free(plans: list[Plan], *, now: datetime) -> list[Plan]:
+    """The plans whose machine is still free, machine by machine (`_take_timelines` found
+    that some are not): all the machines' timelines taken, then the printers still free,
+    and no active row of each timeline over [now, plan's end), read under the locks."""
+    ids = [p.printer.pk for p in plans]
+    Machine.objects.filter(pk__in=ids).update(timeline_version=F("timeline_version") + 1)
+    holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
+    free = set(
+        Printer.objects.filter(
+            pk__in=ids, accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE
+        )
+        .filter(~Exists(holding))
+        .values_list("pk", flat=True)
+    )
+    ready = [p for p in plans if p.printer.pk in free]
+    if not ready:
+        return []
+    busy: dict[int, list[datetime]] = {}
+    for machine_id, start in Booking.objects.filter(
+        machine_id__in=[p.printer.pk for p in ready],
+        status__in=Booking.ACTIVE,
+        end__gt=now,
+        start__lt=max(p.end for p in ready),
+    ).values_list("machine_id", "start"):
+        busy.setdefault(machine_id, []).append(start)
+    return [p for p in ready if not any(start < p.end for start in busy.get(p.printer.pk, ()))]
+
+
 def _send_after_commit(claims: list[Plan], token: str) -> None:
     """Tell the printers, once the claims are durable: a networked printer (or one via an
     agent) in a send task of its own; the printers without network control all at once."""
-    by_hand = []
+    by_hand: dict[int, tuple[int, str]] = {}
     for plan in claims:
         if plan.printer.machine.has_connection:
             enqueue("machines.tasks.send_print_job", plan.job.pk, token)
         else:
-            by_hand.append(plan.job.pk)
+            by_hand[plan.job.pk] = (plan.printer.pk, jobs.remote_name(plan.job, token))
     if by_hand:
-        transaction.on_commit(partial(hand_off, job_ids=by_hand, token=token))
+        transaction.on_commit(partial(hand_off, claims=by_hand, token=token))
 
 
-def hand_off(*, job_ids: list[int], token: str) -> None:
-    """`print_job_send` for printers without network control, for many jobs at once.
+def hand_off(*, claims: dict[int, tuple[int, str]], token: str) -> None:
+    """`print_job_send` for printers without network control, for many jobs at once
+    (`claims`: by job id, the machine and the file name the dispatch named `token` gave it).
 
     The manual driver's hand-off is a record: the job waits for an operator, and the
     printer's record names the file to carry. The same checks, by sets: only the dispatch
@@ -600,36 +668,48 @@ def hand_off(*, job_ids: list[int], token: str) -> None:
     jobs those checks leave out go through `print_job_send` one by one, which says what
     happens to each (stale: nothing; busy: back to the queue)."""
     now = timezone.now()
+    job_ids = list(claims)
     with transaction.atomic():
-        mine = PrintJob.objects.filter(
-            pk__in=job_ids,
-            status=S.DISPATCHING,
-            dispatch_token=token,
-            machine__connection_secret="",
-            machine__agent__isnull=True,
-        ).exclude(machine__printer__state__in=[s.value for s in PrinterState if s.has_active_job])
-        if connection.features.has_select_for_update:
-            mine = mine.select_for_update(of=("self",))
-        ready = dict(mine.values_list("pk", "machine_id"))
-        if ready:
-            PrintJob.objects.filter(pk__in=list(ready), status=S.DISPATCHING, dispatch_token=token).update(
-                status=S.AWAITING_OPERATOR, claimed_at=now
+        by_hand = (
+            Printer.objects.filter(
+                pk__in=[machine_id for machine_id, _ in claims.values()],
+                machine__connection_secret="",
+                machine__agent__isnull=True,
             )
-            handed = PrintJob.objects.filter(
-                machine_id=OuterRef("pk"), status=S.AWAITING_OPERATOR, dispatch_token=token
-            ).values("remote_name")[:1]
-            Printer.objects.filter(pk__in=list(ready.values())).update(
-                state=PrinterState.AWAITING_OPERATOR.value,
-                job_name=Subquery(handed),
-                message=Concat(
-                    Value("carry "),
-                    Subquery(handed),
-                    Value(" to the printer and start it by hand"),
-                    output_field=CharField(),
-                ),
-                progress=None,
-                seen_at=now,
-                state_changed_at=now,
+            .exclude(state__in=[s.value for s in PrinterState if s.has_active_job])
+            .values("pk")
+        )
+        handed = PrintJob.objects.filter(
+            pk__in=job_ids, status=S.DISPATCHING, dispatch_token=token, machine_id__in=by_hand
+        ).update(status=S.AWAITING_OPERATOR, claimed_at=now)
+        if handed == len(job_ids):
+            ready = set(job_ids)
+        elif handed:
+            ready = set(
+                PrintJob.objects.filter(
+                    pk__in=job_ids, status=S.AWAITING_OPERATOR, dispatch_token=token, claimed_at=now
+                ).values_list("pk", flat=True)
+            )
+        else:
+            ready = set()
+        if ready:
+            # The operator's record of each printer: the file to carry (the dispatcher's
+            # UPDATE of many rows, each with its own values).
+            update_by_pk(
+                Printer,
+                columns=("job_name", "message"),
+                rows={
+                    machine_id: (name, f"carry {name} to the printer and start it by hand")
+                    for job_id, (machine_id, name) in claims.items()
+                    if job_id in ready
+                },
+                same={
+                    "state": PrinterState.AWAITING_OPERATOR.value,
+                    "progress": None,
+                    "seen_at": now,
+                    "state_changed_at": now,
+                },
+                where={},
             )
     for job_id in job_ids:
         if job_id not in ready:

@@ -173,9 +173,16 @@ class Floor:
         """Read the labs' settings, opening hours, closures and the owners' qualifications
         there in a few queries, so many labs cost no more than one."""
         lab_ids = {lab.pk for lab in labs}
-        found = {row.lab_id: row for row in PrintSettings.objects.filter(lab_id__in=lab_ids)}
+        # A lab read with its settings (`select_related`, as the dispatcher reads them) has
+        # them cached, None when it has none: only the others are read here.
+        known = {lab.pk for lab in labs if Lab.print_settings.is_cached(lab)}
+        unread = lab_ids - known
+        found = {row.lab_id: row for row in PrintSettings.objects.filter(lab_id__in=unread)} if unread else {}
         for lab in labs:
-            self._settings.setdefault(lab.pk, found.get(lab.pk) or PrintSettings(lab=lab))
+            row: PrintSettings | None = (
+                getattr(lab, "print_settings", None) if lab.pk in known else found.get(lab.pk)
+            )
+            self._settings.setdefault(lab.pk, row or PrintSettings(lab=lab))
         prefetch_related_objects(labs, "opening_hours")
         start, end = self.now - timedelta(days=1), self.now + LOOKAHEAD
         self._closures = {}
