@@ -272,6 +272,29 @@ def test_the_first_branch_pushed_into_an_empty_design_becomes_its_default_branch
     assert (git.home / "again" / "README.md").read_text() == "# Fresh\n"
 
 
+def test_a_push_straight_after_the_first_one_keeps_to_the_default_branch_it_named(hub_server, maker, git):
+    """The first push's follow-up, which names its branch the default one, runs after its
+    answer; a push made at once waits for it, so rewriting that branch is refused."""
+    empty = DesignFactory(owner=maker, slug="fresh")
+    url = push_url(hub_server, empty, maker)
+    work = git.home / "work"
+    git("init", "-q", "-b", "dev", str(work))
+    for n in (1, 2):
+        (work / "README.md").write_text(f"# Fresh {n}\n")
+        git("add", "README.md", cwd=work)
+        git("commit", "-q", "-m", f"Commit {n}", cwd=work)
+    git("push", url, "dev", cwd=work, follow_up=False)
+    git("reset", "-q", "--hard", "HEAD~1", cwd=work)
+    git("commit", "-q", "--allow-empty", "-m", "Rewritten", cwd=work)
+    result = git("push", "--force", url, "dev", cwd=work, check=False, follow_up=False)
+
+    assert result.returncode != 0
+    assert "dev is the default branch: force pushes that rewrite its history are refused" in result.stderr
+    empty.refresh_from_db()
+    assert empty.default_branch == "dev"
+    assert empty.repo.commit("dev").summary == "Commit 2"
+
+
 def tree_with(git, work, base: str, path: str) -> str:
     """The tree of `base` plus a file at `path`, made with mktree (no path checks)."""
     import subprocess
