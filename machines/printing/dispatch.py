@@ -537,11 +537,12 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
                     for p in ready
                 ]
             )
+            names = {p.job.pk: jobs.remote_name(p.job, token) for p in ready}
             claimed = update_by_pk(
                 PrintJob,
                 columns=("machine", "gcode", "booking", "remote_name"),
                 rows={
-                    p.job.pk: (p.printer.pk, p.gcode.pk, row.pk, jobs.remote_name(p.job, token))
+                    p.job.pk: (p.printer.pk, p.gcode.pk, row.pk, names[p.job.pk])
                     for p, row in zip(ready, rows, strict=True)
                 },
                 same={
@@ -557,7 +558,7 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
                 # A job left the queue since the plan read it (on PostgreSQL, the jobs
                 # are locked: this does not happen). Roll back; the printers look again.
                 raise Conflict("A claimed job moved meanwhile.")
-            _send_after_commit(ready, token)
+            _send_after_commit(ready, token, names)
     except IntegrityError as exc:
         if "booking_no_overlap" not in str(exc):
             raise
@@ -645,15 +646,16 @@ def _still_free(plans: list[Plan], *, now: datetime) -> list[Plan]:
     return [p for p in ready if not any(start < p.end for start in busy.get(p.printer.pk, ()))]
 
 
-def _send_after_commit(claims: list[Plan], token: str) -> None:
+def _send_after_commit(claims: list[Plan], token: str, names: dict[int, str]) -> None:
     """Tell the printers, once the claims are durable: a networked printer (or one via an
-    agent) in a send task of its own; the printers without network control all at once."""
+    agent) in a send task of its own; the printers without network control all at once
+    (`names`: each job's file name on its printer, as claimed)."""
     by_hand: dict[int, tuple[int, str]] = {}
     for plan in claims:
         if plan.printer.machine.has_connection:
             enqueue("machines.tasks.send_print_job", plan.job.pk, token)
         else:
-            by_hand[plan.job.pk] = (plan.printer.pk, jobs.remote_name(plan.job, token))
+            by_hand[plan.job.pk] = (plan.printer.pk, names[plan.job.pk])
     if by_hand:
         transaction.on_commit(partial(hand_off, claims=by_hand, token=token))
 
@@ -722,6 +724,7 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
     of one claim, when the set's insert met PostgreSQL's exclusion constraint.)"""
 
     token = jobs.new_token()
+    name = jobs.remote_name(job, token)
     end = now + span
     try:
         with transaction.atomic():
@@ -748,7 +751,7 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 gcode=gcode,
                 dispatch_token=token,
                 claimed_at=now,
-                remote_name=jobs.remote_name(job, token),
+                remote_name=name,
                 progress=None,
                 reason="",
             ):
@@ -764,7 +767,7 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 note=f"Print job #{job.pk}: {job.filename}"[:500],
             )
             PrintJob.objects.filter(pk=job.pk).update(booking=row)
-            _send_after_commit([Plan(printer, job, gcode, end)], token)
+            _send_after_commit([Plan(printer, job, gcode, end)], token, {job.pk: name})
     except Conflict:
         return False
     logger.info("print job %s claimed for %s", job.pk, printer.machine)

@@ -324,15 +324,19 @@ def prepare_failed(job: PrintJob, reason: str) -> PrintJob:
 
 
 def job_prepared(job: PrintJob, *, now: datetime) -> bool:
-    """Sliced (or read) and within the lab's limits: into the queue, or to a manager first."""
+    """Sliced (or read) and within the lab's limits: into the queue, or to a manager first.
+    The winner's `job` says so too (its caller need not read it back)."""
     nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
-    return bool(
-        PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(
-            status=nxt,
-            queued_at=now if nxt == S.QUEUED else None,
-            prepare_lease_until=None,
-        )
-    )
+    changes: dict[str, Any] = {
+        "status": nxt,
+        "queued_at": now if nxt == S.QUEUED else None,
+        "prepare_lease_until": None,
+    }
+    if not PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(**changes):
+        return False
+    for name, value in changes.items():
+        setattr(job, name, value)
+    return True
 
 
 def job_approved(job: PrintJob, *, actor: User, now: datetime) -> bool:

@@ -27,6 +27,13 @@ def print_settings_of(lab: Lab) -> PrintSettings:
     return found if found is not None else PrintSettings(lab=lab)
 
 
+def print_settings_read_with(lab: Lab) -> PrintSettings:
+    """`print_settings_of` for a lab just read with them (`select_related` of
+    `print_settings`, or of `lab__print_settings` from a job): nothing more is read."""
+    found: PrintSettings | None = getattr(lab, "print_settings", None)
+    return found if found is not None else PrintSettings(lab=lab)
+
+
 def printer_of(machine: Machine) -> Printer | None:
     return Printer.objects.filter(machine=machine).select_related("machine", "machine__lab").first()
 

@@ -37,7 +37,13 @@ from machines.printing.connections import driver_for_machine
 from machines.printing.drivers import PrinterError
 from machines.printing.files import gcode_path, store_file
 from machines.printing.gcode import GcodeInfo, read_gcode
-from machines.selectors import lab_role, qualification_for, require_manager, require_member
+from machines.selectors import (
+    lab_role,
+    qualification_for,
+    require_manager,
+    require_member,
+    require_member_role,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +182,8 @@ def print_job_submit(
     member is qualified for, the mesh analysis (it must fit one of those printers), and
     the lab's per-member limits. The job is then prepared (sliced) in the background.
     """
-    require_member(lab, owner)
+    role = lab_role(lab, owner)
+    require_member_role(lab, role)
     if (design is None) == (upload is None):
         raise ValidationError(
             "Give either a design file (design, path and revision) or a G-code file to upload."
@@ -193,7 +200,6 @@ def print_job_submit(
         raise ValidationError(
             f"Priority must be one of {', '.join(str(v) for v in PrintJob.Priority.values)}."
         )
-    role = lab_role(lab, owner)
     if priority > PrintJob.Priority.NORMAL and role != "manager":
         raise PermissionDenied(f"Only managers of {lab.name} can give a job a priority above normal.")
     if not 1 <= copies <= MAX_COPIES:
@@ -373,7 +379,8 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     now = timezone.now()
     if not _claim_prepare(job_id, now):
         return None
-    job = PrintJob.objects.select_related("lab", "owner", "design__owner").get(pk=job_id)
+    # The lab's print settings with it: the limits below read them.
+    job = PrintJob.objects.select_related("lab__print_settings", "owner", "design__owner").get(pk=job_id)
     work = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
     try:
         source = work / _work_name(job)
@@ -429,7 +436,12 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     estimates = [g.estimated_seconds for g in gcodes if g.estimated_seconds is not None]
     estimate = max(estimates) if estimates else None
     first = gcodes[0]
-    settings_row = ps.print_settings_of(job.lab)
+    # Read with the job, moments ago; after slicing (minutes, maybe), read again.
+    settings_row = (
+        ps.print_settings_of(job.lab)
+        if job.file_kind == PrintJob.FileKind.MESH
+        else ps.print_settings_read_with(job.lab)
+    )
     with transaction.atomic():
         PrintJob.objects.filter(pk=job.pk).update(
             estimated_seconds=estimate,
@@ -452,7 +464,13 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
         except ValidationError as exc:  # a balance too short for the new estimate
             return jobs.prepare_failed(job, f"Once sliced, the job costs more: {exc.message}")
         moved = jobs.job_prepared(job, now=now)
-        job.refresh_from_db()
+        if moved and not settings_row.credits_enabled:
+            # The job as written here and by job_prepared (with credits, its hold moved
+            # too): no need to read it back.
+            job.estimated_seconds, job.size_mm = estimate, size_mm
+            job.filament_mm, job.filament_g = first.filament_mm, first.filament_g
+        else:
+            job.refresh_from_db()
         if moved and not job.needs_approval:
             jobs.kick_dispatch(job.lab_id)
         if moved and job.needs_approval:
