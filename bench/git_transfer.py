@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRUSA_BUNDLE = ROOT.parent / "shared" / "corpus" / "repos" / "prusa-i3-mk3s.bundle"
 COMMITS = 1_000
 BINARY_FILES = 100  # of 1 MB each, one every 10 commits
-RUNS = 3
+RUNS = 5
 
 
 def fast_import(repo: Path, *, commits: int, binaries: int) -> None:
@@ -274,7 +274,7 @@ def main() -> None:
             f"{op:<13}{h:>6.2f}s{p:>6.2f}s{h / p:>6.2f}x  {hc:>6.2f}s{pc:>6.2f}s{hc / pc:>6.2f}x  {after:>8.2f}s  {every}"
         )
     print(
-        "best of 3 (wall, and server CPU while the client waited); 'hub after': the most CPU the hub "
+        f"best of {RUNS} (wall, and server CPU while the client waited); 'hub after': the most CPU the hub "
         "spent after answering one run (background work)"
     )
     print(
