@@ -319,6 +319,38 @@ def test_dispatchers_racing_start_every_job_at_most_once(lab, bob, tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_job_cancelled_between_the_plan_and_the_claim_is_not_claimed_and_its_printer_looks_again(
+    lab, bob, tmp_path, tick, monkeypatch
+):
+    """The owner cancels the job the round chose, after the dispatcher read it and before
+    its claim: the claim leaves it cancelled (on SQLite the claim's count falls short and
+    the round rolls back; on PostgreSQL the job is no longer queued under the lock), no
+    timeline row is left for it, and the printer takes the next job in the same tick."""
+    printer = make_printer(lab)
+    chosen = queued_job(lab, bob, tmp_path, name="chosen.gcode")
+    queued_job(lab, bob, tmp_path, name="next.gcode")
+    plan = dispatch._plan
+    cancelled: list[int] = []
+
+    def plan_then_cancel(printers, now):
+        plans = plan(printers, now)
+        if not cancelled:
+            assert [p.job.pk for p in plans] == [chosen.pk]
+            printing.print_job_cancel(job=plans[0].job, actor=bob)
+            cancelled.append(plans[0].job.pk)
+        return plans
+
+    monkeypatch.setattr(dispatch, "_plan", plan_then_cancel)
+    claimed = tick()
+    assert cancelled == [chosen.pk]
+    assert len(claimed) == 1 and claimed != [chosen.pk]
+    assert status_of(chosen) == S.CANCELLED and chosen.booking_id is None
+    rows = Booking.objects.filter(kind=Booking.Kind.PRINT_JOB, status__in=Booking.ACTIVE)
+    assert list(rows.values_list("machine_id", flat=True)) == [printer.pk]
+    assert PrintJob.objects.get(pk=claimed[0]).booking_id == rows.get().pk
+
+
+@pytest.mark.django_db
 def test_the_file_name_on_the_printer_is_plain_ascii_and_unique_per_dispatch(lab, bob, tmp_path, tick):
     import re
 
