@@ -6,23 +6,23 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import (
-    BooleanField,
-    CharField,
     Count,
     F,
-    JSONField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
 )
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 from hub.auth import Viewer
@@ -184,10 +184,6 @@ def _json_select(columns: str, rows: str) -> str:
     bench/bookings.py; docs/labs.md)."""
     agg = "JSONB_AGG" if connection.vendor == "postgresql" else "JSON_GROUP_ARRAY"
     return f"SELECT {agg}({_json_array()}({columns})) FROM {rows}"
-
-
-def _json_rows(columns: str, rows: str, *params: Any) -> RawSQL:
-    return RawSQL(_json_select(columns, rows), params, output_field=JSONField())
 
 
 def _json(value: Any) -> Any:
@@ -487,61 +483,149 @@ class BookingContext:
     qualifications: list[Qualification]  # the member's for this machine or its kind, valid or not
 
 
+def prepared_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor of `db` for a statement whose text never changes and that runs on every
+    booking. On PostgreSQL the statement is prepared on the server the first time it runs
+    on a connection (psycopg keeps track), and then neither parsed nor planned again:
+    planning was the larger part of a booking's database time (docs/labs.md). Django's own
+    cursors bind parameters on the client and never prepare; Django leaves psycopg's
+    prepared statements off (`prepare_threshold` None) so that connection poolers work,
+    and PgBouncer in transaction mode handles them only from 1.21, with
+    `max_prepared_statements` set. Elsewhere, Django's cursor."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    # What Django's cursor() does before it hands one out (BaseDatabaseWrapper._cursor,
+    # DatabaseWrapper.create_cursor): a live connection, instants read in its time zone.
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = _preparing_cursor()(db.connection)
+        if db.timezone != db.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+            register_tzloader(db.timezone, cursor)
+    db.validate_thread_sharing()
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
+
+
+@cache
+def _preparing_cursor() -> type[Any]:
+    import psycopg
+
+    class PreparingCursor(psycopg.Cursor[Any]):
+        """Binds on the server and prepares every statement it runs. psycopg prepares
+        nothing while its connection's `prepare_threshold` is None (Django's default), so
+        the threshold is lifted for this execution only: Django's own statements on the
+        connection stay unprepared."""
+
+        def execute(
+            self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+        ) -> Any:
+            threshold = self.connection.prepare_threshold
+            self.connection.prepare_threshold = 0
+            try:
+                return super().execute(query, params, prepare=True, binary=binary)
+            finally:
+                self.connection.prepare_threshold = threshold
+
+        def _convert_query(self, query: Any, params: Any = None) -> Any:
+            # psycopg records the statement (`_query`) only when it does not prepare it,
+            # and Django's query log (connection.queries, CaptureQueriesContext) reads it.
+            self._query = super()._convert_query(query, params)
+            return self._query
+
+    return PreparingCursor
+
+
+@cache
+def _booking_context_sql(vendor: str) -> tuple[str, list[tuple[int, Col]]]:
+    """`booking_context`'s query, and the columns whose values the ORM would convert as it
+    reads them (by position): built once from the models. Compiling the ORM's query for
+    this one-row read cost four times running it (bench/bookings.py)."""
+    qn = connection.ops.quote_name
+    machine, lab = qn(Machine._meta.db_table), qn(Lab._meta.db_table)
+    columns: list[str] = []
+    converters: list[tuple[int, Col]] = []
+    for model, table in ((Machine, machine), (Lab, lab)):
+        for field in model._meta.concrete_fields:
+            column = field.get_col(model._meta.db_table)
+            if connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+                converters.append((len(columns), column))
+            columns.append(f"{table}.{qn(str(field.column))}")
+    role = (
+        "SELECT CASE WHEN m.status = %s THEN 'pending' ELSE m.role END FROM machines_labmembership m "
+        f"WHERE m.lab_id = {machine}.lab_id AND m.user_id = %s"
+    )
+    credits_on = f"EXISTS (SELECT 1 FROM machines_printsettings p WHERE p.lab_id = {machine}.lab_id AND p.credits_enabled)"
+    hours = _json_select(
+        "h.weekday, h.opens, h.closes", f"machines_openinghours h WHERE h.lab_id = {machine}.lab_id"
+    )
+    closures = _json_select(
+        'c.start, c."end", c.reason',
+        f'machines_closure c WHERE c.lab_id = {machine}.lab_id AND c.start < %s AND c."end" > %s',
+    )
+    qualifications = _json_select(
+        "q.trained_on, q.expires_on",
+        f"machines_qualification q WHERE q.lab_id = {machine}.lab_id AND q.member_id = %s "
+        f"AND (q.machine_id = {machine}.id OR (q.machine_id IS NULL AND q.kind = {machine}.kind))",
+    )
+    parts = ", ".join(f"({part})" for part in (role, credits_on, hours, closures, qualifications))
+    sql = (
+        f"SELECT {', '.join(columns)}, {parts} FROM {machine} INNER JOIN {lab} ON ({machine}.lab_id = {lab}.id) "
+        f"WHERE {machine}.id = %s"
+    )
+    return sql, converters
+
+
+_MACHINE_FIELDS = [f.attname for f in Machine._meta.concrete_fields]
+_LAB_FIELDS = [f.attname for f in Lab._meta.concrete_fields]
+_CONTEXT_COLUMNS = len(_MACHINE_FIELDS) + len(_LAB_FIELDS)
+
+
 def booking_context(*, machine_id: int, member: User, start: datetime, end: datetime) -> BookingContext:
     """The machine, its lab and rules, the member's role, the lab's hours and the closures
-    over [start, end), the member's qualifications for the machine and whether the lab
-    uses credits: one query, however many rows each part has (`_json_rows`)."""
-    machine = (
-        Machine.objects.select_related("lab")
-        .filter(pk=machine_id)
-        .order_by()  # one row: the default order by lab and name would only cost compiling
-        .annotate(
-            member_role=RawSQL(
-                "SELECT CASE WHEN m.status = %s THEN 'pending' ELSE m.role END FROM machines_labmembership m "
-                "WHERE m.lab_id = machines_machine.lab_id AND m.user_id = %s",
-                (LabMembership.Status.PENDING.value, member.pk),
-                output_field=CharField(),
-            ),
-            credits_on=RawSQL(
-                "EXISTS (SELECT 1 FROM machines_printsettings p "
-                "WHERE p.lab_id = machines_machine.lab_id AND p.credits_enabled)",
-                (),
-                output_field=BooleanField(),
-            ),
-            hours_json=_json_rows(
-                "h.weekday, h.opens, h.closes",
-                "machines_openinghours h WHERE h.lab_id = machines_machine.lab_id",
-            ),
-            closures_json=_json_rows(
-                'c.start, c."end", c.reason',
-                'machines_closure c WHERE c.lab_id = machines_machine.lab_id AND c.start < %s AND c."end" > %s',
-                _db_instant(end),
-                _db_instant(start),
-            ),
-            qualifications_json=_json_rows(
-                "q.trained_on, q.expires_on",
-                "machines_qualification q WHERE q.lab_id = machines_machine.lab_id AND q.member_id = %s "
-                "AND (q.machine_id = machines_machine.id OR (q.machine_id IS NULL AND q.kind = machines_machine.kind))",
-                member.pk,
-            ),
-        )
-        .first()
-    )
-    if machine is None:
-        raise NotFound(f"There is no machine {machine_id}.")
-    closures = [
-        Closure(lab=machine.lab, start=_instant(s), end=_instant(e), reason=reason)
-        for s, e, reason in machine.closures_json or ()
+    over [start, end), the member's qualifications for the machine or its kind and whether
+    the lab uses credits: one query, however many rows each part has (`_json_select`)."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
+    sql, converters = _booking_context_sql(db.vendor)
+    instant = db.ops.adapt_datetimefield_value
+    params: list[Any] = [
+        LabMembership.Status.PENDING.value,
+        member.pk,
+        instant(end),
+        instant(start),
+        member.pk,
+        machine_id,
     ]
+    with prepared_cursor(db) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound(f"There is no machine {machine_id}.")
+    values = list(row[:_CONTEXT_COLUMNS])
+    for n, column in converters:
+        for convert in db.ops.get_db_converters(column) + column.get_db_converters(db):
+            values[n] = convert(values[n], column, db)
+    machine = Machine.from_db(db.alias, _MACHINE_FIELDS, values[: len(_MACHINE_FIELDS)])
+    machine.lab = Lab.from_db(db.alias, _LAB_FIELDS, values[len(_MACHINE_FIELDS) :])
+    role, credits_on, hours, closures, qualifications = row[_CONTEXT_COLUMNS:]
     return BookingContext(
         machine=machine,
-        role=machine.member_role,
-        credits_enabled=machine.credits_on,
-        hours=_weekly(machine.hours_json),
-        closures=sorted(closures, key=lambda c: c.start),
+        role=role,
+        credits_enabled=bool(credits_on),
+        hours=_weekly(_json(hours)),
+        closures=sorted(
+            (
+                Closure(lab=machine.lab, start=_instant(s), end=_instant(e), reason=reason)
+                for s, e, reason in _json(closures) or ()
+            ),
+            key=lambda c: c.start,
+        ),
         qualifications=[
             Qualification(trained_on=date.fromisoformat(t), expires_on=date.fromisoformat(e) if e else None)
-            for t, e in machine.qualifications_json or ()
+            for t, e in _json(qualifications) or ()
         ],
     )
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
@@ -152,14 +152,15 @@ def timeline_lock_insert(machine: Machine, row: Booking, *, version: int) -> boo
     Outside a transaction the statement commits itself: the lock is held for that one
     statement.
     """
-    sql, fields = _lock_insert_sql(connection.vendor)
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
+    sql, fields = _lock_insert_sql(db.vendor)
     params: list[Any] = [machine.pk, Machine.Status.AVAILABLE.value, version]
-    params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    params += [f.get_db_prep_save(f.pre_save(row, add=True), db) for f in fields]
     # Inside a caller's transaction a refusal must not abort it: a savepoint, as
     # `timeline_insert` takes; outside one, the failed statement aborted nothing.
     try:
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            with connection.cursor() as cursor:
+        with transaction.atomic() if db.in_atomic_block else nullcontext():
+            with selectors.prepared_cursor(db) as cursor:
                 cursor.execute(sql, params)
                 inserted = cursor.fetchone()
     except IntegrityError as exc:
@@ -168,5 +169,5 @@ def timeline_lock_insert(machine: Machine, row: Booking, *, version: int) -> boo
         return False
     row.pk = inserted[0]
     row._state.adding = False
-    row._state.db = connection.alias
+    row._state.db = db.alias
     return True
