@@ -12,6 +12,9 @@ from designs.meshes.base import Limits, require_finite, rotate_points
 from designs.meshes.figures import surface_sums
 from designs.meshes.read import Mesh, read_mesh
 
+# Seconds a diff may spend refining its distances by the exact distance to triangles.
+TIME_BUDGET_S = 5.0
+
 
 def geometric_diff(
     old: bytes,
@@ -20,7 +23,7 @@ def geometric_diff(
     old_name: str,
     new_name: str,
     samples: int = 20_000,
-    time_budget_s: float = 5.0,
+    time_budget_s: float = TIME_BUDGET_S,
     limits: Limits = Limits(),
 ) -> dict:
     """How a part changed between two files, in millimetres.
@@ -58,7 +61,7 @@ def mesh_geometric_diff(
     old_name: str,
     new_name: str,
     samples: int = 20_000,
-    time_budget_s: float = 5.0,
+    time_budget_s: float = TIME_BUDGET_S,
     identical: bool = False,
 ) -> dict:
     """`geometric_diff` for meshes already read (a STEP file's tessellation, say);

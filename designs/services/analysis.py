@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from designs.meshes import is_mesh_path
-from designs.meshes.worker import MeshJob, run_batch
+from designs.meshes.worker import MeshJob, MeshOutcome, run_batch
 from designs.models import Design, MeshAnalysis
 from designs.selectors import design_blobs_to_files, thumbnail_path, viewer_path
 from hub.queue import enqueue
@@ -126,17 +126,20 @@ def analyses_run(*, analysis_ids: list[int]) -> int:
             _finish(rows[sha], None, "the file is no longer in any design the hub holds")
         finished = 0
         clock = time.perf_counter()
-        for outcome in run_batch(
-            jobs,
-            time_limit_s=settings.FABHUB_MESH_TIME_LIMIT_S,
-            memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
-        ):
-            writing = time.perf_counter()
-            _finish(rows[outcome.sha], outcome.figures, outcome.reason)
-            seconds["database writes"] = seconds.get("database writes", 0.0) + time.perf_counter() - writing
-            for step, spent in outcome.seconds.items():
-                seconds[f"child: {step}"] = seconds.get(f"child: {step}", 0.0) + spent
-            finished += 1
+        written = _Writer(rows, seconds)
+        try:
+            for outcome in run_batch(
+                jobs,
+                time_limit_s=settings.FABHUB_MESH_TIME_LIMIT_S,
+                memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
+                keep_warm=True,
+            ):
+                written.add(outcome)
+                for step, spent in outcome.seconds.items():
+                    seconds[f"child: {step}"] = seconds.get(f"child: {step}", 0.0) + spent
+                finished += 1
+        finally:
+            written.flush()
         seconds["analysis (wall)"] = time.perf_counter() - clock
         logger.info(
             "analysed %d meshes: %s",
@@ -167,6 +170,36 @@ def _finish(row: MeshAnalysis, figures: dict | None, reason: str | None) -> None
     MeshAnalysis.objects.filter(pk=row.pk, status=MeshAnalysis.Status.RUNNING).update(
         status=status, figures=figures, reason=reason or "", finished_at=timezone.now()
     )
+
+
+class _Writer:
+    """Writes the outcomes that arrived together in one transaction (one commit per file
+    cost more than the smallest files' analysis); an outcome never waits for one still
+    being computed. Each row's update keeps its condition (still running), so a row the
+    sweeper took back is not overwritten."""
+
+    AT_MOST = 100
+
+    def __init__(self, rows: dict[str, MeshAnalysis], seconds: dict[str, float]) -> None:
+        self.rows = rows
+        self.seconds = seconds
+        self.waiting: list[tuple[MeshAnalysis, dict | None, str | None]] = []
+
+    def add(self, outcome: MeshOutcome) -> None:
+        self.waiting.append((self.rows[outcome.sha], outcome.figures, outcome.reason))
+        if not outcome.more or len(self.waiting) >= self.AT_MOST:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        clock = time.perf_counter()
+        with transaction.atomic():
+            for row, figures, reason in self.waiting:
+                _finish(row, figures, reason)
+        self.waiting = []
+        spent = time.perf_counter() - clock
+        self.seconds["database writes"] = self.seconds.get("database writes", 0.0) + spent
 
 
 def analyses_sweep_stale(*, stale_after: timedelta | None = None) -> int:

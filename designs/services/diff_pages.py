@@ -47,7 +47,7 @@ from designs.diffs import (
 )
 from designs.git import Repository
 from designs.meshes import is_mesh_path
-from designs.meshes.worker import default_workers, run_diff
+from designs.meshes.worker import DiffJob, default_workers, run_diff, run_diffs
 from designs.models import BlobDiff, Design, MeshAnalysis
 from designs.selectors import analyses_for_blobs, blob_diffs_for, design_blob_to_file
 from designs.services.analysis import analyses_queue_blobs
@@ -354,50 +354,114 @@ def blob_diffs_retry(*, design: Design, diff_ids: list[int]) -> int:
 
 
 def blob_diffs_run(*, diff_ids: list[int]) -> int:
-    """Compute the claimable rows among `diff_ids`, one at a time per core (at most 4, as
-    mesh analysis: each geometric diff runs in its own child process, which may take the
-    whole memory limit); return how many finished."""
-    workers = min(len(diff_ids), default_workers())
+    """Compute the claimable rows among `diff_ids`; return how many finished.
+
+    Geometric diffs go to a warm mesh server as one batch (its children compare one pair
+    at a time each, one per core, at most 4: each may take the whole memory limit; the
+    server's imports are paid once, not once per pair). The other comparisons run one at
+    a time per core here."""
+    claimed = [pk for pk in diff_ids if _claim(pk)]
+    if not claimed:
+        return 0
+    rows = list(BlobDiff.objects.select_related("design__owner").filter(pk__in=claimed).order_by())
+    order = {pk: n for n, pk in enumerate(claimed)}
+    rows.sort(key=lambda row: order[row.pk])  # the page's order: the largest meshes first
+    geometry = [row for row in rows if row.design is not None and row.differ.startswith(GEOMETRY + ":")]
+    others = [row for row in rows if row not in geometry]
+    workers = min(len(others), default_workers())
     # Inside a transaction (a test's) other connections would not see the rows: run here.
     if workers <= 1 or connection.in_atomic_block:
-        return sum(_run_one(pk) for pk in diff_ids)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fabhub-diff") as pool:
-        return sum(pool.map(_run_in_thread, diff_ids))
+        finished = sum(_run_one(row) for row in others)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fabhub-diff") as pool:
+            finished = sum(pool.map(_run_in_thread, others))
+    return finished + _geometry_batch(geometry)
 
 
-def _run_in_thread(pk: int) -> int:
+def _claim(pk: int) -> bool:
+    return bool(
+        BlobDiff.objects.filter(pk=pk, status=BlobDiff.Status.PENDING).update(
+            status=BlobDiff.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+        )
+    )
+
+
+def _run_in_thread(row: BlobDiff) -> int:
     try:
-        return _run_one(pk)
+        return _run_one(row)
     finally:
         connection.close()
 
 
-def _run_one(pk: int) -> int:
-    claimed = BlobDiff.objects.filter(pk=pk, status=BlobDiff.Status.PENDING).update(
-        status=BlobDiff.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return 0
-    row = BlobDiff.objects.select_related("design__owner").get(pk=pk)
+def _run_one(row: BlobDiff) -> int:
+    """Compute one claimed row other than a geometric diff, and write its outcome."""
     kind = ""
     detail: dict[str, Any] | None = None
     reason: str | None = None
     try:
         if row.design is None:
             reason = "the files are no longer in any design the hub holds"
-        elif row.differ.startswith(GEOMETRY + ":"):
-            detail, reason = _geometry(row.design, row)
-            kind = GEOMETRY if detail is not None else ""
         else:
             kind, detail = _file_detail(row.design.repo, row)
     except Exception as exc:  # one bad file fails alone, with its reason in its place
         logger.exception("comparing %s failed", row)
         detail, reason = None, f"the comparison failed ({type(exc).__name__})"
+    _finish(row.pk, kind, detail, reason)
+    return 1
+
+
+def _finish(pk: int, kind: str, detail: dict[str, Any] | None, reason: str | None) -> None:
     status = BlobDiff.Status.DONE if detail is not None else BlobDiff.Status.FAILED
     BlobDiff.objects.filter(pk=pk, status=BlobDiff.Status.RUNNING).update(
         status=status, kind=kind, detail=detail, reason=reason or "", finished_at=timezone.now()
     )
-    return 1
+
+
+def _geometry_batch(rows: list[BlobDiff]) -> int:
+    """Geometric diffs of claimed rows (LFS objects resolved), as one batch of guarded
+    children; each row is written as its comparison finishes."""
+    if not rows:
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="fabhub-meshdiff-"))
+    finished = 0
+    try:
+        jobs = []
+        for row in rows:
+            assert row.design is not None  # rows of no design are not geometry rows here
+            old_file, new_file = work / f"{row.pk}-old", work / f"{row.pk}-new"
+            try:
+                design_blob_to_file(row.design, blob_sha=row.old_sha, target=old_file)
+                design_blob_to_file(row.design, blob_sha=row.new_sha, target=new_file)
+            except OSError:
+                _finish(row.pk, "", None, "the files are no longer in the design")
+                finished += 1
+                continue
+            except Exception as exc:  # one bad row fails alone, with its reason in its place
+                logger.exception("comparing %s failed", row)
+                _finish(row.pk, "", None, f"the comparison failed ({type(exc).__name__})")
+                finished += 1
+                continue
+            old_name = row.old_path or row.new_path
+            jobs.append(DiffJob(str(row.pk), str(old_file), str(new_file), old_name, row.new_path))
+        left = {job.sha for job in jobs}
+        try:
+            for outcome in run_diffs(
+                jobs,
+                time_limit_s=_geometry_time_limit_s(),
+                memory_limit_bytes=settings.FABHUB_MESH_MEMORY_LIMIT_BYTES,
+            ):
+                kind = GEOMETRY if outcome.diff is not None else ""
+                _finish(int(outcome.sha), kind, outcome.diff, outcome.reason)
+                left.discard(outcome.sha)
+                finished += 1
+        except Exception as exc:  # the rows not compared yet fail, with the reason
+            logger.exception("comparing %d meshes failed", len(left))
+            for sha in left:
+                _finish(int(sha), "", None, f"the comparison failed ({type(exc).__name__})")
+                finished += 1
+        return finished
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _file_detail(repo: Repository, row: BlobDiff) -> tuple[str, dict[str, Any]]:
@@ -412,15 +476,6 @@ def _file_detail(repo: Repository, row: BlobDiff) -> tuple[str, dict[str, Any]]:
         new_size=sizes.get(row.new_sha) if row.new_sha else None,
     )
     return detail_of(repo, change)
-
-
-def _geometry(design: Design, row: BlobDiff) -> tuple[dict | None, str | None]:
-    """The geometric diff of the row's two blobs (LFS objects resolved)."""
-
-    def write(sha: str, target: Path) -> None:
-        design_blob_to_file(design, blob_sha=sha, target=target)
-
-    return _geometry_of(write, row.old_sha, row.new_sha, row.old_path or row.new_path, row.new_path)
 
 
 def _geometry_of(

@@ -21,7 +21,7 @@ import pytest
 import trimesh
 
 from designs.meshes import Limits, MeshError, analyse, geometric_diff, render_thumbnail, viewer_triangles
-from designs.meshes.worker import MeshJob, MeshOutcome, run_batch
+from designs.meshes.worker import DiffJob, MeshJob, MeshOutcome, run_batch, run_diffs, stop_warm_servers
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
 PART = CORPUS / "prusa-i3" / "fs-lever.stl"  # a binary STL of 2,450 triangles
@@ -460,6 +460,14 @@ def test_figures_that_overflow_give_a_reason_not_nan():
 # -- the guarded children: one bad file fails alone ----------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def no_warm_servers():
+    """Each test watches its own batch's server: none left warm by another test."""
+    stop_warm_servers()
+    yield
+    stop_warm_servers()
+
+
 def job(tmp_path: Path, name: str, data: bytes, filename: str = "part.stl") -> MeshJob:
     source = tmp_path / name
     source.write_bytes(data)
@@ -660,3 +668,103 @@ def test_a_server_killed_with_files_in_hand_analyses_them_again_one_at_a_time(tm
 
     assert sorted(o.sha for o in outcomes) == [name * 40 for name in "abc"]
     assert all(o.ok for o in outcomes), [o.reason for o in outcomes]
+
+
+# -- a warm server, kept across batches, keeps the same guarantees ---------------------------
+
+
+def warm_batch(jobs: list, **limits) -> dict[str, MeshOutcome]:
+    return {o.sha: o for o in run_batch(jobs, keep_warm=True, **limits)}
+
+
+def test_a_warm_server_takes_the_next_batch_and_each_bad_file_still_fails_alone(tmp_path):
+    limits = {"time_limit_s": 60, "memory_limit_bytes": 3 * 1024**3, "workers": 2}
+    bad = {"b": (ascii_stl("facet nonsense"), "broken.stl"), "c": (PNG_BYTES, "picture.stl")}
+    first = warm_batch(
+        [job(tmp_path, "a", part()), *(job(tmp_path, k, d, f) for k, (d, f) in bad.items())], **limits
+    )
+    server = analysis_server()
+
+    second = warm_batch(
+        [job(tmp_path, "d", ascii_stl("facet nonsense"), "broken.stl"), job(tmp_path, "e", part())], **limits
+    )
+
+    assert analysis_server() == server  # the same process served both batches
+    for name, (data, filename) in bad.items():
+        assert first[name * 40].reason == refused(data, filename)
+    assert second["d" * 40].reason == refused(ascii_stl("facet nonsense"), "broken.stl")
+    for name, outcomes in (("a", first), ("e", second)):
+        assert outcomes[name * 40].figures == analyse(part(), filename="part.stl").to_dict()
+        assert (tmp_path / f"{name}.png").read_bytes() == render_thumbnail(part(), filename="part.stl")
+        assert (tmp_path / f"{name}.bin").read_bytes() == viewer_triangles(part(), filename="part.stl")
+
+
+def test_a_child_of_a_warm_server_killed_on_a_file_fails_that_file_and_the_server_stays_warm(tmp_path):
+    limits = {"time_limit_s": 120, "memory_limit_bytes": 3 * 1024**3, "workers": 1}
+    warm_batch([job(tmp_path, "w", part())], **limits)
+    server = analysis_server()
+    batch = run_batch(
+        [job(tmp_path, "a", part()), job(tmp_path, "b", slow_stl()), job(tmp_path, "c", part())],
+        keep_warm=True,
+        **limits,
+    )
+    assert next(batch).sha == "a" * 40
+    (child,) = busy_children(server, 1)
+    os.kill(child, signal.SIGKILL)
+
+    rest = {o.sha: o for o in batch}
+    after = warm_batch([job(tmp_path, "d", part())], **limits)
+
+    assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 9)"
+    assert rest["c" * 40].ok and after["d" * 40].ok
+    assert analysis_server() == server
+
+
+def test_a_warm_server_killed_between_batches_is_replaced_by_a_fresh_one(tmp_path):
+    limits = {"time_limit_s": 60, "memory_limit_bytes": 3 * 1024**3, "workers": 2}
+    warm_batch([job(tmp_path, "a", part())], **limits)
+    old = analysis_server()
+    os.kill(old, signal.SIGKILL)
+    for _ in range(200):  # until it is gone, so that the next batch finds it dead
+        if not Path(f"/proc/{old}").exists() or "Z" in Path(f"/proc/{old}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.05)
+
+    outcomes = warm_batch([job(tmp_path, "b", part()), job(tmp_path, "c", part())], **limits)
+
+    assert outcomes["b" * 40].ok and outcomes["c" * 40].ok
+
+
+def test_geometric_diffs_on_a_warm_server_fail_alone_and_a_crash_gets_one_retry(tmp_path):
+    """A hostile pair fails with its reason while the others are compared; a diff whose
+    child crashes (SIGSEGV) goes once more to a fresh child, as an analysis does."""
+    good, broken, slow = tmp_path / "good.stl", tmp_path / "broken.stl", tmp_path / "slow.stl"
+    good.write_bytes(part())
+    broken.write_bytes(ascii_stl("facet nonsense"))
+    slow.write_bytes(slow_stl())
+    moved = trimesh.load_mesh(PART)
+    moved.apply_translation((0.5, 0, 0))
+    (tmp_path / "moved.stl").write_bytes(moved.export(file_type="stl"))
+    jobs = [
+        DiffJob("1", str(good), str(tmp_path / "moved.stl"), "a.stl", "b.stl"),
+        DiffJob("2", str(good), str(broken), "a.stl", "broken.stl"),
+        DiffJob("3", str(slow), str(good), "slow.stl", "a.stl"),
+        DiffJob("4", str(good), str(good), "a.stl", "a.stl"),
+    ]
+    batch = run_diffs(jobs, time_limit_s=60, memory_limit_bytes=3 * 1024**3, workers=1)
+    outcomes = [next(batch)]  # one child, so the pairs go in order: "3" is next after "2"
+    outcomes.append(next(batch))
+    (child,) = busy_children(analysis_server(), 1)
+    os.kill(child, signal.SIGSEGV)
+    outcomes += list(batch)
+    found = {o.sha: o for o in outcomes}
+
+    expected = geometric_diff(
+        part(), (tmp_path / "moved.stl").read_bytes(), old_name="a.stl", new_name="b.stl"
+    )
+    assert found["1"].diff == expected
+    with pytest.raises(MeshError) as caught:
+        geometric_diff(part(), ascii_stl("facet nonsense"), old_name="a.stl", new_name="broken.stl")
+    assert found["2"].diff is None and found["2"].reason == caught.value.reason
+    assert found["3"].diff is not None, found["3"].reason  # the fresh child compared it
+    assert found["4"].diff is not None and found["4"].diff["identical"]

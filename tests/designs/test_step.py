@@ -23,7 +23,7 @@ from designs.meshes.diff import mesh_geometric_diff
 from designs.meshes.figures import surface_sums
 from designs.meshes.render import mesh_thumbnail, mesh_viewer_triangles
 from designs.meshes.step import MAX_DEPTH, MAX_STEP_BYTES, read_step
-from designs.meshes.worker import PROJECT_ROOT, MeshJob, run_batch, run_diff
+from designs.meshes.worker import PROJECT_ROOT, DiffJob, MeshJob, run_batch, run_diff
 
 CAD = Path(__file__).parents[2].parent / "shared" / "corpus" / "cad" / "prusa-i3-step"
 MESHES = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes" / "prusa-i3"
@@ -360,19 +360,27 @@ def test_a_step_file_needing_more_memory_than_the_cap_fails_and_the_next_is_anal
 # -- OpenCASCADE's messages stay off the result channel -----------------------------------------
 
 
-def test_the_diff_child_answers_one_json_line_though_opencascade_prints(tmp_path):
+def test_a_diff_in_the_server_answers_only_json_lines_though_opencascade_prints(tmp_path):
     malformed = tmp_path / "malformed"
     malformed.write_bytes(step_text("#1=CARTESIAN_POINT('',(1.,2.,3.);\n"))
-    command = [sys.executable, "-m", "designs.meshes.worker", "diff", "60", str(3 * 1024**3)]
-    command += [str(malformed), str(KNOB), "old.step", "new.step"]
+    command = [sys.executable, "-m", "designs.meshes.worker", "60", str(3 * 1024**3), "1", "step"]
+    line = {
+        **DiffJob("d", str(malformed), str(KNOB), "old.step", "new.step").__dict__,
+        "kind": "diff",
+        "limit": 60,
+    }
 
-    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, input=json.dumps(line) + "\n", capture_output=True, text=True, timeout=300
+    )
 
     # OpenCASCADE reports the parse error on standard output ("**** ERR StepFile ...");
-    # it went to /dev/null, and the answer is the only line.
+    # it went to /dev/null, and the answers are the only lines.
     assert done.returncode == 0
-    (line,) = done.stdout.splitlines()
-    assert json.loads(line) == {"reason": "the STEP file could not be parsed: its text is malformed"}
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {"started": "d"},
+        {"sha": "d", "reason": "the STEP file could not be parsed: its text is malformed"},
+    ]
 
 
 def test_the_analysis_server_answers_only_json_lines_though_opencascade_prints(tmp_path):
