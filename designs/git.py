@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,6 +200,14 @@ STATUS_NAMES = {
     "C": "copied",
     "T": "type-changed",
 }
+
+
+# Tree listings by full object id, for every Repository of the process (Repository._listing):
+# the most recently used, each at most LISTING_KEPT_BYTES long.
+_LISTINGS: OrderedDict[tuple[str, str, tuple[str, ...]], bytes] = OrderedDict()
+_LISTINGS_LOCK = threading.Lock()
+LISTINGS_KEPT = 32
+LISTING_KEPT_BYTES = 1024 * 1024
 
 
 class Repository:
@@ -539,13 +548,30 @@ class Repository:
     def tree_of(self, commit: str) -> str:
         return self._text("rev-parse", f"{commit}^{{tree}}").strip()
 
+    def _listing(self, treeish: str, *flags: str) -> bytes:
+        """`git ls-tree -z --full-tree <flags> <treeish>`'s output. Kept for the process when
+        `treeish` names an object by its full id (`<sha>` or `<sha>:<path>`), whose content
+        never changes: the follow-ups of one ref move (cover, README, assembly, search
+        index) each list the same head, and now share one listing of it."""
+        key = (str(self.path), treeish, flags)
+        if _SHA_RE.fullmatch(treeish.partition(":")[0]):
+            with _LISTINGS_LOCK:
+                kept = _LISTINGS.get(key)
+                if kept is not None:
+                    _LISTINGS.move_to_end(key)
+                    return kept
+        out = self._run("ls-tree", "-z", "--full-tree", *flags, "--end-of-options", treeish)
+        if _SHA_RE.fullmatch(treeish.partition(":")[0]) and len(out) <= LISTING_KEPT_BYTES:
+            with _LISTINGS_LOCK:
+                _LISTINGS[key] = out
+                while len(_LISTINGS) > LISTINGS_KEPT:
+                    _LISTINGS.popitem(last=False)
+        return out
+
     def ls_tree(self, commit: str, path: str = "", *, recursive: bool = False) -> list[TreeEntry]:
         """Entries of the folder `path` ('' = root) at `commit`, with blob sizes."""
-        args = ["ls-tree", "-l", "-z", "--full-tree"]
-        if recursive:
-            args.append("-r")
-        args += ["--end-of-options", f"{commit}:{path}" if path else commit]
-        out = self._run(*args).decode()
+        flags = ("-l", "-r") if recursive else ("-l",)
+        out = self._listing(f"{commit}:{path}" if path else commit, *flags).decode()
         entries = []
         for record in out.split("\0"):
             if not record:
@@ -565,7 +591,7 @@ class Repository:
 
     def blob_paths(self, commit: str) -> list[tuple[str, str]]:
         """(path, blob sha) of every file at `commit`."""
-        out = self._run("ls-tree", "-r", "-z", "--full-tree", commit).decode(errors="replace")
+        out = self._listing(commit, "-r").decode(errors="replace")
         found = []
         for record in out.split("\0"):
             if record:
@@ -576,14 +602,21 @@ class Repository:
         return found
 
     def all_paths(self, commit: str) -> list[str]:
-        out = self._run("ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).decode()
-        return [p for p in out.split("\0") if p]
+        """The path of every file and submodule at `commit` (what `ls-tree -r --name-only` lists)."""
+        out = self._listing(commit, "-r").decode()
+        return [record.split("\t", 1)[1] for record in out.split("\0") if record]
 
     def entry(self, commit: str, path: str) -> TreeEntry | None:
         """The tree entry at `path` in `commit`, or None if there is nothing there (nor can
         there be, at a path holding a NUL byte)."""
         if "\0" in path:
             return None
+        if path and "/" not in path and _SHA_RE.fullmatch(commit):
+            # At the top: found in the listing of the root, which pages read anyway.
+            try:
+                return next((e for e in self.ls_tree(commit) if e.path == path), None)
+            except GitError:  # no such commit or tree: nothing there, as below
+                return None
         out = self._run("ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128))
         for record in out.decode().split("\0"):
             if not record:
@@ -610,9 +643,10 @@ class Repository:
     def tree_entries(self, commit: str, *, sizes: bool = False) -> list[TreeEntry]:
         """Every file and submodule at `commit`, in one git process. `sizes` makes git
         read every blob's header, which costs on a large tree: ask only when needed."""
-        args = ["ls-tree", "-r", "-z", "--full-tree", *(["-l"] if sizes else []), "--end-of-options", commit]
         entries = []
-        for record in self._run(*args).decode(errors="replace").split("\0"):
+        for record in (
+            self._listing(commit, *(["-l"] if sizes else []), "-r").decode(errors="replace").split("\0")
+        ):
             if record:
                 meta, path = record.split("\t", 1)
                 mode, kind, sha, *size = meta.split()
@@ -697,29 +731,106 @@ class Repository:
         out = self._run(*args).decode(errors="replace")
         return [_parse_log_record(r) for r in out.split("\x1e") if r.strip("\0\n")]
 
-    def count_commits(self, rev: str, *, path: str | None = None) -> int:
-        return int(self._text(*_count_args(rev, path)).strip())
+    def count_commits(self, rev: str, *, path: str | None = None, at_most: int | None = None) -> int:
+        """The commits reachable from `rev` (touching `path`), counting no further than `at_most`."""
+        return int(self._text(*_count_args(rev, path, at_most=at_most)).strip())
 
     def log_and_count(
-        self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30
-    ) -> tuple[list[Commit], int]:
-        """log() and count_commits() at once: the count's process walks the whole history
-        while log reads its page, so a first visit waits for the longer one, not the sum."""
-        counter = subprocess.Popen(
-            [git_binary(), *_count_args(rev, path)],
+        self,
+        rev: str,
+        *,
+        path: str | None = None,
+        skip: int = 0,
+        limit: int = 30,
+        counted: tuple[str, int] | None = None,
+        at_most: int | None = None,
+    ) -> tuple[list[Commit], int | None]:
+        """log() and count_commits() at once: the counting processes run while log reads
+        its page, so a visit waits for the longer one, not the sum.
+
+        `counted`: (sha, count) of an earlier head of this history with the same `path`
+        (the branch before its last push). When that head is an ancestor of `rev`, only the
+        commits since are counted: the whole of 10,000 commits costs several page reads,
+        the few a push adds cost one process start. With a path, only when no merge arrived
+        since: a merge's history simplification may drop older commits from a path's
+        history, which adding counts would not see. Otherwise the whole history is counted,
+        unless it has `at_most` commits or more: then the count is None (not counted).
+        """
+        if counted is None:
+            # Bounded, the count stops at `at_most` commits; a path's count then follows
+            # over a history known to be short.
+            counter = self._start(*_count_args(rev, None if at_most else path, at_most=at_most))
+            try:
+                commits = self.log(rev, path=path, skip=skip, limit=limit)
+            finally:
+                out = _output(counter)
+            if out is None:
+                raise GitError(f"git rev-list could not count the history of {rev}")
+            total = int(out)
+            return commits, total if at_most is None else self._short_count(rev, path, total, at_most)
+        earlier, earlier_count = counted
+        if not path and not skip:
+            # The first page usually shows all that arrived since: then it is counted there.
+            commits = self.log(rev, skip=skip, limit=limit)
+            arrived = _arrived_on_page(commits, earlier)
+            if arrived is not None:
+                return commits, earlier_count + arrived
+            outputs = _outputs(self._start_since(rev, path, earlier))
+            return commits, self._count_from(rev, path, counted, at_most, outputs)
+        started = self._start_since(rev, path, earlier)
+        try:
+            commits = self.log(rev, path=path, skip=skip, limit=limit)
+        finally:
+            outputs = _outputs(started)
+        return commits, self._count_from(rev, path, counted, at_most, outputs)
+
+    def _start_since(self, rev: str, path: str | None, earlier: str) -> list[subprocess.Popen[bytes] | None]:
+        """The processes that count what `rev` has and `earlier` has not (_count_from).
+        Each commit with its parents: `earlier` is an ancestor of `rev` exactly when it is
+        a parent of one of them. (It may be gone, after a force push and a gc: then
+        this fails, and the history is counted as if never counted.)"""
+        since = self._start("rev-list", "--parents", "--end-of-options", rev, f"^{earlier}", "--")
+        return [since, self._start(*_count_args(rev, path, exclude=earlier)) if path else None]
+
+    def _count_from(
+        self,
+        rev: str,
+        path: str | None,
+        counted: tuple[str, int],
+        at_most: int | None,
+        outputs: list[str | None],
+    ) -> int | None:
+        """`rev`'s count from an earlier head's and the outputs of _start_since's
+        processes; counted again when that head is not an ancestor of `rev`."""
+        earlier, earlier_count = counted
+        new_commits, touched = outputs
+        lines = [line.split() for line in (new_commits or "").splitlines()]
+        on_top = any(earlier in line[1:] for line in lines)
+        if on_top and not path:
+            return earlier_count + len(lines)
+        if on_top and touched is not None and all(len(line) <= 2 for line in lines):
+            return earlier_count + int(touched)
+        if at_most is None:
+            return self.count_commits(rev, path=path)
+        return self._short_count(rev, path, self.count_commits(rev, at_most=at_most), at_most)
+
+    def _short_count(self, rev: str, path: str | None, whole: int, at_most: int) -> int | None:
+        """The count of `rev`'s history (touching `path`) when `whole`, its length counted
+        up to `at_most`, stopped short of it; None when it did not."""
+        if whole >= at_most:
+            return None
+        return self.count_commits(rev, path=path) if path else whole
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        """`git <args>` started in the repository, for _output() to collect."""
+        return subprocess.Popen(
+            [git_binary(), *args],
             cwd=self.path,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_git_env(None),
         )
-        try:
-            commits = self.log(rev, path=path, skip=skip, limit=limit)
-        finally:
-            out, err = counter.communicate()
-        if counter.returncode != 0:
-            raise GitError(f"git rev-list failed: {err.decode(errors='replace').strip()}")
-        return commits, int(out.strip())
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self._status("merge-base", "--is-ancestor", ancestor, descendant) == 0
@@ -1756,11 +1867,39 @@ def _parse_merge_tree(out: str) -> MergeResult:
     return MergeResult(tree=tree, conflicts=conflicts)
 
 
-def _count_args(rev: str, path: str | None) -> list[str]:
-    args = ["rev-list", "--count", "--end-of-options", rev, "--"]
+def _count_args(
+    rev: str, path: str | None, *, exclude: str | None = None, at_most: int | None = None
+) -> list[str]:
+    args = ["rev-list", "--count", *([f"--max-count={at_most}"] if at_most else []), "--end-of-options"]
+    args += [rev, *([f"^{exclude}"] if exclude else []), "--"]
     if path:
         args.append(path)
     return args
+
+
+def _arrived_on_page(page: list[Commit], earlier: str) -> int | None:
+    """How many commits a log `page` (from the head, newest first, unfiltered) shows
+    before `earlier` when they are a plain chain down to it, each the only parent of the
+    one before: exactly the commits the head has and `earlier` has not (none of them can
+    be an ancestor of `earlier`, which descends from each). None when the page cannot tell."""
+    for n, commit in enumerate(page):
+        if commit.sha == earlier:
+            return n
+        if len(commit.parents) != 1 or (n + 1 < len(page) and page[n + 1].sha != commit.parents[0]):
+            return None
+        if commit.parents[0] == earlier:
+            return n + 1
+    return None
+
+
+def _outputs(procs: list[subprocess.Popen[bytes] | None]) -> list[str | None]:
+    return [_output(proc) if proc is not None else None for proc in procs]
+
+
+def _output(proc: subprocess.Popen[bytes]) -> str | None:
+    """The stdout of a process Repository._start() started, once it ends; None if it failed."""
+    out, _ = proc.communicate()
+    return out.decode(errors="replace") if proc.returncode == 0 else None
 
 
 def _git_env(extra: dict[str, str] | None) -> dict[str, str]:

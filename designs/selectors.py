@@ -145,22 +145,68 @@ def design_resolve(design: Design, rev: str | None) -> str:
     return sha
 
 
+# A history longer than this is not counted while someone waits for its first page: a
+# worker counts it (services.history). Up to it, counting costs about one page read.
+HISTORY_COUNTED_INLINE = 1_000
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    sha: str  # the commit `rev` named
+    commits: list[Commit]
+    total: int | None  # None: a long history not counted yet (a worker is counting it)
+    has_next: bool
+
+
 def design_history(
     design: Design, *, rev: str | None, path: str | None, offset: int, limit: int
-) -> tuple[int, list[Commit]]:
-    """(total count, one page of commits) reachable from `rev`, optionally touching `path`."""
+) -> HistoryPage:
+    """One page of the commits reachable from `rev`, optionally touching `path`, and the
+    history's exact length when it is known or cheap to know (HistoryPage.total)."""
     if path and "\0" in path:
         raise NotFound("No path holds a NUL byte.")
     sha = design_resolve(design, rev)
     repo = design.repo
-    # A commit's history never changes, so its length is cached by sha for good.
-    count_key = f"history-count:{design.pk}:{sha}:{path or ''}"
+    count_key, latest_key = _history_count_keys(design, rev=rev, sha=sha, path=path)
+    # One commit more than the page says whether a next page exists, whatever the total.
     total = cache.get(count_key)
     if total is not None:
-        return total, repo.log(sha, path=path, skip=offset, limit=limit)
-    commits, total = repo.log_and_count(sha, path=path, skip=offset, limit=limit)
-    cache.set(count_key, total, timeout=None)
-    return total, commits
+        commits = repo.log(sha, path=path, skip=offset, limit=limit + 1)
+    else:
+        commits, total = repo.log_and_count(
+            sha,
+            path=path,
+            skip=offset,
+            limit=limit + 1,
+            counted=cache.get(latest_key),
+            at_most=HISTORY_COUNTED_INLINE,
+        )
+        if total is None and len(commits) <= limit and (commits or not offset):
+            total = offset + len(commits)  # this page is the last: the length is in sight
+        if total is not None:
+            cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=None)
+    return HistoryPage(sha=sha, commits=commits[:limit], total=total, has_next=len(commits) > limit)
+
+
+def design_history_count(design: Design, *, rev: str | None, sha: str, path: str | None) -> int:
+    """The length of the history of `sha` (which `rev` named), optionally touching `path`,
+    counted and cached as design_history does: what a worker runs for a long history."""
+    count_key, latest_key = _history_count_keys(design, rev=rev, sha=sha, path=path)
+    total = cache.get(count_key)
+    if total is None:
+        total = design.repo.count_commits(sha, path=path)
+        cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=None)
+    return total
+
+
+def _history_count_keys(design: Design, *, rev: str | None, sha: str, path: str | None) -> tuple[str, str]:
+    # A commit's history never changes, so its length is cached by sha for good. The
+    # latest count of each ref is kept too: after a push, only the new commits are counted.
+    name = hashlib.sha256(f"{rev or design.default_branch}\0{path or ''}".encode(errors="replace"))
+    return (
+        f"history-count:{design.pk}:{sha}:{path or ''}",
+        f"history-count-latest:{design.pk}:{name.hexdigest()}",
+    )
 
 
 def design_tree(design: Design, *, rev: str | None, path: str = "") -> tuple[str, list[TreeEntry]]:

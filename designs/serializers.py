@@ -241,9 +241,10 @@ def commits_output(commits: Iterable[Commit]) -> list[dict[str, Any]]:
 
 
 class CommitPageOutput(serializers.Serializer):
-    """One page of a history: the shape of the API's other paginated lists."""
+    """One page of a history: the shape of the API's other paginated lists, but `count` is
+    null while a long history is being counted (in the background; a later request has it)."""
 
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(allow_null=True)
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = CommitOutput(many=True)

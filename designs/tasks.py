@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from designs.models import Design
-from designs.services import analysis, assemblies, diff_pages, mirrors, proposals, refs, search
+from designs.services import analysis, assemblies, diff_pages, history, mirrors, proposals, refs, search
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -57,6 +57,12 @@ def readme_prepare(design_id: int) -> bool:
 def history_settle(design_id: int) -> bool:
     """The commit-graph and cover of a design whose whole history just arrived (an import)."""
     return refs.history_settle(design_id=design_id)
+
+
+@shared_task(time_limit=5 * 60)
+def history_count(design_id: int, rev: str | None, sha: str, path: str | None) -> int | None:
+    """Count a long history that a page showed without its total (services.history)."""
+    return history.history_count(design_id=design_id, rev=rev, sha=sha, path=path)
 
 
 @shared_task

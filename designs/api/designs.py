@@ -46,6 +46,7 @@ from designs.serializers import (
     UploadInput,
     commits_output,
 )
+from designs.services.history import history_page
 from hub.auth import signed_in_user
 from hub.exceptions import PermissionDenied
 from hub.models import User
@@ -172,8 +173,8 @@ class HistoryApi(DesignContextMixin, APIView):
         design = selectors.design_get_for_history(user=request.user, owner=owner, slug=slug)
         page = positive_int(request.query_params, name="page", default=1)
         per_page = min(positive_int(request.query_params, name="per_page", default=30), MAX_PER_PAGE)
-        total, commits = selectors.design_history(
-            design,
+        history = history_page(
+            design=design,
             rev=request.query_params.get("ref"),
             path=request.query_params.get("path") or None,
             offset=(page - 1) * per_page,
@@ -182,18 +183,20 @@ class HistoryApi(DesignContextMixin, APIView):
         base = request.build_absolute_uri(request.path)
         params = request.query_params.copy()
 
-        def link(number: int) -> str | None:
-            if number < 1 or (number - 1) * per_page >= total:
+        def link(number: int, exists: bool) -> str | None:
+            if number < 1 or not exists:
                 return None
             params["page"] = str(number)
             return f"{base}?{params.urlencode()}"
 
+        # An earlier page exists when this one has commits, or the total says it does.
+        earlier = bool(history.commits) or (history.total or 0) > (page - 2) * per_page
         return Response(
             {
-                "count": total,
-                "next": link(page + 1),
-                "previous": link(page - 1),
-                "results": commits_output(commits),
+                "count": history.total,
+                "next": link(page + 1, history.has_next),
+                "previous": link(page - 1, earlier),
+                "results": commits_output(history.commits),
             }
         )
 

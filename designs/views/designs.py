@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import InvalidPage, Paginator
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -27,6 +27,7 @@ from designs.rawfiles import serve_blob, serve_zip
 from designs.search import design_search
 from designs.services import cad as cad_files
 from designs.services import diff_pages, mirrors
+from designs.services.history import history_page
 from designs.views.pages import (
     DESIGNS_PER_PAGE,
     WRITERS,
@@ -423,27 +424,31 @@ def design_history(request: HttpRequest, owner: str, slug: str) -> HttpResponse:
     ref = _ref(request, design)
     path = (request.GET.get("path") or "").strip("/")
     number = _page_number(request)
-    total, commits = selectors.design_history(
-        design,
+    history = history_page(
+        design=design,
         rev=ref,
         path=path or None,
         offset=(number - 1) * COMMITS_PER_PAGE,
         limit=COMMITS_PER_PAGE,
     )
-    # git already read just this page; the paginator only numbers the pages.
-    try:
-        page = Paginator(range(total), COMMITS_PER_PAGE).page(number)
-    except InvalidPage:
-        raise Http404("No such page.") from None
+    if not history.commits and number > 1:
+        raise Http404("No such page.")
+    # git already read just this page; the paginator only numbers the pages. A long
+    # history not counted yet has newer/older links without a page count.
+    page = (
+        Paginator(range(history.total), COMMITS_PER_PAGE).page(number) if history.total is not None else None
+    )
     return render_design_page(
         request,
         "designs/history.html",
         design,
         role,
         "history",
-        commits=commits,
+        commits=history.commits,
         page=page,
-        total=total,
+        number=number,
+        has_next=history.has_next,
+        total=history.total,
         path=path,
         **_refs(design, ref),
     )

@@ -1,0 +1,156 @@
+"""A history's total is exact however it was counted: whole, or an earlier head's count
+plus the commits since (Repository.log_and_count's `counted`), always as `git rev-list
+--count` says, with or without a path, after merges, rewrites and vanished heads."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from designs import selectors
+from designs.git import Repository
+from tests.factories import DesignFactory, commit_files
+
+PATH = "parts/gear.scad"
+
+
+def _git(repo: Repository, *args: str, stdin: bytes | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=repo.path, input=stdin, capture_output=True, check=True)
+    return done.stdout.decode().strip()
+
+
+def _commit(repo: Repository, name: str, *, parents: list[str], files: dict[str, str]) -> str:
+    """A commit on the branch `name`, on `parents` (the first is the branch's start), that
+    writes `files`; its sha."""
+    lines = [f"commit refs/heads/{name}", "committer T <t@example.org> 1700000000 +0000", "data 1", "c"]
+    lines += [f"from {parents[0]}"] if parents else []
+    lines += [f"merge {parent}" for parent in parents[1:]]
+    for path, text in files.items():
+        data = text.encode()
+        lines += [f"M 100644 inline {path}", f"data {len(data)}", text]
+    _git(repo, "fast-import", "--quiet", "--force", stdin=("\n".join(lines) + "\n").encode())
+    return _git(repo, "rev-parse", f"refs/heads/{name}")
+
+
+def _git_count(repo: Repository, rev: str, path: str | None) -> int:
+    return int(_git(repo, "rev-list", "--count", rev, "--", *([path] if path else [])))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository.init_bare(tmp_path / "history.git", default_branch="main")
+
+
+def _line(repo: Repository, start: str | None, n: int, *, touching_every: int = 2) -> str:
+    head = start
+    for i in range(n):
+        files = {PATH if i % touching_every == 0 else f"other-{i}.txt": f"{head}-{i}"}
+        head = _commit(repo, "main", parents=[head] if head else [], files=files)
+    assert head is not None
+    return head
+
+
+def _counted_on(repo: Repository, earlier: str, rev: str, path: str | None, *, limit: int = 3) -> int:
+    counted = (earlier, _git_count(repo, earlier, path))
+    commits, total = repo.log_and_count(rev, path=path, limit=limit, counted=counted)
+    listed = _git(repo, "rev-list", f"-n{limit}", rev, "--", *([path] if path else [])).split()
+    assert [c.sha for c in commits] == listed
+    assert total is not None
+    return total
+
+
+@pytest.mark.parametrize("path", [None, PATH])
+@pytest.mark.parametrize("limit", [3, 30])  # the page shows some of the new commits, or all
+def test_commits_added_on_top_of_a_counted_head_are_added_to_its_count(repo, path, limit):
+    earlier = _line(repo, None, 7)
+    head = _line(repo, earlier, 5)
+    assert _counted_on(repo, earlier, head, path, limit=limit) == _git_count(repo, head, path)
+
+
+@pytest.mark.parametrize("path", [None, PATH])
+def test_a_rewritten_branch_is_counted_whole_not_added_to_the_old_head(repo, path):
+    root = _line(repo, None, 3)
+    earlier = _line(repo, root, 6)
+    rewritten = _line(repo, root, 2)
+    assert (
+        _counted_on(repo, earlier, rewritten, path)
+        == _git_count(repo, rewritten, path)
+        == (5 if path is None else 3)
+    )
+
+
+def test_a_merge_that_drops_older_commits_from_a_path_s_history_is_counted_whole(repo):
+    # The merge takes the side branch's file: git's history simplification follows only
+    # that side for PATH, so the earlier head's commits touching PATH are no longer in it.
+    root = _commit(repo, "main", parents=[], files={PATH: "root"})
+    earlier = _line(repo, root, 4, touching_every=1)
+    side = _commit(repo, "side", parents=[root], files={PATH: "side"})
+    merge = _commit(repo, "main", parents=[earlier, side], files={PATH: "side"})
+    whole = _git_count(repo, merge, PATH)
+    assert whole < _git_count(repo, earlier, PATH) + 1  # adding would have overcounted
+    assert _counted_on(repo, earlier, merge, PATH) == whole
+    assert _counted_on(repo, earlier, merge, None) == _git_count(repo, merge, None)
+
+
+def test_an_earlier_head_that_no_longer_exists_is_ignored(repo):
+    head = _line(repo, None, 4)
+    commits, total = repo.log_and_count(head, counted=("1" * 40, 1000))
+    assert total == 4 and len(commits) == 4
+
+
+@pytest.mark.django_db
+def test_the_history_api_counts_each_new_head_exactly(alice, alice_api):
+    design = DesignFactory(owner=alice, slug="gearbox")
+    history = reverse("api-design-history", args=["alice", "gearbox"])
+    for rounds in range(3):
+        for n in range(rounds + 2):
+            commit_files(design, {"gear.scad" if n % 2 else f"note-{rounds}-{n}.md": f"{rounds}-{n}"})
+        head = design.repo.resolve("main")
+        assert head is not None
+        for path in (None, "gear.scad"):
+            page = alice_api.get(history, {"per_page": 1, **({"path": path} if path else {})}).json()
+            assert page["count"] == _git_count(design.repo, head, path)
+
+
+@pytest.mark.django_db
+def test_a_long_history_s_first_page_waits_for_no_count_and_a_worker_fills_it_in(
+    alice, alice_api, monkeypatch, background_tasks_run
+):
+    # "Long" made short: histories from 4 commits on are counted by a worker.
+    monkeypatch.setattr(selectors, "HISTORY_COUNTED_INLINE", 4)
+    design = DesignFactory(owner=alice, slug="gearbox")
+    for n in range(6):
+        commit_files(design, {"gear.scad" if n % 2 else f"note-{n}.md": str(n)}, f"Step {n}")
+    history = reverse("api-design-history", args=["alice", "gearbox"])
+    first = alice_api.get(history, {"per_page": 4}).json()
+    assert first["count"] is None
+    assert [c["message"] for c in first["results"]] == ["Step 5", "Step 4", "Step 3", "Step 2"]
+    assert first["next"] and first["previous"] is None
+    # The count was queued by that request (run at once here): the next one has it.
+    assert alice_api.get(history, {"per_page": 4}).json()["count"] == 6
+    # A last page tells the length without any count: 2 commits before it, 1 on it.
+    filtered = alice_api.get(history, {"per_page": 2, "path": "gear.scad", "page": 2}).json()
+    assert filtered["count"] == 3 and [c["message"] for c in filtered["results"]] == ["Step 1"]
+    last = alice_api.get(first["next"].replace("http://testserver", "")).json()
+    assert [c["message"] for c in last["results"]] == ["Step 1", "Step 0"] and last["next"] is None
+    assert last["count"] == 6
+
+
+@pytest.mark.django_db
+def test_the_history_page_shows_newer_and_older_links_until_the_count_is_known(alice, client, monkeypatch):
+    monkeypatch.setattr(selectors, "HISTORY_COUNTED_INLINE", 4)
+    design = DesignFactory(owner=alice, slug="gearbox")
+    for n in range(32):
+        commit_files(design, {"gear.scad": str(n)}, f"Step {n}")
+    url = reverse("design-history", args=["alice", "gearbox"])
+    first = client.get(url).content.decode()
+    assert (
+        "Counting the commits" in first and "Page 1<" in first and "Older" in first and "Newer" not in first
+    )
+    assert "Step 31<" in first and "Step 2<" in first and "Step 1<" not in first
+    second = client.get(url, {"page": 2}).content.decode()
+    assert "Step 1<" in second and "Step 0<" in second and "Newer" in second and "Older" not in second
+    assert client.get(url, {"page": 3}).status_code == 404
