@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ["FABHUB_MIRROR_ALLOW_PRIVATE_NETWORKS"] = "1"  # the source hub is on 127.0.0.1
 os.environ["FABHUB_EMBEDDED_WORKER"] = "0"  # follow-up tasks run inline: measured, not hidden
 
-from _django import best_of, setup  # noqa: E402
+from _django import setup  # noqa: E402
 from git_transfer import fast_import, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +81,33 @@ def requests_during(log: Path, fn) -> int:
     return count() - before
 
 
+def timed(fn):
+    """`fn` made to return how long it took, in seconds."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return run
+
+
+def interleaved(hub, plain, *, before=lambda: None) -> tuple[float, float]:
+    """The best of RUNS timings of `hub` and `plain`, each round after `before()`, the two
+    run in turns (first one, then the other): both see the same load from whatever else
+    the machine runs, not one of them a busier moment."""
+    hub, plain = timed(hub), timed(plain)
+    timings = []
+    for n in range(RUNS):
+        before()
+        if n % 2:
+            p, h = plain(), hub()
+        else:
+            h, p = hub(), plain()
+        timings.append((h, p))
+    return min(h for h, _ in timings), min(p for _, p in timings)
+
+
 def main() -> None:
     data_dir = setup()
     from django.core.files.base import ContentFile
@@ -129,8 +156,7 @@ def main() -> None:
         def hub_refresh() -> None:
             assert mirrors.mirror_refresh(design=mirror) is not None
 
-        unchanged_hub = best_of(RUNS, hub_refresh)
-        unchanged_plain = best_of(RUNS, plain_fetch)
+        unchanged_hub, unchanged_plain = interleaved(hub_refresh, plain_fetch)
         hub_requests = requests_during(log, hub_refresh)
         plain_requests = requests_during(log, plain_fetch)
 
@@ -143,17 +169,8 @@ def main() -> None:
             )
             services.design_commit(design=source, author=user, message=f"New part {n}", uploads=[part])
 
-        def timed_after_new_commit(fn) -> float:
-            timings = []
-            for _ in range(RUNS):
-                one_new_commit()
-                start = time.perf_counter()
-                fn()
-                timings.append(time.perf_counter() - start)
-            return min(timings)
-
-        new_hub = timed_after_new_commit(hub_refresh)
-        new_plain = timed_after_new_commit(plain_fetch)
+        # Both fetch the same one new commit, in turns.
+        new_hub, new_plain = interleaved(hub_refresh, plain_fetch, before=one_new_commit)
         one_new_commit()
         new_hub_requests = requests_during(log, hub_refresh)
         one_new_commit()
