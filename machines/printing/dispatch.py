@@ -39,6 +39,7 @@ from django.db.models import (
     Field,
     Model,
     OuterRef,
+    Prefetch,
     Q,
     When,
 )
@@ -47,7 +48,7 @@ from django.utils import timezone
 
 from hub.exceptions import Conflict
 from hub.queue import enqueue
-from machines.models import Booking, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord
 from machines.notifications import notifications_about, notify
 from machines.printing import jobs
 from machines.printing.connections import driver_for_machine
@@ -150,9 +151,10 @@ def idle_printers(
     fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
     holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
     rows = (
-        # The lab and its print settings come in the same statement (a lab without
-        # settings reads as None); `_one_lab_each` then makes them one Lab per lab.
-        Printer.objects.select_related("machine", "machine__lab", "machine__lab__print_settings")
+        Printer.objects.select_related("machine")
+        # One Lab per lab, not per printer (the labs' clocks are read and cached on them),
+        # with its print settings in the same statement (a lab without reads as None).
+        .prefetch_related(Prefetch("machine__lab", queryset=Lab.objects.select_related("print_settings")))
         # What the dispatcher never reads (JSON costs a decode per row).
         .defer(*IDLE_DEFERRED)
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
@@ -177,17 +179,7 @@ def idle_printers(
         rows = rows.filter(machine__lab_id=lab_id)
     if machine_ids is not None:
         rows = rows.filter(pk__in=list(machine_ids))
-    return _one_lab_each(list(rows))
-
-
-def _one_lab_each(printers: list[Printer]) -> list[Printer]:
-    """Give the printers of one lab the same Lab object: its clock (opening hours,
-    closures) is read once and cached on it, not once per printer."""
-    labs: dict[int, Any] = {}
-    for printer in printers:
-        machine = printer.machine
-        machine.lab = labs.setdefault(machine.lab_id, machine.lab)
-    return printers
+    return list(rows)
 
 
 @dataclass(frozen=True)
