@@ -13,7 +13,10 @@ queue ahead and the lab is always open, the same start.
 
 Printed: best of 5 for each, the ratio (goal ≤ 2×), how much of the answer's time its
 queries take (executing and receiving rows; the rest is Python) and the time per lab as
-labs grow.
+labs grow. Then the same comparison in CPU time, best of 5: this process's
+(time.process_time) plus the PostgreSQL backend's (its /proc/<pid>/schedstat, when the
+server runs on this machine), which other work on a busy machine disturbs far less than
+wall-clock time.
 
 Run `python bench/where.py`: without a PostgreSQL DATABASE_URL it starts a throw-away
 server through scripts/with-postgres.
@@ -25,6 +28,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -287,6 +291,19 @@ def main() -> None:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
+    server_cpu = _backend_cpu(connection)
+
+    def cpu_of(fn: Callable[[], object]) -> float | None:
+        """CPU seconds of one call, this process's and the database server's: best of RUNS."""
+        if server_cpu is None:
+            return None
+        timings = []
+        for _ in range(RUNS):
+            server, client = server_cpu(), time.process_time()
+            fn()
+            timings.append(time.process_time() - client + server_cpu() - server)
+        return min(timings)
+
     def in_queries() -> float:
         """Seconds one answer spends in its queries (executed, rows received)."""
         spent = 0.0
@@ -305,7 +322,7 @@ def main() -> None:
 
     print(
         f"{'labs × printers':<18}{'queued':>8}{'timeline':>10}{'where':>10}{'SQL':>10}{'ratio':>8}"
-        f"{'in queries':>12}{'per lab':>10}{'queries':>9}"
+        f"{'in queries':>12}{'per lab':>10}{'queries':>9}{'where CPU':>11}{'SQL CPU':>10}{'ratio':>8}"
     )
     per_lab = []
     with time_machine.travel(now, tick=False):
@@ -326,17 +343,41 @@ def main() -> None:
             hub = best_of(RUNS, lambda: where_to_make(viewer=viewer, part=part))
             plain = best_of(RUNS, baseline)
             sql_part = min(in_queries() for _ in range(RUNS))
+            hub_cpu = cpu_of(lambda: where_to_make(viewer=viewer, part=part))
+            plain_cpu = cpu_of(baseline)
             per_lab.append(hub / labs)
+            cpu = (
+                f"{hub_cpu * 1000:>9.1f}ms{plain_cpu * 1000:>8.1f}ms{hub_cpu / plain_cpu:>7.2f}x"
+                if hub_cpu is not None and plain_cpu is not None
+                else f"{'(no server CPU: not a local server)':>37}"
+            )
             print(
                 f"{f'{labs} × {MACHINES_PER_LAB}':<18}{PrintJob.objects.count():>8,}{Booking.objects.count():>10,}"
                 f"{hub * 1000:>8.1f}ms{plain * 1000:>8.1f}ms{hub / plain:>7.2f}x"
-                f"{sql_part * 1000:>10.1f}ms{hub / labs * 1000:>8.2f}ms{queries:>9}"
+                f"{sql_part * 1000:>10.1f}ms{hub / labs * 1000:>8.2f}ms{queries:>9}{cpu}"
             )
     growth = per_lab[-1] / per_lab[0]
     print(
         f"time per lab from {SIZES[0]} to {SIZES[-1]} labs: ×{growth:.2f} "
         f"({'linear or better' if growth <= 1.15 else 'worse than linear'})"
     )
+
+
+def _backend_cpu(connection) -> Callable[[], float] | None:
+    """The CPU seconds the connection's PostgreSQL backend has used so far, read from
+    /proc (nanoseconds on the CPU, first field of schedstat); None when that process is
+    not a PostgreSQL backend on this machine (a remote server)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    proc = Path(f"/proc/{pid}")
+    try:
+        if (proc / "comm").read_text().strip() != "postgres":
+            return None
+        (proc / "schedstat").read_text()
+    except OSError:
+        return None
+    return lambda: int((proc / "schedstat").read_text().split()[0]) / 1e9
 
 
 def _check(answer, rows, now: datetime, *, with_hours: set[int], trained: set[int]) -> None:

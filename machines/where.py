@@ -371,8 +371,9 @@ def where_to_make(
     stock = _stock(rows.spools, colour)
     usable: dict[int, list[tuple[_Printer, list[str]]]] = defaultdict(list)
     can_use: dict[tuple, bool] = {}
+    has_loaded: dict[tuple[str, str], bool] = {}
     for printer in fitting:
-        needs = _needs(printer, material, colour, nozzle, stock, can_use)
+        needs = _needs(printer, material, colour, nozzle, stock, can_use, has_loaded)
         if needs is not None:
             usable[printer.lab_id].append((printer, needs))
     answer.fits_without_material = len(lab_ids - set(usable))
@@ -895,17 +896,24 @@ def _needs(
     nozzle: Decimal | None,
     stock: _Spools,
     can_use: dict[tuple, bool],
+    has_loaded: dict[tuple[str, str], bool],
 ) -> list[str] | None:
     """What a person must do before `printer` can print this (nothing: []), or None if it
-    cannot: the material must be loaded or in stock, the nozzle fitted or one it takes."""
-    if printer.signature not in can_use:
-        can_use[printer.signature] = ps.printer_can_use(printer.model, material, nozzle)
-    if not can_use[printer.signature]:
+    cannot: the material must be loaded or in stock, the nozzle fitted or one it takes.
+    `can_use` and `has_loaded` keep what printers of the same signature, or with the same
+    material and colour loaded, have in common."""
+    usable = can_use.get(printer.signature)
+    if usable is None:
+        usable = can_use[printer.signature] = ps.printer_can_use(printer.model, material, nozzle)
+    if not usable:
         return None
     needs = []
-    loaded = ps.canonical_material(printer.material) == material and (
-        not colour or ps.canonical_colour(printer.colour) == colour
-    )
+    key = (printer.material, printer.colour)
+    loaded = has_loaded.get(key)
+    if loaded is None:
+        loaded = has_loaded[key] = ps.canonical_material(printer.material) == material and (
+            not colour or ps.canonical_colour(printer.colour) == colour
+        )
     if not loaded:
         if printer.lab_id not in stock.labs:
             return None
@@ -936,31 +944,26 @@ def _span(seconds: int | None) -> int:
     return timeline_span(seconds) // _MICROSECOND
 
 
+def _starving_before(now_us: int) -> int:
+    """Jobs queued before this moment (µs) are starving: the dispatcher takes them first."""
+    return now_us - settings.FABHUB_PRINT_STARVATION_HOURS * 3600 * 1_000_000
+
+
 @dataclass(slots=True)
 class _Queued:
-    """A queued job as the dispatcher sees it (one row of the queue)."""
+    """A queued job as the dispatcher sees it (one row of the queue). Its place in the
+    queue, its material and its span are in its tuples (see `_Context.queue`)."""
 
     pk: int
-    material: str
     colour: str
     nozzle: Decimal | None
     size: dict | None
     priority: int
-    queued_at: int
-    span: int
     copies_left: int
     # The oriented box's extents, smallest first (None: no box).
     lying: tuple[float, float, float] | None
     # In the queue now (not being sliced or awaiting approval).
     ready: bool = True
-
-
-def _lying(size: dict | None) -> tuple[float, float, float] | None:
-    obb = size.get("obb") if size is not None else None
-    if isinstance(obb, list) and len(obb) == 3:
-        small, middle, large = sorted(map(float, obb))
-        return (small, middle, large)
-    return None
 
 
 @dataclass
@@ -976,7 +979,10 @@ class _Context:
     unattended: dict[int, bool]
     sliced: dict[str, tuple[int | None, float | None]]
     profile_keys: dict[int, str]
-    queue: dict[int, list[_Queued]]
+    # Per lab and material, each queued job's place in the dispatcher's order, as the
+    # tuple (0 if starving else 1, -priority or 0, queued at, id, available from, copy,
+    # job, span): ids are unique, so tuples never compare further than the id.
+    queue: dict[int, dict[str, list[tuple]]]
     weekly: dict[int, list[tuple[int, time, time]]]
     closures: dict[int, list[Interval]]
     # Per machine, its active timeline rows' starts and ends (µs), in order.
@@ -991,12 +997,17 @@ class _Context:
     volume_seconds: dict[Decimal, int] = field(default_factory=dict)
     grams_by_density: dict[Decimal, Decimal] = field(default_factory=dict)
     days: dict[str, date] = field(default_factory=dict)
+    # The fit rule's answers by (box's extents, smallest first; build volume): jobs and
+    # printers of the same sizes, in any lab, ask it once.
+    fitted: dict[tuple, bool] = field(default_factory=dict)
     now_us: int = field(init=False)
+    starving_before_us: int = field(init=False)
     lookahead_us: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.now_us = _micros(self.now)
         self.lookahead_us = _micros(self.now + LOOKAHEAD)
+        self.starving_before_us = _starving_before(self.now_us)
 
     def span(self, seconds: int | None) -> int:
         found = self.spans.get(seconds)
@@ -1073,40 +1084,66 @@ class _Context:
                 )
             ):
                 profile_keys[printer.pk] = printer.profile_key
-        queue: dict[int, list[_Queued]] = defaultdict(list)
+        queue: dict[int, dict[str, list[tuple]]] = {}
         now_us = _micros(now)
+        starving_before = _starving_before(now_us)
         spans: dict[int | None, int] = {}
         queued_rows = rows.queue
+        is_queued = PrintJob.Status.QUEUED
         # The sizes as one JSON array: one parse for all of them takes an eighth of the
         # time of one parse each.
         sizes = json.loads(
             "[" + ",".join("null" if row[-1] is None else row[-1] for row in queued_rows) + "]"
         )
         for row, size in zip(queued_rows, sizes, strict=True):
-            status, submitted, pk, lab_id, job_material, job_colour, nozzle, priority = row[:8]
-            queued_at, seconds, total, done = row[8:12]
+            (
+                status,
+                submitted,
+                pk,
+                lab_id,
+                job_material,
+                job_colour,
+                nozzle,
+                priority,
+                queued_at,
+                seconds,
+                total,
+                done,
+                _,
+            ) = row
             if not isinstance(size, dict):
                 size = None
-            ready = status == PrintJob.Status.QUEUED
+            ready = status == is_queued
             if not ready:
                 # In the dispatcher's order as if queued when submitted (never starving:
                 # it enters the queue fresh), free to start from now.
                 queued_at = min(submitted, now_us)
-            queue[lab_id].append(
-                _Queued(
-                    pk,
-                    job_material,
-                    job_colour,
-                    nozzle,
-                    size,
-                    priority,
-                    now_us if queued_at is None else queued_at,
-                    spans[seconds] if seconds in spans else spans.setdefault(seconds, _span(seconds)),
-                    total - done,
-                    _lying(size),
-                    ready,
-                )
+            if queued_at is None:
+                queued_at = now_us
+            # The oriented box's extents, smallest first (None: no box).
+            obb = size.get("obb") if size is not None else None
+            if isinstance(obb, list) and len(obb) == 3:
+                small, middle, large = sorted(map(float, obb))
+                lying: tuple[float, float, float] | None = (small, middle, large)
+            else:
+                lying = None
+            span = spans.get(seconds)
+            if span is None:
+                span = spans[seconds] = _span(seconds)
+            job = _Queued(pk, job_colour, nozzle, size, priority, total - done, lying, ready)
+            first = (
+                (0, 0, queued_at, pk, now_us, 1, job, span)
+                if queued_at < starving_before and ready
+                else (1, -priority, queued_at, pk, now_us, 1, job, span)
             )
+            lab_queue = queue.get(lab_id)
+            if lab_queue is None:
+                lab_queue = queue[lab_id] = {}
+            same = lab_queue.get(job_material)
+            if same is None:
+                lab_queue[job_material] = [first]
+            else:
+                same.append(first)
         weekly: dict[int, list[tuple[int, time, time]]] = defaultdict(list)
         for lab_id, weekday, opens, closes in rows.hours:
             weekly[lab_id].append((weekday, opens, closes))
@@ -1130,6 +1167,7 @@ class _Context:
             closures,
             busy=defaultdict(lambda: ([], [])),
             horizon={},
+            spans=spans,
         )
         context._add_timeline(rows.timeline, rows.lab_ids, now + FIRST_HORIZON)
         return context
@@ -1242,13 +1280,7 @@ class _Beyond(Exception):
 
 
 def _earliest(
-    t: int,
-    span: int,
-    busy: tuple[list[int], list[int]],
-    hours: _OpenTime,
-    *,
-    unattended: bool,
-    horizon: int,
+    t: int, span: int, busy: tuple[list[int], list[int]], hours: _OpenTime, unattended: bool, horizon: int
 ) -> int | None:
     """The earliest start from `t` at which `span` fits the printer's timeline and the
     lab's open time (the whole print, or only its start for unattended labs); None: not
@@ -1276,6 +1308,16 @@ def _earliest(
         if t + span > horizon:
             raise _Beyond(t)
         return t
+
+
+def never_fits(lying: tuple[float, float, float], volume: tuple[float, float, float]) -> bool:
+    """Whether a box (extents smallest first) is ruled out of a build volume (x, y, z) by a
+    quick look, before the fit rule's trigonometry: any placement of `designs.meshes.fits`
+    stands one extent up (at most z) and puts another across the bed (at most its short
+    side), so the box's two smallest extents must be at most those two limits. True only
+    where `fits` says no (tests/machines/test_where.py checks it on random boxes)."""
+    height, across = volume[2], min(volume[0], volume[1])
+    return lying[0] > min(height, across) or lying[1] > max(height, across)
 
 
 def _sorted3(volume: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -1419,35 +1461,28 @@ def _play(
     waits for the earliest moment one can.
     """
     now = context.now_us
-    starving_before = now - settings.FABHUB_PRINT_STARVATION_HOURS * 3600 * 1_000_000
+    starving_before = context.starving_before_us
     hours = context.open_time(lab)
     unattended = context.unattended.get(lab.pk, False)
     # Rows past the look-ahead are not read: the dispatcher does not see them either.
     horizon = _FOREVER if complete else context.horizon.get(lab.pk, now)
     limit = hours.limit_us
 
-    # The waiting list in the dispatcher's order, as tuples: (starving first, -priority,
-    # queued at, id, available from, copy, job); ids make keys unique, so jobs are never
-    # compared.
-    def item(job: _Queued, queued_at: int, available: int, copy: int) -> tuple:
-        if queued_at < starving_before and job.ready:
-            return (0, 0, queued_at, job.pk, available, copy, job)
-        return (1, -job.priority, queued_at, job.pk, available, copy, job)
-
-    # Per printer, the waiting items it can take, in the dispatcher's order: those worked
-    # out once, for every printer of the same material, nozzle, colour and build volume
-    # (and whether it may take the new job, which waits in those printers' lists only).
-    by_material: dict[str, list[tuple]] = defaultdict(list)
-    for job in context.queue.get(lab.pk, ()):
-        by_material[job.material].append(item(job, job.queued_at, now, 1))
+    # The waiting list in the dispatcher's order, as tuples (see `_Context.queue`); the
+    # new job's has no job (None) and its span depends on the printer.
+    by_material = context.queue.get(lab.pk, {})
     ours_key = (1, -PrintJob.Priority.NORMAL, now, _LAST)
-    ours_item = (*ours_key, now, 1, None)
+    ours_item = (*ours_key, now, 1, None, 0)
+    fitted = context.fitted
     fit_cache: dict[tuple, bool] = {}
     shared: dict[tuple, list[tuple]] = {}
     lists: dict[int, list[tuple]] = {}
     # The lists each job waits in (by id), and those the new job waits in.
     homes: dict[int, list[list[tuple]]] = defaultdict(list)
     ours_lists: list[list[tuple]] = []
+    # Per printer, the waiting items it can take, in the dispatcher's order: those worked
+    # out once, for every printer of the same material, nozzle, colour and build volume
+    # (and whether it may take the new job, which waits in those printers' lists only).
     for printer in lab_printers:
         takes_ours = printer.pk in ours
         key = (printer.material, printer.nozzle_mm, printer.colour, printer.volume, takes_ours)
@@ -1464,19 +1499,25 @@ def _play(
                 ):
                     continue
                 lying = job.lying
-                # Lying straight, longest side along the room's longest, is a placement the
-                # fit rule (`designs.meshes.fits`) always accepts: only the others need
-                # asking, once per job and build volume.
-                if (
-                    bounds is None
-                    or lying is None
-                    or lying[0] > bounds[0]
-                    or lying[1] > bounds[1]
-                    or lying[2] > bounds[2]
+                # A printer without a recorded work area takes any size (`job_fits`).
+                # Lying straight, longest side along the room's longest, is a placement
+                # the fit rule (`designs.meshes.fits`) always accepts: only the others
+                # need asking, once per box and build volume.
+                if bounds is not None and (
+                    lying is None or lying[0] > bounds[0] or lying[1] > bounds[1] or lying[2] > bounds[2]
                 ):
-                    fit = fit_cache.get((job.pk, volume))
-                    if fit is None:
-                        fit = fit_cache[job.pk, volume] = ps.job_fits(job.size, printer.model)
+                    if lying is not None:
+                        # `job_fits` of a box: `fits` of its extents, in any order.
+                        fit = fitted.get((lying, volume))
+                        if fit is None:
+                            assert volume is not None
+                            fit = fitted[lying, volume] = not never_fits(lying, volume) and fits(
+                                lying, volume
+                            )
+                    else:
+                        fit = fit_cache.get((job.pk, volume))
+                        if fit is None:
+                            fit = fit_cache[job.pk, volume] = ps.job_fits(job.size, printer.model)
                     if not fit:
                         continue
                 waiting.append(entry)
@@ -1496,6 +1537,8 @@ def _play(
         for printer in lab_printers
     }
     always = hours.always
+    next_window = hours.next_window
+    heappush, heappop, bisect_right = heapq.heappush, heapq.heappop, bisect.bisect_right
     # (when, printer, whether that moment is only a lower bound: the rows past the
     # horizon would tell); one entry per printer, so the flag is never compared.
     heap: list[tuple[int, int, bool]] = []
@@ -1503,14 +1546,17 @@ def _play(
         first = now
         if not printer.bed_clear:
             # A person clears the bed first: not before the lab opens.
-            window = hours.next_window(now)
+            window = next_window(now)
             first = window[0] if window else limit
-        heapq.heappush(heap, (first, printer.pk, False))
+        heappush(heap, (first, printer.pk, False))
 
     first_copy: tuple[int, int] | None = None
     ahead = 0
+    # Each turn's (available from, span) of what the printer could take but not then: one
+    # list for every turn, emptied at each (thousands of turns per answer).
+    later: list[tuple[int, int]] = []
     while heap:
-        t, printer_pk, unsure = heapq.heappop(heap)
+        t, printer_pk, unsure = heappop(heap)
         if t > limit:
             break
         if unsure:
@@ -1528,7 +1574,7 @@ def _play(
             close = limit
             room = 0 if t >= limit else 1
         else:
-            window = hours.next_window(t)
+            window = next_window(t)
             if window is None or window[0] > t:
                 room = 0
             else:
@@ -1536,27 +1582,27 @@ def _play(
                 room = 1
         if room:
             starts, ends = timeline_rows
-            index = bisect.bisect_right(ends, t)
+            index = bisect_right(ends, t)
             room = starts[index] - t if index < len(starts) else _FOREVER
             if room <= 0:
                 room = 0
             elif not unattended and close - t < room:
                 room = close - t
-        taken: tuple[tuple, int] | None = None
+        taken: tuple | None = None
         # What it could take but not now: the shortest of those waiting already (the
         # first of them to fit anywhere), and each copy that waits for the one before it.
         shortest: int | None = None
-        later: list[tuple[int, int]] = []
+        later.clear()
         for waiting_item in waiting:
-            job = waiting_item[6]
-            span = our_span if job is None else job.span
-            available = waiting_item[4]
+            available, job, span = waiting_item[4], waiting_item[6], waiting_item[7]
+            if job is None:
+                span = our_span
             if available > t:
                 later.append((available, span))
             elif span <= room:
                 if t + span > horizon:
                     raise _Lookahead  # it might start now: unknown rows decide
-                taken = (waiting_item, span)
+                taken = waiting_item
                 break
             elif shortest is None or span < shortest:
                 shortest = span
@@ -1567,9 +1613,7 @@ def _play(
             not_before: int | None = None
             for since, span in later:
                 try:
-                    start = _earliest(
-                        since, span, timeline_rows, hours, unattended=unattended, horizon=horizon
-                    )
+                    start = _earliest(since, span, timeline_rows, hours, unattended, horizon)
                 except _Beyond as beyond:
                     if not_before is None or beyond.at < not_before:
                         not_before = beyond.at
@@ -1577,26 +1621,32 @@ def _play(
                 if start is not None and (next_try is None or start < next_try):
                     next_try = start
             if not_before is not None and (next_try is None or not_before <= next_try):
-                heapq.heappush(heap, (not_before, printer_pk, True))
+                heappush(heap, (not_before, printer_pk, True))
             elif next_try is not None:
-                heapq.heappush(heap, (next_try, printer_pk, False))
+                heappush(heap, (next_try, printer_pk, False))
             continue  # nothing it can ever take: it drops out
-        waiting_item, span = taken
+        # `span` is the span of the item taken (the loop broke on it).
         end = t + span
-        job, copy = waiting_item[6], waiting_item[5]
+        copy, job = taken[5], taken[6]
         if job is None:
             if first_copy is None:
                 first_copy = (printer_pk, t)
             if copy == copies:
                 return first_copy[0], first_copy[1], end, ahead
-            _requeue(ours_lists, waiting_item, (*ours_key, end, copy + 1, None))
+            _requeue(ours_lists, taken, (*ours_key, end, copy + 1, None, 0))
         else:
             if first_copy is None:
                 ahead += 1
             # The next copy joins the queue again when this one is done.
-            following = item(job, end, end, copy + 1) if copy < job.copies_left else None
-            _requeue(homes[job.pk], waiting_item, following)
-        heapq.heappush(heap, (end, printer_pk, False))
+            following = None
+            if copy < job.copies_left:
+                following = (
+                    (0, 0, end, job.pk, end, copy + 1, job, span)
+                    if end < starving_before and job.ready
+                    else (1, -job.priority, end, job.pk, end, copy + 1, job, span)
+                )
+            _requeue(homes[job.pk], taken, following)
+        heappush(heap, (end, printer_pk, False))
     return (first_copy[0] if first_copy else next(iter(ours))), None, None, ahead
 
 
