@@ -1053,6 +1053,12 @@ class Repository:
         return [p for p in dict.fromkeys(out.decode(errors="replace").split("\0")) if p]
 
     def refs(self) -> dict[str, str]:
+        """Every ref and the object it holds, as `git for-each-ref` lists them. Read from
+        the ref files when they plainly hold them (a mirror's refresh reads them after each
+        fetch: a process costs more than the files); git is asked otherwise."""
+        found = _refs_from_files(self.path)
+        if found is not None:
+            return found
         out = self._text("for-each-ref", "--format=%(refname) %(objectname)")
         return {name: sha for name, sha in (line.split(" ", 1) for line in out.splitlines() if line)}
 
@@ -1605,6 +1611,36 @@ def _packed_refs(git_dir: Path) -> dict[str, str]:
         if ref and not line.startswith(("#", "^")):
             refs[ref] = sha
     return refs
+
+
+def _refs_from_files(git_dir: Path) -> dict[str, str] | None:
+    """Every ref under refs/ and the object id it holds, from the loose ref files, then
+    packed-refs (a loose file wins): read in that order, a ref that `git pack-refs` moves
+    meanwhile is found in one or the other. None (ask git) for anything unusual: a
+    symbolic or unreadable ref, a name git would not take, a reftable repository."""
+    if (git_dir / "reftable").exists():
+        return None
+    loose: dict[str, str] = {}
+    root = git_dir / "refs"
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for file in files:
+            if file.endswith(".lock"):
+                continue
+            name = "refs/" + Path(folder, file).relative_to(root).as_posix()
+            try:
+                value = Path(folder, file).read_text(errors="replace").strip()
+            except FileNotFoundError:  # deleted, or packed, since the listing: read below
+                continue
+            except OSError:
+                return None
+            if not _SHA_RE.fullmatch(value) or not _git_accepts_ref(name.encode("utf-8", "surrogateescape")):
+                return None
+            loose[name] = value
+    packed = {ref: sha for ref, sha in _packed_refs(git_dir).items() if ref.startswith("refs/")}
+    if not all(_SHA_RE.fullmatch(sha) for sha in packed.values()):
+        return None
+    return dict(sorted({**packed, **loose}.items()))
 
 
 def _ref_from_files(git_dir: Path, ref: str, packed: dict[str, str] | None = None) -> str | None:
