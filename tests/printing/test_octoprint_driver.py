@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -72,6 +73,43 @@ def test_it_cancels_a_running_print(octoprint_printer, long_print):
     )
     assert done.job_name == "long.gcode" and done.progress is None
     octoprint_printer.cancel()  # nothing left to cancel: a retried cancel is not an error
+
+
+class _FileUnselectedFirst(GuardedSession):
+    """What OctoPrint answers for a moment when a print ends in an error: it unselects
+    the file before it changes the state, so /api/job says "Printing" with no file. The
+    window is too short to hit on purpose, so the first /api/job answer here is the real
+    one with its file taken out, as OctoPrint 1.11's printer/standard.py
+    on_comm_state_change leaves it (_setJobData(None, ...) before _setState)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.job_answers = 0
+
+    def request(self, method, url, *args, **kwargs):
+        response = super().request(method, url, *args, **kwargs)
+        if method == "GET" and url.endswith("/api/job"):
+            self.job_answers += 1
+            if self.job_answers == 1:
+                data = response.json()
+                data["job"]["file"] = {"name": None, "path": None, "origin": None}
+                response._content = json.dumps(data).encode()
+        return response
+
+
+@slow
+def test_an_active_state_naming_no_file_is_looked_at_again(octoprint_server, octoprint_printer, long_print):
+    """The queue ends a job the printer no longer names as lost: a nameless "Printing"
+    is never reported as it is, the driver asks again."""
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    session = _FileUnselectedFirst()
+    driver = OctoPrintDriver(octoprint_server.url, octoprint_server.api_key, session=session)
+    try:
+        status = driver.status()
+        assert session.job_answers == 2
+        assert (status.state, status.job_name) == (PrinterState.PRINTING, "long.gcode")
+    finally:
+        octoprint_printer.cancel()
 
 
 @slow

@@ -25,6 +25,9 @@ from machines.printing.drivers.base import (
 
 Timeout = float | tuple[float, float]
 
+# Looks at /api/job while it says a job is active and names no file (`_job_look`).
+JOB_LOOK_TRIES = 3
+
 # OctoPrint's state texts (octoprint.util.comm.MachineCom.getStateString in 1.11) by
 # what they mean for the queue. Texts not listed fall through to the prefix rules of
 # `state_from_text`, so a new wording ("Printing from SD", "Error: <firmware text>")
@@ -135,7 +138,7 @@ class OctoPrintDriver(PrinterDriver):
     def _status(self, *, temperatures: bool) -> PrinterStatus:
         """`status()`; without `temperatures` one request, not two (for the checks of
         `upload_and_start`, which only need the state and the file)."""
-        job = self._json("GET", "/api/job")
+        job = self._job_look()
         text = job.get("state")
         state = state_from_text(text)
         file = (job.get("job") or {}).get("file") or {}
@@ -152,6 +155,20 @@ class OctoPrintDriver(PrinterDriver):
             else {},
             message=message,
         )
+
+    def _job_look(self) -> dict[str, Any]:
+        """`GET /api/job`, looked at again while it says a job is active but names no file.
+        When a print ends in an error OctoPrint unselects the file before it changes the
+        state, so for a moment it answers "Printing" with no file: reported as it is, the
+        queue would take its own job for one the printer lost (seen once under load, after
+        an M112). By the next look the state says the error."""
+        for _ in range(JOB_LOOK_TRIES - 1):
+            job = self._json("GET", "/api/job")
+            named = ((job.get("job") or {}).get("file") or {}).get("name")
+            if named or not state_from_text(job.get("state")).has_active_job:
+                return job
+            time.sleep(0.05)
+        return self._json("GET", "/api/job")
 
     def connect(self) -> None:
         """Connect OctoPrint to the printer unless it already is.
@@ -362,7 +379,10 @@ class OctoPrintDriver(PrinterDriver):
             ) from None
         except requests.RequestException as exc:
             raise PrinterError(
-                f"could not send {method} {path} to {self.base_url}: {exc}", retryable=False
+                # A reset mid-body (OctoPrint closes an upload over its limit before
+                # reading it all) lands here: named like OctoPrint's other refusals.
+                f"OctoPrint at {self.base_url} broke off {method} {path}, could not send it: {exc}",
+                retryable=False,
             ) from None
 
         status = response.status_code
