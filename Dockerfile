@@ -34,9 +34,12 @@ COPY hub ./hub
 COPY designs ./designs
 COPY machines ./machines
 
-# The "deploy" extra brings gunicorn.
+# The "deploy" extra brings gunicorn. The bytecode is compiled here: at run time /app is
+# not writable (and PYTHONDONTWRITEBYTECODE), and the pre-receive hook starts a fresh
+# Python on every push, which would otherwise compile the project's modules each time.
 RUN pip install --no-cache-dir "." \
-    && rm -rf build ./*.egg-info
+    && rm -rf build ./*.egg-info \
+    && python -m compileall -q hub designs machines
 
 # Repositories, uploads and collected static files live under /data (a volume).
 RUN useradd --system --uid 1000 --user-group --create-home --home-dir /home/fabhub fabhub \
