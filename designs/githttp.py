@@ -2,20 +2,15 @@
 
 Access is decided here, then `git http-backend` (designs.git.http_backend) does the
 protocol, with request and response bodies streamed. Pushes run the hub's pre-receive
-rules (designs/prereceive.py) and, once git's answer has been sent, tell the hub what
-changed (the push's follow-up: `PushAnswer`).
+rules (designs/prereceive.py) and, once git has answered, tell the hub what changed.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
@@ -30,14 +25,10 @@ from hub.auth import BadCredentials, Viewer, require_write, resolve, viewer
 from hub.exceptions import NotFound, PermissionDenied
 from hub.models import User
 
-logger = logging.getLogger(__name__)
-
 SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
 # `version=2` and the like: keys and values git's protocol negotiation uses, nothing else.
 GIT_PROTOCOL_RE = re.compile(r"^[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?(:[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*$")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Held by a push's follow-up, in the repository's folder (git ignores files it does not know).
-FOLLOW_UP_LOCK = "fabhub-push-follow-up.lock"
 
 
 def _text(status: int, message: str, *, challenge: bool = False) -> HttpResponse:
@@ -134,74 +125,6 @@ def _hook_env(design: Design) -> dict[str, str]:
     return env
 
 
-def _follow_up_lock(design: Design) -> IO[bytes]:
-    """The design's follow-up lock, taken (an advisory `flock`, shared by every worker
-    process); closing the file releases it."""
-    lock = open(design.repo_path / FOLLOW_UP_LOCK, "a+b")  # held across calls: no `with`
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-    except BaseException:
-        lock.close()
-        raise
-    return lock
-
-
-def push_followed_up(design: Design) -> None:
-    """Wait until the hub has learned of every push to `design` whose answer was sent
-    (the follow-up of each holds the lock from before its answer's last bytes)."""
-    _follow_up_lock(design).close()
-
-
-class PushAnswer:
-    """git's answer to a push, then the push's follow-up (`services.design_pushed`: the
-    new commits learned of, their analyses and the search index queued, the first branch
-    made the default one), run when the server closes the response: after the last byte
-    has gone out, so the pusher does not wait for it.
-
-    The follow-up holds the design's follow-up lock from before the answer ends until it
-    is done, and every push waits for that lock before it reads the design's rules: a
-    push started once an earlier one has been answered is checked against what the
-    earlier one left (the default branch it named), as if the follow-up had run inside
-    the earlier request.
-    """
-
-    def __init__(
-        self, chunks: Iterator[bytes], *, design: Design, refs_before: dict[str, str], pusher: User
-    ) -> None:
-        self._chunks = chunks
-        self._design = design
-        self._refs_before = refs_before
-        self._pusher = pusher
-        self._lock: IO[bytes] | None = None
-        self._done = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks
-        # Taken before the server sends the end of the answer (it asks for the next chunk
-        # first), so the pusher cannot start another push before the lock is held.
-        self._lock = _follow_up_lock(self._design)
-
-    def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            # If the client hung up, git may still be running: wait for it to finish (it
-            # may have moved refs), then learn of what it did.
-            close_chunks = getattr(self._chunks, "close", None)
-            if close_chunks is not None:
-                close_chunks()
-            if self._lock is None:
-                self._lock = _follow_up_lock(self._design)
-            services.design_pushed(design=self._design, refs_before=self._refs_before, pusher=self._pusher)
-        except Exception:
-            # The server swallows what close() raises: say it here.
-            logger.exception("the follow-up of a push to %s failed", self._design.full_name)
-        finally:
-            if self._lock is not None:
-                self._lock.close()
-
-
 def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponseBase:
     design = access.design
     headers = {
@@ -212,13 +135,7 @@ def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: boo
         if len(protocol) > 256 or not GIT_PROTOCOL_RE.match(protocol):
             return _text(400, "Malformed Git-Protocol header.")
         headers["Git-Protocol"] = protocol
-    refs_before: dict[str, str] = {}
-    if pushing:
-        # An earlier push's follow-up may still be running: its rules (the default branch
-        # it may have named) are read once it is done.
-        push_followed_up(design)
-        design.refresh_from_db(fields=["default_branch", "allow_default_branch_rewrite", "allow_tag_changes"])
-        refs_before = design.repo.refs()
+    refs_before = design.repo.refs() if pushing else {}
     backend = http_backend(
         design.repo_path,
         # Django sets it for every request it serves; None only on a hand-built HttpRequest.
@@ -230,10 +147,16 @@ def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: boo
         remote_user=getattr(access.requester, "username", ""),
         hook_env=_hook_env(design),
     )
-    body: Iterator[bytes] | PushAnswer = backend.body
-    if pushing:
-        body = PushAnswer(backend.body, design=design, refs_before=refs_before, pusher=access.writer)
-    response = StreamingHttpResponse(body, status=backend.status)
+
+    def body():
+        try:
+            yield from backend.body
+        finally:
+            # Even if the client hung up, git may have updated refs: learn of them.
+            if pushing:
+                services.design_pushed(design=design, refs_before=refs_before, pusher=access.writer)
+
+    response = StreamingHttpResponse(body(), status=backend.status)
     for name, value in backend.headers:
         response[name] = value
     return response

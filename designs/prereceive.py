@@ -140,11 +140,20 @@ def _missing_lfs_objects(
 
 def main() -> int:
     updates = []
-    for line in sys.stdin:
-        old, new, ref = line.split()
-        updates.append((old, new, ref))
+    errors = []
+    # git passes ref names as bytes it never checked for an encoding: the hub stores,
+    # shows and serves them as text, so a name that is not UTF-8 is refused here.
+    for line in sys.stdin.buffer:
+        old, new, raw_ref = line.split()
+        try:
+            ref = raw_ref.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = raw_ref.decode("utf-8", errors="backslashreplace")
+            errors.append(f"{shown}: ref names must be UTF-8 text.")
+            continue
+        updates.append((old.decode("ascii"), new.decode("ascii"), ref))
     repo = Repository(os.environ.get("GIT_DIR", "."))
-    errors = push_errors(repo, updates, PushRules.from_env(dict(os.environ)))
+    errors += push_errors(repo, updates, PushRules.from_env(dict(os.environ)))
     for error in errors:
         print(f"fabhub: {error}", file=sys.stderr)
     if errors:

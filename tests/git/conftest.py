@@ -130,15 +130,8 @@ class Git:
         }
 
     def __call__(
-        self,
-        *args: str,
-        cwd: Path | None = None,
-        check: bool = True,
-        env: dict | None = None,
-        follow_up: bool = True,
+        self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None
     ) -> subprocess.CompletedProcess:
-        """`git <args>`; after a push, once the hub has followed it up (`follow_up=False`:
-        at once, as a script pushing again straight away)."""
         result = subprocess.run(
             ["git", *args],
             cwd=cwd or self.home,
@@ -147,25 +140,11 @@ class Git:
             text=True,
             timeout=300,
         )
-        if follow_up and "push" in args:
-            pushes_followed_up()
         if check and result.returncode != 0:
             raise AssertionError(
                 f"git {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
         return result
-
-
-def pushes_followed_up() -> None:
-    """Wait until the hub has learned of every push it has answered (a push's follow-up
-    runs once the answer is sent: designs.githttp.PushAnswer), as a person would see it
-    a moment later."""
-    from designs.githttp import push_followed_up
-    from designs.models import Design
-
-    for design in Design.objects.all():
-        if design.repo_path.exists():
-            push_followed_up(design)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import pytest
@@ -232,6 +233,22 @@ def test_a_push_of_a_branch_whose_name_hides_characters_is_refused(hub_server, d
     assert design.repo.branch_head("fix\u202eexe") is None
 
 
+def test_a_push_of_a_ref_whose_name_is_not_utf8_is_refused(hub_server, design, maker, git):
+    """git takes any bytes in a ref name; the hub keeps names as text, so one that does
+    not decode is refused whole (with the rest of the push) before any ref moves."""
+    git("clone", push_url(hub_server, design, maker), "work")
+    result = subprocess.run(
+        [b"git", b"push", b"origin", b"HEAD:refs/heads/caf\xe9", b"HEAD:refs/heads/fine"],
+        cwd=git.home / "work",
+        env=git.env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert b"refs/heads/caf\\xe9: ref names must be UTF-8 text." in result.stderr
+    assert set(design.repo.refs()) == {"refs/heads/main"}
+
+
 def test_a_pushed_tag_is_a_release_it_cannot_be_moved_or_deleted_unless_allowed(
     hub_server, design, maker, git
 ):
@@ -273,8 +290,8 @@ def test_the_first_branch_pushed_into_an_empty_design_becomes_its_default_branch
 
 
 def test_a_push_straight_after_the_first_one_keeps_to_the_default_branch_it_named(hub_server, maker, git):
-    """The first push's follow-up, which names its branch the default one, runs after its
-    answer; a push made at once waits for it, so rewriting that branch is refused."""
+    """The first push's follow-up names its branch the default one before the pusher is
+    answered, so a push made at once may not rewrite that branch."""
     empty = DesignFactory(owner=maker, slug="fresh")
     url = push_url(hub_server, empty, maker)
     work = git.home / "work"
@@ -283,10 +300,10 @@ def test_a_push_straight_after_the_first_one_keeps_to_the_default_branch_it_name
         (work / "README.md").write_text(f"# Fresh {n}\n")
         git("add", "README.md", cwd=work)
         git("commit", "-q", "-m", f"Commit {n}", cwd=work)
-    git("push", url, "dev", cwd=work, follow_up=False)
+    git("push", url, "dev", cwd=work)
     git("reset", "-q", "--hard", "HEAD~1", cwd=work)
     git("commit", "-q", "--allow-empty", "-m", "Rewritten", cwd=work)
-    result = git("push", "--force", url, "dev", cwd=work, check=False, follow_up=False)
+    result = git("push", "--force", url, "dev", cwd=work, check=False)
 
     assert result.returncode != 0
     assert "dev is the default branch: force pushes that rewrite its history are refused" in result.stderr
