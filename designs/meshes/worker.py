@@ -185,7 +185,12 @@ def run_batch(
 
 
 def run_diffs(
-    jobs: list[DiffJob], *, time_limit_s: int, memory_limit_bytes: int, workers: int | None = None
+    jobs: list[DiffJob],
+    *,
+    time_limit_s: int,
+    memory_limit_bytes: int,
+    workers: int | None = None,
+    keep_warm: bool = True,
 ) -> Iterator[MeshOutcome]:
     """Geometric diffs of the jobs' pairs, on a warm server (several pairs at once, one
     per core); one outcome per job, `diff` or `reason` set, in the order they finish."""
@@ -194,7 +199,7 @@ def run_diffs(
         time_limit_s=time_limit_s,
         memory_limit_bytes=memory_limit_bytes,
         workers=workers,
-        keep_warm=True,
+        keep_warm=keep_warm,
     )
 
 
@@ -207,9 +212,13 @@ def run_diff(
     time_limit_s: int,
     memory_limit_bytes: int,
 ) -> tuple[dict | None, str | None]:
-    """(geometric diff, None) or (None, why not), computed in a guarded child."""
+    """(geometric diff, None) or (None, why not), computed in a guarded child. The API
+    asks for one pair inside a web request: its server is not kept warm, so web processes
+    do not each hold an idle one (a hundred megabytes or more) for a minute."""
     job = DiffJob("diff", str(old_file), str(new_file), old_name, new_name)
-    (outcome,) = run_diffs([job], time_limit_s=time_limit_s, memory_limit_bytes=memory_limit_bytes)
+    (outcome,) = run_diffs(
+        [job], time_limit_s=time_limit_s, memory_limit_bytes=memory_limit_bytes, keep_warm=False
+    )
     return outcome.diff, outcome.reason
 
 
