@@ -278,6 +278,7 @@ class Harness:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": self.postgres.url,
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_CACHE_URL": f"redis://127.0.0.1:{self.redis_port}/1",
             "FABHUB_DATA_DIR": str(self.folder / "data"),
             "FABHUB_EMAIL_NOTIFICATIONS": "0",
         }

@@ -617,7 +617,9 @@ class Repository:
                 return next((e for e in self.ls_tree(commit) if e.path == path), None)
             except GitError:  # no such commit or tree: nothing there, as below
                 return None
-        out = self._run("ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128))
+        out = self._run(
+            "ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128), env=LITERAL_PATHSPECS
+        )
         for record in out.decode().split("\0"):
             if not record:
                 continue
@@ -712,7 +714,8 @@ class Repository:
         return commits[0]
 
     def log(self, rev: str, *, path: str | None = None, skip: int = 0, limit: int = 30) -> list[Commit]:
-        """Commits reachable from `rev`, newest first, with the files each one changed."""
+        """Commits reachable from `rev`, newest first, with the files each one changed;
+        with `path`, those that touched that path (literally: no pathspec magic)."""
         fmt = "%x1e%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
         args = [
             "log",
@@ -728,12 +731,12 @@ class Repository:
         ]
         if path:
             args.append(path)
-        out = self._run(*args).decode(errors="replace")
+        out = self._run(*args, env=LITERAL_PATHSPECS).decode(errors="replace")
         return [_parse_log_record(r) for r in out.split("\x1e") if r.strip("\0\n")]
 
     def count_commits(self, rev: str, *, path: str | None = None, at_most: int | None = None) -> int:
         """The commits reachable from `rev` (touching `path`), counting no further than `at_most`."""
-        return int(self._text(*_count_args(rev, path, at_most=at_most)).strip())
+        return int(self._text(*_count_args(rev, path, at_most=at_most), env=LITERAL_PATHSPECS).strip())
 
     def log_and_count(
         self,
@@ -822,14 +825,15 @@ class Repository:
         return self.count_commits(rev, path=path) if path else whole
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
-        """`git <args>` started in the repository, for _output() to collect."""
+        """`git <args>` started in the repository, for _output() to collect (history
+        counts: paths are literal, as in log)."""
         return subprocess.Popen(
             [git_binary(), *args],
             cwd=self.path,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_git_env(None),
+            env=_git_env(LITERAL_PATHSPECS),
         )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
@@ -1936,6 +1940,11 @@ def _output(proc: subprocess.Popen[bytes]) -> str | None:
     """The stdout of a process Repository._start() started, once it ends; None if it failed."""
     out, _ = proc.communicate()
     return out.decode(errors="replace") if proc.returncode == 0 else None
+
+
+# A path a request names is a path, not a pattern: without this, `*`, `:(glob)**` or
+# `:(icase)...` would each match other files, and each be a history of its own to count.
+LITERAL_PATHSPECS = {"GIT_LITERAL_PATHSPECS": "1"}
 
 
 def _git_env(extra: dict[str, str] | None) -> dict[str, str]:

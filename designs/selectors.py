@@ -149,6 +149,22 @@ def design_resolve(design: Design, rev: str | None) -> str:
 # worker counts it (services.history). Up to it, counting costs about one page read.
 HISTORY_COUNTED_INLINE = 1_000
 
+# How long a counted history length is kept. A commit's history never changes, but each
+# ref and path has keys of its own: they must not pile up for ever.
+HISTORY_COUNT_KEPT_S = 30 * 24 * 3600
+
+
+def history_path(path: str | None) -> str | None:
+    """The path a history is filtered by, as its cache keys and git see it: without
+    leading or trailing slashes; None for the whole history."""
+    return (path.strip("/") or None) if path else None
+
+
+def history_path_exists(design: Design, *, sha: str, path: str | None) -> bool:
+    """Whether the commit `sha` holds something at `path` (a history path, see
+    history_path; None: the whole history, which always exists). One tree lookup."""
+    return path is None or design.repo.entry(sha, path) is not None
+
 
 @dataclass(frozen=True)
 class HistoryPage:
@@ -163,6 +179,7 @@ def design_history(
 ) -> HistoryPage:
     """One page of the commits reachable from `rev`, optionally touching `path`, and the
     history's exact length when it is known or cheap to know (HistoryPage.total)."""
+    path = history_path(path)
     if path and "\0" in path:
         raise NotFound("No path holds a NUL byte.")
     sha = design_resolve(design, rev)
@@ -184,24 +201,26 @@ def design_history(
         if total is None and len(commits) <= limit and (commits or not offset):
             total = offset + len(commits)  # this page is the last: the length is in sight
         if total is not None:
-            cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=None)
+            cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=HISTORY_COUNT_KEPT_S)
     return HistoryPage(sha=sha, commits=commits[:limit], total=total, has_next=len(commits) > limit)
 
 
 def design_history_count(design: Design, *, rev: str | None, sha: str, path: str | None) -> int:
     """The length of the history of `sha` (which `rev` named), optionally touching `path`,
     counted and cached as design_history does: what a worker runs for a long history."""
+    path = history_path(path)
     count_key, latest_key = _history_count_keys(design, rev=rev, sha=sha, path=path)
     total = cache.get(count_key)
     if total is None:
         total = design.repo.count_commits(sha, path=path)
-        cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=None)
+        cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=HISTORY_COUNT_KEPT_S)
     return total
 
 
 def _history_count_keys(design: Design, *, rev: str | None, sha: str, path: str | None) -> tuple[str, str]:
-    # A commit's history never changes, so its length is cached by sha for good. The
-    # latest count of each ref is kept too: after a push, only the new commits are counted.
+    # A commit's history never changes, so its length is cached by sha (for
+    # HISTORY_COUNT_KEPT_S). The latest count of each ref is kept too: after a push, only
+    # the new commits are counted. `path` is a history_path.
     name = hashlib.sha256(f"{rev or design.default_branch}\0{path or ''}".encode(errors="replace"))
     return (
         f"history-count:{design.pk}:{sha}:{path or ''}",
@@ -701,12 +720,13 @@ def design_upstream_status(
     upstream_head = upstream.repo.branch_head(upstream_branch)
     ahead = behind = 0
     if head and upstream_head and head != upstream_head:
-        # Commits never change, so the counts for a pair of heads are kept for good.
+        # Commits never change, so the counts for a pair of heads are kept (for a while:
+        # a key per pair must not pile up for ever).
         key = f"ahead-behind:{head}:{upstream_head}"
         counted = cache.get(key)
         if counted is None:
             counted = design.repo.ahead_behind(head, upstream_head, other=upstream.repo)
-            cache.set(key, counted, timeout=None)
+            cache.set(key, counted, timeout=HISTORY_COUNT_KEPT_S)
         ahead, behind = counted
     elif upstream_head and not head:
         behind = upstream.repo.count_commits(upstream_head)

@@ -41,6 +41,32 @@ def visibility_outlasts_every_task(app_configs: Any = None, **kwargs: Any) -> li
     ]
 
 
+# Caches that each process keeps to itself.
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register()
+def workers_share_the_cache(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """With a broker, tasks run in Celery workers, other processes than the web's: what
+    they leave in the cache for the web (a long history's count, say) is only seen there
+    through a shared cache. A per-process cache loses it: the history page would say
+    'Counting the commits…' for ever."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if not settings.CELERY_BROKER_URL or backend not in PROCESS_LOCAL_CACHES:
+        return []
+    return [
+        Error(
+            f"CELERY_BROKER_URL is set but the cache ({backend.rpartition('.')[2]}) is each "
+            "process's own: what the workers cache for the web (history counts) is lost.",
+            hint="Set REDIS_CACHE_URL (e.g. redis://redis:6379/1) for the web, the workers and beat.",
+            id="hub.E002",
+        )
+    ]
+
+
 def _import_every_tasks_module() -> None:
     """What Celery's autodiscovery imports (each installed app's `tasks`), without its
     import signal: Celery's Django fix-up answers that signal by running the checks."""

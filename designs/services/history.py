@@ -19,10 +19,17 @@ def history_page(
     *, design: Design, rev: str | None, path: str | None, offset: int, limit: int
 ) -> HistoryPage:
     """One page of history (selectors.design_history); when its total is not known yet,
-    the count is queued, once, and a later visit shows it."""
+    the count is queued, once, and a later visit shows it.
+
+    Only for a path the head holds (or none): anyone may ask for any path, and each would
+    otherwise queue a whole count of the history. Another path's total stays unknown until
+    its last page is reached, which tells it."""
+    path = selectors.history_path(path)
     page = selectors.design_history(design, rev=rev, path=path, offset=offset, limit=limit)
-    if page.total is None and cache.add(
-        f"history-count-queued:{design.pk}:{page.sha}:{path or ''}", True, COUNT_QUEUED_S
+    if (
+        page.total is None
+        and selectors.history_path_exists(design, sha=page.sha, path=path)
+        and cache.add(f"history-count-queued:{design.pk}:{page.sha}:{path or ''}", True, COUNT_QUEUED_S)
     ):
         enqueue("designs.tasks.history_count", design.pk, rev, page.sha, path)
     return page

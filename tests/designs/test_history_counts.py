@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from designs import selectors
+from designs import selectors, services
 from designs.git import Repository
 from tests.factories import DesignFactory, commit_files
 
@@ -154,3 +154,93 @@ def test_the_history_page_shows_newer_and_older_links_until_the_count_is_known(a
     second = client.get(url, {"page": 2}).content.decode()
     assert "Step 1<" in second and "Step 0<" in second and "Newer" in second and "Older" not in second
     assert client.get(url, {"page": 3}).status_code == 404
+
+
+# -- paths are literal, and only a path the head holds is counted by a worker ------------
+
+
+@pytest.mark.parametrize("magic", ["*", "parts/g*", ":(glob)**", ":(icase)PARTS/GEAR.SCAD", ":/", "parts/*"])
+def test_a_history_path_is_literal_not_a_pathspec(repo, magic):
+    head = _line(repo, None, 4, touching_every=1)
+    assert repo.log(head, path=magic) == []
+    assert repo.count_commits(head, path=magic) == 0
+    assert repo.log_and_count(head, path=magic, at_most=10) == ([], 0)
+    assert repo.log_and_count(head, path=magic, counted=(head, 4)) == ([], 0)
+    assert repo.entry(head, magic) is None
+    assert len(repo.log(head, path=PATH)) == 4  # the literal path still is its history
+
+
+def test_a_file_named_like_a_pattern_has_its_own_history_only(repo):
+    root = _commit(repo, "main", parents=[], files={"*": "star", "gear.scad": "gear"})
+    head = _commit(repo, "main", parents=[root], files={"gear.scad": "gear 2"})
+    assert [c.sha for c in repo.log(head, path="*")] == [root]
+    assert repo.count_commits(head, path="*") == 1
+
+
+@pytest.fixture
+def queued(monkeypatch, background_tasks_run) -> list[tuple]:
+    """The history counts queued (and run at once), as (design id, rev, sha, path); a
+    clean cache, a "long" history being anything from 4 commits on."""
+    from django.core.cache import cache
+
+    from designs.services import history
+
+    cache.clear()
+    monkeypatch.setattr(selectors, "HISTORY_COUNTED_INLINE", 4)
+    calls: list[tuple] = []
+    enqueue = history.enqueue
+
+    def recording(name: str, *args):
+        calls.append(args)
+        enqueue(name, *args)
+
+    monkeypatch.setattr(history, "enqueue", recording)
+    return calls
+
+
+def _long_gearbox(alice, *, deleted: bool = False) -> str:
+    design = DesignFactory(owner=alice, slug="gearbox")
+    for n in range(8):
+        commit_files(design, {"gear.scad" if n % 2 else f"note-{n}.md": str(n)}, f"Step {n}")
+    if deleted:
+        services.design_commit(design=design, author=alice, message="Gone", uploads=[], deletes=["gear.scad"])
+    return reverse("api-design-history", args=["alice", "gearbox"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "magic", ["*", "g*", ":(glob)**", ":(icase)GEAR.SCAD", ":(exclude)nothing", "*.scad"]
+)
+def test_a_pathspec_magic_path_names_no_file_and_queues_no_count(alice, client, queued, magic):
+    history = _long_gearbox(alice)
+    page = client.get(history, {"per_page": 2, "path": magic}).json()  # logged out: public design
+    assert page["results"] == [] and page["count"] == 0 and page["next"] is None
+    assert queued == []
+
+
+@pytest.mark.django_db
+def test_a_path_the_head_does_not_hold_queues_no_count(alice, client, queued):
+    history = _long_gearbox(alice, deleted=True)
+    # Its history is long (5 commits, 2 a page), but the head has no such file: its
+    # total stays unknown until the last page, which tells it.
+    first = client.get(history, {"per_page": 2, "path": "gear.scad"}).json()
+    assert first["count"] is None and len(first["results"]) == 2 and first["next"]
+    assert client.get(history, {"per_page": 2, "path": "no/such/file.scad"}).json()["count"] == 0
+    assert queued == []
+    last = client.get(history, {"per_page": 2, "path": "gear.scad", "page": 3}).json()
+    assert last["count"] == 5 and len(last["results"]) == 1
+    # The whole history is still counted by a worker.
+    assert client.get(history, {"per_page": 2}).json()["count"] is None
+    assert [args[3] for args in queued] == [None]
+    assert client.get(history, {"per_page": 2}).json()["count"] == 9
+
+
+@pytest.mark.django_db
+def test_a_path_the_head_holds_is_counted_once_however_its_slashes_are_written(alice, client, queued):
+    history = _long_gearbox(alice)
+    for path in ("gear.scad", "/gear.scad", "gear.scad/", "//gear.scad//"):
+        page = client.get(history, {"per_page": 2, "path": path}).json()
+        assert [c["message"] for c in page["results"]] == ["Step 7", "Step 5"]
+        # The first request queued the count (run at once here): the next ones have it.
+        assert page["count"] == (None if path == "gear.scad" else 4)
+    assert [args[3] for args in queued] == ["gear.scad"]

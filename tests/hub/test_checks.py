@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.test import override_settings
 
-from hub.checks import visibility_outlasts_every_task
+from hub.checks import visibility_outlasts_every_task, workers_share_the_cache
 
 
 @override_settings(CELERY_BROKER_URL="redis://redis:6379/0")
@@ -29,3 +29,26 @@ def test_a_visibility_timeout_shorter_than_a_task_names_each_such_task():
 @override_settings(CELERY_BROKER_URL="", CELERY_BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 1})
 def test_without_a_visibility_based_broker_there_is_nothing_to_check():
     assert visibility_outlasts_every_task() == []
+
+
+LOCAL = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SHARED = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://redis:6379/1"}
+}
+
+
+@override_settings(CELERY_BROKER_URL="redis://redis:6379/0", CACHES=LOCAL)
+def test_workers_with_a_cache_of_each_process_s_own_are_an_error():
+    errors = workers_share_the_cache()
+    assert [error.id for error in errors] == ["hub.E002"]
+    assert "REDIS_CACHE_URL" in errors[0].hint
+
+
+@override_settings(CELERY_BROKER_URL="redis://redis:6379/0", CACHES=SHARED)
+def test_workers_with_a_shared_cache_are_fine():
+    assert workers_share_the_cache() == []
+
+
+@override_settings(CELERY_BROKER_URL="", CACHES=LOCAL)
+def test_without_a_broker_tasks_run_in_the_web_process_and_its_cache_is_enough():
+    assert workers_share_the_cache() == []
