@@ -11,8 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorWrapper
 from django.db.models import (
     Count,
     F,
@@ -483,62 +481,6 @@ class BookingContext:
     qualifications: list[Qualification]  # the member's for this machine or its kind, valid or not
 
 
-def prepared_cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
-    """A cursor of `db` for a statement whose text never changes and that runs on every
-    booking. On PostgreSQL the statement is prepared on the server the first time it runs
-    on a connection (psycopg keeps track), and then neither parsed nor planned again:
-    planning was the larger part of a booking's database time (docs/labs.md). Django's own
-    cursors bind parameters on the client and never prepare; Django leaves psycopg's
-    prepared statements off (`prepare_threshold` None) so that connection poolers work,
-    and PgBouncer in transaction mode handles them only from 1.21, with
-    `max_prepared_statements` set. Elsewhere, Django's cursor."""
-    if db.vendor != "postgresql":
-        return db.cursor()
-    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
-    from django.db.backends.postgresql.psycopg_any import register_tzloader
-    from psycopg.pq import Format
-
-    # What Django's cursor() does before it hands one out (BaseDatabaseWrapper._cursor,
-    # DatabaseWrapper.create_cursor): a live connection, instants read in its time zone.
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    with db.wrap_database_errors:
-        cursor = _preparing_cursor()(db.connection)
-        if db.timezone != db.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
-            register_tzloader(db.timezone, cursor)
-    db.validate_thread_sharing()
-    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
-
-
-@cache
-def _preparing_cursor() -> type[Any]:
-    import psycopg
-
-    class PreparingCursor(psycopg.Cursor[Any]):
-        """Binds on the server and prepares every statement it runs. psycopg prepares
-        nothing while its connection's `prepare_threshold` is None (Django's default), so
-        the threshold is lifted for this execution only: Django's own statements on the
-        connection stay unprepared."""
-
-        def execute(
-            self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
-        ) -> Any:
-            threshold = self.connection.prepare_threshold
-            self.connection.prepare_threshold = 0
-            try:
-                return super().execute(query, params, prepare=True, binary=binary)
-            finally:
-                self.connection.prepare_threshold = threshold
-
-        def _convert_query(self, query: Any, params: Any = None) -> Any:
-            # psycopg records the statement (`_query`) only when it does not prepare it,
-            # and Django's query log (connection.queries, CaptureQueriesContext) reads it.
-            self._query = super()._convert_query(query, params)
-            return self._query
-
-    return PreparingCursor
-
-
 @cache
 def _booking_context_sql(vendor: str) -> tuple[str, list[tuple[int, Col]]]:
     """`booking_context`'s query, and the columns whose values the ORM would convert as it
@@ -599,7 +541,7 @@ def booking_context(*, machine_id: int, member: User, start: datetime, end: date
         member.pk,
         machine_id,
     ]
-    with prepared_cursor(db) as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

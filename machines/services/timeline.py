@@ -160,7 +160,7 @@ def timeline_lock_insert(machine: Machine, row: Booking, *, version: int) -> boo
     # `timeline_insert` takes; outside one, the failed statement aborted nothing.
     try:
         with transaction.atomic() if db.in_atomic_block else nullcontext():
-            with selectors.prepared_cursor(db) as cursor:
+            with db.cursor() as cursor:
                 cursor.execute(sql, params)
                 inserted = cursor.fetchone()
     except IntegrityError as exc:

@@ -210,46 +210,6 @@ def test_a_plain_booking_on_postgres_is_one_read_and_one_statement_that_the_cons
 
 @on_postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_plain_booking_s_two_statements_are_prepared_once_per_connection_and_django_s_are_not(
-    racing_lab, alice
-):
-    """The read of the rules' sources and the locked insert are parsed and planned once per
-    connection (prepared by psycopg), then run by name; the statements Django builds run on
-    the same connection as before, unprepared (Django leaves psycopg's preparing off)."""
-    lab, machine = racing_lab
-
-    def prepared() -> list[str]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements ORDER BY prepare_time")
-            return [row[0] for row in cursor.fetchall()]
-
-    connection.close()  # a new session: nothing prepared in it yet
-    assert prepared() == []
-    start = at(lab, SATURDAY, "10:00")
-    for hour in range(3):
-        booked = start + timedelta(hours=hour)
-        with CaptureQueriesContext(connection) as statements:
-            services.booking_create(
-                machine=machine, member=alice, start=booked, end=booked + timedelta(minutes=50)
-            )
-        # Logged with their text, as Django's own are.
-        assert [q["sql"][:22] for q in statements.captured_queries] == [
-            'SELECT "machines_machi',
-            "WITH locked AS (UPDATE",
-        ]
-    once = prepared()
-    assert len(once) == 2, once
-    assert once[0].startswith('SELECT "machines_machine"."id"') and once[1].startswith(
-        "WITH locked AS (UPDATE"
-    )
-    assert connection.connection.prepare_threshold is None
-    assert Booking.objects.filter(machine=machine, status="approved").count() == 3
-    assert list(Machine.objects.filter(pk=machine.pk).values_list("timeline_version", flat=True)) == [0]
-    assert prepared() == once
-
-
-@on_postgres
-@pytest.mark.django_db(transaction=True)
 def test_a_machine_that_broke_down_after_the_read_is_not_booked_by_the_one_statement(
     racing_lab, alice, monkeypatch
 ):
