@@ -14,13 +14,13 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
     Count,
     F,
+    Field,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
 )
-from django.db.models.expressions import Col
 from django.utils import timezone
 
 from hub.auth import Viewer
@@ -39,6 +39,7 @@ from machines.models import (
     Qualification,
     Spool,
 )
+from machines.rows import column_conversions, converted
 from machines.timeline import Interval
 
 SLOT_STEP = timedelta(minutes=5)
@@ -482,20 +483,19 @@ class BookingContext:
 
 
 @cache
-def _booking_context_sql(vendor: str) -> tuple[str, list[tuple[int, Col]]]:
-    """`booking_context`'s query, and the columns whose values the ORM would convert as it
-    reads them (by position): built once from the models. Compiling the ORM's query for
-    this one-row read cost four times running it (bench/bookings.py)."""
+def _booking_context_sql(vendor: str) -> tuple[str, list[Field | None]]:
+    """`booking_context`'s query, and the fields whose values the ORM would convert as it
+    reads them (by position; None for the others): built once from the models. Compiling
+    the ORM's query for this one-row read cost four times running it (bench/bookings.py)."""
     qn = connection.ops.quote_name
     machine, lab = qn(Machine._meta.db_table), qn(Lab._meta.db_table)
     columns: list[str] = []
-    converters: list[tuple[int, Col]] = []
     for model, table in ((Machine, machine), (Lab, lab)):
         for field in model._meta.concrete_fields:
-            column = field.get_col(model._meta.db_table)
-            if connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-                converters.append((len(columns), column))
             columns.append(f"{table}.{qn(str(field.column))}")
+    fields = [*Machine._meta.concrete_fields, *Lab._meta.concrete_fields]
+    has_conversions = {index for index, _, _ in column_conversions(fields, connection)}
+    converted_fields = [field if index in has_conversions else None for index, field in enumerate(fields)]
     role = (
         "SELECT CASE WHEN m.status = %s THEN 'pending' ELSE m.role END FROM machines_labmembership m "
         f"WHERE m.lab_id = {machine}.lab_id AND m.user_id = %s"
@@ -518,7 +518,7 @@ def _booking_context_sql(vendor: str) -> tuple[str, list[tuple[int, Col]]]:
         f"SELECT {', '.join(columns)}, {parts} FROM {machine} INNER JOIN {lab} ON ({machine}.lab_id = {lab}.id) "
         f"WHERE {machine}.id = %s"
     )
-    return sql, converters
+    return sql, converted_fields
 
 
 _MACHINE_FIELDS = [f.attname for f in Machine._meta.concrete_fields]
@@ -531,7 +531,7 @@ def booking_context(*, machine_id: int, member: User, start: datetime, end: date
     over [start, end), the member's qualifications for the machine or its kind and whether
     the lab uses credits: one query, however many rows each part has (`_json_select`)."""
     db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
-    sql, converters = _booking_context_sql(db.vendor)
+    sql, converted_fields = _booking_context_sql(db.vendor)
     instant = db.ops.adapt_datetimefield_value
     params: list[Any] = [
         LabMembership.Status.PENDING.value,
@@ -546,10 +546,7 @@ def booking_context(*, machine_id: int, member: User, start: datetime, end: date
         row = cursor.fetchone()
     if row is None:
         raise NotFound(f"There is no machine {machine_id}.")
-    values = list(row[:_CONTEXT_COLUMNS])
-    for n, column in converters:
-        for convert in db.ops.get_db_converters(column) + column.get_db_converters(db):
-            values[n] = convert(values[n], column, db)
+    values = converted(list(row[:_CONTEXT_COLUMNS]), column_conversions(converted_fields, db), db)
     machine = Machine.from_db(db.alias, _MACHINE_FIELDS, values[: len(_MACHINE_FIELDS)])
     machine.lab = Lab.from_db(db.alias, _LAB_FIELDS, values[len(_MACHINE_FIELDS) :])
     role, credits_on, hours, closures, qualifications = row[_CONTEXT_COLUMNS:]

@@ -76,6 +76,7 @@ from machines.models import (
 from machines.printing import selectors as ps
 from machines.printing.dispatch import LOOKAHEAD
 from machines.printing.jobs import timeline_span
+from machines.rows import column_conversions, converted
 from machines.timeline import Interval
 
 SORTS = ("soonest", "cheapest", "nearest")
@@ -660,26 +661,10 @@ def _run(statements: list[tuple[str, list[Any], list[Field | None]]]) -> list[li
 
 
 def _converted(rows: list[tuple], fields: list[Field | None]) -> list[tuple]:
-    conversions = []
-    for index, model_field in enumerate(fields):
-        if model_field is None:
-            continue
-        column = model_field.get_col(model_field.model._meta.db_table)
-        found = connection.ops.get_db_converters(column) + model_field.get_db_converters(connection)
-        if found:
-            conversions.append((index, found, column))
+    conversions = column_conversions(fields, connection)
     if not conversions or not rows:
         return rows
-    converted = []
-    for row in rows:
-        values = list(row)
-        for index, found, column in conversions:
-            value = values[index]
-            for converter in found:
-                value = converter(value, column, connection)
-            values[index] = value
-        converted.append(tuple(values))
-    return converted
+    return [tuple(converted(list(row), conversions, connection)) for row in rows]
 
 
 def _json_text(column: str) -> str:

@@ -62,6 +62,7 @@ from machines.printing.waiting import (
     printer_blocker,
 )
 from machines.printing.waiting import LOOKAHEAD as LOOKAHEAD
+from machines.rows import column_conversions, converted
 from machines.selectors import collision
 from machines.services import timeline_insert, timeline_lock
 
@@ -403,18 +404,10 @@ class _Loader:
         self.model = model
         fields = [_field(model, name) for name in names]
         self.attnames = [f.attname for f in fields]
-        self.converters = []
-        for index, f in enumerate(fields):
-            column = f.get_col(model._meta.db_table)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if found:
-                self.converters.append((index, found, column))
+        self.conversions = column_conversions(fields, connection)
 
     def __call__(self, row: tuple) -> Any:
-        values = list(row[: len(self.attnames)])
-        for index, converters, column in self.converters:
-            for convert in converters:
-                values[index] = convert(values[index], column, connection)
+        values = converted(list(row[: len(self.attnames)]), self.conversions, connection)
         instance = self.model.__new__(self.model)
         instance._state = ModelState()
         instance._state.adding, instance._state.db = False, connection.alias
