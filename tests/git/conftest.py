@@ -21,6 +21,27 @@ import pytest
 
 from tests.conftest import database_url_for_subprocesses
 
+# git on a bare repository of a test's own (no hub), as a fixed author, with no system
+# or user configuration: what the tests of Repository's plain reads compare against.
+PLAIN_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.org",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+}
+
+
+def plain_git(cwd: Path, *args: str) -> str:
+    """`git <args>` in `cwd` (also its HOME); its output, stripped. Fails the test if git does."""
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, env={**PLAIN_GIT_ENV, "HOME": str(cwd)}
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode().strip()
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -9,21 +9,8 @@ from pathlib import Path
 import pytest
 
 from designs.git import ZERO_SHA, Repository
-
-ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.org",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-}
-
-
-def run(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env={**ENV, "HOME": str(cwd)})
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout.decode().strip()
+from tests.git.conftest import PLAIN_GIT_ENV
+from tests.git.conftest import plain_git as run
 
 
 def rev_parse(repo: Path, rev: str) -> str | None:
@@ -31,7 +18,7 @@ def rev_parse(repo: Path, rev: str) -> str | None:
         ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
         cwd=repo,
         capture_output=True,
-        env={**ENV, "HOME": str(repo)},
+        env={**PLAIN_GIT_ENV, "HOME": str(repo)},
     )
     return proc.stdout.decode().strip() or None
 

@@ -5,27 +5,12 @@ git what it cannot read plainly (a symbolic ref)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from designs.git import Repository
-
-ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.org",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, env={**ENV, "HOME": str(repo)})
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout.decode().strip()
+from tests.git.conftest import plain_git as git
 
 
 def for_each_ref(repo: Path) -> dict[str, str]:
