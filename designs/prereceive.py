@@ -1,4 +1,5 @@
-"""The rules a push must pass, run by git as the pre-receive hook (designs/hooks/).
+"""The rules a push must pass (designs/push_rules.py), run by git as the pre-receive hook
+(designs/hooks/).
 
 It runs in git's process tree without Django: the view that starts git passes the
 design's rules in FABHUB_* environment variables. Messages go to stderr, which git
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 if __name__ == "__main__" and "hub" not in sys.modules:
@@ -21,121 +21,8 @@ if __name__ == "__main__" and "hub" not in sys.modules:
     _hub.__path__ = [str(Path(__file__).resolve().parent.parent / "hub")]
     sys.modules["hub"] = _hub
 
-from designs import paths  # noqa: E402
-from designs.git import ZERO_SHA, ObjectReader, Repository  # noqa: E402
-from designs.lfs_store import MAX_POINTER_BYTES, LocalObjectStore, resolve_pointer  # noqa: E402
-from hub.exceptions import ValidationError  # noqa: E402
-
-
-@dataclass(frozen=True)
-class PushRules:
-    default_branch: str
-    allow_default_branch_rewrite: bool
-    max_blob_bytes: int
-    # The local LFS store's folder; None skips the check that pointers name known objects.
-    lfs_root: str | None = None
-    allow_tag_changes: bool = False
-
-    @classmethod
-    def from_env(cls, env: dict[str, str]) -> PushRules:
-        return cls(
-            default_branch=env.get("FABHUB_DEFAULT_BRANCH", "main"),
-            allow_default_branch_rewrite=env.get("FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE") == "1",
-            allow_tag_changes=env.get("FABHUB_ALLOW_TAG_CHANGES") == "1",
-            max_blob_bytes=int(env.get("FABHUB_MAX_BLOB_BYTES", str(50 * 1024 * 1024))),
-            lfs_root=env.get("FABHUB_LFS_ROOT") or None,
-        )
-
-
-def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: PushRules) -> list[str]:
-    """Why the push must be refused; empty if it may go in."""
-    errors = []
-    default_ref = f"refs/heads/{rules.default_branch}"
-    for old, new, ref in updates:
-        if ref.startswith("refs/tags/") and old != ZERO_SHA and not rules.allow_tag_changes:
-            name = ref.removeprefix("refs/tags/")
-            what = "deleted" if new == ZERO_SHA else "moved"
-            errors.append(
-                f"{name} is a release: tags cannot be {what} (the owner can allow it in the "
-                "design's settings)."
-            )
-    for old, new, ref in updates:
-        if ref != default_ref or rules.allow_default_branch_rewrite:
-            continue
-        if new == ZERO_SHA:
-            errors.append(f"{rules.default_branch} is the default branch and cannot be deleted.")
-        elif old != ZERO_SHA and not repo.is_ancestor(old, new):
-            errors.append(
-                f"{rules.default_branch} is the default branch: force pushes that rewrite its "
-                "history are refused (the owner can allow them in the design's settings)."
-            )
-    for _, new, ref in updates:
-        if new != ZERO_SHA:
-            try:
-                paths.check_visible(
-                    ref.removeprefix("refs/heads/").removeprefix("refs/tags/"), what="Ref names"
-                )
-            except ValidationError as exc:
-                errors.append(exc.message)
-    tips = [new for _, new, _ in updates if new != ZERO_SHA]
-
-    _, changed_paths = repo.new_commits_and_paths(tips)
-    for path in changed_paths:
-        try:
-            paths.clean_path(path)
-        except ValidationError as exc:
-            errors.append(exc.message)
-    for tip in tips:
-        try:
-            paths.check_no_aliases(repo.all_paths(tip), [])
-        except ValidationError as exc:
-            errors.append(f"{tip[:10]}: {exc.message}")
-
-    objects = repo.new_objects(tips)
-    limit = rules.max_blob_bytes
-    # The sizes of the new blobs and the content of those small enough to be LFS
-    # pointers, from one git process.
-    with repo.object_reader() as reader:
-        sizes = reader.blob_sizes(sha for sha, _ in objects)
-        for sha, path in objects:
-            size = sizes.get(sha, 0)
-            if size > limit:
-                errors.append(
-                    f"{path or sha} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB "
-                    "limit for files in git history. Track it with Git LFS "
-                    f"(git lfs track '{path or '*.ext'}') and push again."
-                )
-        if rules.lfs_root:
-            errors += _missing_lfs_objects(reader, objects, sizes, LocalObjectStore(rules.lfs_root))
-    return list(dict.fromkeys(errors))
-
-
-def _missing_lfs_objects(
-    reader: ObjectReader,
-    objects: list[tuple[str, str]],
-    sizes: dict[str, int],
-    store: LocalObjectStore,
-) -> list[str]:
-    """New LFS pointers whose object the hub does not have.
-
-    git-lfs uploads objects before git sends the push, so a missing one means a clone or
-    mirror that never had the content, or a push from a machine without git-lfs: let it
-    in, and every later clone of the design fails to check that file out.
-    """
-    candidates = {}
-    for sha, path in objects:
-        if sha in sizes and sizes[sha] < MAX_POINTER_BYTES:
-            candidates[sha] = path
-    errors = []
-    for sha, data in reader.read_blobs(dict.fromkeys(candidates, MAX_POINTER_BYTES - 1)).items():
-        pointer = resolve_pointer(data) if data is not None else None
-        if pointer is not None and store.size(pointer.oid) != pointer.size:
-            errors.append(
-                f"{candidates[sha] or sha} is a Git LFS pointer to an object the hub does not have "
-                f"(sha256 {pointer.oid[:12]}…, {pointer.size:,} bytes). Upload it with "
-                "`git lfs push --all origin`, then push again."
-            )
-    return errors
+from designs.git import Repository  # noqa: E402
+from designs.push_rules import PushRules, push_errors  # noqa: E402
 
 
 def main() -> int:
