@@ -18,7 +18,8 @@
    printer driven directly through OctoPrint's REST API (upload with select and print,
    then poll /api/job until it prints).
 
-Run `python bench/print_queue.py` (SQLite by default; DATABASE_URL for PostgreSQL).
+Run `python bench/print_queue.py` (SQLite by default; DATABASE_URL for PostgreSQL);
+`--only dispatcher` runs part 1 alone.
 """
 
 from __future__ import annotations
@@ -253,7 +254,9 @@ def octoprint_overhead() -> None:
     server = make_octoprint_server(work / "octoprint")
     server.start()
     try:
-        owner = User.objects.get(username="bench")
+        owner = User.objects.filter(username="bench").first() or User.objects.create_user(
+            "bench", password="x"
+        )
         lab = Lab.objects.filter(slug="octo-lab").first() or services.lab_create(
             creator=owner, name="Octo lab", slug="octo-lab"
         )
@@ -330,6 +333,13 @@ def octoprint_overhead() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["dispatcher", "submit"], help="run one part (both by default)")
+    only = parser.parse_args().only
     boot()
-    dispatcher()
-    octoprint_overhead()
+    if only != "submit":
+        dispatcher()
+    if only != "dispatcher":
+        octoprint_overhead()
