@@ -47,9 +47,10 @@ class Prices:
         return self.density.get(material.upper(), DEFAULT_DENSITY)
 
 
-def lab_prices(lab: Lab) -> Prices:
-    """The lab's prices (two queries); defaults for a lab that set none."""
-    settings_ = PrintSettings.objects.filter(lab=lab).first()
+def lab_prices(lab: Lab, *, settings_row: PrintSettings | None = None) -> Prices:
+    """The lab's prices (two queries; one when the caller passes the lab's print settings,
+    saved or the unsaved defaults, as it just read them); defaults for a lab that set none."""
+    settings_ = settings_row if settings_row is not None else PrintSettings.objects.filter(lab=lab).first()
     rows = MaterialPrice.objects.filter(lab=lab).values_list("material", "price_per_gram", "density_g_cm3")
     return Prices(
         currency=settings_.currency if settings_ else "EUR",

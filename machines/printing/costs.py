@@ -77,13 +77,15 @@ def submission_estimate(
     printers: list[Printer],
     material: str,
     copies: int,
+    settings_row: PrintSettings,
     volume_mm3: float | None = None,
     gcode_info: Any = None,
 ) -> dict[str, Any]:
     """The job's cost fields at submission: from an uploaded G-code's own figures (its
     slicer's comments, or the hub's parse), or from the mesh's volume × the material's
-    density before it is sliced."""
-    prices = lab_prices(lab)
+    density before it is sliced. `settings_row`: the lab's print settings, as the caller
+    read them for its checks."""
+    prices = lab_prices(lab, settings_row=settings_row)
     grams: Decimal | None = None
     seconds: int | None = None
     if gcode_info is not None:
@@ -96,10 +98,10 @@ def submission_estimate(
     return {"cost_currency": prices.currency, "estimated_cost": cost}
 
 
-def sliced_estimate(job: PrintJob, gcodes: list[PrintGcode]) -> Decimal:
+def sliced_estimate(job: PrintJob, gcodes: list[PrintGcode], *, settings_row: PrintSettings) -> Decimal:
     """The job's estimate once sliced: each profile's G-code (its grams and time) on the
     printers of that profile, the dearest of them."""
-    prices = lab_prices(job.lab)
+    prices = lab_prices(job.lab, settings_row=settings_row)
     printers = ps.compatible_printers(
         job.lab, kind=job.machine_kind, material=job.material, nozzle_mm=job.nozzle_mm
     )
@@ -123,14 +125,16 @@ def sliced_estimate(job: PrintJob, gcodes: list[PrintGcode]) -> Decimal:
 # -- holds ----------------------------------------------------------------------------------
 
 
-def _settings(lab: Lab) -> PrintSettings:
-    return ps.print_settings_of(lab)
+def _settings(lab: Lab, settings_row: PrintSettings | None = None) -> PrintSettings:
+    """The lab's print settings: the caller's, when it has just read them (the submission
+    and the preparation each read them once for all their checks)."""
+    return settings_row if settings_row is not None else ps.print_settings_of(lab)
 
 
-def job_hold(job: PrintJob) -> None:
+def job_hold(job: PrintJob, *, settings_row: PrintSettings | None = None) -> None:
     """At submission: hold the estimate, or refuse the job (the caller's transaction rolls
     its creation back) when the balance is short."""
-    if not _settings(job.lab).credits_enabled or not job.estimated_cost:
+    if not _settings(job.lab, settings_row).credits_enabled or not job.estimated_cost:
         return
     credits.credit_hold(
         lab=job.lab,
@@ -143,13 +147,17 @@ def job_hold(job: PrintJob) -> None:
     job.held_amount = job.estimated_cost
 
 
-def job_estimate_refined(job: PrintJob, estimate: Decimal) -> None:
+def job_estimate_refined(
+    job: PrintJob, estimate: Decimal, *, settings_row: PrintSettings | None = None
+) -> None:
     """Once sliced: store the new estimate and move the hold to it (more held, or some
     given back). A balance too short for a higher estimate raises the hold's
-    ValidationError: the caller fails the job with it."""
-    PrintJob.objects.filter(pk=job.pk).update(estimated_cost=estimate)
-    job.estimated_cost = estimate
-    if not _settings(job.lab).credits_enabled:
+    ValidationError: the caller fails the job with it. `job` as just read (an uploaded
+    G-code's estimate is usually what it was at submission: nothing to write then)."""
+    if estimate != job.estimated_cost:
+        PrintJob.objects.filter(pk=job.pk).update(estimated_cost=estimate)
+        job.estimated_cost = estimate
+    if not _settings(job.lab, settings_row).credits_enabled:
         return
     held = PrintJob.objects.values_list("held_amount", flat=True).get(pk=job.pk)
     note = f"Print job {job.pk}: {job.filename}, estimate after slicing {estimate}"

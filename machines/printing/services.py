@@ -274,6 +274,7 @@ def print_job_submit(
             else None
         ),
         gcode_info=stored_gcode_info(source["source_sha"]) if upload is not None else None,
+        settings_row=settings_row,
     )
     with transaction.atomic():
         job = PrintJob.objects.create(
@@ -291,7 +292,7 @@ def print_job_submit(
             needs_approval=settings_row.requires_approval and role != "manager",
             **source,
         )
-        costs.job_hold(job)
+        costs.job_hold(job, settings_row=settings_row)
         _queue_prepare(job)
     return job
 
@@ -381,15 +382,17 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
         return None
     # The lab's print settings with it: the limits below read them.
     job = PrintJob.objects.select_related("lab__print_settings", "owner", "design__owner").get(pk=job_id)
-    work = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
+    work: Path | None = None
     try:
-        source = work / _work_name(job)
         if job.file_kind == PrintJob.FileKind.GCODE and not job.design_name:
-            # An upload is stored already, under its hash: read it where it is.
+            # An upload is stored already, under its hash: read it where it is, with no
+            # work folder (making and removing one cost more than the rest of this).
             sha = job.source_sha
             info = stored_gcode_info(sha)
             size = gcode_path(sha).stat().st_size
         else:
+            work = folder = Path(tempfile.mkdtemp(prefix="fabhub-prepare-"))
+            source = folder / _work_name(job)
             _source_to_file(job, source)
         if job.file_kind == PrintJob.FileKind.GCODE and job.design_name:
             info = read_gcode(source)
@@ -421,7 +424,7 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
             if not printers:
                 return jobs.prepare_failed(job, "No printer of the lab can take this job any more.")
             by_profile = {p.profile_key: p for p in printers}
-            gcodes = [_slice_for(job, p, source, work) for p in by_profile.values()]
+            gcodes = [_slice_for(job, p, source, folder) for p in by_profile.values()]
             size_mm = job.size_mm
     except slicer.SlicerError as exc:
         if exc.retryable and job.prepare_attempts < jobs.MAX_PREPARE_ATTEMPTS:
@@ -431,12 +434,14 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
     except (OSError, ValidationError) as exc:
         return jobs.prepare_failed(job, f"The file could not be read: {getattr(exc, 'message', exc)}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
     estimates = [g.estimated_seconds for g in gcodes if g.estimated_seconds is not None]
     estimate = max(estimates) if estimates else None
     first = gcodes[0]
-    # Read with the job, moments ago; after slicing (minutes, maybe), read again.
+    # Read with the job, moments ago; after slicing (minutes, maybe), read again. The limits
+    # and the cost estimate below all use this one read.
     settings_row = (
         ps.print_settings_of(job.lab)
         if job.file_kind == PrintJob.FileKind.MESH
@@ -460,7 +465,9 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
         except ValidationError as exc:
             return jobs.prepare_failed(job, exc.message)
         try:
-            costs.job_estimate_refined(job, costs.sliced_estimate(job, gcodes))
+            costs.job_estimate_refined(
+                job, costs.sliced_estimate(job, gcodes, settings_row=settings_row), settings_row=settings_row
+            )
         except ValidationError as exc:  # a balance too short for the new estimate
             return jobs.prepare_failed(job, f"Once sliced, the job costs more: {exc.message}")
         moved = jobs.job_prepared(job, now=now)
