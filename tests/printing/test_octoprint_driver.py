@@ -134,6 +134,44 @@ def test_it_pauses_and_resumes_a_print(octoprint_printer, long_print):
 
 
 @slow
+def test_it_uploads_and_starts_without_asking_the_state_first(
+    octoprint_server, octoprint_printer, short_print
+):
+    asked = []
+    session = GuardedSession()
+    session.hooks["response"].append(
+        lambda response, **kwargs: asked.append(f"{response.request.method} {response.request.path_url}")
+    )
+    OctoPrintDriver(octoprint_server.url, octoprint_server.api_key, session=session).upload_and_start(
+        short_print, "short.gcode"
+    )
+    # OctoPrint starts the print only on a printer that is ready: the state is asked only
+    # after the upload, until the print runs.
+    assert asked[0] == "POST /api/files/local"
+    assert set(asked[1:]) == {"GET /api/job"}
+    assert _printing(octoprint_printer, "short.gcode")
+
+
+@slow
+def test_a_printer_not_connected_refuses_with_nothing_started(
+    octoprint_server, octoprint_printer, short_print
+):
+    session = GuardedSession()
+    session.headers["X-Api-Key"] = octoprint_server.api_key
+    session.post(f"{octoprint_server.url}/api/connection", json={"command": "disconnect"}).raise_for_status()
+    wait_for(
+        lambda: octoprint_printer.status().state is PrinterState.OFFLINE, timeout=10, what="the disconnect"
+    )
+    with pytest.raises(PrinterError, match="is not connected to the printer") as raised:
+        octoprint_printer.upload_and_start(short_print, "short.gcode")
+    # The queue puts the job back for any printer: nothing started here.
+    assert raised.value.nothing_sent is True
+    assert raised.value.retryable is True
+    octoprint_printer.connect()
+    assert octoprint_printer.status().state is PrinterState.IDLE
+
+
+@slow
 def test_it_refuses_to_start_a_second_job_while_busy(octoprint_printer, long_print, short_print):
     octoprint_printer.upload_and_start(long_print, "long.gcode")
     with pytest.raises(PrinterError) as raised:
@@ -206,6 +244,17 @@ def test_a_closed_port_is_retryable():
     with pytest.raises(PrinterError, match=f"OctoPrint at http://127.0.0.1:{port} does not answer") as raised:
         OctoPrintDriver(f"http://127.0.0.1:{port}/", "key", session=GuardedSession()).status()
     assert raised.value.retryable is True
+
+
+def test_an_upload_to_a_closed_port_says_nothing_was_sent(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    driver = OctoPrintDriver(f"http://127.0.0.1:{port}/", "key", session=GuardedSession())
+    with pytest.raises(PrinterError, match="does not answer") as raised:
+        driver.upload_and_start(write_test_gcode(tmp_path / "part.gcode", moves=10), "part.gcode")
+    # No connection, so no upload: the queue may give the job to another printer.
+    assert (raised.value.retryable, raised.value.nothing_sent) == (True, True)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from machines.printing.drivers.base import (
     PrinterDriver,
@@ -208,52 +209,41 @@ class OctoPrintDriver(PrinterDriver):
     def upload_and_start(self, gcode_path: Path, remote_name: str) -> None:
         """Upload `gcode_path` as `remote_name` (a .gcode name) and print it.
 
-        Refuses, changing nothing (`nothing_sent`), unless the printer is connected and
-        idle: call `connect()` first. Returns once OctoPrint reports the job running (or already
-        finished, for a very short file).
+        Refuses (`nothing_sent`: the printer was left as it was) unless the printer is
+        connected and idle: call `connect()` first. Returns once OctoPrint reports the job
+        running (or already finished, for a very short file).
         """
-        try:
-            before = self._status(temperatures=False)
-        except PrinterError as exc:
-            raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
-        if before.state.has_active_job:
-            raise PrinterError(
-                f"the printer is busy ({before.state}) with {before.job_name!r}; "
-                "it will not start another job until that one ends",
-                retryable=False,
-                nothing_sent=True,
-            )
-        if before.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
-            raise PrinterError(
-                f"OctoPrint at {self.base_url} is not connected to the printer ({before.message}); connect it first",
-                retryable=True,
-                nothing_sent=True,
-            )
-        if before.state is not PrinterState.IDLE:
-            raise PrinterError(
-                f"the printer is not ready to print ({before.message or before.state}); "
-                "a person has to look at it",
-                retryable=False,
-                nothing_sent=True,
-            )
-
-        # Upload, select and print in one request. OctoPrint starts the print only if the
-        # printer is still ready (and the key may print), and says whether it did
-        # (`effectivePrint`), so two callers cannot both start.
+        # Upload, select and print in one request, without asking first how the printer
+        # is: OctoPrint starts the print only if the printer is connected and not busy
+        # (and the key may print), and says whether it did (`effectivePrint`), so two
+        # callers cannot both start. When it did not, the printer's state says why; the
+        # file it stored does nothing to the printer.
         with gcode_path.open("rb") as f:
-            uploaded = self._json(
+            response = self._request(
                 "POST",
                 "/api/files/local",
                 files={"file": (remote_name, f, "application/octet-stream")},
                 data={"select": "true", "print": "true"},
                 timeout=self.upload_timeout,
+                allow={409},
             )
+        if response.status_code == 409:
+            # A file of this name is being printed (this very job, started by an earlier
+            # call): OctoPrint would not overwrite it, and the printer's state names it.
+            self._refuse_unless_idle()
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} refused to store {remote_name!r}: {self._reason(response)}",
+                retryable=False,
+                nothing_sent=True,
+            )
+        uploaded = self._parsed(response, "/api/files/local")
         local = (uploaded.get("files") or {}).get("local") or {}
         path, name = local.get("path") or remote_name, local.get("name") or remote_name
 
         if not uploaded.get("effectivePrint"):
-            # It did not start: select and print by command, which says why (a 409 if
-            # the printer got busy since the check above, a 403 for a key that may not print).
+            self._refuse_unless_idle()
+            # Idle, yet not started: select and print by command, which says why (a 409
+            # if the printer got busy meanwhile, a 403 for a key that may not print).
             response = self._request(
                 "POST",
                 f"/api/files/local/{quote(path)}",
@@ -271,14 +261,9 @@ class OctoPrintDriver(PrinterDriver):
             now = self._status(temperatures=False)
             if now.job_name == name and now.state.has_active_job:
                 return
-            # A very short file may be done before the first look; but "idle at 100 %"
-            # is also what an earlier print of the same name left behind.
-            if (
-                now.job_name == name
-                and now.state is PrinterState.IDLE
-                and now.progress == 100
-                and (before.job_name, before.progress) != (name, 100)
-            ):
+            # A very short file may be done before the first look. (Selecting the file
+            # set its progress back to 0, so 100 % is this print's, not an earlier one's.)
+            if now.job_name == name and now.state is PrinterState.IDLE and now.progress == 100:
                 return
             if now.state in (PrinterState.ERROR, PrinterState.OFFLINE):
                 raise PrinterError(
@@ -292,6 +277,33 @@ class OctoPrintDriver(PrinterDriver):
                     retryable=False,
                 )
             time.sleep(0.1)
+
+    def _refuse_unless_idle(self) -> None:
+        """Raise the refusal (`nothing_sent`) that fits a printer which is not connected
+        and idle; return if it is."""
+        try:
+            now = self._status(temperatures=False)
+        except PrinterError as exc:
+            raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
+        if now.state.has_active_job:
+            raise PrinterError(
+                f"the printer is busy ({now.state}) with {now.job_name!r}; "
+                "it will not start another job until that one ends",
+                retryable=False,
+                nothing_sent=True,
+            )
+        if now.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
+            raise PrinterError(
+                f"OctoPrint at {self.base_url} is not connected to the printer ({now.message}); connect it first",
+                retryable=True,
+                nothing_sent=True,
+            )
+        if now.state is not PrinterState.IDLE:
+            raise PrinterError(
+                f"the printer is not ready to print ({now.message or now.state}); a person has to look at it",
+                retryable=False,
+                nothing_sent=True,
+            )
 
     def cancel(self) -> None:
         self._job_command({"command": "cancel"}, "cancel")
@@ -343,7 +355,9 @@ class OctoPrintDriver(PrinterDriver):
         }
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._request(method, path, **kwargs)
+        return self._parsed(self._request(method, path, **kwargs), path)
+
+    def _parsed(self, response: requests.Response, path: str) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError:
@@ -363,19 +377,24 @@ class OctoPrintDriver(PrinterDriver):
         url = self.base_url + path
         try:
             response = self._session.request(method, url, **kwargs)
-        except requests.Timeout:
+        except requests.Timeout as exc:
             raise PrinterError(
                 f"the printer's OctoPrint at {self.base_url} does not answer (no reply to {method} {path} in time)",
                 retryable=True,
+                nothing_sent=isinstance(exc, requests.ConnectTimeout),
             ) from None
         except requests.ConnectionError as exc:
+            # Refused by the policy, or no connection made: the request never left, which
+            # `upload_and_start` passes on (`nothing_sent`), as it does its own refusals.
             if "refused by the hub's address policy" in str(exc):
                 raise PrinterError(
-                    f"the hub does not connect to {self.base_url}: {exc}", retryable=False
+                    f"the hub does not connect to {self.base_url}: {exc}", retryable=False, nothing_sent=True
                 ) from None
+            reason = getattr(exc.args[0] if exc.args else None, "reason", None)
             raise PrinterError(
                 f"the printer's OctoPrint at {self.base_url} does not answer (connection failed)",
                 retryable=True,
+                nothing_sent=isinstance(reason, NewConnectionError),
             ) from None
         except requests.RequestException as exc:
             raise PrinterError(
