@@ -242,6 +242,7 @@ def _timed(fn) -> float:
 def octoprint_overhead() -> None:
     import requests
     from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection, reset_queries
 
     from hub.models import User
     from machines import services
@@ -302,14 +303,19 @@ def octoprint_overhead() -> None:
             wait_state("Operational")
             return elapsed
 
+        statements, hub_cpu = [], []
+
         def hub(n: int) -> float:
             dispatch.printer_poll(machine_id=machine.pk)  # the poller's view: idle, fresh
-            start = time.perf_counter()
+            reset_queries()  # DEBUG is on (bench/_django.py): the hub's statements are logged
+            start, cpu = time.perf_counter(), time.process_time()
             job = printing.print_job_submit(
                 lab=lab, owner=owner, upload=SimpleUploadedFile(f"hub-{n}.gcode", data, "text/plain")
             )
+            statements.append(len(connection.queries))
             job.refresh_from_db()
             elapsed = time.perf_counter() - start
+            hub_cpu.append(time.process_time() - cpu)
             assert job.status == PrintJob.Status.PRINTING, (job.status, job.reason)
             printing.print_job_cancel(job=job, actor=owner)
             wait_state("Operational")
@@ -328,6 +334,10 @@ def octoprint_overhead() -> None:
         )
         print(f"{'G-code, 3000 moves (66 kB)':<40}{h * 1000:>8.0f}ms{d * 1000:>11.0f}ms{h / d:>7.2f}x")
         print(f"{'  hub minus direct':<40}{(h - d) * 1000:>8.0f}ms")
+        print(
+            f"{'  hub: CPU of this process, statements':<40}{statistics.median(hub_cpu[1:]) * 1000:>8.0f}ms"
+            f"{statistics.median(statements[1:]):>13.0f}"
+        )
     finally:
         server.kill()
 
