@@ -7,7 +7,8 @@
   also say why a job waits. The claim is one transaction: the machine's timeline
   lock, a conditional update of the job (`status=queued` → `dispatching`, with a fresh
   `dispatch_token`) and the job's row on the timeline. The printer is told only after
-  that commits (`print_job_send`, queued on commit). Two dispatchers on two machines
+  that commits (`print_job_send`, queued on commit); a printer without network control is
+  handed its job in the claim itself (its operator's record is a row of the same database). Two dispatchers on two machines
   never start one job twice: one of them loses the conditional update (on PostgreSQL
   it does not even wait for the row: `SELECT … FOR UPDATE SKIP LOCKED`).
 - `print_job_send` talks to the printer through its driver and records what happened.
@@ -27,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -143,6 +144,14 @@ IDLE_DEFERRED = (
 )
 
 
+# A printer without network control whose operator's record says it is busy.
+_RECORDED_BUSY = Q(
+    machine__connection_secret="",
+    machine__agent__isnull=True,
+    state__in=[s.value for s in PrinterState if s.has_active_job],
+)
+
+
 def idle_printers(
     *, now: datetime, lab_id: int | None = None, machine_ids: Iterable[int] | None = None
 ) -> list[Printer]:
@@ -161,8 +170,7 @@ def idle_printers(
         .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
         .filter(
             # Without network control, the operator's record must not say it is busy.
-            Q(machine__connection_secret="", machine__agent__isnull=True)
-            & ~Q(state__in=[s.value for s in PrinterState if s.has_active_job])
+            Q(machine__connection_secret="", machine__agent__isnull=True) & ~_RECORDED_BUSY
             | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
             # Via an agent: the agent's syncs are the freshness (a change it reports is
             # reconciled at once), so an idle printer costs the poller nothing.
@@ -511,15 +519,16 @@ def update_by_pk(
 
 def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]]:
     """Claim the planned jobs and put them on their machines' timelines, in one
-    transaction, by sets; queue the sends for after the commit. Returns the ids of the
-    jobs claimed and the printers whose job was gone (taken or withdrawn meanwhile).
+    transaction, by sets; hand the printers without network control their jobs in it,
+    queue the other sends for after the commit. Returns the ids of the jobs claimed and
+    the printers whose job was gone (taken or withdrawn meanwhile).
 
     The rules of a single claim (`_claim`), for many machines at once: each machine's
     timeline lock (taken in id order, so two dispatchers never deadlock), the printer
-    still free, no row of its timeline over [now, end) (read after the locks), the job
-    still queued (on PostgreSQL `FOR UPDATE SKIP LOCKED`: another dispatcher holding it
-    is taking it), then one bulk INSERT of the timeline rows and one conditional UPDATE
-    of the jobs, whose count is checked. PostgreSQL's `booking_no_overlap` has the last
+    still free (nor recorded busy by its operator), no row of its timeline over [now,
+    end) (read after the locks), the job still queued (on PostgreSQL `FOR UPDATE SKIP
+    LOCKED`: another dispatcher holding it is taking it), then one bulk INSERT of the
+    timeline rows and one conditional UPDATE of the jobs, whose count is checked. PostgreSQL's `booking_no_overlap` has the last
     word: if it refuses the insert, everything rolls back and the plans are claimed one
     by one, each refusal a skip.
 
@@ -562,27 +571,33 @@ def _claim_all(plans: list[Plan], *, now: datetime) -> tuple[list[int], set[int]
                 ]
             )
             names = {p.job.pk: jobs.remote_name(p.job, token) for p in ready}
+            # A printer without network control is handed its job in the claim itself (what
+            # the manual driver's send would do): its operator's record is a row of this
+            # database, durable with the claim, and no send follows.
+            by_hand = [p for p in ready if not p.printer.machine.has_connection]
+            handed = {p.job.pk for p in by_hand}
             claimed = update_by_pk(
                 PrintJob,
-                columns=("machine", "gcode", "booking", "remote_name"),
+                columns=("machine", "gcode", "booking", "remote_name", "status"),
                 rows={
-                    p.job.pk: (p.printer.pk, p.gcode.pk, row.pk, names[p.job.pk])
+                    p.job.pk: (
+                        p.printer.pk,
+                        p.gcode.pk,
+                        row.pk,
+                        names[p.job.pk],
+                        S.AWAITING_OPERATOR if p.job.pk in handed else S.DISPATCHING,
+                    )
                     for p, row in zip(ready, rows, strict=True)
                 },
-                same={
-                    "status": S.DISPATCHING,
-                    "dispatch_token": token,
-                    "claimed_at": now,
-                    "progress": None,
-                    "reason": "",
-                },
+                same={"dispatch_token": token, "claimed_at": now, "progress": None, "reason": ""},
                 where={"status": S.QUEUED},
             )
             if claimed != len(ready):
                 # A job left the queue since the plan read it (on PostgreSQL, the jobs
                 # are locked: this does not happen). Roll back; the printers look again.
                 raise Conflict("A claimed job moved meanwhile.")
-            _send_after_commit(ready, token, names)
+            _record_hand_offs(by_hand, names, now=now)
+            _send_after_commit([p for p in ready if p.job.pk not in handed], token)
     except IntegrityError as exc:
         if "booking_no_overlap" not in str(exc):
             raise
@@ -614,19 +629,31 @@ def _take_timelines(plans: list[Plan], *, now: datetime) -> int:
         typed = "(%s, %s)"
     on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
     active = ", ".join(["%s"] * len(Booking.ACTIVE))
+    busy_states = [s.value for s in PrinterState if s.has_active_job]
+    busy = ", ".join(["%s"] * len(busy_states))
     version = col(Machine, "timeline_version")
     sql = (
         f"UPDATE {table} SET {version} = {version} + 1 FROM (VALUES {{values}}) AS v "
         f"WHERE {table}.{col(Machine, 'pk')} = v.column1 AND {table}.{col(Machine, 'status')} = %s "
         f"AND EXISTS (SELECT 1 FROM {quote(printer.db_table)} p WHERE p.{col(Printer, 'pk')} = v.column1 "
-        f"AND p.{col(Printer, 'accepts_jobs')} = %s AND p.{col(Printer, 'bed_clear')} = %s) "
+        f"AND p.{col(Printer, 'accepts_jobs')} = %s AND p.{col(Printer, 'bed_clear')} = %s "
+        # Without network control, the operator's record must not say it is busy.
+        f"AND (p.{col(Printer, 'state')} NOT IN ({busy}) OR {table}.{col(Machine, 'connection_secret')} <> '' "
+        f"OR {table}.{col(Machine, 'agent')} IS NOT NULL)) "
         f"AND NOT EXISTS (SELECT 1 FROM {quote(job.db_table)} j WHERE j.{col(PrintJob, 'machine')} = v.column1 "
         f"AND j.{col(PrintJob, 'status')} IN ({on_printer})) "
         f"AND NOT EXISTS (SELECT 1 FROM {quote(row.db_table)} b WHERE b.{col(Booking, 'machine')} = v.column1 "
         f"AND b.{col(Booking, 'status')} IN ({active}) AND b.{col(Booking, 'end')} > %s "
         f"AND b.{col(Booking, 'start')} < v.column2)"
     )
-    rest: list[Any] = [Machine.Status.AVAILABLE.value, True, True, *PrintJob.ON_PRINTER, *Booking.ACTIVE]
+    rest: list[Any] = [
+        Machine.Status.AVAILABLE.value,
+        True,
+        True,
+        *busy_states,
+        *PrintJob.ON_PRINTER,
+        *Booking.ACTIVE,
+    ]
     rest.append(end_field.get_db_prep_value(now, connection))
     taken = 0
     ordered = sorted(plans, key=lambda p: p.printer.pk)
@@ -653,7 +680,7 @@ def _still_free(plans: list[Plan], *, now: datetime) -> list[Plan]:
         Printer.objects.filter(
             pk__in=ids, accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE
         )
-        .filter(~Exists(holding))
+        .filter(~Exists(holding), ~_RECORDED_BUSY)
         .values_list("pk", flat=True)
     )
     ready = [p for p in plans if p.printer.pk in free]
@@ -670,81 +697,40 @@ def _still_free(plans: list[Plan], *, now: datetime) -> list[Plan]:
     return [p for p in ready if not any(start < p.end for start in busy.get(p.printer.pk, ()))]
 
 
-def _send_after_commit(claims: list[Plan], token: str, names: dict[int, str]) -> None:
-    """Tell the printers, once the claims are durable: a networked printer (or one via an
-    agent) in a send task of its own; the printers without network control all at once
-    (`names`: each job's file name on its printer, as claimed)."""
-    by_hand: dict[int, tuple[int, str]] = {}
+def _send_after_commit(claims: list[Plan], token: str) -> None:
+    """Tell the networked printers (or those via an agent), each in a send task of its
+    own, once the claims are durable."""
     for plan in claims:
-        if plan.printer.machine.has_connection:
-            enqueue("machines.tasks.send_print_job", plan.job.pk, token)
-        else:
-            by_hand[plan.job.pk] = (plan.printer.pk, names[plan.job.pk])
-    if by_hand:
-        transaction.on_commit(partial(hand_off, claims=by_hand, token=token))
+        enqueue("machines.tasks.send_print_job", plan.job.pk, token)
 
 
-def hand_off(*, claims: dict[int, tuple[int, str]], token: str) -> None:
-    """`print_job_send` for printers without network control, for many jobs at once
-    (`claims`: by job id, the machine and the file name the dispatch named `token` gave it).
-
-    The manual driver's hand-off is a record: the job waits for an operator, and the
-    printer's record names the file to carry. The same checks, by sets: only the dispatch
-    named by `token` acts; a printer recorded busy by its operator does not take it. The
-    jobs those checks leave out go through `print_job_send` one by one, which says what
-    happens to each (stale: nothing; busy: back to the queue)."""
-    now = timezone.now()
-    job_ids = list(claims)
-    with transaction.atomic():
-        by_hand = (
-            Printer.objects.filter(
-                pk__in=[machine_id for machine_id, _ in claims.values()],
-                machine__connection_secret="",
-                machine__agent__isnull=True,
-            )
-            .exclude(state__in=[s.value for s in PrinterState if s.has_active_job])
-            .values("pk")
-        )
-        handed = PrintJob.objects.filter(
-            pk__in=job_ids, status=S.DISPATCHING, dispatch_token=token, machine_id__in=by_hand
-        ).update(status=S.AWAITING_OPERATOR, claimed_at=now)
-        if handed == len(job_ids):
-            ready = set(job_ids)
-        elif handed:
-            ready = set(
-                PrintJob.objects.filter(
-                    pk__in=job_ids, status=S.AWAITING_OPERATOR, dispatch_token=token, claimed_at=now
-                ).values_list("pk", flat=True)
-            )
-        else:
-            ready = set()
-        if ready:
-            # The operator's record of each printer: the file to carry (the dispatcher's
-            # UPDATE of many rows, each with its own values).
-            update_by_pk(
-                Printer,
-                columns=("job_name", "message"),
-                rows={
-                    machine_id: (name, f"carry {name} to the printer and start it by hand")
-                    for job_id, (machine_id, name) in claims.items()
-                    if job_id in ready
-                },
-                same={
-                    "state": PrinterState.AWAITING_OPERATOR.value,
-                    "progress": None,
-                    "seen_at": now,
-                    "state_changed_at": now,
-                },
-                where={},
-            )
-    for job_id in job_ids:
-        if job_id not in ready:
-            print_job_send(job_id=job_id, token=token)
+def _record_hand_offs(claims: list[Plan], names: dict[int, str], *, now: datetime) -> None:
+    """The operators' records of the printers without network control whose jobs were just
+    claimed as handed over (`awaiting_operator`): the file to carry (`names`: each job's file
+    name on its printer), as the manual driver's `upload_and_start` says it. One UPDATE of
+    many rows, each with its own values."""
+    if not claims:
+        return
+    update_by_pk(
+        Printer,
+        columns=("job_name", "message"),
+        rows={
+            p.printer.pk: (names[p.job.pk], f"carry {names[p.job.pk]} to the printer and start it by hand")
+            for p in claims
+        },
+        same={
+            "state": PrinterState.AWAITING_OPERATOR.value,
+            "progress": None,
+            "seen_at": now,
+            "state_changed_at": now,
+        },
+        where={},
+    )
 
 
 def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
-    queue the send for after the commit. False if anything moved meanwhile. (The path
+    hand it over (no network control) or queue the send for after the commit. False if anything moved meanwhile. (The path
     of one claim, when the set's insert met PostgreSQL's exclusion constraint.)"""
 
     token = jobs.new_token()
@@ -758,10 +744,10 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
             holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
             if (
                 not Printer.objects.filter(pk=printer.pk, accepts_jobs=True, bed_clear=True)
-                .filter(~Exists(holding))
+                .filter(~Exists(holding), ~_RECORDED_BUSY)
                 .exists()
             ):
-                return False  # changed since the tick read it: taken, or its bed needs clearing
+                return False  # changed since the tick read it: taken, its bed to clear, busy
             if collision(machine, now, end) is not None:
                 return False
             waiting = PrintJob.objects.filter(pk=job.pk, status=S.QUEUED)
@@ -769,8 +755,9 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 # Another dispatcher holds this job's row: it is taking it; do not wait.
                 if not waiting.select_for_update(skip_locked=True).values_list("pk", flat=True):
                     return False
+            by_hand = not machine.has_connection
             if not waiting.update(
-                status=S.DISPATCHING,
+                status=S.AWAITING_OPERATOR if by_hand else S.DISPATCHING,
                 machine=machine,
                 gcode=gcode,
                 dispatch_token=token,
@@ -791,7 +778,11 @@ def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime,
                 note=f"Print job #{job.pk}: {job.filename}"[:500],
             )
             PrintJob.objects.filter(pk=job.pk).update(booking=row)
-            _send_after_commit([Plan(printer, job, gcode, end)], token, {job.pk: name})
+            plan = Plan(printer, job, gcode, end)
+            if by_hand:
+                _record_hand_offs([plan], {job.pk: name}, now=now)
+            else:
+                _send_after_commit([plan], token)
     except Conflict:
         return False
     logger.info("print job %s claimed for %s", job.pk, printer.machine)
