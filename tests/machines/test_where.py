@@ -3,9 +3,11 @@ dispatcher's order, the timeline and opening hours) and at what cost."""
 
 from __future__ import annotations
 
+import gc
 import random
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -611,3 +613,74 @@ def test_the_quick_look_rules_out_only_boxes_the_fit_rule_refuses():
             assert not fits(box, volume), (box, volume)
     # It does rule out boxes (about half of these), or it would spare nothing.
     assert ruled_out > 10_000
+
+
+# -- the cyclic garbage collector ---------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_fablab(fablab, alice, bob):
+    """The Fablab with a second printer (capabilities listing PETG), a queue, a booking,
+    a closure tomorrow and prices: every kind of row the answer reads."""
+    make_printer(fablab, slug="mini", name="Mini", volume=(180, 180, 180))
+    Machine.objects.filter(lab=fablab, slug="mini").update(capabilities={"materials": ["PLA", "PETG"]})
+    for minutes in (30, 90, 240):
+        queue(fablab, alice, minutes=minutes, size_mm={"obb": [200, 150, 20]})
+    queue(fablab, alice, minutes=60, material="PETG")
+    machine = Machine.objects.get(lab=fablab, slug="mk4")
+    Booking.objects.create(
+        machine=machine, member=bob, start=NOW + timedelta(hours=1), end=NOW + timedelta(hours=3)
+    )
+    Closure.objects.create(
+        lab=fablab, start=NOW + timedelta(days=1), end=NOW + timedelta(days=2), reason="Works"
+    )
+    PrintSettings.objects.create(lab=fablab, price_per_job=Decimal(1))
+    MaterialPrice.objects.create(lab=fablab, material="PLA", price_per_gram=Decimal("0.02"))
+    return fablab
+
+
+def test_an_answer_leaves_nothing_for_the_cyclic_collector(busy_fablab, bob):
+    """The collector is paused while answering (`_collector_paused`) on the ground that
+    the answer makes no reference cycles: reference counting alone frees it all."""
+    questions: list[dict[str, Any]] = [
+        {"part": SMALL},
+        {"part": SMALL, "copies": 3, "sort": "cheapest"},
+        {"part": SMALL, "material": "PETG", "colour": "red"},
+        {"part": Part(size_mm=(900, 900, 900))},  # fits nowhere: the closest volume
+    ]
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for question in questions:
+            answer = where_to_make(viewer=bob, **question)
+            assert answer.options or answer.too_big or answer.fits_without_material
+            del answer
+            assert gc.collect() == 0, question
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_the_collector_is_paused_while_answering_and_resumed_after(busy_fablab, bob):
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(gc.isenabled())
+        return execute(sql, params, many, context)
+
+    assert gc.isenabled()
+    with connection.execute_wrapper(record):
+        where_to_make(viewer=bob, part=SMALL)
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    with pytest.raises(ValidationError):
+        where_to_make(viewer=bob, part=SMALL, sort="fastest")
+    assert gc.isenabled()
+    # Paused by a caller: it stays paused.
+    gc.disable()
+    try:
+        where_to_make(viewer=bob, part=SMALL)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
