@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from django.conf import settings
@@ -44,10 +44,10 @@ from django.db.models import (
     Q,
     When,
 )
-from django.db.models.base import ModelState
 from django.utils import timezone
 
 from hub.exceptions import Conflict
+from hub.models import User
 from hub.queue import enqueue
 from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord
 from machines.notifications import notifications_about, notify
@@ -196,7 +196,7 @@ class Plan:
     """What one round decided for one printer: this job, this G-code, until `end`."""
 
     printer: Printer
-    job: PrintJob
+    job: Candidate
     gcode: PrintGcode
     end: datetime
 
@@ -236,7 +236,7 @@ class _Read:
     """A group's candidates as read: the jobs, and for each of the dispatcher's two orders
     (starving, ranked) the ids read, in that order, and whether they are all there are."""
 
-    jobs: list[PrintJob] = field(default_factory=list)
+    jobs: list[Candidate] = field(default_factory=list)
     starving: list[int] = field(default_factory=list)
     ranked: list[int] = field(default_factory=list)
     starving_all: bool = False
@@ -270,12 +270,12 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
     profiles = {"", *keys.values()}
     qualifying = any(p.machine.requires_qualification for p in free)
     labs = list({p.machine.lab_id: p.machine.lab for p in free}.values())
-    matched: dict[tuple, list[PrintJob]] = {}
+    matched: dict[tuple, list[Candidate]] = {}
 
-    def gcode_for(job: PrintJob, printer: Printer) -> PrintGcode | None:
+    def gcode_for(job: Candidate, printer: Printer) -> PrintGcode | None:
         return gcodes.get((job.pk, keys[printer.pk])) or gcodes.get((job.pk, ""))
 
-    def candidates_of(printer: Printer) -> list[PrintJob]:
+    def candidates_of(printer: Printer) -> list[Candidate]:
         # The printers of a group match the same jobs: `match_blocker` once per group.
         key = _group(printer)
         if key not in matched:
@@ -284,7 +284,7 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
 
     unsettled: set[tuple] = set()
 
-    def watch(printer: Printer, order: list[PrintJob], took: int | None, taken: set[int]) -> None:
+    def watch(printer: Printer, order: list[Candidate], took: int | None, taken: set[int]) -> None:
         key = _group(printer)
         if key not in whole and not _settled(reads[key], order, took, taken):
             unsettled.add(key)
@@ -329,7 +329,7 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
     return plans
 
 
-def _settled(read: _Read, order: list[PrintJob], took: int | None, taken: set[int]) -> bool:
+def _settled(read: _Read, order: list[Candidate], took: int | None, taken: set[int]) -> bool:
     """Whether a printer's decision over its group's partial read is the one it would make
     over the whole queue: all it looked at (up to the job it took, or all of `order` if
     it took none) is what `candidate_order` gives from the whole queue.
@@ -366,14 +366,18 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
         terms.append((starving, [*params, starving_before]))
         terms.append((_candidate_sql(starving=False).format(group=index, term=1, limit=limits[key]), params))
     found = {key: _Read() for key in keys}
-    load = _Loader(PrintJob, CANDIDATE_FIELDS)
+    conversions = column_conversions([_field(PrintJob, name) for name in CANDIDATE_FIELDS], connection)
+    width = len(CANDIDATE_FIELDS)
     for first in range(0, len(terms), TERMS_PER_READ):
         chunk = terms[first : first + TERMS_PER_READ]
         sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
         with connection.cursor() as cursor:
             cursor.execute(sql, [p for _, params in chunk for p in params])
             # Each row: the job's columns, then the statement's two extra ones.
-            rows = [(row[-2], row[-1], load(row)) for row in cursor.fetchall()]
+            rows = [
+                (row[-2], row[-1], Candidate(*converted(list(row[:width]), conversions, connection)))
+                for row in cursor.fetchall()
+            ]
         # UNION ALL promises no order, neither its terms' nor their rows': put each term's
         # rows back in its own order (`_candidate_sql`), terms by group, starving first.
         rows.sort(key=_read_order)
@@ -389,7 +393,7 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
     return found
 
 
-def _read_order(row: tuple[int, int, PrintJob]) -> tuple:
+def _read_order(row: tuple[int, int, Candidate]) -> tuple:
     """Where a row of `_candidates`' statement goes: its group, its term, then the term's
     ORDER BY (`_candidate_sql`; a starving job has a queued_at, a ranked one may not: NULLs
     last, as PostgreSQL orders them and `waiting.candidate_order` does)."""
@@ -399,28 +403,33 @@ def _read_order(row: tuple[int, int, PrintJob]) -> tuple:
     return (group, 1, -job.priority, job.queued_at is None, job.queued_at or datetime.min, job.pk)
 
 
-class _Loader:
-    """Makes model instances of the rows of a raw statement whose first columns are
-    `names` (in that order), as `only(*names)` would: the values through the fields'
-    database converters (dates, decimals, JSON), the other fields deferred (read if
-    touched). Without the per-field work of `Model.__init__` (signals, defaults for
-    every field: 47 of them for a PrintJob), which for the candidates of 500 printers
-    cost more than the statement that read them. For models without `post_init`
-    receivers (no ImageField)."""
+@dataclass(frozen=True)
+class Candidate:
+    """A queued job as the candidate read gives it: a plain row of what the predicates
+    (`waiting.QueuedJob`) and the claim read of it, CANDIDATE_FIELDS in that order, each
+    value through its field's database converters (`machines.rows`)."""
 
-    def __init__(self, model: type[Model], names: Iterable[str]) -> None:
-        self.model = model
-        fields = [_field(model, name) for name in names]
-        self.attnames = [f.attname for f in fields]
-        self.conversions = column_conversions(fields, connection)
+    pk: int
+    owner_id: int
+    size_mm: Any
+    queued_at: datetime | None
+    priority: int
+    path: str
+    copies_done: int
+    lab_id: int
+    machine_kind: str
+    material: str
+    colour: str
+    nozzle_mm: Decimal | None
 
-    def __call__(self, row: tuple) -> Any:
-        values = converted(list(row[: len(self.attnames)]), self.conversions, connection)
-        instance = self.model.__new__(self.model)
-        instance._state = ModelState()
-        instance._state.adding, instance._state.db = False, connection.alias
-        instance.__dict__.update(zip(self.attnames, values, strict=True))
-        return instance
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @cached_property
+    def owner(self) -> User:
+        """Read only to name an owner who is not qualified."""
+        return User.objects.get(pk=self.owner_id)
 
 
 @cache
@@ -728,10 +737,11 @@ def _record_hand_offs(claims: list[Plan], names: dict[int, str], *, now: datetim
     )
 
 
-def _claim(job: PrintJob, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
+def _claim(job: Candidate, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
-    hand it over (no network control) or queue the send for after the commit. False if anything moved meanwhile. (The path
-    of one claim, when the set's insert met PostgreSQL's exclusion constraint.)"""
+    hand it over (no network control) or queue the send for after the commit. False if
+    anything moved meanwhile. (The path of one claim, when the set's insert met
+    PostgreSQL's exclusion constraint.)"""
 
     token = jobs.new_token()
     name = jobs.remote_name(job, token)

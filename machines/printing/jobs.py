@@ -17,7 +17,7 @@ import math
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -42,7 +42,18 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-def remote_name(job: PrintJob, token: str) -> str:
+class NamedJob(Protocol):
+    """What a job's file name on a printer is made of (a PrintJob, or the dispatcher's row)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def copies_done(self) -> int: ...
+
+
+def remote_name(job: NamedJob, token: str) -> str:
     """The file name on the printer: unique per dispatch, so an earlier print of the same
     job (same name, idle at 100 %) is never mistaken for this one."""
     # Plain lower-case ASCII: a name the print server keeps as it is, so that the name it

@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
+from hub.models import User
 from machines import timeline
 from machines.models import (
     Booking,
@@ -51,6 +53,34 @@ CANDIDATES_PER_PRINTER = 20
 LOOKAHEAD = timedelta(days=14)
 
 _ACTIVE_STATES = frozenset(s.value for s in PrinterState if s.has_active_job)
+
+
+class QueuedJob(Protocol):
+    """What the predicates and the round read of a queued job: a PrintJob, or the
+    dispatcher's plain row of one (`dispatch.Candidate`)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def owner(self) -> User: ...
+    @property
+    def size_mm(self) -> Any: ...
+    @property
+    def queued_at(self) -> datetime | None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def material(self) -> str: ...
+    @property
+    def colour(self) -> str: ...
+    @property
+    def nozzle_mm(self) -> Decimal | None: ...
+
+
+# The round hands back the very objects its caller gave it (jobs, or the dispatcher's rows).
+J = TypeVar("J", bound=QueuedJob)
 
 
 # -- the lab's clock ---------------------------------------------------------------------------
@@ -155,7 +185,7 @@ class Floor:
             self._windows[lab.pk] = lab_window(lab, self.now, closures=closures)
         return self._windows[lab.pk]
 
-    def qualified(self, job: PrintJob, machine: Machine) -> bool:
+    def qualified(self, job: QueuedJob, machine: Machine) -> bool:
         key = (job.owner_id, machine.pk)
         if key not in self._qualified:
             today = self.now.astimezone(machine.lab.zone).date()
@@ -297,7 +327,7 @@ def _mm(value: Decimal) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def match_blocker(job: PrintJob, printer: Printer) -> Mismatch | None:
+def match_blocker(job: QueuedJob, printer: Printer) -> Mismatch | None:
     """The job's material, colour and nozzle against what the printer has loaded (the
     dispatcher's candidate query: same kind, same material, any nozzle or this one, any
     colour or this one)."""
@@ -310,7 +340,7 @@ def match_blocker(job: PrintJob, printer: Printer) -> Mismatch | None:
     return None
 
 
-def job_blocker(job: PrintJob, printer: Printer, floor: Floor, gcode: PrintGcode | None) -> str | None:
+def job_blocker(job: QueuedJob, printer: Printer, floor: Floor, gcode: PrintGcode | None) -> str | None:
     """Why this job cannot start on this printer now (the printer itself being free and
     loaded right): size, G-code for its profile, qualification, room before the next row
     of its timeline, the lab's hours."""
@@ -357,7 +387,7 @@ def hours_blocker(lab: Lab, floor: Floor, span: timedelta) -> str | None:
 # -- the dispatcher's order --------------------------------------------------------------------
 
 
-def candidate_order(queued: Iterable[PrintJob], starving_before: datetime) -> list[PrintJob]:
+def candidate_order(queued: Iterable[J], starving_before: datetime) -> list[J]:
     """The order in which a printer looks at the queued jobs it could take, and the ones
     it looks at in one round: those waiting since before `starving_before` first (oldest
     first), then by priority and age; at most CANDIDATES_PER_PRINTER of each (as
@@ -374,17 +404,17 @@ def candidate_order(queued: Iterable[PrintJob], starving_before: datetime) -> li
 
 # What a round shows about one printer's turn: the printer, its candidates in order, the
 # index of the job it took (None: none), and the ids of the jobs taken before its turn.
-Look = Callable[[Printer, list[PrintJob], int | None, set[int]], None]
+Look = Callable[[Printer, list[J], int | None, set[int]], None]
 
 
 def dispatch_round(
     *,
     free: list[Printer],
-    candidates_of: Callable[[Printer], Iterable[PrintJob]],
+    candidates_of: Callable[[Printer], Iterable[J]],
     floor: Floor,
-    gcode_for: Callable[[PrintJob, Printer], PrintGcode | None],
-    watch: Look | None = None,
-) -> dict[int, PrintJob]:
+    gcode_for: Callable[[J, Printer], PrintGcode | None],
+    watch: Look[J] | None = None,
+) -> dict[int, J]:
     """One round of the dispatcher's decisions: each free printer, in the given order (by
     id), takes the first job of its candidates (`candidate_order` of the queued jobs it
     matches that no earlier printer took) that `job_blocker` lets through. Returns the
@@ -395,7 +425,7 @@ def dispatch_round(
     (the dispatcher) the first ones in the dispatcher's orders, in which case `watch`
     is told how far each printer looked (its set of taken jobs is not to be kept)."""
     taken: set[int] = set()
-    went_to: dict[int, PrintJob] = {}
+    went_to: dict[int, J] = {}
     for printer in free:
         untaken = [j for j in candidates_of(printer) if j.pk not in taken]
         order = candidate_order(untaken, floor.starving_before)
@@ -412,7 +442,7 @@ def dispatch_round(
     return went_to
 
 
-def _rank(job: PrintJob) -> tuple:
+def _rank(job: QueuedJob) -> tuple:
     # -priority, then queued_at (NULLs last, as PostgreSQL orders them ascending), then pk.
     return (-job.priority, job.queued_at is None, job.queued_at or datetime.min, job.pk)
 

@@ -336,7 +336,7 @@ def test_a_job_cancelled_between_the_plan_and_the_claim_is_not_claimed_and_its_p
         plans = plan(printers, now)
         if not cancelled:
             assert [p.job.pk for p in plans] == [chosen.pk]
-            printing.print_job_cancel(job=plans[0].job, actor=bob)
+            printing.print_job_cancel(job=PrintJob.objects.get(pk=plans[0].job.pk), actor=bob)
             cancelled.append(plans[0].job.pk)
         return plans
 
