@@ -49,14 +49,17 @@ def main() -> None:
 
     client = Client()
     api = "/api/designs/bench/history/commits/"
+    shown: list[int | None] = []  # the count each hub page showed, the latest last
 
     def hub_first_page():
         response = client.get(api, {"per_page": 30})
         assert response.status_code == 200 and len(response.json()["results"]) == 30
+        shown.append(response.json()["count"])
 
     def hub_path_page():
         response = client.get(api, {"per_page": 30, "path": RARE_PATH})
         assert response.status_code == 200 and len(response.json()["results"]) == 30
+        shown.append(response.json()["count"])
 
     git = ["git", "-C", str(design.repo_path), "log", "-n30", "--name-status", "main", "--"]
 
@@ -112,31 +115,43 @@ def main() -> None:
     wait_for_embedded_worker()
     # A history's length is cached by head sha: the first request for a head finds it.
     # Never counted (an empty cache), the page does not wait for 10,000 commits to be
-    # counted: a worker counts them. After new commits on a counted head, only the new
-    # ones are counted, in the request (the first page the day after a push). All shown.
+    # counted: a worker counts them. After new commits on a counted head, the first page
+    # shows them all and counts them there; the path-filtered page leaves its count to
+    # the worker, which counts only the new commits. The `count` column says what the
+    # page showed (null: "Counting the commits…"); a shown count is always exact.
     never_first = first_requests(hub_first_page, cache.clear)
+    never_first_count = shown[-1]
     never_path = first_requests(hub_path_page, cache.clear)
+    never_path_count = shown[-1]
     for page in (hub_first_page, hub_path_page):
         first_requests(page, lambda: None)  # counted (by the worker), then warm
-    warm_first, warm_path = best_of(15, hub_first_page), best_of(10, hub_path_page)
+    warm_first = best_of(15, hub_first_page)
+    warm_first_count = shown[-1]
+    warm_path = best_of(10, hub_path_page)
+    warm_path_count = shown[-1]
     cold_first = first_requests(hub_first_page, lambda: add_commits(3))
+    cold_first_count = shown[-1]
     cold_path = first_requests(hub_path_page, lambda: add_commits(3))
+    cold_path_count = shown[-1]
     # git's own first read after new commits is slower than its next ones (a new pack, a
     # new commit-graph layer): the cold rows compare with `git log` timed the same way.
     git_cold_first = first_requests(git_first_page, lambda: add_commits(3))
     git_cold_path = first_requests(git_path_page, lambda: add_commits(3))
     git_first, git_path = best_of(15, git_first_page), best_of(10, git_path_page)
     rows = [
-        ("first page, never counted (count queued)", never_first, git_first),
-        ("first page, cold (after 3 new commits)", cold_first, git_cold_first),
-        ("first page (30 commits)", warm_first, git_first),
-        ("path-filtered page, never counted", never_path, git_path),
-        ("path-filtered page, cold (3 new commits)", cold_path, git_cold_path),
-        (f"path-filtered page ({RARE_PATH})", warm_path, git_path),
+        ("first page, never counted (count queued)", never_first, git_first, never_first_count),
+        ("first page, cold (after 3 new commits)", cold_first, git_cold_first, cold_first_count),
+        ("first page (30 commits)", warm_first, git_first, warm_first_count),
+        ("path-filtered page, never counted", never_path, git_path, never_path_count),
+        ("path-filtered page, cold (3 new commits)", cold_path, git_cold_path, cold_path_count),
+        (f"path-filtered page ({RARE_PATH})", warm_path, git_path, warm_path_count),
     ]
-    print(f"{'history of 10,000 commits':<42}{'hub API':>10}{'git log':>10}{'ratio':>8}")
-    for label, hub, git_time in rows:
-        print(f"{label:<42}{hub * 1000:>8.1f}ms{git_time * 1000:>8.1f}ms{hub / git_time:>7.2f}x")
+    print(f"{'history of 10,000 commits':<42}{'hub API':>10}{'git log':>10}{'ratio':>8}{'count':>8}")
+    for label, hub, git_time, total in rows:
+        print(
+            f"{label:<42}{hub * 1000:>8.1f}ms{git_time * 1000:>8.1f}ms{hub / git_time:>7.2f}x"
+            f"{'null' if total is None else total:>8}"
+        )
     print(
         f"  cold rows against git log warm instead: {cold_first / git_first:.2f}x, "
         f"path-filtered {cold_path / git_path:.2f}x"
