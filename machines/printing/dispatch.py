@@ -40,7 +40,6 @@ from django.db.models import (
     Field,
     Model,
     OuterRef,
-    Prefetch,
     Q,
     When,
 )
@@ -49,7 +48,16 @@ from django.utils import timezone
 from hub.exceptions import Conflict
 from hub.models import User
 from hub.queue import enqueue
-from machines.models import Booking, Lab, Machine, Printer, PrintGcode, PrintJob, PrintRecord
+from machines.models import (
+    Booking,
+    Lab,
+    LabAgent,
+    Machine,
+    Printer,
+    PrintGcode,
+    PrintJob,
+    PrintRecord,
+)
 from machines.notifications import notifications_about, notify
 from machines.printing import jobs
 from machines.printing.connections import driver_for_machine
@@ -144,12 +152,10 @@ IDLE_DEFERRED = (
 )
 
 
+# What a printer says while a job occupies it.
+_BUSY_STATES = [s.value for s in PrinterState if s.has_active_job]
 # A printer without network control whose operator's record says it is busy.
-_RECORDED_BUSY = Q(
-    machine__connection_secret="",
-    machine__agent__isnull=True,
-    state__in=[s.value for s in PrinterState if s.has_active_job],
-)
+_RECORDED_BUSY = Q(machine__connection_secret="", machine__agent__isnull=True, state__in=_BUSY_STATES)
 
 
 def idle_printers(
@@ -157,38 +163,72 @@ def idle_printers(
 ) -> list[Printer]:
     """Printers that may take a job now: in service, taking jobs, bed clear, holding no
     job, and (if networked) seen idle recently. The query of `waiting.printer_state_blocker`
-    (tests hold the two to the same answer)."""
-    fresh = now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S)
-    holding = PrintJob.objects.filter(machine=OuterRef("pk"), status__in=PrintJob.ON_PRINTER)
-    rows = (
-        Printer.objects.select_related("machine")
-        # One Lab per lab, not per printer (the labs' clocks are read and cached on them),
-        # with its print settings in the same statement (a lab without reads as None).
-        .prefetch_related(Prefetch("machine__lab", queryset=Lab.objects.select_related("print_settings")))
-        # What the dispatcher never reads (JSON costs a decode per row).
-        .defer(*IDLE_DEFERRED)
-        .filter(accepts_jobs=True, bed_clear=True, machine__status=Machine.Status.AVAILABLE)
-        .filter(
-            # Without network control, the operator's record must not say it is busy.
-            Q(machine__connection_secret="", machine__agent__isnull=True) & ~_RECORDED_BUSY
-            | Q(state=PrinterState.IDLE.value, seen_at__gte=fresh)
-            # Via an agent: the agent's syncs are the freshness (a change it reports is
-            # reconciled at once), so an idle printer costs the poller nothing.
-            | Q(
-                state=PrinterState.IDLE.value,
-                machine__agent__revoked_at__isnull=True,
-                machine__agent__catching_up=False,
-                machine__agent__last_seen_at__gte=now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S),
-            )
-        )
-        .filter(~Exists(holding))
-        .order_by("pk")
-    )
+    (tests hold the two to the same answer).
+
+    One hand-written statement (`_idle_sql`: a queryset with these conditions cost more
+    to build than the database took to answer it), its rows made into printers with their
+    machines as a queryset makes them (`Model.from_db`); the machines of a lab share one
+    Lab, read with its print settings (a lab without reads as None)."""
+    sql, printer_fields, machine_fields = _idle_sql()
+    seen = _field(Printer, "seen_at")
+    fresh = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S), connection)
+    synced = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S), connection)
+    idle = PrinterState.IDLE.value
+    params: list[Any] = [True, True, Machine.Status.AVAILABLE.value, *_BUSY_STATES]
+    params += [idle, fresh, idle, False, synced, *PrintJob.ON_PRINTER]
     if lab_id is not None:
-        rows = rows.filter(machine__lab_id=lab_id)
+        sql += " AND m.lab_id = %s"
+        params.append(lab_id)
     if machine_ids is not None:
-        rows = rows.filter(pk__in=list(machine_ids))
-    return list(rows)
+        ids: list[int | None] = [*machine_ids] or [None]  # none: IN (NULL) matches nothing
+        sql += f" AND p.machine_id IN ({', '.join(['%s'] * len(ids))})"
+        params += ids
+    conversions = column_conversions([*printer_fields, *machine_fields], connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY p.machine_id", params)
+        rows = [converted(list(row), conversions, connection) for row in cursor.fetchall()]
+    printer_names = [f.attname for f in printer_fields]
+    machine_names = [f.attname for f in machine_fields]
+    width = len(printer_fields)
+    printers = []
+    for row in rows:
+        printer = Printer.from_db(connection.alias, printer_names, row[:width])
+        printer.machine = Machine.from_db(connection.alias, machine_names, row[width:])
+        printers.append(printer)
+    labs = Lab.objects.select_related("print_settings").in_bulk({p.machine.lab_id for p in printers})
+    for printer in printers:
+        printer.machine.lab = labs[printer.machine.lab_id]
+    return printers
+
+
+@cache
+def _idle_sql() -> tuple[str, list[Field], list[Field]]:
+    """The statement of `idle_printers` (its parameters in the order it fills them), and
+    the printer's and the machine's fields it reads, in order: all but IDLE_DEFERRED."""
+    quote = connection.ops.quote_name
+    deferred = set(IDLE_DEFERRED)
+    printer_fields = [f for f in Printer._meta.concrete_fields if f.name not in deferred]
+    machine_fields = [f for f in Machine._meta.concrete_fields if f"machine__{f.name}" not in deferred]
+    columns = [f"p.{quote(f.column)}" for f in printer_fields]  # type: ignore[arg-type]
+    columns += [f"m.{quote(f.column)}" for f in machine_fields]  # type: ignore[arg-type]
+    busy = ", ".join(["%s"] * len(_BUSY_STATES))
+    on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(Printer._meta.db_table)} p "
+        f"JOIN {quote(Machine._meta.db_table)} m ON m.id = p.machine_id "
+        f"LEFT JOIN {quote(LabAgent._meta.db_table)} a ON a.id = m.agent_id "
+        "WHERE p.accepts_jobs = %s AND p.bed_clear = %s AND m.status = %s "
+        # Without network control, the operator's record must not say it is busy.
+        f"AND ((m.connection_secret = '' AND m.agent_id IS NULL AND p.state NOT IN ({busy})) "
+        # Networked: seen idle recently.
+        "OR (p.state = %s AND p.seen_at >= %s) "
+        # Via an agent: the agent's syncs are the freshness (a change it reports is
+        # reconciled at once), so an idle printer costs the poller nothing.
+        "OR (p.state = %s AND a.revoked_at IS NULL AND a.catching_up = %s AND a.last_seen_at >= %s)) "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(PrintJob._meta.db_table)} j "
+        f"WHERE j.machine_id = p.machine_id AND j.status IN ({on_printer}))"
+    )
+    return sql, printer_fields, machine_fields
 
 
 @dataclass(frozen=True)
@@ -638,8 +678,7 @@ def _take_timelines(plans: list[Plan], *, now: datetime) -> int:
         typed = "(%s, %s)"
     on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
     active = ", ".join(["%s"] * len(Booking.ACTIVE))
-    busy_states = [s.value for s in PrinterState if s.has_active_job]
-    busy = ", ".join(["%s"] * len(busy_states))
+    busy = ", ".join(["%s"] * len(_BUSY_STATES))
     version = col(Machine, "timeline_version")
     sql = (
         f"UPDATE {table} SET {version} = {version} + 1 FROM (VALUES {{values}}) AS v "
@@ -659,7 +698,7 @@ def _take_timelines(plans: list[Plan], *, now: datetime) -> int:
         Machine.Status.AVAILABLE.value,
         True,
         True,
-        *busy_states,
+        *_BUSY_STATES,
         *PrintJob.ON_PRINTER,
         *Booking.ACTIVE,
     ]
