@@ -334,10 +334,7 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
         if not found:
             return []
         missing = [pk for pk in found if pk not in sliced]
-        for g in PrintGcode.objects.filter(job_id__in=missing, profile_key__in=profiles).only(
-            "pk", "job_id", "profile_key", "estimated_seconds"
-        ):
-            gcodes[(g.job_id, g.profile_key)] = g
+        gcodes.update(_gcodes(missing, profiles))
         sliced.update(missing)
         if not whole or qualifying:  # the labs' clocks once; the owners' qualifications as they come
             floor.read_ahead(
@@ -367,6 +364,38 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
         assert gcode is not None  # job_blocker refuses a job without G-code for this printer
         plans.append(Plan(printer, job, gcode, now + jobs.timeline_span(gcode.estimated_seconds)))
     return plans
+
+
+# What the round and the claim read of a G-code.
+GCODE_FIELDS = ("pk", "job", "profile_key", "estimated_seconds")
+
+
+def _gcodes(job_ids: list[int], profiles: set[str]) -> dict[tuple[int, str], PrintGcode]:
+    """The G-code of these jobs for these profiles, by (job, profile key): one hand-written
+    statement (the queryset cost more to build than to answer), its rows made into
+    G-codes with `Model.from_db`, the other fields deferred, as `only()` would."""
+    if not job_ids:
+        return {}
+    quote = connection.ops.quote_name
+
+    def col(name: str) -> str:
+        return quote(_field(PrintGcode, name).column)  # type: ignore[arg-type]
+
+    sql = (
+        f"SELECT {', '.join(col(name) for name in GCODE_FIELDS)} FROM {quote(PrintGcode._meta.db_table)} "
+        f"WHERE {col('job')} IN ({', '.join(['%s'] * len(job_ids))}) "
+        f"AND {col('profile_key')} IN ({', '.join(['%s'] * len(profiles))})"
+    )
+    fields = [_field(PrintGcode, name) for name in GCODE_FIELDS]
+    conversions = column_conversions(fields, connection)
+    names = [f.attname for f in fields]
+    found = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*job_ids, *profiles])
+        for row in cursor.fetchall():
+            gcode = PrintGcode.from_db(connection.alias, names, converted(list(row), conversions, connection))
+            found[(gcode.job_id, gcode.profile_key)] = gcode
+    return found
 
 
 def _settled(read: _Read, order: list[Candidate], took: int | None, taken: set[int]) -> bool:
