@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import fcntl
 import io
+import mmap
 import os
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -758,7 +760,18 @@ class Repository:
         since: a merge's history simplification may drop older commits from a path's
         history, which adding counts would not see. Otherwise the whole history is counted,
         unless it has `at_most` commits or more: then the count is None (not counted).
+
+        A history the commit-graph shows at least `at_most` commits deep (depth()) is not
+        counted here at all: log() is the only process, and the total is what its page
+        shows (an unfiltered first page holding all that arrived since `counted`) or None.
         """
+        if at_most is not None and (self.depth(rev) or 0) >= at_most:
+            commits = self.log(rev, path=path, skip=skip, limit=limit)
+            if counted is not None and not path and not skip:
+                arrived = _arrived_on_page(commits, counted[0])
+                if arrived is not None:
+                    return commits, counted[1] + arrived
+            return commits, None
         if counted is None:
             # Bounded, the count stops at `at_most` commits; a path's count then follows
             # over a history known to be short.
@@ -786,6 +799,13 @@ class Repository:
         finally:
             outputs = _outputs(started)
         return commits, self._count_from(rev, path, counted, at_most, outputs)
+
+    def count_commits_since(self, rev: str, *, path: str | None, counted: tuple[str, int]) -> int:
+        """count_commits(rev, path=path), from `counted`, an earlier head's count (as in
+        log_and_count): only the commits since are counted when that can be exact."""
+        total = self._count_from(rev, path, counted, None, _outputs(self._start_since(rev, path, counted[0])))
+        assert total is not None  # with no bound (at_most), _count_from always counts
+        return total
 
     def _start_since(self, rev: str, path: str | None, earlier: str) -> list[subprocess.Popen[bytes] | None]:
         """The processes that count what `rev` has and `earlier` has not (_count_from).
@@ -982,10 +1002,20 @@ class Repository:
 
     def new_commits_and_paths(self, tips: list[str]) -> tuple[list[str], list[str]]:
         """`new_commits(tips)` and `paths_changed_by` them, in one git process."""
+        commits, changes = self.commits_and_changes(tips)
+        return commits, list(dict.fromkeys(path for _, _, _, path in changes if path))
+
+    def commits_and_changes(
+        self, tips: list[str], *, exclusions: list[str] | None = None
+    ) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+        """The commits reachable from `tips` and not from `exclusions` (given as ^sha; None:
+        from no ref, what a push in quarantine brings), newest first, and every change their
+        diffs make as (status letter, new mode, new sha, path). One git process."""
         if not tips:
             return [], []
-        commits, changes = self._walk_changes([*tips, "--not", "--all"], stdin=False)
-        return commits, list(dict.fromkeys(path for _, _, _, path in changes if path))
+        if exclusions is None:
+            return self._walk_changes([*tips, "--not", "--all"], stdin=False)
+        return self._walk_changes([*tips, *exclusions], stdin=True)
 
     def blob_to_file(self, sha: str, target: Path) -> None:
         """Write a blob's content to `target` without holding it in memory."""
@@ -993,12 +1023,20 @@ class Repository:
             for chunk in self.stream_blob(sha):
                 out.write(chunk)
 
-    def new_objects(self, tips: list[str]) -> list[tuple[str, str]]:
-        """(sha, path) of objects reachable from `tips` and from no ref yet."""
+    def new_objects(self, tips: list[str], *, exclusions: list[str] | None = None) -> list[tuple[str, str]]:
+        """(sha, path) of objects reachable from `tips` and not from `exclusions` (given as
+        ^sha; None: from no ref yet)."""
         if not tips:
             return []
+        if exclusions is None:
+            out = self._run("rev-list", "--objects", *tips, "--not", "--all")
+        else:
+            out = self._run(
+                "rev-list", "--objects", "--stdin", stdin="\n".join([*tips, *exclusions]).encode() + b"\n"
+            )
         found = []
-        for line in self._text("rev-list", "--objects", *tips, "--not", "--all").splitlines():
+        # A path git took as bytes that are not UTF-8 is read as the walk reads it.
+        for line in out.decode(errors="replace").splitlines():
             sha, _, path = line.partition(" ")
             found.append((sha, path))
         return found
@@ -1063,7 +1101,9 @@ class Repository:
         found = _refs_from_files(self.path)
         if found is not None:
             return found
-        out = self._text("for-each-ref", "--format=%(refname) %(objectname)")
+        # git takes any bytes in a name: one that is not UTF-8 keeps its bytes as surrogates,
+        # as the files' names do, for the rules to refuse by name (push_rules).
+        out = self._run("for-each-ref", "--format=%(refname) %(objectname)").decode(errors="surrogateescape")
         return {name: sha for name, sha in (line.split(" ", 1) for line in out.splitlines() if line)}
 
     def refresh_commit_graph(self) -> None:
@@ -1083,6 +1123,13 @@ class Repository:
             "--no-progress",
             ok_codes=(0, 128, 255),
         )
+
+    def depth(self, commit: str) -> int | None:
+        """The number of commits on the longest line from `commit` down to a root, itself
+        included, as the commit-graph records it (its topological level): `commit`'s
+        history holds at least that many. Read from the graph's files, without a process;
+        None when no graph holds `commit` (a commit since the last refresh_commit_graph)."""
+        return _graph_level(self.path / "objects" / "info", commit)
 
     def fsck(self) -> tuple[bool, str]:
         status, out, err = self._execute("fsck", "--strict", "--no-progress")
@@ -1499,6 +1546,12 @@ class ObjectReader:
             entries.append(TreeEntry(path=path, mode=mode, kind=kind, sha=sha, size=None))
         return entries
 
+    def peeled_types(self, names: list[str]) -> list[str | None]:
+        """The type of the object each of `names` peels to (a tag followed to what it
+        tags, as `name^{}` is), in order; None where there is no such object."""
+        answers = self._ask("info", [f"{name}^{{}}" for name in names])
+        return [answer[1] if answer is not None else None for answer in answers]
+
     def blob_sizes(self, shas: Iterable[str]) -> dict[str, int]:
         """The size of each blob among `shas`, without reading it."""
         wanted = list(dict.fromkeys(shas))
@@ -1677,6 +1730,64 @@ def _branch_from_files(git_dir: Path, name: str) -> str | None:
         if shadow in packed or os.path.lexists(git_dir / shadow):
             return None
     return _ref_from_files(git_dir, f"refs/heads/{name}", packed)
+
+
+def _graph_files(info: Path) -> list[Path]:
+    """The commit-graph files git reads, as it picks them: the single file when there is
+    one, else the layers of the split chain (which refresh_commit_graph writes)."""
+    single = info / "commit-graph"
+    if single.is_file():
+        return [single]
+    try:
+        chain = (info / "commit-graphs" / "commit-graph-chain").read_text().split()
+    except OSError:
+        return []
+    return [info / "commit-graphs" / f"graph-{name}.graph" for name in chain]
+
+
+def _graph_level(info: Path, commit: str) -> int | None:
+    if not _SHA_RE.fullmatch(commit):
+        return None
+    oid = bytes.fromhex(commit)
+    for path in _graph_files(info):
+        try:
+            with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as graph:
+                level = _level_in_graph(graph, oid)
+        except (OSError, ValueError, struct.error):  # gone (a refresh merged layers), short, empty
+            return None
+        if level is not None:
+            return level
+    return None
+
+
+def _level_in_graph(graph: mmap.mmap, oid: bytes) -> int | None:
+    """The topological level of the commit `oid` in one commit-graph file, in git's format
+    (gitformat-commit-graph(5)): a header, a table of chunks, the ids' fan-out (OIDF),
+    the sorted ids (OIDL), and per commit its tree, parents, level and time (CDAT). None
+    when the file does not hold `oid` or records no level (0, from old versions of git)."""
+    signature, version, hash_version, chunk_count = struct.unpack_from(">4sBBB", graph)
+    if signature != b"CGPH" or version != 1 or len(oid) != {1: 20, 2: 32}.get(hash_version):
+        return None
+    chunks = dict(struct.unpack_from(">4sQ", graph, 8 + 12 * n) for n in range(chunk_count))
+    if not {b"OIDF", b"OIDL", b"CDAT"} <= chunks.keys():
+        return None
+    fanout, ids, data = chunks[b"OIDF"], chunks[b"OIDL"], chunks[b"CDAT"]
+    # The commits whose ids start with oid's first byte sit at [low, high) in OIDL.
+    low = struct.unpack_from(">I", graph, fanout + 4 * (oid[0] - 1))[0] if oid[0] else 0
+    high = struct.unpack_from(">I", graph, fanout + 4 * oid[0])[0]
+    size = len(oid)
+    while low < high:
+        middle = (low + high) // 2
+        found = graph[ids + size * middle : ids + size * (middle + 1)]
+        if found == oid:
+            # The entry: tree id, two parent positions, then the level in the top 30 bits.
+            (word,) = struct.unpack_from(">I", graph, data + (size + 16) * middle + size + 8)
+            return (word >> 2) or None
+        if found < oid:
+            low = middle + 1
+        else:
+            high = middle
+    return None
 
 
 def _tag_names(git_dir: Path) -> list[str]:

@@ -1,8 +1,10 @@
 """The rules every push must pass: ref protection, path names, blob sizes, LFS pointers.
 
 git runs them as the pre-receive hook (designs/prereceive.py) on the objects a push
-brings, in quarantine. They read git only, never the database, so the hook can run them
-without Django.
+brings, in quarantine. A pull mirror's refresh runs them too, on what its fetch brought,
+before it publishes anything (designs/services/mirrors.py; `update_errors` hands it what
+arrived, read once for both). They read git only, never the database, so the hook can
+run them without Django.
 """
 
 from __future__ import annotations
@@ -35,8 +37,47 @@ class PushRules:
         )
 
 
-def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: PushRules) -> list[str]:
-    """Why the push must be refused; empty if it may go in."""
+@dataclass(frozen=True)
+class Arrival:
+    """What an update brings: its new commits (newest first) and the files, as (blob sha,
+    path), that they add or change."""
+
+    commits: list[str]
+    added_blobs: list[tuple[str, str]]
+
+
+def push_errors(
+    repo: Repository,
+    updates: list[tuple[str, str, str]],
+    rules: PushRules,
+    *,
+    already_have: list[str] | None = None,
+) -> list[str]:
+    """Why the push must be refused; empty if it may go in.
+
+    `updates` are (old, new, ref) as git gives them to the hook. What they bring is what
+    their new tips reach and `already_have` (object ids) does not; None means no ref
+    reaches it: a push in quarantine, where every ref still holds its old value.
+    """
+    with repo.object_reader() as reader:
+        errors, _ = update_errors(repo, reader, updates, rules, already_have=already_have)
+    return errors
+
+
+def update_errors(
+    repo: Repository,
+    reader: ObjectReader,
+    updates: list[tuple[str, str, str]],
+    rules: PushRules,
+    *,
+    already_have: list[str] | None = None,
+) -> tuple[list[str], Arrival]:
+    """`push_errors`, and what arrived, read from `reader` (a process of `repo`'s the
+    caller may ask more of) and one walk of the new commits.
+
+    A mirror names what it has already published in `already_have`: its fetch has moved
+    the staging refs, so "reached by no ref" would find nothing new.
+    """
     errors = []
     default_ref = f"refs/heads/{rules.default_branch}"
     for old, new, ref in updates:
@@ -59,43 +100,69 @@ def push_errors(repo: Repository, updates: list[tuple[str, str, str]], rules: Pu
             )
     for _, new, ref in updates:
         if new != ZERO_SHA:
+            if not _is_text(ref):
+                # git takes any bytes in a ref name; the hub keeps names as text.
+                shown = ref.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                errors.append(f"{shown}: ref names must be UTF-8 text.")
+                continue
             try:
                 paths.check_visible(
                     ref.removeprefix("refs/heads/").removeprefix("refs/tags/"), what="Ref names"
                 )
             except ValidationError as exc:
                 errors.append(exc.message)
-    tips = [new for _, new, _ in updates if new != ZERO_SHA]
+    tips = list(dict.fromkeys(new for _, new, _ in updates if new != ZERO_SHA))
+    exclusions = None if already_have is None else [f"^{sha}" for sha in dict.fromkeys(already_have)]
 
-    _, changed_paths = repo.new_commits_and_paths(tips)
-    for path in changed_paths:
+    commits, changes = repo.commits_and_changes(tips, exclusions=exclusions)
+    for path in dict.fromkeys(path for _, _, _, path in changes if path):
         try:
             paths.clean_path(path)
         except ValidationError as exc:
             errors.append(exc.message)
+    kinds = dict(zip(tips, reader.peeled_types(tips), strict=True))
     for tip in tips:
+        if kinds[tip] not in ("commit", "tree"):
+            continue
         try:
             paths.check_no_aliases(repo.all_paths(tip), [])
         except ValidationError as exc:
             errors.append(f"{tip[:10]}: {exc.message}")
 
-    objects = repo.new_objects(tips)
+    # Every new blob a commit holds is one its diff adds, against a parent or (a root)
+    # against nothing: the walk lists them. Only a tag of a tree or a blob, which git
+    # allows, reaches blobs no commit holds; those few are listed by rev-list.
+    objects = [(sha, path) for status, mode, sha, path in changes if status != "D" and mode != "160000"]
+    others = [tip for tip in tips if kinds[tip] != "commit"]
+    objects += repo.new_objects(others, exclusions=exclusions)
     limit = rules.max_blob_bytes
     # The sizes of the new blobs and the content of those small enough to be LFS
-    # pointers, from one git process.
-    with repo.object_reader() as reader:
-        sizes = reader.blob_sizes(sha for sha, _ in objects)
-        for sha, path in objects:
-            size = sizes.get(sha, 0)
-            if size > limit:
-                errors.append(
-                    f"{path or sha} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB "
-                    "limit for files in git history. Track it with Git LFS "
-                    f"(git lfs track '{path or '*.ext'}') and push again."
-                )
-        if rules.lfs_root:
-            errors += _missing_lfs_objects(reader, objects, sizes, LocalObjectStore(rules.lfs_root))
-    return list(dict.fromkeys(errors))
+    # pointers, from the one git process.
+    sizes = reader.blob_sizes(sha for sha, _ in dict.fromkeys(objects))
+    for sha, path in objects:
+        size = sizes.get(sha, 0)
+        if size > limit:
+            errors.append(
+                f"{path or sha} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:.0f} MB "
+                "limit for files in git history. Track it with Git LFS "
+                f"(git lfs track '{path or '*.ext'}') and push again."
+            )
+    if rules.lfs_root:
+        errors += _missing_lfs_objects(reader, objects, sizes, LocalObjectStore(rules.lfs_root))
+    added_blobs = [
+        (sha, path)
+        for status, mode, sha, path in changes
+        if status != "D" and sha != ZERO_SHA and mode.startswith("100")
+    ]
+    return list(dict.fromkeys(errors)), Arrival(commits, list(dict.fromkeys(added_blobs)))
+
+
+def _is_text(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes kept as surrogates (Repository.refs)
+        return False
+    return True
 
 
 def _missing_lfs_objects(

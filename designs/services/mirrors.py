@@ -1,10 +1,12 @@
 """Mirrors: designs that copy a remote repository (pull), and remotes a design is copied to (push).
 
 **Pull mirrors.** `mirror_refresh` fetches the remote's branches and tags into a staging
-area of the design's repository (`refs/fabhub/mirror/…`, hidden from clients), fetches
-the Git LFS objects the new commits point to, and only then publishes all changed refs
-in one `update-ref` transaction. A refresh that fails half-way changes nothing a reader
-sees, and the next one picks up where it stopped. An unchanged mirror costs one `git
+area of the design's repository (`refs/fabhub/mirror/…`, hidden from clients), checks what
+arrived against the rules a push must pass (designs/push_rules.py: ref names, file paths,
+names that collide, blob sizes), fetches the Git LFS objects the new commits point to,
+and only then publishes all changed refs in one `update-ref` transaction. A refresh that
+fails half-way, or brings what the rules refuse, changes nothing a reader sees, and the
+next one picks up where it stopped. An unchanged mirror costs one `git
 fetch` that finds nothing to do. A mirror is read-only on this hub (`selectors.refuse_local_writes`,
 called by the services that change refs and by git pushes): the next refresh would undo
 a local change.
@@ -34,9 +36,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import GitError, RefMoved, Repository
+from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved
 from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror, repo_path
+from designs.push_rules import PushRules, update_errors
 from designs.remotes import (
     Credential,
     LfsClient,
@@ -300,11 +303,25 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
     if not updates:
         return RefreshOutcome(0, 0, 0), mirror.warning
-    tips = [sha for _, sha, _ in updates if sha]
-    # Only what arrived is read: the new commits and the files they add, listed once for
-    # the LFS pointers here and for the analyses refs_changed queues.
-    new_commits, added_blobs = repo.commits_and_blobs(tips, [f"^{sha}" for sha in published.values()])
-    fetched, warning = _fetch_lfs_objects(design, mirror, credential, added_blobs)
+    # Only what arrived is read, by one walk and one cat-file process: checked by the push
+    # rules, then the LFS pointers among the files it adds; the analyses refs_changed
+    # queues take the same list.
+    with repo.object_reader() as reader:
+        errors, arrival = update_errors(
+            repo,
+            reader,
+            [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+            _mirror_rules(design),
+            already_have=list(published.values()),
+        )
+        if errors:
+            raise MirrorFailed(
+                "The remote holds what this hub refuses, so nothing was published; once it is "
+                "fixed there, the next refresh takes it.\n" + "\n".join(errors)
+            )
+        pointers = _pointer_oids(reader, arrival.added_blobs)
+    new_commits, added_blobs = arrival.commits, arrival.added_blobs
+    fetched, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
     try:
         repo.update_refs(updates, message=f"fabhub: mirror of {mirror.url}")
     except RefMoved:
@@ -322,13 +339,25 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     return RefreshOutcome(len(updates), len(new_commits), fetched), warning
 
 
-def _pointer_oids(repo: Repository, blobs: list[tuple[str, str]]) -> dict[str, int]:
+def _mirror_rules(design: Design) -> PushRules:
+    """The push rules as a mirror's refresh applies them. A mirror copies its remote, so
+    the rules that guard a design's own history do not apply: a tag moved or deleted
+    there, a branch deleted or rewritten there, follows here. Git LFS pointers need no
+    object up front: the refresh downloads them (`_fetch_lfs_objects`)."""
+    return PushRules(
+        default_branch=design.default_branch,
+        allow_default_branch_rewrite=True,
+        allow_tag_changes=True,
+        max_blob_bytes=settings.FABHUB_MAX_GIT_BLOB_BYTES,
+    )
+
+
+def _pointer_oids(reader: ObjectReader, blobs: list[tuple[str, str]]) -> dict[str, int]:
     """oid → size of the Git LFS pointers among `blobs` ((sha, path) pairs): only blobs
-    small enough to be one are read, sizes and contents asked of one git process."""
+    small enough to be one are read."""
     if not blobs:
         return {}
-    with repo.object_reader() as reader:
-        small = reader.read_blobs({sha: MAX_POINTER_BYTES - 1 for sha, _ in blobs})
+    small = reader.read_blobs({sha: MAX_POINTER_BYTES - 1 for sha, _ in blobs})
     found: dict[str, int] = {}
     for data in small.values():
         pointer = resolve_pointer(data) if data is not None else None
@@ -338,10 +367,10 @@ def _pointer_oids(repo: Repository, blobs: list[tuple[str, str]]) -> dict[str, i
 
 
 def _fetch_lfs_objects(
-    design: Design, mirror: PullMirror, credential: Credential | None, blobs: list[tuple[str, str]]
+    design: Design, mirror: PullMirror, credential: Credential | None, wanted: dict[str, int]
 ) -> tuple[int, str]:
-    """Download the LFS objects that the files `blobs` ((sha, path) the new commits add)
-    point to and the design does not serve yet.
+    """Download the LFS objects `wanted` (oid → size: the pointers among the files the new
+    commits add) that the design does not serve yet.
 
     An object is always downloaded, even when the store has its bytes for another
     design: a pointer names an oid, and naming one must never be enough to read it.
@@ -349,7 +378,6 @@ def _fetch_lfs_objects(
     a remote that lost an object must not stop its mirror forever); any other failure
     fails the refresh before anything is published.
     """
-    wanted = _pointer_oids(design.repo, blobs)
     served = selectors.lfs_objects_served(design, wanted)
     missing = {oid: size for oid, size in wanted.items() if served.get(oid) != size}
     if not missing:
