@@ -215,13 +215,17 @@ LISTING_KEPT_BYTES = 1024 * 1024
 class Repository:
     """A bare repository on disk, driven through GitPython's wrapper of the git binary."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, quarantine: dict[str, str] | None = None) -> None:
         self.path = Path(path)
+        # A push's objects before git lets them in: the variables git gives its pre-receive
+        # hook (GIT_QUARANTINE_PATH, GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES),
+        # for the push rules to read them (designs.githttp). Set on this repository's reads.
+        self.quarantine = dict(quarantine or {})
         # Opening GitPython's Repo reads the repository's config files (about 1 ms, which
         # an assembly check of 50 modules pays 50 times): a bare repository, the hub's own
         # kind, is only checked to be one; anything else must open as a repository.
         if not _is_git_dir(self.path):
-            # Imported here: the pre-receive hook, a fresh process per push, never needs it.
+            # Imported here: most processes never need it.
             import git as gitpython
 
             try:
@@ -302,7 +306,7 @@ class Repository:
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
-            env=_git_env(env),
+            env=_git_env({**self.quarantine, **(env or {})}),
         )
         return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")
 
@@ -556,14 +560,16 @@ class Repository:
         never changes: the follow-ups of one ref move (cover, README, assembly, search
         index) each list the same head, and now share one listing of it."""
         key = (str(self.path), treeish, flags)
-        if _SHA_RE.fullmatch(treeish.partition(":")[0]):
+        # Never kept from a quarantine: a refused push's objects are gone once it ends.
+        kept_here = not self.quarantine and _SHA_RE.fullmatch(treeish.partition(":")[0])
+        if kept_here:
             with _LISTINGS_LOCK:
                 kept = _LISTINGS.get(key)
                 if kept is not None:
                     _LISTINGS.move_to_end(key)
                     return kept
         out = self._run("ls-tree", "-z", "--full-tree", *flags, "--end-of-options", treeish)
-        if _SHA_RE.fullmatch(treeish.partition(":")[0]) and len(out) <= LISTING_KEPT_BYTES:
+        if kept_here and len(out) <= LISTING_KEPT_BYTES:
             with _LISTINGS_LOCK:
                 _LISTINGS[key] = out
                 while len(_LISTINGS) > LISTINGS_KEPT:
@@ -662,7 +668,7 @@ class Repository:
         """An `ObjectReader` of this repository, its git process started: one process for
         many reads. Use it as `with repo.object_reader() as reader:`, which ends the process
         when the block ends, whether it ends well or not (or call `close()`)."""
-        return ObjectReader(self.path)
+        return ObjectReader(self.path, env=self.quarantine)
 
     def gitlinks(self, commit: str) -> list[TreeEntry]:
         """The submodules pinned at `commit` (their `sha` is the pinned commit)."""
@@ -853,7 +859,7 @@ class Repository:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_git_env(LITERAL_PATHSPECS),
+            env=_git_env({**self.quarantine, **LITERAL_PATHSPECS}),
         )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
@@ -1425,7 +1431,7 @@ class ObjectReader:
     Open it with `Repository.object_reader()`; it is a context manager that always ends
     the process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, env: dict[str, str] | None = None) -> None:
         self.path = path
         self._stderr = tempfile.TemporaryFile()
         try:
@@ -1435,6 +1441,7 @@ class ObjectReader:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
+                env={**os.environ, **env} if env else None,
             )
         except OSError as exc:
             self._stderr.close()
@@ -2079,7 +2086,7 @@ def _is_git_dir(path: Path) -> bool:
 
 def git_binary() -> str:
     """The git executable: from settings, or the environment when Django is not set up
-    (the pre-receive hook runs without it, and does not import it: ~0.15 s per push)."""
+    (a process that never sets it up does not import it for this)."""
     conf = sys.modules.get("django.conf")
     if conf is not None and conf.settings.configured:
         return conf.settings.FABHUB_GIT_BINARY
@@ -2180,12 +2187,14 @@ def http_backend(
     body: IO[bytes] | None,
     remote_user: str = "",
     hook_env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> BackendResponse:
     """Run `git http-backend` for one request, streaming both bodies.
 
     The request body is pumped into git by a thread while the response is read, so
     neither side is ever held whole in memory (a 1 GB push costs a few buffers). Access
-    control is the caller's: git serves whatever it is pointed at.
+    control is the caller's: git serves whatever it is pointed at. `pass_fds` stay open in
+    git and its hooks (the pre-receive hook's pipes to the caller).
     """
 
     env = {
@@ -2229,6 +2238,7 @@ def http_backend(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        pass_fds=pass_fds,
     )
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
     # Both PIPEs, binary and buffered (read1 streams whatever has arrived).
