@@ -146,7 +146,8 @@ def design_resolve(design: Design, rev: str | None) -> str:
 
 
 # A history longer than this is not counted while someone waits for its first page: a
-# worker counts it (services.history). Up to it, counting costs about one page read.
+# worker counts it (services.history). Up to it, counting costs about one page read. The
+# commit-graph tells a history surely this long without a process (Repository.depth).
 HISTORY_COUNTED_INLINE = 1_000
 
 # How long a counted history length is kept. A commit's history never changes, but each
@@ -160,10 +161,22 @@ def history_path(path: str | None) -> str | None:
     return (path.strip("/") or None) if path else None
 
 
-def history_path_exists(design: Design, *, sha: str, path: str | None) -> bool:
+def history_path_exists(design: Design, *, sha: str, path: str | None, newest: Commit | None = None) -> bool:
     """Whether the commit `sha` holds something at `path` (a history path, see
-    history_path; None: the whole history, which always exists). One tree lookup."""
-    return path is None or design.repo.entry(sha, path) is not None
+    history_path; None: the whole history, which always exists). One tree lookup, unless
+    `newest` (the first commit of the first page of `path`'s history from `sha`) shows it.
+
+    git's history of a path follows, from `sha`, a single line of commits that leave the
+    path as it is until the first one that changes it, and that one is shown first: when
+    it is not a merge (whose files a log does not list) and leaves a file there, `sha`
+    holds that file too."""
+    if path is None:
+        return True
+    if newest is not None and len(newest.parents) <= 1:
+        under = f"{path}/"
+        if any(f.status != "deleted" and (f.path == path or f.path.startswith(under)) for f in newest.files):
+            return True
+    return design.repo.entry(sha, path) is not None
 
 
 @dataclass(frozen=True)
@@ -207,12 +220,17 @@ def design_history(
 
 def design_history_count(design: Design, *, rev: str | None, sha: str, path: str | None) -> int:
     """The length of the history of `sha` (which `rev` named), optionally touching `path`,
-    counted and cached as design_history does: what a worker runs for a long history."""
+    counted and cached as design_history does: what a worker runs for a long history.
+    After new commits on a counted head, only they are counted (when that can be exact)."""
     path = history_path(path)
     count_key, latest_key = _history_count_keys(design, rev=rev, sha=sha, path=path)
     total = cache.get(count_key)
     if total is None:
-        total = design.repo.count_commits(sha, path=path)
+        counted = cache.get(latest_key)
+        if counted is None:
+            total = design.repo.count_commits(sha, path=path)
+        else:
+            total = design.repo.count_commits_since(sha, path=path, counted=counted)
         cache.set_many({count_key: total, latest_key: (sha, total)}, timeout=HISTORY_COUNT_KEPT_S)
     return total
 

@@ -26,9 +26,10 @@ def history_page(
     its last page is reached, which tells it."""
     path = selectors.history_path(path)
     page = selectors.design_history(design, rev=rev, path=path, offset=offset, limit=limit)
+    newest = page.commits[0] if page.commits and not offset else None
     if (
         page.total is None
-        and selectors.history_path_exists(design, sha=page.sha, path=path)
+        and selectors.history_path_exists(design, sha=page.sha, path=path, newest=newest)
         and cache.add(f"history-count-queued:{design.pk}:{page.sha}:{path or ''}", True, COUNT_QUEUED_S)
     ):
         enqueue("designs.tasks.history_count", design.pk, rev, page.sha, path)

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from designs import selectors, services
 from designs.git import Repository
+from designs.models import Design
 from tests.factories import DesignFactory, commit_files
 
 PATH = "parts/gear.scad"
@@ -22,13 +23,16 @@ def _git(repo: Repository, *args: str, stdin: bytes | None = None) -> str:
     return done.stdout.decode().strip()
 
 
-def _commit(repo: Repository, name: str, *, parents: list[str], files: dict[str, str]) -> str:
+def _commit(repo: Repository, name: str, *, parents: list[str], files: dict[str, str | None]) -> str:
     """A commit on the branch `name`, on `parents` (the first is the branch's start), that
-    writes `files`; its sha."""
+    writes `files` (None: deletes that path); its sha."""
     lines = [f"commit refs/heads/{name}", "committer T <t@example.org> 1700000000 +0000", "data 1", "c"]
     lines += [f"from {parents[0]}"] if parents else []
     lines += [f"merge {parent}" for parent in parents[1:]]
     for path, text in files.items():
+        if text is None:
+            lines.append(f"D {path}")
+            continue
         data = text.encode()
         lines += [f"M 100644 inline {path}", f"data {len(data)}", text]
     _git(repo, "fast-import", "--quiet", "--force", stdin=("\n".join(lines) + "\n").encode())
@@ -59,6 +63,8 @@ def _counted_on(repo: Repository, earlier: str, rev: str, path: str | None, *, l
     listed = _git(repo, "rev-list", f"-n{limit}", rev, "--", *([path] if path else [])).split()
     assert [c.sha for c in commits] == listed
     assert total is not None
+    # A worker's count after new commits (count_commits_since) is the same.
+    assert repo.count_commits_since(rev, path=path, counted=counted) == total
     return total
 
 
@@ -99,6 +105,7 @@ def test_an_earlier_head_that_no_longer_exists_is_ignored(repo):
     head = _line(repo, None, 4)
     commits, total = repo.log_and_count(head, counted=("1" * 40, 1000))
     assert total == 4 and len(commits) == 4
+    assert repo.count_commits_since(head, path=None, counted=("1" * 40, 1000)) == 4
 
 
 @pytest.mark.django_db
@@ -244,3 +251,99 @@ def test_a_path_the_head_holds_is_counted_once_however_its_slashes_are_written(a
         # The first request queued the count (run at once here): the next ones have it.
         assert page["count"] == (None if path == "gear.scad" else 4)
     assert [args[3] for args in queued] == ["gear.scad"]
+
+
+# -- a page reads no more than it must: the commit-graph's depth, the page's newest commit ---
+
+
+def _levels(repo: Repository) -> dict[str, int]:
+    """Each commit's topological level, from git's own list of commits and parents."""
+    parents = {}
+    for line in _git(repo, "rev-list", "--parents", "--all").splitlines():
+        commit, *rest = line.split()
+        parents[commit] = rest
+    levels: dict[str, int] = {}
+    for commit in reversed(_git(repo, "rev-list", "--topo-order", "--all").split()):
+        levels[commit] = 1 + max((levels[parent] for parent in parents[commit]), default=0)
+    return levels
+
+
+def test_the_commit_graph_gives_each_commit_s_depth_across_its_layers_and_merges(repo):
+    assert repo.depth(_line(repo, None, 1)) is None  # no graph written yet
+    earlier = _line(repo, None, 30)  # a layer large enough for git to keep the next apart
+    side = _commit(repo, "side", parents=[earlier], files={"side.txt": "side"})
+    repo.refresh_commit_graph()
+    merge = _commit(repo, "main", parents=[_line(repo, earlier, 3), _line(repo, side, 4)], files={})
+    head = _line(repo, merge, 2)
+    repo.refresh_commit_graph()  # a second layer of the split chain
+    assert len(list((repo.path / "objects/info/commit-graphs").glob("graph-*.graph"))) == 2
+    levels = _levels(repo)
+    assert {commit: repo.depth(commit) for commit in levels} == levels
+    assert repo.depth(head) == 30 + 1 + 4 + 1 + 2  # through the longer side of the merge
+    assert repo.depth(_line(repo, head, 1)) is None  # not in the graph yet
+    assert repo.depth("0" * 40) is None and repo.depth("main") is None
+
+
+def test_a_history_the_graph_shows_long_is_not_counted_and_a_short_one_is(repo):
+    short = _line(repo, None, 3)
+    head = _line(repo, short, 5)
+    repo.refresh_commit_graph()
+    for path in (None, PATH):
+        commits, total = repo.log_and_count(head, path=path, limit=2, at_most=6)
+        listed = _git(repo, "rev-list", "-n2", head, "--", *([path] if path else [])).split()
+        assert total is None and [c.sha for c in commits] == listed
+        assert repo.log_and_count(short, path=path, limit=2, at_most=6)[1] == _git_count(repo, short, path)
+    # At the bound's edge the graph's depth alone decides: 8 commits deep, counted up to 9.
+    assert repo.log_and_count(head, limit=2, at_most=9)[1] == 8
+
+
+@pytest.mark.django_db
+def test_the_newest_commit_of_a_path_s_history_tells_whether_the_head_holds_it_as_a_tree_lookup_does():
+    design = DesignFactory()
+    repo = design.repo
+    root = _commit(repo, "main", parents=[], files={"a/one.txt": "1", "a/two.txt": "2", "b.txt": "b"})
+    side = _commit(repo, "side", parents=[root], files={"b.txt": "side", "c/x.txt": "x"})
+    heads = [root, side]
+    steps: list[dict[str, str | None]] = [
+        {"a/one.txt": None},  # a folder keeps a file
+        {"b.txt": "b2"},
+        {"a/two.txt": None},  # the folder is gone
+        {"b.txt": None, "a/b.txt": "moved"},
+        {"a": "a file where the folder was"},
+    ]
+    for files in steps:
+        heads.append(_commit(repo, "main", parents=[heads[-1]], files=files))
+    heads.append(_commit(repo, "main", parents=[heads[-1], side], files={"c/x.txt": "merged"}))
+    paths = ["a", "a/one.txt", "a/two.txt", "a/b.txt", "b.txt", "c", "c/x.txt", "d"]
+    for head in heads:
+        for path in paths:
+            held = repo.entry(head, path) is not None
+            newest = next(iter(repo.log(head, path=path, limit=1)), None)
+            assert selectors.history_path_exists(design, sha=head, path=path, newest=newest) is held
+
+
+def test_a_long_history_counts_only_what_its_page_shows_of_the_commits_since_a_count(repo):
+    earlier = _line(repo, None, 6)
+    head = _line(repo, earlier, 2)
+    repo.refresh_commit_graph()
+    assert repo.log_and_count(head, limit=3, counted=(earlier, 6), at_most=5)[1] == 8
+    # Not on the page (the path's history, a later page, a page too short): not counted.
+    assert repo.log_and_count(head, path=PATH, limit=3, counted=(earlier, 3), at_most=5)[1] is None
+    assert repo.log_and_count(head, skip=1, limit=3, counted=(earlier, 6), at_most=5)[1] is None
+    assert repo.log_and_count(head, limit=1, counted=(earlier, 6), at_most=5)[1] is None
+
+
+@pytest.mark.django_db
+def test_after_new_commits_a_long_path_history_s_count_is_left_to_a_worker(alice, client, queued):
+    history = _long_gearbox(alice)
+    for path in (None, "gear.scad"):
+        params = {"per_page": 2, **({"path": path} if path else {})}
+        assert client.get(history, params).json()["count"] is None  # queued, and run at once here
+        assert client.get(history, params).json()["count"] == (8 if path is None else 4)
+    commit_files(Design.objects.get(slug="gearbox"), {"gear.scad": "8"}, "Step 8")
+    # The first page shows the one new commit on the counted head: its count is exact at once.
+    assert client.get(history, {"per_page": 2}).json()["count"] == 9
+    page = client.get(history, {"per_page": 2, "path": "gear.scad"}).json()
+    assert page["count"] is None and [c["message"] for c in page["results"]] == ["Step 8", "Step 7"]
+    assert client.get(history, {"per_page": 2, "path": "gear.scad"}).json()["count"] == 5
+    assert [args[3] for args in queued] == [None, "gear.scad", "gear.scad"]
