@@ -1,16 +1,19 @@
 """git smart HTTP: `git clone/fetch/push https://hub/<owner>/<design>.git`.
 
 Access is decided here, then `git http-backend` (designs.git.http_backend) does the
-protocol, with request and response bodies streamed. Pushes run the hub's pre-receive
-rules (designs/prereceive.py) and, once git has answered, tell the hub what changed.
+protocol, with request and response bodies streamed. A push's rules (designs/push_rules.py)
+run here too, when git's pre-receive hook hands over what arrived (`PushCheck`); once git
+has answered, the hub learns what changed.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-import sys
+import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
@@ -18,9 +21,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 
 from designs import selectors, services
-from designs.git import http_backend
+from designs.git import Repository, http_backend
 from designs.lfs_store import LocalObjectStore, lfs_store
 from designs.models import Design
+from designs.push_rules import PushRules, push_errors
 from hub.auth import BadCredentials, Viewer, require_write, resolve, viewer
 from hub.exceptions import NotFound, PermissionDenied
 from hub.models import User
@@ -28,7 +32,15 @@ from hub.models import User
 SERVICES = {"git-upload-pack": "read", "git-receive-pack": "write"}
 # `version=2` and the like: keys and values git's protocol negotiation uses, nothing else.
 GIT_PROTOCOL_RE = re.compile(r"^[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?(:[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*$")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OBJECT_ID_RE = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
+# What the pre-receive hook sends before the updates: the quarantine's variables.
+QUARANTINE_LINES = {
+    b"quarantine": "GIT_QUARANTINE_PATH",
+    b"objects": "GIT_OBJECT_DIRECTORY",
+    b"alternates": "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+}
+
+logger = logging.getLogger(__name__)
 
 
 def _text(status: int, message: str, *, challenge: bool = False) -> HttpResponse:
@@ -108,21 +120,109 @@ def _authorise(request: HttpRequest, owner: str, slug: str, access: str) -> Acce
         return _text(refused.status, refused.message, challenge=refused.challenge)
 
 
-def _hook_env(design: Design) -> dict[str, str]:
-    env = {
-        "FABHUB_PYTHON": sys.executable,
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "FABHUB_DEFAULT_BRANCH": design.default_branch,
-        "FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE": "1" if design.allow_default_branch_rewrite else "0",
-        "FABHUB_ALLOW_TAG_CHANGES": "1" if design.allow_tag_changes else "0",
-        "FABHUB_MAX_BLOB_BYTES": str(settings.FABHUB_MAX_GIT_BLOB_BYTES),
-        "FABHUB_GIT_BINARY": settings.FABHUB_GIT_BINARY,
-    }
+def _push_rules(design: Design) -> PushRules:
     store = lfs_store()
-    if isinstance(store, LocalObjectStore):
-        # The hook checks that a push's LFS pointers name objects the hub has.
-        env["FABHUB_LFS_ROOT"] = str(store.root)
-    return env
+    return PushRules(
+        default_branch=design.default_branch,
+        allow_default_branch_rewrite=design.allow_default_branch_rewrite,
+        allow_tag_changes=design.allow_tag_changes,
+        max_blob_bytes=settings.FABHUB_MAX_GIT_BLOB_BYTES,
+        # The check that a push's LFS pointers name objects the hub has (local store only).
+        lfs_root=str(store.root) if isinstance(store, LocalObjectStore) else None,
+    )
+
+
+class PushCheck:
+    """The hub's end of designs/hooks/pre-receive: a push's rules run here, in the request
+    that started git, on what the hook hands over through a pipe; the verdict goes back
+    through another.
+
+    The hook's ends are given to git (`for_git`, `env`) and closed here once it has them
+    (`git_started`), so the request's own ends see git's: the updates pipe ends when every
+    git process has (a push refused before its hook ran, or a probe with nothing to push),
+    and the hook reads an empty verdict if this process dies — it then refuses the push.
+    """
+
+    def __init__(self, design: Design) -> None:
+        self.repo_path = design.repo_path
+        self.rules = _push_rules(design)
+        self._updates, hook_writes = os.pipe()
+        hook_reads, self._verdict = os.pipe()
+        self.for_git = (hook_writes, hook_reads)
+        self.env = {"FABHUB_PUSH_TO": str(hook_writes), "FABHUB_PUSH_FROM": str(hook_reads)}
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def git_started(self) -> None:
+        """git has its ends: close them here and wait for the hook."""
+        for fd in self.for_git:
+            os.close(fd)
+        self._thread.start()
+
+    def close(self) -> None:
+        """git did not start: close every end."""
+        for fd in (*self.for_git, self._updates, self._verdict):
+            os.close(fd)
+
+    def _serve(self) -> None:
+        with open(self._updates, "rb") as updates, open(self._verdict, "wb") as verdict:
+            handed = _read_hook_message(updates)
+            if handed is None:  # git ended without running the hook
+                return
+            quarantine, lines = handed
+            try:
+                errors = self.errors(Repository(self.repo_path, quarantine=quarantine), lines)
+            except Exception:
+                logger.exception("checking a push to %s failed", self.repo_path)
+                errors = ["the hub could not check this push; try again."]
+            answer = [f"fabhub: {error}" for error in errors]
+            if answer:
+                answer.append("fabhub: push refused; nothing was changed.")
+            try:
+                verdict.write(("\n".join(answer or ["accept"]) + "\n").encode())
+            except BrokenPipeError:  # the hook gave up waiting: the push is refused anyway
+                pass
+
+    def errors(self, repo: Repository, lines: list[bytes]) -> list[str]:
+        """Why the push the hook describes in `lines` (git's "<old> <new> <ref>") must be
+        refused; empty if it may go in."""
+        updates = []
+        errors = []
+        for line in lines:
+            fields = line.split(b" ")
+            # git takes any bytes in a ref name, line breaks included; the hub keeps names
+            # as text, so a name that is not UTF-8, or not one line, is refused here.
+            if len(fields) != 3 or not (
+                OBJECT_ID_RE.fullmatch(fields[0]) and OBJECT_ID_RE.fullmatch(fields[1])
+            ):
+                shown = line.decode("utf-8", errors="backslashreplace")
+                errors.append(f"{shown}: not a ref update the hub can read.")
+                continue
+            old, new, raw_ref = fields
+            try:
+                ref = raw_ref.decode("utf-8")
+            except UnicodeDecodeError:
+                errors.append(
+                    f"{raw_ref.decode('utf-8', errors='backslashreplace')}: ref names must be UTF-8 text."
+                )
+                continue
+            updates.append((old.decode("ascii"), new.decode("ascii"), ref))
+        return errors + push_errors(repo, updates, self.rules)
+
+
+def _read_hook_message(stream: BinaryIO) -> tuple[dict[str, str], list[bytes]] | None:
+    """The quarantine's variables and the update lines the hook sent, or None if the
+    stream ended first."""
+    quarantine: dict[str, str] = {}
+    updates: list[bytes] = []
+    for line in stream:
+        word, _, rest = line.removesuffix(b"\n").partition(b" ")
+        if word == b"end":
+            return quarantine, updates
+        if word == b"update":
+            updates.append(rest)
+        elif word in QUARANTINE_LINES and rest:
+            quarantine[QUARANTINE_LINES[word]] = os.fsdecode(rest)
+    return None
 
 
 def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: bool) -> HttpResponseBase:
@@ -136,24 +236,33 @@ def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: boo
             return _text(400, "Malformed Git-Protocol header.")
         headers["Git-Protocol"] = protocol
     refs_before = design.repo.refs() if pushing else {}
-    backend = http_backend(
-        design.repo_path,
-        # Django sets it for every request it serves; None only on a hand-built HttpRequest.
-        method=request.method or "GET",
-        path_info=path_info,
-        query=request.META.get("QUERY_STRING", ""),
-        request_headers=headers,
-        body=request_stream(request) if request.method == "POST" else None,
-        remote_user=getattr(access.requester, "username", ""),
-        hook_env=_hook_env(design),
-    )
+    check = PushCheck(design) if pushing else None
+    try:
+        backend = http_backend(
+            design.repo_path,
+            # Django sets it for every request it serves; None only on a hand-built HttpRequest.
+            method=request.method or "GET",
+            path_info=path_info,
+            query=request.META.get("QUERY_STRING", ""),
+            request_headers=headers,
+            body=request_stream(request) if request.method == "POST" else None,
+            remote_user=getattr(access.requester, "username", ""),
+            hook_env=check.env if check else None,
+            pass_fds=check.for_git if check else (),
+        )
+    except BaseException:
+        if check:
+            check.close()
+        raise
+    if check:
+        check.git_started()
 
     def body():
         try:
             yield from backend.body
         finally:
             # Even if the client hung up, git may have updated refs: learn of them.
-            if pushing:
+            if check:
                 services.design_pushed(design=design, refs_before=refs_before, pusher=access.writer)
 
     response = StreamingHttpResponse(body(), status=backend.status)

@@ -11,8 +11,7 @@ streams into a temporary file of its own on the same file system while it is has
 and only a complete, verified file is renamed into place (an atomic step). A refused
 or interrupted upload leaves nothing behind.
 
-This module is also imported by the pre-receive hook, which runs without Django: only
-`lfs_store()` reads settings.
+Only `lfs_store()` reads settings.
 """
 
 from __future__ import annotations

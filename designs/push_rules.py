@@ -1,10 +1,10 @@
 """The rules every push must pass: ref protection, path names, blob sizes, LFS pointers.
 
-git runs them as the pre-receive hook (designs/prereceive.py) on the objects a push
-brings, in quarantine. A pull mirror's refresh runs them too, on what its fetch brought,
-before it publishes anything (designs/services/mirrors.py; `update_errors` hands it what
-arrived, read once for both). They read git only, never the database, so the hook can
-run them without Django.
+A push's request runs them for git's pre-receive hook (designs/githttp.py, `PushCheck`)
+on the objects the push brings, in quarantine. A pull mirror's refresh runs them too, on
+what its fetch brought, before it publishes anything (designs/services/mirrors.py;
+`update_errors` hands it what arrived, read once for both). They read git only, never the
+database: the push's request runs them in a thread of its own.
 """
 
 from __future__ import annotations
