@@ -610,8 +610,9 @@ class Repository:
         return found
 
     def all_paths(self, commit: str) -> list[str]:
-        """The path of every file and submodule at `commit` (what `ls-tree -r --name-only` lists)."""
-        out = self._listing(commit, "-r").decode()
+        """The path of every file and submodule at `commit` (what `ls-tree -r --name-only` lists);
+        a path that is not UTF-8 keeps its bytes as surrogates, as the history walk reads it."""
+        out = self._listing(commit, "-r").decode(errors="surrogateescape")
         return [record.split("\t", 1)[1] for record in out.split("\0") if record]
 
     def entry(self, commit: str, path: str) -> TreeEntry | None:
@@ -975,7 +976,9 @@ class Repository:
             out = self._run(*args, "--stdin", stdin="\n".join(revisions).encode() + b"\n")
         else:  # object ids and pseudo-options (--not --all), which git 2.39 takes only here
             out = self._run(*args, *revisions)
-        tokens = out.decode(errors="replace").split("\0")
+        # A path git took as bytes that are not UTF-8 keeps them as surrogates, for the
+        # rules to refuse by name (paths.clean_path), as ref names do (Repository.refs).
+        tokens = out.decode(errors="surrogateescape").split("\0")
         commits, changes = [], []
         i = 0
         while i < len(tokens):
@@ -1042,7 +1045,7 @@ class Repository:
             )
         found = []
         # A path git took as bytes that are not UTF-8 is read as the walk reads it.
-        for line in out.decode(errors="replace").splitlines():
+        for line in out.decode(errors="surrogateescape").splitlines():
             sha, _, path = line.partition(" ")
             found.append((sha, path))
         return found

@@ -26,6 +26,11 @@ def clean_path(raw: str) -> str:
         raise ValidationError("A file path is required.")
     if "\x00" in raw:
         raise ValidationError("File names cannot contain a NUL byte.")
+    if any("\ud800" <= ch <= "\udfff" for ch in raw):
+        # Bytes that are not UTF-8, as git hands them over (kept as surrogates): the hub
+        # stores, shows and serves names as text.
+        shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ValidationError(f"File names must be UTF-8 text: {shown!r}.")
     if "\\" in raw:
         raise ValidationError(f"File names cannot contain a backslash: {raw!r}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):

@@ -154,7 +154,10 @@ def update_errors(
         for status, mode, sha, path in changes
         if status != "D" and sha != ZERO_SHA and mode.startswith("100")
     ]
-    return list(dict.fromkeys(errors)), Arrival(commits, list(dict.fromkeys(added_blobs)))
+    # A name that is not UTF-8 (kept as surrogates) is shown escaped: the messages are
+    # stored and shown as text.
+    said = [error.encode("utf-8", "backslashreplace").decode("utf-8") for error in errors]
+    return list(dict.fromkeys(said)), Arrival(commits, list(dict.fromkeys(added_blobs)))
 
 
 def _is_text(name: str) -> bool:

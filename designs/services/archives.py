@@ -46,7 +46,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
-from designs.git import GitError, RefMoved, Repository, valid_ref_name
+from designs.git import ZERO_SHA, GitError, RefMoved, Repository, valid_ref_name
 from designs.lfs_store import (
     MAX_POINTER_BYTES,
     OLD_POINTER_VERSION,
@@ -68,6 +68,7 @@ from designs.models import (
     repo_path,
 )
 from designs.paths import content_type_for
+from designs.push_rules import PushRules, update_errors
 from designs.selectors import designs_visible_to, makes_by_person
 from designs.services.designs import check_slug, design_update, private_upstreams
 from designs.services.lfs import lfs_object_link
@@ -674,6 +675,7 @@ def _fill_repository(
             "it is not a bundle an export writes.",
             file=name,
         )
+    _check_push_rules(repo, name, listed)
     default_branch = fields.default_branch
     branches = sorted(ref[len("refs/heads/") :] for ref in listed if ref.startswith("refs/heads/"))
     if branches and default_branch not in branches:
@@ -684,6 +686,27 @@ def _fill_repository(
         )
         repo.set_default_branch(default_branch)
     return FilledRepository(inventory.commits, inventory.blobs, default_branch, lfs_objects)
+
+
+def _check_push_rules(repo: Repository, name: str, listed: dict[str, str]) -> None:
+    """Refuse a history that a push of it would be refused for (designs/push_rules.py:
+    ref names, file paths, names that collide, blob sizes): an archive is an upload path
+    too, and the hub it came from may have had other rules, or none. The rules that
+    guard a design's own history (tags, rewrites) have nothing to compare with here; the
+    LFS objects come with the archive and are checked by the store."""
+    rules = PushRules(
+        default_branch="",
+        allow_default_branch_rewrite=True,
+        allow_tag_changes=True,
+        max_blob_bytes=settings.FABHUB_MAX_GIT_BLOB_BYTES,
+    )
+    with repo.object_reader() as reader:
+        errors, _ = update_errors(
+            repo, reader, [(ZERO_SHA, sha, ref) for ref, sha in listed.items()], rules, already_have=[]
+        )
+    if errors:
+        shown = "; ".join(errors[:10]) + (f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
+        raise DesignRefused(f"{name} holds what this hub refuses in a push: {shown}")
 
 
 def _compare_refs(name: str, *, found: dict[str, str], listed: dict[str, str]) -> None:

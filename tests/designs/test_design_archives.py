@@ -500,3 +500,76 @@ def test_the_pointer_check_skips_only_blobs_too_small_to_be_a_pointer():
     old = shortest.replace(b"git-lfs.github.com", OLD_POINTER_VERSION[8:].split(b"/")[0])
     assert resolve_pointer(old) is not None
     assert min(len(shortest), len(old)) == MIN_POINTER_BYTES
+
+
+def bundle_of_names(tmp_path: Path, names: list[bytes], *, data: bytes = b"x\n") -> tuple[Path, str]:
+    """A bundle of one commit whose tree holds a file under each of `names` (bytes, as
+    git takes them), written with plumbing that checks nothing."""
+    repo = tmp_path / "names.git"
+    subprocess.run(["git", "init", "--bare", "-q", str(repo)], check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "M", "GIT_AUTHOR_EMAIL": "m@x"}
+    env.update(GIT_COMMITTER_NAME="M", GIT_COMMITTER_EMAIL="m@x")
+
+    def plumbing(*args: str, given: bytes = b"") -> str:
+        command = ["git", "--git-dir", str(repo), *args]
+        return (
+            subprocess.run(command, input=given, env=env, capture_output=True, check=True)
+            .stdout.decode()
+            .strip()
+        )
+
+    blob = plumbing("hash-object", "-w", "--stdin", given=data)
+    entries = b"".join(b"100644 blob %s\t%s\0" % (blob.encode(), name) for name in names)
+    tree = plumbing("mktree", "-z", given=entries)
+    commit = plumbing("commit-tree", tree, "-m", "x")
+    git(repo, "update-ref", "refs/heads/main", commit)
+    bundle = tmp_path / "names.bundle"
+    git(repo, "bundle", "create", str(bundle), "--branches")
+    return bundle, commit
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        ([b"caf\xe9.scad"], "File names must be UTF-8 text: 'caf\\\\xe9.scad'"),
+        ([b"CON.txt"], "The name 'CON.txt' is reserved on Windows"),
+        (["invoice\u202etxt.exe".encode()], "invisible or direction-changing characters"),
+        ([b"Bracket.stl", b"bracket.stl"], "bracket.stl"),
+    ],
+    ids=["not-utf8", "windows-reserved", "direction-override", "names-collide"],
+)
+def test_a_bundle_whose_history_a_push_would_be_refused_for_leaves_no_design(people, tmp_path, names, said):
+    """An archive is an upload path: the push rules (designs/push_rules.py) hold for it."""
+    bundle, commit = bundle_of_names(tmp_path, names)
+    path = write_archive(
+        tmp_path / "a.zip",
+        {
+            "designs/7/design.json": json.dumps(design_document()).encode(),
+            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
+            "designs/7/repo.bundle": bundle,
+        },
+    )
+    job = import_into(people[1], path)
+    assert job.status == ArchiveImport.Status.DONE, job.error
+    notes = " ".join(job.report["notes"])
+    assert "designs/7/repo.bundle holds what this hub refuses in a push" in notes
+    assert said in notes
+    assert not Design.objects.filter(owner=people[1]).exists()
+    assert not Design(owner=people[1], slug="bracket").repo_path.exists()
+
+
+def test_a_bundle_holding_a_blob_over_the_size_limit_leaves_no_design(people, tmp_path, settings):
+    settings.FABHUB_MAX_GIT_BLOB_BYTES = 1024
+    bundle, commit = bundle_of_names(tmp_path, [b"big.stl"], data=b"x" * 4096)
+    path = write_archive(
+        tmp_path / "a.zip",
+        {
+            "designs/7/design.json": json.dumps(design_document()).encode(),
+            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
+            "designs/7/repo.bundle": bundle,
+        },
+    )
+    job = import_into(people[1], path)
+    assert job.status == ArchiveImport.Status.DONE, job.error
+    assert "big.stl is 0.0 MB, over the 0 MB limit" in " ".join(job.report["notes"])
+    assert not Design.objects.filter(owner=people[1]).exists()

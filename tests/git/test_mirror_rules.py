@@ -38,15 +38,17 @@ def git_in(repo: Path, *args: str | bytes, stdin: bytes | None = None) -> str:
     return proc.stdout.decode(errors="replace").strip()
 
 
-def commit_as_is(repo: Path, files: dict[str, bytes], *, branch: str = "main") -> str:
-    """A commit on `branch` adding `files` (top-level names) to its tree, written with
-    plumbing and no check of the hub's."""
+def commit_as_is(repo: Path, files: dict[str | bytes, bytes], *, branch: str = "main") -> str:
+    """A commit on `branch` adding `files` (top-level names, as text or as the bytes git
+    takes) to its tree, written with plumbing and no check of the hub's."""
     head = git_in(repo, "rev-parse", f"refs/heads/{branch}")
-    entries = [entry for entry in git_in(repo, "ls-tree", "-z", head).split("\0") if entry]
+    entries = [entry.encode() for entry in git_in(repo, "ls-tree", "-z", head).split("\0") if entry]
     for name, data in files.items():
         blob = git_in(repo, "hash-object", "-w", "--stdin", stdin=data)
-        entries.append(f"100644 blob {blob}\t{name}")
-    tree = git_in(repo, "mktree", "-z", stdin="".join(f"{entry}\0" for entry in entries).encode())
+        entries.append(
+            b"100644 blob %s\t%s" % (blob.encode(), name if isinstance(name, bytes) else name.encode())
+        )
+    tree = git_in(repo, "mktree", "-z", stdin=b"".join(entry + b"\0" for entry in entries))
     commit = git_in(repo, "commit-tree", tree, "-p", head, "-m", "As the remote has it")
     git_in(repo, "update-ref", f"refs/heads/{branch}", commit, head)
     return commit
@@ -105,6 +107,7 @@ def assert_refreshed(mirror, remote) -> None:
         ("back\\slash.stl", "backslash"),
         ("dot-at-end.", "ends with a dot"),
         ("invoice\u202etxt.exe", "invisible or direction-changing"),
+        (b"caf\xe9.scad", "File names must be UTF-8 text: 'caf\\\\xe9.scad'"),
     ],
 )
 def test_a_refresh_bringing_a_path_the_rules_refuse_publishes_nothing(mirror, remote, name, rule):

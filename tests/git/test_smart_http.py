@@ -249,6 +249,28 @@ def test_a_push_of_a_ref_whose_name_is_not_utf8_is_refused(hub_server, design, m
     assert set(design.repo.refs()) == {"refs/heads/main"}
 
 
+def test_a_push_of_a_file_whose_name_is_not_utf8_is_refused(hub_server, design, maker, git):
+    """git takes any bytes in a file name; the hub stores, shows and serves names as text."""
+    git("clone", push_url(hub_server, design, maker), "work")
+    work = git.home / "work"
+
+    def run(*args: str, data: bytes = b"") -> bytes:
+        return subprocess.run(
+            ["git", *args], input=data, cwd=work, env=git.env, capture_output=True, check=True
+        ).stdout
+
+    blob = run("hash-object", "-w", "--stdin", data=b"cube(1);\n").strip()
+    existing = [entry for entry in run("ls-tree", "-z", "HEAD").split(b"\0") if entry]
+    entries = [*existing, b"100644 blob %s\tcaf\xe9.scad" % blob]
+    tree = run("mktree", "-z", data=b"".join(entry + b"\0" for entry in entries)).decode().strip()
+    commit = git("commit-tree", tree, "-p", "HEAD", "-m", "A Latin-1 name", cwd=work).stdout.strip()
+    head = design.repo.branch_head("main")
+    result = git("push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "File names must be UTF-8 text: 'caf\\\\xe9.scad'" in result.stderr
+    assert design.repo.branch_head("main") == head
+
+
 def test_a_pushed_tag_is_a_release_it_cannot_be_moved_or_deleted_unless_allowed(
     hub_server, design, maker, git
 ):
