@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import zoneinfo
 from datetime import datetime
 
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from designs.serializers import CommitOutput, commits_output
@@ -140,3 +142,16 @@ def test_a_private_designs_history_is_not_found_for_strangers(alice, bob_api, ap
 
     assert bob_api.get(history).status_code == 404
     assert api.get(history).status_code == 404
+
+
+def test_history_times_follow_the_active_time_zone_as_the_commit_serializer_does(alice):
+    design = DesignFactory(owner=alice, slug="bracket")
+    _fast_import(str(design.repo_path))
+    commits = design.repo.log("main", limit=10)
+
+    with timezone.override(zoneinfo.ZoneInfo("Asia/Kolkata")):
+        fast = JSONRenderer().render(commits_output(commits))
+        drf = JSONRenderer().render(CommitOutput(commits, many=True).data)
+
+    assert fast == drf
+    assert json.loads(fast)[2]["authored_at"] == "2023-11-15T03:43:20+05:30"
