@@ -297,6 +297,29 @@ def test_an_estimate_far_ahead_reads_the_timeline_further(alice, bob, frozen):
     assert option.start == busy + timedelta(hours=3)
 
 
+def test_labs_read_further_get_each_their_own_printers_rows(alice, bob, frozen):
+    """The second read is by the printers of the labs read again: each lab's estimate
+    depends on its own booking only (past it, or before it where the part fits in the
+    gap), and an idle lab's far booking changes nothing."""
+    printers = {}
+    for slug, hours, jobs in (("early", 66, 3), ("late", 70, 3), ("idle", 66, 0)):
+        lab = make_lab(alice, slug=slug, hours="00:00-00:00")
+        printers[slug] = make_printer(lab, slug=f"{slug}-mk4")
+        # Three jobs of 22 hours on the timeline (20 h and the margin): 66 hours.
+        for _ in range(jobs):
+            queue(lab, alice, minutes=20 * 60)
+        busy = NOW + timedelta(hours=hours)
+        Booking.objects.create(
+            machine=printers[slug].machine, member=alice, start=busy, end=busy + timedelta(hours=3)
+        )
+    answer = where_to_make(viewer=bob, part=SMALL)
+    assert {option.machine.pk: option.start for option in answer.options} == {
+        printers["early"].machine.pk: NOW + timedelta(hours=69),
+        printers["late"].machine.pk: NOW + timedelta(hours=66),
+        printers["idle"].machine.pk: NOW,
+    }
+
+
 def test_a_queued_job_too_long_for_the_opening_hours_never_starts_so_it_is_not_ahead(fablab, alice, bob):
     queue(fablab, alice, minutes=12 * 60)  # with its margin, longer than 09:00–21:00
     assert only(where_to_make(viewer=bob, part=SMALL)).start == NOW
