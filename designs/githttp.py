@@ -138,9 +138,10 @@ class PushCheck:
     through another.
 
     The hook's ends are given to git (`for_git`, `env`) and closed here once it has them
-    (`git_started`), so the request's own ends see git's: the updates pipe ends when every
-    git process has (a push refused before its hook ran, or a probe with nothing to push),
-    and the hook reads an empty verdict if this process dies — it then refuses the push.
+    (`hand_over`), so the request's own ends see git's: the updates pipe ends when every
+    git process has (a push refused before its hook ran, a probe with nothing to push, or
+    git failing to start), and the hook reads an empty verdict if this process dies — it
+    then refuses the push.
     """
 
     def __init__(self, design: Design) -> None:
@@ -150,17 +151,12 @@ class PushCheck:
         hook_reads, self._verdict = os.pipe()
         self.for_git = (hook_writes, hook_reads)
         self.env = {"FABHUB_PUSH_TO": str(hook_writes), "FABHUB_PUSH_FROM": str(hook_reads)}
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        threading.Thread(target=self._serve, daemon=True).start()
 
-    def git_started(self) -> None:
-        """git has its ends: close them here and wait for the hook."""
+    def hand_over(self) -> None:
+        """Close this process's copies of the hook's ends, once git has its own (or has
+        failed to start)."""
         for fd in self.for_git:
-            os.close(fd)
-        self._thread.start()
-
-    def close(self) -> None:
-        """git did not start: close every end."""
-        for fd in (*self.for_git, self._updates, self._verdict):
             os.close(fd)
 
     def _serve(self) -> None:
@@ -250,12 +246,9 @@ def _relay(access: Access, request: HttpRequest, path_info: str, *, pushing: boo
             hook_env=check.env if check else None,
             pass_fds=check.for_git if check else (),
         )
-    except BaseException:
+    finally:
         if check:
-            check.close()
-        raise
-    if check:
-        check.git_started()
+            check.hand_over()
 
     def body():
         try:

@@ -40,7 +40,7 @@ def checked(design, stdin: bytes) -> tuple[int, str]:
     """The hook's exit status and what it told the pusher, the request checking the push."""
     check = PushCheck(design)
     hook = run_hook(pass_fds=check.for_git, env=check.env)
-    check.git_started()
+    check.hand_over()
     _, err = hook.communicate(stdin, timeout=60)
     return hook.returncode, err.decode()
 
