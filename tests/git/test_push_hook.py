@@ -124,3 +124,21 @@ def test_a_hook_run_without_the_hubs_pipes_refuses_the_push():
     _, err = hook.communicate(f"{ZERO_SHA} {'1' * 40} refs/heads/main\n".encode(), timeout=60)
     assert hook.returncode == 1
     assert "did not come through the hub's git service" in err.decode()
+
+
+def test_an_update_list_cut_short_is_refused_not_checked_as_whole(design, tmp_path):
+    """If the hook's relay of git's updates dies half-way (here a `sed` killed after one
+    line), the request must not take what arrived as the whole push: the first update
+    alone is one the rules let in, the second (deleting main) one they refuse."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    dying_sed = tools / "sed"
+    dying_sed.write_text('#!/bin/sh\nread -r line\nprintf "update %s\\n" "$line"\nkill -9 $$\n')
+    dying_sed.chmod(0o755)
+    head = design.repo.branch_head("main")
+    check = PushCheck(design)
+    hook = run_hook(pass_fds=check.for_git, env={**check.env, "PATH": f"{tools}:{os.environ['PATH']}"})
+    check.hand_over()
+    updates = f"{ZERO_SHA} {head} refs/heads/feature\n{head} {ZERO_SHA} refs/heads/main\n"
+    _, said = hook.communicate(updates.encode(), timeout=60)
+    assert hook.returncode != 0, said
