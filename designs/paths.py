@@ -30,7 +30,7 @@ def clean_path(raw: str) -> str:
         # Bytes that are not UTF-8, as git hands them over (kept as surrogates): the hub
         # stores, shows and serves names as text.
         shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise ValidationError(f"File names must be UTF-8 text: {shown!r}.")
+        raise ValidationError(f"File names must be UTF-8 text: '{shown}'.")
     if "\\" in raw:
         raise ValidationError(f"File names cannot contain a backslash: {raw!r}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):

@@ -115,7 +115,9 @@ def update_errors(
     exclusions = None if already_have is None else [f"^{sha}" for sha in dict.fromkeys(already_have)]
 
     commits, changes = repo.commits_and_changes(tips, exclusions=exclusions)
-    for path in dict.fromkeys(path for _, _, _, path in changes if path):
+    # Names that arrive: a deletion must go through, it is how a bad name already in the
+    # history (from before a rule) is removed.
+    for path in dict.fromkeys(path for status, _, _, path in changes if path and status != "D"):
         try:
             paths.clean_path(path)
         except ValidationError as exc:
