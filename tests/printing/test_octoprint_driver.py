@@ -285,3 +285,43 @@ def test_an_upload_to_a_closed_port_says_nothing_was_sent(tmp_path):
 )
 def test_it_maps_octoprint_state_texts(text, state):
     assert state_from_text(text) is state
+
+
+class _StillPausing(GuardedSession):
+    """What OctoPrint answers while a printer is still pausing an earlier job: the upload
+    with print says effectivePrint (its check is "operational, not printing, not paused")
+    and the file is then not selected (select_file declines on a busy printer). The
+    Virtual Printer passes through "Pausing" too fast to upload in it on purpose, so the
+    real printer is paused and its answers are shown as they are a moment earlier."""
+
+    def request(self, method, url, *args, **kwargs):
+        response = super().request(method, url, *args, **kwargs)
+        if method == "POST" and url.endswith("/api/files/local"):
+            data = response.json()
+            data["effectivePrint"] = True
+            response._content = json.dumps(data).encode()
+        if method == "GET" and url.endswith("/api/job"):
+            data = response.json()
+            data["state"] = "Pausing"
+            response._content = json.dumps(data).encode()
+        return response
+
+
+@slow
+def test_a_printer_still_pausing_another_job_starts_nothing_and_says_so(
+    octoprint_server, octoprint_printer, long_print, short_print
+):
+    octoprint_printer.upload_and_start(long_print, "long.gcode")
+    try:
+        octoprint_printer.pause()
+        wait_for(lambda: octoprint_printer.status().state is PrinterState.PAUSED, timeout=30, what="paused")
+        driver = OctoPrintDriver(octoprint_server.url, octoprint_server.api_key, session=_StillPausing())
+        started = time.monotonic()
+        with pytest.raises(PrinterError, match="did not start") as raised:
+            driver.upload_and_start(short_print, "short.gcode")
+        # The job goes back to the queue at once, not failed after the start wait.
+        assert (raised.value.retryable, raised.value.nothing_sent) == (False, True)
+        assert time.monotonic() - started < driver.start_wait
+        assert octoprint_printer.status().job_name == "long.gcode"
+    finally:
+        octoprint_printer.cancel()

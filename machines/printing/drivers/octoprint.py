@@ -259,6 +259,15 @@ class OctoPrintDriver(PrinterDriver):
         deadline = time.monotonic() + self.start_wait
         while True:
             now = self._status(temperatures=False)
+            if now.state is PrinterState.CANCELLING or (now.state.has_active_job and now.job_name != name):
+                # effectivePrint does not mean it started: OctoPrint says so for a printer
+                # still pausing or cancelling an earlier job, then declines to select the
+                # file (printer/standard.py select_file on a busy printer). Ours never ran.
+                raise PrinterError(
+                    f"the printer is busy ({now.state}) with {now.job_name!r}; {name!r} did not start",
+                    retryable=False,
+                    nothing_sent=True,
+                )
             if now.job_name == name and now.state.has_active_job:
                 return
             # A very short file may be done before the first look. (Selecting the file
@@ -275,6 +284,8 @@ class OctoPrintDriver(PrinterDriver):
                     f"OctoPrint accepted {name!r} but did not start printing it within "
                     f"{self.start_wait:.0f} s (state: {now.message})",
                     retryable=False,
+                    # Not even selected: it never ran, and the queue may offer it again.
+                    nothing_sent=now.job_name != name,
                 )
             time.sleep(0.1)
 
