@@ -212,6 +212,33 @@ LISTINGS_KEPT = 32
 LISTING_KEPT_BYTES = 1024 * 1024
 
 
+QUARANTINE_PREFIX = "fabhub-fetch-"
+
+
+@dataclass
+class FetchQuarantine:
+    """What `Repository.fetch_quarantined` brought, held apart from the repository."""
+
+    repo: Repository  # reads the repository's objects and the quarantined ones
+    folder: Path
+    objects: Path  # the repository's own object folder
+
+    def admit(self) -> None:
+        """Move the quarantined objects into the repository: packs (the pack before its
+        indexes, so no reader finds an index without its pack) and loose objects."""
+        packs = self.objects / "pack"
+        for pack in sorted((self.folder / "pack").glob("*.pack")):
+            for suffix in (".pack", ".rev", ".idx"):
+                part = pack.with_suffix(suffix)
+                if part.exists():
+                    os.replace(part, packs / part.name)
+        for loose in self.folder.glob("[0-9a-f][0-9a-f]/*"):
+            target = self.objects / loose.parent.name / loose.name
+            target.parent.mkdir(exist_ok=True)
+            if not target.exists():
+                os.replace(loose, target)
+
+
 class Repository:
     """A bare repository on disk, driven through GitPython's wrapper of the git binary."""
 
@@ -325,6 +352,8 @@ class Repository:
         can hold (and cannot be passed to a process): such a `rev` names nothing."""
         if not rev or rev.startswith("-") or "\0" in rev:
             return None
+        if rev.startswith((HIDDEN_REFS, HIDDEN_REFS.removeprefix("refs/"))):
+            return None  # the hub's own bookkeeping (a mirror's staging area), never shown
         # Most pages name a branch (the default one): read from the ref files when git's
         # own lookup would surely find that branch, saving a process (~1.5 ms).
         sha = _branch_from_files(self.path, rev)
@@ -1199,7 +1228,9 @@ class Repository:
             else:
                 lines.append(f"update {ref} {new} {old or ZERO_SHA}")
         try:
-            self._run("update-ref", "-m", message, "--stdin", stdin=("\n".join(lines) + "\n").encode())
+            # A name git took as bytes that are not UTF-8 (kept as surrogates) goes back as them.
+            stdin = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+            self._run("update-ref", "-m", message, "--stdin", stdin=stdin)
         except GitError as exc:
             raise RefMoved(updates[0][0]) from exc
 
@@ -1219,13 +1250,17 @@ class Repository:
     # -- remotes (addresses checked by designs.remotes) ---------------------------------------
 
     def _run_remote(
-        self, access: RemoteAccess, *args: str, ok_codes: tuple[int, ...] = (0,)
+        self,
+        access: RemoteAccess,
+        *args: str,
+        ok_codes: tuple[int, ...] = (0,),
+        env: dict[str, str] | None = None,
     ) -> tuple[int, str, str]:
 
         try:
             proc = subprocess.run(
                 [git_binary(), "--git-dir", str(self.path), *args],
-                env=remote_env(access),
+                env={**remote_env(access), **(env or {})},
                 capture_output=True,
                 timeout=access.timeout,
                 stdin=subprocess.DEVNULL,
@@ -1246,6 +1281,25 @@ class Repository:
         if prune:
             args.append("--prune")
         self._run_remote(access, *args, "--end-of-options", access.url, *refspecs)
+
+    @contextmanager
+    def fetch_quarantined(self, access: RemoteAccess, refspecs: list[str]) -> Iterator[FetchQuarantine]:
+        """Fetch `refspecs` from a remote, holding the objects that arrive in a quarantine
+        (as git's receive-pack does for a push) until the caller `admit`s them: a
+        Repository reading them is `.repo`. Not admitted, they are deleted when the block
+        ends, and the refs the fetch moved point at nothing: the caller puts them back
+        (a crash leaves its folder behind, `QUARANTINE_PREFIX`, for the next fetch to see).
+        """
+        objects = self.path / "objects"
+        with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp:
+            env = {"GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
+            args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"]
+            self._run_remote(access, *args, "--prune", "--end-of-options", access.url, *refspecs, env=env)
+            yield FetchQuarantine(Repository(self.path, quarantine=env), Path(tmp), objects)
+
+    def left_quarantines(self) -> list[Path]:
+        """Folders of fetches that ended without cleaning up (a killed process)."""
+        return sorted((self.path / "objects").glob(f"{QUARANTINE_PREFIX}*"))
 
     def push_remote(self, access: RemoteAccess, refspecs: list[str]) -> tuple[list[PushedRef], str]:
         """Push `refspecs` (never forced unless a refspec says +); return what the remote

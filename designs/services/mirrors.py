@@ -1,12 +1,14 @@
 """Mirrors: designs that copy a remote repository (pull), and remotes a design is copied to (push).
 
 **Pull mirrors.** `mirror_refresh` fetches the remote's branches and tags into a staging
-area of the design's repository (`refs/fabhub/mirror/…`, hidden from clients), checks what
-arrived against the rules a push must pass (designs/push_rules.py: ref names, file paths,
-names that collide, blob sizes), fetches the Git LFS objects the new commits point to,
-and only then publishes all changed refs in one `update-ref` transaction. A refresh that
-fails half-way, or brings what the rules refuse, changes nothing a reader sees, and the
-next one picks up where it stopped. An unchanged mirror costs one `git
+area of the design's repository (`refs/fabhub/mirror/…`, hidden from clients), their
+objects held in a quarantine (`Repository.fetch_quarantined`, as receive-pack holds a
+push's), checks what arrived against the rules a push must pass (designs/push_rules.py:
+ref names, file paths, names that collide, blob sizes), admits the objects, fetches the
+Git LFS objects the new commits point to, and only then publishes all changed refs in
+one `update-ref` transaction. A refresh that fails half-way, or brings what the rules
+refuse, leaves nothing a reader could see, by ref or by object id (the quarantine is
+deleted and the staging refs dropped), and the next one fetches again. An unchanged mirror costs one `git
 fetch` that finds nothing to do. A mirror is read-only on this hub (`selectors.refuse_local_writes`,
 called by the services that change refs and by git pushes): the next refresh would undo
 a local change.
@@ -36,7 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved
+from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved, Repository
 from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror, repo_path
 from designs.push_rules import PushRules, update_errors
@@ -293,35 +295,51 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     credential = _credential(mirror)
     access = remote_access(mirror.url, credential)
     repo = design.repo
-    repo.fetch_remote(access, PULL_REFSPECS, prune=True)
-    refs = repo.refs()
-    wanted = {"refs/" + ref[len(STAGING) :]: sha for ref, sha in refs.items() if ref.startswith(STAGING)}
-    published = {ref: sha for ref, sha in refs.items() if ref.startswith(PUBLISHED)}
-    updates: list[tuple[str, str | None, str | None]] = [
-        (ref, sha, published.get(ref)) for ref, sha in wanted.items() if published.get(ref) != sha
-    ]
-    updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
-    if not updates:
-        return RefreshOutcome(0, 0, 0), mirror.warning
-    # Only what arrived is read, by one walk and one cat-file process: checked by the push
-    # rules, then the LFS pointers among the files it adds; the analyses refs_changed
-    # queues take the same list.
-    with repo.object_reader() as reader:
-        errors, arrival = update_errors(
-            repo,
-            reader,
-            [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
-            _mirror_rules(design),
-            already_have=list(published.values()),
-        )
-        if errors:
-            raise MirrorFailed(
-                "The remote holds what this hub refuses, so nothing was published; once it is "
-                "fixed there, the next refresh takes it.\n" + "\n".join(errors)
-            )
-        pointers = _pointer_oids(reader, arrival.added_blobs)
+    if repo.left_quarantines():
+        # A refresh was killed with its fetch in quarantine: its staging refs may point
+        # at objects that are gone. Start the staging area again from what is published.
+        _drop_staging(repo)
+        for folder in repo.left_quarantines():
+            shutil.rmtree(folder, ignore_errors=True)
+    # What the fetch brings is held apart until the rules pass: a refused refresh leaves
+    # nothing anyone could read, by ref or by object id (git's protocol v2 serves any
+    # object the repository holds).
+    with repo.fetch_quarantined(access, PULL_REFSPECS) as fetched:
+        try:
+            refs = repo.refs()
+            wanted = {
+                "refs/" + ref[len(STAGING) :]: sha for ref, sha in refs.items() if ref.startswith(STAGING)
+            }
+            published = {ref: sha for ref, sha in refs.items() if ref.startswith(PUBLISHED)}
+            updates: list[tuple[str, str | None, str | None]] = [
+                (ref, sha, published.get(ref)) for ref, sha in wanted.items() if published.get(ref) != sha
+            ]
+            updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
+            if not updates:
+                return RefreshOutcome(0, 0, 0), mirror.warning
+            # Only what arrived is read, by one walk and one cat-file process: checked by
+            # the push rules, then the LFS pointers among the files it adds; the analyses
+            # refs_changed queues take the same list.
+            with fetched.repo.object_reader() as reader:
+                errors, arrival = update_errors(
+                    fetched.repo,
+                    reader,
+                    [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+                    _mirror_rules(design),
+                    already_have=list(published.values()),
+                )
+                if errors:
+                    raise MirrorFailed(
+                        "The remote holds what this hub refuses, so nothing was published; once it "
+                        "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
+                    )
+                pointers = _pointer_oids(reader, arrival.added_blobs)
+            fetched.admit()
+        except BaseException:
+            _drop_staging(repo)  # they point into the quarantine, deleted with the block
+            raise
     new_commits, added_blobs = arrival.commits, arrival.added_blobs
-    fetched, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
+    fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
     try:
         repo.update_refs(updates, message=f"fabhub: mirror of {mirror.url}")
     except RefMoved:
@@ -334,9 +352,20 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
         design.full_name,
         len(updates),
         len(new_commits),
-        fetched,
+        fetched_lfs,
     )
-    return RefreshOutcome(len(updates), len(new_commits), fetched), warning
+    return RefreshOutcome(len(updates), len(new_commits), fetched_lfs), warning
+
+
+def _drop_staging(repo: Repository) -> None:
+    """Delete the staging refs (`STAGING`); the next fetch writes them again."""
+    staged: list[tuple[str, str | None, str | None]] = [
+        (ref, None, sha) for ref, sha in repo.refs().items() if ref.startswith(STAGING)
+    ]
+    try:
+        repo.update_refs(staged, message="fabhub: mirror staging dropped")
+    except RefMoved:
+        logger.warning("mirror staging refs of %s moved while being dropped", repo.path)
 
 
 def _mirror_rules(design: Design) -> PushRules:

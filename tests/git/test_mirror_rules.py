@@ -90,6 +90,9 @@ def assert_refused(mirror, before: dict[str, str], *words: str) -> None:
     for word in words:
         assert word in row.last_error, row.last_error
     assert published(mirror) == before, "a refused refresh publishes nothing"
+    staged = {ref: sha for ref, sha in mirror.repo.refs().items() if ref.startswith(mirrors.STAGING)}
+    assert staged == {}, "nor keeps refs to what it fetched"
+    assert mirror.repo.left_quarantines() == []
 
 
 def assert_refreshed(mirror, remote) -> None:
@@ -136,8 +139,13 @@ def test_a_refresh_bringing_an_oversized_blob_publishes_nothing(mirror, remote, 
     settings.FABHUB_MAX_GIT_BLOB_BYTES = 4096
     before = published(mirror)
     good = remote.repo.branch_head("main")
-    commit_as_is(remote.repo_path, {"body.step": b"x" * 5000})
+    refused = commit_as_is(remote.repo_path, {"body.step": b"x" * 5000})
     assert_refused(mirror, before, "body.step", "limit for files in git history", "Git LFS")
+    # Nothing of it stays to be read by object id either (git's protocol v2 serves any
+    # object a repository holds; so do the by-sha pages).
+    big = git_in(remote.repo_path, "rev-parse", f"{refused}:body.step")
+    assert not mirror.repo.has_object(refused) and not mirror.repo.has_object(big)
+    assert mirror.repo.resolve("fabhub/mirror/heads/main") is None
 
     git_in(remote.repo_path, "update-ref", "refs/heads/main", good)
     commit_as_is(remote.repo_path, {"small.step": b"x" * 4000})
@@ -202,3 +210,16 @@ def test_a_tag_of_an_oversized_blob_is_refused_too(mirror, remote, settings):
     small = git_in(remote.repo_path, "hash-object", "-w", "--stdin", stdin=b"x" * 4000)
     git_in(remote.repo_path, "update-ref", "refs/tags/small", small)
     assert_refreshed(mirror, remote)
+
+
+def test_a_refresh_killed_with_its_fetch_in_quarantine_is_cleaned_up_by_the_next(mirror, remote):
+    """What a killed refresh leaves: its quarantine folder, and staging refs pointing at
+    objects that went with it. The next refresh starts the staging area again."""
+    left = mirror.repo_path / "objects" / "fabhub-fetch-killed"
+    (left / "pack").mkdir(parents=True)
+    dangling = mirror.repo_path / "refs" / "fabhub" / "mirror" / "heads" / "main"
+    dangling.parent.mkdir(parents=True, exist_ok=True)
+    dangling.write_text("1" * 40 + "\n")
+    commit_files(remote, {"wheel.scad": "cylinder(7);\n"}, "Wider wheel")
+    assert_refreshed(mirror, remote)
+    assert not left.exists()
