@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import random
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from django.urls import reverse
 from designs.models import Design
 from designs.selectors import fits
 from hub.exceptions import NotFound, ValidationError
-from machines import services
+from machines import services, where
 from machines.models import (
     Booking,
     Closure,
@@ -707,3 +708,33 @@ def test_the_collector_is_paused_while_answering_and_resumed_after(busy_fablab, 
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_answers_overlapping_in_threads_share_one_pause_ended_by_the_last():
+    """Under a threaded server two answers overlap: the first to finish must not resume
+    the collector while the other still runs."""
+    inside = {"first": threading.Event(), "second": threading.Event()}
+    release = {"first": threading.Event(), "second": threading.Event()}
+    seen = {}
+
+    def answer(name):
+        @where._collector_paused
+        def run():
+            inside[name].set()
+            release[name].wait(10)
+            seen[name] = gc.isenabled()
+
+        return threading.Thread(target=run)
+
+    assert gc.isenabled()
+    first, second = answer("first"), answer("second")
+    first.start()
+    assert inside["first"].wait(10)
+    second.start()
+    assert inside["second"].wait(10)
+    release["first"].set()
+    first.join(10)  # the first answer is done; the second still runs
+    release["second"].set()
+    second.join(10)
+    assert seen == {"first": False, "second": False}
+    assert gc.isenabled()
