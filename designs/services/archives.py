@@ -666,8 +666,13 @@ def _fill_repository(
                 "or a branch names something other than a commit."
             ) from None
 
-    # The objects are listed from the refs' targets while the refs are set to them.
-    inventory = repo.object_inventory(listed.values(), meanwhile=set_refs)
+    def set_refs_and_check() -> None:
+        set_refs()
+        _check_push_rules(repo, name, listed)
+
+    # The objects are listed from the refs' targets while the refs are set to them and
+    # the history passes the push rules (git lists on one core, the rules walk on the other).
+    inventory = repo.object_inventory(listed.values(), meanwhile=set_refs_and_check)
     unreachable = inventory.objects - inventory.reachable
     if unreachable > 0:
         raise ArchiveRefused(
@@ -675,7 +680,6 @@ def _fill_repository(
             "it is not a bundle an export writes.",
             file=name,
         )
-    _check_push_rules(repo, name, listed)
     default_branch = fields.default_branch
     branches = sorted(ref[len("refs/heads/") :] for ref in listed if ref.startswith("refs/heads/"))
     if branches and default_branch not in branches:
