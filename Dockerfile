@@ -35,8 +35,10 @@ COPY designs ./designs
 COPY machines ./machines
 
 # The "deploy" extra brings gunicorn. The bytecode is compiled here: at run time /app is
-# not writable (and PYTHONDONTWRITEBYTECODE), and the pre-receive hook starts a fresh
-# Python on every push, which would otherwise compile the project's modules each time.
+# not writable (and PYTHONDONTWRITEBYTECODE), so every process that starts (gunicorn
+# workers, Celery workers, management commands) would otherwise compile the project's
+# modules again. The pre-receive hook (designs/hooks/pre-receive) is plain sh with
+# coreutils' timeout and sed, both in the base image.
 RUN pip install --no-cache-dir "." \
     && rm -rf build ./*.egg-info \
     && python -m compileall -q hub designs machines
