@@ -26,16 +26,6 @@ class PushRules:
     lfs_root: str | None = None
     allow_tag_changes: bool = False
 
-    @classmethod
-    def from_env(cls, env: dict[str, str]) -> PushRules:
-        return cls(
-            default_branch=env.get("FABHUB_DEFAULT_BRANCH", "main"),
-            allow_default_branch_rewrite=env.get("FABHUB_ALLOW_DEFAULT_BRANCH_REWRITE") == "1",
-            allow_tag_changes=env.get("FABHUB_ALLOW_TAG_CHANGES") == "1",
-            max_blob_bytes=int(env.get("FABHUB_MAX_BLOB_BYTES", str(50 * 1024 * 1024))),
-            lfs_root=env.get("FABHUB_LFS_ROOT") or None,
-        )
-
 
 @dataclass(frozen=True)
 class Arrival:

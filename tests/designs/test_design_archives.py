@@ -454,39 +454,9 @@ def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(peo
     assert not Design(owner=people[1], slug="bracket").repo_path.exists()
 
 
-def hostile_bundle(tmp_path: Path, *, tree_entry: str) -> tuple[Path, str]:
-    """A bundle of one commit whose tree holds `tree_entry`, made with plumbing that checks
-    nothing (as a hostile archive would be)."""
-    repo = tmp_path / "hostile.git"
-    subprocess.run(["git", "init", "--bare", "-q", str(repo)], check=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "M", "GIT_AUTHOR_EMAIL": "m@x"}
-    env.update(GIT_COMMITTER_NAME="M", GIT_COMMITTER_EMAIL="m@x")
-
-    def plumbing(*args: str, given: str = "") -> str:
-        command = ["git", "--git-dir", str(repo), *args]
-        return subprocess.run(
-            command, input=given, env=env, capture_output=True, text=True, check=True
-        ).stdout
-
-    blob = plumbing("hash-object", "-w", "--stdin", given="x\n").strip()
-    tree = plumbing("mktree", given=f"100644 blob {blob}\t{tree_entry}\n").strip()
-    commit = plumbing("commit-tree", tree, "-m", "x").strip()
-    git(repo, "update-ref", "refs/heads/main", commit)
-    bundle = tmp_path / "hostile.bundle"
-    git(repo, "bundle", "create", str(bundle), "--branches")
-    return bundle, commit
-
-
 def test_a_bundle_with_an_object_git_strict_checks_refuse_leaves_no_design(people, tmp_path):
-    bundle, commit = hostile_bundle(tmp_path, tree_entry=".git")
-    path = write_archive(
-        tmp_path / "a.zip",
-        {
-            "designs/7/design.json": json.dumps(design_document()).encode(),
-            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
-            "designs/7/repo.bundle": bundle,
-        },
-    )
+    bundle, commit = bundle_of_names(tmp_path, [b".git"])
+    path = archive_of_one_design(tmp_path, bundle, commit)
     job = import_into(people[1], path)
     assert job.status == ArchiveImport.Status.DONE, job.error
     assert "designs/7/repo.bundle: git's object checks refuse it" in " ".join(job.report["notes"])
@@ -500,6 +470,18 @@ def test_the_pointer_check_skips_only_blobs_too_small_to_be_a_pointer():
     old = shortest.replace(b"git-lfs.github.com", OLD_POINTER_VERSION[8:].split(b"/")[0])
     assert resolve_pointer(old) is not None
     assert min(len(shortest), len(old)) == MIN_POINTER_BYTES
+
+
+def archive_of_one_design(tmp_path: Path, bundle: Path, commit: str) -> Path:
+    """An archive of one design whose history is `bundle`, its main branch at `commit`."""
+    return write_archive(
+        tmp_path / "a.zip",
+        {
+            "designs/7/design.json": json.dumps(design_document()).encode(),
+            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
+            "designs/7/repo.bundle": bundle,
+        },
+    )
 
 
 def bundle_of_names(tmp_path: Path, names: list[bytes], *, data: bytes = b"x\n") -> tuple[Path, str]:
@@ -541,14 +523,7 @@ def bundle_of_names(tmp_path: Path, names: list[bytes], *, data: bytes = b"x\n")
 def test_a_bundle_whose_history_a_push_would_be_refused_for_leaves_no_design(people, tmp_path, names, said):
     """An archive is an upload path: the push rules (designs/push_rules.py) hold for it."""
     bundle, commit = bundle_of_names(tmp_path, names)
-    path = write_archive(
-        tmp_path / "a.zip",
-        {
-            "designs/7/design.json": json.dumps(design_document()).encode(),
-            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
-            "designs/7/repo.bundle": bundle,
-        },
-    )
+    path = archive_of_one_design(tmp_path, bundle, commit)
     job = import_into(people[1], path)
     assert job.status == ArchiveImport.Status.DONE, job.error
     notes = " ".join(job.report["notes"])
@@ -561,14 +536,7 @@ def test_a_bundle_whose_history_a_push_would_be_refused_for_leaves_no_design(peo
 def test_a_bundle_holding_a_blob_over_the_size_limit_leaves_no_design(people, tmp_path, settings):
     settings.FABHUB_MAX_GIT_BLOB_BYTES = 1024
     bundle, commit = bundle_of_names(tmp_path, [b"big.stl"], data=b"x" * 4096)
-    path = write_archive(
-        tmp_path / "a.zip",
-        {
-            "designs/7/design.json": json.dumps(design_document()).encode(),
-            "designs/7/refs.json": json.dumps({"refs/heads/main": commit}).encode(),
-            "designs/7/repo.bundle": bundle,
-        },
-    )
+    path = archive_of_one_design(tmp_path, bundle, commit)
     job = import_into(people[1], path)
     assert job.status == ArchiveImport.Status.DONE, job.error
     assert "big.stl is 0.0 MB, over the 0 MB limit" in " ".join(job.report["notes"])
