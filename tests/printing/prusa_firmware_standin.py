@@ -120,6 +120,9 @@ class Firmware:
     def handle(self, line: str) -> None:
         numbered = NUMBERED.match(line)
         command = numbered.group("command").strip() if numbered else line
+        # One line per command in the log: the test server's start-up reads it to see that
+        # PrusaLink's command queue moves (see PrusaLinkServer.start).
+        print(f"{time.time():.3f} < {command}", flush=True)
         if numbered:
             time.sleep(self.line_delay)  # a printed line takes a moment to plan
         self.send(*self.answer(command), "ok")

@@ -25,6 +25,7 @@ def prusalink_printer(prusalink_server):  # noqa: F811
     A test may start a job right after the previous one ended: the driver's own
     `settle_wait` waits out PrusaLink's FINISHED/STOPPED pause, as it does for the hub.
     """
+    prusalink_server.restart_unless_queue_moves()
     driver = PrusaLinkDriver(prusalink_server.url, prusalink_server.api_key, session=requests.Session())
     driver.cancel()
     return driver

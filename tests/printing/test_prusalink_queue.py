@@ -27,6 +27,7 @@ def refreshed(row):
 
 
 def test_a_job_prints_on_a_prusalink_printer_driven_by_the_hub(alice, bob, prusalink_server, tmp_path):  # noqa: F811
+    prusalink_server.restart_unless_queue_moves()
     lab = make_lab(alice, hours="00:00-00:00")
     add_member(lab, bob)
     printer = make_printer(lab, slug="mk3s", profile_name="prusa")
