@@ -161,6 +161,24 @@ def test_a_private_design_is_hidden_from_strangers(hub_server, maker, git):
     assert (git.home / "mine" / "a.txt").exists()
 
 
+def test_a_collaborator_clones_a_private_design_until_removed(hub_server, maker, git):
+    """Clones look the design up by the history pages' precompiled statement: its
+    visibility rule lets a collaborator in, and no longer once removed."""
+    secret = DesignFactory(owner=maker, visibility="private")
+    commit_files(secret, {"a.txt": "1"})
+    reader = UserFactory()
+    _, token = hub_services.token_create(user=reader, name="git")
+    url = hub_server.repo_url(maker.username, secret.slug, user=reader.username, token=token)
+    services.collaborator_set(design=secret, actor=maker, user=reader, role="read")
+    git("clone", url, "shared")
+    assert (git.home / "shared" / "a.txt").read_text() == "1"
+
+    services.collaborator_remove(design=secret, actor=maker, user=reader)
+    refused = git("clone", url, "again", check=False)
+    assert refused.returncode != 0
+    assert "not found" in refused.stderr
+
+
 def test_force_pushing_the_default_branch_is_refused(hub_server, design, maker, git):
     git("clone", push_url(hub_server, design, maker), "work")
     work = git.home / "work"
