@@ -104,6 +104,16 @@ def read_gcode(path: Path) -> GcodeInfo:
     )
 
 
+def read_gcode_comments(path: Path) -> GcodeInfo:
+    """The slicer's own figures only (its comments in the file's first and last kilobytes),
+    without walking the moves: a bounded read whatever the file's size. None where the
+    file gives none."""
+    seconds, filament_mm, filament_g = metadata(_ends(path))
+    return GcodeInfo(
+        estimated_seconds=seconds, filament_mm=filament_mm, filament_g=filament_g, estimate_source="metadata"
+    )
+
+
 def parse_moves(path: Path) -> GcodeInfo:
     """Walk the moves: time at the programmed feed rate, filament pushed, extents.
 

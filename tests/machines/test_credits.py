@@ -111,6 +111,30 @@ def test_a_submission_holds_its_estimate(lab, alice, bob, printer, tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_gcode_read_at_submission_holds_what_its_preparation_in_the_background_holds(
+    lab, alice, bob, printer, tmp_path
+):
+    top_up(lab, bob, "10", alice)
+    small = submit(lab, bob, tmp_path)  # read while submitted
+    assert not small.needs_approval and small.status == PrintJob.Status.QUEUED
+    large = write_test_gcode(tmp_path / "large.gcode", moves=7000)
+    large.write_text(large.read_text() + METADATA)
+    assert large.stat().st_size > printing.READ_AT_SUBMIT_BYTES
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(large))
+    assert job.status == PrintJob.Status.PREPARING
+    printing.print_job_prepare(job_id=job.pk)
+    job.refresh_from_db()
+    assert (
+        (small.estimated_cost, small.held_amount) == (job.estimated_cost, job.held_amount) == (D("4"), D("4"))
+    )
+    assert ledger(lab, bob) == [
+        ("top_up", D("10"), D("10"), D("0")),
+        ("hold", D("4"), D("10"), D("4")),
+        ("hold", D("4"), D("10"), D("8")),
+    ]
+
+
+@pytest.mark.django_db
 def test_an_insufficient_balance_is_refused_with_what_it_has_and_needs(lab, alice, bob, printer, tmp_path):
     top_up(lab, bob, "3.20", alice)
     with pytest.raises(ValidationError) as refused:

@@ -193,9 +193,11 @@ def test_a_preparation_whose_worker_died_is_queued_again_then_given_up(
     from tests.printing.conftest import write_test_gcode
     from tests.printing.factories import gcode_upload
 
+    # A G-code too large to be read while submitted: it is prepared in the background.
     job = printing.print_job_submit(
-        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode"))
+        lab=lab, owner=bob, upload=gcode_upload(write_test_gcode(tmp_path / "p.gcode", moves=7000))
     )
+    assert job.status == S.PREPARING
     past = timezone.now() - timedelta(minutes=1)
     PrintJob.objects.filter(pk=job.pk).update(prepare_lease_until=past, prepare_attempts=1)
     with django_capture_on_commit_callbacks(execute=False) as queued:

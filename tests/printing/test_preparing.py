@@ -98,14 +98,46 @@ def test_uploaded_gcode_keeps_its_own_estimate_or_gets_a_parsed_one(lab, bob, tm
     plain = write_test_gcode(tmp_path / "plain.gcode", moves=100)
     with_meta = tmp_path / "meta.gcode"
     with_meta.write_text(plain.read_text() + "; estimated printing time (normal mode) = 2m 5s\n")
+    # Small files: read while submitted, and queued at once.
     parsed = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(plain))
-    parsed = printing.print_job_prepare(job_id=parsed.pk)
     from_meta = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(with_meta))
-    from_meta = printing.print_job_prepare(job_id=from_meta.pk)
+    assert parsed.status == from_meta.status == PrintJob.Status.QUEUED
     assert parsed.gcodes.get().estimate_source == "parsed" and 5 < parsed.estimated_seconds < 20
     assert (from_meta.gcodes.get().estimate_source, from_meta.estimated_seconds) == ("metadata", 125)
     assert from_meta.size_mm == {"low": [0.0, 0.0, 0.3], "high": [60.0, 69.5, 0.3]}
     assert parsed.gcodes.get().profile_key == ""
+
+
+def test_a_large_gcode_is_read_in_the_background_its_estimate_at_first_from_its_comments(lab, bob, tmp_path):
+    make_printer(lab)
+    large = write_test_gcode(tmp_path / "large.gcode", moves=7000)
+    large.write_text(large.read_text() + "; estimated printing time (normal mode) = 2m 5s\n")
+    assert large.stat().st_size > printing.READ_AT_SUBMIT_BYTES
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(large))
+    # Nothing but the slicer's comments was read in the request: no extents, no G-code row.
+    assert (job.status, job.estimated_seconds, job.size_mm) == (PrintJob.Status.PREPARING, None, None)
+    assert not job.gcodes.exists()
+    job = printing.print_job_prepare(job_id=job.pk)
+    assert (job.status, job.estimated_seconds) == (PrintJob.Status.QUEUED, 125)
+    assert job.size_mm == {"low": [0.0, 0.0, 0.3], "high": [60.0, 69.5, 0.3]}
+    gcode = job.gcodes.get()
+    assert (gcode.profile_key, gcode.estimate_source, gcode.size) == ("", "metadata", large.stat().st_size)
+
+
+def test_a_small_gcode_in_a_lab_that_approves_jobs_waits_for_a_manager_at_once(lab, alice, bob, tmp_path):
+    make_printer(lab)
+    printing.print_settings_update(lab=lab, actor=alice, requires_approval=True)
+    path = write_test_gcode(tmp_path / "part.gcode", moves=20)
+    path.write_text(path.read_text() + "; estimated printing time (normal mode) = 1h 2m 0s\n")
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path), copies=2)
+    assert (job.status, job.queued_at, job.estimated_seconds) == (
+        PrintJob.Status.PENDING_APPROVAL,
+        None,
+        3720,
+    )
+    told = Notification.objects.get(recipient=alice, subject="bob asks to print part.gcode at Fablab")
+    assert told.body.startswith("Estimated 1 h 02 min, 2 copies.")
+    assert printing.print_job_approve(job=job, actor=alice).status == PrintJob.Status.QUEUED
 
 
 def test_preparing_twice_does_the_work_once(lab, bob, cube):

@@ -4,6 +4,7 @@ without a slicer for a mesh, limits reached."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -197,20 +198,43 @@ def test_a_member_may_have_only_so_many_jobs_at_once(lab, alice, bob, bracket):
         submit(lab, bob, bracket[0])
 
 
+def hour_of_gcode(path, *, moves: int = 10):
+    """G-code whose slicer says it prints for an hour."""
+    write_test_gcode(path, moves=moves)
+    path.write_text(path.read_text() + "; estimated printing time (normal mode) = 1h 0m 0s\n")
+    return path
+
+
 def test_a_member_may_print_only_so_many_hours_a_week(lab, alice, bob, tmp_path):
     printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=90)
-    path = write_test_gcode(tmp_path / "hour.gcode", moves=10)
-    path.write_text(path.read_text() + "; estimated printing time (normal mode) = 1h 0m 0s\n")
+    path = hour_of_gcode(tmp_path / "hour.gcode")
     first = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
-    printing.print_job_prepare(job_id=first.pk)
-    second = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+    assert first.status == PrintJob.Status.QUEUED
+    # A small G-code is read while it is submitted: over the limit with its hour, refused.
+    with pytest.raises(
+        ValidationError,
+        match=re.escape(
+            "over Fablab's weekly limit of 1.5 h of printing (1.0 h used this week, this job 1.0 h)"
+        ),
+    ):
+        printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+    assert list(PrintJob.objects.filter(owner=bob)) == [first]
+    # Already over the limit: refused at once, before any reading.
+    printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=30)
+    with pytest.raises(ValidationError, match="weekly limit of 0.5 h of printing \\(1.0 h used this week\\)"):
+        printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+
+
+def test_a_large_gcode_is_read_in_the_background_where_the_weekly_hours_fail_it(lab, alice, bob, tmp_path):
+    printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=90)
+    printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(hour_of_gcode(tmp_path / "hour.gcode")))
+    large = hour_of_gcode(tmp_path / "large.gcode", moves=7000)
+    assert large.stat().st_size > printing.READ_AT_SUBMIT_BYTES
+    second = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(large))
+    assert (second.status, second.gcodes.count()) == (PrintJob.Status.PREPARING, 0)
     second = printing.print_job_prepare(job_id=second.pk)
     assert second.status == PrintJob.Status.FAILED
     assert (
         "over Fablab's weekly limit of 1.5 h of printing (1.0 h used this week, this job 1.0 h)"
         in second.reason
     )
-    # Already over the limit: refused at once, before any preparing.
-    printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=30)
-    with pytest.raises(ValidationError, match="weekly limit of 0.5 h of printing \\(1.0 h used this week\\)"):
-        printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))

@@ -181,9 +181,7 @@ def test_a_job_waits_while_a_printer_takes_no_jobs_and_another_is_too_small(lab,
     )
     from tests.printing.factories import gcode_upload
 
-    job = printing.print_job_prepare(
-        job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk
-    )
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))  # read and queued at once
     printing.printer_configure(machine=big.machine, actor=alice, accepts_jobs=False)
     assert sorted(why_waiting(job)) == ["XL is not taking jobs", "too big for Mini"]
     assert tick() == []
@@ -232,9 +230,7 @@ def test_a_job_waiting_for_approval_says_so_until_approved(alice, bob, tmp_path)
     from tests.printing.factories import gcode_upload
 
     path = write_test_gcode(tmp_path / "part.gcode", moves=20)
-    job = printing.print_job_prepare(
-        job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk
-    )
+    job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))  # read at once
     assert job.status == S.PENDING_APPROVAL
     assert why_waiting(job) == ["awaiting approval by a manager"]
     assert tick() == []
