@@ -35,7 +35,7 @@ archive's records part.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 
-from designs.git import ZERO_SHA, GitError, RefMoved, Repository, valid_ref_name
+from designs.git import ZERO_SHA, GitError, ObjectInventory, RefMoved, Repository, valid_ref_name
 from designs.lfs_store import (
     MAX_POINTER_BYTES,
     OLD_POINTER_VERSION,
@@ -71,7 +71,7 @@ from designs.paths import content_type_for
 from designs.push_rules import PushRules, update_errors
 from designs.selectors import designs_visible_to, makes_by_person
 from designs.services.designs import check_slug, design_update, private_upstreams
-from designs.services.lfs import lfs_object_link
+from designs.services.lfs import lfs_objects_link
 from designs.services.refs import refs_changed
 from designs.services.releases import release_asset_name_check
 from hub import records
@@ -623,12 +623,12 @@ def _fill_repository(
 
     The bundle's pack goes straight from the archive into `git index-pack --strict`, which
     checks every object and link as it indexes them (one pass: fetching from a bundle
-    does not check objects before git 2.46, so a fetch needed `fsck --strict` after it);
-    while git resolves and checks the pack, the LFS objects are saved through the store,
-    each hashed and its size checked (git works on one core, the hashing on the other).
-    The refs of the bundle's header are then set in one transaction, which refuses a
-    branch that is not a commit or a ref to an object the pack lacks, while git lists
-    every object the repository holds and every object those refs reach.
+    does not check objects before git 2.46, so a fetch needed `fsck --strict` after it).
+    The refs of the bundle's header are then set and its history passes the push rules
+    while git lists its objects (`_listed_objects`). From the moment git has the whole
+    pack until all that is done, a thread saves the LFS objects through the store, each
+    hashed, its size checked and synced to disk: work that waits on the disk more than
+    it computes, so it runs beside git's and the rules' rather than before them.
 
     A bundle that does not hold exactly the refs refs.json lists, or carries objects they
     do not reach, was not written by a hub's export: ArchiveRefused, naming it. LFS objects
@@ -636,50 +636,29 @@ def _fill_repository(
     design serves is its links), as the objects of a design deleted later do."""
     name = folder + "repo.bundle"
     listed = _listed_refs(ctx, folder + "refs.json")
-    lfs_objects: list[tuple[str, int]] = []
-
-    def store_lfs_objects() -> None:
-        lfs_objects.extend(_store_lfs_objects(ctx, folder))
-
     if name not in ctx.reader.sizes:
         if listed:
             raise DesignRefused(f"{folder}refs.json lists refs but there is no {name}.")
-        store_lfs_objects()
-        return FilledRepository([], [], fields.default_branch, lfs_objects)
-    with ctx.reader.open(name) as stream:
-        try:
-            heads, _ = bundle_header(stream)
-        except ValueError as exc:
-            raise DesignRefused(f"{name} is not a git bundle: {exc}.") from None
-        _compare_refs(name, found=heads, listed=listed)
-        try:
-            repo.index_pack(stream, meanwhile=store_lfs_objects)
-        except GitError as exc:
-            raise DesignRefused(f"{name}: git's object checks refuse it: {exc}") from None
-
-    def set_refs() -> None:
-        try:
-            repo.update_refs([(ref, sha, None) for ref, sha in listed.items()], message="import")
-        except RefMoved:
-            raise DesignRefused(
-                f"{name} could not be read: a ref names an object the bundle does not hold, "
-                "or a branch names something other than a commit."
-            ) from None
-
-    def set_refs_and_check() -> None:
-        set_refs()
-        _check_push_rules(repo, name, listed)
-
-    # The objects are listed from the refs' targets while the refs are set to them and
-    # the history passes the push rules (git lists on one core, the rules walk on the other).
-    inventory = repo.object_inventory(listed.values(), meanwhile=set_refs_and_check)
-    unreachable = inventory.objects - inventory.reachable
-    if unreachable > 0:
-        raise ArchiveRefused(
-            f"{name} carries objects that no ref of refs.json reaches ({unreachable:,}): "
-            "it is not a bundle an export writes.",
-            file=name,
-        )
+        return FilledRepository([], [], fields.default_branch, _store_lfs_objects(ctx, folder))
+    # Leaving the block waits for the thread, whatever was raised: nothing reads the
+    # archive or writes the store once the caller goes on.
+    with ThreadPoolExecutor(max_workers=1) as saver:
+        saving: list[Future[list[tuple[str, int]]]] = []
+        with ctx.reader.open(name) as stream:
+            try:
+                heads, _ = bundle_header(stream)
+            except ValueError as exc:
+                raise DesignRefused(f"{name} is not a git bundle: {exc}.") from None
+            _compare_refs(name, found=heads, listed=listed)
+            try:
+                repo.index_pack(
+                    stream, meanwhile=lambda: saving.append(saver.submit(_store_lfs_objects, ctx, folder))
+                )
+            except GitError as exc:
+                raise DesignRefused(f"{name}: git's object checks refuse it: {exc}") from None
+        inventory = _listed_objects(repo, name, listed)
+        # The store's refusal of an object, if any, is raised here (DesignRefused).
+        lfs_objects = saving[0].result() if saving else _store_lfs_objects(ctx, folder)
     default_branch = fields.default_branch
     branches = sorted(ref[len("refs/heads/") :] for ref in listed if ref.startswith("refs/heads/"))
     if branches and default_branch not in branches:
@@ -690,6 +669,32 @@ def _fill_repository(
         )
         repo.set_default_branch(default_branch)
     return FilledRepository(inventory.commits, inventory.blobs, default_branch, lfs_objects)
+
+
+def _listed_objects(repo: Repository, name: str, listed: dict[str, str]) -> ObjectInventory:
+    """What `repo` holds once the refs of refs.json are set in it, which its history
+    passes the push rules meanwhile (git lists on one core, the rules walk on the other);
+    ArchiveRefused if the bundle carried objects that no ref reaches."""
+
+    def set_refs_and_check() -> None:
+        try:
+            repo.update_refs([(ref, sha, None) for ref, sha in listed.items()], message="import")
+        except RefMoved:
+            raise DesignRefused(
+                f"{name} could not be read: a ref names an object the bundle does not hold, "
+                "or a branch names something other than a commit."
+            ) from None
+        _check_push_rules(repo, name, listed)
+
+    inventory = repo.object_inventory(listed.values(), meanwhile=set_refs_and_check)
+    unreachable = inventory.objects - inventory.reachable
+    if unreachable > 0:
+        raise ArchiveRefused(
+            f"{name} carries objects that no ref of refs.json reaches ({unreachable:,}): "
+            "it is not a bundle an export writes.",
+            file=name,
+        )
+    return inventory
 
 
 def _check_push_rules(repo: Repository, name: str, listed: dict[str, str]) -> None:
@@ -841,8 +846,7 @@ def _design_row(
             allow_tag_changes=fields.allow_tag_changes,
             **fields.okh,
         )
-        for oid, size in objects:
-            lfs_object_link(design=design, oid=oid, size=size)
+        lfs_objects_link(design=design, objects=objects)
         ctx.remember("design", original_id, str(design.pk))
         if ctx.imported("design", original_id) != str(design.pk):
             raise DesignRefused("Another import of the same archive imported it meanwhile.")
