@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import random
 import threading
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +25,8 @@ from machines.models import (
     Lab,
     Machine,
     MaterialPrice,
+    OpeningHours,
+    Printer,
     PrintGcode,
     PrintJob,
     PrintSettings,
@@ -456,6 +458,122 @@ def test_labs_awaiting_approval_and_printers_out_of_service_are_left_out(fablab,
     printer = make_printer(broken)
     Machine.objects.filter(pk=printer.pk).update(status=Machine.Status.OUT_OF_ORDER)
     assert slugs(where_to_make(viewer=bob, part=SMALL).options) == ["fablab"]
+
+
+def _random_world(rng: random.Random, alice, bob, *, labs: int) -> None:
+    """Approved labs with random printers, queues, timelines, hours and settings, and one
+    lab awaiting approval with all of these too (its rows are read along, never used)."""
+    made = Lab.objects.bulk_create(
+        [
+            Lab(
+                name=f"R{n}",
+                slug=f"r{n}",
+                timezone=rng.choice(["UTC", "Europe/Paris", "America/New_York"]),
+                approved_at=NOW - timedelta(days=30),
+            )
+            for n in range(labs + 1)
+        ]
+    )
+    for lab in made:
+        if rng.random() < 0.6:
+            opens = rng.choice([0, 8, 9])
+            OpeningHours.objects.bulk_create(
+                [
+                    OpeningHours(lab=lab, weekday=d, opens=time(opens), closes=time(opens + 12))
+                    for d in range(7)
+                ]
+            )
+        if rng.random() < 0.3:
+            Closure.objects.create(
+                lab=lab, start=NOW + timedelta(hours=rng.randint(1, 30)), end=NOW + timedelta(hours=40)
+            )
+        PrintSettings.objects.create(
+            lab=lab, price_per_job=Decimal(rng.randint(0, 3)), unattended_overnight=rng.random() < 0.3
+        )
+        MaterialPrice.objects.create(lab=lab, material="PLA", price_per_gram=Decimal("0.02"))
+        if rng.random() < 0.7:
+            add_member(lab, bob)
+            Qualification.objects.create(
+                lab=lab, member=bob, kind=Machine.Kind.FDM_PRINTER, trained_on=NOW.date()
+            )
+        for m in range(rng.randint(1, 4)):
+            machine = Machine.objects.create(
+                lab=lab,
+                name=f"P{m}",
+                slug=f"p{m}",
+                kind=Machine.Kind.FDM_PRINTER,
+                work_x_mm=rng.choice([180, 250]),
+                work_y_mm=rng.choice([180, 210]),
+                work_z_mm=rng.choice([180, 250]),
+                requires_qualification=rng.random() < 0.5,
+            )
+            Printer.objects.create(
+                machine=machine,
+                material=rng.choice(["PLA", "PLA", "PETG"]),
+                colour=rng.choice(["", "", "red"]),
+                nozzle_mm=rng.choice([Decimal("0.40"), Decimal("0.40"), Decimal("0.60")]),
+                bed_clear=rng.random() < 0.8,
+            )
+            cursor = NOW - timedelta(minutes=rng.randint(0, 90))
+            for _ in range(rng.randint(0, 6)):
+                length = timedelta(minutes=rng.randint(30, 300))
+                Booking.objects.create(machine=machine, member=bob, start=cursor, end=cursor + length)
+                cursor += length + timedelta(minutes=rng.randint(10, 600))
+        for _ in range(rng.randint(0, 8)):
+            PrintJob.objects.create(
+                lab=lab,
+                owner=alice,
+                file_kind=PrintJob.FileKind.MESH,
+                path="part.stl",
+                material=rng.choice(["PLA", "PLA", "PETG"]),
+                colour=rng.choice(["", "", "", "red"]),
+                nozzle_mm=rng.choice([None, None, Decimal("0.60")]),
+                status=rng.choice([PrintJob.Status.QUEUED] * 4 + [PrintJob.Status.PENDING_APPROVAL]),
+                priority=rng.choice([0, 1, 1, 2]),
+                queued_at=NOW - timedelta(minutes=rng.randint(1, 48 * 60)),
+                submitted_at=NOW - timedelta(minutes=rng.randint(1, 60)),
+                estimated_seconds=rng.randint(5, 300) * 60,
+                copies=rng.choice([1, 1, 2]),
+                size_mm={"obb": [rng.randint(10, 260), rng.randint(10, 200), rng.randint(5, 150)]},
+            )
+    # Approval is withdrawn once its members, machines and bookings are made (the services
+    # refuse them for a lab awaiting approval).
+    Lab.objects.filter(pk=made[-1].pk).update(approved_at=None)
+
+
+def _by_lab_ids(sql: str) -> bool:
+    return "lab_id = ANY(" in sql or "lab_id IN (SELECT value FROM json_each" in sql
+
+
+def _facts(answer) -> list[tuple]:
+    return [
+        (o.lab.slug, o.machine.pk, [m.pk for m in o.machines], o.needs, o.role, o.qualified, o.start)
+        + (o.finish, o.jobs_ahead, o.seconds, o.grams, o.cost, o.currency)
+        for o in answer.options + answer.other_currencies
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_labs_rows_read_at_once_give_the_answer_read_by_lab(alice, bob, frozen, seed):
+    """When the part fits a printer of every lab, the rows are read for every lab at once
+    (no filter on the labs, those of a lab awaiting approval come along); otherwise by the
+    labs' ids. Both give each lab the same option, on random worlds."""
+    rng = random.Random(seed)
+    _random_world(rng, alice, bob, labs=4)
+    part = Part(size_mm=(40, 30, 20), volume_mm3=float(rng.randint(2_000, 20_000)))
+    copies = rng.choice([1, 2])
+    with CaptureQueriesContext(connection) as everywhere:
+        every_lab = where_to_make(viewer=bob, part=part, copies=copies)
+    # A lab whose only printer the part does not fit: the rows are now read by lab ids.
+    tiny = make_lab(alice, slug="tiny")
+    make_printer(tiny, slug="t", volume=(10, 10, 10))
+    with CaptureQueriesContext(connection) as by_ids:
+        by_lab = where_to_make(viewer=bob, part=part, copies=copies)
+    assert not any(_by_lab_ids(q["sql"]) for q in everywhere.captured_queries)
+    assert any(_by_lab_ids(q["sql"]) for q in by_ids.captured_queries)
+    assert every_lab.options, "no lab to compare"
+    assert _facts(by_lab) == _facts(every_lab)
+    assert "r4" not in slugs(every_lab.options + every_lab.other_currencies)
 
 
 def test_the_answer_takes_the_same_queries_for_more_labs(alice, bob, frozen):
