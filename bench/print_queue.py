@@ -17,7 +17,9 @@
    Printer: `print_job_submit` of a small G-code (preparing, dispatching and sending run
    inline, as the embedded worker would) until the job is printing, against the same
    printer driven directly through OctoPrint's REST API (upload with select and print,
-   then poll /api/job until it prints).
+   then poll /api/job until it prints). The same bytes are sent each run, as the direct
+   calls send them (the hub stores them once and reads them once per process); a second
+   row submits a new file each run (one comment more), which the hub stores and reads anew.
 
 Run `python bench/print_queue.py` (SQLite by default; DATABASE_URL for PostgreSQL);
 `--only dispatcher` runs part 1 alone.
@@ -315,14 +317,17 @@ def octoprint_overhead() -> None:
 
         statements, hub_cpu = [], []
 
-        def hub(n: int, *, count: bool = False) -> float:
+        def hub(n: int, *, count: bool = False, new_file: bool = False) -> float:
             dispatch.printer_poll(machine_id=machine.pk)  # the poller's view: idle, fresh
+            # The same bytes each run, as the direct calls send them; or a file the hub has
+            # never seen (one comment more), which it stores and reads anew.
+            body = data + f"; run {n}\n".encode() if new_file else data
             # Statements are counted on a run of their own: logging them costs time.
             counted = CaptureQueriesContext(connection) if count else contextlib.nullcontext()
             start, cpu = time.perf_counter(), time.process_time()
             with counted:
                 job = printing.print_job_submit(
-                    lab=lab, owner=owner, upload=SimpleUploadedFile(f"hub-{n}.gcode", data, "text/plain")
+                    lab=lab, owner=owner, upload=SimpleUploadedFile(f"hub-{n}.gcode", body, "text/plain")
                 )
             if isinstance(counted, CaptureQueriesContext):
                 statements.append(len(counted.captured_queries))
@@ -342,16 +347,19 @@ def octoprint_overhead() -> None:
         hub_times = [hub(n) for n in range(1, OCTOPRINT_RUNS + 1)]
         direct_times = [direct(n) for n in range(1, OCTOPRINT_RUNS + 1)]
         hub(OCTOPRINT_RUNS + 1, count=True)
+        same_cpu = statistics.median(hub_cpu[1:-1])
+        hub_cpu.clear()
+        new_times = [hub(n, new_file=True) for n in range(OCTOPRINT_RUNS + 2, 2 * OCTOPRINT_RUNS + 2)]
         h, d = statistics.median(hub_times), statistics.median(direct_times)
         print(
             f"\n{'submit → printing (median of ' + str(OCTOPRINT_RUNS) + ')':<40}{'hub':>10}{'direct REST':>13}{'ratio':>8}"
         )
         print(f"{'G-code, 3000 moves (66 kB)':<40}{h * 1000:>8.0f}ms{d * 1000:>11.0f}ms{h / d:>7.2f}x")
         print(f"{'  hub minus direct':<40}{(h - d) * 1000:>8.0f}ms")
-        print(
-            f"{'  hub: CPU of this process, statements':<40}{statistics.median(hub_cpu[1:-1]) * 1000:>8.0f}ms"
-            f"{statements[0]:>13}"
-        )
+        print(f"{'  hub: CPU of this process, statements':<40}{same_cpu * 1000:>8.0f}ms{statements[0]:>13}")
+        new = statistics.median(new_times)
+        print(f"{'  a new file each run':<40}{new * 1000:>8.0f}ms{d * 1000:>11.0f}ms{new / d:>7.2f}x")
+        print(f"{'  hub: CPU of this process':<40}{statistics.median(hub_cpu) * 1000:>8.0f}ms")
     finally:
         server.kill()
 
