@@ -345,10 +345,15 @@ README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
 
 
 def design_readme_entry(design: Design, *, sha: str) -> TreeEntry | None:
-    entries = {e.name.lower(): e for e in design.repo.ls_tree(sha) if e.kind == "blob"}
+    return readme_among(design.repo.ls_tree(sha))
+
+
+def readme_among(entries: Iterable[TreeEntry]) -> TreeEntry | None:
+    """The README among a commit's `entries` (its root folder's, or all of them)."""
+    found = {e.name.lower(): e for e in entries if e.kind == "blob" and "/" not in e.path}
     for name in README_NAMES:
-        if name in entries:
-            return entries[name]
+        if name in found:
+            return found[name]
     return None
 
 

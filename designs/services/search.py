@@ -22,7 +22,7 @@ from django.utils.html import strip_tags
 from designs.git import GitError
 from designs.models import Design, SearchDocument
 from designs.search.tokens import document_text
-from designs.selectors import MAX_README_BYTES, design_readme_entry
+from designs.selectors import MAX_README_BYTES, readme_among
 from hub.markdown import render_markdown
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ def search_document_refresh(*, design_id: int) -> bool:
         if design.repo_path.exists():
             head = design.repo.branch_head(design.default_branch) or ""
         if head:
-            entry = design_readme_entry(design, sha=head)
+            # Found in the listing of every file, which the paths below (and the cover)
+            # read anyway: no listing of the root folder for it.
+            entry = readme_among(design.repo.tree_entries(head))
             if entry is not None:
                 raw = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
                 readme = readme_plain_text(entry.name, raw)

@@ -229,16 +229,16 @@ def test_the_index_follows_a_default_branch_change(car, alice, bob):
 def test_a_full_refresh_keeps_a_title_changed_while_it_read_git(car, bob, monkeypatch):
     """The order of a race: the background refresh reads the row, then git; meanwhile a
     design_update commits and its own refresh finishes; then the first refresh writes."""
-    read_entry = search_service.design_readme_entry
+    read_entry = search_service.readme_among
     renamed = []
 
-    def update_while_git_is_read(design, **kwargs):
+    def update_while_git_is_read(entries):
         if not renamed:
             renamed.append(True)
-            services.design_update(design=Design.objects.get(pk=design.pk), title="Soapbox racer")
-        return read_entry(design, **kwargs)
+            services.design_update(design=Design.objects.get(pk=car.pk), title="Soapbox racer")
+        return read_entry(entries)
 
-    monkeypatch.setattr(search_service, "design_readme_entry", update_while_git_is_read)
+    monkeypatch.setattr(search_service, "readme_among", update_while_git_is_read)
     search_service.search_document_refresh(design_id=car.pk)
     assert renamed
     assert found(bob, "soapbox ") == ["go-kart"]
