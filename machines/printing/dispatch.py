@@ -23,16 +23,25 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache, cached_property
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     Case,
     Exists,
@@ -57,6 +66,7 @@ from machines.models import (
     PrintGcode,
     PrintJob,
     PrintRecord,
+    PrintSettings,
 )
 from machines.notifications import notifications_about, notify
 from machines.printing import jobs
@@ -71,7 +81,7 @@ from machines.printing.waiting import (
     printer_blocker,
 )
 from machines.printing.waiting import LOOKAHEAD as LOOKAHEAD
-from machines.rows import column_conversions, converted
+from machines.rows import Conversions, column_conversions, converted
 from machines.selectors import collision
 from machines.services import timeline_insert, timeline_lock
 
@@ -163,60 +173,130 @@ def idle_printers(
 ) -> list[Printer]:
     """Printers that may take a job now: in service, taking jobs, bed clear, holding no
     job, and (if networked) seen idle recently. The query of `waiting.printer_state_blocker`
-    (tests hold the two to the same answer).
+    (tests hold the two to the same answer). See `_idle_read`."""
+    return _idle_read(now=now, lab_id=lab_id, machine_ids=machine_ids).printers
+
+
+@dataclass(frozen=True)
+class Idle:
+    """What `_idle_read` found: the idle printers, and by machine the first active row of
+    each one's timeline still to end within `waiting.LOOKAHEAD` (what `Floor.read` reads)."""
+
+    printers: list[Printer]
+    timelines: dict[int, Booking]
+
+
+def _idle_read(*, now: datetime, lab_id: int | None = None, machine_ids: Iterable[int] | None = None) -> Idle:
+    """The idle printers (`idle_printers`) and their machines' next timeline rows.
 
     One hand-written statement (`_idle_sql`: a queryset with these conditions cost more
-    to build than the database took to answer it), its rows made into printers with their
-    machines as a queryset makes them (`Model.from_db`); the machines of a lab share one
-    Lab, read with its print settings (a lab without reads as None)."""
-    sql, printer_fields, machine_fields = _idle_sql()
+    to build than the database took to answer it; the timeline row is a correlated
+    subquery per printer, one range of the active rows' (machine, start) index), its rows
+    made into printers with their machines and rows as a queryset makes them
+    (`Model.from_db`); the machines of a lab share one Lab, read with its print settings
+    (a lab without reads as None)."""
+    sql, printer_fields, machine_fields, row_fields = _idle_sql()
     seen = _field(Printer, "seen_at")
     fresh = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S), connection)
     synced = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S), connection)
+    end = _field(Booking, "end")
     idle = PrinterState.IDLE.value
-    params: list[Any] = [True, True, Machine.Status.AVAILABLE.value, *_BUSY_STATES]
+    params: list[Any] = [*Booking.ACTIVE, end.get_db_prep_value(now, connection)]
+    params += [end.get_db_prep_value(now + LOOKAHEAD, connection)]
+    params += [True, True, Machine.Status.AVAILABLE.value, *_BUSY_STATES]
     params += [idle, fresh, idle, False, synced, *PrintJob.ON_PRINTER]
     if lab_id is not None:
         sql += " AND m.lab_id = %s"
         params.append(lab_id)
     if machine_ids is not None:
         ids: list[int | None] = [*machine_ids] or [None]  # none: IN (NULL) matches nothing
-        sql += f" AND p.machine_id IN ({', '.join(['%s'] * len(ids))})"
+        sql += f" AND p.machine_id IN ({_marks(ids)})"
         params += ids
-    conversions = column_conversions([*printer_fields, *machine_fields], connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " ORDER BY p.machine_id", params)
-        rows = [converted(list(row), conversions, connection) for row in cursor.fetchall()]
-    printer_names = [f.attname for f in printer_fields]
-    machine_names = [f.attname for f in machine_fields]
-    width = len(printer_fields)
+    db, rows = _fetch(
+        "idle", sql + " ORDER BY p.machine_id", params, [*printer_fields, *machine_fields, *row_fields]
+    )
+    # Sets: `from_db` looks up each of the model's fields in them.
+    printer_names = frozenset(f.attname for f in printer_fields)
+    machine_names = frozenset(f.attname for f in machine_fields)
+    row_names = frozenset(f.attname for f in row_fields)
+    at_machine, at_row = len(printer_fields), len(printer_fields) + len(machine_fields)
     printers = []
+    timelines: dict[int, Booking] = {}
     for row in rows:
-        printer = Printer.from_db(connection.alias, printer_names, row[:width])
-        printer.machine = Machine.from_db(connection.alias, machine_names, row[width:])
+        printer = Printer.from_db(db.alias, printer_names, row[:at_machine])
+        printer.machine = Machine.from_db(db.alias, machine_names, row[at_machine:at_row])
         printers.append(printer)
-    labs = Lab.objects.select_related("print_settings").in_bulk({p.machine.lab_id for p in printers})
+        if row[at_row] is not None:  # the machine has a row ahead
+            timelines[printer.pk] = Booking.from_db(db.alias, row_names, row[at_row:])
+    labs = _labs({p.machine.lab_id for p in printers})
     for printer in printers:
         printer.machine.lab = labs[printer.machine.lab_id]
-    return printers
+    return Idle(printers, timelines)
+
+
+def _labs(lab_ids: set[int]) -> dict[int, Lab]:
+    """The labs by id, each with its print settings (None when it has none) cached as
+    `select_related("print_settings")` leaves them: one hand-written statement, its
+    rows made into models with `Model.from_db`."""
+    if not lab_ids:
+        return {}
+    lab_fields, settings_fields = Lab._meta.concrete_fields, PrintSettings._meta.concrete_fields
+    sql = _labs_sql().format(ids=_marks(lab_ids))
+    db, rows = _fetch("labs", sql, [*lab_ids], [*lab_fields, *settings_fields])
+    width = len(lab_fields)
+    lab_names, settings_names = [f.attname for f in lab_fields], [f.attname for f in settings_fields]
+    labs = {}
+    for row in rows:
+        lab = Lab.from_db(db.alias, lab_names, row[:width])
+        found = None
+        if row[width] is not None:  # the settings' primary key is the lab's
+            found = PrintSettings.from_db(db.alias, settings_names, row[width:])
+            PrintSettings.lab.field.set_cached_value(found, lab)
+        Lab.print_settings.related.set_cached_value(lab, found)
+        labs[lab.pk] = lab
+    return labs
 
 
 @cache
-def _idle_sql() -> tuple[str, list[Field], list[Field]]:
-    """The statement of `idle_printers` (its parameters in the order it fills them), and
-    the printer's and the machine's fields it reads, in order: all but IDLE_DEFERRED."""
-    quote = connection.ops.quote_name
+def _labs_sql() -> str:
+    """The statement of `_labs`, its ids' marks left to fill in (`{ids}`)."""
+    columns = [f"l.{_column(Lab, f.name)}" for f in Lab._meta.concrete_fields]
+    columns += [f"s.{_column(PrintSettings, f.name)}" for f in PrintSettings._meta.concrete_fields]
+    return (
+        f"SELECT {', '.join(columns)} FROM {_table(Lab)} l "
+        f"LEFT JOIN {_table(PrintSettings)} s ON s.{_column(PrintSettings, 'lab')} = l.id "
+        "WHERE l.id IN ({ids})"
+    )
+
+
+# What the dispatcher reads of a machine's next timeline row (as `Floor.read` does).
+TIMELINE_FIELDS = frozenset({"id", "machine", "kind", "member", "start", "end"})
+
+
+@cache
+def _idle_sql() -> tuple[str, list[Field], list[Field], list[Field]]:
+    """The statement of `_idle_read` (its parameters in the order it fills them), and
+    the printer's, the machine's and the timeline row's fields it reads, in order (the
+    models' own, as `Model.from_db` takes them): all but IDLE_DEFERRED, and
+    TIMELINE_FIELDS."""
     deferred = set(IDLE_DEFERRED)
     printer_fields = [f for f in Printer._meta.concrete_fields if f.name not in deferred]
     machine_fields = [f for f in Machine._meta.concrete_fields if f"machine__{f.name}" not in deferred]
-    columns = [f"p.{quote(f.column)}" for f in printer_fields]  # type: ignore[arg-type]
-    columns += [f"m.{quote(f.column)}" for f in machine_fields]  # type: ignore[arg-type]
-    busy = ", ".join(["%s"] * len(_BUSY_STATES))
-    on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
+    row_fields = [f for f in Booking._meta.concrete_fields if f.name in TIMELINE_FIELDS]
+    columns = [f"p.{_column(Printer, f.name)}" for f in printer_fields]
+    columns += [f"m.{_column(Machine, f.name)}" for f in machine_fields]
+    columns += [f"b.{_column(Booking, f.name)}" for f in row_fields]
+    busy = _marks(_BUSY_STATES)
+    on_printer = _marks(PrintJob.ON_PRINTER)
     sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(Printer._meta.db_table)} p "
-        f"JOIN {quote(Machine._meta.db_table)} m ON m.id = p.machine_id "
-        f"LEFT JOIN {quote(LabAgent._meta.db_table)} a ON a.id = m.agent_id "
+        f"SELECT {', '.join(columns)} FROM {_table(Printer)} p "
+        f"JOIN {_table(Machine)} m ON m.id = p.machine_id "
+        f"LEFT JOIN {_table(LabAgent)} a ON a.id = m.agent_id "
+        # The machine's first active row still to end, within the look-ahead: active rows
+        # never overlap, so the first by start is the one that runs now, if one does.
+        f"LEFT JOIN {_table(Booking)} b ON b.id = (SELECT n.id FROM {_table(Booking)} n "
+        f"WHERE n.machine_id = p.machine_id AND n.status IN ({_marks(Booking.ACTIVE)}) "
+        f"AND n.{_column(Booking, 'end')} > %s AND n.start < %s ORDER BY n.start LIMIT 1) "
         "WHERE p.accepts_jobs = %s AND p.bed_clear = %s AND m.status = %s "
         # Without network control, the operator's record must not say it is busy.
         f"AND ((m.connection_secret = '' AND m.agent_id IS NULL AND p.state NOT IN ({busy})) "
@@ -225,10 +305,10 @@ def _idle_sql() -> tuple[str, list[Field], list[Field]]:
         # Via an agent: the agent's syncs are the freshness (a change it reports is
         # reconciled at once), so an idle printer costs the poller nothing.
         "OR (p.state = %s AND a.revoked_at IS NULL AND a.catching_up = %s AND a.last_seen_at >= %s)) "
-        f"AND NOT EXISTS (SELECT 1 FROM {quote(PrintJob._meta.db_table)} j "
+        f"AND NOT EXISTS (SELECT 1 FROM {_table(PrintJob)} j "
         f"WHERE j.machine_id = p.machine_id AND j.status IN ({on_printer}))"
     )
-    return sql, printer_fields, machine_fields
+    return sql, printer_fields, machine_fields, row_fields
 
 
 @dataclass(frozen=True)
@@ -237,7 +317,7 @@ class Plan:
 
     printer: Printer
     job: Candidate
-    gcode: PrintGcode
+    gcode: Sliced
     end: datetime
 
 
@@ -252,10 +332,10 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
     claimed: list[int] = []
     again: set[int] | None = None
     for _ in range(ROUNDS):
-        printers = idle_printers(now=now, lab_id=lab_id, machine_ids=again)
-        if not printers:
+        idle = _idle_read(now=now, lab_id=lab_id, machine_ids=again)
+        if not idle.printers:
             break
-        plans = _plan(printers, now)
+        plans = _plan(idle, now)
         if not plans:
             break
         won, again = _claim_all(plans, now=now)
@@ -283,16 +363,17 @@ class _Read:
     ranked_all: bool = False
 
 
-def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
-    """One round of decisions over `printers` (`waiting.dispatch_round`), nothing written.
+def _plan(idle: Idle, now: datetime) -> list[Plan]:
+    """One round of decisions over the idle printers (`waiting.dispatch_round`), nothing
+    written.
 
     Each group of printers reads only the first jobs of its orders: as many as the free
     printers that may take them, plus LOOK_AHEAD. A printer rarely looks further (its
     first candidate fits); when one does (`_settled` says its decision might differ
     from one made on the whole queue), its group reads its full CANDIDATES_PER_PRINTER
     and the round is decided again."""
-    floor = Floor.read(now=now, printers=printers)
-    free = [p for p in printers if printer_blocker(p, floor) is None]
+    floor = Floor.at(now=now, rows=idle.timelines)
+    free = [p for p in idle.printers if printer_blocker(p, floor) is None]
     if not free:
         return []
     groups: dict[tuple, list[Printer]] = {}
@@ -303,7 +384,7 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
         {key: rivals[key[:3]] + LOOK_AHEAD for key in groups}, starving_before=floor.starving_before
     )
     whole: set[tuple] = set()  # groups read as far as any printer may look
-    gcodes: dict[tuple[int, str], PrintGcode] = {}
+    gcodes: dict[tuple[int, str], Sliced] = {}
     sliced: set[int] = set()  # the jobs whose G-code was read
     # A printer's profile key is a hash of its whole slicer profile: once per printer.
     keys = {p.pk: p.profile_key for p in free}
@@ -312,7 +393,7 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
     labs = list({p.machine.lab_id: p.machine.lab for p in free}.values())
     matched: dict[tuple, list[Candidate]] = {}
 
-    def gcode_for(job: Candidate, printer: Printer) -> PrintGcode | None:
+    def gcode_for(job: Candidate, printer: Printer) -> Sliced | None:
         return gcodes.get((job.pk, keys[printer.pk])) or gcodes.get((job.pk, ""))
 
     def candidates_of(printer: Printer) -> list[Candidate]:
@@ -366,35 +447,41 @@ def _plan(printers: list[Printer], now: datetime) -> list[Plan]:
     return plans
 
 
-# What the round and the claim read of a G-code.
+# What the round and the claim read of a G-code, in `Sliced`'s order.
 GCODE_FIELDS = ("pk", "job", "profile_key", "estimated_seconds")
 
 
-def _gcodes(job_ids: list[int], profiles: set[str]) -> dict[tuple[int, str], PrintGcode]:
+@dataclass(frozen=True)
+class Sliced:
+    """A candidate's G-code for one profile as `_gcodes` reads it: a plain row of what the
+    round (`waiting.SlicedFor`) and the claim read of it, GCODE_FIELDS in that order (not
+    a model instance: building one works through each of its fields)."""
+
+    pk: int
+    job_id: int
+    profile_key: str
+    estimated_seconds: int | None
+
+
+def _gcodes(job_ids: list[int], profiles: set[str]) -> dict[tuple[int, str], Sliced]:
     """The G-code of these jobs for these profiles, by (job, profile key): one hand-written
-    statement (the queryset cost more to build than to answer), its rows made into
-    G-codes with `Model.from_db`, the other fields deferred, as `only()` would."""
+    statement (the queryset cost more to build than to answer), each row through its
+    fields' database converters (`machines.rows`)."""
     if not job_ids:
         return {}
-    quote = connection.ops.quote_name
 
     def col(name: str) -> str:
-        return quote(_field(PrintGcode, name).column)  # type: ignore[arg-type]
+        return _column(PrintGcode, name)
 
     sql = (
-        f"SELECT {', '.join(col(name) for name in GCODE_FIELDS)} FROM {quote(PrintGcode._meta.db_table)} "
-        f"WHERE {col('job')} IN ({', '.join(['%s'] * len(job_ids))}) "
-        f"AND {col('profile_key')} IN ({', '.join(['%s'] * len(profiles))})"
+        f"SELECT {', '.join(col(name) for name in GCODE_FIELDS)} FROM {_table(PrintGcode)} "
+        f"WHERE {col('job')} IN ({_marks(job_ids)}) AND {col('profile_key')} IN ({_marks(profiles)})"
     )
     fields = [_field(PrintGcode, name) for name in GCODE_FIELDS]
-    conversions = column_conversions(fields, connection)
-    names = [f.attname for f in fields]
     found = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*job_ids, *profiles])
-        for row in cursor.fetchall():
-            gcode = PrintGcode.from_db(connection.alias, names, converted(list(row), conversions, connection))
-            found[(gcode.job_id, gcode.profile_key)] = gcode
+    for row in _fetch("gcodes", sql, [*job_ids, *profiles], fields)[1]:
+        gcode = Sliced(*row)
+        found[(gcode.job_id, gcode.profile_key)] = gcode
     return found
 
 
@@ -435,18 +522,14 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
         terms.append((starving, [*params, starving_before]))
         terms.append((_candidate_sql(starving=False).format(group=index, term=1, limit=limits[key]), params))
     found = {key: _Read() for key in keys}
-    conversions = column_conversions([_field(PrintJob, name) for name in CANDIDATE_FIELDS], connection)
+    # Each row: the job's columns, then the statement's two extra ones (group, term).
+    fields = [*(_field(PrintJob, name) for name in CANDIDATE_FIELDS), None, None]
     width = len(CANDIDATE_FIELDS)
     for first in range(0, len(terms), TERMS_PER_READ):
         chunk = terms[first : first + TERMS_PER_READ]
         sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [p for _, params in chunk for p in params])
-            # Each row: the job's columns, then the statement's two extra ones.
-            rows = [
-                (row[-2], row[-1], Candidate(*converted(list(row[:width]), conversions, connection)))
-                for row in cursor.fetchall()
-            ]
+        _, read_rows = _fetch("candidates", sql, [p for _, params in chunk for p in params], fields)
+        rows = [(row[width], row[width + 1], Candidate(*row[:width])) for row in read_rows]
         # UNION ALL promises no order, neither its terms' nor their rows': put each term's
         # rows back in its own order (`_candidate_sql`), terms by group, starving first.
         rows.sort(key=_read_order)
@@ -505,11 +588,9 @@ class Candidate:
 def _candidate_sql(*, starving: bool) -> str:
     """One index read of `_candidates`, as SQL: built once, from the model's own names (an
     ORM queryset per group cost more to build than the database took to answer it)."""
-    quote = connection.ops.quote_name
-    meta = PrintJob._meta
 
     def col(name: str) -> str:
-        return quote(_field(PrintJob, name).column)  # type: ignore[arg-type]
+        return _column(PrintJob, name)
 
     where = (
         f"{col('status')} = '{S.QUEUED.value}' AND {col('lab')} = %s AND {col('machine_kind')} = %s "
@@ -523,7 +604,7 @@ def _candidate_sql(*, starving: bool) -> str:
         order = f"{col('priority')} DESC, {col('queued_at')} ASC, {col('pk')} ASC"
     columns = ", ".join(col(name) for name in CANDIDATE_FIELDS)
     return (
-        f"SELECT {columns}, {{group}} AS fabhub_group, {{term}} AS fabhub_term FROM {quote(meta.db_table)} "
+        f"SELECT {columns}, {{group}} AS fabhub_group, {{term}} AS fabhub_term FROM {_table(PrintJob)} "
         f"WHERE {where} ORDER BY {order} LIMIT {{limit}}"
     )
 
@@ -533,6 +614,44 @@ def _field(model: type[Model], name: str) -> Field:
     field = model._meta.pk if name == "pk" else model._meta.get_field(name)
     assert isinstance(field, Field) and field.column is not None, name
     return field
+
+
+# Each database connection's converters of the hand-written reads' columns, by read:
+# working them out cost about as much as converting the rows.
+_CONVERSIONS: WeakKeyDictionary[BaseDatabaseWrapper, dict[str, Conversions]] = WeakKeyDictionary()
+
+
+def _fetch(
+    read: str, sql: str, params: list[Any], fields: Sequence[Field | None]
+) -> tuple[BaseDatabaseWrapper, list[list[Any]]]:
+    """The rows of the hand-written read named `read` (whose `fields`, the columns' fields
+    in order, are always the same), each value through its field's database converters
+    (`machines.rows`), and the connection that read them."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
+    known = _CONVERSIONS.setdefault(db, {})
+    if read not in known:
+        known[read] = column_conversions(fields, db)
+    conversions = known[read]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return db, [converted(list(row), conversions, db) for row in cursor.fetchall()]
+
+
+# The dispatcher's hand-written statements are written with the models' own names:
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The quoted column of a field of `model` by name ("pk" for its primary key)."""
+    return connection.ops.quote_name(_field(model, name).column)  # type: ignore[arg-type]
+
+
+def _marks(values: Sized) -> str:
+    """One parameter mark per value, for an IN list."""
+    return ", ".join(["%s"] * len(values))
 
 
 # Rows per UPDATE of `update_by_pk` (well under SQLite's and PostgreSQL's bound parameters).
@@ -693,33 +812,26 @@ def _take_timelines(plans: list[Plan], *, now: datetime) -> int:
     the machine available, its printer taking jobs with a clear bed and holding no job,
     and no active row of its timeline over [now, plan's end). Returns how many it took
     (their `timeline_version` moved on: the lock the other writers of a timeline take)."""
-    quote = connection.ops.quote_name
-    machine, printer, job, row = (m._meta for m in (Machine, Printer, PrintJob, Booking))
-
-    def col(model: type[Model], name: str) -> str:
-        return quote(_field(model, name).column)  # type: ignore[arg-type]
-
-    table = quote(machine.db_table)
+    col = _column
+    table = _table(Machine)
     end_field = _field(Booking, "end")
     if connection.vendor == "postgresql":
         typed = f"(CAST(%s AS {_field(Machine, 'pk').cast_db_type(connection)}), CAST(%s AS {end_field.cast_db_type(connection)}))"
     else:
         typed = "(%s, %s)"
-    on_printer = ", ".join(["%s"] * len(PrintJob.ON_PRINTER))
-    active = ", ".join(["%s"] * len(Booking.ACTIVE))
-    busy = ", ".join(["%s"] * len(_BUSY_STATES))
+    on_printer, active, busy = _marks(PrintJob.ON_PRINTER), _marks(Booking.ACTIVE), _marks(_BUSY_STATES)
     version = col(Machine, "timeline_version")
     sql = (
         f"UPDATE {table} SET {version} = {version} + 1 FROM (VALUES {{values}}) AS v "
         f"WHERE {table}.{col(Machine, 'pk')} = v.column1 AND {table}.{col(Machine, 'status')} = %s "
-        f"AND EXISTS (SELECT 1 FROM {quote(printer.db_table)} p WHERE p.{col(Printer, 'pk')} = v.column1 "
+        f"AND EXISTS (SELECT 1 FROM {_table(Printer)} p WHERE p.{col(Printer, 'pk')} = v.column1 "
         f"AND p.{col(Printer, 'accepts_jobs')} = %s AND p.{col(Printer, 'bed_clear')} = %s "
         # Without network control, the operator's record must not say it is busy.
         f"AND (p.{col(Printer, 'state')} NOT IN ({busy}) OR {table}.{col(Machine, 'connection_secret')} <> '' "
         f"OR {table}.{col(Machine, 'agent')} IS NOT NULL)) "
-        f"AND NOT EXISTS (SELECT 1 FROM {quote(job.db_table)} j WHERE j.{col(PrintJob, 'machine')} = v.column1 "
+        f"AND NOT EXISTS (SELECT 1 FROM {_table(PrintJob)} j WHERE j.{col(PrintJob, 'machine')} = v.column1 "
         f"AND j.{col(PrintJob, 'status')} IN ({on_printer})) "
-        f"AND NOT EXISTS (SELECT 1 FROM {quote(row.db_table)} b WHERE b.{col(Booking, 'machine')} = v.column1 "
+        f"AND NOT EXISTS (SELECT 1 FROM {_table(Booking)} b WHERE b.{col(Booking, 'machine')} = v.column1 "
         f"AND b.{col(Booking, 'status')} IN ({active}) AND b.{col(Booking, 'end')} > %s "
         f"AND b.{col(Booking, 'start')} < v.column2)"
     )
@@ -805,7 +917,7 @@ def _record_hand_offs(claims: list[Plan], names: dict[int, str], *, now: datetim
     )
 
 
-def _claim(job: Candidate, printer: Printer, gcode: PrintGcode, *, now: datetime, span: timedelta) -> bool:
+def _claim(job: Candidate, printer: Printer, gcode: Sliced, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
     hand it over (no network control) or queue the send for after the commit. False if
     anything moved meanwhile. (The path of one claim, when the set's insert met
@@ -837,7 +949,7 @@ def _claim(job: Candidate, printer: Printer, gcode: PrintGcode, *, now: datetime
             if not waiting.update(
                 status=S.AWAITING_OPERATOR if by_hand else S.DISPATCHING,
                 machine=machine,
-                gcode=gcode,
+                gcode_id=gcode.pk,
                 dispatch_token=token,
                 claimed_at=now,
                 remote_name=name,

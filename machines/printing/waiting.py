@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from hub.models import User
@@ -36,6 +35,7 @@ from machines.models import (
     Closure,
     Lab,
     Machine,
+    OpeningHours,
     Printer,
     PrintGcode,
     PrintJob,
@@ -79,6 +79,14 @@ class QueuedJob(Protocol):
     def nozzle_mm(self) -> Decimal | None: ...
 
 
+class SlicedFor(Protocol):
+    """What the predicates read of a job's G-code for a printer: a PrintGcode, or the
+    dispatcher's plain row of one (`dispatch.Sliced`)."""
+
+    @property
+    def estimated_seconds(self) -> int | None: ...
+
+
 # The round hands back the very objects its caller gave it (jobs, or the dispatcher's rows).
 J = TypeVar("J", bound=QueuedJob)
 
@@ -102,11 +110,18 @@ class Window:
 ALWAYS_OPEN = Window(open_now=True)
 
 
-def lab_window(lab: Lab, now: datetime, *, closures: list[Closure] | None = None) -> Window:
-    """The lab's opening hours minus its closures, around `now`. A lab that never gave
-    opening hours does not limit prints (its queue ran round the clock before hours
-    applied to prints)."""
-    hours = weekly_hours(lab)
+def lab_window(
+    lab: Lab,
+    now: datetime,
+    *,
+    closures: list[Closure] | None = None,
+    hours: list[tuple[int, time, time]] | None = None,
+) -> Window:
+    """The lab's opening hours (`hours`, as `weekly_hours` gives them, when already read)
+    minus its closures, around `now`. A lab that never gave opening hours does not limit
+    prints (its queue ran round the clock before hours applied to prints)."""
+    if hours is None:
+        hours = weekly_hours(lab)
     if not hours:
         return ALWAYS_OPEN
     start, end = now - timedelta(days=1), now + LOOKAHEAD
@@ -149,7 +164,8 @@ class Floor:
     _windows: dict[int, Window] = field(default_factory=dict)
     _qualified: dict[tuple[int, int], bool] = field(default_factory=dict)
     # Read ahead for many labs at once (`waiting_reasons` over a person's jobs in many
-    # labs): closures by lab, qualifications by (member, lab).
+    # labs): opening hours and closures by lab, qualifications by (member, lab).
+    _hours: dict[int, list[tuple[int, time, time]]] | None = None
     _closures: dict[int, list[Closure]] | None = None
     _qualifications: dict[tuple[int, int], list[Qualification]] | None = None
 
@@ -171,6 +187,14 @@ class Floor:
         # Active rows never overlap, so the first by start is the one that runs now, if any.
         for row in found:
             rows.setdefault(row.machine_id, row)
+        return cls.at(now=now, rows=rows, holding=holding)
+
+    @classmethod
+    def at(
+        cls, *, now: datetime, rows: dict[int, Booking], holding: dict[int, PrintJob] | None = None
+    ) -> Floor:
+        """The view at `now` from each machine's first active row still to end (`rows`, by
+        machine id), however they were read (the dispatcher reads them with its printers)."""
         starving_before = now - timedelta(hours=settings.FABHUB_PRINT_STARVATION_HOURS)
         return cls(now=now, rows=rows, holding=holding or {}, starving_before=starving_before)
 
@@ -182,7 +206,8 @@ class Floor:
     def window_of(self, lab: Lab) -> Window:
         if lab.pk not in self._windows:
             closures = self._closures.get(lab.pk, []) if self._closures is not None else None
-            self._windows[lab.pk] = lab_window(lab, self.now, closures=closures)
+            hours = self._hours.get(lab.pk, []) if self._hours is not None else None
+            self._windows[lab.pk] = lab_window(lab, self.now, closures=closures, hours=hours)
         return self._windows[lab.pk]
 
     def qualified(self, job: QueuedJob, machine: Machine) -> bool:
@@ -213,11 +238,18 @@ class Floor:
                 getattr(lab, "print_settings", None) if lab.pk in known else found.get(lab.pk)
             )
             self._settings.setdefault(lab.pk, row or PrintSettings(lab=lab))
-        prefetch_related_objects(labs, "opening_hours")
+        # The labs' hours in one read (as `weekly_hours` gives them), not a queryset per lab.
+        self._hours = {}
+        for lab_id, weekday, opens, closes in (
+            OpeningHours.objects.filter(lab_id__in=lab_ids)
+            .order_by("lab_id", "weekday", "opens")
+            .values_list("lab_id", "weekday", "opens", "closes")
+        ):
+            self._hours.setdefault(lab_id, []).append((weekday, opens, closes))
         start, end = self.now - timedelta(days=1), self.now + LOOKAHEAD
         self._closures = {}
         # Closures matter only where hours do (a lab without hours is always open).
-        with_hours = {lab.pk for lab in labs if weekly_hours(lab)}
+        with_hours = set(self._hours)
         if with_hours:
             for closure in Closure.objects.filter(
                 lab_id__in=with_hours, start__lt=end, end__gt=start
@@ -340,7 +372,7 @@ def match_blocker(job: QueuedJob, printer: Printer) -> Mismatch | None:
     return None
 
 
-def job_blocker(job: QueuedJob, printer: Printer, floor: Floor, gcode: PrintGcode | None) -> str | None:
+def job_blocker(job: QueuedJob, printer: Printer, floor: Floor, gcode: SlicedFor | None) -> str | None:
     """Why this job cannot start on this printer now (the printer itself being free and
     loaded right): size, G-code for its profile, qualification, room before the next row
     of its timeline, the lab's hours."""
@@ -412,7 +444,7 @@ def dispatch_round(
     free: list[Printer],
     candidates_of: Callable[[Printer], Iterable[J]],
     floor: Floor,
-    gcode_for: Callable[[J, Printer], PrintGcode | None],
+    gcode_for: Callable[[J, Printer], SlicedFor | None],
     watch: Look[J] | None = None,
 ) -> dict[int, J]:
     """One round of the dispatcher's decisions: each free printer, in the given order (by
