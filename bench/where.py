@@ -19,11 +19,14 @@ server runs on this machine), which other work on a busy machine disturbs far le
 wall-clock time.
 
 Run `python bench/where.py`: without a PostgreSQL DATABASE_URL it starts a throw-away
-server through scripts/with-postgres.
+server through scripts/with-postgres. `--history N` adds N past timeline rows per printer
+(all ended before now, as a lab's years of bookings and prints leave them): the answer
+must cost the same with them, since it reads only the rows that overlap its window.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sys
@@ -54,8 +57,9 @@ def ensure_postgres() -> None:
     os.execv(script, [script, sys.executable, *sys.argv])
 
 
-def fill(labs: int, now: datetime, viewer) -> None:
-    """A fresh set of approved labs with printers, queues, timelines, hours and prices."""
+def fill(labs: int, now: datetime, viewer, *, history: int = 0) -> None:
+    """A fresh set of approved labs with printers, queues, timelines, hours and prices,
+    and `history` past timeline rows per printer."""
     from datetime import time as clock
 
     from django.db import connection
@@ -186,9 +190,38 @@ def fill(labs: int, now: datetime, viewer) -> None:
                 )
             )
             cursor += length + timedelta(minutes=rng.randint(20, 16 * 60 // 1))
+    bookings += past_rows(machines, history, now, viewer, rng)
     Booking.objects.bulk_create(bookings, batch_size=5000)
     with connection.cursor() as c:
         c.execute("ANALYZE")
+
+
+def past_rows(machines: list, per_machine: int, now: datetime, viewer, rng: random.Random) -> list:
+    """`per_machine` timeline rows per machine that ended before the earliest row above
+    (so before now), going back day by day: mostly done prints and bookings, which stay
+    approved after they end, and one in ten cancelled. Made in the order they started, as
+    a lab's history is written."""
+    from machines.models import Booking
+
+    rows = []
+    for machine in machines:
+        cursor = now - timedelta(hours=1)
+        for _ in range(per_machine):
+            length = timedelta(minutes=rng.randint(30, 240))
+            cursor -= length + timedelta(minutes=rng.randint(20, 16 * 60))
+            booking = rng.random() < 0.3
+            rows.append(
+                Booking(
+                    machine=machine,
+                    kind=Booking.Kind.BOOKING if booking else Booking.Kind.PRINT_JOB,
+                    member=viewer if booking else None,
+                    status=Booking.Status.CANCELLED if rng.random() < 0.1 else Booking.Status.APPROVED,
+                    start=cursor,
+                    end=cursor + length,
+                )
+            )
+    rows.sort(key=lambda row: row.start)
+    return rows
 
 
 def fits_sql() -> str:
@@ -257,6 +290,9 @@ FROM ready r
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--history", type=int, default=0, help="past timeline rows per printer")
+    history = parser.parse_args().history
     ensure_postgres()
     sys.path.insert(0, str(ROOT / "bench"))
     from _django import best_of, setup
@@ -328,7 +364,7 @@ def main() -> None:
     per_lab = []
     with time_machine.travel(now, tick=False):
         for labs in SIZES:
-            fill(labs, now, viewer)
+            fill(labs, now, viewer, history=history)
             answer = where_to_make(viewer=viewer, part=part)
             rows = baseline()
             _check(

@@ -548,6 +548,8 @@ class Booking(models.Model):
                 name="booking_active_machine_start",
             ),
             models.Index(fields=["member", "start"], name="booking_member_start"),
+            # On PostgreSQL only, and so not listed here: booking_active_period, a GiST index
+            # on the active rows' periods (migration 0011) for reads across all machines.
         ]
 
     def __str__(self) -> str:

@@ -576,6 +576,58 @@ def test_every_labs_rows_read_at_once_give_the_answer_read_by_lab(alice, bob, fr
     assert "r4" not in slugs(every_lab.options + every_lab.other_currencies)
 
 
+def _history(rng: random.Random, machine: Machine, until, rows: int) -> list[Booking]:
+    """`rows` past timeline rows of the machine, the last ending at `until`: prints and
+    bookings done (they stay approved), refused or cancelled."""
+    past, end = [], until
+    for _ in range(rows):
+        start = end - timedelta(minutes=rng.randint(30, 300))
+        past.append(
+            Booking(
+                machine=machine,
+                kind=Booking.Kind.MAINTENANCE,
+                status=rng.choice(
+                    [Booking.Status.APPROVED] * 3 + [Booking.Status.CANCELLED, Booking.Status.REFUSED]
+                ),
+                start=start,
+                end=end,
+            )
+        )
+        end = start - timedelta(minutes=rng.randint(0, 600))
+    return past
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_timeline_rows_that_ended_never_change_an_answer(alice, bob, frozen, seed):
+    """Rows that ended by now are history, however many there are: every lab's option is
+    the same with them (the last of each printer's ends right at the start of its next
+    row, or at this very moment)."""
+    rng = random.Random(seed)
+    _random_world(rng, alice, bob, labs=4)
+    part = Part(size_mm=(40, 30, 20), volume_mm3=float(rng.randint(2_000, 20_000)))
+    before = _facts(where_to_make(viewer=bob, part=part))
+    past = []
+    for machine in Machine.objects.all():
+        first = Booking.objects.filter(machine=machine).order_by("start").first()
+        until = NOW if first is None else min(first.start, NOW)
+        past += _history(rng, machine, until, rows=rng.randint(1, 40))
+    Booking.objects.bulk_create(past)
+    assert before, "no lab to compare"
+    assert _facts(where_to_make(viewer=bob, part=part)) == before
+
+
+def test_a_row_that_began_days_ago_and_runs_on_still_holds_the_printer(fablab, bob):
+    """Only the rows that ended are history: a maintenance begun three days ago and ending
+    in two hours, after a long history, still holds the printer."""
+    machine = Machine.objects.get(lab=fablab, slug="mk4")
+    began = NOW - timedelta(days=3)
+    Booking.objects.bulk_create(_history(random.Random(0), machine, began, rows=50))
+    Booking.objects.create(
+        machine=machine, kind=Booking.Kind.MAINTENANCE, start=began, end=NOW + timedelta(hours=2)
+    )
+    assert only(where_to_make(viewer=bob, part=SMALL)).start == NOW + timedelta(hours=2)
+
+
 def test_the_answer_takes_the_same_queries_for_more_labs(alice, bob, frozen):
     def labs(first, count):
         for n in range(first, first + count):
