@@ -1152,15 +1152,37 @@ class Repository:
         small layer for the new commits only (~2 ms). Purely an optimisation: a writer
         that loses the graph's lock to a concurrent one simply skips.
         """
-        self._run(
-            "commit-graph",
-            "write",
-            "--reachable",
-            "--changed-paths",
-            "--split",
-            "--no-progress",
-            ok_codes=(0, 128, 255),
+        with self.commit_graph_refreshed():
+            pass
+
+    @contextmanager
+    def commit_graph_refreshed(self) -> Iterator[None]:
+        """`refresh_commit_graph` while the block runs, on the other core: git writes the
+        graph's new layer while the block does what needs no graph (a ref move's other
+        follow-ups). The block's end waits for git; GitError if git failed otherwise than
+        by losing the lock (an exception of the block goes on instead)."""
+        proc = subprocess.Popen(
+            [
+                git_binary(),
+                "commit-graph",
+                "write",
+                "--reachable",
+                "--changed-paths",
+                "--split",
+                "--no-progress",
+            ],
+            cwd=self.path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_git_env(self.quarantine),
         )
+        try:
+            yield
+        finally:
+            _, err = proc.communicate()
+        if proc.returncode not in (0, 128, 255):
+            raise GitError(f"git commit-graph failed: {err.decode(errors='replace').strip()}")
 
     def depth(self, commit: str) -> int | None:
         """The number of commits on the longest line from `commit` down to a root, itself
@@ -1255,12 +1277,13 @@ class Repository:
         *args: str,
         ok_codes: tuple[int, ...] = (0,),
         env: dict[str, str] | None = None,
+        config: list[tuple[str, str]] | None = None,
     ) -> tuple[int, str, str]:
 
         try:
             proc = subprocess.run(
                 [git_binary(), "--git-dir", str(self.path), *args],
-                env={**remote_env(access), **(env or {})},
+                env={**remote_env(access, config=config), **(env or {})},
                 capture_output=True,
                 timeout=access.timeout,
                 stdin=subprocess.DEVNULL,
@@ -1294,7 +1317,20 @@ class Repository:
         with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp:
             env = {"GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
             args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"]
-            self._run_remote(access, *args, "--prune", "--end-of-options", access.url, *refspecs, env=env)
+            self._run_remote(
+                access,
+                *args,
+                "--prune",
+                "--end-of-options",
+                access.url,
+                *refspecs,
+                env=env,
+                # The alternate is this repository itself, whose refs the fetch reads
+                # anyway: git would start `for-each-ref` in it twice more (for its
+                # negotiation and its connectivity check) to learn the same tips.
+                # `true` answers "none".
+                config=[("core.alternateRefsCommand", "true")],
+            )
             yield FetchQuarantine(Repository(self.path, quarantine=env), Path(tmp), objects)
 
     def left_quarantines(self) -> list[Path]:
@@ -1572,43 +1608,101 @@ class ObjectReader:
     def tree_entries(self, commit: str) -> list[TreeEntry]:
         """Every file and submodule at `commit`, as `Repository.tree_entries` lists them
         (without sizes: `blob_sizes` asks for the few that matter), each tree read once."""
-        (root,) = self._contents([f"{commit}^{{tree}}"])
-        if root is None or root[1] != "tree":
-            raise GitError(f"no commit {commit}")
-        oid_length = len(root[0]) // 2
-        trees = {root[0]: _tree_items(root[2], oid_length)}
-        pending = [root[0]]
-        while pending:
-            wanted = list(
-                dict.fromkeys(
-                    sha
-                    for parent in pending
-                    for mode, _, sha in trees[parent]
-                    if mode == TREE_MODE and sha not in trees
-                )
+        return [
+            TreeEntry(
+                path=path.decode(errors="replace"),
+                mode=mode,
+                kind="submodule" if mode == SUBMODULE_MODE else "blob",
+                sha=sha,
+                size=None,
             )
-            for sha, found in zip(wanted, self._contents(wanted), strict=True):
-                if found is None or found[1] != "tree":
-                    raise GitError(f"tree {sha} is missing")
-                trees[sha] = _tree_items(found[2], oid_length)
-            pending = wanted
+            for path, mode, sha in self._files(commit)
+        ]
+
+    def all_paths(self, commit: str) -> list[str]:
+        """`Repository.all_paths(commit)` read by this process: the same paths in the same
+        order, bytes that are not UTF-8 kept as surrogates."""
+        return [path.decode(errors="surrogateescape") for path, _, _ in self._files(commit)]
+
+    def _files(self, commit: str) -> list[tuple[bytes, str, str]]:
+        """(path, mode, sha) of every file and submodule at `commit`, in `ls-tree -r`'s order."""
+        ((root, items),) = self._root_trees([commit])
+        trees = {root: items}
+        pending = [root]
+        while pending:
+            wanted = [
+                sha
+                for parent in pending
+                for mode, _, sha in trees[parent]
+                if mode == TREE_MODE and sha not in trees
+            ]
+            trees.update(self._trees(wanted))
+            pending = list(dict.fromkeys(wanted))
         # Depth first in git's order, without recursion: a hostile tree may nest deep.
-        entries = []
-        stack = [(b"", iter(trees[root[0]]))]
+        files = []
+        stack: list[tuple[bytes, Iterator[tuple[str, bytes, str]]]] = [(b"", iter(trees[root]))]
         while stack:
-            prefix, items = stack[-1]
-            item = next(items, None)
+            prefix, entries = stack[-1]
+            item = next(entries, None)
             if item is None:
                 stack.pop()
                 continue
             mode, name, sha = item
             if mode == TREE_MODE:
                 stack.append((prefix + name + b"/", iter(trees[sha])))
-                continue
-            kind = "submodule" if mode == SUBMODULE_MODE else "blob"
-            path = (prefix + name).decode(errors="replace")
-            entries.append(TreeEntry(path=path, mode=mode, kind=kind, sha=sha, size=None))
-        return entries
+            else:
+                files.append((prefix + name, mode, sha))
+        return files
+
+    def tree_changes(self, old: str, new: str) -> dict[str, tuple[str | None, str | None]]:
+        """The files and submodules whose entry differs between commits `old` and `new`,
+        as path → (mode at `old`, mode at `new`), None where there is none: what
+        `git diff-tree -r old new` lists. Only the trees whose ids differ are read."""
+        changes: dict[str, tuple[str | None, str | None]] = {}
+        (old_root, old_items), (new_root, new_items) = self._root_trees([old, new])
+        trees = {old_root: old_items, new_root: new_items}
+        # (folder, its tree at old, at new), None where the folder is no tree there.
+        level: list[tuple[bytes, str | None, str | None]] = [(b"", old_root, new_root)]
+        while level:
+            below = []
+            for folder, old_tree, new_tree in level:
+                before = {name: (mode, sha) for mode, name, sha in trees.get(old_tree or "", [])}
+                after = {name: (mode, sha) for mode, name, sha in trees.get(new_tree or "", [])}
+                for name in dict.fromkeys([*before, *after]):
+                    was, now = before.get(name), after.get(name)
+                    if was == now:
+                        continue
+                    path = folder + name
+                    old_sub = was[1] if was is not None and was[0] == TREE_MODE else None
+                    new_sub = now[1] if now is not None and now[0] == TREE_MODE else None
+                    if old_sub is not None or new_sub is not None:
+                        below.append((path + b"/", old_sub, new_sub))
+                    old_mode = was[0] if was is not None and old_sub is None else None
+                    new_mode = now[0] if now is not None and new_sub is None else None
+                    if old_mode is not None or new_mode is not None:
+                        changes[path.decode(errors="surrogateescape")] = (old_mode, new_mode)
+            trees.update(self._trees([sha for _, *pair in below for sha in pair if sha and sha not in trees]))
+            level = below
+        return changes
+
+    def _root_trees(self, commits: list[str]) -> list[tuple[str, list[tuple[str, bytes, str]]]]:
+        """(sha, entries) of the root tree of each of `commits`, read in one request."""
+        roots = []
+        for commit, found in zip(commits, self._contents([f"{c}^{{tree}}" for c in commits]), strict=True):
+            if found is None or found[1] != "tree":
+                raise GitError(f"no commit {commit}")
+            roots.append((found[0], _tree_items(found[2], len(found[0]) // 2)))
+        return roots
+
+    def _trees(self, shas: list[str]) -> dict[str, list[tuple[str, bytes, str]]]:
+        """The entries of each tree of `shas`, read in one request."""
+        wanted = list(dict.fromkeys(shas))
+        trees = {}
+        for sha, found in zip(wanted, self._contents(wanted), strict=True):
+            if found is None or found[1] != "tree":
+                raise GitError(f"tree {sha} is missing")
+            trees[sha] = _tree_items(found[2], len(sha) // 2)
+        return trees
 
     def peeled_types(self, names: list[str]) -> list[str | None]:
         """The type of the object each of `names` peels to (a tag followed to what it
@@ -1938,15 +2032,16 @@ def _versioncmp(a: str, b: str) -> int:
     return -1 if digit(s2[j]) else diff
 
 
-def remote_env(access: RemoteAccess) -> dict[str, str]:
+def remote_env(access: RemoteAccess, *, config: list[tuple[str, str]] | None = None) -> dict[str, str]:
     """The whole environment of a git command that talks to a remote.
 
     Nothing from the server's own git configuration applies (no url.insteadOf, no
     credential helper): only http(s) and ssh transports, no redirects, connections to the
-    checked addresses only, no prompts, and objects checked as they arrive.
+    checked addresses only, no prompts, and objects checked as they arrive. `config`:
+    more (key, value) settings for this one command, after those.
     """
 
-    config = [
+    settings = [
         ("protocol.allow", "never"),
         ("protocol.http.allow", "always"),
         ("protocol.https.allow", "always"),
@@ -1961,11 +2056,12 @@ def remote_env(access: RemoteAccess) -> dict[str, str]:
         ("http.lowSpeedTime", "60"),
     ]
     if access.resolve:
-        config.append(("http.curloptResolve", access.resolve))
+        settings.append(("http.curloptResolve", access.resolve))
     if access.auth_header:
         # In the environment, not on the command line: other users can read a process's
         # arguments, not its environment.
-        config.append(("http.extraHeader", access.auth_header))
+        settings.append(("http.extraHeader", access.auth_header))
+    settings += config or []
     ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=30"]
     if access.ssh_host_alias:
         ssh += ["-o", f"HostKeyAlias={access.ssh_host_alias}"]
@@ -1983,9 +2079,9 @@ def remote_env(access: RemoteAccess) -> dict[str, str]:
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_SSH_VARIANT": "ssh",
         "GIT_SSH_COMMAND": shlex.join(ssh),
-        "GIT_CONFIG_COUNT": str(len(config)),
+        "GIT_CONFIG_COUNT": str(len(settings)),
     }
-    for index, (key, value) in enumerate(config):
+    for index, (key, value) in enumerate(settings):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env

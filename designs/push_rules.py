@@ -117,7 +117,8 @@ def update_errors(
         if kinds[tip] not in ("commit", "tree"):
             continue
         try:
-            paths.check_no_aliases(repo.all_paths(tip), [])
+            # Read by the reader's process: no `ls-tree` started per tip.
+            paths.check_no_aliases(reader.all_paths(tip), [])
         except ValidationError as exc:
             errors.append(f"{tip[:10]}: {exc.message}")
 
