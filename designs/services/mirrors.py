@@ -6,10 +6,14 @@ objects held in a quarantine (`Repository.fetch_quarantined`, as receive-pack ho
 push's), checks what arrived against the rules a push must pass (designs/push_rules.py:
 ref names, file paths, names that collide, blob sizes), admits the objects, fetches the
 Git LFS objects the new commits point to, and only then publishes all changed refs in
-one `update-ref` transaction. A refresh that fails half-way, or brings what the rules
-refuse, leaves nothing a reader could see, by ref or by object id (the quarantine is
-deleted and the staging refs dropped), and the next one fetches again. An unchanged mirror costs one `git
-fetch` that finds nothing to do. A mirror is read-only on this hub (`selectors.refuse_local_writes`,
+one `update-ref` transaction. It tells `refs_changed` what changed (`RefMove`: the files
+that differ between the default branch's head before and after, read from the trees
+that differ, and whether a tag went), so the follow-ups that read nothing it changed
+(cover, README, assembly check, search document, release files) are skipped. A
+refresh that fails half-way, or brings what the rules refuse, leaves nothing a reader
+could see, by ref or by object id (the quarantine is deleted and the staging refs
+dropped), and the next one fetches again. An unchanged mirror costs one `git fetch`
+that finds nothing to do. A mirror is read-only on this hub (`selectors.refuse_local_writes`,
 called by the services that change refs and by git pushes): the next refresh would undo
 a local change.
 
@@ -55,7 +59,7 @@ from designs.services import watches
 from designs.services.commits import default_branch_among
 from designs.services.designs import design_create
 from designs.services.lfs import lfs_object_link
-from designs.services.refs import refs_changed
+from designs.services.refs import RefMove, refs_changed
 from hub.crypto import UnreadableSecret, decrypt_text, encrypt_text
 from hub.exceptions import Conflict, HubError, NotFound, PermissionDenied, ValidationError
 from hub.models import User
@@ -334,6 +338,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                         "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
                     )
                 pointers = _pointer_oids(reader, arrival.added_blobs)
+                move = _ref_move(design, reader, published, updates)
             fetched.admit()
         except BaseException:
             _drop_staging(repo)  # they point into the quarantine, deleted with the block
@@ -344,8 +349,11 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
         repo.update_refs(updates, message=f"fabhub: mirror of {mirror.url}")
     except RefMoved:
         raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
+    default_branch = design.default_branch
     _follow_default_branch(design, access, wanted)
-    refs_changed(design, new_commits=new_commits, added_blobs=added_blobs)
+    if design.default_branch != default_branch:
+        move = None  # another branch's head: what changed is not known
+    refs_changed(design, new_commits=new_commits, added_blobs=added_blobs, move=move)
     watches.release_notify(design=design, tags=watches.tags_added(published, wanted), actor=None)
     logger.info(
         "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
@@ -355,6 +363,29 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
         fetched_lfs,
     )
     return RefreshOutcome(len(updates), len(new_commits), fetched_lfs), warning
+
+
+def _ref_move(
+    design: Design,
+    reader: ObjectReader,
+    published: dict[str, str],
+    updates: list[tuple[str, str | None, str | None]],
+) -> RefMove | None:
+    """What the refresh changes for `refs_changed`'s follow-ups, read while the fetched
+    objects are at hand: the default branch's files that differ between its published
+    head and its new one (only the trees that differ are read). None when that branch
+    is new or goes (every follow-up runs then)."""
+    default_ref = f"refs/heads/{design.default_branch}"
+    before = published.get(default_ref)
+    after = next((new for ref, new, _ in updates if ref == default_ref), before)
+    if before is None or after is None:
+        return None
+    try:
+        paths = reader.tree_changes(before, after) if after != before else {}
+    except GitError:
+        return None  # a branch naming no commit (git allows it): read nothing, run everything
+    tag_deleted = any(new is None and ref.startswith("refs/tags/") for ref, new, _ in updates)
+    return RefMove(head_before=before, paths=paths, tag_deleted=tag_deleted)
 
 
 def _drop_staging(repo: Repository) -> None:

@@ -3,14 +3,46 @@ a merged proposal or a fork synced with its upstream."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
+
 from django.db.models import Q
 from django.utils import timezone
 
-from designs.models import ChangeProposal, Design, PushMirror
-from designs.selectors import design_readme
+from designs.assemblies import ASSEMBLY_FILE
+from designs.git import SUBMODULE_MODE
+from designs.meshes import is_mesh_path
+from designs.models import AssemblyCheck, ChangeProposal, Design, ModuleUse, PushMirror
+from designs.selectors import README_NAMES, design_readme
 from designs.services.analysis import analyses_queue, analyses_queue_blobs, design_refresh_cover
 from designs.services.releases import release_assets_prune
 from hub.queue import enqueue
+
+
+@dataclass(frozen=True)
+class RefMove:
+    """What a ref move changed, for a caller that has read it (a mirror's refresh, from
+    what its fetch brought): the files and submodules whose entry differs between the
+    default branch's head before the move and after it (path → (mode before, mode
+    after), None where there is none: `ObjectReader.tree_changes`), that head before,
+    and whether a tag went. The follow-ups that read nothing it changed are skipped."""
+
+    head_before: str
+    paths: dict[str, tuple[str | None, str | None]]
+    tag_deleted: bool
+
+    def readme_changed(self) -> bool:
+        return any("/" not in path and path.lower() in README_NAMES for path in self.paths)
+
+    def paths_added_or_removed(self) -> bool:
+        return any((before is None) != (after is None) for before, after in self.paths.values())
+
+    def meshes_changed(self) -> bool:
+        return any(is_mesh_path(path) for path in self.paths)
+
+    def modules_changed(self) -> bool:
+        """Whether a submodule (a module of an assembly) or the assembly file changed."""
+        return ASSEMBLY_FILE in self.paths or any(SUBMODULE_MODE in modes for modes in self.paths.values())
 
 
 def refs_changed(
@@ -19,6 +51,7 @@ def refs_changed(
     new_commits: list[str],
     added_blobs: list[tuple[str, str]] | None = None,
     whole_history: bool = False,
+    move: RefMove | None = None,
 ) -> None:
     """The hub learns of `new_commits`; push mirrors and open proposals follow the branches.
 
@@ -28,29 +61,53 @@ def refs_changed(
     for again. `whole_history`: the move brought a whole history at once (an import), so
     a worker writes the commit-graph (~30 ms per 1,000 commits; it only makes reading
     history faster, and reads do without it) and picks the cover (a mesh whose thumbnail
-    its queued analysis makes) rather than the caller wait for them.
+    its queued analysis makes) rather than the caller wait for them. Otherwise git writes
+    the commit-graph's new layer while the other follow-ups run. `move`: what the move
+    changed, when the caller knows; the cover, README, assembly, search and release
+    follow-ups then run only when what they read changed (all of them run without it).
     """
     Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
     if whole_history:
         enqueue("designs.tasks.history_settle", design.pk)
-    else:
-        _history_settle(design)
-    if added_blobs is None:
-        analyses_queue(design=design, commits=new_commits)
-    else:
-        analyses_queue_blobs(design=design, blobs=added_blobs)
-    push_mirrors_queue(design=design)
-    proposals_follow(design=design)
-    # A tag a push or a mirror's refresh deleted takes its release's files with it.
-    release_assets_prune(design=design)
-    # The README at the default branch is rendered now, in the background, so that the
-    # design page finds it in the cache rather than render it while someone waits.
-    enqueue("designs.tasks.readme_prepare", design.pk)
-    # Read as an assembly ("used by", problems), and the assemblies using it told of
-    # a new release (designs/services/assemblies.py).
-    enqueue("designs.tasks.assembly_refresh", design.pk)
-    # What search finds it by: README and file paths of the default branch's head.
-    enqueue("designs.tasks.search_index_refresh", design.pk)
+    graph_written = nullcontext() if whole_history else design.repo.commit_graph_refreshed()
+    with graph_written:
+        if not whole_history and (move is None or move.meshes_changed()):
+            design_refresh_cover(design)
+        if added_blobs is None:
+            analyses_queue(design=design, commits=new_commits)
+        else:
+            analyses_queue_blobs(design=design, blobs=added_blobs)
+        push_mirrors_queue(design=design)
+        proposals_follow(design=design)
+        if move is None or move.tag_deleted:
+            # A tag a push or a mirror's refresh deleted takes its release's files with it.
+            release_assets_prune(design=design)
+        if move is None or move.readme_changed():
+            # The README at the default branch is rendered now, in the background, so that the
+            # design page finds it in the cache rather than render it while someone waits.
+            enqueue("designs.tasks.readme_prepare", design.pk)
+        if move is None or _assembly_may_change(design, move):
+            # Read as an assembly ("used by", problems), and the assemblies using it told of
+            # a new release (designs/services/assemblies.py).
+            enqueue("designs.tasks.assembly_refresh", design.pk)
+        if move is None or move.paths_added_or_removed() or move.readme_changed():
+            # What search finds it by: README and file paths of the default branch's head.
+            enqueue("designs.tasks.search_index_refresh", design.pk)
+
+
+def _assembly_may_change(design: Design, move: RefMove) -> bool:
+    """Whether `designs.tasks.assembly_refresh` may find anything new after `move`: its
+    modules or assembly file changed, the head before was read as an assembly, or it is
+    an assembly or a module of one on this hub. A design that was no assembly and whose
+    modules and assembly file did not change is still none: the task would find so."""
+    if move.modules_changed():
+        return True
+    return (
+        ModuleUse.objects.filter(Q(assembly_id=design.pk) | Q(module_id=design.pk)).exists()
+        or AssemblyCheck.objects.filter(
+            design_id=design.pk, commit_sha=move.head_before, is_assembly=True
+        ).exists()
+    )
 
 
 def readme_prepare(*, design_id: int) -> bool:
