@@ -106,9 +106,7 @@ def test_a_part_too_big_for_a_printer_waits_for_one_it_fits(lab, bob, tmp_path, 
     path.write_text(
         "G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG1 X250 Y10 E5\n; estimated printing time (normal mode) = 5m 0s\n"
     )
-    wide = printing.print_job_prepare(
-        job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk
-    )
+    wide = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))  # read and queued at once
     PrintJob.objects.filter(pk=wide.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
     narrow = queued_job(lab, bob, tmp_path, name="narrow.gcode")
     tick()
