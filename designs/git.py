@@ -801,13 +801,19 @@ class Repository:
         counted here at all: log() is the only process, and the total is what its page
         shows (an unfiltered first page holding all that arrived since `counted`) or None.
         """
+        if counted is not None and not path and not skip:
+            # The first page usually shows all that arrived since: then it is counted
+            # there, and nothing else is read (not even the commit-graph).
+            commits = self.log(rev, limit=limit)
+            arrived = _arrived_on_page(commits, counted[0])
+            if arrived is not None:
+                return commits, counted[1] + arrived
+            if at_most is not None and (self.depth(rev) or 0) >= at_most:
+                return commits, None
+            outputs = _outputs(self._start_since(rev, None, counted[0]))
+            return commits, self._count_from(rev, None, counted, at_most, outputs)
         if at_most is not None and (self.depth(rev) or 0) >= at_most:
-            commits = self.log(rev, path=path, skip=skip, limit=limit)
-            if counted is not None and not path and not skip:
-                arrived = _arrived_on_page(commits, counted[0])
-                if arrived is not None:
-                    return commits, counted[1] + arrived
-            return commits, None
+            return self.log(rev, path=path, skip=skip, limit=limit), None
         if counted is None:
             # Bounded, the count stops at `at_most` commits; a path's count then follows
             # over a history known to be short.
@@ -820,16 +826,7 @@ class Repository:
                 raise GitError(f"git rev-list could not count the history of {rev}")
             total = int(out)
             return commits, total if at_most is None else self._short_count(rev, path, total, at_most)
-        earlier, earlier_count = counted
-        if not path and not skip:
-            # The first page usually shows all that arrived since: then it is counted there.
-            commits = self.log(rev, skip=skip, limit=limit)
-            arrived = _arrived_on_page(commits, earlier)
-            if arrived is not None:
-                return commits, earlier_count + arrived
-            outputs = _outputs(self._start_since(rev, path, earlier))
-            return commits, self._count_from(rev, path, counted, at_most, outputs)
-        started = self._start_since(rev, path, earlier)
+        started = self._start_since(rev, path, counted[0])
         try:
             commits = self.log(rev, path=path, skip=skip, limit=limit)
         finally:
@@ -1890,17 +1887,47 @@ def _branch_from_files(git_dir: Path, name: str) -> str | None:
     return _ref_from_files(git_dir, f"refs/heads/{name}", packed)
 
 
-def _graph_files(info: Path) -> list[Path]:
+def _graph_files(info: Path) -> tuple[Path, ...]:
     """The commit-graph files git reads, as it picks them: the single file when there is
-    one, else the layers of the split chain (which refresh_commit_graph writes)."""
+    one, else the layers of the split chain (which refresh_commit_graph writes), newest
+    first: a new head is in the newest layer, and a commit is in one layer only."""
     single = info / "commit-graph"
     if single.is_file():
-        return [single]
+        return (single,)
+    chain = info / "commit-graphs" / "commit-graph-chain"
     try:
-        chain = (info / "commit-graphs" / "commit-graph-chain").read_text().split()
+        stat = chain.stat()
     except OSError:
-        return []
-    return [info / "commit-graphs" / f"graph-{name}.graph" for name in chain]
+        return ()
+    # git replaces the chain file (a new one renamed into place) whenever it adds or merges
+    # layers, so its inode, time and size say whether the list read before still holds.
+    # A stale list could only lose the depth (a layer gone: None), never make it wrong.
+    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    key = str(chain)
+    with _GRAPH_CHAINS_LOCK:
+        kept = _GRAPH_CHAINS.get(key)
+        if kept is not None and kept[0] == identity:
+            _GRAPH_CHAINS.move_to_end(key)
+            return kept[1]
+    try:
+        names = chain.read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return ()
+    if not all(_SHA_RE.fullmatch(name) for name in names):
+        return ()  # not what git writes (git refuses such a chain too)
+    layers = tuple(chain.parent / f"graph-{name}.graph" for name in reversed(names))
+    with _GRAPH_CHAINS_LOCK:
+        _GRAPH_CHAINS[key] = (identity, layers)
+        while len(_GRAPH_CHAINS) > GRAPH_CHAINS_KEPT:
+            _GRAPH_CHAINS.popitem(last=False)
+    return layers
+
+
+# Each repository's commit-graph layers, as _graph_files last read them from its chain
+# file (kept per process, for the most recently read chains).
+_GRAPH_CHAINS: OrderedDict[str, tuple[tuple[int, int, int], tuple[Path, ...]]] = OrderedDict()
+_GRAPH_CHAINS_LOCK = threading.Lock()
+GRAPH_CHAINS_KEPT = 256
 
 
 def _graph_level(info: Path, commit: str) -> int | None:

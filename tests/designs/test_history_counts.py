@@ -347,3 +347,41 @@ def test_after_new_commits_a_long_path_history_s_count_is_left_to_a_worker(alice
     assert page["count"] is None and [c["message"] for c in page["results"]] == ["Step 8", "Step 7"]
     assert client.get(history, {"per_page": 2, "path": "gear.scad"}).json()["count"] == 5
     assert [args[3] for args in queued] == [None, "gear.scad", "gear.scad"]
+
+
+def test_an_unfiltered_first_page_showing_all_new_commits_reads_no_commit_graph(repo, monkeypatch):
+    earlier = _line(repo, None, 6)
+    head = _line(repo, earlier, 2)
+    repo.refresh_commit_graph()
+    read = []
+    monkeypatch.setattr(Repository, "depth", lambda self, commit: read.append(commit) or 8)
+    assert repo.log_and_count(head, limit=3, counted=(earlier, 6), at_most=5)[1] == 8
+    assert read == []
+    # A page that does not show the earlier head still asks the graph.
+    assert repo.log_and_count(head, limit=1, counted=(earlier, 6), at_most=5)[1] is None
+    assert read == [head]
+
+
+def test_the_depth_follows_the_chain_as_refreshes_add_layers(repo):
+    first = _line(repo, None, 30)  # a layer large enough for git to keep the next apart
+    repo.refresh_commit_graph()
+    assert repo.depth(first) == 30
+    head, depth = first, 30
+    for n in range(1, 4):  # each refresh writes a new chain file: the one read before is stale
+        head, depth = _line(repo, head, n), depth + n
+        assert repo.depth(head) is None
+        repo.refresh_commit_graph()
+        assert repo.depth(head) == depth and repo.depth(first) == 30
+
+
+@pytest.mark.parametrize("chain", [b"../../HEAD\n", b"\xff\xfe\n", b""])
+def test_a_chain_file_git_would_not_write_gives_no_depth(repo, chain):
+    head = _line(repo, None, 3)
+    repo.refresh_commit_graph()
+    path = repo.path / "objects/info/commit-graphs/commit-graph-chain"
+    path.write_bytes(path.read_bytes() + chain if chain else b"")
+    assert repo.depth(head) is None
+    # The page and its count are git's own.
+    commits, total = repo.log_and_count(head, limit=2, at_most=2)
+    assert [c.sha for c in commits] == _git(repo, "rev-list", "-n2", head).split() and total is None
+    assert repo.log_and_count(head, limit=2, at_most=10)[1] == 3
