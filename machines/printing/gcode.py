@@ -18,13 +18,21 @@ HEAD_BYTES = 64 * 1024
 # PrusaSlicer's footer (estimates, then ~300 lines of configuration) is ~20 KB.
 TAIL_BYTES = 256 * 1024
 
-_DURATION_PART = re.compile(r"(\d+)\s*([dhms])")
+_DURATION_PART = re.compile(r"(\d{1,9})\s*([dhms])")
 _PRUSA_TIME = re.compile(r"^;\s*estimated printing time(?: \(normal mode\))?\s*=\s*(.+)$", re.M)
 _PRUSA_FILAMENT_MM = re.compile(r"^;\s*filament used \[mm\]\s*=\s*([\d.,\s]+)$", re.M)
 _PRUSA_FILAMENT_G = re.compile(r"^;\s*(?:total )?filament used \[g\]\s*=\s*([\d.,\s]+)$", re.M)
 _CURA_TIME = re.compile(r"^;TIME:(\d+(?:\.\d+)?)\s*$", re.M)
 _CURA_FILAMENT_M = re.compile(r"^;Filament used:\s*([\d.]+)m", re.M)
-_WORD = re.compile(r"([A-Za-z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
+# At most 15 digits either side of the point: a float of that stays finite whatever the
+# file holds (a number of 400 digits would be infinite and poison every sum after it).
+_WORD = re.compile(r"([A-Za-z])\s*([-+]?(?:\d{1,15}\.?\d{0,15}|\.\d{1,15}))")
+
+# Estimates are stored in 32-bit columns and shown to people: ten years of printing is
+# already absurd, so a figure beyond these is reported as these.
+MAX_ESTIMATE_SECONDS = 10 * 365 * 86400
+MAX_FILAMENT_MM = 1e9  # a thousand kilometres
+MAX_FILAMENT_G = 1e9
 
 
 @dataclass(frozen=True)
@@ -46,13 +54,23 @@ def parse_duration(text: str) -> int | None:
     parts = _DURATION_PART.findall(text)
     if not parts:
         return None
-    return sum(int(value) * units[unit] for value, unit in parts)
+    return min(sum(int(value) * units[unit] for value, unit in parts), MAX_ESTIMATE_SECONDS)
 
 
 def _sum_numbers(text: str) -> float | None:
     """'217.21, 0.00' (one figure per extruder) → 217.21."""
-    values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    try:
+        values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
+    except ValueError:  # "1.2.3": not a figure
+        return None
     return sum(values) if values else None
+
+
+def _bounded(value: float | None, limit: float) -> float | None:
+    """`value`, or `limit` if it is beyond it (or not finite: a float of hundreds of digits)."""
+    if value is None:
+        return None
+    return value if math.isfinite(value) and value <= limit else limit
 
 
 def metadata(text: str) -> tuple[int | None, float | None, float | None]:
@@ -61,13 +79,15 @@ def metadata(text: str) -> tuple[int | None, float | None, float | None]:
     if match := _PRUSA_TIME.search(text):
         seconds = parse_duration(match.group(1))
     elif match := _CURA_TIME.search(text):
-        seconds = round(float(match.group(1)))
+        seconds = round(min(float(match.group(1)), MAX_ESTIMATE_SECONDS))  # min(inf, …) is finite
     if match := _PRUSA_FILAMENT_MM.search(text):
-        filament_mm = _sum_numbers(match.group(1))
+        filament_mm = _bounded(_sum_numbers(match.group(1)), MAX_FILAMENT_MM)
     elif match := _CURA_FILAMENT_M.search(text):
-        filament_mm = float(match.group(1)) * 1000
+        metres = _sum_numbers(match.group(1))
+        filament_mm = _bounded(metres * 1000, MAX_FILAMENT_MM) if metres is not None else None
     if match := _PRUSA_FILAMENT_G.search(text):
-        filament_g = _sum_numbers(match.group(1)) or None  # PrusaSlicer writes 0.00 without a density
+        # PrusaSlicer writes 0.00 without a density.
+        filament_g = _bounded(_sum_numbers(match.group(1)), MAX_FILAMENT_G) or None
     return seconds, filament_mm, filament_g
 
 
@@ -185,8 +205,8 @@ def parse_moves(path: Path) -> GcodeInfo:
     low, high = (extruding_low, extruding_high) if extruding_high[0] > -math.inf else (any_low, any_high)
     placed = high[0] > -math.inf
     return GcodeInfo(
-        estimated_seconds=round(seconds),
-        filament_mm=round(filament, 2) if filament else None,
+        estimated_seconds=round(min(seconds, MAX_ESTIMATE_SECONDS)),
+        filament_mm=round(min(filament, MAX_FILAMENT_MM), 2) if filament else None,
         filament_g=None,
         estimate_source="parsed",
         low=(low[0], low[1], low[2]) if placed else None,

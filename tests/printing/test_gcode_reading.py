@@ -3,10 +3,22 @@ parse of its moves gives the time, the filament and where it prints."""
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from machines.printing.gcode import metadata, parse_duration, read_gcode
+import pytest
+from django.urls import reverse
+
+from machines.models import PrintJob
+from machines.printing.gcode import (
+    MAX_ESTIMATE_SECONDS,
+    MAX_FILAMENT_G,
+    MAX_FILAMENT_MM,
+    metadata,
+    parse_duration,
+    read_gcode,
+)
 from tests.printing.conftest import write_test_gcode
+from tests.printing.factories import make_printer
 
 
 @pytest.mark.parametrize(
@@ -68,3 +80,58 @@ def test_metadata_wins_over_the_parse(tmp_path):
     info = read_gcode(path)
     assert (info.estimated_seconds, info.estimate_source) == (3600, "metadata")
     assert info.high is not None
+
+
+# -- hostile figures: a file is read whatever numbers it holds, and its figures stay storable
+
+
+HUGE = "9" * 400  # a float of this is infinite
+
+
+def test_a_number_of_hundreds_of_digits_neither_crashes_the_parse_nor_makes_figures_infinite(tmp_path):
+    path = tmp_path / "huge.gcode"
+    path.write_text(
+        "G90\nM82\nG1 X10 Y10 Z0.2 F6000\n"
+        f"G4 S{HUGE}\n"  # a dwell of forever
+        f"G1 X{HUGE} E{HUGE}\n"  # a move and a push beyond any printer
+        "G1 X20 Y20 E1 F1200\n"
+    )
+    info = read_gcode(path)
+    assert info.estimated_seconds == MAX_ESTIMATE_SECONDS
+    assert info.filament_mm is not None and info.filament_mm <= MAX_FILAMENT_MM
+    assert info.low is not None and info.high is not None
+    assert all(math.isfinite(v) for v in (*info.low, *info.high))
+
+
+@pytest.mark.parametrize(
+    "comments",
+    [
+        f"; estimated printing time (normal mode) = {HUGE}d 1h\n; filament used [mm] = {HUGE}\n"
+        f"; filament used [g] = {HUGE}\n",
+        f";TIME:{HUGE}\n;Filament used: {HUGE}m\n",
+    ],
+)
+def test_slicer_figures_beyond_reason_are_capped(comments):
+    seconds, filament_mm, filament_g = metadata(comments)
+    assert seconds == MAX_ESTIMATE_SECONDS
+    assert filament_mm == MAX_FILAMENT_MM
+    assert filament_g in (MAX_FILAMENT_G, None)
+
+
+def test_a_slicer_figure_that_is_not_a_number_is_no_figure():
+    assert metadata("; filament used [mm] = 1.2.3\n;Filament used: 4.5.6m\n")[1] is None
+
+
+@pytest.mark.django_db
+def test_an_uploaded_g_code_with_absurd_numbers_is_answered_not_a_server_error(lab, bob_api, tmp_path):
+    make_printer(lab)
+    path = tmp_path / "huge.gcode"
+    path.write_text(f"G90\nM82\nG1 X10 Y10 Z0.2 F6000\nG4 S{HUGE}\nG1 X20 E1\n")
+    bob_api.raise_request_exception = False
+    with path.open("rb") as f:
+        response = bob_api.post(
+            reverse("api-print-jobs"), {"lab": lab.slug, "file": f, "material": "PLA"}, format="multipart"
+        )
+    assert response.status_code < 500, response.content
+    for job in PrintJob.objects.all():
+        assert job.estimated_seconds is None or job.estimated_seconds <= MAX_ESTIMATE_SECONDS
