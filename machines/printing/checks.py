@@ -4,11 +4,13 @@ the mesh fits, and the lab's limits per member. Each refusal says what to do ins
 
 from __future__ import annotations
 
+from django.db import connection
+
 from designs.selectors import analyses_for_blobs, declared_units, figures_at, is_mesh_path
 from designs.services import analyses_queue
 from hub.exceptions import Conflict, ValidationError
 from hub.models import User
-from machines.models import Lab, Printer, PrintJob, PrintSettings
+from machines.models import Lab, LabMembership, Printer, PrintJob, PrintSettings
 from machines.printing import selectors as ps
 from machines.printing.slicer import SLICEABLE, slicer_installed
 
@@ -77,6 +79,17 @@ def mesh_size(design, sha: str, path: str, blob_sha: str, printers: list[Printer
         )
         raise ValidationError(f"{path} ({dims} mm) does not fit any printer that could print it{room}.")
     return size
+
+
+def hold_member_limits(lab: Lab, owner: User) -> None:
+    """Make the member's limits at the lab this transaction's until it ends: call it inside
+    `transaction.atomic()` before `check_limits` and the write it allows, so that two jobs
+    racing (two submissions, or a submission and a preparation) are checked one after the
+    other. PostgreSQL: the membership row, locked. SQLite: every transaction already holds
+    the write lock from its start (`transaction_mode` IMMEDIATE), so there is nothing to add.
+    """
+    if connection.features.has_select_for_update:
+        list(LabMembership.objects.select_for_update().filter(lab=lab, user=owner).values_list("pk"))
 
 
 def check_limits(

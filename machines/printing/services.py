@@ -266,7 +266,10 @@ def print_job_submit(
         checks.check_gcode_text(head, upload.name)
 
     settings_row = ps.print_settings_of(lab)
-    checks.check_limits(lab, owner, settings_row)
+    if upload is not None and upload.size > READ_AT_SUBMIT_BYTES:
+        # Before storing a large file the limits refuse anyway; they are checked again with
+        # the job's write, below.
+        checks.check_limits(lab, owner, settings_row)
     needs_approval = settings_row.requires_approval and role != "manager"
     status = S.PREPARING
     info: GcodeInfo | None = None  # what an uploaded G-code says of itself
@@ -277,10 +280,8 @@ def print_job_submit(
         if size <= READ_AT_SUBMIT_BYTES:
             info = read = stored_gcode_info(sha)
             # Prepared here, as `print_job_prepare` would: the weekly hours with its
-            # estimate, its figures on the job, and its state after preparing.
-            checks.check_weekly_hours(
-                lab, owner, settings_row, extra_seconds=(read.estimated_seconds or 0) * copies
-            )
+            # estimate (checked below, with the job's write), its figures on the job, and
+            # its state after preparing.
             status = S.PENDING_APPROVAL if needs_approval else S.QUEUED
             source |= _read_figures(read) | {"queued_at": timezone.now() if status == S.QUEUED else None}
         else:
@@ -304,6 +305,11 @@ def print_job_submit(
         settings_row=settings_row,
     )
     with transaction.atomic():
+        # With the job's write, no other job of this member's checked meanwhile.
+        checks.hold_member_limits(lab, owner)
+        checks.check_limits(
+            lab, owner, settings_row, extra_seconds=(read.estimated_seconds or 0) * copies if read else 0
+        )
         job = PrintJob.objects.create(
             lab=lab,
             owner=owner,
@@ -514,6 +520,7 @@ def print_job_prepare(*, job_id: int) -> PrintJob | None:
         else ps.print_settings_read_with(job.lab)
     )
     with transaction.atomic():
+        checks.hold_member_limits(job.lab, job.owner)
         PrintJob.objects.filter(pk=job.pk).update(
             estimated_seconds=estimate,
             filament_mm=first.filament_mm,

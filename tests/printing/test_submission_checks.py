@@ -17,6 +17,7 @@ from machines.models import Machine, PrintJob
 from machines.printing import services as printing
 from tests.factories import UserFactory, commit_files
 from tests.machines.factories import add_member, make_lab
+from tests.machines.test_credits import on_postgres, race
 from tests.printing.conftest import write_test_gcode
 from tests.printing.factories import analysed_design, box_stl, gcode_upload, make_printer
 
@@ -219,10 +220,34 @@ def test_a_member_may_print_only_so_many_hours_a_week(lab, alice, bob, tmp_path)
     ):
         printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
     assert list(PrintJob.objects.filter(owner=bob)) == [first]
-    # Already over the limit: refused at once, before any reading.
+    # Already over the limit: refused too.
     printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=30)
-    with pytest.raises(ValidationError, match="weekly limit of 0.5 h of printing \\(1.0 h used this week\\)"):
+    with pytest.raises(ValidationError, match="weekly limit of 0.5 h of printing \\(1.0 h used this week"):
         printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_submissions_never_take_a_member_over_the_limits_on_postgres(alice, bob, tmp_path):
+    """Each submission checks the limits with its job's write, the member's limits locked:
+    of eight racing one-hour jobs, a 3.5 h week takes three and two at once take two."""
+    lab = make_lab(alice)
+    add_member(lab, bob)
+    make_printer(lab)
+    path = hour_of_gcode(tmp_path / "hour.gcode")
+    submit = lambda n: printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))  # noqa: E731
+
+    printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=210)
+    queued, refused = race(8, submit)
+    assert queued == 3 and len(refused) == 5, refused
+    assert all(isinstance(e, ValidationError) and "weekly limit" in e.message for e in refused)
+
+    PrintJob.objects.filter(owner=bob).delete()
+    printing.print_settings_update(lab=lab, actor=alice, weekly_print_minutes=None, max_active_jobs=2)
+    queued, refused = race(8, submit)
+    assert queued == 2 and len(refused) == 6, refused
+    assert all(isinstance(e, ValidationError) and "waiting or printing" in e.message for e in refused)
+    assert PrintJob.objects.filter(owner=bob).count() == 2
 
 
 def test_a_large_gcode_is_read_in_the_background_where_the_weekly_hours_fail_it(lab, alice, bob, tmp_path):
