@@ -84,8 +84,7 @@ def queued_job(lab, owner, tmp_path, *, minutes: int = 10, name: str = "part.gco
     """A G-code job, prepared and queued, whose estimate is `minutes`."""
     path = write_test_gcode(tmp_path / name, moves=20)
     path.write_text(path.read_text() + f"; estimated printing time (normal mode) = {minutes}m 0s\n")
+    # A small G-code is read while it is submitted: it joins the queue at once.
     job = printing.print_job_submit(lab=lab, owner=owner, upload=gcode_upload(path, name), **kwargs)
-    printing.print_job_prepare(job_id=job.pk)  # done already if the test commits (tasks run on commit)
-    job.refresh_from_db()
     assert job.status == PrintJob.Status.QUEUED, job.reason
     return job

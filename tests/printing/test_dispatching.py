@@ -381,9 +381,9 @@ def test_the_dispatcher_starts_exactly_the_jobs_the_waiting_reasons_say_start_ne
     now = timezone.now()
     wide = []
     for n in range(9):
-        job = printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path, f"wide{n}.gcode"))
-        printing.print_job_prepare(job_id=job.pk)
-        wide.append(job)
+        wide.append(
+            printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path, f"wide{n}.gcode"))
+        )
     narrow = [queued_job(lab, bob, tmp_path, name=f"narrow{n}.gcode") for n in range(5)]
     petg = [queued_job(lab, bob, tmp_path, name=f"petg{n}.gcode", material="PETG") for n in range(2)]
     for age, job in enumerate(reversed(wide + narrow + petg)):

@@ -516,9 +516,7 @@ def test_print_jobs_waiting_for_approval_count_on_the_approvals_badge(client, al
 
     for n in range(2):
         path = write_test_gcode(tmp_path / f"p{n}.gcode", moves=20)
-        printing.print_job_prepare(
-            job_id=printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path)).pk
-        )
+        printing.print_job_submit(lab=lab, owner=bob, upload=gcode_upload(path))
     assert lab_decisions(lab).print_jobs == 2 and lab_decisions(lab).total == 2
     client.force_login(alice)
     page = client.get(reverse("lab-approvals", args=[lab.slug])).content.decode()
