@@ -334,15 +334,18 @@ def prepare_failed(job: PrintJob, reason: str) -> PrintJob:
 # -- moves people ask for (the service checks their rights and tells whom it concerns) -------
 
 
+def prepared_state(*, needs_approval: bool, now: datetime) -> dict[str, Any]:
+    """Where a prepared job goes: into the queue, or to a manager first. For a job
+    prepared as it is written (a small G-code, read while submitted) and for one
+    prepared later (`job_prepared`) alike."""
+    nxt = S.PENDING_APPROVAL if needs_approval else S.QUEUED
+    return {"status": nxt, "queued_at": now if nxt == S.QUEUED else None}
+
+
 def job_prepared(job: PrintJob, *, now: datetime) -> bool:
     """Sliced (or read) and within the lab's limits: into the queue, or to a manager first.
     The winner's `job` says so too (its caller need not read it back)."""
-    nxt = S.PENDING_APPROVAL if job.needs_approval else S.QUEUED
-    changes: dict[str, Any] = {
-        "status": nxt,
-        "queued_at": now if nxt == S.QUEUED else None,
-        "prepare_lease_until": None,
-    }
+    changes = prepared_state(needs_approval=job.needs_approval, now=now) | {"prepare_lease_until": None}
     if not PrintJob.objects.filter(pk=job.pk, status=S.PREPARING).update(**changes):
         return False
     for name, value in changes.items():

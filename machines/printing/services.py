@@ -271,7 +271,7 @@ def print_job_submit(
         # the job's write, below.
         checks.check_limits(lab, owner, settings_row)
     needs_approval = settings_row.requires_approval and role != "manager"
-    status = S.PREPARING
+    state: dict[str, Any] = {"status": S.PREPARING}
     info: GcodeInfo | None = None  # what an uploaded G-code says of itself
     read: GcodeInfo | None = None  # the same, when the whole file was read here
     if upload is not None:  # stored only once everything else passed
@@ -282,8 +282,8 @@ def print_job_submit(
             # Prepared here, as `print_job_prepare` would: the weekly hours with its
             # estimate (checked below, with the job's write), its figures on the job, and
             # its state after preparing.
-            status = S.PENDING_APPROVAL if needs_approval else S.QUEUED
-            source |= _read_figures(read) | {"queued_at": timezone.now() if status == S.QUEUED else None}
+            state = jobs.prepared_state(needs_approval=needs_approval, now=timezone.now())
+            source |= _read_figures(read)
         else:
             # Only the slicer's comments now (a bounded read); the whole file is read in
             # the background, which refines the estimate and the hold.
@@ -321,8 +321,8 @@ def print_job_submit(
             copies=copies,
             priority=priority,
             notes=notes,
-            status=status,
             needs_approval=needs_approval,
+            **state,
             **source,
         )
         if read is not None:  # its G-code, as the preparation would store it
