@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import logging
 import mmap
 import os
 import re
@@ -31,6 +32,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cmp_to_key
 from pathlib import Path
 from typing import IO
+
+logger = logging.getLogger(__name__)
 
 ZERO_SHA = "0" * 40
 EMPTY_TREE_SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -2449,15 +2452,25 @@ def http_backend(
     status, headers = _read_cgi_headers(stdout)
 
     def stream() -> Iterator[bytes]:
+        read_to_the_end = False
         try:
             while chunk := stdout.read1(PIPE_CHUNK):
                 yield chunk
+            read_to_the_end = True
         finally:
             stdout.close()
             if pump_thread is not None:
                 pump_thread.join()
             proc.wait()
             err_thread.join()
+            # The client has had its answer (cut short, if git failed half-way): say why
+            # in the log. A client that stopped reading stops git too, which is no failure.
+            if read_to_the_end and proc.returncode != 0:
+                logger.warning(
+                    "git http-backend exited with %s: %s",
+                    proc.returncode,
+                    b"".join(errors)[-2000:].decode(errors="replace").strip(),
+                )
 
     return BackendResponse(status, headers, stream())
 
