@@ -35,7 +35,10 @@ archive's records part.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -641,8 +644,10 @@ def _fill_repository(
             raise DesignRefused(f"{folder}refs.json lists refs but there is no {name}.")
         return FilledRepository([], [], fields.default_branch, _store_lfs_objects(ctx, folder))
     # Leaving the block waits for the thread, whatever was raised: nothing reads the
-    # archive or writes the store once the caller goes on.
-    with ThreadPoolExecutor(max_workers=1) as saver:
+    # archive or writes the store once the caller goes on. A design refused meanwhile (or
+    # a time limit) tells the thread to stop at its next object rather than save them all.
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as saver, _setting_on_error(stop):
         saving: list[Future[list[tuple[str, int]]]] = []
         with ctx.reader.open(name) as stream:
             try:
@@ -652,7 +657,8 @@ def _fill_repository(
             _compare_refs(name, found=heads, listed=listed)
             try:
                 repo.index_pack(
-                    stream, meanwhile=lambda: saving.append(saver.submit(_store_lfs_objects, ctx, folder))
+                    stream,
+                    meanwhile=lambda: saving.append(saver.submit(_store_lfs_objects, ctx, folder, stop=stop)),
                 )
             except GitError as exc:
                 raise DesignRefused(f"{name}: git's object checks refuse it: {exc}") from None
@@ -790,14 +796,29 @@ def _import_release_files(ctx: ImportContext, design: Design, folder: str) -> No
                 ctx.note(f"{design.full_name} {tag[:200]}: a release file was not imported: {exc.message}")
 
 
-def _store_lfs_objects(ctx: ImportContext, folder: str) -> list[tuple[str, int]]:
+@contextmanager
+def _setting_on_error(event: threading.Event) -> Iterator[None]:
+    """Set `event` if the block raises (anything: a refusal, a time limit), then re-raise."""
+    try:
+        yield
+    except BaseException:
+        event.set()
+        raise
+
+
+def _store_lfs_objects(
+    ctx: ImportContext, folder: str, *, stop: threading.Event | None = None
+) -> list[tuple[str, int]]:
     """Save every LFS object of the design through the store, which keeps only bytes that
-    hash to their oid; [(oid, size)]."""
+    hash to their oid; [(oid, size)]. Ends early, its list unfinished, once `stop` is set:
+    the design is refused by then, and what it saved is linked to nothing."""
     prefix = folder + "lfs/"
     store = lfs_store()
     limit = settings.FABHUB_MAX_LFS_OBJECT_BYTES
     objects = []
     for name in ctx.reader.names(prefix):
+        if stop is not None and stop.is_set():
+            break
         oid, size = name[len(prefix) :], ctx.reader.sizes[name]
         if not valid_oid(oid):
             raise DesignRefused(f"{name[:200]} is not named by a sha256 object id.")

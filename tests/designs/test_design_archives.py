@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -452,6 +453,54 @@ def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(peo
     assert "designs/7/repo.bundle carries objects that no ref of refs.json reaches (1)" in job.error
     assert not Design.objects.filter(owner=people[1]).exists()
     assert not Design(owner=people[1], slug="bracket").repo_path.exists()
+
+
+def test_a_design_refused_while_its_lfs_objects_are_saved_stops_the_saving(
+    people, source, tmp_path, monkeypatch
+):
+    """The LFS objects are saved beside git's checks; once the design is refused, the
+    saver stops at its next object instead of hashing and syncing every one to the end."""
+    design, _ = source
+    head = design.repo.branch_head("main")
+    smuggled = design.repo.write_blob(b"not reachable from any ref\n")
+    listing = git(design.repo_path, "rev-list", "--objects", "refs/heads/main").split("\n")
+    wanted = "\n".join([line.split(" ")[0] for line in listing if line] + [smuggled]) + "\n"
+    pack = subprocess.run(
+        ["git", "--git-dir", str(design.repo_path), "pack-objects", "--stdout"],
+        input=wanted.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    bundle = tmp_path / "smuggling.bundle"
+    bundle.write_bytes(f"# v2 git bundle\n{head} refs/heads/main\n\n".encode() + pack)
+    blobs = [f"LFS object {n}\n".encode() for n in range(20)]
+    path = write_archive(
+        tmp_path / "a.zip",
+        {
+            "designs/7/design.json": json.dumps(design_document()).encode(),
+            "designs/7/refs.json": json.dumps({"refs/heads/main": head}).encode(),
+            "designs/7/repo.bundle": bundle,
+            **{f"designs/7/lfs/{hashlib.sha256(blob).hexdigest()}": blob for blob in blobs},
+        },
+    )
+    store, saved = lfs_store(), []
+
+    class SlowStore:
+        """The real store, its first save taking long enough for the refusal to come."""
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def save(self, oid, size, stream):
+            if not saved:
+                time.sleep(3)
+            saved.append(oid)
+            store.save(oid, size, stream)
+
+    monkeypatch.setattr("designs.services.archives.lfs_store", SlowStore)
+    job = import_into(people[1], path)
+    assert "carries objects that no ref of refs.json reaches" in job.error
+    assert len(saved) == 1, f"{len(saved)} of 20 LFS objects saved after the refusal"
 
 
 def test_a_bundle_with_an_object_git_strict_checks_refuse_leaves_no_design(people, tmp_path):
