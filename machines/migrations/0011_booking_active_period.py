@@ -9,7 +9,12 @@ condition are the constraint's, so the planner matches the same query text to ei
 
 It is not in the model state: SQLite has no ranges nor GiST (there the read compares the
 start and end columns, machines/where.py), and Django cannot leave a model's index out on
-one database. The migration creates it on PostgreSQL and does nothing elsewhere.
+one database. The migration creates it on PostgreSQL and does nothing elsewhere. It builds
+the index CONCURRENTLY (so outside a transaction: `atomic = False`), so that a hub with a
+long timeline keeps taking bookings while it deploys. The statuses are written out, as a
+migration keeps what was true when it was written; they are Booking.ACTIVE's, which the
+read in machines/where.py sends as literals (client-side binding) so the planner can
+match this index's condition.
 """
 
 from django.db import migrations
@@ -20,17 +25,18 @@ INDEX = "booking_active_period"
 def create(apps, schema_editor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(
-            f"CREATE INDEX {INDEX} ON machines_booking USING gist "
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON machines_booking USING gist "
             "(tstzrange(start, \"end\", '[)')) WHERE status IN ('pending', 'approved')"
         )
 
 
 def drop(apps, schema_editor) -> None:
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
 
 
 class Migration(migrations.Migration):
+    atomic = False
     dependencies = [
         ("machines", "0010_lab_locale"),
     ]
