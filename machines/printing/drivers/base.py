@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -102,6 +103,30 @@ class PrinterStatus:
     job_name: str | None = None
     temperatures: dict[str, Temperature] = field(default_factory=dict)
     message: str = ""
+
+
+def refuse_unless_idle(
+    status: PrinterStatus, *, not_ready: Collection[PrinterState], not_ready_message: str
+) -> None:
+    """Raise the refusal that fits a printer which is not idle, before anything is sent
+    (`nothing_sent`); return if it is idle. A job on it: busy, named, not retryable. A state
+    in `not_ready` (not connected, not known yet): retryable, in the driver's own words.
+    Anything else (an error, a print awaiting a person): a person has to look at it."""
+    if status.state.has_active_job:
+        raise PrinterError(
+            f"the printer is busy ({status.state}) with {status.job_name!r}; "
+            "it will not start another job until that one ends",
+            retryable=False,
+            nothing_sent=True,
+        )
+    if status.state in not_ready:
+        raise PrinterError(not_ready_message, retryable=True, nothing_sent=True)
+    if status.state is not PrinterState.IDLE:
+        raise PrinterError(
+            f"the printer is not ready to print ({status.message or status.state}); a person has to look at it",
+            retryable=False,
+            nothing_sent=True,
+        )
 
 
 class PrinterDriver(abc.ABC):

@@ -26,6 +26,7 @@ from machines.printing.drivers.base import (
     PrinterState,
     PrinterStatus,
     Temperature,
+    refuse_unless_idle,
 )
 
 Timeout = float | tuple[float, float]
@@ -159,26 +160,12 @@ class MoonrakerDriver(PrinterDriver):
             before = self.status()
         except PrinterError as exc:
             raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
-        if before.state.has_active_job:
-            raise PrinterError(
-                f"the printer is busy ({before.state}) with {before.job_name!r}; "
-                "it will not start another job until that one ends",
-                retryable=False,
-                nothing_sent=True,
-            )
-        if before.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
-            raise PrinterError(
-                f"Klipper behind Moonraker at {self.base_url} is not ready ({before.message}); connect it first",
-                retryable=True,
-                nothing_sent=True,
-            )
-        if before.state is not PrinterState.IDLE:
-            raise PrinterError(
-                f"the printer is not ready to print ({before.message or before.state}); "
-                "a person has to look at it",
-                retryable=False,
-                nothing_sent=True,
-            )
+        refuse_unless_idle(
+            before,
+            not_ready=(PrinterState.OFFLINE, PrinterState.CONNECTING),
+            not_ready_message=f"Klipper behind Moonraker at {self.base_url} is not ready ({before.message}); "
+            "connect it first",
+        )
 
         with gcode_path.open("rb") as f:
             uploaded = self._json(

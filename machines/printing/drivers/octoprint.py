@@ -22,6 +22,7 @@ from machines.printing.drivers.base import (
     PrinterState,
     PrinterStatus,
     Temperature,
+    refuse_unless_idle,
 )
 
 Timeout = float | tuple[float, float]
@@ -296,25 +297,12 @@ class OctoPrintDriver(PrinterDriver):
             now = self._status(temperatures=False)
         except PrinterError as exc:
             raise PrinterError(exc.message, retryable=exc.retryable, nothing_sent=True) from None
-        if now.state.has_active_job:
-            raise PrinterError(
-                f"the printer is busy ({now.state}) with {now.job_name!r}; "
-                "it will not start another job until that one ends",
-                retryable=False,
-                nothing_sent=True,
-            )
-        if now.state in (PrinterState.OFFLINE, PrinterState.CONNECTING):
-            raise PrinterError(
-                f"OctoPrint at {self.base_url} is not connected to the printer ({now.message}); connect it first",
-                retryable=True,
-                nothing_sent=True,
-            )
-        if now.state is not PrinterState.IDLE:
-            raise PrinterError(
-                f"the printer is not ready to print ({now.message or now.state}); a person has to look at it",
-                retryable=False,
-                nothing_sent=True,
-            )
+        refuse_unless_idle(
+            now,
+            not_ready=(PrinterState.OFFLINE, PrinterState.CONNECTING),
+            not_ready_message=f"OctoPrint at {self.base_url} is not connected to the printer ({now.message}); "
+            "connect it first",
+        )
 
     def cancel(self) -> None:
         self._job_command({"command": "cancel"}, "cancel")

@@ -39,6 +39,7 @@ from machines.printing.drivers.base import (
     PrinterState,
     PrinterStatus,
     Temperature,
+    refuse_unless_idle,
 )
 
 Timeout = float | tuple[float, float]
@@ -216,25 +217,11 @@ class PrusaLinkDriver(PrinterDriver):
     # -- the steps
 
     def _refuse_unless_idle(self, status: PrinterStatus, name: str) -> None:
-        if status.state.has_active_job:
-            raise PrinterError(
-                f"the printer is busy ({status.message}) with {status.job_name!r}; "
-                "it will not start another job until that one ends",
-                retryable=False,
-                nothing_sent=True,
-            )
-        if status.state is PrinterState.UNKNOWN:
-            raise PrinterError(
-                f"the printer is not ready for {name!r} yet ({status.message}); try again shortly",
-                retryable=True,
-                nothing_sent=True,
-            )
-        if status.state is not PrinterState.IDLE:
-            raise PrinterError(
-                f"the printer is not ready to print ({status.message}); a person has to look at it",
-                retryable=False,
-                nothing_sent=True,
-            )
+        refuse_unless_idle(
+            status,
+            not_ready=(PrinterState.UNKNOWN,),
+            not_ready_message=f"the printer is not ready for {name!r} yet ({status.message}); try again shortly",
+        )
 
     def _start(self, path: str, name: str) -> None:
         """Start the uploaded file, waiting out PrusaLink's short refusals: the file not
