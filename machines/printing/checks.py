@@ -101,7 +101,8 @@ def check_limits(
     exclude_id: int | None = None,
 ) -> None:
     """The lab's limits per member: jobs open at once (for a new job: `exclude_id` None),
-    then the hours of this lab week with `extra_seconds` more."""
+    then the hours of this lab week with `extra_seconds` more (a job's estimate, once it
+    is known)."""
     if settings_row.max_active_jobs is not None and exclude_id is None:
         active = ps.open_jobs_count(lab, owner)
         if active >= settings_row.max_active_jobs:
@@ -109,19 +110,6 @@ def check_limits(
                 f"You have {active} job(s) waiting or printing at {lab.name}, its limit per member: "
                 "wait for one to finish or cancel one."
             )
-    check_weekly_hours(lab, owner, settings_row, extra_seconds=extra_seconds, exclude_id=exclude_id)
-
-
-def check_weekly_hours(
-    lab: Lab,
-    owner: User,
-    settings_row: PrintSettings,
-    *,
-    extra_seconds: int = 0,
-    exclude_id: int | None = None,
-) -> None:
-    """The lab's weekly hours per member, counting `extra_seconds` more (a job's estimate,
-    once it is known)."""
     if settings_row.weekly_print_minutes is not None:
         used = ps.weekly_print_seconds(lab, owner, exclude_id=exclude_id)
         if used + extra_seconds > settings_row.weekly_print_minutes * 60:

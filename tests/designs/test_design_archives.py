@@ -426,8 +426,9 @@ def test_export_and_import_stream_large_files_in_bounded_memory(people, settings
     assert peak < 12 * 1024 * KB, f"peak {peak / 1024 / KB:.1f} MB"
 
 
-def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(people, source, tmp_path):
-    design, _ = source
+def smuggling_archive(design: Design, tmp_path: Path, **more: bytes) -> Path:
+    """An archive of `design` whose bundle carries a blob no listed ref reaches (and the
+    members `more`, by name under designs/7/)."""
     head = design.repo.branch_head("main")
     smuggled = design.repo.write_blob(b"not reachable from any ref\n")
     listing = git(design.repo_path, "rev-list", "--objects", "refs/heads/main").split("\n")
@@ -440,14 +441,20 @@ def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(peo
     ).stdout
     bundle = tmp_path / "smuggling.bundle"
     bundle.write_bytes(f"# v2 git bundle\n{head} refs/heads/main\n\n".encode() + pack)
-    path = write_archive(
+    return write_archive(
         tmp_path / "a.zip",
         {
             "designs/7/design.json": json.dumps(design_document()).encode(),
             "designs/7/refs.json": json.dumps({"refs/heads/main": head}).encode(),
             "designs/7/repo.bundle": bundle,
+            **{f"designs/7/{name}": content for name, content in more.items()},
         },
     )
+
+
+def test_a_bundle_carrying_objects_no_listed_ref_reaches_refuses_the_archive(people, source, tmp_path):
+    design, _ = source
+    path = smuggling_archive(design, tmp_path)
     job = import_into(people[1], path)
     assert job.status == ArchiveImport.Status.FAILED
     assert "designs/7/repo.bundle carries objects that no ref of refs.json reaches (1)" in job.error
@@ -461,27 +468,9 @@ def test_a_design_refused_while_its_lfs_objects_are_saved_stops_the_saving(
     """The LFS objects are saved beside git's checks; once the design is refused, the
     saver stops at its next object instead of hashing and syncing every one to the end."""
     design, _ = source
-    head = design.repo.branch_head("main")
-    smuggled = design.repo.write_blob(b"not reachable from any ref\n")
-    listing = git(design.repo_path, "rev-list", "--objects", "refs/heads/main").split("\n")
-    wanted = "\n".join([line.split(" ")[0] for line in listing if line] + [smuggled]) + "\n"
-    pack = subprocess.run(
-        ["git", "--git-dir", str(design.repo_path), "pack-objects", "--stdout"],
-        input=wanted.encode(),
-        capture_output=True,
-        check=True,
-    ).stdout
-    bundle = tmp_path / "smuggling.bundle"
-    bundle.write_bytes(f"# v2 git bundle\n{head} refs/heads/main\n\n".encode() + pack)
     blobs = [f"LFS object {n}\n".encode() for n in range(20)]
-    path = write_archive(
-        tmp_path / "a.zip",
-        {
-            "designs/7/design.json": json.dumps(design_document()).encode(),
-            "designs/7/refs.json": json.dumps({"refs/heads/main": head}).encode(),
-            "designs/7/repo.bundle": bundle,
-            **{f"designs/7/lfs/{hashlib.sha256(blob).hexdigest()}": blob for blob in blobs},
-        },
+    path = smuggling_archive(
+        design, tmp_path, **{f"lfs/{hashlib.sha256(blob).hexdigest()}": blob for blob in blobs}
     )
     store, saved = lfs_store(), []
 
