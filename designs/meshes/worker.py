@@ -433,6 +433,10 @@ class _Server:
         """End the server if it still runs: told by the end of its stdin when idle (its
         idle children end with it), killed otherwise (its children end when their jobs
         run out)."""
+        # The expiry timer holds this server in its arguments: dropped here, a stopped
+        # server is freed by reference counting, its pipes closed at once, not left in a
+        # cycle until the collector runs.
+        self._expiry = None
         if self.process.poll() is None and not self.in_hand and self.process.stdin is not None:
             try:
                 self.process.stdin.close()

@@ -6,6 +6,7 @@ the tests themselves (zip bombs with zipfile, lying headers with struct).
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -21,6 +22,7 @@ import pytest
 import trimesh
 
 from designs.meshes import Limits, MeshError, analyse, geometric_diff, render_thumbnail, viewer_triangles
+from designs.meshes import worker
 from designs.meshes.worker import DiffJob, MeshJob, MeshOutcome, run_batch, run_diffs, stop_warm_servers
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
@@ -718,6 +720,36 @@ def test_a_child_of_a_warm_server_killed_on_a_file_fails_that_file_and_the_serve
     assert rest["b" * 40].reason == "the analyser stopped while reading this file (signal 9)"
     assert rest["c" * 40].ok and after["d" * 40].ok
     assert analysis_server() == server
+
+
+def test_a_warm_server_ended_by_its_idle_timer_is_freed_at_once(tmp_path, monkeypatch):
+    """Once stopped, nothing of a server waits for the cyclic collector (its pipes stay
+    open until freed, and the collector's pause while answering where-to-make assumes no
+    cycles in the process)."""
+    stop_warm_servers()  # only this test's server runs
+    monkeypatch.setattr(worker, "WARM_IDLE_S", 0.2)
+    limits = {"time_limit_s": 60, "memory_limit_bytes": 3 * 1024**3, "workers": 1}
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        warm_batch([job(tmp_path, "a", part())], **limits)
+        server = analysis_server()
+        for _ in range(200):  # until the idle timer has ended it
+            if not Path(f"/proc/{server}").exists():
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)  # the timer's thread returns after the stop
+        gc.collect()
+        servers = [o for o in gc.garbage if isinstance(o, worker._Server)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was_enabled:
+            gc.enable()
+    assert not Path(f"/proc/{server}").exists()
+    assert servers == []
 
 
 def test_a_warm_server_killed_between_batches_is_replaced_by_a_fresh_one(tmp_path):
