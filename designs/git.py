@@ -26,12 +26,12 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cmp_to_key
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,11 @@ class FetchQuarantine:
     repo: Repository  # reads the repository's objects and the quarantined ones
     folder: Path
     objects: Path  # the repository's own object folder
+    # Processes started while the fetch ran, ended with the block: a reader and a walk
+    # of `repo`, and the ref updates of the repository itself.
+    reader: ObjectReader
+    walk: ChangeWalk
+    updates: RefUpdates
 
     def admit(self) -> None:
         """Move the quarantined objects into the repository: packs (the pack before its
@@ -607,6 +612,17 @@ class Repository:
                 while len(_LISTINGS) > LISTINGS_KEPT:
                     _LISTINGS.popitem(last=False)
         return out
+
+    def keep_listing(self, commit: str, listing: bytes) -> None:
+        """Keep `listing` as `_listing(commit, "-r")` for the process: what another reader
+        of `commit`'s objects (`ObjectReader.listing`) found, for the follow-ups that list
+        it (a mirror's refresh has read its new head for its rules). Only once `commit`'s
+        objects are in this repository: a quarantine's may still be refused."""
+        if _SHA_RE.fullmatch(commit) and len(listing) <= LISTING_KEPT_BYTES:
+            with _LISTINGS_LOCK:
+                _LISTINGS[(str(self.path), commit, ("-r",))] = listing
+                while len(_LISTINGS) > LISTINGS_KEPT:
+                    _LISTINGS.popitem(last=False)
 
     def ls_tree(self, commit: str, path: str = "", *, recursive: bool = False) -> list[TreeEntry]:
         """Entries of the folder `path` ('' = root) at `commit`, with blob sizes."""
@@ -999,29 +1015,11 @@ class Repository:
         """The commits a `git log` of `revisions` walks (newest first) and every change
         their diffs make, as (status letter, new mode, new sha, path): a merge's against
         each parent, a root commit's against nothing, no rename detection. One process."""
-        args = ["log", "--format=%x01%H", "-z", "--raw", "--no-abbrev", "--root", "-m", "--no-renames"]
-        args.append("--no-show-signature")
         if stdin:
-            out = self._run(*args, "--stdin", stdin="\n".join(revisions).encode() + b"\n")
+            out = self._run(*WALK_ARGS, "--stdin", stdin="\n".join(revisions).encode() + b"\n")
         else:  # object ids and pseudo-options (--not --all), which git 2.39 takes only here
-            out = self._run(*args, *revisions)
-        # A path git took as bytes that are not UTF-8 keeps them as surrogates, for the
-        # rules to refuse by name (paths.clean_path), as ref names do (Repository.refs).
-        tokens = out.decode(errors="surrogateescape").split("\0")
-        commits, changes = [], []
-        i = 0
-        while i < len(tokens):
-            token = tokens[i].lstrip("\n")
-            if token.startswith("\x01"):
-                commits.append(token[1:])  # a merge comes once per parent (-m)
-                i += 1
-            elif token.startswith(":") and i + 1 < len(tokens):
-                _, new_mode, _, new_sha, status = token[1:].split()
-                changes.append((status[0], new_mode, new_sha, tokens[i + 1]))
-                i += 2
-            else:
-                i += 1
-        return list(dict.fromkeys(commits)), changes
+            out = self._run(*WALK_ARGS, *revisions)
+        return _walked_changes(out)
 
     def commits_and_blobs(
         self, tips: list[str], exclusions: list[str]
@@ -1243,16 +1241,8 @@ class Repository:
         one transaction: all of them, or none and RefMoved."""
         if not updates:
             return
-        lines = []
-        for ref, new, old in updates:
-            if new is None:
-                lines.append(f"delete {ref} {old or ''}".rstrip())
-            else:
-                lines.append(f"update {ref} {new} {old or ZERO_SHA}")
         try:
-            # A name git took as bytes that are not UTF-8 (kept as surrogates) goes back as them.
-            stdin = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-            self._run("update-ref", "-m", message, "--stdin", stdin=stdin)
+            self._run("update-ref", "-m", message, "--stdin", stdin=_update_ref_input(updates))
         except GitError as exc:
             raise RefMoved(updates[0][0]) from exc
 
@@ -1279,23 +1269,24 @@ class Repository:
         env: dict[str, str] | None = None,
         config: list[tuple[str, str]] | None = None,
     ) -> tuple[int, str, str]:
+        proc = self._start_remote(access, *args, env=env, config=config)
+        return _remote_result(proc, access, args[0], ok_codes)
 
-        try:
-            proc = subprocess.run(
-                [git_binary(), "--git-dir", str(self.path), *args],
-                env={**remote_env(access, config=config), **(env or {})},
-                capture_output=True,
-                timeout=access.timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise GitError(
-                f"git {args[0]} took longer than {access.timeout} s and was stopped.", retryable=True
-            ) from None
-        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        if proc.returncode not in ok_codes:
-            raise GitError(f"git {args[0]} failed: {_tail(err)}", retryable=_retryable(err))
-        return proc.returncode, out, err
+    def _start_remote(
+        self,
+        access: RemoteAccess,
+        *args: str,
+        env: dict[str, str] | None = None,
+        config: list[tuple[str, str]] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """`git <args>` talking to a remote, started; `_remote_result` waits for it."""
+        return subprocess.Popen(
+            [git_binary(), "--git-dir", str(self.path), *args],
+            env={**remote_env(access, config=config), **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
 
     def fetch_remote(self, access: RemoteAccess, refspecs: list[str], *, prune: bool = True) -> None:
         """Fetch `refspecs` from a remote. Nothing is written to the repository's config:
@@ -1306,18 +1297,23 @@ class Repository:
         self._run_remote(access, *args, "--end-of-options", access.url, *refspecs)
 
     @contextmanager
-    def fetch_quarantined(self, access: RemoteAccess, refspecs: list[str]) -> Iterator[FetchQuarantine]:
+    def fetch_quarantined(
+        self, access: RemoteAccess, refspecs: list[str], *, publish_message: str = "fabhub"
+    ) -> Iterator[FetchQuarantine]:
         """Fetch `refspecs` from a remote, holding the objects that arrive in a quarantine
         (as git's receive-pack does for a push) until the caller `admit`s them: a
         Repository reading them is `.repo`. Not admitted, they are deleted when the block
         ends, and the refs the fetch moved point at nothing: the caller puts them back
         (a crash leaves its folder behind, `QUARANTINE_PREFIX`, for the next fetch to see).
+        The block's `.updates` moves this repository's refs (`update_refs`, with
+        `publish_message` in their logs), once the objects are admitted.
         """
         objects = self.path / "objects"
-        with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp:
+        with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp, ExitStack() as ends:
             env = {"GIT_OBJECT_DIRECTORY": tmp, "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects)}
+            quarantined = Repository(self.path, quarantine=env)
             args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"]
-            self._run_remote(
+            fetch = self._start_remote(
                 access,
                 *args,
                 "--prune",
@@ -1331,7 +1327,20 @@ class Repository:
                 # `true` answers "none".
                 config=[("core.alternateRefsCommand", "true")],
             )
-            yield FetchQuarantine(Repository(self.path, quarantine=env), Path(tmp), objects)
+            try:
+                # Started while the fetch waits for the remote, their start-up costs no
+                # time. The reader and the walk read the pack the fetch writes (git looks
+                # for new packs when an object is missing); they end before the
+                # quarantine goes, the ref updates with it.
+                reader = ends.enter_context(quarantined.object_reader())
+                walk = ends.enter_context(ChangeWalk(quarantined))
+                updates = ends.enter_context(RefUpdates(self, publish_message))
+            except BaseException:
+                fetch.kill()
+                fetch.communicate()
+                raise
+            _remote_result(fetch, access, "fetch", (0,))
+            yield FetchQuarantine(quarantined, Path(tmp), objects, reader, walk, updates)
 
     def left_quarantines(self) -> list[Path]:
         """Folders of fetches that ended without cleaning up (a killed process)."""
@@ -1541,6 +1550,9 @@ class ObjectReader:
             raise GitError(f"git cannot start: {exc}") from exc
         assert self._proc.stdin is not None and self._proc.stdout is not None  # PIPE
         self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+        # Each commit's files, by its id: a commit's content never changes, and
+        # a mirror's refresh lists its new head twice (its rules, then `listing`).
+        self._listed: dict[str, list[tuple[bytes, str, str]]] = {}
 
     def __enter__(self) -> ObjectReader:
         return self
@@ -1624,8 +1636,25 @@ class ObjectReader:
         order, bytes that are not UTF-8 kept as surrogates."""
         return [path.decode(errors="surrogateescape") for path, _, _ in self._files(commit)]
 
+    def listing(self, commit: str) -> bytes:
+        """What `git ls-tree -z --full-tree -r <commit>` prints (`Repository._listing`),
+        read by this process: for `Repository.keep_listing`."""
+        return b"".join(
+            b"%s %s %s\t%s\0"
+            % (mode.encode(), b"commit" if mode == SUBMODULE_MODE else b"blob", sha.encode(), path)
+            for path, mode, sha in self._files(commit)
+        )
+
     def _files(self, commit: str) -> list[tuple[bytes, str, str]]:
         """(path, mode, sha) of every file and submodule at `commit`, in `ls-tree -r`'s order."""
+        if not _SHA_RE.fullmatch(commit):
+            return self._read_files(commit)  # a name that may move
+        listed = self._listed.get(commit)
+        if listed is None:
+            listed = self._listed[commit] = self._read_files(commit)
+        return listed
+
+    def _read_files(self, commit: str) -> list[tuple[bytes, str, str]]:
         ((root, items),) = self._root_trees([commit])
         trees = {root: items}
         pending = [root]
@@ -1767,6 +1796,165 @@ class ObjectReader:
 
 
 TREE_MODE = "040000"
+
+
+WALK_ARGS = (
+    "log",
+    "--format=%x01%H",
+    "-z",
+    "--raw",
+    "--no-abbrev",
+    "--root",
+    "-m",
+    "--no-renames",
+    "--no-show-signature",
+)
+
+
+def _walked_changes(out: bytes) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+    """`Repository._walk_changes`'s answer from the output of `git <WALK_ARGS>`."""
+    # A path git took as bytes that are not UTF-8 keeps them as surrogates, for the
+    # rules to refuse by name (paths.clean_path), as ref names do (Repository.refs).
+    tokens = out.decode(errors="surrogateescape").split("\0")
+    commits, changes = [], []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip("\n")
+        if token.startswith("\x01"):
+            commits.append(token[1:])  # a merge comes once per parent (-m)
+            i += 1
+        elif token.startswith(":") and i + 1 < len(tokens):
+            _, new_mode, _, new_sha, status = token[1:].split()
+            changes.append((status[0], new_mode, new_sha, tokens[i + 1]))
+            i += 2
+        else:
+            i += 1
+    return list(dict.fromkeys(commits)), changes
+
+
+class _StartedGit:
+    """A git process started before its input is known, so that git's start-up (~1 ms)
+    runs while the caller waits for something else (a mirror's, for its fetch): given
+    its input once (`_finish`), or ended unasked by `close`."""
+
+    def __init__(self, path: Path, args: list[str], env: dict[str, str] | None) -> None:
+        try:
+            self._proc = subprocess.Popen(
+                [git_binary(), *args],
+                cwd=path,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_git_env(env),
+            )
+        except OSError as exc:
+            raise GitError(f"git cannot start: {exc}") from exc
+        self._done = False
+
+    def _finish(self, stdin: bytes) -> tuple[int, bytes, str]:
+        if self._done:
+            raise GitError("this git process has been asked already")
+        self._done = True
+        out, err = self._proc.communicate(stdin)
+        return self._proc.returncode, out, err.decode(errors="replace")
+
+    def _end_unasked(self) -> None:
+        """End a process nobody gave input: what it would do with none is not wanted."""
+        self._proc.kill()
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._end_unasked()
+            self._proc.wait()  # it writes nothing: nothing to read first
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ChangeWalk(_StartedGit):
+    """`Repository.commits_and_changes(tips, exclusions=…)` by a `git log --stdin` started
+    before the tips are known (`Repository.fetch_quarantined` starts one for the rules
+    that check what the fetch brings)."""
+
+    def __init__(self, repo: Repository) -> None:
+        super().__init__(repo.path, [*WALK_ARGS, "--stdin"], repo.quarantine)
+
+    def commits_and_changes(
+        self, tips: list[str], *, exclusions: list[str] | None = None
+    ) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+        if exclusions is None:
+            raise GitError("a started walk takes its exclusions as ^<sha>")
+        if not tips:
+            self.close()  # with no revision on its input, git would walk HEAD
+            return [], []
+        status, out, err = self._finish(("\n".join([*tips, *exclusions]) + "\n").encode())
+        if status != 0:
+            raise GitError(f"git log failed: {err.strip()}")
+        return _walked_changes(out)
+
+
+class RefUpdates(_StartedGit):
+    """`Repository.update_refs` by a `git update-ref --stdin` started before the updates
+    are known (`Repository.fetch_quarantined` starts one, for the refs its caller moves
+    once the fetched objects are admitted). Ended unasked, it updates nothing."""
+
+    def __init__(self, repo: Repository, message: str) -> None:
+        super().__init__(repo.path, ["update-ref", "-m", message, "--stdin"], repo.quarantine)
+
+    def _end_unasked(self) -> None:
+        self._proc.stdin.close()  # type: ignore[union-attr]  # PIPE; no command: no change
+
+    def apply(self, updates: list[tuple[str, str | None, str | None]]) -> None:
+        """`Repository.update_refs(updates)`: all of them, or none and RefMoved."""
+        if not updates:
+            self.close()
+            return
+        status, _, _ = self._finish(_update_ref_input(updates))
+        if status != 0:
+            raise RefMoved(updates[0][0])
+
+
+def _remote_result(
+    proc: subprocess.Popen[bytes], access: RemoteAccess, command: str, ok_codes: tuple[int, ...]
+) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of a `Repository._start_remote` process once it ends; stopped
+    after the remote's time limit. GitError if it failed."""
+    try:
+        out_bytes, err_bytes = proc.communicate(timeout=access.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise GitError(
+            f"git {command} took longer than {access.timeout} s and was stopped.", retryable=True
+        ) from None
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    out, err = out_bytes.decode(errors="replace"), err_bytes.decode(errors="replace")
+    if proc.returncode not in ok_codes:
+        raise GitError(f"git {command} failed: {_tail(err)}", retryable=_retryable(err))
+    return proc.returncode, out, err
+
+
+def _update_ref_input(updates: list[tuple[str, str | None, str | None]]) -> bytes:
+    """`git update-ref --stdin`'s commands for (ref, new or None to delete, old or None if
+    it must not exist) updates."""
+    lines = []
+    for ref, new, old in updates:
+        if new is None:
+            lines.append(f"delete {ref} {old or ''}".rstrip())
+        else:
+            lines.append(f"update {ref} {new} {old or ZERO_SHA}")
+    # A name git took as bytes that are not UTF-8 (kept as surrogates) goes back as them.
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
 def _tree_items(data: bytes, oid_length: int) -> list[tuple[str, bytes, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from designs import paths
-from designs.git import ZERO_SHA, ObjectReader, Repository
+from designs.git import ZERO_SHA, ChangeWalk, ObjectReader, Repository
 from designs.lfs_store import MAX_POINTER_BYTES, LocalObjectStore, resolve_pointer
 from hub.exceptions import ValidationError
 
@@ -61,12 +61,15 @@ def update_errors(
     rules: PushRules,
     *,
     already_have: list[str] | None = None,
+    walk: ChangeWalk | None = None,
 ) -> tuple[list[str], Arrival]:
     """`push_errors`, and what arrived, read from `reader` (a process of `repo`'s the
     caller may ask more of) and one walk of the new commits.
 
     A mirror names what it has already published in `already_have`: its fetch has moved
-    the staging refs, so "reached by no ref" would find nothing new.
+    the staging refs, so "reached by no ref" would find nothing new. `walk`: a walk of
+    `repo`'s started beforehand (`Repository.fetch_quarantined`'s), asked for the new
+    commits instead of a `git log` started now.
     """
     errors = []
     default_ref = f"refs/heads/{rules.default_branch}"
@@ -104,7 +107,8 @@ def update_errors(
     tips = list(dict.fromkeys(new for _, new, _ in updates if new != ZERO_SHA))
     exclusions = None if already_have is None else [f"^{sha}" for sha in dict.fromkeys(already_have)]
 
-    commits, changes = repo.commits_and_changes(tips, exclusions=exclusions)
+    walker = walk if walk is not None and exclusions is not None else repo
+    commits, changes = walker.commits_and_changes(tips, exclusions=exclusions)
     # Names that arrive: a deletion must go through, it is how a bad name already in the
     # history (from before a rule) is removed.
     for path in dict.fromkeys(path for status, _, _, path in changes if path and status != "D"):

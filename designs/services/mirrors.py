@@ -308,7 +308,9 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     # What the fetch brings is held apart until the rules pass: a refused refresh leaves
     # nothing anyone could read, by ref or by object id (git's protocol v2 serves any
     # object the repository holds).
-    with repo.fetch_quarantined(access, PULL_REFSPECS) as fetched:
+    with repo.fetch_quarantined(
+        access, PULL_REFSPECS, publish_message=f"fabhub: mirror of {mirror.url}"
+    ) as fetched:
         try:
             refs = repo.refs()
             wanted = {
@@ -324,31 +326,40 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
             # Only what arrived is read, by one walk and one cat-file process: checked by
             # the push rules, then the LFS pointers among the files it adds; the analyses
             # refs_changed queues take the same list.
-            with fetched.repo.object_reader() as reader:
-                errors, arrival = update_errors(
-                    fetched.repo,
-                    reader,
-                    [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
-                    _mirror_rules(design),
-                    already_have=list(published.values()),
+            reader = fetched.reader
+            errors, arrival = update_errors(
+                fetched.repo,
+                reader,
+                [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+                _mirror_rules(design),
+                already_have=list(published.values()),
+                walk=fetched.walk,
+            )
+            if errors:
+                raise MirrorFailed(
+                    "The remote holds what this hub refuses, so nothing was published; once it "
+                    "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
                 )
-                if errors:
-                    raise MirrorFailed(
-                        "The remote holds what this hub refuses, so nothing was published; once it "
-                        "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
-                    )
-                pointers = _pointer_oids(reader, arrival.added_blobs)
-                move = _ref_move(design, reader, published, updates)
+            pointers = _pointer_oids(reader, arrival.added_blobs)
+            move = _ref_move(design, reader, published, updates)
+            head = _new_head_listing(design, reader, updates)
+            reader.close()
             fetched.admit()
         except BaseException:
             _drop_staging(repo)  # they point into the quarantine, deleted with the block
             raise
-    new_commits, added_blobs = arrival.commits, arrival.added_blobs
-    fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
-    try:
-        repo.update_refs(updates, message=f"fabhub: mirror of {mirror.url}")
-    except RefMoved:
-        raise MirrorFailed("The design's refs changed during the refresh; it will be tried again.") from None
+        if head is not None:
+            # The follow-ups (search document, cover, README) list the new head: they find
+            # the listing the rules read rather than run `ls-tree` for it again.
+            repo.keep_listing(*head)
+        new_commits, added_blobs = arrival.commits, arrival.added_blobs
+        fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
+        try:
+            fetched.updates.apply(updates)
+        except RefMoved:
+            raise MirrorFailed(
+                "The design's refs changed during the refresh; it will be tried again."
+            ) from None
     default_branch = design.default_branch
     _follow_default_branch(design, access, wanted)
     if design.default_branch != default_branch:
@@ -386,6 +397,21 @@ def _ref_move(
         return None  # a branch naming no commit (git allows it): read nothing, run everything
     tag_deleted = any(new is None and ref.startswith("refs/tags/") for ref, new, _ in updates)
     return RefMove(head_before=before, paths=paths, tag_deleted=tag_deleted)
+
+
+def _new_head_listing(
+    design: Design, reader: ObjectReader, updates: list[tuple[str, str | None, str | None]]
+) -> tuple[str, bytes] | None:
+    """(the default branch's new head, its recursive listing) if the refresh moves it,
+    read by the reader that checked it (no more git reads: its trees are remembered)."""
+    default_ref = f"refs/heads/{design.default_branch}"
+    after = next((new for ref, new, _ in updates if ref == default_ref), None)
+    if after is None:
+        return None
+    try:
+        return after, reader.listing(after)
+    except GitError:
+        return None  # a branch naming no commit (git allows it): nothing to list
 
 
 def _drop_staging(repo: Repository) -> None:

@@ -169,3 +169,45 @@ def test_a_refresh_that_changes_a_file_s_content_only_skips_search_readme_and_as
     queued.clear()
     assert mirrors.mirror_refresh(design=mirror) is not None
     assert queued == ["designs.tasks.search_index_refresh"]
+
+
+@pytest.mark.parametrize("change", [add_a_file_in_a_folder, add_a_submodule])
+def test_the_follow_ups_list_the_new_head_from_what_the_refresh_read(mirror, remote, monkeypatch, change):
+    """The rules read the new head's every file; the search document (and the cover and
+    README, when they run) find that listing, as git lists it, rather than run
+    `git ls-tree` for it again."""
+    from designs.git import Repository
+
+    change(remote)
+    listed: list[tuple[str, ...]] = []
+    run = Repository._run
+
+    def recording(self, *args, **kwargs):
+        if args and args[0] == "ls-tree":
+            listed.append(args)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Repository, "_run", recording)
+    assert mirrors.mirror_refresh(design=mirror) is not None
+
+    assert listed == []
+    head = mirror.repo.branch_head("main")
+    document = SearchDocument.objects.get(design=mirror)
+    assert document.commit_sha == head
+    assert document.paths.splitlines() == git_in(
+        mirror.repo_path, "ls-tree", "-r", "--name-only", head
+    ).split("\n")
+    kept = [(e.mode, e.kind, e.sha, e.path) for e in mirror.repo.tree_entries(head)]
+    assert listed == [], "kept"
+    by_git = [
+        (
+            meta.split()[0],
+            "submodule" if meta.split()[1] == "commit" else meta.split()[1],
+            meta.split()[2],
+            path,
+        )
+        for meta, path in (
+            line.split("\t", 1) for line in git_in(mirror.repo_path, "ls-tree", "-r", head).split("\n")
+        )
+    ]
+    assert kept == by_git

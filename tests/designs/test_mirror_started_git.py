@@ -1,0 +1,125 @@
+"""The git processes a mirror's refresh starts while its fetch waits for the remote
+(`Repository.fetch_quarantined`): a walk of the new commits, a reader, the ref updates
+that publish. Started before the objects they read exist, they must find them (loose or
+in a pack git writes later); ended without being asked, they must do nothing (a walk
+given no revision would walk HEAD; an update given nothing changes nothing); a fetch that
+fails ends them all."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from designs.git import (
+    ZERO_SHA,
+    ChangeWalk,
+    FileEdit,
+    GitError,
+    Person,
+    RefMoved,
+    RefUpdates,
+    RemoteAccess,
+    Repository,
+)
+
+WHO = Person(name="Ada", email="ada@example.org")
+
+
+@pytest.fixture
+def source(tmp_path) -> Repository:
+    return Repository.init_bare(tmp_path / "source.git", default_branch="main")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repository:
+    return Repository.init_bare(tmp_path / "mirror.git", default_branch="main")
+
+
+def commit(repo: Repository, files: dict[str, bytes]) -> str:
+    edits = [FileEdit(path, repo.write_blob(data), "100644") for path, data in files.items()]
+    head = repo.branch_head("main")
+    sha = repo.commit_tree(
+        repo.build_tree(head, edits), [head] if head else [], "Files", author=WHO, committer=WHO
+    )
+    repo.update_ref("refs/heads/main", sha, head)
+    return sha
+
+
+def children() -> list[str]:
+    """The commands of this process's git child processes, zombies included (a zombie's
+    command is empty: it counts too)."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name == "git" or Path(argv[0]).name == "git":
+                found.append(" ".join(argv))
+    return found
+
+
+@pytest.mark.parametrize("unpack_limit", [1, 10_000], ids=["a pack", "loose objects"])
+def test_a_walk_and_a_reader_started_before_the_objects_arrive_read_them(source, repo, unpack_limit):
+    first = commit(source, {"a.txt": b"a\n"})
+    tip = commit(source, {"parts/b.txt": b"b\n"})
+    with ChangeWalk(repo) as walk, repo.object_reader() as reader:
+        subprocess.run(
+            ["git", "-c", f"fetch.unpackLimit={unpack_limit}", "fetch", "--quiet", str(source.path)]
+            + ["refs/heads/main:refs/heads/main"],
+            cwd=repo.path,
+            check=True,
+        )
+        packs = list((repo.path / "objects" / "pack").glob("*.pack"))
+        assert bool(packs) == (unpack_limit == 1)
+        assert walk.commits_and_changes([tip], exclusions=[f"^{first}"]) == repo.commits_and_changes(
+            [tip], exclusions=[f"^{first}"]
+        )
+        assert reader.all_paths(tip) == repo.all_paths(tip) == ["a.txt", "parts/b.txt"]
+
+
+def test_a_walk_given_no_tip_walks_nothing(repo):
+    commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: git would walk it
+    with ChangeWalk(repo) as walk:
+        assert walk.commits_and_changes([], exclusions=[]) == ([], [])
+    assert not any("log" in command for command in children())
+
+
+def test_a_walk_ended_unasked_leaves_no_process(repo):
+    commit(repo, {"a.txt": b"a\n"})
+    with ChangeWalk(repo):
+        pass
+    assert children() == []
+
+
+def test_ref_updates_move_every_ref_or_none(repo):
+    head = commit(repo, {"a.txt": b"a\n"})
+    with RefUpdates(repo, "fabhub: test") as updates:
+        updates.apply([("refs/heads/copy", head, None), ("refs/tags/v1", head, None)])
+    assert repo.refs() == {"refs/heads/main": head, "refs/heads/copy": head, "refs/tags/v1": head}
+
+    with RefUpdates(repo, "fabhub: test") as updates, pytest.raises(RefMoved):
+        updates.apply([("refs/heads/other", head, None), ("refs/heads/copy", None, ZERO_SHA[:-1] + "1")])
+    assert "refs/heads/other" not in repo.refs()
+
+
+def test_ref_updates_ended_unasked_change_nothing(repo):
+    head = commit(repo, {"a.txt": b"a\n"})
+    with RefUpdates(repo, "fabhub: test"):
+        pass
+    assert repo.refs() == {"refs/heads/main": head}
+    assert children() == []
+
+
+def test_a_fetch_that_fails_ends_the_processes_it_started(repo):
+    unreachable = RemoteAccess(url="http://127.0.0.1:9/nothing.git", timeout=30)
+    with pytest.raises(GitError, match="git fetch failed"):
+        with repo.fetch_quarantined(unreachable, ["+refs/heads/*:refs/fabhub/mirror/heads/*"]):
+            pytest.fail("the block runs only after a fetch that worked")
+    assert children() == []
+    assert repo.left_quarantines() == []
