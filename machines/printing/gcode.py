@@ -144,23 +144,72 @@ def read_gcode_comments(path: Path) -> GcodeInfo:
 BLOCK_BYTES = 1024 * 1024
 DEFAULT_FEED = 1500.0 / 60  # mm/s until the file sets one
 
-# The words `MoveWalk.block` reads, and its bytes twin of `_WORD`: the same numbers, with
-# the whitespace a str pattern's \s finds on one line of ASCII text (\x1c-\x1f included;
-# a byte beyond ASCII decodes to U+FFFD, which is no space, no letter and no digit).
+# The words `MoveWalk.block` reads, and the bytes twin of `_WORD`'s parts: the same
+# numbers, with the whitespace a str pattern's \s finds on a line of ASCII text
+# (\x1c-\x1f included; a byte beyond ASCII decodes to U+FFFD: no space, letter or digit).
 _LETTERS = b"GMXYZEFSP"
 _SPACE = rb"[\t\x0b\x0c\r\x1c-\x1f ]"
 _NUMBER = rb"[-+]?(?:\d{1,15}\.?\d{0,15}|\.\d{1,15})"
 _COMMENT = re.compile(rb";[^\n]*")
 _SPACED = re.compile(rb"([A-Z])" + _SPACE + rb"+(?=[-+]?\.?\d)")
-_VALUES = re.compile(rb"[" + _LETTERS + rb"](" + _NUMBER + rb")")
-_IS_LETTER = np.zeros(256, dtype=bool)
-_IS_LETTER[list(_LETTERS)] = True
-_IS_UPPER = np.zeros(256, dtype=bool)
-_IS_UPPER[list(range(ord("A"), ord("Z") + 1))] = True
-_IS_SPACE = np.zeros(256, dtype=bool)
-_IS_SPACE[list(b"\t\x0b\x0c\r\x1c\x1d\x1e\x1f ")] = True
-_IS_DIGIT = np.zeros(256, dtype=bool)
-_IS_DIGIT[list(b"0123456789")] = True
+_UNSIGNED = re.compile(_NUMBER.removeprefix(rb"[-+]?"))
+# Every power of ten up to 10**22 is exactly a double (float() of the integer).
+_POW10 = np.array([float(10**k) for k in range(23)])
+# The row of each of _LETTERS by byte; len(_LETTERS) for any other byte.
+_LETTER_ROW = np.full(256, len(_LETTERS), dtype=np.uint8)
+_LETTER_ROW[list(_LETTERS)] = np.arange(len(_LETTERS))
+
+
+def _in_range(codes: np.ndarray, low: bytes, high: bytes) -> np.ndarray:
+    """Whether each byte is within low..high (one subtraction that wraps below low: far
+    cheaper than a lookup table indexed by the bytes)."""
+    return (codes - np.uint8(low[0])) <= high[0] - low[0]
+
+
+def _is_space(codes: np.ndarray) -> np.ndarray:
+    """_SPACE, byte by byte: a space, \\t to \\r but \\n, or \\x1c to \\x1f."""
+    return (
+        (codes == ord(" "))
+        | (_in_range(codes, b"\t", b"\r") & (codes != ord("\n")))
+        | _in_range(codes, b"\x1c", b"\x1f")
+    )
+
+
+def _numbers(text: bytes, codes: np.ndarray, words: np.ndarray, digit: np.ndarray) -> np.ndarray:
+    """The number after each word's letter (`words`: the letters' positions in `text`;
+    `codes`: its bytes and three zeros; `digit`: which are digits), as float() reads what
+    `_NUMBER` matches there.
+
+    A number of at most 15 digits and one point is the whole run of digits and points
+    after its sign, and its digits make an integer below 2**53: that integer, an exact
+    double, divided by the exact power of ten of its decimals is the correctly rounded
+    value, as float() rounds it (Clinger's fast path). A longer number, or a run with two
+    points, is matched and read on its own (hostile files, not slicers)."""
+    negative = codes[words + 1] == ord("-")
+    start = words + 1 + (negative | (codes[words + 1] == ord("+")))
+    stops = np.flatnonzero(~(digit | (codes == ord("."))))
+    end = stops[np.searchsorted(stops, start)]
+    points_at = np.flatnonzero(codes == ord("."))
+    first_point = np.searchsorted(points_at, start)
+    points = np.searchsorted(points_at, end) - first_point
+    length = end - start
+    plain = (points <= 1) & (length - points <= 15)
+    # Where a number has no point, -1: before every digit.
+    point = np.where(points == 1, np.r_[points_at, 0][first_point], -1)
+    # Every byte of the plain numbers, one number after the other.
+    sizes = np.where(plain, length, 0)
+    total = int(sizes.sum())
+    number = np.repeat(np.arange(len(words)), sizes)
+    at = np.arange(total) + np.repeat(start - (np.cumsum(sizes) - sizes), sizes)
+    byte = codes[at]
+    # A digit weighs the power of ten of the digits after it in its number; a point, 0.
+    after = np.repeat(end - 1, sizes) - at - (at < np.repeat(point, sizes))
+    weights = (byte.astype(np.float64) - 48) * (byte != ord(".")) * _POW10[after]
+    significand = np.bincount(number, weights=weights, minlength=len(words))
+    values = significand / _POW10[np.where(points == 1, end - point - 1, 0) * plain]
+    for i in np.flatnonzero(~plain).tolist():
+        values[i] = float(_UNSIGNED.match(text, int(start[i])).group())  # type: ignore[union-attr]
+    return np.where(negative, -values, values)
 
 
 def _carried(events: np.ndarray, values: np.ndarray, initial: float) -> np.ndarray:
@@ -283,44 +332,41 @@ class MoveWalk:
         self.absolute, self.absolute_e, self.scale, self.feed = absolute, absolute_e, scale, feed
         self.seconds, self.filament = seconds, filament
 
-    def block(self, data: bytes) -> bool:
-        """Walk a block of whole lines at once: the words found by regular expressions over
-        the whole block, the modes and positions carried forward with numpy, the sums made
-        in the loop's order. False if the words found by the two ways of looking disagree
-        (not seen; a safeguard): the block was then walked line by line."""
+    def block(self, data: bytes) -> None:
+        """Walk a block of whole lines at once: the words and their numbers found over the
+        whole block with numpy (`_numbers`), the modes and positions carried forward, the
+        sums made in the loop's order."""
         text = _COMMENT.sub(b"", data).upper()
         # "X 10" is X10 to the word pattern: joined here, the position of every number
         # follows from its letter's.
         codes = np.frombuffer(text, dtype=np.uint8)
-        spaced = np.flatnonzero(_IS_UPPER[codes[:-1]] & _IS_SPACE[codes[1:]])
+        spaced = np.flatnonzero(_in_range(codes[:-1], b"A", b"Z") & _is_space(codes[1:]))
         if any(_SPACED.match(text, at) for at in spaced.tolist()):
             text = _SPACED.sub(rb"\1", text)
         codes = np.frombuffer(text + b"\0\0\0", dtype=np.uint8)
-        digit = _IS_DIGIT[codes]
+        digit = _in_range(codes, b"0", b"9")
         starts_number = digit[:-1] | ((codes[:-1] == ord(".")) & digit[1:])
         # A word is a letter followed by a number: a digit, a point and a digit, or a
         # sign and either.
         signed = (codes[1:-2] == ord("+")) | (codes[1:-2] == ord("-"))
         after = starts_number[1:-1] | (signed & starts_number[2:])
-        words = np.flatnonzero(_IS_LETTER[codes[: len(text)]] & after)
-        found = _VALUES.findall(text)
-        if len(found) != len(words):
-            self.lines(data.split(b"\n"))
-            return False
-        newlines = np.flatnonzero(codes[: len(text)] == ord("\n"))
+        words = np.flatnonzero((_LETTER_ROW.take(codes[: len(text)]) < len(_LETTERS)) & after)
+        numbers = _numbers(text, codes, words, digit)
+        newlines = np.flatnonzero(codes == ord("\n"))
         count = len(newlines) + 1
-        word_line = np.searchsorted(newlines, words)
-        word_letter = codes[words]
-        numbers = np.array(list(map(float, found)), dtype=np.float64)
-        column = {}
-        for letter in _LETTERS:
-            mine = word_letter == letter
-            at, value = word_line[mine], numbers[mine]
-            last = np.ones(len(at), dtype=bool)
-            last[:-1] = at[1:] != at[:-1]  # a letter twice on a line: the last counts
-            values = np.full(count, np.nan)
-            values[at[last]] = value[last]
-            column[chr(letter)] = values
+        # The line of every byte (a newline ends its line), then of every word.
+        line_of = np.repeat(np.arange(count), np.diff(newlines, prepend=-1, append=len(codes) - 1))
+        # One row per letter, one column per line: a letter twice on a line, the last
+        # counts (the later word's index is the larger: kept by maximum).
+        cell = _LETTER_ROW.take(codes[words]).astype(np.int64) * count + line_of[words]
+        order = np.arange(len(words))
+        taken = np.full(len(_LETTERS) * count, -1)
+        taken[cell] = order
+        if (taken[cell] < order).any():
+            np.maximum.at(taken, cell, order)
+        # Read through `taken`, -1 (no such word on the line) is the NaN put last.
+        table = np.r_[numbers, np.nan][taken].reshape(len(_LETTERS), count)
+        column = {chr(letter): table[row] for row, letter in enumerate(_LETTERS)}
         g, m = column["G"], column["M"]
         move = (g == 0) | (g == 1) | (g == 2) | (g == 3)
         dwell = g == 4
@@ -375,7 +421,6 @@ class MoveWalk:
         self.position = [float(after[-1]) for after in after_line]
         self.scale, self.feed = float(scale[-1]), float(feed[-1])
         self.absolute, self.absolute_e = bool(axes_absolute[-1]), bool(extruder_absolute[-1])
-        return True
 
     def info(self) -> GcodeInfo:
         """The figures of the lines walked so far."""
