@@ -150,16 +150,94 @@ LOOK_AHEAD = 3
 TERMS_PER_READ = 200
 
 
-# Columns of the printers and their machines that no decision of the dispatcher reads.
-IDLE_DEFERRED = (
-    "temperatures",
-    "agent_report",
-    "bed_note",
-    "machine__capabilities",
-    "machine__notes",
-    "machine__photo",
-    "machine__status_reason",
+# What the idle read selects of a printer and of its machine: what the predicates
+# (`waiting.SeenPrinter`, `waiting.SeenMachine`), the round and the claim read of them,
+# in the order of `IdlePrinter`'s and `IdleMachine`'s fields.
+IDLE_PRINTER_FIELDS = (
+    "machine",
+    "accepts_jobs",
+    "bed_clear",
+    "state",
+    "seen_at",
+    "material",
+    "colour",
+    "nozzle_mm",
+    "slicer_profile",
 )
+IDLE_MACHINE_FIELDS = (
+    "name",
+    "kind",
+    "status",
+    "lab",
+    "work_x_mm",
+    "work_y_mm",
+    "work_z_mm",
+    "requires_qualification",
+    "connection_secret",
+    "agent",
+)
+
+
+@dataclass(slots=True, eq=False)
+class IdleMachine:
+    """The machine of an idle printer as the dispatcher reads it: a plain row of what the
+    predicates (`waiting.SeenMachine`) and the claim read of it, its key (its printer's)
+    then IDLE_MACHINE_FIELDS in that order, and its lab (a model, with its print
+    settings). Not a model instance: building 50 printers and their machines through
+    `Model.from_db` took ~0.6 ms, more than the statement that read them."""
+
+    pk: int
+    name: str
+    kind: str
+    status: str
+    lab_id: int
+    work_x_mm: int | None
+    work_y_mm: int | None
+    work_z_mm: int | None
+    requires_qualification: bool
+    connection_secret: str
+    agent_id: int | None
+    lab: Lab = field(init=False)
+
+    @property
+    def has_connection(self) -> bool:
+        return _MACHINE_HAS_CONNECTION(self)
+
+    def get_status_display(self) -> str:
+        return str(dict(_field(Machine, "status").flatchoices).get(self.status, self.status))
+
+
+@dataclass(slots=True, eq=False)
+class IdlePrinter:
+    """An idle printer as the dispatcher reads it: a plain row of what the predicates
+    (`waiting.SeenPrinter`), the round and the claim read of it, IDLE_PRINTER_FIELDS in
+    that order (the printer's key is its machine's), after its machine (`IdleMachine`)."""
+
+    machine: IdleMachine
+    pk: int
+    accepts_jobs: bool
+    bed_clear: bool
+    state: str
+    seen_at: datetime | None
+    material: str
+    colour: str
+    nozzle_mm: Decimal
+    slicer_profile: str
+
+    @property
+    def build_volume(self) -> tuple[float, float, float] | None:
+        return _PRINTER_BUILD_VOLUME(self)
+
+    @property
+    def profile_key(self) -> str:
+        return _PRINTER_PROFILE_KEY(self)
+
+
+# The models' own definitions, read off the plain rows (they read only what the rows
+# hold): one source for what a printer's volume and G-code profile are.
+_MACHINE_HAS_CONNECTION = Machine.__dict__["has_connection"].fget
+_PRINTER_BUILD_VOLUME = Printer.__dict__["build_volume"].fget
+_PRINTER_PROFILE_KEY = Printer.__dict__["profile_key"].fget
 
 
 # What a printer says while a job occupies it.
@@ -170,7 +248,7 @@ _RECORDED_BUSY = Q(machine__connection_secret="", machine__agent__isnull=True, s
 
 def idle_printers(
     *, now: datetime, lab_id: int | None = None, machine_ids: Iterable[int] | None = None
-) -> list[Printer]:
+) -> list[IdlePrinter]:
     """Printers that may take a job now: in service, taking jobs, bed clear, holding no
     job, and (if networked) seen idle recently. The query of `waiting.printer_state_blocker`
     (tests hold the two to the same answer). See `_idle_read`."""
@@ -182,7 +260,7 @@ class Idle:
     """What `_idle_read` found: the idle printers, and by machine the first active row of
     each one's timeline still to end within `waiting.LOOKAHEAD` (what `Floor.read` reads)."""
 
-    printers: list[Printer]
+    printers: list[IdlePrinter]
     timelines: dict[int, Booking]
 
 
@@ -192,10 +270,10 @@ def _idle_read(*, now: datetime, lab_id: int | None = None, machine_ids: Iterabl
     One hand-written statement (`_idle_sql`: a queryset with these conditions cost more
     to build than the database took to answer it; the timeline row is a correlated
     subquery per printer, one range of the active rows' (machine, start) index), its rows
-    made into printers with their machines and rows as a queryset makes them
-    (`Model.from_db`); the machines of a lab share one Lab, read with its print settings
-    (a lab without reads as None)."""
-    sql, printer_fields, machine_fields, row_fields = _idle_sql()
+    made into plain rows of printers and their machines (`IdlePrinter`) and timeline rows
+    as a queryset makes them (`Model.from_db`); the machines of a lab share one Lab, read
+    with its print settings (a lab without reads as None)."""
+    sql, row_fields = _idle_sql()
     seen = _field(Printer, "seen_at")
     fresh = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_PRINT_STATE_MAX_AGE_S), connection)
     synced = seen.get_db_prep_value(now - timedelta(seconds=settings.FABHUB_AGENT_SILENT_S), connection)
@@ -212,22 +290,23 @@ def _idle_read(*, now: datetime, lab_id: int | None = None, machine_ids: Iterabl
         ids: list[int | None] = [*machine_ids] or [None]  # none: IN (NULL) matches nothing
         sql += f" AND p.machine_id IN ({_marks(ids)})"
         params += ids
-    db, rows = _fetch(
-        "idle", sql + " ORDER BY p.machine_id", params, [*printer_fields, *machine_fields, *row_fields]
-    )
-    # Sets: `from_db` looks up each of the model's fields in them.
-    printer_names = frozenset(f.attname for f in printer_fields)
-    machine_names = frozenset(f.attname for f in machine_fields)
+    fields = [
+        *(_field(Printer, name) for name in IDLE_PRINTER_FIELDS),
+        *(_field(Machine, name) for name in IDLE_MACHINE_FIELDS),
+        *row_fields,
+    ]
+    db, rows = _fetch("idle", sql + " ORDER BY p.machine_id", params, fields)
+    # A set: `from_db` looks up each of the model's fields in it.
     row_names = frozenset(f.attname for f in row_fields)
-    at_machine, at_row = len(printer_fields), len(printer_fields) + len(machine_fields)
+    at_machine = len(IDLE_PRINTER_FIELDS)
+    at_row = at_machine + len(IDLE_MACHINE_FIELDS)
     printers = []
     timelines: dict[int, Booking] = {}
     for row in rows:
-        printer = Printer.from_db(db.alias, printer_names, row[:at_machine])
-        printer.machine = Machine.from_db(db.alias, machine_names, row[at_machine:at_row])
-        printers.append(printer)
+        machine = IdleMachine(row[0], *row[at_machine:at_row])
+        printers.append(IdlePrinter(machine, *row[:at_machine]))
         if row[at_row] is not None:  # the machine has a row ahead
-            timelines[printer.pk] = Booking.from_db(db.alias, row_names, row[at_row:])
+            timelines[machine.pk] = Booking.from_db(db.alias, row_names, row[at_row:])
     labs = _labs({p.machine.lab_id for p in printers})
     for printer in printers:
         printer.machine.lab = labs[printer.machine.lab_id]
@@ -274,17 +353,14 @@ TIMELINE_FIELDS = frozenset({"id", "machine", "kind", "member", "start", "end"})
 
 
 @cache
-def _idle_sql() -> tuple[str, list[Field], list[Field], list[Field]]:
+def _idle_sql() -> tuple[str, list[Field]]:
     """The statement of `_idle_read` (its parameters in the order it fills them), and
-    the printer's, the machine's and the timeline row's fields it reads, in order (the
-    models' own, as `Model.from_db` takes them): all but IDLE_DEFERRED, and
-    TIMELINE_FIELDS."""
-    deferred = set(IDLE_DEFERRED)
-    printer_fields = [f for f in Printer._meta.concrete_fields if f.name not in deferred]
-    machine_fields = [f for f in Machine._meta.concrete_fields if f"machine__{f.name}" not in deferred]
+    the timeline row's fields it reads after the printer's and the machine's
+    (IDLE_PRINTER_FIELDS, IDLE_MACHINE_FIELDS), in the model's order (as `Model.from_db`
+    takes them): TIMELINE_FIELDS."""
     row_fields = [f for f in Booking._meta.concrete_fields if f.name in TIMELINE_FIELDS]
-    columns = [f"p.{_column(Printer, f.name)}" for f in printer_fields]
-    columns += [f"m.{_column(Machine, f.name)}" for f in machine_fields]
+    columns = [f"p.{_column(Printer, name)}" for name in IDLE_PRINTER_FIELDS]
+    columns += [f"m.{_column(Machine, name)}" for name in IDLE_MACHINE_FIELDS]
     columns += [f"b.{_column(Booking, f.name)}" for f in row_fields]
     busy = _marks(_BUSY_STATES)
     on_printer = _marks(PrintJob.ON_PRINTER)
@@ -308,14 +384,14 @@ def _idle_sql() -> tuple[str, list[Field], list[Field], list[Field]]:
         f"AND NOT EXISTS (SELECT 1 FROM {_table(PrintJob)} j "
         f"WHERE j.machine_id = p.machine_id AND j.status IN ({on_printer}))"
     )
-    return sql, printer_fields, machine_fields, row_fields
+    return sql, row_fields
 
 
 @dataclass(frozen=True)
 class Plan:
     """What one round decided for one printer: this job, this G-code, until `end`."""
 
-    printer: Printer
+    printer: IdlePrinter
     job: Candidate
     gcode: Sliced
     end: datetime
@@ -345,7 +421,7 @@ def dispatch_tick(*, now: datetime | None = None, lab_id: int | None = None) -> 
     return claimed
 
 
-def _group(printer: Printer) -> tuple[int, str, str, Decimal, str]:
+def _group(printer: IdlePrinter) -> tuple[int, str, str, Decimal, str]:
     """Printers with the same key match the same queued jobs (`waiting.match_blocker`)."""
     machine = printer.machine
     return (machine.lab_id, machine.kind, printer.material, Decimal(printer.nozzle_mm), printer.colour)
@@ -376,7 +452,7 @@ def _plan(idle: Idle, now: datetime) -> list[Plan]:
     free = [p for p in idle.printers if printer_blocker(p, floor) is None]
     if not free:
         return []
-    groups: dict[tuple, list[Printer]] = {}
+    groups: dict[tuple, list[IdlePrinter]] = {}
     for printer in free:
         groups.setdefault(_group(printer), []).append(printer)
     rivals = Counter(key[:3] for key in groups for _ in groups[key])
@@ -393,10 +469,10 @@ def _plan(idle: Idle, now: datetime) -> list[Plan]:
     labs = list({p.machine.lab_id: p.machine.lab for p in free}.values())
     matched: dict[tuple, list[Candidate]] = {}
 
-    def gcode_for(job: Candidate, printer: Printer) -> Sliced | None:
+    def gcode_for(job: Candidate, printer: IdlePrinter) -> Sliced | None:
         return gcodes.get((job.pk, keys[printer.pk])) or gcodes.get((job.pk, ""))
 
-    def candidates_of(printer: Printer) -> list[Candidate]:
+    def candidates_of(printer: IdlePrinter) -> list[Candidate]:
         # The printers of a group match the same jobs: `match_blocker` once per group.
         key = _group(printer)
         if key not in matched:
@@ -405,7 +481,7 @@ def _plan(idle: Idle, now: datetime) -> list[Plan]:
 
     unsettled: set[tuple] = set()
 
-    def watch(printer: Printer, order: list[Candidate], took: int | None, taken: set[int]) -> None:
+    def watch(printer: IdlePrinter, order: list[Candidate], took: int | None, taken: set[int]) -> None:
         key = _group(printer)
         if key not in whole and not _settled(reads[key], order, took, taken):
             unsettled.add(key)
@@ -511,8 +587,8 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
     """The first queued jobs of each group of printers (`limits`: how many of each order)
     by the dispatcher's two orders (`waiting.candidate_order`): of the jobs of the lab and
     kind with the group's material, any nozzle or the group's, any colour or the group's.
-    Two ranges of the `print_job_queue` index per group, all groups in one statement: on
-    SQLite a `UNION ALL` of them; on PostgreSQL, which plans each term of a `UNION ALL`
+    Ranges of the `print_job_queue` index per group, all groups in one statement: on
+    SQLite a `UNION ALL` of them (`_candidate_sqlite_terms`); on PostgreSQL, which plans each term of a `UNION ALL`
     (~1 ms each at 50 printers, far more than it takes to run), one `LATERAL` read per
     order over the groups' values (`_candidate_lateral_sql`), planned once."""
     keys = list(limits)
@@ -535,19 +611,23 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
             sql = " UNION ALL ".join(read.format(values=values) for read in reads)
             read_rows += _fetch("candidates", sql, [*of_groups, starving_before, *of_groups], fields)[1]
     else:
-        terms: list[tuple[str, list[Any]]] = []
-        for index, *params, limit in groups:
-            starving = _candidate_sql(starving=True).format(group=index, term=0, limit=limit)
-            terms.append((starving, [*params, starving_before]))
-            terms.append((_candidate_sql(starving=False).format(group=index, term=1, limit=limit), params))
-        for first in range(0, len(terms), TERMS_PER_READ):
-            chunk = terms[first : first + TERMS_PER_READ]
-            sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, (term, _) in enumerate(chunk))
-            read_rows += _fetch("candidates", sql, [p for _, params in chunk for p in params], fields)[1]
+        group_terms = _candidate_sqlite_terms()
+        per_read = TERMS_PER_READ // len(group_terms)
+        for first in range(0, len(groups), per_read):
+            # Named parameters: each group's values once for its terms, the starving bound
+            # once for all (Django turns `%s` marks into SQLite's with a regular expression
+            # over the whole statement, which cost more than SQLite took to run it).
+            params: dict[str, Any] = {"starving_before": starving_before}
+            terms = []
+            for index, *of_group, limit in groups[first : first + per_read]:
+                params.update(zip(_candidate_names(index), of_group, strict=True))
+                terms += [term.format(n=index, limit=limit) for term in group_terms]
+            sql = " UNION ALL ".join(f"SELECT * FROM ({term}) AS t{n}" for n, term in enumerate(terms))
+            read_rows += _fetch("candidates", sql, params, fields)[1]
     width = len(CANDIDATE_FIELDS)
     rows = [(row[width], row[width + 1], Candidate(*row[:width])) for row in read_rows]
     # UNION ALL promises no order, neither its terms' nor their rows': put each term's
-    # rows back in its own order (`_candidate_sql`), terms by group, starving first.
+    # rows back in its own order (`_candidate_where`), terms by group, starving first.
     rows.sort(key=_read_order)
     found = {key: _Read() for key in keys}
     for group, term, job in rows:
@@ -564,7 +644,7 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
 
 def _read_order(row: tuple[int, int, Candidate]) -> tuple:
     """Where a row of `_candidates`' statement goes: its group, its term, then the term's
-    ORDER BY (`_candidate_sql`; a starving job has a queued_at, a ranked one may not: NULLs
+    ORDER BY (`_candidate_where`; a starving job has a queued_at, a ranked one may not: NULLs
     last, as PostgreSQL orders them and `waiting.candidate_order` does)."""
     group, term, job = row
     if term == 0:
@@ -601,9 +681,10 @@ class Candidate:
         return User.objects.get(pk=self.owner_id)
 
 
-def _candidate_where(*, starving: bool, group: str) -> tuple[str, str]:
+def _candidate_where(*, starving: bool, group: str, before: str = "%s") -> tuple[str, str]:
     """The conditions and the order of one of `_candidates`' index reads, the group's
-    values taken from `group` (a row of the groups' values, or `%s` marks)."""
+    values taken from `group` (a row of the groups' values, or marks), the starving bound
+    from `before`."""
 
     def col(name: str) -> str:
         return _column(PrintJob, name)
@@ -615,21 +696,33 @@ def _candidate_where(*, starving: bool, group: str) -> tuple[str, str]:
         f"AND ({col('colour')} = '' OR {col('colour')} = {colour})"
     )
     if starving:
-        where += f" AND {col('queued_at')} < %s"
+        where += f" AND {col('queued_at')} < {before}"
         return where, f"{col('queued_at')} ASC, {col('pk')} ASC"
     return where, f"{col('priority')} DESC, {col('queued_at')} ASC, {col('pk')} ASC"
 
 
+def _candidate_names(index: int) -> list[str]:
+    """The names of a group's parameters in `_candidate_sqlite_terms` (its lab, kind,
+    material, nozzle and colour), for the group at `index`."""
+    return [f"{name}_{index}" for name in _CANDIDATE_GROUP_NAMES[1:6]]
+
+
 @cache
-def _candidate_sql(*, starving: bool) -> str:
-    """One index read of `_candidates`, as SQL: built once, from the model's own names (an
-    ORM queryset per group cost more to build than the database took to answer it)."""
-    where, order = _candidate_where(starving=starving, group="%s")
+def _candidate_sqlite_terms() -> tuple[str, ...]:
+    """`_candidates`' two index reads of one group on SQLite (starving, ranked), as SQL:
+    built once, from the model's own names (an ORM queryset per group cost more to build
+    than the database took to answer it), the group's index (`{n}`) and read limit
+    (`{limit}`) left to fill in, its values as named parameters (`_candidate_names`)."""
     columns = ", ".join(_column(PrintJob, name) for name in CANDIDATE_FIELDS)
-    return (
-        f"SELECT {columns}, {{group}} AS fabhub_group, {{term}} AS fabhub_term FROM {_table(PrintJob)} "
-        f"WHERE {where} ORDER BY {order} LIMIT {{limit}}"
-    )
+    group = "%({}_{{n}})s"
+    terms = []
+    for starving in (True, False):
+        where, order = _candidate_where(starving=starving, group=group, before="%(starving_before)s")
+        terms.append(
+            f"SELECT {columns}, {{n}} AS fabhub_group, {0 if starving else 1} AS fabhub_term "
+            f"FROM {_table(PrintJob)} WHERE {where} ORDER BY {order} LIMIT {{limit}}"
+        )
+    return tuple(terms)
 
 
 # Groups per candidate read on PostgreSQL (7 parameters each, twice).
@@ -683,7 +776,7 @@ _CONVERSIONS: WeakKeyDictionary[BaseDatabaseWrapper, dict[str, Conversions]] = W
 
 
 def _fetch(
-    read: str, sql: str, params: list[Any], fields: Sequence[Field | None]
+    read: str, sql: str, params: list[Any] | dict[str, Any], fields: Sequence[Field | None]
 ) -> tuple[BaseDatabaseWrapper, list[list[Any]]]:
     """The rows of the hand-written read named `read` (whose `fields`, the columns' fields
     in order, are always the same), each value through its field's database converters
@@ -978,7 +1071,7 @@ def _record_hand_offs(claims: list[Plan], names: dict[int, str], *, now: datetim
     )
 
 
-def _claim(job: Candidate, printer: Printer, gcode: Sliced, *, now: datetime, span: timedelta) -> bool:
+def _claim(job: Candidate, printer: IdlePrinter, gcode: Sliced, *, now: datetime, span: timedelta) -> bool:
     """Claim `job` for `printer` and put it on the machine's timeline, in one transaction;
     hand it over (no network control) or queue the send for after the commit. False if
     anything moved meanwhile. (The path of one claim, when the set's insert met
@@ -1036,7 +1129,7 @@ def _claim(job: Candidate, printer: Printer, gcode: Sliced, *, now: datetime, sp
                 _send_after_commit([plan], token)
     except Conflict:
         return False
-    logger.info("print job %s claimed for %s", job.pk, printer.machine)
+    logger.info("print job %s claimed for %s", job.pk, printer.machine.name)
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -71,7 +72,15 @@ def compatible_printers(lab: Lab, *, kind: str, material: str, nozzle_mm: Decima
     return [p for p in rows if printer_can_use(p, material, nozzle_mm)]
 
 
-def job_fits(size: dict | None, printer: Printer) -> bool:
+class HasVolume(Protocol):
+    """A printer's work area as `job_fits` reads it: a Printer, or the dispatcher's plain
+    row of one (`dispatch.IdlePrinter`)."""
+
+    @property
+    def build_volume(self) -> tuple[float, float, float] | None: ...
+
+
+def job_fits(size: dict | None, printer: HasVolume) -> bool:
     """Whether a part (a mesh's oriented box, or a G-code's extents) fits the printer.
 
     A printer whose work area is not recorded cannot be ruled out: the slicer checks its

@@ -87,8 +87,61 @@ class SlicedFor(Protocol):
     def estimated_seconds(self) -> int | None: ...
 
 
-# The round hands back the very objects its caller gave it (jobs, or the dispatcher's rows).
+class SeenMachine(Protocol):
+    """What the predicates read of a printer's machine: a Machine, or the dispatcher's
+    plain row of one (`dispatch.IdleMachine`)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def lab_id(self) -> int: ...
+    @property
+    def lab(self) -> Lab: ...
+    @property
+    def requires_qualification(self) -> bool: ...
+    @property
+    def connection_secret(self) -> str: ...
+    @property
+    def agent_id(self) -> int | None: ...
+    def get_status_display(self) -> str: ...
+
+
+class SeenPrinter(Protocol):
+    """What the predicates and the round read of a printer: a Printer, or the
+    dispatcher's plain row of one (`dispatch.IdlePrinter`)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def machine(self) -> SeenMachine: ...
+    @property
+    def accepts_jobs(self) -> bool: ...
+    @property
+    def bed_clear(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def seen_at(self) -> datetime | None: ...
+    @property
+    def material(self) -> str: ...
+    @property
+    def colour(self) -> str: ...
+    @property
+    def nozzle_mm(self) -> Decimal: ...
+    @property
+    def build_volume(self) -> tuple[float, float, float] | None: ...
+
+
+# The round hands back the very objects its caller gave it (jobs, or the dispatcher's
+# rows; printers, or the dispatcher's rows).
 J = TypeVar("J", bound=QueuedJob)
+P = TypeVar("P", bound=SeenPrinter)
 
 
 # -- the lab's clock ---------------------------------------------------------------------------
@@ -210,7 +263,7 @@ class Floor:
             self._windows[lab.pk] = lab_window(lab, self.now, closures=closures, hours=hours)
         return self._windows[lab.pk]
 
-    def qualified(self, job: QueuedJob, machine: Machine) -> bool:
+    def qualified(self, job: QueuedJob, machine: SeenMachine) -> bool:
         key = (job.owner_id, machine.pk)
         if key not in self._qualified:
             today = self.now.astimezone(machine.lab.zone).date()
@@ -221,6 +274,8 @@ class Floor:
                     for q in self._qualifications.get((job.owner_id, machine.lab_id), [])
                 )
             else:
+                # Only a Machine comes here: the dispatcher reads ahead for its plain rows.
+                assert isinstance(machine, Machine)
                 self._qualified[key] = qualification_for(job.owner, machine, today) is not None
         return self._qualified[key]
 
@@ -282,7 +337,7 @@ def about(seconds: float) -> str:
     return f"about {hours} h" if hours else f"about {minutes} min"
 
 
-def printer_state_blocker(printer: Printer, *, holding: PrintJob | None, now: datetime) -> str | None:
+def printer_state_blocker(printer: SeenPrinter, *, holding: PrintJob | None, now: datetime) -> str | None:
     """Why the printer, as recorded, takes no job (None: it may). The conditions of
     `dispatch.idle_printers`, sentence by sentence."""
     name = printer.machine.name
@@ -327,7 +382,7 @@ def _holding_sentence(name: str, job: PrintJob) -> str:
     return f"{name} is being sent job #{job.pk}"
 
 
-def timeline_blocker(printer: Printer, floor: Floor) -> str | None:
+def timeline_blocker(printer: SeenPrinter, floor: Floor) -> str | None:
     """A row of the machine's timeline that runs now (a person's booking, maintenance)."""
     row = floor.rows.get(printer.pk)
     if row is None or row.start > floor.now:
@@ -341,7 +396,7 @@ def timeline_blocker(printer: Printer, floor: Floor) -> str | None:
     return f"{name} is booked until {until}"
 
 
-def printer_blocker(printer: Printer, floor: Floor) -> str | None:
+def printer_blocker(printer: SeenPrinter, floor: Floor) -> str | None:
     """Why the printer takes no job now, whatever the job."""
     return printer_state_blocker(
         printer, holding=floor.holding.get(printer.pk), now=floor.now
@@ -359,7 +414,7 @@ def _mm(value: Decimal) -> str:
     return f"{Decimal(value).normalize():f}"
 
 
-def match_blocker(job: QueuedJob, printer: Printer) -> Mismatch | None:
+def match_blocker(job: QueuedJob, printer: SeenPrinter) -> Mismatch | None:
     """The job's material, colour and nozzle against what the printer has loaded (the
     dispatcher's candidate query: same kind, same material, any nozzle or this one, any
     colour or this one)."""
@@ -372,7 +427,7 @@ def match_blocker(job: QueuedJob, printer: Printer) -> Mismatch | None:
     return None
 
 
-def job_blocker(job: QueuedJob, printer: Printer, floor: Floor, gcode: SlicedFor | None) -> str | None:
+def job_blocker(job: QueuedJob, printer: SeenPrinter, floor: Floor, gcode: SlicedFor | None) -> str | None:
     """Why this job cannot start on this printer now (the printer itself being free and
     loaded right): size, G-code for its profile, qualification, room before the next row
     of its timeline, the lab's hours."""
@@ -436,16 +491,16 @@ def candidate_order(queued: Iterable[J], starving_before: datetime) -> list[J]:
 
 # What a round shows about one printer's turn: the printer, its candidates in order, the
 # index of the job it took (None: none), and the ids of the jobs taken before its turn.
-Look = Callable[[Printer, list[J], int | None, set[int]], None]
+Look = Callable[[P, list[J], int | None, set[int]], None]
 
 
 def dispatch_round(
     *,
-    free: list[Printer],
-    candidates_of: Callable[[Printer], Iterable[J]],
+    free: list[P],
+    candidates_of: Callable[[P], Iterable[J]],
     floor: Floor,
-    gcode_for: Callable[[J, Printer], SlicedFor | None],
-    watch: Look[J] | None = None,
+    gcode_for: Callable[[J, P], SlicedFor | None],
+    watch: Look[P, J] | None = None,
 ) -> dict[int, J]:
     """One round of the dispatcher's decisions: each free printer, in the given order (by
     id), takes the first job of its candidates (`candidate_order` of the queued jobs it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -18,6 +19,7 @@ from machines import services
 from machines.models import Booking, Machine, Printer, PrintJob, PrintRecord
 from machines.printing import dispatch
 from machines.printing import services as printing
+from machines.printing.waiting import SeenMachine, SeenPrinter
 from tests.printing.factories import gcode_upload, make_printer, queued_job
 
 S = PrintJob.Status
@@ -395,3 +397,38 @@ def test_the_dispatcher_starts_exactly_the_jobs_the_waiting_reasons_say_start_ne
     expected = {pk for pk, why in reasons.items() if not why}
     assert expected == {wide[0].pk, *(j.pk for j in narrow[:3]), petg[0].pk}
     assert set(tick()) == expected
+
+
+@pytest.mark.django_db
+def test_the_dispatchers_plain_rows_of_printers_read_as_the_models_do(lab):
+    """The dispatcher reads idle printers as plain rows (`dispatch.IdlePrinter` and its
+    `IdleMachine`), not models: whatever the predicates read of them (`waiting.SeenPrinter`,
+    `waiting.SeenMachine`), and the round and the claim after them, is what the models
+    say, field by field."""
+    now = timezone.now()
+    make_printer(lab, slug="plain", name="Plain", volume=(120, 130, 140))
+    make_printer(
+        lab, slug="net", name="Net", url="http://127.0.0.1:9", api_key="k", colour="black", material="PETG"
+    )
+    Machine.objects.filter(slug="plain").update(work_z_mm=None, requires_qualification=True)
+    Printer.objects.filter(machine__slug="plain").update(nozzle_mm=Decimal("0.6"), slicer_profile="[print]")
+    Printer.objects.filter(machine__slug="net").update(state="idle", seen_at=now)
+    rows = dispatch.idle_printers(now=now)
+    models = {p.pk: p for p in Printer.objects.select_related("machine", "machine__lab")}
+    assert sorted(row.machine.name for row in rows) == ["Net", "Plain"]
+
+    def read(model, *, protocol, more):
+        # The machine is compared on its own, below.
+        names = [n for n, v in vars(protocol).items() if isinstance(v, property) and n != "machine"]
+        return {name: getattr(model, name) for name in [*names, *more]}
+
+    for row in rows:
+        model = models[row.pk]
+        assert read(row, protocol=SeenPrinter, more=["profile_key"]) == read(
+            model, protocol=SeenPrinter, more=["profile_key"]
+        )
+        assert read(row.machine, protocol=SeenMachine, more=["has_connection"]) == read(
+            model.machine, protocol=SeenMachine, more=["has_connection"]
+        )
+        row.machine.status = model.machine.status = Machine.Status.OUT_OF_ORDER
+        assert row.machine.get_status_display() == model.machine.get_status_display() == "Out of order"
