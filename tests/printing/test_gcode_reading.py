@@ -135,3 +135,11 @@ def test_an_uploaded_g_code_with_absurd_numbers_is_answered_not_a_server_error(l
     assert response.status_code < 500, response.content
     for job in PrintJob.objects.all():
         assert job.estimated_seconds is None or job.estimated_seconds <= MAX_ESTIMATE_SECONDS
+
+
+def test_a_slicer_comment_is_found_after_a_line_that_only_mentions_its_words():
+    text = (
+        "; the estimated printing time below is PrusaSlicer's\n;TIME:99 is not a Cura header here either\n"
+        "; estimated printing time (normal mode) = 1m 0s\n"
+    )
+    assert metadata(text)[0] == 60
