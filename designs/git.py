@@ -1835,7 +1835,7 @@ def _walked_changes(out: bytes) -> tuple[list[str], list[tuple[str, str, str, st
 class _StartedGit:
     """A git process started before its input is known, so that git's start-up (~1 ms)
     runs while the caller waits for something else (a mirror's, for its fetch): given
-    its input once (`_finish`), or ended unasked by `close`."""
+    its input once (`_finish`), or stopped unasked by `close`."""
 
     def __init__(self, path: Path, args: list[str], env: dict[str, str] | None) -> None:
         try:
@@ -1858,15 +1858,15 @@ class _StartedGit:
         out, err = self._proc.communicate(stdin)
         return self._proc.returncode, out, err.decode(errors="replace")
 
-    def _end_unasked(self) -> None:
-        """End a process nobody gave input: what it would do with none is not wanted."""
-        self._proc.kill()
-
     def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._end_unasked()
-            self._proc.wait()  # it writes nothing: nothing to read first
+        self._done = True
+        if self._proc.poll() is None:
+            # Never given input, it has done nothing yet (an update-ref takes no lock
+            # before its first command), and what it would do with none is not wanted
+            # (a walk would walk HEAD); given part of it (the caller was interrupted), it
+            # must not act on that part. Stopped, as subprocess.run stops its process.
+            self._proc.kill()
+        self._proc.wait()
         for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if pipe is not None:
                 pipe.close()
@@ -1907,9 +1907,6 @@ class RefUpdates(_StartedGit):
 
     def __init__(self, repo: Repository, message: str) -> None:
         super().__init__(repo.path, ["update-ref", "-m", message, "--stdin"], repo.quarantine)
-
-    def _end_unasked(self) -> None:
-        self._proc.stdin.close()  # type: ignore[union-attr]  # PIPE; no command: no change
 
     def apply(self, updates: list[tuple[str, str | None, str | None]]) -> None:
         """`Repository.update_refs(updates)`: all of them, or none and RefMoved."""
