@@ -123,3 +123,15 @@ def test_a_fetch_that_fails_ends_the_processes_it_started(repo):
             pytest.fail("the block runs only after a fetch that worked")
     assert children() == []
     assert repo.left_quarantines() == []
+
+
+def test_ref_updates_given_part_of_their_input_change_nothing(repo):
+    """A caller interrupted while it wrote the updates: git must not apply the lines it
+    got (with its input closed, update-ref would)."""
+    head = commit(repo, {"a.txt": b"a\n"})
+    updates = RefUpdates(repo, "fabhub: test")
+    updates._proc.stdin.write(f"update refs/heads/copy {head} {ZERO_SHA}\n".encode())
+    updates._proc.stdin.flush()
+    updates.close()
+    assert repo.refs() == {"refs/heads/main": head}
+    assert children() == []
