@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -307,65 +308,70 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
             shutil.rmtree(folder, ignore_errors=True)
     # What the fetch brings is held apart until the rules pass: a refused refresh leaves
     # nothing anyone could read, by ref or by object id (git's protocol v2 serves any
-    # object the repository holds).
-    with repo.fetch_quarantined(
-        access, PULL_REFSPECS, publish_message=f"fabhub: mirror of {mirror.url}"
-    ) as fetched:
-        try:
-            refs = repo.refs()
-            wanted = {
-                "refs/" + ref[len(STAGING) :]: sha for ref, sha in refs.items() if ref.startswith(STAGING)
-            }
-            published = {ref: sha for ref, sha in refs.items() if ref.startswith(PUBLISHED)}
-            updates: list[tuple[str, str | None, str | None]] = [
-                (ref, sha, published.get(ref)) for ref, sha in wanted.items() if published.get(ref) != sha
-            ]
-            updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
-            if not updates:
-                return RefreshOutcome(0, 0, 0), mirror.warning
-            # Only what arrived is read, by one walk and one cat-file process: checked by
-            # the push rules, then the LFS pointers among the files it adds; the analyses
-            # refs_changed queues take the same list.
-            reader = fetched.reader
-            errors, arrival = update_errors(
-                fetched.repo,
-                reader,
-                [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
-                _mirror_rules(design),
-                already_have=list(published.values()),
-                walk=fetched.walk,
-            )
-            if errors:
-                raise MirrorFailed(
-                    "The remote holds what this hub refuses, so nothing was published; once it "
-                    "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
+    # object the repository holds). The commit-graph's layer is written from the moment
+    # the new commits are in to the end of the follow-ups (`refs_changed`'s).
+    with ExitStack() as graph_written:
+        with repo.fetch_quarantined(
+            access, PULL_REFSPECS, publish_message=f"fabhub: mirror of {mirror.url}"
+        ) as fetched:
+            try:
+                refs = repo.refs()
+                wanted = {
+                    "refs/" + ref[len(STAGING) :]: sha for ref, sha in refs.items() if ref.startswith(STAGING)
+                }
+                published = {ref: sha for ref, sha in refs.items() if ref.startswith(PUBLISHED)}
+                updates: list[tuple[str, str | None, str | None]] = [
+                    (ref, sha, published.get(ref)) for ref, sha in wanted.items() if published.get(ref) != sha
+                ]
+                updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
+                if not updates:
+                    return RefreshOutcome(0, 0, 0), mirror.warning
+                # Only what arrived is read, by one walk and one cat-file process: checked by
+                # the push rules, then the LFS pointers among the files it adds; the analyses
+                # refs_changed queues take the same list.
+                reader = fetched.reader
+                errors, arrival = update_errors(
+                    fetched.repo,
+                    reader,
+                    [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+                    _mirror_rules(design),
+                    already_have=list(published.values()),
+                    walk=fetched.walk,
                 )
-            pointers = _pointer_oids(reader, arrival.added_blobs)
-            move = _ref_move(design, reader, published, updates)
-            head = _new_head_listing(design, reader, updates)
-            reader.close()
-            fetched.admit()
-        except BaseException:
-            _drop_staging(repo)  # they point into the quarantine, deleted with the block
-            raise
-        if head is not None:
-            # The follow-ups (search document, cover, README) list the new head: they find
-            # the listing the rules read rather than run `ls-tree` for it again.
-            repo.keep_listing(*head)
-        new_commits, added_blobs = arrival.commits, arrival.added_blobs
-        fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
-        try:
-            fetched.updates.apply(updates)
-        except RefMoved:
-            raise MirrorFailed(
-                "The design's refs changed during the refresh; it will be tried again."
-            ) from None
-    default_branch = design.default_branch
-    _follow_default_branch(design, access, wanted)
-    if design.default_branch != default_branch:
-        move = None  # another branch's head: what changed is not known
-    refs_changed(design, new_commits=new_commits, added_blobs=added_blobs, move=move)
-    watches.release_notify(design=design, tags=watches.tags_added(published, wanted), actor=None)
+                if errors:
+                    raise MirrorFailed(
+                        "The remote holds what this hub refuses, so nothing was published; once it "
+                        "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
+                    )
+                pointers = _pointer_oids(reader, arrival.added_blobs)
+                move = _ref_move(design, reader, published, updates)
+                head = _new_head_listing(design, reader, updates)
+                reader.close()
+                fetched.admit()
+            except BaseException:
+                _drop_staging(repo)  # they point into the quarantine, deleted with the block
+                raise
+            if head is not None:
+                # The follow-ups (search document, cover, README) list the new head: they find
+                # the listing the rules read rather than run `ls-tree` for it again.
+                repo.keep_listing(*head)
+            # The new commits are in, reached by the staging refs: git writes their layer
+            # of the commit-graph while the refresh publishes them and runs the follow-ups.
+            graph_written.enter_context(repo.commit_graph_refreshed())
+            new_commits, added_blobs = arrival.commits, arrival.added_blobs
+            fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
+            try:
+                fetched.updates.apply(updates)
+            except RefMoved:
+                raise MirrorFailed(
+                    "The design's refs changed during the refresh; it will be tried again."
+                ) from None
+        default_branch = design.default_branch
+        _follow_default_branch(design, access, wanted)
+        if design.default_branch != default_branch:
+            move = None  # another branch's head: what changed is not known
+        refs_changed(design, new_commits=new_commits, added_blobs=added_blobs, move=move, graph_started=True)
+        watches.release_notify(design=design, tags=watches.tags_added(published, wanted), actor=None)
     logger.info(
         "mirror %s: %d ref(s), %d commit(s), %d LFS object(s)",
         design.full_name,

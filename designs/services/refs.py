@@ -52,6 +52,7 @@ def refs_changed(
     added_blobs: list[tuple[str, str]] | None = None,
     whole_history: bool = False,
     move: RefMove | None = None,
+    graph_started: bool = False,
 ) -> None:
     """The hub learns of `new_commits`; push mirrors and open proposals follow the branches.
 
@@ -65,11 +66,13 @@ def refs_changed(
     the commit-graph's new layer while the other follow-ups run. `move`: what the move
     changed, when the caller knows; the cover, README, assembly, search and release
     follow-ups then run only when what they read changed (all of them run without it).
+    `graph_started`: the caller writes the commit-graph's layer around this call (a
+    mirror's refresh starts it as soon as the new commits are in).
     """
     Design.objects.filter(pk=design.pk).update(updated_at=timezone.now())
     if whole_history:
         enqueue("designs.tasks.history_settle", design.pk)
-    graph_written = nullcontext() if whole_history else design.repo.commit_graph_refreshed()
+    graph_written = nullcontext() if whole_history or graph_started else design.repo.commit_graph_refreshed()
     with graph_written:
         if not whole_history and (move is None or move.meshes_changed()):
             design_refresh_cover(design)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,32 @@ def test_ref_updates_given_part_of_their_input_change_nothing(repo):
     updates.close()
     assert repo.refs() == {"refs/heads/main": head}
     assert children() == []
+
+
+def test_the_commit_graph_is_started_without_holding_the_follow_ups(repo, monkeypatch):
+    """A ref move's follow-ups run while git starts writing the commit-graph: the caller
+    is not held while the process starts (slowed here to make it plain)."""
+    commit(repo, {"a.txt": b"a\n"})
+    popen = subprocess.Popen
+
+    def slow_start(*args, **kwargs):
+        time.sleep(0.3)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", slow_start)
+    started = time.perf_counter()
+    with repo.commit_graph_refreshed():
+        entered = time.perf_counter() - started
+    assert entered < 0.2
+    assert (repo.path / "objects" / "info" / "commit-graphs" / "commit-graph-chain").exists()
+    assert repo.depth(repo.branch_head("main")) == 1
+
+
+def test_a_commit_graph_git_cannot_start_fails_after_the_follow_ups(repo, settings, tmp_path):
+    commit(repo, {"a.txt": b"a\n"})
+    settings.FABHUB_GIT_BINARY = str(tmp_path / "no-git-here")
+    ran = []
+    with pytest.raises(GitError, match="git cannot start"):
+        with repo.commit_graph_refreshed():
+            ran.append(True)
+    assert ran == [True]

@@ -211,3 +211,29 @@ def test_the_follow_ups_list_the_new_head_from_what_the_refresh_read(mirror, rem
         )
     ]
     assert kept == by_git
+
+
+def test_the_commit_graph_is_written_once_from_when_the_new_commits_are_in(mirror, remote, monkeypatch):
+    """git writes the new commits' layer of the commit-graph while the refresh publishes
+    them and runs the follow-ups, not after: one write, started before the refs move."""
+    from designs.git import RefUpdates, Repository
+
+    events: list[str] = []
+    graph, apply = Repository.commit_graph_refreshed, RefUpdates.apply
+
+    def graph_started(self):
+        events.append("commit-graph")
+        return graph(self)
+
+    def published(self, updates):
+        events.append("publish")
+        return apply(self, updates)
+
+    monkeypatch.setattr(Repository, "commit_graph_refreshed", graph_started)
+    monkeypatch.setattr(RefUpdates, "apply", published)
+    add_a_file_in_a_folder(remote)
+    events.clear()
+
+    assert mirrors.mirror_refresh(design=mirror) is not None
+    assert events == ["commit-graph", "publish"]
+    assert mirror.repo.depth(mirror.repo.branch_head("main")) == 2
