@@ -226,11 +226,7 @@ class FetchQuarantine:
     repo: Repository  # reads the repository's objects and the quarantined ones
     folder: Path
     objects: Path  # the repository's own object folder
-    # Processes started while the fetch ran, ended with the block: a reader and a walk
-    # of `repo`, and the ref updates of the repository itself.
-    reader: ObjectReader
-    walk: ChangeWalk
-    updates: RefUpdates
+    walk: ChangeWalk  # of `repo`, started while the fetch ran; ended with the block
 
     def admit(self) -> None:
         """Move the quarantined objects into the repository: packs (the pack before its
@@ -1311,16 +1307,13 @@ class Repository:
         self._run_remote(access, *args, "--end-of-options", access.url, *refspecs)
 
     @contextmanager
-    def fetch_quarantined(
-        self, access: RemoteAccess, refspecs: list[str], *, publish_message: str = "fabhub"
-    ) -> Iterator[FetchQuarantine]:
+    def fetch_quarantined(self, access: RemoteAccess, refspecs: list[str]) -> Iterator[FetchQuarantine]:
         """Fetch `refspecs` from a remote, holding the objects that arrive in a quarantine
         (as git's receive-pack does for a push) until the caller `admit`s them: a
         Repository reading them is `.repo`. Not admitted, they are deleted when the block
         ends, and the refs the fetch moved point at nothing: the caller puts them back
         (a crash leaves its folder behind, `QUARANTINE_PREFIX`, for the next fetch to see).
-        The block's `.updates` moves this repository's refs (`update_refs`, with
-        `publish_message` in their logs), once the objects are admitted.
+        The block's `.walk` lists the new commits and their changes.
         """
         objects = self.path / "objects"
         with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp, ExitStack() as ends:
@@ -1341,20 +1334,12 @@ class Repository:
                 # `true` answers "none".
                 config=[("core.alternateRefsCommand", "true")],
             )
-            try:
-                # Started while the fetch waits for the remote, their start-up costs no
-                # time. The reader and the walk read the pack the fetch writes (git looks
-                # for new packs when an object is missing); they end before the
-                # quarantine goes, the ref updates with it.
-                reader = ends.enter_context(quarantined.object_reader())
-                walk = ends.enter_context(ChangeWalk(quarantined))
-                updates = ends.enter_context(RefUpdates(self, publish_message))
-            except BaseException:
-                fetch.kill()
-                fetch.communicate()
-                raise
+            # Started while the fetch waits for the remote, its start-up costs no wait;
+            # it reads the pack the fetch writes (git looks for new packs when an object
+            # is missing), and ends before the quarantine goes.
+            walk = ends.enter_context(ChangeWalk(quarantined))
             _remote_result(fetch, access, "fetch", (0,))
-            yield FetchQuarantine(quarantined, Path(tmp), objects, reader, walk, updates)
+            yield FetchQuarantine(quarantined, Path(tmp), objects, walk)
 
     def left_quarantines(self) -> list[Path]:
         """Folders of fetches that ended without cleaning up (a killed process)."""
@@ -1847,41 +1832,52 @@ def _walked_changes(out: bytes) -> tuple[list[str], list[tuple[str, str, str, st
 
 
 class _StartedGit:
-    """A git process started before its input is known, so that git's start-up (~1 ms)
-    runs while the caller waits for something else (a mirror's, for its fetch): given
-    its input once (`_finish`), or stopped unasked by `close`."""
+    """A git process started before its input is known, so that git's start-up (~1 ms of
+    CPU) runs while the caller does something else (a mirror's refresh: waits for its
+    fetch, checks what it brought): given its input once (`_finish`), or stopped unasked
+    by `close`. Started by `_git_starter`'s thread: the caller is not held while it
+    starts."""
 
     def __init__(self, path: Path, args: list[str], env: dict[str, str] | None) -> None:
+        self._starting = _git_starter().submit(
+            subprocess.Popen,
+            [git_binary(), *args],
+            cwd=path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_git_env(env),
+        )
+        self._done = False
+
+    def _process(self) -> subprocess.Popen[bytes]:
         try:
-            self._proc = subprocess.Popen(
-                [git_binary(), *args],
-                cwd=path,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=_git_env(env),
-            )
+            return self._starting.result()
         except OSError as exc:
             raise GitError(f"git cannot start: {exc}") from exc
-        self._done = False
 
     def _finish(self, stdin: bytes) -> tuple[int, bytes, str]:
         if self._done:
             raise GitError("this git process has been asked already")
         self._done = True
-        out, err = self._proc.communicate(stdin)
-        return self._proc.returncode, out, err.decode(errors="replace")
+        proc = self._process()
+        out, err = proc.communicate(stdin)
+        return proc.returncode, out, err.decode(errors="replace")
 
     def close(self) -> None:
         self._done = True
-        if self._proc.poll() is None:
+        try:
+            proc = self._process()
+        except GitError:
+            return  # never started: nothing to end
+        if proc.poll() is None:
             # Never given input, it has done nothing yet (an update-ref takes no lock
             # before its first command), and what it would do with none is not wanted
             # (a walk would walk HEAD); given part of it (the caller was interrupted), it
             # must not act on that part. Stopped, as subprocess.run stops its process.
-            self._proc.kill()
-        self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
 
@@ -1894,8 +1890,8 @@ class _StartedGit:
 
 class ChangeWalk(_StartedGit):
     """`Repository.commits_and_changes(tips, exclusions=…)` by a `git log --stdin` started
-    before the tips are known (`Repository.fetch_quarantined` starts one for the rules
-    that check what the fetch brings)."""
+    before the tips are known (`Repository.fetch_quarantined` starts one while it fetches,
+    for the rules that check what the fetch brings)."""
 
     def __init__(self, repo: Repository) -> None:
         super().__init__(repo.path, [*WALK_ARGS, "--stdin"], repo.quarantine)
@@ -1916,8 +1912,8 @@ class ChangeWalk(_StartedGit):
 
 class RefUpdates(_StartedGit):
     """`Repository.update_refs` by a `git update-ref --stdin` started before the updates
-    are known (`Repository.fetch_quarantined` starts one, for the refs its caller moves
-    once the fetched objects are admitted). Ended unasked, it updates nothing."""
+    are known (a mirror's refresh starts one as it checks what its fetch brought).
+    Ended unasked, it updates nothing."""
 
     def __init__(self, repo: Repository, message: str) -> None:
         super().__init__(repo.path, ["update-ref", "-m", message, "--stdin"], repo.quarantine)

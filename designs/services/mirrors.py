@@ -43,7 +43,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved, Repository
+from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved, RefUpdates, Repository
 from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror, repo_path
 from designs.push_rules import PushRules, update_errors
@@ -310,10 +310,8 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     # nothing anyone could read, by ref or by object id (git's protocol v2 serves any
     # object the repository holds). The commit-graph's layer is written from the moment
     # the new commits are in to the end of the follow-ups (`refs_changed`'s).
-    with ExitStack() as graph_written:
-        with repo.fetch_quarantined(
-            access, PULL_REFSPECS, publish_message=f"fabhub: mirror of {mirror.url}"
-        ) as fetched:
+    with ExitStack() as ends:
+        with repo.fetch_quarantined(access, PULL_REFSPECS) as fetched:
             try:
                 refs = repo.refs()
                 wanted = {
@@ -326,27 +324,28 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                 updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
                 if not updates:
                     return RefreshOutcome(0, 0, 0), mirror.warning
+                # Started now, the publishing git is ready by the time the rules pass.
+                publish = ends.enter_context(RefUpdates(repo, f"fabhub: mirror of {mirror.url}"))
                 # Only what arrived is read, by one walk and one cat-file process: checked by
                 # the push rules, then the LFS pointers among the files it adds; the analyses
                 # refs_changed queues take the same list.
-                reader = fetched.reader
-                errors, arrival = update_errors(
-                    fetched.repo,
-                    reader,
-                    [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
-                    _mirror_rules(design),
-                    already_have=list(published.values()),
-                    walk=fetched.walk,
-                )
-                if errors:
-                    raise MirrorFailed(
-                        "The remote holds what this hub refuses, so nothing was published; once it "
-                        "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
+                with fetched.repo.object_reader() as reader:
+                    errors, arrival = update_errors(
+                        fetched.repo,
+                        reader,
+                        [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+                        _mirror_rules(design),
+                        already_have=list(published.values()),
+                        walk=fetched.walk,
                     )
-                pointers = _pointer_oids(reader, arrival.added_blobs)
-                move = _ref_move(design, reader, published, updates)
-                head = _new_head_listing(design, reader, updates)
-                reader.close()
+                    if errors:
+                        raise MirrorFailed(
+                            "The remote holds what this hub refuses, so nothing was published; once it "
+                            "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
+                        )
+                    pointers = _pointer_oids(reader, arrival.added_blobs)
+                    move = _ref_move(design, reader, published, updates)
+                    head = _new_head_listing(design, reader, updates)
                 fetched.admit()
             except BaseException:
                 _drop_staging(repo)  # they point into the quarantine, deleted with the block
@@ -357,11 +356,11 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                 repo.keep_listing(*head)
             # The new commits are in, reached by the staging refs: git writes their layer
             # of the commit-graph while the refresh publishes them and runs the follow-ups.
-            graph_written.enter_context(repo.commit_graph_refreshed())
+            ends.enter_context(repo.commit_graph_refreshed())
             new_commits, added_blobs = arrival.commits, arrival.added_blobs
             fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
             try:
-                fetched.updates.apply(updates)
+                publish.apply(updates)
             except RefMoved:
                 raise MirrorFailed(
                     "The design's refs changed during the refresh; it will be tried again."

@@ -131,8 +131,8 @@ def test_ref_updates_given_part_of_their_input_change_nothing(repo):
     got (with its input closed, update-ref would)."""
     head = commit(repo, {"a.txt": b"a\n"})
     updates = RefUpdates(repo, "fabhub: test")
-    updates._proc.stdin.write(f"update refs/heads/copy {head} {ZERO_SHA}\n".encode())
-    updates._proc.stdin.flush()
+    updates._process().stdin.write(f"update refs/heads/copy {head} {ZERO_SHA}\n".encode())
+    updates._process().stdin.flush()
     updates.close()
     assert repo.refs() == {"refs/heads/main": head}
     assert children() == []
