@@ -178,3 +178,16 @@ def test_a_note_with_a_nul_character_is_refused_before_it_reaches_the_database(l
         note="before\x00after",
     )
     assert_refused(response, 400, "null characters")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "words"),
+    [
+        ("9999-12-31T23:00:00Z", "9999-12-31T23:30:00Z", ("days ahead",)),
+        ("0001-01-01T00:30:00Z", "0001-01-01T01:30:00Z", ("passed",)),
+    ],
+)
+def test_a_booking_at_the_ends_of_the_calendar_is_refused_in_words(lab, printer, bob_api, start, end, words):
+    """A day before or after such a start is out of Python's calendar: the one statement's
+    wall-clock parameters must not turn that into a server error."""
+    assert_refused(post_booking(bob_api, printer, start, end), 400, *words)
