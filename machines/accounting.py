@@ -10,6 +10,7 @@ Credits (holds at submission, settlement after the print) build on these estimat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -52,12 +53,19 @@ def lab_prices(lab: Lab, *, settings_row: PrintSettings | None = None) -> Prices
     saved or the unsaved defaults, as it just read them); defaults for a lab that set none."""
     settings_ = settings_row if settings_row is not None else PrintSettings.objects.filter(lab=lab).first()
     rows = MaterialPrice.objects.filter(lab=lab).values_list("material", "price_per_gram", "density_g_cm3")
+    return prices_from(settings_, rows)
+
+
+def prices_from(settings_: PrintSettings | None, rows: Iterable[tuple[str, Decimal, Decimal]]) -> Prices:
+    """`lab_prices` from the lab's print settings and its material prices (material, price
+    per gram, density; by material) as a caller read them."""
+    listed = list(rows)
     return Prices(
         currency=settings_.currency if settings_ else "EUR",
         per_job=settings_.price_per_job if settings_ else Decimal(0),
         per_machine_hour=settings_.price_per_machine_hour if settings_ else Decimal(0),
-        per_gram={m.upper(): p for m, p, _ in rows},
-        density={m.upper(): d for m, _, d in rows},
+        per_gram={m.upper(): p for m, p, _ in listed},
+        density={m.upper(): d for m, _, d in listed},
     )
 
 

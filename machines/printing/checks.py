@@ -43,8 +43,9 @@ def check_gcode_text(head: bytes, name: str) -> None:
         raise ValidationError(f"{name} does not look like G-code: no G or M command in its first lines.")
 
 
-def require_slicer(lab: Lab) -> None:
-    if ps.print_settings_of(lab).slicer == PrintSettings.Slicer.NONE or not slicer_installed():
+def require_slicer(lab: Lab, settings_row: PrintSettings) -> None:
+    """`settings_row`: the lab's print settings, as the caller read them."""
+    if settings_row.slicer == PrintSettings.Slicer.NONE or not slicer_installed():
         raise ValidationError(
             f"{lab.name} has no slicer installed, so it takes G-code only: slice the part yourself "
             "and send the .gcode file (G-code jobs still work)."

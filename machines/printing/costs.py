@@ -25,6 +25,7 @@ from machines.accounting import (
     job_cost,
     lab_prices,
     money,
+    prices_from,
     seconds_from_volume,
     used_share,
 )
@@ -73,19 +74,20 @@ def _most_expensive(
 
 def submission_estimate(
     *,
-    lab: Lab,
     printers: list[Printer],
     material: str,
     copies: int,
     settings_row: PrintSettings,
+    material_prices: Iterable[tuple[str, Decimal, Decimal]],
     volume_mm3: float | None = None,
     gcode_info: Any = None,
 ) -> dict[str, Any]:
     """The job's cost fields at submission: from an uploaded G-code's own figures (its
     slicer's comments, or the hub's parse), or from the mesh's volume × the material's
-    density before it is sliced. `settings_row`: the lab's print settings, as the caller
-    read them for its checks."""
-    prices = lab_prices(lab, settings_row=settings_row)
+    density before it is sliced. `settings_row` and `material_prices`: the lab's print
+    settings and material prices, as the caller read them for its checks
+    (`selectors.submission_reads`)."""
+    prices = prices_from(settings_row, material_prices)
     grams: Decimal | None = None
     seconds: int | None = None
     if gcode_info is not None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Protocol
+from functools import cache
+from typing import Any, Protocol
 
-from django.db.models import Count, Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Count, Field, Q, QuerySet
 from django.utils import timezone
 
 from designs.models import Design
@@ -16,7 +20,17 @@ from hub.auth import Viewer
 from hub.exceptions import NotFound
 from hub.models import User
 from machines import timeline
-from machines.models import Lab, Machine, Printer, PrintJob, PrintRecord, PrintSettings
+from machines.models import (
+    Lab,
+    LabMembership,
+    Machine,
+    MaterialPrice,
+    Printer,
+    PrintJob,
+    PrintRecord,
+    PrintSettings,
+)
+from machines.rows import Conversions, column_conversions, converted
 from machines.selectors import lab_role
 from machines.spools import canonical_colour as canonical_colour
 from machines.spools import canonical_material as canonical_material
@@ -66,10 +80,128 @@ def printer_can_use(printer: Printer, material: str, nozzle_mm: Decimal | None) 
         return False
 
 
+# The submission's reads are hand-written statements, built once per process from the
+# models' own names: compiling their querysets cost more CPU than running them (issue 18:
+# ~0.3-0.5 ms a statement, where the whole submission of a small G-code is ~3.5 ms).
+
+
+def _quoted(db: BaseDatabaseWrapper, fields: list[Field], alias: str) -> list[str]:
+    return [f"{alias}.{db.ops.quote_name(str(f.column))}" for f in fields]
+
+
+_CONVERSIONS: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[str, Conversions]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _rows(read: str, sql: str, params: list[Any], fields: list[Field | None]) -> tuple[str, list[list[Any]]]:
+    """The rows of the hand-written read named `read` (its columns' `fields` always the
+    same), each value as the ORM would read it (`machines.rows`), and the database alias."""
+    db = connections[DEFAULT_DB_ALIAS]
+    known = _CONVERSIONS.setdefault(db, {})
+    if read not in known:
+        known[read] = column_conversions(fields, db)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return db.alias, [converted(list(row), known[read], db) for row in cursor.fetchall()]
+
+
+_PRINTER_FIELDS: list[Field] = list(Printer._meta.concrete_fields)
+_MACHINE_FIELDS: list[Field] = list(Machine._meta.concrete_fields)
+_PRINTER_NAMES = [f.attname for f in _PRINTER_FIELDS]
+_MACHINE_NAMES = [f.attname for f in _MACHINE_FIELDS]
+
+
+@cache
+def _compatible_sql(vendor: str) -> str:
+    db = connections[DEFAULT_DB_ALIAS]
+    qn = db.ops.quote_name
+    columns = _quoted(db, _PRINTER_FIELDS, "p") + _quoted(db, _MACHINE_FIELDS, "m")
+    return (
+        f"SELECT {', '.join(columns)} FROM {qn(Printer._meta.db_table)} p "
+        f"INNER JOIN {qn(Machine._meta.db_table)} m ON p.machine_id = m.id "
+        "WHERE m.lab_id = %s AND m.kind = %s AND p.accepts_jobs = %s ORDER BY m.name"
+    )
+
+
 def compatible_printers(lab: Lab, *, kind: str, material: str, nozzle_mm: Decimal | None) -> list[Printer]:
-    """The lab's printers (taking jobs) that can print this material with this nozzle."""
-    rows = printers_of_lab(lab).filter(accepts_jobs=True, machine__kind=kind)
-    return [p for p in rows if printer_can_use(p, material, nozzle_mm)]
+    """The lab's printers (taking jobs) that can print this material with this nozzle, by
+    machine name, each with its machine; the machine's lab is `lab` (not read again)."""
+    alias, rows = _rows(
+        "compatible",
+        _compatible_sql(connections[DEFAULT_DB_ALIAS].vendor),
+        [lab.pk, kind, True],
+        [*_PRINTER_FIELDS, *_MACHINE_FIELDS],
+    )
+    width = len(_PRINTER_NAMES)
+    found = []
+    for row in rows:
+        printer = Printer.from_db(alias, _PRINTER_NAMES, row[:width])
+        machine = Machine.from_db(alias, _MACHINE_NAMES, row[width:])
+        machine.lab = lab
+        printer.machine = machine
+        if printer_can_use(printer, material, nozzle_mm):
+            found.append(printer)
+    return found
+
+
+@dataclass(frozen=True)
+class SubmissionReads:
+    """What a submission reads of its lab for its member, in one statement."""
+
+    role: str | None  # as `machines.selectors.lab_role` gives it
+    settings: PrintSettings  # as `print_settings_of` gives them
+    material_prices: list[tuple[str, Decimal, Decimal]]  # material, price per gram, density
+
+
+_SETTINGS_FIELDS: list[Field] = list(PrintSettings._meta.concrete_fields)
+_SETTINGS_NAMES = [f.attname for f in _SETTINGS_FIELDS]
+_SETTINGS_KEY = next(i for i, f in enumerate(_SETTINGS_FIELDS) if f.primary_key)
+_PRICE_FIELDS: list[Field] = [
+    f
+    for f in MaterialPrice._meta.concrete_fields
+    if f.name in ("material", "price_per_gram", "density_g_cm3")
+]
+
+
+@cache
+def _submission_sql(vendor: str) -> str:
+    db = connections[DEFAULT_DB_ALIAS]
+    qn = db.ops.quote_name
+    membership = qn(LabMembership._meta.db_table)
+    columns = _quoted(db, _SETTINGS_FIELDS, "s") + _quoted(db, _PRICE_FIELDS, "mp")
+    # The lab's row makes one row without settings or prices; each price adds one, in the
+    # order `accounting.lab_prices` reads them (by material).
+    return (
+        f"SELECT (SELECT CASE WHEN ms.status = %s THEN 'pending' ELSE ms.role END FROM {membership} ms "
+        f"WHERE ms.lab_id = l.id AND ms.user_id = %s), {', '.join(columns)} "
+        f"FROM {qn(Lab._meta.db_table)} l "
+        f"LEFT JOIN {qn(PrintSettings._meta.db_table)} s ON s.lab_id = l.id "
+        f"LEFT JOIN {qn(MaterialPrice._meta.db_table)} mp ON mp.lab_id = l.id "
+        "WHERE l.id = %s ORDER BY mp.material"
+    )
+
+
+def submission_reads(lab: Lab, user: User) -> SubmissionReads:
+    """`user`'s role at `lab`, the lab's print settings and its material prices: what
+    `print_job_submit` checks and prices with, read at once."""
+    alias, rows = _rows(
+        "submission",
+        _submission_sql(connections[DEFAULT_DB_ALIAS].vendor),
+        [LabMembership.Status.PENDING.value, user.pk, lab.pk],
+        [None, *_SETTINGS_FIELDS, *_PRICE_FIELDS],
+    )
+    if not rows:  # the lab is gone: nobody is a member of it
+        return SubmissionReads(role=None, settings=PrintSettings(lab=lab), material_prices=[])
+    first = rows[0]
+    at_price = 1 + len(_SETTINGS_NAMES)
+    if first[1 + _SETTINGS_KEY] is None:  # no settings row: the defaults, unsaved
+        settings_row = PrintSettings(lab=lab)
+    else:
+        settings_row = PrintSettings.from_db(alias, _SETTINGS_NAMES, first[1:at_price])
+        settings_row.lab = lab
+    prices = [(m, p, d) for m, p, d in (row[at_price:] for row in rows) if m is not None]
+    return SubmissionReads(role=first[0], settings=settings_row, material_prices=prices)
 
 
 class HasVolume(Protocol):

@@ -190,7 +190,10 @@ def print_job_submit(
     then prepared in the background; a smaller G-code is read here and the job queued (or
     put to a manager) at once, as its preparation would have.
     """
-    role = lab_role(lab, owner)
+    # The member's role, the lab's print settings and prices: one read for every check and
+    # the estimate below.
+    reads = ps.submission_reads(lab, owner)
+    role, settings_row = reads.role, reads.settings
     require_member_role(lab, role)
     if (design is None) == (upload is None):
         raise ValidationError(
@@ -222,7 +225,7 @@ def print_job_submit(
             raise ValidationError(
                 "The hub slices meshes for FDM printers only: send G-code for other machines."
             )
-        checks.require_slicer(lab)
+        checks.require_slicer(lab, settings_row)
 
     compatible = ps.compatible_printers(lab, kind=machine_kind, material=material, nozzle_mm=nozzle)
     if not compatible:
@@ -265,7 +268,6 @@ def print_job_submit(
         upload.seek(0)
         checks.check_gcode_text(head, upload.name)
 
-    settings_row = ps.print_settings_of(lab)
     if upload is not None and upload.size > READ_AT_SUBMIT_BYTES:
         # Before storing a large file the limits refuse anyway; they are checked again with
         # the job's write, below.
@@ -292,7 +294,6 @@ def print_job_submit(
     # credits. A G-code read here is priced on every printer that could take it, as its
     # preparation would (`costs.sliced_estimate`): its hold is final.
     source |= costs.submission_estimate(
-        lab=lab,
         printers=compatible if read is not None else printers,
         material=material,
         copies=copies,
@@ -303,6 +304,7 @@ def print_job_submit(
         ),
         gcode_info=info,
         settings_row=settings_row,
+        material_prices=reads.material_prices,
     )
     with transaction.atomic():
         # With the job's write, no other job of this member's checked meanwhile.
