@@ -107,7 +107,6 @@ def machine_create(
 
 
 @transaction.atomic
-@transaction.atomic
 def machine_update(
     *,
     machine: Machine,
