@@ -41,6 +41,21 @@ def test_bytes_stored_already_make_no_temporary_copy(settings, tmp_path, monkeyp
     assert len(made) == 1
 
 
+@pytest.mark.parametrize("chunk_bytes", [files.CHUNK_BYTES, 8])  # whole in one chunk; copied while hashed
+def test_a_stored_file_of_the_right_size_but_other_bytes_is_stored_anew(
+    settings, tmp_path, monkeypatch, chunk_bytes
+):
+    settings.DATA_DIR = tmp_path
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk_bytes)
+    content = b"G28\nG1 X10 Y10 E1\n"
+    sha, size = store_file(io.BytesIO(content))
+    # Stale blocks after a crash (data=writeback), or bit rot: the size is right, the bytes not.
+    gcode_path(sha).write_bytes(b"\0" * size)
+    assert store_file(io.BytesIO(content)) == (sha, size)
+    assert gcode_path(sha).read_bytes() == content
+    assert not any((tmp_path / "print-files" / "tmp").iterdir())
+
+
 @pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 16, 17, 40])
 def test_a_source_of_many_chunks_is_stored_whole(settings, tmp_path, monkeypatch, length):
     settings.DATA_DIR = tmp_path
