@@ -77,11 +77,19 @@ def _bounded(value: float | None, limit: float) -> float | None:
 
 
 def _search(pattern: re.Pattern[str], words: str, text: str) -> re.Match[str] | None:
-    """`pattern.search(text)`, started at the line where `words` (which every match
-    holds) first appear: a line-anchored search through the whole text costs ~1 ms per
-    250 KB, and a file has one slicer's comments, or none."""
+    """`pattern.search(text)`, started near where `words` (which every match holds) first
+    appear: a line-anchored search through the whole text costs ~1 ms per 250 KB, and a
+    file has one slicer's comments, or none.
+
+    Only a match holding that first appearance can begin before its line, as the `\\s*`
+    after `^;` crosses line ends (";\\n estimated printing time = 1h" is a match); it
+    begins with the last semicolon at or before the words (no other can be between), so
+    the search starts on that semicolon's line."""
     at = text.find(words)
-    return None if at < 0 else pattern.search(text, text.rfind("\n", 0, at) + 1)
+    if at < 0:
+        return None
+    semicolon = text.rfind(";", 0, at + 1)
+    return pattern.search(text, text.rfind("\n", 0, semicolon if semicolon >= 0 else at) + 1)
 
 
 def metadata(text: str) -> tuple[int | None, float | None, float | None]:
