@@ -1535,20 +1535,18 @@ class ObjectReader:
     def __init__(self, path: Path, *, env: dict[str, str] | None = None) -> None:
         self.path = path
         self._stderr = tempfile.TemporaryFile()
-        try:
-            self._proc = subprocess.Popen(
-                [git_binary(), "cat-file", "--batch-command"],
-                cwd=path,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env={**os.environ, **env} if env else None,
-            )
-        except OSError as exc:
-            self._stderr.close()
-            raise GitError(f"git cannot start: {exc}") from exc
-        assert self._proc.stdin is not None and self._proc.stdout is not None  # PIPE
-        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+        # Started by the process's git-starting thread: the caller goes on meanwhile
+        # (Python's vfork holds it until git runs) and meets git at its first question.
+        self._starting = _git_starter().submit(
+            subprocess.Popen,
+            [git_binary(), "cat-file", "--batch-command"],
+            cwd=path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env={**os.environ, **env} if env else None,
+        )
+        self._pipes: tuple[IO[bytes], IO[bytes]] | None = None
         # Each commit's files, by its id: a commit's content never changes, and
         # a mirror's refresh lists its new head twice (its rules, then `listing`).
         self._listed: dict[str, list[tuple[bytes, str, str]]] = {}
@@ -1561,15 +1559,32 @@ class ObjectReader:
 
     def close(self) -> None:
         """End the process (again: nothing happens)."""
+        try:
+            proc = self._starting.result()
+        except OSError:
+            self._stderr.close()
+            return  # never started
         # The reading end closed first: a git still writing an answer nobody reads stops
         # (a broken pipe) rather than wait; with its input closed too, it ends.
-        for pipe in (self._stdout, self._stdin):
+        for pipe in (proc.stdout, proc.stdin):
             try:
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             except OSError:
                 pass
-        self._proc.wait()
+        proc.wait()
         self._stderr.close()
+
+    def _started(self) -> tuple[IO[bytes], IO[bytes]]:
+        """git's input and output, once it runs; GitError if it could not start."""
+        if self._pipes is None:
+            try:
+                proc = self._starting.result()
+            except OSError as exc:
+                raise GitError(f"git cannot start: {exc}") from exc
+            assert proc.stdin is not None and proc.stdout is not None  # PIPE
+            self._pipes = proc.stdin, proc.stdout
+        return self._pipes
 
     def _failed(self) -> GitError:
         self._stderr.seek(0)
@@ -1581,6 +1596,7 @@ class ObjectReader:
         if not all(ONE_WORD.fullmatch(name) for name in names):
             raise GitError("an object name must be one word")
         answers: list[tuple[str, str, bytes | int] | None] = []
+        stdin, _ = self._started()
         at = 0
         while at < len(names):
             chunk: list[bytes] = []
@@ -1590,15 +1606,16 @@ class ObjectReader:
                 size += len(chunk[-1])
                 at += 1
             try:
-                self._stdin.write(b"".join(chunk))
-                self._stdin.flush()
+                stdin.write(b"".join(chunk))
+                stdin.flush()
             except OSError as exc:
                 raise self._failed() from exc
             answers += [self._answer(verb) for _ in chunk]
         return answers
 
     def _answer(self, verb: str) -> tuple[str, str, bytes | int] | None:
-        header = self._stdout.readline()
+        _, stdout = self._started()
+        header = stdout.readline()
         if not header.endswith(b"\n"):
             raise self._failed()
         parts = header.split()
@@ -1607,8 +1624,8 @@ class ObjectReader:
         sha, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
         if verb == "info":
             return sha, kind, size
-        data = self._stdout.read(size)
-        if len(data) != size or self._stdout.read(1) != b"\n":
+        data = stdout.read(size)
+        if len(data) != size or stdout.read(1) != b"\n":
             raise self._failed()
         return sha, kind, data
 

@@ -128,7 +128,34 @@ def test_the_process_ends_when_the_block_fails(repo):
     commit(repo, {"README.md": b"# Car\n"})
 
     with pytest.raises(RuntimeError), repo.object_reader() as reader:
-        process = reader._proc
+        process = reader._starting.result()  # the process, once started
         raise RuntimeError("the caller failed")
 
     assert process.returncode is not None
+
+
+def test_a_reader_is_made_without_waiting_for_git_to_start(repo, monkeypatch):
+    """The caller goes on while git starts (a mirror's refresh has its walk to read) and
+    meets git at its first question (its start slowed here to make it plain)."""
+    import time
+
+    sha = commit(repo, {"README.md": b"# Car\n"})
+    popen = subprocess.Popen
+
+    def slow_start(*args, **kwargs):
+        time.sleep(0.3)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", slow_start)
+    started = time.perf_counter()
+    with repo.object_reader() as reader:
+        made = time.perf_counter() - started
+        assert reader.all_paths(sha) == ["README.md"]
+    assert made < 0.2
+
+
+def test_a_reader_whose_git_cannot_start_says_so_at_its_first_question(repo, settings, tmp_path):
+    sha = commit(repo, {"README.md": b"# Car\n"})
+    settings.FABHUB_GIT_BINARY = str(tmp_path / "no-git-here")
+    with repo.object_reader() as reader, pytest.raises(GitError, match="git cannot start"):
+        reader.all_paths(sha)
