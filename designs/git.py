@@ -1547,9 +1547,11 @@ class ObjectReader:
             env={**os.environ, **env} if env else None,
         )
         self._pipes: tuple[IO[bytes], IO[bytes]] | None = None
-        # Each commit's files, by its id: a commit's content never changes, and
-        # a mirror's refresh lists its new head twice (its rules, then `listing`).
-        self._listed: dict[str, list[tuple[bytes, str, str]]] = {}
+        # One commit's files at a time, by its id (a commit's content never changes): a
+        # mirror's refresh lists its new head twice (its rules, then `listing`), and the
+        # rules list every tip, so every listing kept would hold one per tag at once.
+        self._listed: tuple[str, list[tuple[bytes, str, str]]] | None = None
+        self._keep: str | None = None
 
     def __enter__(self) -> ObjectReader:
         return self
@@ -1661,14 +1663,23 @@ class ObjectReader:
             for path, mode, sha in self._files(commit)
         )
 
+    def keep_files(self, commit: str) -> None:
+        """Keep `commit`'s files once they are read, until the reader closes, rather than
+        the last commit's listed: what a caller will list again after listing others (a
+        mirror's new head, read by its rules among every tip, then by `listing`)."""
+        self._keep = commit
+
     def _files(self, commit: str) -> list[tuple[bytes, str, str]]:
-        """(path, mode, sha) of every file and submodule at `commit`, in `ls-tree -r`'s order."""
+        """(path, mode, sha) of every file and submodule at `commit`, in `ls-tree -r`'s order.
+        One listing is held at most: the commit `keep_files` named, or else the last read."""
         if not _SHA_RE.fullmatch(commit):
             return self._read_files(commit)  # a name that may move
-        listed = self._listed.get(commit)
-        if listed is None:
-            listed = self._listed[commit] = self._read_files(commit)
-        return listed
+        if self._listed is not None and self._listed[0] == commit:
+            return self._listed[1]
+        files = self._read_files(commit)
+        if self._keep is None or self._keep == commit:
+            self._listed = commit, files
+        return files
 
     def _read_files(self, commit: str) -> list[tuple[bytes, str, str]]:
         ((root, items),) = self._root_trees([commit])

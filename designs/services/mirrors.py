@@ -330,6 +330,9 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                 # the push rules, then the LFS pointers among the files it adds; the analyses
                 # refs_changed queues take the same list.
                 with fetched.repo.object_reader() as reader:
+                    new_head = _new_head(design, updates)
+                    if new_head is not None:
+                        reader.keep_files(new_head)  # listed by the rules, then again below
                     errors, arrival = update_errors(
                         fetched.repo,
                         reader,
@@ -345,7 +348,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                         )
                     pointers = _pointer_oids(reader, arrival.added_blobs)
                     move = _ref_move(design, reader, published, updates)
-                    head = _new_head_listing(design, reader, updates)
+                    head = None if new_head is None else _listing(reader, new_head)
                 fetched.admit()
             except BaseException:
                 _drop_staging(repo)  # they point into the quarantine, deleted with the block
@@ -404,17 +407,17 @@ def _ref_move(
     return RefMove(head_before=before, paths=paths, tag_deleted=tag_deleted)
 
 
-def _new_head_listing(
-    design: Design, reader: ObjectReader, updates: list[tuple[str, str | None, str | None]]
-) -> tuple[str, bytes] | None:
-    """(the default branch's new head, its recursive listing) if the refresh moves it,
-    read by the reader that checked it (no more git reads: its trees are remembered)."""
+def _new_head(design: Design, updates: list[tuple[str, str | None, str | None]]) -> str | None:
+    """The default branch's new head if the refresh moves it (not if it deletes it)."""
     default_ref = f"refs/heads/{design.default_branch}"
-    after = next((new for ref, new, _ in updates if ref == default_ref), None)
-    if after is None:
-        return None
+    return next((new for ref, new, _ in updates if ref == default_ref), None)
+
+
+def _listing(reader: ObjectReader, head: str) -> tuple[str, bytes] | None:
+    """(the new head, its recursive listing), read by the reader that checked it (no more
+    git reads: it kept the head's files, `ObjectReader.keep_files`)."""
     try:
-        return after, reader.listing(after)
+        return head, reader.listing(head)
     except GitError:
         return None  # a branch naming no commit (git allows it): nothing to list
 

@@ -124,6 +124,48 @@ def test_releases_are_the_ones_tags_gives_in_the_same_order(repo):
     assert names.index("v1.0") < names.index("v1") < names.index("v0.10") < names.index("v0.9")
 
 
+def trees_asked(reader: ObjectReader, monkeypatch) -> list[str]:
+    """The commits whose root tree `reader` asks git for: one per listing it reads."""
+    asked: list[str] = []
+    root_trees = reader._root_trees
+
+    def recording(commits):
+        asked.extend(commits)
+        return root_trees(commits)
+
+    monkeypatch.setattr(reader, "_root_trees", recording)
+    return asked
+
+
+def test_of_many_commits_listed_only_the_last_is_held(repo, monkeypatch):
+    """A mirror's rules list every tip (a first refresh: every tag); holding each listing
+    for the reader's life held them all at once."""
+    tips = [commit(repo, {f"part-{n}.scad": b"cube(1);\n"}) for n in range(5)]
+    with repo.object_reader() as reader:
+        asked = trees_asked(reader, monkeypatch)
+        for tip in tips:
+            reader.all_paths(tip)
+        assert reader.all_paths(tips[-1]) == [f"part-{n}.scad" for n in range(5)]
+        assert asked == tips  # the last one held: not read again
+        for tip in tips[:-1]:
+            reader.all_paths(tip)
+        assert asked == tips + tips[:-1]  # the others were not held
+
+
+def test_a_listing_asked_to_be_kept_is_the_only_one_held(repo, monkeypatch):
+    tips = [commit(repo, {f"part-{n}.scad": b"cube(1);\n"}) for n in range(5)]
+    with repo.object_reader() as reader:
+        asked = trees_asked(reader, monkeypatch)
+        reader.keep_files(tips[1])
+        for tip in tips:
+            reader.all_paths(tip)
+        listing = reader.listing(tips[1])
+        assert asked == tips  # the kept one: not read again, after four others
+        reader.all_paths(tips[-1])
+        assert asked == [*tips, tips[-1]]  # the last one read was not held beside it
+    assert listing == repo._listing(tips[1], "-r")
+
+
 def test_the_process_ends_when_the_block_fails(repo):
     commit(repo, {"README.md": b"# Car\n"})
 

@@ -171,12 +171,19 @@ def test_a_refresh_that_changes_a_file_s_content_only_skips_search_readme_and_as
     assert queued == ["designs.tasks.search_index_refresh"]
 
 
-@pytest.mark.parametrize("change", [add_a_file_in_a_folder, add_a_submodule])
+def add_a_file_and_tag_the_old_head(remote):
+    """A new tag's commit is listed by the rules after the new head (refs/tags/ sorts
+    after refs/heads/): the reader must still hold the head's listing, not the last."""
+    git_in(remote.repo_path, "update-ref", "refs/tags/v0", remote.repo.branch_head("main"))
+    add_a_file_in_a_folder(remote)
+
+
+@pytest.mark.parametrize("change", [add_a_file_in_a_folder, add_a_submodule, add_a_file_and_tag_the_old_head])
 def test_the_follow_ups_list_the_new_head_from_what_the_refresh_read(mirror, remote, monkeypatch, change):
     """The rules read the new head's every file; the search document (and the cover and
     README, when they run) find that listing, as git lists it, rather than run
     `git ls-tree` for it again."""
-    from designs.git import Repository
+    from designs.git import ObjectReader, Repository
 
     change(remote)
     listed: list[tuple[str, ...]] = []
@@ -187,10 +194,21 @@ def test_the_follow_ups_list_the_new_head_from_what_the_refresh_read(mirror, rem
             listed.append(args)
         return run(self, *args, **kwargs)
 
+    read: list[tuple[ObjectReader, str]] = []  # by reader: the follow-ups have their own
+    read_files = ObjectReader._read_files
+
+    def reading(self, commit):
+        read.append((self, commit))
+        return read_files(self, commit)
+
     monkeypatch.setattr(Repository, "_run", recording)
+    monkeypatch.setattr(ObjectReader, "_read_files", reading)
     assert mirrors.mirror_refresh(design=mirror) is not None
 
     assert listed == []
+    assert len(read) == len({(id(reader), commit) for reader, commit in read}), (
+        "a reader read a commit's trees twice"
+    )
     head = mirror.repo.branch_head("main")
     document = SearchDocument.objects.get(design=mirror)
     assert document.commit_sha == head
