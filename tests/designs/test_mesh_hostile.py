@@ -21,8 +21,15 @@ import numpy as np
 import pytest
 import trimesh
 
-from designs.meshes import Limits, MeshError, analyse, geometric_diff, render_thumbnail, viewer_triangles
-from designs.meshes import worker
+from designs.meshes import (
+    Limits,
+    MeshError,
+    analyse,
+    geometric_diff,
+    render_thumbnail,
+    viewer_triangles,
+    worker,
+)
 from designs.meshes.worker import DiffJob, MeshJob, MeshOutcome, run_batch, run_diffs, stop_warm_servers
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "meshes"
