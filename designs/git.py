@@ -1992,6 +1992,18 @@ def _git_starter() -> ThreadPoolExecutor:
         return _STARTER
 
 
+def _forget_git_starter() -> None:
+    """In a forked child (gunicorn --preload, a worker pool), the parent's starter thread
+    does not exist: work submitted to its executor would wait for it forever. The child
+    makes its own; the lock too, as a thread of the parent may have held it at the fork."""
+    global _STARTER, _STARTER_LOCK
+    _STARTER = None
+    _STARTER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_git_starter)
+
+
 def _update_ref_input(updates: list[tuple[str, str | None, str | None]]) -> bytes:
     """`git update-ref --stdin`'s commands for (ref, new or None to delete, old or None if
     it must not exist) updates."""

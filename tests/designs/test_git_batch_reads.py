@@ -201,3 +201,32 @@ def test_a_reader_whose_git_cannot_start_says_so_at_its_first_question(repo, set
     settings.FABHUB_GIT_BINARY = str(tmp_path / "no-git-here")
     with repo.object_reader() as reader, pytest.raises(GitError, match="git cannot start"):
         reader.all_paths(sha)
+
+
+def test_a_forked_child_reads_through_git_started_by_its_own_thread(repo):
+    """The thread that starts git (`_git_starter`) is the parent's: a child forked after
+    git ran (gunicorn --preload, a worker pool) must not queue its git on an executor no
+    thread runs, waiting forever for a process never started. The child says by its exit
+    code whether its reader answered within a few seconds."""
+    import threading
+
+    sha = commit(repo, {"README.md": b"# Car\n"})
+    with repo.object_reader() as reader:
+        assert reader.all_paths(sha) == ["README.md"]  # the parent's starter thread runs
+
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        answered = []
+        try:
+
+            def read() -> None:
+                with repo.object_reader() as child_reader:
+                    answered.append(child_reader.all_paths(sha))
+
+            asking = threading.Thread(target=read, daemon=True)
+            asking.start()
+            asking.join(timeout=10)
+        finally:
+            os._exit(0 if answered == [["README.md"]] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's reader never answered"
