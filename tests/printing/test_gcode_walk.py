@@ -155,11 +155,14 @@ ORIGINAL_FIGURES = {
 
 
 @pytest.mark.parametrize("name", SLICED)
-@pytest.mark.parametrize("block_bytes", [gcode.BLOCK_BYTES, 4096])
-def test_slicer_output_gives_the_figures_the_original_loop_gave(name, block_bytes, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("block_bytes", "block_lines"), [(gcode.BLOCK_BYTES, gcode.BLOCK_LINES), (4096, 7)])
+def test_slicer_output_gives_the_figures_the_original_loop_gave(
+    name, block_bytes, block_lines, tmp_path, monkeypatch
+):
     path = tmp_path / "part.gcode"
     path.write_bytes(gzip.decompress((DATA / name).read_bytes()))
     monkeypatch.setattr(gcode, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(gcode, "BLOCK_LINES", block_lines)
     assert dataclasses.asdict(parse_moves(path)) == ORIGINAL_FIGURES
 
 
@@ -180,4 +183,29 @@ def test_a_line_longer_than_a_block_is_walked_whole(tmp_path, monkeypatch):
     info = parse_moves(path)
     # Cut anywhere inside the second line, the move would not reach X20 with E2.
     assert (info.low, info.high) == ((0.0, 0.0, 0.0), (20.0, 5.0, 0.0))
+    assert info.filament_mm == 2.0
+
+
+@pytest.mark.parametrize(("block_bytes", "block_lines"), [(4096, 3), (64, 1000), (16, 2)])
+def test_files_cut_by_lines_and_walked_line_by_line_where_long_give_the_loops_figures(
+    block_bytes, block_lines, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(gcode, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(gcode, "BLOCK_LINES", block_lines)
+    rng = random.Random(81)
+    path = tmp_path / "random.gcode"
+    for n in range(300):
+        data = _random_file(rng)
+        path.write_bytes(data)
+        walk = MoveWalk()
+        walk.lines(data.split(b"\n"))
+        assert parse_moves(path) == walk.info(), (n, data)
+
+
+def test_a_comment_longer_than_a_block_is_left_out_of_its_line(tmp_path, monkeypatch):
+    path = tmp_path / "long.gcode"
+    path.write_bytes(b"G1 X5 Y5 E1 F600\nG1 X20 ;" + b"G1 X99 E9 " * 100 + b"\nG1 Y30 E2\nG1 X")
+    monkeypatch.setattr(gcode, "BLOCK_BYTES", 16)
+    info = parse_moves(path)
+    assert (info.low, info.high) == ((0.0, 0.0, 0.0), (20.0, 30.0, 0.0))  # not X99
     assert info.filament_mm == 2.0
