@@ -358,7 +358,8 @@ class MoveWalk:
     def block(self, data: bytes) -> None:
         """Walk a block of whole lines at once: the words and their numbers found over the
         whole block with numpy (`_numbers`), the modes and positions carried forward, the
-        sums made in the loop's order."""
+        sums made in the loop's order. Its memory grows with the block (see BLOCK_BYTES:
+        1 MiB of "G1\\n" takes 160 MB), so parse_moves gives it blocks of bounded size."""
         text = _COMMENT.sub(b"", data).upper()
         # "X 10" is X10 to the word pattern: joined here, the position of every number
         # follows from its letter's.
