@@ -195,9 +195,13 @@ class IdleMachine:
     work_y_mm: int | None
     work_z_mm: int | None
     requires_qualification: bool
-    connection_secret: str
+    # Write-only, as on the model: never in a log line that formats the machine.
+    connection_secret: str = field(repr=False)
     agent_id: int | None
     lab: Lab = field(init=False)
+
+    def __str__(self) -> str:
+        return self.name  # as Machine's
 
     @property
     def has_connection(self) -> bool:

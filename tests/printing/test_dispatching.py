@@ -432,3 +432,17 @@ def test_the_dispatchers_plain_rows_of_printers_read_as_the_models_do(lab):
         )
         row.machine.status = model.machine.status = Machine.Status.OUT_OF_ORDER
         assert row.machine.get_status_display() == model.machine.get_status_display() == "Out of order"
+
+
+@pytest.mark.django_db
+def test_a_plain_row_of_a_machine_never_shows_its_connection_secret(lab):
+    """The key is write-only on the model; a log line formatting the dispatcher's plain row
+    of the machine (`%s` or `%r`) must not print it either."""
+    make_printer(lab, slug="net", name="Net", url="http://127.0.0.1:9", api_key="octoprint-key-XYZ")
+    Printer.objects.filter(machine__slug="net").update(state="idle", seen_at=timezone.now())
+    (row,) = dispatch.idle_printers(now=timezone.now())
+    assert row.machine.connection_secret  # read, for the claim and the send
+    for shown in (str(row.machine), repr(row.machine), repr(row)):
+        assert row.machine.connection_secret not in shown
+        assert "XYZ" not in shown
+    assert str(row.machine) == "Net"
