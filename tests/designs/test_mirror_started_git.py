@@ -8,6 +8,7 @@ fails ends them all."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -50,19 +51,37 @@ def commit(repo: Repository, files: dict[str, bytes]) -> str:
 
 
 def children() -> list[str]:
-    """The commands of this process's git child processes, zombies included (a zombie's
-    command is empty: it counts too)."""
+    """The pids of this process's git child processes, zombies included: found by their
+    name (/proc/<pid>/comm), which a zombie keeps, not by their command line, which it
+    has lost."""
     found = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         for pid in (task / "children").read_text().split():
             try:
-                argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
                 name = Path(f"/proc/{pid}/comm").read_text().strip()
             except OSError:
                 continue
-            if name == "git" or Path(argv[0]).name == "git":
-                found.append(" ".join(argv))
+            if name == "git":
+                found.append(pid)
     return found
+
+
+def killed(process: subprocess.Popen[bytes]) -> bool:
+    """Whether `process` was stopped by SIGKILL (what `close` sends), rather than left to
+    act on its input and end by itself."""
+    return process.returncode == -signal.SIGKILL
+
+
+def watch_output(process: subprocess.Popen[bytes]) -> int:
+    """A second descriptor of `process`'s output, to read what it printed once `close` has
+    closed the pipe."""
+    assert process.stdout is not None
+    return os.dup(process.stdout.fileno())
+
+
+def printed(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as output:
+        return output.read()
 
 
 @pytest.mark.parametrize("unpack_limit", [1, 10_000], ids=["a pack", "loose objects"])
@@ -87,14 +106,21 @@ def test_a_walk_and_a_reader_started_before_the_objects_arrive_read_them(source,
 def test_a_walk_given_no_tip_walks_nothing(repo):
     commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: git would walk it
     with ChangeWalk(repo) as walk:
+        process = walk._process()
+        output = watch_output(process)
         assert walk.commits_and_changes([], exclusions=[]) == ([], [])
-    assert not any("log" in command for command in children())
+        assert killed(process)
+    assert printed(output) == b""
+    assert children() == []
 
 
 def test_a_walk_ended_unasked_leaves_no_process(repo):
     commit(repo, {"a.txt": b"a\n"})
-    with ChangeWalk(repo):
-        pass
+    with ChangeWalk(repo) as walk:
+        process = walk._process()
+        output = watch_output(process)
+    assert killed(process)
+    assert printed(output) == b""
     assert children() == []
 
 
@@ -111,17 +137,29 @@ def test_ref_updates_move_every_ref_or_none(repo):
 
 def test_ref_updates_ended_unasked_change_nothing(repo):
     head = commit(repo, {"a.txt": b"a\n"})
-    with RefUpdates(repo, "fabhub: test"):
-        pass
+    with RefUpdates(repo, "fabhub: test") as updates:
+        process = updates._process()
+    assert killed(process)
     assert repo.refs() == {"refs/heads/main": head}
     assert children() == []
 
 
-def test_a_fetch_that_fails_ends_the_processes_it_started(repo):
+def test_a_fetch_that_fails_ends_the_processes_it_started(repo, monkeypatch):
+    commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: a walk left to end would walk it
+    walks: list[ChangeWalk] = []
+    start = ChangeWalk.__init__
+
+    def recording(self, *args, **kwargs):
+        start(self, *args, **kwargs)
+        walks.append(self)
+
+    monkeypatch.setattr(ChangeWalk, "__init__", recording)
     unreachable = RemoteAccess(url="http://127.0.0.1:9/nothing.git", timeout=30)
     with pytest.raises(GitError, match="git fetch failed"):
         with repo.fetch_quarantined(unreachable, ["+refs/heads/*:refs/fabhub/mirror/heads/*"]):
             pytest.fail("the block runs only after a fetch that worked")
+    assert len(walks) == 1
+    assert killed(walks[0]._process())
     assert children() == []
     assert repo.left_quarantines() == []
 
@@ -134,6 +172,7 @@ def test_ref_updates_given_part_of_their_input_change_nothing(repo):
     updates._process().stdin.write(f"update refs/heads/copy {head} {ZERO_SHA}\n".encode())
     updates._process().stdin.flush()
     updates.close()
+    assert killed(updates._process())
     assert repo.refs() == {"refs/heads/main": head}
     assert children() == []
 
