@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -10,6 +12,10 @@ from pathlib import Path
 
 def setup() -> Path:
     data_dir = Path(tempfile.mkdtemp(prefix="fabhub-bench-"))
+    # Each run's data (the history bench's repository alone is 1,000 commits) went on
+    # piling up in /tmp. Removed when the bench ends; only by the process that made it,
+    # not by a child forked from it that ends first.
+    atexit.register(_remove, data_dir, os.getpid())
     # As deployed: DEBUG off (with it on, Django logs every statement and keeps the log,
     # which costs the hub's side 15-25 % in the database-heavy benches).
     os.environ.setdefault("DEBUG", "0")
@@ -24,6 +30,11 @@ def setup() -> Path:
     django.setup()
     call_command("migrate", verbosity=0)
     return data_dir
+
+
+def _remove(data_dir: Path, owner: int) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def best_of(runs: int, fn) -> float:
