@@ -92,20 +92,18 @@ def timed(fn):
     return run
 
 
-def interleaved(hub, plain, *, before=lambda: None) -> tuple[float, float]:
-    """The best of RUNS timings of `hub` and `plain`, each round after `before()`, the two
-    run in turns (first one, then the other): both see the same load from whatever else
-    the machine runs, not one of them a busier moment."""
-    hub, plain = timed(hub), timed(plain)
-    timings = []
+def interleaved(*fns, before=lambda: None) -> tuple[float, ...]:
+    """The best of RUNS timings of each of `fns`, each round after `before()`, run in
+    turns (the order rotated each round): all see the same load from whatever else the
+    machine runs, not one of them a busier moment."""
+    runs = [timed(fn) for fn in fns]
+    timings: list[list[float]] = [[] for _ in fns]
     for n in range(RUNS):
         before()
-        if n % 2:
-            p, h = plain(), hub()
-        else:
-            h, p = hub(), plain()
-        timings.append((h, p))
-    return min(h for h, _ in timings), min(p for _, p in timings)
+        for k in range(len(runs)):
+            i = (n + k) % len(runs)
+            timings[i].append(runs[i]())
+    return tuple(min(t) for t in timings)
 
 
 def main() -> None:
@@ -141,8 +139,34 @@ def main() -> None:
             capture_output=True,
         )
 
+    # What part of the gap is the checks every refresh must make: the same fetch with
+    # git's own object checks on (what the hub's index-pack --strict does), into a
+    # repository of its own. Shown beside the goal's baseline, never instead of it.
+    checked = scratch / "checked.git"
+
+    def checked_fetch() -> None:
+        subprocess.run(
+            [
+                "git",
+                "-c",
+                "transfer.fsckObjects=true",
+                "--git-dir",
+                str(checked),
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                url,
+                *REFSPECS,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
     try:
-        subprocess.run(["git", "init", "--quiet", "--bare", str(plain)], check=True, env=env)
+        for bare in (plain, checked):
+            subprocess.run(["git", "init", "--quiet", "--bare", str(bare)], check=True, env=env)
         urllib.request.urlopen(f"{url}/info/refs?service=git-upload-pack", timeout=10).read()  # warm up
 
         start = time.perf_counter()
@@ -152,6 +176,7 @@ def main() -> None:
         start = time.perf_counter()
         plain_fetch()
         first_plain = time.perf_counter() - start
+        checked_fetch()
 
         def hub_refresh() -> None:
             assert mirrors.mirror_refresh(design=mirror) is not None
@@ -170,7 +195,9 @@ def main() -> None:
             services.design_commit(design=source, author=user, message=f"New part {n}", uploads=[part])
 
         # Both fetch the same one new commit, in turns.
-        new_hub, new_plain = interleaved(hub_refresh, plain_fetch, before=one_new_commit)
+        new_hub, new_plain, new_checked = interleaved(
+            hub_refresh, plain_fetch, checked_fetch, before=one_new_commit
+        )
         one_new_commit()
         new_hub_requests = requests_during(log, hub_refresh)
         one_new_commit()
@@ -187,6 +214,10 @@ def main() -> None:
         (f"refresh after one new commit (best of {RUNS})", new_hub, new_plain),
     ):
         print(f"{label:<42}{h * 1000:>8.1f}ms{g * 1000:>8.1f}ms{h / g:>7.2f}x")
+    print(
+        f"  the same fetch with git's object checks (transfer.fsckObjects): {new_checked * 1000:.1f}ms, "
+        f"{new_checked / new_plain:.2f}x git fetch; hub {new_hub / new_checked:.2f}x it"
+    )
     print(
         f"HTTP requests, unchanged: hub {hub_requests}, git fetch {plain_requests}; "
         f"after one new commit: hub {new_hub_requests}, git fetch {new_plain_requests}"
