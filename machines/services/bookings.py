@@ -121,7 +121,9 @@ def _qualified_on(day: str) -> str:
 # negation, with Python's own values (`now`, the length, and the wall clock in the lab's
 # zone, `_plain_booking_params`), except the opening hours, which only accept a booking
 # inside one interval of its start's day (a booking across midnight or two intervals is
-# decided in Python).
+# decided in Python). A new rule in `_check_context` needs its line here too (or a line
+# that sends the bookings it concerns to Python): without one, this statement books what
+# Python would refuse. tests/machines/test_plain_booking_statement.py has a test per rule.
 _PLAIN_RULES = (
     # The zone the wall-clock parameters were computed in is still the lab's.
     "l.timezone = %(zone)s",
