@@ -20,6 +20,7 @@
    then poll /api/job until it prints). The same bytes are sent each run, as the direct
    calls send them (the hub stores them once and reads them once per process); a second
    row submits a new file each run (one comment more), which the hub stores and reads anew.
+   The three run in turns, 12 rounds, medians.
 
 Run `python bench/print_queue.py` (SQLite by default; DATABASE_URL for PostgreSQL);
 `--only dispatcher` runs part 1 alone.
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(1_000, 50), (10_000, 50), (1_000, 500), (10_000, 500)]
 LABS = 10
 MATERIALS = ["PLA", "PETG", "ABS"]
-OCTOPRINT_RUNS = 8
+OCTOPRINT_RUNS = 12
 RUNS = 5
 
 
@@ -344,12 +345,26 @@ def octoprint_overhead() -> None:
         dispatch.printer_poll(machine_id=machine.pk)
         hub(0)
         direct(0)  # warm both paths
-        hub_times = [hub(n) for n in range(1, OCTOPRINT_RUNS + 1)]
-        direct_times = [direct(n) for n in range(1, OCTOPRINT_RUNS + 1)]
-        hub(OCTOPRINT_RUNS + 1, count=True)
-        same_cpu = statistics.median(hub_cpu[1:-1])
-        hub_cpu.clear()
-        new_times = [hub(n, new_file=True) for n in range(OCTOPRINT_RUNS + 2, 2 * OCTOPRINT_RUNS + 2)]
+        # The three in turns, the order rotated each round, so that all of them see the
+        # same moments of OctoPrint and of the machine. (Run in blocks, one after the
+        # other, the direct calls' median moved between 21 and 33 ms from one run of the
+        # bench to the next, and the ratio with it.)
+        kinds = ("same file", "direct", "new file")
+        times: dict[str, list[float]] = {kind: [] for kind in kinds}
+        cpus: dict[str, list[float]] = {"same file": [], "new file": []}
+        n = 0
+        for round_ in range(OCTOPRINT_RUNS):
+            for k in range(len(kinds)):
+                kind = kinds[(round_ + k) % len(kinds)]
+                n += 1
+                if kind == "direct":
+                    times[kind].append(direct(n))
+                else:
+                    times[kind].append(hub(n, new_file=kind == "new file"))
+                    cpus[kind].append(hub_cpu.pop())
+        hub(n + 1, count=True)
+        same_cpu = statistics.median(cpus["same file"])
+        hub_times, direct_times, new_times = (times[kind] for kind in kinds)
         h, d = statistics.median(hub_times), statistics.median(direct_times)
         print(
             f"\n{'submit → printing (median of ' + str(OCTOPRINT_RUNS) + ')':<40}{'hub':>10}{'direct REST':>13}{'ratio':>8}"
@@ -359,7 +374,7 @@ def octoprint_overhead() -> None:
         print(f"{'  hub: CPU of this process, statements':<40}{same_cpu * 1000:>8.0f}ms{statements[0]:>13}")
         new = statistics.median(new_times)
         print(f"{'  a new file each run':<40}{new * 1000:>8.0f}ms{d * 1000:>11.0f}ms{new / d:>7.2f}x")
-        print(f"{'  hub: CPU of this process':<40}{statistics.median(hub_cpu) * 1000:>8.0f}ms")
+        print(f"{'  hub: CPU of this process':<40}{statistics.median(cpus['new file']) * 1000:>8.0f}ms")
     finally:
         server.kill()
 
