@@ -171,6 +171,12 @@ class PrusaLinkServer:
             self._clear_after_stop()
             self.start()
 
+    def restart(self) -> None:
+        """Start again from scratch (on a new port: read `url` again)."""
+        print(f"PrusaLink starts again (logs in {self.datadir})")
+        self._clear_after_stop()
+        self.start()
+
     def queue_moves(self, within: float = QUEUE_CHECK_SECONDS) -> bool:
         """Whether PrusaLink sends the printer a command within `within` seconds: it polls
         it every second (M220, M221, M27 P), and the stand-in logs every command."""
