@@ -12,6 +12,7 @@ from designs.models import MeshAnalysis
 from designs.services import analyses_queue
 from designs.services.analysis import analyses_run
 from machines.models import Machine, Printer, PrintJob
+from machines.printing import dispatch
 from machines.printing import services as printing
 from tests.factories import DesignFactory, commit_files
 from tests.machines.factories import make_machine
@@ -87,4 +88,16 @@ def queued_job(lab, owner, tmp_path, *, minutes: int = 10, name: str = "part.gco
     # A small G-code is read while it is submitted: it joins the queue at once.
     job = printing.print_job_submit(lab=lab, owner=owner, upload=gcode_upload(path, name), **kwargs)
     assert job.status == PrintJob.Status.QUEUED, job.reason
+    return job
+
+
+def claimed_to_send(lab, owner, tmp_path) -> PrintJob:
+    """A claimed job whose send has not run yet (a printer without network control is
+    handed its job in the claim itself: what a send starts from is written here)."""
+    printer = make_printer(lab)
+    job = queued_job(lab, owner, tmp_path)
+    assert dispatch.dispatch_tick() == [job.pk]
+    PrintJob.objects.filter(pk=job.pk).update(status=PrintJob.Status.DISPATCHING)
+    Printer.objects.filter(pk=printer.pk).update(state="idle", job_name="", message="")
+    job.refresh_from_db()
     return job

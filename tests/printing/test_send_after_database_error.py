@@ -7,24 +7,17 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError
 
-from machines.models import Printer, PrintJob
-from machines.printing import dispatch, jobs
+from machines.models import PrintJob
+from machines.printing import jobs
 from machines.tasks import send_print_job
-from tests.printing.factories import make_printer, queued_job
+from tests.printing.factories import claimed_to_send
 
 S = PrintJob.Status
 
 
 @pytest.mark.django_db
 def test_a_database_error_after_the_start_does_not_send_the_job_again(lab, bob, tmp_path, monkeypatch):
-    printer = make_printer(lab)
-    job = queued_job(lab, bob, tmp_path)
-    assert dispatch.dispatch_tick() == [job.pk]
-    # A printer without network control is handed its job in the claim itself: what a
-    # send starts from (the job claimed, the operator's record untouched) is written here.
-    PrintJob.objects.filter(pk=job.pk).update(status=S.DISPATCHING)
-    Printer.objects.filter(pk=printer.pk).update(state="idle", job_name="", message="")
-    job.refresh_from_db()
+    job = claimed_to_send(lab, bob, tmp_path)
     assert job.status == S.DISPATCHING and job.dispatch_token
 
     starts: list[int] = []

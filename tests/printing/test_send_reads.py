@@ -11,22 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from hub.models import User
 from machines.models import Lab, Machine, Printer, PrintGcode, PrintJob
 from machines.printing import dispatch
-from tests.printing.factories import make_printer, queued_job
+from tests.printing.factories import claimed_to_send
 
 pytestmark = pytest.mark.django_db
 S = PrintJob.Status
-
-
-def claimed_to_send(lab, bob, tmp_path) -> PrintJob:
-    """A claimed job whose send has not run yet (a printer without network control is
-    handed its job in the claim itself: what a send starts from is written here)."""
-    printer = make_printer(lab)
-    job = queued_job(lab, bob, tmp_path)
-    assert dispatch.dispatch_tick() == [job.pk]
-    PrintJob.objects.filter(pk=job.pk).update(status=S.DISPATCHING)
-    Printer.objects.filter(pk=printer.pk).update(state="idle", job_name="", message="")
-    job.refresh_from_db()
-    return job
 
 
 def test_a_send_reads_its_job_in_one_statement_without_the_lab_or_the_owner(lab, bob, tmp_path):
