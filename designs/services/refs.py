@@ -6,14 +6,13 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from django.db.models import Q
 from django.utils import timezone
 
 from designs.assemblies import ASSEMBLY_FILE
 from designs.git import SUBMODULE_MODE
 from designs.meshes import is_mesh_path
-from designs.models import AssemblyCheck, ChangeProposal, Design, ModuleUse, PushMirror
-from designs.selectors import README_NAMES, design_readme
+from designs.models import Design, PushMirror
+from designs.selectors import README_NAMES, design_readme, ref_move_followers
 from designs.services.analysis import analyses_queue, analyses_queue_blobs, design_refresh_cover
 from designs.services.releases import release_assets_prune
 from hub.queue import enqueue
@@ -80,8 +79,15 @@ def refs_changed(
             analyses_queue(design=design, commits=new_commits)
         else:
             analyses_queue_blobs(design=design, blobs=added_blobs)
-        push_mirrors_queue(design=design)
-        proposals_follow(design=design)
+        # One read for the push mirrors, the proposals and the assembly ties; the last
+        # only when the move does not tell already (every follow-up runs without a move).
+        ask_assembly = move is not None and not move.modules_changed()
+        followers = ref_move_followers(
+            design_id=design.pk, head_before=move.head_before if ask_assembly else None
+        )
+        push_mirrors_queue(design=design, mirror_ids=followers.push_mirror_ids)
+        if followers.proposal_ids:
+            enqueue("designs.tasks.proposals_refresh", followers.proposal_ids)
         if move is None or move.tag_deleted:
             # A tag a push or a mirror's refresh deleted takes its release's files with it.
             release_assets_prune(design=design)
@@ -89,28 +95,15 @@ def refs_changed(
             # The README at the default branch is rendered now, in the background, so that the
             # design page finds it in the cache rather than render it while someone waits.
             enqueue("designs.tasks.readme_prepare", design.pk)
-        if move is None or _assembly_may_change(design, move):
+        if not ask_assembly or followers.in_assemblies or followers.was_assembly:
             # Read as an assembly ("used by", problems), and the assemblies using it told of
-            # a new release (designs/services/assemblies.py).
+            # a new release (designs/services/assemblies.py). Skipped only when it may find
+            # nothing new: neither its modules nor its assembly file changed, and it was no
+            # assembly before, nor is it one or a module of one on this hub.
             enqueue("designs.tasks.assembly_refresh", design.pk)
         if move is None or move.paths_added_or_removed() or move.readme_changed():
             # What search finds it by: README and file paths of the default branch's head.
             enqueue("designs.tasks.search_index_refresh", design.pk)
-
-
-def _assembly_may_change(design: Design, move: RefMove) -> bool:
-    """Whether `designs.tasks.assembly_refresh` may find anything new after `move`: its
-    modules or assembly file changed, the head before was read as an assembly, or it is
-    an assembly or a module of one on this hub. A design that was no assembly and whose
-    modules and assembly file did not change is still none: the task would find so."""
-    if move.modules_changed():
-        return True
-    return (
-        ModuleUse.objects.filter(Q(assembly_id=design.pk) | Q(module_id=design.pk)).exists()
-        or AssemblyCheck.objects.filter(
-            design_id=design.pk, commit_sha=move.head_before, is_assembly=True
-        ).exists()
-    )
 
 
 def readme_prepare(*, design_id: int) -> bool:
@@ -140,24 +133,11 @@ def history_settle(*, design_id: int) -> bool:
     return True
 
 
-def push_mirrors_queue(*, design: Design) -> None:
-    """Mark `design`'s push mirrors as behind and push them soon (designs/services/mirrors.py)."""
-    mirrors = PushMirror.objects.filter(design_id=design.pk, enabled=True)
-    ids = list(mirrors.values_list("pk", flat=True))
-    if not ids:
+def push_mirrors_queue(*, design: Design, mirror_ids: list[int]) -> None:
+    """Mark `design`'s push mirrors (`mirror_ids`, its enabled ones) as behind and push
+    them soon (designs/services/mirrors.py)."""
+    if not mirror_ids:
         return
-    mirrors.update(pending=True)
-    for mirror_id in ids:
+    PushMirror.objects.filter(design_id=design.pk, enabled=True).update(pending=True)
+    for mirror_id in mirror_ids:
         enqueue("designs.tasks.push_mirror_push", mirror_id)
-
-
-def proposals_follow(*, design: Design) -> None:
-    """Recompute, in the background, the open proposals `design` is the source or target
-    of (designs/services/proposals.py)."""
-    ids = list(
-        ChangeProposal.objects.filter(
-            Q(target=design) | Q(source=design), status=ChangeProposal.Status.OPEN
-        ).values_list("pk", flat=True)[:100]
-    )
-    if ids:
-        enqueue("designs.tasks.proposals_refresh", ids)
