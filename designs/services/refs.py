@@ -81,10 +81,8 @@ def refs_changed(
             analyses_queue_blobs(design=design, blobs=added_blobs)
         # One read for the push mirrors, the proposals and the assembly ties; the last
         # only when the move does not tell already (every follow-up runs without a move).
-        ask_assembly = move is not None and not move.modules_changed()
-        followers = ref_move_followers(
-            design_id=design.pk, head_before=move.head_before if ask_assembly else None
-        )
+        head_before = None if move is None or move.modules_changed() else move.head_before
+        followers = ref_move_followers(design_id=design.pk, head_before=head_before)
         push_mirrors_queue(design=design, mirror_ids=followers.push_mirror_ids)
         if followers.proposal_ids:
             enqueue("designs.tasks.proposals_refresh", followers.proposal_ids)
@@ -95,7 +93,7 @@ def refs_changed(
             # The README at the default branch is rendered now, in the background, so that the
             # design page finds it in the cache rather than render it while someone waits.
             enqueue("designs.tasks.readme_prepare", design.pk)
-        if not ask_assembly or followers.in_assemblies or followers.was_assembly:
+        if head_before is None or followers.in_assemblies or followers.was_assembly:
             # Read as an assembly ("used by", problems), and the assemblies using it told of
             # a new release (designs/services/assemblies.py). Skipped only when it may find
             # nothing new: neither its modules nor its assembly file changed, and it was no
