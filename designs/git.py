@@ -227,6 +227,7 @@ class FetchQuarantine:
     folder: Path
     objects: Path  # the repository's own object folder
     walk: ChangeWalk  # of `repo`, started while the fetch ran; ended with the block
+    reader: ObjectReader  # of `repo`, started while the fetch ran; ended with the block
 
     def admit(self) -> None:
         """Move the quarantined objects into the repository: packs (the pack before its
@@ -1313,7 +1314,8 @@ class Repository:
         Repository reading them is `.repo`. Not admitted, they are deleted when the block
         ends, and the refs the fetch moved point at nothing: the caller puts them back
         (a crash leaves its folder behind, `QUARANTINE_PREFIX`, for the next fetch to see).
-        The block's `.walk` lists the new commits and their changes.
+        The block's `.walk` lists the new commits and their changes, and its `.reader`
+        reads them: both started with the fetch, their start-up hidden by its wait.
         """
         objects = self.path / "objects"
         with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp, ExitStack() as ends:
@@ -1338,8 +1340,9 @@ class Repository:
             # it reads the pack the fetch writes (git looks for new packs when an object
             # is missing), and ends before the quarantine goes.
             walk = ends.enter_context(ChangeWalk(quarantined))
+            reader = ends.enter_context(quarantined.object_reader())
             _remote_result(fetch, access, "fetch", (0,))
-            yield FetchQuarantine(quarantined, Path(tmp), objects, walk)
+            yield FetchQuarantine(quarantined, Path(tmp), objects, walk, reader)
 
     def left_quarantines(self) -> list[Path]:
         """Folders of fetches that ended without cleaning up (a killed process)."""

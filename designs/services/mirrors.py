@@ -311,6 +311,9 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     # object the repository holds). The commit-graph's layer is written from the moment
     # the new commits are in to the end of the follow-ups (`refs_changed`'s).
     with ExitStack() as ends:
+        # Started now, the publishing git is ready, its start-up hidden by the fetch's
+        # wait; a refresh that finds nothing new ends it unasked (it changes nothing).
+        publish = ends.enter_context(RefUpdates(repo, f"fabhub: mirror of {mirror.url}"))
         with repo.fetch_quarantined(access, PULL_REFSPECS) as fetched:
             try:
                 refs = repo.refs()
@@ -324,31 +327,29 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
                 updates += [(ref, None, sha) for ref, sha in published.items() if ref not in wanted]
                 if not updates:
                     return RefreshOutcome(0, 0, 0), mirror.warning
-                # Started now, the publishing git is ready by the time the rules pass.
-                publish = ends.enter_context(RefUpdates(repo, f"fabhub: mirror of {mirror.url}"))
                 # Only what arrived is read, by one walk and one cat-file process: checked by
                 # the push rules, then the LFS pointers among the files it adds; the analyses
                 # refs_changed queues take the same list.
-                with fetched.repo.object_reader() as reader:
-                    new_head = _new_head(design, updates)
-                    if new_head is not None:
-                        reader.keep_files(new_head)  # listed by the rules, then again below
-                    errors, arrival = update_errors(
-                        fetched.repo,
-                        reader,
-                        [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
-                        _mirror_rules(design),
-                        already_have=list(published.values()),
-                        walk=fetched.walk,
+                reader = fetched.reader
+                new_head = _new_head(design, updates)
+                if new_head is not None:
+                    reader.keep_files(new_head)  # listed by the rules, then again below
+                errors, arrival = update_errors(
+                    fetched.repo,
+                    reader,
+                    [(old or ZERO_SHA, new or ZERO_SHA, ref) for ref, new, old in updates],
+                    _mirror_rules(design),
+                    already_have=list(published.values()),
+                    walk=fetched.walk,
+                )
+                if errors:
+                    raise MirrorFailed(
+                        "The remote holds what this hub refuses, so nothing was published; once it "
+                        "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
                     )
-                    if errors:
-                        raise MirrorFailed(
-                            "The remote holds what this hub refuses, so nothing was published; once it "
-                            "is fixed there, the next refresh takes it.\n" + "\n".join(errors)
-                        )
-                    pointers = _pointer_oids(reader, arrival.added_blobs)
-                    move = _ref_move(design, reader, published, updates)
-                    head = None if new_head is None else _listing(reader, new_head)
+                pointers = _pointer_oids(reader, arrival.added_blobs)
+                move = _ref_move(design, reader, published, updates)
+                head = None if new_head is None else _listing(reader, new_head)
                 fetched.admit()
             except BaseException:
                 _drop_staging(repo)  # they point into the quarantine, deleted with the block

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -26,6 +25,7 @@ from designs.git import (
     RemoteAccess,
     Repository,
 )
+from tests.processes import git_children
 
 WHO = Person(name="Ada", email="ada@example.org")
 
@@ -48,22 +48,6 @@ def commit(repo: Repository, files: dict[str, bytes]) -> str:
     )
     repo.update_ref("refs/heads/main", sha, head)
     return sha
-
-
-def children() -> list[str]:
-    """The pids of this process's git child processes, zombies included: found by their
-    name (/proc/<pid>/comm), which a zombie keeps, not by their command line, which it
-    has lost."""
-    found = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                name = Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                continue
-            if name == "git":
-                found.append(pid)
-    return found
 
 
 def killed(process: subprocess.Popen[bytes]) -> bool:
@@ -111,7 +95,7 @@ def test_a_walk_given_no_tip_walks_nothing(repo):
         assert walk.commits_and_changes([], exclusions=[]) == ([], [])
         assert killed(process)
     assert printed(output) == b""
-    assert children() == []
+    assert git_children() == []
 
 
 def test_a_walk_ended_unasked_leaves_no_process(repo):
@@ -121,7 +105,7 @@ def test_a_walk_ended_unasked_leaves_no_process(repo):
         output = watch_output(process)
     assert killed(process)
     assert printed(output) == b""
-    assert children() == []
+    assert git_children() == []
 
 
 def test_ref_updates_move_every_ref_or_none(repo):
@@ -141,7 +125,7 @@ def test_ref_updates_ended_unasked_change_nothing(repo):
         process = updates._process()
     assert killed(process)
     assert repo.refs() == {"refs/heads/main": head}
-    assert children() == []
+    assert git_children() == []
 
 
 def test_a_fetch_that_fails_ends_the_processes_it_started(repo, monkeypatch):
@@ -160,7 +144,7 @@ def test_a_fetch_that_fails_ends_the_processes_it_started(repo, monkeypatch):
             pytest.fail("the block runs only after a fetch that worked")
     assert len(walks) == 1
     assert killed(walks[0]._process())
-    assert children() == []
+    assert git_children() == []
     assert repo.left_quarantines() == []
 
 
@@ -174,7 +158,7 @@ def test_ref_updates_given_part_of_their_input_change_nothing(repo):
     updates.close()
     assert killed(updates._process())
     assert repo.refs() == {"refs/heads/main": head}
-    assert children() == []
+    assert git_children() == []
 
 
 def test_the_commit_graph_is_started_without_holding_the_follow_ups(repo, monkeypatch):

@@ -30,6 +30,7 @@ from hub import services as hub_services
 from hub.exceptions import Conflict, PermissionDenied
 from tests.factories import DesignFactory, UserFactory, commit_files
 from tests.git.conftest import ROOT, HubServer, free_port, start_gunicorn
+from tests.processes import git_children
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -109,6 +110,9 @@ def test_a_refresh_of_an_unchanged_mirror_changes_nothing(hub_server, upstream, 
     outcome = mirrors.mirror_refresh(design=mirror)
     assert (outcome.changed_refs, outcome.new_commits, outcome.lfs_objects) == (0, 0, 0)
     assert published_refs(mirror) == before
+    # The processes the refresh started with its fetch (the publishing update-ref, the
+    # reader, the walk) were ended unasked, none left behind.
+    assert git_children() == []
 
 
 def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hub_server, upstream, maker):
@@ -130,6 +134,7 @@ def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hu
     assert outcome.changed_refs == 3
     assert published_refs(mirror) == published_refs(upstream)
     assert mirror.repo.commit("main").summary == "Bigger wheel"
+    assert git_children() == []
 
 
 def test_a_mirror_takes_no_local_change(hub_server, upstream, maker, git):
