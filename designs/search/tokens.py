@@ -33,8 +33,23 @@ def _kind(char: str) -> str:
     return "upper" if char.isupper() else "lower"
 
 
+# The parts of a run of ASCII letters and digits, by split_run's rules in one regular
+# expression: digits; capitals before a capitalised word (XML|File); a word of lowercase
+# letters after at most one capital; capitals to the end of their letters. Most indexed
+# text is ASCII (file paths above all), and split_run's loop over characters was most of
+# the cost of tokenising it (tests/designs/test_search_tokens_ascii.py checks the two
+# agree). Other scripts keep the loop: their case and digit rules are str's own.
+ASCII_PART = re.compile(r"[0-9]+|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+
+
+def _ascii_run(run: str) -> bool:
+    return run.isascii() and run.isalnum()
+
+
 def split_run(run: str) -> list[tuple[int, int]]:
     """(start, end) of each part of one run of letters and digits."""
+    if _ascii_run(run):
+        return [match.span() for match in ASCII_PART.finditer(run)]
     parts: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(run)):
@@ -52,22 +67,34 @@ def split_run(run: str) -> list[tuple[int, int]]:
     return parts
 
 
-def document_words(text: str) -> list[str]:
-    """The words a document is indexed by, in order (see the module docstring)."""
+def _words(text: str) -> list[str]:
+    """`document_words` before lowering."""
     words: list[str] = []
-    for match in RUN.finditer(text):
-        run = match.group()
+    for run in RUN.findall(text):
         if len(run) > MAX_WORD:
             continue
-        parts = split_run(run)
-        words.extend(run[start:end].lower() for start, end in parts)
+        if _ascii_run(run):
+            parts = ASCII_PART.findall(run)
+        else:
+            parts = [run[start:end] for start, end in split_run(run)]
+        words += parts
         if len(parts) > 1:
-            words.append(run.lower())
+            words.append(run)
     return words
+
+
+def document_words(text: str) -> list[str]:
+    """The words a document is indexed by, in order (see the module docstring)."""
+    return [word.lower() for word in _words(text)]
 
 
 def document_text(text: str) -> str:
     """`document_words` as the space-separated text the back-ends index."""
+    if text.isascii():
+        # ASCII lowers letter by letter: lowering the joined words once is lowering each.
+        # Other scripts keep lowering word by word, as str.lower can look at a letter's
+        # neighbours (a Greek capital sigma).
+        return " ".join(_words(text)).lower()
     return " ".join(document_words(text))
 
 
