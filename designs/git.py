@@ -217,6 +217,12 @@ LISTING_KEPT_BYTES = 1024 * 1024
 
 
 QUARANTINE_PREFIX = "fabhub-fetch-"
+# A quarantined fetch's core.alternateRefsCommand: a command found nowhere on PATH. git
+# looks a command up before it forks, so one it cannot find costs no process (`true`
+# cost two, ~1 ms each): git says "cannot run" and goes on as with a command that lists
+# no ref (transport.c, read_alternate_refs). Its message is dropped from what the hub
+# shows (`_remote_result`).
+NO_ALTERNATE_REFS = "fabhub-no-alternate-refs"
 
 
 @dataclass
@@ -1333,8 +1339,7 @@ class Repository:
                 # The alternate is this repository itself, whose refs the fetch reads
                 # anyway: git would start `for-each-ref` in it twice more (for its
                 # negotiation and its connectivity check) to learn the same tips.
-                # `true` answers "none".
-                config=[("core.alternateRefsCommand", "true")],
+                config=[("core.alternateRefsCommand", NO_ALTERNATE_REFS)],
             )
             # Started while the fetch waits for the remote, its start-up costs no wait;
             # it reads the pack the fetch writes (git looks for new packs when an object
@@ -1977,6 +1982,8 @@ def _remote_result(
         proc.communicate()
         raise
     out, err = out_bytes.decode(errors="replace"), err_bytes.decode(errors="replace")
+    if NO_ALTERNATE_REFS in err:
+        err = "".join(line for line in err.splitlines(True) if NO_ALTERNATE_REFS not in line)
     if proc.returncode not in ok_codes:
         raise GitError(f"git {command} failed: {_tail(err)}", retryable=_retryable(err))
     return proc.returncode, out, err

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from designs.git import (
+    NO_ALTERNATE_REFS,
     ZERO_SHA,
     ChangeWalk,
     FileEdit,
@@ -24,6 +25,7 @@ from designs.git import (
     RefUpdates,
     RemoteAccess,
     Repository,
+    _remote_result,
 )
 from tests.processes import git_children
 
@@ -188,3 +190,23 @@ def test_a_commit_graph_git_cannot_start_fails_after_the_follow_ups(repo, settin
         with repo.commit_graph_refreshed():
             ran.append(True)
     assert ran == [True]
+
+
+def test_a_failed_fetch_s_message_leaves_out_git_s_complaint_about_the_alternate_s_refs():
+    """A quarantined fetch names an alternateRefsCommand found nowhere (no process is
+    started for it); git's "cannot run" about it is no reason worth showing."""
+    failing = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f"echo 'error: cannot run {NO_ALTERNATE_REFS}: No such file or directory' >&2; "
+            "echo 'fatal: the remote hung up' >&2; exit 128",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    access = RemoteAccess(url="http://127.0.0.1:9/nothing.git", timeout=30)
+    with pytest.raises(GitError) as failure:
+        _remote_result(failing, access, "fetch", (0,))
+    assert "the remote hung up" in str(failure.value)
+    assert NO_ALTERNATE_REFS not in str(failure.value)

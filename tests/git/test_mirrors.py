@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from designs import git as designs_git
 from designs import services
 from designs.lfs_store import lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror
@@ -113,6 +114,36 @@ def test_a_refresh_of_an_unchanged_mirror_changes_nothing(hub_server, upstream, 
     # The processes the refresh started with its fetch (the publishing update-ref, the
     # reader, the walk) were ended unasked, none left behind.
     assert git_children() == []
+
+
+def test_the_quarantined_fetch_starts_no_process_for_its_alternate_s_refs(
+    hub_server, upstream, maker, monkeypatch, tmp_path
+):
+    """The quarantine's alternate is the mirror's own repository: git would list its refs
+    twice more, by a process each (`for-each-ref`, or the alternateRefsCommand). The
+    command the hub names is found nowhere, which git learns without a process; its
+    complaint is not shown, and the fetch works."""
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
+    commit_files(upstream, {"wheel.scad": "cylinder(6);\n"}, "Bigger wheel")
+    trace = tmp_path / "trace.json"
+    remote_env = designs_git.remote_env
+
+    def traced(*args, **kwargs):
+        return {**remote_env(*args, **kwargs), "GIT_TRACE2_EVENT": str(trace)}
+
+    monkeypatch.setattr(designs_git, "remote_env", traced)
+    assert mirrors.mirror_refresh(design=mirror).new_commits == 1
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    started = {(e["sid"], e["child_id"]): e["argv"] for e in events if e["event"] == "child_start"}
+    ended = {(e["sid"], e["child_id"]): e["pid"] for e in events if e["event"] == "child_exit"}
+    forked = [argv for key, argv in started.items() if ended[key] != -1]  # -1: never started
+    assert any("index-pack" in argv for argv in forked), "the trace shows the fetch's own children"
+    alternate_refs = [argv for argv in started.values() if designs_git.NO_ALTERNATE_REFS in argv[0]]
+    assert len(alternate_refs) == 2, "asked by the negotiation and by the connectivity check"
+    assert not [argv for argv in forked if "for-each-ref" in argv or argv in alternate_refs]
+    assert published_refs(mirror) == published_refs(upstream)
 
 
 def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hub_server, upstream, maker):
