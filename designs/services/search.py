@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from designs.git import GitError
-from designs.models import Design, SearchDocument
+from designs.git import GitError, Repository
+from designs.models import Design, SearchDocument, repo_path
 from designs.search.tokens import document_text
 from designs.selectors import MAX_README_BYTES, readme_among
 from hub.markdown import render_markdown
@@ -54,52 +54,61 @@ def search_document_refresh(*, design_id: int) -> bool:
     """Rebuild the search document of design `design_id` from its row and its default
     branch's head; False if the design is gone. Safe to run twice at once: the last
     writer's document stands, and both read the same head."""
-    design = Design.objects.select_related("owner").filter(pk=design_id).first()
-    if design is None:
+    # Only what finding the repository takes: the row's words are read under the lock.
+    try:
+        owner, slug, branch = Design.objects.values_list("owner__username", "slug", "default_branch").get(
+            pk=design_id
+        )
+    except Design.DoesNotExist:
         return False
     readme, paths, head = "", "", ""
     try:
-        if design.repo_path.exists():
-            head = design.repo.branch_head(design.default_branch) or ""
+        path = repo_path(owner, slug)
+        if path.exists():
+            repo = Repository(path)
+            head = repo.branch_head(branch) or ""
         if head:
             # Found in the listing of every file, which the paths below (and the cover)
             # read anyway: no listing of the root folder for it.
-            entry = readme_among(design.repo.tree_entries(head))
+            entry = readme_among(repo.tree_entries(head))
             if entry is not None:
-                raw = design.repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
+                raw = repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
                 readme = readme_plain_text(entry.name, raw)
-            paths = _capped_lines(design.repo.all_paths(head))
+            paths = _capped_lines(repo.all_paths(head))
     except GitError:
         # The repository is being deleted or is broken: index what the row says.
-        logger.warning("search: cannot read %s's repository", design.full_name, exc_info=True)
+        logger.warning("search: cannot read %s/%s's repository", owner, slug, exc_info=True)
+    # Tokenised before the lock is taken: on SQLite it stops every other writer.
+    from_git = {
+        "readme_words": document_text(readme),
+        "path_words": document_text(paths),
+        "readme_text": readme,
+        "paths": paths,
+        "commit_sha": head,
+    }
     with transaction.atomic():
-        # The row again, locked: a design_update that committed while git was read would
-        # otherwise have its title and summary overwritten by the ones read before it.
-        design = Design.objects.select_for_update().filter(pk=design_id).first()
-        if design is None:
+        # The row's words read under its lock: a design_update that committed while git
+        # was read would otherwise have its title and summary overwritten by older ones.
+        try:
+            title, slug, summary = (
+                Design.objects.select_for_update().values_list("title", "slug", "summary").get(pk=design_id)
+            )
+        except Design.DoesNotExist:
             return False
-        return _write(
-            design_id,
-            **_row_words(design),
-            readme_words=document_text(readme),
-            path_words=document_text(paths),
-            readme_text=readme,
-            paths=paths,
-            commit_sha=head,
-        )
+        return _write(design_id, **_row_words(title=title, slug=slug, summary=summary), **from_git)
 
 
 def search_words_update(*, design: Design) -> None:
     """What the design's row says (title, name, summary) into its search document now,
     without reading git: a new or renamed design is found by its title at once; the
     README and the paths follow with the background refresh."""
-    _write(design.pk, **_row_words(design))
+    _write(design.pk, **_row_words(title=design.title, slug=design.slug, summary=design.summary))
 
 
-def _row_words(design: Design) -> dict[str, str]:
+def _row_words(*, title: str, slug: str, summary: str) -> dict[str, str]:
     return {
-        "title_words": document_text(f"{design.title} {design.slug}"),
-        "summary_words": document_text(design.summary),
+        "title_words": document_text(f"{title} {slug}"),
+        "summary_words": document_text(summary),
     }
 
 
