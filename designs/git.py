@@ -234,6 +234,7 @@ class FetchQuarantine:
     objects: Path  # the repository's own object folder
     walk: ChangeWalk  # of `repo`, started while the fetch ran; ended with the block
     reader: ObjectReader  # of `repo`, started while the fetch ran; ended with the block
+    publish: RefUpdates  # of the repository itself, started while the fetch ran; ditto
 
     def admit(self) -> None:
         """Move the quarantined objects into the repository: packs (the pack before its
@@ -1314,14 +1315,18 @@ class Repository:
         self._run_remote(access, *args, "--end-of-options", access.url, *refspecs)
 
     @contextmanager
-    def fetch_quarantined(self, access: RemoteAccess, refspecs: list[str]) -> Iterator[FetchQuarantine]:
+    def fetch_quarantined(
+        self, access: RemoteAccess, refspecs: list[str], *, publish_message: str
+    ) -> Iterator[FetchQuarantine]:
         """Fetch `refspecs` from a remote, holding the objects that arrive in a quarantine
         (as git's receive-pack does for a push) until the caller `admit`s them: a
         Repository reading them is `.repo`. Not admitted, they are deleted when the block
         ends, and the refs the fetch moved point at nothing: the caller puts them back
         (a crash leaves its folder behind, `QUARANTINE_PREFIX`, for the next fetch to see).
-        The block's `.walk` lists the new commits and their changes, and its `.reader`
-        reads them: both started with the fetch, their start-up hidden by its wait.
+        The block's `.walk` lists the new commits and their changes, its `.reader` reads
+        them, and its `.publish` moves this repository's refs once they are admitted (an
+        update-ref logging `publish_message`; not asked, it moves none): all three started
+        just after the fetch, their start-up hidden by its wait.
         """
         objects = self.path / "objects"
         with tempfile.TemporaryDirectory(prefix=QUARANTINE_PREFIX, dir=objects) as tmp, ExitStack() as ends:
@@ -1346,8 +1351,9 @@ class Repository:
             # is missing), and ends before the quarantine goes.
             walk = ends.enter_context(ChangeWalk(quarantined))
             reader = ends.enter_context(quarantined.object_reader())
+            publish = ends.enter_context(RefUpdates(self, publish_message))
             _remote_result(fetch, access, "fetch", (0,))
-            yield FetchQuarantine(quarantined, Path(tmp), objects, walk, reader)
+            yield FetchQuarantine(quarantined, Path(tmp), objects, walk, reader, publish)
 
     def left_quarantines(self) -> list[Path]:
         """Folders of fetches that ended without cleaning up (a killed process)."""

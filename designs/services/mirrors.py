@@ -43,7 +43,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from designs import selectors
-from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved, RefUpdates, Repository
+from designs.git import ZERO_SHA, GitError, ObjectReader, RefMoved, Repository
 from designs.lfs_store import MAX_POINTER_BYTES, StoreError, lfs_store, resolve_pointer
 from designs.models import Design, PullMirror, PushMirror, repo_path
 from designs.push_rules import PushRules, update_errors
@@ -311,10 +311,9 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
     # object the repository holds). The commit-graph's layer is written from the moment
     # the new commits are in to the end of the follow-ups (`refs_changed`'s).
     with ExitStack() as ends:
-        # Started now, the publishing git is ready, its start-up hidden by the fetch's
-        # wait; a refresh that finds nothing new ends it unasked (it changes nothing).
-        publish = ends.enter_context(RefUpdates(repo, f"fabhub: mirror of {mirror.url}"))
-        with repo.fetch_quarantined(access, PULL_REFSPECS) as fetched:
+        with repo.fetch_quarantined(
+            access, PULL_REFSPECS, publish_message=f"fabhub: mirror of {mirror.url}"
+        ) as fetched:
             try:
                 refs = repo.refs()
                 wanted = {
@@ -364,7 +363,7 @@ def _refresh(design: Design, mirror: PullMirror) -> tuple[RefreshOutcome, str]:
             new_commits, added_blobs = arrival.commits, arrival.added_blobs
             fetched_lfs, warning = _fetch_lfs_objects(design, mirror, credential, pointers)
             try:
-                publish.apply(updates)
+                fetched.publish.apply(updates)
             except RefMoved:
                 raise MirrorFailed(
                     "The design's refs changed during the refresh; it will be tried again."

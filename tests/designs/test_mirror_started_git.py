@@ -132,22 +132,27 @@ def test_ref_updates_ended_unasked_change_nothing(repo):
 
 def test_a_fetch_that_fails_ends_the_processes_it_started(repo, monkeypatch):
     commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: a walk left to end would walk it
-    walks: list[ChangeWalk] = []
-    start = ChangeWalk.__init__
-
-    def recording(self, *args, **kwargs):
-        start(self, *args, **kwargs)
-        walks.append(self)
-
-    monkeypatch.setattr(ChangeWalk, "__init__", recording)
+    started: list[ChangeWalk | RefUpdates] = []
+    for kind in (ChangeWalk, RefUpdates):
+        monkeypatch.setattr(kind, "__init__", recorded(kind.__init__, started))
     unreachable = RemoteAccess(url="http://127.0.0.1:9/nothing.git", timeout=30)
     with pytest.raises(GitError, match="git fetch failed"):
-        with repo.fetch_quarantined(unreachable, ["+refs/heads/*:refs/fabhub/mirror/heads/*"]):
+        with repo.fetch_quarantined(
+            unreachable, ["+refs/heads/*:refs/fabhub/mirror/heads/*"], publish_message="fabhub: test"
+        ):
             pytest.fail("the block runs only after a fetch that worked")
-    assert len(walks) == 1
-    assert killed(walks[0]._process())
+    assert [type(process) for process in started] == [ChangeWalk, RefUpdates]
+    assert all(killed(process._process()) for process in started)
     assert git_children() == []
     assert repo.left_quarantines() == []
+
+
+def recorded(start, started: list):
+    def recording(self, *args, **kwargs):
+        start(self, *args, **kwargs)
+        started.append(self)
+
+    return recording
 
 
 def test_ref_updates_given_part_of_their_input_change_nothing(repo):
