@@ -531,11 +531,12 @@ def _plan(idle: Idle, now: datetime) -> list[Plan]:
 GCODE_FIELDS = ("pk", "job", "profile_key", "estimated_seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Sliced:
     """A candidate's G-code for one profile as `_gcodes` reads it: a plain row of what the
     round (`waiting.SlicedFor`) and the claim read of it, GCODE_FIELDS in that order (not
-    a model instance: building one works through each of its fields)."""
+    a model instance: building one works through each of its fields; not frozen either,
+    as `Candidate`)."""
 
     pk: int
     job_id: int
@@ -598,12 +599,14 @@ def _candidates(limits: dict[tuple, int], *, starving_before: datetime) -> dict[
     order over the groups' values (`_candidate_lateral_sql`), planned once."""
     keys = list(limits)
     nozzle_field = PrintJob._meta.get_field("nozzle_mm")
+    nozzles: dict[Decimal, Any] = {}  # each nozzle prepared once: the groups share a few
     # Each group's values: its index, lab, kind, material, nozzle, colour and read limit.
     groups: list[tuple[Any, ...]] = []
     for index, key in enumerate(keys):
         lab_id, kind, material, nozzle, colour = key
-        nozzle = nozzle_field.get_db_prep_value(nozzle, connection)
-        groups.append((index, lab_id, kind, material, nozzle, colour, limits[key]))
+        if nozzle not in nozzles:
+            nozzles[nozzle] = nozzle_field.get_db_prep_value(nozzle, connection)
+        groups.append((index, lab_id, kind, material, nozzles[nozzle], colour, limits[key]))
     # Each row: the job's columns, then the statement's two extra ones (group, term).
     fields = [*(_field(PrintJob, name) for name in CANDIDATE_FIELDS), None, None]
     read_rows = []
@@ -656,11 +659,13 @@ def _read_order(row: tuple[int, int, Candidate]) -> tuple:
     return (group, 1, -job.priority, job.queued_at is None, job.queued_at or datetime.min, job.pk)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Candidate:
     """A queued job as the candidate read gives it: a plain row of what the predicates
     (`waiting.QueuedJob`) and the claim read of it, CANDIDATE_FIELDS in that order, each
-    value through its field's database converters (`machines.rows`)."""
+    value through its field's database converters (`machines.rows`). Nothing changes it;
+    it is not frozen because a frozen dataclass sets each field through
+    `object.__setattr__`: 1.3 µs a row against 0.2, for ~150 rows a tick at 50 printers."""
 
     pk: int
     owner_id: int
