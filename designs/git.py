@@ -1937,6 +1937,20 @@ class ChangeWalk(_StartedGit):
 
     def __init__(self, repo: Repository) -> None:
         super().__init__(repo.path, [*WALK_ARGS, "--stdin"], repo.quarantine)
+        self._begun: tuple[list[str], list[str]] | None = None
+
+    def begin(self, tips: list[str], *, exclusions: list[str]) -> None:
+        """Give git the tips now and go on: it walks while the caller asks other processes
+        (the rules read the new tips' trees meanwhile); `commits_and_changes`, asked with
+        the same tips, collects the answer."""
+        if tips and not self._done:
+            self._done = True
+            proc = self._process()
+            assert proc.stdin is not None  # stdin=PIPE
+            proc.stdin.write(_walk_input(tips, exclusions))
+            proc.stdin.close()
+            proc.stdin = None  # given: communicate() has nothing more to send
+            self._begun = (tips, exclusions)
 
     def commits_and_changes(
         self, tips: list[str], *, exclusions: list[str] | None = None
@@ -1946,10 +1960,21 @@ class ChangeWalk(_StartedGit):
         if not tips:
             self.close()  # with no revision on its input, git would walk HEAD
             return [], []
-        status, out, err = self._finish(("\n".join([*tips, *exclusions]) + "\n").encode())
+        if self._begun is not None:
+            if self._begun != (tips, exclusions):
+                raise GitError("this walk was begun with other tips")
+            proc = self._process()
+            out, err_bytes = proc.communicate()
+            status, err = proc.returncode, err_bytes.decode(errors="replace")
+        else:
+            status, out, err = self._finish(_walk_input(tips, exclusions))
         if status != 0:
             raise GitError(f"git log failed: {err.strip()}")
         return _walked_changes(out)
+
+
+def _walk_input(tips: list[str], exclusions: list[str]) -> bytes:
+    return ("\n".join([*tips, *exclusions]) + "\n").encode()
 
 
 class RefUpdates(_StartedGit):

@@ -107,7 +107,20 @@ def update_errors(
     tips = list(dict.fromkeys(new for _, new, _ in updates if new != ZERO_SHA))
     exclusions = None if already_have is None else [f"^{sha}" for sha in dict.fromkeys(already_have)]
 
-    walker = walk if walk is not None and exclusions is not None else repo
+    walker: ChangeWalk | Repository = repo
+    if walk is not None and exclusions is not None:
+        walker = walk
+        walk.begin(tips, exclusions=exclusions)  # git walks while the reader answers below
+    kinds = dict(zip(tips, reader.peeled_types(tips), strict=True))
+    aliases = []
+    for tip in tips:
+        if kinds[tip] not in ("commit", "tree"):
+            continue
+        try:
+            # Read by the reader's process: no `ls-tree` started per tip.
+            paths.check_no_aliases(reader.all_paths(tip), [])
+        except ValidationError as exc:
+            aliases.append(f"{tip[:10]}: {exc.message}")
     commits, changes = walker.commits_and_changes(tips, exclusions=exclusions)
     # Names that arrive: a deletion must go through, it is how a bad name already in the
     # history (from before a rule) is removed.
@@ -116,15 +129,7 @@ def update_errors(
             paths.clean_path(path)
         except ValidationError as exc:
             errors.append(exc.message)
-    kinds = dict(zip(tips, reader.peeled_types(tips), strict=True))
-    for tip in tips:
-        if kinds[tip] not in ("commit", "tree"):
-            continue
-        try:
-            # Read by the reader's process: no `ls-tree` started per tip.
-            paths.check_no_aliases(reader.all_paths(tip), [])
-        except ValidationError as exc:
-            errors.append(f"{tip[:10]}: {exc.message}")
+    errors += aliases
 
     # Every new blob a commit holds is one its diff adds, against a parent or (a root)
     # against nothing: the walk lists them. Only a tag of a tree or a blob, which git

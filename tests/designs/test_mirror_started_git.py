@@ -110,6 +110,33 @@ def test_a_walk_ended_unasked_leaves_no_process(repo):
     assert git_children() == []
 
 
+def test_a_walk_begun_early_answers_as_one_asked_at_once(repo):
+    """The rules give the walk its tips first and read the tips' trees while git walks:
+    collected afterwards, the answer is the same; asked with other tips, it refuses."""
+    first = commit(repo, {"a.txt": b"a\n"})
+    tip = commit(repo, {"parts/b.txt": b"b\n"})
+    expected = repo.commits_and_changes([tip], exclusions=[f"^{first}"])
+    with ChangeWalk(repo) as walk:
+        walk.begin([tip], exclusions=[f"^{first}"])
+        assert walk.commits_and_changes([tip], exclusions=[f"^{first}"]) == expected
+    with ChangeWalk(repo) as walk:
+        walk.begin([tip], exclusions=[f"^{first}"])
+        with pytest.raises(GitError, match="other tips"):
+            walk.commits_and_changes([first], exclusions=[])
+    assert git_children() == []
+
+
+def test_a_walk_begun_then_abandoned_leaves_no_process(repo):
+    """The refresh failed between giving the walk its tips and reading its answer."""
+    first = commit(repo, {"a.txt": b"a\n"})
+    tip = commit(repo, {"parts/b.txt": b"b\n" * 50_000})
+    with ChangeWalk(repo) as walk:
+        walk.begin([tip], exclusions=[f"^{first}"])
+        process = walk._process()
+    assert process.returncode is not None
+    assert git_children() == []
+
+
 def test_ref_updates_move_every_ref_or_none(repo):
     head = commit(repo, {"a.txt": b"a\n"})
     with RefUpdates(repo, "fabhub: test") as updates:
