@@ -115,6 +115,15 @@ def fill(jobs: int, printers: int):
     PrintGcode.objects.bulk_create(
         [PrintGcode(job=j, sha256=sha, size=size, estimated_seconds=1800) for j in rows], batch_size=2000
     )
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # A real queue grows a job at a time and autovacuum keeps its statistics; filled
+        # in bulk a moment ago, the tables would be planned as empty (the candidates' read
+        # then sorted every queued job of a group, 7.1 against 1.3 ms on the server).
+        with connection.cursor() as cursor:
+            for model in (Lab, Machine, Printer, PrintJob, PrintGcode, Booking):
+                cursor.execute(f"ANALYZE {model._meta.db_table}")
 
 
 def free_some(share: float) -> int:
