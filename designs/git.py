@@ -1349,6 +1349,7 @@ class Repository:
             # Started while the fetch waits for the remote, its start-up costs no wait;
             # it reads the pack the fetch writes (git looks for new packs when an object
             # is missing), and ends before the quarantine goes.
+            ends.callback(_stopped, fetch)  # if starting the others fails; else it has ended
             walk = ends.enter_context(ChangeWalk(quarantined))
             reader = ends.enter_context(quarantined.object_reader())
             publish = ends.enter_context(RefUpdates(self, publish_message))
@@ -1947,8 +1948,13 @@ class ChangeWalk(_StartedGit):
             self._done = True
             proc = self._process()
             assert proc.stdin is not None  # stdin=PIPE
-            proc.stdin.write(_walk_input(tips, exclusions))
-            proc.stdin.close()
+            try:
+                proc.stdin.write(_walk_input(tips, exclusions))
+                proc.stdin.close()
+            except BrokenPipeError:
+                # git stopped reading (a bad revision, or it died): its status and message
+                # tell why when the answer is collected, as communicate() would.
+                pass
             proc.stdin = None  # given: communicate() has nothing more to send
             self._begun = (tips, exclusions)
 
@@ -1971,6 +1977,13 @@ class ChangeWalk(_StartedGit):
         if status != 0:
             raise GitError(f"git log failed: {err.strip()}")
         return _walked_changes(out)
+
+
+def _stopped(proc: subprocess.Popen[bytes]) -> None:
+    """`proc` ended unless it was waited for already: killed, its pipes read and closed."""
+    if proc.returncode is None:
+        proc.kill()
+        proc.communicate()
 
 
 def _walk_input(tips: list[str], exclusions: list[str]) -> bytes:
@@ -2012,12 +2025,20 @@ def _remote_result(
         proc.kill()
         proc.communicate()
         raise
-    out, err = out_bytes.decode(errors="replace"), err_bytes.decode(errors="replace")
-    if NO_ALTERNATE_REFS in err:
-        err = "".join(line for line in err.splitlines(True) if NO_ALTERNATE_REFS not in line)
+    out, err = (
+        out_bytes.decode(errors="replace"),
+        without_alternate_refs_complaint(err_bytes.decode(errors="replace")),
+    )
     if proc.returncode not in ok_codes:
         raise GitError(f"git {command} failed: {_tail(err)}", retryable=_retryable(err))
     return proc.returncode, out, err
+
+
+def without_alternate_refs_complaint(err: str) -> str:
+    """git's messages without its "cannot run" about `NO_ALTERNATE_REFS` (no reason worth
+    showing): only that line, never one that merely names it (a remote's address may)."""
+    complaint = f"error: cannot run {NO_ALTERNATE_REFS}: "
+    return "".join(line for line in err.splitlines(True) if not line.startswith(complaint))
 
 
 _STARTER: ThreadPoolExecutor | None = None

@@ -136,6 +136,6 @@ def push_mirrors_queue(*, design: Design, mirror_ids: list[int]) -> None:
     them soon (designs/services/mirrors.py)."""
     if not mirror_ids:
         return
-    PushMirror.objects.filter(design_id=design.pk, enabled=True).update(pending=True)
+    PushMirror.objects.filter(pk__in=mirror_ids, design_id=design.pk, enabled=True).update(pending=True)
     for mirror_id in mirror_ids:
         enqueue("designs.tasks.push_mirror_push", mirror_id)

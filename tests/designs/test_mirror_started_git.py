@@ -25,7 +25,7 @@ from designs.git import (
     RefUpdates,
     RemoteAccess,
     Repository,
-    _remote_result,
+    without_alternate_refs_complaint,
 )
 from tests.processes import git_children
 
@@ -127,13 +127,28 @@ def test_a_walk_begun_early_answers_as_one_asked_at_once(repo):
 
 
 def test_a_walk_begun_then_abandoned_leaves_no_process(repo):
-    """The refresh failed between giving the walk its tips and reading its answer."""
+    """The refresh failed between giving the walk its tips and reading its answer: git,
+    blocked on an answer larger than a pipe holds, is stopped."""
     first = commit(repo, {"a.txt": b"a\n"})
-    tip = commit(repo, {"parts/b.txt": b"b\n" * 50_000})
+    tip = commit(repo, {f"parts/part-{n:05}.txt": f"{n}\n".encode() for n in range(3_000)})
     with ChangeWalk(repo) as walk:
         walk.begin([tip], exclusions=[f"^{first}"])
         process = walk._process()
-    assert process.returncode is not None
+        time.sleep(0.2)
+        assert process.poll() is None  # its answer (~300 kB) waits to be read
+    assert killed(process)
+    assert git_children() == []
+
+
+def test_a_walk_begun_with_a_bad_revision_says_so(repo):
+    """git stops reading at a revision it does not know: the rest of a long input meets
+    a closed pipe, and git's own message is what the caller gets."""
+    tip = commit(repo, {"a.txt": b"a\n"})
+    exclusions = [f"^{'12' * 20}"] + [f"^{tip}"] * 3_000  # ~130 kB, the first unknown
+    with ChangeWalk(repo) as walk:
+        walk.begin([tip], exclusions=exclusions)
+        with pytest.raises(GitError, match="git log failed: fatal: bad"):
+            walk.commits_and_changes([tip], exclusions=exclusions)
     assert git_children() == []
 
 
@@ -224,21 +239,14 @@ def test_a_commit_graph_git_cannot_start_fails_after_the_follow_ups(repo, settin
     assert ran == [True]
 
 
-def test_a_failed_fetch_s_message_leaves_out_git_s_complaint_about_the_alternate_s_refs():
+def test_only_git_s_complaint_about_the_alternate_s_refs_is_left_out_of_its_messages():
     """A quarantined fetch names an alternateRefsCommand found nowhere (no process is
-    started for it); git's "cannot run" about it is no reason worth showing."""
-    failing = subprocess.Popen(
-        [
-            "sh",
-            "-c",
-            f"echo 'error: cannot run {NO_ALTERNATE_REFS}: No such file or directory' >&2; "
-            "echo 'fatal: the remote hung up' >&2; exit 128",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    started for it); git's "cannot run" about it is no reason worth showing. A line that
+    merely names it stays: a remote's address may."""
+    url = f"https://example.org/team/{NO_ALTERNATE_REFS}.git"
+    err = (
+        f"error: cannot run {NO_ALTERNATE_REFS}: No such file or directory\n"
+        f"fatal: repository '{url}/' not found\n"
+        f"error: cannot run {NO_ALTERNATE_REFS}: No such file or directory\n"
     )
-    access = RemoteAccess(url="http://127.0.0.1:9/nothing.git", timeout=30)
-    with pytest.raises(GitError) as failure:
-        _remote_result(failing, access, "fetch", (0,))
-    assert "the remote hung up" in str(failure.value)
-    assert NO_ALTERNATE_REFS not in str(failure.value)
+    assert without_alternate_refs_complaint(err) == f"fatal: repository '{url}/' not found\n"
