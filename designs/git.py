@@ -220,8 +220,8 @@ QUARANTINE_PREFIX = "fabhub-fetch-"
 # A quarantined fetch's core.alternateRefsCommand: a command found nowhere on PATH. git
 # looks a command up before it forks, so one it cannot find costs no process (`true`
 # cost two, ~1 ms each): git says "cannot run" and goes on as with a command that lists
-# no ref (transport.c, read_alternate_refs). Its message is dropped from what the hub
-# shows (`_remote_result`).
+# no ref (transport.c, read_alternate_refs). That message is dropped from what the hub
+# shows (`without_alternate_refs_complaint`).
 NO_ALTERNATE_REFS = "fabhub-no-alternate-refs"
 
 
@@ -1346,10 +1346,10 @@ class Repository:
                 # negotiation and its connectivity check) to learn the same tips.
                 config=[("core.alternateRefsCommand", NO_ALTERNATE_REFS)],
             )
-            # Started while the fetch waits for the remote, its start-up costs no wait;
-            # it reads the pack the fetch writes (git looks for new packs when an object
-            # is missing), and ends before the quarantine goes.
             ends.callback(_stopped, fetch)  # if starting the others fails; else it has ended
+            # Started while the fetch waits for the remote, their start-up costs no wait;
+            # they read the pack the fetch writes (git looks for new packs when an object
+            # is missing), and end before the quarantine goes.
             walk = ends.enter_context(ChangeWalk(quarantined))
             reader = ends.enter_context(quarantined.object_reader())
             publish = ends.enter_context(RefUpdates(self, publish_message))
