@@ -223,6 +223,11 @@ QUARANTINE_PREFIX = "fabhub-fetch-"
 # no ref (transport.c, read_alternate_refs). That message is dropped from what the hub
 # shows (`without_alternate_refs_complaint`).
 NO_ALTERNATE_REFS = "fabhub-no-alternate-refs"
+# Every repository's config sets gc.auto = 0: git never packs by itself, inside a web
+# request or a push. `Repository.upkeep` does it, queued when `upkeep_due` says so.
+UPKEEP_PACKS = 16
+UPKEEP_LOOSE_IN_ONE_FOLDER = 27  # objects/17 holds ~1/256 of them: ~6,900, gc.auto's 6,700
+UPKEEP_LOCK = "fabhub-upkeep.lock"
 
 
 @dataclass
@@ -1146,6 +1151,43 @@ class Repository:
         # as the files' names do, for the rules to refuse by name (push_rules).
         out = self._run("for-each-ref", "--format=%(refname) %(objectname)").decode(errors="surrogateescape")
         return {name: sha for name, sha in (line.split(" ", 1) for line in out.splitlines() if line)}
+
+    def upkeep_due(self) -> bool:
+        """Whether the object store has piled up enough for `upkeep`: more than
+        UPKEEP_PACKS packs (a mirror's refresh or a large push adds one each), or about
+        git's own `gc.auto` count of loose objects (a commit from the web writes a few),
+        estimated as git estimates it, from one of the 256 folders. Two listings, no
+        process: asked after every ref move."""
+        objects = self.path / "objects"
+        try:
+            with os.scandir(objects / "pack") as entries:
+                packs = sum(1 for entry in entries if entry.name.endswith(".pack"))
+        except FileNotFoundError:
+            packs = 0
+        if packs > UPKEEP_PACKS:
+            return True
+        try:
+            with os.scandir(objects / "17") as entries:
+                return sum(1 for _ in entries) > UPKEEP_LOOSE_IN_ONE_FOLDER
+        except FileNotFoundError:
+            return False
+
+    def upkeep(self) -> bool:
+        """Roll the small packs and the loose objects up into few packs (`git repack -d
+        --geometric=2`: each pack at least twice the size of the next, the large one left
+        as it is), so that every reader of the repository searches few. Nothing is
+        dropped: every object of the packs rolled up, reachable or not, is in the new
+        pack before the old ones go, and git's readers, a push or a fetch running
+        meanwhile, find objects whose pack went in the new one. False, doing nothing, if
+        another upkeep of this repository is running (a lock held while git runs, let go
+        by a process that dies)."""
+        with open(self.path / UPKEEP_LOCK, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            self._run("repack", "-d", "-q", "--geometric=2")
+        return True
 
     def refresh_commit_graph(self) -> None:
         """Add new commits to the commit-graph, with changed-path Bloom filters.

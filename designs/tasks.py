@@ -59,6 +59,12 @@ def history_settle(design_id: int) -> bool:
     return refs.history_settle(design_id=design_id)
 
 
+@shared_task(time_limit=30 * 60)
+def repository_upkeep(design_id: int) -> bool:
+    """Roll up a repository's piled-up packs and loose objects (services.refs)."""
+    return refs.repository_upkeep(design_id=design_id)
+
+
 @shared_task(time_limit=5 * 60)
 def history_count(design_id: int, rev: str | None, sha: str, path: str | None) -> int | None:
     """Count a long history that a page showed without its total (services.history)."""

@@ -102,6 +102,27 @@ def refs_changed(
         if move is None or move.paths_added_or_removed() or move.readme_changed():
             # What search finds it by: README and file paths of the default branch's head.
             enqueue("designs.tasks.search_index_refresh", design.pk)
+    if design.repo.upkeep_due():
+        # Packs and loose objects pile up (git never packs by itself here): rolled up in
+        # the background before every reader of the repository has many to search.
+        enqueue("designs.tasks.repository_upkeep", design.pk)
+
+
+def repository_upkeep(*, design_id: int) -> bool:
+    """Roll up `design_id`'s packs and loose objects if they have piled up
+    (`Repository.upkeep`); False if there was nothing to do, or another upkeep of it runs."""
+    design = Design.objects.select_related("owner").filter(pk=design_id).first()
+    if design is None or not design.repo_path.exists() or not design.repo.upkeep_due():
+        return False
+    return design.repo.upkeep()
+
+
+def repositories_upkeep() -> int:
+    """`repository_upkeep` of every design whose repository needs it; how many were rolled
+    up (for a deployment whose repositories piled up before upkeep was queued)."""
+    return sum(
+        repository_upkeep(design_id=pk) for pk in Design.objects.order_by("pk").values_list("pk", flat=True)
+    )
 
 
 def readme_prepare(*, design_id: int) -> bool:

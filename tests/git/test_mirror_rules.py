@@ -135,6 +135,25 @@ def test_a_refresh_bringing_names_that_collide_publishes_nothing(mirror, remote)
     assert_refreshed(mirror, remote)
 
 
+def test_a_refused_refresh_that_deletes_a_packed_branch_leaves_no_lock_behind(mirror, remote):
+    """A refused refresh that would have deleted a packed branch (the remote deleted it)
+    leaves no lock file behind, packed-refs' included, and drops its staging refs (some
+    packed too): the next refresh moves the same refs."""
+    git_in(remote.repo_path, "branch", "spare", "main")
+    assert_refreshed(mirror, remote)
+    git_in(mirror.repo_path, "pack-refs", "--all")
+    before = published(mirror)
+    good = remote.repo.branch_head("main")
+    git_in(remote.repo_path, "branch", "-D", "spare")
+    commit_as_is(remote.repo_path, {"CON.txt": b"x\n"})
+    assert_refused(mirror, before, "reserved on Windows")
+    assert sorted(mirror.repo_path.rglob("*.lock")) == []
+
+    git_in(remote.repo_path, "update-ref", "refs/heads/main", good)
+    assert_refreshed(mirror, remote)
+    assert "refs/heads/spare" not in published(mirror)
+
+
 def test_a_refresh_bringing_an_oversized_blob_publishes_nothing(mirror, remote, settings):
     settings.FABHUB_MAX_GIT_BLOB_BYTES = 4096
     before = published(mirror)

@@ -146,6 +146,23 @@ def test_the_quarantined_fetch_starts_no_process_for_its_alternate_s_refs(
     assert published_refs(mirror) == published_refs(upstream)
 
 
+def test_a_mirror_refreshed_again_and_again_keeps_few_packs(hub_server, upstream, maker, monkeypatch):
+    """Each refresh that brings something keeps the fetch's pack: the refreshes' follow-ups
+    roll them up once they pile up (`Repository.upkeep`), and the mirror still holds
+    everything it published."""
+    monkeypatch.setattr(designs_git, "UPKEEP_PACKS", 4)
+    mirror = mirrors.mirror_create(
+        owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
+    )
+    for n in range(10):
+        commit_files(upstream, {f"part-{n}.scad": f"cube({n});\n"}, f"Part {n}")
+        assert mirrors.mirror_refresh(design=mirror).new_commits == 1
+        assert len(list((mirror.repo_path / "objects" / "pack").glob("*.pack"))) <= 5
+    assert published_refs(mirror) == published_refs(upstream)
+    assert mirror.repo.fsck()[0]
+    assert git_children() == []
+
+
 def test_a_refresh_follows_new_commits_deleted_branches_and_rewritten_history(hub_server, upstream, maker):
     mirror = mirrors.mirror_create(
         owner=maker, slug="rover-copy", url=url_of(hub_server, upstream), licence="MIT"
