@@ -351,7 +351,7 @@ class Repository:
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
-            env=_git_env({**self.quarantine, **(env or {})}),
+            env=_git_env({**UNFLUSHED, **self.quarantine, **(env or {})}),
         )
         return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace")
 
@@ -855,11 +855,16 @@ class Repository:
                 raise GitError(f"git rev-list could not count the history of {rev}")
             total = int(out)
             return commits, total if at_most is None else self._short_count(rev, path, total, at_most)
-        started = self._start_since(rev, path, counted[0])
+        # A path's first page mostly shows every commit since that touched it: then the
+        # page counts them, and only the commits since are listed beside it.
+        from_page = path is not None and not skip
+        started = self._start_since(rev, None if from_page else path, counted[0])
         try:
             commits = self.log(rev, path=path, skip=skip, limit=limit)
         finally:
             outputs = _outputs(started)
+        if from_page:
+            outputs[1] = _touched_on_page(commits, outputs[0], limit)
         return commits, self._count_from(rev, path, counted, at_most, outputs)
 
     def count_commits_since(self, rev: str, *, path: str | None, counted: tuple[str, int]) -> int:
@@ -893,7 +898,9 @@ class Repository:
         on_top = any(earlier in line[1:] for line in lines)
         if on_top and not path:
             return earlier_count + len(lines)
-        if on_top and touched is not None and all(len(line) <= 2 for line in lines):
+        if on_top and path and all(len(line) <= 2 for line in lines):
+            if touched is None:  # the page could not tell: counted now
+                touched = self._text(*_count_args(rev, path, exclude=earlier), env=LITERAL_PATHSPECS)
             return earlier_count + int(touched)
         if at_most is None:
             return self.count_commits(rev, path=path)
@@ -915,7 +922,7 @@ class Repository:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_git_env({**self.quarantine, **LITERAL_PATHSPECS}),
+            env=_git_env({**UNFLUSHED, **self.quarantine, **LITERAL_PATHSPECS}),
         )
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
@@ -2585,6 +2592,21 @@ def _arrived_on_page(page: list[Commit], earlier: str) -> int | None:
     return None
 
 
+def _touched_on_page(page: list[Commit], new_commits: str | None, limit: int) -> str | None:
+    """How many of `new_commits` (`rev-list --parents` lines: what a head has and an earlier
+    head has not) touch a path, from the first page of that path's history: when they
+    are a plain chain (no merge), the path's history lists those of them that touch it
+    first, so the page holds them all if it also holds an older commit or is the whole
+    history. None when it cannot tell (all it shows arrived, or it could not be read)."""
+    if new_commits is None:
+        return None
+    arrived = {line.split(" ", 1)[0] for line in new_commits.splitlines() if line}
+    shown = sum(1 for commit in page if commit.sha in arrived)
+    if shown < len(page) or len(page) < limit:
+        return str(shown)
+    return None
+
+
 def _outputs(procs: list[subprocess.Popen[bytes] | None]) -> list[str | None]:
     return [_output(proc) if proc is not None else None for proc in procs]
 
@@ -2598,6 +2620,13 @@ def _output(proc: subprocess.Popen[bytes]) -> str | None:
 # A path a request names is a path, not a pattern: without this, `*`, `:(glob)**` or
 # `:(icase)...` would each match other files, and each be a history of its own to count.
 LITERAL_PATHSPECS = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
+# For a git whose whole output is read once it ends: into a pipe, `git log` and the like
+# flush after every commit (for a pager's sake), each write a wake-up of the reader's
+# poll; buffered, a history page's 30 commits come in one or two writes (~0.2 ms less
+# per page).
+UNFLUSHED = {"GIT_FLUSH": "0"}
 
 
 def _git_env(extra: dict[str, str] | None) -> dict[str, str]:

@@ -76,6 +76,34 @@ def test_commits_added_on_top_of_a_counted_head_are_added_to_its_count(repo, pat
     assert _counted_on(repo, earlier, head, path, limit=limit) == _git_count(repo, head, path)
 
 
+@pytest.mark.parametrize(("limit", "counted_apart"), [(30, False), (3, True)])
+def test_a_path_s_first_page_counts_the_commits_since_that_touched_it(
+    repo, monkeypatch, limit, counted_apart
+):
+    """Beside the page, only the commits since are listed: when the page also shows an
+    older commit, the ones since that touched the path are all on it and it counts them;
+    when all it shows arrived (3 of 3 here), they are counted by a process of their own."""
+    earlier = _line(repo, None, 7)
+    head = _line(repo, earlier, 5)
+    started: list[tuple[str, ...]] = []
+    start = Repository._start
+    monkeypatch.setattr(Repository, "_start", lambda self, *args: started.append(args) or start(self, *args))
+    counting = Repository._text
+    counted_now: list[tuple[str, ...]] = []
+
+    def text(self, *args, **kwargs):
+        counted_now.append(args)
+        return counting(self, *args, **kwargs)
+
+    monkeypatch.setattr(Repository, "_text", text)
+    commits, total = repo.log_and_count(
+        head, path=PATH, limit=limit, counted=(earlier, _git_count(repo, earlier, PATH))
+    )
+    assert total == _git_count(repo, head, PATH)
+    assert [args[:2] for args in started] == [("rev-list", "--parents")]
+    assert [args[:2] for args in counted_now] == ([("rev-list", "--count")] if counted_apart else [])
+
+
 @pytest.mark.parametrize("path", [None, PATH])
 def test_a_rewritten_branch_is_counted_whole_not_added_to_the_old_head(repo, path):
     root = _line(repo, None, 3)

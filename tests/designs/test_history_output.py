@@ -155,3 +155,16 @@ def test_history_times_follow_the_active_time_zone_as_the_commit_serializer_does
 
     assert fast == drf
     assert json.loads(fast)[2]["authored_at"] == "2023-11-15T03:43:20+05:30"
+
+
+def test_history_times_without_time_zone_support_are_what_the_commit_serializer_gives(alice, settings):
+    design = DesignFactory(owner=alice, slug="bracket")
+    _fast_import(str(design.repo_path))
+    commits = design.repo.log("main", limit=10)
+    settings.USE_TZ = False
+
+    fast = JSONRenderer().render(commits_output(commits))
+    drf = JSONRenderer().render(CommitOutput(commits, many=True).data)
+
+    assert fast == drf
+    assert json.loads(fast)[2]["authored_at"] == "2023-11-14T22:13:20"  # naive, in UTC
