@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from hub.exceptions import Conflict
 from machines import selectors, services
 from machines.models import Booking, Machine
+from tests.concurrency import on_postgres
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, at, make_lab, make_machine
 
@@ -24,9 +25,6 @@ SATURDAY = date(2026, 3, 28)
 # A day with no clock change within a day of it: on PostgreSQL a plain booking that day is
 # one statement. The day before the change (SATURDAY) the statement leaves it to Python.
 WEDNESDAY = date(2026, 3, 25)
-on_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)"
-)
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite write path")
 
 

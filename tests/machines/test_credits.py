@@ -5,12 +5,10 @@ bookings, the ledger, the pages and API, and racing debits on PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,6 +18,7 @@ from machines.models import Booking, CreditAccount, CreditEntry, PrintJob
 from machines.printing import costs, dispatch, prices
 from machines.printing import services as printing
 from machines.services.bookings import bookings_settle
+from tests.concurrency import on_postgres, race
 from tests.conftest import client_for
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, make_lab, make_machine
@@ -29,9 +28,6 @@ from tests.printing.factories import gcode_upload, make_printer
 S = PrintJob.Status
 D = Decimal
 METADATA = "; filament used [g] = 20.00\n; estimated printing time (normal mode) = 1h 0m 0s\n"
-on_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)"
-)
 
 
 @pytest.fixture
@@ -338,32 +334,6 @@ def test_a_priced_booking_holds_its_price_releases_on_cancel_and_settles_when_it
 
 
 # -- racing debits (PostgreSQL) -------------------------------------------------------------------
-
-
-def race(count, action) -> tuple[int, list[Exception]]:
-    barrier = threading.Barrier(count)
-    won: list[int] = []
-    lost: list[Exception] = []
-    lock = threading.Lock()
-
-    def attempt(n):
-        try:
-            barrier.wait(timeout=30)
-            action(n)
-            with lock:
-                won.append(n)
-        except Exception as exc:  # gathered and asserted on below
-            with lock:
-                lost.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return len(won), lost
 
 
 @on_postgres

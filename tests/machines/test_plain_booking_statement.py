@@ -23,12 +23,11 @@ from machines import services
 from machines.models import Booking, LabMembership, Machine, PrintSettings
 from machines.services import bookings
 from machines.services.timeline import timeline_lock_insert
+from tests.concurrency import on_postgres
 from tests.factories import UserFactory
 from tests.machines.factories import at, make_lab, make_machine
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)"
-)
+pytestmark = on_postgres
 
 # Wednesday 25 March 2026, in the frozen week (NOW is Monday 23, 08:00 UTC): no clock
 # change within a day of it. Europe/Paris moves its clocks forward on Sunday 29 March.

@@ -15,7 +15,7 @@ from psycopg.pq import Format
 
 from machines.models import Booking, Machine, Printer, PrintJob
 from machines.printing import dispatch
-from tests.machines.test_credits import on_postgres
+from tests.concurrency import on_postgres
 from tests.printing.factories import make_printer, queued_job
 
 S = PrintJob.Status

@@ -15,9 +15,9 @@ from hub.exceptions import Conflict, NotFound, PermissionDenied, ValidationError
 from machines import services
 from machines.models import Machine, PrintJob
 from machines.printing import services as printing
+from tests.concurrency import on_postgres, race
 from tests.factories import UserFactory, commit_files
 from tests.machines.factories import add_member, make_lab
-from tests.machines.test_credits import on_postgres, race
 from tests.printing.conftest import write_test_gcode
 from tests.printing.factories import analysed_design, box_stl, gcode_upload, make_printer
 
