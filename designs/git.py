@@ -637,7 +637,9 @@ class Repository:
     def ls_tree(self, commit: str, path: str = "", *, recursive: bool = False) -> list[TreeEntry]:
         """Entries of the folder `path` ('' = root) at `commit`, with blob sizes."""
         flags = ("-l", "-r") if recursive else ("-l",)
-        out = self._listing(f"{commit}:{path}" if path else commit, *flags).decode()
+        # A name that is not UTF-8 (git takes any bytes; the rules refuse them since, but
+        # an older history may hold one) is shown with U+FFFD, as every listing shows it.
+        out = self._listing(f"{commit}:{path}" if path else commit, *flags).decode(errors="replace")
         entries = []
         for record in out.split("\0"):
             if not record:
@@ -687,7 +689,7 @@ class Repository:
         out = self._run(
             "ls-tree", "-l", "-z", "--full-tree", commit, "--", path, ok_codes=(0, 128), env=LITERAL_PATHSPECS
         )
-        for record in out.decode().split("\0"):
+        for record in out.decode(errors="replace").split("\0"):
             if not record:
                 continue
             meta, found = record.split("\t", 1)

@@ -74,7 +74,13 @@ def search_document_refresh(*, design_id: int) -> bool:
             if entry is not None:
                 raw = repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
                 readme = readme_plain_text(entry.name, raw)
-            paths = _capped_lines(repo.all_paths(head))
+            # As the pages show them: a name that is not UTF-8 (older histories) with U+FFFD.
+            paths = _capped_lines(
+                [
+                    path.encode(errors="surrogateescape").decode(errors="replace")
+                    for path in repo.all_paths(head)
+                ]
+            )
     except GitError:
         # The repository is being deleted or is broken: index what the row says.
         logger.warning("search: cannot read %s/%s's repository", owner, slug, exc_info=True)
