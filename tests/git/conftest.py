@@ -8,6 +8,7 @@ database file and a data directory with the test process.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -61,6 +62,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_to_keep() -> int:
+    """A free port below the kernel's ephemeral range (ip_local_port_range), for a server
+    a test stops and starts again on the same address: no other process asking for any
+    free port (`free_port`, a client's connection) can be given it while it is down, as
+    a port from that range can when two suites share the machine."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(low - 12_000, 1_024), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def start_gunicorn(

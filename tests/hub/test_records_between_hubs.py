@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub import signing
-from tests.git.conftest import ROOT, free_port, start_gunicorn
+from tests.git.conftest import ROOT, port_to_keep, start_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ print("TOKEN " + services.token_create(user=user, name="test")[1])
 
 class LiveHub:
     def __init__(self, name: str, home: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+        self.port = port_to_keep()  # named in its settings before it starts
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.env = {

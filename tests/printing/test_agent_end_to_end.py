@@ -27,7 +27,7 @@ from machines.models import AgentCommand, LabAgent, Printer, PrintJob, PrintReco
 from machines.printing import agents
 from machines.printing import services as printing
 from tests.conftest import database_url_for_subprocesses
-from tests.git.conftest import free_port, start_gunicorn
+from tests.git.conftest import port_to_keep, start_gunicorn
 from tests.printing.conftest import wait_for, write_test_gcode
 from tests.printing.factories import gcode_upload, make_printer
 
@@ -83,7 +83,7 @@ def hub(django_db_setup, tmp_path, settings):
         "FABHUB_AGENT_SILENT_S": "6",
         "FABHUB_PRINT_STATE_MAX_AGE_S": "60",
     }
-    server = Hub(env=env, data_dir=data_dir, port=free_port())
+    server = Hub(env=env, data_dir=data_dir, port=port_to_keep())
     server.start()
     yield server
     server.kill()
