@@ -135,3 +135,52 @@ def _timestamptz() -> int:
     from psycopg.postgres import types
 
     return types["timestamptz"].oid
+
+
+@on_postgres
+@pytest.mark.django_db
+def test_the_idle_read_looks_up_timelines_only_for_the_printers_it_finds_idle(lab, bob, tmp_path):
+    """The timeline row is a subquery per printer: PostgreSQL must not plan it for every
+    printer before the conditions that leave none idle. On statistics bench/print_queue.py's
+    bulk changes left behind it did (56-64 ms a tick at 500 printers with nothing to do,
+    ~1 ms now), which a test cannot make the planner do on demand: the idle printers are a
+    MATERIALIZED CTE (a CTE scan in the plan, which the planner cannot fold into the rest),
+    and with none idle no booking is read."""
+    for n in range(30):
+        make_printer(lab, slug=f"p{n}")
+    for n in range(30):
+        queued_job(lab, bob, tmp_path, name=f"part-{n}.gcode")
+    dispatch.dispatch_tick()
+    assert PrintJob.objects.filter(status=S.AWAITING_OPERATOR).count() == 30  # every printer busy
+    captured: list[tuple[str, list]] = []
+    fetch = dispatch._fetch
+
+    def spy(read, sql, params, fields):
+        if read == "idle":
+            captured.append((sql, list(params)))
+        return fetch(read, sql, params, fields)
+
+    with connection.cursor() as cursor:
+        # Statistics as bench/print_queue.py's bulk changes left them: many more printers
+        # and machines than there are, hardly a timeline row.
+        for table, rows in (("machines_printer", 6200), ("machines_machine", 2400), ("machines_booking", 1)):
+            cursor.execute(
+                "UPDATE pg_class SET reltuples = %s, relpages = %s WHERE relname = %s",
+                [rows, rows // 50 + 1, table],
+            )
+        dispatch._fetch = spy
+        try:
+            assert dispatch.idle_printers(now=timezone.now()) == []
+        finally:
+            dispatch._fetch = fetch
+        sql, params = captured[0]
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    def nodes(node):
+        return [node] + [found for child in node.get("Plans", []) for found in nodes(child)]
+
+    assert any(node["Node Type"] == "CTE Scan" and node.get("CTE Name") == "idle" for node in nodes(plan))
+    scans = [node for node in nodes(plan) if node.get("Relation Name") == "machines_booking"]
+    assert scans, "the timeline row is read from the bookings"
+    assert all(scan.get("Actual Loops", 0) == 0 for scan in scans), scans
