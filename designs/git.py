@@ -680,7 +680,10 @@ class Repository:
         there be, at a path holding a NUL byte)."""
         if "\0" in path:
             return None
-        if path and "/" not in path and _SHA_RE.fullmatch(commit):
+        # A name shown with U+FFFD (its bytes are not UTF-8) is looked up by git below, by
+        # the bytes the path names: never found by what the listing shows in its place, so
+        # a write never takes a shown name for the real one (a rename would copy it).
+        if path and "/" not in path and "\ufffd" not in path and _SHA_RE.fullmatch(commit):
             # At the top: found in the listing of the root, which pages read anyway.
             try:
                 return next((e for e in self.ls_tree(commit) if e.path == path), None)
@@ -1188,14 +1191,16 @@ class Repository:
         dropped: every object of the packs rolled up, reachable or not, is in the new
         pack before the old ones go, and git's readers, a push or a fetch running
         meanwhile, find objects whose pack went in the new one. False, doing nothing, if
-        another upkeep of this repository is running (a lock held while git runs, let go
-        by a process that dies)."""
+        another upkeep of this repository is running (a lock held while git runs; a
+        worker killed outright lets it go while its git may still run, and two roll-ups
+        at once lose nothing either)."""
         with open(self.path / UPKEEP_LOCK, "a") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            self._run("repack", "-d", "-q", "--geometric=2")
+            # -n: no `info/refs` and `objects/info/packs` for dumb HTTP, which the hub never serves.
+            self._run("repack", "-d", "-n", "-q", "--geometric=2")
         return True
 
     def refresh_commit_graph(self) -> None:

@@ -3,19 +3,22 @@ a merged proposal or a fork synced with its upstream."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.utils import timezone
 
 from designs.assemblies import ASSEMBLY_FILE
-from designs.git import SUBMODULE_MODE
+from designs.git import SUBMODULE_MODE, GitError
 from designs.meshes import is_mesh_path
 from designs.models import Design, PushMirror
 from designs.selectors import README_NAMES, design_readme, ref_move_followers
 from designs.services.analysis import analyses_queue, analyses_queue_blobs, design_refresh_cover
 from designs.services.releases import release_assets_prune
 from hub.queue import enqueue
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,15 @@ def repository_upkeep(*, design_id: int) -> bool:
 
 def repositories_upkeep() -> int:
     """`repository_upkeep` of every design whose repository needs it; how many were rolled
-    up (for a deployment whose repositories piled up before upkeep was queued)."""
-    return sum(
-        repository_upkeep(design_id=pk) for pk in Design.objects.order_by("pk").values_list("pk", flat=True)
-    )
+    up (for a deployment whose repositories piled up before upkeep was queued). One that
+    git cannot roll up is logged and the others go on."""
+    done = 0
+    for pk in Design.objects.order_by("pk").values_list("pk", flat=True):
+        try:
+            done += repository_upkeep(design_id=pk)
+        except GitError:
+            logger.exception("upkeep of design %s failed", pk)
+    return done
 
 
 def readme_prepare(*, design_id: int) -> bool:

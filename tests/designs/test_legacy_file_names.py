@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from django.test import Client
 
+from designs import services
 from designs.models import Design, SearchDocument
 from designs.selectors import design_readme
 from tests.factories import DesignFactory, commit_files
@@ -68,3 +69,26 @@ def test_a_name_that_is_not_utf8_leaves_the_follow_ups_and_pages_working(alice, 
     assert tree.status_code == 200
     assert "caf\ufffd.stl" in [entry["path"] for entry in tree.json()["entries"]]
     assert client.get("/alice/old-rover/blob/wheel.scad").status_code == 200
+
+
+def test_a_name_shown_with_u_fffd_is_never_taken_for_the_real_one(alice):
+    """The page shows the name, it cannot address it: git is asked for the bytes the
+    path names, so a rename or a delete of the shown name finds nothing, and nothing is
+    copied or lost."""
+    design = DesignFactory(owner=alice, slug="old-rover")
+    commit_files(design, {"README.md": "# Old rover\n"}, "Start")
+    add_as_is(design, b"caf\xe9.stl", STL)
+    head = design.repo.branch_head("main")
+    assert "caf\ufffd.stl" in [entry.path for entry in design.repo.ls_tree(head)]
+    assert design.repo.entry(head, "caf\ufffd.stl") is None
+
+    with pytest.raises(Exception) as refused:
+        services.design_commit(
+            design=design,
+            author=alice,
+            message="Rename",
+            renames=[services.Rename("caf\ufffd.stl", "cafe.stl")],
+        )
+    assert "caf" in str(refused.value)
+    assert design.repo.branch_head("main") == head
+    assert sorted(entry.path for entry in design.repo.ls_tree(head)) == ["README.md", "caf\ufffd.stl"]

@@ -147,7 +147,8 @@ def test_a_refused_refresh_that_deletes_a_packed_branch_leaves_no_lock_behind(mi
     git_in(remote.repo_path, "branch", "-D", "spare")
     commit_as_is(remote.repo_path, {"CON.txt": b"x\n"})
     assert_refused(mirror, before, "reserved on Windows")
-    assert sorted(mirror.repo_path.rglob("*.lock")) == []
+    git_locks = [path for path in mirror.repo_path.rglob("*.lock") if path.name != "fabhub-upkeep.lock"]
+    assert git_locks == []
 
     git_in(remote.repo_path, "update-ref", "refs/heads/main", good)
     assert_refreshed(mirror, remote)
