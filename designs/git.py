@@ -1177,7 +1177,9 @@ class Repository:
         except FileNotFoundError:
             packs = 0
         if packs > UPKEEP_PACKS:
-            return True
+            # A long history's packs may stay many once rolled up (each at least twice the
+            # next): due again only once half as many more have come as UPKEEP_PACKS.
+            return packs - self._packs_left_by_upkeep() > UPKEEP_PACKS // 2
         try:
             with os.scandir(objects / "17") as entries:
                 return sum(1 for _ in entries) > UPKEEP_LOOSE_IN_ONE_FOLDER
@@ -1194,14 +1196,24 @@ class Repository:
         another upkeep of this repository is running (a lock held while git runs; a
         worker killed outright lets it go while its git may still run, and two roll-ups
         at once lose nothing either)."""
-        with open(self.path / UPKEEP_LOCK, "a") as lock:
+        with open(self.path / UPKEEP_LOCK, "a+") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
             # -n: no `info/refs` and `objects/info/packs` for dumb HTTP, which the hub never serves.
             self._run("repack", "-d", "-n", "-q", "--geometric=2")
+            # How many packs it left, for `upkeep_due`: in the lock file, written under it.
+            lock.truncate(0)
+            lock.write(str(len(list((self.path / "objects" / "pack").glob("*.pack")))))
         return True
+
+    def _packs_left_by_upkeep(self) -> int:
+        """How many packs the last `upkeep` left (0 if none ran or it cannot be read)."""
+        try:
+            return int((self.path / UPKEEP_LOCK).read_text() or 0)
+        except (OSError, ValueError):
+            return 0
 
     def refresh_commit_graph(self) -> None:
         """Add new commits to the commit-graph, with changed-path Bloom filters.

@@ -168,3 +168,20 @@ def test_the_command_rolls_up_every_repository_that_needs_it(alice, monkeypatch,
 
     assert "Rolled up 1 repository." in capsys.readouterr().out, "the broken one is logged, the rest go on"
     assert packs(piled.repo) <= 2
+
+
+def test_packs_a_roll_up_leaves_many_make_it_due_again_only_once_more_have_come(repo, monkeypatch):
+    """A long history's packs may stay more than UPKEEP_PACKS once rolled up (each at
+    least twice the next): every ref move would queue a roll-up with nothing to do."""
+    monkeypatch.setattr(git_module, "UPKEEP_PACKS", 4)
+    pile_up_packs(repo, 5)
+    assert repo.upkeep_due()
+    assert repo.upkeep()
+    left = packs(repo)
+    assert (repo.path / git_module.UPKEEP_LOCK).read_text() == str(left)
+    # As if the roll-up had left 6: 7 packs are not due, 9 (more than 4 // 2 more) are.
+    (repo.path / git_module.UPKEEP_LOCK).write_text("6")
+    pile_up_packs(repo, 7 - left)
+    assert packs(repo) == 7 and not repo.upkeep_due()
+    pile_up_packs(repo, 2)
+    assert packs(repo) == 9 and repo.upkeep_due()
