@@ -3,31 +3,35 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from django.db import connection
 
 # Row locks and SERIALIZABLE races behave as deployed only on PostgreSQL; SQLite takes one
 # writer at a time.
+T = TypeVar("T")
+
 on_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (scripts/with-postgres)"
 )
 
 
-def race(count, action) -> tuple[int, list[Exception]]:
-    """Run `action(n)` in `count` threads released at once; (how many returned, the
-    exceptions the others raised). Each thread closes its own database connection."""
+def race(count: int, action: Callable[[int], T]) -> tuple[list[T], list[Exception]]:
+    """Run `action(n)` in `count` threads released at once; (what the calls that returned
+    gave, the exceptions the others raised). Each thread closes its own database connection."""
     barrier = threading.Barrier(count)
-    won: list[int] = []
+    won: list[T] = []
     lost: list[Exception] = []
     lock = threading.Lock()
 
-    def attempt(n):
+    def attempt(n: int) -> None:
         try:
             barrier.wait(timeout=30)
-            action(n)
+            result = action(n)
             with lock:
-                won.append(n)
+                won.append(result)
         except Exception as exc:  # gathered and asserted on below
             with lock:
                 lost.append(exc)
@@ -39,4 +43,4 @@ def race(count, action) -> tuple[int, list[Exception]]:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    return len(won), lost
+    return won, lost

@@ -4,6 +4,7 @@ import factory
 from django.core.files.base import ContentFile
 
 from designs import services
+from designs.git import FileEdit, Person, Repository
 from designs.models import Design, Licence
 from hub.models import User
 
@@ -49,3 +50,15 @@ def commit_files(design: Design, files: dict[str, bytes | str], message: str = "
         uploads=[upload(p, c) for p, c in files.items()],
         **kwargs,
     )
+
+
+def commit_to_repo(repo: Repository, files: dict[str, bytes]) -> str:
+    """A commit on main of a bare repository (no design, no follow-ups) adding `files`."""
+    who = Person(name="Ada", email="ada@example.org")
+    edits = [FileEdit(path, repo.write_blob(data), "100644") for path, data in files.items()]
+    head = repo.branch_head("main")
+    sha = repo.commit_tree(
+        repo.build_tree(head, edits), [head] if head else [], "Files", author=who, committer=who
+    )
+    repo.update_ref("refs/heads/main", sha, head)
+    return sha

@@ -68,19 +68,15 @@ def search_document_refresh(*, design_id: int) -> bool:
             repo = Repository(path)
             head = repo.branch_head(branch) or ""
         if head:
-            # Found in the listing of every file, which the paths below (and the cover)
-            # read anyway: no listing of the root folder for it.
-            entry = readme_among(repo.tree_entries(head))
+            # The listing of every file, as the pages show it (a name that is not UTF-8,
+            # from an older history, with U+FFFD): the README is found in it, no listing
+            # of the root folder for that, and its paths are indexed.
+            entries = repo.tree_entries(head)
+            entry = readme_among(entries)
             if entry is not None:
                 raw = repo.read_blob(entry.sha)[:MAX_README_BYTES].decode("utf-8", "replace")
                 readme = readme_plain_text(entry.name, raw)
-            # As the pages show them: a name that is not UTF-8 (older histories) with U+FFFD.
-            paths = _capped_lines(
-                [
-                    path.encode(errors="surrogateescape").decode(errors="replace")
-                    for path in repo.all_paths(head)
-                ]
-            )
+            paths = _capped_lines([listed.path for listed in entries])
     except GitError:
         # The repository is being deleted or is broken: index what the row says.
         logger.warning("search: cannot read %s/%s's repository", owner, slug, exc_info=True)

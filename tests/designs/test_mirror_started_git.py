@@ -18,18 +18,15 @@ from designs.git import (
     NO_ALTERNATE_REFS,
     ZERO_SHA,
     ChangeWalk,
-    FileEdit,
     GitError,
-    Person,
     RefMoved,
     RefUpdates,
     RemoteAccess,
     Repository,
     without_alternate_refs_complaint,
 )
+from tests.factories import commit_to_repo
 from tests.processes import git_children
-
-WHO = Person(name="Ada", email="ada@example.org")
 
 
 @pytest.fixture
@@ -40,16 +37,6 @@ def source(tmp_path) -> Repository:
 @pytest.fixture
 def repo(tmp_path) -> Repository:
     return Repository.init_bare(tmp_path / "mirror.git", default_branch="main")
-
-
-def commit(repo: Repository, files: dict[str, bytes]) -> str:
-    edits = [FileEdit(path, repo.write_blob(data), "100644") for path, data in files.items()]
-    head = repo.branch_head("main")
-    sha = repo.commit_tree(
-        repo.build_tree(head, edits), [head] if head else [], "Files", author=WHO, committer=WHO
-    )
-    repo.update_ref("refs/heads/main", sha, head)
-    return sha
 
 
 def killed(process: subprocess.Popen[bytes]) -> bool:
@@ -72,8 +59,8 @@ def printed(fd: int) -> bytes:
 
 @pytest.mark.parametrize("unpack_limit", [1, 10_000], ids=["a pack", "loose objects"])
 def test_a_walk_and_a_reader_started_before_the_objects_arrive_read_them(source, repo, unpack_limit):
-    first = commit(source, {"a.txt": b"a\n"})
-    tip = commit(source, {"parts/b.txt": b"b\n"})
+    first = commit_to_repo(source, {"a.txt": b"a\n"})
+    tip = commit_to_repo(source, {"parts/b.txt": b"b\n"})
     with ChangeWalk(repo) as walk, repo.object_reader() as reader:
         subprocess.run(
             ["git", "-c", f"fetch.unpackLimit={unpack_limit}", "fetch", "--quiet", str(source.path)]
@@ -90,7 +77,7 @@ def test_a_walk_and_a_reader_started_before_the_objects_arrive_read_them(source,
 
 
 def test_a_walk_given_no_tip_walks_nothing(repo):
-    commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: git would walk it
+    commit_to_repo(repo, {"a.txt": b"a\n"})  # HEAD names a commit: git would walk it
     with ChangeWalk(repo) as walk:
         process = walk._process()
         output = watch_output(process)
@@ -101,7 +88,7 @@ def test_a_walk_given_no_tip_walks_nothing(repo):
 
 
 def test_a_walk_ended_unasked_leaves_no_process(repo):
-    commit(repo, {"a.txt": b"a\n"})
+    commit_to_repo(repo, {"a.txt": b"a\n"})
     with ChangeWalk(repo) as walk:
         process = walk._process()
         output = watch_output(process)
@@ -113,8 +100,8 @@ def test_a_walk_ended_unasked_leaves_no_process(repo):
 def test_a_walk_begun_early_answers_as_one_asked_at_once(repo):
     """The rules give the walk its tips first and read the tips' trees while git walks:
     collected afterwards, the answer is the same; asked with other tips, it refuses."""
-    first = commit(repo, {"a.txt": b"a\n"})
-    tip = commit(repo, {"parts/b.txt": b"b\n"})
+    first = commit_to_repo(repo, {"a.txt": b"a\n"})
+    tip = commit_to_repo(repo, {"parts/b.txt": b"b\n"})
     expected = repo.commits_and_changes([tip], exclusions=[f"^{first}"])
     with ChangeWalk(repo) as walk:
         walk.begin([tip], exclusions=[f"^{first}"])
@@ -129,8 +116,8 @@ def test_a_walk_begun_early_answers_as_one_asked_at_once(repo):
 def test_a_walk_begun_then_abandoned_leaves_no_process(repo):
     """The refresh failed between giving the walk its tips and reading its answer: git,
     blocked on an answer larger than a pipe holds, is stopped."""
-    first = commit(repo, {"a.txt": b"a\n"})
-    tip = commit(repo, {f"parts/part-{n:05}.txt": f"{n}\n".encode() for n in range(3_000)})
+    first = commit_to_repo(repo, {"a.txt": b"a\n"})
+    tip = commit_to_repo(repo, {f"parts/part-{n:05}.txt": f"{n}\n".encode() for n in range(3_000)})
     with ChangeWalk(repo) as walk:
         walk.begin([tip], exclusions=[f"^{first}"])
         process = walk._process()
@@ -143,7 +130,7 @@ def test_a_walk_begun_then_abandoned_leaves_no_process(repo):
 def test_a_walk_begun_with_a_bad_revision_says_so(repo):
     """git stops reading at a revision it does not know: the rest of a long input meets
     a closed pipe, and git's own message is what the caller gets."""
-    tip = commit(repo, {"a.txt": b"a\n"})
+    tip = commit_to_repo(repo, {"a.txt": b"a\n"})
     exclusions = [f"^{'12' * 20}"] + [f"^{tip}"] * 3_000  # ~130 kB, the first unknown
     with ChangeWalk(repo) as walk:
         walk.begin([tip], exclusions=exclusions)
@@ -153,7 +140,7 @@ def test_a_walk_begun_with_a_bad_revision_says_so(repo):
 
 
 def test_ref_updates_move_every_ref_or_none(repo):
-    head = commit(repo, {"a.txt": b"a\n"})
+    head = commit_to_repo(repo, {"a.txt": b"a\n"})
     with RefUpdates(repo, "fabhub: test") as updates:
         updates.apply([("refs/heads/copy", head, None), ("refs/tags/v1", head, None)])
     assert repo.refs() == {"refs/heads/main": head, "refs/heads/copy": head, "refs/tags/v1": head}
@@ -164,7 +151,7 @@ def test_ref_updates_move_every_ref_or_none(repo):
 
 
 def test_ref_updates_ended_unasked_change_nothing(repo):
-    head = commit(repo, {"a.txt": b"a\n"})
+    head = commit_to_repo(repo, {"a.txt": b"a\n"})
     with RefUpdates(repo, "fabhub: test") as updates:
         process = updates._process()
     assert killed(process)
@@ -173,7 +160,7 @@ def test_ref_updates_ended_unasked_change_nothing(repo):
 
 
 def test_a_fetch_that_fails_ends_the_processes_it_started(repo, monkeypatch):
-    commit(repo, {"a.txt": b"a\n"})  # HEAD names a commit: a walk left to end would walk it
+    commit_to_repo(repo, {"a.txt": b"a\n"})  # HEAD names a commit: a walk left to end would walk it
     started: list[ChangeWalk | RefUpdates] = []
     for kind in (ChangeWalk, RefUpdates):
         monkeypatch.setattr(kind, "__init__", recorded(kind.__init__, started))
@@ -200,7 +187,7 @@ def recorded(start, started: list):
 def test_ref_updates_given_part_of_their_input_change_nothing(repo):
     """A caller interrupted while it wrote the updates: git must not apply the lines it
     got (with its input closed, update-ref would)."""
-    head = commit(repo, {"a.txt": b"a\n"})
+    head = commit_to_repo(repo, {"a.txt": b"a\n"})
     updates = RefUpdates(repo, "fabhub: test")
     updates._process().stdin.write(f"update refs/heads/copy {head} {ZERO_SHA}\n".encode())
     updates._process().stdin.flush()
@@ -213,7 +200,7 @@ def test_ref_updates_given_part_of_their_input_change_nothing(repo):
 def test_the_commit_graph_is_started_without_holding_the_follow_ups(repo, monkeypatch):
     """A ref move's follow-ups run while git starts writing the commit-graph: the caller
     is not held while the process starts (slowed here to make it plain)."""
-    commit(repo, {"a.txt": b"a\n"})
+    commit_to_repo(repo, {"a.txt": b"a\n"})
     popen = subprocess.Popen
 
     def slow_start(*args, **kwargs):
@@ -230,7 +217,7 @@ def test_the_commit_graph_is_started_without_holding_the_follow_ups(repo, monkey
 
 
 def test_a_commit_graph_git_cannot_start_fails_after_the_follow_ups(repo, settings, tmp_path):
-    commit(repo, {"a.txt": b"a\n"})
+    commit_to_repo(repo, {"a.txt": b"a\n"})
     settings.FABHUB_GIT_BINARY = str(tmp_path / "no-git-here")
     ran = []
     with pytest.raises(GitError, match="git cannot start"):

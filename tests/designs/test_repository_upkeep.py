@@ -14,25 +14,13 @@ import pytest
 from django.core.management import call_command
 
 from designs import git as git_module
-from designs.git import FileEdit, Person, Repository
-from tests.factories import DesignFactory, commit_files
-
-WHO = Person(name="Ada", email="ada@example.org")
+from designs.git import Repository
+from tests.factories import DesignFactory, commit_files, commit_to_repo
 
 
 @pytest.fixture
 def repo(tmp_path) -> Repository:
     return Repository.init_bare(tmp_path / "design.git", default_branch="main")
-
-
-def commit(repo: Repository, files: dict[str, bytes]) -> str:
-    edits = [FileEdit(path, repo.write_blob(data), "100644") for path, data in files.items()]
-    head = repo.branch_head("main")
-    sha = repo.commit_tree(
-        repo.build_tree(head, edits), [head] if head else [], "Files", author=WHO, committer=WHO
-    )
-    repo.update_ref("refs/heads/main", sha, head)
-    return sha
 
 
 def git(repo: Repository, *args: str) -> str:
@@ -54,7 +42,7 @@ def every_object(repo: Repository) -> set[str]:
 def pile_up_packs(repo: Repository, count: int) -> None:
     """`count` small packs, as `count` mirror refreshes leave them."""
     for n in range(count):
-        commit(repo, {f"part-{n}.scad": f"cube({n});\n".encode()})
+        commit_to_repo(repo, {f"part-{n}.scad": f"cube({n});\n".encode()})
         git(repo, "repack", "-q", "-d")  # the new loose objects into a pack of their own
 
 

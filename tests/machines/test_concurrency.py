@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from hub.exceptions import Conflict
 from machines import selectors, services
 from machines.models import Booking, Machine
-from tests.concurrency import on_postgres
+from tests.concurrency import on_postgres, race
 from tests.factories import UserFactory
 from tests.machines.factories import add_member, at, make_lab, make_machine
 
@@ -28,31 +28,12 @@ WEDNESDAY = date(2026, 3, 25)
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite write path")
 
 
-def race(machine, members, start, end) -> tuple[list[Booking], list[Exception]]:
+def book_at_once(machine, members, start, end) -> tuple[list[Booking], list[Exception]]:
     """Every member tries to book [start, end) at the same moment; (bookings, refusals)."""
-    barrier = threading.Barrier(len(members))
-    booked: list[Booking] = []
-    refused: list[Exception] = []
-    lock = threading.Lock()
-
-    def attempt(member) -> None:
-        try:
-            barrier.wait(timeout=30)
-            result = services.booking_create(machine=machine, member=member, start=start, end=end)
-            with lock:
-                booked.append(result)
-        except Exception as exc:  # collected and asserted on below
-            with lock:
-                refused.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(m,)) for m in members]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return booked, refused
+    return race(
+        len(members),
+        lambda n: services.booking_create(machine=machine, member=members[n], start=start, end=end),
+    )
 
 
 def no_overlap_in_the_table(machine) -> bool:
@@ -79,7 +60,7 @@ def racing_lab(alice, frozen):
 def test_fifty_simultaneous_bookings_of_one_slot_on_postgres_give_one_booking(racing_lab, day):
     lab, machine = racing_lab
     start = at(lab, day, "10:00")
-    booked, refused = race(machine, racers(lab, 50), start, start + timedelta(hours=2))
+    booked, refused = book_at_once(machine, racers(lab, 50), start, start + timedelta(hours=2))
     assert len(booked) == 1, refused[:3]
     assert len(refused) == 49
     assert all(isinstance(e, Conflict) and "already booked" in e.message for e in refused), refused[:3]
@@ -93,7 +74,7 @@ def test_fifty_simultaneous_bookings_of_one_slot_on_postgres_give_one_booking(ra
 def test_simultaneous_bookings_of_one_slot_on_sqlite_give_one_booking(racing_lab):
     lab, machine = racing_lab
     start = at(lab, SATURDAY, "10:00")
-    booked, refused = race(machine, racers(lab, 12), start, start + timedelta(hours=2))
+    booked, refused = book_at_once(machine, racers(lab, 12), start, start + timedelta(hours=2))
     assert len(booked) == 1, refused[:3]
     assert len(refused) == 11 and all(isinstance(e, Conflict) for e in refused), refused[:3]
     assert Booking.objects.filter(machine=machine).count() == 1

@@ -344,7 +344,7 @@ def test_a_race_of_holds_and_charges_never_takes_a_balance_below_zero_on_postgre
     printing.print_settings_update(lab=lab, actor=alice, credits_enabled=True)
     top_up(lab, bob, "5", alice)
     held, refused = race(30, lambda n: credits.credit_hold(lab=lab, user=bob, amount=D("1.00")))
-    assert held == 5 and len(refused) == 25
+    assert len(held) == 5 and len(refused) == 25
     assert all(isinstance(e, ValidationError) and "top it up" in e.message for e in refused)
     assert (account(lab, bob).balance, account(lab, bob).held) == (D("5.00"), D("5.00"))
     # Every hold settles with a large overrun at once: what the balance cannot pay is absorbed.
@@ -354,7 +354,7 @@ def test_a_race_of_holds_and_charges_never_takes_a_balance_below_zero_on_postgre
             lab=lab, user=bob, held=D("1.00"), actual=D("3.00"), policy="charge", tolerance_percent=100
         ),
     )
-    assert settled == 5 and not failed
+    assert len(settled) == 5 and not failed
     final = account(lab, bob)
     assert (final.balance, final.held) == (D("0.00"), D("0.00"))
     entries = CreditEntry.objects.filter(account=final)
